@@ -1,0 +1,139 @@
+"""Training speed, glassnet against PyTorch, on Fashion-MNIST, same data/batch/threads.
+
+Each measurement runs in its own process (NumPy's and torch's BLAS thread pools starve each
+other in one process), alternating glassnet, torch, glassnet, torch, ...; a process warms up
+for a few steps, then times ``--epochs`` full training epochs (no evaluation). The report is the
+median seconds per epoch of each library and the ratio of medians (glassnet / torch; below 1
+means glassnet is faster), plus the ratio within each alternating pair.
+
+    python benchmarks/bench_train.py --workload mlp --rounds 3
+    python benchmarks/bench_train.py --workload book --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+WORKLOADS = {
+    # name: (layer sizes, activation, loss, batch size, learning rate, momentum)
+    "mlp": ([784, 256, 128, 10], "relu", "ce", 128, 0.05, 0.9),
+    "book": ([784, 30, 10], "sigmoid", "quadratic", 10, 3.0, 0.0),
+}
+
+
+def load(threads: int):
+    os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
+    import glassnet as gn
+
+    train, _ = gn.datasets.load_fashion_mnist(flatten=True)
+    return train.x, train.y
+
+
+def run_glassnet(workload: str, epochs: int, threads: int) -> float:
+    x, y = load(threads)
+    import numpy as np
+
+    import glassnet as gn
+
+    sizes, act, loss_name, bs, lr, momentum = WORKLOADS[workload]
+    rng = np.random.default_rng(0)
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(gn.Linear(a, b, rng=rng))
+        if i < len(sizes) - 2 or act == "sigmoid":
+            layers.append(gn.ReLU() if act == "relu" else gn.Sigmoid())
+    model = gn.Sequential(*layers)
+    loss_fn = gn.CrossEntropyLoss() if loss_name == "ce" else gn.QuadraticCost()
+    opt = gn.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    for i in range(20):  # warm-up
+        gn.train_step(model, loss_fn, opt, x[i * bs : (i + 1) * bs], y[i * bs : (i + 1) * bs])
+    times = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        gn.fit(model, loss_fn, opt, (x, y), epochs=1, batch_size=bs, rng=rng, verbose=False)
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def run_torch(workload: str, epochs: int, threads: int) -> float:
+    x, y = load(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    sizes, act, loss_name, bs, lr, momentum = WORKLOADS[workload]
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if i < len(sizes) - 2 or act == "sigmoid":
+            layers.append(torch.nn.ReLU() if act == "relu" else torch.nn.Sigmoid())
+    model = torch.nn.Sequential(*layers)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    if loss_name == "ce":
+        loss_fn = torch.nn.CrossEntropyLoss()
+        target = yt
+    else:  # the book's quadratic cost: 0.5 * sum of squares / batch
+        def loss_fn(out, t):
+            return 0.5 * ((out - t) ** 2).sum() / out.shape[0]
+        target = torch.nn.functional.one_hot(yt, 10).float()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+
+    def epoch(n_batches: int) -> None:
+        perm = torch.randperm(len(xt))
+        for i in range(n_batches):
+            idx = perm[i * bs : (i + 1) * bs]  # gather per batch, as glassnet's fit (faster
+            opt.zero_grad()  # for torch too than one whole-epoch gather, measured here)
+            loss = loss_fn(model(xt[idx]), target[idx])
+            loss.backward()
+            opt.step()
+
+    epoch(20)  # warm-up
+    n = -(-len(xt) // bs)
+    times = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        epoch(n)
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workload", choices=sorted(WORKLOADS), default="mlp")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating glassnet/torch pairs")
+    ap.add_argument("--epochs", type=int, default=2, help="timed epochs per process (min taken)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--impl", choices=["glassnet", "torch"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.impl:
+        fn = run_glassnet if args.impl == "glassnet" else run_torch
+        print(json.dumps({"seconds": fn(args.workload, args.epochs, args.threads)}))
+        return
+    results: dict[str, list[float]] = {"glassnet": [], "torch": []}
+    for r in range(args.rounds):
+        for impl in ("glassnet", "torch"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--impl", impl, "--workload", args.workload,
+                 "--epochs", str(args.epochs), "--threads", str(args.threads)],
+                check=True, capture_output=True, text=True,
+            ).stdout
+            results[impl].append(json.loads(out.strip().splitlines()[-1])["seconds"])
+        g, t = results["glassnet"][-1], results["torch"][-1]
+        print(f"round {r + 1}: glassnet {g:.3f} s/epoch, torch {t:.3f} s/epoch, ratio {g / t:.2f}",
+              flush=True)
+    g, t = statistics.median(results["glassnet"]), statistics.median(results["torch"])
+    pairs = [a / b for a, b in zip(results["glassnet"], results["torch"])]
+    print(json.dumps({"workload": args.workload, "threads": args.threads,
+                      "glassnet_s_per_epoch": round(g, 3), "torch_s_per_epoch": round(t, 3),
+                      "ratio_of_medians": round(g / t, 3),
+                      "pair_ratios": [round(p, 3) for p in pairs]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Keep glibc from returning every large temporary to the OS.
+
+glibc serves allocations of 128 KiB and more with a fresh ``mmap`` and unmaps them on free,
+so every mini-batch's activations are page-faulted in anew: measured here, a lone conv
+forward spent 80% of its time in page faults. Raising the mmap and trim thresholds once lets
+freed blocks be reused from the heap. It changes no result, only where memory comes from.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+
+
+def tune_malloc(threshold: int = 1 << 30) -> bool:
+    """Raise glibc's mmap/trim thresholds; returns False (and does nothing) elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, min(threshold, 32 << 20))) and bool(
+        mallopt(M_TRIM_THRESHOLD, threshold)
+    )

@@ -1,0 +1,205 @@
+"""Callbacks for ``gn.fit``, Keras-style: every hook is a no-op unless overridden.
+
+``fit`` sets ``callback.model`` and ``callback.optimizer`` before ``on_train_begin``.
+A callback ends training by setting ``self.stop_training = True``. ``on_train_end`` runs
+however training ends (last epoch, early stop, an exception or Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import math
+import os
+import sys
+import tempfile
+import time
+
+
+
+class Callback:
+    stop_training = False
+
+    def on_train_begin(self, logs: dict) -> None: ...
+    def on_epoch_begin(self, epoch: int) -> None: ...
+    def on_batch_end(self, batch: int, logs: dict) -> None: ...
+    def on_epoch_end(self, epoch: int, logs: dict) -> None: ...
+    def on_train_end(self, logs: dict) -> None: ...
+
+
+class History(Callback):
+    """Per-epoch metrics: ``history.history["val_accuracy"][-1]``, ``history.epoch``."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+
+    def on_epoch_end(self, epoch, logs):
+        self.epoch.append(epoch)
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(float(v))
+
+    def to_dict(self) -> dict:
+        return {"epoch": list(self.epoch), "history": {k: list(v) for k, v in self.history.items()}}
+
+    def __repr__(self) -> str:
+        last = {k: round(v[-1], 4) for k, v in self.history.items()}
+        return f"History(epochs={len(self.epoch)}, last={last})"
+
+
+def _mode_for(monitor: str, mode: str) -> str:
+    if mode != "auto":
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        return mode
+    return "max" if "acc" in monitor else "min"
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    With ``restore_best=True`` the best epoch's weights (and buffers) are copied back whenever
+    training ends, also when it simply ran out of epochs (Keras restores only on an early stop).
+    """
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+                 restore_best: bool = False, mode: str = "auto") -> None:
+        self.monitor, self.patience, self.min_delta = monitor, int(patience), abs(float(min_delta))
+        self.restore_best, self.mode = restore_best, _mode_for(monitor, mode)
+        self.best, self.best_epoch, self.best_state, self.wait = None, None, None, 0
+        self.stopped_epoch = None
+
+    def _improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_train_begin(self, logs):
+        self.best, self.best_epoch, self.best_state, self.wait = None, None, None, 0
+        self.stop_training, self.stopped_epoch = False, None
+
+    def on_epoch_end(self, epoch, logs):
+        if self.monitor not in logs:
+            raise KeyError(
+                f"EarlyStopping: monitor {self.monitor!r} is not among the logged metrics "
+                f"{sorted(logs)} (validation metrics need val_data)"
+            )
+        value = float(logs[self.monitor])
+        if math.isfinite(value) and self._improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best:
+                self.best_state = {k: v.copy() for k, v in self.model.state_dict().items()}
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.stop_training, self.stopped_epoch = True, epoch
+
+    def on_train_end(self, logs):
+        if self.restore_best and self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model with ``gn.save`` (atomically) after each epoch, or only when
+    ``monitor`` improves (``save_best_only=True``). ``path`` may contain ``{epoch}``."""
+
+    def __init__(self, path: str, monitor: str = "val_loss", save_best_only: bool = False,
+                 mode: str = "auto") -> None:
+        self.path, self.monitor, self.save_best_only = str(path), monitor, save_best_only
+        self.mode, self.best = _mode_for(monitor, mode), None
+
+    def on_epoch_end(self, epoch, logs):
+        from .io import save
+
+        value = logs.get(self.monitor)
+        if self.save_best_only:
+            if value is None:
+                raise KeyError(f"ModelCheckpoint: monitor {self.monitor!r} not in {sorted(logs)}")
+            better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+            if not better:
+                return
+            self.best = value
+        save(self.model, self.path.format(epoch=epoch), metadata={"epoch": epoch, "logs": logs})
+
+
+class CSVLogger(Callback):
+    """Write one CSV row per epoch; the file is rewritten atomically after each epoch, so a
+    crash never leaves a half-written line."""
+
+    def __init__(self, path: str) -> None:
+        self.path = str(path)
+        self.rows: list[dict] = []
+
+    def on_train_begin(self, logs):
+        self.rows = []
+
+    def on_epoch_end(self, epoch, logs):
+        self.rows.append({"epoch": epoch, **{k: float(v) for k, v in logs.items()}})
+        fields = list(dict.fromkeys(k for row in self.rows for k in row))
+        buf = _io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue())
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write to a temporary file beside ``path``, fsync, then rename over it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _fmt(logs: dict) -> str:
+    return " ".join(f"{k}={v:.4f}" for k, v in logs.items())
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch on a terminal; one compact line per epoch otherwise (logs, CI)."""
+
+    def __init__(self, epochs: int, steps: int, stream=None) -> None:
+        self.epochs, self.steps = epochs, steps
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.bar = None
+
+    def on_epoch_begin(self, epoch):
+        self.start = time.perf_counter()
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}",
+                            file=self.stream, leave=True, dynamic_ncols=True)
+
+    def on_batch_end(self, batch, logs):
+        if self.bar is not None and (batch % 20 == 0 or batch == self.steps - 1):
+            self.bar.n = batch + 1
+            self.bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=True)
+
+    def on_epoch_end(self, epoch, logs):
+        seconds = time.perf_counter() - self.start
+        if self.bar is not None:
+            self.bar.set_postfix_str(_fmt(logs))
+            self.bar.close()
+            self.bar = None
+        else:
+            print(f"epoch {epoch + 1}/{self.epochs} {_fmt(logs)} time={seconds:.1f}s",
+                  file=self.stream, flush=True)
+
+    def on_train_end(self, logs):
+        if self.bar is not None:
+            self.bar.close()
+
+
+__all__ = ["CSVLogger", "Callback", "EarlyStopping", "History", "ModelCheckpoint", "ProgressBar"]

@@ -1,0 +1,144 @@
+"""Datasets as ``(x, y)`` pairs: validation, batching, shuffling and splits.
+
+A ``Dataset`` is a plain pair of arrays with the examples along axis 0. ``check_dataset`` is the
+one gate through which user data enters ``fit``/``evaluate``: it converts to the library's dtypes
+and rejects what would otherwise fail many steps later (mismatched lengths, NaN, strings) with a
+message that names the argument. Everything random draws from a ``numpy.random.Generator`` that
+the caller passes in.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+
+class Dataset(NamedTuple):
+    """Inputs ``x`` and targets ``y``, examples along axis 0; unpacks as ``x, y = ds``.
+
+    ``len(ds)`` is 2, as for any pair; the number of examples is ``ds.n``.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """The number of examples, ``len(x)``."""
+        return len(self.x)
+
+
+def _is_real_number(a: np.ndarray) -> bool:
+    """True for integer and float arrays; False for bool, complex, strings and objects."""
+    return a.dtype != np.bool_ and (
+        np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)
+    )
+
+
+def _check_finite(a: np.ndarray, what: str) -> None:
+    """Raise if a float array holds NaN or inf, saying how many and the first row with one."""
+    if not np.issubdtype(a.dtype, np.floating):
+        return
+    bad = ~np.isfinite(a.reshape(len(a), -1))
+    count = int(bad.sum())
+    if count:
+        first = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise ValueError(f"{what} contains {count} NaN/inf values (first at row {first})")
+
+
+def check_dataset(x: object, y: object, name: str, dtype: DTypeLike = np.float32) -> Dataset:
+    """Validate ``(x, y)`` and convert it to the library's dtypes.
+
+    ``x`` must be a non-empty numeric array; it is cast to ``dtype`` (float32 by default, pass
+    ``np.float64`` to keep double precision) and must then be finite. ``y`` is either a 1-D array
+    of integer class labels, returned as int64, or float targets, cast to ``dtype`` so that a loss
+    does not promote the batch to float64. Every error is a ``ValueError`` whose message starts
+    with ``name`` (e.g. ``"train_data: x has 100 rows but y has 99"``).
+    """
+    try:
+        x = np.asarray(x)
+        y = np.asarray(y)
+    except ValueError as e:  # ragged nested lists
+        raise ValueError(f"{name}: could not convert to an array: {e}") from None
+    if not _is_real_number(x):
+        raise ValueError(f"{name}: x must be an integer or float array, got dtype {x.dtype}")
+    if x.ndim == 0 or len(x) == 0:
+        raise ValueError(f"{name}: x must have at least one row, got shape {x.shape}")
+    if y.ndim == 0:
+        raise ValueError(f"{name}: y must be an array with one entry per row of x, got a scalar")
+    if len(x) != len(y):
+        raise ValueError(f"{name}: x has {len(x)} rows but y has {len(y)}")
+    # cast first: float64 values beyond float32's range become inf, caught just below
+    with np.errstate(over="ignore"):
+        x = x.astype(dtype, copy=False)
+    _check_finite(x, f"{name}: x")
+    if np.issubdtype(y.dtype, np.integer) and y.dtype != np.bool_:
+        if y.ndim != 1:
+            raise ValueError(f"{name}: integer labels y must be 1-D, got shape {y.shape}")
+        y = y.astype(np.int64, copy=False)
+    elif np.issubdtype(y.dtype, np.floating):
+        with np.errstate(over="ignore"):
+            y = y.astype(dtype, copy=False)
+        _check_finite(y, f"{name}: y")
+    else:
+        raise ValueError(
+            f"{name}: y must be integer class labels or float targets, got dtype {y.dtype}"
+        )
+    return Dataset(x, y)
+
+
+def as_dataset(data: object, name: str, dtype: DTypeLike = np.float32) -> Dataset:
+    """Accept a ``Dataset``, tuple or list ``(x, y)`` and return a checked ``Dataset``."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        what = type(data).__name__
+        if isinstance(data, (tuple, list)):
+            what = f"a {what} of length {len(data)}"
+        raise ValueError(f"{name}: expected a (x, y) pair, got {what}")
+    x, y = data
+    return check_dataset(x, y, name, dtype=dtype)
+
+
+def batch_slices(n: int, batch_size: int) -> list[slice]:
+    """Consecutive slices covering ``0..n`` in steps of ``batch_size``; the last may be short."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if n < 0:
+        raise ValueError(f"n must be non-negative, got {n}")
+    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+def shuffled(ds: Dataset, rng: np.random.Generator) -> Dataset:
+    """A copy of ``ds`` with its examples in one random order, drawn from ``rng``.
+
+    Call it once per epoch and then batch with ``batch_slices``: the whole epoch costs one
+    gather (``np.take``), and every batch is a contiguous slice, i.e. a free view. Indexing
+    each batch with its own slice of a permutation would instead copy every batch through
+    fancy indexing, a scattered read per batch.
+    """
+    perm = rng.permutation(ds.n)
+    return Dataset(np.take(ds.x, perm, axis=0), np.take(ds.y, perm, axis=0))
+
+
+def train_val_split(
+    ds: Dataset, val_fraction: float, rng: np.random.Generator
+) -> tuple[Dataset, Dataset]:
+    """Split ``ds`` at random into ``(train, val)``, ``val`` holding ``val_fraction`` of it.
+
+    The validation size is ``round(n * val_fraction)``; both parts must be non-empty.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    n_val = round(ds.n * val_fraction)
+    if n_val == 0 or n_val == ds.n:
+        raise ValueError(
+            f"val_fraction={val_fraction} of {ds.n} examples leaves an empty "
+            f"{'validation' if n_val == 0 else 'training'} set"
+        )
+    perm = rng.permutation(ds.n)
+    val, train = perm[:n_val], perm[n_val:]
+    return (
+        Dataset(np.take(ds.x, train, axis=0), np.take(ds.y, train, axis=0)),
+        Dataset(np.take(ds.x, val, axis=0), np.take(ds.y, val, axis=0)),
+    )

@@ -1,0 +1,366 @@
+"""Real data sets: an IDX reader, checksummed look-up and download, MNIST-style loaders.
+
+Files are found before they are fetched. For each file a loader looks, in order, in the ``path``
+it was given, in ``$GLASSNET_DATA/<name>`` and ``$GLASSNET_DATA``, in the directory a Debian
+package installs (``apt-get install dataset-fashion-mnist``) and in the cache
+(``~/.cache/glassnet/<name>``). Only then, if ``download`` is true, does it download into the
+cache, trying each mirror in turn. Every ``.gz`` file is checked against its md5 before use,
+and a download reaches its final name only once it has passed the check (a temporary file in
+the same directory, then an atomic ``os.replace``), so the cache never holds a partial or
+corrupt file. Nothing here uses pickle.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import math
+import os
+import tempfile
+import urllib.request
+import zlib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .data import Dataset, train_val_split
+
+TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
+TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
+TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
+TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
+
+# md5 of the .gz files as published; an uncompressed copy is checked by reading it instead
+FASHION_MNIST_FILES = {
+    TRAIN_IMAGES: "cf8536b0aa1a6ac5fa3f23001093305c",
+    TRAIN_LABELS: "10bea18fdb374794d4bb42e356e600c9",
+    TEST_IMAGES: "f78720b4224f21cce2f2ccf2d7a94c9a",
+    TEST_LABELS: "0d30e22e447f3c33dab9ed536400ac01",
+}
+MNIST_FILES = {
+    TRAIN_IMAGES: "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    TRAIN_LABELS: "d53e105ee54ea40749a09fcbcd1e9432",
+    TEST_IMAGES: "9fb629c4189551a2d022fa330f9573f3",
+    TEST_LABELS: "ec29112dd5afa0611ce80d1b7f02629c",
+}
+
+# base URLs tried in order; the md5 check makes a wrong or tampered mirror harmless
+FASHION_MNIST_MIRRORS = [
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://storage.googleapis.com/tensorflow/tf-keras-datasets/fashion-mnist/",
+]
+MNIST_MIRRORS = [
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+]
+
+# where a distribution package installs a data set, and the package's name
+PACKAGE_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
+PACKAGE_NAMES = {"fashion-mnist": "dataset-fashion-mnist"}
+
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+
+DOWNLOAD_TIMEOUT_S = 30.0
+_CHUNK = 1 << 20
+
+# IDX type code (third byte of the magic number) -> element type; multi-byte types are big-endian
+_IDX_DTYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+def _read_maybe_gzip(path: Path) -> bytes:
+    """The file's bytes, decompressed if it starts with the gzip magic bytes 1f 8b."""
+    with open(path, "rb") as f:
+        if f.read(2) != b"\x1f\x8b":
+            f.seek(0)
+            return f.read()
+        f.seek(0)
+        try:
+            return gzip.GzipFile(fileobj=f).read()
+        except (OSError, EOFError, zlib.error) as e:
+            raise ValueError(f"{path}: corrupt gzip data: {e}") from None
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (raw or gzip-compressed) into a native-endian array.
+
+    The format: a magic number ``00 00 <type code> <ndim>``, then ``ndim`` big-endian uint32
+    sizes, then the elements in C order, big-endian. The file must hold exactly
+    ``prod(sizes) * itemsize`` payload bytes; anything else is a ``ValueError`` naming the file.
+    """
+    path = Path(path)
+    data = _read_maybe_gzip(path)
+    if len(data) < 4:
+        raise ValueError(f"{path}: not an IDX file: {len(data)} bytes, need at least 4")
+    zero0, zero1, code, ndim = data[:4]
+    if zero0 or zero1:
+        raise ValueError(f"{path}: bad IDX magic number {data[:4].hex()}, expected 0000<tt><nd>")
+    if code not in _IDX_DTYPES:
+        known = ", ".join(f"0x{c:02X}" for c in _IDX_DTYPES)
+        raise ValueError(f"{path}: unknown IDX type code 0x{code:02X}, expected one of {known}")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(
+            f"{path}: truncated IDX header: {ndim} dimensions need {header} bytes, "
+            f"found {len(data)}"
+        )
+    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
+    dtype = _IDX_DTYPES[code]
+    expected, found = math.prod(shape) * dtype.itemsize, len(data) - header
+    if found != expected:
+        problem = "truncated" if found < expected else f"{found - expected} trailing bytes"
+        raise ValueError(
+            f"{path}: IDX payload for shape {shape} of {dtype.name} should be {expected} bytes, "
+            f"found {found} ({problem})"
+        )
+    payload = np.frombuffer(data, dtype, count=math.prod(shape), offset=header)
+    # astype copies: the result is writable and native-endian
+    return payload.astype(dtype.newbyteorder("=")).reshape(shape)
+
+
+def md5(path: str | os.PathLike) -> str:
+    """The md5 hex digest of a file, read in chunks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_cache_dir(name: str) -> Path:
+    """``~/.cache/glassnet/<name>``, where downloads of data set ``name`` go."""
+    return Path.home() / ".cache" / "glassnet" / name
+
+
+def default_search_dirs(name: str, path: str | os.PathLike | None = None) -> list[Path]:
+    """Where to look for data set ``name`` before the cache, in order.
+
+    ``path`` (if given; it must be a directory), ``$GLASSNET_DATA/<name>`` and
+    ``$GLASSNET_DATA`` (if set), then the distribution package's directory, if there is one.
+    """
+    dirs = []
+    if path is not None:
+        path = Path(path).expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(f"path={str(path)!r} is not a directory")
+        dirs.append(path)
+    if root := os.environ.get("GLASSNET_DATA"):
+        dirs += [Path(root) / name, Path(root)]
+    if name in PACKAGE_DIRS:
+        dirs.append(PACKAGE_DIRS[name])
+    return dirs
+
+
+def _find(filename: str, expected_md5: str, dirs: Iterable[Path]) -> Path | None:
+    """The first ``filename`` (checked against its md5) or its uncompressed twin in ``dirs``."""
+    for d in dirs:
+        gz = d / filename
+        if gz.is_file():
+            actual = md5(gz)
+            if actual != expected_md5:
+                # an error, not a skip: silently using another copy would hide a broken one
+                raise ValueError(
+                    f"{gz}: md5 is {actual}, expected {expected_md5}; the file is corrupt or "
+                    "a different version: replace or delete it"
+                )
+            return gz
+        raw = d / filename.removesuffix(".gz")
+        if raw != gz and raw.is_file():
+            return raw  # no published checksum: the loader validates it as it reads it
+    return None
+
+
+def _download(url: str, target: Path, expected_md5: str) -> None:
+    """Download ``url`` to ``target`` through a temporary file, replaced only if the md5 fits."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        digest = hashlib.md5(usedforsecurity=False)
+        with (
+            os.fdopen(fd, "wb") as out,
+            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response,
+        ):
+            while chunk := response.read(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != expected_md5:
+            raise ValueError(
+                f"md5 of the download is {digest.hexdigest()}, expected {expected_md5}"
+            )
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)  # never leave a partial or corrupt file in the cache
+        raise
+
+
+def _not_found(name: str, filename: str, dirs: list[Path], failures: list[str]) -> str:
+    """The message for a file that is nowhere: where we looked, what we tried, what to do."""
+    tried = "\n".join(f"  {f}" for f in failures) or "  none (download=False)"
+    how = f"apt-get install {PACKAGE_NAMES[name]}, or " if name in PACKAGE_NAMES else ""
+    return (
+        f"{name}: {filename} (or {filename.removesuffix('.gz')}) not found.\n"
+        f"Searched:\n" + "\n".join(f"  {d}" for d in dirs) + "\n"
+        f"Downloads tried:\n{tried}\n"
+        f"To get the data: {how}put the files in a directory and pass path=<dir>, "
+        f"or set GLASSNET_DATA=<dir>."
+    )
+
+
+def find_or_fetch(
+    name: str,
+    files: Mapping[str, str],
+    search_dirs: Iterable[str | os.PathLike],
+    cache_dir: str | os.PathLike,
+    mirrors: Iterable[str],
+    download: bool = True,
+) -> dict[str, Path]:
+    """Locate each of ``files`` (``{"x.gz": md5}``), downloading what is missing into the cache.
+
+    Looks in ``search_dirs`` and then ``cache_dir``, accepting ``x.gz`` (md5-checked; a mismatch
+    is a ``ValueError``) or an uncompressed ``x``. A missing file is downloaded from each of
+    ``mirrors`` in turn into ``cache_dir``; if none delivers a file with the right md5, or
+    ``download`` is false, raises ``FileNotFoundError`` saying where it looked and what it
+    tried. Returns ``{"x.gz": path found}``.
+    """
+    cache_dir = Path(cache_dir).expanduser()
+    dirs = list(dict.fromkeys([Path(d) for d in search_dirs] + [cache_dir]))
+    found = {}
+    for filename, expected_md5 in files.items():
+        path = _find(filename, expected_md5, dirs)
+        failures = []
+        if path is None and download:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            for mirror in mirrors:
+                url = mirror.rstrip("/") + "/" + filename
+                try:
+                    _download(url, cache_dir / filename, expected_md5)
+                except (OSError, ValueError, http.client.HTTPException) as e:
+                    failures.append(f"{url}: {e}")  # URLError and timeouts are OSErrors
+                else:
+                    path = cache_dir / filename
+                    break
+        if path is None:
+            raise FileNotFoundError(_not_found(name, filename, dirs, failures))
+        found[filename] = path
+    return found
+
+
+def _images_and_labels(images_path: Path, labels_path: Path, flatten: bool) -> Dataset:
+    """Read an IDX image/label pair into float32 pixels in [0, 1] and int64 labels."""
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise ValueError(
+            f"{images_path}: expected uint8 images of shape (N, rows, cols), "
+            f"got {images.dtype} of shape {images.shape}"
+        )
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"{labels_path}: expected 1-D integer labels, got {labels.dtype} of shape "
+            f"{labels.shape}"
+        )
+    if len(labels) != len(images):
+        raise ValueError(f"{labels_path}: {len(labels)} labels for {len(images)} images")
+    if len(labels) and (labels.min() < 0 or labels.max() > 9):
+        raise ValueError(
+            f"{labels_path}: labels should be in 0..9, found {labels.min()}..{labels.max()}"
+        )
+    x = images.astype(np.float32)
+    x /= 255.0  # a true division, so 255 maps to exactly 1.0
+    n, rows, cols = images.shape
+    x = x.reshape(n, rows * cols) if flatten else x.reshape(n, 1, rows, cols)
+    return Dataset(x, labels.astype(np.int64))
+
+
+def _load_idx_set(
+    name: str,
+    files: Mapping[str, str],
+    mirrors: Iterable[str],
+    path: str | os.PathLike | None,
+    download: bool,
+    cache_dir: str | os.PathLike | None,
+    flatten: bool,
+) -> tuple[Dataset, Dataset]:
+    """Find or fetch the four MNIST-format files of ``name`` and read them as (train, test)."""
+    missing = {TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS} - set(files)
+    if missing:
+        raise ValueError(f"{name}: files must give the md5 of {sorted(missing)}")
+    cache_dir = default_cache_dir(name) if cache_dir is None else cache_dir
+    paths = find_or_fetch(
+        name, files, default_search_dirs(name, path), cache_dir, mirrors, download
+    )
+    train = _images_and_labels(paths[TRAIN_IMAGES], paths[TRAIN_LABELS], flatten)
+    test = _images_and_labels(paths[TEST_IMAGES], paths[TEST_LABELS], flatten)
+    return train, test
+
+
+def load_fashion_mnist(
+    path: str | os.PathLike | None = None,
+    download: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    flatten: bool = False,
+    *,
+    mirrors: Iterable[str] = FASHION_MNIST_MIRRORS,
+    files: Mapping[str, str] = FASHION_MNIST_FILES,
+) -> tuple[Dataset, Dataset]:
+    """Fashion-MNIST as ``(train, test)``: 60,000 and 10,000 28x28 grey images of 10 classes.
+
+    ``x`` is float32 in [0, 1] of shape (N, 1, 28, 28), or (N, 784) with ``flatten``; ``y`` is
+    int64, indexing ``FASHION_MNIST_CLASSES``. See the module docstring for where the files
+    are looked for; ``mirrors`` and ``files`` (name -> md5) replace the built-in tables.
+    """
+    return _load_idx_set("fashion-mnist", files, mirrors, path, download, cache_dir, flatten)
+
+
+def load_mnist(
+    path: str | os.PathLike | None = None,
+    download: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    flatten: bool = False,
+    *,
+    mirrors: Iterable[str] = MNIST_MIRRORS,
+    files: Mapping[str, str] = MNIST_FILES,
+) -> tuple[Dataset, Dataset]:
+    """MNIST handwritten digits as ``(train, test)``, in the same form as ``load_fashion_mnist``."""
+    return _load_idx_set("mnist", files, mirrors, path, download, cache_dir, flatten)
+
+
+def load_digits(
+    test_fraction: float = 0.2, rng: np.random.Generator | None = None
+) -> tuple[Dataset, Dataset]:
+    """scikit-learn's 1,797 8x8 digits as ``(train, test)``, split at random by ``rng``.
+
+    ``x`` is float32 in [0, 1] (the 0..16 grey levels divided by 16) of shape (N, 1, 8, 8);
+    ``y`` is int64 in 0..9. ``rng`` defaults to ``np.random.default_rng(0)``, so the split is
+    the same every time. Needs the optional scikit-learn (``pip install 'glassnet[digits]'``).
+    """
+    try:
+        from sklearn.datasets import load_digits as sklearn_load_digits
+    except ImportError:
+        raise ImportError(
+            "load_digits needs scikit-learn: pip install 'glassnet[digits]'"
+        ) from None
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    digits = sklearn_load_digits()
+    x = digits.images.astype(np.float32).reshape(-1, 1, 8, 8)
+    x /= 16.0
+    rng = np.random.default_rng(0) if rng is None else rng
+    return train_val_split(Dataset(x, digits.target.astype(np.int64)), test_fraction, rng)

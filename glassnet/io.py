@@ -1,0 +1,333 @@
+"""Save and load models: weights in a safetensors file, architecture as JSON, never pickle.
+
+File layout: one ``.safetensors`` file (https://github.com/huggingface/safetensors)::
+
+    8 bytes         little-endian u64 n, the length of the JSON header
+    n bytes         JSON header: for each tensor its dtype, shape and byte range, plus
+                    "__metadata__", a str -> str dict holding
+                      "glassnet_format":       "1"
+                      "glassnet_architecture": JSON tree of the model,
+                          {"type": "Sequential", "config": {},
+                           "children": [{"type": "Linear", "config": {...}, "children": []}, ...]}
+                      "glassnet_user":         the caller's metadata as JSON (optional)
+    the rest        raw little-endian tensor bytes, one entry per ``model.state_dict()`` name
+                    ("0.W", "0.b", ...)
+
+Why no pickle: unpickling runs whatever code the file names, so loading a checkpoint from the
+internet would be running a program from the internet. Here the weights are plain bytes with a
+declared dtype and shape, and the architecture is data: each ``"type"`` is looked up in an
+explicit allow-list (the classes of ``glassnet.layers.__all__`` plus ``Sequential``) and
+called with its JSON ``config`` as keyword arguments. Nothing is imported, evaluated or looked
+up by attribute from a name found in the file. A broken or hostile file raises ``ValueError``
+naming the file and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+import tempfile
+
+import numpy as np
+import safetensors.numpy
+from safetensors import safe_open
+
+from .module import Module, Sequential
+
+FORMAT = "1"
+MAX_DEPTH = 64  # nesting deeper than this in an architecture is hostile or broken
+_KEYS = {"type", "config", "children"}
+# A malformed file is a bad value, not a caller's type error: wrong JSON types in the file
+# raise ValueError like every other defect of it.
+
+
+# --- saving -----------------------------------------------------------------------------------
+def save(model: Module, path: str | os.PathLike, metadata: dict | None = None) -> None:
+    """Write ``model`` (architecture and ``state_dict()``) and ``metadata`` to ``path``.
+
+    ``metadata`` is any JSON-serialisable dict (training history, class names, ...); read it
+    back with ``load_metadata``. The write is atomic: the file is written to a temporary file
+    in the same directory, flushed to disk and renamed over ``path``, so a crash or an error
+    midway leaves either the old file or the new one, never half of one.
+    """
+    path = os.fspath(path)
+    try:
+        architecture = json.dumps(_describe(model, _allowed()))
+    except TypeError as e:  # a config() holding e.g. NumPy scalars
+        raise TypeError(f"save: a layer's config() is not JSON-serialisable: {e}") from None
+    header = {"glassnet_format": FORMAT, "glassnet_architecture": architecture}
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise TypeError(f"save: metadata must be a dict, got {type(metadata).__name__}")
+        try:
+            header["glassnet_user"] = json.dumps(metadata)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"save: metadata is not JSON-serialisable: {e}") from None
+    # safetensors reads each tensor's raw buffer, so a strided view must be made contiguous
+    tensors = {name: np.ascontiguousarray(a) for name, a in model.state_dict().items()}
+    try:
+        data = safetensors.numpy.save(tensors, metadata=header)
+    except Exception as e:
+        raise ValueError(f"save: cannot serialise the state dict to {path}: {e}") from e
+    _write_atomic(path, data)
+
+
+def _describe(module: Module, allowed: dict[str, type], depth: int = 0) -> dict:
+    """The architecture tree of ``module``; refuse what ``load`` could not rebuild."""
+    name = type(module).__name__
+    if allowed.get(name) is not type(module):
+        raise ValueError(
+            f"save: {type(module).__qualname__} is not a glassnet layer that load() can rebuild "
+            f"(allowed: {', '.join(sorted(allowed))})"
+        )
+    if depth > MAX_DEPTH:
+        raise ValueError(f"save: the model is nested deeper than {MAX_DEPTH} levels")
+    children = [_describe(c, allowed, depth + 1) for c in module.children]
+    return {"type": name, "config": module.config(), "children": children}
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    # keep an existing file's permissions; NamedTemporaryFile would leave 0600
+    mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else _default_mode()
+    tmp = None
+    try:
+        with tempfile.NamedTemporaryFile(
+            dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp", delete=False
+        ) as f:
+            tmp = f.name
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def _default_mode() -> int | None:
+    """0o666 minus the process umask, as ``open`` would create; None where it cannot be read."""
+    # /proc avoids os.umask(), which would briefly change the umask of every thread
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _fsync_dir(directory: str) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --- loading ----------------------------------------------------------------------------------
+def load(path: str | os.PathLike) -> Module:
+    """Rebuild the model saved at ``path`` and load its weights.
+
+    Every layer type is resolved through the allow-list; layers whose constructor takes
+    ``dtype`` get the dtype of their stored tensors. The model comes back in training mode
+    (as a freshly built one); dropout layers share one generator seeded with 0: call
+    ``model.set_rng(rng)`` before training on.
+    """
+    path = os.fspath(path)
+    metadata, tensors = _read(path, tensors=True)
+    if "glassnet_architecture" not in metadata:
+        raise ValueError(
+            f"{path}: not a glassnet model file (no 'glassnet_architecture' in its metadata)"
+        )
+    if metadata.get("glassnet_format") != FORMAT:
+        raise ValueError(
+            f"{path}: unsupported glassnet_format {metadata.get('glassnet_format')!r} "
+            f"(this version reads {FORMAT!r})"
+        )
+    arch = _parse_json(path, metadata["glassnet_architecture"], "glassnet_architecture")
+    model = _build(path, arch, _allowed(), tensors, np.random.default_rng(0))
+    try:
+        model.load_state_dict(tensors)
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"{path}: {e.args[0] if e.args else e}") from None
+    return model
+
+
+def load_metadata(path: str | os.PathLike) -> dict:
+    """The ``metadata`` dict given to ``save`` ({} if none was given); reads no tensors."""
+    path = os.fspath(path)
+    metadata, _ = _read(path, tensors=False)
+    if "glassnet_user" not in metadata:
+        return {}
+    user = _parse_json(path, metadata["glassnet_user"], "glassnet_user")
+    if not isinstance(user, dict):
+        raise ValueError(f"{path}: glassnet_user metadata is a {type(user).__name__}, not a dict")
+    return user
+
+
+def load_state(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Just the tensors, name -> array, of any safetensors file (glassnet's or not)."""
+    path = os.fspath(path)
+    return _read(path, tensors=True)[1]
+
+
+def _read(path: str, tensors: bool) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """The header metadata and (if asked) the tensors, or a ValueError naming the file."""
+    _check_header(path)
+    try:
+        with safe_open(path, framework="numpy") as f:
+            metadata = f.metadata() or {}
+            names = f.keys() if tensors else []  # safe_open is not a dict
+            arrays = {k: f.get_tensor(k) for k in names}
+    except (OSError, MemoryError):
+        raise
+    except Exception as e:  # SafetensorError, and KeyError for a dtype NumPy lacks (BF16)
+        raise ValueError(f"{path}: not a valid safetensors file: {e}") from e
+    return metadata, arrays
+
+
+def _check_header(path: str) -> None:
+    """Cheap checks of the 8-byte length prefix, for clear messages on non-safetensors files."""
+    with open(path, "rb") as f:  # FileNotFoundError names the path
+        size = os.fstat(f.fileno()).st_size
+        prefix = f.read(9)
+    if size < 8:
+        raise ValueError(f"{path}: not a safetensors file (only {size} bytes)")
+    n = int.from_bytes(prefix[:8], "little")
+    if n > size - 8:
+        raise ValueError(
+            f"{path}: not a safetensors file, or truncated: its header length {n} is larger "
+            f"than the file ({size} bytes)"
+        )
+    if prefix[8:9] != b"{":
+        raise ValueError(f"{path}: not a safetensors file (its header is not a JSON object)")
+
+
+def _parse_json(path: str, text: str, key: str):
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"{path}: {key} metadata is not valid JSON: {e}") from None
+
+
+def _allowed() -> dict[str, type]:
+    """Layer name -> class: the allow-list, built now so newly added layer families join it."""
+    from . import layers
+
+    allowed = {"Sequential": Sequential}
+    for name in layers.__all__:
+        obj = getattr(layers, name)
+        if isinstance(obj, type) and issubclass(obj, Module):
+            allowed[name] = obj
+    return allowed
+
+
+def _build(
+    path: str,
+    node,
+    allowed: dict[str, type],
+    tensors: dict[str, np.ndarray],
+    rng: np.random.Generator,
+    prefix: str = "",
+    depth: int = 0,
+) -> Module:
+    """Construct the module tree ``node`` describes; ``prefix`` is its state_dict prefix."""
+    where = f"{path}: architecture node {prefix.rstrip('.') or '<root>'}"
+    if depth > MAX_DEPTH:
+        raise ValueError(f"{path}: architecture nested deeper than {MAX_DEPTH} levels")
+    if not isinstance(node, dict) or not {"type", "config"} <= set(node) <= _KEYS:
+        raise ValueError(f"{where} must be an object with keys 'type', 'config', 'children'")
+    kind, config, children = node["type"], node["config"], node.get("children", [])
+    if not isinstance(kind, str):
+        raise ValueError(f"{where}: 'type' is not a string: {_short(kind)}")
+    cls = allowed.get(kind)  # a plain dict lookup: nothing is imported or evaluated
+    if cls is None:
+        raise ValueError(
+            f"{path}: unknown layer type {_short(kind)} (allowed: {', '.join(sorted(allowed))})"
+        )
+    if not isinstance(config, dict):
+        raise ValueError(f"{where}: 'config' of {kind} must be an object")
+    if not isinstance(children, list):
+        raise ValueError(f"{where}: 'children' of {kind} must be a list")
+
+    if cls is Sequential:
+        if config:
+            raise ValueError(f"{where}: Sequential takes no config, got {_short(config)}")
+        return Sequential(
+            *(
+                _build(path, c, allowed, tensors, rng, f"{prefix}{i}.", depth + 1)
+                for i, c in enumerate(children)
+            )
+        )
+
+    kwargs = dict(config)
+    accepts = inspect.signature(cls).parameters
+    if "rng" in accepts:  # the weights are overwritten below; only dropout keeps this one
+        kwargs["rng"] = rng
+    if "dtype" in accepts:
+        dtype = _stored_dtype(where, kind, tensors, prefix)
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        if "dtype" in kwargs and not _is_float_dtype(kwargs["dtype"]):
+            raise ValueError(f"{where}: {kind} dtype must be a float type")
+    try:
+        module = cls(**kwargs)
+    except Exception as e:  # TypeError for a bogus kwarg, ValueError for a bad value, ...
+        raise ValueError(
+            f"{path}: cannot build layer {kind} from config {_short(config)}: "
+            f"{type(e).__name__}: {str(e)[:500]}"
+        ) from e
+    # a layer that builds its own children must build the ones the file describes
+    if _type_tree(module) != _type_tree_of_node(node, depth):
+        raise ValueError(f"{where}: the {kind} built from its config has other children")
+    return module
+
+
+def _stored_dtype(where: str, kind: str, tensors: dict[str, np.ndarray], prefix: str):
+    """The one floating dtype of the tensors under ``prefix`` (None if it has none)."""
+    dtypes = {a.dtype for name, a in tensors.items() if name.startswith(prefix)}
+    floats = {d for d in dtypes if d.kind == "f"}
+    if len(floats) > 1:
+        raise ValueError(f"{where}: {kind} tensors mix dtypes {sorted(map(str, floats))}")
+    return floats.pop() if floats else None
+
+
+def _short(x, limit: int = 200) -> str:
+    """repr for an error message, cut short: a hostile header may hold megabytes of JSON."""
+    r = repr(x)
+    return r if len(r) <= limit else r[:limit] + "..."
+
+
+def _is_float_dtype(dtype) -> bool:
+    try:
+        return np.dtype(dtype).kind == "f"
+    except (TypeError, ValueError):
+        return False
+
+
+def _type_tree(module: Module) -> tuple:
+    return type(module).__name__, tuple(_type_tree(c) for c in module.children)
+
+
+def _type_tree_of_node(node, depth: int) -> tuple:
+    if depth > MAX_DEPTH or not isinstance(node, dict):
+        return ()
+    children = node.get("children", [])
+    if not isinstance(children, list):
+        return ()
+    return node.get("type"), tuple(_type_tree_of_node(c, depth + 1) for c in children)

@@ -1,0 +1,182 @@
+"""Element-wise activations and the softmax layer.
+
+Each backward is the Hadamard product of BP1/BP2: ``dx = dy * sigma'(z)``, with sigma'
+written in terms of whatever forward already computed (``y`` for sigmoid and tanh, so
+nothing is recomputed). Subgradients at kinks follow PyTorch: ReLU'(0) = 0, LeakyReLU'(0) = negative_slope,
+ELU'(0) = alpha (the derivative from the left).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import special
+
+from .. import functional as F
+from ..module import Module
+
+
+class Sigmoid(Module):
+    """y = 1 / (1 + e^-z).  Shapes: any -> same.  Backward: dz = dy * y * (1 - y)."""
+
+    def forward(self, x):
+        self.y = F.sigmoid(x)
+        return self.y
+
+    def backward(self, dy):
+        y = self.y
+        return dy * y * (1 - y)
+
+
+class Tanh(Module):
+    """y = tanh(z).  Shapes: any -> same.  Backward: dz = dy * (1 - y^2)."""
+
+    def forward(self, x):
+        self.y = np.tanh(x)
+        return self.y
+
+    def backward(self, dy):
+        return dy * (1 - self.y * self.y)
+
+
+class ReLU(Module):
+    """y = max(z, 0).  Shapes: any -> same.  Backward: dz = dy * [z > 0] (ReLU'(0) = 0)."""
+
+    def forward(self, x):
+        self.y = np.maximum(x, 0)
+        return self.y
+
+    def backward(self, dy):
+        # y > 0 exactly where z > 0; a bool mask keeps dy's dtype
+        return dy * (self.y > 0)
+
+
+class LeakyReLU(Module):
+    """y = z if z > 0 else negative_slope * z.
+
+    Shapes: any -> same.  Backward: dz = dy if z > 0 else negative_slope * dy.
+    """
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, x):
+        self.pos = x > 0
+        return np.where(self.pos, x, self.negative_slope * x)
+
+    def backward(self, dy):
+        return np.where(self.pos, dy, self.negative_slope * dy)
+
+    def config(self):
+        return {"negative_slope": self.negative_slope}
+
+
+class ELU(Module):
+    """y = z if z > 0 else alpha * (e^z - 1).
+
+    Shapes: any -> same.  Backward: dz = dy if z > 0 else dy * (y + alpha)  (y + alpha = alpha e^z).
+    """
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__()
+        self.alpha = float(alpha)
+
+    def forward(self, x):
+        self.pos = x > 0
+        # expm1 of min(z, 0): no overflow for large positive z, accurate near 0
+        self.y = np.where(self.pos, x, self.alpha * np.expm1(np.minimum(x, 0)))
+        return self.y
+
+    def backward(self, dy):
+        return np.where(self.pos, dy, dy * (self.y + self.alpha))
+
+    def config(self):
+        return {"alpha": self.alpha}
+
+
+class Softplus(Module):
+    """y = log(1 + e^(beta z)) / beta, and y = z where beta z > threshold (as PyTorch).
+
+    Shapes: any -> same.  Backward: dz = dy * sigmoid(beta z) (1 above the threshold).
+    """
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
+        super().__init__()
+        self.beta, self.threshold = float(beta), float(threshold)
+
+    def forward(self, x):
+        self.x = x
+        bx = self.beta * x
+        self.linear = bx > self.threshold
+        # logaddexp(0, bx) = log(1 + e^bx) without overflow
+        return np.where(self.linear, x, np.logaddexp(0, bx) / self.beta)
+
+    def backward(self, dy):
+        return np.where(self.linear, dy, dy * F.sigmoid(self.beta * self.x))
+
+    def config(self):
+        return {"beta": self.beta, "threshold": self.threshold}
+
+
+class GELU(Module):
+    """y = z Phi(z), Phi the standard normal CDF (``approximate="none"``, PyTorch's default),
+    or the tanh approximation 0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3))).
+
+    Shapes: any -> same.
+    Backward: dz = dy * (Phi(z) + z phi(z)), phi the normal density; for "tanh",
+    dz = dy * (0.5 (1 + t) + 0.5 z (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 z^2)).
+    """
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x):
+        self.x = x
+        if self.approximate == "tanh":
+            k = math.sqrt(2 / math.pi)
+            self.t = np.tanh(k * (x + 0.044715 * x**3))
+            return 0.5 * x * (1 + self.t)
+        self.cdf = 0.5 * (1 + special.erf(x * (1 / math.sqrt(2))))
+        return x * self.cdf
+
+    def backward(self, dy):
+        x = self.x
+        if self.approximate == "tanh":
+            k, t = math.sqrt(2 / math.pi), self.t
+            return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x))
+        pdf = np.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
+        return dy * (self.cdf + x * pdf)
+
+    def config(self):
+        return {"approximate": self.approximate}
+
+
+class Softmax(Module):
+    """y_j = e^(z_j) / sum_k e^(z_k) along ``axis``; usable anywhere in a network.
+
+    Before a loss prefer raw logits with ``CrossEntropyLoss``, which fuses the two stably.
+
+    Shapes: any -> same.
+    Backward: the Jacobian is dy_j/dz_k = y_j (1[j=k] - y_k), so
+        dz = y * (dy - sum_k(dy_k y_k))   (one broadcast, no Jacobian matrix built).
+    """
+
+    def __init__(self, axis: int = -1) -> None:
+        super().__init__()
+        self.axis = int(axis)
+
+    def forward(self, x):
+        self.y = F.softmax(x, self.axis)
+        return self.y
+
+    def backward(self, dy):
+        y = self.y
+        return y * (dy - (dy * y).sum(axis=self.axis, keepdims=True))
+
+    def config(self):
+        return {"axis": self.axis}

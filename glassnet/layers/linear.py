@@ -1,0 +1,86 @@
+"""The fully connected layer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import init as initializers
+from ..module import Module, Param, ShapeError
+
+
+class Linear(Module):
+    """Affine map ``y = x @ W + b`` over the last axis (PyTorch's ``nn.Linear``).
+
+    ``W`` is stored ``(in_features, out_features)``, batch-first, so a whole mini-batch is one
+    matrix product; PyTorch stores the transpose ``(out, in)``. Default init is PyTorch's
+    (``init="torch_default"``); any name of ``gn.init`` works, e.g. ``"he_normal"`` for ReLU
+    nets or ``"book_normal"`` for the book's chapter 3 networks.
+
+    Shapes: x (N, *, in_features) -> y (N, *, out_features).
+
+    Backward, with delta = dy (the layer's output error, already Hadamard-multiplied by
+    sigma'(z) by the activation above):
+        dW += x^T delta   (BP4: dC/dw_jk = a_k delta_j, summed over the batch)
+        db += sum_n delta (BP3)
+        dx  = delta W^T   (the W^T delta of BP2)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        init: str = "torch_default",
+        rng: np.random.Generator | None = None,
+        dtype=np.float32,
+    ) -> None:
+        super().__init__()
+        if in_features < 1 or out_features < 1:
+            raise ValueError(
+                f"Linear: in_features and out_features must be >= 1, got {in_features}, {out_features}"
+            )
+        self.in_features, self.out_features, self.init = in_features, out_features, init
+        initializers.get(init)
+        self.W = Param(np.empty((in_features, out_features), dtype), "W")
+        self.b = Param(np.empty(out_features, dtype), "b", decay=False) if bias else None
+        self.params = [self.W] if self.b is None else [self.W, self.b]
+        self.reset_parameters(rng if rng is not None else np.random.default_rng())
+
+    def reset_parameters(self, rng: np.random.Generator) -> Linear:
+        dtype = self.W.data.dtype
+        self.W.data[...] = initializers.get(self.init)(self.W.shape, rng, dtype)
+        if self.b is not None:
+            self.b.data[...] = initializers.bias_init(
+                self.init, self.in_features, self.b.shape, rng, dtype
+            )
+        return self
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[-1] != self.in_features or x.ndim < 2:
+            raise ShapeError(
+                f"Linear expects input (N, ..., {self.in_features}), got shape {x.shape}"
+            )
+        self.x = x
+        y = x @ self.W.data
+        if self.b is not None:
+            y += self.b.data
+        return y
+
+    def backward_params(self, dy: np.ndarray) -> None:
+        x2 = self.x.reshape(-1, self.in_features)
+        dy2 = dy.reshape(-1, self.out_features)
+        self.W.grad += x2.T @ dy2  # BP4
+        if self.b is not None:
+            self.b.grad += dy2.sum(axis=0)  # BP3
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        self.backward_params(dy)
+        return dy @ self.W.data.T  # BP2, before the activation's Hadamard product
+
+    def config(self) -> dict:
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.b is not None,
+            "init": self.init,
+        }

@@ -1,0 +1,230 @@
+"""The layer protocol: ``Param``, ``Module`` and ``Sequential``.
+
+A ``Module`` owns an explicit ``forward(x) -> y`` and ``backward(dy) -> dx``. ``backward``
+*adds* dLoss/dp into ``p.grad`` for each of its parameters (BP3, BP4) and returns dLoss/dx
+(the ``W^T delta`` part of BP2); the Hadamard product with sigma'(z) is the activation layer's
+own backward. Composition is a ``for`` loop: there is no registration magic, every module
+lists its parameters and children explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+
+class ShapeError(ValueError):
+    """An input of the wrong shape or dtype for a layer or loss; the message names which."""
+
+
+class Param:
+    """A trainable array and its gradient, of the same shape and dtype.
+
+    ``decay`` says whether weight decay and L1/L2 penalties apply (weights: yes, biases and
+    normalisation scales: no).
+    """
+
+    def __init__(self, data: np.ndarray, name: str, decay: bool = True) -> None:
+        self.data = data
+        self.grad = np.zeros_like(data)
+        self.name = name
+        self.decay = decay
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    def __repr__(self) -> str:
+        return f"Param({self.name}, shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of every layer and container.
+
+    Subclasses implement ``forward`` and ``backward``, list their ``Param``s in ``params``
+    (a plain list set in ``__init__``) and, if they contain other modules, in ``children``.
+    ``config()`` returns the constructor arguments, used by ``repr`` and by ``gn.save``.
+    """
+
+    training: bool = True
+
+    def __init__(self) -> None:
+        self.training = True
+        self.params: list[Param] = []
+        self.children: list[Module] = []
+
+    # --- the two passes -------------------------------------------------------------------
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} has no forward")
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} has no backward")
+
+    def backward_params(self, dy: np.ndarray) -> None:
+        """Accumulate parameter gradients only, when the caller needs no dx.
+
+        ``Sequential`` calls this on its first layer with parameters (the input needs no
+        gradient), which saves that layer's ``dy @ W^T`` product. Layers override it where
+        that saves work; the default runs the full backward and drops dx.
+        """
+        self.backward(dy)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    # --- parameters, buffers, modes ---------------------------------------------------------
+    def parameters(self) -> list[Param]:
+        out = list(self.params)
+        for child in self.children:
+            out.extend(child.parameters())
+        return out
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Param]]:
+        for p in self.params:
+            yield prefix + p.name, p
+        for i, child in enumerate(self.children):
+            yield from child.named_parameters(f"{prefix}{i}.")
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        """Non-trainable state saved with the weights (BatchNorm running statistics)."""
+        return {}
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        for name, b in self.buffers().items():
+            yield prefix + name, b
+        for i, child in enumerate(self.children):
+            yield from child.named_buffers(f"{prefix}{i}.")
+
+    def modules(self) -> Iterator[Module]:
+        yield self
+        for child in self.children:
+            yield from child.modules()
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad.fill(0)
+
+    def train(self, mode: bool = True) -> Module:
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def to(self, dtype) -> Module:
+        """Convert every parameter (and buffer) to ``dtype`` in place, e.g. float64 for checks.
+
+        Gradients are reset to zero. Create optimizers after converting: their state arrays
+        keep the dtype they were made with.
+        """
+        for p in self.params:
+            p.data = p.data.astype(dtype)
+            p.grad = np.zeros_like(p.data)
+        for child in self.children:
+            child.to(dtype)
+        return self
+
+    def set_rng(self, rng: np.random.Generator) -> Module:
+        """Give every stochastic layer (dropout) this generator for its masks."""
+        for m in self.modules():
+            if hasattr(m, "rng"):
+                m.rng = rng
+        return self
+
+    def reset_parameters(self, rng: np.random.Generator) -> Module:
+        """Re-draw every parameter from its initializer with ``rng`` (reproducible init)."""
+        for child in self.children:
+            child.reset_parameters(rng)
+        return self
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        state = {name: p.data for name, p in self.named_parameters()}
+        state.update(dict(self.named_buffers()))
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Copy arrays into the parameters and buffers, in place, checking every name and shape."""
+        own = dict(self.named_parameters())
+        bufs = dict(self.named_buffers())
+        expected = set(own) | set(bufs)
+        missing, unexpected = expected - set(state), set(state) - expected
+        if missing or unexpected:
+            raise KeyError(
+                f"state dict does not match the model: missing {sorted(missing)}, "
+                f"unexpected {sorted(unexpected)}"
+            )
+        for name, value in state.items():
+            target = own[name].data if name in own else bufs[name]
+            value = np.asarray(value)
+            if value.shape != target.shape:
+                raise ValueError(
+                    f"state dict entry {name!r} has shape {value.shape}, the model expects {target.shape}"
+                )
+            target[...] = value
+
+    # --- description ----------------------------------------------------------------------
+    def config(self) -> dict:
+        """Constructor arguments (JSON-serialisable), enough to rebuild this module."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Sequential(Module):
+    """Layers applied in order; forward is a loop, backward the same loop reversed.
+
+    ``backward(dy, input_grad=False)`` skips the gradient with respect to the network's input
+    (``fit`` does this: data needs no gradient), saving the first layer's largest product.
+    """
+
+    def __init__(self, *layers: Module) -> None:
+        super().__init__()
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(
+                    f"Sequential: item #{i} is a {type(layer).__name__}, expected a glassnet Module"
+                )
+        self.children = list(layers)
+
+    @property
+    def layers(self) -> list[Module]:
+        return self.children
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for i, layer in enumerate(self.children):
+            try:
+                x = layer.forward(x)
+            except ShapeError as e:
+                raise ShapeError(f"layer #{i} ({type(layer).__name__}): {e}") from None
+        return x
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        layers = self.children
+        # the first layer that owns parameters; below it nothing needs a gradient
+        first = next((i for i, m in enumerate(layers) if m.parameters()), len(layers))
+        for i in range(len(layers) - 1, -1, -1):
+            if not input_grad and i == first:
+                layers[i].backward_params(dy)
+                return None
+            dy = layers[i].backward(dy)
+        return dy
+
+    def backward_params(self, dy: np.ndarray) -> None:
+        self.backward(dy, input_grad=False)
+
+    def __getitem__(self, i: int) -> Module:
+        return self.children[i]
+
+    def __len__(self) -> int:
+        return len(self.children)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self.children)
+
+    def __repr__(self) -> str:
+        inner = "\n".join(f"  ({i}): {m!r}" for i, m in enumerate(self.children))
+        return f"Sequential(\n{inner}\n)"

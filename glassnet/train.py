@@ -1,0 +1,169 @@
+"""The training loop: ``train_step``, ``fit``, ``evaluate``, ``predict``."""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+
+import numpy as np
+
+from .callbacks import Callback, History, ProgressBar
+from .data import Dataset, as_dataset, batch_slices
+from .losses import BCEWithLogitsLoss, HingeLoss, Loss
+from .module import Module
+from .optim import Optimizer, clip_grad_norm
+
+
+def model_dtype(model: Module):
+    params = model.parameters()
+    return params[0].data.dtype if params else np.float32
+
+
+def train_step(model: Module, loss_fn: Loss, optimizer: Optimizer, x: np.ndarray, y: np.ndarray,
+               regularizer=None, clip_norm: float | None = None) -> float:
+    """One gradient step on one mini-batch; returns the loss (with the penalty, if any).
+
+    Forward through every layer, BP1 at the loss, BP2 back through every layer (accumulating
+    BP3/BP4 into each ``p.grad``), then the optimizer's update. The input needs no gradient,
+    so ``backward_params`` skips the first layer's dx.
+    """
+    return _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm)[0]
+
+
+def _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm) -> tuple[float, np.ndarray]:
+    optimizer.zero_grad()
+    pred = model.forward(x)
+    loss = loss_fn.forward(pred, y)
+    model.backward_params(loss_fn.backward())
+    if regularizer is not None:
+        loss += regularizer.penalty(optimizer.params)
+        regularizer.backward(optimizer.params)
+    if clip_norm is not None:
+        clip_grad_norm(optimizer.params, clip_norm)
+    optimizer.step()
+    return loss, pred
+
+
+def _correct(loss_fn: Loss, pred: np.ndarray, y: np.ndarray) -> int | None:
+    """Number of correct predictions, or None where accuracy means nothing (regression)."""
+    if pred.ndim == 2 and pred.shape[1] > 1:
+        if y.ndim == 1 and y.dtype.kind in "iu":
+            return int((pred.argmax(axis=1) == y).sum())
+        if y.shape == pred.shape:
+            return int((pred.argmax(axis=1) == y.argmax(axis=1)).sum())
+        return None
+    if isinstance(loss_fn, (BCEWithLogitsLoss, HingeLoss)):
+        return int(((pred.reshape(-1) > 0) == (y.reshape(-1) > 0)).sum())
+    return None
+
+
+def fit(model: Module, loss_fn: Loss, optimizer: Optimizer, train_data, epochs: int = 1,
+        batch_size: int = 32, val_data=None, callbacks: list[Callback] | None = None,
+        regularizer=None, rng: np.random.Generator | None = None, shuffle: bool = True,
+        scheduler=None, clip_norm: float | None = None, verbose: bool = True) -> History:
+    """Train ``model`` for ``epochs`` passes over ``train_data`` (an ``(x, y)`` pair).
+
+    ``rng`` drives shuffling and every stochastic layer (``model.set_rng(rng)``), so a run is
+    reproducible from one seed. Returns a ``History`` of per-epoch ``loss``, ``accuracy`` and,
+    with ``val_data``, ``val_loss`` and ``val_accuracy``.
+    """
+    if epochs < 0 or batch_size < 1:
+        raise ValueError(f"fit: epochs must be >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
+    dtype = model_dtype(model)
+    train = as_dataset(train_data, "train_data", dtype)
+    val = as_dataset(val_data, "val_data", dtype) if val_data is not None else None
+    rng = rng if rng is not None else np.random.default_rng()
+    model.set_rng(rng)
+    history = History()
+    slices = batch_slices(train.n, batch_size)
+    cbs: list[Callback] = [history, *(callbacks or [])]
+    if verbose:
+        cbs.append(ProgressBar(epochs, len(slices)))
+    for cb in cbs:
+        cb.model, cb.optimizer = model, optimizer
+    logs: dict = {}
+    try:
+        for cb in cbs:
+            cb.on_train_begin(logs)
+        for epoch in range(epochs):
+            for cb in cbs:
+                cb.on_epoch_begin(epoch)
+            model.train()
+            # gather each batch by index: a whole-epoch shuffled copy would be a fresh
+            # 190 MB allocation per epoch for Fashion-MNIST, page-faulted in every time
+            order = rng.permutation(train.n) if shuffle else None
+            total, correct, counted = 0.0, 0, True
+            for b, sl in enumerate(slices):
+                idx = sl if order is None else order[sl]
+                xb, yb = train.x[idx], train.y[idx]
+                loss, pred = _step(model, loss_fn, optimizer, xb, yb, regularizer, clip_norm)
+                if not math.isfinite(loss):
+                    raise FloatingPointError(
+                        f"fit: the training loss became {loss} at epoch {epoch + 1}, batch {b + 1}; "
+                        f"try a smaller learning rate (lr={optimizer.lr}) or clip_norm"
+                    )
+                total += loss * (sl.stop - sl.start)
+                c = _correct(loss_fn, pred, yb) if counted else None
+                counted = c is not None
+                correct += c or 0
+                for cb in cbs:
+                    cb.on_batch_end(b, {"loss": loss})
+            logs = {"loss": total / train.n}
+            if counted:
+                logs["accuracy"] = correct / train.n
+            if val is not None:
+                logs.update({f"val_{k}": v for k, v in evaluate(model, loss_fn, val).items()})
+            if scheduler is not None:
+                logs["lr"] = optimizer.lr
+                scheduler.step()
+            for cb in cbs:
+                cb.on_epoch_end(epoch, logs)
+            if any(cb.stop_training for cb in cbs):
+                break
+    finally:
+        for cb in cbs:
+            cb.on_train_end(logs)
+    return history
+
+
+@contextmanager
+def evaluating(model: Module):
+    """Run a block in eval mode, then put every module back in the mode it had."""
+    modes = [m.training for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in zip(model.modules(), modes):
+            m.training = mode
+
+
+def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000) -> dict[str, float]:
+    """Mean loss (and accuracy, for classification) over ``data`` in eval mode."""
+    ds = as_dataset(data, "data", model_dtype(model))
+    total, correct, counted = 0.0, 0, True
+    with evaluating(model):
+        for sl in batch_slices(ds.n, batch_size):
+            pred = model.forward(ds.x[sl])
+            total += loss_fn.forward(pred, ds.y[sl]) * (sl.stop - sl.start)
+            c = _correct(loss_fn, pred, ds.y[sl]) if counted else None
+            counted = c is not None
+            correct += c or 0
+    out = {"loss": total / ds.n}
+    if counted:
+        out["accuracy"] = correct / ds.n
+    return out
+
+
+def predict(model: Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """The model's outputs for ``x``, in eval mode, batch by batch."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise TypeError(f"predict: x must be numeric, got dtype {x.dtype}")
+    x = x.astype(model_dtype(model), copy=False)
+    with evaluating(model):
+        outs = [model.forward(x[sl]) for sl in batch_slices(len(x), batch_size)]
+    return np.concatenate(outs) if outs else np.empty((0,), dtype=x.dtype)
+
+
+__all__ = ["Dataset", "evaluate", "fit", "predict", "train_step"]

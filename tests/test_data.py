@@ -1,0 +1,149 @@
+"""Tests for glassnet.data: validation, batching, shuffling, splits."""
+
+import numpy as np
+import pytest
+
+from glassnet.data import (
+    Dataset,
+    as_dataset,
+    batch_slices,
+    check_dataset,
+    shuffled,
+    train_val_split,
+)
+
+
+def make(n=10, features=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return Dataset(rng.standard_normal((n, features)).astype(np.float32), np.arange(n) % 3)
+
+
+def test_dataset_unpacks_and_counts_examples():
+    ds = make(7)
+    x, y = ds
+    assert x is ds.x and y is ds.y
+    assert ds.n == 7 and len(ds) == 2
+
+
+def test_check_dataset_converts_dtypes():
+    x = np.arange(12, dtype=np.float64).reshape(4, 3)
+    ds = check_dataset(x, np.array([0, 1, 2, 1], dtype=np.int32), "train_data")
+    assert ds.x.dtype == np.float32 and ds.y.dtype == np.int64
+    assert check_dataset(x, [0, 1, 2, 1], "d", dtype=np.float64).x.dtype == np.float64
+    ds = check_dataset(np.arange(4).reshape(4, 1), np.linspace(0, 1, 4), "d")
+    assert ds.x.dtype == np.float32 and ds.y.dtype == np.float32  # float targets follow dtype
+
+
+def test_check_dataset_length_mismatch_names_argument():
+    with pytest.raises(ValueError, match="train_data: x has 100 rows but y has 99"):
+        check_dataset(np.zeros((100, 2)), np.zeros(99, dtype=int), "train_data")
+
+
+def test_check_dataset_nan_counts_and_first_row():
+    x = np.zeros((30, 4))
+    x[17, 1] = np.nan
+    x[17, 2] = np.inf
+    x[20, 0] = -np.inf
+    with pytest.raises(
+        ValueError, match=r"train_data: x contains 3 NaN/inf values \(first at row 17\)"
+    ):
+        check_dataset(x, np.zeros(30, dtype=int), "train_data")
+
+
+def test_check_dataset_overflow_to_float32_is_caught():
+    with pytest.raises(ValueError, match="val_data: x contains 1 NaN/inf"):
+        check_dataset(np.array([[1e300], [0.0]]), [0, 1], "val_data")
+
+
+def test_check_dataset_nan_in_float_targets():
+    with pytest.raises(ValueError, match="d: y contains 1 NaN/inf values"):
+        check_dataset(np.zeros((3, 1)), [0.0, np.nan, 1.0], "d")
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "message"),
+    [
+        (np.array([["a", "b"]]), [0], "train_data: x must be an integer or float array"),
+        (np.zeros((2, 2), dtype=bool), [0, 1], "train_data: x must be an integer or float"),
+        (np.zeros((0, 3)), np.zeros(0, dtype=int), "train_data: x must have at least one row"),
+        (np.zeros((2, 2)), np.array(["a", "b"]), "train_data: y must be integer class labels"),
+        (np.zeros((2, 2)), np.zeros((2, 2), dtype=int), "train_data: integer labels y must be 1-D"),
+        (np.zeros((2, 2)), 3, "train_data: y must be an array"),
+        ([[1, 2], [3]], [0, 1], "train_data: could not convert"),
+    ],
+)
+def test_check_dataset_rejects_wrong_types(x, y, message):
+    with pytest.raises(ValueError, match=message):
+        check_dataset(x, y, "train_data")
+
+
+def test_as_dataset_accepts_pairs():
+    x, y = np.zeros((3, 2)), np.array([0, 1, 0])
+    for data in (Dataset(x, y), (x, y), [x, y]):
+        ds = as_dataset(data, "val_data")
+        assert isinstance(ds, Dataset) and ds.x.dtype == np.float32 and ds.n == 3
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [(3, "got int"), ((np.zeros(3),), "got a tuple of length 1"), (None, "got NoneType")],
+)
+def test_as_dataset_rejects_non_pairs(data, message):
+    with pytest.raises(ValueError, match=f"val_data: expected a \\(x, y\\) pair, {message}"):
+        as_dataset(data, "val_data")
+
+
+@pytest.mark.parametrize(("n", "batch_size"), [(0, 4), (1, 4), (10, 3), (12, 4), (5, 100)])
+def test_batch_slices_cover_range_once(n, batch_size):
+    slices = batch_slices(n, batch_size)
+    covered = np.concatenate([np.arange(n)[s] for s in slices]) if slices else np.array([])
+    np.testing.assert_array_equal(covered, np.arange(n))
+    assert all(s.stop - s.start == batch_size for s in slices[:-1])
+    assert len(slices) == -(-n // batch_size)
+
+
+def test_batch_slices_rejects_bad_batch_size():
+    with pytest.raises(ValueError, match="batch_size"):
+        batch_slices(10, 0)
+
+
+def test_shuffled_is_reproducible_permutation():
+    ds = make(50)
+    a = shuffled(ds, np.random.default_rng(1))
+    b = shuffled(ds, np.random.default_rng(1))
+    np.testing.assert_array_equal(a.x, b.x)
+    np.testing.assert_array_equal(a.y, b.y)
+    # rows keep their labels and every row appears once
+    order = [int(np.flatnonzero((ds.x == row).all(axis=1))[0]) for row in a.x]
+    assert sorted(order) == list(range(50)) and order != list(range(50))
+    np.testing.assert_array_equal(a.y, ds.y[order])
+    c = shuffled(ds, np.random.default_rng(2))
+    assert not np.array_equal(a.x, c.x)
+
+
+def test_shuffled_batches_are_views():
+    ds = shuffled(make(20), np.random.default_rng(0))
+    batch = ds.x[batch_slices(ds.n, 8)[1]]
+    assert np.shares_memory(batch, ds.x)
+
+
+def test_train_val_split_sizes_and_disjoint():
+    ds = Dataset(np.arange(100, dtype=np.float32).reshape(100, 1), np.arange(100))
+    train, val = train_val_split(ds, 0.2, np.random.default_rng(0))
+    assert (train.n, val.n) == (80, 20)
+    assert set(train.y) | set(val.y) == set(range(100))
+    assert not set(train.y) & set(val.y)
+    np.testing.assert_array_equal(train.x[:, 0], train.y)  # pairs stay together
+    again, _ = train_val_split(ds, 0.2, np.random.default_rng(0))
+    np.testing.assert_array_equal(again.y, train.y)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
+def test_train_val_split_rejects_fraction(fraction):
+    with pytest.raises(ValueError, match="val_fraction must be in"):
+        train_val_split(make(10), fraction, np.random.default_rng(0))
+
+
+def test_train_val_split_rejects_empty_part():
+    with pytest.raises(ValueError, match="empty validation set"):
+        train_val_split(make(10), 0.01, np.random.default_rng(0))

@@ -1,0 +1,343 @@
+"""Tests for glassnet.datasets: the IDX reader, look-up, checksummed download, loaders."""
+
+import functools
+import gzip
+import hashlib
+import http.server
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from glassnet import datasets
+from glassnet.datasets import (
+    TEST_IMAGES,
+    TEST_LABELS,
+    TRAIN_IMAGES,
+    TRAIN_LABELS,
+    find_or_fetch,
+    load_digits,
+    load_fashion_mnist,
+    load_mnist,
+    md5,
+    read_idx,
+)
+
+IDX_CODES = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def idx_bytes(a: np.ndarray) -> bytes:
+    """IDX encoding of ``a``: magic 00 00 code ndim, big-endian uint32 sizes, big-endian data."""
+    code = IDX_CODES[a.dtype.str[1:]]
+    header = bytes([0, 0, code, a.ndim]) + np.array(a.shape, ">u4").tobytes()
+    return header + a.astype(a.dtype.newbyteorder(">")).tobytes()
+
+
+def write(path: Path, data: bytes, gz: bool) -> Path:
+    path.write_bytes(gzip.compress(data, mtime=0) if gz else data)
+    return path
+
+
+def make_idx_set(directory: Path, n_train=20, n_test=10, gz=True, seed=0):
+    """Write a tiny MNIST-format set; return ({gz name: md5}, {gz name: array})."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        TRAIN_IMAGES: rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        TRAIN_LABELS: rng.integers(0, 10, n_train, dtype=np.uint8),
+        TEST_IMAGES: rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        TEST_LABELS: rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    arrays[TRAIN_IMAGES][0, 0, :2] = [0, 255]  # both ends of the pixel range
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, a in arrays.items():
+        path = directory / (name if gz else name.removesuffix(".gz"))
+        write(path, idx_bytes(a), gz)
+        files[name] = hashlib.md5(gzip.compress(idx_bytes(a), mtime=0)).hexdigest()
+    return files, arrays
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch):
+    """Tests see neither the host's GLASSNET_DATA nor its proxies (the servers are local)."""
+    monkeypatch.delenv("GLASSNET_DATA", raising=False)
+    monkeypatch.setenv("no_proxy", "*")
+
+
+@pytest.fixture
+def serve():
+    """Start HTTP servers on free local ports; each returns (base_url, list of paths requested)."""
+    servers = []
+
+    def start(directory: Path) -> tuple[str, list[str]]:
+        requests = []
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def do_GET(self):
+                requests.append(self.path)
+                super().do_GET()
+
+            def log_message(self, *args):
+                pass
+
+        handler = functools.partial(Handler, directory=str(directory))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{server.server_port}/", requests
+
+    yield start
+    for server, thread in servers:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+# read_idx
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("code", list(IDX_CODES))
+def test_read_idx_round_trip(tmp_path, code, gz):
+    rng = np.random.default_rng(0)
+    a = (rng.standard_normal((3, 4, 5)) * 100).astype(code)
+    out = read_idx(write(tmp_path / "a.idx", idx_bytes(a), gz))
+    np.testing.assert_array_equal(out, a)
+    assert out.dtype == np.dtype(code).newbyteorder("=") and out.dtype.isnative
+    assert out.flags.writeable
+
+
+def test_read_idx_detects_gzip_by_magic_not_name(tmp_path):
+    a = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    np.testing.assert_array_equal(read_idx(write(tmp_path / "plain.gz", idx_bytes(a), False)), a)
+    np.testing.assert_array_equal(read_idx(write(tmp_path / "packed", idx_bytes(a), True)), a)
+
+
+def test_read_idx_one_dimension(tmp_path):
+    a = np.array([3, 1, 4, 1, 5], dtype=np.uint8)
+    np.testing.assert_array_equal(read_idx(write(tmp_path / "l", idx_bytes(a), True)), a)
+
+
+GOOD = idx_bytes(np.arange(24, dtype=np.int16).reshape(2, 3, 4))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (GOOD[:-1], r"should be 48 bytes, found 47 \(truncated\)"),
+        (GOOD + b"\0\0\0", r"should be 48 bytes, found 51 \(3 trailing bytes\)"),
+        (b"\x00\x00", "not an IDX file: 2 bytes"),
+        (b"\x01\x02" + GOOD[2:], "bad IDX magic number 01020b03"),
+        (GOOD[:2] + b"\x0a" + GOOD[3:], "unknown IDX type code 0x0A"),
+        (GOOD[:10], "truncated IDX header: 3 dimensions need 16 bytes, found 10"),
+    ],
+)
+@pytest.mark.parametrize("gz", [False, True])
+def test_read_idx_errors_name_the_file(tmp_path, data, message, gz):
+    path = write(tmp_path / "broken.idx", data, gz)
+    with pytest.raises(ValueError, match=message) as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+
+
+def test_read_idx_corrupt_gzip(tmp_path):
+    path = write(tmp_path / "bad.gz", gzip.compress(GOOD)[:-10], False)
+    with pytest.raises(ValueError, match="corrupt gzip data") as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+
+
+def test_md5(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"glassnet" * 100_000)
+    assert md5(path) == hashlib.md5(b"glassnet" * 100_000).hexdigest()
+
+
+# look-up
+
+
+def test_default_search_dirs(tmp_path, monkeypatch):
+    assert datasets.default_search_dirs("mnist") == []
+    monkeypatch.setenv("GLASSNET_DATA", str(tmp_path))
+    dirs = datasets.default_search_dirs("fashion-mnist", path=tmp_path)
+    assert dirs == [tmp_path, tmp_path / "fashion-mnist", tmp_path, DEBIAN_FASHION]
+    with pytest.raises(FileNotFoundError, match="is not a directory"):
+        datasets.default_search_dirs("mnist", path=tmp_path / "nope")
+
+
+def test_find_or_fetch_prefers_first_dir(tmp_path):
+    files, _ = make_idx_set(tmp_path / "a")
+    make_idx_set(tmp_path / "b")
+    found = find_or_fetch("mnist", files, [tmp_path / "a", tmp_path / "b"], tmp_path / "c", [])
+    assert found == {name: tmp_path / "a" / name for name in files}
+
+
+def test_find_or_fetch_accepts_uncompressed(tmp_path):
+    files, _ = make_idx_set(tmp_path / "raw", gz=False)
+    found = find_or_fetch("mnist", files, [tmp_path / "raw"], tmp_path / "cache", [])
+    assert found[TRAIN_IMAGES] == tmp_path / "raw" / "train-images-idx3-ubyte"
+
+
+def test_find_or_fetch_md5_mismatch_is_an_error(tmp_path):
+    files, _ = make_idx_set(tmp_path / "d")
+    wrong = dict(files, **{TRAIN_LABELS: "0" * 32})
+    with pytest.raises(
+        ValueError,
+        match=f"train-labels-idx1-ubyte.gz: md5 is {files[TRAIN_LABELS]}, expected 0{{32}}",
+    ):
+        find_or_fetch("mnist", wrong, [tmp_path / "d"], tmp_path / "cache", [])
+
+
+def test_find_or_fetch_not_found_explains(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        find_or_fetch(
+            "fashion-mnist",
+            {TRAIN_IMAGES: "0" * 32},
+            [tmp_path],
+            tmp_path / "c",
+            [],
+            download=False,
+        )
+    message = str(info.value)
+    for expected in [
+        TRAIN_IMAGES,
+        str(tmp_path),
+        "download=False",
+        "apt-get install dataset-fashion-mnist",
+        "GLASSNET_DATA",
+        "path=",
+    ]:
+        assert expected in message
+
+
+def test_glassnet_data_env(tmp_path, monkeypatch):
+    make_idx_set(tmp_path / "mnist", gz=False)
+    monkeypatch.setenv("GLASSNET_DATA", str(tmp_path))
+    train, test = load_mnist(download=False, cache_dir=tmp_path / "cache")
+    assert train.n == 20 and test.n == 10
+
+
+# loaders on generated files
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_load_mnist_from_directory(tmp_path, gz):
+    files, arrays = make_idx_set(tmp_path / "d", gz=gz)
+    train, test = load_mnist(tmp_path / "d", download=False, cache_dir=tmp_path / "c", files=files)
+    assert train.x.shape == (20, 1, 28, 28) and test.x.shape == (10, 1, 28, 28)
+    assert train.x.dtype == np.float32 and train.y.dtype == np.int64
+    assert train.x.min() == 0.0 and train.x.max() == 1.0
+    np.testing.assert_array_equal(train.x[:, 0] * 255, arrays[TRAIN_IMAGES])
+    np.testing.assert_array_equal(test.y, arrays[TEST_LABELS])
+    flat, _ = load_mnist(
+        tmp_path / "d", download=False, cache_dir=tmp_path / "c", files=files, flatten=True
+    )
+    assert flat.x.shape == (20, 784)
+    np.testing.assert_array_equal(flat.x, train.x.reshape(20, -1))
+
+
+def test_loader_validates_contents(tmp_path):
+    d = tmp_path / "d"
+    make_idx_set(d, gz=False)
+    path = write(d / "train-labels-idx1-ubyte", idx_bytes(np.full(20, 10, np.uint8)), False)
+    with pytest.raises(ValueError, match=r"labels should be in 0\.\.9, found 10\.\.10") as info:
+        load_mnist(d, download=False, cache_dir=tmp_path / "c")
+    assert str(path) in str(info.value)
+    write(d / "train-labels-idx1-ubyte", idx_bytes(np.zeros(19, np.uint8)), False)
+    with pytest.raises(ValueError, match="19 labels for 20 images"):
+        load_mnist(d, download=False, cache_dir=tmp_path / "c")
+    path = write(d / "train-images-idx3-ubyte", idx_bytes(np.zeros((20, 784), np.uint8)), False)
+    with pytest.raises(ValueError, match=r"expected uint8 images of shape \(N, rows, cols\)"):
+        load_mnist(d, download=False, cache_dir=tmp_path / "c")
+
+
+# downloads from a local server
+
+
+def test_download_then_cache(tmp_path, serve):
+    files, arrays = make_idx_set(tmp_path / "server")
+    url, requests = serve(tmp_path / "server")
+    cache = tmp_path / "cache"
+    train, test = load_mnist(cache_dir=cache, mirrors=[url], files=files)
+    assert sorted(requests) == sorted(f"/{name}" for name in files)
+    assert sorted(p.name for p in cache.iterdir()) == sorted(files)
+    assert all(md5(cache / name) == digest for name, digest in files.items())
+    np.testing.assert_array_equal(train.y, arrays[TRAIN_LABELS])
+    np.testing.assert_array_equal(test.x[:, 0] * 255, arrays[TEST_IMAGES])
+    load_mnist(cache_dir=cache, mirrors=[url], files=files)
+    assert len(requests) == 4  # the second call found everything in the cache
+
+
+def test_download_fashion_mnist(tmp_path, serve, monkeypatch):
+    monkeypatch.setattr(datasets, "PACKAGE_DIRS", {})  # the host may have the real files
+    files, _ = make_idx_set(tmp_path / "server")
+    url, _ = serve(tmp_path / "server")
+    train, _ = load_fashion_mnist(cache_dir=tmp_path / "cache", mirrors=[url], files=files)
+    assert train.x.shape == (20, 1, 28, 28)
+
+
+def test_corrupt_download_leaves_nothing(tmp_path, serve):
+    files, _ = make_idx_set(tmp_path / "server")
+    (tmp_path / "server" / TRAIN_LABELS).write_bytes(b"not what was promised")
+    url, _ = serve(tmp_path / "server")
+    cache = tmp_path / "cache"
+    with pytest.raises(FileNotFoundError, match="md5 of the download is") as info:
+        load_mnist(cache_dir=cache, mirrors=[url], files=files)
+    assert f"{url}{TRAIN_LABELS}" in str(info.value)
+    assert [p.name for p in cache.iterdir()] == [TRAIN_IMAGES]  # verified earlier; no temp files
+
+
+def test_first_mirror_404_falls_through(tmp_path, serve):
+    files, arrays = make_idx_set(tmp_path / "server")
+    (tmp_path / "empty").mkdir()
+    dead, dead_requests = serve(tmp_path / "empty")
+    good, good_requests = serve(tmp_path / "server")
+    train, _ = load_mnist(cache_dir=tmp_path / "cache", mirrors=[dead, good], files=files)
+    np.testing.assert_array_equal(train.y, arrays[TRAIN_LABELS])
+    assert len(dead_requests) == 4 and len(good_requests) == 4
+
+
+def test_all_mirrors_fail(tmp_path, serve):
+    (tmp_path / "empty").mkdir()
+    dead, _ = serve(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="HTTP Error 404") as info:
+        load_mnist(cache_dir=tmp_path / "cache", mirrors=[dead])
+    assert str(tmp_path / "cache") in str(info.value)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+# the real data set and load_digits
+
+
+@pytest.mark.skipif(
+    not DEBIAN_FASHION.is_dir(),
+    reason=f"{DEBIAN_FASHION} absent: apt-get install dataset-fashion-mnist",
+)
+def test_real_fashion_mnist(tmp_path):
+    train, test = load_fashion_mnist(DEBIAN_FASHION, download=False, cache_dir=tmp_path)
+    assert train.x.shape == (60000, 1, 28, 28) and test.x.shape == (10000, 1, 28, 28)
+    assert train.x.dtype == np.float32 and train.y.dtype == np.int64
+    assert train.x.min() == 0.0 and train.x.max() == 1.0
+    np.testing.assert_array_equal(np.bincount(train.y), [6000] * 10)
+    assert set(np.unique(test.y)) == set(range(10))
+    assert len(datasets.FASHION_MNIST_CLASSES) == 10
+
+
+def test_load_digits():
+    train, test = load_digits()
+    assert train.n + test.n == 1797 and test.n == round(1797 * 0.2)
+    assert train.x.shape[1:] == (1, 8, 8) and train.x.dtype == np.float32
+    assert train.y.dtype == np.int64 and set(np.unique(train.y)) == set(range(10))
+    assert train.x.min() >= 0.0 and train.x.max() == 1.0
+    again, _ = load_digits()
+    np.testing.assert_array_equal(again.y, train.y)
+
+
+def test_load_digits_without_sklearn(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(ImportError, match=r"pip install 'glassnet\[digits\]'"):
+        load_digits()
