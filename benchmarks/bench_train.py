@@ -79,8 +79,10 @@ def run_torch(workload: str, epochs: int, threads: int) -> float:
         loss_fn = torch.nn.CrossEntropyLoss()
         target = yt
     else:  # the book's quadratic cost: 0.5 * sum of squares / batch
+
         def loss_fn(out, t):
             return 0.5 * ((out - t) ** 2).sum() / out.shape[0]
+
         target = torch.nn.functional.one_hot(yt, 10).float()
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
 
@@ -119,20 +121,41 @@ def main() -> None:
     for r in range(args.rounds):
         for impl in ("glassnet", "torch"):
             out = subprocess.run(
-                [sys.executable, __file__, "--impl", impl, "--workload", args.workload,
-                 "--epochs", str(args.epochs), "--threads", str(args.threads)],
-                check=True, capture_output=True, text=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--impl",
+                    impl,
+                    "--workload",
+                    args.workload,
+                    "--epochs",
+                    str(args.epochs),
+                    "--threads",
+                    str(args.threads),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
             ).stdout
             results[impl].append(json.loads(out.strip().splitlines()[-1])["seconds"])
         g, t = results["glassnet"][-1], results["torch"][-1]
-        print(f"round {r + 1}: glassnet {g:.3f} s/epoch, torch {t:.3f} s/epoch, ratio {g / t:.2f}",
-              flush=True)
+        print(
+            f"round {r + 1}: glassnet {g:.3f} s/epoch, torch {t:.3f} s/epoch, ratio {g / t:.2f}", flush=True
+        )
     g, t = statistics.median(results["glassnet"]), statistics.median(results["torch"])
     pairs = [a / b for a, b in zip(results["glassnet"], results["torch"])]
-    print(json.dumps({"workload": args.workload, "threads": args.threads,
-                      "glassnet_s_per_epoch": round(g, 3), "torch_s_per_epoch": round(t, 3),
-                      "ratio_of_medians": round(g / t, 3),
-                      "pair_ratios": [round(p, 3) for p in pairs]}))
+    print(
+        json.dumps(
+            {
+                "workload": args.workload,
+                "threads": args.threads,
+                "glassnet_s_per_epoch": round(g, 3),
+                "torch_s_per_epoch": round(t, 3),
+                "ratio_of_medians": round(g / t, 3),
+                "pair_ratios": [round(p, 3) for p in pairs],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,18 +1,18 @@
 """glassnet: deep learning on NumPy with backpropagation you can read.
 
-    import glassnet as gn
-    train, test = gn.datasets.load_fashion_mnist()
-    model = gn.Sequential(gn.Flatten(), gn.Linear(784, 256), gn.ReLU(), gn.Linear(256, 10))
-    opt = gn.optim.Adam(model.parameters(), lr=1e-3)
-    gn.fit(model, gn.CrossEntropyLoss(), opt, train, epochs=5, batch_size=128, val_data=test)
+import glassnet as gn
+train, test = gn.datasets.load_fashion_mnist()
+model = gn.Sequential(gn.Flatten(), gn.Linear(784, 256), gn.ReLU(), gn.Linear(256, 10))
+opt = gn.optim.Adam(model.parameters(), lr=1e-3)
+gn.fit(model, gn.CrossEntropyLoss(), opt, train, epochs=5, batch_size=128, val_data=test)
 """
 
 from . import _malloc
 
 _malloc.tune_malloc()
 
-from . import data, datasets, functional, init, optim, schedules  # noqa: E402
-from .callbacks import CSVLogger, Callback, EarlyStopping, History, ModelCheckpoint, ProgressBar  # noqa: E402
+from . import data, datasets, diagnostics, functional, init, models, optim, schedules  # noqa: E402
+from .callbacks import Callback, CSVLogger, EarlyStopping, History, ModelCheckpoint, ProgressBar  # noqa: E402
 from .gradcheck import check_gradients  # noqa: E402
 from .io import load, load_metadata, save  # noqa: E402
 from .layers import *  # noqa: E402, F403
@@ -57,6 +57,8 @@ __all__ = [
     "clip_grad_norm",
     "data",
     "datasets",
+    "diagnostics",
+    "models",
     "evaluate",
     "evaluating",
     "fit",

@@ -10,11 +10,8 @@ from __future__ import annotations
 import csv
 import io as _io
 import math
-import os
 import sys
-import tempfile
 import time
-
 
 
 class Callback:
@@ -62,8 +59,14 @@ class EarlyStopping(Callback):
     training ends, also when it simply ran out of epochs (Keras restores only on an early stop).
     """
 
-    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
-                 restore_best: bool = False, mode: str = "auto") -> None:
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        patience: int = 5,
+        min_delta: float = 0.0,
+        restore_best: bool = False,
+        mode: str = "auto",
+    ) -> None:
         self.monitor, self.patience, self.min_delta = monitor, int(patience), abs(float(min_delta))
         self.restore_best, self.mode = restore_best, _mode_for(monitor, mode)
         self.best, self.best_epoch, self.best_state, self.wait = None, None, None, 0
@@ -105,8 +108,9 @@ class ModelCheckpoint(Callback):
     """Save the model with ``gn.save`` (atomically) after each epoch, or only when
     ``monitor`` improves (``save_best_only=True``). ``path`` may contain ``{epoch}``."""
 
-    def __init__(self, path: str, monitor: str = "val_loss", save_best_only: bool = False,
-                 mode: str = "auto") -> None:
+    def __init__(
+        self, path: str, monitor: str = "val_loss", save_best_only: bool = False, mode: str = "auto"
+    ) -> None:
         self.path, self.monitor, self.save_best_only = str(path), monitor, save_best_only
         self.mode, self.best = _mode_for(monitor, mode), None
 
@@ -146,19 +150,9 @@ class CSVLogger(Callback):
 
 
 def atomic_write_text(path: str, text: str) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename over it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .io import write_atomic
+
+    write_atomic(path, text.encode())
 
 
 def _fmt(logs: dict) -> str:
@@ -179,8 +173,13 @@ class ProgressBar(Callback):
         if self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}",
-                            file=self.stream, leave=True, dynamic_ncols=True)
+            self.bar = tqdm(
+                total=self.steps,
+                desc=f"epoch {epoch + 1}/{self.epochs}",
+                file=self.stream,
+                leave=True,
+                dynamic_ncols=True,
+            )
 
     def on_batch_end(self, batch, logs):
         if self.bar is not None and (batch % 20 == 0 or batch == self.steps - 1):
@@ -194,8 +193,11 @@ class ProgressBar(Callback):
             self.bar.close()
             self.bar = None
         else:
-            print(f"epoch {epoch + 1}/{self.epochs} {_fmt(logs)} time={seconds:.1f}s",
-                  file=self.stream, flush=True)
+            print(
+                f"epoch {epoch + 1}/{self.epochs} {_fmt(logs)} time={seconds:.1f}s",
+                file=self.stream,
+                flush=True,
+            )
 
     def on_train_end(self, logs):
         if self.bar is not None:

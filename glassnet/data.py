@@ -32,14 +32,16 @@ class Dataset(NamedTuple):
 
 def _is_real_number(a: np.ndarray) -> bool:
     """True for integer and float arrays; False for bool, complex, strings and objects."""
-    return a.dtype != np.bool_ and (
-        np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)
-    )
+    return a.dtype != np.bool_ and (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating))
 
 
 def _check_finite(a: np.ndarray, what: str) -> None:
     """Raise if a float array holds NaN or inf, saying how many and the first row with one."""
     if not np.issubdtype(a.dtype, np.floating):
+        return
+    # fast path: NaN and inf propagate through a sum (float64, so finite data cannot
+    # overflow it); only a non-finite sum needs the element-wise search
+    if a.size and np.isfinite(np.sum(a, dtype=np.float64)):
         return
     bad = ~np.isfinite(a.reshape(len(a), -1))
     count = int(bad.sum())
@@ -83,9 +85,7 @@ def check_dataset(x: object, y: object, name: str, dtype: DTypeLike = np.float32
             y = y.astype(dtype, copy=False)
         _check_finite(y, f"{name}: y")
     else:
-        raise ValueError(
-            f"{name}: y must be integer class labels or float targets, got dtype {y.dtype}"
-        )
+        raise ValueError(f"{name}: y must be integer class labels or float targets, got dtype {y.dtype}")
     return Dataset(x, y)
 
 
@@ -121,9 +121,7 @@ def shuffled(ds: Dataset, rng: np.random.Generator) -> Dataset:
     return Dataset(np.take(ds.x, perm, axis=0), np.take(ds.y, perm, axis=0))
 
 
-def train_val_split(
-    ds: Dataset, val_fraction: float, rng: np.random.Generator
-) -> tuple[Dataset, Dataset]:
+def train_val_split(ds: Dataset, val_fraction: float, rng: np.random.Generator) -> tuple[Dataset, Dataset]:
     """Split ``ds`` at random into ``(train, val)``, ``val`` holding ``val_fraction`` of it.
 
     The validation size is ``round(n * val_fraction)``; both parts must be non-empty.

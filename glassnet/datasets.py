@@ -120,8 +120,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     header = 4 + 4 * ndim
     if len(data) < header:
         raise ValueError(
-            f"{path}: truncated IDX header: {ndim} dimensions need {header} bytes, "
-            f"found {len(data)}"
+            f"{path}: truncated IDX header: {ndim} dimensions need {header} bytes, found {len(data)}"
         )
     shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
     dtype = _IDX_DTYPES[code]
@@ -202,9 +201,7 @@ def _download(url: str, target: Path, expected_md5: str) -> None:
                 digest.update(chunk)
                 out.write(chunk)
         if digest.hexdigest() != expected_md5:
-            raise ValueError(
-                f"md5 of the download is {digest.hexdigest()}, expected {expected_md5}"
-            )
+            raise ValueError(f"md5 of the download is {digest.hexdigest()}, expected {expected_md5}")
         os.replace(tmp, target)
     except BaseException:
         os.unlink(tmp)  # never leave a partial or corrupt file in the cache
@@ -273,15 +270,12 @@ def _images_and_labels(images_path: Path, labels_path: Path, flatten: bool) -> D
         )
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(
-            f"{labels_path}: expected 1-D integer labels, got {labels.dtype} of shape "
-            f"{labels.shape}"
+            f"{labels_path}: expected 1-D integer labels, got {labels.dtype} of shape {labels.shape}"
         )
     if len(labels) != len(images):
         raise ValueError(f"{labels_path}: {len(labels)} labels for {len(images)} images")
     if len(labels) and (labels.min() < 0 or labels.max() > 9):
-        raise ValueError(
-            f"{labels_path}: labels should be in 0..9, found {labels.min()}..{labels.max()}"
-        )
+        raise ValueError(f"{labels_path}: labels should be in 0..9, found {labels.min()}..{labels.max()}")
     x = images.astype(np.float32)
     x /= 255.0  # a true division, so 255 maps to exactly 1.0
     n, rows, cols = images.shape
@@ -303,9 +297,7 @@ def _load_idx_set(
     if missing:
         raise ValueError(f"{name}: files must give the md5 of {sorted(missing)}")
     cache_dir = default_cache_dir(name) if cache_dir is None else cache_dir
-    paths = find_or_fetch(
-        name, files, default_search_dirs(name, path), cache_dir, mirrors, download
-    )
+    paths = find_or_fetch(name, files, default_search_dirs(name, path), cache_dir, mirrors, download)
     train = _images_and_labels(paths[TRAIN_IMAGES], paths[TRAIN_LABELS], flatten)
     test = _images_and_labels(paths[TEST_IMAGES], paths[TEST_LABELS], flatten)
     return train, test
@@ -354,9 +346,7 @@ def load_digits(
     try:
         from sklearn.datasets import load_digits as sklearn_load_digits
     except ImportError:
-        raise ImportError(
-            "load_digits needs scikit-learn: pip install 'glassnet[digits]'"
-        ) from None
+        raise ImportError("load_digits needs scikit-learn: pip install 'glassnet[digits]'") from None
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     digits = sklearn_load_digits()

@@ -30,8 +30,9 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
     return float(np.abs(analytic - numeric).max(initial=0)) / scale
 
 
-def numeric_grad(f: Callable[[], float], a: np.ndarray, eps: float = EPS,
-                 entries: np.ndarray | None = None) -> np.ndarray:
+def numeric_grad(
+    f: Callable[[], float], a: np.ndarray, eps: float = EPS, entries: np.ndarray | None = None
+) -> np.ndarray:
     """d f / d a by central differences, perturbing ``a`` in place (restored afterwards).
 
     With ``entries`` (flat indices) only those are computed; the rest stay NaN.
@@ -77,8 +78,9 @@ class _FrozenNoise:
             m.rng = rng
 
 
-def check_layer_gradients(layer: Module, x: np.ndarray, seed: int = 0, eps: float = EPS,
-                          max_entries: int | None = None) -> dict[str, float]:
+def check_layer_gradients(
+    layer: Module, x: np.ndarray, seed: int = 0, eps: float = EPS, max_entries: int | None = None
+) -> dict[str, float]:
     """Check ``dx`` and every parameter gradient of one layer; ``layer`` is converted to float64.
 
     Returns {"x": error, "<param name>": error, ...}.
@@ -121,8 +123,16 @@ def check_loss_gradients(loss_fn, pred: np.ndarray, target, eps: float = EPS) ->
     return {"pred": relative_error(analytic, numeric)}
 
 
-def check_gradients(model: Module, loss_fn, x: np.ndarray, y, regularizer=None, eps: float = EPS,
-                    max_entries: int | None = None, seed: int = 0) -> dict[str, float]:
+def check_gradients(
+    model: Module,
+    loss_fn,
+    x: np.ndarray,
+    y,
+    regularizer=None,
+    eps: float = EPS,
+    max_entries: int | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
     """Check a whole model: every parameter's gradient of loss (+ penalty) by finite differences.
 
     The model is checked in float64 (its parameters are converted for the check and put back
@@ -171,8 +181,7 @@ def check_gradients(model: Module, loss_fn, x: np.ndarray, y, regularizer=None, 
                 current[k][...] = v
 
 
-def directional_check(model: Module, loss_fn, x: np.ndarray, y, eps: float = 1e-6,
-                      seed: int = 0) -> float:
+def directional_check(model: Module, loss_fn, x: np.ndarray, y, eps: float = 1e-6, seed: int = 0) -> float:
     """One random direction v through all parameters at once: compare
     (L(t + eps v) - L(t - eps v)) / (2 eps) with grad . v. Two forwards whatever the size,
     so it runs at realistic sizes. Returns the relative error. The model must be float64.
@@ -271,18 +280,42 @@ def builtin_cases() -> list[Case]:
         Case("Flatten", lambda rng: L.Flatten(), _normal((2, 3, 2, 2))),
         Case("Dropout", lambda rng: L.Dropout(0.4, rng=rng), _normal((4, 6))),
         Case("GaussianDropout", lambda rng: L.GaussianDropout(0.3, rng=rng), _normal((4, 6))),
-        Case("MSELoss", lambda rng: losses.MSELoss(),
-             lambda rng: (rng.standard_normal((4, 3)), rng.standard_normal((4, 3))), "loss"),
-        Case("QuadraticCost", lambda rng: losses.QuadraticCost(),
-             lambda rng: (rng.standard_normal((4, 3)), labels(4, 3)(rng)), "loss"),
-        Case("CrossEntropyLoss", lambda rng: losses.CrossEntropyLoss(),
-             lambda rng: (rng.standard_normal((4, 5)) * 3, labels(4, 5)(rng)), "loss"),
-        Case("CrossEntropyLoss (probabilities)", lambda rng: losses.CrossEntropyLoss(),
-             lambda rng: (rng.standard_normal((4, 5)), rng.dirichlet(np.ones(5), size=4)), "loss"),
-        Case("CrossEntropyLoss (label smoothing)", lambda rng: losses.CrossEntropyLoss(0.1),
-             lambda rng: (rng.standard_normal((4, 5)), labels(4, 5)(rng)), "loss"),
-        Case("BCEWithLogitsLoss", lambda rng: losses.BCEWithLogitsLoss(),
-             lambda rng: (rng.standard_normal((4, 3)) * 3, rng.random((4, 3))), "loss"),
+        Case(
+            "MSELoss",
+            lambda rng: losses.MSELoss(),
+            lambda rng: (rng.standard_normal((4, 3)), rng.standard_normal((4, 3))),
+            "loss",
+        ),
+        Case(
+            "QuadraticCost",
+            lambda rng: losses.QuadraticCost(),
+            lambda rng: (rng.standard_normal((4, 3)), labels(4, 3)(rng)),
+            "loss",
+        ),
+        Case(
+            "CrossEntropyLoss",
+            lambda rng: losses.CrossEntropyLoss(),
+            lambda rng: (rng.standard_normal((4, 5)) * 3, labels(4, 5)(rng)),
+            "loss",
+        ),
+        Case(
+            "CrossEntropyLoss (probabilities)",
+            lambda rng: losses.CrossEntropyLoss(),
+            lambda rng: (rng.standard_normal((4, 5)), rng.dirichlet(np.ones(5), size=4)),
+            "loss",
+        ),
+        Case(
+            "CrossEntropyLoss (label smoothing)",
+            lambda rng: losses.CrossEntropyLoss(0.1),
+            lambda rng: (rng.standard_normal((4, 5)), labels(4, 5)(rng)),
+            "loss",
+        ),
+        Case(
+            "BCEWithLogitsLoss",
+            lambda rng: losses.BCEWithLogitsLoss(),
+            lambda rng: (rng.standard_normal((4, 3)) * 3, rng.random((4, 3))),
+            "loss",
+        ),
         Case("HingeLoss", lambda rng: losses.HingeLoss(), hinge_sample, "loss"),
         Case("HingeLoss (binary)", lambda rng: losses.HingeLoss(), binary_hinge_sample, "loss"),
         Case("HuberLoss", lambda rng: losses.HuberLoss(1.0), huber_sample, "loss"),

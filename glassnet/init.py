@@ -3,17 +3,17 @@
 Fan-in and fan-out follow the layout of the weight: a dense ``W`` is ``(in, out)`` (glassnet
 stores it batch-first, ``y = x @ W``); a convolution kernel is ``(out, in, *kernel)``.
 
-| name              | distribution                        | use                                   |
-| ----------------- | ----------------------------------- | ------------------------------------- |
-| ``torch_default`` | U(+-1/sqrt(fan_in))                  | PyTorch's Linear/Conv default         |
-| ``glorot_uniform``| U(+-sqrt(6/(fan_in+fan_out)))        | Keras' default; tanh, sigmoid         |
-| ``glorot_normal`` | N(0, 2/(fan_in+fan_out))             |                                       |
-| ``he_uniform``    | U(+-sqrt(6/fan_in))                  | ReLU nets                             |
-| ``he_normal``     | N(0, 2/fan_in)                       | ReLU nets                             |
-| ``lecun_uniform`` | U(+-sqrt(3/fan_in))                  | SELU, tanh                            |
-| ``lecun_normal``  | N(0, 1/fan_in)                       | = the book's chapter 3 init           |
-| ``book_normal``   | N(0, 1/n_in) weights, N(0, 1) biases | Nielsen's ``default_weight_initializer`` |
-| ``standard_normal``| N(0, 1) weights and biases          | Nielsen's ``large_weight_initializer``, chapter 1 |
+| name              | distribution                  | use                                              |
+| ----------------- | ----------------------------- | ------------------------------------------------ |
+| torch_default     | U(+-1/sqrt(fan_in))           | PyTorch's Linear/Conv default (biases too)       |
+| glorot_uniform    | U(+-sqrt(6/(fan_in+fan_out))) | Keras' default; tanh, sigmoid                    |
+| glorot_normal     | N(0, 2/(fan_in+fan_out))      |                                                  |
+| he_uniform        | U(+-sqrt(6/fan_in))           | ReLU nets                                        |
+| he_normal         | N(0, 2/fan_in)                | ReLU nets                                        |
+| lecun_uniform     | U(+-sqrt(3/fan_in))           | SELU, tanh                                       |
+| lecun_normal      | N(0, 1/fan_in)                |                                                  |
+| book_normal       | N(0, 1/n_in), biases N(0, 1)  | the book's default_weight_initializer (ch. 3)    |
+| standard_normal   | N(0, 1), biases N(0, 1)       | the book's large_weight_initializer (ch. 1)      |
 (N(0, v) names the variance.)
 """
 
@@ -120,6 +120,4 @@ def get(name: str) -> Initializer:
     try:
         return INITIALIZERS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown initializer {name!r}; expected one of {sorted(INITIALIZERS)}"
-        ) from None
+        raise ValueError(f"unknown initializer {name!r}; expected one of {sorted(INITIALIZERS)}") from None

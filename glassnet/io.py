@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import io
 import json
 import os
 import tempfile
@@ -71,7 +72,7 @@ def save(model: Module, path: str | os.PathLike, metadata: dict | None = None) -
         data = safetensors.numpy.save(tensors, metadata=header)
     except Exception as e:
         raise ValueError(f"save: cannot serialise the state dict to {path}: {e}") from e
-    _write_atomic(path, data)
+    write_atomic(path, data)
 
 
 def _describe(module: Module, allowed: dict[str, type], depth: int = 0) -> dict:
@@ -88,7 +89,10 @@ def _describe(module: Module, allowed: dict[str, type], depth: int = 0) -> dict:
     return {"type": name, "config": module.config(), "children": children}
 
 
-def _write_atomic(path: str, data: bytes) -> None:
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync, rename over ``path``: a
+    reader sees the old file or the new one, never half of one."""
+    path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     # keep an existing file's permissions; NamedTemporaryFile would leave 0600
     mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else _default_mode()
@@ -110,6 +114,13 @@ def _write_atomic(path: str, data: bytes) -> None:
                 os.unlink(tmp)
         raise
     _fsync_dir(directory)
+
+
+def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """``np.save`` without pickle, written atomically."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    write_atomic(path, buf.getvalue())
 
 
 def _default_mode() -> int | None:
@@ -151,9 +162,7 @@ def load(path: str | os.PathLike) -> Module:
     path = os.fspath(path)
     metadata, tensors = _read(path, tensors=True)
     if "glassnet_architecture" not in metadata:
-        raise ValueError(
-            f"{path}: not a glassnet model file (no 'glassnet_architecture' in its metadata)"
-        )
+        raise ValueError(f"{path}: not a glassnet model file (no 'glassnet_architecture' in its metadata)")
     if metadata.get("glassnet_format") != FORMAT:
         raise ValueError(
             f"{path}: unsupported glassnet_format {metadata.get('glassnet_format')!r} "
@@ -257,9 +266,7 @@ def _build(
         raise ValueError(f"{where}: 'type' is not a string: {_short(kind)}")
     cls = allowed.get(kind)  # a plain dict lookup: nothing is imported or evaluated
     if cls is None:
-        raise ValueError(
-            f"{path}: unknown layer type {_short(kind)} (allowed: {', '.join(sorted(allowed))})"
-        )
+        raise ValueError(f"{path}: unknown layer type {_short(kind)} (allowed: {', '.join(sorted(allowed))})")
     if not isinstance(config, dict):
         raise ValueError(f"{where}: 'config' of {kind} must be an object")
     if not isinstance(children, list):

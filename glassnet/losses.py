@@ -8,6 +8,8 @@ reduction the gradient carries the 1/N.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import functional as F
@@ -15,19 +17,28 @@ from .module import ShapeError
 
 
 def _labels(target: np.ndarray, n: int, classes: int, loss: str) -> np.ndarray:
-    """Check integer class labels: shape (n,), each in [0, classes)."""
+    """Check integer class labels, shape (n,) and each in [0, classes); return them as uintp.
+
+    As unsigned integers a negative label wraps to a huge one, so one ``max`` checks both ends.
+    """
     if target.shape != (n,):
         raise ShapeError(f"{loss}: expected {n} integer labels, got target of shape {target.shape}")
-    if n and (target.min() < 0 or target.max() >= classes):
+    labels = target.astype(np.uintp)
+    if n and labels.max() >= classes:
         bad = target[(target < 0) | (target >= classes)][0]
         raise ValueError(f"{loss}: label {bad} out of range for {classes} classes (0..{classes - 1})")
-    return target
+    return labels
+
+
+@functools.lru_cache(maxsize=32)
+def _eye(classes: int, dtype: np.dtype) -> np.ndarray:
+    eye = np.eye(classes, dtype=dtype)
+    eye.flags.writeable = False  # shared by every call: nobody may write into it
+    return eye
 
 
 def _one_hot(labels: np.ndarray, classes: int, dtype) -> np.ndarray:
-    out = np.zeros((labels.shape[0], classes), dtype=dtype)
-    out[np.arange(labels.shape[0]), labels] = 1
-    return out
+    return _eye(classes, np.dtype(dtype))[labels]  # a gather of rows: a fresh array
 
 
 def _targets_like(pred: np.ndarray, target, loss: str) -> np.ndarray:
@@ -153,7 +164,8 @@ class BCEWithLogitsLoss(Loss):
                 target = target.reshape(pred.shape)
             else:
                 raise ShapeError(
-                    f"BCEWithLogitsLoss: prediction has shape {pred.shape} but target has shape {target.shape}"
+                    f"BCEWithLogitsLoss: prediction has shape {pred.shape} "
+                    f"but target has shape {target.shape}"
                 )
         y = target.astype(pred.dtype, copy=False)
         loss = np.maximum(pred, 0) - pred * y + np.log1p(np.exp(-np.abs(pred)))

@@ -204,8 +204,9 @@ class Sequential(Module):
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         layers = self.children
-        # the first layer that owns parameters; below it nothing needs a gradient
-        first = next((i for i, m in enumerate(layers) if m.parameters()), len(layers))
+        # the first layer that owns parameters (or may: a container); below it nothing
+        # needs a gradient
+        first = next((i for i, m in enumerate(layers) if m.params or m.children), len(layers))
         for i in range(len(layers) - 1, -1, -1):
             if not input_grad and i == first:
                 layers[i].backward_params(dy)

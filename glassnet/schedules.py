@@ -74,7 +74,9 @@ class LinearWarmup(Schedule):
     With ``after=None`` this is PyTorch's ``LinearLR(start_factor, 1.0, total_iters=warmup)``.
     """
 
-    def __init__(self, optimizer, warmup: int, start_factor: float = 0.1, after: Schedule | None = None) -> None:
+    def __init__(
+        self, optimizer, warmup: int, start_factor: float = 0.1, after: Schedule | None = None
+    ) -> None:
         super().__init__(optimizer)
         self.warmup, self.start_factor, self.after = int(warmup), float(start_factor), after
         optimizer.lr = self.base_lr * self.factor(0)

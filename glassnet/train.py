@@ -19,8 +19,15 @@ def model_dtype(model: Module):
     return params[0].data.dtype if params else np.float32
 
 
-def train_step(model: Module, loss_fn: Loss, optimizer: Optimizer, x: np.ndarray, y: np.ndarray,
-               regularizer=None, clip_norm: float | None = None) -> float:
+def train_step(
+    model: Module,
+    loss_fn: Loss,
+    optimizer: Optimizer,
+    x: np.ndarray,
+    y: np.ndarray,
+    regularizer=None,
+    clip_norm: float | None = None,
+) -> float:
     """One gradient step on one mini-batch; returns the loss (with the penalty, if any).
 
     Forward through every layer, BP1 at the loss, BP2 back through every layer (accumulating
@@ -57,10 +64,22 @@ def _correct(loss_fn: Loss, pred: np.ndarray, y: np.ndarray) -> int | None:
     return None
 
 
-def fit(model: Module, loss_fn: Loss, optimizer: Optimizer, train_data, epochs: int = 1,
-        batch_size: int = 32, val_data=None, callbacks: list[Callback] | None = None,
-        regularizer=None, rng: np.random.Generator | None = None, shuffle: bool = True,
-        scheduler=None, clip_norm: float | None = None, verbose: bool = True) -> History:
+def fit(
+    model: Module,
+    loss_fn: Loss,
+    optimizer: Optimizer,
+    train_data,
+    epochs: int = 1,
+    batch_size: int = 32,
+    val_data=None,
+    callbacks: list[Callback] | None = None,
+    regularizer=None,
+    rng: np.random.Generator | None = None,
+    shuffle: bool = True,
+    scheduler=None,
+    clip_norm: float | None = None,
+    verbose: bool = True,
+) -> History:
     """Train ``model`` for ``epochs`` passes over ``train_data`` (an ``(x, y)`` pair).
 
     ``rng`` drives shuffling and every stochastic layer (``model.set_rng(rng)``), so a run is

@@ -50,16 +50,12 @@ class Linear(Module):
         dtype = self.W.data.dtype
         self.W.data[...] = initializers.get(self.init)(self.W.shape, rng, dtype)
         if self.b is not None:
-            self.b.data[...] = initializers.bias_init(
-                self.init, self.in_features, self.b.shape, rng, dtype
-            )
+            self.b.data[...] = initializers.bias_init(self.init, self.in_features, self.b.shape, rng, dtype)
         return self
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if x.shape[-1] != self.in_features or x.ndim < 2:
-            raise ShapeError(
-                f"Linear expects input (N, ..., {self.in_features}), got shape {x.shape}"
-            )
+            raise ShapeError(f"Linear expects input (N, ..., {self.in_features}), got shape {x.shape}")
         self.x = x
         y = x @ self.W.data
         if self.b is not None:
@@ -67,11 +63,12 @@ class Linear(Module):
         return y
 
     def backward_params(self, dy: np.ndarray) -> None:
-        x2 = self.x.reshape(-1, self.in_features)
-        dy2 = dy.reshape(-1, self.out_features)
-        self.W.grad += x2.T @ dy2  # BP4
+        x, dy = self.x, dy
+        if x.ndim > 2:  # (N, T, in): every position is one more row of the batch
+            x, dy = x.reshape(-1, self.in_features), dy.reshape(-1, self.out_features)
+        self.W.grad += x.T @ dy  # BP4
         if self.b is not None:
-            self.b.grad += dy2.sum(axis=0)  # BP3
+            self.b.grad += dy.sum(axis=0)  # BP3
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         self.backward_params(dy)

@@ -1,0 +1,217 @@
+"""The test table: every row of ``glassnet.gradcheck.builtin_cases()`` and its PyTorch reference.
+
+``CASES`` is the library's own table (constructor and input sampler per layer/loss), keyed by
+case name. ``TORCH_REFERENCES`` holds, under the same keys, a function that builds the same
+computation in torch (float64) from the glassnet object, with the same parameters copied in:
+
+- layers: ``ref(layer, x) -> (y, params)``, ``x`` a torch tensor, ``params`` the torch
+  parameters keyed by glassnet parameter name (so their ``.grad`` can be compared);
+- losses: ``ref(loss, pred, target) -> scalar``, ``pred`` a torch tensor, ``target`` as given to
+  glassnet.
+
+A test asserts the two tables have the same keys: adding a layer without a torch row fails.
+``REALISTIC`` gives each layer with parameters a realistic size for the directional check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+import glassnet as gn
+from glassnet.gradcheck import builtin_cases
+
+try:
+    import torch
+except ImportError:  # a test dependency; without it only the torch comparisons skip
+    torch = None
+
+CASES = {case.name: case for case in builtin_cases()}
+LAYER_CASES = [name for name, case in CASES.items() if case.kind == "layer"]
+LOSS_CASES = [name for name, case in CASES.items() if case.kind == "loss"]
+
+# layers whose output is random in training and the identity in eval; every other layer must
+# give the same output in both modes
+STOCHASTIC = {"Dropout", "GaussianDropout"}
+
+
+def make(name: str, seed: int = 0):
+    """A row's object and its sampled input(s), from one seeded generator."""
+    rng = np.random.default_rng(seed)
+    case = CASES[name]
+    return case.make(rng), case.sample(rng)
+
+
+def has_params(name: str) -> bool:
+    return CASES[name].kind == "layer" and bool(make(name)[0].parameters())
+
+
+# --- the one place where glassnet and torch layouts differ -----------------------------------
+
+
+def torch_layout(layer: gn.Module, name: str, a: np.ndarray) -> np.ndarray:
+    """A glassnet parameter (or its gradient) in the layout of the torch parameter it maps to.
+
+    glassnet is batch-first everywhere: ``Linear`` stores ``W`` as (in_features, out_features)
+    and computes ``y = x @ W + b``, so a mini-batch is one product with no transpose. PyTorch's
+    ``nn.Linear`` stores ``weight`` as (out_features, in_features) and computes
+    ``x @ weight.T + bias``, so ``weight = W.T``. Every other parameter has the same layout in
+    both libraries. Used both to copy parameters into torch and to compare gradients.
+    """
+    if isinstance(layer, gn.Linear) and name == "W":
+        return a.T
+    return a
+
+
+# glassnet parameter name -> torch attribute name
+TORCH_NAMES = {"W": "weight", "b": "bias"}
+
+
+def load_params(layer: gn.Module, module) -> dict[str, object]:
+    """Copy ``layer``'s parameters into the torch ``module``; return them by glassnet name."""
+    params = {}
+    with torch.no_grad():
+        for name, p in layer.named_parameters():
+            tp = getattr(module, TORCH_NAMES[name])
+            tp.copy_(torch.from_numpy(np.ascontiguousarray(torch_layout(layer, name, p.data))))
+            params[name] = tp
+    assert len(params) == len(list(module.parameters())), "a torch parameter was not loaded"
+    return params
+
+
+# --- layer references --------------------------------------------------------------------------
+
+
+def torch_linear(layer, x):
+    module = torch.nn.Linear(
+        layer.in_features, layer.out_features, bias=layer.b is not None, dtype=torch.float64
+    )
+    params = load_params(layer, module)
+    return module(x), params
+
+
+def stateless(build: Callable) -> Callable:
+    """The reference of a layer without parameters: ``build(layer)`` makes the torch module."""
+
+    def ref(layer, x):
+        return build(layer)(x), {}
+
+    return ref
+
+
+def torch_dropout(layer, x):
+    # the RNGs differ: multiply by the mask the glassnet layer drew (None in eval: identity)
+    return (x if layer.mask is None else x * torch.from_numpy(layer.mask)), {}
+
+
+def torch_gaussian_dropout(layer, x):
+    return (x if layer.noise is None else x * torch.from_numpy(layer.noise)), {}
+
+
+# --- loss references ---------------------------------------------------------------------------
+
+
+def as_torch_target(target):
+    """Integer labels become int64 (torch's class indices), float targets float64."""
+    target = np.asarray(target)
+    return torch.from_numpy(target.astype(np.int64 if target.dtype.kind in "iu" else np.float64))
+
+
+def torch_quadratic_cost(loss, pred, target):
+    # the book's C = 1/(2n) sum_x ||a(x) - y(x)||^2, y(x) the one-hot label
+    onehot = torch.nn.functional.one_hot(as_torch_target(target), pred.shape[1]).to(pred.dtype)
+    return 0.5 * ((pred - onehot) ** 2).sum() / pred.shape[0]
+
+
+def torch_cross_entropy(loss, pred, target):
+    module = torch.nn.CrossEntropyLoss(label_smoothing=loss.label_smoothing)
+    return module(pred, as_torch_target(target))
+
+
+def torch_hinge(loss, pred, target):
+    target = np.asarray(target)
+    if pred.ndim == 2 and pred.shape[1] > 1:
+        return torch.nn.MultiMarginLoss(margin=loss.margin)(pred, as_torch_target(target))
+    t = as_torch_target(np.where(target == 0, -1, target).reshape(pred.shape))
+    return torch.clamp(loss.margin - t * pred, min=0).mean()
+
+
+def torch_loss(build: Callable) -> Callable:
+    """The reference of a loss that is one torch module built by ``build(loss)``."""
+
+    def ref(loss, pred, target):
+        return build(loss)(pred, as_torch_target(target))
+
+    return ref
+
+
+TORCH_REFERENCES: dict[str, Callable] = {
+    "Linear": torch_linear,
+    "Linear (3-D input)": torch_linear,
+    "Linear (no bias)": torch_linear,
+    "Sigmoid": stateless(lambda layer: torch.nn.Sigmoid()),
+    "Tanh": stateless(lambda layer: torch.nn.Tanh()),
+    "ReLU": stateless(lambda layer: torch.nn.ReLU()),
+    "LeakyReLU": stateless(lambda layer: torch.nn.LeakyReLU(layer.negative_slope)),
+    "ELU": stateless(lambda layer: torch.nn.ELU(layer.alpha)),
+    "Softplus": stateless(lambda layer: torch.nn.Softplus(layer.beta, layer.threshold)),
+    "GELU": stateless(lambda layer: torch.nn.GELU(approximate=layer.approximate)),
+    "GELU (tanh)": stateless(lambda layer: torch.nn.GELU(approximate=layer.approximate)),
+    "Softmax": stateless(lambda layer: torch.nn.Softmax(dim=layer.axis)),
+    "Softmax (axis=1 of 3)": stateless(lambda layer: torch.nn.Softmax(dim=layer.axis)),
+    "Flatten": stateless(lambda layer: torch.nn.Flatten()),
+    "Dropout": torch_dropout,
+    "GaussianDropout": torch_gaussian_dropout,
+    "MSELoss": torch_loss(lambda loss: torch.nn.MSELoss()),
+    "QuadraticCost": torch_quadratic_cost,
+    "CrossEntropyLoss": torch_cross_entropy,
+    "CrossEntropyLoss (probabilities)": torch_cross_entropy,
+    "CrossEntropyLoss (label smoothing)": torch_cross_entropy,
+    "BCEWithLogitsLoss": torch_loss(lambda loss: torch.nn.BCEWithLogitsLoss()),
+    "HingeLoss": torch_hinge,
+    "HingeLoss (binary)": torch_hinge,
+    "HuberLoss": torch_loss(lambda loss: torch.nn.HuberLoss(delta=loss.delta)),
+}
+
+
+# --- realistic sizes for the directional check ----------------------------------------------
+
+# Each layer row runs inside Sequential(Linear(d, d), layer, Flatten(), Linear(k, 10)) on a batch
+# of 64, d the last entry of its feature shape (the first Linear makes every parameter-free
+# layer's dx count). Rows with parameters need a realistic-size layer here; a test checks that.
+REALISTIC: dict[str, Callable[[np.random.Generator], gn.Module]] = {
+    "Linear": lambda rng: gn.Linear(256, 128, rng=rng),
+    "Linear (3-D input)": lambda rng: gn.Linear(256, 128, rng=rng),
+    "Linear (no bias)": lambda rng: gn.Linear(256, 128, bias=False, rng=rng),
+}
+FEATURES = {  # per-example input shape; (256,) unless listed
+    "Linear (3-D input)": (8, 256),
+    "Softmax (axis=1 of 3)": (16, 32),
+    "Flatten": (4, 4, 16),
+}
+BATCH = 64
+
+
+def realistic_model(name: str, seed: int = 0):
+    """(model, x, labels) in float32 for the directional check of layer row ``name``."""
+    rng = np.random.default_rng(seed)
+    layer = REALISTIC[name](rng) if name in REALISTIC else CASES[name].make(rng)
+    shape = FEATURES.get(name, (256,))
+    x = rng.standard_normal((BATCH, *shape)).astype(np.float32)
+    first = gn.Linear(shape[-1], shape[-1], rng=rng)
+    hidden = layer.forward(first.forward(x))
+    model = gn.Sequential(first, layer, gn.Flatten(), gn.Linear(hidden[0].size, 10, rng=rng))
+    return model, x, rng.integers(0, 10, size=BATCH)
+
+
+# --- small harness helpers shared by the contract tests and the mutant tests ------------------
+
+
+def grads_after_backward(layer: gn.Module, x: np.ndarray, dy: np.ndarray, times: int):
+    """Zero the grads, run forward once and backward ``times`` times; return copies of the grads."""
+    layer.zero_grad()
+    layer.forward(x)
+    for _ in range(times):
+        layer.backward(dy)
+    return {name: p.grad.copy() for name, p in layer.named_parameters()}

@@ -1,0 +1,226 @@
+"""Every layer row of the table through one harness: finite differences, a directional check at a
+realistic size, PyTorch in float64, and the layer contracts (dtype, dy untouched, accumulation,
+train/eval). Then the bad-input messages and the activations' kinks and extremes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cases import (
+    CASES,
+    LAYER_CASES,
+    REALISTIC,
+    STOCHASTIC,
+    TORCH_REFERENCES,
+    grads_after_backward,
+    has_params,
+    make,
+    realistic_model,
+    torch_layout,
+)
+
+import glassnet as gn
+from glassnet.gradcheck import check_layer_gradients, directional_check
+
+TOL = 1e-6
+PARAM_CASES = [name for name in LAYER_CASES if has_params(name)]
+
+
+def upstream(y: np.ndarray, seed: int = 1) -> np.ndarray:
+    """A random upstream gradient (all ones would hide a transposed or mis-summed backward)."""
+    return np.random.default_rng(seed).standard_normal(y.shape).astype(y.dtype)
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+
+def test_every_case_has_a_torch_reference():
+    assert set(TORCH_REFERENCES) == set(CASES)
+
+
+def test_every_layer_with_params_has_a_realistic_size():
+    assert set(PARAM_CASES) <= set(REALISTIC)
+    assert PARAM_CASES, "the table lost its layers with parameters"
+
+
+# --- 1. finite differences ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", LAYER_CASES)
+def test_gradients_match_finite_differences(name):
+    layer, x = make(name)
+    errors = check_layer_gradients(layer, x)
+    assert set(errors) == {"x"} | {n for n, _ in layer.named_parameters()}
+    assert max(errors.values()) < TOL, errors
+
+
+# --- 2. directional check at a realistic size ----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", LAYER_CASES)
+def test_directional_check_at_realistic_size(name):
+    model, x, labels = realistic_model(name)
+    model.to(np.float64)
+    err = directional_check(model, gn.CrossEntropyLoss(), x.astype(np.float64), labels)
+    assert err < TOL
+
+
+# --- 3. PyTorch, float64 -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", LAYER_CASES)
+def test_matches_torch(name, torch):
+    layer, x = make(name)
+    layer.to(np.float64)
+    y = layer.forward(x)
+    dy = upstream(y)
+    layer.zero_grad()
+    dx = layer.backward(dy)
+
+    xt = torch.tensor(x, requires_grad=True)
+    yt, tparams = TORCH_REFERENCES[name](layer, xt)
+    yt.backward(torch.from_numpy(dy))
+
+    tight = dict(rtol=1e-10, atol=1e-12)
+    assert yt.dtype == torch.float64
+    np.testing.assert_allclose(y, yt.detach().numpy(), **tight, err_msg="forward")
+    np.testing.assert_allclose(dx, xt.grad.numpy(), **tight, err_msg="dx")
+    assert set(tparams) == {n for n, _ in layer.named_parameters()}
+    for pname, p in layer.named_parameters():
+        ours = torch_layout(layer, pname, p.grad)
+        np.testing.assert_allclose(ours, tparams[pname].grad.numpy(), **tight, err_msg=pname)
+
+
+# --- 4. contracts --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", LAYER_CASES)
+def test_float32_stays_float32(name):
+    layer, x = make(name)  # layers are float32 by default
+    x = x.astype(np.float32)
+    y = layer.forward(x)
+    assert y.dtype == np.float32
+    dx = layer.backward(upstream(y))
+    assert dx.dtype == np.float32 and dx.shape == x.shape
+    for pname, p in layer.named_parameters():
+        assert p.data.dtype == np.float32, pname
+        assert p.grad.dtype == np.float32, pname
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", LAYER_CASES)
+def test_backward_leaves_dy_and_x_untouched(name, dtype):
+    layer, x = make(name)
+    layer.to(dtype)
+    x = x.astype(dtype)
+    x_before = x.copy()
+    y = layer.forward(x)
+    dy = upstream(y)
+    dy_before = dy.copy()
+    layer.backward(dy)
+    np.testing.assert_array_equal(dy, dy_before, err_msg="backward wrote into dy")
+    np.testing.assert_array_equal(x, x_before, err_msg="forward/backward wrote into x")
+
+
+@pytest.mark.parametrize("name", PARAM_CASES)
+def test_gradients_accumulate(name):
+    layer, x = make(name)
+    layer.to(np.float64)
+    dy = upstream(layer.forward(x))
+    once = grads_after_backward(layer, x, dy, 1)
+    twice = grads_after_backward(layer, x, dy, 2)
+    assert once.keys() == twice.keys()
+    for pname in once:
+        assert np.abs(once[pname]).max() > 0, pname
+        np.testing.assert_allclose(twice[pname], 2 * once[pname], rtol=1e-14, err_msg=pname)
+    layer.zero_grad()
+    for pname, p in layer.named_parameters():
+        assert not p.grad.any(), pname
+
+
+@pytest.mark.parametrize("name", LAYER_CASES)
+def test_train_and_eval_differ_only_for_stochastic_layers(name):
+    layer, x = make(name)
+    layer.to(np.float64)
+    assert layer.training
+    train_a, train_b = layer.forward(x).copy(), layer.forward(x).copy()
+    assert layer.eval() is layer and not layer.training
+    evaluated = layer.forward(x)
+    if name in STOCHASTIC:
+        np.testing.assert_array_equal(evaluated, x)
+        dy = upstream(evaluated)
+        np.testing.assert_array_equal(layer.backward(dy), dy)  # identity both ways in eval
+        assert not np.array_equal(train_a, x), "no noise in training"
+        assert not np.array_equal(train_a, train_b), "the same noise drawn twice"
+    else:
+        np.testing.assert_array_equal(train_a, evaluated)
+        np.testing.assert_array_equal(train_a, train_b)
+    layer.train()
+    assert layer.training
+
+
+# --- 5. bad input ---------------------------------------------------------------------------------
+
+
+def test_linear_wrong_last_dimension_names_layer_and_size():
+    layer = gn.Linear(7, 4)
+    with pytest.raises(gn.ShapeError) as info:
+        layer.forward(np.zeros((3, 6), np.float32))
+    message = str(info.value)
+    assert "Linear" in message and "7" in message and "(3, 6)" in message
+
+
+def test_sequential_shape_error_names_layer_index():
+    model = gn.Sequential(gn.Linear(6, 5), gn.ReLU(), gn.Linear(4, 3))
+    with pytest.raises(gn.ShapeError) as info:
+        model.forward(np.zeros((2, 6), np.float32))
+    message = str(info.value)
+    assert "layer #2" in message and "Linear" in message and "4" in message
+
+
+# --- 6. activations: kinks and extremes -----------------------------------------------------------
+
+KINKS = {  # subgradients at the kink follow PyTorch: ReLU'(0) = 0 and friends
+    "ReLU": (gn.ReLU, lambda torch: torch.nn.ReLU()),
+    "LeakyReLU": (lambda: gn.LeakyReLU(0.1), lambda torch: torch.nn.LeakyReLU(0.1)),
+    "ELU": (lambda: gn.ELU(1.3), lambda torch: torch.nn.ELU(1.3)),
+}
+
+
+@pytest.mark.parametrize("name", KINKS)
+def test_derivative_at_kink_as_torch(name, torch):
+    make_layer, make_torch = KINKS[name]
+    x = np.array([[-1.0, 0.0, 1.0], [0.0, -0.0, 2.0]])
+    dy = upstream(x)
+    layer = make_layer()
+    layer.forward(x)
+    dx = layer.backward(dy)
+    xt = torch.tensor(x, requires_grad=True)
+    make_torch(torch)(xt).backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-14, atol=0)
+    at_zero = x == 0
+    np.testing.assert_array_equal(dx[at_zero], xt.grad.numpy()[at_zero])
+    if name == "ReLU":
+        assert not dx[at_zero].any()
+
+
+HUGE = np.array([[1e4, -1e4, 0.0, 1.0], [-1e4, -1e4, 1e4, 3.0], [-1e4, 2.0, -1e4, -1e4]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["Sigmoid", "Softmax"])
+def test_stable_on_huge_inputs(name, dtype, torch):
+    # RuntimeWarnings are errors (pyproject), so an overflowing exp fails here
+    layer = getattr(gn, name)()
+    x = HUGE.astype(dtype)
+    y = layer.forward(x)
+    dy = upstream(y)
+    dx = layer.backward(dy)
+    assert y.dtype == dtype and dx.dtype == dtype
+    assert np.isfinite(y).all() and np.isfinite(dx).all()
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.sigmoid(xt) if name == "Sigmoid" else torch.softmax(xt, dim=-1)
+    yt.backward(torch.from_numpy(dy))
+    tol = dict(rtol=1e-6, atol=1e-7) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(y, yt.detach().numpy(), **tol)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), **tol)

@@ -1,0 +1,270 @@
+"""Optimizers against ``torch.optim``: the same parameters and gradients, step for step.
+
+Every case runs 10 steps in float64 with a fresh random gradient per step (the same arrays go to
+both libraries) and compares the parameters after every step. State is compared through a
+``state_dict`` round trip that must continue bit for bit, and ``clip_grad_norm`` against
+``torch.nn.utils.clip_grad_norm_``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import glassnet as gn
+from glassnet import optim
+from glassnet.module import Param
+
+torch = pytest.importorskip("torch")
+
+STEPS = 10
+SHAPES = [(4, 3), (3,), (2, 2, 3)]
+
+# (glassnet class, torch class, keyword arguments both accept)
+CASES = {
+    "SGD": (optim.SGD, "SGD", dict(lr=0.1)),
+    "SGD momentum": (optim.SGD, "SGD", dict(lr=0.1, momentum=0.9)),
+    "SGD dampening": (optim.SGD, "SGD", dict(lr=0.1, momentum=0.9, dampening=0.3)),
+    "SGD nesterov": (optim.SGD, "SGD", dict(lr=0.1, momentum=0.8, nesterov=True)),
+    "SGD weight_decay": (optim.SGD, "SGD", dict(lr=0.1, weight_decay=0.05)),
+    "SGD all": (optim.SGD, "SGD", dict(lr=0.05, momentum=0.9, weight_decay=0.01, nesterov=True)),
+    "RMSprop": (optim.RMSprop, "RMSprop", dict(lr=0.01)),
+    "RMSprop alpha eps": (optim.RMSprop, "RMSprop", dict(lr=0.01, alpha=0.9, eps=1e-6)),
+    "RMSprop centered": (optim.RMSprop, "RMSprop", dict(lr=0.01, centered=True)),
+    "RMSprop momentum": (optim.RMSprop, "RMSprop", dict(lr=0.01, momentum=0.9)),
+    "RMSprop weight_decay": (optim.RMSprop, "RMSprop", dict(lr=0.01, weight_decay=0.1)),
+    "RMSprop all": (
+        optim.RMSprop,
+        "RMSprop",
+        dict(lr=0.01, momentum=0.5, centered=True, weight_decay=0.1),
+    ),
+    "Adagrad": (optim.Adagrad, "Adagrad", dict(lr=0.1)),
+    "Adagrad lr_decay": (optim.Adagrad, "Adagrad", dict(lr=0.1, lr_decay=0.05)),
+    "Adagrad initial_accumulator_value": (
+        optim.Adagrad,
+        "Adagrad",
+        dict(lr=0.1, initial_accumulator_value=0.5),
+    ),
+    "Adagrad weight_decay": (optim.Adagrad, "Adagrad", dict(lr=0.1, weight_decay=0.1)),
+    "Adagrad all": (
+        optim.Adagrad,
+        "Adagrad",
+        dict(lr=0.1, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.2, eps=1e-8),
+    ),
+    "Adam": (optim.Adam, "Adam", dict(lr=0.01)),
+    "Adam betas eps": (optim.Adam, "Adam", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6)),
+    "Adam weight_decay": (optim.Adam, "Adam", dict(lr=0.01, weight_decay=0.1)),
+    "Adam amsgrad": (optim.Adam, "Adam", dict(lr=0.01, amsgrad=True)),
+    "Adam amsgrad weight_decay": (
+        optim.Adam,
+        "Adam",
+        dict(lr=0.01, amsgrad=True, weight_decay=0.1),
+    ),
+    "AdamW": (optim.AdamW, "AdamW", dict(lr=0.01)),
+    "AdamW weight_decay": (optim.AdamW, "AdamW", dict(lr=0.01, weight_decay=0.3)),
+    "AdamW amsgrad": (optim.AdamW, "AdamW", dict(lr=0.01, weight_decay=0.1, amsgrad=True)),
+}
+
+
+def make_params(rng: np.random.Generator) -> list[Param]:
+    # the 1-D one is a bias: optimizer weight decay still applies to it, as in torch
+    return [
+        Param(rng.standard_normal(s), f"p{i}", decay=len(s) > 1) for i, s in enumerate(SHAPES)
+    ]
+
+
+def gradients(rng: np.random.Generator, steps: int = STEPS) -> list[list[np.ndarray]]:
+    """A different random gradient for every parameter at every step, some of them large."""
+    return [[rng.standard_normal(s) * rng.choice([0.1, 1.0, 5.0]) for s in SHAPES] for _ in range(steps)]
+
+
+def torch_params(params: list[Param]) -> list:
+    return [torch.tensor(p.data.copy(), dtype=torch.float64, requires_grad=True) for p in params]
+
+
+def step_both(opt, params, topt, tparams, grads) -> None:
+    for p, tp, g in zip(params, tparams, grads):
+        p.grad[...] = g
+        tp.grad = torch.tensor(g.copy())
+    opt.step()
+    topt.step()
+
+
+def assert_params_equal(params, tparams, step: int) -> None:
+    for p, tp in zip(params, tparams):
+        np.testing.assert_allclose(
+            p.data, tp.detach().numpy(), rtol=1e-12, atol=1e-14, err_msg=f"{p.name}, step {step}"
+        )
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_matches_torch_step_for_step(case):
+    cls, torch_name, kwargs = CASES[case]
+    rng = np.random.default_rng(0)
+    params = make_params(rng)
+    tparams = torch_params(params)
+    opt = cls(params, **kwargs)
+    topt = getattr(torch.optim, torch_name)(tparams, **kwargs)
+    for step, grads in enumerate(gradients(rng), start=1):
+        step_both(opt, params, topt, tparams, grads)
+        assert_params_equal(params, tparams, step)
+        for p in params:
+            assert p.data.dtype == np.float64
+    assert opt.t == STEPS
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_state_dict_round_trip_continues_identically(case):
+    """5 steps, save, load into a fresh optimizer on copied params, 5 more: bit for bit the
+    same as 10 uninterrupted steps."""
+    cls, _, kwargs = CASES[case]
+    rng = np.random.default_rng(1)
+    start = make_params(rng)
+    grads = gradients(rng)
+
+    reference = [Param(p.data.copy(), p.name, p.decay) for p in start]
+    ref_opt = cls(reference, **kwargs)
+    for gs in grads:
+        for p, g in zip(reference, gs):
+            p.grad[...] = g
+        ref_opt.step()
+
+    first = [Param(p.data.copy(), p.name, p.decay) for p in start]
+    opt = cls(first, **kwargs)
+    for gs in grads[:5]:
+        for p, g in zip(first, gs):
+            p.grad[...] = g
+        opt.step()
+    # a checkpoint holds copies, not views of live state
+    saved = {k: np.array(v, copy=True) for k, v in opt.state_dict().items()}
+
+    resumed = [Param(p.data.copy(), p.name, p.decay) for p in first]
+    kwargs_other_lr = {**kwargs, "lr": 123.0}  # lr must come from the state dict
+    opt2 = cls(resumed, **kwargs_other_lr)
+    opt2.load_state_dict(saved)
+    assert opt2.t == 5 and opt2.lr == kwargs["lr"]
+    for gs in grads[5:]:
+        for p, g in zip(resumed, gs):
+            p.grad[...] = g
+        opt2.step()
+    for p, q in zip(resumed, reference):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_state_dict_holds_every_state_array():
+    rng = np.random.default_rng(2)
+    params = make_params(rng)
+    opt = optim.Adam(params, lr=0.01, amsgrad=True)
+    for p in params:
+        p.grad[...] = rng.standard_normal(p.shape)
+    opt.step()
+    state = opt.state_dict()
+    n = len(params)
+    expected = {"t", "lr"} | {f"{k}.{i}" for k in ("m", "v", "vmax") for i in range(n)}
+    assert set(state) == expected
+    assert int(state["t"]) == 1
+
+
+# --- clip_grad_norm -----------------------------------------------------------------------------
+@pytest.mark.parametrize("max_norm", [0.5, 3.0, 1e3])
+def test_clip_grad_norm_matches_torch(max_norm):
+    rng = np.random.default_rng(3)
+    params = make_params(rng)
+    tparams = torch_params(params)
+    for p, tp in zip(params, tparams):
+        p.grad[...] = rng.standard_normal(p.shape)
+        tp.grad = torch.tensor(p.grad.copy())
+    before = [p.grad.copy() for p in params]
+    norm = gn.clip_grad_norm(params, max_norm)
+    tnorm = torch.nn.utils.clip_grad_norm_(tparams, max_norm)
+    assert isinstance(norm, float)
+    assert norm == pytest.approx(float(tnorm), rel=1e-13)
+    for p, tp in zip(params, tparams):
+        np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-13, atol=0)
+    total = np.sqrt(sum(float((g**2).sum()) for g in before))
+    if total <= max_norm:  # the no-clip case leaves gradients exactly alone
+        for p, g in zip(params, before):
+            np.testing.assert_array_equal(p.grad, g)
+    else:
+        clipped = np.sqrt(sum(float((p.grad**2).sum()) for p in params))
+        assert clipped == pytest.approx(max_norm, rel=1e-6)
+
+
+def test_clip_grad_norm_keeps_float32():
+    p = Param(np.ones((3, 3), np.float32), "W")
+    p.grad[...] = 10.0
+    norm = gn.clip_grad_norm([p], 1.0)
+    assert norm == pytest.approx(30.0)
+    assert p.grad.dtype == np.float32
+
+
+def test_clip_grad_norm_zero_gradients():
+    p = Param(np.ones(4), "W")
+    assert gn.clip_grad_norm([p], 1.0) == 0.0
+    np.testing.assert_array_equal(p.grad, 0.0)
+
+
+# --- errors -------------------------------------------------------------------------------------
+OPTIMIZERS = [optim.SGD, optim.RMSprop, optim.Adagrad, optim.Adam, optim.AdamW]
+
+
+@pytest.mark.parametrize("cls", OPTIMIZERS, ids=lambda c: c.__name__)
+def test_empty_parameter_list(cls):
+    with pytest.raises(ValueError, match=rf"^{cls.__name__}\b.*empty"):
+        cls([], lr=0.1)
+    with pytest.raises(ValueError, match=rf"^{cls.__name__}\b"):
+        cls(iter([]), lr=0.1)
+
+
+@pytest.mark.parametrize("cls", OPTIMIZERS, ids=lambda c: c.__name__)
+def test_non_param_items(cls):
+    good = Param(np.zeros(3), "W")
+    with pytest.raises(TypeError, match=rf"^{cls.__name__}\b.*ndarray"):
+        cls([good, np.zeros(3)], lr=0.1)
+    with pytest.raises(TypeError, match=rf"^{cls.__name__}\b.*Tensor"):
+        cls([torch.zeros(3)], lr=0.1)
+    # a model instead of model.parameters(): iterating a Sequential yields layers
+    model = gn.Sequential(gn.Linear(2, 2, rng=np.random.default_rng(0)))
+    with pytest.raises(TypeError, match=rf"^{cls.__name__}\b.*Linear"):
+        cls(model, lr=0.1)
+
+
+@pytest.mark.parametrize("cls", OPTIMIZERS, ids=lambda c: c.__name__)
+def test_negative_lr(cls):
+    with pytest.raises(ValueError, match=rf"^{cls.__name__}\b.*lr.*-0\.5"):
+        cls([Param(np.zeros(3), "W")], lr=-0.5)
+
+
+def test_nesterov_needs_momentum():
+    with pytest.raises(ValueError, match="SGD.*nesterov"):
+        optim.SGD([Param(np.zeros(3), "W")], lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="SGD.*nesterov"):
+        optim.SGD([Param(np.zeros(3), "W")], lr=0.1, momentum=0.9, dampening=0.1, nesterov=True)
+
+
+@pytest.mark.parametrize("cls", [optim.Adam, optim.AdamW], ids=lambda c: c.__name__)
+def test_adam_betas(cls):
+    with pytest.raises(ValueError, match=rf"^{cls.__name__}\b.*betas"):
+        cls([Param(np.zeros(3), "W")], betas=(0.9, 1.0))
+
+
+@pytest.mark.parametrize("cls", OPTIMIZERS, ids=lambda c: c.__name__)
+def test_float32_params_stay_float32(cls):
+    rng = np.random.default_rng(4)
+    p = Param(rng.standard_normal((3, 4)).astype(np.float32), "W")
+    opt = cls([p], lr=0.01)
+    for _ in range(3):
+        p.grad[...] = rng.standard_normal(p.shape)
+        opt.step()
+    assert p.data.dtype == np.float32 and p.grad.dtype == np.float32
+    for arrays in opt._state().values():
+        assert all(a is None or a.dtype == np.float32 for a in arrays)
+
+
+def test_zero_grad_keeps_buffers():
+    p = Param(np.zeros(3), "W")
+    buf = p.grad
+    p.grad += 1.0
+    optim.SGD([p], lr=0.1).zero_grad()
+    assert p.grad is buf
+    np.testing.assert_array_equal(buf, 0.0)
