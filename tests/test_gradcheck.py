@@ -148,7 +148,8 @@ def test_layer_check_catches_mutant(name):
 @pytest.mark.parametrize("name", LAYER_MUTANTS)
 def test_model_check_catches_mutant_inside_sequential(name):
     rng = np.random.default_rng(0)
-    model = gn.Sequential(gn.Linear(3, 4, rng=rng), LAYER_MUTANTS[name](rng), gn.Linear(4, 2, rng=rng))
+    mutant = LAYER_MUTANTS[name](rng)
+    model = gn.Sequential(gn.Linear(3, 4, rng=rng), mutant, gn.Linear(4, 2, rng=rng))
     x, y = rng.standard_normal((5, 3)), rng.integers(0, 2, size=5)
     errors = check_gradients(model, gn.CrossEntropyLoss(), x, y)
     assert max(errors.values()) > CAUGHT, errors
@@ -176,7 +177,8 @@ def test_model_check_catches_wrong_regularizer_gradient():
     rng = np.random.default_rng(0)
     model = gn.Sequential(gn.Linear(3, 4, rng=rng), gn.Tanh(), gn.Linear(4, 2, rng=rng))
     x, y = rng.standard_normal((5, 3)), rng.integers(0, 2, size=5)
-    errors = check_gradients(model, gn.CrossEntropyLoss(), x, y, regularizer=L2TwiceTheGradient(0.5))
+    wrong = L2TwiceTheGradient(0.5)
+    errors = check_gradients(model, gn.CrossEntropyLoss(), x, y, regularizer=wrong)
     assert errors["0.W"] > CAUGHT and errors["2.W"] > CAUGHT, errors
     assert errors["0.b"] < TOL and errors["2.b"] < TOL, errors  # biases take no penalty
 
@@ -252,7 +254,8 @@ def test_check_gradients_passes_dropout_and_l2_and_restores_model(mode):
 def test_check_gradients_freezes_dropout_masks():
     # without frozen masks the differences would see a new mask per evaluation and fail
     rng = np.random.default_rng(1)
-    model = gn.Sequential(gn.Linear(6, 8, rng=rng), gn.Dropout(0.5, rng=rng), gn.Linear(8, 3, rng=rng))
+    dropout = gn.Dropout(0.5, rng=rng)
+    model = gn.Sequential(gn.Linear(6, 8, rng=rng), dropout, gn.Linear(8, 3, rng=rng))
     x, y = rng.standard_normal((5, 6)), rng.integers(0, 3, size=5)
     assert max(check_gradients(model, gn.CrossEntropyLoss(), x, y).values()) < TOL
 

@@ -59,11 +59,17 @@ def copy_weights(model, tmodel) -> None:
 def assert_same_params(model, tmodel, step: int) -> None:
     for i, (g, t) in enumerate(linear_pairs(model, tmodel)):
         np.testing.assert_allclose(
-            g.W.data, t.weight.detach().numpy().T, rtol=1e-9, atol=1e-12,
+            g.W.data,
+            t.weight.detach().numpy().T,
+            rtol=1e-9,
+            atol=1e-12,
             err_msg=f"linear #{i} W after step {step}",
         )
         np.testing.assert_allclose(
-            g.b.data, t.bias.detach().numpy(), rtol=1e-9, atol=1e-12,
+            g.b.data,
+            t.bias.detach().numpy(),
+            rtol=1e-9,
+            atol=1e-12,
             err_msg=f"linear #{i} b after step {step}",
         )
 
@@ -102,10 +108,7 @@ MODELS = {
 
 
 def batches(rng, shape):
-    return [
-        (rng.standard_normal((BATCH, *shape)), rng.integers(0, 3, size=BATCH))
-        for _ in range(STEPS)
-    ]
+    return [(rng.standard_normal((BATCH, *shape)), rng.integers(0, 3, size=BATCH)) for _ in range(STEPS)]
 
 
 def run_both(model_name, make_opt, make_topt, seed=0, use_train_step=True):

@@ -68,9 +68,7 @@ CASES = {
 
 def make_params(rng: np.random.Generator) -> list[Param]:
     # the 1-D one is a bias: optimizer weight decay still applies to it, as in torch
-    return [
-        Param(rng.standard_normal(s), f"p{i}", decay=len(s) > 1) for i, s in enumerate(SHAPES)
-    ]
+    return [Param(rng.standard_normal(s), f"p{i}", decay=len(s) > 1) for i, s in enumerate(SHAPES)]
 
 
 def gradients(rng: np.random.Generator, steps: int = STEPS) -> list[list[np.ndarray]]:
@@ -151,18 +149,31 @@ def test_state_dict_round_trip_continues_identically(case):
         np.testing.assert_array_equal(p.data, q.data)
 
 
-def test_state_dict_holds_every_state_array():
+def test_state_dict_survives_an_npz_file(tmp_path):
+    """A checkpoint written with np.savez and read back resumes exactly (plain arrays only)."""
     rng = np.random.default_rng(2)
-    params = make_params(rng)
-    opt = optim.Adam(params, lr=0.01, amsgrad=True)
-    for p in params:
-        p.grad[...] = rng.standard_normal(p.shape)
-    opt.step()
-    state = opt.state_dict()
-    n = len(params)
-    expected = {"t", "lr"} | {f"{k}.{i}" for k in ("m", "v", "vmax") for i in range(n)}
-    assert set(state) == expected
-    assert int(state["t"]) == 1
+    grads = gradients(rng, 6)
+    reference = make_params(np.random.default_rng(3))
+    ref_opt = optim.Adam(reference, lr=0.01, amsgrad=True, weight_decay=0.1)
+    params = make_params(np.random.default_rng(3))
+    opt = optim.Adam(params, lr=0.01, amsgrad=True, weight_decay=0.1)
+    for k, gs in enumerate(grads):
+        for p, q, g in zip(params, reference, gs):
+            p.grad[...] = g
+            q.grad[...] = g
+        ref_opt.step()
+        opt.step()
+        if k == 2:
+            state = opt.state_dict()
+            assert all(isinstance(v, np.ndarray) for v in state.values())
+            np.savez(tmp_path / "opt.npz", **state)
+            params = [Param(p.data.copy(), p.name, p.decay) for p in params]
+            opt = optim.Adam(params, lr=0.5, amsgrad=True, weight_decay=0.1)
+            with np.load(tmp_path / "opt.npz") as f:
+                opt.load_state_dict(dict(f))
+            assert opt.t == 3
+    for p, q in zip(params, reference):
+        np.testing.assert_array_equal(p.data, q.data)
 
 
 # --- clip_grad_norm -----------------------------------------------------------------------------
@@ -257,14 +268,50 @@ def test_float32_params_stay_float32(cls):
         p.grad[...] = rng.standard_normal(p.shape)
         opt.step()
     assert p.data.dtype == np.float32 and p.grad.dtype == np.float32
-    for arrays in opt._state().values():
-        assert all(a is None or a.dtype == np.float32 for a in arrays)
+    for name, a in opt.state_dict().items():
+        if name not in ("t", "lr"):
+            assert a.dtype == np.float32, name
 
 
 def test_zero_grad_keeps_buffers():
     p = Param(np.zeros(3), "W")
-    buf = p.grad
+    opt = optim.SGD([p], lr=0.1)
+    buf = p.grad  # the optimizer may re-point grads into its own vector; after that, they stay
     p.grad += 1.0
-    optim.SGD([p], lr=0.1).zero_grad()
+    opt.zero_grad()
     assert p.grad is buf
     np.testing.assert_array_equal(buf, 0.0)
+
+
+def test_parameters_stay_live_views_of_the_optimizer():
+    """Layers keep reading p.data/p.grad: a step through the optimizer is seen by the model,
+    and model.zero_grad() clears what the optimizer steps on."""
+    rng = np.random.default_rng(5)
+    model = gn.Sequential(gn.Linear(3, 2, rng=rng, dtype=np.float64))
+    opt = optim.SGD(model.parameters(), lr=0.5)
+    x = rng.standard_normal((4, 3))
+    before = model.forward(x).copy()
+    model[0].W.grad[...] = 1.0
+    opt.step()
+    np.testing.assert_allclose(model[0].W.data, model.state_dict()["0.W"])
+    np.testing.assert_allclose(model.forward(x), before - 0.5 * x.sum(axis=1, keepdims=True))
+    model.zero_grad()
+    opt.step()  # zero gradient: nothing moves
+    np.testing.assert_allclose(model.forward(x), before - 0.5 * x.sum(axis=1, keepdims=True))
+
+
+def test_replacing_a_parameter_after_creating_the_optimizer_raises():
+    model = gn.Sequential(gn.Linear(3, 2, rng=np.random.default_rng(6)))
+    opt = optim.Adam(model.parameters(), lr=0.1)
+    model.to(np.float64)
+    with pytest.raises(RuntimeError, match=r"^Adam\b.*W"):
+        opt.step()
+
+
+def test_mixed_dtypes_and_repeated_params_rejected():
+    a = Param(np.zeros(3, np.float32), "a")
+    b = Param(np.zeros(3, np.float64), "b")
+    with pytest.raises(TypeError, match="dtype"):
+        optim.SGD([a, b], lr=0.1)
+    with pytest.raises(ValueError, match="twice"):
+        optim.SGD([a, a], lr=0.1)

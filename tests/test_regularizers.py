@@ -129,8 +129,12 @@ def test_gradient_matches_finite_differences(name):
 
 @pytest.mark.parametrize(
     "make",
-    [lambda: gn.L2(-0.1), lambda: gn.L1(-0.1), lambda: gn.ElasticNet(-0.1, 0.1),
-     lambda: gn.ElasticNet(0.1, -0.1)],
+    [
+        lambda: gn.L2(-0.1),
+        lambda: gn.L1(-0.1),
+        lambda: gn.ElasticNet(-0.1, 0.1),
+        lambda: gn.ElasticNet(0.1, -0.1),
+    ],
     ids=["L2", "L1", "ElasticNet l1", "ElasticNet l2"],
 )
 def test_negative_lam_rejected(make):

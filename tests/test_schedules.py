@@ -62,15 +62,11 @@ CASES = {
     ),
     "LinearWarmup": (
         lambda o: schedules.LinearWarmup(o, warmup=5, start_factor=0.1),
-        lambda o: torch.optim.lr_scheduler.LinearLR(
-            o, start_factor=0.1, end_factor=1.0, total_iters=5
-        ),
+        lambda o: torch.optim.lr_scheduler.LinearLR(o, start_factor=0.1, end_factor=1.0, total_iters=5),
     ),
     "LinearWarmup 1/3": (
         lambda o: schedules.LinearWarmup(o, warmup=7, start_factor=1 / 3),
-        lambda o: torch.optim.lr_scheduler.LinearLR(
-            o, start_factor=1 / 3, end_factor=1.0, total_iters=7
-        ),
+        lambda o: torch.optim.lr_scheduler.LinearLR(o, start_factor=1 / 3, end_factor=1.0, total_iters=7),
     ),
 }
 
@@ -171,3 +167,14 @@ def test_state_dict_is_self_contained(name):
     (here a wrong one) does not leak into the resumed lrs, as with torch's base_lrs."""
     resumed, full = interrupted(name, 99.0)
     assert resumed == pytest.approx(full, rel=1e-12)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if "eta_min" not in c])
+def test_zero_base_lr_matches_torch(case):
+    """An optimizer at lr = 0 (a frozen phase) stays at 0 under every schedule, as in torch.
+    (With eta_min > 0 torch's cosine climbs from 0 to eta_min; glassnet's schedules scale
+    base_lr, so that case is left out.)"""
+    make, make_torch = CASES[case]
+    opt, topt = glassnet_optimizer(lr=0.0), torch_optimizer(lr=0.0)
+    ours, theirs = lrs(opt, make(opt), topt, make_torch(topt), epochs=5)
+    assert ours == theirs == [0.0] * 5

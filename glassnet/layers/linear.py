@@ -54,7 +54,7 @@ class Linear(Module):
         return self
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        if x.shape[-1] != self.in_features or x.ndim < 2:
+        if x.ndim < 2 or x.shape[-1] != self.in_features:
             raise ShapeError(f"Linear expects input (N, ..., {self.in_features}), got shape {x.shape}")
         self.x = x
         y = x @ self.W.data

@@ -1,0 +1,450 @@
+"""Callbacks: EarlyStopping, ModelCheckpoint, CSVLogger, History, ProgressBar and the hooks.
+
+EarlyStopping is driven both by hand (a fake sequence of logs) and through ``fit``. To control
+which epoch is "best" inside ``fit``, a ``Score`` callback placed before the others writes a
+scripted metric into the shared ``logs`` dict, and ``Snapshot`` records the weights after each
+epoch so restored weights can be compared with the right epoch's.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+
+import glassnet as gn
+from glassnet.callbacks import Callback
+
+
+def blobs(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    centers = np.array([[0.0, 2.0], [2.0, -1.0], [-2.0, -1.0]])
+    y = rng.integers(0, 3, size=n)
+    return (centers[y] + 0.8 * rng.standard_normal((n, 2))).astype(np.float32), y
+
+
+DATA, VAL = blobs(120, 0), blobs(60, 1)
+
+
+def make_model(seed: int = 1) -> gn.Sequential:
+    rng = np.random.default_rng(seed)
+    return gn.Sequential(gn.Linear(2, 8, rng=rng), gn.Tanh(), gn.Linear(8, 3, rng=rng))
+
+
+def train(model=None, callbacks=(), epochs=6, lr=0.05, val=True, **kwargs):
+    model = model if model is not None else make_model()
+    history = gn.fit(
+        model,
+        gn.CrossEntropyLoss(),
+        gn.optim.SGD(model.parameters(), lr=lr),
+        DATA,
+        epochs=epochs,
+        batch_size=40,
+        val_data=VAL if val else None,
+        callbacks=list(callbacks),
+        rng=np.random.default_rng(0),
+        verbose=False,
+        **kwargs,
+    )
+    return model, history
+
+
+class Score(Callback):
+    """Adds ``score`` = scores[epoch] to the epoch's logs (must come before its readers)."""
+
+    def __init__(self, scores):
+        self.scores = list(scores)
+
+    def on_epoch_end(self, epoch, logs):
+        logs["score"] = self.scores[epoch]
+
+
+class Snapshot(Callback):
+    def __init__(self):
+        self.weights = []
+
+    def on_epoch_end(self, epoch, logs):
+        self.weights.append({k: v.copy() for k, v in self.model.state_dict().items()})
+
+
+def assert_weights(model, expected: dict) -> None:
+    state = model.state_dict()
+    assert state.keys() == expected.keys()
+    for k in state:
+        np.testing.assert_array_equal(state[k], expected[k], err_msg=k)
+
+
+def differs(model, expected: dict) -> bool:
+    return any(not np.array_equal(v, expected[k]) for k, v in model.state_dict().items())
+
+
+# --- EarlyStopping by hand ----------------------------------------------------------------------
+def drive(cb, values, key="val_loss"):
+    """Feed ``values`` as consecutive epochs; return the epoch at which it asked to stop."""
+    cb.model = make_model()
+    cb.on_train_begin({})
+    for epoch, v in enumerate(values):
+        cb.on_epoch_end(epoch, {key: v, "loss": 1.0})
+        if cb.stop_training:
+            return epoch
+    return None
+
+
+def test_early_stopping_waits_patience_epochs():
+    es = gn.EarlyStopping(patience=3)
+    # best at epoch 1; epochs 2, 3, 4 do not improve on it -> stop at the end of epoch 4
+    assert drive(es, [1.0, 0.9, 0.95, 0.92, 0.91, 0.5]) == 4
+    assert es.best == 0.9 and es.best_epoch == 1 and es.stopped_epoch == 4
+
+
+def test_early_stopping_an_improvement_resets_the_wait():
+    es = gn.EarlyStopping(patience=2)
+    assert drive(es, [1.0, 1.1, 0.8, 0.9, 0.7, 0.75, 0.71, 0.6]) == 6
+    assert es.best_epoch == 4
+
+
+def test_early_stopping_min_delta():
+    es = gn.EarlyStopping(patience=2, min_delta=0.1)
+    # 0.95 and 0.91 are better, but not by more than 0.1
+    assert drive(es, [1.0, 0.95, 0.91, 0.5]) == 2
+    assert es.best_epoch == 0
+    es = gn.EarlyStopping(patience=2, min_delta=0.1)
+    assert drive(es, [1.0, 0.85, 0.7, 0.65, 0.62]) == 4
+
+
+def test_early_stopping_patience_never_reached():
+    es = gn.EarlyStopping(patience=3)
+    assert drive(es, [1.0, 0.9, 0.8, 0.85, 0.84]) is None
+    assert es.stopped_epoch is None
+
+
+def test_early_stopping_mode_max_for_accuracy():
+    es = gn.EarlyStopping(monitor="val_accuracy", patience=2)
+    assert es.mode == "max"
+    assert drive(es, [0.5, 0.7, 0.6, 0.65, 0.9], key="val_accuracy") == 3
+    assert es.best == 0.7 and es.best_epoch == 1
+    # an explicit mode wins over the name
+    es = gn.EarlyStopping(monitor="score", patience=1, mode="max")
+    assert drive(es, [1.0, 2.0, 1.5], key="score") == 2
+    es = gn.EarlyStopping(monitor="val_accuracy", patience=1, mode="min")
+    assert drive(es, [0.5, 0.4, 0.6], key="val_accuracy") == 2
+
+
+def test_early_stopping_nan_is_not_an_improvement():
+    es = gn.EarlyStopping(patience=2)
+    assert drive(es, [1.0, math.nan, math.nan, 0.1]) == 2
+    assert es.best == 1.0
+
+
+def test_early_stopping_bad_mode():
+    with pytest.raises(ValueError, match="mode"):
+        gn.EarlyStopping(mode="maximum")
+
+
+def test_early_stopping_missing_monitor_by_hand():
+    es = gn.EarlyStopping(monitor="val_loss")
+    es.on_train_begin({})
+    with pytest.raises(KeyError, match=r"val_loss.*\['accuracy', 'loss'\].*val_data"):
+        es.on_epoch_end(0, {"loss": 1.0, "accuracy": 0.5})
+
+
+# --- EarlyStopping through fit ------------------------------------------------------------------
+def test_early_stopping_through_fit_when_val_loss_stops_improving():
+    es = gn.EarlyStopping(patience=2, min_delta=1.0)
+    # lr so small the validation loss barely moves: never better by min_delta after epoch 0
+    _, history = train(callbacks=[es], epochs=20, lr=1e-9)
+    assert history.epoch == [0, 1, 2]
+    assert es.stopped_epoch == 2 and es.best_epoch == 0
+    losses = history.history["val_loss"]
+    assert max(losses) - min(losses) < 1e-6
+
+
+def test_early_stopping_through_fit_real_training_runs_all_epochs():
+    es = gn.EarlyStopping(patience=2)
+    _, history = train(callbacks=[es], epochs=4)
+    assert len(history.epoch) == 4  # the validation loss keeps falling
+    assert es.stopped_epoch is None
+
+
+def test_early_stopping_missing_monitor_through_fit():
+    es = gn.EarlyStopping(monitor="val_loss")
+    with pytest.raises(KeyError, match=r"EarlyStopping.*'val_loss'.*val_data"):
+        train(callbacks=[es], val=False)
+
+
+@pytest.mark.parametrize("restore", [True, False])
+def test_restore_best_on_early_stop(restore):
+    snap = Snapshot()
+    es = gn.EarlyStopping(monitor="score", patience=2, restore_best=restore)
+    model, history = train(callbacks=[Score([3, 1, 2, 2.5, 0, 0]), snap, es], epochs=6)
+    assert history.epoch == [0, 1, 2, 3]
+    assert es.best_epoch == 1
+    if restore:
+        assert_weights(model, snap.weights[1])
+        assert differs(model, snap.weights[3])
+    else:
+        assert_weights(model, snap.weights[3])
+
+
+def test_restore_best_when_epochs_run_out():
+    snap = Snapshot()
+    es = gn.EarlyStopping(monitor="score", patience=5, restore_best=True)
+    model, history = train(callbacks=[Score([3, 1, 2, 2.5]), snap, es], epochs=4)
+    assert len(history.epoch) == 4 and es.stopped_epoch is None
+    assert_weights(model, snap.weights[1])
+
+
+def test_restore_best_when_the_last_epoch_is_best():
+    snap = Snapshot()
+    es = gn.EarlyStopping(monitor="score", patience=5, restore_best=True)
+    model, _ = train(callbacks=[Score([3, 2, 1]), snap, es], epochs=3)
+    assert_weights(model, snap.weights[2])
+
+
+class Boom(Callback):
+    def __init__(self, epoch, batch=None):
+        self.at = (epoch, batch)
+        self.epoch = None
+
+    def on_epoch_begin(self, epoch):
+        self.epoch = epoch
+
+    def on_batch_end(self, batch, logs):
+        if self.at == (self.epoch, batch):
+            raise RuntimeError("boom in a batch")
+
+    def on_epoch_end(self, epoch, logs):
+        if self.at == (epoch, None):
+            raise RuntimeError("boom at epoch end")
+
+
+@pytest.mark.parametrize("boom", [Boom(3), Boom(3, batch=1)], ids=["epoch end", "mid-epoch"])
+def test_restore_best_on_an_exception_from_another_callback(boom):
+    snap = Snapshot()
+    es = gn.EarlyStopping(monitor="score", patience=5, restore_best=True)
+    model = make_model()
+    with pytest.raises(RuntimeError, match="boom"):
+        train(model, callbacks=[Score([3, 1, 2, 2.5, 2.7]), snap, es, boom], epochs=5)
+    assert_weights(model, snap.weights[1])
+
+
+def test_early_stopping_reused_across_fits_starts_afresh():
+    es = gn.EarlyStopping(monitor="score", patience=1)
+    train(callbacks=[Score([1, 2, 3]), es], epochs=3)
+    assert es.stopped_epoch == 1
+    _, history = train(callbacks=[Score([5, 4, 3]), es], epochs=3)
+    assert len(history.epoch) == 3 and es.stopped_epoch is None and es.best == 3
+
+
+# --- ModelCheckpoint ----------------------------------------------------------------------------
+def test_checkpoint_every_epoch_with_epoch_in_the_name(tmp_path):
+    path = tmp_path / "model-{epoch}.safetensors"
+    snap = Snapshot()
+    model, history = train(callbacks=[snap, gn.ModelCheckpoint(str(path))], epochs=3)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == [f"model-{e}.safetensors" for e in history.epoch]
+    for e in history.epoch:
+        f = tmp_path / f"model-{e}.safetensors"
+        loaded = gn.load(f)
+        assert_weights(loaded, snap.weights[e])
+        meta = gn.load_metadata(f)
+        assert meta["epoch"] == e
+        assert meta["logs"]["val_loss"] == history.history["val_loss"][e]
+    # the loaded model predicts like the trained one
+    np.testing.assert_array_equal(
+        gn.predict(gn.load(tmp_path / "model-2.safetensors"), VAL[0]), gn.predict(model, VAL[0])
+    )
+
+
+def test_checkpoint_epoch_format_spec(tmp_path):
+    train(callbacks=[gn.ModelCheckpoint(str(tmp_path / "m{epoch:03d}.safetensors"))], epochs=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m000.safetensors", "m001.safetensors"]
+
+
+def test_checkpoint_save_best_only(tmp_path):
+    snap = Snapshot()
+    named = gn.ModelCheckpoint(str(tmp_path / "m-{epoch}.safetensors"), monitor="score", save_best_only=True)
+    fixed = gn.ModelCheckpoint(str(tmp_path / "best.safetensors"), monitor="score", save_best_only=True)
+    train(callbacks=[Score([3, 1, 2, 0.5, 0.7]), snap, named, fixed], epochs=5)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["best.safetensors", "m-0.safetensors", "m-1.safetensors", "m-3.safetensors"]
+    assert_weights(gn.load(tmp_path / "best.safetensors"), snap.weights[3])
+    assert gn.load_metadata(tmp_path / "best.safetensors")["epoch"] == 3
+
+
+def test_checkpoint_save_best_only_mode_max(tmp_path):
+    ck = gn.ModelCheckpoint(
+        str(tmp_path / "m-{epoch}.safetensors"), monitor="val_accuracy", save_best_only=True
+    )
+    assert ck.mode == "max"
+    _, history = train(callbacks=[ck], epochs=4)
+    acc = history.history["val_accuracy"]
+    saved = [e for e in history.epoch if acc[e] > max(acc[:e], default=-1.0)]
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == sorted(f"m-{e}.safetensors" for e in saved)
+
+
+def test_checkpoint_save_best_only_missing_monitor(tmp_path):
+    ck = gn.ModelCheckpoint(str(tmp_path / "m.safetensors"), save_best_only=True)
+    with pytest.raises(KeyError, match="val_loss"):
+        train(callbacks=[ck], val=False, epochs=1)
+
+
+def test_checkpoint_leaves_no_temporary_files(tmp_path):
+    train(callbacks=[gn.ModelCheckpoint(str(tmp_path / "m.safetensors"))], epochs=3)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+# --- CSVLogger ----------------------------------------------------------------------------------
+class ReadCSV(Callback):
+    """Reads the log file right after CSVLogger wrote it: it must always be complete."""
+
+    def __init__(self, path):
+        self.path, self.rows = path, []
+
+    def on_epoch_end(self, epoch, logs):
+        with open(self.path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert len(rows) == epoch + 1
+        self.rows.append(rows)
+
+
+def test_csv_logger_header_and_one_row_per_epoch(tmp_path):
+    path = tmp_path / "log.csv"
+    reader = ReadCSV(path)
+    _, history = train(callbacks=[gn.CSVLogger(str(path)), reader], epochs=3)
+    text = path.read_text()
+    lines = text.splitlines()
+    assert lines[0] == "epoch,loss,accuracy,val_loss,val_accuracy"
+    assert len(lines) == 4
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [int(r["epoch"]) for r in rows] == history.epoch
+    for key, values in history.history.items():
+        assert [float(r[key]) for r in rows] == values  # exact: floats written with repr
+    assert [p.name for p in tmp_path.iterdir()] == ["log.csv"]  # no temporary files left
+
+
+def test_csv_logger_with_scheduler_logs_lr(tmp_path):
+    path = tmp_path / "log.csv"
+    model = make_model()
+    opt = gn.optim.SGD(model.parameters(), lr=0.1)
+    gn.fit(
+        model,
+        gn.CrossEntropyLoss(),
+        opt,
+        DATA,
+        epochs=2,
+        callbacks=[gn.CSVLogger(path)],
+        scheduler=gn.schedules.ExponentialLR(opt, 0.5),
+        verbose=False,
+    )
+    rows = list(csv.DictReader(path.open(newline="")))
+    assert [float(r["lr"]) for r in rows] == [0.1, 0.05]
+
+
+def test_csv_logger_second_fit_starts_a_new_file(tmp_path):
+    path = tmp_path / "log.csv"
+    logger = gn.CSVLogger(str(path))
+    train(callbacks=[logger], epochs=3)
+    train(callbacks=[logger], epochs=2)
+    assert len(list(csv.DictReader(path.open(newline="")))) == 2
+
+
+# --- History, ProgressBar, hooks ----------------------------------------------------------------
+def test_history_to_dict():
+    _, history = train(epochs=2)
+    d = history.to_dict()
+    assert d["epoch"] == [0, 1]
+    assert set(d["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert json.loads(json.dumps(d)) == d
+    d["history"]["loss"].append(123.0)  # a copy: the History is untouched
+    d["epoch"].append(9)
+    assert len(history.history["loss"]) == 2 and history.epoch == [0, 1]
+    assert repr(history).startswith("History(epochs=2")
+
+
+def test_progress_bar_plain_stream():
+    stream = io.StringIO()
+    bar = gn.ProgressBar(epochs=2, steps=3, stream=stream)
+    for epoch in range(2):
+        bar.on_epoch_begin(epoch)
+        for b in range(3):
+            bar.on_batch_end(b, {"loss": 0.5})
+        bar.on_epoch_end(epoch, {"loss": 0.25, "accuracy": 0.75})
+    bar.on_train_end({})
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("epoch 1/2 loss=0.2500 accuracy=0.7500 time=")
+    assert lines[1].startswith("epoch 2/2 ")
+
+
+def test_progress_bar_on_a_terminal_uses_tqdm():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Tty()
+    bar = gn.ProgressBar(epochs=1, steps=25, stream=stream)
+    bar.on_epoch_begin(0)
+    for b in range(25):
+        bar.on_batch_end(b, {"loss": 0.5})
+    bar.on_epoch_end(0, {"loss": 0.25})
+    bar.on_train_end({})
+    out = stream.getvalue()
+    assert "epoch 1/1" in out and "loss=0.2500" in out
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.calls = []
+
+    def on_train_begin(self, logs):
+        self.calls.append(("train_begin", self.model is not None, self.optimizer is not None))
+
+    def on_epoch_begin(self, epoch):
+        self.calls.append(("epoch_begin", epoch))
+
+    def on_batch_end(self, batch, logs):
+        self.calls.append(("batch_end", batch, sorted(logs)))
+
+    def on_epoch_end(self, epoch, logs):
+        self.calls.append(("epoch_end", epoch, sorted(logs)))
+
+    def on_train_end(self, logs):
+        self.calls.append(("train_end",))
+
+
+def test_hooks_are_called_in_order():
+    rec = Recorder()
+    train(callbacks=[rec], epochs=2, val=False)  # 120 examples, batches of 40: 3 batches
+    epoch = [("batch_end", b, ["loss"]) for b in range(3)]
+    assert rec.calls == [
+        ("train_begin", True, True),
+        ("epoch_begin", 0),
+        *epoch,
+        ("epoch_end", 0, ["accuracy", "loss"]),
+        ("epoch_begin", 1),
+        *epoch,
+        ("epoch_end", 1, ["accuracy", "loss"]),
+        ("train_end",),
+    ]
+
+
+def test_on_train_end_runs_after_an_exception():
+    rec = Recorder()
+    with pytest.raises(RuntimeError, match="boom"):
+        train(callbacks=[rec, Boom(0, batch=1)], epochs=2)
+    assert rec.calls[-1] == ("train_end",)
+
+
+def test_a_callback_can_stop_training():
+    class StopAfterOne(Callback):
+        def on_epoch_end(self, epoch, logs):
+            self.stop_training = True
+
+    _, history = train(callbacks=[StopAfterOne()], epochs=5)
+    assert history.epoch == [0]

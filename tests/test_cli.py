@@ -1,0 +1,93 @@
+"""The command line, end to end on the small digits data set (fast) and on crafted files."""
+
+import json
+
+import numpy as np
+import pytest
+
+import glassnet as gn
+from glassnet.cli import main
+
+pytest.importorskip("sklearn")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    code = main(["train", "--dataset", "digits", "--model", "mlp", "--epochs", "3", "--out", str(out),
+                 "--seed", "1"])  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_train_writes_model_history_and_metrics(trained, capsys):
+    assert (trained / "model.safetensors").exists()
+    history = json.loads((trained / "history.json").read_text())
+    assert history["epochs_run"] == 3 and len(history["history"]["val_loss"]) == 3
+    assert 0.5 < history["test"]["accuracy"] <= 1.0  # 3 epochs on digits is well above chance
+    lines = (trained / "metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,loss,accuracy,val_loss,val_accuracy") and len(lines) == 4
+
+
+def test_train_is_reproducible_from_the_seed(trained, tmp_path):
+    assert main(["train", "--dataset", "digits", "--epochs", "3", "--out", str(tmp_path), "--seed", "1"]) == 0
+    a, b = gn.io.load_state(trained / "model.safetensors"), gn.io.load_state(tmp_path / "model.safetensors")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_evaluate_prints_json(trained, capsys):
+    assert main(["evaluate", str(trained / "model.safetensors")]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    saved = json.loads((trained / "history.json").read_text())["test"]
+    assert result["dataset"] == "digits" and result["accuracy"] == pytest.approx(saved["accuracy"])
+
+
+def test_predict_prints_classes_and_writes_outputs(trained, tmp_path, capsys):
+    _, test = gn.datasets.load_digits()
+    np.save(tmp_path / "x.npy", test.x[:5])
+    assert main(["predict", str(trained / "model.safetensors"), str(tmp_path / "x.npy")]) == 0
+    printed = [int(c) for c in capsys.readouterr().out.split()]
+    model = gn.load(trained / "model.safetensors")
+    assert printed == list(gn.predict(model, test.x[:5]).argmax(axis=1))
+    out = tmp_path / "out.npy"
+    assert (
+        main(["predict", str(trained / "model.safetensors"), str(tmp_path / "x.npy"), "--out", str(out)]) == 0
+    )
+    assert np.load(out).shape == (5, 10)
+
+
+def test_predict_refuses_pickled_npy(trained, tmp_path, capsys):
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(SystemExit, match="cannot read"):
+        main(["predict", str(trained / "model.safetensors"), str(tmp_path / "obj.npy")])
+
+
+def test_predict_rejects_wrong_shape(trained, tmp_path):
+    np.save(tmp_path / "bad.npy", np.zeros((2, 5, 5), np.float32))
+    with pytest.raises(SystemExit, match=r"expects \(1, 8, 8\)"):
+        main(["predict", str(trained / "model.safetensors"), str(tmp_path / "bad.npy")])
+
+
+def test_summary_lists_layers_and_parameters(trained, capsys):
+    assert main(["summary", str(trained / "model.safetensors")]) == 0
+    out = capsys.readouterr().out
+    assert "Linear(in_features=64, out_features=256" in out and "(N, 10)" in out
+    assert f"total parameters: {64 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10:,}" in out
+
+
+def test_gradcheck_passes_and_prints_a_row_per_array(capsys):
+    assert main(["gradcheck"]) == 0
+    out = capsys.readouterr().out
+    assert "Linear" in out and "CrossEntropyLoss" in out and " 0 failed" in out
+
+
+def test_corrupt_model_file_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 100)
+    assert main(["summary", str(bad)]) == 2
+    assert "bad.safetensors" in capsys.readouterr().err
+
+
+def test_missing_model_file(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nope.safetensors"), "--dataset", "digits"]) == 2
+    assert "nope.safetensors" in capsys.readouterr().err
