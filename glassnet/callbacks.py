@@ -106,7 +106,8 @@ class EarlyStopping(Callback):
 
 class ModelCheckpoint(Callback):
     """Save the model with ``gn.save`` (atomically) after each epoch, or only when
-    ``monitor`` improves (``save_best_only=True``). ``path`` may contain ``{epoch}``."""
+    ``monitor`` improves (``save_best_only=True``). ``path`` may contain ``{epoch}``, counted
+    from 1 as the progress display counts (Keras' convention)."""
 
     def __init__(
         self, path: str, monitor: str = "val_loss", save_best_only: bool = False, mode: str = "auto"
@@ -125,7 +126,7 @@ class ModelCheckpoint(Callback):
             if not better:
                 return
             self.best = value
-        save(self.model, self.path.format(epoch=epoch), metadata={"epoch": epoch, "logs": logs})
+        save(self.model, self.path.format(epoch=epoch + 1), metadata={"epoch": epoch + 1, "logs": logs})
 
 
 class CSVLogger(Callback):

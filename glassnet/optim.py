@@ -1,13 +1,18 @@
 """Optimizers, in order of increasing complexity, each matching ``torch.optim`` step for step.
 
-An optimizer sees a flat list of ``Param``s, never layers. It gathers them into one
-contiguous vector: every ``p.data`` becomes a view into ``self.data`` and every ``p.grad`` a
-view into ``self.grad`` (PyTorch's "foreach"/fused idea), so ``step()`` is the docstring's
-update rule written once, on whole vectors, however many layers the model has; its state
-(momentum, moments) are vectors of the same length. Layers see no difference: they read and
-write ``p.data``/``p.grad`` as before. A second optimizer over the same parameters, in the
-same order, shares the vectors; anything that replaces a ``p.data`` array afterwards
-(``model.to(dtype)``) makes ``step()`` raise, rather than update a stale copy.
+An optimizer sees a flat list of ``Param``s, never layers. Each one's update rule is written
+once, plainly, in ``update(w, g, state)`` on whole arrays (``state`` holds its momentum or
+moment arrays, shaped like ``w``). To make a step cost a handful of vector operations however
+many layers the model has (PyTorch's "foreach"/fused idea), a new optimizer gathers its
+parameters into one contiguous vector: every ``p.data`` becomes a view into ``self.data`` and
+every ``p.grad`` a view into ``self.grad``, and ``update`` runs once on the whole vector.
+Layers see no difference: they read and write ``p.data``/``p.grad`` as before.
+
+Parameters already gathered by another optimizer are left where they are: in the same order,
+the two share the vector; as a subset (say, a second optimizer with its own learning rate
+for one layer), the new optimizer updates parameter by parameter. If something replaces a
+gathered ``p.data`` afterwards (``model.to(dtype)``), ``step()`` raises instead of updating a
+stale copy.
 
 ``weight_decay`` follows PyTorch: it applies to every parameter given (the L1/L2
 regularizers in ``gn.regularizers`` skip biases instead).
@@ -26,30 +31,32 @@ def _address(a: np.ndarray) -> int:
     return a.__array_interface__["data"][0]
 
 
-def flatten_params(params: list[Param]) -> tuple[np.ndarray, np.ndarray]:
-    """One 1-D ``(data, grad)`` pair holding every parameter, in order; each ``p.data`` and
-    ``p.grad`` is re-pointed at its slice (values kept). Already-flat parameters are reused."""
-    dtype = params[0].data.dtype
-    for p in params:
-        if p.data.dtype != dtype:
-            raise TypeError(
-                f"optimizer: all parameters must share one dtype; {p.name} is {p.data.dtype}, "
-                f"the first is {dtype} (convert the model with model.to(dtype) first)"
-            )
-    if len({id(p) for p in params}) != len(params):
-        raise ValueError("optimizer: the same Param appears twice in the parameter list")
-    total = sum(p.data.size for p in params)
+def _shared_vectors(params: list[Param], total: int):
+    """The (data, grad) vectors holding exactly these parameters in this order, if any."""
     data, grad = params[0].data.base, params[0].grad.base
-    if data is not None and grad is not None and data.shape == (total,) and grad.shape == (total,):
-        offset, item = 0, dtype.itemsize
-        for p in params:
-            if (p.data.base is not data or p.grad.base is not grad
-                    or _address(p.data) != _address(data) + offset * item
-                    or _address(p.grad) != _address(grad) + offset * item):  # fmt: skip
-                break
-            offset += p.data.size
-        else:
-            return data, grad
+    if data is None or grad is None or data.shape != (total,) or grad.shape != (total,):
+        return None
+    offset, item = 0, data.dtype.itemsize
+    for p in params:
+        if (p.data.base is not data or p.grad.base is not grad
+                or _address(p.data) != _address(data) + offset * item
+                or _address(p.grad) != _address(grad) + offset * item):  # fmt: skip
+            return None
+        offset += p.data.size
+    return data, grad
+
+
+def flatten_params(params: list[Param]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Gather the parameters into one 1-D ``(data, grad)`` pair, in order, re-pointing each
+    ``p.data``/``p.grad`` at its slice (values kept); reuse such a pair if it exists already.
+    Returns None, touching nothing, when some parameter already lives in another vector."""
+    total = sum(p.data.size for p in params)
+    shared = _shared_vectors(params, total)
+    if shared is not None:
+        return shared
+    if any(p.data.base is not None or p.grad.base is not None for p in params):
+        return None
+    dtype = params[0].data.dtype
     data, grad = np.empty(total, dtype), np.empty(total, dtype)
     offset = 0
     for p in params:
@@ -63,60 +70,87 @@ def flatten_params(params: list[Param]) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Optimizer:
+    state_names: tuple[str, ...] = ()  # the per-coordinate state arrays ``update`` receives
+
     def __init__(self, params, lr: float) -> None:
         self.params: list[Param] = list(params)
+        name = type(self).__name__
         if not self.params:
-            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+            raise ValueError(f"{name}: got an empty parameter list")
         for p in self.params:
             if not isinstance(p, Param):
                 raise TypeError(
-                    f"{type(self).__name__}: expected glassnet Params (model.parameters()), "
-                    f"got {type(p).__name__}"
+                    f"{name}: expected glassnet Params (model.parameters()), got {type(p).__name__}"
+                )
+        if len({id(p) for p in self.params}) != len(self.params):
+            raise ValueError(f"{name}: the same Param appears twice in the parameter list")
+        dtype = self.params[0].data.dtype
+        for p in self.params:
+            if p.data.dtype != dtype:
+                raise TypeError(
+                    f"{name}: all parameters must share one dtype; {p.name} is {p.data.dtype}, the first "
+                    f"is {dtype} (convert the model with model.to(dtype) first)"
                 )
         if lr < 0:
-            raise ValueError(f"{type(self).__name__}: lr must be >= 0, got {lr}")
+            raise ValueError(f"{name}: lr must be >= 0, got {lr}")
         self.lr = float(lr)
         self.t = 0  # steps taken
-        self.data, self.grad = flatten_params(self.params)
+        flat = flatten_params(self.params)
+        self.data, self.grad = flat if flat is not None else (None, None)
+        size = sum(p.data.size for p in self.params)
+        # state vectors cover all parameters in order; parameter i owns [offsets[i], offsets[i+1])
+        self.offsets = np.cumsum([0] + [p.data.size for p in self.params]).tolist()
+        self.state = {k: np.zeros(size, dtype) for k in self.state_names}
+
+    def zero_grad(self) -> None:
+        if self.grad is not None:
+            self.grad.fill(0)
+        else:
+            for p in self.params:
+                p.grad.fill(0)
+
+    def step(self) -> None:
+        """One update: on the whole gathered vector, or parameter by parameter."""
+        self.t += 1
+        if self.data is not None:
+            self.check_views()
+            self.update(self.data, self.grad, self.state)
+            return
+        for i, p in enumerate(self.params):
+            lo, hi = self.offsets[i], self.offsets[i + 1]
+            self.update(p.data, p.grad, {k: v[lo:hi].reshape(p.data.shape) for k, v in self.state.items()})
+
+    def update(self, w: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
 
     def check_views(self) -> None:
         """Raise if some ``p.data``/``p.grad`` no longer lives in this optimizer's vectors."""
         for p in self.params:
             if p.data.base is not self.data or p.grad.base is not self.grad:
                 raise RuntimeError(
-                    f"{type(self).__name__}: parameter {p.name} {p.data.shape} was replaced after "
-                    "this optimizer was created (model.to(dtype), or another optimizer over a "
-                    "different parameter list); create the optimizer again"
+                    f"{type(self).__name__}: parameter {p.name} {p.data.shape} was replaced after this "
+                    "optimizer was created (model.to(dtype)?); create the optimizer again"
                 )
-
-    def zero_grad(self) -> None:
-        self.grad.fill(0)
-
-    def step(self) -> None:
-        self.check_views()
-        self.t += 1
-        self.update(self.data, self.grad)
-
-    def update(self, w: np.ndarray, g: np.ndarray) -> None:
-        raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Step count, learning rate and every state vector, by name (for checkpoints)."""
-        state = {"t": np.array(self.t), "lr": np.array(self.lr)}
-        state.update({k: v for k, v in self._state().items() if v is not None})
-        return state
+        return {"t": np.array(self.t), "lr": np.array(self.lr), **self.state}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        expected = {"t", "lr", *self.state}
+        if set(state) != expected:
+            raise KeyError(
+                f"{type(self).__name__}.load_state_dict: expected keys {sorted(expected)}, "
+                f"got {sorted(state)}"
+            )
+        for key, vector in self.state.items():
+            if np.shape(state[key]) != vector.shape:
+                raise ValueError(
+                    f"{type(self).__name__}.load_state_dict: {key!r} has shape {np.shape(state[key])}, "
+                    f"expected {vector.shape}"
+                )
+            vector[...] = state[key]
         self.t, self.lr = int(state["t"]), float(state["lr"])
-        for key, vector in self._state().items():
-            if vector is not None:
-                vector[...] = state[key]
-
-    def _state(self) -> dict[str, np.ndarray | None]:
-        return {}
-
-    def _zeros(self) -> np.ndarray:
-        return np.zeros_like(self.data)
 
 
 class SGD(Optimizer):
@@ -131,18 +165,18 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False) -> None:  # fmt: skip
-        super().__init__(params, lr)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: nesterov needs momentum > 0 and dampening = 0")
         self.momentum, self.dampening = float(momentum), float(dampening)
         self.weight_decay, self.nesterov = float(weight_decay), nesterov
-        self.buf = self._zeros() if momentum else None
+        self.state_names = ("buf",) if momentum else ()
+        super().__init__(params, lr)
 
-    def update(self, w, g):
+    def update(self, w, g, state):
         if self.weight_decay:
             g = g + self.weight_decay * w
         if self.momentum:
-            b = self.buf
+            b = state["buf"]
             if self.t == 1:
                 b[...] = g
             else:
@@ -150,9 +184,6 @@ class SGD(Optimizer):
                 b += (1.0 - self.dampening) * g
             g = g + self.momentum * b if self.nesterov else b
         w -= self.lr * g
-
-    def _state(self):
-        return {"buf": self.buf}
 
 
 class RMSprop(Optimizer):
@@ -169,20 +200,19 @@ class RMSprop(Optimizer):
     def __init__(self, params, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0,
                  centered: bool = False) -> None:  # fmt: skip
-        super().__init__(params, lr)
         self.alpha, self.eps, self.weight_decay = float(alpha), float(eps), float(weight_decay)
         self.momentum, self.centered = float(momentum), centered
-        self.square_avg = self._zeros()
-        self.grad_avg = self._zeros() if centered else None
-        self.buf = self._zeros() if momentum else None
+        self.state_names = ("square_avg",) + ("grad_avg",) * centered + ("buf",) * bool(momentum)
+        super().__init__(params, lr)
 
-    def update(self, w, g):
-        a, s, m = self.alpha, self.square_avg, self.grad_avg
+    def update(self, w, g, state):
+        a, s = self.alpha, state["square_avg"]
         if self.weight_decay:
             g = g + self.weight_decay * w
         s *= a
         s += (1.0 - a) * g * g
         if self.centered:
+            m = state["grad_avg"]
             m *= a
             m += (1.0 - a) * g
             d = np.sqrt(s - m * m)
@@ -190,14 +220,12 @@ class RMSprop(Optimizer):
             d = np.sqrt(s)
         d += self.eps
         if self.momentum:
-            self.buf *= self.momentum
-            self.buf += g / d
-            w -= self.lr * self.buf
+            b = state["buf"]
+            b *= self.momentum
+            b += g / d
+            w -= self.lr * b
         else:
             w -= self.lr * (g / d)
-
-    def _state(self):
-        return {"square_avg": self.square_avg, "grad_avg": self.grad_avg, "buf": self.buf}
 
 
 class Adagrad(Optimizer):
@@ -208,22 +236,22 @@ class Adagrad(Optimizer):
     w = w - lr / (1 + (t - 1) * lr_decay) * g / (sqrt(s) + eps)
     """
 
+    state_names = ("sum",)
+
     def __init__(self, params, lr: float = 0.01, lr_decay: float = 0.0, weight_decay: float = 0.0,
                  initial_accumulator_value: float = 0.0, eps: float = 1e-10) -> None:  # fmt: skip
-        super().__init__(params, lr)
         self.lr_decay, self.weight_decay, self.eps = float(lr_decay), float(weight_decay), float(eps)
         self.initial_accumulator_value = float(initial_accumulator_value)
-        self.sum = np.full_like(self.data, initial_accumulator_value)
+        super().__init__(params, lr)
+        self.state["sum"] += self.initial_accumulator_value
 
-    def update(self, w, g):
+    def update(self, w, g, state):
         clr = self.lr / (1.0 + (self.t - 1) * self.lr_decay)
         if self.weight_decay:
             g = g + self.weight_decay * w
-        self.sum += g * g
-        w -= clr * (g / (np.sqrt(self.sum) + self.eps))
-
-    def _state(self):
-        return {"sum": self.sum}
+        s = state["sum"]
+        s += g * g
+        w -= clr * (g / (np.sqrt(s) + self.eps))
 
 
 class Adam(Optimizer):
@@ -239,16 +267,15 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:  # fmt: skip
-        super().__init__(params, lr)
         self.beta1, self.beta2 = float(betas[0]), float(betas[1])
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
         self.eps, self.weight_decay, self.amsgrad = float(eps), float(weight_decay), amsgrad
-        self.m, self.v = self._zeros(), self._zeros()
-        self.vmax = self._zeros() if amsgrad else None
+        self.state_names = ("m", "v") + ("vmax",) * amsgrad
+        super().__init__(params, lr)
 
-    def update(self, w, g):
-        b1, b2, m, v = self.beta1, self.beta2, self.m, self.v
+    def update(self, w, g, state):
+        b1, b2, m, v = self.beta1, self.beta2, state["m"], state["v"]
         if self.weight_decay:
             if self.decoupled:
                 w *= 1.0 - self.lr * self.weight_decay
@@ -258,15 +285,12 @@ class Adam(Optimizer):
         v *= b2
         v += (1.0 - b2) * g * g
         if self.amsgrad:
-            np.maximum(self.vmax, v, out=self.vmax)
-            v = self.vmax
+            np.maximum(state["vmax"], v, out=state["vmax"])
+            v = state["vmax"]
         denom = np.sqrt(v)
         denom *= 1.0 / math.sqrt(1.0 - b2**self.t)
         denom += self.eps
         w -= (self.lr / (1.0 - b1**self.t)) * (m / denom)
-
-    def _state(self):
-        return {"m": self.m, "v": self.v, "vmax": self.vmax}
 
 
 class AdamW(Adam):

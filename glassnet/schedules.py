@@ -1,8 +1,8 @@
 """Learning-rate schedules, stepped once per epoch (as PyTorch's ``lr_scheduler``).
 
-Each schedule is a closed-form ``factor(epoch)``; ``step()`` sets
-``optimizer.lr = base_lr * factor(epoch)``. Pass one to ``gn.fit(..., scheduler=...)`` or
-call ``step()`` yourself after each epoch.
+Each schedule is a closed form ``lr_at(epoch)`` of the optimizer's initial learning rate
+``base_lr``; ``step()`` advances the epoch and sets ``optimizer.lr = lr_at(epoch)``. Pass one
+to ``gn.fit(..., scheduler=...)`` or call ``step()`` yourself after each epoch.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ class Schedule:
         self.base_lr = optimizer.lr
         self.epoch = 0
 
-    def factor(self, epoch: int) -> float:
+    def lr_at(self, epoch: int) -> float:
         raise NotImplementedError
 
     def step(self) -> float:
         self.epoch += 1
-        self.optimizer.lr = self.base_lr * self.factor(self.epoch)
+        self.optimizer.lr = self.lr_at(self.epoch)
         return self.optimizer.lr
 
     def state_dict(self) -> dict:
@@ -29,7 +29,7 @@ class Schedule:
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.base_lr = int(state["epoch"]), float(state["base_lr"])
-        self.optimizer.lr = self.base_lr * self.factor(self.epoch)
+        self.optimizer.lr = self.lr_at(self.epoch)
 
 
 class StepLR(Schedule):
@@ -39,8 +39,8 @@ class StepLR(Schedule):
         super().__init__(optimizer)
         self.step_size, self.gamma = int(step_size), float(gamma)
 
-    def factor(self, epoch):
-        return self.gamma ** (epoch // self.step_size)
+    def lr_at(self, epoch):
+        return self.base_lr * self.gamma ** (epoch // self.step_size)
 
 
 class ExponentialLR(Schedule):
@@ -50,8 +50,8 @@ class ExponentialLR(Schedule):
         super().__init__(optimizer)
         self.gamma = float(gamma)
 
-    def factor(self, epoch):
-        return self.gamma**epoch
+    def lr_at(self, epoch):
+        return self.base_lr * self.gamma**epoch
 
 
 class CosineAnnealingLR(Schedule):
@@ -61,10 +61,9 @@ class CosineAnnealingLR(Schedule):
         super().__init__(optimizer)
         self.T_max, self.eta_min = int(T_max), float(eta_min)
 
-    def factor(self, epoch):
+    def lr_at(self, epoch):
         e = min(epoch, self.T_max)
-        lr = self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * e / self.T_max)) / 2
-        return lr / self.base_lr
+        return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * e / self.T_max)) / 2
 
 
 class LinearWarmup(Schedule):
@@ -72,6 +71,8 @@ class LinearWarmup(Schedule):
     then follow ``after`` (another schedule on the same optimizer), shifted by ``warmup``.
 
     With ``after=None`` this is PyTorch's ``LinearLR(start_factor, 1.0, total_iters=warmup)``.
+    Build ``after`` first, as in ``LinearWarmup(opt, 5, after=CosineAnnealingLR(opt, 45))``,
+    so that it records the optimizer's initial learning rate, not the warm-up's first one.
     """
 
     def __init__(
@@ -79,9 +80,20 @@ class LinearWarmup(Schedule):
     ) -> None:
         super().__init__(optimizer)
         self.warmup, self.start_factor, self.after = int(warmup), float(start_factor), after
-        optimizer.lr = self.base_lr * self.factor(0)
+        optimizer.lr = self.lr_at(0)
 
-    def factor(self, epoch):
+    def lr_at(self, epoch):
         if epoch < self.warmup:
-            return self.start_factor + (1.0 - self.start_factor) * epoch / self.warmup
-        return 1.0 if self.after is None else self.after.factor(epoch - self.warmup)
+            return self.base_lr * (self.start_factor + (1.0 - self.start_factor) * epoch / self.warmup)
+        return self.base_lr if self.after is None else self.after.lr_at(epoch - self.warmup)
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.after is not None:
+            state["after"] = self.after.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.after is not None:
+            self.after.load_state_dict(state["after"])
+        super().load_state_dict(state)

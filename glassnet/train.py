@@ -32,8 +32,10 @@ def train_step(
 
     Forward through every layer, BP1 at the loss, BP2 back through every layer (accumulating
     BP3/BP4 into each ``p.grad``), then the optimizer's update. The input needs no gradient,
-    so ``backward_params`` skips the first layer's dx.
+    so ``backward_params`` skips the first layer's dx. A non-finite loss raises
+    ``FloatingPointError`` before the parameters are touched.
     """
+    x = np.asarray(x).astype(model_dtype(model), copy=False)
     return _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm)[0]
 
 
@@ -45,10 +47,27 @@ def _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm) -> tuple[floa
     if regularizer is not None:
         loss += regularizer.penalty(optimizer.params)
         regularizer.backward(optimizer.params)
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"the training loss became {loss}")
     if clip_norm is not None:
         clip_grad_norm(optimizer.params, clip_norm)
     optimizer.step()
     return loss, pred
+
+
+def _check_labels(model: Module, ds: Dataset, name: str) -> None:
+    """Integer labels must fit the model's outputs: checked once, before any training, by
+    running one example forward (which also reports a shape error before the first step)."""
+    with evaluating(model):
+        out = model.forward(ds.x[:1])
+    if ds.y.ndim != 1 or ds.y.dtype.kind not in "iu" or out.ndim != 2 or out.shape[1] < 2:
+        return
+    low, high, classes = int(ds.y.min()), int(ds.y.max()), out.shape[1]
+    if low < 0 or high >= classes:
+        bad = low if low < 0 else high
+        raise ValueError(
+            f"{name}: label {bad} out of range for the model's {classes} outputs (0..{classes - 1})"
+        )
 
 
 def _correct(loss_fn: Loss, pred: np.ndarray, y: np.ndarray) -> int | None:
@@ -91,6 +110,9 @@ def fit(
     dtype = model_dtype(model)
     train = as_dataset(train_data, "train_data", dtype)
     val = as_dataset(val_data, "val_data", dtype) if val_data is not None else None
+    _check_labels(model, train, "train_data")
+    if val is not None:
+        _check_labels(model, val, "val_data")
     rng = rng if rng is not None else np.random.default_rng()
     model.set_rng(rng)
     history = History()
@@ -115,12 +137,13 @@ def fit(
             for b, sl in enumerate(slices):
                 idx = sl if order is None else order[sl]
                 xb, yb = train.x[idx], train.y[idx]
-                loss, pred = _step(model, loss_fn, optimizer, xb, yb, regularizer, clip_norm)
-                if not math.isfinite(loss):
+                try:
+                    loss, pred = _step(model, loss_fn, optimizer, xb, yb, regularizer, clip_norm)
+                except FloatingPointError as e:
                     raise FloatingPointError(
-                        f"fit: the training loss became {loss} at epoch {epoch + 1}, batch {b + 1}; "
-                        f"try a smaller learning rate (lr={optimizer.lr}) or clip_norm"
-                    )
+                        f"fit: {e} at epoch {epoch + 1}, batch {b + 1} (the parameters were not "
+                        f"updated by it); try a smaller learning rate (lr={optimizer.lr}) or clip_norm"
+                    ) from None
                 total += loss * (sl.stop - sl.start)
                 c = _correct(loss_fn, pred, yb) if counted else None
                 counted = c is not None
@@ -181,8 +204,10 @@ def predict(model: Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         raise TypeError(f"predict: x must be numeric, got dtype {x.dtype}")
     x = x.astype(model_dtype(model), copy=False)
     with evaluating(model):
+        if len(x) == 0:
+            return model.forward(x)
         outs = [model.forward(x[sl]) for sl in batch_slices(len(x), batch_size)]
-    return np.concatenate(outs) if outs else np.empty((0,), dtype=x.dtype)
+    return np.concatenate(outs)
 
 
 __all__ = ["Dataset", "evaluate", "fit", "predict", "train_step"]

@@ -246,23 +246,24 @@ def test_checkpoint_every_epoch_with_epoch_in_the_name(tmp_path):
     snap = Snapshot()
     model, history = train(callbacks=[snap, gn.ModelCheckpoint(str(path))], epochs=3)
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == [f"model-{e}.safetensors" for e in history.epoch]
+    # {epoch} counts from 1, as the progress line and Keras do; History.epoch from 0
+    assert files == [f"model-{e + 1}.safetensors" for e in history.epoch]
     for e in history.epoch:
-        f = tmp_path / f"model-{e}.safetensors"
+        f = tmp_path / f"model-{e + 1}.safetensors"
         loaded = gn.load(f)
         assert_weights(loaded, snap.weights[e])
         meta = gn.load_metadata(f)
-        assert meta["epoch"] == e
+        assert meta["epoch"] == e + 1
         assert meta["logs"]["val_loss"] == history.history["val_loss"][e]
     # the loaded model predicts like the trained one
     np.testing.assert_array_equal(
-        gn.predict(gn.load(tmp_path / "model-2.safetensors"), VAL[0]), gn.predict(model, VAL[0])
+        gn.predict(gn.load(tmp_path / "model-3.safetensors"), VAL[0]), gn.predict(model, VAL[0])
     )
 
 
 def test_checkpoint_epoch_format_spec(tmp_path):
     train(callbacks=[gn.ModelCheckpoint(str(tmp_path / "m{epoch:03d}.safetensors"))], epochs=2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m000.safetensors", "m001.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m001.safetensors", "m002.safetensors"]
 
 
 def test_checkpoint_save_best_only(tmp_path):
@@ -271,9 +272,9 @@ def test_checkpoint_save_best_only(tmp_path):
     fixed = gn.ModelCheckpoint(str(tmp_path / "best.safetensors"), monitor="score", save_best_only=True)
     train(callbacks=[Score([3, 1, 2, 0.5, 0.7]), snap, named, fixed], epochs=5)
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["best.safetensors", "m-0.safetensors", "m-1.safetensors", "m-3.safetensors"]
+    assert files == ["best.safetensors", "m-1.safetensors", "m-2.safetensors", "m-4.safetensors"]
     assert_weights(gn.load(tmp_path / "best.safetensors"), snap.weights[3])
-    assert gn.load_metadata(tmp_path / "best.safetensors")["epoch"] == 3
+    assert gn.load_metadata(tmp_path / "best.safetensors")["epoch"] == 4
 
 
 def test_checkpoint_save_best_only_mode_max(tmp_path):
@@ -285,7 +286,7 @@ def test_checkpoint_save_best_only_mode_max(tmp_path):
     acc = history.history["val_accuracy"]
     saved = [e for e in history.epoch if acc[e] > max(acc[:e], default=-1.0)]
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == sorted(f"m-{e}.safetensors" for e in saved)
+    assert files == sorted(f"m-{e + 1}.safetensors" for e in saved)
 
 
 def test_checkpoint_save_best_only_missing_monitor(tmp_path):

@@ -44,9 +44,7 @@ def test_check_dataset_nan_counts_and_first_row():
     x[17, 1] = np.nan
     x[17, 2] = np.inf
     x[20, 0] = -np.inf
-    with pytest.raises(
-        ValueError, match=r"train_data: x contains 3 NaN/inf values \(first at row 17\)"
-    ):
+    with pytest.raises(ValueError, match=r"train_data: x contains 3 NaN/inf values \(first at row 17\)"):
         check_dataset(x, np.zeros(30, dtype=int), "train_data")
 
 

@@ -233,9 +233,7 @@ def test_load_mnist_from_directory(tmp_path, gz):
     assert train.x.min() == 0.0 and train.x.max() == 1.0
     np.testing.assert_array_equal(train.x[:, 0] * 255, arrays[TRAIN_IMAGES])
     np.testing.assert_array_equal(test.y, arrays[TEST_LABELS])
-    flat, _ = load_mnist(
-        tmp_path / "d", download=False, cache_dir=tmp_path / "c", files=files, flatten=True
-    )
+    flat, _ = load_mnist(tmp_path / "d", download=False, cache_dir=tmp_path / "c", files=files, flatten=True)
     assert flat.x.shape == (20, 784)
     np.testing.assert_array_equal(flat.x, train.x.reshape(20, -1))
 

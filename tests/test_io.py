@@ -210,9 +210,7 @@ def test_types_outside_the_allow_list_are_rejected_and_never_run(tmp_path, monke
     marker = tmp_path / "pwned"
     config = {"command": f"touch {marker}"}
     path = write_with_architecture(tmp_path / "evil.safetensors", node(kind, config))
-    with pytest.raises(
-        ValueError, match=r"evil.safetensors: unknown layer type .*allowed: .*Linear"
-    ):
+    with pytest.raises(ValueError, match=r"evil.safetensors: unknown layer type .*allowed: .*Linear"):
         gio.load(path)
     nested = node("Sequential", children=[node("ReLU"), node(kind, config)])
     path = write_with_architecture(tmp_path / "evil2.safetensors", nested)

@@ -95,13 +95,17 @@ def assert_params_equal(params, tparams, step: int) -> None:
         )
 
 
+@pytest.mark.parametrize("gathered", [True, False], ids=["one vector", "param by param"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_matches_torch_step_for_step(case):
+def test_matches_torch_step_for_step(case, gathered):
     cls, torch_name, kwargs = CASES[case]
     rng = np.random.default_rng(0)
     params = make_params(rng)
     tparams = torch_params(params)
+    if not gathered:  # another optimizer gathered them with an extra parameter in front
+        optim.SGD([Param(np.zeros(2), "other"), *params], lr=0.0)
     opt = cls(params, **kwargs)
+    assert (opt.data is not None) == gathered
     topt = getattr(torch.optim, torch_name)(tparams, **kwargs)
     for step, grads in enumerate(gradients(rng), start=1):
         step_both(opt, params, topt, tparams, grads)
@@ -315,3 +319,30 @@ def test_mixed_dtypes_and_repeated_params_rejected():
         optim.SGD([a, b], lr=0.1)
     with pytest.raises(ValueError, match="twice"):
         optim.SGD([a, a], lr=0.1)
+
+
+def test_optimizers_over_overlapping_parameter_lists_both_work():
+    """A second optimizer over a subset (its own lr for one layer) leaves the first one's
+    vector alone and updates parameter by parameter; both match a hand-written step."""
+    rng = np.random.default_rng(7)
+    model = gn.Sequential(
+        gn.Linear(3, 4, rng=rng, dtype=np.float64), gn.Linear(4, 2, rng=rng, dtype=np.float64)
+    )
+    everything = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    head = optim.Adam(model[1].parameters(), lr=0.01)
+    assert everything.data is not None and head.data is None  # shares, does not re-gather
+    same = optim.SGD(model.parameters(), lr=0.1)
+    assert same.data is everything.data  # same list, same order: the same vector
+    for _ in range(3):
+        w0, w1 = model[0].W.data.copy(), model[1].W.data.copy()
+        g0, g1 = rng.standard_normal(w0.shape), rng.standard_normal(w1.shape)
+        everything.zero_grad()
+        model[0].W.grad[...], model[1].W.grad[...] = g0, g1
+        buf = everything.state["buf"].copy()
+        everything.step()
+        expected_buf = g0.reshape(-1) if everything.t == 1 else 0.9 * buf[: g0.size] + g0.reshape(-1)
+        np.testing.assert_allclose(model[0].W.data, w0 - 0.1 * expected_buf.reshape(w0.shape), rtol=1e-12)
+        after_sgd = model[1].W.data.copy()
+        head.step()  # Adam's first steps move every coordinate by about lr
+        assert not np.allclose(model[1].W.data, after_sgd) and np.isfinite(model[1].W.data).all()
+    assert np.abs(model[1].W.data - w1).max() > 0
