@@ -39,9 +39,12 @@ def _check_finite(a: np.ndarray, what: str) -> None:
     """Raise if a float array holds NaN or inf, saying how many and the first row with one."""
     if not np.issubdtype(a.dtype, np.floating):
         return
-    # fast path: NaN and inf propagate through a sum (float64, so finite data cannot
-    # overflow it); only a non-finite sum needs the element-wise search
-    if a.size and np.isfinite(np.sum(a, dtype=np.float64)):
+    # fast path: NaN and inf propagate through a sum, so a finite sum proves finite data;
+    # only a non-finite sum (bad data, or finite data summing past float32's range) needs
+    # the element-wise search
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.sum(a)
+    if a.size and np.isfinite(total):
         return
     bad = ~np.isfinite(a.reshape(len(a), -1))
     count = int(bad.sum())

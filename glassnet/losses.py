@@ -37,8 +37,8 @@ def _eye(classes: int, dtype: np.dtype) -> np.ndarray:
     return eye
 
 
-def _one_hot(labels: np.ndarray, classes: int, dtype) -> np.ndarray:
-    return _eye(classes, np.dtype(dtype))[labels]  # a gather of rows: a fresh array
+def _one_hot(labels: np.ndarray, classes: int, dtype: np.dtype) -> np.ndarray:
+    return _eye(classes, dtype)[labels]  # a gather of rows: a fresh array
 
 
 def _targets_like(pred: np.ndarray, target, loss: str) -> np.ndarray:

@@ -179,6 +179,7 @@ class Sequential(Module):
 
     ``backward(dy, input_grad=False)`` skips the gradient with respect to the network's input
     (``fit`` does this: data needs no gradient), saving the first layer's largest product.
+    The layers are a tuple, fixed at construction: build a new ``Sequential`` to change them.
     """
 
     def __init__(self, *layers: Module) -> None:
@@ -188,10 +189,13 @@ class Sequential(Module):
                 raise TypeError(
                     f"Sequential: item #{i} is a {type(layer).__name__}, expected a glassnet Module"
                 )
-        self.children = list(layers)
+        self.children = tuple(layers)
+        # the first layer that owns parameters (or may: a container); below it nothing needs
+        # a gradient, so backward(input_grad=False) stops there
+        self.first_trainable = next((i for i, m in enumerate(layers) if m.params or m.children), len(layers))
 
     @property
-    def layers(self) -> list[Module]:
+    def layers(self) -> tuple[Module, ...]:
         return self.children
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -203,10 +207,7 @@ class Sequential(Module):
         return x
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        layers = self.children
-        # the first layer that owns parameters (or may: a container); below it nothing
-        # needs a gradient
-        first = next((i for i, m in enumerate(layers) if m.params or m.children), len(layers))
+        layers, first = self.children, self.first_trainable
         for i in range(len(layers) - 1, -1, -1):
             if not input_grad and i == first:
                 layers[i].backward_params(dy)

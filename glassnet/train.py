@@ -55,31 +55,32 @@ def _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm) -> tuple[floa
     return loss, pred
 
 
-def _check_labels(model: Module, ds: Dataset, name: str) -> None:
-    """Integer labels must fit the model's outputs: checked once, before any training, by
-    running one example forward (which also reports a shape error before the first step)."""
+def _probe(model: Module, ds: Dataset, name: str) -> np.ndarray:
+    """Run one example forward before any training (a shape error shows at once) and check
+    that integer labels fit the model's outputs; returns that output."""
     with evaluating(model):
         out = model.forward(ds.x[:1])
-    if ds.y.ndim != 1 or ds.y.dtype.kind not in "iu" or out.ndim != 2 or out.shape[1] < 2:
-        return
-    low, high, classes = int(ds.y.min()), int(ds.y.max()), out.shape[1]
-    if low < 0 or high >= classes:
-        bad = low if low < 0 else high
-        raise ValueError(
-            f"{name}: label {bad} out of range for the model's {classes} outputs (0..{classes - 1})"
-        )
+    if ds.y.ndim == 1 and ds.y.dtype.kind in "iu" and out.ndim == 2 and out.shape[1] > 1:
+        low, high, classes = int(ds.y.min()), int(ds.y.max()), out.shape[1]
+        if low < 0 or high >= classes:
+            raise ValueError(
+                f"{name}: label {low if low < 0 else high} out of range for the model's "
+                f"{classes} outputs (0..{classes - 1})"
+            )
+    return out
 
 
-def _correct(loss_fn: Loss, pred: np.ndarray, y: np.ndarray) -> int | None:
-    """Number of correct predictions, or None where accuracy means nothing (regression)."""
+def _counter(loss_fn: Loss, pred: np.ndarray, y: np.ndarray):
+    """A function counting a batch's correct predictions, chosen once from an example batch;
+    None where accuracy means nothing (regression)."""
     if pred.ndim == 2 and pred.shape[1] > 1:
         if y.ndim == 1 and y.dtype.kind in "iu":
-            return int((pred.argmax(axis=1) == y).sum())
+            return lambda p, t: np.count_nonzero(p.argmax(axis=1) == t)
         if y.shape == pred.shape:
-            return int((pred.argmax(axis=1) == y.argmax(axis=1)).sum())
+            return lambda p, t: np.count_nonzero(p.argmax(axis=1) == t.argmax(axis=1))
         return None
     if isinstance(loss_fn, (BCEWithLogitsLoss, HingeLoss)):
-        return int(((pred.reshape(-1) > 0) == (y.reshape(-1) > 0)).sum())
+        return lambda p, t: np.count_nonzero((p.reshape(-1) > 0) == (t.reshape(-1) > 0))
     return None
 
 
@@ -110,9 +111,9 @@ def fit(
     dtype = model_dtype(model)
     train = as_dataset(train_data, "train_data", dtype)
     val = as_dataset(val_data, "val_data", dtype) if val_data is not None else None
-    _check_labels(model, train, "train_data")
+    count = _counter(loss_fn, _probe(model, train, "train_data"), train.y[:1])
     if val is not None:
-        _check_labels(model, val, "val_data")
+        _probe(model, val, "val_data")
     rng = rng if rng is not None else np.random.default_rng()
     model.set_rng(rng)
     history = History()
@@ -122,6 +123,7 @@ def fit(
         cbs.append(ProgressBar(epochs, len(slices)))
     for cb in cbs:
         cb.model, cb.optimizer = model, optimizer
+    batch_cbs = [cb for cb in cbs if type(cb).on_batch_end is not Callback.on_batch_end]
     logs: dict = {}
     try:
         for cb in cbs:
@@ -133,7 +135,7 @@ def fit(
             # gather each batch by index: a whole-epoch shuffled copy would be a fresh
             # 190 MB allocation per epoch for Fashion-MNIST, page-faulted in every time
             order = rng.permutation(train.n) if shuffle else None
-            total, correct, counted = 0.0, 0, True
+            total, correct = 0.0, 0
             for b, sl in enumerate(slices):
                 idx = sl if order is None else order[sl]
                 xb, yb = train.x[idx], train.y[idx]
@@ -145,13 +147,12 @@ def fit(
                         f"updated by it); try a smaller learning rate (lr={optimizer.lr}) or clip_norm"
                     ) from None
                 total += loss * (sl.stop - sl.start)
-                c = _correct(loss_fn, pred, yb) if counted else None
-                counted = c is not None
-                correct += c or 0
-                for cb in cbs:
+                if count is not None:
+                    correct += count(pred, yb)
+                for cb in batch_cbs:
                     cb.on_batch_end(b, {"loss": loss})
             logs = {"loss": total / train.n}
-            if counted:
+            if count is not None:
                 logs["accuracy"] = correct / train.n
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in evaluate(model, loss_fn, val).items()})
@@ -183,16 +184,17 @@ def evaluating(model: Module):
 def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000) -> dict[str, float]:
     """Mean loss (and accuracy, for classification) over ``data`` in eval mode."""
     ds = as_dataset(data, "data", model_dtype(model))
-    total, correct, counted = 0.0, 0, True
+    total, correct, count = 0.0, 0, None
     with evaluating(model):
-        for sl in batch_slices(ds.n, batch_size):
+        for i, sl in enumerate(batch_slices(ds.n, batch_size)):
             pred = model.forward(ds.x[sl])
             total += loss_fn.forward(pred, ds.y[sl]) * (sl.stop - sl.start)
-            c = _correct(loss_fn, pred, ds.y[sl]) if counted else None
-            counted = c is not None
-            correct += c or 0
+            if i == 0:
+                count = _counter(loss_fn, pred, ds.y[sl])
+            if count is not None:
+                correct += count(pred, ds.y[sl])
     out = {"loss": total / ds.n}
-    if counted:
+    if count is not None:
         out["accuracy"] = correct / ds.n
     return out
 
