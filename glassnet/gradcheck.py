@@ -319,6 +319,9 @@ def builtin_cases() -> list[Case]:
         Case("HingeLoss", lambda rng: losses.HingeLoss(), hinge_sample, "loss"),
         Case("HingeLoss (binary)", lambda rng: losses.HingeLoss(), binary_hinge_sample, "loss"),
         Case("HuberLoss", lambda rng: losses.HuberLoss(1.0), huber_sample, "loss"),
+        # --- convolution rows ---
+        # --- pooling rows ---
+        # --- normalization rows ---
     ]
 
 

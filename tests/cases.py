@@ -172,6 +172,9 @@ TORCH_REFERENCES: dict[str, Callable] = {
     "HingeLoss": torch_hinge,
     "HingeLoss (binary)": torch_hinge,
     "HuberLoss": torch_loss(lambda loss: torch.nn.HuberLoss(delta=loss.delta)),
+    # --- convolution references ---
+    # --- pooling references ---
+    # --- normalization references ---
 }
 
 
@@ -184,11 +187,17 @@ REALISTIC: dict[str, Callable[[np.random.Generator], gn.Module]] = {
     "Linear": lambda rng: gn.Linear(256, 128, rng=rng),
     "Linear (3-D input)": lambda rng: gn.Linear(256, 128, rng=rng),
     "Linear (no bias)": lambda rng: gn.Linear(256, 128, bias=False, rng=rng),
+    # --- convolution realistic ---
+    # --- pooling realistic ---
+    # --- normalization realistic ---
 }
 FEATURES = {  # per-example input shape; (256,) unless listed
     "Linear (3-D input)": (8, 256),
     "Softmax (axis=1 of 3)": (16, 32),
     "Flatten": (4, 4, 16),
+    # --- convolution features ---
+    # --- pooling features ---
+    # --- normalization features ---
 }
 BATCH = 64
 

@@ -1,0 +1,62 @@
+"""Test accuracy of the presets on Fashion-MNIST, next to the published figures.
+
+Runs ``glassnet train`` (the same code path a user runs) for each preset and seed, then prints
+a Markdown table: preset, seed, epochs run, training seconds, test accuracy, and the published
+row it should be read against (zalandoresearch/fashion-mnist README).
+
+    python benchmarks/accuracy.py --presets mlp --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+from glassnet.cli import main as glassnet
+
+PUBLISHED = {
+    "mlp": "MLP 256-128-100: 88.3%",
+    "book": "(the book's chapter 1 net; no published Fashion row)",
+    "book-ch3": "(the book's chapter 3 net; no published Fashion row)",
+}
+
+
+def run(preset: str, seed: int, epochs: int | None) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        args = ["train", "--dataset", "fashion-mnist", "--model", preset, "--seed", str(seed), "--out", out]
+        if epochs is not None:
+            args += ["--epochs", str(epochs)]
+        if glassnet(args) != 0:
+            raise SystemExit(f"training {preset} (seed {seed}) failed")
+        return json.loads((Path(out) / "history.json").read_text())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", nargs="+", default=["mlp"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--epochs", type=int, help="override the presets' epoch counts")
+    args = ap.parse_args()
+    rows = [
+        "| preset | seed | epochs | train s | test accuracy | published |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for preset in args.presets:
+        accs = []
+        for seed in args.seeds:
+            h = run(preset, seed, args.epochs)
+            acc = 100 * h["test"]["accuracy"]
+            accs.append(acc)
+            rows.append(f"| {preset} | {seed} | {h['epochs_run']} | {h['train_seconds']:.0f} | {acc:.2f}% | "
+                        f"{PUBLISHED.get(preset, '')} |")  # fmt: skip
+        if len(accs) > 1:
+            rows.append(f"| {preset} | mean of {len(accs)} | | | {statistics.mean(accs):.2f}% "
+                        f"(sd {statistics.stdev(accs):.2f}) | |")  # fmt: skip
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
