@@ -1,0 +1,121 @@
+"""Per-layer forward + backward time, glassnet against PyTorch, for the shapes of CNN-A.
+
+CNN-A = Conv2d(1,32,5) ReLU MaxPool2d(2) Conv2d(32,64,5) ReLU MaxPool2d(2) Flatten Dropout(.5)
+Linear(1024,10) on Fashion-MNIST batches of 128 (float32). Each library runs in its own process
+(their BLAS thread pools starve each other in one), alternating; each row is the median of
+``--repeats`` timings of forward + backward on the same input, after a warm-up. The first conv
+needs no input gradient in a network (nor in torch, whose input has no requires_grad), so it
+is timed without one. Ratio = glassnet / torch (below 1: glassnet faster).
+
+    python benchmarks/bench_layers.py --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+# name: (glassnet constructor, torch constructor, input shape (batch 128), input needs grad)
+SPECS = {
+    "Conv2d(1,32,5) first layer": ("Conv2d(1, 32, 5)", "Conv2d(1, 32, 5)", (128, 1, 28, 28), False),
+    "ReLU (128,32,24,24)": ("ReLU()", "ReLU()", (128, 32, 24, 24), True),
+    "MaxPool2d(2) (128,32,24,24)": ("MaxPool2d(2)", "MaxPool2d(2)", (128, 32, 24, 24), True),
+    "Conv2d(32,64,5)": ("Conv2d(32, 64, 5)", "Conv2d(32, 64, 5)", (128, 32, 12, 12), True),
+    "MaxPool2d(2) (128,64,8,8)": ("MaxPool2d(2)", "MaxPool2d(2)", (128, 64, 8, 8), True),
+    "BatchNorm2d(32) (128,32,24,24)": ("BatchNorm2d(32)", "BatchNorm2d(32)", (128, 32, 24, 24), True),
+    "BatchNorm2d(64) (128,64,8,8)": ("BatchNorm2d(64)", "BatchNorm2d(64)", (128, 64, 8, 8), True),
+    "Linear(1024,10)": ("Linear(1024, 10)", "Linear(1024, 10)", (128, 1024), True),
+}
+
+
+def time_glassnet(spec, repeats: int) -> float:
+    import numpy as np
+
+    import glassnet as gn
+
+    ctor, _, shape, needs_grad = spec
+    layer = eval(ctor, {"__builtins__": {}}, vars(gn))  # noqa: S307 - the table above
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    dy = rng.standard_normal(layer.forward(x).shape).astype(np.float32)
+
+    def once():
+        layer.forward(x)
+        layer.backward(dy) if needs_grad else layer.backward_params(dy)
+
+    for _ in range(3):
+        once()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def time_torch(spec, repeats: int, threads: int) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    _, ctor, shape, needs_grad = spec
+    layer = eval(ctor, {"__builtins__": {}}, vars(torch.nn))  # noqa: S307 - the table above
+    x = torch.randn(shape, requires_grad=needs_grad)
+    dy = torch.randn(layer(x).shape)
+
+    def once():
+        layer(x).backward(dy)
+
+    for _ in range(3):
+        once()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=2, help="alternating glassnet/torch process pairs")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--impl", choices=["glassnet", "torch"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.impl:
+        os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
+        out = {}
+        for name, spec in SPECS.items():
+            try:
+                out[name] = (time_glassnet(spec, args.repeats) if args.impl == "glassnet"
+                             else time_torch(spec, args.repeats, args.threads))  # fmt: skip
+            except AttributeError:  # a layer this version of glassnet does not have yet
+                out[name] = None
+        print(json.dumps(out))
+        return
+    results = {"glassnet": [], "torch": []}
+    for _ in range(args.rounds):
+        for impl in results:
+            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
+            proc = subprocess.run([sys.executable, __file__, "--impl", impl, "--repeats", str(args.repeats),
+                                   "--threads", str(args.threads)], check=True, capture_output=True,
+                                  text=True, env=env)  # fmt: skip
+            results[impl].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    print("| layer (forward + backward, batch 128) | glassnet ms | torch ms | ratio |")
+    print("| --- | --- | --- | --- |")
+    for name in SPECS:
+        g = [r[name] for r in results["glassnet"] if r[name] is not None]
+        t = [r[name] for r in results["torch"]]
+        if not g:
+            continue
+        gm, tm = statistics.median(g) * 1e3, statistics.median(t) * 1e3
+        print(f"| {name} | {gm:.2f} | {tm:.2f} | {gm / tm:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

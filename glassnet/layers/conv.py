@@ -1,0 +1,231 @@
+"""Convolutions: ``Conv2d`` and ``Conv1d`` with PyTorch's semantics, as one matrix product.
+
+How the work is done (chosen by measurement, see README "Benchmarks"): the input is turned
+channels-last, x (N, H, W, C), and the kh * kw shifted windows are copied side by side into
+one matrix (im2col), so the whole convolution of the mini-batch is a single BLAS product,
+
+    cols (N Ho Wo, kh kw C) @ Wmat (kh kw C, out) = y (N Ho Wo, out)     (channels-last y).
+
+The output is returned as the NCHW *view* ``y.transpose(0, 3, 1, 2)``: logically NCHW as in
+PyTorch, physically channels-last. Element-wise layers and pooling keep that memory order, and
+the next convolution's ``transpose(0, 2, 3, 1)`` is then already contiguous, so a CNN pays for
+no layout changes between its layers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import init as initializers
+from ..module import Module, Param, ShapeError
+
+
+def _pair(v, name: str, layer: str) -> tuple[int, int]:
+    t = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+    if len(t) != 2 or not all(isinstance(i, (int, np.integer)) for i in t):
+        raise ValueError(f"{layer}: {name} must be an int or a pair of ints, got {v!r}")
+    return int(t[0]), int(t[1])
+
+
+def conv_out_size(size: int, k: int, stride: int, padding: int, dilation: int) -> int:
+    """PyTorch's output length: floor((size + 2 padding - dilation (k - 1) - 1) / stride) + 1."""
+    return (size + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+
+
+class Conv2d(Module):
+    """2-D convolution (cross-correlation, as PyTorch's ``nn.Conv2d``).
+
+    ``W`` is stored (out_channels, in_channels, kh, kw) and ``b`` (out_channels,), PyTorch's
+    layout; the default init is PyTorch's (uniform +-1/sqrt(in_channels kh kw)).
+
+    Shapes: x (N, C_in, H, W) -> y (N, C_out, Ho, Wo), Ho = floor((H + 2p - d (kh - 1) - 1) / s) + 1.
+
+    Backward, with delta = dy the error of the output feature maps (BP1/BP2 in the book's
+    convolutional notation, vectorised through the im2col matrix):
+        db   += sum over n, i, j of delta                                      (BP3)
+        dW   += cols^T delta   : the correlation of the input with delta      (BP4)
+        dx    = col2im(delta Wmat^T) : each input pixel collects delta times every kernel
+                weight it met, i.e. the full correlation of delta with the flipped kernel.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        bias: bool = True,
+        init: str = "torch_default",
+        rng: np.random.Generator | None = None,
+        dtype=np.float32,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if in_channels < 1 or out_channels < 1:
+            raise ValueError(f"{name}: channel counts must be >= 1, got {in_channels}, {out_channels}")
+        self.kernel_size = _pair(kernel_size, "kernel_size", name)
+        self.stride = _pair(stride, "stride", name)
+        self.padding = _pair(padding, "padding", name)
+        self.dilation = _pair(dilation, "dilation", name)
+        if min(self.kernel_size + self.stride + self.dilation) < 1 or min(self.padding) < 0:
+            raise ValueError(f"{name}: kernel_size, stride, dilation must be >= 1 and padding >= 0")
+        self.in_channels, self.out_channels, self.init = in_channels, out_channels, init
+        initializers.get(init)
+        self.W = Param(np.empty(self._weight_shape(), dtype), "W")
+        self.b = Param(np.empty(out_channels, dtype), "b", decay=False) if bias else None
+        self.params = [self.W] if self.b is None else [self.W, self.b]
+        self.reset_parameters(rng if rng is not None else np.random.default_rng())
+
+    def _weight_shape(self) -> tuple[int, ...]:
+        return (self.out_channels, self.in_channels, *self.kernel_size)
+
+    def reset_parameters(self, rng: np.random.Generator) -> Conv2d:
+        dtype = self.W.data.dtype
+        self.W.data[...] = initializers.get(self.init)(self.W.shape, rng, dtype)
+        if self.b is not None:
+            fan_in = initializers.fans(self.W.shape)[0]
+            self.b.data[...] = initializers.bias_init(self.init, fan_in, self.b.shape, rng, dtype)
+        return self
+
+    # --- the two passes, on 4-D arrays --------------------------------------------------------
+    def _kernel(self) -> np.ndarray:
+        """W as (kh, kw, C_in, out): the rows of Wmat in im2col's column order."""
+        return self.W.data.reshape(self.out_channels, self.in_channels, *self.kernel_size).transpose(2, 3, 1, 0)
+
+    def _forward4(self, x: np.ndarray) -> np.ndarray:
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
+        n, c, h, w = x.shape
+        ho, wo = conv_out_size(h, kh, sh, ph, dh), conv_out_size(w, kw, sw, pw, dw)
+        if ho < 1 or wo < 1:
+            raise ShapeError(
+                f"{type(self).__name__}: input {h}x{w} is smaller than the (dilated, padded) kernel "
+                f"{kh}x{kw}; got shape {x.shape}"
+            )
+        # channels-last, zero-padded copy of the input: xp (N, H + 2ph, W + 2pw, C)
+        xp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
+        xp[:, ph : ph + h, pw : pw + w, :] = x.transpose(0, 2, 3, 1)
+        # im2col: column block (i, j) holds every window's pixel at kernel offset (i, j)
+        cols = np.empty((n, ho, wo, kh, kw, c), dtype=x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                cols[:, :, :, i, j, :] = xp[:, i * dh : i * dh + sh * ho : sh, j * dw : j * dw + sw * wo : sw, :]
+        cols = cols.reshape(n * ho * wo, kh * kw * c)
+        y = cols @ self._kernel().reshape(kh * kw * c, self.out_channels)
+        if self.b is not None:
+            y += self.b.data
+        self.cols, self.x_shape, self.out_hw = cols, x.shape, (ho, wo)
+        return y.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
+
+    def _backward4(self, dy: np.ndarray, need_dx: bool) -> np.ndarray | None:
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
+        n, c, h, w = self.x_shape
+        ho, wo = self.out_hw
+        delta = dy.transpose(0, 2, 3, 1).reshape(n * ho * wo, self.out_channels)  # no copy if NHWC
+        dk = (self.cols.T @ delta).reshape(kh, kw, c, self.out_channels)  # BP4
+        self.W.grad += dk.transpose(3, 2, 0, 1).reshape(self.W.shape)
+        if self.b is not None:
+            self.b.grad += delta.sum(axis=0)  # BP3
+        if not need_dx:
+            return None
+        dcols = (delta @ self._kernel().reshape(kh * kw * c, self.out_channels).T).reshape(n, ho, wo, kh, kw, c)
+        # col2im: every window pixel sends its share back to where it was read from
+        dxp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=dcols.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                dxp[:, i * dh : i * dh + sh * ho : sh, j * dw : j * dw + sw * wo : sw, :] += dcols[:, :, :, i, j, :]
+        return dxp[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2)
+
+    # --- the layer protocol -----------------------------------------------------------------
+    def _check(self, x: np.ndarray, rank: int, layout: str) -> None:
+        if x.ndim != rank:
+            raise ShapeError(f"{type(self).__name__} expects input {layout}, got shape {x.shape}")
+        if x.shape[1] != self.in_channels:
+            raise ShapeError(
+                f"{type(self).__name__} expects {self.in_channels} input channels, got {x.shape[1]} "
+                f"(input shape {x.shape})"
+            )
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._check(x, 4, "(N, C, H, W)")
+        return self._forward4(x)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return self._backward4(dy, need_dx=True)
+
+    def backward_params(self, dy: np.ndarray) -> None:
+        self._backward4(dy, need_dx=False)
+
+    def config(self) -> dict:
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "dilation": list(self.dilation),
+            "bias": self.b is not None,
+            "init": self.init,
+        }
+
+
+class Conv1d(Conv2d):
+    """1-D convolution (PyTorch's ``nn.Conv1d``): a ``Conv2d`` over a height-1 image.
+
+    ``W`` is stored (out_channels, in_channels, k) as in PyTorch.
+
+    Shapes: x (N, C_in, L) -> y (N, C_out, Lo), Lo = floor((L + 2p - d (k - 1) - 1) / s) + 1.
+    Backward: Conv2d's, on x viewed as (N, C_in, 1, L).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        bias: bool = True,
+        init: str = "torch_default",
+        rng: np.random.Generator | None = None,
+        dtype=np.float32,
+    ) -> None:
+        k, s, p, d = (_single(v, n) for v, n in
+                      ((kernel_size, "kernel_size"), (stride, "stride"), (padding, "padding"), (dilation, "dilation")))  # fmt: skip
+        super().__init__(in_channels, out_channels, (1, k), (1, s), (0, p), (1, d), bias, init, rng, dtype)
+
+    def _weight_shape(self) -> tuple[int, ...]:
+        return (self.out_channels, self.in_channels, self.kernel_size[1])
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._check(x, 3, "(N, C, L)")
+        return self._forward4(x[:, :, None, :])[:, :, 0, :]
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return self._backward4(dy[:, :, None, :], need_dx=True)[:, :, 0, :]
+
+    def backward_params(self, dy: np.ndarray) -> None:
+        self._backward4(dy[:, :, None, :], need_dx=False)
+
+    def config(self) -> dict:
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": self.kernel_size[1],
+            "stride": self.stride[1],
+            "padding": self.padding[1],
+            "dilation": self.dilation[1],
+            "bias": self.b is not None,
+            "init": self.init,
+        }
+
+
+def _single(v, name: str) -> int:
+    if isinstance(v, (list, tuple)) and len(v) == 1:
+        v = v[0]
+    if not isinstance(v, (int, np.integer)):
+        raise ValueError(f"Conv1d: {name} must be an int, got {v!r}")
+    return int(v)
+
