@@ -73,10 +73,14 @@ def cmd_train(args) -> int:
     if val is not None and patience > 0:
         cbs.append(callbacks.EarlyStopping("val_loss", patience=patience, restore_best=True))
     scheduler = gn.schedules.CosineAnnealingLR(opt, epochs) if schedule == "cosine" else None
+    shift = args.shift if args.shift is not None else preset.shift
+    flip = args.flip if args.flip is not None else preset.flip
+    augment = gn.data.Augment(shift, flip) if shift or flip else None
     print(
         f"glassnet: training {args.model} on {args.dataset} ({train.n} train, "
         f"{0 if val is None else val.n} validation, {test.n} test examples), {optimizer} lr={lr}, "
-        f"batch {batch_size}, up to {epochs} epochs, seed {args.seed}",
+        f"batch {batch_size}, up to {epochs} epochs, seed {args.seed}"
+        + (f", {augment!r}" if augment else ""),
         flush=True,
     )
     start = time.perf_counter()
@@ -92,6 +96,7 @@ def cmd_train(args) -> int:
         regularizer=gn.L2(l2) if l2 else None,
         rng=rng,
         scheduler=scheduler,
+        augment=augment,
     )
     seconds = time.perf_counter() - start
     result = gn.evaluate(model, preset.loss(), test)
@@ -219,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--schedule", choices=["none", "cosine"], help="learning-rate schedule (default: the preset's)"
     )
+    t.add_argument("--shift", type=int, help="augment: random shifts by up to this many pixels")
+    t.add_argument("--flip", action=argparse.BooleanOptionalAction, help="augment: random horizontal flips")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="runs/model", help="directory for model, history, metrics")
     t.set_defaults(func=cmd_train)

@@ -143,3 +143,45 @@ def train_val_split(ds: Dataset, val_fraction: float, rng: np.random.Generator) 
         Dataset(np.take(ds.x, train, axis=0), np.take(ds.y, train, axis=0)),
         Dataset(np.take(ds.x, val, axis=0), np.take(ds.y, val, axis=0)),
     )
+
+
+class Augment:
+    """Random shifts and horizontal flips of an image batch (N, C, H, W), for ``fit(augment=...)``.
+
+    ``shift=k`` moves each image by an integer offset drawn uniformly from [-k, k] in each
+    direction, filling with zeros: the book's chapter 6 "expanded training set" of
+    one-pixel shifts, drawn afresh every epoch instead of stored. ``flip=True`` mirrors each
+    image left-right with probability 1/2 (right for clothes, wrong for digits). Every draw
+    comes from the generator ``fit`` passes in, so runs stay reproducible from one seed.
+    """
+
+    def __init__(self, shift: int = 0, flip: bool = False) -> None:
+        if shift < 0:
+            raise ValueError(f"Augment: shift must be >= 0, got {shift}")
+        self.shift, self.flip = int(shift), bool(flip)
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if x.ndim != 4:
+            raise ValueError(f"Augment expects image batches (N, C, H, W), got shape {x.shape}")
+        n, _, h, w = x.shape
+        out = x.copy()
+        if self.flip:
+            mirror = rng.random(n) < 0.5
+            out[mirror] = out[mirror, :, :, ::-1]
+        k = self.shift
+        if k:
+            dy, dx = rng.integers(-k, k + 1, size=(2, n))
+            src = out
+            out = np.zeros_like(src)
+            # one vectorised copy per distinct offset: at most (2k + 1)^2 groups, never per image
+            for oy in range(-k, k + 1):
+                for ox in range(-k, k + 1):
+                    group = (dy == oy) & (dx == ox)
+                    if group.any():
+                        out[group, :, max(oy, 0) : h + min(oy, 0), max(ox, 0) : w + min(ox, 0)] = src[
+                            group, :, max(-oy, 0) : h + min(-oy, 0), max(-ox, 0) : w + min(-ox, 0)
+                        ]
+        return out
+
+    def __repr__(self) -> str:
+        return f"Augment(shift={self.shift}, flip={self.flip})"

@@ -87,7 +87,9 @@ def check_layer_gradients(
     """
     layer.to(np.float64)
     x = np.array(x, dtype=np.float64)
-    rng = np.random.default_rng(seed)
+    # a stream of its own: the table's samplers draw from default_rng(seed), and an upstream
+    # gradient equal to a multiple of x would hide errors
+    rng = np.random.default_rng([seed, 1])
     noise = _FrozenNoise(layer, seed)
     try:
         noise.reseed()
@@ -142,7 +144,9 @@ def check_gradients(
     """
     params = model.parameters()
     saved = [(p, p.data, p.grad) for p in params]
-    buffers = {k: v.copy() for k, v in model.named_buffers()}
+    # buffers are attributes of their module, by the same name; model.to() may replace them
+    # and the check's forwards update them, so put back the original arrays and values
+    buffers = [(m, name, b, b.copy()) for m in model.modules() for name, b in m.buffers().items()]
     modes = [m.training for m in model.modules()]
     noise = _FrozenNoise(model, seed)
     rng = np.random.default_rng(seed)
@@ -175,10 +179,9 @@ def check_gradients(
             p.data, p.grad = data, grad
         for m, mode in zip(model.modules(), modes):
             m.training = mode
-        if buffers:
-            current = dict(model.named_buffers())
-            for k, v in buffers.items():
-                current[k][...] = v
+        for m, name, b, value in buffers:
+            b[...] = value
+            setattr(m, name, b)
 
 
 def directional_check(model: Module, loss_fn, x: np.ndarray, y, eps: float = 1e-6, seed: int = 0) -> float:
@@ -320,8 +323,70 @@ def builtin_cases() -> list[Case]:
         Case("HingeLoss (binary)", lambda rng: losses.HingeLoss(), binary_hinge_sample, "loss"),
         Case("HuberLoss", lambda rng: losses.HuberLoss(1.0), huber_sample, "loss"),
         # --- convolution rows ---
+        Case("Conv2d", lambda rng: L.Conv2d(3, 4, 3, rng=rng), _normal((2, 3, 6, 5))),
+        Case(
+            "Conv2d (stride 2, padding 1)",
+            lambda rng: L.Conv2d(2, 3, 3, stride=2, padding=1, rng=rng),
+            _normal((2, 2, 7, 6)),
+        ),  # fmt: skip
+        Case(
+            "Conv2d (5x3, dilation 2, no bias)",
+            lambda rng: L.Conv2d(2, 3, (5, 3), padding=(2, 1), dilation=2, bias=False, rng=rng),
+            _normal((2, 2, 9, 7)),
+        ),  # fmt: skip
+        Case("Conv2d (1x1)", lambda rng: L.Conv2d(4, 2, 1, rng=rng), _normal((2, 4, 3, 3))),
+        Case("Conv1d", lambda rng: L.Conv1d(3, 4, 5, padding=2, rng=rng), _normal((2, 3, 11))),
+        Case(
+            "Conv1d (stride 2, dilation 2)",
+            lambda rng: L.Conv1d(2, 3, 3, stride=2, dilation=2, rng=rng),
+            _normal((2, 2, 12)),
+        ),  # fmt: skip
         # --- pooling rows ---
+        # pooling: each input is a permutation of values 0.05 apart plus noise under 0.005, so no
+        # two units of a window are within 1e-3 and no difference step crosses a tie
+        *(
+            Case(
+                name,
+                make_layer,
+                lambda rng, shape=shape: (
+                    (rng.permutation(np.prod(shape)).reshape(shape) - np.prod(shape) / 2) * 0.05
+                    + rng.uniform(0, 0.005, shape)
+                ),
+            )
+            for name, make_layer, shape in [
+                ("MaxPool2d", lambda rng: L.MaxPool2d(2), (2, 3, 6, 6)),
+                ("MaxPool2d (3, stride 2, padding 1)", lambda rng: L.MaxPool2d(3, 2, 1), (2, 3, 7, 7)),
+                ("MaxPool2d (2x3, stride (2, 1))", lambda rng: L.MaxPool2d((2, 3), (2, 1)), (2, 2, 5, 7)),
+                ("AvgPool2d", lambda rng: L.AvgPool2d(2), (2, 3, 6, 6)),
+                ("AvgPool2d (3, stride 2, padding 1)", lambda rng: L.AvgPool2d(3, 2, 1), (2, 3, 7, 7)),
+                ("MaxPool1d", lambda rng: L.MaxPool1d(2), (2, 3, 8)),
+                ("MaxPool1d (3, stride 2, padding 1)", lambda rng: L.MaxPool1d(3, 2, 1), (2, 3, 9)),
+                ("AvgPool1d (3, stride 1)", lambda rng: L.AvgPool1d(3, stride=1), (2, 3, 8)),
+                ("GlobalAvgPool2d", lambda rng: L.GlobalAvgPool2d(), (2, 3, 4, 5)),
+                ("GlobalMaxPool2d", lambda rng: L.GlobalMaxPool2d(), (2, 3, 4, 5)),
+            ]
+        ),
         # --- normalization rows ---
+        # batch norm in training mode (the default: batch statistics); gamma and beta are drawn at
+        # random, not left at ones and zeros, so that the check exercises them
+        *(
+            Case(
+                name,
+                lambda rng, build=build: (
+                    bn := build(),
+                    [np.copyto(p.data, rng.uniform(0.5, 1.5, p.shape)) for p in bn.parameters()],
+                )[0],
+                # the second block of draws: check_layer_gradients takes its upstream gradient from
+                # the same seed, and an upstream proportional to x is in the null space of dx
+                lambda rng, shape=shape: 2.0 * rng.standard_normal((2, *shape))[1],
+            )
+            for name, build, shape in [
+                ("BatchNorm1d", lambda: L.BatchNorm1d(4), (6, 4)),
+                ("BatchNorm1d (3-D input)", lambda: L.BatchNorm1d(3), (2, 3, 5)),
+                ("BatchNorm2d", lambda: L.BatchNorm2d(3), (2, 3, 3, 4)),
+                ("BatchNorm1d (affine=False)", lambda: L.BatchNorm1d(4, affine=False), (5, 4)),
+            ]
+        ),
     ]
 
 

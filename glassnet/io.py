@@ -67,7 +67,8 @@ def save(model: Module, path: str | os.PathLike, metadata: dict | None = None) -
         except (TypeError, ValueError) as e:
             raise TypeError(f"save: metadata is not JSON-serialisable: {e}") from None
     # safetensors reads each tensor's raw buffer, so a strided view must be made contiguous
-    tensors = {name: np.ascontiguousarray(a) for name, a in model.state_dict().items()}
+    # np.require keeps 0-d arrays 0-d (ascontiguousarray would make them 1-d)
+    tensors = {name: np.require(a, requirements="C") for name, a in model.state_dict().items()}
     try:
         data = safetensors.numpy.save(tensors, metadata=header)
     except Exception as e:

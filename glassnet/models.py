@@ -49,6 +49,66 @@ def book_ch3(rng, in_shape, classes):
     )  # fmt: skip
 
 
+def _flat_size(net: list, in_shape) -> int:
+    """Features after ``net`` (conv/pool stack) for one example of ``in_shape``."""
+    x = np.zeros((1, *in_shape), dtype=np.float32)
+    for layer in net:
+        layer.eval()  # eval: a probe must not move batch-norm running statistics
+        x = layer.forward(x)
+        layer.train()
+    return x[0].size
+
+
+def cnn_a(rng, in_shape, classes, batch_norm: bool = False):
+    """CNN-A: Conv2d(1,32,5) ReLU MaxPool2d(2) Conv2d(32,64,5) ReLU MaxPool2d(2) Flatten
+    Dropout(0.5) Linear(1024,10), optionally with BatchNorm2d after each conv (``cnn-bn``)."""
+
+    def bn(c):
+        return [L.BatchNorm2d(c)] if batch_norm else []
+
+    net = [L.Conv2d(in_shape[0], 32, 5, rng=rng), *bn(32), L.ReLU(), L.MaxPool2d(2),
+           L.Conv2d(32, 64, 5, rng=rng), *bn(64), L.ReLU(), L.MaxPool2d(2), L.Flatten()]  # fmt: skip
+    return Sequential(*net, L.Dropout(0.5, rng=rng), L.Linear(_flat_size(net, in_shape), classes, rng=rng))
+
+
+def cnn_bn(rng, in_shape, classes):
+    return cnn_a(rng, in_shape, classes, batch_norm=True)
+
+
+def vgg_small(rng, in_shape, classes):
+    """The best small preset: 3x3 conv 32-32 / pool / 64-64 / pool with batch norm, FC-256,
+    dropout 0.3 after each block and 0.5 before the classifier (trained with shifts, flips and
+    a cosine schedule)."""
+
+    def block(c_in, c_out):
+        return [L.Conv2d(c_in, c_out, 3, padding=1, bias=False, rng=rng), L.BatchNorm2d(c_out), L.ReLU(),
+                L.Conv2d(c_out, c_out, 3, padding=1, bias=False, rng=rng), L.BatchNorm2d(c_out), L.ReLU(),
+                L.MaxPool2d(2), L.Dropout(0.3, rng=rng)]  # fmt: skip
+
+    net = [*block(in_shape[0], 32), *block(32, 64), L.Flatten()]
+    return Sequential(
+        *net,
+        L.Linear(_flat_size(net, in_shape), 256, bias=False, rng=rng), L.BatchNorm1d(256), L.ReLU(),
+        L.Dropout(0.5, rng=rng), L.Linear(256, classes, rng=rng),
+    )  # fmt: skip
+
+
+def book_ch6(rng, in_shape, classes, convs: int = 1, activation=L.Sigmoid):
+    """The book's chapter 6 networks: ``convs`` x (Conv2d(., 20 or 40, 5) + MaxPool2d(2)) with
+    ``activation``, a 100-unit fully connected layer, and a softmax output layer."""
+    c, net = in_shape[0], []
+    for i in range(convs):
+        out = 20 * (i + 1)
+        net += [L.Conv2d(c, out, 5, init="book_normal", rng=rng), activation(), L.MaxPool2d(2)]
+        c = out
+    net.append(L.Flatten())
+    return Sequential(
+        *net,
+        L.Linear(_flat_size(net, in_shape), 100, init="book_normal", rng=rng), activation(),
+        L.Linear(100, classes, init="book_normal", rng=rng),
+    )  # fmt: skip
+
+
 @dataclass
 class Preset:
     build: object
@@ -61,6 +121,8 @@ class Preset:
     momentum: float = 0.0
     schedule: str | None = None  # "cosine": CosineAnnealingLR over the run's epochs
     patience: int = 3  # early stopping on validation loss, restoring the best weights
+    shift: int = 0  # augmentation: random shifts by up to this many pixels
+    flip: bool = False  # augmentation: random horizontal flips
 
 
 PRESETS: dict[str, Preset] = {
@@ -68,6 +130,23 @@ PRESETS: dict[str, Preset] = {
     "mlp": Preset(mlp, lr=1e-3, batch_size=128, epochs=30, schedule="cosine", patience=30),
     "book": Preset(book, loss=QuadraticCost, optimizer="sgd", lr=3.0, batch_size=10, epochs=30),
     "book-ch3": Preset(book_ch3, optimizer="sgd", lr=0.5, batch_size=10, epochs=30, l2=1e-4),
+    # CNN-A and its twin recipe in PyTorch (Adam 1e-3, batch 128, 15 epochs): the parity check
+    "cnn": Preset(cnn_a, epochs=15, patience=15),
+    "cnn-bn": Preset(cnn_bn, epochs=15, patience=15),
+    "vgg-small": Preset(vgg_small, epochs=18, schedule="cosine", patience=18, shift=2, flip=True),
+    # the book's chapter 6 progression (its lambda = 0.1 on n = 50,000 is L2(2e-6))
+    "book-ch6-conv": Preset(book_ch6, optimizer="sgd", lr=0.1, batch_size=10, epochs=20, l2=2e-6),
+    "book-ch6-conv2": Preset(
+        lambda r, s, c: book_ch6(r, s, c, convs=2), optimizer="sgd", lr=0.1, batch_size=10, epochs=20, l2=2e-6
+    ),  # fmt: skip
+    "book-ch6-relu": Preset(
+        lambda r, s, c: book_ch6(r, s, c, convs=2, activation=L.ReLU),
+        optimizer="sgd",
+        lr=0.03,
+        batch_size=10,
+        epochs=20,
+        l2=2e-6,
+    ),  # fmt: skip
 }
 
 

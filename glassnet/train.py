@@ -98,13 +98,16 @@ def fit(
     shuffle: bool = True,
     scheduler=None,
     clip_norm: float | None = None,
+    augment=None,
     verbose: bool = True,
 ) -> History:
     """Train ``model`` for ``epochs`` passes over ``train_data`` (an ``(x, y)`` pair).
 
-    ``rng`` drives shuffling and every stochastic layer (``model.set_rng(rng)``), so a run is
-    reproducible from one seed. Returns a ``History`` of per-epoch ``loss``, ``accuracy`` and,
-    with ``val_data``, ``val_loss`` and ``val_accuracy``.
+    ``rng`` drives shuffling, ``augment`` (a callable ``(x_batch, rng) -> x_batch`` such as
+    ``gn.data.Augment(shift=2, flip=True)``, applied to training batches only) and every
+    stochastic layer (``model.set_rng(rng)``), so a run is reproducible from one seed.
+    Returns a ``History`` of per-epoch ``loss``, ``accuracy`` and, with ``val_data``,
+    ``val_loss`` and ``val_accuracy``.
     """
     if epochs < 0 or batch_size < 1:
         raise ValueError(f"fit: epochs must be >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
@@ -139,6 +142,8 @@ def fit(
             for b, sl in enumerate(slices):
                 idx = sl if order is None else order[sl]
                 xb, yb = train.x[idx], train.y[idx]
+                if augment is not None:
+                    xb = augment(xb, rng)
                 try:
                     loss, pred = _step(model, loss_fn, optimizer, xb, yb, regularizer, clip_norm)
                 except FloatingPointError as e:

@@ -34,6 +34,9 @@ LOSS_CASES = [name for name, case in CASES.items() if case.kind == "loss"]
 # layers whose output is random in training and the identity in eval; every other layer must
 # give the same output in both modes
 STOCHASTIC = {"Dropout", "GaussianDropout"}
+# layers that are deterministic in each mode but compute differently in training and eval by
+# design (batch norm: batch statistics in training, running statistics in eval)
+MODE_DEPENDENT = {"BatchNorm1d", "BatchNorm1d (3-D input)", "BatchNorm2d", "BatchNorm1d (affine=False)"}
 
 
 def make(name: str, seed: int = 0):
@@ -65,7 +68,7 @@ def torch_layout(layer: gn.Module, name: str, a: np.ndarray) -> np.ndarray:
 
 
 # glassnet parameter name -> torch attribute name
-TORCH_NAMES = {"W": "weight", "b": "bias"}
+TORCH_NAMES = {"W": "weight", "b": "bias", "weight": "weight", "bias": "bias"}
 
 
 def load_params(layer: gn.Module, module) -> dict[str, object]:
@@ -87,6 +90,15 @@ def torch_linear(layer, x):
     module = torch.nn.Linear(
         layer.in_features, layer.out_features, bias=layer.b is not None, dtype=torch.float64
     )
+    params = load_params(layer, module)
+    return module(x), params
+
+
+def torch_conv(layer, x):
+    cls = torch.nn.Conv1d if isinstance(layer, gn.Conv1d) else torch.nn.Conv2d
+    config = layer.config()
+    del config["init"]
+    module = cls(**config, dtype=torch.float64)
     params = load_params(layer, module)
     return module(x), params
 
@@ -173,8 +185,49 @@ TORCH_REFERENCES: dict[str, Callable] = {
     "HingeLoss (binary)": torch_hinge,
     "HuberLoss": torch_loss(lambda loss: torch.nn.HuberLoss(delta=loss.delta)),
     # --- convolution references ---
+    "Conv2d": torch_conv,
+    "Conv2d (stride 2, padding 1)": torch_conv,
+    "Conv2d (5x3, dilation 2, no bias)": torch_conv,
+    "Conv2d (1x1)": torch_conv,
+    "Conv1d": torch_conv,
+    "Conv1d (stride 2, dilation 2)": torch_conv,
     # --- pooling references ---
+    "MaxPool2d": stateless(lambda layer: torch.nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)),
+    "MaxPool2d (3, stride 2, padding 1)": stateless(
+        lambda layer: torch.nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
+    ),
+    "MaxPool2d (2x3, stride (2, 1))": stateless(
+        lambda layer: torch.nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
+    ),
+    "AvgPool2d": stateless(lambda layer: torch.nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding)),
+    "AvgPool2d (3, stride 2, padding 1)": stateless(
+        lambda layer: torch.nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding)
+    ),
+    "MaxPool1d": stateless(lambda layer: torch.nn.MaxPool1d(layer.kernel_size, layer.stride, layer.padding)),
+    "MaxPool1d (3, stride 2, padding 1)": stateless(
+        lambda layer: torch.nn.MaxPool1d(layer.kernel_size, layer.stride, layer.padding)
+    ),
+    "AvgPool1d (3, stride 1)": stateless(
+        lambda layer: torch.nn.AvgPool1d(layer.kernel_size, layer.stride, layer.padding)
+    ),
+    # global pooling is adaptive pooling to 1x1, then flatten (torch.amax would split ties)
+    "GlobalAvgPool2d": stateless(
+        lambda layer: torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    ),
+    "GlobalMaxPool2d": stateless(
+        lambda layer: torch.nn.Sequential(torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten())
+    ),
     # --- normalization references ---
+    # torch's batch norm of the same class and config, in training mode (the table's mode), with
+    # gamma and beta copied in before its forward
+    **dict.fromkeys(
+        ["BatchNorm1d", "BatchNorm1d (3-D input)", "BatchNorm2d", "BatchNorm1d (affine=False)"],
+        lambda layer, x: next(
+            (bn(x), params)
+            for bn in [getattr(torch.nn, type(layer).__name__)(**layer.config(), dtype=x.dtype)]
+            for params in [load_params(layer, bn)]
+        ),
+    ),
 }
 
 
@@ -188,16 +241,44 @@ REALISTIC: dict[str, Callable[[np.random.Generator], gn.Module]] = {
     "Linear (3-D input)": lambda rng: gn.Linear(256, 128, rng=rng),
     "Linear (no bias)": lambda rng: gn.Linear(256, 128, bias=False, rng=rng),
     # --- convolution realistic ---
+    "Conv2d": lambda rng: gn.Conv2d(16, 32, 3, padding=1, rng=rng),
+    "Conv2d (stride 2, padding 1)": lambda rng: gn.Conv2d(16, 32, 3, stride=2, padding=1, rng=rng),
+    "Conv2d (5x3, dilation 2, no bias)": lambda r: gn.Conv2d(16, 8, (5, 3), dilation=2, bias=False, rng=r),
+    "Conv2d (1x1)": lambda rng: gn.Conv2d(16, 32, 1, rng=rng),
+    "Conv1d": lambda rng: gn.Conv1d(16, 32, 5, padding=2, rng=rng),
+    "Conv1d (stride 2, dilation 2)": lambda rng: gn.Conv1d(16, 8, 3, stride=2, dilation=2, rng=rng),
     # --- pooling realistic ---
     # --- normalization realistic ---
+    "BatchNorm1d": lambda rng: gn.BatchNorm1d(256),
+    "BatchNorm1d (3-D input)": lambda rng: gn.BatchNorm1d(32),
+    "BatchNorm2d": lambda rng: gn.BatchNorm2d(16),
+    "BatchNorm1d (affine=False)": lambda rng: gn.BatchNorm1d(256, affine=False),
 }
 FEATURES = {  # per-example input shape; (256,) unless listed
     "Linear (3-D input)": (8, 256),
     "Softmax (axis=1 of 3)": (16, 32),
     "Flatten": (4, 4, 16),
     # --- convolution features ---
+    "Conv2d": (16, 12, 12),
+    "Conv2d (stride 2, padding 1)": (16, 12, 12),
+    "Conv2d (5x3, dilation 2, no bias)": (16, 12, 12),
+    "Conv2d (1x1)": (16, 8, 8),
+    "Conv1d": (16, 40),
+    "Conv1d (stride 2, dilation 2)": (16, 40),
     # --- pooling features ---
+    "MaxPool2d": (8, 12, 12),
+    "MaxPool2d (3, stride 2, padding 1)": (8, 12, 12),
+    "MaxPool2d (2x3, stride (2, 1))": (8, 12, 12),
+    "AvgPool2d": (8, 12, 12),
+    "AvgPool2d (3, stride 2, padding 1)": (8, 12, 12),
+    "MaxPool1d": (8, 32),
+    "MaxPool1d (3, stride 2, padding 1)": (8, 32),
+    "AvgPool1d (3, stride 1)": (8, 32),
+    "GlobalAvgPool2d": (8, 12, 12),
+    "GlobalMaxPool2d": (8, 12, 12),
     # --- normalization features ---
+    "BatchNorm1d (3-D input)": (32, 64),
+    "BatchNorm2d": (16, 12, 12),
 }
 BATCH = 64
 

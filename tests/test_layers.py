@@ -9,6 +9,7 @@ import pytest
 from cases import (
     CASES,
     LAYER_CASES,
+    MODE_DEPENDENT,
     REALISTIC,
     STOCHASTIC,
     TORCH_REFERENCES,
@@ -152,6 +153,9 @@ def test_train_and_eval_differ_only_for_stochastic_layers(name):
         np.testing.assert_array_equal(layer.backward(dy), dy)  # identity both ways in eval
         assert not np.array_equal(train_a, x), "no noise in training"
         assert not np.array_equal(train_a, train_b), "the same noise drawn twice"
+    elif name in MODE_DEPENDENT:  # batch statistics in training, running statistics in eval
+        np.testing.assert_array_equal(train_a, train_b)
+        assert not np.array_equal(train_a, evaluated), "eval computes as training does"
     else:
         np.testing.assert_array_equal(train_a, evaluated)
         np.testing.assert_array_equal(train_a, train_b)
@@ -214,8 +218,9 @@ FREE_CASES = [name for name in LAYER_CASES if not has_params(name)]
 def test_stable_on_huge_inputs(name, dtype, torch):
     # RuntimeWarnings are errors (pyproject), so an overflowing exp fails here; sigmoid and
     # softmax saturate to exact 0 and 1 at +-1e4
-    layer = make(name)[0]
-    x = HUGE.astype(dtype)
+    layer, sample = make(name)
+    # HUGE as one example of the row's rank: (1, 1, 3, 4) for images, (1, 3, 4) for sequences
+    x = HUGE.astype(dtype).reshape((1,) * (sample.ndim - HUGE.ndim) + HUGE.shape)
     y = layer.forward(x)
     dy = upstream(y)
     dx = layer.backward(dy)

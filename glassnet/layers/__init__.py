@@ -1,18 +1,31 @@
 """Layers, one family per file."""
 
 from .activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
+from .conv import Conv1d, Conv2d
 from .dropout import Dropout, GaussianDropout
 from .linear import Linear
+from .norm import BatchNorm1d, BatchNorm2d
+from .pooling import AvgPool1d, AvgPool2d, GlobalAvgPool2d, GlobalMaxPool2d, MaxPool1d, MaxPool2d
 from .reshape import Flatten
 
 __all__ = [
+    "AvgPool1d",
+    "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv1d",
+    "Conv2d",
     "ELU",
     "GELU",
     "Dropout",
     "Flatten",
     "GaussianDropout",
+    "GlobalAvgPool2d",
+    "GlobalMaxPool2d",
     "LeakyReLU",
     "Linear",
+    "MaxPool1d",
+    "MaxPool2d",
     "ReLU",
     "Sigmoid",
     "Softmax",

@@ -92,7 +92,9 @@ class Conv2d(Module):
     # --- the two passes, on 4-D arrays --------------------------------------------------------
     def _kernel(self) -> np.ndarray:
         """W as (kh, kw, C_in, out): the rows of Wmat in im2col's column order."""
-        return self.W.data.reshape(self.out_channels, self.in_channels, *self.kernel_size).transpose(2, 3, 1, 0)
+        return self.W.data.reshape(self.out_channels, self.in_channels, *self.kernel_size).transpose(
+            2, 3, 1, 0
+        )
 
     def _forward4(self, x: np.ndarray) -> np.ndarray:
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
@@ -110,7 +112,9 @@ class Conv2d(Module):
         cols = np.empty((n, ho, wo, kh, kw, c), dtype=x.dtype)
         for i in range(kh):
             for j in range(kw):
-                cols[:, :, :, i, j, :] = xp[:, i * dh : i * dh + sh * ho : sh, j * dw : j * dw + sw * wo : sw, :]
+                cols[:, :, :, i, j, :] = xp[
+                    :, i * dh : i * dh + sh * ho : sh, j * dw : j * dw + sw * wo : sw, :
+                ]
         cols = cols.reshape(n * ho * wo, kh * kw * c)
         y = cols @ self._kernel().reshape(kh * kw * c, self.out_channels)
         if self.b is not None:
@@ -129,12 +133,16 @@ class Conv2d(Module):
             self.b.grad += delta.sum(axis=0)  # BP3
         if not need_dx:
             return None
-        dcols = (delta @ self._kernel().reshape(kh * kw * c, self.out_channels).T).reshape(n, ho, wo, kh, kw, c)
+        dcols = (delta @ self._kernel().reshape(kh * kw * c, self.out_channels).T).reshape(
+            n, ho, wo, kh, kw, c
+        )
         # col2im: every window pixel sends its share back to where it was read from
         dxp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=dcols.dtype)
         for i in range(kh):
             for j in range(kw):
-                dxp[:, i * dh : i * dh + sh * ho : sh, j * dw : j * dw + sw * wo : sw, :] += dcols[:, :, :, i, j, :]
+                dxp[:, i * dh : i * dh + sh * ho : sh, j * dw : j * dw + sw * wo : sw, :] += dcols[
+                    :, :, :, i, j, :
+                ]
         return dxp[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2)
 
     # --- the layer protocol -----------------------------------------------------------------
@@ -192,8 +200,10 @@ class Conv1d(Conv2d):
         rng: np.random.Generator | None = None,
         dtype=np.float32,
     ) -> None:
-        k, s, p, d = (_single(v, n) for v, n in
-                      ((kernel_size, "kernel_size"), (stride, "stride"), (padding, "padding"), (dilation, "dilation")))  # fmt: skip
+        k, s, p, d = (
+            _single(kernel_size, "kernel_size"), _single(stride, "stride"),
+            _single(padding, "padding"), _single(dilation, "dilation"),
+        )  # fmt: skip
         super().__init__(in_channels, out_channels, (1, k), (1, s), (0, p), (1, d), bias, init, rng, dtype)
 
     def _weight_shape(self) -> tuple[int, ...]:
@@ -228,4 +238,3 @@ def _single(v, name: str) -> int:
     if not isinstance(v, (int, np.integer)):
         raise ValueError(f"Conv1d: {name} must be an int, got {v!r}")
     return int(v)
-

@@ -1,0 +1,333 @@
+"""Pooling beyond the table rows: PyTorch's tie rule (the first maximum takes the gradient), the
+fast tiled path against the general one, output sizes over a grid, errors and config round trips.
+The table (tests/cases.py) already runs every pooling row through finite differences, the
+directional check, PyTorch and the layer contracts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import glassnet as gn
+
+MAX_2D = [
+    dict(kernel_size=2),
+    dict(kernel_size=3),
+    dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1)),
+    dict(kernel_size=3, stride=1),
+]
+MAX_1D = [
+    dict(kernel_size=2),
+    dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=4, stride=1, padding=2),
+]
+
+
+def torch_grads(module, x, dy, torch):
+    xt = torch.tensor(x, requires_grad=True)
+    yt = module(xt)
+    yt.backward(torch.from_numpy(dy))
+    return yt.detach().numpy(), xt.grad.numpy()
+
+
+def ours(layer, x, dy=None, seed=1):
+    y = layer.forward(x)
+    if dy is None:
+        dy = np.random.default_rng(seed).standard_normal(y.shape).astype(y.dtype)
+    return y, dy, layer.backward(dy)
+
+
+# --- ties: the first maximum in each window takes all of delta, as in PyTorch --------------------
+
+
+def nonzero_integers(shape, seed=1):
+    """An upstream gradient whose sums are exact, so dx can be compared bit for bit with torch's
+    however the two order the adds of overlapping windows; no entry is 0, so a misrouted delta shows."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(1, 10, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+
+
+TIED = {
+    "zeros (ReLU's dead units)": lambda rng, shape: np.zeros(shape),
+    "constant": lambda rng, shape: np.full(shape, 1.5),
+    "small integers": lambda rng, shape: rng.integers(0, 3, size=shape).astype(np.float64),
+    "ReLU of integers": lambda rng, shape: np.maximum(rng.integers(-2, 2, size=shape), 0).astype(np.float64),
+}
+
+
+@pytest.mark.parametrize("kind", TIED)
+@pytest.mark.parametrize("kwargs", MAX_2D, ids=str)
+def test_maxpool2d_ties_as_torch(kwargs, kind, torch):
+    rng = np.random.default_rng(0)
+    x = TIED[kind](rng, (2, 3, 7, 8))
+    layer = gn.MaxPool2d(**kwargs)
+    y, dy, dx = ours(layer, x, nonzero_integers(layer.forward(x).shape))
+    ty, tdx = torch_grads(torch.nn.MaxPool2d(**kwargs), x, dy, torch)
+    np.testing.assert_array_equal(y, ty)
+    np.testing.assert_array_equal(dx, tdx)
+
+
+@pytest.mark.parametrize("kind", TIED)
+@pytest.mark.parametrize("kwargs", MAX_1D, ids=str)
+def test_maxpool1d_ties_as_torch(kwargs, kind, torch):
+    rng = np.random.default_rng(0)
+    x = TIED[kind](rng, (2, 3, 11))
+    layer = gn.MaxPool1d(**kwargs)
+    y, dy, dx = ours(layer, x, nonzero_integers(layer.forward(x).shape))
+    ty, tdx = torch_grads(torch.nn.MaxPool1d(**kwargs), x, dy, torch)
+    np.testing.assert_array_equal(y, ty)
+    np.testing.assert_array_equal(dx, tdx)
+
+
+@pytest.mark.parametrize("kind", TIED)
+def test_global_maxpool_ties_as_torch(kind, torch):
+    x = TIED[kind](np.random.default_rng(0), (2, 3, 4, 5))
+    y, dy, dx = ours(gn.GlobalMaxPool2d(), x, nonzero_integers(x.shape[:2]))
+    reference = torch.nn.Sequential(torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten())
+    ty, tdx = torch_grads(reference, x, dy, torch)
+    np.testing.assert_array_equal(y, ty)
+    np.testing.assert_array_equal(dx, tdx)
+
+
+def test_tie_goes_to_first_maximum_in_row_major_order():
+    x = np.array([[[[1.0, 5.0], [5.0, 5.0]]]])
+    layer = gn.MaxPool2d(2)
+    layer.forward(x)
+    np.testing.assert_array_equal(layer.backward(np.array([[[[2.0]]]])), [[[[0.0, 2.0], [0.0, 0.0]]]])
+
+
+# --- the tiled fast path and the general path ----------------------------------------------------
+
+TILED = [  # (layer, input shape): stride == kernel, no padding; some sizes leave a cropped border
+    (gn.MaxPool2d(2), (3, 4, 8, 6)),
+    (gn.MaxPool2d(2), (2, 3, 7, 9)),
+    (gn.MaxPool2d(3), (2, 2, 10, 8)),
+    (gn.MaxPool2d((2, 3)), (2, 3, 6, 7)),
+    (gn.MaxPool1d(3), (2, 3, 13)),
+    (gn.AvgPool2d(2), (3, 4, 8, 6)),
+    (gn.AvgPool2d(3), (2, 2, 10, 8)),
+    (gn.AvgPool2d((3, 2)), (2, 3, 7, 7)),
+    (gn.AvgPool1d(2), (2, 3, 9)),
+]
+TORCH_CLASS = {"MaxPool2d", "MaxPool1d", "AvgPool2d", "AvgPool1d"}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("layer", "shape"), TILED, ids=lambda v: repr(v))
+def test_fast_path_equals_general_path_and_torch(layer, shape, dtype, torch):
+    assert layer.tiled
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    y_fast, dy, dx_fast = ours(layer, x)
+    general = type(layer)(**layer.config())
+    general.tiled = False  # force the zero-filled, slice-adding backward
+    y_general, _, dx_general = ours(general, x, dy)
+    np.testing.assert_array_equal(y_fast, y_general)
+    np.testing.assert_array_equal(dx_fast, dx_general)
+    assert y_fast.dtype == dx_fast.dtype == dx_general.dtype == dtype
+
+    module = getattr(torch.nn, type(layer).__name__)(layer.kernel_size, layer.stride, layer.padding)
+    ty, tdx = torch_grads(module, x.astype(np.float64), dy.astype(np.float64), torch)
+    tol = dict(rtol=1e-6, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(y_fast, ty, **tol)
+    np.testing.assert_allclose(dx_fast, tdx, **tol)
+
+
+GENERAL = [
+    (gn.MaxPool2d(3, stride=2, padding=1), (2, 3, 9, 8)),
+    (gn.MaxPool2d(3, stride=1, padding=1), (2, 2, 5, 6)),
+    (gn.MaxPool2d((3, 2), stride=(2, 3), padding=(1, 0)), (2, 2, 8, 9)),
+    (gn.MaxPool2d(2, stride=3), (2, 2, 8, 8)),  # stride > kernel: units in no window
+    (gn.AvgPool2d(3, stride=2, padding=1), (2, 3, 9, 8)),
+    (gn.AvgPool2d(4, stride=2, padding=2), (2, 2, 7, 7)),
+    (gn.MaxPool1d(5, stride=2, padding=2), (3, 2, 12)),
+    (gn.AvgPool1d(3, stride=1, padding=1), (3, 2, 12)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("layer", "shape"), GENERAL, ids=lambda v: repr(v))
+def test_general_path_matches_torch(layer, shape, dtype, torch):
+    assert not layer.tiled
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    y, dy, dx = ours(layer, x)
+    assert y.dtype == dx.dtype == dtype and dx.shape == x.shape
+    module = getattr(torch.nn, type(layer).__name__)(layer.kernel_size, layer.stride, layer.padding)
+    ty, tdx = torch_grads(module, x.astype(np.float64), dy.astype(np.float64), torch)
+    tol = dict(rtol=1e-6, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(y, ty, **tol)
+    np.testing.assert_allclose(dx, tdx, **tol)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 2, 1, 1), (3, 1, 6, 2)], ids=str)
+def test_global_pools_equal_a_whole_map_window(shape):
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    for global_layer, window in [(gn.GlobalAvgPool2d(), gn.AvgPool2d), (gn.GlobalMaxPool2d(), gn.MaxPool2d)]:
+        y, dy, dx = ours(global_layer, x)
+        assert y.shape == shape[:2] and y.dtype == dx.dtype == np.float32
+        whole = window(shape[2:])
+        y_whole, _, dx_whole = ours(whole, x, dy[:, :, None, None])
+        np.testing.assert_allclose(y, y_whole[:, :, 0, 0], rtol=1e-6)
+        np.testing.assert_allclose(dx, dx_whole, rtol=1e-6)
+
+
+# --- output sizes and errors ---------------------------------------------------------------------
+
+
+def test_output_sizes_match_torch_over_a_grid(torch):
+    checked = 0
+    for size in range(1, 9):
+        for k in range(1, 5):
+            for s in range(1, 4):
+                for p in range(k // 2 + 1):
+                    for ours_cls, torch_cls, shape in [
+                        (gn.MaxPool2d, torch.nn.MaxPool2d, (1, 2, size, size + 1)),
+                        (gn.AvgPool2d, torch.nn.AvgPool2d, (1, 2, size, size + 1)),
+                        (gn.MaxPool1d, torch.nn.MaxPool1d, (1, 2, size)),
+                        (gn.AvgPool1d, torch.nn.AvgPool1d, (1, 2, size)),
+                    ]:
+                        x = np.zeros(shape)
+                        if size + 2 * p < k:
+                            with pytest.raises(gn.ShapeError, match="smaller than kernel_size"):
+                                ours_cls(k, s, p).forward(x)
+                            continue
+                        expected = torch_cls(k, s, p)(torch.from_numpy(x)).shape
+                        assert ours_cls(k, s, p).forward(x).shape == expected, (ours_cls, size, k, s, p)
+                        checked += 1
+    assert checked > 500
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape", "message"),
+    [
+        (gn.MaxPool2d(2), (3, 4), "MaxPool2d expects input (N, C, H, W), got shape (3, 4)"),
+        (gn.AvgPool2d(2), (2, 3, 4), "AvgPool2d expects input (N, C, H, W), got shape (2, 3, 4)"),
+        (gn.MaxPool1d(2), (2, 3, 4, 5), "MaxPool1d expects input (N, C, L), got shape (2, 3, 4, 5)"),
+        (gn.AvgPool1d(2), (8,), "AvgPool1d expects input (N, C, L), got shape (8,)"),
+        (gn.GlobalAvgPool2d(), (2, 3), "GlobalAvgPool2d expects input (N, C, H, W), got shape (2, 3)"),
+        (gn.GlobalMaxPool2d(), (2, 3, 4), "GlobalMaxPool2d expects input (N, C, H, W), got shape (2, 3, 4)"),
+    ],
+    ids=lambda v: repr(v) if isinstance(v, gn.Module) else None,
+)
+def test_wrong_rank_names_layer_and_expected_shape(layer, shape, message):
+    with pytest.raises(gn.ShapeError) as info:
+        layer.forward(np.zeros(shape, np.float32))
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape"),
+    [
+        (gn.MaxPool2d(3), (1, 1, 2, 5)),
+        (gn.MaxPool2d((2, 4)), (1, 1, 5, 3)),
+        (gn.AvgPool2d(5, padding=1), (1, 1, 2, 2)),
+        (gn.MaxPool1d(4), (2, 3, 3)),
+    ],
+    ids=str,
+)
+def test_input_smaller_than_kernel_is_a_shape_error(layer, shape):
+    with pytest.raises(gn.ShapeError, match=f"{type(layer).__name__}: input .* smaller than kernel_size"):
+        layer.forward(np.zeros(shape, np.float32))
+
+
+def test_shape_error_in_sequential_names_the_layer_index():
+    model = gn.Sequential(gn.ReLU(), gn.MaxPool2d(2), gn.MaxPool2d(4))
+    with pytest.raises(gn.ShapeError, match=r"layer #2 \(MaxPool2d\).*smaller than kernel_size"):
+        model.forward(np.zeros((1, 1, 6, 6), np.float32))
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: gn.MaxPool2d(2, padding=2), "padding must be at most half the kernel size"),
+        (lambda: gn.AvgPool2d(3, padding=2), "padding must be at most half the kernel size"),
+        (lambda: gn.MaxPool2d((4, 2), padding=(2, 2)), "padding must be at most half the kernel size"),
+        (lambda: gn.MaxPool1d(1, padding=1), "padding must be at most half the kernel size"),
+        (lambda: gn.MaxPool2d(0), "kernel_size and stride must be >= 1"),
+        (lambda: gn.AvgPool1d(2, stride=0), "kernel_size and stride must be >= 1"),
+        (lambda: gn.MaxPool2d(2, padding=-1), "padding >= 0"),
+        (lambda: gn.MaxPool2d((2, 2, 2)), "kernel_size must be an int or 2 ints"),
+        (lambda: gn.MaxPool1d((2, 2)), "kernel_size must be an int or 1 ints"),
+        (lambda: gn.AvgPool2d(2.0), "kernel_size must be an int or 2 ints"),
+        (lambda: gn.MaxPool2d(2, stride="2"), "stride must be an int or 2 ints"),
+    ],
+)
+def test_bad_arguments_are_value_errors(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+def test_padding_up_to_half_the_kernel_is_accepted(torch):
+    for k in range(1, 6):
+        gn.MaxPool2d(k, padding=k // 2)
+        torch.nn.MaxPool2d(k, padding=k // 2)(torch.zeros(1, 1, 8, 8))  # torch's limit is the same
+
+
+# --- config round trips --------------------------------------------------------------------------
+
+LAYERS = [
+    gn.MaxPool2d(2),
+    gn.MaxPool2d(3, stride=2, padding=1),
+    gn.MaxPool2d((2, 3), stride=[1, 2], padding=(1, 0)),
+    gn.AvgPool2d(2, 1),
+    gn.AvgPool2d([3, 3], padding=[1, 1]),
+    gn.MaxPool1d(3, stride=2, padding=1),
+    gn.AvgPool1d((4,), padding=2),
+    gn.GlobalAvgPool2d(),
+    gn.GlobalMaxPool2d(),
+]
+
+
+@pytest.mark.parametrize("layer", LAYERS, ids=repr)
+def test_config_round_trip(layer):
+    config = layer.config()
+    assert json.loads(json.dumps(config)) == config  # plain ints and lists
+    for again in [type(layer)(**config), type(layer)(**json.loads(json.dumps(config)))]:
+        assert again.config() == config
+        assert repr(again) == repr(layer)
+        if hasattr(layer, "kernel_size"):
+            assert (again.kernel_size, again.stride, again.padding) == (
+                layer.kernel_size,
+                layer.stride,
+                layer.padding,
+            )
+
+
+def test_config_and_repr_read_like_torch():
+    assert repr(gn.MaxPool2d(2)) == "MaxPool2d(kernel_size=2, stride=2, padding=0)"
+    assert (
+        repr(gn.AvgPool2d((2, 3), padding=(1, 1)))
+        == "AvgPool2d(kernel_size=[2, 3], stride=[2, 3], padding=1)"
+    )
+    assert gn.MaxPool1d(3, 1).config() == {"kernel_size": 3, "stride": 1, "padding": 0}
+    assert gn.MaxPool2d([2, 2], [1, 1]).kernel_size == (2, 2)  # tuples inside, whatever came in
+
+
+def test_save_and_load_a_pooling_model(tmp_path):
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(
+        gn.MaxPool2d(3, stride=2, padding=1),
+        gn.AvgPool2d((2, 1)),
+        gn.GlobalMaxPool2d(),
+        gn.Linear(3, 2, rng=rng),
+    )
+    path = tmp_path / "pool.safetensors"
+    gn.save(model, path)
+    loaded = gn.load(path)
+    assert repr(loaded) == repr(model)
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.forward(x), model.forward(x))
+
+
+# --- what forward keeps --------------------------------------------------------------------------
+
+
+def test_maxpool_keeps_one_byte_per_output_not_the_input():
+    layer = gn.MaxPool2d(2)
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    y = layer.forward(x)
+    kept = [v for v in vars(layer).values() if isinstance(v, np.ndarray)]
+    assert not any(np.shares_memory(v, x) for v in kept)
+    assert sum(v.nbytes for v in kept) == y.size  # the argmax offsets, uint8
