@@ -24,7 +24,24 @@ WORKLOADS = {
     # name: (layer sizes, activation, loss, batch size, learning rate, momentum)
     "mlp": ([784, 256, 128, 10], "relu", "ce", 128, 0.05, 0.9),
     "book": ([784, 30, 10], "sigmoid", "quadratic", 10, 3.0, 0.0),
+    # CNN-A (and with BatchNorm2d after each conv): Adam lr 1e-3, batch 128 (lr column unused)
+    "cnn": ("cnn-a", None, "ce", 128, 1e-3, None),
+    "cnn-bn": ("cnn-a-bn", None, "ce", 128, 1e-3, None),
 }
+
+
+def torch_cnn_a(torch, batch_norm: bool):
+    nn = torch.nn
+    bn = (lambda c: [nn.BatchNorm2d(c)]) if batch_norm else (lambda c: [])
+    return nn.Sequential(nn.Conv2d(1, 32, 5), *bn(32), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(32, 64, 5), *bn(64), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Dropout(0.5), nn.Linear(1024, 10))  # fmt: skip
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def load(threads: int):
@@ -43,14 +60,19 @@ def run_glassnet(workload: str, epochs: int, threads: int) -> float:
 
     sizes, act, loss_name, bs, lr, momentum = WORKLOADS[workload]
     rng = np.random.default_rng(0)
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(gn.Linear(a, b, rng=rng))
-        if i < len(sizes) - 2 or act == "sigmoid":
-            layers.append(gn.ReLU() if act == "relu" else gn.Sigmoid())
-    model = gn.Sequential(*layers)
+    if isinstance(sizes, str):  # a CNN on (N, 1, 28, 28) images, trained with Adam
+        x = x.reshape(-1, 1, 28, 28)
+        model = gn.models.cnn_a(rng, (1, 28, 28), 10, batch_norm=sizes.endswith("bn"))
+        opt = gn.optim.Adam(model.parameters(), lr=lr)
+    else:
+        layers = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(gn.Linear(a, b, rng=rng))
+            if i < len(sizes) - 2 or act == "sigmoid":
+                layers.append(gn.ReLU() if act == "relu" else gn.Sigmoid())
+        model = gn.Sequential(*layers)
+        opt = gn.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     loss_fn = gn.CrossEntropyLoss() if loss_name == "ce" else gn.QuadraticCost()
-    opt = gn.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     for i in range(20):  # warm-up
         gn.train_step(model, loss_fn, opt, x[i * bs : (i + 1) * bs], y[i * bs : (i + 1) * bs])
 
@@ -69,7 +91,9 @@ def run_glassnet(workload: str, epochs: int, threads: int) -> float:
     timer = EpochTimer()
     gn.fit(model, loss_fn, opt, (x, y), epochs=epochs, batch_size=bs, rng=rng, verbose=False,
            callbacks=[timer])  # fmt: skip
-    return min(timer.times)
+    t = time.perf_counter()
+    gn.predict(model, x[:10000], batch_size=500)
+    return {"train": min(timer.times), "infer": 10000 / (time.perf_counter() - t), "rss": peak_rss_mb()}
 
 
 def run_torch(workload: str, epochs: int, threads: int) -> float:
@@ -79,12 +103,18 @@ def run_torch(workload: str, epochs: int, threads: int) -> float:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     sizes, act, loss_name, bs, lr, momentum = WORKLOADS[workload]
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(torch.nn.Linear(a, b))
-        if i < len(sizes) - 2 or act == "sigmoid":
-            layers.append(torch.nn.ReLU() if act == "relu" else torch.nn.Sigmoid())
-    model = torch.nn.Sequential(*layers)
+    if isinstance(sizes, str):
+        x = x.reshape(-1, 1, 28, 28)
+        model = torch_cnn_a(torch, batch_norm=sizes.endswith("bn"))
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+    else:
+        layers = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(torch.nn.Linear(a, b))
+            if i < len(sizes) - 2 or act == "sigmoid":
+                layers.append(torch.nn.ReLU() if act == "relu" else torch.nn.Sigmoid())
+        model = torch.nn.Sequential(*layers)
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     if loss_name == "ce":
         loss_fn = torch.nn.CrossEntropyLoss()
@@ -95,7 +125,6 @@ def run_torch(workload: str, epochs: int, threads: int) -> float:
             return 0.5 * ((out - t) ** 2).sum() / out.shape[0]
 
         target = torch.nn.functional.one_hot(yt, 10).float()
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
 
     def epoch(n_batches: int) -> None:
         perm = torch.randperm(len(xt))
@@ -106,6 +135,7 @@ def run_torch(workload: str, epochs: int, threads: int) -> float:
             loss.backward()
             opt.step()
 
+    model.train()
     epoch(20)  # warm-up
     n = -(-len(xt) // bs)
     times = []
@@ -113,7 +143,12 @@ def run_torch(workload: str, epochs: int, threads: int) -> float:
         t = time.perf_counter()
         epoch(n)
         times.append(time.perf_counter() - t)
-    return min(times)
+    model.eval()
+    t = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, 10000, 500):
+            model(xt[i : i + 500])
+    return {"train": min(times), "infer": 10000 / (time.perf_counter() - t), "rss": peak_rss_mb()}
 
 
 def main() -> None:
@@ -126,47 +161,36 @@ def main() -> None:
     args = ap.parse_args()
     if args.impl:
         fn = run_glassnet if args.impl == "glassnet" else run_torch
-        print(json.dumps({"seconds": fn(args.workload, args.epochs, args.threads)}))
+        print(json.dumps(fn(args.workload, args.epochs, args.threads)))
         return
-    results: dict[str, list[float]] = {"glassnet": [], "torch": []}
+    results: dict[str, list[dict]] = {"glassnet": [], "torch": []}
     for r in range(args.rounds):
         for impl in ("glassnet", "torch"):
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--impl",
-                    impl,
-                    "--workload",
-                    args.workload,
-                    "--epochs",
-                    str(args.epochs),
-                    "--threads",
-                    str(args.threads),
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            results[impl].append(json.loads(out.strip().splitlines()[-1])["seconds"])
-        g, t = results["glassnet"][-1], results["torch"][-1]
+            cmd = [sys.executable, __file__, "--impl", impl, "--workload", args.workload,
+                   "--epochs", str(args.epochs), "--threads", str(args.threads)]  # fmt: skip
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            results[impl].append(json.loads(out.strip().splitlines()[-1]))
+        g, t = results["glassnet"][-1]["train"], results["torch"][-1]["train"]
         print(
             f"round {r + 1}: glassnet {g:.3f} s/epoch, torch {t:.3f} s/epoch, ratio {g / t:.2f}", flush=True
         )
-    g, t = statistics.median(results["glassnet"]), statistics.median(results["torch"])
-    pairs = [a / b for a, b in zip(results["glassnet"], results["torch"])]
-    print(
-        json.dumps(
-            {
-                "workload": args.workload,
-                "threads": args.threads,
-                "glassnet_s_per_epoch": round(g, 3),
-                "torch_s_per_epoch": round(t, 3),
-                "ratio_of_medians": round(g / t, 3),
-                "pair_ratios": [round(p, 3) for p in pairs],
-            }
-        )
-    )
+
+    def median(impl, key):
+        return statistics.median(r[key] for r in results[impl])
+
+    g, t = median("glassnet", "train"), median("torch", "train")
+    pairs = [a["train"] / b["train"] for a, b in zip(results["glassnet"], results["torch"])]
+    report = {
+        "workload": args.workload,
+        "threads": args.threads,
+        "glassnet_s_per_epoch": round(g, 3),
+        "torch_s_per_epoch": round(t, 3),
+        "ratio_of_medians": round(g / t, 3),
+        "pair_ratios": [round(p, 3) for p in pairs],
+        "inference_examples_per_s": {i: round(median(i, "infer")) for i in results},
+        "peak_rss_mb": {i: round(median(i, "rss")) for i in results},
+    }
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import functional as F
 from ..module import Module, ShapeError
 
 Size = int | tuple[int, ...] | list[int]
@@ -60,7 +61,7 @@ def _pad(x: np.ndarray, p, value: float) -> np.ndarray:
     if ph == pw == 0:
         return x
     N, C, H, W = x.shape
-    xp = np.full((N, C, H + 2 * ph, W + 2 * pw), value, dtype=x.dtype)
+    xp = F.empty_in_order((N, C, H + 2 * ph, W + 2 * pw), x.dtype, F.axis_order(x), fill=value)
     xp[:, :, ph : ph + H, pw : pw + W] = x
     return xp
 
@@ -111,6 +112,7 @@ class _Pool(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         x4 = self._as_4d(x)
         self.x_shape = x.shape
+        self.order = F.axis_order(x4)  # how x lies in memory; dx will lie the same way
         H, W = x4.shape[2:]
         self.out_hw = tuple(_out_size(n, k, s, p) for n, k, s, p in zip((H, W), self.k, self.s, self.p))
         y = self._pool(x4)
@@ -127,7 +129,8 @@ class _Pool(Module):
         H, W = self.x_shape[2:] if self.ndim == 2 else (1, self.x_shape[2])
         (ph, pw), (Ho, Wo), (kh, kw) = self.p, self.out_hw, self.k
         covered = self.tiled and Ho * kh == H and Wo * kw == W
-        return (np.empty if covered else np.zeros)((N, C, H + 2 * ph, W + 2 * pw), dtype)
+        # laid out in memory as the input was (channels-last after a convolution)
+        return F.empty_in_order((N, C, H + 2 * ph, W + 2 * pw), dtype, self.order, None if covered else 0.0)
 
     def _crop(self, dxp: np.ndarray) -> np.ndarray:
         (ph, pw), (H, W) = self.p, dxp.shape[2:]
@@ -146,9 +149,9 @@ class _MaxPool(_Pool):
 
     def _pool(self, x: np.ndarray) -> np.ndarray:
         views = _views(_pad(x, self.p, -np.inf), self.k, self.s, self.out_hw)
-        y = views[0].copy()
+        y = views[0].copy(order="K")  # "K": keep the input's memory layout
         # the argmax as a kernel offset, 0 .. k_h k_w - 1 (one byte per output unit)
-        self.idx = np.zeros(y.shape, np.min_scalar_type(len(views) - 1))
+        self.idx = np.zeros_like(y, dtype=np.min_scalar_type(len(views) - 1))
         for o in range(1, len(views)):
             # strictly greater: on a tie the earlier unit stays the max (first max, as PyTorch).
             # Offsets rise, so the last strict improvement is the largest o that improved: a
@@ -173,7 +176,7 @@ class _AvgPool(_Pool):
 
     def _pool(self, x: np.ndarray) -> np.ndarray:
         views = _views(_pad(x, self.p, 0.0), self.k, self.s, self.out_hw)
-        y = views[0].copy()
+        y = views[0].copy(order="K")
         for v in views[1:]:
             y += v
         y *= 1.0 / len(views)  # a Python float keeps float32
