@@ -21,10 +21,13 @@ regularizers in ``gn.regularizers`` skip biases instead).
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
 from .module import Param
+
+_DATA, _GRAD = operator.attrgetter("data"), operator.attrgetter("grad")
 
 
 def _address(a: np.ndarray) -> int:
@@ -97,6 +100,8 @@ class Optimizer:
         self.t = 0  # steps taken
         flat = flatten_params(self.params)
         self.data, self.grad = flat if flat is not None else (None, None)
+        # the views handed out, kept alive so that identity checks them in step()
+        self._views = ([p.data for p in self.params], [p.grad for p in self.params])
         size = sum(p.data.size for p in self.params)
         # state vectors cover all parameters in order; parameter i owns [offsets[i], offsets[i+1])
         self.offsets = np.cumsum([0] + [p.data.size for p in self.params]).tolist()
@@ -125,8 +130,14 @@ class Optimizer:
 
     def check_views(self) -> None:
         """Raise if some ``p.data``/``p.grad`` no longer lives in this optimizer's vectors."""
-        for p in self.params:
-            if p.data.base is not self.data or p.grad.base is not self.grad:
+        data, grad = self._views
+        # C-level identity checks (this runs every step; a Python loop cost 1.3 us at 4 params)
+        if all(map(operator.is_, map(_DATA, self.params), data)) and all(
+            map(operator.is_, map(_GRAD, self.params), grad)
+        ):
+            return
+        for p, d, g in zip(self.params, data, grad):
+            if p.data is not d or p.grad is not g:
                 raise RuntimeError(
                     f"{type(self).__name__}: parameter {p.name} {p.data.shape} was replaced after this "
                     "optimizer was created (model.to(dtype)?); create the optimizer again"
