@@ -165,3 +165,66 @@ def test_parameters_actually_move():
     trained = run_both("MLP", *OPTIMIZERS["Adam"], seed=0)
     for b, p in zip(before, trained.parameters()):
         assert not np.allclose(b, p.data)
+
+
+# --- a CNN with batch norm: conv, pooling, BN, dropout-free, Adam ----------------------------
+
+
+def small_cnn(rng):
+    f64 = np.float64
+    model = gn.Sequential(
+        gn.Conv2d(1, 4, 3, padding=1, rng=rng, dtype=f64), gn.ReLU(), gn.MaxPool2d(2),
+        gn.Conv2d(4, 6, 3, bias=False, rng=rng, dtype=f64), gn.BatchNorm2d(6, dtype=f64), gn.Tanh(),
+        gn.AvgPool2d(2), gn.Flatten(), gn.Linear(6, 3, rng=rng, dtype=f64),
+    )  # fmt: skip
+    tmodel = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, bias=False), nn.BatchNorm2d(6), nn.Tanh(),
+        nn.AvgPool2d(2), nn.Flatten(), nn.Linear(6, 3),
+    ).double()  # fmt: skip
+    with torch.no_grad():
+        for g, t in zip(model, tmodel):
+            if isinstance(g, gn.Linear):  # the one layout difference: torch weight = W.T
+                t.weight.copy_(torch.tensor(g.W.data.T))
+                t.bias.copy_(torch.tensor(g.b.data))
+            elif isinstance(g, gn.Conv2d):  # conv kernels share PyTorch's (out, in, kh, kw)
+                t.weight.copy_(torch.tensor(g.W.data))
+                if g.b is not None:  # none before batch norm: its gradient is 0 up to rounding,
+                    t.bias.copy_(torch.tensor(g.b.data))  # which Adam would amplify
+    return model, tmodel
+
+
+def test_cnn_with_batch_norm_matches_torch_step_for_step():
+    rng = np.random.default_rng(3)
+    model, tmodel = small_cnn(rng)
+    opt = gn.optim.Adam(model.parameters(), lr=0.01)
+    topt = torch.optim.Adam(tmodel.parameters(), lr=0.01)
+    loss_fn, tloss = gn.CrossEntropyLoss(), nn.CrossEntropyLoss()
+    for step in range(STEPS):
+        x = rng.standard_normal((BATCH, 1, 8, 8))
+        y = rng.integers(0, 3, size=BATCH)
+        loss = gn.train_step(model, loss_fn, opt, x, y)
+        topt.zero_grad()
+        tl = tloss(tmodel(torch.tensor(x)), torch.tensor(y))
+        tl.backward()
+        topt.step()
+        assert loss == pytest.approx(tl.item(), rel=1e-10)
+        for (name, p), tp in zip(model.named_parameters(), tmodel.parameters()):
+            expected = tp.detach().numpy()
+            got = p.data.T if name.endswith("W") and p.data.ndim == 2 else p.data
+            np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12, err_msg=f"{name}, step {step}")
+    bn, tbn = model[4], tmodel[4]
+    np.testing.assert_allclose(bn.running_mean, tbn.running_mean.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(bn.running_var, tbn.running_var.numpy(), rtol=1e-10)
+    model.eval(), tmodel.eval()
+    x = rng.standard_normal((4, 1, 8, 8))
+    np.testing.assert_allclose(gn.predict(model, x), tmodel(torch.tensor(x)).detach().numpy(), rtol=1e-9)
+
+
+@pytest.mark.parametrize("preset", sorted(gn.models.PRESETS))
+def test_every_preset_builds_and_runs_on_28x28_images(preset):
+    model = gn.models.build(preset, np.random.default_rng(0), (1, 28, 28), 10)
+    assert gn.predict(model, np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)
+    for m in model.modules():  # building probed shapes in eval mode: statistics still fresh
+        if isinstance(m, gn.BatchNorm2d | gn.BatchNorm1d):
+            assert int(m.num_batches_tracked) == 0 and (m.running_var == 1).all()
