@@ -20,8 +20,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .. import init as initializers
 from ..module import Module, Param, ShapeError
 
-_CHUNK_BYTES = 1 << 20  # dcols per chunk in backward: about half of one core's L2
-
 
 def _pair(v, name: str, layer: str) -> tuple[int, int]:
     t = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
@@ -136,21 +134,15 @@ class Conv2d(Module):
             self.b.grad += delta.sum(axis=0)  # BP3
         if not need_dx:
             return None
-        wmat_t = self._kernel().reshape(kh * kw * c, self.out_channels).T
-        dxp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=delta.dtype)
-        delta = delta.reshape(n, ho * wo, self.out_channels)
-        # a few examples at a time, so that dcols and the slice of dx it scatters into stay in
-        # cache: col2im is 25 read-add-writes of the whole block, memory-bound otherwise
-        step = max(1, _CHUNK_BYTES // (ho * wo * kh * kw * c * delta.itemsize))
-        for a in range(0, n, step):
-            dcols = (delta[a : a + step] @ wmat_t).reshape(-1, ho, wo, kh, kw, c)
-            block = dxp[a : a + step]
-            # col2im: every window pixel sends its share back to where it was read from
-            for i in range(kh):
-                for j in range(kw):
-                    block[:, i * dh : i * dh + sh * ho : sh, j * dw : j * dw + sw * wo : sw, :] += dcols[
-                        :, :, :, i, j, :
-                    ]
+        wmat = self._kernel().reshape(kh * kw * c, self.out_channels)
+        dcols = (delta @ wmat.T).reshape(n, ho, wo, kh, kw, c)
+        # col2im: every window pixel sends its share back to where it was read from
+        dxp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=dcols.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                dxp[:, i * dh : i * dh + sh * ho : sh, j * dw : j * dw + sw * wo : sw, :] += dcols[
+                    :, :, :, i, j, :
+                ]
         return dxp[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2)
 
     # --- the layer protocol -----------------------------------------------------------------
