@@ -110,7 +110,7 @@ class Conv2d(Module):
         xp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
         xp[:, ph : ph + h, pw : pw + w, :] = x.transpose(0, 2, 3, 1)
         # im2col: row (n, i, j) of cols holds the window under output pixel (i, j), ordered
-        # (kh, kw, C). One copy of a strided window view: measured 4x faster than 25 slice copies
+        # (kh, kw, C). One copy of a strided window view: 1.6x faster than 25 slice copies (measured)
         win = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(1, 2))
         win = win[
             :, : sh * (ho - 1) + 1 : sh, : sw * (wo - 1) + 1 : sw, :, ::dh, ::dw
