@@ -33,6 +33,18 @@ SPECS = {
 }
 
 
+def median_time(once, repeats: int) -> float:
+    """Median seconds of ``once()`` over ``repeats`` calls, after three warm-up calls."""
+    for _ in range(3):
+        once()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 def time_glassnet(spec, repeats: int) -> float:
     import numpy as np
 
@@ -48,14 +60,7 @@ def time_glassnet(spec, repeats: int) -> float:
         layer.forward(x)
         layer.backward(dy) if needs_grad else layer.backward_params(dy)
 
-    for _ in range(3):
-        once()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return median_time(once, repeats)
 
 
 def time_torch(spec, repeats: int, threads: int) -> float:
@@ -70,14 +75,7 @@ def time_torch(spec, repeats: int, threads: int) -> float:
     def once():
         layer(x).backward(dy)
 
-    for _ in range(3):
-        once()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return median_time(once, repeats)
 
 
 def main() -> None:

@@ -62,6 +62,14 @@ def _entries(a: np.ndarray, max_entries: int | None, rng) -> np.ndarray | None:
     return rng.choice(a.size, size=max_entries, replace=False)
 
 
+def _all_errors(f, module: Module, x_name: str, x, dx, eps, max_entries, rng) -> dict[str, float]:
+    """The error of dx and of every parameter gradient against differences of ``f``."""
+    errors = {x_name: _compare(dx, numeric_grad(f, x, eps, _entries(x, max_entries, rng)))}
+    for name, p in module.named_parameters():
+        errors[name] = _compare(p.grad, numeric_grad(f, p.data, eps, _entries(p.data, max_entries, rng)))
+    return errors
+
+
 class _FrozenNoise:
     """Re-seed every stochastic layer before each forward; restore their generators after."""
 
@@ -104,11 +112,7 @@ def check_layer_gradients(
         noise.reseed()
         layer.forward(x)
         dx = layer.backward(upstream.copy())
-        errors = {"x": _compare(dx, numeric_grad(f, x, eps, _entries(x, max_entries, rng)))}
-        for name, p in layer.named_parameters():
-            num = numeric_grad(f, p.data, eps, _entries(p.data, max_entries, rng))
-            errors[name] = _compare(p.grad, num)
-        return errors
+        return _all_errors(f, layer, "x", x, dx, eps, max_entries, rng)
     finally:
         noise.restore()
 
@@ -168,11 +172,7 @@ def check_gradients(
         dx = model.backward(loss_fn.backward())
         if regularizer is not None:
             regularizer.backward(params)
-        errors = {"input": _compare(dx, numeric_grad(f, x, eps, _entries(x, max_entries, rng)))}
-        for name, p in model.named_parameters():
-            num = numeric_grad(f, p.data, eps, _entries(p.data, max_entries, rng))
-            errors[name] = _compare(p.grad, num)
-        return errors
+        return _all_errors(f, model, "input", x, dx, eps, max_entries, rng)
     finally:
         noise.restore()
         for p, data, grad in saved:
