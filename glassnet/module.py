@@ -9,7 +9,7 @@ lists its parameters and children explicitly.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -52,7 +52,7 @@ class Module:
     def __init__(self) -> None:
         self.training = True
         self.params: list[Param] = []
-        self.children: list[Module] = []
+        self.children: Sequence[Module] = []  # Sequential keeps a tuple
 
     # --- the two passes -------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
