@@ -133,7 +133,9 @@ def cmd_evaluate(args) -> int:
     if dataset is None:
         raise SystemExit("glassnet evaluate: pass --dataset (the model file does not name one)")
     _, test = load_dataset(dataset, args.data_dir)
-    loss = gn.QuadraticCost() if meta.get("model") == "book" else gn.CrossEntropyLoss()
+    # the loss the model was trained with: its preset's (cross-entropy for files from elsewhere)
+    preset = gn.models.PRESETS.get(meta.get("model"))
+    loss = preset.loss() if preset is not None else gn.CrossEntropyLoss()
     result = gn.evaluate(model, loss, test)
     print(json.dumps({"dataset": dataset, "examples": test.n, **result}))
     return 0
