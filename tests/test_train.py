@@ -285,36 +285,33 @@ class Poison(Callback):
             self.model[0].W.data[0, 0] = self.value
 
 
-def test_nan_in_a_parameter_raises_naming_epoch_and_batch():
+@pytest.mark.parametrize(
+    "value,epochs,at,pattern",
+    [
+        (np.nan, 3, (1, 2), r"nan at epoch 2, batch 4\b"),
+        # inf - inf in the update warns before the loss is seen
+        pytest.param(
+            np.inf,
+            2,
+            (0, 1),
+            r"epoch 1, batch 3\b",
+            marks=pytest.mark.filterwarnings("ignore::RuntimeWarning"),
+        ),
+    ],
+    ids=["nan", "inf"],
+)
+def test_non_finite_parameter_raises_naming_epoch_and_batch(value, epochs, at, pattern):
     model = make_model()
     opt = gn.optim.SGD(model.parameters(), lr=0.01)
-    with pytest.raises(FloatingPointError, match=r"nan at epoch 2, batch 4\b"):
+    with pytest.raises(FloatingPointError, match=pattern):
         gn.fit(
             model,
             gn.CrossEntropyLoss(),
             opt,
             DATA,
-            epochs=3,
+            epochs=epochs,
             batch_size=32,
-            callbacks=[Poison(1, 2, np.nan)],
-            verbose=False,
-            rng=np.random.default_rng(0),
-        )
-
-
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf - inf in the update warns first
-def test_inf_in_a_parameter_raises_naming_epoch_and_batch():
-    model = make_model()
-    opt = gn.optim.SGD(model.parameters(), lr=0.01)
-    with pytest.raises(FloatingPointError, match=r"epoch 1, batch 3\b"):
-        gn.fit(
-            model,
-            gn.CrossEntropyLoss(),
-            opt,
-            DATA,
-            epochs=2,
-            batch_size=32,
-            callbacks=[Poison(0, 1, np.inf)],
+            callbacks=[Poison(*at, value)],
             verbose=False,
             rng=np.random.default_rng(0),
         )
