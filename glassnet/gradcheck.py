@@ -37,8 +37,9 @@ def numeric_grad(
 
     With ``entries`` (flat indices) only those are computed; the rest stay NaN.
     """
-    grad = np.full(a.shape, np.nan) if entries is not None else np.zeros(a.shape)
-    flat, gflat = a.reshape(-1), grad.reshape(-1)
+    # *_like and order="A" keep a's memory order (Linear's W is column-major): flat views
+    grad = np.full_like(a, np.nan, dtype=np.float64) if entries is not None else np.zeros_like(a, np.float64)
+    flat, gflat = a.reshape(-1, order="A"), grad.reshape(-1, order="A")
     assert np.shares_memory(flat, a), "numeric_grad needs a contiguous array"
     for i in range(flat.size) if entries is None else entries:
         old = flat[i]

