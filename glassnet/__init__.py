@@ -11,8 +11,10 @@ from . import _malloc
 
 _malloc.tune_malloc()
 
-from . import data, datasets, diagnostics, functional, init, models, optim, schedules  # noqa: E402
+from . import anomaly, data, datasets, diagnostics, functional, init, models, optim, schedules  # noqa: E402
+from .anomaly import AnomalyError, TerminateOnNaN  # noqa: E402
 from .callbacks import Callback, CSVLogger, EarlyStopping, History, ModelCheckpoint, ProgressBar  # noqa: E402
+from .diagnostics import GradientFlow  # noqa: E402
 from .gradcheck import check_gradients  # noqa: E402
 from .io import load, load_metadata, save  # noqa: E402
 from .layers import *  # noqa: E402, F403
@@ -28,18 +30,21 @@ from .losses import (  # noqa: E402
 from .module import Module, Param, Sequential, ShapeError  # noqa: E402
 from .optim import clip_grad_norm  # noqa: E402
 from .regularizers import L1, L2, ElasticNet  # noqa: E402
+from .tracing import trace  # noqa: E402
 from .train import evaluate, evaluating, fit, predict, train_step  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     *_layers,
+    "AnomalyError",
     "BCEWithLogitsLoss",
     "CSVLogger",
     "Callback",
     "CrossEntropyLoss",
     "EarlyStopping",
     "ElasticNet",
+    "GradientFlow",
     "HingeLoss",
     "History",
     "HuberLoss",
@@ -53,6 +58,8 @@ __all__ = [
     "QuadraticCost",
     "Sequential",
     "ShapeError",
+    "TerminateOnNaN",
+    "anomaly",
     "check_gradients",
     "clip_grad_norm",
     "data",
@@ -70,5 +77,6 @@ __all__ = [
     "predict",
     "save",
     "schedules",
+    "trace",
     "train_step",
 ]
