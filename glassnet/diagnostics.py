@@ -30,11 +30,15 @@ Thresholds of the verdicts (module constants, documented in the README):
     UPDATE_HIGH = 0.05,     update-to-weight ratio per step outside [1e-6, 0.05]
     UPDATE_LOW = 1e-6       (around 1e-3 is the usual healthy value)
 
-"Speed of learning" of a layer (the book's chapter 5) is the root-mean-square of dC/db over its
-units (of dC/dW when it has no bias): ||dC/db|| / sqrt(units). For layers of equal width the
-ratio of two speeds is the ratio of the book's ||dC/db||; the per-unit form keeps layers of
-different widths comparable. The output layer takes part in no depth verdict: its delta comes
-straight from the cost (BP1), not through the depth of the network.
+"Speed of learning" of a layer (the book's chapter 5) is measured here as the root-mean-square
+of its error delta over the probe batch's examples and units: sqrt(mean over x, j of
+(delta^l_{x,j})^2), with delta_x the book's delta for example x's own cost. The book's figure
+uses ||dC/db^l|| = ||mean_x delta^l_x||, which tells the same story for the book's networks
+(``layer_stats`` reports it too, as ``db``), but is exactly zero for a layer followed by batch
+norm (the mean subtraction removes any bias), while the per-example error is not. Being an
+average over units, the speed also compares layers of different widths fairly. The output layer
+takes part in no depth verdict: its delta comes straight from the cost (BP1), not through the
+depth of the network.
 """
 
 from __future__ import annotations
@@ -147,10 +151,6 @@ def probing(model: Module, optimizer=None):
 
 
 # --- per-layer statistics -------------------------------------------------------------------------
-def _rms(a: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(a, dtype=np.float64)))) if a.size else 0.0
-
-
 def _norm(a: np.ndarray) -> float:
     return float(np.sqrt(np.sum(np.square(a, dtype=np.float64))))
 
@@ -175,8 +175,9 @@ def layer_stats(w: Walk, optimizer=None) -> list[dict]:
     Keys: ``layer`` (1-based among layers with parameters), ``index`` (the leaf's name),
     ``type``, ``weight`` (is a z-layer), ``units``, ``delta`` (RMS over the batch of the
     per-example ||delta_x||, delta_x = N dC/dz_x: the book's delta for the example's own cost),
-    ``db``/``dW`` (norms of the batch gradients), ``speed``, ``z_mean``/``z_std`` and, when an
-    activation follows before the next layer with parameters, ``activation``, ``a_mean``,
+    ``db``/``dW`` (norms of the batch gradients), ``speed`` (``delta`` per unit, see above),
+    ``z_mean``/``z_std`` and, when an activation follows before the next layer with
+    parameters, ``activation``, ``a_mean``,
     ``a_std`` and ``dead`` (ReLU) or ``saturated`` (sigmoid, tanh); ``update`` (the
     update-to-weight ratio of the step ``optimizer`` would take now) when an optimizer is given.
     """
@@ -188,20 +189,21 @@ def layer_stats(w: Walk, optimizer=None) -> list[dict]:
             continue
         z, dz = w.outputs[i], w.grads[i]
         n = z.shape[0]
-        per_example = np.sqrt(np.sum(np.square(dz, dtype=np.float64).reshape(n, -1), axis=1)) * n
+        # delta_x = N dC/dz_x: every glassnet loss is the mean of per-example costs C_x
+        sq = np.square(dz, dtype=np.float64).reshape(n, -1).sum(axis=1) * (n * n)
         # the unit axis: features for Linear (also over sequences), channels for NCHW/NCL layers
         axis = z.ndim - 1 if isinstance(layer, Linear) or z.ndim == 2 else 1
-        bias = layer.params[-1] if len(layer.params) > 1 else layer.params[0]
+        bias = layer.params[-1]
         row = {
             "layer": len(rows) + 1,
             "index": w.names[i],
             "type": type(layer).__name__,
             "weight": is_weight_layer(layer),
             "units": int(z.shape[axis]),
-            "delta": float(np.sqrt(np.mean(per_example**2))),
+            "delta": float(np.sqrt(np.mean(sq))),
             "db": _norm(bias.grad) if len(layer.params) > 1 else None,
             "dW": _norm(layer.params[0].grad),
-            "speed": _rms(bias.grad),
+            "speed": float(np.sqrt(np.mean(sq) / (z.size // n))) if z.size else 0.0,
             "z_mean": float(z.mean(dtype=np.float64)),
             "z_std": float(z.std(dtype=np.float64)),
         }
@@ -256,14 +258,14 @@ def verdicts(rows: list[dict]) -> list[str]:
             a, b = hidden[slow_i], hidden[slow_j]
             out.append(
                 f"vanishing gradients: {_name(a)} learns {_fmt_ratio(ratio)} slower than {_name(b)} "
-                f"(rms dC/db {a['speed']:.1e} vs {b['speed']:.1e})"
+                f"(rms delta {a['speed']:.1e} vs {b['speed']:.1e})"
             )
         fast_i, fast_j, ratio = _worst_pair(hidden, lambda a, b: a / b)
         if ratio >= EXPLODING_RATIO:
             a, b = hidden[fast_i], hidden[fast_j]
             out.append(
                 f"exploding gradients: {_name(a)} learns {_fmt_ratio(ratio)} faster than {_name(b)} "
-                f"(rms dC/db {a['speed']:.1e} vs {b['speed']:.1e})"
+                f"(rms delta {a['speed']:.1e} vs {b['speed']:.1e})"
             )
     for r in rows:
         if r.get("dead", 0.0) > DEAD_WARN:
