@@ -11,7 +11,7 @@ from . import _malloc
 
 _malloc.tune_malloc()
 
-from . import anomaly, data, datasets, diagnostics, functional, init, models, optim, schedules  # noqa: E402
+from . import anomaly, data, datasets, diagnostics, functional, init, models, optim, plots, schedules  # noqa: E402
 from .anomaly import AnomalyError, TerminateOnNaN  # noqa: E402
 from .callbacks import Callback, CSVLogger, EarlyStopping, History, ModelCheckpoint, ProgressBar  # noqa: E402
 from .diagnostics import GradientFlow  # noqa: E402
@@ -30,6 +30,7 @@ from .losses import (  # noqa: E402
 from .module import Module, Param, Sequential, ShapeError  # noqa: E402
 from .optim import clip_grad_norm  # noqa: E402
 from .regularizers import L1, L2, ElasticNet  # noqa: E402
+from .tensorboard import TensorBoard  # noqa: E402
 from .tracing import trace  # noqa: E402
 from .train import evaluate, evaluating, fit, predict, train_step  # noqa: E402
 
@@ -58,6 +59,7 @@ __all__ = [
     "QuadraticCost",
     "Sequential",
     "ShapeError",
+    "TensorBoard",
     "TerminateOnNaN",
     "anomaly",
     "check_gradients",
@@ -74,6 +76,7 @@ __all__ = [
     "load",
     "load_metadata",
     "optim",
+    "plots",
     "predict",
     "save",
     "schedules",
