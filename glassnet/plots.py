@@ -21,7 +21,7 @@ from .io import write_atomic
 DPI = 90
 
 
-def _figure(width: float, height: float):
+def figure(width: float, height: float):
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -52,7 +52,7 @@ def learning_curves(history, path: str | os.PathLike) -> str:
     metrics = [m for m in ("loss", "accuracy") if m in h]
     if not metrics:
         raise ValueError(f"learning_curves: no 'loss' or 'accuracy' in the history (keys {sorted(h)})")
-    fig = _figure(4.2 * len(metrics), 3.2)
+    fig = figure(4.2 * len(metrics), 3.2)
     for ax, m in zip(fig.subplots(1, len(metrics), squeeze=False)[0], metrics):
         epochs = np.arange(1, len(h[m]) + 1)
         ax.plot(epochs, h[m], "o-", ms=3, label=f"train {m}")
@@ -70,7 +70,7 @@ def gradient_flow(flow, path: str | os.PathLike, title: str | None = None) -> st
     """Speed of learning of each weight layer across epochs, log scale: the book's chapter-5
     figure. ``flow``: a ``GradientFlow`` callback or its ``to_dict()`` (``gradient_flow.json``)."""
     history = flow.history if hasattr(flow, "history") else flow["history"]
-    fig = _figure(5.5, 3.6)
+    fig = figure(5.5, 3.6)
     _draw_speeds(fig.subplots(), history, title or "speed of learning per layer")
     return save_figure(fig, path)
 
@@ -106,7 +106,7 @@ def confusion_matrix(matrix, path: str | os.PathLike, labels: list[str] | None =
     """The confusion matrix (rows: true class, columns: predicted), counts written in the cells."""
     m = np.asarray(matrix)
     k = m.shape[0]
-    fig = _figure(1.2 + 0.45 * k, 1.0 + 0.42 * k)
+    fig = figure(1.2 + 0.45 * k, 1.0 + 0.42 * k)
     ax = fig.subplots()
     ax.imshow(m, cmap="Blues")
     names = labels if labels is not None else [str(i) for i in range(k)]
@@ -149,7 +149,7 @@ def first_layer_weights(model, path: str | os.PathLike, image_shape=None, max_un
     tiles = tiles[:max_units]
     cols = math.ceil(math.sqrt(len(tiles)))
     rows = math.ceil(len(tiles) / cols)
-    fig = _figure(1.0 * cols, 1.0 * rows + 0.3)
+    fig = figure(1.0 * cols, 1.0 * rows + 0.3)
     axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
