@@ -181,7 +181,7 @@ def layer_stats(w: Walk, optimizer=None) -> list[dict]:
     ``a_std`` and ``dead`` (ReLU) or ``saturated`` (sigmoid, tanh); ``update`` (the
     update-to-weight ratio of the step ``optimizer`` would take now) when an optimizer is given.
     """
-    updates = _update_ratios(optimizer) if optimizer is not None else {}
+    updates = _update_sizes(optimizer) if optimizer is not None else {}
     rows = []
     n_layers = len(w.layers)
     for i, layer in enumerate(w.layers):
@@ -213,15 +213,18 @@ def layer_stats(w: Walk, optimizer=None) -> list[dict]:
             if type(w.layers[j]).__module__ == _activations.__name__:
                 row.update(_activation_stats(w.layers[j], w.outputs[j], axis))
                 break
-        if updates:
-            row["update"] = max(updates.get(id(p), 0.0) for p in layer.params)
+        sizes = [updates[id(p)] for p in layer.params if id(p) in updates]
+        if sizes:
+            # ||update|| / ||w|| over all the layer's parameters (a zero-initialised bias alone has no ratio)
+            step, weight = sum(u for u, _ in sizes), sum(v for _, v in sizes)
+            row["update"] = math.sqrt(step / weight) if weight > 0 else None
         rows.append(row)
     return rows
 
 
-def _update_ratios(optimizer) -> dict[int, float]:
-    """||update|| / ||w|| per parameter for the step ``optimizer`` would take with the current
-    ``p.grad``, computed on copies (the optimizer's rule, state and step count are untouched)."""
+def _update_sizes(optimizer) -> dict[int, tuple[float, float]]:
+    """(||update||^2, ||w||^2) per parameter for the step ``optimizer`` would take with the
+    current ``p.grad``, computed on copies (the optimizer's state and step count are untouched)."""
     out = {}
     t = optimizer.t
     optimizer.t = t + 1  # update() reads the step number of the step it is part of (Adam)
@@ -232,8 +235,7 @@ def _update_ratios(optimizer) -> dict[int, float]:
             w = p.data.copy()
             with np.errstate(all="ignore"):
                 optimizer.update(w, p.grad, state)
-                norm = _norm(p.data)
-                out[id(p)] = _norm(w - p.data) / norm if norm > 0 else math.inf
+                out[id(p)] = (_norm(w - p.data) ** 2, _norm(p.data) ** 2)
     finally:
         optimizer.t = t
     return out
@@ -287,7 +289,7 @@ def verdicts(rows: list[dict]) -> list[str]:
 
 
 def _numbers(row: dict) -> list[float]:
-    return [v for k, v in row.items() if isinstance(v, float)]
+    return [v for v in row.values() if isinstance(v, float)]
 
 
 def _worst_pair(rows: list[dict], ratio) -> tuple[int, int, float]:

@@ -121,7 +121,9 @@ def test_update_ratio_is_the_step_the_optimizer_would_take_and_changes_nothing()
     loss.forward(model.forward(x), y)
     model.backward(loss.backward())
     for index, layer in (("0", model[0]), ("2", model[2])):
-        expected = max(0.1 * np.linalg.norm(p.grad) / np.linalg.norm(p.data) for p in layer.params)
+        # SGD's step is lr * g: over the layer's W and b together, lr ||g|| / ||w||
+        g = np.sqrt(sum(np.sum(p.grad.astype(np.float64) ** 2) for p in layer.params))
+        expected = 0.1 * g / np.sqrt(sum(np.sum(p.data.astype(np.float64) ** 2) for p in layer.params))
         assert row_of(rep, index)["update"] == pytest.approx(expected, rel=1e-5)
     # Adam: state and step count untouched by the report
     model.zero_grad()
@@ -136,6 +138,11 @@ def test_update_ratio_is_the_step_the_optimizer_would_take_and_changes_nothing()
     assert adam.t == before[1] and all(np.array_equal(adam.state[k], v) for k, v in before[0].items())
     assert all(np.array_equal(p.data, d) for p, d in zip(model.parameters(), before[2]))
     assert all(0 < r["update"] < 0.1 for r in rep.layers)
+    # a layer whose weights are all zero has no ratio (not inf, not a false "non-finite" verdict)
+    for p in model[0].params:
+        p.data[...] = 0
+    rep = D.report(model, gn.CrossEntropyLoss(), x, y, adam)
+    assert row_of(rep, "0")["update"] is None and not any("non-finite" in v for v in rep.verdicts)
 
 
 def test_report_leaves_gradients_buffers_and_modes_as_they_were():
