@@ -126,7 +126,7 @@ def walk(model: Module, loss_fn, x: np.ndarray, y: np.ndarray) -> Walk:
 
 
 @contextmanager
-def probing(model: Module, optimizer=None):
+def probing(model: Module):
     """Run a probe without disturbing training: dropout off (and no RNG draws), batch norm on
     batch statistics with its running statistics restored, every ``p.grad`` restored."""
     modes = [m.training for m in model.modules()]
@@ -356,7 +356,7 @@ def report(model: Module, loss_fn, x: np.ndarray, y: np.ndarray, optimizer=None)
     (computed on copies: nothing is updated). The model, its buffers and gradients are left as
     they were (see ``probing``).
     """
-    with probing(model, optimizer):
+    with probing(model):
         w = walk(model, loss_fn, x, y)
         rows = layer_stats(w, optimizer)
     return Report(w.loss, rows, verdicts(rows))
