@@ -31,9 +31,9 @@ import math
 import numpy as np
 
 from .callbacks import Callback
-from .diagnostics import is_weight_layer, leaves
 from .layers import activations as _activations
 from .module import Module
+from .walk import is_weight_layer, leaves
 
 PHASES = (
     "forward z",

@@ -128,7 +128,7 @@ def first_layer_weights(model, path: str | os.PathLike, image_shape=None, max_un
     """The first weight layer's weights as images: one tile per hidden unit (Linear: its column
     of W reshaped to ``image_shape``, e.g. (28, 28)) or per filter (Conv: the first input
     channel of each kernel). Each tile is scaled on its own, blue negative, red positive."""
-    from .diagnostics import is_weight_layer, leaves
+    from .walk import is_weight_layer, leaves
 
     layer = next((m for _, m in leaves(model) if is_weight_layer(m)), None)
     if layer is None:

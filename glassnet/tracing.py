@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .diagnostics import is_weight_layer, walk
 from .module import Module
+from .walk import is_weight_layer, walk
 
 
 @dataclass
