@@ -93,10 +93,10 @@ def layer_stats(w: Walk, optimizer=None) -> list[dict]:
     ``type``, ``weight`` (is a z-layer), ``units``, ``delta`` (RMS over the batch of the
     per-example ||delta_x||, delta_x = N dC/dz_x: the book's delta for the example's own cost),
     ``db``/``dW`` (norms of the batch gradients), ``speed`` (``delta`` per unit, see above),
-    ``z_mean``/``z_std`` and, when an activation follows before the next layer with
-    parameters, ``activation``, ``a_mean``,
-    ``a_std`` and ``dead`` (ReLU) or ``saturated`` (sigmoid, tanh); ``update`` (the
-    update-to-weight ratio of the step ``optimizer`` would take now) when an optimizer is given.
+    ``z_mean``/``z_std`` and, when an activation follows before the next layer with parameters,
+    ``activation``, ``a_mean``, ``a_std`` and ``dead`` (ReLU) or ``saturated`` (sigmoid, tanh);
+    ``update`` (the update-to-weight ratio of the step ``optimizer`` would take now, over all the
+    layer's parameters; None when they are all zero) when an optimizer is given.
     """
     updates = _update_sizes(optimizer) if optimizer is not None else {}
     rows = []
