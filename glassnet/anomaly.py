@@ -35,6 +35,13 @@ from .layers import activations as _activations
 from .module import Module
 from .walk import is_weight_layer, leaves
 
+# the book's sigma: every activation layer (and subclasses of them)
+_ACTIVATIONS = tuple(
+    c
+    for c in vars(_activations).values()
+    if isinstance(c, type) and issubclass(c, Module) and c is not Module
+)
+
 PHASES = (
     "forward z",
     "activation",
@@ -83,17 +90,15 @@ def _bad(a: np.ndarray) -> str | None:
         return None
     mask = ~np.isfinite(a)
     first = np.unravel_index(int(np.argmax(mask)), a.shape) if a.ndim else ()
-    kinds = "NaN" if np.isnan(a).all() else "NaN/inf"
-    return (
-        f"{int(mask.sum())} {kinds} of {a.size} values in an array of shape {a.shape} "
-        f"(first at {list(map(int, first))})"
-    )
+    nan = int(np.isnan(a).sum())
+    counts = " and ".join(f"{k} {name}" for k, name in ((nan, "NaN"), (int(mask.sum()) - nan, "inf")) if k)
+    return f"{counts} of {a.size} values in an array of shape {a.shape} (first at {list(map(int, first))})"
 
 
 def _forward_phase(layer: Module) -> str:
     if is_weight_layer(layer):
         return "forward z"
-    if type(layer).__module__ == _activations.__name__:
+    if isinstance(layer, _ACTIVATIONS):
         return "activation"
     return "forward"
 

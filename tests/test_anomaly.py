@@ -38,7 +38,7 @@ def test_inf_weight_is_found_in_the_forward_z_of_its_layer():
     assert (e.phase, e.layer, e.layer_type, e.shape) == ("forward z", "2", "Linear", (10, 8))
     assert (e.epoch, e.batch) == (1, 1) and list(e.indices) == list(range(10))
     msg = str(e)
-    assert "its input was finite" in msg and "parameter W holds 1 NaN/inf of 64 values" in msg
+    assert "its input was finite" in msg and "parameter W holds 1 inf of 64 values" in msg
     assert "first at [4, 1]" in msg and "examples [0, 1, 2, 3, 4, 5, 6, 7, ...] (10 in all)" in msg
 
 
@@ -60,6 +60,38 @@ def test_a_backward_returning_nan_is_a_delta_error_at_that_layer():
     e = info.value
     assert (e.phase, e.layer, e.layer_type, e.shape) == ("delta (BP2)", "1", "NaNBackward", (10, 8))
     assert "the delta it received was finite" in str(e)
+
+
+class BrokenReLU(gn.ReLU):
+    """A ReLU whose forward turns every output of unit 2 into NaN."""
+
+    def forward(self, x):
+        y = super().forward(x).copy()
+        y[:, 2] = np.nan
+        return y
+
+
+def test_an_activation_making_nan_from_finite_z_is_an_activation_error():
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Linear(6, 8, rng=rng), BrokenReLU(), gn.Linear(8, 3, rng=rng))
+    with pytest.raises(AnomalyError) as info:
+        fit(model)
+    e = info.value
+    assert (e.phase, e.layer, e.layer_type) == ("activation", "1", "BrokenReLU")
+    assert "10 NaN of 80 values" in str(e) and "first at [0, 2]" in str(e) and "input was finite" in str(e)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow itself warns; the check names it
+def test_a_loss_overflowing_on_finite_predictions_is_a_loss_error():
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Linear(6, 3, rng=rng))
+    model[0].W.data[:] = 1e20  # predictions about 1e20: finite in float32, their squares are not
+    x, y = data()
+    targets = np.zeros((len(y), 3), np.float32)
+    with pytest.raises(AnomalyError) as info:
+        gn.fit(model, gn.MSELoss(), gn.optim.SGD(model.parameters(), lr=0.1), (x, targets), epochs=1,
+               batch_size=10, shuffle=False, verbose=False, detect_anomaly=True)  # fmt: skip
+    assert (info.value.phase, info.value.layer_type, info.value.batch) == ("loss", "MSELoss", 1)
 
 
 class Poison(gn.Module):
