@@ -57,19 +57,22 @@ PHASES = (
 
 class AnomalyError(FloatingPointError):
     """The first non-finite value of a step: ``phase``, ``layer`` (its name, ``"3"``),
-    ``layer_type``, ``shape``, ``detail``, and once ``fit`` has placed it, ``epoch`` (from 1),
-    ``batch`` (from 1) and ``indices`` (the examples of the batch)."""
+    ``layer_type``, ``shape`` (of the offending array), ``detail``, and once ``fit`` has placed
+    it, ``epoch`` (from 1), ``batch`` (from 1), ``indices`` (the examples of the batch) and
+    ``batch_shape`` (of the batch's input)."""
 
     def __init__(self, phase: str, layer: str | None, layer_type: str | None, shape, detail: str) -> None:
         self.phase, self.layer, self.layer_type = phase, layer, layer_type
         self.shape, self.detail = tuple(shape), detail
-        self.epoch = self.batch = self.indices = None
+        self.epoch = self.batch = self.indices = self.batch_shape = None
         super().__init__(self._message())
 
-    def at(self, epoch: int, batch: int, indices) -> AnomalyError:
-        """Record where in training this happened (0-based epoch and batch, as ``fit`` counts)."""
+    def at(self, epoch: int, batch: int, indices, batch_shape=None) -> AnomalyError:
+        """Record where in training this happened (0-based epoch and batch, as ``fit`` counts),
+        the indices of the batch's examples and the shape of the batch's input."""
         self.epoch, self.batch = epoch + 1, batch + 1
         self.indices = np.arange(indices.start, indices.stop) if isinstance(indices, slice) else indices
+        self.batch_shape = tuple(batch_shape) if batch_shape is not None else None
         self.args = (self._message(),)
         return self
 
@@ -80,6 +83,8 @@ class AnomalyError(FloatingPointError):
             idx = self.indices
             shown = ", ".join(str(int(i)) for i in idx[:8]) + (", ..." if len(idx) > 8 else "")
             msg += f"; epoch {self.epoch}, batch {self.batch}, examples [{shown}] ({len(idx)} in all)"
+            if self.batch_shape is not None:
+                msg += f", input batch of shape {self.batch_shape}"
         return msg
 
 

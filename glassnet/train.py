@@ -155,7 +155,7 @@ def fit(
                 try:
                     loss, pred = step(model, loss_fn, optimizer, xb, yb, regularizer, clip_norm)
                 except AnomalyError as e:
-                    raise e.at(epoch, b, idx) from None
+                    raise e.at(epoch, b, idx, xb.shape) from None
                 except FloatingPointError as e:
                     raise FloatingPointError(
                         f"fit: {e} at epoch {epoch + 1}, batch {b + 1} (the parameters were not "

@@ -40,6 +40,7 @@ def test_inf_weight_is_found_in_the_forward_z_of_its_layer():
     msg = str(e)
     assert "its input was finite" in msg and "parameter W holds 1 inf of 64 values" in msg
     assert "first at [4, 1]" in msg and "examples [0, 1, 2, 3, 4, 5, 6, 7, ...] (10 in all)" in msg
+    assert e.batch_shape == (10, 6) and msg.endswith("input batch of shape (10, 6)")
 
 
 class NaNBackward(gn.Module):
@@ -139,6 +140,12 @@ def test_terminate_on_nan_callback_turns_checking_on():
     model[4].b.data[0] = np.nan
     with pytest.raises(AnomalyError, match=r"phase 'forward z' at layer #4 \(Linear\)"):
         fit(model, callbacks=[gn.TerminateOnNaN()], detect_anomaly=False)
+
+
+def test_terminate_on_nan_checks_the_logged_metrics():
+    with pytest.raises(AnomalyError, match="val_loss is nan after epoch 3"):
+        gn.TerminateOnNaN().on_epoch_end(2, {"loss": 0.5, "val_loss": float("nan")})
+    gn.TerminateOnNaN().on_epoch_end(2, {"loss": 0.5, "val_loss": 0.7})
 
 
 def test_without_checking_fit_still_fails_and_says_how_to_find_the_source():
