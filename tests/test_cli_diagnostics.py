@@ -52,6 +52,19 @@ def test_plot_writes_every_figure(run, capsys):
     assert capsys.readouterr().out.count("wrote ") == 4
 
 
+def test_train_without_gradient_flow_and_its_plots(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    args = ["train", "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path), "--no-gradient-flow"]
+    assert main(args) == 0
+    assert not (tmp_path / "gradient_flow.json").exists()
+    assert main(["plot", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        "confusion_matrix.png",
+        "first_layer_weights.png",
+        "learning_curves.png",
+    ]
+
+
 def test_plot_of_a_directory_without_a_run_is_a_clear_error(tmp_path, capsys):
     assert main(["plot", str(tmp_path)]) == 2
     assert "history.json not found" in capsys.readouterr().err
