@@ -32,7 +32,7 @@ import numpy as np
 
 from .callbacks import Callback
 from .layers import activations as _activations
-from .module import Module
+from .module import Module, ShapeError
 from .walk import is_weight_layer, leaves
 
 # the book's sigma: every activation layer (and subclasses of them)
@@ -119,7 +119,10 @@ def checked_forward_backward(model: Module, loss_fn, x: np.ndarray, y: np.ndarra
     pairs = list(leaves(model))
     h = x
     for name, layer in pairs:
-        out = layer.forward(h)
+        try:
+            out = layer.forward(h)
+        except ShapeError as e:  # named as Sequential.forward names it
+            raise ShapeError(f"layer #{name} ({type(layer).__name__}): {e}") from None
         bad = _bad(out)
         if bad:
             source = "its input was finite" if _bad(h) is None else "its input was not finite"
