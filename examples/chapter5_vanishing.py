@@ -10,7 +10,7 @@
    each activation. ``gn.GradientFlow`` measures every hidden layer's speed after each epoch.
 
 Prints the numbers and writes docs/figures/chapter5_vanishing.png. Run from the repository
-root: ``python examples/chapter5_vanishing.py`` (about a minute on one core).
+root: ``python examples/chapter5_vanishing.py`` (about 20 s on one core).
 """
 
 from __future__ import annotations
