@@ -11,8 +11,10 @@ from . import _malloc
 
 _malloc.tune_malloc()
 
-from . import data, datasets, diagnostics, functional, init, models, optim, schedules  # noqa: E402
+from . import anomaly, data, datasets, diagnostics, functional, init, models, optim, plots, schedules  # noqa: E402
+from .anomaly import AnomalyError, TerminateOnNaN  # noqa: E402
 from .callbacks import Callback, CSVLogger, EarlyStopping, History, ModelCheckpoint, ProgressBar  # noqa: E402
+from .diagnostics import GradientFlow  # noqa: E402
 from .gradcheck import check_gradients  # noqa: E402
 from .io import load, load_metadata, save  # noqa: E402
 from .layers import *  # noqa: E402, F403
@@ -28,18 +30,22 @@ from .losses import (  # noqa: E402
 from .module import Module, Param, Sequential, ShapeError  # noqa: E402
 from .optim import clip_grad_norm  # noqa: E402
 from .regularizers import L1, L2, ElasticNet  # noqa: E402
+from .tensorboard import TensorBoard  # noqa: E402
+from .tracing import trace  # noqa: E402
 from .train import evaluate, evaluating, fit, predict, train_step  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     *_layers,
+    "AnomalyError",
     "BCEWithLogitsLoss",
     "CSVLogger",
     "Callback",
     "CrossEntropyLoss",
     "EarlyStopping",
     "ElasticNet",
+    "GradientFlow",
     "HingeLoss",
     "History",
     "HuberLoss",
@@ -53,6 +59,9 @@ __all__ = [
     "QuadraticCost",
     "Sequential",
     "ShapeError",
+    "TensorBoard",
+    "TerminateOnNaN",
+    "anomaly",
     "check_gradients",
     "clip_grad_norm",
     "data",
@@ -67,8 +76,10 @@ __all__ = [
     "load",
     "load_metadata",
     "optim",
+    "plots",
     "predict",
     "save",
     "schedules",
+    "trace",
     "train_step",
 ]

@@ -1,6 +1,7 @@
 """Callbacks for ``gn.fit``, Keras-style: every hook is a no-op unless overridden.
 
-``fit`` sets ``callback.model`` and ``callback.optimizer`` before ``on_train_begin``.
+``fit`` sets ``callback.model``, ``callback.optimizer``, ``callback.loss_fn`` and
+``callback.train_data`` (a ``Dataset``) before ``on_train_begin``.
 A callback ends training by setting ``self.stop_training = True``. ``on_train_end`` runs
 however training ends (last epoch, early stop, an exception or Ctrl-C).
 """

@@ -4,6 +4,9 @@ glassnet train --dataset fashion-mnist --model mlp --epochs 20 --out runs/mlp
 glassnet evaluate runs/mlp/model.safetensors --dataset fashion-mnist
 glassnet predict runs/mlp/model.safetensors images.npy --out predictions.npy
 glassnet summary runs/mlp/model.safetensors
+glassnet summary --preset cnn --batch-size 128
+glassnet diagnose --dataset fashion-mnist --model book --epochs 1 --subset 10000
+glassnet plot runs/mlp
 glassnet gradcheck
 """
 
@@ -70,6 +73,13 @@ def cmd_train(args) -> int:
     opt = make_optimizer(optimizer, model.parameters(), lr, args.momentum or preset.momentum)
     os.makedirs(args.out, exist_ok=True)
     cbs = [callbacks.CSVLogger(os.path.join(args.out, "metrics.csv"))]
+    flow = gn.GradientFlow() if args.gradient_flow else None
+    if flow is not None:
+        cbs.append(flow)
+    if args.tensorboard:
+        from .tensorboard import TensorBoard
+
+        cbs.append(TensorBoard(args.tensorboard, gradient_flow=flow))
     if val is not None and patience > 0:
         cbs.append(callbacks.EarlyStopping("val_loss", patience=patience, restore_best=True))
     scheduler = gn.schedules.CosineAnnealingLR(opt, epochs) if schedule == "cosine" else None
@@ -112,11 +122,17 @@ def cmd_train(args) -> int:
     }
     gn.save(model, os.path.join(args.out, "model.safetensors"), metadata=metadata)
     from .callbacks import atomic_write_text
+    from .plots import confusion_counts
 
+    # what `glassnet plot` draws: curves, the test confusion matrix, the gradient flow
+    predicted = gn.predict(model, test.x).argmax(axis=1)
+    confusion = confusion_counts(test.y, predicted, classes).tolist()
     atomic_write_text(
         os.path.join(args.out, "history.json"),
-        json.dumps({**history.to_dict(), **metadata}, indent=2),
+        json.dumps({**history.to_dict(), **metadata, "confusion": confusion}, indent=2),
     )
+    if flow is not None:
+        atomic_write_text(os.path.join(args.out, "gradient_flow.json"), json.dumps(flow.to_dict()))
     print(
         f"test accuracy: {100 * result['accuracy']:.2f}%  test loss: {result['loss']:.4f}  "
         f"({len(history.epoch)} epochs, {seconds:.0f} s); saved {args.out}/model.safetensors"
@@ -175,9 +191,59 @@ def cmd_predict(args) -> int:
 def cmd_summary(args) -> int:
     import glassnet as gn
 
-    model = gn.load(args.model)
-    shape = gn.load_metadata(args.model).get("input_shape")
-    print(gn.diagnostics.summary(model, tuple(shape) if shape else None))
+    if (args.model is None) == (args.preset is None):
+        raise SystemExit("glassnet summary: give a model file or --preset NAME (one of the two)")
+    if args.preset is not None:
+        shape = tuple(args.input_shape)
+        model = gn.models.build(args.preset, np.random.default_rng(0), shape, args.classes)
+    else:
+        model = gn.load(args.model)
+        shape = gn.load_metadata(args.model).get("input_shape")
+        shape = tuple(shape) if shape else None
+    print(model.summary(shape, args.batch_size))
+    return 0
+
+
+def cmd_diagnose(args) -> int:
+    import glassnet as gn
+
+    preset = gn.models.PRESETS[args.model]
+    rng = np.random.default_rng(args.seed)
+    train, _ = load_dataset(args.dataset, args.data_dir)
+    if args.subset and args.subset < train.n:
+        keep = rng.permutation(train.n)[: args.subset]
+        train = gn.data.Dataset(train.x[keep], train.y[keep])
+    classes = int(train.y.max()) + 1
+    model = gn.models.build(args.model, rng, train.x.shape[1:], classes)
+    lr = args.lr if args.lr is not None else preset.lr
+    opt = make_optimizer(args.optimizer or preset.optimizer, model.parameters(), lr, preset.momentum)
+    flow = gn.GradientFlow(probe_size=args.probe_size)
+    print(
+        f"glassnet: diagnosing {args.model} on {train.n} {args.dataset} examples, {args.epochs} epoch(s), "
+        f"{args.optimizer or preset.optimizer} lr={lr}, batch {args.batch_size or preset.batch_size}; "
+        f"statistics on a probe batch of {min(args.probe_size, train.n)} training examples",
+        flush=True,
+    )
+    batch = args.batch_size or preset.batch_size
+    gn.fit(model, preset.loss(), opt, train, epochs=args.epochs, batch_size=batch, callbacks=[flow],
+           regularizer=gn.L2(preset.l2) if preset.l2 else None, rng=rng)  # fmt: skip
+    first = flow.history[0]
+    print(f"\nbefore training (loss {first['loss']:.4f}):")
+    print("\n".join(f"- {v}" for v in first["verdicts"]) or "- no problems found")
+    speeds = flow.speeds()
+    print("\nspeed of learning (rms delta) per weight layer, by epoch:")
+    for name, s in speeds.items():
+        print(f"  {name:9s} " + "  ".join(f"{v:.2e}" for v in s))
+    print(f"\nafter {args.epochs} epoch(s):")
+    print(flow.report())
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .plots import plot_run
+
+    for path in plot_run(args.run_dir):
+        print(f"wrote {path}")
     return 0
 
 
@@ -230,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--flip", action=argparse.BooleanOptionalAction, help="augment: random horizontal flips")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="runs/model", help="directory for model, history, metrics")
+    t.add_argument(
+        "--gradient-flow",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure per-layer gradient flow each epoch on 1,000 training examples (gradient_flow.json)",
+    )
+    t.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files to DIR")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="test loss and accuracy of a saved model")
@@ -244,9 +317,30 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="write the raw outputs to this .npy instead of printing classes")
     r.set_defaults(func=cmd_predict)
 
-    s = sub.add_parser("summary", help="layers, output shapes and parameter counts")
-    s.add_argument("model")
+    s = sub.add_parser("summary", help="layers, output shapes, parameter counts, memory for a batch")
+    s.add_argument("model", nargs="?", help="a saved model file")
+    s.add_argument("--preset", choices=sorted(PRESETS), help="a preset instead of a file")
+    s.add_argument("--input-shape", type=int, nargs="+", default=[1, 28, 28], help="for --preset")
+    s.add_argument("--classes", type=int, default=10, help="for --preset")
+    s.add_argument("--batch-size", type=int, default=32, help="batch for the memory estimate")
     s.set_defaults(func=cmd_summary)
+
+    d = sub.add_parser("diagnose", help="train briefly and report gradient flow, dead and saturated units")
+    d.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
+    d.add_argument("--data-dir")
+    d.add_argument("--model", choices=sorted(PRESETS), default="mlp")
+    d.add_argument("--epochs", type=int, default=1)
+    d.add_argument("--subset", type=int, default=10000, help="train on this many examples (0: all)")
+    d.add_argument("--batch-size", type=int)
+    d.add_argument("--lr", type=float)
+    d.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "rmsprop", "adagrad"])
+    d.add_argument("--probe-size", type=int, default=1000, help="examples in the probe batch")
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=cmd_diagnose)
+
+    pl = sub.add_parser("plot", help="write PNG figures of a training run (needs matplotlib)")
+    pl.add_argument("run_dir", help="the --out directory of glassnet train")
+    pl.set_defaults(func=cmd_plot)
 
     g = sub.add_parser("gradcheck", help="numerically check every built-in layer and loss")
     g.add_argument("--seed", type=int, default=0)

@@ -206,6 +206,14 @@ class Module:
             target[...] = value
 
     # --- description ----------------------------------------------------------------------
+    def summary(self, input_shape: tuple[int, ...] | None = None, batch_size: int = 32) -> str:
+        """Layers, output shapes, parameter counts (trainable and not) and the memory a
+        training batch needs; a shape that does not fit raises ``ShapeError`` naming the layer.
+        ``input_shape`` is one example's shape, without the batch axis: ``(1, 28, 28)``."""
+        from .diagnostics import summary
+
+        return summary(self, input_shape, batch_size)
+
     def config(self) -> dict:
         """Constructor arguments (JSON-serialisable), enough to rebuild this module."""
         return {}

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from .anomaly import AnomalyError, TerminateOnNaN, checked_step
 from .callbacks import Callback, History, ProgressBar
 from .data import Dataset, as_dataset, batch_slices
 from .losses import BCEWithLogitsLoss, HingeLoss, Loss
@@ -100,6 +101,7 @@ def fit(
     clip_norm: float | None = None,
     augment=None,
     verbose: bool = True,
+    detect_anomaly: bool = False,
 ) -> History:
     """Train ``model`` for ``epochs`` passes over ``train_data`` (an ``(x, y)`` pair).
 
@@ -108,6 +110,10 @@ def fit(
     stochastic layer (``model.set_rng(rng)``), so a run is reproducible from one seed.
     Returns a ``History`` of per-epoch ``loss``, ``accuracy`` and, with ``val_data``,
     ``val_loss`` and ``val_accuracy``.
+
+    ``detect_anomaly=True`` (or a ``TerminateOnNaN`` callback) checks every value of every
+    step and raises ``gn.anomaly.AnomalyError`` at the first NaN/inf, naming the layer, the
+    phase, the batch's example indices and the shapes (slower; off, it costs nothing).
     """
     if epochs < 0 or batch_size < 1:
         raise ValueError(f"fit: epochs must be >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
@@ -125,7 +131,9 @@ def fit(
     if verbose:
         cbs.append(ProgressBar(epochs, len(slices)))
     for cb in cbs:
-        cb.model, cb.optimizer = model, optimizer
+        cb.model, cb.optimizer, cb.loss_fn, cb.train_data = model, optimizer, loss_fn, train
+    checked = detect_anomaly or any(isinstance(cb, TerminateOnNaN) for cb in cbs)
+    step = checked_step if checked else _step
     batch_cbs = [cb for cb in cbs if type(cb).on_batch_end is not Callback.on_batch_end]
     logs: dict = {}
     try:
@@ -145,11 +153,14 @@ def fit(
                 if augment is not None:
                     xb = augment(xb, rng)
                 try:
-                    loss, pred = _step(model, loss_fn, optimizer, xb, yb, regularizer, clip_norm)
+                    loss, pred = step(model, loss_fn, optimizer, xb, yb, regularizer, clip_norm)
+                except AnomalyError as e:
+                    raise e.at(epoch, b, idx, xb.shape) from None
                 except FloatingPointError as e:
                     raise FloatingPointError(
                         f"fit: {e} at epoch {epoch + 1}, batch {b + 1} (the parameters were not "
-                        f"updated by it); try a smaller learning rate (lr={optimizer.lr}) or clip_norm"
+                        f"updated by it); try a smaller learning rate (lr={optimizer.lr}) or clip_norm; "
+                        "fit(..., detect_anomaly=True) names the layer and phase where it starts"
                     ) from None
                 total += loss * (sl.stop - sl.start)
                 if count is not None:

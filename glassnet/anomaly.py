@@ -1,0 +1,230 @@
+"""NaN/inf provenance: find the first non-finite value of a training step and say where it came from.
+
+``fit(..., detect_anomaly=True)`` (or passing a ``TerminateOnNaN()`` callback) runs every step
+through ``checked_step``: the same step as ``train_step``, written out layer by layer so that
+each intermediate value is checked where it is made. The first non-finite value raises
+``AnomalyError`` naming
+
+    the phase   "forward z"                    output of a weight layer (Linear, Conv)
+                "activation"                   output of an activation layer (the book's a)
+                "forward"                      output of any other layer (pooling, batch norm, ...)
+                "loss"                         the cost C
+                "delta (BP1)"                  dC/d(output) from the loss
+                "delta (BP2)"                  the gradient a layer's backward returns
+                "parameter gradient (BP3/BP4)" a p.grad after the layer's backward
+                "regularizer"                  the penalty or its gradient
+                "optimizer update"             a parameter after optimizer.step()
+    the layer   its index in the Sequential ("#3", "#2.1") and type
+    the batch   epoch, batch number and the example indices of the batch
+    the shapes  of the offending array, with the count and first position of bad values
+
+and, for a forward phase, whether the layer's input and parameters were finite, which tells an
+overflow inside the layer from a poisoned weight. An update that overflows is undone before the
+error is raised (the parameters and optimizer state are put back), so the model can be saved
+and inspected. Off (the default), ``fit`` runs its plain step: checking costs nothing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .callbacks import Callback
+from .layers import activations as _activations
+from .module import Module, ShapeError
+from .walk import is_weight_layer, leaves
+
+# the book's sigma: every activation layer (and subclasses of them)
+_ACTIVATIONS = tuple(
+    c
+    for c in vars(_activations).values()
+    if isinstance(c, type) and issubclass(c, Module) and c is not Module
+)
+
+PHASES = (
+    "forward z",
+    "activation",
+    "forward",
+    "loss",
+    "delta (BP1)",
+    "delta (BP2)",
+    "parameter gradient (BP3/BP4)",
+    "regularizer",
+    "optimizer update",
+)
+
+
+class AnomalyError(FloatingPointError):
+    """The first non-finite value of a step: ``phase``, ``layer`` (its name, ``"3"``),
+    ``layer_type``, ``shape`` (of the offending array), ``detail``, and once ``fit`` has placed
+    it, ``epoch`` (from 1), ``batch`` (from 1), ``indices`` (the examples of the batch) and
+    ``batch_shape`` (of the batch's input)."""
+
+    def __init__(self, phase: str, layer: str | None, layer_type: str | None, shape, detail: str) -> None:
+        self.phase, self.layer, self.layer_type = phase, layer, layer_type
+        self.shape, self.detail = tuple(shape), detail
+        self.epoch = self.batch = self.indices = self.batch_shape = None
+        super().__init__(self._message())
+
+    def at(self, epoch: int, batch: int, indices, batch_shape=None) -> AnomalyError:
+        """Record where in training this happened (0-based epoch and batch, as ``fit`` counts),
+        the indices of the batch's examples and the shape of the batch's input."""
+        self.epoch, self.batch = epoch + 1, batch + 1
+        self.indices = np.arange(indices.start, indices.stop) if isinstance(indices, slice) else indices
+        self.batch_shape = tuple(batch_shape) if batch_shape is not None else None
+        self.args = (self._message(),)
+        return self
+
+    def _message(self) -> str:
+        where = f"layer #{self.layer} ({self.layer_type})" if self.layer is not None else self.layer_type
+        msg = f"non-finite value in phase '{self.phase}' at {where}: {self.detail}"
+        if self.epoch is not None:
+            idx = self.indices
+            shown = ", ".join(str(int(i)) for i in idx[:8]) + (", ..." if len(idx) > 8 else "")
+            msg += f"; epoch {self.epoch}, batch {self.batch}, examples [{shown}] ({len(idx)} in all)"
+            if self.batch_shape is not None:
+                msg += f", input batch of shape {self.batch_shape}"
+        return msg
+
+
+def _bad(a: np.ndarray) -> str | None:
+    """None when every value is finite; else how many are not and where the first one is."""
+    a = np.asarray(a)
+    if a.dtype.kind != "f" or np.isfinite(a).all():
+        return None
+    mask = ~np.isfinite(a)
+    first = np.unravel_index(int(np.argmax(mask)), a.shape) if a.ndim else ()
+    nan = int(np.isnan(a).sum())
+    counts = " and ".join(f"{k} {name}" for k, name in ((nan, "NaN"), (int(mask.sum()) - nan, "inf")) if k)
+    return f"{counts} of {a.size} values in an array of shape {a.shape} (first at {list(map(int, first))})"
+
+
+def _forward_phase(layer: Module) -> str:
+    if is_weight_layer(layer):
+        return "forward z"
+    if isinstance(layer, _ACTIVATIONS):
+        return "activation"
+    return "forward"
+
+
+def _params_note(layer: Module) -> str:
+    notes = [f"parameter {p.name} holds {_bad(p.data)}" for p in layer.parameters() if _bad(p.data)]
+    return "; ".join(notes) if notes else "its parameters are finite"
+
+
+def checked_forward_backward(model: Module, loss_fn, x: np.ndarray, y: np.ndarray):
+    """Forward, loss and backward (gradients added into ``p.grad``), layer by layer, checking
+    every output, delta and parameter gradient; returns ``(loss, prediction)``."""
+    pairs = list(leaves(model))
+    h = x
+    for name, layer in pairs:
+        try:
+            out = layer.forward(h)
+        except ShapeError as e:  # named as Sequential.forward names it
+            raise ShapeError(f"layer #{name} ({type(layer).__name__}): {e}") from None
+        bad = _bad(out)
+        if bad:
+            source = "its input was finite" if _bad(h) is None else "its input was not finite"
+            raise AnomalyError(
+                _forward_phase(layer), name, type(layer).__name__, out.shape,
+                f"output {bad}; {source}; {_params_note(layer)}",
+            )  # fmt: skip
+        h = out
+    loss = float(loss_fn.forward(h, y))
+    name = type(loss_fn).__name__
+    if not math.isfinite(loss):
+        raise AnomalyError("loss", None, name, (), f"the loss is {loss} on finite predictions {h.shape}")
+    d = loss_fn.backward()
+    if _bad(d):
+        raise AnomalyError("delta (BP1)", None, name, d.shape, f"dC/d(output) {_bad(d)}")
+    # below the first layer with parameters nothing needs a gradient (as Sequential.backward)
+    first = next((i for i, (_, m) in enumerate(pairs) if m.params or m.children), len(pairs))
+    for i in range(len(pairs) - 1, first - 1, -1):
+        name, layer = pairs[i]
+        if i == first:
+            layer.backward_params(d)
+        else:
+            d = layer.backward(d)
+            if _bad(d):
+                raise AnomalyError(
+                    "delta (BP2)", name, type(layer).__name__, d.shape,
+                    f"backward returned dC/d(input) {_bad(d)}; the delta it received was finite",
+                )  # fmt: skip
+        for p in layer.params:
+            if _bad(p.grad):
+                raise AnomalyError(
+                    "parameter gradient (BP3/BP4)", name, type(layer).__name__, p.grad.shape,
+                    f"dC/d{p.name} {_bad(p.grad)}",
+                )  # fmt: skip
+    return loss, h
+
+
+def _owner(model: Module, p) -> tuple[str | None, str]:
+    for name, layer in leaves(model):
+        if any(q is p for q in layer.params):
+            return name, type(layer).__name__
+    return None, "parameter"
+
+
+def checked_step(
+    model, loss_fn, optimizer, x, y, regularizer=None, clip_norm=None
+) -> tuple[float, np.ndarray]:
+    """``train_step`` with every intermediate value checked (see the module docstring)."""
+    from .optim import clip_grad_norm
+
+    optimizer.zero_grad()
+    loss, pred = checked_forward_backward(model, loss_fn, x, y)
+    if regularizer is not None:
+        penalty = float(regularizer.penalty(optimizer.params))
+        if not math.isfinite(penalty):
+            raise AnomalyError(
+                "regularizer", None, type(regularizer).__name__, (), f"the penalty is {penalty}"
+            )
+        loss += penalty
+        regularizer.backward(optimizer.params)
+        for p in optimizer.params:
+            if _bad(p.grad):
+                name, kind = _owner(model, p)
+                raise AnomalyError("regularizer", name, kind, p.shape, f"dC/d{p.name} {_bad(p.grad)}")
+    if clip_norm is not None:
+        clip_grad_norm(optimizer.params, clip_norm)
+    # keep what the step changes, to undo an update that overflows
+    saved = [p.data.copy() for p in optimizer.params]
+    state = {k: v.copy() for k, v in optimizer.state.items()}
+    t = optimizer.t
+    with np.errstate(over="ignore", invalid="ignore"):
+        optimizer.step()
+    for p in optimizer.params:
+        bad = _bad(p.data)
+        if bad:
+            name, kind = _owner(model, p)
+            g = float(np.sqrt(np.sum(np.square(p.grad, dtype=np.float64))))
+            for q, o in zip(optimizer.params, saved):
+                q.data[...] = o
+            for k, v in state.items():
+                optimizer.state[k][...] = v
+            optimizer.t = t
+            raise AnomalyError(
+                "optimizer update", name, kind, p.shape,
+                f"{p.name} after {type(optimizer).__name__}.step() (lr={optimizer.lr}) holds {bad}; "
+                f"its gradient was finite (norm {g:.3g}); the update was undone",
+            )  # fmt: skip
+    return loss, pred
+
+
+class TerminateOnNaN(Callback):
+    """Stop at the first non-finite value and raise ``AnomalyError`` naming where it came from.
+
+    Passing it to ``fit`` turns on ``detect_anomaly`` (every step is checked layer by layer,
+    which makes steps slower: use it to find a NaN, not for every run); at the end of each
+    epoch it also checks the logged metrics, such as ``val_loss``.
+    """
+
+    def on_epoch_end(self, epoch, logs):
+        for k, v in logs.items():
+            if not math.isfinite(v):
+                raise AnomalyError("loss", None, "metric", (), f"{k} is {v} after epoch {epoch + 1}")
+
+
+__all__ = ["PHASES", "AnomalyError", "TerminateOnNaN", "checked_forward_backward", "checked_step"]

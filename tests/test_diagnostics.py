@@ -1,0 +1,213 @@
+"""Diagnostics on constructed networks whose answer is known: dead units, saturation, vanishing
+and exploding gradients, update ratios, the probe leaving training untouched, summary."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import glassnet as gn
+from glassnet import diagnostics as D
+
+
+def data(n=64, d=10, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)).astype(np.float32), rng.integers(0, classes, n)
+
+
+def row_of(rep, index):
+    return next(r for r in rep.layers if r["index"] == index)
+
+
+def test_all_dead_relu_layer_is_reported_as_100_percent_dead():
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Linear(10, 8, rng=rng), gn.ReLU(), gn.Linear(8, 3, rng=rng))
+    model[0].b.data[:] = -100.0  # z < 0 for every example: the ReLU never fires
+    x, y = data()
+    rep = D.report(model, gn.CrossEntropyLoss(), x, y)
+    assert row_of(rep, "0")["dead"] == 1.0
+    assert any("100% of ReLU units in layer 1 (#0 Linear) are dead" in v for v in rep.verdicts)
+    # a dead unit passes no gradient back: dC/db of the layer is exactly zero
+    assert row_of(rep, "0")["db"] == 0.0
+
+
+def test_dead_fraction_counts_units_dead_for_the_whole_batch():
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Linear(10, 8, rng=rng), gn.ReLU(), gn.Linear(8, 3, rng=rng))
+    model[0].b.data[:] = 100.0
+    model[0].b.data[[1, 5]] = -100.0  # exactly 2 of 8 units dead
+    rep = D.report(model, gn.CrossEntropyLoss(), *data())
+    assert row_of(rep, "0")["dead"] == 0.25
+    assert any("25% of ReLU units" in v for v in rep.verdicts)
+    model[0].b.data[5] = 100.0  # 1 of 8 (12.5%) is still above the 10% threshold; 0 is not
+    assert row_of(D.report(model, gn.CrossEntropyLoss(), *data()), "0")["dead"] == 0.125
+    model[0].b.data[1] = 100.0
+    rep = D.report(model, gn.CrossEntropyLoss(), *data())
+    assert row_of(rep, "0")["dead"] == 0.0 and not any("dead" in v for v in rep.verdicts)
+
+
+def test_dead_conv_units_are_channels():
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Conv2d(1, 4, 3, rng=rng), gn.ReLU(), gn.Flatten(), gn.Linear(4 * 36, 2, rng=rng))
+    model[0].b.data[:] = 50.0
+    model[0].b.data[2] = -50.0
+    x = np.random.default_rng(1).random((8, 1, 8, 8), dtype=np.float32)
+    rep = D.report(model, gn.CrossEntropyLoss(), x, np.zeros(8, dtype=np.int64))
+    assert row_of(rep, "0")["dead"] == 0.25 and row_of(rep, "0")["units"] == 4
+
+
+@pytest.mark.parametrize("act, threshold", [(gn.Sigmoid, 6.0), (gn.Tanh, 3.0)])
+def test_saturated_layer_is_reported_and_a_healthy_one_is_not(act, threshold):
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Linear(10, 16, rng=rng), act(), gn.Linear(16, 3, rng=rng))
+    x, y = data()
+    model[0].W.data *= 1e-3  # |z| tiny: h'(z) near its maximum
+    model[0].b.data[:] = 0.0
+    rep = D.report(model, gn.CrossEntropyLoss(), x, y)
+    assert row_of(rep, "0")["saturated"] == 0.0 and not any("saturated" in v for v in rep.verdicts)
+    model[0].W.data *= 1e5  # weights 100x the default: |z| far beyond the threshold almost everywhere
+    z = x @ model[0].W.data + model[0].b.data
+    rep = D.report(model, gn.CrossEntropyLoss(), x, y)
+    expected = np.mean(np.abs(z) > threshold)  # the documented threshold in terms of z
+    assert row_of(rep, "0")["saturated"] == pytest.approx(expected, abs=0.01)
+    assert expected > 0.8
+    assert any(f"of {act.__name__.lower()} activations in layer 1" in v for v in rep.verdicts)
+
+
+def deep(activation, init, width=30, depth=5, seed=0, batch_norm=False):
+    rng = np.random.default_rng(seed)
+    layers, n = [], 20
+    for _ in range(depth):
+        layers += [gn.Linear(n, width, init=init, rng=rng)]
+        layers += [gn.BatchNorm1d(width)] if batch_norm else []
+        layers += [activation()]
+        n = width
+    return gn.Sequential(*layers, gn.Linear(n, 10, init=init, rng=rng))
+
+
+def test_deep_sigmoid_stack_has_vanishing_gradients_earlier_layers_slower():
+    model = deep(gn.Sigmoid, "book_normal")
+    x, y = data(n=500, d=20, classes=10)
+    rep = D.report(model, gn.CrossEntropyLoss(), x, y)
+    speeds = [r["speed"] for r in rep.layers if r["weight"]][:-1]
+    assert speeds[0] < speeds[-1] / 10  # the first hidden layer learns much slower than the last
+    v = next(v for v in rep.verdicts if v.startswith("vanishing gradients"))
+    assert "layer 1 (#0 Linear) learns" in v and "slower than layer 5 (#8 Linear)" in v
+    # the ratio quoted is the measured one
+    quoted = float(v.split(" learns ")[1].split("x")[0])
+    assert quoted == pytest.approx(speeds[-1] / speeds[0], rel=0.01)
+    # ReLU + He initialisation, and sigmoid with batch norm, close the gap: no verdict
+    for model in (deep(gn.ReLU, "he_normal"), deep(gn.Sigmoid, "book_normal", batch_norm=True)):
+        assert not any("vanishing" in v for v in D.report(model, gn.CrossEntropyLoss(), x, y).verdicts)
+
+
+def test_exploding_gradients_in_depth():
+    model = deep(lambda: gn.LeakyReLU(1.0), "standard_normal", depth=4)  # linear, weights N(0, 1)
+    x, y = data(n=100, d=20, classes=10)
+    rep = D.report(model, gn.CrossEntropyLoss(), x, y)
+    assert any(v.startswith("exploding gradients: layer 1 (#0 Linear) learns") for v in rep.verdicts)
+
+
+def test_update_ratio_is_the_step_the_optimizer_would_take_and_changes_nothing():
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Linear(10, 8, rng=rng), gn.Tanh(), gn.Linear(8, 3, rng=rng))
+    x, y = data()
+    opt = gn.optim.SGD(model.parameters(), lr=0.1)
+    rep = D.report(model, gn.CrossEntropyLoss(), x, y, opt)
+    model.zero_grad()  # the same gradients, computed the plain way
+    loss = gn.CrossEntropyLoss()
+    loss.forward(model.forward(x), y)
+    model.backward(loss.backward())
+    for index, layer in (("0", model[0]), ("2", model[2])):
+        # SGD's step is lr * g: over the layer's W and b together, lr ||g|| / ||w||
+        g = np.sqrt(sum(np.sum(p.grad.astype(np.float64) ** 2) for p in layer.params))
+        expected = 0.1 * g / np.sqrt(sum(np.sum(p.data.astype(np.float64) ** 2) for p in layer.params))
+        assert row_of(rep, index)["update"] == pytest.approx(expected, rel=1e-5)
+    # Adam: state and step count untouched by the report
+    model.zero_grad()
+    adam = gn.optim.Adam(model.parameters(), lr=1e-3)
+    gn.train_step(model, gn.CrossEntropyLoss(), adam, x, y)
+    before = (
+        {k: v.copy() for k, v in adam.state.items()},
+        adam.t,
+        [p.data.copy() for p in model.parameters()],
+    )
+    rep = D.report(model, gn.CrossEntropyLoss(), x, y, adam)
+    assert adam.t == before[1] and all(np.array_equal(adam.state[k], v) for k, v in before[0].items())
+    assert all(np.array_equal(p.data, d) for p, d in zip(model.parameters(), before[2]))
+    assert all(0 < r["update"] < 0.1 for r in rep.layers)
+    # a layer whose weights are all zero has no ratio (not inf, not a false "non-finite" verdict)
+    for p in model[0].params:
+        p.data[...] = 0
+    rep = D.report(model, gn.CrossEntropyLoss(), x, y, adam)
+    assert row_of(rep, "0")["update"] is None and not any("non-finite" in v for v in rep.verdicts)
+
+
+def test_report_leaves_gradients_buffers_and_modes_as_they_were():
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Linear(10, 8, rng=rng), gn.BatchNorm1d(8), gn.ReLU(), gn.Dropout(0.5, rng=rng),
+                          gn.Linear(8, 3, rng=rng))  # fmt: skip
+    for p in model.parameters():
+        p.grad[...] = 7.0
+    model.eval()
+    buffers = {k: v.copy() for k, v in model.named_buffers()}
+    rng_state = model[3].rng.bit_generator.state
+    D.report(model, gn.CrossEntropyLoss(), *data())
+    assert all((p.grad == 7.0).all() for p in model.parameters())
+    assert all(np.array_equal(v, buffers[k]) for k, v in model.named_buffers())
+    assert not any(m.training for m in model.modules())
+    assert model[3].rng.bit_generator.state == rng_state  # the probe drew no dropout mask
+
+
+def test_gradient_flow_callback_records_every_epoch_and_does_not_change_training():
+    x, y = data(n=120)
+
+    def run(callbacks):
+        rng = np.random.default_rng(3)
+        model = gn.Sequential(gn.Linear(10, 16, rng=rng), gn.BatchNorm1d(16), gn.ReLU(),
+                              gn.Dropout(0.3, rng=rng), gn.Linear(16, 3, rng=rng))  # fmt: skip
+        opt = gn.optim.Adam(model.parameters(), lr=1e-2)
+        gn.fit(model, gn.CrossEntropyLoss(), opt, (x, y), epochs=3, batch_size=32, callbacks=callbacks,
+               rng=np.random.default_rng(4), verbose=False)  # fmt: skip
+        return model
+
+    flow = gn.GradientFlow(probe_size=50)
+    a, b = run([flow]), run([])
+    assert all(np.array_equal(p.data, q.data) for p, q in zip(a.parameters(), b.parameters()))
+    assert all(np.array_equal(u, v) for (_, u), (_, v) in zip(a.named_buffers(), b.named_buffers()))
+    assert [h["epoch"] for h in flow.history] == [0, 1, 2, 3]
+    assert set(flow.speeds()) == {"layer 1", "layer 3"} and len(flow.speeds()["layer 1"]) == 4
+    # the last measurement is a report of the trained model on the probe batch
+    rep = D.report(a, gn.CrossEntropyLoss(), x[:50], y[:50])
+    assert flow.report().loss == pytest.approx(rep.loss, rel=1e-6)
+    assert flow.history[-1]["layers"][0]["speed"] == pytest.approx(rep.layers[0]["speed"], rel=1e-5)
+
+
+def test_gradient_norm_growth_across_epochs_is_an_exploding_verdict():
+    flow = D.GradientFlow()
+    flow.history = [{"grad_norm": 2.0}, {"grad_norm": 1.0}, {"grad_norm": 30.0}]
+    assert flow._growth(1.2e4) == "exploding: gradient norm grew 1e+04x in 2 epochs"
+    assert flow._growth(500.0) is None
+    assert flow._growth(math.inf) is None
+
+
+def test_summary_shapes_counts_memory_and_layer_named_on_mismatch():
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Conv2d(1, 4, 3, rng=rng), gn.BatchNorm2d(4), gn.ReLU(), gn.Flatten(),
+                          gn.Linear(4 * 26 * 26, 10, rng=rng))  # fmt: skip
+    text = model.summary((1, 28, 28), batch_size=100)
+    assert text == D.summary(model, (1, 28, 28), 100)
+    assert "(N, 4, 26, 26)" in text and "(N, 2704)" in text and "(N, 10)" in text
+    trainable = 4 * 9 + 4 + 8 + 2704 * 10 + 10
+    assert f"trainable: {trainable:,}   non-trainable (buffers): 9" in text  # mean, var, count
+    kept = (3 * 4 * 26 * 26 + 2704 + 10) * 100 * 4
+    assert f"layer outputs {kept / 2**20:.1f} MiB" in text
+    with pytest.raises(gn.ShapeError, match=r"layer #4 \(Linear\) cannot take input of shape \(N, 2304\)"):
+        model.summary((1, 26, 26))
+    nested = gn.Sequential(gn.Sequential(gn.Linear(5, 4), gn.ReLU()), gn.Linear(3, 2))
+    with pytest.raises(gn.ShapeError, match=r"layer #1 \(Linear\)"):
+        nested.summary((5,))
+    with pytest.raises(gn.ShapeError, match=r"layer #0.0 \(Linear\)"):
+        nested.summary((6,))

@@ -1,0 +1,87 @@
+"""``gn.trace``: one example's z, a, delta, dC/db, dC/dW agree with the batch computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import glassnet as gn
+
+
+def batch_pass(model, loss_fn, x, y):
+    """The ordinary batch computation: outputs of every layer, and the batch's p.grads."""
+    model.eval()
+    model.zero_grad()
+    outs, h = [], x
+    for layer in model:
+        h = layer.forward(h)
+        outs.append(h)
+    loss_fn.forward(h, y)
+    model.backward(loss_fn.backward())
+    return outs, {id(p): p.grad.copy() for p in model.parameters()}
+
+
+@pytest.mark.parametrize("loss_fn", [gn.CrossEntropyLoss(), gn.QuadraticCost(), gn.MSELoss()])
+def test_trace_of_each_example_agrees_with_the_batch(loss_fn):
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Flatten(), gn.Linear(12, 7, rng=rng), gn.Sigmoid(), gn.Linear(7, 5, rng=rng),
+                          gn.ReLU(), gn.Linear(5, 3, rng=rng)).to(np.float64)  # fmt: skip
+    n = 6
+    x = rng.standard_normal((n, 3, 4))
+    y = rng.integers(0, 3, n)
+    outs, grads = batch_pass(model, loss_fn, x, y)
+    traces = [gn.trace(model, loss_fn, x[i], y[i]) for i in range(n)]
+    weights = [model[1], model[3], model[5]]
+    for l, layer in enumerate(weights):
+        # BP4 and BP3: the batch gradient is the mean of the per-example gradients
+        dW = np.mean([t.layers[l].dW for t in traces], axis=0)
+        db = np.mean([t.layers[l].db for t in traces], axis=0)
+        np.testing.assert_allclose(dW, grads[id(layer.W)], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(db, grads[id(layer.b)], rtol=1e-12, atol=1e-15)
+        k = 2 * l + 1  # index of the weight layer in the Sequential
+        for i, t in enumerate(traces):
+            np.testing.assert_allclose(t.layers[l].z, outs[k][i], rtol=1e-12)
+            np.testing.assert_allclose(t.layers[l].a, outs[min(k + 1, 5)][i], rtol=1e-12)
+            np.testing.assert_allclose(t.layers[l].a_in, outs[k - 1][i], rtol=1e-12)
+            # BP4 for one example: the outer product of its a^{l-1} and delta^l
+            np.testing.assert_allclose(
+                t.layers[l].dW, np.outer(t.layers[l].a_in, t.layers[l].delta), rtol=1e-12
+            )
+            np.testing.assert_allclose(t.layers[l].db, t.layers[l].delta, rtol=1e-12)
+    # BP2 by hand: delta^1 = (delta^2 W^2^T) * sigma'(z^1)
+    t = traces[0].layers
+    s = 1 / (1 + np.exp(-t[0].z))
+    np.testing.assert_allclose(t[0].delta, (t[1].delta @ model[3].W.data.T) * s * (1 - s), rtol=1e-10)
+
+
+def test_trace_of_a_conv_net_and_its_report():
+    rng = np.random.default_rng(1)
+    model = gn.Sequential(gn.Conv2d(1, 3, 3, rng=rng), gn.ReLU(), gn.MaxPool2d(2), gn.Flatten(),
+                          gn.Dropout(0.5, rng=rng), gn.Linear(27, 4, rng=rng))  # fmt: skip
+    x = rng.random((5, 1, 8, 8), dtype=np.float32)
+    y = rng.integers(0, 4, 5)
+    for p in model.parameters():
+        p.grad[...] = 3.0
+    t = gn.trace(model, gn.CrossEntropyLoss(), x[2], y[2])
+    assert all((p.grad == 3.0).all() for p in model.parameters())  # gradients put back
+    assert model.training  # mode put back
+    assert [layer.types for layer in t.layers] == [
+        ["Conv2d", "ReLU", "MaxPool2d", "Flatten", "Dropout"],
+        ["Linear"],
+    ]
+    assert (
+        t.layers[0].z.shape == (3, 6, 6)
+        and t.layers[0].a.shape == (27,)
+        and t.layers[0].dW.shape == (3, 1, 3, 3)
+    )
+    model.eval()
+    model.zero_grad()
+    loss = gn.CrossEntropyLoss()
+    loss.forward(model.forward(x[2:3]), y[2:3])
+    model.backward(loss.backward())
+    np.testing.assert_allclose(t.layers[0].dW, model[0].W.grad, rtol=1e-5)
+    np.testing.assert_allclose(t.layers[1].a_in, t.layers[0].a)
+    text = str(t)
+    for needle in ("layer 1: #0 Conv2d, #1 ReLU", "z^1", "a^1", "Dropout(Flatten(MaxPool2d(ReLU(z^1))))",
+                   "delta^2", "(BP1)", "(BP2)", "(BP3)", "(BP4)", f"C = {t.loss:.6g}"):  # fmt: skip
+        assert needle in text
