@@ -54,6 +54,7 @@ from .layers import activations as _activations
 from .layers.activations import ReLU, Sigmoid, Tanh
 from .layers.linear import Linear
 from .module import Module, ShapeError
+from .optim import state_view
 from .walk import Walk, is_weight_layer, leaves, probing, walk
 
 SATURATION = 0.01
@@ -148,7 +149,8 @@ def _update_sizes(optimizer) -> dict[int, tuple[float, float]]:
     try:
         for i, p in enumerate(optimizer.params):
             lo, hi = optimizer.offsets[i], optimizer.offsets[i + 1]
-            state = {k: v[lo:hi].reshape(p.data.shape).copy() for k, v in optimizer.state.items()}
+            # state_view, not a plain reshape: Linear's W is column-major, and so is its state
+            state = {k: state_view(v, lo, hi, p).copy() for k, v in optimizer.state.items()}
             w = p.data.copy()
             with np.errstate(all="ignore"):
                 optimizer.update(w, p.grad, state)

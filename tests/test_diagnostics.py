@@ -211,3 +211,25 @@ def test_summary_shapes_counts_memory_and_layer_named_on_mismatch():
         nested.summary((5,))
     with pytest.raises(gn.ShapeError, match=r"layer #0.0 \(Linear\)"):
         nested.summary((6,))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda ps: gn.optim.SGD(ps, lr=0.1, momentum=0.9), lambda ps: gn.optim.Adam(ps, lr=1e-2)],
+    ids=["sgd-momentum", "adam"],
+)
+def test_update_ratio_with_optimizer_state_is_the_step_then_taken(make):
+    # Linear's W is column-major: the state the ratio reads must be laid out as step() lays it
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Linear(10, 8, rng=rng), gn.Tanh(), gn.Linear(8, 3, rng=rng))
+    x, y = data()
+    opt = make(model.parameters())
+    for i in range(3):  # momentum / moments that differ from the probe batch's gradient
+        gn.train_step(model, gn.CrossEntropyLoss(), opt, 3 * x[i::3], y[i::3])
+    rep = D.report(model, gn.CrossEntropyLoss(), x, y, opt)
+    before = [[p.data.astype(np.float64) for p in layer.params] for layer in (model[0], model[2])]
+    gn.train_step(model, gn.CrossEntropyLoss(), opt, x, y)
+    for index, layer, old in (("0", model[0], before[0]), ("2", model[2], before[1])):
+        step = sum(np.sum((p.data - w) ** 2) for p, w in zip(layer.params, old))
+        expected = np.sqrt(step / sum(np.sum(w**2) for w in old))
+        assert row_of(rep, index)["update"] == pytest.approx(expected, rel=1e-4)
