@@ -173,3 +173,13 @@ def test_checked_training_with_a_regularizer_equals_plain_training():
                detect_anomaly=detect, clip_norm=1.0)  # fmt: skip
         runs.append(model)
     assert all(np.array_equal(p.data, q.data) for p, q in zip(*(m.parameters() for m in runs)))
+
+
+def test_an_overflowing_update_undoes_the_optimizer_state_too():
+    model = mlp()
+    x, y = data()
+    opt = gn.optim.Adam(model.parameters(), lr=1e39)  # Adam's step is about lr: w overflows
+    with pytest.raises(AnomalyError, match="optimizer update"):
+        gn.fit(model, gn.CrossEntropyLoss(), opt, (x, y), epochs=1, batch_size=10, shuffle=False,
+               verbose=False, detect_anomaly=True)  # fmt: skip
+    assert opt.t == 0 and all(not v.any() for v in opt.state.values())

@@ -233,3 +233,21 @@ def test_update_ratio_with_optimizer_state_is_the_step_then_taken(make):
         step = sum(np.sum((p.data - w) ** 2) for p, w in zip(layer.params, old))
         expected = np.sqrt(step / sum(np.sum(w**2) for w in old))
         assert row_of(rep, index)["update"] == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("loss_fn", [gn.CrossEntropyLoss(), gn.MSELoss()])
+def test_speed_and_delta_are_the_per_example_deltas_of_trace(loss_fn):
+    # the documented formulas, against the book's delta of each example's own cost (gn.trace)
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Linear(10, 7, rng=rng), gn.Sigmoid(), gn.Linear(7, 5, rng=rng), gn.ReLU(),
+                          gn.Linear(5, 3, rng=rng)).to(np.float64)  # fmt: skip
+    x, labels = data(n=12)
+    x = x.astype(np.float64)
+    y = labels if isinstance(loss_fn, gn.CrossEntropyLoss) else np.eye(3)[labels]
+    rep = D.report(model, loss_fn, x, y)
+    traces = [gn.trace(model, loss_fn, x[i], y[i]) for i in range(len(x))]
+    for l, row in enumerate(r for r in rep.layers if r["weight"]):
+        deltas = np.array([t.layers[l].delta for t in traces])  # (examples, units)
+        assert row["speed"] == pytest.approx(np.sqrt(np.mean(deltas**2)), rel=1e-9)
+        assert row["delta"] == pytest.approx(np.sqrt(np.mean(np.sum(deltas**2, axis=1))), rel=1e-9)
+        assert row["db"] == pytest.approx(np.linalg.norm(deltas.mean(axis=0)), rel=1e-9)

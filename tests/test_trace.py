@@ -48,6 +48,11 @@ def test_trace_of_each_example_agrees_with_the_batch(loss_fn):
                 t.layers[l].dW, np.outer(t.layers[l].a_in, t.layers[l].delta), rtol=1e-12
             )
             np.testing.assert_allclose(t.layers[l].db, t.layers[l].delta, rtol=1e-12)
+    # delta^l is N times row n of the batch's dC/dz^l (the docstring's claim)
+    model.zero_grad()
+    w = gn.diagnostics.walk(model, loss_fn, x, y)
+    for l, k in enumerate((1, 3, 5)):
+        np.testing.assert_allclose([t.layers[l].delta for t in traces], n * w.grads[k], rtol=1e-12)
     # BP2 by hand: delta^1 = (delta^2 W^2^T) * sigma'(z^1)
     t = traces[0].layers
     s = 1 / (1 + np.exp(-t[0].z))
