@@ -210,10 +210,10 @@ def cmd_diagnose(args) -> int:
     preset = gn.models.PRESETS[args.model]
     rng = np.random.default_rng(args.seed)
     train, _ = load_dataset(args.dataset, args.data_dir)
+    classes = int(train.y.max()) + 1  # before subsetting: a small subset may miss a class
     if args.subset and args.subset < train.n:
         keep = rng.permutation(train.n)[: args.subset]
         train = gn.data.Dataset(train.x[keep], train.y[keep])
-    classes = int(train.y.max()) + 1
     model = gn.models.build(args.model, rng, train.x.shape[1:], classes)
     lr = args.lr if args.lr is not None else preset.lr
     opt = make_optimizer(args.optimizer or preset.optimizer, model.parameters(), lr, preset.momentum)

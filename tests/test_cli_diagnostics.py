@@ -89,3 +89,12 @@ def test_summary_of_a_preset_with_memory(capsys):
     assert "(N, 32, 24, 24)" in out and "memory for a training batch of 128" in out
     with pytest.raises(SystemExit, match="one of the two"):
         main(["summary"])
+
+
+def test_diagnose_on_a_small_subset_keeps_every_class(monkeypatch, capsys):
+    built = []
+    build = gn.models.build
+    monkeypatch.setattr(gn.models, "build", lambda *a: built.append(a[3]) or build(*a))
+    args = ["diagnose", "--dataset", "digits", "--model", "book", "--subset", "5", "--probe-size", "5"]
+    assert main(args) == 0
+    assert built == [10]  # 5 examples hold at most 5 of the 10 classes
