@@ -49,8 +49,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .anomaly import _ACTIVATIONS
 from .callbacks import Callback
-from .layers import activations as _activations
 from .layers.activations import ReLU, Sigmoid, Tanh
 from .layers.linear import Linear
 from .module import Module, ShapeError
@@ -128,7 +128,7 @@ def layer_stats(w: Walk, optimizer=None) -> list[dict]:
         for j in range(i + 1, n_layers):
             if w.layers[j].params:
                 break
-            if type(w.layers[j]).__module__ == _activations.__name__:
+            if isinstance(w.layers[j], _ACTIVATIONS):  # subclasses too, as anomaly names them
                 row.update(_activation_stats(w.layers[j], w.outputs[j], axis))
                 break
         sizes = [updates[id(p)] for p in layer.params if id(p) in updates]

@@ -48,6 +48,18 @@ def test_dead_fraction_counts_units_dead_for_the_whole_batch():
     assert row_of(rep, "0")["dead"] == 0.0 and not any("dead" in v for v in rep.verdicts)
 
 
+class MyReLU(gn.ReLU):
+    """A user's subclass of an activation (say, to log something) is still that activation."""
+
+
+def test_dead_units_behind_a_subclassed_relu_are_counted():
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Linear(10, 8, rng=rng), MyReLU(), gn.Linear(8, 3, rng=rng))
+    model[0].b.data[:] = -100.0
+    rep = D.report(model, gn.CrossEntropyLoss(), *data())
+    assert row_of(rep, "0")["activation"] == "MyReLU" and row_of(rep, "0")["dead"] == 1.0
+
+
 def test_dead_conv_units_are_channels():
     rng = np.random.default_rng(0)
     model = gn.Sequential(gn.Conv2d(1, 4, 3, rng=rng), gn.ReLU(), gn.Flatten(), gn.Linear(4 * 36, 2, rng=rng))
