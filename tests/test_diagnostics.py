@@ -166,11 +166,14 @@ def test_report_leaves_gradients_buffers_and_modes_as_they_were():
     model.eval()
     buffers = {k: v.copy() for k, v in model.named_buffers()}
     rng_state = model[3].rng.bit_generator.state
-    D.report(model, gn.CrossEntropyLoss(), *data())
+    rep = D.report(model, gn.CrossEntropyLoss(), *data())
     assert all((p.grad == 7.0).all() for p in model.parameters())
     assert all(np.array_equal(v, buffers[k]) for k, v in model.named_buffers())
     assert not any(m.training for m in model.modules())
     assert model[3].rng.bit_generator.state == rng_state  # the probe drew no dropout mask
+    # an eval-mode model is probed as in training: batch norm on the batch's statistics
+    model.train()
+    assert rep.loss == D.report(model, gn.CrossEntropyLoss(), *data()).loss
 
 
 def test_gradient_flow_callback_records_every_epoch_and_does_not_change_training():
