@@ -24,7 +24,9 @@ DPI = 90
 def figure(width: float, height: float):
     try:
         from matplotlib.figure import Figure
-    except ImportError:
+    except ModuleNotFoundError as e:
+        if e.name != "matplotlib":  # installed but broken: the real cause, not "pip install"
+            raise
         raise ImportError("plots need matplotlib: pip install 'glassnet[plot]'") from None
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 

@@ -24,7 +24,9 @@ class TensorBoard(Callback):
     def on_train_begin(self, logs):
         try:
             from tensorboardX import SummaryWriter
-        except ImportError:
+        except ModuleNotFoundError as e:
+            if e.name != "tensorboardX":  # installed but broken: the real cause, not "pip install"
+                raise
             raise ImportError(
                 "the TensorBoard callback needs tensorboardX: pip install 'glassnet[tensorboard]'"
             ) from None

@@ -58,6 +58,19 @@ def test_each_plot_writes_a_png(trained, tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically, no leftovers
 
 
+def test_a_missing_matplotlib_says_how_to_install_it_a_broken_one_says_why(monkeypatch):
+    import sys
+
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "path", [])  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'glassnet\[plot\]'"):
+        plots.figure(1, 1)
+    monkeypatch.setitem(sys.modules, "matplotlib", sys.modules["numpy"])  # installed, but broken
+    with pytest.raises(ModuleNotFoundError, match="matplotlib.figure"):
+        plots.figure(1, 1)
+
+
 def test_confusion_counts_known_answer():
     m = plots.confusion_counts([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2])
     assert m.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
