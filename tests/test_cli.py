@@ -91,3 +91,65 @@ def test_corrupt_model_file_is_a_clear_error(tmp_path, capsys):
 def test_missing_model_file(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nope.safetensors"), "--dataset", "digits"]) == 2
     assert "nope.safetensors" in capsys.readouterr().err
+
+
+# --- checkpoints and --resume -------------------------------------------------------------------
+RUN = [
+    "train",
+    "--dataset",
+    "digits",
+    "--model",
+    "mlp",
+    "--epochs",
+    "3",
+    "--seed",
+    "1",
+    "--checkpoint-every",
+    "4",
+]
+
+
+class CrashError(Exception):
+    pass
+
+
+def test_resume_continues_a_crashed_run_exactly(trained, tmp_path, monkeypatch):
+    import glassnet.train
+
+    real, calls = glassnet.train._step, 0
+
+    def crash_at_step_17(*args):
+        nonlocal calls
+        calls += 1
+        if calls == 17:  # in the second epoch, after the checkpoint of step 16
+            raise CrashError
+        return real(*args)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(glassnet.train, "_step", crash_at_step_17)
+    with pytest.raises(CrashError):
+        main([*RUN, "--out", str(out)])
+    monkeypatch.undo()
+    assert json.loads((out / "config.json").read_text())["checkpoint_every"] == 4
+    assert not (out / "model.safetensors").exists()
+
+    assert main(["train", "--resume", str(out)]) == 0
+    # the run without checkpoints every 4 steps (the trained fixture) ends with the same weights
+    want, got = gn.io.load_state(trained / "model.safetensors"), gn.io.load_state(out / "model.safetensors")
+    assert want.keys() == got.keys() and all(np.array_equal(want[k], got[k]) for k in want)
+    assert (
+        gn.load_metadata(out / "model.safetensors")["test"]
+        == gn.load_metadata(trained / "model.safetensors")["test"]
+    )
+
+
+def test_resume_refuses_other_options_and_missing_runs(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*RUN, "--epochs", "1", "--out", str(out)]) == 0
+    assert main(["train", "--resume", str(out), "--lr", "0.5"]) == 2
+    assert "--lr 0.5 differs from the resumed run's None" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nope")]) == 2
+    assert "nope/config.json: not found" in capsys.readouterr().err
+    (out / "config.json").write_text('{"model": "mlp"')
+    assert main(["train", "--resume", str(out)]) == 2
+    assert "config.json: not valid JSON" in capsys.readouterr().err
