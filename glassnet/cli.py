@@ -224,10 +224,7 @@ def cmd_predict(args) -> int:
     import glassnet as gn
 
     model = gn.load(args.model)
-    try:
-        x = np.load(args.input, allow_pickle=False)  # never unpickle: a .npy can hold objects
-    except (ValueError, OSError) as e:
-        raise SystemExit(f"glassnet predict: cannot read {args.input} as a .npy array: {e}") from None
+    x = gn.io.load_npy(args.input)  # never unpickled: a .npy can hold objects
     shape = gn.load_metadata(args.model).get("input_shape")
     if shape is not None and tuple(x.shape[1:]) != tuple(shape):
         if x.ndim >= 1 and x[0].size == np.prod(shape):

@@ -29,6 +29,7 @@ import contextlib
 import inspect
 import io
 import json
+import math
 import os
 import tempfile
 
@@ -205,6 +206,45 @@ def load_state(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Just the tensors, name -> array, of any safetensors file (glassnet's or not)."""
     path = os.fspath(path)
     return _read(path, tensors=True)[1]
+
+
+def load_npy(path: str | os.PathLike) -> np.ndarray:
+    """The array in a ``.npy`` file, never unpickled.
+
+    The header is checked before any data is read: an object dtype (which only pickle can
+    read), a shape whose size does not match the file, or anything that is not a ``.npy``
+    file is a ``FileFormatError`` naming the file.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as f:  # FileNotFoundError names the path
+        size = os.fstat(f.fileno()).st_size
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = {
+                (1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0,
+            }
+            if version not in read_header:
+                raise ValueError(f"unsupported .npy format version {version}")
+            shape, _, dtype = read_header[version](f, max_header_size=10_000)
+        except (ValueError, EOFError, TypeError, SyntaxError) as e:
+            raise FileFormatError(path, f"not a .npy file: {_short(str(e))}") from None
+        if dtype.hasobject:
+            raise FileFormatError(
+                path, f"holds Python objects ({dtype}), which only pickle could read: refused"
+            )
+        expected, found = math.prod(shape) * dtype.itemsize, size - f.tell()
+        if found != expected:
+            raise FileFormatError(
+                path,
+                f"a .npy array of shape {shape} and dtype {dtype} needs {expected} bytes of data, "
+                f"found {found}",
+            )
+        f.seek(0)
+        try:
+            return np.load(f, allow_pickle=False)
+        except (ValueError, EOFError) as e:
+            raise FileFormatError(path, f"not a valid .npy file: {_short(str(e))}") from None
 
 
 def _read(path: str, tensors: bool) -> tuple[dict[str, str], dict[str, np.ndarray]]:
