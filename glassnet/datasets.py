@@ -109,7 +109,7 @@ def _read_exactly(stream: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def _count_rest(stream: BinaryIO, limit: int = 1 << 26) -> tuple[int, bool]:
+def _count_rest(stream: BinaryIO, limit: int = 1 << 20) -> tuple[int, bool]:
     """How many bytes are left (reading and dropping them, at most ``limit``); and whether
     there were more: a gzip bomb is not decompressed to the end just to count it."""
     count = 0

@@ -227,8 +227,8 @@ def load_npy(path: str | os.PathLike) -> np.ndarray:
             if version not in read_header:
                 raise ValueError(f"unsupported .npy format version {version}")
             shape, _, dtype = read_header[version](f, max_header_size=10_000)
-        except (ValueError, EOFError, TypeError, SyntaxError) as e:
-            raise FileFormatError(path, f"not a .npy file: {_short(str(e))}") from None
+        except Exception as e:  # NumPy's header parser raises many types (TokenError, ...)
+            raise FileFormatError(path, f"not a .npy file: {type(e).__name__}: {_short(str(e))}") from None
         if dtype.hasobject:
             raise FileFormatError(
                 path, f"holds Python objects ({dtype}), which only pickle could read: refused"
