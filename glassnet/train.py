@@ -10,9 +10,9 @@ import numpy as np
 
 from .callbacks import Callback, History, ProgressBar
 from .checkpoint import Position, Run, checkpoint_path, read_checkpoint, remove_temporaries
-from .data import Dataset, as_dataset, batch_slices
+from .data import Dataset, as_dataset, batch_slices, check_inputs
 from .losses import BCEWithLogitsLoss, HingeLoss, Loss
-from .module import Module
+from .module import Module, ShapeError, check_arg
 from .optim import Optimizer, clip_grad_norm
 
 
@@ -57,11 +57,22 @@ def _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm) -> tuple[floa
     return loss, pred
 
 
-def _probe(model: Module, ds: Dataset, name: str) -> np.ndarray:
-    """Run one example forward before any training (a shape error shows at once) and check
-    that integer labels fit the model's outputs; returns that output."""
+def _forward(model: Module, x: np.ndarray, name: str) -> np.ndarray:
+    """``model.forward(x)``, a shape error naming the argument ``x`` came from."""
+    try:
+        return model.forward(x)
+    except ShapeError as e:
+        raise ShapeError(
+            f"{name}: x has examples of shape {x.shape[1:]}, which the model cannot take: {e}"
+        ) from None
+
+
+def _probe(model: Module, ds: Dataset, name: str, loss_fn: Loss) -> np.ndarray:
+    """Run one example forward and through the loss before any work is done (a shape error
+    shows at once, naming the argument), and check that integer labels fit the model's
+    outputs; returns that output."""
     with evaluating(model):
-        out = model.forward(ds.x[:1])
+        out = _forward(model, ds.x[:1], name)
     if ds.y.ndim == 1 and ds.y.dtype.kind in "iu" and out.ndim == 2 and out.shape[1] > 1:
         low, high, classes = int(ds.y.min()), int(ds.y.max()), out.shape[1]
         if low < 0 or high >= classes:
@@ -69,6 +80,13 @@ def _probe(model: Module, ds: Dataset, name: str) -> np.ndarray:
                 f"{name}: label {low if low < 0 else high} out of range for the model's "
                 f"{classes} outputs (0..{classes - 1})"
             )
+    try:
+        loss_fn.forward(out, ds.y[:1])
+    except ValueError as e:  # ShapeError is one
+        raise type(e)(
+            f"{name}: the loss cannot take the model's output (shape {out.shape[1:]} per example) with "
+            f"targets y of shape {ds.y.shape[1:]} per example and dtype {ds.y.dtype}: {e}"
+        ) from None
     return out
 
 
@@ -126,6 +144,8 @@ def fit(
     """
     _check_count("epochs", epochs, 0)
     _check_count("batch_size", batch_size, 1)
+    if clip_norm is not None:
+        check_arg("fit", "clip_norm", clip_norm, lambda v: 0 < v < math.inf, "a number > 0 or None")
     if checkpoint_every is not None:
         _check_count("checkpoint_every", checkpoint_every, 1)
         if checkpoint is None:
@@ -133,9 +153,9 @@ def fit(
     dtype = model_dtype(model)
     train = as_dataset(train_data, "train_data", dtype)
     val = as_dataset(val_data, "val_data", dtype) if val_data is not None else None
-    count = _counter(loss_fn, _probe(model, train, "train_data"), train.y[:1])
+    count = _counter(loss_fn, _probe(model, train, "train_data", loss_fn), train.y[:1])
     if val is not None:
-        _probe(model, val, "val_data")
+        _probe(model, val, "val_data", loss_fn)
     rng = rng if rng is not None else np.random.default_rng()
     model.set_rng(rng)
     history = History()
@@ -215,9 +235,8 @@ def fit(
     return history
 
 
-def _check_count(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"fit: {name} must be an integer >= {low}, got {value!r}")
+def _check_count(name: str, value, low: int, owner: str = "fit") -> None:
+    check_arg(owner, name, value, lambda v: v >= low, f"an integer >= {low}", int)
 
 
 @contextmanager
@@ -234,7 +253,9 @@ def evaluating(model: Module):
 
 def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000) -> dict[str, float]:
     """Mean loss (and accuracy, for classification) over ``data`` in eval mode."""
+    _check_count("batch_size", batch_size, 1, "evaluate")
     ds = as_dataset(data, "data", model_dtype(model))
+    _probe(model, ds, "data", loss_fn)
     total, correct, count = 0.0, 0, None
     with evaluating(model):
         for i, sl in enumerate(batch_slices(ds.n, batch_size)):
@@ -251,15 +272,14 @@ def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000) -> dict
 
 
 def predict(model: Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """The model's outputs for ``x``, in eval mode, batch by batch."""
-    x = np.asarray(x)
-    if x.dtype.kind not in "fiub":
-        raise TypeError(f"predict: x must be numeric, got dtype {x.dtype}")
-    x = x.astype(model_dtype(model), copy=False)
+    """The model's outputs for ``x`` (a float array, one row per example; no rows gives no
+    outputs), in eval mode, batch by batch."""
+    _check_count("batch_size", batch_size, 1, "predict")
+    x = check_inputs(x, "predict", model_dtype(model))
     with evaluating(model):
         if len(x) == 0:
-            return model.forward(x)
-        outs = [model.forward(x[sl]) for sl in batch_slices(len(x), batch_size)]
+            return _forward(model, x, "predict")
+        outs = [_forward(model, x[sl], "predict") for sl in batch_slices(len(x), batch_size)]
     return np.concatenate(outs)
 
 

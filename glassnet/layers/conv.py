@@ -22,7 +22,7 @@ from ..module import Module, Param, ShapeError, check_arg, float_dtype
 
 
 def _pair(v, name: str, layer: str) -> tuple[int, int]:
-    t = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+    t = (v, v) if isinstance(v, (int, np.integer)) else tuple(v) if isinstance(v, (tuple, list)) else ()
     if len(t) != 2 or not all(isinstance(i, (int, np.integer)) for i in t):
         raise ValueError(f"{layer}: {name} must be an int or a pair of ints, got {v!r}")
     return int(t[0]), int(t[1])
