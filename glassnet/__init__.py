@@ -11,8 +11,9 @@ from . import _malloc
 
 _malloc.tune_malloc()
 
-from . import data, datasets, diagnostics, functional, init, models, optim, schedules  # noqa: E402
+from . import checkpoint, data, datasets, diagnostics, functional, init, models, optim, schedules  # noqa: E402
 from .callbacks import Callback, CSVLogger, EarlyStopping, History, ModelCheckpoint, ProgressBar  # noqa: E402
+from .errors import FileFormatError, WriteError  # noqa: E402
 from .gradcheck import check_gradients  # noqa: E402
 from .io import load, load_metadata, save  # noqa: E402
 from .layers import *  # noqa: E402, F403
@@ -40,6 +41,7 @@ __all__ = [
     "CrossEntropyLoss",
     "EarlyStopping",
     "ElasticNet",
+    "FileFormatError",
     "HingeLoss",
     "History",
     "HuberLoss",
@@ -53,6 +55,8 @@ __all__ = [
     "QuadraticCost",
     "Sequential",
     "ShapeError",
+    "WriteError",
+    "checkpoint",
     "check_gradients",
     "clip_grad_norm",
     "data",
