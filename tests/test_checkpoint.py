@@ -153,7 +153,7 @@ def finish(proc: subprocess.Popen) -> int:
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_sigkill_at_a_random_moment_then_resume_is_exact(tmp_path, reference, seed):
-    proc = spawn(tmp_path, "--slow", "0.005")  # at least 0.16 s of training after the first save
+    proc = spawn(tmp_path, "--slow", "0.01")  # at least 0.29 s of training after the first save
     deadline = time.monotonic() + 60
     while not (tmp_path / "checkpoint.safetensors").exists():
         assert proc.poll() is None and time.monotonic() < deadline, "the run never wrote a checkpoint"
