@@ -162,7 +162,7 @@ READERS = [
 # --- mutations ----------------------------------------------------------------------------------
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.integers(min_value=-(2**200), max_value=2**200)
-    | st.floats() | st.text(max_size=20),
+    | st.sampled_from([2**63, 2**64, -(2**63) - 1, 2**1100, -(2**1100)]) | st.floats() | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )  # fmt: skip

@@ -219,7 +219,7 @@ class Run:
             state = {**state, **_group(tensors, f"callbacks/{i}/")}
             try:
                 cb.load_state_dict(state)
-            except (KeyError, ValueError, TypeError) as e:
+            except (KeyError, ValueError, TypeError, OverflowError) as e:
                 raise bad(
                     f"callback #{i} ({type(cb).__name__}): {type(e).__name__}: {_short(str(e))}"
                 ) from None
@@ -229,12 +229,12 @@ class Run:
         for key in ("epoch", "batch", "step", "correct"):
             if not _is_int(p.get(key)) or p[key] < 0:
                 raise bad(f"position.{key} must be a non-negative integer, got {_short(p.get(key))}")
-        if not _is_number(p.get("total")) or not math.isfinite(p["total"]):
+        if not _is_finite(p.get("total")):
             raise bad(f"position.total must be a finite number, got {_short(p.get('total'))}")
         if not isinstance(p.get("stopped"), bool):
             raise bad("position.stopped must be true or false")
         logs = p.get("logs")
-        if not isinstance(logs, dict) or not all(_is_number(v) for v in logs.values()):
+        if not isinstance(logs, dict) or not all(map(_is_float, logs.values())):
             raise bad("position.logs must map names to numbers")
         if p["batch"] >= batches or p["correct"] > n:
             raise bad(f"position batch={p['batch']}, correct={p['correct']} is impossible for {n} examples")
@@ -330,6 +330,19 @@ def _is_int(v) -> bool:
 
 def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_finite(v) -> bool:
+    """A number that is a finite float (an integer too large for a float is not)."""
+    try:
+        return _is_number(v) and math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+def _is_float(v) -> bool:
+    """A float (a validation loss may be inf or NaN), or an integer a float can hold."""
+    return isinstance(v, float) or _is_finite(v)
 
 
 def _is_permutation(order: np.ndarray) -> bool:
