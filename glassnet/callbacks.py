@@ -66,10 +66,7 @@ class History(Callback):
 
     def load_state_dict(self, state: dict) -> None:
         epoch, history = state["epoch"], state["history"]
-        _check(
-            isinstance(epoch, list) and all(_number(e) and e == int(e) for e in epoch),
-            "'epoch' must list integers",
-        )
+        _check(isinstance(epoch, list) and all(type(e) is int for e in epoch), "'epoch' must list integers")
         _check(
             isinstance(history, dict)
             and all(isinstance(v, list) and all(map(_number, v)) for v in history.values()),
