@@ -74,9 +74,10 @@ def resume_args(args, given: set[str]) -> argparse.Namespace:
         raise FileFormatError(path, f"expected an object with the keys {', '.join(RUN_OPTIONS)}")
     for key in sorted(given & set(RUN_OPTIONS)):
         if getattr(args, key) != saved[key]:
+            was = "default (the preset's)" if saved[key] is None else repr(saved[key])
             raise ValueError(
                 f"--{key.replace('_', '-')} {getattr(args, key)} differs from the resumed run's "
-                f"{saved[key]!r} ({path}); --resume continues the run as it was configured"
+                f"{was} ({path}); --resume continues the run as it was configured"
             )
     if args.out not in (None, args.resume):
         raise ValueError(f"--out {args.out}: a resumed run writes to its own directory {args.resume}")

@@ -147,7 +147,9 @@ def test_resume_refuses_other_options_and_missing_runs(tmp_path, capsys):
     out = tmp_path / "run"
     assert main([*RUN, "--epochs", "1", "--out", str(out)]) == 0
     assert main(["train", "--resume", str(out), "--lr", "0.5"]) == 2
-    assert "--lr 0.5 differs from the resumed run's None" in capsys.readouterr().err
+    assert "--lr 0.5 differs from the resumed run's default (the preset's)" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--seed", "3"]) == 2
+    assert "--seed 3 differs from the resumed run's 1" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "nope")]) == 2
     assert "nope/config.json: not found" in capsys.readouterr().err
     (out / "config.json").write_text('{"model": "mlp"')
