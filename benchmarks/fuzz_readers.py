@@ -3,6 +3,10 @@
     python benchmarks/fuzz_readers.py                       # 10,000 cases per reader
     python benchmarks/fuzz_readers.py --cases 500 idx model  # fewer cases, some readers
 
+Readers: idx (``read_idx``), model (``load``, ``load_metadata``, ``load_state``), checkpoint
+(``read_checkpoint`` and a restore into a fresh run), npy (``io.load_npy``), run-config (the
+``config.json`` that ``glassnet train --resume`` reads).
+
 Each case starts from a valid file made by glassnet itself (a seed) and mutates it with
 hypothesis: bit flips, truncation, insertions and overwrites, whole random files, header
 edits (the IDX magic number, dimension count and sizes; the safetensors header length) and,
@@ -38,6 +42,7 @@ from hypothesis import strategies as st
 
 import glassnet as gn
 from glassnet.checkpoint import Run, read_checkpoint
+from glassnet.cli import RUN_OPTIONS, build_parser, read_run_config
 from glassnet.data import as_dataset
 from glassnet.datasets import read_idx
 from glassnet.errors import FileFormatError
@@ -143,6 +148,14 @@ def npy_seeds(directory: Path) -> list[bytes]:
     return seeds
 
 
+def run_config_seeds(directory: Path) -> list[bytes]:
+    """``config.json`` of ``glassnet train`` runs, as ``--resume`` reads them."""
+    defaults = vars(build_parser().parse_args(["train"]))
+    base = {k: defaults[k] for k in RUN_OPTIONS}
+    variants = [base, {**base, "model": "cnn", "epochs": 3, "lr": 0.01, "flip": True, "checkpoint_every": 50}]
+    return [json.dumps(v, indent=2).encode() for v in variants]
+
+
 @dataclass
 class Reader:
     name: str
@@ -155,6 +168,7 @@ READERS = [
     Reader("model", read_model, model_seeds),
     Reader("checkpoint", restore_checkpoint, checkpoint_seeds),
     Reader("npy", gn.io.load_npy, npy_seeds),
+    Reader("run-config", read_run_config, run_config_seeds),
 ]
 
 
@@ -250,6 +264,8 @@ def mutated(seeds: list[bytes]):
         raw = draw(st.sampled_from(seeds))
         if kind == "json" and raw[8:9] == b"{":
             return mutate_safetensors(draw, raw)
+        if kind == "json" and raw[:1] == b"{":  # a JSON file
+            return dumps(mutate_json(draw, json.loads(raw))).encode()
         if kind == "gzip":  # a compressed copy of a mutated file, or a mutated compressed file
             return (
                 mutate_bytes(draw, gzip.compress(raw, mtime=0))

@@ -55,23 +55,43 @@ RUN_OPTIONS = ("dataset", "data_dir", "model", "epochs", "batch_size", "lr", "op
                "checkpoint_every")  # fmt: skip
 
 
+def read_run_config(path: str) -> dict:
+    """The options a run directory's ``config.json`` records, checked as the command line
+    checks them (types, choices); anything wrong is a ``FileFormatError`` naming the file."""
+    from .errors import FileFormatError
+
+    with open(path, "rb") as f:  # FileNotFoundError names the path
+        text = f.read(1 << 20)
+    try:
+        saved = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise FileFormatError(path, f"not valid JSON: {str(e)[:200]}") from None
+    if not isinstance(saved, dict) or set(saved) != set(RUN_OPTIONS):
+        raise FileFormatError(path, f"expected an object with the keys {', '.join(RUN_OPTIONS)}")
+    # the parser checks types and choices; a config.json edited by hand must pass the same
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(errors):
+            check = build_parser().parse_args(["train", *to_argv(saved)])
+    except SystemExit:
+        lines = errors.getvalue().strip().splitlines() or ["not accepted by the train options"]
+        raise FileFormatError(path, lines[-1][:300]) from None
+    if any(
+        getattr(check, k) != saved[k] or type(getattr(check, k)) is not type(saved[k]) for k in RUN_OPTIONS
+    ):
+        raise FileFormatError(path, "holds values of the wrong types for the train options")
+    return saved
+
+
 def resume_args(args, given: set[str]) -> argparse.Namespace:
     """The options of the run in ``args.resume`` (its config.json); options given on this
     command line must agree with them, since the resumed run is the same run."""
-    from .errors import FileFormatError
-
     path = os.path.join(args.resume, "config.json")
-    try:
-        with open(path, "rb") as f:
-            saved = json.loads(f.read(1 << 20))
-    except FileNotFoundError:
+    if not os.path.exists(path):
         raise FileNotFoundError(
             f"{path}: not found; --resume takes the --out directory of a glassnet train run"
-        ) from None
-    except (ValueError, RecursionError) as e:
-        raise FileFormatError(path, f"not valid JSON: {e}") from None
-    if not isinstance(saved, dict) or set(saved) != set(RUN_OPTIONS):
-        raise FileFormatError(path, f"expected an object with the keys {', '.join(RUN_OPTIONS)}")
+        )
+    saved = read_run_config(path)
     for key in sorted(given & set(RUN_OPTIONS)):
         if getattr(args, key) != saved[key]:
             was = "default (the preset's)" if saved[key] is None else repr(saved[key])
@@ -81,17 +101,7 @@ def resume_args(args, given: set[str]) -> argparse.Namespace:
             )
     if args.out not in (None, args.resume):
         raise ValueError(f"--out {args.out}: a resumed run writes to its own directory {args.resume}")
-    resumed = argparse.Namespace(**saved, out=args.resume, resume=args.resume)
-    # the parser checks types and choices; a config.json edited by hand must pass the same
-    errors = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(errors):
-            check = build_parser().parse_args(["train", *to_argv(saved)])
-    except SystemExit:
-        raise FileFormatError(path, errors.getvalue().strip().splitlines()[-1]) from None
-    if any(getattr(check, k) != saved[k] for k in RUN_OPTIONS):
-        raise FileFormatError(path, "holds values of the wrong types for the train options")
-    return resumed
+    return argparse.Namespace(**saved, out=args.resume, resume=args.resume)
 
 
 def to_argv(options: dict) -> list[str]:
