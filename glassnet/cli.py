@@ -75,7 +75,7 @@ def read_run_config(path: str) -> dict:
             check = build_parser().parse_args(["train", *to_argv(saved)])
     except SystemExit:
         lines = errors.getvalue().strip().splitlines() or ["not accepted by the train options"]
-        raise FileFormatError(path, lines[-1][:300]) from None
+        raise FileFormatError(path, lines[-1].split(": error: ", 1)[-1][:300]) from None
     if any(
         getattr(check, k) != saved[k] or type(getattr(check, k)) is not type(saved[k]) for k in RUN_OPTIONS
     ):

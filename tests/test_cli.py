@@ -152,6 +152,12 @@ def test_resume_refuses_other_options_and_missing_runs(tmp_path, capsys):
     assert "--seed 3 differs from the resumed run's 1" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "nope")]) == 2
     assert "nope/config.json: not found" in capsys.readouterr().err
+    config = json.loads((out / "config.json").read_text())
+    for key, value, message in [("model", "os.system", "argument --model: invalid choice: 'os.system'"),
+                                ("epochs", "3", "holds values of the wrong types")]:  # fmt: skip
+        (out / "config.json").write_text(json.dumps({**config, key: value}))
+        assert main(["train", "--resume", str(out)]) == 2
+        assert f"config.json: {message}" in capsys.readouterr().err
     (out / "config.json").write_text('{"model": "mlp"')
     assert main(["train", "--resume", str(out)]) == 2
     assert "config.json: not valid JSON" in capsys.readouterr().err
