@@ -32,13 +32,19 @@ import json
 import math
 import os
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import safetensors.numpy
 
+from .callbacks import Callback
+from .data import Dataset
 from .errors import FileFormatError
 from .io import FORMAT, _read, _short, check_format, write_atomic
+from .module import Module
+from .optim import Optimizer
+from .schedules import Schedule
 
 KEY = "glassnet_checkpoint"
 FILENAME = "checkpoint.safetensors"  # the name used inside a run directory
@@ -95,7 +101,18 @@ class Snapshot:
 class Run:
     """The live objects of one ``fit`` call, which a checkpoint saves and restores."""
 
-    def __init__(self, model, optimizer, rng, scheduler, history, callbacks, train, batch_size, shuffle):
+    def __init__(
+        self,
+        model: Module,
+        optimizer: Optimizer,
+        rng: np.random.Generator,
+        scheduler: Schedule | None,
+        history: Callback,
+        callbacks: Sequence[Callback],
+        train: Dataset,
+        batch_size: int,
+        shuffle: bool,
+    ) -> None:
         self.model, self.optimizer, self.rng, self.scheduler = model, optimizer, rng, scheduler
         self.history, self.callbacks = history, list(callbacks)
         self.config = {
