@@ -135,6 +135,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         try:
             return _read_idx(path, stream, None if gz else os.fstat(f.fileno()).st_size)
         except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+            if not gz:  # a real I/O error of a plain file, not a format problem
+                raise
             raise FileFormatError(path, f"corrupt gzip data: {e}") from None
 
 
