@@ -11,10 +11,23 @@ from . import _malloc
 
 _malloc.tune_malloc()
 
-from . import anomaly, data, datasets, diagnostics, functional, init, models, optim, plots, schedules  # noqa: E402
+from . import (  # noqa: E402
+    anomaly,
+    checkpoint,
+    data,
+    datasets,
+    diagnostics,
+    functional,
+    init,
+    models,
+    optim,
+    plots,
+    schedules,
+)
 from .anomaly import AnomalyError, TerminateOnNaN  # noqa: E402
 from .callbacks import Callback, CSVLogger, EarlyStopping, History, ModelCheckpoint, ProgressBar  # noqa: E402
 from .diagnostics import GradientFlow  # noqa: E402
+from .errors import FileFormatError, WriteError  # noqa: E402
 from .gradcheck import check_gradients  # noqa: E402
 from .io import load, load_metadata, save  # noqa: E402
 from .layers import *  # noqa: E402, F403
@@ -46,6 +59,7 @@ __all__ = [
     "EarlyStopping",
     "ElasticNet",
     "GradientFlow",
+    "FileFormatError",
     "HingeLoss",
     "History",
     "HuberLoss",
@@ -62,6 +76,8 @@ __all__ = [
     "TensorBoard",
     "TerminateOnNaN",
     "anomaly",
+    "WriteError",
+    "checkpoint",
     "check_gradients",
     "clip_grad_norm",
     "data",

@@ -4,6 +4,11 @@
 ``callback.train_data`` (a ``Dataset``) before ``on_train_begin``.
 A callback ends training by setting ``self.stop_training = True``. ``on_train_end`` runs
 however training ends (last epoch, early stop, an exception or Ctrl-C).
+
+A callback with state that a resumed run needs (``fit(..., resume_from=...)``) returns it from
+``state_dict()`` as a flat dict of JSON values and NumPy arrays, and takes it back in
+``load_state_dict(state)``, which ``fit`` calls after ``on_train_begin``. ``load_state_dict``
+raises ``ValueError`` for a state it cannot use: it comes from a file.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import math
 import sys
 import time
 
+import numpy as np
+
 
 class Callback:
     stop_training = False
@@ -23,6 +30,21 @@ class Callback:
     def on_batch_end(self, batch: int, logs: dict) -> None: ...
     def on_epoch_end(self, epoch: int, logs: dict) -> None: ...
     def on_train_end(self, logs: dict) -> None: ...
+
+    def state_dict(self) -> dict | None:
+        """The state a resumed run needs; None: this callback has none."""
+        return None
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check(ok: bool, what: str) -> None:
+    if not ok:
+        raise ValueError(what)
 
 
 class History(Callback):
@@ -39,6 +61,20 @@ class History(Callback):
 
     def to_dict(self) -> dict:
         return {"epoch": list(self.epoch), "history": {k: list(v) for k, v in self.history.items()}}
+
+    def state_dict(self) -> dict:
+        return self.to_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        epoch, history = state["epoch"], state["history"]
+        _check(isinstance(epoch, list) and all(type(e) is int for e in epoch), "'epoch' must list integers")
+        _check(
+            isinstance(history, dict)
+            and all(isinstance(v, list) and all(map(_number, v)) for v in history.values()),
+            "'history' must map names to lists of numbers",
+        )
+        self.epoch = [int(e) for e in epoch]
+        self.history = {k: [float(x) for x in v] for k, v in history.items()}
 
     def __repr__(self) -> str:
         last = {k: round(v[-1], 4) for k, v in self.history.items()}
@@ -104,6 +140,36 @@ class EarlyStopping(Callback):
         if self.restore_best and self.best_state is not None:
             self.model.load_state_dict(self.best_state)
 
+    def state_dict(self) -> dict:
+        state = {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                 "stop_training": self.stop_training, "stopped_epoch": self.stopped_epoch}  # fmt: skip
+        for name, array in (self.best_state or {}).items():
+            state[f"best_state/{name}"] = array
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        best, best_epoch, wait = state["best"], state["best_epoch"], state["wait"]
+        _check(best is None or (_number(best) and math.isfinite(best)), "'best' must be a finite number")
+        for key in ("best_epoch", "stopped_epoch"):
+            _check(
+                state[key] is None or (type(state[key]) is int and state[key] >= 0),
+                f"{key!r} must be an epoch",
+            )
+        _check(type(wait) is int and wait >= 0, "'wait' must be a count")
+        _check(isinstance(state["stop_training"], bool), "'stop_training' must be true or false")
+        arrays = {k.removeprefix("best_state/"): v for k, v in state.items() if k.startswith("best_state/")}
+        if arrays or (self.restore_best and best is not None):
+            own = self.model.state_dict()
+            _check(set(arrays) == set(own), f"the best weights must name {sorted(own)}, got {sorted(arrays)}")
+            for name, a in arrays.items():
+                _check(
+                    isinstance(a, np.ndarray) and a.shape == own[name].shape and a.dtype == own[name].dtype,
+                    f"best weight {name!r} must be {own[name].dtype} {own[name].shape}",
+                )
+        self.best, self.best_epoch, self.wait = best, best_epoch, wait
+        self.stop_training, self.stopped_epoch = state["stop_training"], state["stopped_epoch"]
+        self.best_state = {k: a.copy() for k, a in arrays.items()} if arrays else None
+
 
 class ModelCheckpoint(Callback):
     """Save the model with ``gn.save`` (atomically) after each epoch, or only when
@@ -129,6 +195,13 @@ class ModelCheckpoint(Callback):
             self.best = value
         save(self.model, self.path.format(epoch=epoch + 1), metadata={"epoch": epoch + 1, "logs": logs})
 
+    def state_dict(self) -> dict:
+        return {"best": None if self.best is None else float(self.best)}
+
+    def load_state_dict(self, state: dict) -> None:
+        _check(state["best"] is None or _number(state["best"]), "'best' must be a number")
+        self.best = state["best"]
+
 
 class CSVLogger(Callback):
     """Write one CSV row per epoch; the file is rewritten atomically after each epoch, so a
@@ -149,6 +222,18 @@ class CSVLogger(Callback):
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_text(self.path, buf.getvalue())
+
+    def state_dict(self) -> dict:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state: dict) -> None:
+        rows = state["rows"]
+        _check(
+            isinstance(rows, list)
+            and all(isinstance(r, dict) and all(map(_number, r.values())) for r in rows),
+            "'rows' must be a list of objects of numbers",
+        )
+        self.rows = [dict(r) for r in rows]
 
 
 def atomic_write_text(path: str, text: str) -> None:

@@ -1,6 +1,7 @@
 """The ``glassnet`` command line: parses arguments and calls library functions.
 
 glassnet train --dataset fashion-mnist --model mlp --epochs 20 --out runs/mlp
+glassnet train --resume runs/mlp          # go on after a crash, exactly where the run stopped
 glassnet evaluate runs/mlp/model.safetensors --dataset fashion-mnist
 glassnet predict runs/mlp/model.safetensors images.npy --out predictions.npy
 glassnet summary runs/mlp/model.safetensors
@@ -13,6 +14,8 @@ glassnet gradcheck
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
@@ -49,9 +52,93 @@ def make_optimizer(name: str, params, lr: float, momentum: float):
     return classes[name](params, lr=lr)
 
 
+# the train options a run directory's config.json records; --resume reads them back
+RUN_OPTIONS = ("dataset", "data_dir", "model", "epochs", "batch_size", "lr", "optimizer", "momentum", "l2",
+               "val_fraction", "patience", "schedule", "shift", "flip", "seed",
+               "checkpoint_every", "gradient_flow", "tensorboard")  # fmt: skip
+
+
+def read_run_config(path: str) -> dict:
+    """The options a run directory's ``config.json`` records, checked as the command line
+    checks them (types, choices); anything wrong is a ``FileFormatError`` naming the file."""
+    from .errors import FileFormatError
+
+    with open(path, "rb") as f:  # FileNotFoundError names the path
+        text = f.read(1 << 20)
+    try:
+        saved = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise FileFormatError(path, f"not valid JSON: {str(e)[:200]}") from None
+    if not isinstance(saved, dict) or set(saved) != set(RUN_OPTIONS):
+        raise FileFormatError(path, f"expected an object with the keys {', '.join(RUN_OPTIONS)}")
+    # the parser checks types and choices; a config.json edited by hand must pass the same
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(errors):
+            check = build_parser().parse_args(["train", *to_argv(saved)])
+    except SystemExit:
+        lines = errors.getvalue().strip().splitlines() or ["not accepted by the train options"]
+        raise FileFormatError(path, lines[-1].split(": error: ", 1)[-1][:300]) from None
+    if any(
+        getattr(check, k) != saved[k] or type(getattr(check, k)) is not type(saved[k]) for k in RUN_OPTIONS
+    ):
+        raise FileFormatError(path, "holds values of the wrong types for the train options")
+    return saved
+
+
+def resume_args(args, given: set[str]) -> argparse.Namespace:
+    """The options of the run in ``args.resume`` (its config.json); options given on this
+    command line must agree with them, since the resumed run is the same run."""
+    path = os.path.join(args.resume, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{path}: not found; --resume takes the --out directory of a glassnet train run"
+        )
+    saved = read_run_config(path)
+    for key in sorted(given & set(RUN_OPTIONS)):
+        if getattr(args, key) != saved[key]:
+            was = "default (the preset's)" if saved[key] is None else repr(saved[key])
+            raise ValueError(
+                f"--{key.replace('_', '-')} {getattr(args, key)} differs from the resumed run's "
+                f"{was} ({path}); --resume continues the run as it was configured"
+            )
+    if args.out not in (None, args.resume):
+        raise ValueError(f"--out {args.out}: a resumed run writes to its own directory {args.resume}")
+    return argparse.Namespace(**saved, out=args.resume, resume=args.resume)
+
+
+def to_argv(options: dict) -> list[str]:
+    argv = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
 def cmd_train(args) -> int:
     import glassnet as gn
     from glassnet import callbacks, models
+    from glassnet.checkpoint import FILENAME
+    from glassnet.io import write_atomic
+
+    resume_from = None
+    if args.resume:
+        args = resume_args(args, args.given)
+        if os.path.exists(os.path.join(args.out, FILENAME)):
+            resume_from = args.out
+        else:  # killed before its first checkpoint: nothing to resume, so start it again
+            print(f"glassnet: {args.out} has no checkpoint yet; starting the run from the beginning")
+    if args.out is None:
+        args.out = "runs/model"
+    os.makedirs(args.out, exist_ok=True)
+    if resume_from is None:
+        config = {k: getattr(args, k) for k in RUN_OPTIONS}
+        write_atomic(os.path.join(args.out, "config.json"), json.dumps(config, indent=2).encode())
 
     preset = models.PRESETS[args.model]
     epochs = args.epochs if args.epochs is not None else preset.epochs
@@ -71,7 +158,6 @@ def cmd_train(args) -> int:
     in_shape = train.x.shape[1:]
     model = models.build(args.model, rng, in_shape, classes)
     opt = make_optimizer(optimizer, model.parameters(), lr, args.momentum or preset.momentum)
-    os.makedirs(args.out, exist_ok=True)
     cbs = [callbacks.CSVLogger(os.path.join(args.out, "metrics.csv"))]
     flow = gn.GradientFlow() if args.gradient_flow else None
     if flow is not None:
@@ -90,7 +176,8 @@ def cmd_train(args) -> int:
         f"glassnet: training {args.model} on {args.dataset} ({train.n} train, "
         f"{0 if val is None else val.n} validation, {test.n} test examples), {optimizer} lr={lr}, "
         f"batch {batch_size}, up to {epochs} epochs, seed {args.seed}"
-        + (f", {augment!r}" if augment else ""),
+        + (f", {augment!r}" if augment else "")
+        + (f"; resuming from {resume_from}" if resume_from else ""),
         flush=True,
     )
     start = time.perf_counter()
@@ -107,6 +194,9 @@ def cmd_train(args) -> int:
         rng=rng,
         scheduler=scheduler,
         augment=augment,
+        checkpoint=args.out,
+        checkpoint_every=args.checkpoint_every,
+        resume_from=resume_from,
     )
     seconds = time.perf_counter() - start
     result = gn.evaluate(model, preset.loss(), test)
@@ -161,10 +251,7 @@ def cmd_predict(args) -> int:
     import glassnet as gn
 
     model = gn.load(args.model)
-    try:
-        x = np.load(args.input, allow_pickle=False)  # never unpickle: a .npy can hold objects
-    except (ValueError, OSError) as e:
-        raise SystemExit(f"glassnet predict: cannot read {args.input} as a .npy array: {e}") from None
+    x = gn.io.load_npy(args.input)  # never unpickled: a .npy can hold objects
     shape = gn.load_metadata(args.model).get("input_shape")
     if shape is not None and tuple(x.shape[1:]) != tuple(shape):
         if x.ndim >= 1 and x[0].size == np.prod(shape):
@@ -295,7 +382,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--shift", type=int, help="augment: random shifts by up to this many pixels")
     t.add_argument("--flip", action=argparse.BooleanOptionalAction, help="augment: random horizontal flips")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default="runs/model", help="directory for model, history, metrics")
+    t.add_argument("--out", help="directory for model, history, metrics, checkpoint (default runs/model)")
+    t.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="N",
+        help="also checkpoint every N steps (always: after every epoch), to OUT/checkpoint.safetensors",
+    )
+    t.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (its --out) from its last checkpoint"
+    )
     t.add_argument(
         "--gradient-flow",
         action=argparse.BooleanOptionalAction,
@@ -349,10 +445,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "train":  # which options were given, for --resume to check
+        defaults = vars(parser.parse_args(["train"]))
+        args.given = {k for k, v in vars(args).items() if v != defaults.get(k)}
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, ImportError) as e:
+    except (OSError, ValueError, ImportError) as e:
         print(f"glassnet {args.command}: error: {e}", file=sys.stderr)
         return 2
 

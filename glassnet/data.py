@@ -30,11 +30,6 @@ class Dataset(NamedTuple):
         return len(self.x)
 
 
-def _is_real_number(a: np.ndarray) -> bool:
-    """True for integer and float arrays; False for bool, complex, strings and objects."""
-    return a.dtype != np.bool_ and (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating))
-
-
 def _check_finite(a: np.ndarray, what: str) -> None:
     """Raise if a float array holds NaN or inf, saying how many and the first row with one."""
     if not np.issubdtype(a.dtype, np.floating):
@@ -44,7 +39,7 @@ def _check_finite(a: np.ndarray, what: str) -> None:
     # the element-wise search
     with np.errstate(over="ignore", invalid="ignore"):
         total = np.sum(a)
-    if a.size and np.isfinite(total):
+    if a.size == 0 or np.isfinite(total):
         return
     bad = ~np.isfinite(a.reshape(len(a), -1))
     count = int(bad.sum())
@@ -53,32 +48,55 @@ def _check_finite(a: np.ndarray, what: str) -> None:
         raise ValueError(f"{what} contains {count} NaN/inf values (first at row {first})")
 
 
-def check_dataset(x: object, y: object, name: str, dtype: DTypeLike = np.float32) -> Dataset:
-    """Validate ``(x, y)`` and convert it to the library's dtypes.
+def check_inputs(x: object, name: str, dtype: DTypeLike = np.float32) -> np.ndarray:
+    """Validate model inputs ``x`` and cast them to ``dtype``; ``name`` starts every message.
 
-    ``x`` must be a non-empty numeric array; it is cast to ``dtype`` (float32 by default, pass
-    ``np.float64`` to keep double precision) and must then be finite. ``y`` is either a 1-D array
-    of integer class labels, returned as int64, or float targets, cast to ``dtype`` so that a loss
-    does not promote the batch to float64. Every error is a ``ValueError`` whose message starts
-    with ``name`` (e.g. ``"train_data: x has 100 rows but y has 99"``).
+    ``x`` must be a floating-point array (float16, float32 or float64) with at least one
+    dimension, finite after the cast. Integer arrays are refused rather than cast: they are
+    usually raw image bytes in 0..255 that a network should see scaled (``x / 255``), and a
+    silent cast would train on the wrong scale. (PyTorch refuses integer inputs too.)
     """
     try:
         x = np.asarray(x)
+    except ValueError as e:  # ragged nested lists
+        raise ValueError(f"{name}: could not convert x to an array: {e}") from None
+    if x.dtype.kind != "f":
+        hint = (
+            " (scale image bytes to [0, 1] first: x.astype(np.float32) / 255)" if x.dtype.kind in "iu" else ""
+        )
+        raise ValueError(
+            f"{name}: x must be a float array (float16, float32 or float64), got dtype {x.dtype}{hint}"
+        )
+    if x.ndim == 0:
+        raise ValueError(f"{name}: x must have one row per example, got a scalar")
+    # cast first: float64 values beyond float32's range become inf, caught just below
+    with np.errstate(over="ignore"):
+        x = x.astype(dtype, copy=False)
+    _check_finite(x, f"{name}: x")
+    return x
+
+
+def check_dataset(x: object, y: object, name: str, dtype: DTypeLike = np.float32) -> Dataset:
+    """Validate ``(x, y)`` and convert it to the library's dtypes.
+
+    ``x`` must be a non-empty floating-point array (``check_inputs``); it is cast to ``dtype``
+    (float32 by default, pass ``np.float64`` to keep double precision) and must then be finite.
+    ``y`` is either a 1-D array of integer class labels, returned as int64, or float targets, cast
+    to ``dtype`` so that a loss does not promote the batch to float64. Every error is a
+    ``ValueError`` whose message starts with ``name`` (e.g. ``"train_data: x has 100 rows but
+    y has 99"``).
+    """
+    x = check_inputs(x, name, dtype)
+    try:
         y = np.asarray(y)
     except ValueError as e:  # ragged nested lists
-        raise ValueError(f"{name}: could not convert to an array: {e}") from None
-    if not _is_real_number(x):
-        raise ValueError(f"{name}: x must be an integer or float array, got dtype {x.dtype}")
-    if x.ndim == 0 or len(x) == 0:
+        raise ValueError(f"{name}: could not convert y to an array: {e}") from None
+    if len(x) == 0:
         raise ValueError(f"{name}: x must have at least one row, got shape {x.shape}")
     if y.ndim == 0:
         raise ValueError(f"{name}: y must be an array with one entry per row of x, got a scalar")
     if len(x) != len(y):
         raise ValueError(f"{name}: x has {len(x)} rows but y has {len(y)}")
-    # cast first: float64 values beyond float32's range become inf, caught just below
-    with np.errstate(over="ignore"):
-        x = x.astype(dtype, copy=False)
-    _check_finite(x, f"{name}: x")
     if np.issubdtype(y.dtype, np.integer) and y.dtype != np.bool_:
         if y.ndim != 1:
             raise ValueError(f"{name}: integer labels y must be 1-D, got shape {y.shape}")

@@ -22,10 +22,12 @@ import urllib.request
 import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from .data import Dataset, train_val_split
+from .errors import FileFormatError
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
@@ -87,17 +89,33 @@ _IDX_DTYPES = {
 }
 
 
-def _read_maybe_gzip(path: Path) -> bytes:
-    """The file's bytes, decompressed if it starts with the gzip magic bytes 1f 8b."""
-    with open(path, "rb") as f:
-        if f.read(2) != b"\x1f\x8b":
-            f.seek(0)
-            return f.read()
-        f.seek(0)
-        try:
-            return gzip.GzipFile(fileobj=f).read()
-        except (OSError, EOFError, zlib.error) as e:
-            raise ValueError(f"{path}: corrupt gzip data: {e}") from None
+def _open_maybe_gzip(f) -> tuple[BinaryIO, bool]:
+    """A stream of the file's bytes, decompressed if it starts with the gzip magic bytes 1f 8b."""
+    gz = f.read(2) == b"\x1f\x8b"
+    f.seek(0)
+    return (gzip.GzipFile(fileobj=f, mode="rb") if gz else f), gz
+
+
+def _read_exactly(stream: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes, fewer only at the end of the stream; read in chunks, so that a header
+    claiming terabytes costs no more memory than the bytes that are really there."""
+    chunks, left = [], n
+    while left > 0:
+        chunk = stream.read(min(left, _CHUNK))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _count_rest(stream: BinaryIO, limit: int = 1 << 20) -> tuple[int, bool]:
+    """How many bytes are left (reading and dropping them, at most ``limit``); and whether
+    there were more: a gzip bomb is not decompressed to the end just to count it."""
+    count = 0
+    while count <= limit and (chunk := stream.read(_CHUNK)):
+        count += len(chunk)
+    return count, count > limit
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -105,35 +123,67 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
     The format: a magic number ``00 00 <type code> <ndim>``, then ``ndim`` big-endian uint32
     sizes, then the elements in C order, big-endian. The file must hold exactly
-    ``prod(sizes) * itemsize`` payload bytes; anything else is a ``ValueError`` naming the file.
+    ``prod(sizes) * itemsize`` payload bytes; anything else (truncated, trailing bytes, a bad
+    magic number, corrupt gzip data) is a ``FileFormatError`` naming the file. The header is
+    checked before the payload is read, and the payload is read in chunks up to the size the
+    header declares: neither a lying header nor a gzip bomb can make it allocate more memory
+    than the declared array (and for a raw file, than the file itself).
     """
     path = Path(path)
-    data = _read_maybe_gzip(path)
-    if len(data) < 4:
-        raise ValueError(f"{path}: not an IDX file: {len(data)} bytes, need at least 4")
-    zero0, zero1, code, ndim = data[:4]
+    with open(path, "rb") as f:  # FileNotFoundError and PermissionError name the path
+        stream, gz = _open_maybe_gzip(f)
+        try:
+            return _read_idx(path, stream, None if gz else os.fstat(f.fileno()).st_size)
+        except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+            if not gz:  # a real I/O error of a plain file, not a format problem
+                raise
+            raise FileFormatError(path, f"corrupt gzip data: {e}") from None
+
+
+def _read_idx(path: Path, stream: BinaryIO, size: int | None) -> np.ndarray:
+    magic = _read_exactly(stream, 4)
+    if len(magic) < 4:
+        raise FileFormatError(path, f"not an IDX file: {len(magic)} bytes, need at least 4")
+    zero0, zero1, code, ndim = magic
     if zero0 or zero1:
-        raise ValueError(f"{path}: bad IDX magic number {data[:4].hex()}, expected 0000<tt><nd>")
+        raise FileFormatError(path, f"bad IDX magic number {magic.hex()}, expected 0000<tt><nd>")
     if code not in _IDX_DTYPES:
         known = ", ".join(f"0x{c:02X}" for c in _IDX_DTYPES)
-        raise ValueError(f"{path}: unknown IDX type code 0x{code:02X}, expected one of {known}")
+        raise FileFormatError(path, f"unknown IDX type code 0x{code:02X}, expected one of {known}")
     header = 4 + 4 * ndim
-    if len(data) < header:
-        raise ValueError(
-            f"{path}: truncated IDX header: {ndim} dimensions need {header} bytes, found {len(data)}"
+    sizes = _read_exactly(stream, 4 * ndim)
+    if len(sizes) < 4 * ndim:
+        raise FileFormatError(
+            path, f"truncated IDX header: {ndim} dimensions need {header} bytes, found {4 + len(sizes)}"
         )
-    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
+    shape = tuple(int(d) for d in np.frombuffer(sizes, ">u4"))
     dtype = _IDX_DTYPES[code]
-    expected, found = math.prod(shape) * dtype.itemsize, len(data) - header
-    if found != expected:
+    expected = math.prod(shape) * dtype.itemsize
+    if size is not None and size - header != expected:  # a raw file: its size is known up front
+        found = size - header
         problem = "truncated" if found < expected else f"{found - expected} trailing bytes"
-        raise ValueError(
-            f"{path}: IDX payload for shape {shape} of {dtype.name} should be {expected} bytes, "
-            f"found {found} ({problem})"
+        raise FileFormatError(
+            path,
+            f"IDX payload for shape {shape} of {dtype.name} should be {expected} bytes, "
+            f"found {found} ({problem})",
         )
-    payload = np.frombuffer(data, dtype, count=math.prod(shape), offset=header)
+    data = _read_exactly(stream, expected)
+    if len(data) < expected:
+        raise FileFormatError(
+            path,
+            f"IDX payload for shape {shape} of {dtype.name} should be {expected} bytes, "
+            f"found {len(data)} (truncated)",
+        )
+    extra, more = _count_rest(stream)
+    if extra:
+        over = "more than " if more else ""
+        raise FileFormatError(
+            path,
+            f"IDX payload for shape {shape} of {dtype.name} should be {expected} bytes, found "
+            f"{over}{expected + extra} ({over}{extra} trailing bytes)",
+        )
     # astype copies: the result is writable and native-endian
-    return payload.astype(dtype.newbyteorder("=")).reshape(shape)
+    return np.frombuffer(data, dtype).astype(dtype.newbyteorder("=")).reshape(shape)
 
 
 def md5(path: str | os.PathLike) -> str:
@@ -177,9 +227,10 @@ def _find(filename: str, expected_md5: str, dirs: Iterable[Path]) -> Path | None
             actual = md5(gz)
             if actual != expected_md5:
                 # an error, not a skip: silently using another copy would hide a broken one
-                raise ValueError(
-                    f"{gz}: md5 is {actual}, expected {expected_md5}; the file is corrupt or "
-                    "a different version: replace or delete it"
+                raise FileFormatError(
+                    gz,
+                    f"md5 is {actual}, expected {expected_md5}; the file is corrupt or "
+                    "a different version: replace or delete it",
                 )
             return gz
         raw = d / filename.removesuffix(".gz")
@@ -264,18 +315,18 @@ def _images_and_labels(images_path: Path, labels_path: Path, flatten: bool) -> D
     """Read an IDX image/label pair into float32 pixels in [0, 1] and int64 labels."""
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise ValueError(
-            f"{images_path}: expected uint8 images of shape (N, rows, cols), "
-            f"got {images.dtype} of shape {images.shape}"
+        raise FileFormatError(
+            images_path,
+            f"expected uint8 images of shape (N, rows, cols), got {images.dtype} of shape {images.shape}",
         )
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(
-            f"{labels_path}: expected 1-D integer labels, got {labels.dtype} of shape {labels.shape}"
+        raise FileFormatError(
+            labels_path, f"expected 1-D integer labels, got {labels.dtype} of shape {labels.shape}"
         )
     if len(labels) != len(images):
-        raise ValueError(f"{labels_path}: {len(labels)} labels for {len(images)} images")
+        raise FileFormatError(labels_path, f"{len(labels)} labels for {len(images)} images in {images_path}")
     if len(labels) and (labels.min() < 0 or labels.max() > 9):
-        raise ValueError(f"{labels_path}: labels should be in 0..9, found {labels.min()}..{labels.max()}")
+        raise FileFormatError(labels_path, f"labels should be in 0..9, found {labels.min()}..{labels.max()}")
     x = images.astype(np.float32)
     x /= 255.0  # a true division, so 255 maps to exactly 1.0
     n, rows, cols = images.shape

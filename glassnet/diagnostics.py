@@ -352,6 +352,16 @@ class GradientFlow(Callback):
     def to_dict(self) -> dict:
         return {"probe_size": len(self.x) if hasattr(self, "x") else 0, "history": self.history}
 
+    def state_dict(self) -> dict:
+        """The measurements so far, so that a resumed run's gradient_flow.json is whole."""
+        return {"history": self.history}
+
+    def load_state_dict(self, state: dict) -> None:
+        history = state["history"]
+        if not (isinstance(history, list) and all(isinstance(h, dict) and "layers" in h for h in history)):
+            raise ValueError("'history' must be a list of measurements (objects with 'layers')")
+        self.history = history
+
 
 # --- summary -------------------------------------------------------------------------------------
 def summary(model: Module, input_shape: tuple[int, ...] | None = None, batch_size: int = 32) -> str:

@@ -18,8 +18,9 @@ internet would be running a program from the internet. Here the weights are plai
 declared dtype and shape, and the architecture is data: each ``"type"`` is looked up in an
 explicit allow-list (the classes of ``glassnet.layers.__all__`` plus ``Sequential``) and
 called with its JSON ``config`` as keyword arguments. Nothing is imported, evaluated or looked
-up by attribute from a name found in the file. A broken or hostile file raises ``ValueError``
-naming the file and what is wrong with it.
+up by attribute from a name found in the file. A broken or hostile file raises
+``FileFormatError`` (a ``ValueError``) naming the file and what is wrong with it; a write that
+fails raises ``WriteError`` (an ``OSError``) and leaves the file that was there untouched.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import contextlib
 import inspect
 import io
 import json
+import math
 import os
 import tempfile
 
@@ -35,13 +37,15 @@ import numpy as np
 import safetensors.numpy
 from safetensors import safe_open
 
+from .errors import FileFormatError, WriteError
 from .module import Module, Sequential
 
 FORMAT = "1"
 MAX_DEPTH = 64  # nesting deeper than this in an architecture is hostile or broken
+MAX_HEADER = 100_000_000  # bytes of JSON header; the safetensors library's own limit
 _KEYS = {"type", "config", "children"}
 # A malformed file is a bad value, not a caller's type error: wrong JSON types in the file
-# raise ValueError like every other defect of it.
+# raise FileFormatError (a ValueError) like every other defect of it.
 
 
 # --- saving -----------------------------------------------------------------------------------
@@ -92,8 +96,20 @@ def _describe(module: Module, allowed: dict[str, type], depth: int = 0) -> dict:
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync, rename over ``path``: a
-    reader sees the old file or the new one, never half of one."""
+    reader sees the old file or the new one, never half of one.
+
+    A failure (disk full, permission denied, an I/O error) removes the temporary file, leaves
+    ``path`` as it was, and raises ``WriteError`` (an ``OSError`` with the same ``errno``)
+    naming ``path`` and the cause.
+    """
     path = os.fspath(path)
+    try:
+        _write_atomic(path, data)
+    except OSError as e:
+        raise WriteError(path, e) from e
+
+
+def _write_atomic(path: str, data: bytes) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     # keep an existing file's permissions; NamedTemporaryFile would leave 0600
     mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else _default_mode()
@@ -163,18 +179,14 @@ def load(path: str | os.PathLike) -> Module:
     path = os.fspath(path)
     metadata, tensors = _read(path, tensors=True)
     if "glassnet_architecture" not in metadata:
-        raise ValueError(f"{path}: not a glassnet model file (no 'glassnet_architecture' in its metadata)")
-    if metadata.get("glassnet_format") != FORMAT:
-        raise ValueError(
-            f"{path}: unsupported glassnet_format {metadata.get('glassnet_format')!r} "
-            f"(this version reads {FORMAT!r})"
-        )
+        raise FileFormatError(path, "not a glassnet model file (no 'glassnet_architecture' in its metadata)")
+    check_format(path, metadata)
     arch = _parse_json(path, metadata["glassnet_architecture"], "glassnet_architecture")
     model = _build(path, arch, _allowed(), tensors, np.random.default_rng(0))
     try:
         model.load_state_dict(tensors)
     except (KeyError, ValueError) as e:
-        raise ValueError(f"{path}: {e.args[0] if e.args else e}") from None
+        raise FileFormatError(path, str(e.args[0] if e.args else e)) from None
     return model
 
 
@@ -186,7 +198,7 @@ def load_metadata(path: str | os.PathLike) -> dict:
         return {}
     user = _parse_json(path, metadata["glassnet_user"], "glassnet_user")
     if not isinstance(user, dict):
-        raise ValueError(f"{path}: glassnet_user metadata is a {type(user).__name__}, not a dict")
+        raise FileFormatError(path, f"glassnet_user metadata is a {type(user).__name__}, not a dict")
     return user
 
 
@@ -196,8 +208,47 @@ def load_state(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return _read(path, tensors=True)[1]
 
 
+def load_npy(path: str | os.PathLike) -> np.ndarray:
+    """The array in a ``.npy`` file, never unpickled.
+
+    The header is checked before any data is read: an object dtype (which only pickle can
+    read), a shape whose size does not match the file, or anything that is not a ``.npy``
+    file is a ``FileFormatError`` naming the file.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as f:  # FileNotFoundError names the path
+        size = os.fstat(f.fileno()).st_size
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = {
+                (1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0,
+            }
+            if version not in read_header:
+                raise ValueError(f"unsupported .npy format version {version}")
+            shape, _, dtype = read_header[version](f, max_header_size=10_000)
+        except Exception as e:  # NumPy's header parser raises many types (TokenError, ...)
+            raise FileFormatError(path, f"not a .npy file: {type(e).__name__}: {_short(str(e))}") from None
+        if dtype.hasobject:
+            raise FileFormatError(
+                path, f"holds Python objects ({dtype}), which only pickle could read: refused"
+            )
+        expected, found = math.prod(shape) * dtype.itemsize, size - f.tell()
+        if found != expected:
+            raise FileFormatError(
+                path,
+                f"a .npy array of shape {shape} and dtype {dtype} needs {expected} bytes of data, "
+                f"found {found}",
+            )
+        f.seek(0)
+        try:
+            return np.load(f, allow_pickle=False)
+        except (ValueError, EOFError) as e:
+            raise FileFormatError(path, f"not a valid .npy file: {_short(str(e))}") from None
+
+
 def _read(path: str, tensors: bool) -> tuple[dict[str, str], dict[str, np.ndarray]]:
-    """The header metadata and (if asked) the tensors, or a ValueError naming the file."""
+    """The header metadata and (if asked) the tensors, or a FileFormatError naming the file."""
     _check_header(path)
     try:
         with safe_open(path, framework="numpy") as f:
@@ -207,7 +258,7 @@ def _read(path: str, tensors: bool) -> tuple[dict[str, str], dict[str, np.ndarra
     except (OSError, MemoryError):
         raise
     except Exception as e:  # SafetensorError, and KeyError for a dtype NumPy lacks (BF16)
-        raise ValueError(f"{path}: not a valid safetensors file: {e}") from e
+        raise FileFormatError(path, f"not a valid safetensors file: {_short(str(e), 500)}") from e
     return metadata, arrays
 
 
@@ -217,22 +268,35 @@ def _check_header(path: str) -> None:
         size = os.fstat(f.fileno()).st_size
         prefix = f.read(9)
     if size < 8:
-        raise ValueError(f"{path}: not a safetensors file (only {size} bytes)")
+        raise FileFormatError(path, f"not a safetensors file (only {size} bytes)")
     n = int.from_bytes(prefix[:8], "little")
     if n > size - 8:
-        raise ValueError(
-            f"{path}: not a safetensors file, or truncated: its header length {n} is larger "
-            f"than the file ({size} bytes)"
+        raise FileFormatError(
+            path,
+            f"not a safetensors file, or truncated: its header length {n} is larger "
+            f"than the file ({size} bytes)",
         )
+    if n > MAX_HEADER:
+        raise FileFormatError(path, f"safetensors header of {n} bytes, more than the {MAX_HEADER} allowed")
     if prefix[8:9] != b"{":
-        raise ValueError(f"{path}: not a safetensors file (its header is not a JSON object)")
+        raise FileFormatError(path, "not a safetensors file (its header is not a JSON object)")
+
+
+def check_format(path: str, metadata: dict[str, str]) -> None:
+    """Refuse a glassnet file written by a format version this one cannot read."""
+    if metadata.get("glassnet_format") != FORMAT:
+        raise FileFormatError(
+            path,
+            f"unsupported glassnet_format {_short(metadata.get('glassnet_format'))} "
+            f"(this version reads {FORMAT!r})",
+        )
 
 
 def _parse_json(path: str, text: str, key: str):
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as e:
-        raise ValueError(f"{path}: {key} metadata is not valid JSON: {e}") from None
+        raise FileFormatError(path, f"{key} metadata is not valid JSON: {_short(str(e))}") from None
 
 
 def _allowed() -> dict[str, type]:
@@ -257,25 +321,27 @@ def _build(
     depth: int = 0,
 ) -> Module:
     """Construct the module tree ``node`` describes; ``prefix`` is its state_dict prefix."""
-    where = f"{path}: architecture node {prefix.rstrip('.') or '<root>'}"
+    where = f"architecture node {prefix.rstrip('.') or '<root>'}"
     if depth > MAX_DEPTH:
-        raise ValueError(f"{path}: architecture nested deeper than {MAX_DEPTH} levels")
+        raise FileFormatError(path, f"architecture nested deeper than {MAX_DEPTH} levels")
     if not isinstance(node, dict) or not {"type", "config"} <= set(node) <= _KEYS:
-        raise ValueError(f"{where} must be an object with keys 'type', 'config', 'children'")
+        raise FileFormatError(path, f"{where} must be an object with keys 'type', 'config', 'children'")
     kind, config, children = node["type"], node["config"], node.get("children", [])
     if not isinstance(kind, str):
-        raise ValueError(f"{where}: 'type' is not a string: {_short(kind)}")
+        raise FileFormatError(path, f"{where}: 'type' is not a string: {_short(kind)}")
     cls = allowed.get(kind)  # a plain dict lookup: nothing is imported or evaluated
     if cls is None:
-        raise ValueError(f"{path}: unknown layer type {_short(kind)} (allowed: {', '.join(sorted(allowed))})")
+        raise FileFormatError(
+            path, f"unknown layer type {_short(kind)} (allowed: {', '.join(sorted(allowed))})"
+        )
     if not isinstance(config, dict):
-        raise ValueError(f"{where}: 'config' of {kind} must be an object")
+        raise FileFormatError(path, f"{where}: 'config' of {kind} must be an object")
     if not isinstance(children, list):
-        raise ValueError(f"{where}: 'children' of {kind} must be a list")
+        raise FileFormatError(path, f"{where}: 'children' of {kind} must be a list")
 
     if cls is Sequential:
         if config:
-            raise ValueError(f"{where}: Sequential takes no config, got {_short(config)}")
+            raise FileFormatError(path, f"{where}: Sequential takes no config, got {_short(config)}")
         return Sequential(
             *(
                 _build(path, c, allowed, tensors, rng, f"{prefix}{i}.", depth + 1)
@@ -288,30 +354,30 @@ def _build(
     if "rng" in accepts:  # the weights are overwritten below; only dropout keeps this one
         kwargs["rng"] = rng
     if "dtype" in accepts:
-        dtype = _stored_dtype(where, kind, tensors, prefix)
+        dtype = _stored_dtype(path, where, kind, tensors, prefix)
         if dtype is not None:
             kwargs["dtype"] = dtype
         if "dtype" in kwargs and not _is_float_dtype(kwargs["dtype"]):
-            raise ValueError(f"{where}: {kind} dtype must be a float type")
+            raise FileFormatError(path, f"{where}: {kind} dtype must be a float type")
     try:
         module = cls(**kwargs)
     except Exception as e:  # TypeError for a bogus kwarg, ValueError for a bad value, ...
-        raise ValueError(
-            f"{path}: cannot build layer {kind} from config {_short(config)}: "
-            f"{type(e).__name__}: {str(e)[:500]}"
+        raise FileFormatError(
+            path,
+            f"cannot build layer {kind} from config {_short(config)}: {type(e).__name__}: {str(e)[:500]}",
         ) from e
     # a layer that builds its own children must build the ones the file describes
     if _type_tree(module) != _type_tree_of_node(node, depth):
-        raise ValueError(f"{where}: the {kind} built from its config has other children")
+        raise FileFormatError(path, f"{where}: the {kind} built from its config has other children")
     return module
 
 
-def _stored_dtype(where: str, kind: str, tensors: dict[str, np.ndarray], prefix: str):
+def _stored_dtype(path: str, where: str, kind: str, tensors: dict[str, np.ndarray], prefix: str):
     """The one floating dtype of the tensors under ``prefix`` (None if it has none)."""
     dtypes = {a.dtype for name, a in tensors.items() if name.startswith(prefix)}
     floats = {d for d in dtypes if d.kind == "f"}
     if len(floats) > 1:
-        raise ValueError(f"{where}: {kind} tensors mix dtypes {sorted(map(str, floats))}")
+        raise FileFormatError(path, f"{where}: {kind} tensors mix dtypes {sorted(map(str, floats))}")
     return floats.pop() if floats else None
 
 

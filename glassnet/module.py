@@ -18,6 +18,36 @@ class ShapeError(ValueError):
     """An input of the wrong shape or dtype for a layer or loss; the message names which."""
 
 
+def check_arg(owner: str, name: str, value, ok, expected: str, kind: type | None = float):
+    """Return ``value`` if it is a ``kind`` (int: an integer; float: any real number; None:
+    anything) and ``ok(value)`` holds; else raise ``ValueError("<owner>: <name> must be
+    <expected>, got <value>")``. Write ``ok`` as what is valid (``lambda v: v >= 0``), so
+    that NaN, for which every comparison is false, is refused too."""
+    integer = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    real = integer or isinstance(value, (float, np.floating))
+    valid = integer if kind is int else real if kind is float else True
+    if valid:
+        try:
+            valid = bool(ok(value))
+        except (TypeError, ValueError):
+            valid = False
+    if not valid:
+        raise ValueError(f"{owner}: {name} must be {expected}, got {value!r}")
+    return value
+
+
+def float_dtype(dtype, owner: str) -> np.dtype:
+    """``dtype`` as a NumPy dtype, if it is float32 or float64 (the two glassnet computes in:
+    float16 lacks the range and precision for training, and NumPy computes it slowly)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"{owner}: dtype must be float32 or float64, got {dtype!r}")
+    return dt
+
+
 class Param:
     """A trainable array and its gradient, of the same shape and dtype.
 
@@ -160,6 +190,7 @@ class Module:
         Gradients are reset to zero. Create optimizers after converting: their state arrays
         keep the dtype they were made with.
         """
+        dtype = float_dtype(dtype, f"{type(self).__name__}.to")
         for p in self.params:
             p.data = p.data.astype(dtype)
             p.grad = np.zeros_like(p.data)

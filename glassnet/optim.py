@@ -25,7 +25,14 @@ import operator
 
 import numpy as np
 
-from .module import Param
+from .module import Param, check_arg
+
+
+def _nonneg(owner: str, **values) -> None:
+    """Each of ``values`` must be a finite number >= 0 (learning rates, decays, eps, momenta)."""
+    for name, value in values.items():
+        check_arg(owner, name, value, lambda v: 0 <= v < math.inf, "a finite number >= 0")
+
 
 _DATA, _GRAD = operator.attrgetter("data"), operator.attrgetter("grad")
 
@@ -106,8 +113,7 @@ class Optimizer:
                     f"{name}: all parameters must share one dtype; {p.name} is {p.data.dtype}, the first "
                     f"is {dtype} (convert the model with model.to(dtype) first)"
                 )
-        if lr < 0:
-            raise ValueError(f"{name}: lr must be >= 0, got {lr}")
+        _nonneg(name, lr=lr)
         self.lr = float(lr)
         self.t = 0  # steps taken
         flat = flatten_params(self.params)
@@ -187,8 +193,13 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False) -> None:  # fmt: skip
+        _nonneg("SGD", momentum=momentum, weight_decay=weight_decay)
+        check_arg("SGD", "dampening", dampening, lambda v: 0 <= v <= 1, "in [0, 1]")
         if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("SGD: nesterov needs momentum > 0 and dampening = 0")
+            raise ValueError(
+                f"SGD: nesterov needs momentum > 0 and dampening = 0, "
+                f"got momentum={momentum}, dampening={dampening}"
+            )
         self.momentum, self.dampening = float(momentum), float(dampening)
         self.weight_decay, self.nesterov = float(weight_decay), nesterov
         self.state_names = ("buf",) if momentum else ()
@@ -222,6 +233,8 @@ class RMSprop(Optimizer):
     def __init__(self, params, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0,
                  centered: bool = False) -> None:  # fmt: skip
+        check_arg("RMSprop", "alpha", alpha, lambda v: 0 <= v <= 1, "in [0, 1]")
+        _nonneg("RMSprop", eps=eps, weight_decay=weight_decay, momentum=momentum)
         self.alpha, self.eps, self.weight_decay = float(alpha), float(eps), float(weight_decay)
         self.momentum, self.centered = float(momentum), centered
         self.state_names = ("square_avg",) + ("grad_avg",) * centered + ("buf",) * bool(momentum)
@@ -262,6 +275,8 @@ class Adagrad(Optimizer):
 
     def __init__(self, params, lr: float = 0.01, lr_decay: float = 0.0, weight_decay: float = 0.0,
                  initial_accumulator_value: float = 0.0, eps: float = 1e-10) -> None:  # fmt: skip
+        _nonneg("Adagrad", lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
+                initial_accumulator_value=initial_accumulator_value)  # fmt: skip
         self.lr_decay, self.weight_decay, self.eps = float(lr_decay), float(weight_decay), float(eps)
         self.initial_accumulator_value = float(initial_accumulator_value)
         super().__init__(params, lr)
@@ -289,9 +304,11 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:  # fmt: skip
+        name = type(self).__name__
+        check_arg(name, "betas", betas, lambda b: len(b) == 2 and all(0 <= v < 1 for v in b),
+                  "a pair of numbers in [0, 1)", None)  # fmt: skip
+        _nonneg(name, eps=eps, weight_decay=weight_decay)
         self.beta1, self.beta2 = float(betas[0]), float(betas[1])
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
         self.eps, self.weight_decay, self.amsgrad = float(eps), float(weight_decay), amsgrad
         self.state_names = ("m", "v") + ("vmax",) * amsgrad
         super().__init__(params, lr)

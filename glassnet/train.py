@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import math
+import os
 from contextlib import contextmanager
 
 import numpy as np
 
 from .anomaly import AnomalyError, TerminateOnNaN, checked_step
 from .callbacks import Callback, History, ProgressBar
-from .data import Dataset, as_dataset, batch_slices
+from .checkpoint import Position, Run, checkpoint_path, read_checkpoint, remove_temporaries
+from .data import Dataset, as_dataset, batch_slices, check_inputs
 from .losses import BCEWithLogitsLoss, HingeLoss, Loss
-from .module import Module
+from .module import Module, ShapeError, check_arg
 from .optim import Optimizer, clip_grad_norm
 
 
@@ -56,11 +58,22 @@ def _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm) -> tuple[floa
     return loss, pred
 
 
-def _probe(model: Module, ds: Dataset, name: str) -> np.ndarray:
-    """Run one example forward before any training (a shape error shows at once) and check
-    that integer labels fit the model's outputs; returns that output."""
+def _forward(model: Module, x: np.ndarray, name: str) -> np.ndarray:
+    """``model.forward(x)``, a shape error naming the argument ``x`` came from."""
+    try:
+        return model.forward(x)
+    except ShapeError as e:
+        raise ShapeError(
+            f"{name}: x has examples of shape {x.shape[1:]}, which the model cannot take: {e}"
+        ) from None
+
+
+def _probe(model: Module, ds: Dataset, name: str, loss_fn: Loss) -> np.ndarray:
+    """Run one example forward and through the loss before any work is done (a shape error
+    shows at once, naming the argument), and check that integer labels fit the model's
+    outputs; returns that output."""
     with evaluating(model):
-        out = model.forward(ds.x[:1])
+        out = _forward(model, ds.x[:1], name)
     if ds.y.ndim == 1 and ds.y.dtype.kind in "iu" and out.ndim == 2 and out.shape[1] > 1:
         low, high, classes = int(ds.y.min()), int(ds.y.max()), out.shape[1]
         if low < 0 or high >= classes:
@@ -68,6 +81,13 @@ def _probe(model: Module, ds: Dataset, name: str) -> np.ndarray:
                 f"{name}: label {low if low < 0 else high} out of range for the model's "
                 f"{classes} outputs (0..{classes - 1})"
             )
+    try:
+        loss_fn.forward(out, ds.y[:1])
+    except ValueError as e:  # ShapeError is one
+        raise type(e)(
+            f"{name}: the loss cannot take the model's output (shape {out.shape[1:]} per example) with "
+            f"targets y of shape {ds.y.shape[1:]} per example and dtype {ds.y.dtype}: {e}"
+        ) from None
     return out
 
 
@@ -102,6 +122,9 @@ def fit(
     augment=None,
     verbose: bool = True,
     detect_anomaly: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume_from: str | os.PathLike | None = None,
 ) -> History:
     """Train ``model`` for ``epochs`` passes over ``train_data`` (an ``(x, y)`` pair).
 
@@ -109,51 +132,83 @@ def fit(
     ``gn.data.Augment(shift=2, flip=True)``, applied to training batches only) and every
     stochastic layer (``model.set_rng(rng)``), so a run is reproducible from one seed.
     Returns a ``History`` of per-epoch ``loss``, ``accuracy`` and, with ``val_data``,
-    ``val_loss`` and ``val_accuracy``.
+    ``val_loss`` and ``val_accuracy``. A ``batch_size`` larger than the data set means one
+    batch of all of it per epoch (as Keras).
 
     ``detect_anomaly=True`` (or a ``TerminateOnNaN`` callback) checks every value of every
     step and raises ``gn.anomaly.AnomalyError`` at the first NaN/inf, naming the layer, the
     phase, the batch's example indices and the shapes (slower; off, it costs nothing).
+
+    ``checkpoint`` (a file, or a directory to hold ``checkpoint.safetensors``) is written
+    atomically after every epoch and, with ``checkpoint_every=N``, after every N steps; it
+    holds all a run needs to go on (see ``glassnet.checkpoint``). ``resume_from`` continues
+    the run a checkpoint was written by: call ``fit`` with the same model architecture,
+    optimizer and schedule types, data, ``batch_size``, ``shuffle`` and callbacks (the
+    checkpoint restores their state, the weights and the generator's state), and the run
+    ends with the same weights, bit for bit, as if it had never stopped. ``epochs`` is the
+    total, counted from the run's start.
     """
-    if epochs < 0 or batch_size < 1:
-        raise ValueError(f"fit: epochs must be >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
+    _check_count("epochs", epochs, 0)
+    _check_count("batch_size", batch_size, 1)
+    if clip_norm is not None:
+        check_arg("fit", "clip_norm", clip_norm, lambda v: 0 < v < math.inf, "a number > 0 or None")
+    if checkpoint_every is not None:
+        _check_count("checkpoint_every", checkpoint_every, 1)
+        if checkpoint is None:
+            raise ValueError("fit: checkpoint_every needs checkpoint= (where to write)")
     dtype = model_dtype(model)
     train = as_dataset(train_data, "train_data", dtype)
     val = as_dataset(val_data, "val_data", dtype) if val_data is not None else None
-    count = _counter(loss_fn, _probe(model, train, "train_data"), train.y[:1])
+    count = _counter(loss_fn, _probe(model, train, "train_data", loss_fn), train.y[:1])
     if val is not None:
-        _probe(model, val, "val_data")
+        _probe(model, val, "val_data", loss_fn)
     rng = rng if rng is not None else np.random.default_rng()
     model.set_rng(rng)
     history = History()
     slices = batch_slices(train.n, batch_size)
     cbs: list[Callback] = [history, *(callbacks or [])]
+    run = None
+    if checkpoint is not None or resume_from is not None:
+        run = Run(model, optimizer, rng, scheduler, history, callbacks or [], train, batch_size, shuffle)
+        if checkpoint is not None:
+            checkpoint = checkpoint_path(checkpoint)
+            remove_temporaries(checkpoint)  # left by a write that a crash cut short
+    # read (and check) the checkpoint before anything starts: a bad file fails at once
+    snapshot = None if resume_from is None else read_checkpoint(resume_from)
+    every = checkpoint_every or 0
     if verbose:
         cbs.append(ProgressBar(epochs, len(slices)))
     for cb in cbs:
         cb.model, cb.optimizer, cb.loss_fn, cb.train_data = model, optimizer, loss_fn, train
     checked = detect_anomaly or any(isinstance(cb, TerminateOnNaN) for cb in cbs)
-    step = checked_step if checked else _step
+    step_fn = checked_step if checked else _step
     batch_cbs = [cb for cb in cbs if type(cb).on_batch_end is not Callback.on_batch_end]
     logs: dict = {}
     try:
         for cb in cbs:
             cb.on_train_begin(logs)
-        for epoch in range(epochs):
+        # restored after on_train_begin, which resets the callbacks
+        start = Position() if snapshot is None else run.restore(snapshot)
+        step, logs = start.step, start.logs
+        for epoch in range(start.epoch, start.epoch if start.stopped else epochs):
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
             model.train()
-            # gather each batch by index: a whole-epoch shuffled copy would be a fresh
-            # 190 MB allocation per epoch for Fashion-MNIST, page-faulted in every time
-            order = rng.permutation(train.n) if shuffle else None
-            total, correct = 0.0, 0
-            for b, sl in enumerate(slices):
+            if epoch == start.epoch and start.batch:  # a resumed epoch goes on in its own order
+                order, total, correct, first = start.order, start.total, start.correct, start.batch
+            else:
+                # gather each batch by index: a whole-epoch shuffled copy would be a fresh
+                # 190 MB allocation per epoch for Fashion-MNIST, page-faulted in every time
+                order = rng.permutation(train.n) if shuffle else None
+                total, correct, first = 0.0, 0, 0
+            for b in range(first, len(slices)):
+                sl = slices[b]
                 idx = sl if order is None else order[sl]
                 xb, yb = train.x[idx], train.y[idx]
                 if augment is not None:
                     xb = augment(xb, rng)
                 try:
-                    loss, pred = step(model, loss_fn, optimizer, xb, yb, regularizer, clip_norm)
+                    loss, pred = step_fn(model, loss_fn, optimizer, xb, yb, regularizer, clip_norm)
                 except AnomalyError as e:
                     raise e.at(epoch, b, idx, xb.shape) from None
                 except FloatingPointError as e:
@@ -167,6 +222,9 @@ def fit(
                     correct += count(pred, yb)
                 for cb in batch_cbs:
                     cb.on_batch_end(b, {"loss": loss})
+                step += 1
+                if every and step % every == 0 and b + 1 < len(slices):  # the epoch's end saves anyway
+                    run.save(checkpoint, Position(epoch, b + 1, step, total, correct, order, logs))
             logs = {"loss": total / train.n}
             if count is not None:
                 logs["accuracy"] = correct / train.n
@@ -177,12 +235,19 @@ def fit(
                 scheduler.step()
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
-            if any(cb.stop_training for cb in cbs):
+            stopped = any(cb.stop_training for cb in cbs)
+            if checkpoint is not None:
+                run.save(checkpoint, Position(epoch + 1, 0, step, logs=logs, stopped=stopped))
+            if stopped:
                 break
     finally:
         for cb in cbs:
             cb.on_train_end(logs)
     return history
+
+
+def _check_count(name: str, value, low: int, owner: str = "fit") -> None:
+    check_arg(owner, name, value, lambda v: v >= low, f"an integer >= {low}", int)
 
 
 @contextmanager
@@ -199,7 +264,9 @@ def evaluating(model: Module):
 
 def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000) -> dict[str, float]:
     """Mean loss (and accuracy, for classification) over ``data`` in eval mode."""
+    _check_count("batch_size", batch_size, 1, "evaluate")
     ds = as_dataset(data, "data", model_dtype(model))
+    _probe(model, ds, "data", loss_fn)
     total, correct, count = 0.0, 0, None
     with evaluating(model):
         for i, sl in enumerate(batch_slices(ds.n, batch_size)):
@@ -216,15 +283,14 @@ def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000) -> dict
 
 
 def predict(model: Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """The model's outputs for ``x``, in eval mode, batch by batch."""
-    x = np.asarray(x)
-    if x.dtype.kind not in "fiub":
-        raise TypeError(f"predict: x must be numeric, got dtype {x.dtype}")
-    x = x.astype(model_dtype(model), copy=False)
+    """The model's outputs for ``x`` (a float array, one row per example; no rows gives no
+    outputs), in eval mode, batch by batch."""
+    _check_count("batch_size", batch_size, 1, "predict")
+    x = check_inputs(x, "predict", model_dtype(model))
     with evaluating(model):
         if len(x) == 0:
-            return model.forward(x)
-        outs = [model.forward(x[sl]) for sl in batch_slices(len(x), batch_size)]
+            return _forward(model, x, "predict")
+        outs = [_forward(model, x[sl], "predict") for sl in batch_slices(len(x), batch_size)]
     return np.concatenate(outs)
 
 

@@ -449,3 +449,68 @@ def test_a_callback_can_stop_training():
 
     _, history = train(callbacks=[StopAfterOne()], epochs=5)
     assert history.epoch == [0]
+
+
+# --- state for checkpoints ---------------------------------------------------------------------
+def test_callback_state_round_trips_through_json_and_arrays(tmp_path):
+    """What ``state_dict`` gives, ``load_state_dict`` takes back: a fresh callback then holds
+    the same state (arrays copied, JSON values through a JSON round trip, as in a checkpoint)."""
+    model = make_model()
+    stop = gn.EarlyStopping(patience=2, restore_best=True)
+    log = gn.CSVLogger(tmp_path / "m.csv")
+    keep = gn.ModelCheckpoint(tmp_path / "best.safetensors", save_best_only=True)
+    _, history = train(model, callbacks=[stop, log, keep], epochs=4)
+
+    def through_json(state):
+        plain = {k: v for k, v in state.items() if not isinstance(v, np.ndarray)}
+        return {**json.loads(json.dumps(plain)), **{k: v for k, v in state.items() if k not in plain}}
+
+    pairs = [
+        (history, gn.History()),
+        (stop, gn.EarlyStopping(patience=2, restore_best=True)),
+        (log, gn.CSVLogger(tmp_path / "m.csv")),
+        (keep, gn.ModelCheckpoint(tmp_path / "b")),
+    ]
+    for old, new in pairs:
+        new.model = model
+        new.load_state_dict(through_json(old.state_dict()))
+        assert json.dumps(
+            {k: v for k, v in new.state_dict().items() if not isinstance(v, np.ndarray)}
+        ) == json.dumps({k: v for k, v in old.state_dict().items() if not isinstance(v, np.ndarray)})
+    assert new.best == keep.best and gn.Callback().state_dict() is None
+    restored = gn.EarlyStopping(patience=2, restore_best=True)
+    restored.model = model
+    restored.load_state_dict(through_json(stop.state_dict()))
+    assert restored.best_state.keys() == stop.best_state.keys()
+    for name in stop.best_state:
+        np.testing.assert_array_equal(restored.best_state[name], stop.best_state[name])
+        assert restored.best_state[name] is not stop.best_state[name]
+
+
+@pytest.mark.parametrize(
+    ("callback", "state", "message"),
+    [
+        (gn.History(), {"epoch": [0, 1.5], "history": {}}, "'epoch' must list integers"),
+        (gn.History(), {"epoch": [0], "history": {"loss": ["x"]}}, "lists of numbers"),
+        (
+            gn.EarlyStopping(),
+            {"best": float("nan"), "best_epoch": 0, "wait": 0, "stop_training": False, "stopped_epoch": None},
+            "'best' must be a finite number",
+        ),  # fmt: skip
+        (
+            gn.EarlyStopping(),
+            {"best": 1.0, "best_epoch": 0, "wait": -1, "stop_training": False, "stopped_epoch": None},
+            "'wait' must be a count",
+        ),  # fmt: skip
+        (
+            gn.EarlyStopping(restore_best=True),
+            {"best": 1.0, "best_epoch": 0, "wait": 0, "stop_training": False, "stopped_epoch": None},
+            "the best weights must name",
+        ),  # fmt: skip
+        (gn.CSVLogger("x.csv"), {"rows": [{"loss": "high"}]}, "'rows' must be a list of objects of numbers"),
+    ],
+)
+def test_callback_state_from_a_file_is_checked(callback, state, message):
+    callback.model = make_model()
+    with pytest.raises(ValueError, match=message):
+        callback.load_state_dict(state)

@@ -58,8 +58,8 @@ def test_predict_prints_classes_and_writes_outputs(trained, tmp_path, capsys):
 
 def test_predict_refuses_pickled_npy(trained, tmp_path, capsys):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(SystemExit, match="cannot read"):
-        main(["predict", str(trained / "model.safetensors"), str(tmp_path / "obj.npy")])
+    assert main(["predict", str(trained / "model.safetensors"), str(tmp_path / "obj.npy")]) == 2
+    assert "obj.npy: holds Python objects (object), which only pickle could read" in capsys.readouterr().err
 
 
 def test_predict_rejects_wrong_shape(trained, tmp_path):
@@ -91,3 +91,77 @@ def test_corrupt_model_file_is_a_clear_error(tmp_path, capsys):
 def test_missing_model_file(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nope.safetensors"), "--dataset", "digits"]) == 2
     assert "nope.safetensors" in capsys.readouterr().err
+
+
+# --- checkpoints and --resume -------------------------------------------------------------------
+RUN = [
+    "train",
+    "--dataset",
+    "digits",
+    "--model",
+    "mlp",
+    "--epochs",
+    "3",
+    "--seed",
+    "1",
+    "--checkpoint-every",
+    "4",
+]
+
+
+class CrashError(Exception):
+    pass
+
+
+def test_resume_continues_a_crashed_run_exactly(trained, tmp_path, monkeypatch):
+    import glassnet.train
+
+    real, calls = glassnet.train._step, 0
+
+    def crash_at_step_17(*args):
+        nonlocal calls
+        calls += 1
+        if calls == 17:  # in the second epoch, after the checkpoint of step 16
+            raise CrashError
+        return real(*args)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(glassnet.train, "_step", crash_at_step_17)
+    with pytest.raises(CrashError):
+        main([*RUN, "--out", str(out)])
+    monkeypatch.undo()
+    assert json.loads((out / "config.json").read_text())["checkpoint_every"] == 4
+    assert not (out / "model.safetensors").exists()
+
+    assert main(["train", "--resume", str(out)]) == 0
+    # the run without checkpoints every 4 steps (the trained fixture) ends with the same weights
+    want, got = gn.io.load_state(trained / "model.safetensors"), gn.io.load_state(out / "model.safetensors")
+    assert want.keys() == got.keys() and all(np.array_equal(want[k], got[k]) for k in want)
+    assert (
+        gn.load_metadata(out / "model.safetensors")["test"]
+        == gn.load_metadata(trained / "model.safetensors")["test"]
+    )
+    # the gradient flow measured before the crash came back with the checkpoint
+    flow = json.loads((out / "gradient_flow.json").read_text())["history"]
+    assert flow == json.loads((trained / "gradient_flow.json").read_text())["history"]
+    assert [h["epoch"] for h in flow] == [0, 1, 2, 3]
+
+
+def test_resume_refuses_other_options_and_missing_runs(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*RUN, "--epochs", "1", "--out", str(out)]) == 0
+    assert main(["train", "--resume", str(out), "--lr", "0.5"]) == 2
+    assert "--lr 0.5 differs from the resumed run's default (the preset's)" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--seed", "3"]) == 2
+    assert "--seed 3 differs from the resumed run's 1" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nope")]) == 2
+    assert "nope/config.json: not found" in capsys.readouterr().err
+    config = json.loads((out / "config.json").read_text())
+    for key, value, message in [("model", "os.system", "argument --model: invalid choice: 'os.system'"),
+                                ("epochs", "3", "holds values of the wrong types")]:  # fmt: skip
+        (out / "config.json").write_text(json.dumps({**config, key: value}))
+        assert main(["train", "--resume", str(out)]) == 2
+        assert f"config.json: {message}" in capsys.readouterr().err
+    (out / "config.json").write_text('{"model": "mlp"')
+    assert main(["train", "--resume", str(out)]) == 2
+    assert "config.json: not valid JSON" in capsys.readouterr().err

@@ -40,7 +40,9 @@ def test_bad_input_shapes(layer, shape, pattern):
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="kernel_size must be an int or a pair"):
         gn.Conv2d(1, 2, (3, 3, 3))
-    with pytest.raises(ValueError, match="padding >= 0"):
+    with pytest.raises(
+        ValueError, match=r"Conv2d: padding must be >= 0 \(an int or a pair of ints\), got \(-1, -1\)"
+    ):
         gn.Conv2d(1, 2, 3, padding=-1)
     with pytest.raises(ValueError, match="Conv1d: stride must be an int"):
         gn.Conv1d(1, 2, 3, stride=(1, 2))

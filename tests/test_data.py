@@ -30,7 +30,7 @@ def test_check_dataset_converts_dtypes():
     ds = check_dataset(x, np.array([0, 1, 2, 1], dtype=np.int32), "train_data")
     assert ds.x.dtype == np.float32 and ds.y.dtype == np.int64
     assert check_dataset(x, [0, 1, 2, 1], "d", dtype=np.float64).x.dtype == np.float64
-    ds = check_dataset(np.arange(4).reshape(4, 1), np.linspace(0, 1, 4), "d")
+    ds = check_dataset(np.arange(4, dtype=np.float16).reshape(4, 1), np.linspace(0, 1, 4), "d")
     assert ds.x.dtype == np.float32 and ds.y.dtype == np.float32  # float targets follow dtype
 
 
@@ -61,8 +61,8 @@ def test_check_dataset_nan_in_float_targets():
 @pytest.mark.parametrize(
     ("x", "y", "message"),
     [
-        (np.array([["a", "b"]]), [0], "train_data: x must be an integer or float array"),
-        (np.zeros((2, 2), dtype=bool), [0, 1], "train_data: x must be an integer or float"),
+        (np.array([["a", "b"]]), [0], "train_data: x must be a float array"),
+        (np.zeros((2, 2), dtype=bool), [0, 1], "train_data: x must be a float array"),
         (np.zeros((0, 3)), np.zeros(0, dtype=int), "train_data: x must have at least one row"),
         (np.zeros((2, 2)), np.array(["a", "b"]), "train_data: y must be integer class labels"),
         (np.zeros((2, 2)), np.zeros((2, 2), dtype=int), "train_data: integer labels y must be 1-D"),

@@ -18,11 +18,11 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import init as initializers
-from ..module import Module, Param, ShapeError
+from ..module import Module, Param, ShapeError, check_arg, float_dtype
 
 
 def _pair(v, name: str, layer: str) -> tuple[int, int]:
-    t = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+    t = (v, v) if isinstance(v, (int, np.integer)) else tuple(v) if isinstance(v, (tuple, list)) else ()
     if len(t) != 2 or not all(isinstance(i, (int, np.integer)) for i in t):
         raise ValueError(f"{layer}: {name} must be an int or a pair of ints, got {v!r}")
     return int(t[0]), int(t[1])
@@ -64,14 +64,16 @@ class Conv2d(Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        if in_channels < 1 or out_channels < 1:
-            raise ValueError(f"{name}: channel counts must be >= 1, got {in_channels}, {out_channels}")
+        check_arg(name, "in_channels", in_channels, lambda v: v >= 1, "an integer >= 1", int)
+        check_arg(name, "out_channels", out_channels, lambda v: v >= 1, "an integer >= 1", int)
+        in_channels, out_channels, dtype = int(in_channels), int(out_channels), float_dtype(dtype, name)
         self.kernel_size = _pair(kernel_size, "kernel_size", name)
         self.stride = _pair(stride, "stride", name)
         self.padding = _pair(padding, "padding", name)
         self.dilation = _pair(dilation, "dilation", name)
-        if min(self.kernel_size + self.stride + self.dilation) < 1 or min(self.padding) < 0:
-            raise ValueError(f"{name}: kernel_size, stride, dilation must be >= 1 and padding >= 0")
+        for what, low in (("kernel_size", 1), ("stride", 1), ("dilation", 1), ("padding", 0)):
+            ok = lambda v, low=low: min(v) >= low  # noqa: E731
+            check_arg(name, what, getattr(self, what), ok, f">= {low} (an int or a pair of ints)", None)
         self.in_channels, self.out_channels, self.init = in_channels, out_channels, init
         initializers.get(init)
         self.W = Param(np.empty(self._weight_shape(), dtype), "W")

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ..module import Module
+from ..module import Module, check_arg
 
 
 class Dropout(Module):
@@ -28,9 +28,8 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, rng: np.random.Generator | None = None) -> None:
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p}")
-        self.p = float(p)
+        # p = 1 would drop everything and scale by 1/0: no network can learn through it
+        self.p = float(check_arg("Dropout", "p", p, lambda v: 0.0 <= v < 1.0, "a probability in [0, 1)"))
         self.rng = rng if rng is not None else np.random.default_rng()
 
     def forward(self, x):
@@ -38,11 +37,8 @@ class Dropout(Module):
             self.mask = None
             return x
         keep = self.rng.random(x.shape, dtype=x.dtype if x.dtype == np.float32 else np.float64)
-        if self.p == 1.0:
-            self.mask = np.zeros_like(x)
-        else:
-            self.mask = (keep >= self.p).astype(x.dtype)
-            self.mask *= 1.0 / (1.0 - self.p)
+        self.mask = (keep >= self.p).astype(x.dtype)
+        self.mask *= 1.0 / (1.0 - self.p)
         return x * self.mask
 
     def backward(self, dy):
@@ -64,9 +60,7 @@ class GaussianDropout(Module):
 
     def __init__(self, rate: float = 0.5, rng: np.random.Generator | None = None) -> None:
         super().__init__()
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"GaussianDropout: rate must be in [0, 1), got {rate}")
-        self.rate = float(rate)
+        self.rate = float(check_arg("GaussianDropout", "rate", rate, lambda v: 0.0 <= v < 1.0, "in [0, 1)"))
         self.rng = rng if rng is not None else np.random.default_rng()
 
     def forward(self, x):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import init as initializers
-from ..module import Module, Param, ShapeError
+from ..module import Module, Param, ShapeError, check_arg, float_dtype
 
 
 class Linear(Module):
@@ -37,10 +37,9 @@ class Linear(Module):
         dtype=np.float32,
     ) -> None:
         super().__init__()
-        if in_features < 1 or out_features < 1:
-            raise ValueError(
-                f"Linear: in_features and out_features must be >= 1, got {in_features}, {out_features}"
-            )
+        check_arg("Linear", "in_features", in_features, lambda v: v >= 1, "an integer >= 1", int)
+        check_arg("Linear", "out_features", out_features, lambda v: v >= 1, "an integer >= 1", int)
+        in_features, out_features, dtype = int(in_features), int(out_features), float_dtype(dtype, "Linear")
         self.in_features, self.out_features, self.init = in_features, out_features, init
         initializers.get(init)
         self.W = Param(np.empty((in_features, out_features), dtype, order="F"), "W")

@@ -34,7 +34,7 @@ import math
 
 import numpy as np
 
-from ..module import Module, Param, ShapeError
+from ..module import Module, Param, ShapeError, check_arg, float_dtype
 
 
 def _channel_sum(a: np.ndarray, c: int) -> np.ndarray:
@@ -77,12 +77,13 @@ class _BatchNorm(Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        if num_features < 1:
-            raise ValueError(f"{name}: num_features must be >= 1, got {num_features}")
-        if eps <= 0:
-            raise ValueError(f"{name}: eps must be > 0, got {eps}")
-        if momentum is not None and not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"{name}: momentum must be in [0, 1] or None, got {momentum}")
+        num_features = int(
+            check_arg(name, "num_features", num_features, lambda v: v >= 1, "an integer >= 1", int)
+        )
+        check_arg(name, "eps", eps, lambda v: 0 < v < math.inf, "a number > 0")
+        if momentum is not None:
+            check_arg(name, "momentum", momentum, lambda v: 0.0 <= v <= 1.0, "in [0, 1] or None")
+        dtype = float_dtype(dtype, name)
         self.num_features, self.affine = num_features, affine
         self.eps = float(eps)
         self.momentum = None if momentum is None else float(momentum)

@@ -1,0 +1,311 @@
+"""Checkpoints and resume: a run stopped anywhere (an exception, SIGKILL, SIGKILL during the
+checkpoint write itself) and resumed ends with the same weights, bit for bit, as a run that
+never stopped; a failing write (disk full, permission denied) leaves the previous checkpoint
+intact and stops with a clear error; a checkpoint that does not match the run is refused."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import glassnet as gn
+import glassnet.io as gio
+from glassnet.checkpoint import read_checkpoint
+from glassnet.errors import FileFormatError, WriteError
+
+sys.path.insert(0, str(Path(__file__).parent))
+import resume_worker as worker  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository, so a subprocess imports this glassnet
+STEPS = worker.EPOCHS * 8  # 80 examples in batches of 10
+
+
+class CrashError(Exception):
+    pass
+
+
+class CrashAt(gn.Callback):
+    """Raise after the ``step``-th batch of the run (stateless: a resumed run need not have it)."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.seen = step, 0
+
+    def on_batch_end(self, batch, logs):
+        self.seen += 1
+        if self.seen == self.step:
+            raise CrashError
+
+
+class Reference(dict):
+    """The final weights of the run that never stopped (and wrote no checkpoint); ``.csv`` is
+    its per-epoch log, every loss and accuracy written exactly (repr of the floats)."""
+
+    csv: str
+
+
+@pytest.fixture(scope="module")
+def reference():
+    run_dir = tempfile.mkdtemp()
+    ref = Reference(worker.train(run_dir, checkpoint=False).state_dict())
+    ref.csv = (Path(run_dir) / "metrics.csv").read_text()
+    return ref
+
+
+def assert_same_weights(state: dict, reference: dict) -> None:
+    assert state.keys() == reference.keys()
+    for name in reference:
+        assert state[name].dtype == reference[name].dtype
+        np.testing.assert_array_equal(state[name], reference[name], err_msg=name)
+
+
+def assert_same_run(run_dir: Path, state: dict, reference: Reference) -> None:
+    """The same final weights and the same history: a resumed epoch's loss sum and correct
+    count went on from where the checkpoint left them."""
+    assert_same_weights(state, reference)
+    assert (run_dir / "metrics.csv").read_text() == reference.csv
+
+
+def step_of(run_dir) -> int:
+    return read_checkpoint(run_dir).meta["position"]["step"]
+
+
+# --- exact resume, in process -----------------------------------------------------------------
+# a crash in batch s leaves the checkpoint of an earlier step: mid-epoch (4, 8, 13, 31) or
+# at an epoch's end (9: step 8, the end of epoch 1; 25: step 24)
+@pytest.mark.parametrize("crash_at", [4, 8, 9, 13, 25, 31])
+def test_resume_after_a_crash_is_bit_for_bit_exact(tmp_path, reference, crash_at):
+    with pytest.raises(CrashError):
+        worker.train(str(tmp_path), extra=[CrashAt(crash_at)])
+    saved = step_of(tmp_path)
+    # the last checkpoint before the crash: every 3 steps and at each epoch's end (every 8)
+    assert saved == max(s for s in range(crash_at) if s % 3 == 0 or s % 8 == 0)
+    model = worker.train(str(tmp_path), resume=True)
+    assert_same_run(tmp_path, model.state_dict(), reference)
+
+
+def test_checkpointing_does_not_change_the_run(tmp_path, reference):
+    model = worker.train(str(tmp_path))
+    assert_same_run(tmp_path, model.state_dict(), reference)
+    assert step_of(tmp_path) == STEPS
+
+
+def test_resuming_a_finished_run_changes_nothing(tmp_path, reference):
+    worker.train(str(tmp_path))
+    before = (tmp_path / "checkpoint.safetensors").read_bytes()
+    model = worker.train(str(tmp_path), resume=True)
+    assert_same_weights(model.state_dict(), reference)
+    # the final checkpoint is rewritten by nobody: no epoch ran
+    assert (tmp_path / "checkpoint.safetensors").read_bytes() == before
+
+
+def test_resuming_an_early_stopped_run_does_not_train_on(tmp_path):
+    x, y = worker.data()[0]
+
+    def run(resume):
+        model = gn.Sequential(gn.Flatten(), gn.Linear(64, 2, rng=np.random.default_rng(0)))
+        stop = gn.EarlyStopping("loss", patience=1, min_delta=10.0, restore_best=True)
+        opt = gn.optim.SGD(model.parameters(), lr=0.1)
+        history = gn.fit(model, gn.CrossEntropyLoss(), opt, (x, y), epochs=10, batch_size=16,
+                         callbacks=[stop], rng=np.random.default_rng(0), verbose=False,
+                         checkpoint=tmp_path, resume_from=tmp_path if resume else None)  # fmt: skip
+        return model, history, stop
+
+    model, history, stop = run(False)
+    assert len(history.epoch) == 2 and stop.stopped_epoch == 1
+    again, history2, stop2 = run(True)
+    assert history2.to_dict() == history.to_dict() and stop2.stopped_epoch == 1
+    assert_same_weights(again.state_dict(), model.state_dict())
+
+
+def test_checkpoint_contents(tmp_path):
+    with pytest.raises(CrashError):
+        worker.train(str(tmp_path), extra=[CrashAt(13)])
+    snap = read_checkpoint(tmp_path)
+    meta, tensors = snap.meta, snap.tensors
+    assert meta["position"] | {"total": 0, "logs": {}} == {
+        "epoch": 1, "batch": 4, "step": 12, "total": 0, "correct": meta["position"]["correct"],
+        "logs": {}, "stopped": False,
+    }  # fmt: skip
+    assert set(meta["position"]["logs"]) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}
+    assert meta["rng"]["bit_generator"] == "PCG64" and isinstance(meta["rng"]["state"]["state"], int)
+    assert meta["scheduler"] == {"epoch": 1, "base_lr": 0.01}
+    assert [c["type"] for c in meta["callbacks"]] == ["History", "EarlyStopping", "CSVLogger"]
+    assert meta["config"]["batch_size"] == 10 and meta["config"]["optimizer"] == "Adam"
+    assert {"model/0.W", "model/1.running_mean", "optimizer/m", "optimizer/v", "optimizer/t", "order"} <= set(
+        tensors
+    )
+    assert sorted(tensors["order"]) == list(range(80))
+    assert any(k.startswith("callbacks/1/best_state/") for k in tensors)
+    assert int(tensors["optimizer/t"]) == 12
+
+
+# --- a real SIGKILL from outside, and one during the checkpoint write ---------------------------
+def spawn(run_dir, *args) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "resume_worker.py"), str(run_dir), *args],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+
+
+def finish(proc: subprocess.Popen) -> int:
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, -signal.SIGKILL), err.decode()
+    return proc.returncode
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sigkill_at_a_random_moment_then_resume_is_exact(tmp_path, reference, seed):
+    proc = spawn(tmp_path, "--slow", "0.01")  # at least 0.29 s of training after the first save
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "checkpoint.safetensors").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the run never wrote a checkpoint"
+        time.sleep(0.002)
+    time.sleep(np.random.default_rng(seed).uniform(0.0, 0.12))
+    proc.send_signal(signal.SIGKILL)
+    assert finish(proc) == -signal.SIGKILL
+    assert not (tmp_path / "final.safetensors").exists()
+    assert 0 < step_of(tmp_path) <= STEPS
+
+    assert finish(spawn(tmp_path, "--resume")) == 0
+    assert_same_run(tmp_path, gio.load_state(tmp_path / "final.safetensors"), reference)
+
+
+def test_sigkill_during_the_checkpoint_write_then_resume_is_exact(tmp_path, reference):
+    nth = int(np.random.default_rng(7).integers(2, 10))
+    assert finish(spawn(tmp_path, "--kill-during-write", str(nth))) == -signal.SIGKILL
+    # the killed write left half a temporary file; the checkpoint is the previous one, whole
+    leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert len(leftovers) == 1 and leftovers[0].stat().st_size > 0
+    assert step_of(tmp_path) > 0
+
+    assert finish(spawn(tmp_path, "--resume")) == 0
+    assert_same_run(tmp_path, gio.load_state(tmp_path / "final.safetensors"), reference)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# --- failing writes -------------------------------------------------------------------------------
+def fail_on_write(monkeypatch, nth: int, error: OSError, where: str) -> None:
+    """Make the nth checkpoint write fail in ``os.fsync`` (after the data) or when creating
+    the temporary file."""
+    calls = 0
+    real_fsync, real_tmp = os.fsync, tempfile.NamedTemporaryFile
+
+    def counted() -> bool:
+        nonlocal calls
+        calls += 1
+        return calls == nth
+
+    if where == "fsync":
+
+        def fsync(fd):
+            if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(".checkpoint") and counted():
+                raise error
+            return real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+    else:
+
+        def named_temporary_file(*args, **kwargs):
+            if kwargs.get("prefix", "").startswith(".checkpoint") and counted():
+                raise error
+            return real_tmp(*args, **kwargs)
+
+        monkeypatch.setattr(tempfile, "NamedTemporaryFile", named_temporary_file)
+
+
+@pytest.mark.parametrize(
+    ("error", "where", "reason"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "fsync", "No space left on device"),
+        (PermissionError(errno.EACCES, "Permission denied"), "create", "Permission denied"),
+    ],
+)
+def test_a_failing_write_keeps_the_previous_checkpoint_and_stops(tmp_path, monkeypatch, error, where, reason):
+    fail_on_write(monkeypatch, 5, error, where)
+    with pytest.raises(WriteError) as info:
+        worker.train(str(tmp_path))
+    monkeypatch.undo()
+    path = tmp_path / "checkpoint.safetensors"
+    assert str(info.value) == (
+        f"cannot write {path}: {reason}; the previous file there (if any) is unchanged"
+    )
+    assert info.value.errno == error.errno and isinstance(info.value, OSError)
+    assert step_of(tmp_path) == 9  # the 4th checkpoint: steps 3, 6, 8 (epoch end), 9
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    # and the run resumes from it as if nothing had happened
+    model = worker.train(str(tmp_path), resume=True)
+    assert_same_weights(model.state_dict(), worker.train(tempfile.mkdtemp(), checkpoint=False).state_dict())
+
+
+def test_a_read_only_directory(tmp_path):
+    worker.train(str(tmp_path), extra=[])
+    before = (tmp_path / "checkpoint.safetensors").read_bytes()
+    os.chmod(tmp_path, 0o500)
+    try:
+        if os.geteuid() == 0:  # root writes anyway: check the file is still rewritten whole
+            worker.train(str(tmp_path))
+            assert step_of(tmp_path) == STEPS
+        else:
+            with pytest.raises(WriteError, match="checkpoint.safetensors: Permission denied"):
+                worker.train(str(tmp_path))
+            assert (tmp_path / "checkpoint.safetensors").read_bytes() == before
+    finally:
+        os.chmod(tmp_path, 0o700)
+
+
+# --- refusals ---------------------------------------------------------------------------------------
+def small_fit(tmp_path, resume=False, **kwargs):
+    x, y = worker.data()[0]
+    model = gn.Sequential(gn.Flatten(), gn.Linear(64, 2, rng=np.random.default_rng(0)))
+    args = dict(epochs=2, batch_size=16, rng=np.random.default_rng(0), verbose=False, checkpoint=tmp_path)
+    args.update(kwargs)
+    data = args.pop("data", (x, y))
+    opt = args.pop("opt", None) or gn.optim.SGD(model.parameters(), lr=0.1)
+    args.setdefault("resume_from", tmp_path if resume else None)
+    return gn.fit(model, gn.CrossEntropyLoss(), opt, data, **args)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(batch_size=8), "batch_size=16, this one has batch_size=8"),
+        (dict(shuffle=False), "shuffle=True, this one has shuffle=False"),
+        (dict(data="other"), "data_crc32="),
+        (dict(callbacks=[gn.EarlyStopping("loss")]), "callbacks"),
+        (dict(rng=np.random.Generator(np.random.MT19937(0))), "generator is PCG64, fit's rng is MT19937"),
+    ],
+)
+def test_resume_refuses_a_different_run(tmp_path, change, message):
+    small_fit(tmp_path)
+    if change.get("data") == "other":
+        x, y = worker.data()[0]
+        change = dict(data=(x[::-1].copy(), y[::-1].copy()))
+    with pytest.raises(FileFormatError, match=message) as info:
+        small_fit(tmp_path, resume=True, **change)
+    assert info.value.path == str(tmp_path / "checkpoint.safetensors")
+
+
+def test_resume_from_nothing_or_a_model_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint.safetensors"):
+        small_fit(tmp_path, resume=True)
+    gn.save(gn.Sequential(gn.ReLU()), tmp_path / "model.safetensors")
+    with pytest.raises(FileFormatError, match="model.safetensors: not a glassnet checkpoint"):
+        small_fit(tmp_path, resume_from=tmp_path / "model.safetensors")
+
+
+def test_checkpoint_every_needs_a_checkpoint_and_a_positive_count(tmp_path):
+    with pytest.raises(ValueError, match="checkpoint_every needs checkpoint="):
+        small_fit(tmp_path, checkpoint=None, checkpoint_every=2)
+    with pytest.raises(ValueError, match=r"fit: checkpoint_every must be an integer >= 1, got 0"):
+        small_fit(tmp_path, checkpoint_every=0)

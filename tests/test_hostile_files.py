@@ -1,0 +1,257 @@
+"""Hostile and broken files: every reader answers with glassnet's ``FileFormatError``, naming
+the file and the problem, and never runs anything a file carries.
+
+Readers: ``gn.load``, ``gn.load_metadata``, ``gn.io.load_state`` (models), ``read_checkpoint``
+(checkpoints), ``read_idx`` and the MNIST loaders (IDX), ``gn.io.load_npy`` (``.npy``).
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import safetensors.numpy
+
+import glassnet as gn
+from glassnet.checkpoint import read_checkpoint
+from glassnet.datasets import load_mnist, read_idx
+from glassnet.errors import FileFormatError
+
+MODEL_READERS = [gn.load, gn.load_metadata, gn.io.load_state, read_checkpoint]
+ALL_READERS = [*MODEL_READERS, read_idx, gn.io.load_npy]
+
+
+class Payload:
+    """Unpickling this runs ``os.system``: what a hostile pickle file does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def assert_refused(reader, path: Path, problem: str) -> FileFormatError:
+    with pytest.raises(FileFormatError) as info:
+        reader(path)
+    assert info.value.path == str(path) and str(info.value).startswith(f"{path}: ")
+    assert problem in info.value.problem, info.value.problem
+    return info.value
+
+
+def idx(a: np.ndarray, code: int = 0x08) -> bytes:
+    return (
+        bytes([0, 0, code, a.ndim])
+        + np.array(a.shape, ">u4").tobytes()
+        + a.astype(a.dtype.newbyteorder(">")).tobytes()
+    )
+
+
+def safetensors_file(path: Path, header: bytes, data: bytes = b"") -> Path:
+    path.write_bytes(len(header).to_bytes(8, "little") + header + data)
+    return path
+
+
+# --- pickles -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("reader", ALL_READERS, ids=lambda r: r.__name__)
+def test_a_pickle_payload_is_never_run(tmp_path, reader):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.bin"
+    path.write_bytes(pickle.dumps(Payload(marker)))
+    with pytest.raises(FileFormatError) as info:
+        reader(path)
+    assert info.value.path == str(path)
+    assert not marker.exists()
+
+
+def test_an_object_npy_holding_a_pickle_is_refused_unread(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.npy"
+    np.save(path, np.array([Payload(marker)], dtype=object), allow_pickle=True)
+    assert_refused(gn.io.load_npy, path, "holds Python objects (object), which only pickle could read")
+    assert not marker.exists()
+
+
+def test_glassnet_never_imports_pickle_and_loads_npy_only_without_it():
+    """Every module: no pickle (or marshal, shelve, dill); every np.load passes allow_pickle=False."""
+    for source in sorted(Path(gn.__file__).parent.rglob("*.py")):
+        tree = ast.parse(source.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + (
+                    [node.module] if isinstance(node, ast.ImportFrom) else []
+                )
+                assert not {"pickle", "cPickle", "marshal", "shelve", "dill", "joblib"} & {
+                    (n or "").split(".")[0] for n in names
+                }, source
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "load"
+            ):
+                if isinstance(node.func.value, ast.Name) and node.func.value.id in ("np", "numpy"):
+                    flags = {k.arg: k.value for k in node.keywords}
+                    assert "allow_pickle" in flags and flags["allow_pickle"].value is False, source
+
+
+# --- safetensors: huge or malformed headers ----------------------------------------------------
+@pytest.mark.parametrize("reader", MODEL_READERS, ids=lambda r: r.__name__)
+def test_a_header_length_beyond_the_file(tmp_path, reader):
+    path = tmp_path / "huge.safetensors"
+    path.write_bytes((2**63).to_bytes(8, "little") + b"{}")
+    assert_refused(reader, path, f"header length {2**63} is larger than the file (10 bytes)")
+
+
+def test_a_header_longer_than_the_limit(tmp_path):
+    path = tmp_path / "big.safetensors"
+    n = gn.io.MAX_HEADER + 1
+    with open(path, "wb") as f:  # a sparse file: the length is real, the disk use is not
+        f.write(n.to_bytes(8, "little") + b"{")
+        f.truncate(8 + n)
+    for reader in MODEL_READERS:
+        assert_refused(reader, path, f"safetensors header of {n} bytes, more than the 100000000 allowed")
+
+
+@pytest.mark.parametrize(
+    ("header", "problem"),
+    [
+        (b"{not json", "not a valid safetensors file"),
+        (b"[" * 100_000 + b"]" * 100_000, "header is not a JSON object"),
+        (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "not a valid safetensors file"),
+        (b'{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 800]}}', "not a valid safetensors file"),
+        (b'{"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}', "not a valid safetensors file"),
+        (b'{"w": {"dtype": "EVIL", "shape": [2], "data_offsets": [0, 8]}}', "not a valid safetensors file"),
+        (b'{"__metadata__": {"glassnet_format": 1}}', "not a valid safetensors file"),
+    ],
+    ids=["not json", "array bomb", "object bomb", "offsets out of range", "wrong size", "dtype", "metadata"],
+)
+@pytest.mark.parametrize("reader", MODEL_READERS, ids=lambda r: r.__name__)
+def test_a_malformed_safetensors_header(tmp_path, reader, header, problem):
+    path = safetensors_file(tmp_path / "bad.safetensors", header, b"\0" * 8)
+    assert_refused(reader, path, problem)
+
+
+def test_a_model_naming_an_unknown_layer_or_with_wrong_shapes(tmp_path):
+    arch = {"type": "Sequential", "config": {}, "children": [{"type": "subprocess.Popen", "config": {}}]}
+    path = tmp_path / "unknown.safetensors"
+    safetensors.numpy.save_file(
+        {}, str(path), metadata={"glassnet_format": "1", "glassnet_architecture": json.dumps(arch)}
+    )
+    assert_refused(gn.load, path, "unknown layer type 'subprocess.Popen'")
+
+    gn.save(gn.Sequential(gn.Linear(4, 3)), tmp_path / "m.safetensors")
+    tensors = gn.io.load_state(tmp_path / "m.safetensors")
+    tensors["0.W"] = np.zeros((3, 4), np.float32)
+    meta = {k: v for k, v in json.loads((tmp_path / "m.safetensors").read_bytes()[8:]
+                                         .split(b"}}", 1)[0] + b"}}")["__metadata__"].items()}  # fmt: skip
+    safetensors.numpy.save_file(tensors, str(tmp_path / "shape.safetensors"), metadata=meta)
+    assert_refused(
+        gn.load, tmp_path / "shape.safetensors", "'0.W' has shape (3, 4), the model expects (4, 3)"
+    )
+
+
+def test_a_checkpoint_of_the_wrong_kind(tmp_path):
+    gn.save(gn.Sequential(gn.ReLU()), tmp_path / "model.safetensors")
+    assert_refused(read_checkpoint, tmp_path / "model.safetensors", "not a glassnet checkpoint")
+    path = tmp_path / "c.safetensors"
+    for bad, problem in [
+        ("{", "glassnet_checkpoint metadata is not valid JSON"),
+        ("[]", "must be an object with exactly the keys"),
+        (
+            json.dumps({"position": 1, "rng": {}, "callbacks": [], "config": {}, "scheduler": None}),
+            "wrong type",
+        ),
+    ]:
+        safetensors.numpy.save_file(
+            {}, str(path), metadata={"glassnet_format": "1", "glassnet_checkpoint": bad}
+        )
+        assert_refused(read_checkpoint, path, problem)
+    safetensors.numpy.save_file({}, str(path), metadata={"glassnet_format": "2", "glassnet_checkpoint": "{}"})
+    assert_refused(read_checkpoint, path, "unsupported glassnet_format '2'")
+
+
+# --- IDX -------------------------------------------------------------------------------------------
+IMAGES = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gzip"])
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (idx(IMAGES)[:-5], "should be 24 bytes, found 19 (truncated)"),
+        (idx(IMAGES) + b"x" * 7, "should be 24 bytes, found 31 (7 trailing bytes)"),
+        (b"\x00\x00\x08\x02" + np.array([2**32 - 1, 2**32 - 1], ">u4").tobytes() + b"\0" * 10,
+         "should be 18446744065119617025 bytes"),
+        (b"PK\x03\x04" + idx(IMAGES)[4:], "bad IDX magic number 504b0304"),
+        (b"\x00\x00\x07\x03" + idx(IMAGES)[4:], "unknown IDX type code 0x07"),
+        (b"\x00\x00\x08\xff" + idx(IMAGES)[4:], "truncated IDX header: 255 dimensions need 1024 bytes"),
+        (b"\x00\x00", "not an IDX file: 2 bytes"),
+    ],
+    ids=["truncated", "oversized", "absurd dims", "wrong magic", "type code", "ndim", "tiny"],
+)  # fmt: skip
+def test_broken_idx_files(tmp_path, data, problem, gz):
+    path = tmp_path / "broken-idx3-ubyte"
+    path.write_bytes(gzip.compress(data, mtime=0) if gz else data)
+    assert_refused(read_idx, path, problem)
+
+
+def test_a_gzip_bomb_is_not_decompressed_to_the_end(tmp_path):
+    path = tmp_path / "bomb.gz"
+    bomb = gzip.compress(idx(np.zeros(1, np.uint8)) + bytes(3 << 20), compresslevel=9, mtime=0)
+    path.write_bytes(bomb)
+    assert len(bomb) < 10_000
+    assert_refused(read_idx, path, "should be 1 bytes, found more than")
+
+
+def test_corrupt_gzip(tmp_path):
+    path = tmp_path / "bad.gz"
+    path.write_bytes(gzip.compress(idx(IMAGES), mtime=0)[:-12])
+    assert_refused(read_idx, path, "corrupt gzip data")
+
+
+def write_set(directory: Path, images: np.ndarray, labels: np.ndarray) -> dict[str, str]:
+    names = {"train-images-idx3-ubyte": images, "train-labels-idx1-ubyte": labels,
+             "t10k-images-idx3-ubyte": images, "t10k-labels-idx1-ubyte": labels}  # fmt: skip
+    for name, a in names.items():
+        (directory / name).write_bytes(idx(a))
+    return {f"{name}.gz": "0" * 32 for name in names}  # uncompressed files carry no checksum
+
+
+@pytest.mark.parametrize(
+    ("images", "labels", "bad", "problem"),
+    [
+        (IMAGES, np.array([1, 2, 3], np.uint8), "train-labels-idx1-ubyte", "3 labels for 2 images"),
+        (IMAGES.reshape(2, 12), np.array([1, 2], np.uint8), "train-images-idx3-ubyte",
+         "expected uint8 images of shape (N, rows, cols), got uint8 of shape (2, 12)"),
+        (IMAGES, np.array([[1, 2]], np.uint8), "train-labels-idx1-ubyte", "expected 1-D integer labels"),
+        (IMAGES, np.array([1, 12], np.uint8), "train-labels-idx1-ubyte",
+         "labels should be in 0..9, found 1..12"),
+    ],
+    ids=["label count", "image dims", "label dims", "label range"],
+)  # fmt: skip
+def test_loaders_check_what_the_files_hold(tmp_path, images, labels, bad, problem):
+    files = write_set(tmp_path, images, labels)
+    with pytest.raises(FileFormatError) as info:
+        load_mnist(tmp_path, download=False, files=files)
+    assert info.value.path == str(tmp_path / bad) and problem in info.value.problem
+
+
+# --- .npy ----------------------------------------------------------------------------------------
+def test_broken_npy_files(tmp_path):
+    path = tmp_path / "a.npy"
+    np.save(path, np.arange(10, dtype=np.float32))
+    good = path.read_bytes()
+    path.write_bytes(good[:-4])
+    assert_refused(gn.io.load_npy, path, "needs 40 bytes of data, found 36")
+    path.write_bytes(good.replace(b"(10,)", b"(9**99,)"))
+    assert_refused(gn.io.load_npy, path, "not a .npy file")
+    path.write_bytes(b"\x93NUMPY\x01\x00" + b"\xff" * 20)
+    assert_refused(gn.io.load_npy, path, "not a .npy file")
+    np.savez(tmp_path / "b.npz", a=np.zeros(2))
+    assert_refused(gn.io.load_npy, tmp_path / "b.npz", "not a .npy file")
