@@ -6,7 +6,8 @@ from .dropout import Dropout, GaussianDropout
 from .linear import Linear
 from .norm import BatchNorm1d, BatchNorm2d
 from .pooling import AvgPool1d, AvgPool2d, GlobalAvgPool2d, GlobalMaxPool2d, MaxPool1d, MaxPool2d
-from .reshape import Flatten
+from .recurrent import GRU, LSTM, RNN, LastStep
+from .reshape import Flatten, Reshape
 
 __all__ = [
     "AvgPool1d",
@@ -20,13 +21,18 @@ __all__ = [
     "Dropout",
     "Flatten",
     "GaussianDropout",
+    "GRU",
     "GlobalAvgPool2d",
     "GlobalMaxPool2d",
+    "LastStep",
     "LeakyReLU",
+    "LSTM",
     "Linear",
     "MaxPool1d",
     "MaxPool2d",
+    "RNN",
     "ReLU",
+    "Reshape",
     "Sigmoid",
     "Softmax",
     "Softplus",
