@@ -26,7 +26,6 @@ the rows of one step are contiguous; the output is a (N, T, F) view of that memo
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
 
 from ..functional import axis_order, empty_in_order
 from ..module import Module, Param, ShapeError
@@ -36,7 +35,10 @@ class _Recurrent(Module):
     """What RNN, GRU and LSTM share: parameters, layers, directions, the big products.
 
     A subclass gives ``gates`` (weight blocks per cell), ``states`` (1, or 2 for LSTM's (h, c)),
-    and the two scans over time of one layer and direction: ``_scan`` and ``_scan_back``.
+    and the two scans over time of one layer and direction: ``_scan`` returns what backward
+    needs, h states first; ``_scan_back`` returns the gate deltas as blocks of columns
+    ``(cols, delta_x, delta_h)``, each (T, N, width), and dLoss/d(initial state). The input side
+    and the hidden side see different deltas only in the GRU (the reset gate sits between).
     """
 
     gates = 1
@@ -145,23 +147,23 @@ class _Recurrent(Module):
                 i = k * D + d
                 W_x, W_h, b_x, b_h = self.cells[i]
                 cache = self.caches[i]
-                delta_x, delta_h, dstate0[i] = self._scan_back(
-                    dY[:, :, d * H : (d + 1) * H], cache, W_h.data, reverse=d == 1
-                )
-                delta_x, delta_h = delta_x.reshape(T * n, -1), delta_h.reshape(T * n, -1)
+                blocks, dstate0[i] = self._scan_back(dY[:, :, d * H : (d + 1) * H], cache, W_h.data, d == 1)
                 hs = cache[0]
                 h_prev = (hs[:-1] if d == 0 else hs[1:]).reshape(T * n, H)  # h_{t-1} of step t
-                W_x.grad += inp.T @ delta_x  # BP4, summed over all steps in one product
-                W_h.grad += h_prev.T @ delta_h
-                if b_x is not None:
-                    b_x.grad += delta_x.sum(axis=0)  # BP3
-                    b_h.grad += delta_h.sum(axis=0)
-                if k > 0 or need_dx:  # BP2 into the layer's input, all steps at once
-                    part = delta_x @ W_x.data.T
-                    if dinp is None:
-                        dinp = part
-                    else:
-                        dinp += part
+                # per block of gate columns, the deltas of the input side and of the hidden side
+                for cols, delta_x, delta_h in blocks:
+                    delta_x, delta_h = delta_x.reshape(T * n, -1), delta_h.reshape(T * n, -1)
+                    W_x.grad[:, cols] += inp.T @ delta_x  # BP4, summed over all steps in one product
+                    W_h.grad[:, cols] += h_prev.T @ delta_h
+                    if b_x is not None:
+                        b_x.grad[cols] += delta_x.sum(axis=0)  # BP3
+                        b_h.grad[cols] += delta_h.sum(axis=0)
+                    if k > 0 or need_dx:  # BP2 into the layer's input, all steps at once
+                        part = delta_x @ W_x.data[:, cols].T
+                        if dinp is None:
+                            dinp = part
+                        else:
+                            dinp += part
             if dinp is not None:
                 dY = dinp.reshape(T, n, -1)
         self.dh0 = np.stack([s[0] for s in dstate0])  # dLoss/dh0, shaped as h0
@@ -190,6 +192,15 @@ class _Recurrent(Module):
 
     def _scan_back(self, dY, cache, W_h, reverse: bool) -> tuple:
         raise NotImplementedError
+
+
+def _sigmoid_(a: np.ndarray) -> None:
+    """sigmoid(a) in place, as (1 + tanh(a / 2)) / 2: exact, never overflows, and about 3x
+    faster than scipy's expit on float32 (NumPy's tanh is vectorised; measured)."""
+    a *= 0.5
+    np.tanh(a, out=a)
+    a *= 0.5
+    a += 0.5
 
 
 def _steps(T: int, reverse: bool):
@@ -266,7 +277,7 @@ class RNN(_Recurrent):
             else:
                 d *= h > 0  # ReLU'(0) = 0, as PyTorch
             np.matmul(d, W_h.T, out=carry)
-        return delta, delta, (carry,)
+        return [(slice(None), delta, delta)], (carry,)
 
     def config(self) -> dict:
         return {**super().config(), "nonlinearity": self.nonlinearity}
@@ -307,53 +318,52 @@ class GRU(_Recurrent):
             gx[:, :, : 2 * H] += b_h.data[: 2 * H]  # r and z: b_x + b_h act as one bias
         hs = np.empty((T + 1, n, H), gx.dtype)
         hs[T if reverse else 0] = state0[0]
-        u = np.empty((T, n, H), gx.dtype)  # h_{t-1} W_hn + b_hn, kept for the backward
+        # what backward needs, one contiguous (N, .) block per step (element-wise work on
+        # strided column slices ran 2x slower, measured): [r, z], n, u = h W_hn + b_hn, h - n
+        rz, nn, u, h_minus_n = (np.empty((T, n, w), gx.dtype) for w in (2 * H, H, H, H))
         gh = np.empty((n, H3), gx.dtype)
-        # gx becomes the gates: after step t, gx[t] holds [r_t, z_t, n_t]
         for t, cur, prev in _steps(T, reverse):
-            g, h = gx[t], hs[cur]
             np.matmul(hs[prev], W_h, out=gh)
-            rz, nn = g[:, : 2 * H], g[:, 2 * H :]
-            rz += gh[:, : 2 * H]
-            expit(rz, out=rz)
+            np.add(gx[t, :, : 2 * H], gh[:, : 2 * H], out=rz[t])
+            _sigmoid_(rz[t])
             np.add(gh[:, 2 * H :], b_hn, out=u[t])
-            np.multiply(g[:, :H], u[t], out=h)  # h as scratch: r_t * u_t
-            nn += h
-            np.tanh(nn, out=nn)
-            np.subtract(hs[prev], nn, out=h)  # h_t = n + z (h_{t-1} - n)
-            h *= g[:, H : 2 * H]
-            h += nn
-        return hs, gx, u
+            np.multiply(rz[t, :, :H], u[t], out=nn[t])
+            nn[t] += gx[t, :, 2 * H :]
+            np.tanh(nn[t], out=nn[t])
+            np.subtract(hs[prev], nn[t], out=h_minus_n[t])  # h_t = n + z (h_{t-1} - n)
+            np.multiply(rz[t, :, H:], h_minus_n[t], out=hs[cur])
+            hs[cur] += nn[t]
+        return hs, rz, nn, u, h_minus_n
 
     def _scan_back(self, dY, cache, W_h, reverse):
-        hs, gates, u = cache
+        hs, rz, nn, u, h_minus_n = cache
         T, n, H = dY.shape
-        delta_x = np.empty((T, n, 3 * H), hs.dtype)
-        delta_h = np.empty((T, n, 3 * H), hs.dtype)
+        # delta_h = [delta^r, delta^z, r delta^n] in one array, for one product per step;
+        # the input side's delta^n has its own
+        delta_h, delta_n = np.empty((T, n, 3 * H), hs.dtype), np.empty((T, n, H), hs.dtype)
         dh, carry = np.empty((n, H), hs.dtype), np.zeros((n, H), hs.dtype)
         tmp, tmp2 = np.empty((n, H), hs.dtype), np.empty((n, 2 * H), hs.dtype)
-        for t, _, prev in reversed(_steps(T, reverse)):
-            g, dx, dg = gates[t], delta_x[t], delta_h[t]
-            r, z, nn, rz = g[:, :H], g[:, H : 2 * H], g[:, 2 * H :], g[:, : 2 * H]
-            dr, dz, dn = dx[:, :H], dx[:, H : 2 * H], dx[:, 2 * H :]
+        for t, _, _ in reversed(_steps(T, reverse)):
+            r, z, d_rz, dn = rz[t, :, :H], rz[t, :, H:], delta_h[t, :, : 2 * H], delta_n[t]
             np.add(dY[t], carry, out=dh)
-            np.multiply(nn, nn, out=tmp)
-            np.subtract(1, tmp, out=tmp)
-            np.subtract(1, z, out=dn)
-            dn *= dh
-            dn *= tmp  # delta^n = dh (1 - z) (1 - n^2)
-            np.subtract(hs[prev], nn, out=dz)
-            dz *= dh  # dLoss/dz; times z (1 - z) below
-            np.multiply(dn, u[t], out=dr)  # dLoss/dr; times r (1 - r) below
-            np.subtract(1, rz, out=tmp2)
-            tmp2 *= rz
-            dx[:, : 2 * H] *= tmp2  # sigmoid' = s (1 - s), for r and z at once
-            dg[:, : 2 * H] = dx[:, : 2 * H]
-            np.multiply(dn, r, out=dg[:, 2 * H :])
             np.multiply(dh, z, out=carry)  # dh_{t-1} = dh z + delta_h W_h^T
-            np.matmul(dg, W_h.T, out=tmp)
+            np.subtract(dh, carry, out=dn)
+            np.multiply(nn[t], nn[t], out=tmp)
+            np.subtract(1, tmp, out=tmp)
+            dn *= tmp  # delta^n = dh (1 - z) (1 - n^2)
+            np.multiply(dn, u[t], out=d_rz[:, :H])  # dLoss/dr = delta^n u
+            np.multiply(dh, h_minus_n[t], out=d_rz[:, H:])  # dLoss/dz = dh (h_{t-1} - n)
+            np.subtract(1, rz[t], out=tmp2)
+            tmp2 *= rz[t]
+            d_rz *= tmp2  # sigmoid' = s (1 - s), for r and z at once
+            np.multiply(dn, r, out=delta_h[t, :, 2 * H :])
+            np.matmul(delta_h[t], W_h.T, out=tmp)
             carry += tmp
-        return delta_x, delta_h, (carry,)
+        H2 = 2 * H
+        rz_cols, n_cols = slice(0, H2), slice(H2, 3 * H)
+        return [(rz_cols, delta_h[..., :H2], delta_h[..., :H2]), (n_cols, delta_n, delta_h[..., H2:])], (
+            carry,
+        )
 
 
 class LSTM(_Recurrent):
@@ -392,9 +402,9 @@ class LSTM(_Recurrent):
             a = gx[t]
             np.matmul(hs[prev], W_h, out=gh)
             a += gh
-            expit(a[:, : 2 * H], out=a[:, : 2 * H])
+            _sigmoid_(a[:, : 2 * H])
             np.tanh(a[:, 2 * H : 3 * H], out=a[:, 2 * H : 3 * H])
-            expit(a[:, 3 * H :], out=a[:, 3 * H :])
+            _sigmoid_(a[:, 3 * H :])
             c = cs[cur]
             np.multiply(a[:, H : 2 * H], cs[prev], out=c)
             np.multiply(a[:, :H], a[:, 2 * H : 3 * H], out=ig)
@@ -432,7 +442,7 @@ class LSTM(_Recurrent):
                 ds -= ds * s
             np.multiply(dc, f, out=carry_c)
             np.matmul(d, W_h.T, out=carry_h)
-        return delta, delta, (carry_h, carry_c)
+        return [(slice(None), delta, delta)], (carry_h, carry_c)
 
 
 class LastStep(Module):
