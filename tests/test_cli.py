@@ -91,3 +91,17 @@ def test_corrupt_model_file_is_a_clear_error(tmp_path, capsys):
 def test_missing_model_file(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nope.safetensors"), "--dataset", "digits"]) == 2
     assert "nope.safetensors" in capsys.readouterr().err
+
+
+def test_train_the_mnist1d_gru(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # the generated data set is cached under ~/.cache
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "mnist1d", "--model", "mnist1d-gru", "--epochs", "1", "--out", str(out)]
+    assert main(args) == 0
+    history = json.loads((out / "history.json").read_text())
+    assert history["input_shape"] == [40] and history["classes"] == 10
+    assert 0.2 < history["test"]["accuracy"] <= 1.0  # one epoch: well above chance (0.1)
+    assert (tmp_path / ".cache" / "glassnet" / "mnist1d").is_dir()
+    x = np.random.default_rng(0).standard_normal((3, 40)).astype(np.float32)
+    np.save(tmp_path / "signals.npy", x)
+    assert main(["predict", str(out / "model.safetensors"), str(tmp_path / "signals.npy")]) == 0
