@@ -396,9 +396,22 @@ class LSTM(_Recurrent):
     gates = 4
     states = 2
 
+    def _gate_constants(self, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per gate column (i, f, g, o): the scale and offset taking tanh to the gate's
+        activation s, and the beta of its derivative (1 - s)(beta + s), which is s (1 - s) for
+        a sigmoid (beta 0) and 1 - g^2 for tanh (beta 1)."""
+        scale = np.repeat(np.array([0.5, 0.5, 1.0, 0.5], dtype), self.hidden_size)
+        return scale, 1 - scale, 2 * scale - 1
+
     def _scan(self, gx, W_h, b_h, state0, reverse):
         T, n, H4 = gx.shape
         H = H4 // 4
+        # sigmoid(a) = (1 + tanh(a / 2)) / 2: with the sigmoid gates' columns of gx and W_h
+        # halved (exact, a power of two), one tanh activates all four gates and one
+        # multiply-add maps i, f, o to (1 + tanh) / 2 (offset 1/2) and leaves g = tanh
+        scale, offset, _ = self._gate_constants(gx.dtype)
+        gx *= scale
+        W_h = W_h * scale
         hs, cs = np.empty((T + 1, n, H), gx.dtype), np.empty((T + 1, n, H), gx.dtype)
         hs[T if reverse else 0], cs[T if reverse else 0] = state0
         tanh_c = np.empty((T, n, H), gx.dtype)
@@ -408,11 +421,11 @@ class LSTM(_Recurrent):
             a = gx[t]
             np.matmul(hs[prev], W_h, out=gh)
             a += gh
-            _sigmoid_(a[:, : 2 * H])
-            np.tanh(a[:, 2 * H : 3 * H], out=a[:, 2 * H : 3 * H])
-            _sigmoid_(a[:, 3 * H :])
+            np.tanh(a, out=a)
+            a *= scale
+            a += offset
             c = cs[cur]
-            np.multiply(a[:, H : 2 * H], cs[prev], out=c)
+            np.multiply(a[:, H : 2 * H], cs[prev], out=c)  # c_t = f c_{t-1} + i g
             np.multiply(a[:, :H], a[:, 2 * H : 3 * H], out=ig)
             c += ig
             np.tanh(c, out=tanh_c[t])
@@ -422,10 +435,12 @@ class LSTM(_Recurrent):
     def _scan_back(self, dY, cache, W_h, reverse):
         hs, cs, gates, tanh_c = cache
         T, n, H = dY.shape
+        beta = self._gate_constants(hs.dtype)[2]
         delta = np.empty((T, n, 4 * H), hs.dtype)
         dh, dc = np.empty((n, H), hs.dtype), np.empty((n, H), hs.dtype)
         carry_h, carry_c = np.zeros((n, H), hs.dtype), np.zeros((n, H), hs.dtype)
         tmp = np.empty((n, H), hs.dtype)
+        act, act2 = np.empty((n, 4 * H), hs.dtype), np.empty((n, 4 * H), hs.dtype)
         for t, _, prev in reversed(_steps(T, reverse)):
             a, d, tc = gates[t], delta[t], tanh_c[t]
             i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
@@ -439,13 +454,12 @@ class LSTM(_Recurrent):
             np.add(carry_c, tmp, out=dc)  # dc_t = dc from t + 1 + dh o (1 - tanh^2 c)
             np.multiply(dc, g, out=di)  # dLoss/di
             np.multiply(dc, cs[prev], out=df)  # dLoss/df
-            np.multiply(g, g, out=tmp)
-            np.subtract(1, tmp, out=tmp)
-            np.multiply(dc, i, out=dg)
-            dg *= tmp  # delta^g = dc i (1 - g^2)
-            for s, ds in ((a[:, : 2 * H], d[:, : 2 * H]), (o, do)):  # sigmoid' = s (1 - s)
-                ds *= s
-                ds -= ds * s
+            np.multiply(dc, i, out=dg)  # dLoss/dg
+            # every gate's derivative from its activation, all four at once: (1 - s)(beta + s)
+            np.subtract(1, a, out=act)
+            np.add(a, beta, out=act2)
+            act *= act2
+            d *= act
             np.multiply(dc, f, out=carry_c)
             np.matmul(d, W_h.T, out=carry_h)
         return [(slice(None), delta, delta)], (carry_h, carry_c)
