@@ -3,10 +3,11 @@
 from .activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
 from .conv import Conv1d, Conv2d
 from .dropout import Dropout, GaussianDropout
+from .gated import GRU, LSTM
 from .linear import Linear
 from .norm import BatchNorm1d, BatchNorm2d
 from .pooling import AvgPool1d, AvgPool2d, GlobalAvgPool2d, GlobalMaxPool2d, MaxPool1d, MaxPool2d
-from .recurrent import GRU, LSTM, RNN, LastStep
+from .recurrent import RNN, LastStep
 from .reshape import Flatten, Reshape
 
 __all__ = [
