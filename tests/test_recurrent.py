@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cases import load_params, torch_recurrent
+from cases import load_params, torch_layout, torch_name, torch_recurrent
 
 import glassnet as gn
 
@@ -220,3 +220,35 @@ def test_clip_grad_norm_keeps_training_bounded():
     assert runs[None] > 1e6
     # with clipping every step moves them by at most lr * max_norm
     assert runs[1.0] <= 10 * 0.01 * 1.0 * (1 + 1e-5)
+
+
+# --- a whole model, trained step for step -------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", CLASSES)
+def test_training_steps_match_torch(kind, torch):
+    # recurrent layer, last step, linear head, cross-entropy, Adam: five steps in both libraries
+    rng = np.random.default_rng(8)
+    model = gn.Sequential(
+        CLASSES[kind](3, 6, bidirectional=True, rng=rng), gn.LastStep(), gn.Linear(12, 4, rng=rng)
+    )
+    model.to(np.float64)
+    rnn = getattr(torch.nn, kind)(3, 6, bidirectional=True, batch_first=True, dtype=torch.float64)
+    head = torch.nn.Linear(12, 4, dtype=torch.float64)
+    load_params(model[0], rnn)
+    load_params(model[2], head)
+    opt = gn.optim.Adam(model.parameters(), lr=1e-2)
+    topt = torch.optim.Adam([*rnn.parameters(), *head.parameters()], lr=1e-2)
+    for _ in range(5):
+        x, y = rng.standard_normal((8, 7, 3)), rng.integers(0, 4, 8)
+        loss = gn.train_step(model, gn.CrossEntropyLoss(), opt, x, y)
+        topt.zero_grad()
+        tloss = torch.nn.functional.cross_entropy(head(rnn(torch.tensor(x))[0][:, -1]), torch.tensor(y))
+        tloss.backward()
+        topt.step()
+        assert loss == pytest.approx(tloss.item(), rel=1e-10)
+    for name, p in model[0].named_parameters():
+        ours = torch_layout(model[0], name, p.data)
+        np.testing.assert_allclose(
+            ours, getattr(rnn, torch_name(name)).detach().numpy(), rtol=1e-8, atol=1e-10
+        )
