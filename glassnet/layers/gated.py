@@ -171,15 +171,14 @@ class LSTM(_Recurrent):
         carry_h, carry_c = np.zeros((n, H), hs.dtype), np.zeros((n, H), hs.dtype)
         tmp = np.empty((n, H), hs.dtype)
         act, act2 = np.empty((n, 4 * H), hs.dtype), np.empty((n, 4 * H), hs.dtype)
-        for t, _, prev in reversed(_steps(T, reverse)):
+        for t, cur, prev in reversed(_steps(T, reverse)):
             a, d, tc = gates[t], delta[t], tanh_c[t]
             i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
             di, df, dg, do = d[:, :H], d[:, H : 2 * H], d[:, 2 * H : 3 * H], d[:, 3 * H :]
             np.add(dY[t], carry_h, out=dh)
             np.multiply(dh, tc, out=do)  # dLoss/do
-            np.multiply(tc, tc, out=tmp)
-            np.subtract(1, tmp, out=tmp)
-            tmp *= o
+            np.multiply(hs[cur], tc, out=tmp)  # o (1 - tanh^2 c) = o - h tanh(c)
+            np.subtract(o, tmp, out=tmp)
             tmp *= dh
             np.add(carry_c, tmp, out=dc)  # dc_t = dc from t + 1 + dh o (1 - tanh^2 c)
             np.multiply(dc, g, out=di)  # dLoss/di
