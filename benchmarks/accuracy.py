@@ -1,10 +1,13 @@
-"""Test accuracy of the presets on Fashion-MNIST, next to the published figures.
+"""Test accuracy of the presets on Fashion-MNIST or MNIST-1D, next to the published figures.
 
 Runs ``glassnet train`` (the same code path a user runs) for each preset and seed, then prints
 a Markdown table: preset, seed, epochs run, training seconds, test accuracy, and the published
-row it should be read against (zalandoresearch/fashion-mnist README).
+row it should be read against (zalandoresearch/fashion-mnist README; for MNIST-1D the table of
+Greydanus 2020).
 
     python benchmarks/accuracy.py --presets mlp --seeds 0 1 2
+    python benchmarks/accuracy.py --dataset mnist1d --val-fraction 0 --seeds 0 1 2 \
+        --presets mnist1d-logistic mnist1d-mlp mnist1d-cnn mnist1d-gru
 """
 
 from __future__ import annotations
@@ -24,12 +27,17 @@ PUBLISHED = {
     "vgg-small": "2 conv + pooling + BN: 93.4%; small 3x3 net in PyTorch here: 93.5%",
     "book": "(the book's chapter 1 net; no published Fashion row)",
     "book-ch3": "(the book's chapter 3 net; no published Fashion row)",
+    # MNIST-1D, Greydanus 2020, test accuracy
+    "mnist1d-logistic": "logistic regression: 32%",
+    "mnist1d-mlp": "MLP: 68%",
+    "mnist1d-cnn": "CNN: 94%",
+    "mnist1d-gru": "GRU: 91%",
 }
 
 
-def run(preset: str, seed: int, epochs: int | None, extra: list[str]) -> dict:
+def run(preset: str, seed: int, epochs: int | None, extra: list[str], dataset: str = "fashion-mnist") -> dict:
     with tempfile.TemporaryDirectory() as out:
-        args = ["train", "--dataset", "fashion-mnist", "--model", preset, "--seed", str(seed), "--out", out]
+        args = ["train", "--dataset", dataset, "--model", preset, "--seed", str(seed), "--out", out]
         if epochs is not None:
             args += ["--epochs", str(epochs)]
         args += extra
@@ -42,7 +50,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", nargs="+", default=["mlp"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "mnist1d"])
     ap.add_argument("--epochs", type=int, help="override the presets' epoch counts")
+    ap.add_argument("--val-fraction", help="passed to glassnet train (0: train on the whole training set)")
     ap.add_argument("--twin", action="store_true",
                     help="train on all 60,000 images with no validation split or early stopping, "
                          "as the PyTorch twin does (--val-fraction 0)")  # fmt: skip
@@ -54,7 +64,10 @@ def main() -> None:
     for preset in args.presets:
         accs = []
         for seed in args.seeds:
-            h = run(preset, seed, args.epochs, ["--val-fraction", "0"] if args.twin else [])
+            extra = ["--val-fraction", "0"] if args.twin else []
+            if args.val_fraction is not None:
+                extra = ["--val-fraction", args.val_fraction]
+            h = run(preset, seed, args.epochs, extra, args.dataset)
             acc = 100 * h["test"]["accuracy"]
             accs.append(acc)
             rows.append(f"| {preset} | {seed} | {h['epochs_run']} | {h['train_seconds']:.0f} | {acc:.2f}% | "

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-DATASETS = ("fashion-mnist", "mnist", "digits")
+DATASETS = ("fashion-mnist", "mnist", "digits", "mnist1d")
 
 
 def load_dataset(name: str, data_dir: str | None):
@@ -35,6 +35,8 @@ def load_dataset(name: str, data_dir: str | None):
         return datasets.load_mnist(path=data_dir)
     if name == "digits":
         return datasets.load_digits()
+    if name == "mnist1d":
+        return datasets.load_mnist1d()
     raise SystemExit(f"glassnet: unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
 
 

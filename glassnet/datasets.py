@@ -15,8 +15,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
+import importlib.metadata
+import io
 import math
 import os
+import random
 import tempfile
 import urllib.request
 import zlib
@@ -405,3 +408,68 @@ def load_digits(
     x /= 16.0
     rng = np.random.default_rng(0) if rng is None else rng
     return train_val_split(Dataset(x, digits.target.astype(np.int64)), test_fraction, rng)
+
+
+MNIST1D_MISSING = "load_mnist1d needs the mnist1d package: pip install 'glassnet[mnist1d]'"
+
+
+def _mnist1d_version() -> str:
+    try:
+        return importlib.metadata.version("mnist1d")
+    except importlib.metadata.PackageNotFoundError:
+        raise ImportError(MNIST1D_MISSING) from None
+
+
+def _make_mnist1d() -> dict[str, np.ndarray]:
+    """MNIST-1D from the mnist1d package's default arguments, generated here (never downloaded).
+
+    ``make_dataset`` seeds NumPy's and Python's global generators (seed 42, its default); their
+    states are put back afterwards, so loading the data leaves the caller's global state alone.
+    """
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError:
+        raise ImportError(MNIST1D_MISSING) from None
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        data = make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    return {
+        "x": data["x"].astype(np.float32),
+        "y": data["y"].astype(np.int64),
+        "x_test": data["x_test"].astype(np.float32),
+        "y_test": data["y_test"].astype(np.int64),
+    }
+
+
+def load_mnist1d(cache_dir: str | os.PathLike | None = None, cache: bool = True) -> tuple[Dataset, Dataset]:
+    """MNIST-1D (Greydanus 2020) as ``(train, test)``: 4,000 and 1,000 signals of length 40.
+
+    Generated offline by the ``mnist1d`` package with its default arguments
+    (``make_dataset(get_dataset_args())``: seed 42, the paper's data set); ``x`` is float32 of
+    shape (N, 40), standardised over the whole set as the package does, ``y`` int64 in 0..9.
+    The arrays are cached in ``cache_dir`` (default ``~/.cache/glassnet/mnist1d``) as one
+    ``.npz`` per package version, written atomically and read without pickle; ``cache=False``
+    regenerates. Needs the optional mnist1d (``pip install 'glassnet[mnist1d]'``).
+    """
+    version = _mnist1d_version()
+    cache_dir = default_cache_dir("mnist1d") if cache_dir is None else Path(cache_dir).expanduser()
+    path = cache_dir / f"mnist1d-{version}-default.npz"
+    arrays = None
+    if cache and path.is_file():
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        if set(arrays) != {"x", "y", "x_test", "y_test"} or arrays["x"].shape != (4000, 40):
+            raise ValueError(f"{path}: not a glassnet MNIST-1D cache file; delete it to regenerate")
+    if arrays is None:
+        arrays = _make_mnist1d()
+        if cache:
+            from .io import write_atomic  # a temporary file, fsynced, then renamed
+
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            buf = io.BytesIO()
+            np.savez(buf, **arrays)
+            write_atomic(path, buf.getvalue())
+    return Dataset(arrays["x"], arrays["y"]), Dataset(arrays["x_test"], arrays["y_test"])

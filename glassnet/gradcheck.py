@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .module import Module
+from .module import Module, Param
 
 EPS = 1e-6
 TOLERANCE = 1e-6
@@ -244,6 +244,31 @@ def _normal(shape, scale=1.0):
     return lambda rng: rng.standard_normal(shape) * scale
 
 
+class FromInitialState(Module):
+    """A recurrent layer run from a given initial state, held as a parameter ``h0`` (and ``c0``
+    for an LSTM) so that the table's checks (finite differences, PyTorch) cover the layer's
+    gradient with respect to its initial state, ``dh0`` (and ``dc0``)."""
+
+    def __init__(self, layer: Module, batch: int, rng: np.random.Generator) -> None:
+        super().__init__()
+        self.layer = layer
+        self.children = [layer]
+        shape = (layer.num_layers * layer.directions, batch, layer.hidden_size)
+        names = ["h0", "c0"][: layer.states]
+        dtype = layer.parameters()[0].data.dtype
+        self.params = [Param(rng.uniform(-1, 1, shape).astype(dtype), name, decay=False) for name in names]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        states = [p.data for p in self.params]
+        return self.layer.forward(x, states[0] if len(states) == 1 else tuple(states))
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        dx = self.layer.backward(dy)
+        for p, grad in zip(self.params, [self.layer.dh0, getattr(self.layer, "dc0", None)]):
+            p.grad += grad
+        return dx
+
+
 def builtin_cases() -> list[Case]:
     """Every built-in layer and loss with small inputs; ``glassnet gradcheck`` runs these."""
     from . import layers as L
@@ -388,6 +413,39 @@ def builtin_cases() -> list[Case]:
                 ("BatchNorm1d (affine=False)", lambda: L.BatchNorm1d(4, affine=False), (5, 4)),
             ]
         ),
+        # --- recurrent rows ---
+        # (N, T, features) = (2, 5, 3), hidden size 4: backprop through time over five steps
+        Case("RNN (tanh)", lambda rng: L.RNN(3, 4, rng=rng), _normal((2, 5, 3))),
+        Case("RNN (relu)", lambda rng: L.RNN(3, 4, nonlinearity="relu", rng=rng), _normal((2, 5, 3))),
+        Case(
+            "RNN (2 layers, bidirectional, no bias)",
+            lambda rng: L.RNN(3, 4, num_layers=2, bidirectional=True, bias=False, rng=rng),
+            _normal((2, 5, 3)),
+        ),  # fmt: skip
+        Case("GRU", lambda rng: L.GRU(3, 4, rng=rng), _normal((2, 5, 3))),
+        Case(
+            "GRU (2 layers, bidirectional)",
+            lambda rng: L.GRU(3, 4, num_layers=2, bidirectional=True, rng=rng),
+            _normal((2, 5, 3)),
+        ),  # fmt: skip
+        Case(
+            "GRU (h0 given, bidirectional)",
+            lambda rng: FromInitialState(L.GRU(3, 4, bidirectional=True, rng=rng), 2, rng),
+            _normal((2, 5, 3)),
+        ),  # fmt: skip
+        Case("LSTM", lambda rng: L.LSTM(3, 4, rng=rng), _normal((2, 5, 3))),
+        Case(
+            "LSTM (2 layers, bidirectional)",
+            lambda rng: L.LSTM(2, 3, num_layers=2, bidirectional=True, rng=rng),
+            _normal((2, 4, 2)),
+        ),  # fmt: skip
+        Case(
+            "LSTM (h0, c0 given, 2 layers)",
+            lambda rng: FromInitialState(L.LSTM(3, 4, num_layers=2, rng=rng), 2, rng),
+            _normal((2, 5, 3)),
+        ),  # fmt: skip
+        Case("LastStep", lambda rng: L.LastStep(), _normal((2, 4, 3))),
+        Case("Reshape", lambda rng: L.Reshape((2, 2)), _normal((3, 4))),
     ]
 
 

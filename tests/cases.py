@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 import glassnet as gn
-from glassnet.gradcheck import builtin_cases
+from glassnet.gradcheck import FromInitialState, builtin_cases
 
 try:
     import torch
@@ -37,6 +37,7 @@ STOCHASTIC = {"Dropout", "GaussianDropout"}
 # layers that are deterministic in each mode but compute differently in training and eval by
 # design (batch norm: batch statistics in training, running statistics in eval)
 MODE_DEPENDENT = {"BatchNorm1d", "BatchNorm1d (3-D input)", "BatchNorm2d", "BatchNorm1d (affine=False)"}
+RECURRENT = [name for name in CASES if name.startswith(("RNN", "GRU", "LSTM"))]
 
 
 def make(name: str, seed: int = 0):
@@ -61,14 +62,33 @@ def torch_layout(layer: gn.Module, name: str, a: np.ndarray) -> np.ndarray:
     ``nn.Linear`` stores ``weight`` as (out_features, in_features) and computes
     ``x @ weight.T + bias``, so ``weight = W.T``. Every other parameter has the same layout in
     both libraries. Used both to copy parameters into torch and to compare gradients.
+
+    Recurrent layers (``RNN``, ``GRU``, ``LSTM``) follow the same rule: their input and hidden
+    weights ``W_x_l{k}{_reverse}`` (in, G H) and ``W_h_l{k}{_reverse}`` (H, G H) multiply from
+    the right, so PyTorch's ``weight_ih_l{k}{_reverse}`` and ``weight_hh_l{k}{_reverse}`` are
+    their transposes; the gate blocks are in PyTorch's order and the biases are the same.
+    A parameter of a child module (``"0.W_x_l0"``) is looked up in that child.
     """
+    head, dot, rest = name.partition(".")
+    if dot and head.isdigit():
+        return torch_layout(layer.children[int(head)], rest, a)
     if isinstance(layer, gn.Linear) and name == "W":
+        return a.T
+    if isinstance(layer, (gn.RNN, gn.GRU, gn.LSTM)) and name.startswith("W_"):
         return a.T
     return a
 
 
 # glassnet parameter name -> torch attribute name
 TORCH_NAMES = {"W": "weight", "b": "bias", "weight": "weight", "bias": "bias"}
+# recurrent parameters: the prefix maps, the layer/direction suffix ("_l1_reverse") is the same
+RECURRENT_NAMES = {"W_x": "weight_ih", "W_h": "weight_hh", "b_x": "bias_ih", "b_h": "bias_hh"}
+
+
+def torch_name(name: str) -> str:
+    if name[:3] in RECURRENT_NAMES:
+        return RECURRENT_NAMES[name[:3]] + name[3:]
+    return TORCH_NAMES[name]
 
 
 def load_params(layer: gn.Module, module) -> dict[str, object]:
@@ -76,7 +96,7 @@ def load_params(layer: gn.Module, module) -> dict[str, object]:
     params = {}
     with torch.no_grad():
         for name, p in layer.named_parameters():
-            tp = getattr(module, TORCH_NAMES[name])
+            tp = getattr(module, torch_name(name))
             tp.copy_(torch.from_numpy(np.ascontiguousarray(torch_layout(layer, name, p.data))))
             params[name] = tp
     assert len(params) == len(list(module.parameters())), "a torch parameter was not loaded"
@@ -101,6 +121,25 @@ def torch_conv(layer, x):
     module = cls(**config, dtype=torch.float64)
     params = load_params(layer, module)
     return module(x), params
+
+
+def torch_recurrent(layer, x):
+    """torch.nn.RNN/GRU/LSTM (batch_first) with the glassnet layer's parameters; a
+    ``FromInitialState`` row also passes its h0 (and c0) as leaf tensors whose gradients are
+    compared with the row's ``h0``/``c0`` parameters."""
+    inner = layer.layer if isinstance(layer, FromInitialState) else layer
+    config = inner.config()
+    if isinstance(inner, gn.RNN):
+        config["nonlinearity"] = inner.nonlinearity
+    module = getattr(torch.nn, type(inner).__name__)(**config, batch_first=True, dtype=torch.float64)
+    params = load_params(inner, module)
+    if inner is layer:
+        return module(x)[0], params
+    params = {f"0.{name}": p for name, p in params.items()}
+    states = [torch.tensor(p.data, requires_grad=True) for p in layer.params]
+    for p, tp in zip(layer.params, states):
+        params[p.name] = tp
+    return module(x, states[0] if len(states) == 1 else tuple(states))[0], params
 
 
 def stateless(build: Callable) -> Callable:
@@ -228,6 +267,10 @@ TORCH_REFERENCES: dict[str, Callable] = {
             for params in [load_params(layer, bn)]
         ),
     ),
+    # --- recurrent references ---
+    **dict.fromkeys(RECURRENT, torch_recurrent),
+    "LastStep": stateless(lambda layer: lambda x: x[:, -1]),
+    "Reshape": stateless(lambda layer: torch.nn.Unflatten(1, layer.shape)),
 }
 
 
@@ -236,6 +279,7 @@ TORCH_REFERENCES: dict[str, Callable] = {
 # Each layer row runs inside Sequential(Linear(d, d), layer, Flatten(), Linear(k, 10)) on a batch
 # of 64, d the last entry of its feature shape (the first Linear makes every parameter-free
 # layer's dx count). Rows with parameters need a realistic-size layer here; a test checks that.
+BATCH = 64
 REALISTIC: dict[str, Callable[[np.random.Generator], gn.Module]] = {
     "Linear": lambda rng: gn.Linear(256, 128, rng=rng),
     "Linear (3-D input)": lambda rng: gn.Linear(256, 128, rng=rng),
@@ -253,6 +297,22 @@ REALISTIC: dict[str, Callable[[np.random.Generator], gn.Module]] = {
     "BatchNorm1d (3-D input)": lambda rng: gn.BatchNorm1d(32),
     "BatchNorm2d": lambda rng: gn.BatchNorm2d(16),
     "BatchNorm1d (affine=False)": lambda rng: gn.BatchNorm1d(256, affine=False),
+    # --- recurrent realistic ---
+    "RNN (tanh)": lambda rng: gn.RNN(32, 64, rng=rng),
+    "RNN (relu)": lambda rng: gn.RNN(32, 64, nonlinearity="relu", rng=rng),
+    "RNN (2 layers, bidirectional, no bias)": lambda rng: gn.RNN(
+        32, 32, num_layers=2, bidirectional=True, bias=False, rng=rng
+    ),
+    "GRU": lambda rng: gn.GRU(32, 64, rng=rng),
+    "GRU (2 layers, bidirectional)": lambda rng: gn.GRU(32, 32, num_layers=2, bidirectional=True, rng=rng),
+    "GRU (h0 given, bidirectional)": lambda rng: FromInitialState(
+        gn.GRU(32, 32, bidirectional=True, rng=rng), BATCH, rng
+    ),
+    "LSTM": lambda rng: gn.LSTM(32, 64, rng=rng),
+    "LSTM (2 layers, bidirectional)": lambda rng: gn.LSTM(32, 32, num_layers=2, bidirectional=True, rng=rng),
+    "LSTM (h0, c0 given, 2 layers)": lambda rng: FromInitialState(
+        gn.LSTM(32, 32, num_layers=2, rng=rng), BATCH, rng
+    ),
 }
 FEATURES = {  # per-example input shape; (256,) unless listed
     "Linear (3-D input)": (8, 256),
@@ -279,8 +339,11 @@ FEATURES = {  # per-example input shape; (256,) unless listed
     # --- normalization features ---
     "BatchNorm1d (3-D input)": (32, 64),
     "BatchNorm2d": (16, 12, 12),
+    # --- recurrent features: (T, features) ---
+    **dict.fromkeys(RECURRENT, (20, 32)),
+    "LastStep": (20, 32),
+    "Reshape": (4,),
 }
-BATCH = 64
 
 
 def realistic_model(name: str, seed: int = 0):

@@ -165,3 +165,17 @@ def test_resume_refuses_other_options_and_missing_runs(tmp_path, capsys):
     (out / "config.json").write_text('{"model": "mlp"')
     assert main(["train", "--resume", str(out)]) == 2
     assert "config.json: not valid JSON" in capsys.readouterr().err
+
+
+def test_train_the_mnist1d_gru(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # the generated data set is cached under ~/.cache
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "mnist1d", "--model", "mnist1d-gru", "--epochs", "1", "--out", str(out)]
+    assert main(args) == 0
+    history = json.loads((out / "history.json").read_text())
+    assert history["input_shape"] == [40] and history["classes"] == 10
+    assert 0.2 < history["test"]["accuracy"] <= 1.0  # one epoch: well above chance (0.1)
+    assert (tmp_path / ".cache" / "glassnet" / "mnist1d").is_dir()
+    x = np.random.default_rng(0).standard_normal((3, 40)).astype(np.float32)
+    np.save(tmp_path / "signals.npy", x)
+    assert main(["predict", str(out / "model.safetensors"), str(tmp_path / "signals.npy")]) == 0

@@ -3,10 +3,12 @@
 from .activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
 from .conv import Conv1d, Conv2d
 from .dropout import Dropout, GaussianDropout
+from .gated import GRU, LSTM
 from .linear import Linear
 from .norm import BatchNorm1d, BatchNorm2d
 from .pooling import AvgPool1d, AvgPool2d, GlobalAvgPool2d, GlobalMaxPool2d, MaxPool1d, MaxPool2d
-from .reshape import Flatten
+from .recurrent import RNN, LastStep
+from .reshape import Flatten, Reshape
 
 __all__ = [
     "AvgPool1d",
@@ -20,13 +22,18 @@ __all__ = [
     "Dropout",
     "Flatten",
     "GaussianDropout",
+    "GRU",
     "GlobalAvgPool2d",
     "GlobalMaxPool2d",
+    "LastStep",
     "LeakyReLU",
+    "LSTM",
     "Linear",
     "MaxPool1d",
     "MaxPool2d",
+    "RNN",
     "ReLU",
+    "Reshape",
     "Sigmoid",
     "Softmax",
     "Softplus",

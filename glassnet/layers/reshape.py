@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..module import Module, ShapeError
@@ -22,3 +24,36 @@ class Flatten(Module):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         return dy.reshape(self.x_shape)
+
+
+class Reshape(Module):
+    """Keep the batch axis, reshape the rest to ``shape`` (PyTorch's ``nn.Unflatten(1, shape)``
+    on flat input; Keras' ``Reshape``). E.g. ``Reshape((40, 1))`` turns (N, 40) signals into
+    sequences of 40 steps of one feature for a recurrent layer, ``Reshape((1, 40))`` into one
+    channel for a ``Conv1d``.
+
+    Shapes: x (N, *) -> y (N, *shape), prod(*) = prod(shape).
+    Backward: dx = dy reshaped to x's shape (a reshape has identity Jacobian).
+    """
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        shape = tuple(shape)
+        if not shape or any(not isinstance(s, int) or s < 1 for s in shape):
+            raise ValueError(f"Reshape: shape must be a tuple of positive ints, got {shape}")
+        self.shape = shape
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim < 1 or math.prod(x.shape[1:]) != math.prod(self.shape):
+            raise ShapeError(
+                f"Reshape expects (N, ...) with {math.prod(self.shape)} values per example "
+                f"(to reshape to {self.shape}), got shape {x.shape}"
+            )
+        self.x_shape = x.shape
+        return x.reshape(x.shape[0], *self.shape)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return dy.reshape(self.x_shape)
+
+    def config(self) -> dict:
+        return {"shape": list(self.shape)}

@@ -1,0 +1,152 @@
+"""Recurrent training speed, glassnet against PyTorch, on MNIST-1D sequences.
+
+The workload of the recurrent issue: GRU(1 -> 64) over the 40 steps of each MNIST-1D signal,
+the last step into Linear(64, 10), cross-entropy, Adam lr 1e-3, batch 128; the figure is the
+training time of one epoch (the 4,000 training signals). ``--workload lstm`` swaps in an LSTM.
+Both loops do the same per-batch work as ``benchmarks/bench_train.py`` (gather by index,
+forward, loss, backward, step, the epoch report's loss and accuracy bookkeeping).
+
+Each measurement runs in its own process, alternating glassnet, torch, glassnet, torch, ...
+(their thread pools starve each other in one process); each process warms up, then times
+``--epochs`` epochs and reports the fastest. The report is the median over rounds of each
+library's seconds per epoch, their ratio (glassnet / torch; below 1: glassnet faster) and the
+ratio within each alternating pair.
+
+    python benchmarks/bench_rnn.py --workload gru --rounds 5 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HIDDEN, BATCH, LR = 64, 128, 1e-3
+
+
+def load(threads: int):
+    os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
+    import glassnet as gn
+
+    train, _ = gn.datasets.load_mnist1d()
+    return train.x.reshape(-1, 40, 1), train.y  # (N, T = 40, 1 feature)
+
+
+def run_glassnet(workload: str, epochs: int, threads: int) -> dict:
+    x, y = load(threads)
+    import numpy as np
+
+    import glassnet as gn
+
+    rng = np.random.default_rng(0)
+    cell = gn.GRU if workload == "gru" else gn.LSTM
+    model = gn.Sequential(cell(1, HIDDEN, rng=rng), gn.LastStep(), gn.Linear(HIDDEN, 10, rng=rng))
+    opt = gn.optim.Adam(model.parameters(), lr=LR)
+    loss_fn = gn.CrossEntropyLoss()
+    for i in range(5):  # warm-up
+        gn.train_step(model, loss_fn, opt, x[i * BATCH : (i + 1) * BATCH], y[i * BATCH : (i + 1) * BATCH])
+
+    class EpochTimer(gn.Callback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def on_epoch_begin(self, epoch):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs):
+            self.times.append(time.perf_counter() - self.start)
+
+    timer = EpochTimer()
+    gn.fit(model, loss_fn, opt, (x, y), epochs=epochs, batch_size=BATCH, rng=rng, verbose=False,
+           callbacks=[timer])  # fmt: skip
+    return {"train": min(timer.times)}
+
+
+def run_torch(workload: str, epochs: int, threads: int) -> dict:
+    x, y = load(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cell = torch.nn.GRU if workload == "gru" else torch.nn.LSTM
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = cell(1, HIDDEN, batch_first=True)
+            self.head = torch.nn.Linear(HIDDEN, 10)
+
+        def forward(self, x):
+            return self.head(self.rnn(x)[0][:, -1])
+
+    model = Net()
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def epoch(n_batches: int) -> tuple[float, int]:
+        perm = torch.randperm(len(xt))
+        total, correct = 0.0, 0
+        for i in range(n_batches):
+            idx = perm[i * BATCH : (i + 1) * BATCH]
+            opt.zero_grad()
+            out = model(xt[idx])
+            loss = loss_fn(out, yt[idx])
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            correct += int((out.argmax(dim=1) == yt[idx]).sum())
+        return total, correct
+
+    model.train()
+    epoch(5)  # warm-up
+    n = -(-len(xt) // BATCH)
+    times = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        epoch(n)
+        times.append(time.perf_counter() - t)
+    return {"train": min(times)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workload", choices=["gru", "lstm"], default="gru")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating glassnet/torch pairs")
+    ap.add_argument("--epochs", type=int, default=3, help="timed epochs per process (min taken)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--impl", choices=["glassnet", "torch"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.impl:
+        fn = run_glassnet if args.impl == "glassnet" else run_torch
+        print(json.dumps(fn(args.workload, args.epochs, args.threads)))
+        return
+    results: dict[str, list[float]] = {"glassnet": [], "torch": []}
+    for r in range(args.rounds):
+        for impl in ("glassnet", "torch"):
+            cmd = [sys.executable, __file__, "--impl", impl, "--workload", args.workload,
+                   "--epochs", str(args.epochs), "--threads", str(args.threads)]  # fmt: skip
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            results[impl].append(json.loads(out.strip().splitlines()[-1])["train"])
+        g, t = results["glassnet"][-1], results["torch"][-1]
+        print(
+            f"round {r + 1}: glassnet {g:.3f} s/epoch, torch {t:.3f} s/epoch, ratio {g / t:.2f}", flush=True
+        )
+    g, t = statistics.median(results["glassnet"]), statistics.median(results["torch"])
+    report = {
+        "workload": f"{args.workload}(1 -> {HIDDEN}), T = 40, batch {BATCH}, last step, Linear({HIDDEN}, 10)",
+        "threads": args.threads,
+        "glassnet_s_per_4000": round(g, 4),
+        "torch_s_per_4000": round(t, 4),
+        "ratio_of_medians": round(g / t, 3),
+        "pair_ratios": [round(a / b, 3) for a, b in zip(results["glassnet"], results["torch"])],
+    }
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

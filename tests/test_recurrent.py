@@ -1,0 +1,254 @@
+"""Recurrent layers beyond the table: final and initial states against PyTorch, the Sequential
+paths (LastStep, backward_params), bad input, save/load, and exploding gradients with clipping.
+The table (tests/cases.py) already checks every RNN/GRU/LSTM row by finite differences and
+against torch (outputs, dx, every parameter gradient, dh0/dc0)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cases import load_params, torch_layout, torch_name, torch_recurrent
+
+import glassnet as gn
+
+CLASSES = {"RNN": gn.RNN, "GRU": gn.GRU, "LSTM": gn.LSTM}
+
+
+def make(kind: str, **kwargs) -> gn.Module:
+    rng = np.random.default_rng(0)
+    return CLASSES[kind](3, 5, rng=rng, **kwargs).to(np.float64)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("kind", CLASSES)
+def test_final_state_and_initial_state_gradient_match_torch(kind, bidirectional, torch):
+    layer = make(kind, num_layers=2, bidirectional=bidirectional)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 6, 3))
+    shape = (2 * layer.directions, 4, 5)
+    states = [rng.standard_normal(shape) for _ in range(layer.states)]
+    given = states[0] if kind != "LSTM" else tuple(states)
+    y = layer.forward(x, given)
+    dy = rng.standard_normal(y.shape)
+    layer.zero_grad()
+    layer.backward(dy)
+
+    module = getattr(torch.nn, kind)(3, 5, num_layers=2, bidirectional=bidirectional, batch_first=True,
+                                     dtype=torch.float64)  # fmt: skip
+    load_params(layer, module)
+    tstates = [torch.tensor(s, requires_grad=True) for s in states]
+    yt, final = module(torch.tensor(x), tstates[0] if kind != "LSTM" else tuple(tstates))
+    yt.backward(torch.from_numpy(dy))
+    tight = dict(rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(y, yt.detach().numpy(), **tight)
+    finals = final if kind == "LSTM" else (final,)
+    np.testing.assert_allclose(layer.h_n, finals[0].detach().numpy(), **tight)
+    np.testing.assert_allclose(layer.dh0, tstates[0].grad.numpy(), **tight)
+    if kind == "LSTM":
+        np.testing.assert_allclose(layer.c_n, finals[1].detach().numpy(), **tight)
+        np.testing.assert_allclose(layer.dc0, tstates[1].grad.numpy(), **tight)
+    # h_n is the last output of the top layer's forward direction and the first of its reverse
+    np.testing.assert_array_equal(layer.h_n[-layer.directions], y[:, -1, :5])
+    if bidirectional:
+        np.testing.assert_array_equal(layer.h_n[-1], y[:, 0, 5:])
+
+
+def test_zero_initial_state_is_the_default(torch):
+    layer = make("GRU", bidirectional=True)
+    x = np.random.default_rng(2).standard_normal((3, 4, 3))
+    np.testing.assert_array_equal(layer.forward(x), layer.forward(x, np.zeros((2, 3, 5))))
+    yt, _ = torch_recurrent(layer, torch.tensor(x))
+    np.testing.assert_allclose(layer.forward(x), yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", CLASSES)
+def test_whole_model_gradients_with_last_step(kind):
+    # the usual classifier: recurrent layer, its last step, a linear head, cross-entropy
+    rng = np.random.default_rng(3)
+    model = gn.Sequential(
+        CLASSES[kind](3, 4, bidirectional=True, rng=rng), gn.LastStep(), gn.Linear(8, 3, rng=rng)
+    )
+    errors = gn.check_gradients(
+        model, gn.CrossEntropyLoss(), rng.standard_normal((5, 6, 3)), rng.integers(0, 3, 5)
+    )
+    assert max(errors.values()) < 1e-6, errors
+
+
+@pytest.mark.parametrize("kind", CLASSES)
+def test_backward_params_gives_the_gradients_of_backward(kind):
+    # Sequential calls backward_params on its first layer: the same gradients, no dx product
+    layer = make(kind, num_layers=2, bidirectional=True)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 5, 3))
+    dy = rng.standard_normal(layer.forward(x).shape)
+    layer.zero_grad()
+    layer.backward(dy)
+    full = {name: p.grad.copy() for name, p in layer.named_parameters()}
+    layer.zero_grad()
+    assert layer.backward_params(dy) is None
+    for name, p in layer.named_parameters():
+        np.testing.assert_allclose(p.grad, full[name], rtol=1e-13, atol=1e-15, err_msg=name)
+
+
+def test_float32_stays_float32_and_agrees_with_float64():
+    layer = gn.GRU(3, 5, num_layers=2, bidirectional=True, rng=np.random.default_rng(5))
+    x = np.random.default_rng(6).standard_normal((4, 7, 3)).astype(np.float32)
+    y32 = layer.forward(x)
+    dx32 = layer.backward(np.ones_like(y32))
+    assert y32.dtype == dx32.dtype == layer.h_n.dtype == np.float32
+    layer.to(np.float64)
+    y64 = layer.forward(x.astype(np.float64))
+    np.testing.assert_allclose(y32, y64, rtol=1e-5, atol=1e-6)
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (4, 6, 2), (4, 0, 3), (2, 4, 6, 3)], ids=str)
+@pytest.mark.parametrize("kind", CLASSES)
+def test_wrong_input_shape_names_the_layer(kind, shape):
+    with pytest.raises(gn.ShapeError) as info:
+        make(kind).forward(np.zeros(shape))
+    message = str(info.value)
+    assert kind in message and "(N, T, 3)" in message and str(shape) in message
+
+
+def test_wrong_initial_state_names_the_layer_and_the_shape():
+    x = np.zeros((4, 6, 3))
+    with pytest.raises(gn.ShapeError, match=r"GRU: initial state h0 .*\(2, 4, 5\).*\(1, 4, 5\)"):
+        make("GRU", bidirectional=True).forward(x, np.zeros((1, 4, 5)))
+    with pytest.raises(gn.ShapeError, match=r"LSTM: initial state \(h0, c0\)"):
+        make("LSTM").forward(x, np.zeros((1, 4, 5)))  # h0 without c0
+    with pytest.raises(gn.ShapeError, match="LastStep expects a sequence"):
+        gn.LastStep().forward(np.zeros((4, 3)))
+    with pytest.raises(gn.ShapeError, match="Reshape expects"):
+        gn.Reshape((2, 3)).forward(np.zeros((4, 5)))
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="RNN: nonlinearity"):
+        gn.RNN(3, 4, nonlinearity="sigmoid")
+    with pytest.raises(ValueError, match="GRU: input_size, hidden_size and num_layers"):
+        gn.GRU(3, 0)
+
+
+# --- files -------------------------------------------------------------------------------------
+
+
+def test_recurrent_models_save_and_load(tmp_path):
+    rng = np.random.default_rng(7)
+    model = gn.Sequential(
+        gn.Reshape((6, 2)),
+        gn.LSTM(2, 4, num_layers=2, bidirectional=True, rng=rng),
+        gn.GRU(8, 3, bias=False, rng=rng),
+        gn.RNN(3, 3, nonlinearity="relu", rng=rng),
+        gn.LastStep(),
+        gn.Linear(3, 2, rng=rng),
+    )
+    gn.save(model, tmp_path / "rnn.safetensors")
+    loaded = gn.load(tmp_path / "rnn.safetensors")
+    assert repr(loaded) == repr(model)
+    assert list(loaded.state_dict()) == list(model.state_dict())
+    assert "1.W_h_l1_reverse" in loaded.state_dict()
+    x = rng.standard_normal((3, 12)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.forward(x), model.forward(x))
+
+
+# --- exploding gradients -----------------------------------------------------------------------
+
+
+def chaotic_rnn(gain: float = 2.0, hidden: int = 32) -> gn.Sequential:
+    """A tanh RNN whose recurrent weights are ``gain`` times an orthogonal matrix: tanh keeps
+    every state in (-1, 1), but the Jacobians d h_t / d h_{t-1} = diag(1 - h_t^2) W_h^T do not
+    shrink on average, so the gradient grows exponentially with the sequence length."""
+    rng = np.random.default_rng(0)
+    rnn = gn.RNN(1, hidden, rng=rng)
+    q, _ = np.linalg.qr(rng.standard_normal((hidden, hidden)))
+    rnn.cells[0][1].data[...] = gain * q
+    return gn.Sequential(rnn, gn.LastStep(), gn.Linear(hidden, 1, rng=rng))
+
+
+def sequence_batch(T: int):
+    rng = np.random.default_rng(1)
+    return rng.standard_normal((16, T, 1)), rng.standard_normal((16, 1))
+
+
+def gradient_norm(model, T: int) -> tuple[float, float]:
+    x, y = sequence_batch(T)
+    loss_fn = gn.MSELoss()
+    model.zero_grad()
+    loss = loss_fn.forward(model.forward(x), y)
+    model.backward(loss_fn.backward())
+    return loss, gn.clip_grad_norm(model.parameters(), float("inf"))
+
+
+def test_gradient_norm_explodes_with_sequence_length_and_matches_torch(torch):
+    model = chaotic_rnn().to(np.float64)
+    losses, norms = zip(*(gradient_norm(model, T) for T in (10, 100, 200)))
+    assert max(losses) < 5  # the forward stays bounded...
+    assert (
+        norms[0] < 100 and norms[1] > 1e4 * norms[0] and norms[2] > 1e4 * norms[1]
+    )  # ...its gradient does not
+    # the same long sequence in torch: the same exploding norm (backprop through 100 steps agrees;
+    # the system is chaotic, so rounding differences grow with T as the gradient does: at T = 200
+    # the two libraries' float64 norms differ in the second digit)
+    rnn = model[0]
+    x, y = sequence_batch(100)
+    yt, params = torch_recurrent(rnn, torch.tensor(x))
+    head = torch.nn.Linear(32, 1, dtype=torch.float64)
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(model[2].W.data.T.copy()))
+        head.bias.copy_(torch.from_numpy(model[2].b.data))
+    torch.nn.functional.mse_loss(head(yt[:, -1]), torch.tensor(y)).backward()
+    torch_norm = torch.nn.utils.clip_grad_norm_([*params.values(), *head.parameters()], float("inf"))
+    assert float(torch_norm) == pytest.approx(norms[1], rel=1e-7)
+
+
+def test_clip_grad_norm_keeps_training_bounded():
+    x, y = sequence_batch(200)
+    x, y = x.astype(np.float32), y.astype(np.float32)
+    runs = {}
+    for clip in (None, 1.0):
+        model = chaotic_rnn()
+        start = np.concatenate([p.data.ravel() for p in model.parameters()])
+        opt = gn.optim.SGD(model.parameters(), lr=0.01)
+        for _ in range(10):
+            gn.train_step(model, gn.MSELoss(), opt, x, y, clip_norm=clip)
+        end = np.concatenate([p.data.ravel() for p in model.parameters()])
+        runs[clip] = float(np.linalg.norm(end - start))
+    # without clipping one step moves the weights by lr times a norm of about 1e11
+    assert runs[None] > 1e6
+    # with clipping every step moves them by at most lr * max_norm
+    assert runs[1.0] <= 10 * 0.01 * 1.0 * (1 + 1e-5)
+
+
+# --- a whole model, trained step for step -------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", CLASSES)
+def test_training_steps_match_torch(kind, torch):
+    # recurrent layer, last step, linear head, cross-entropy, Adam: five steps in both libraries
+    rng = np.random.default_rng(8)
+    model = gn.Sequential(
+        CLASSES[kind](3, 6, bidirectional=True, rng=rng), gn.LastStep(), gn.Linear(12, 4, rng=rng)
+    )
+    model.to(np.float64)
+    rnn = getattr(torch.nn, kind)(3, 6, bidirectional=True, batch_first=True, dtype=torch.float64)
+    head = torch.nn.Linear(12, 4, dtype=torch.float64)
+    load_params(model[0], rnn)
+    load_params(model[2], head)
+    opt = gn.optim.Adam(model.parameters(), lr=1e-2)
+    topt = torch.optim.Adam([*rnn.parameters(), *head.parameters()], lr=1e-2)
+    for _ in range(5):
+        x, y = rng.standard_normal((8, 7, 3)), rng.integers(0, 4, 8)
+        loss = gn.train_step(model, gn.CrossEntropyLoss(), opt, x, y)
+        topt.zero_grad()
+        tloss = torch.nn.functional.cross_entropy(head(rnn(torch.tensor(x))[0][:, -1]), torch.tensor(y))
+        tloss.backward()
+        topt.step()
+        assert loss == pytest.approx(tloss.item(), rel=1e-10)
+    for name, p in model[0].named_parameters():
+        ours = torch_layout(model[0], name, p.data)
+        np.testing.assert_allclose(
+            ours, getattr(rnn, torch_name(name)).detach().numpy(), rtol=1e-8, atol=1e-10
+        )
