@@ -11,7 +11,7 @@ from . import _malloc
 
 _malloc.tune_malloc()
 
-from . import data, datasets, diagnostics, functional, init, models, optim, schedules  # noqa: E402
+from . import data, datasets, diagnostics, experiments, functional, init, models, optim, schedules  # noqa: E402
 from .callbacks import Callback, CSVLogger, EarlyStopping, History, ModelCheckpoint, ProgressBar  # noqa: E402
 from .gradcheck import check_gradients  # noqa: E402
 from .io import load, load_metadata, save  # noqa: E402
@@ -27,7 +27,7 @@ from .losses import (  # noqa: E402
 )
 from .module import Module, Param, Sequential, ShapeError  # noqa: E402
 from .optim import clip_grad_norm  # noqa: E402
-from .regularizers import L1, L2, ElasticNet  # noqa: E402
+from .regularizers import L1, L2, ElasticNet, FixedDropoutPenalty  # noqa: E402
 from .train import evaluate, evaluating, fit, predict, train_step  # noqa: E402
 
 __version__ = "0.1.0"
@@ -40,6 +40,7 @@ __all__ = [
     "CrossEntropyLoss",
     "EarlyStopping",
     "ElasticNet",
+    "FixedDropoutPenalty",
     "HingeLoss",
     "History",
     "HuberLoss",
@@ -58,6 +59,7 @@ __all__ = [
     "data",
     "datasets",
     "diagnostics",
+    "experiments",
     "models",
     "evaluate",
     "evaluating",
