@@ -11,7 +11,7 @@ from . import _malloc
 
 _malloc.tune_malloc()
 
-from . import data, datasets, diagnostics, experiments, functional, init, models, optim, schedules  # noqa: E402
+from . import data, datasets, diagnostics, experiments, functional, init, models, optim, report, schedules  # noqa: E402
 from .callbacks import Callback, CSVLogger, EarlyStopping, History, ModelCheckpoint, ProgressBar  # noqa: E402
 from .gradcheck import check_gradients  # noqa: E402
 from .io import load, load_metadata, save  # noqa: E402
@@ -70,6 +70,7 @@ __all__ = [
     "load_metadata",
     "optim",
     "predict",
+    "report",
     "save",
     "schedules",
     "train_step",
