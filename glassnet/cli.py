@@ -224,7 +224,8 @@ def cmd_lr_find(args) -> int:
     rng = np.random.default_rng(args.seed)
     train, _ = load_dataset(args.dataset, args.data_dir)
     if args.train_size:
-        train = gn.data.Dataset(*(a[rng.permutation(train.n)[: args.train_size]] for a in (train.x, train.y)))
+        idx = rng.permutation(train.n)[: args.train_size]
+        train = gn.data.Dataset(train.x[idx], train.y[idx])
     preset = models.PRESETS[args.model]
     model = models.build(args.model, rng, train.x.shape[1:], int(train.y.max()) + 1)
     opt = make_optimizer(args.optimizer or preset.optimizer, model.parameters(), args.start, args.momentum)

@@ -14,8 +14,10 @@ best seen: that is the "too hot" end.
 Suggested range (the rule, stated so it can be argued with): its upper end is the learning rate
 at the minimum of the smoothed loss divided by 10 (at the minimum the loss has already stopped
 falling, so one order of magnitude below it is still stable); its lower end is the point of
-steepest descent (most negative slope of the smoothed loss against log lr), where the rate at
-which the loss falls is largest. If the steepest point lies above min/10 the two are swapped,
+steepest descent (most negative slope of the smoothed loss against log lr, from the 10th step to
+the minimum), where the loss falls fastest per step. The moving average lags the raw loss by
+about 1 / (1 - beta) = 50 steps, which moves both points to somewhat larger rates; the plot
+shows the raw losses too. If the steepest point lies above min/10 the two are swapped,
 so the range is always (low, high).
 
 The model and the optimizer are put back as they were (weights, buffers, optimizer state and
@@ -120,9 +122,11 @@ def lr_find(
 def _suggest(lrs: np.ndarray, losses: np.ndarray, raw: np.ndarray) -> LRFindResult:
     i_min = int(np.argmin(losses))
     # the slope against log lr, up to the minimum (beyond it the loss only rises)
+    # (and from the 10th step on, as fastai: the first few smoothed values rest on few batches)
     upto = max(i_min, 2)
+    skip = min(10, upto // 4)
     slopes = np.gradient(losses[: upto + 1], np.log(lrs[: upto + 1]))
-    steepest = float(lrs[int(np.argmin(slopes))])
+    steepest = float(lrs[skip + int(np.argmin(slopes[skip:]))])
     min_lr = float(lrs[i_min])
     low, high = sorted((steepest, min_lr / 10))
     return LRFindResult(lrs, losses, raw, (low, high), steepest, min_lr)

@@ -408,10 +408,12 @@ def test_cli_compare_and_lr_find(tmp_path, capsys):
     assert (tmp_path / "res" / "b" / "seed1.json").exists() and (tmp_path / "res" / "curves.png").exists()
     assert "| b | 2 |" in (tmp_path / "res" / "report.md").read_text()
     out = str(tmp_path / "lr")
-    assert main(["lr-find", "--dataset", "digits", "--steps", "60", "--end", "100", "--out", out]) == 0
+    argv = ["lr-find", "--dataset", "digits", "--train-size", "500", "--steps", "60", "--end", "100"]
+    assert main([*argv, "--out", out]) == 0
     assert "suggested learning rate" in capsys.readouterr().out
     found = json.loads((tmp_path / "lr.json").read_text())
     assert found["suggestion"][0] <= found["suggestion"][1] and len(found["lrs"]) <= 60
+    assert min(found["raw_losses"]) < 0.5 * found["raw_losses"][0]  # it learns: images and labels match
     assert (tmp_path / "lr.png").read_bytes()[:4] == b"\x89PNG"
     cfg.write_text("[data]\n")
     assert main(["compare", str(cfg), "--out", str(tmp_path / "res")]) == 2
