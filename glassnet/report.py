@@ -28,6 +28,7 @@ import io
 import json
 import math
 import os
+import warnings
 
 import numpy as np
 
@@ -69,8 +70,12 @@ def welch(a, b, level: float = LEVEL) -> dict[str, float]:
     diff = float(np.mean(a) - np.mean(b)) if len(a) and len(b) else math.nan
     if len(a) < 2 or len(b) < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
         return {"diff": diff, "low": math.nan, "high": math.nan, "p": math.nan}
-    res = stats.ttest_ind(a, b, equal_var=False)
-    ci = res.confidence_interval(level)
+    with warnings.catch_warnings():
+        # scipy warns of lost precision when a sample's values (nearly) coincide, e.g. two seeds
+        # with the same test accuracy; the statistic is still computed and reported
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        res = stats.ttest_ind(a, b, equal_var=False)
+        ci = res.confidence_interval(level)
     return {"diff": diff, "low": float(ci.low), "high": float(ci.high), "p": float(res.pvalue)}
 
 

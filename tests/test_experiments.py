@@ -327,6 +327,10 @@ def test_welch_matches_the_formula_and_scipy():
     assert (w["low"], w["high"]) == pytest.approx((w["diff"] - half, w["diff"] + half), rel=1e-10)
     assert w["p"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue, rel=1e-12)
     assert math.isnan(report.welch([1.0, 1.0], [1.0, 1.0])["p"])  # no spread at all: no test
+    tied = report.welch([0.8651, 0.8651], [0.8699, 0.8675])  # two seeds that tie: a test, no warning
+    with pytest.warns(RuntimeWarning, match="Precision loss"):  # scipy itself warns here
+        expected = stats.ttest_ind([0.8651] * 2, [0.8699, 0.8675], equal_var=False).pvalue
+    assert tied["p"] == pytest.approx(expected)
 
 
 def fake_result(variant, seed, acc, loss, epochs=3):
