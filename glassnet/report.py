@@ -212,28 +212,38 @@ def markdown(rows: list[dict], meta: dict) -> str:
 
 
 def plot_curves(groups: dict[str, list[dict]], path: str, title: str = "") -> None:
-    """Test accuracy, test loss and training loss per epoch: each variant's mean over seeds with
+    """Test accuracy, test loss and training loss (penalty included) per epoch: each variant's mean over seeds with
     a band for the 95% confidence interval of the mean. Written atomically as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("test_accuracy", "test accuracy"), ("test_loss", "test loss"), ("train_loss", "training loss")]
+    panels = [
+        ("test_accuracy", "test accuracy"),
+        ("test_loss", "test loss"),
+        ("train_loss", "training loss (with penalty)"),
+    ]
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     colors = plt.get_cmap("tab10")
+    means: list[list[np.ndarray]] = [[], [], []]
     for i, (v, runs) in enumerate(groups.items()):
         epochs = np.asarray(runs[0]["history"]["epoch"])
-        for ax, (key, label) in zip(axes, panels):
+        for j, (ax, (key, label)) in enumerate(zip(axes, panels)):
             curves = np.array([r["history"][key] for r in runs if len(r["history"][key]) == len(epochs)])
             cis = [mean_ci(col) for col in curves.T]
             mean = np.array([c["mean"] for c in cis])
+            means[j].append(mean[len(mean) // 5 :])
             ax.plot(epochs, mean, color=colors(i % 10), lw=1.3, label=v)
-            if len(curves) > 1:
+            if len(curves) > 2:  # with two seeds t(0.975, 1) = 12.7: a band that says nothing
                 low, high = np.array([c["low"] for c in cis]), np.array([c["high"] for c in cis])
                 ax.fill_between(epochs, low, high, color=colors(i % 10), alpha=0.18, lw=0)
             ax.set_xlabel("epoch")
             ax.set_ylabel(label)
+    for ax, ms in zip(axes[:2], means[:2]):  # zoom on the means after the first fifth of training
+        lo, hi = min(float(m.min()) for m in ms), max(float(m.max()) for m in ms)
+        pad = 0.15 * (hi - lo) or 0.01
+        ax.set_ylim(lo - pad, hi + pad)
     axes[2].set_yscale("log")
     axes[0].legend(fontsize=7, ncol=2)
     if title:
