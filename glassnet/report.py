@@ -212,8 +212,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
 
 
 def plot_curves(groups: dict[str, list[dict]], path: str, title: str = "") -> None:
-    """Test accuracy, test loss and training loss (penalty included) per epoch: each variant's mean over seeds with
-    a band for the 95% confidence interval of the mean. Written atomically as PNG."""
+    """Test accuracy, test loss and training loss (penalty included) per epoch: each variant's
+    mean over seeds with a band for the 95% confidence interval of the mean; PNG, atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
