@@ -325,7 +325,7 @@ def _execute(specs: list[dict], workers: int | None, scheduler: str | None) -> I
     if scheduler is not None:
         yield from _execute_dask(specs, scheduler)
         return
-    workers = os.cpu_count() or 1 if workers is None else workers
+    workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise ValueError(f"compare: workers must be >= 1, got {workers}")
     if workers == 1:
