@@ -422,3 +422,16 @@ def test_cli_compare_and_lr_find(tmp_path, capsys):
     cfg.write_text("[data]\n")
     assert main(["compare", str(cfg), "--out", str(tmp_path / "res")]) == 2
     assert "missing table [train]" in capsys.readouterr().err
+
+
+def test_holdout_scores_on_training_examples_outside_the_subset():
+    full, test = gn.datasets.load_digits()
+    data = {"dataset": "digits", "train_size": 300, "test_size": 0, "subset_seed": 3, "holdout": 200}
+    train, held = ex.load_data(data)
+    assert train.n == 300 and held.n == 200
+    rows = {row.tobytes(): i for i, row in enumerate(full.x)}
+    a, b = ({rows[x.tobytes()] for x in d.x} for d in (train, held))
+    assert len(a) == 300 and len(b) == 200 and not a & b  # disjoint parts of the training set
+    assert not {x.tobytes() for x in held.x} & {x.tobytes() for x in test.x}
+    with pytest.raises(ValueError, match="exceeds"):
+        ex.load_data({**data, "holdout": 2000})
