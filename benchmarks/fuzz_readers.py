@@ -46,6 +46,7 @@ from glassnet.cli import RUN_OPTIONS, build_parser, read_run_config
 from glassnet.data import as_dataset
 from glassnet.datasets import read_idx
 from glassnet.errors import FileFormatError
+from glassnet.experiment_config import ConfigError, load_config
 
 
 # --- seeds: valid files, one list per reader ---------------------------------------------------
@@ -156,11 +157,18 @@ def run_config_seeds(directory: Path) -> list[bytes]:
     return [json.dumps(v, indent=2).encode() for v in variants]
 
 
+def experiment_seeds(directory: Path) -> list[bytes]:
+    """The experiment files shipped in experiments/ (``glassnet compare`` reads them)."""
+    root = Path(__file__).resolve().parent.parent / "experiments"
+    return [f.read_bytes() for f in sorted(root.glob("*.toml"))]
+
+
 @dataclass
 class Reader:
     name: str
-    read: Callable[[str], object]  # returns, or raises FileFormatError
+    read: Callable[[str], object]  # returns, or raises the reader's own error (below)
     seeds: Callable[[Path], list[bytes]]  # valid files to mutate
+    errors: tuple[type[Exception], ...] = (FileFormatError,)  # glassnet's errors for a bad file
 
 
 READERS = [
@@ -169,6 +177,7 @@ READERS = [
     Reader("checkpoint", restore_checkpoint, checkpoint_seeds),
     Reader("npy", gn.io.load_npy, npy_seeds),
     Reader("run-config", read_run_config, run_config_seeds),
+    Reader("experiment", load_config, experiment_seeds, (ConfigError,)),
 ]
 
 
@@ -280,7 +289,7 @@ def mutated(seeds: list[bytes]):
 # --- the run ------------------------------------------------------------------------------------
 def fuzz(reader: Reader, cases: int, directory: Path, seed: int = 0) -> dict[str, int]:
     """Run ``cases`` mutated files through ``reader``; counts of accepted and rejected files.
-    A crash (any exception but FileFormatError) propagates, shrunk by hypothesis."""
+    A crash (any exception but the reader's own errors) propagates, shrunk by hypothesis."""
     seeds = reader.seeds(directory)
     path = directory / f"case-{reader.name}"
     counts = {"cases": 0, "accepted": 0, "rejected": 0}
@@ -294,7 +303,7 @@ def fuzz(reader: Reader, cases: int, directory: Path, seed: int = 0) -> dict[str
         counts["cases"] += 1
         try:
             reader.read(str(path))
-        except FileFormatError as e:
+        except reader.errors as e:
             assert str(path) in str(e), f"the message does not name the file: {e}"
             counts["rejected"] += 1
         else:

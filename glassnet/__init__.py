@@ -17,11 +17,13 @@ from . import (  # noqa: E402
     data,
     datasets,
     diagnostics,
+    experiments,
     functional,
     init,
     models,
     optim,
     plots,
+    report,
     schedules,
 )
 from .anomaly import AnomalyError, TerminateOnNaN  # noqa: E402
@@ -42,7 +44,7 @@ from .losses import (  # noqa: E402
 )
 from .module import Module, Param, Sequential, ShapeError  # noqa: E402
 from .optim import clip_grad_norm  # noqa: E402
-from .regularizers import L1, L2, ElasticNet  # noqa: E402
+from .regularizers import L1, L2, ElasticNet, FixedDropoutPenalty  # noqa: E402
 from .tensorboard import TensorBoard  # noqa: E402
 from .tracing import trace  # noqa: E402
 from .train import evaluate, evaluating, fit, predict, train_step  # noqa: E402
@@ -60,6 +62,7 @@ __all__ = [
     "ElasticNet",
     "GradientFlow",
     "FileFormatError",
+    "FixedDropoutPenalty",
     "HingeLoss",
     "History",
     "HuberLoss",
@@ -83,6 +86,7 @@ __all__ = [
     "data",
     "datasets",
     "diagnostics",
+    "experiments",
     "models",
     "evaluate",
     "evaluating",
@@ -94,6 +98,7 @@ __all__ = [
     "optim",
     "plots",
     "predict",
+    "report",
     "save",
     "schedules",
     "trace",

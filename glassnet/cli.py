@@ -9,6 +9,9 @@ glassnet summary --preset cnn --batch-size 128
 glassnet diagnose --dataset fashion-mnist --model book --epochs 1 --subset 10000
 glassnet plot runs/mlp
 glassnet gradcheck
+glassnet compare experiments/dropout_study.toml --out results/dropout
+glassnet report results/dropout
+glassnet lr-find --dataset fashion-mnist --model mlp
 """
 
 from __future__ import annotations
@@ -353,6 +356,53 @@ def cmd_gradcheck(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_compare(args) -> int:
+    from .experiments import compare
+
+    compare(args.config, args.out, workers=args.workers, scheduler=args.scheduler)
+    print(f"wrote {os.path.join(args.out, 'report.md')} and curves.png")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import render
+
+    print(render(args.results, baseline=args.baseline), end="")
+    return 0
+
+
+def cmd_lr_find(args) -> int:
+    import glassnet as gn
+    from glassnet import models
+    from glassnet.lr_find import lr_find, plot_lr_find
+
+    rng = np.random.default_rng(args.seed)
+    train, _ = load_dataset(args.dataset, args.data_dir)
+    if args.train_size:
+        idx = rng.permutation(train.n)[: args.train_size]
+        train = gn.data.Dataset(train.x[idx], train.y[idx])
+    preset = models.PRESETS[args.model]
+    model = models.build(args.model, rng, train.x.shape[1:], int(train.y.max()) + 1)
+    opt = make_optimizer(args.optimizer or preset.optimizer, model.parameters(), args.start, args.momentum)
+    result = lr_find(model, preset.loss(), opt, train, start=args.start, end=args.end, steps=args.steps,
+                     batch_size=args.batch_size or preset.batch_size, rng=rng)  # fmt: skip
+    from .callbacks import atomic_write_text
+
+    atomic_write_text(args.out + ".json", json.dumps(result.to_dict()))
+    try:
+        plot_lr_find(result, args.out + ".png", f"lr range test: {args.model}, {opt.__class__.__name__}")
+        plotted = f" and {args.out}.png"
+    except ImportError:
+        plotted = " (no plot: pip install 'glassnet[plot]')"
+    low, high = result.suggestion
+    print(
+        f"{len(result.lrs)} steps from lr {result.lrs[0]:.3g} to {result.lrs[-1]:.3g}; "
+        f"smoothed loss lowest at lr {result.min_lr:.3g}, steepest at {result.steepest_lr:.3g}\n"
+        f"suggested learning rate: {low:.3g} .. {high:.3g}; wrote {args.out}.json{plotted}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .models import PRESETS
 
@@ -443,6 +493,33 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gradcheck", help="numerically check every built-in layer and loss")
     g.add_argument("--seed", type=int, default=0)
     g.set_defaults(func=cmd_gradcheck)
+
+    c = sub.add_parser("compare", help="run an experiment's variants over seeds and compare them")
+    c.add_argument("config", help="the experiment's TOML file (see README: Experiments)")
+    c.add_argument("--out", default="results", help="directory for the result files and the report")
+    c.add_argument("--workers", type=int, help="processes on this machine (default: one per core)")
+    c.add_argument("--scheduler", help="tcp://HOST:PORT of a Dask scheduler to run on instead")
+    c.set_defaults(func=cmd_compare)
+
+    rp = sub.add_parser("report", help="re-render report.md and curves.png from result files")
+    rp.add_argument("results", help="the directory compare wrote")
+    rp.add_argument("--baseline", help="compare with this variant instead of the experiment's baseline")
+    rp.set_defaults(func=cmd_report)
+
+    lf = sub.add_parser("lr-find", help="learning-rate range test: loss against a growing learning rate")
+    lf.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
+    lf.add_argument("--data-dir")
+    lf.add_argument("--train-size", type=int, help="a random subset of this many training examples")
+    lf.add_argument("--model", choices=sorted(PRESETS), default="mlp")
+    lf.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "rmsprop", "adagrad"])
+    lf.add_argument("--momentum", type=float, default=0.0)
+    lf.add_argument("--batch-size", type=int)
+    lf.add_argument("--start", type=float, default=1e-6)
+    lf.add_argument("--end", type=float, default=10.0)
+    lf.add_argument("--steps", type=int, default=300)
+    lf.add_argument("--seed", type=int, default=0)
+    lf.add_argument("--out", default="lr_find", help="writes OUT.json and OUT.png")
+    lf.set_defaults(func=cmd_lr_find)
     return p
 
 

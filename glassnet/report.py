@@ -1,0 +1,279 @@
+"""Summaries of an experiment's result files: statistics, a Markdown table, learning curves.
+
+The statistics, all from ``scipy.stats``:
+
+- **mean, standard deviation, 95% confidence interval of the mean** of each metric over a
+  variant's seeds: mean +- t_{0.975, n-1} * sd / sqrt(n), Student's t with n - 1 degrees of
+  freedom (``scipy.stats.t.interval``). It assumes the per-seed numbers are roughly normal,
+  which is a fair description of test accuracies over seeds, and is exact for normal data at
+  any n, where a bootstrap with 5 seeds would not be.
+- **difference from the baseline**: mean(variant) - mean(baseline), with **Welch's t-test**
+  (``scipy.stats.ttest_ind(equal_var=False)``, two-sided) for the p-value and its confidence
+  interval of the difference (Welch-Satterthwaite degrees of freedom). Welch does not assume
+  the two variants have the same spread across seeds (a regularizer often changes it). The runs
+  of different variants share seeds, so a paired test is possible; but a seed fixes only the
+  initial weights and the first shuffle (dropout consumes the same generator and the streams
+  part after the first batch), so the pairing is weak and Welch is the simpler honest choice.
+- p-values are **not** corrected for comparing several variants with one baseline; with k
+  comparisons, Bonferroni's family-wise 5% level is p < 0.05 / k (the report says so).
+
+"Best" test accuracy is the maximum over epochs: it picks the epoch by looking at the test
+set, so it is optimistic and is there to show what early stopping could at most buy.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import math
+import os
+import warnings
+
+import numpy as np
+
+from .io import write_atomic
+
+LEVEL = 0.95
+METRICS = {  # name -> how to read it from a result
+    "final_acc": lambda r: r["final"]["test_accuracy"],
+    "best_acc": lambda r: r["best"]["test_accuracy"],
+    "final_loss": lambda r: r["final"]["test_loss"],
+    "best_loss": lambda r: r["best"]["test_loss"],
+    "train_acc": lambda r: r["final"]["train_accuracy"],
+    "wall": lambda r: r["wall_seconds"],
+}
+
+
+def mean_ci(x, level: float = LEVEL) -> dict[str, float]:
+    """Mean, sample standard deviation (n - 1) and the t-based confidence interval of the mean;
+    sd and the interval are NaN for fewer than two values."""
+    from scipy import stats
+
+    x = np.asarray(x, dtype=np.float64)
+    n, mean = len(x), float(np.mean(x)) if len(x) else math.nan
+    if n < 2:
+        return {"n": n, "mean": mean, "sd": math.nan, "low": math.nan, "high": math.nan}
+    sd = float(np.std(x, ddof=1))
+    if sd == 0.0:
+        return {"n": n, "mean": mean, "sd": 0.0, "low": mean, "high": mean}
+    low, high = stats.t.interval(level, n - 1, loc=mean, scale=sd / math.sqrt(n))
+    return {"n": n, "mean": mean, "sd": sd, "low": float(low), "high": float(high)}
+
+
+def welch(a, b, level: float = LEVEL) -> dict[str, float]:
+    """mean(a) - mean(b), its Welch confidence interval and the two-sided Welch p-value; the
+    interval and p are NaN when either sample has fewer than two values or both have no spread."""
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    diff = float(np.mean(a) - np.mean(b)) if len(a) and len(b) else math.nan
+    if len(a) < 2 or len(b) < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
+        return {"diff": diff, "low": math.nan, "high": math.nan, "p": math.nan}
+    with warnings.catch_warnings():
+        # scipy warns of lost precision when a sample's values (nearly) coincide, e.g. two seeds
+        # with the same test accuracy; the statistic is still computed and reported
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        res = stats.ttest_ind(a, b, equal_var=False)
+        ci = res.confidence_interval(level)
+    return {"diff": diff, "low": float(ci.low), "high": float(ci.high), "p": float(res.pvalue)}
+
+
+def load_results(out_dir: str | os.PathLike) -> tuple[dict, dict[str, list[dict]]]:
+    """The experiment's description (``experiment.json``, or one inferred from the directories)
+    and its results grouped by variant, in the experiment's order, seeds ascending."""
+    from .experiments import read_result
+
+    out_dir = os.fspath(out_dir)
+    meta_path = os.path.join(out_dir, "experiment.json")
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+        if not isinstance(meta, dict) or not isinstance(meta.get("variants"), list):
+            raise ValueError("no 'variants' list")
+    except FileNotFoundError:
+        meta = None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{meta_path}: not a glassnet experiment description: {e}") from None
+    by_variant: dict[str, list[dict]] = {}
+    for path in sorted(glob.glob(os.path.join(out_dir, "*", "seed*.json"))):
+        r = read_result(path)
+        if r is not None:
+            by_variant.setdefault(r["variant"], []).append(r)
+    if meta is None:
+        names = sorted(by_variant)
+        meta = {"name": "", "baseline": names[0] if names else "", "variants": names, "seeds": None}
+    groups = {}
+    for v in meta["variants"]:
+        runs = [r for r in by_variant.get(v, []) if meta.get("seeds") is None or r["seed"] in meta["seeds"]]
+        if runs:
+            groups[v] = sorted(runs, key=lambda r: r["seed"])
+    if not groups:
+        raise ValueError(f"{out_dir}: no result files (expected {out_dir}/<variant>/seed<k>.json)")
+    return meta, groups
+
+
+def summarize(groups: dict[str, list[dict]], baseline: str) -> list[dict]:
+    """One row per variant: each metric's ``mean_ci`` and the ``welch`` differences of final test
+    accuracy and loss from ``baseline``."""
+    base = groups.get(baseline)
+    rows = []
+    for v, runs in groups.items():
+        row = {
+            "variant": v,
+            "n": len(runs),
+            **{m: mean_ci([get(r) for r in runs]) for m, get in METRICS.items()},
+        }
+        if base is not None and v != baseline:
+            for m in ("final_acc", "final_loss"):
+                row[f"diff_{m}"] = welch([METRICS[m](r) for r in runs], [METRICS[m](r) for r in base])
+        members = [m["test_accuracy"] for r in runs for m in r["members"]]
+        if any(len(r["members"]) > 1 for r in runs):
+            row["members"] = mean_ci(members)
+            row["ensemble_mode"] = runs[0]["config"]["train"]["ensemble_mode"]
+        rows.append(row)
+    return rows
+
+
+def _pct(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{100 * x:.2f}"
+
+
+def _num(x: float, digits: int = 4) -> str:
+    return "n/a" if math.isnan(x) else f"{x:.{digits}f}"
+
+
+def _p(p: float) -> str:
+    return "n/a" if math.isnan(p) else (f"{p:.2g}" if p >= 1e-4 else "<1e-4")
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    """The summary table and the statement of the statistics used."""
+    baseline, k = meta["baseline"], max(len(rows) - 1, 1)
+    out = [f"# Experiment {meta.get('name') or ''}".rstrip(), ""]
+    out.append(
+        f"Baseline: `{baseline}`. Accuracy in %, mean ± standard deviation over seeds (n), with the "
+        f"95% confidence interval of the mean (Student's t, n - 1 degrees of freedom). "
+        f"Δ: difference of the final test accuracy (percentage points) or loss from the baseline, with "
+        f"its 95% confidence interval and the two-sided p-value of Welch's unequal-variance t-test "
+        f"(scipy.stats.ttest_ind, equal_var=False). p-values are not corrected for the {k} comparisons "
+        f'(Bonferroni: p < {0.05 / k:.3g} for 5% family-wise). "Best" picks the epoch on the test '
+        'set itself, so it is optimistic; "train acc" is the final network on its training set in '
+        "eval mode."
+    )
+    out += [
+        "",
+        "| variant | n | final test acc | 95% CI | best test acc | final test loss | best test loss "
+        "| Δ acc [95% CI] | p | Δ loss [95% CI] | p | train acc | s/run |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        fa, ba, fl, bl = r["final_acc"], r["best_acc"], r["final_loss"], r["best_loss"]
+        da, dl = r.get("diff_final_acc"), r.get("diff_final_loss")
+        acc_diff = (
+            f"{100 * da['diff']:+.2f} [{100 * da['low']:+.2f}, {100 * da['high']:+.2f}]"
+            if da and not math.isnan(da["low"])
+            else ("—" if da is None else f"{100 * da['diff']:+.2f} [n/a]")
+        )
+        loss_diff = (
+            f"{dl['diff']:+.4f} [{dl['low']:+.4f}, {dl['high']:+.4f}]"
+            if dl and not math.isnan(dl["low"])
+            else ("—" if dl is None else f"{dl['diff']:+.4f} [n/a]")
+        )
+        name = f"**{r['variant']}** (baseline)" if r["variant"] == baseline else r["variant"]
+        cells = [
+            name,
+            str(r["n"]),
+            f"{_pct(fa['mean'])} ± {_pct(fa['sd'])}",
+            f"[{_pct(fa['low'])}, {_pct(fa['high'])}]",
+            f"{_pct(ba['mean'])} ± {_pct(ba['sd'])}",
+            f"{_num(fl['mean'])} ± {_num(fl['sd'])}",
+            _num(bl["mean"]),
+            acc_diff,
+            _p(da["p"]) if da else "—",
+            loss_diff,
+            _p(dl["p"]) if dl else "—",
+            _pct(r["train_acc"]["mean"]),
+            _num(r["wall"]["mean"], 1),
+        ]
+        out.append("| " + " | ".join(cells) + " |")
+    ensembles = [r for r in rows if "members" in r]
+    if ensembles:
+        out += ["", "Ensembles: the members' own final test accuracy against the ensemble's.", "",
+                "| variant | members | member acc (mean ± sd) | ensemble acc | combined by |",
+                "| --- | ---: | ---: | ---: | --- |"]  # fmt: skip
+        for r in ensembles:
+            m = r["members"]
+            out.append(
+                f"| {r['variant']} | {m['n']} | {_pct(m['mean'])} ± {_pct(m['sd'])} "
+                f"| {_pct(r['final_acc']['mean'])} | {r['ensemble_mode']} |"
+            )
+    return "\n".join(out) + "\n"
+
+
+def plot_curves(groups: dict[str, list[dict]], path: str, title: str = "") -> None:
+    """Test accuracy, test loss and training loss (penalty included) per epoch: each variant's
+    mean over seeds with a band for the 95% confidence interval of the mean; PNG, atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        ("test_accuracy", "test accuracy"),
+        ("test_loss", "test loss"),
+        ("train_loss", "training loss (with penalty)"),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    colors = plt.get_cmap("tab10")
+    means: list[list[np.ndarray]] = [[], [], []]
+    for i, (v, runs) in enumerate(groups.items()):
+        epochs = np.asarray(runs[0]["history"]["epoch"])
+        for j, (ax, (key, label)) in enumerate(zip(axes, panels)):
+            curves = np.array([r["history"][key] for r in runs if len(r["history"][key]) == len(epochs)])
+            cis = [mean_ci(col) for col in curves.T]
+            mean = np.array([c["mean"] for c in cis])
+            means[j].append(mean[len(mean) // 5 :])
+            ax.plot(epochs, mean, color=colors(i % 10), lw=1.3, label=v)
+            if len(curves) > 2:  # with two seeds t(0.975, 1) = 12.7: a band that says nothing
+                low, high = np.array([c["low"] for c in cis]), np.array([c["high"] for c in cis])
+                ax.fill_between(epochs, low, high, color=colors(i % 10), alpha=0.18, lw=0)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(label)
+    for ax, ms in zip(axes[:2], means[:2]):  # zoom on the means after the first fifth of training
+        lo, hi = min(float(m.min()) for m in ms), max(float(m.max()) for m in ms)
+        pad = 0.15 * (hi - lo) or 0.01
+        ax.set_ylim(lo - pad, hi + pad)
+    axes[2].set_yscale("log")
+    axes[0].legend(fontsize=7, ncol=2)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    write_atomic(path, buf.getvalue())
+
+
+def render(out_dir: str | os.PathLike, baseline: str | None = None) -> str:
+    """Write ``report.md`` and ``curves.png`` into ``out_dir`` from its result files alone;
+    returns the Markdown."""
+    out_dir = os.fspath(out_dir)
+    meta, groups = load_results(out_dir)
+    if baseline is not None:
+        if baseline not in groups:
+            raise ValueError(
+                f"report: baseline {baseline!r} has no results in {out_dir} ({', '.join(groups)})"
+            )
+        meta = {**meta, "baseline": baseline}
+    text = markdown(summarize(groups, meta["baseline"]), meta)
+    try:
+        plot_curves(groups, os.path.join(out_dir, "curves.png"), meta.get("name", ""))
+        text += "\n![learning curves: mean over seeds, bands = 95% CI of the mean](curves.png)\n"
+    except ImportError:
+        text += "\n(No figure: matplotlib is not installed; pip install 'glassnet[plot]'.)\n"
+    write_atomic(os.path.join(out_dir, "report.md"), text.encode())
+    return text
+
+
+__all__ = ["load_results", "markdown", "mean_ci", "plot_curves", "render", "summarize", "welch"]
