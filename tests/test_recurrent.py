@@ -5,6 +5,8 @@ against torch (outputs, dx, every parameter gradient, dh0/dc0)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from cases import load_params, torch_layout, torch_name, torch_recurrent
@@ -126,10 +128,37 @@ def test_wrong_initial_state_names_the_layer_and_the_shape():
 
 
 def test_bad_constructor_arguments():
-    with pytest.raises(ValueError, match="RNN: nonlinearity"):
+    with pytest.raises(ValueError, match="RNN: nonlinearity must be 'tanh' or 'relu', got 'sigmoid'"):
         gn.RNN(3, 4, nonlinearity="sigmoid")
-    with pytest.raises(ValueError, match="GRU: input_size, hidden_size and num_layers"):
-        gn.GRU(3, 0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(hidden_size=0), "hidden_size must be an integer >= 1, got 0"),
+        (dict(input_size=3.5), "input_size must be an integer >= 1, got 3.5"),
+        (dict(hidden_size="4"), "hidden_size must be an integer >= 1, got '4'"),
+        (dict(num_layers=True), "num_layers must be an integer >= 1, got True"),
+        (dict(num_layers=0), "num_layers must be an integer >= 1, got 0"),
+        # an integer dtype silently truncated the uniform init to all-zero weights
+        (dict(dtype=np.int32), "dtype must be float32 or float64, got <class 'numpy.int32'>"),
+        (dict(dtype=np.float16), "dtype must be float32 or float64"),
+    ],
+    ids=str,
+)
+@pytest.mark.parametrize("kind", CLASSES)
+def test_constructor_errors_name_the_argument(kind, kwargs, message):
+    args = {"input_size": 3, "hidden_size": 4, **kwargs}
+    with pytest.raises(ValueError, match=f"^{kind}: " + re.escape(message)):
+        CLASSES[kind](**args)
+
+
+@pytest.mark.parametrize("kind", CLASSES)
+def test_constructor_takes_numpy_integers_and_float_dtypes(kind):
+    layer = CLASSES[kind](np.int64(3), np.int64(4), num_layers=np.int32(2), dtype="float64")
+    assert (layer.input_size, layer.hidden_size, layer.num_layers) == (3, 4, 2)
+    assert type(layer.hidden_size) is int  # config() is written to JSON
+    assert all(p.data.dtype == np.float64 for p in layer.parameters())
 
 
 # --- files -------------------------------------------------------------------------------------

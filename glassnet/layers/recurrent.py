@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..functional import axis_order, empty_in_order
-from ..module import Module, Param, ShapeError
+from ..module import Module, Param, ShapeError, check_arg, float_dtype
 
 
 class _Recurrent(Module):
@@ -57,11 +57,11 @@ class _Recurrent(Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        if min(input_size, hidden_size, num_layers) < 1:
-            raise ValueError(
-                f"{name}: input_size, hidden_size and num_layers must be >= 1, "
-                f"got {input_size}, {hidden_size}, {num_layers}"
-            )
+        sizes = {"input_size": input_size, "hidden_size": hidden_size, "num_layers": num_layers}
+        for arg, value in sizes.items():
+            check_arg(name, arg, value, lambda v: v >= 1, "an integer >= 1", int)
+        input_size, hidden_size, num_layers = int(input_size), int(hidden_size), int(num_layers)
+        dtype = float_dtype(dtype, name)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bidirectional, self.bias = bool(bidirectional), bool(bias)
         self.directions = 2 if bidirectional else 1
