@@ -101,6 +101,34 @@ def test_less_covered_configurations_match_torch(kind, kwargs, shape, dtype, tor
         np.testing.assert_allclose(ours, theirs.detach().numpy(), **tol, err_msg=str(i))
 
 
+@pytest.mark.parametrize("kind", CLASSES)
+def test_no_state_leaks_between_calls(kind):
+    layer = make(kind, num_layers=2, bidirectional=True)
+    rng = np.random.default_rng(10)
+    x, x2 = rng.standard_normal((4, 6, 3)), rng.standard_normal((2, 3, 3))
+    shape = (4, 4, 5)
+    given = rng.standard_normal(shape) if kind != "LSTM" else (rng.standard_normal(shape),) * 2
+    dy = rng.standard_normal((4, 6, 10))
+    layer.forward(x, given)
+    layer.zero_grad()
+    dx = layer.backward(dy)
+    first = {name: p.grad.copy() for name, p in layer.named_parameters()}
+    dh0 = layer.dh0.copy()
+    # a second backward of the same forward: the same dx and dh0, parameter gradients doubled
+    np.testing.assert_array_equal(layer.backward(dy), dx)
+    np.testing.assert_array_equal(layer.dh0, dh0)
+    for name, p in layer.named_parameters():
+        np.testing.assert_allclose(p.grad, 2 * first[name], rtol=1e-14, err_msg=name)
+    # a new forward (another batch size, zero initial state, eval mode): nothing of the
+    # previous batch is left to read, and the result does not depend on what came before
+    layer.eval()
+    y2 = layer.forward(x2)
+    assert layer.dh0 is None and getattr(layer, "dc0", None) is None
+    assert layer.h_n.shape == (4, 2, 5)
+    layer.train()
+    np.testing.assert_array_equal(make(kind, num_layers=2, bidirectional=True).forward(x2), y2)
+
+
 def test_zero_initial_state_is_the_default(torch):
     layer = make("GRU", bidirectional=True)
     x = np.random.default_rng(2).standard_normal((3, 4, 3))

@@ -89,7 +89,8 @@ class _Recurrent(Module):
 
     # --- the layer protocol -----------------------------------------------------------------
     def forward(self, x: np.ndarray, h0=None) -> np.ndarray:
-        """The output sequence (N, T, D H); the final state is left in ``self.h_n``."""
+        """The output sequence (N, T, D H); the final state is left in ``self.h_n``, and
+        ``backward`` leaves dLoss/d(initial state) in ``self.dh0`` (None until then)."""
         name, H, D = type(self).__name__, self.hidden_size, self.directions
         if x.ndim != 3 or x.shape[2] != self.input_size or x.shape[1] < 1:
             raise ShapeError(
@@ -101,6 +102,8 @@ class _Recurrent(Module):
         # time-major, one contiguous (T N, features) matrix: the input product of all steps is one GEMM
         inp = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype).reshape(T * n, -1)
         self.inputs, self.caches, finals = [], [], []
+        # the initial-state gradient of the previous batch must not pass for this one's
+        self.dh0 = self.dc0 = None
         for k in range(self.num_layers):
             outs = []
             for d in range(D):
