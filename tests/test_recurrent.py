@@ -235,6 +235,18 @@ def test_constructor_takes_numpy_integers_and_float_dtypes(kind):
     assert all(p.data.dtype == np.float64 for p in layer.parameters())
 
 
+@pytest.mark.parametrize("shape", [40, (), (0, 4), (True, 4), (2.0, 2), "ab", None], ids=repr)
+def test_reshape_refuses_a_bad_shape_naming_it(shape):
+    with pytest.raises(ValueError, match=r"^Reshape: shape must be a tuple of integers >= 1, got "):
+        gn.Reshape(shape)
+
+
+def test_reshape_takes_numpy_integers():
+    layer = gn.Reshape((np.int64(40), np.int32(1)))  # e.g. from np.prod
+    assert layer.shape == (40, 1) and all(type(s) is int for s in layer.shape)
+    assert layer.forward(np.zeros((2, 40))).shape == (2, 40, 1)
+
+
 # --- files -------------------------------------------------------------------------------------
 
 
