@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import http.server
 import io
+import random
 import sys
 import threading
 from pathlib import Path
@@ -349,9 +350,12 @@ def test_load_digits_without_sklearn(monkeypatch):
 
 def test_load_mnist1d_generates_caches_and_leaves_global_random_state(tmp_path):
     np.random.seed(123)
-    before = np.random.get_state()[1].copy()
+    random.seed(123)
+    before, py_before = np.random.get_state()[1].copy(), random.getstate()
     train, test = load_mnist1d(cache_dir=tmp_path)
-    np.testing.assert_array_equal(np.random.get_state()[1], before)  # make_dataset seeds it; put back
+    # make_dataset seeds both global generators; both are put back
+    np.testing.assert_array_equal(np.random.get_state()[1], before)
+    assert random.getstate() == py_before
     assert train.x.shape == (4000, 40) and test.x.shape == (1000, 40)
     assert train.x.dtype == np.float32 and train.y.dtype == np.int64
     assert set(np.unique(train.y)) == set(range(10)) and set(np.unique(test.y)) == set(range(10))
