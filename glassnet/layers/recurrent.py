@@ -229,7 +229,7 @@ class RNN(_Recurrent):
         dh_t    = dy_t + delta_{t+1} W_h^T          (dy_t: the output's error at step t)
         delta_t = dh_t * act'(a_t)                  (BP1/BP2: 1 - h_t^2, or [h_t > 0])
         dW_x += sum_t x_t^T delta_t, dW_h += sum_t h_{t-1}^T delta_t, db_x = db_h += sum delta_t
-        dx_t  = delta_t W_x^T, dh0 = delta_0 W_h^T
+        dx_t  = delta_t W_x^T, dh0 = delta_0 W_h^T  (the reverse direction runs t from 0 up: delta_{T-1})
     """
 
     def __init__(
