@@ -22,6 +22,7 @@ import os
 import random
 import tempfile
 import urllib.request
+import zipfile
 import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -444,6 +445,47 @@ def _make_mnist1d() -> dict[str, np.ndarray]:
     }
 
 
+# what a cache file must hold: the package's default split (5,000 signals, 80/20) of length 40
+MNIST1D_ARRAYS = {
+    "x": ((4000, 40), np.float32),
+    "y": ((4000,), np.int64),
+    "x_test": ((1000, 40), np.float32),
+    "y_test": ((1000,), np.int64),
+}
+
+
+def _read_mnist1d_cache(path: Path) -> dict[str, np.ndarray]:
+    """The four arrays of a cache file, each checked for shape, dtype and (labels) range; a
+    file that is not one (garbage, truncated, a bare .npy, pickled objects, other arrays) is a
+    ``FileFormatError`` naming it."""
+
+    def bad(problem: str) -> FileFormatError:
+        problem = f"not a glassnet MNIST-1D cache file ({problem}); delete it to regenerate"
+        return FileFormatError(path, problem)
+
+    arrays = {}
+    try:
+        f = np.load(path, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):  # a bare .npy loads as one array
+            raise bad("not an .npz archive")
+        with f:
+            if sorted(f.files) != sorted(MNIST1D_ARRAYS):
+                raise bad(f"arrays {sorted(f.files)}, expected {sorted(MNIST1D_ARRAYS)}")
+            for name, (shape, dtype) in MNIST1D_ARRAYS.items():
+                a = f[name]
+                if a.shape != shape or a.dtype != dtype:
+                    raise bad(f"{name} is {a.dtype} {a.shape}, expected {np.dtype(dtype)} {shape}")
+                arrays[name] = a
+    except FileFormatError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise bad(f"{type(e).__name__}: {e}") from None
+    for name in ("y", "y_test"):
+        if arrays[name].min() < 0 or arrays[name].max() > 9:
+            raise bad(f"{name} holds labels outside 0..9")
+    return arrays
+
+
 def load_mnist1d(cache_dir: str | os.PathLike | None = None, cache: bool = True) -> tuple[Dataset, Dataset]:
     """MNIST-1D (Greydanus 2020) as ``(train, test)``: 4,000 and 1,000 signals of length 40.
 
@@ -457,12 +499,7 @@ def load_mnist1d(cache_dir: str | os.PathLike | None = None, cache: bool = True)
     version = _mnist1d_version()
     cache_dir = default_cache_dir("mnist1d") if cache_dir is None else Path(cache_dir).expanduser()
     path = cache_dir / f"mnist1d-{version}-default.npz"
-    arrays = None
-    if cache and path.is_file():
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-        if set(arrays) != {"x", "y", "x_test", "y_test"} or arrays["x"].shape != (4000, 40):
-            raise ValueError(f"{path}: not a glassnet MNIST-1D cache file; delete it to regenerate")
+    arrays = _read_mnist1d_cache(path) if cache and path.is_file() else None
     if arrays is None:
         arrays = _make_mnist1d()
         if cache:

@@ -4,6 +4,8 @@ import functools
 import gzip
 import hashlib
 import http.server
+import io
+import random
 import sys
 import threading
 from pathlib import Path
@@ -25,6 +27,7 @@ from glassnet.datasets import (
     md5,
     read_idx,
 )
+from glassnet.errors import FileFormatError
 
 IDX_CODES = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -347,9 +350,12 @@ def test_load_digits_without_sklearn(monkeypatch):
 
 def test_load_mnist1d_generates_caches_and_leaves_global_random_state(tmp_path):
     np.random.seed(123)
-    before = np.random.get_state()[1].copy()
+    random.seed(123)
+    before, py_before = np.random.get_state()[1].copy(), random.getstate()
     train, test = load_mnist1d(cache_dir=tmp_path)
-    np.testing.assert_array_equal(np.random.get_state()[1], before)  # make_dataset seeds it; put back
+    # make_dataset seeds both global generators; both are put back
+    np.testing.assert_array_equal(np.random.get_state()[1], before)
+    assert random.getstate() == py_before
     assert train.x.shape == (4000, 40) and test.x.shape == (1000, 40)
     assert train.x.dtype == np.float32 and train.y.dtype == np.int64
     assert set(np.unique(train.y)) == set(range(10)) and set(np.unique(test.y)) == set(range(10))
@@ -371,6 +377,53 @@ def test_load_mnist1d_rejects_a_foreign_cache_file(tmp_path):
     np.savez(path, x=np.zeros((3, 40)))
     with pytest.raises(ValueError, match="not a glassnet MNIST-1D cache file"):
         load_mnist1d(cache_dir=tmp_path)
+
+
+def _good_mnist1d_arrays():
+    return {
+        "x": np.zeros((4000, 40), np.float32),
+        "y": np.arange(4000) % 10,
+        "x_test": np.zeros((1000, 40), np.float32),
+        "y_test": np.arange(1000) % 10,
+    }
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda p: p.write_bytes(b""),
+        lambda p: p.write_bytes(b"not a zip archive" * 10),
+        lambda p: np.save(p.open("wb"), np.zeros((4000, 40), np.float32)),  # a bare .npy
+        lambda p: p.write_bytes(_npz_bytes(_good_mnist1d_arrays())[:3000]),  # truncated
+        lambda p: p.write_bytes(_npz_bytes({**_good_mnist1d_arrays(), "y": np.array([None] * 4000)})),
+        lambda p: p.write_bytes(_npz_bytes({**_good_mnist1d_arrays(), "x": np.zeros((4000, 40))})),  # float64
+        lambda p: p.write_bytes(_npz_bytes({**_good_mnist1d_arrays(), "x_test": np.zeros((10, 40), "f4")})),
+        lambda p: p.write_bytes(_npz_bytes({**_good_mnist1d_arrays(), "y_test": np.arange(1000) + 5})),
+    ],
+    ids=["empty", "garbage", "npy", "truncated", "objects", "float64", "short test set", "labels"],
+)
+def test_load_mnist1d_refuses_a_bad_cache_file_naming_it(tmp_path, write):
+    # every way a cache file can be wrong is a FileFormatError naming it, never a stray
+    # TypeError/BadZipFile/EOFError, and never a data set of the wrong shape, dtype or labels
+    path = tmp_path / f"mnist1d-{datasets._mnist1d_version()}-default.npz"
+    write(path)
+    with pytest.raises(FileFormatError, match=r"not a glassnet MNIST-1D cache file .*delete it") as info:
+        load_mnist1d(cache_dir=tmp_path)
+    assert str(path) in str(info.value)
+
+
+def test_load_mnist1d_reads_a_valid_cache_file_without_the_generator(tmp_path, monkeypatch):
+    path = tmp_path / f"mnist1d-{datasets._mnist1d_version()}-default.npz"
+    path.write_bytes(_npz_bytes(_good_mnist1d_arrays()))
+    monkeypatch.setattr(datasets, "_make_mnist1d", None)  # must not be called
+    train, test = load_mnist1d(cache_dir=tmp_path)
+    assert train.x.shape == (4000, 40) and test.y.dtype == np.int64
+
+
+def _npz_bytes(arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
 
 
 def test_load_mnist1d_without_the_package(monkeypatch, tmp_path):

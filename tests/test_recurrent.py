@@ -5,6 +5,8 @@ against torch (outputs, dx, every parameter gradient, dh0/dc0)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from cases import load_params, torch_layout, torch_name, torch_recurrent
@@ -51,6 +53,80 @@ def test_final_state_and_initial_state_gradient_match_torch(kind, bidirectional,
     np.testing.assert_array_equal(layer.h_n[-layer.directions], y[:, -1, :5])
     if bidirectional:
         np.testing.assert_array_equal(layer.h_n[-1], y[:, 0, 5:])
+
+
+# configurations the table's rows leave out: three layers, no bias in the gated cells, a ReLU
+# RNN run backwards from a given state, one step, one example, one input feature (the np.dot
+# path), and float32 against torch's float32
+LESS_COVERED = [
+    ("RNN", dict(nonlinearity="relu", num_layers=3, bidirectional=True), (3, 5, 2), np.float64),
+    ("GRU", dict(num_layers=3, bidirectional=True, bias=False), (3, 5, 2), np.float64),
+    ("LSTM", dict(num_layers=3, bidirectional=True, bias=False), (3, 5, 2), np.float64),
+    ("GRU", dict(bidirectional=True), (1, 1, 2), np.float64),
+    ("LSTM", dict(num_layers=2, bidirectional=True), (1, 1, 1), np.float64),
+    ("RNN", dict(bidirectional=True), (2, 6, 1), np.float64),
+    ("GRU", dict(num_layers=2, bidirectional=True), (4, 7, 1), np.float32),
+    ("LSTM", dict(num_layers=2, bidirectional=True), (4, 7, 3), np.float32),
+]
+
+
+@pytest.mark.parametrize("kind, kwargs, shape, dtype", LESS_COVERED, ids=str)
+def test_less_covered_configurations_match_torch(kind, kwargs, shape, dtype, torch):
+    rng = np.random.default_rng(9)
+    n, _, features = shape
+    layer = CLASSES[kind](features, 3, rng=rng, dtype=dtype, **kwargs)
+    x = rng.standard_normal(shape).astype(dtype)
+    states = [rng.standard_normal((layer.num_layers * layer.directions, n, 3)).astype(dtype)
+              for _ in range(layer.states)]  # fmt: skip
+    y = layer.forward(x, states[0] if kind != "LSTM" else tuple(states))
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    layer.zero_grad()
+    dx = layer.backward(dy)
+
+    tdtype = torch.float64 if dtype == np.float64 else torch.float32
+    module = getattr(torch.nn, kind)(features, 3, batch_first=True, dtype=tdtype, **kwargs)
+    params = load_params(layer, module)
+    xt = torch.tensor(x, requires_grad=True)
+    tstates = [torch.tensor(s, requires_grad=True) for s in states]
+    yt, final = module(xt, tstates[0] if kind != "LSTM" else tuple(tstates))
+    yt.backward(torch.from_numpy(dy))
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
+    finals = final if kind == "LSTM" else (final,)
+    pairs = [(y, yt), (dx, xt.grad), (layer.h_n, finals[0]), (layer.dh0, tstates[0].grad)]
+    if kind == "LSTM":
+        pairs += [(layer.c_n, finals[1]), (layer.dc0, tstates[1].grad)]
+    pairs += [(torch_layout(layer, name, p.grad), params[name].grad) for name, p in layer.named_parameters()]
+    for i, (ours, theirs) in enumerate(pairs):
+        assert ours.dtype == dtype, i
+        np.testing.assert_allclose(ours, theirs.detach().numpy(), **tol, err_msg=str(i))
+
+
+@pytest.mark.parametrize("kind", CLASSES)
+def test_no_state_leaks_between_calls(kind):
+    layer = make(kind, num_layers=2, bidirectional=True)
+    rng = np.random.default_rng(10)
+    x, x2 = rng.standard_normal((4, 6, 3)), rng.standard_normal((2, 3, 3))
+    shape = (4, 4, 5)
+    given = rng.standard_normal(shape) if kind != "LSTM" else (rng.standard_normal(shape),) * 2
+    dy = rng.standard_normal((4, 6, 10))
+    layer.forward(x, given)
+    layer.zero_grad()
+    dx = layer.backward(dy)
+    first = {name: p.grad.copy() for name, p in layer.named_parameters()}
+    dh0 = layer.dh0.copy()
+    # a second backward of the same forward: the same dx and dh0, parameter gradients doubled
+    np.testing.assert_array_equal(layer.backward(dy), dx)
+    np.testing.assert_array_equal(layer.dh0, dh0)
+    for name, p in layer.named_parameters():
+        np.testing.assert_allclose(p.grad, 2 * first[name], rtol=1e-14, err_msg=name)
+    # a new forward (another batch size, zero initial state, eval mode): nothing of the
+    # previous batch is left to read, and the result does not depend on what came before
+    layer.eval()
+    y2 = layer.forward(x2)
+    assert layer.dh0 is None and getattr(layer, "dc0", None) is None
+    assert layer.h_n.shape == (4, 2, 5)
+    layer.train()
+    np.testing.assert_array_equal(make(kind, num_layers=2, bidirectional=True).forward(x2), y2)
 
 
 def test_zero_initial_state_is_the_default(torch):
@@ -126,10 +202,49 @@ def test_wrong_initial_state_names_the_layer_and_the_shape():
 
 
 def test_bad_constructor_arguments():
-    with pytest.raises(ValueError, match="RNN: nonlinearity"):
+    with pytest.raises(ValueError, match="RNN: nonlinearity must be 'tanh' or 'relu', got 'sigmoid'"):
         gn.RNN(3, 4, nonlinearity="sigmoid")
-    with pytest.raises(ValueError, match="GRU: input_size, hidden_size and num_layers"):
-        gn.GRU(3, 0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(hidden_size=0), "hidden_size must be an integer >= 1, got 0"),
+        (dict(input_size=3.5), "input_size must be an integer >= 1, got 3.5"),
+        (dict(hidden_size="4"), "hidden_size must be an integer >= 1, got '4'"),
+        (dict(num_layers=True), "num_layers must be an integer >= 1, got True"),
+        (dict(num_layers=0), "num_layers must be an integer >= 1, got 0"),
+        # an integer dtype silently truncated the uniform init to all-zero weights
+        (dict(dtype=np.int32), "dtype must be float32 or float64, got <class 'numpy.int32'>"),
+        (dict(dtype=np.float16), "dtype must be float32 or float64"),
+    ],
+    ids=str,
+)
+@pytest.mark.parametrize("kind", CLASSES)
+def test_constructor_errors_name_the_argument(kind, kwargs, message):
+    args = {"input_size": 3, "hidden_size": 4, **kwargs}
+    with pytest.raises(ValueError, match=f"^{kind}: " + re.escape(message)):
+        CLASSES[kind](**args)
+
+
+@pytest.mark.parametrize("kind", CLASSES)
+def test_constructor_takes_numpy_integers_and_float_dtypes(kind):
+    layer = CLASSES[kind](np.int64(3), np.int64(4), num_layers=np.int32(2), dtype="float64")
+    assert (layer.input_size, layer.hidden_size, layer.num_layers) == (3, 4, 2)
+    assert type(layer.hidden_size) is int  # config() is written to JSON
+    assert all(p.data.dtype == np.float64 for p in layer.parameters())
+
+
+@pytest.mark.parametrize("shape", [40, (), (0, 4), (True, 4), (2.0, 2), "ab", None], ids=repr)
+def test_reshape_refuses_a_bad_shape_naming_it(shape):
+    with pytest.raises(ValueError, match=r"^Reshape: shape must be a tuple of integers >= 1, got "):
+        gn.Reshape(shape)
+
+
+def test_reshape_takes_numpy_integers():
+    layer = gn.Reshape((np.int64(40), np.int32(1)))  # e.g. from np.prod
+    assert layer.shape == (40, 1) and all(type(s) is int for s in layer.shape)
+    assert layer.forward(np.zeros((2, 40))).shape == (2, 40, 1)
 
 
 # --- files -------------------------------------------------------------------------------------

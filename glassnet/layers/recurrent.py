@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..functional import axis_order, empty_in_order
-from ..module import Module, Param, ShapeError
+from ..module import Module, Param, ShapeError, check_arg, float_dtype
 
 
 class _Recurrent(Module):
@@ -57,11 +57,11 @@ class _Recurrent(Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        if min(input_size, hidden_size, num_layers) < 1:
-            raise ValueError(
-                f"{name}: input_size, hidden_size and num_layers must be >= 1, "
-                f"got {input_size}, {hidden_size}, {num_layers}"
-            )
+        sizes = {"input_size": input_size, "hidden_size": hidden_size, "num_layers": num_layers}
+        for arg, value in sizes.items():
+            check_arg(name, arg, value, lambda v: v >= 1, "an integer >= 1", int)
+        input_size, hidden_size, num_layers = int(input_size), int(hidden_size), int(num_layers)
+        dtype = float_dtype(dtype, name)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bidirectional, self.bias = bool(bidirectional), bool(bias)
         self.directions = 2 if bidirectional else 1
@@ -89,7 +89,8 @@ class _Recurrent(Module):
 
     # --- the layer protocol -----------------------------------------------------------------
     def forward(self, x: np.ndarray, h0=None) -> np.ndarray:
-        """The output sequence (N, T, D H); the final state is left in ``self.h_n``."""
+        """The output sequence (N, T, D H); the final state is left in ``self.h_n``, and
+        ``backward`` leaves dLoss/d(initial state) in ``self.dh0`` (None until then)."""
         name, H, D = type(self).__name__, self.hidden_size, self.directions
         if x.ndim != 3 or x.shape[2] != self.input_size or x.shape[1] < 1:
             raise ShapeError(
@@ -101,6 +102,8 @@ class _Recurrent(Module):
         # time-major, one contiguous (T N, features) matrix: the input product of all steps is one GEMM
         inp = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype).reshape(T * n, -1)
         self.inputs, self.caches, finals = [], [], []
+        # the initial-state gradient of the previous batch must not pass for this one's
+        self.dh0 = self.dc0 = None
         for k in range(self.num_layers):
             outs = []
             for d in range(D):
@@ -226,7 +229,7 @@ class RNN(_Recurrent):
         dh_t    = dy_t + delta_{t+1} W_h^T          (dy_t: the output's error at step t)
         delta_t = dh_t * act'(a_t)                  (BP1/BP2: 1 - h_t^2, or [h_t > 0])
         dW_x += sum_t x_t^T delta_t, dW_h += sum_t h_{t-1}^T delta_t, db_x = db_h += sum delta_t
-        dx_t  = delta_t W_x^T, dh0 = delta_0 W_h^T
+        dx_t  = delta_t W_x^T, dh0 = delta_0 W_h^T  (the reverse direction runs t from 0 up: delta_{T-1})
     """
 
     def __init__(

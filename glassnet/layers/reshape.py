@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..module import Module, ShapeError
+from ..module import Module, ShapeError, check_arg
 
 
 class Flatten(Module):
@@ -38,10 +38,18 @@ class Reshape(Module):
 
     def __init__(self, shape: tuple[int, ...]) -> None:
         super().__init__()
-        shape = tuple(shape)
-        if not shape or any(not isinstance(s, int) or s < 1 for s in shape):
-            raise ValueError(f"Reshape: shape must be a tuple of positive ints, got {shape}")
-        self.shape = shape
+
+        def valid(sizes) -> bool:
+            # NumPy integers count (np.prod gives them); bools do not, though Python calls them ints
+            ints = (int, np.integer)
+            return (
+                isinstance(sizes, (tuple, list))
+                and len(sizes) > 0
+                and all(isinstance(s, ints) and not isinstance(s, bool) and s >= 1 for s in sizes)
+            )
+
+        check_arg("Reshape", "shape", shape, valid, "a tuple of integers >= 1", None)
+        self.shape = tuple(int(s) for s in shape)  # plain ints: config() is written to JSON
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if x.ndim < 1 or math.prod(x.shape[1:]) != math.prod(self.shape):
