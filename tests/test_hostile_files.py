@@ -156,6 +156,27 @@ def test_a_model_naming_an_unknown_layer_or_with_wrong_shapes(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    "child",
+    [
+        {"type": "Linear", "config": {"in_features": 70000, "out_features": 70000}},
+        {"type": "Conv2d", "config": {"in_channels": 4000, "out_channels": 4000, "kernel_size": [5, 5]}},
+        {"type": "BatchNorm1d", "config": {"num_features": 10**9}},
+    ],
+    ids=["Linear", "Conv2d", "BatchNorm1d"],
+)
+def test_a_model_config_cannot_make_load_allocate_gigabytes(tmp_path, child):
+    """A few hundred bytes naming a huge layer are refused before its constructor allocates
+    and initialises tens of gigabytes (which would be an OOM kill here, not an error)."""
+    arch = {"type": "Sequential", "config": {}, "children": [{**child, "children": []}]}
+    path = tmp_path / "huge.safetensors"
+    tensors = {"0.W": np.zeros((2, 2), np.float32), "0.b": np.zeros(2, np.float32)}
+    safetensors.numpy.save_file(
+        tensors, str(path), metadata={"glassnet_format": "1", "glassnet_architecture": json.dumps(arch)}
+    )
+    assert_refused(gn.load, path, "parameters, the file stores 6 for it")
+
+
 def test_a_checkpoint_of_the_wrong_kind(tmp_path):
     gn.save(gn.Sequential(gn.ReLU()), tmp_path / "model.safetensors")
     assert_refused(read_checkpoint, tmp_path / "model.safetensors", "not a glassnet checkpoint")
