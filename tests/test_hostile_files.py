@@ -222,6 +222,18 @@ def test_broken_idx_files(tmp_path, data, problem, gz):
     assert_refused(read_idx, path, problem)
 
 
+def test_a_gzip_bomb_under_a_lying_header_is_refused_before_decompressing(tmp_path):
+    """Declaring (2^32 - 1)^2 bytes, 8 KB of gzip were decompressed whole before the file was
+    found truncated (a 1 MB bomb cost 2 GB of memory); no deflate stream expands more than
+    1032:1, so the claim is refused from the file's size."""
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    header = b"\x00\x00\x08\x02" + np.array([2**32 - 1, 2**32 - 1], ">u4").tobytes()
+    path.write_bytes(gzip.compress(header + bytes(8 << 20), compresslevel=9, mtime=0))
+    assert path.stat().st_size < 10_000
+    assert_refused(read_idx, path, "should be 18446744065119617025 bytes, more than the")
+    assert_refused(read_idx, path, "gzip file can hold (deflate expands at most 1032:1)")
+
+
 def test_a_gzip_bomb_is_not_decompressed_to_the_end(tmp_path):
     path = tmp_path / "bomb.gz"
     bomb = gzip.compress(idx(np.zeros(1, np.uint8)) + bytes(3 << 20), compresslevel=9, mtime=0)
