@@ -14,8 +14,9 @@ and, in the header's JSON (``"glassnet_checkpoint"``), where the run is (epoch, 
 it, step, the epoch's running loss sum and correct count, the last epoch's logs, whether a
 callback stopped it), the random generator's state (``bit_generator.state``: plain integers),
 the learning-rate schedule's state, the history, each callback's state, and the run's
-configuration (batch size, shuffling, the model, optimizer and schedule, a CRC of the training
-data), which a resume checks against the call that resumes. ``fit`` draws every random number
+configuration (batch size, shuffling, the model, the optimizer with its options, the schedule,
+the regularizer, clip_norm, a CRC of the training data), which a resume checks against the call
+that resumes. ``fit`` draws every random number
 of a run (shuffling, augmentation, dropout: ``model.set_rng(rng)``) from one generator, so one
 state is all of it.
 
@@ -112,6 +113,8 @@ class Run:
         train: Dataset,
         batch_size: int,
         shuffle: bool,
+        regularizer=None,
+        clip_norm: float | None = None,
     ) -> None:
         self.model, self.optimizer, self.rng, self.scheduler = model, optimizer, rng, scheduler
         self.history, self.callbacks = history, list(callbacks)
@@ -122,7 +125,16 @@ class Run:
             "data_crc32": _crc32(train.x, train.y),
             "model": repr(model),
             "optimizer": type(optimizer).__name__,
+            # momentum, betas, eps, weight decay, ...: a resume with other values would silently
+            # differ (lr and t are state, restored from the checkpoint)
+            "optimizer_options": {
+                k: v
+                for k, v in sorted(vars(optimizer).items())
+                if type(v) in (bool, int, float, str) and k not in ("lr", "t")
+            },  # fmt: skip
             "scheduler": None if scheduler is None else type(scheduler).__name__,
+            "regularizer": None if regularizer is None else repr(regularizer),
+            "clip_norm": None if clip_norm is None else float(clip_norm),
         }
 
     # --- saving -----------------------------------------------------------------------------

@@ -275,7 +275,8 @@ def small_fit(tmp_path, resume=False, **kwargs):
     args = dict(epochs=2, batch_size=16, rng=np.random.default_rng(0), verbose=False, checkpoint=tmp_path)
     args.update(kwargs)
     data = args.pop("data", (x, y))
-    opt = args.pop("opt", None) or gn.optim.SGD(model.parameters(), lr=0.1)
+    momentum = 0.9 if args.pop("opt", None) == "momentum" else 0.0
+    opt = gn.optim.SGD(model.parameters(), lr=0.1, momentum=momentum)
     args.setdefault("resume_from", tmp_path if resume else None)
     return gn.fit(model, gn.CrossEntropyLoss(), opt, data, **args)
 
@@ -288,6 +289,9 @@ def small_fit(tmp_path, resume=False, **kwargs):
         (dict(data="other"), "data_crc32="),
         (dict(callbacks=[gn.EarlyStopping("loss")]), "callbacks"),
         (dict(rng=np.random.Generator(np.random.MT19937(0))), "generator is PCG64, fit's rng is MT19937"),
+        (dict(opt="momentum"), "optimizer_options=.*'momentum': 0.0.*this one has .*'momentum': 0.9"),
+        (dict(regularizer=gn.L2(1e-3)), "regularizer=None, this one has regularizer='L2"),
+        (dict(clip_norm=1.0), "clip_norm=None, this one has clip_norm=1.0"),
     ],
 )
 def test_resume_refuses_a_different_run(tmp_path, change, message):
