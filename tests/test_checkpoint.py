@@ -6,7 +6,9 @@ intact and stops with a clear error; a checkpoint that does not match the run is
 from __future__ import annotations
 
 import errno
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.numpy
 
 import glassnet as gn
 import glassnet.io as gio
@@ -317,3 +320,35 @@ def test_checkpoint_every_needs_a_checkpoint_and_a_positive_count(tmp_path):
         small_fit(tmp_path, checkpoint=None, checkpoint_every=2)
     with pytest.raises(ValueError, match=r"fit: checkpoint_every must be an integer >= 1, got 0"):
         small_fit(tmp_path, checkpoint_every=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "tamper", "problem"),
+    [
+        (
+            "order",
+            lambda a: np.concatenate([a[:1], a[:-1]]),
+            "'order' must be a permutation of 0..79 (int64)",
+        ),
+        (
+            "model/0.W",
+            lambda a: a.astype(np.float64),
+            "model entry '0.W' is float64 (4, 1, 3, 3), the run has float32",
+        ),
+        ("optimizer/m", lambda a: a[:-1], "optimizer entry 'm' is float32"),
+    ],
+    ids=["order with a repeat", "weights cast", "optimizer state cut"],
+)
+def test_a_tampered_checkpoint_is_refused(tmp_path, name, tamper, problem):
+    """A repeated index would train twice on one example and skip another; a silent cast of
+    the weights would break the bit-for-bit promise; both are refused, naming the file."""
+    with pytest.raises(CrashError):
+        worker.train(str(tmp_path), extra=[CrashAt(13)])  # mid-epoch: the order is saved
+    path = tmp_path / "checkpoint.safetensors"
+    snap = read_checkpoint(path)
+    tensors = {**snap.tensors, name: tamper(snap.tensors[name])}
+    metadata = {"glassnet_format": "1", "glassnet_checkpoint": json.dumps(snap.meta)}
+    safetensors.numpy.save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(FileFormatError, match=re.escape(problem)) as info:
+        worker.train(str(tmp_path), resume=True)
+    assert info.value.path == str(path)
