@@ -388,11 +388,9 @@ def _check_sizes(path: str, where: str, kind: str, config: dict, tensors: dict, 
             if isinstance(v, int) and not isinstance(v, bool) and v > 0:  # the rest: the constructor's
                 needed *= v
     stored = sum(a.size for name, a in tensors.items() if name.startswith(prefix))
-    if needed > stored:
+    if needed > stored:  # (not printed: a product of JSON integers may be too long for str())
         raise FileFormatError(
-            path,
-            f"{where}: {kind} config {_short(config)} needs at least {needed} parameters, "
-            f"the file stores {stored} for it",
+            path, f"{where}: {kind} config {_short(config)} needs more parameters than the {stored} stored"
         )
 
 
