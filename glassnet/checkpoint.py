@@ -29,6 +29,7 @@ and anything wrong with it is a ``FileFormatError`` naming the file.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -204,18 +205,46 @@ class Run:
         if (meta["scheduler"] is None) != (self.scheduler is None):
             raise bad("the checkpoint and this run differ in having a learning-rate schedule")
 
-        self.model.load_state_dict(model)
-        self.optimizer.load_state_dict(opt)
-        if self.scheduler is not None:
-            try:
-                self.scheduler.load_state_dict(meta["scheduler"])
-            except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as e:
-                raise bad(f"scheduler state: {type(e).__name__}: {_short(str(e))}") from None
-            if not 0 <= self.optimizer.lr < math.inf:
-                raise bad(f"the scheduler state gives the learning rate {self.optimizer.lr}")
-        self._restore_rng(bad, meta["rng"])
-        self._restore_callbacks(bad, meta["callbacks"], tensors)
+        # the rest is checked as it is loaded: a refusal puts everything back as it was, or
+        # the caller's model would keep the file's weights (and on_train_end would copy
+        # EarlyStopping's best weights from the file into it)
+        before = self._snapshot()
+        try:
+            self.model.load_state_dict(model)
+            self.optimizer.load_state_dict(opt)
+            if self.scheduler is not None:
+                try:
+                    self.scheduler.load_state_dict(meta["scheduler"])
+                except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as e:
+                    raise bad(f"scheduler state: {type(e).__name__}: {_short(str(e))}") from None
+                if not 0 <= self.optimizer.lr < math.inf:
+                    raise bad(f"the scheduler state gives the learning rate {self.optimizer.lr}")
+            self._restore_rng(bad, meta["rng"])
+            self._restore_callbacks(bad, meta["callbacks"], tensors)
+        except FileFormatError:
+            self._put_back(before)
+            raise
         return pos
+
+    def _snapshot(self) -> tuple:
+        return (
+            {k: np.array(v) for k, v in self.model.state_dict().items()},
+            {k: np.array(v) for k, v in self.optimizer.state_dict().items()},
+            None if self.scheduler is None else copy.deepcopy(self.scheduler.state_dict()),
+            copy.deepcopy(self.rng.bit_generator.state),
+            [(cb, copy.deepcopy(cb.state_dict())) for cb in [self.history, *self.callbacks]],
+        )
+
+    def _put_back(self, before: tuple) -> None:
+        model, opt, scheduler, rng, callbacks = before
+        self.model.load_state_dict(model)
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(scheduler)
+        self.optimizer.load_state_dict(opt)  # after the schedule, which sets lr
+        self.rng.bit_generator.state = rng
+        for cb, state in callbacks:
+            if state is not None:
+                cb.load_state_dict(state)
 
     def _restore_rng(self, bad, state) -> None:
         expected = type(self.rng.bit_generator).__name__

@@ -352,3 +352,34 @@ def test_a_tampered_checkpoint_is_refused(tmp_path, name, tamper, problem):
     with pytest.raises(FileFormatError, match=re.escape(problem)) as info:
         worker.train(str(tmp_path), resume=True)
     assert info.value.path == str(path)
+
+
+@pytest.mark.parametrize("part", ["callbacks", "rng", "scheduler"])
+def test_a_refused_resume_leaves_the_run_as_it_was(tmp_path, part):
+    """A checkpoint refused late in the restore (a callback's state, the generator's, the
+    schedule's) had already overwritten the weights and optimizer state, and EarlyStopping's
+    best weights from the file were then copied into the model by on_train_end."""
+    with pytest.raises(CrashError):
+        worker.train(str(tmp_path), extra=[CrashAt(13)])
+    path = tmp_path / "checkpoint.safetensors"
+    snap = read_checkpoint(path)
+    meta = snap.meta
+    if part == "callbacks":
+        meta["callbacks"][2]["state"]["rows"] = "x"  # CSVLogger's, after EarlyStopping's
+    elif part == "rng":
+        meta["rng"]["state"]["state"] = -1
+    else:
+        meta["scheduler"]["epoch"] = "x"
+    safetensors.numpy.save_file(
+        snap.tensors, str(path), metadata={"glassnet_format": "1", "glassnet_checkpoint": json.dumps(meta)}
+    )
+    model, opt, schedule, callbacks = worker.build(str(tmp_path))
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    opt_before, lr = {k: np.array(v) for k, v in opt.state_dict().items()}, opt.lr
+    with pytest.raises(FileFormatError, match=part if part != "callbacks" else "CSVLogger"):
+        gn.fit(model, gn.CrossEntropyLoss(), opt, worker.data()[0], epochs=3, batch_size=worker.BATCH,
+               callbacks=callbacks, rng=np.random.default_rng(2), scheduler=schedule, verbose=False,
+               resume_from=tmp_path)  # fmt: skip
+    assert_same_weights(model.state_dict(), before)
+    assert_same_weights(opt.state_dict(), opt_before)
+    assert opt.lr == lr and schedule.epoch == 0 and callbacks[0].best_state is None
