@@ -14,8 +14,9 @@ and, in the header's JSON (``"glassnet_checkpoint"``), where the run is (epoch, 
 it, step, the epoch's running loss sum and correct count, the last epoch's logs, whether a
 callback stopped it), the random generator's state (``bit_generator.state``: plain integers),
 the learning-rate schedule's state, the history, each callback's state, and the run's
-configuration (batch size, shuffling, the model, optimizer and schedule, a CRC of the training
-data), which a resume checks against the call that resumes. ``fit`` draws every random number
+configuration (batch size, shuffling, the model, the optimizer with its options, the schedule,
+the regularizer, clip_norm, a CRC of the training data), which a resume checks against the call
+that resumes. ``fit`` draws every random number
 of a run (shuffling, augmentation, dropout: ``model.set_rng(rng)``) from one generator, so one
 state is all of it.
 
@@ -28,6 +29,7 @@ and anything wrong with it is a ``FileFormatError`` naming the file.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -112,6 +114,8 @@ class Run:
         train: Dataset,
         batch_size: int,
         shuffle: bool,
+        regularizer=None,
+        clip_norm: float | None = None,
     ) -> None:
         self.model, self.optimizer, self.rng, self.scheduler = model, optimizer, rng, scheduler
         self.history, self.callbacks = history, list(callbacks)
@@ -122,7 +126,16 @@ class Run:
             "data_crc32": _crc32(train.x, train.y),
             "model": repr(model),
             "optimizer": type(optimizer).__name__,
+            # momentum, betas, eps, weight decay, ...: a resume with other values would silently
+            # differ (lr and t are state, restored from the checkpoint)
+            "optimizer_options": {
+                k: v
+                for k, v in sorted(vars(optimizer).items())
+                if type(v) in (bool, int, float, str) and k not in ("lr", "t")
+            },  # fmt: skip
             "scheduler": None if scheduler is None else type(scheduler).__name__,
+            "regularizer": None if regularizer is None else repr(regularizer),
+            "clip_norm": None if clip_norm is None else float(clip_norm),
         }
 
     # --- saving -----------------------------------------------------------------------------
@@ -192,18 +205,46 @@ class Run:
         if (meta["scheduler"] is None) != (self.scheduler is None):
             raise bad("the checkpoint and this run differ in having a learning-rate schedule")
 
-        self.model.load_state_dict(model)
-        self.optimizer.load_state_dict(opt)
-        if self.scheduler is not None:
-            try:
-                self.scheduler.load_state_dict(meta["scheduler"])
-            except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as e:
-                raise bad(f"scheduler state: {type(e).__name__}: {_short(str(e))}") from None
-            if not 0 <= self.optimizer.lr < math.inf:
-                raise bad(f"the scheduler state gives the learning rate {self.optimizer.lr}")
-        self._restore_rng(bad, meta["rng"])
-        self._restore_callbacks(bad, meta["callbacks"], tensors)
+        # the rest is checked as it is loaded: a refusal puts everything back as it was, or
+        # the caller's model would keep the file's weights (and on_train_end would copy
+        # EarlyStopping's best weights from the file into it)
+        before = self._snapshot()
+        try:
+            self.model.load_state_dict(model)
+            self.optimizer.load_state_dict(opt)
+            if self.scheduler is not None:
+                try:
+                    self.scheduler.load_state_dict(meta["scheduler"])
+                except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as e:
+                    raise bad(f"scheduler state: {type(e).__name__}: {_short(str(e))}") from None
+                if not 0 <= self.optimizer.lr < math.inf:
+                    raise bad(f"the scheduler state gives the learning rate {self.optimizer.lr}")
+            self._restore_rng(bad, meta["rng"])
+            self._restore_callbacks(bad, meta["callbacks"], tensors)
+        except FileFormatError:
+            self._put_back(before)
+            raise
         return pos
+
+    def _snapshot(self) -> tuple:
+        return (
+            {k: np.array(v) for k, v in self.model.state_dict().items()},
+            {k: np.array(v) for k, v in self.optimizer.state_dict().items()},
+            None if self.scheduler is None else copy.deepcopy(self.scheduler.state_dict()),
+            copy.deepcopy(self.rng.bit_generator.state),
+            [(cb, copy.deepcopy(cb.state_dict())) for cb in [self.history, *self.callbacks]],
+        )
+
+    def _put_back(self, before: tuple) -> None:
+        model, opt, scheduler, rng, callbacks = before
+        self.model.load_state_dict(model)
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(scheduler)
+        self.optimizer.load_state_dict(opt)  # after the schedule, which sets lr
+        self.rng.bit_generator.state = rng
+        for cb, state in callbacks:
+            if state is not None:
+                cb.load_state_dict(state)
 
     def _restore_rng(self, bad, state) -> None:
         expected = type(self.rng.bit_generator).__name__

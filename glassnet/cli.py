@@ -142,6 +142,10 @@ def cmd_train(args) -> int:
         args.out = "runs/model"
     os.makedirs(args.out, exist_ok=True)
     if resume_from is None:
+        # the directory is this run's now: an earlier run's checkpoint left there must not be
+        # resumed under this run's config.json (removed first: a kill between leaves neither)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(args.out, FILENAME))
         config = {k: getattr(args, k) for k in RUN_OPTIONS}
         write_atomic(os.path.join(args.out, "config.json"), json.dumps(config, indent=2).encode())
 

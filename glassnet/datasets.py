@@ -81,6 +81,7 @@ FASHION_MNIST_CLASSES = [
 
 DOWNLOAD_TIMEOUT_S = 30.0
 _CHUNK = 1 << 20
+_DEFLATE_MAX_RATIO = 1032  # no deflate stream decompresses to more than 1032 times its size
 
 # IDX type code (third byte of the magic number) -> element type; multi-byte types are big-endian
 _IDX_DTYPES = {
@@ -131,20 +132,23 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     magic number, corrupt gzip data) is a ``FileFormatError`` naming the file. The header is
     checked before the payload is read, and the payload is read in chunks up to the size the
     header declares: neither a lying header nor a gzip bomb can make it allocate more memory
-    than the declared array (and for a raw file, than the file itself).
+    than the declared array, which a raw file must hold and a gzip file must be able to hold
+    (deflate expands at most 1032:1, so a larger claim is refused before decompressing).
     """
     path = Path(path)
     with open(path, "rb") as f:  # FileNotFoundError and PermissionError name the path
         stream, gz = _open_maybe_gzip(f)
+        size = os.fstat(f.fileno()).st_size
         try:
-            return _read_idx(path, stream, None if gz else os.fstat(f.fileno()).st_size)
+            return _read_idx(path, stream, None if gz else size, size * _DEFLATE_MAX_RATIO if gz else None)
         except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
             if not gz:  # a real I/O error of a plain file, not a format problem
                 raise
             raise FileFormatError(path, f"corrupt gzip data: {e}") from None
 
 
-def _read_idx(path: Path, stream: BinaryIO, size: int | None) -> np.ndarray:
+def _read_idx(path: Path, stream: BinaryIO, size: int | None, most: int | None) -> np.ndarray:
+    """``size``: a raw file's size; ``most``: the most bytes a gzip file can decompress to."""
     magic = _read_exactly(stream, 4)
     if len(magic) < 4:
         raise FileFormatError(path, f"not an IDX file: {len(magic)} bytes, need at least 4")
@@ -170,6 +174,13 @@ def _read_idx(path: Path, stream: BinaryIO, size: int | None) -> np.ndarray:
             path,
             f"IDX payload for shape {shape} of {dtype.name} should be {expected} bytes, "
             f"found {found} ({problem})",
+        )
+    if most is not None and header + expected > most:  # a lying header on a gzip bomb
+        raise FileFormatError(
+            path,
+            f"IDX payload for shape {shape} of {dtype.name} should be {expected} bytes, more than "
+            f"the {most // _DEFLATE_MAX_RATIO}-byte gzip file can hold (deflate expands at most "
+            f"{_DEFLATE_MAX_RATIO}:1): truncated or not an IDX file",
         )
     data = _read_exactly(stream, expected)
     if len(data) < expected:

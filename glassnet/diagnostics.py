@@ -358,8 +358,18 @@ class GradientFlow(Callback):
 
     def load_state_dict(self, state: dict) -> None:
         history = state["history"]
-        if not (isinstance(history, list) and all(isinstance(h, dict) and "layers" in h for h in history)):
-            raise ValueError("'history' must be a list of measurements (objects with 'layers')")
+        # the resumed run reads each measurement's grad_norm (_growth) and layers (TensorBoard)
+        if not (
+            isinstance(history, list)
+            and all(
+                isinstance(h, dict)
+                and isinstance(h.get("layers"), list)
+                and isinstance(h.get("grad_norm"), (int, float))
+                and not isinstance(h["grad_norm"], bool)
+                for h in history
+            )
+        ):
+            raise ValueError("'history' must list measurements (objects with 'grad_norm' and 'layers')")
         self.history = history
 
 

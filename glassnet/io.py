@@ -359,6 +359,7 @@ def _build(
             kwargs["dtype"] = dtype
         if "dtype" in kwargs and not _is_float_dtype(kwargs["dtype"]):
             raise FileFormatError(path, f"{where}: {kind} dtype must be a float type")
+        _check_sizes(path, where, kind, config, tensors, prefix)
     try:
         module = cls(**kwargs)
     except Exception as e:  # TypeError for a bogus kwarg, ValueError for a bad value, ...
@@ -370,6 +371,27 @@ def _build(
     if _type_tree(module) != _type_tree_of_node(node, depth):
         raise FileFormatError(path, f"{where}: the {kind} built from its config has other children")
     return module
+
+
+# the constructor arguments that size a layer's parameters (PyTorch's names)
+_SIZES = ("in_features", "out_features", "in_channels", "out_channels", "kernel_size", "num_features")
+
+
+def _check_sizes(path: str, where: str, kind: str, config: dict, tensors: dict, prefix: str) -> None:
+    """Refuse sizes that call for more parameters than the file stores for the layer, before
+    its constructor allocates and initialises them: a 400-byte file naming Linear(70000, 70000)
+    would cost 40 GB (weights and gradients) before the shapes were ever compared."""
+    needed = 1
+    for name in _SIZES:
+        value = config.get(name)
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, int) and not isinstance(v, bool) and v > 0:  # the rest: the constructor's
+                needed *= v
+    stored = sum(a.size for name, a in tensors.items() if name.startswith(prefix))
+    if needed > stored:  # (not printed: a product of JSON integers may be too long for str())
+        raise FileFormatError(
+            path, f"{where}: {kind} config {_short(config)} needs more parameters than the {stored} stored"
+        )
 
 
 def _stored_dtype(path: str, where: str, kind: str, tensors: dict[str, np.ndarray], prefix: str):

@@ -169,7 +169,8 @@ def fit(
     cbs: list[Callback] = [history, *(callbacks or [])]
     run = None
     if checkpoint is not None or resume_from is not None:
-        run = Run(model, optimizer, rng, scheduler, history, callbacks or [], train, batch_size, shuffle)
+        run = Run(model, optimizer, rng, scheduler, history, callbacks or [], train, batch_size, shuffle,
+                  regularizer, clip_norm)  # fmt: skip
         if checkpoint is not None:
             checkpoint = checkpoint_path(checkpoint)
             remove_temporaries(checkpoint)  # left by a write that a crash cut short

@@ -23,7 +23,7 @@ import numpy as np
 
 import glassnet as gn
 
-EPOCHS, BATCH, EVERY = 4, 10, 3  # 10 batches an epoch: checkpoints mid-epoch and at its end
+EPOCHS, BATCH, EVERY = 4, 10, 3  # 8 batches an epoch: checkpoints mid-epoch and at its end
 
 
 def data():

@@ -297,3 +297,17 @@ def test_float16_data_is_cast_up_exactly():
     """float16 inputs lose nothing in float32, so they are accepted (unlike integers)."""
     x16 = X.astype(np.float16)
     np.testing.assert_array_equal(predict(x16), predict(x16.astype(np.float32)))
+
+
+@pytest.mark.parametrize("label_dtype", [np.uint8, np.int8, np.int16, np.uint32, np.int64])
+def test_numpy_scalars_and_labels_of_any_integer_dtype_are_accepted(label_dtype):
+    """Legitimate input the checks must not refuse: NumPy scalars as hyperparameters (what
+    ``np.linspace`` or a config loaded with NumPy gives) and labels of every integer dtype."""
+    rng = np.random.default_rng(1)
+    m = gn.Sequential(gn.Linear(np.int64(2), np.int32(8), rng=rng), gn.ReLU(),
+                      gn.Dropout(np.float32(0.25)), gn.Linear(8, np.uint8(3), rng=rng))  # fmt: skip
+    opt = gn.optim.SGD(m.parameters(), lr=np.float32(0.1), momentum=np.float64(0.9))
+    history = gn.fit(m, gn.CrossEntropyLoss(), opt, (X, Y.astype(label_dtype)), epochs=np.int64(2),
+                     batch_size=np.int32(8), clip_norm=np.float32(5.0), verbose=False)  # fmt: skip
+    assert len(history.epoch) == 2
+    assert set(gn.evaluate(m, gn.CrossEntropyLoss(), (X, Y.astype(label_dtype)))) == {"loss", "accuracy"}

@@ -508,6 +508,9 @@ def test_callback_state_round_trips_through_json_and_arrays(tmp_path):
             "the best weights must name",
         ),  # fmt: skip
         (gn.CSVLogger("x.csv"), {"rows": [{"loss": "high"}]}, "'rows' must be a list of objects of numbers"),
+        # the next epoch's growth verdict reads grad_norm: a KeyError mid-run otherwise
+        (gn.GradientFlow(), {"history": [{"layers": []}]}, "objects with 'grad_norm' and 'layers'"),
+        (gn.GradientFlow(), {"history": [{"layers": {}, "grad_norm": 1.0}]}, "'grad_norm' and 'layers'"),
     ],
 )
 def test_callback_state_from_a_file_is_checked(callback, state, message):

@@ -6,7 +6,9 @@ intact and stops with a clear error; a checkpoint that does not match the run is
 from __future__ import annotations
 
 import errno
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.numpy
 
 import glassnet as gn
 import glassnet.io as gio
@@ -90,6 +93,7 @@ def test_resume_after_a_crash_is_bit_for_bit_exact(tmp_path, reference, crash_at
     assert saved == max(s for s in range(crash_at) if s % 3 == 0 or s % 8 == 0)
     model = worker.train(str(tmp_path), resume=True)
     assert_same_run(tmp_path, model.state_dict(), reference)
+    assert step_of(tmp_path) == STEPS  # the step count went on from the checkpoint's
 
 
 def test_checkpointing_does_not_change_the_run(tmp_path, reference):
@@ -166,12 +170,15 @@ def finish(proc: subprocess.Popen) -> int:
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_sigkill_at_a_random_moment_then_resume_is_exact(tmp_path, reference, seed):
-    proc = spawn(tmp_path, "--slow", "0.01")  # at least 0.29 s of training after the first save
+    # at least 29 x 0.05 = 1.45 s of training after the first save (step 3): the kill, at most
+    # 0.5 s after it, lands mid-run even when this process is slow to wake on a loaded machine
+    # (the sleeps cost nothing: the kill ends them)
+    proc = spawn(tmp_path, "--slow", "0.05")
     deadline = time.monotonic() + 60
     while not (tmp_path / "checkpoint.safetensors").exists():
         assert proc.poll() is None and time.monotonic() < deadline, "the run never wrote a checkpoint"
         time.sleep(0.002)
-    time.sleep(np.random.default_rng(seed).uniform(0.0, 0.12))
+    time.sleep(np.random.default_rng(seed).uniform(0.0, 0.5))
     proc.send_signal(signal.SIGKILL)
     assert finish(proc) == -signal.SIGKILL
     assert not (tmp_path / "final.safetensors").exists()
@@ -271,7 +278,8 @@ def small_fit(tmp_path, resume=False, **kwargs):
     args = dict(epochs=2, batch_size=16, rng=np.random.default_rng(0), verbose=False, checkpoint=tmp_path)
     args.update(kwargs)
     data = args.pop("data", (x, y))
-    opt = args.pop("opt", None) or gn.optim.SGD(model.parameters(), lr=0.1)
+    momentum = 0.9 if args.pop("opt", None) == "momentum" else 0.0
+    opt = gn.optim.SGD(model.parameters(), lr=0.1, momentum=momentum)
     args.setdefault("resume_from", tmp_path if resume else None)
     return gn.fit(model, gn.CrossEntropyLoss(), opt, data, **args)
 
@@ -284,6 +292,9 @@ def small_fit(tmp_path, resume=False, **kwargs):
         (dict(data="other"), "data_crc32="),
         (dict(callbacks=[gn.EarlyStopping("loss")]), "callbacks"),
         (dict(rng=np.random.Generator(np.random.MT19937(0))), "generator is PCG64, fit's rng is MT19937"),
+        (dict(opt="momentum"), "optimizer_options=.*'momentum': 0.0.*this one has .*'momentum': 0.9"),
+        (dict(regularizer=gn.L2(1e-3)), "regularizer=None, this one has regularizer='L2"),
+        (dict(clip_norm=1.0), "clip_norm=None, this one has clip_norm=1.0"),
     ],
 )
 def test_resume_refuses_a_different_run(tmp_path, change, message):
@@ -309,3 +320,66 @@ def test_checkpoint_every_needs_a_checkpoint_and_a_positive_count(tmp_path):
         small_fit(tmp_path, checkpoint=None, checkpoint_every=2)
     with pytest.raises(ValueError, match=r"fit: checkpoint_every must be an integer >= 1, got 0"):
         small_fit(tmp_path, checkpoint_every=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "tamper", "problem"),
+    [
+        (
+            "order",
+            lambda a: np.concatenate([a[:1], a[:-1]]),
+            "'order' must be a permutation of 0..79 (int64)",
+        ),
+        (
+            "model/0.W",
+            lambda a: a.astype(np.float64),
+            "model entry '0.W' is float64 (4, 1, 3, 3), the run has float32",
+        ),
+        ("optimizer/m", lambda a: a[:-1], "optimizer entry 'm' is float32"),
+    ],
+    ids=["order with a repeat", "weights cast", "optimizer state cut"],
+)
+def test_a_tampered_checkpoint_is_refused(tmp_path, name, tamper, problem):
+    """A repeated index would train twice on one example and skip another; a silent cast of
+    the weights would break the bit-for-bit promise; both are refused, naming the file."""
+    with pytest.raises(CrashError):
+        worker.train(str(tmp_path), extra=[CrashAt(13)])  # mid-epoch: the order is saved
+    path = tmp_path / "checkpoint.safetensors"
+    snap = read_checkpoint(path)
+    tensors = {**snap.tensors, name: tamper(snap.tensors[name])}
+    metadata = {"glassnet_format": "1", "glassnet_checkpoint": json.dumps(snap.meta)}
+    safetensors.numpy.save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(FileFormatError, match=re.escape(problem)) as info:
+        worker.train(str(tmp_path), resume=True)
+    assert info.value.path == str(path)
+
+
+@pytest.mark.parametrize("part", ["callbacks", "rng", "scheduler"])
+def test_a_refused_resume_leaves_the_run_as_it_was(tmp_path, part):
+    """A checkpoint refused late in the restore (a callback's state, the generator's, the
+    schedule's) had already overwritten the weights and optimizer state, and EarlyStopping's
+    best weights from the file were then copied into the model by on_train_end."""
+    with pytest.raises(CrashError):
+        worker.train(str(tmp_path), extra=[CrashAt(13)])
+    path = tmp_path / "checkpoint.safetensors"
+    snap = read_checkpoint(path)
+    meta = snap.meta
+    if part == "callbacks":
+        meta["callbacks"][2]["state"]["rows"] = "x"  # CSVLogger's, after EarlyStopping's
+    elif part == "rng":
+        meta["rng"]["state"]["state"] = -1
+    else:
+        meta["scheduler"]["epoch"] = "x"
+    safetensors.numpy.save_file(
+        snap.tensors, str(path), metadata={"glassnet_format": "1", "glassnet_checkpoint": json.dumps(meta)}
+    )
+    model, opt, schedule, callbacks = worker.build(str(tmp_path))
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    opt_before, lr = {k: np.array(v) for k, v in opt.state_dict().items()}, opt.lr
+    with pytest.raises(FileFormatError, match=part if part != "callbacks" else "CSVLogger"):
+        gn.fit(model, gn.CrossEntropyLoss(), opt, worker.data()[0], epochs=3, batch_size=worker.BATCH,
+               callbacks=callbacks, rng=np.random.default_rng(2), scheduler=schedule, verbose=False,
+               resume_from=tmp_path)  # fmt: skip
+    assert_same_weights(model.state_dict(), before)
+    assert_same_weights(opt.state_dict(), opt_before)
+    assert opt.lr == lr and schedule.epoch == 0 and callbacks[0].best_state is None

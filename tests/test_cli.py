@@ -147,6 +147,33 @@ def test_resume_continues_a_crashed_run_exactly(trained, tmp_path, monkeypatch):
     assert [h["epoch"] for h in flow] == [0, 1, 2, 3]
 
 
+def test_a_new_run_in_an_old_run_directory_never_resumes_the_old_checkpoint(tmp_path, monkeypatch, capsys):
+    import glassnet.train
+
+    out = tmp_path / "run"
+    assert main([*RUN, "--epochs", "1", "--out", str(out)]) == 0
+    assert (out / "checkpoint.safetensors").exists()
+    real, calls = glassnet.train._step, 0
+
+    def crash_at_step_2(*args):  # before the new run's first checkpoint (step 4)
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise CrashError
+        return real(*args)
+
+    monkeypatch.setattr(glassnet.train, "_step", crash_at_step_2)
+    with pytest.raises(CrashError):
+        main([*RUN, "--epochs", "1", "--lr", "0.5", "--out", str(out)])
+    monkeypatch.undo()
+    # the old run's finished checkpoint would pass every check of the new run's config.json
+    # and "resume" it to the old run's weights, trained with another learning rate
+    assert not (out / "checkpoint.safetensors").exists()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out)]) == 0
+    assert "has no checkpoint yet; starting the run from the beginning" in capsys.readouterr().out
+
+
 def test_resume_refuses_other_options_and_missing_runs(tmp_path, capsys):
     out = tmp_path / "run"
     assert main([*RUN, "--epochs", "1", "--out", str(out)]) == 0

@@ -156,6 +156,28 @@ def test_a_model_naming_an_unknown_layer_or_with_wrong_shapes(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    "child",
+    [
+        {"type": "Linear", "config": {"in_features": 70000, "out_features": 70000}},
+        {"type": "Conv2d", "config": {"in_channels": 4000, "out_channels": 4000, "kernel_size": [5, 5]}},
+        {"type": "BatchNorm1d", "config": {"num_features": 10**9}},
+        {"type": "Linear", "config": {"in_features": 10**4000, "out_features": 10**4000}},
+    ],
+    ids=["Linear", "Conv2d", "BatchNorm1d", "Linear 10^4000"],
+)
+def test_a_model_config_cannot_make_load_allocate_gigabytes(tmp_path, child):
+    """A few hundred bytes naming a huge layer are refused before its constructor allocates
+    and initialises tens of gigabytes (which would be an OOM kill here, not an error)."""
+    arch = {"type": "Sequential", "config": {}, "children": [{**child, "children": []}]}
+    path = tmp_path / "huge.safetensors"
+    tensors = {"0.W": np.zeros((2, 2), np.float32), "0.b": np.zeros(2, np.float32)}
+    safetensors.numpy.save_file(
+        tensors, str(path), metadata={"glassnet_format": "1", "glassnet_architecture": json.dumps(arch)}
+    )
+    assert_refused(gn.load, path, "needs more parameters than the 6 stored")
+
+
 def test_a_checkpoint_of_the_wrong_kind(tmp_path):
     gn.save(gn.Sequential(gn.ReLU()), tmp_path / "model.safetensors")
     assert_refused(read_checkpoint, tmp_path / "model.safetensors", "not a glassnet checkpoint")
@@ -199,6 +221,18 @@ def test_broken_idx_files(tmp_path, data, problem, gz):
     path = tmp_path / "broken-idx3-ubyte"
     path.write_bytes(gzip.compress(data, mtime=0) if gz else data)
     assert_refused(read_idx, path, problem)
+
+
+def test_a_gzip_bomb_under_a_lying_header_is_refused_before_decompressing(tmp_path):
+    """Declaring (2^32 - 1)^2 bytes, 8 KB of gzip were decompressed whole before the file was
+    found truncated (a 1 MB bomb cost 2 GB of memory); no deflate stream expands more than
+    1032:1, so the claim is refused from the file's size."""
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    header = b"\x00\x00\x08\x02" + np.array([2**32 - 1, 2**32 - 1], ">u4").tobytes()
+    path.write_bytes(gzip.compress(header + bytes(8 << 20), compresslevel=9, mtime=0))
+    assert path.stat().st_size < 10_000
+    assert_refused(read_idx, path, "should be 18446744065119617025 bytes, more than the")
+    assert_refused(read_idx, path, "gzip file can hold (deflate expands at most 1032:1)")
 
 
 def test_a_gzip_bomb_is_not_decompressed_to_the_end(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +145,28 @@ def test_failed_save_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch,
     assert path.read_bytes() == old
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
     assert gio.load_metadata(path) == {"version": 1}
+
+
+def test_write_atomic_syncs_the_data_before_the_rename_and_the_directory_after(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        st = os.fstat(fd)
+        events.append(("fsync dir",) if stat.S_ISDIR(st.st_mode) else ("fsync file", st.st_size))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.path.dirname(src) == os.path.dirname(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    gio.write_atomic(tmp_path / "f.bin", b"x" * 100)
+    # the whole file (flushed from Python's buffer) reaches the disk, then the rename in the
+    # same directory, then the directory entry
+    assert events == [("fsync file", 100), ("replace", True), ("fsync dir",)]
+    assert (tmp_path / "f.bin").read_bytes() == b"x" * 100
 
 
 def test_save_overwrites_and_keeps_permissions(tmp_path):
