@@ -269,6 +269,17 @@ def test_a_changed_or_corrupt_result_is_run_again(local, tmp_path):
     assert without_wall([rerun]) == without_wall([original])
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_run_is_named_and_the_others_are_saved(tmp_path, workers):
+    # the cnn preset cannot take 8x8 digits: every run of that variant raises ShapeError
+    raw = _with(lambda r: r.update(variants={"none": {}, "bad": {"model": {"preset": "cnn"}}}))
+    with pytest.raises(RuntimeError, match=r"2 runs failed.*bad/seed0: ShapeError") as info:
+        ex.compare(raw, tmp_path, workers=workers, report=False, log=lambda line: None)
+    assert isinstance(info.value.__cause__, gn.ShapeError)
+    assert sorted(p.name for p in (tmp_path / "none").glob("seed*.json")) == ["seed0.json", "seed1.json"]
+    assert not (tmp_path / "bad").exists()
+
+
 def test_ensemble_member_zero_is_the_single_network_of_the_same_seed(local):
     _, results = local
     by = {(r["variant"], r["seed"]): r for r in results}
