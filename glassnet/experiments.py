@@ -280,8 +280,9 @@ def compare(
     from .io import write_atomic
 
     os.makedirs(out_dir, exist_ok=True)
+    # the variants' configurations too: a report leaves out result files of another configuration
     meta = {"name": exp.name, "baseline": exp.baseline, "variants": list(exp.variants),
-            "seeds": list(exp.seeds), "source": exp.source}  # fmt: skip
+            "seeds": list(exp.seeds), "source": exp.source, "configs": exp.variants}  # fmt: skip
     write_atomic(os.path.join(out_dir, "experiment.json"), json.dumps(meta, indent=2).encode())
     specs = run_specs(exp)
     todo = [s for s in specs if not _is_done(read_result(result_path(out_dir, s["variant"], s["seed"])), s)]

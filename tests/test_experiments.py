@@ -198,6 +198,7 @@ def test_every_run_writes_its_result_file(local):
         assert set(r) >= {"config", "seed", "history", "final", "best", "wall_seconds", "members"}
         assert len(r["history"]["test_accuracy"]) == 3 and r["final"]["test_accuracy"] > 0.3
         assert r["best"]["test_accuracy"] == max(r["history"]["test_accuracy"])
+        assert r["best"]["test_loss"] == min(r["history"]["test_loss"])
     assert json.loads((out / "experiment.json").read_text())["variants"] == ["none", "drop", "pen", "ens"]
 
 
@@ -377,12 +378,42 @@ def test_report_renders_the_table_and_figure_from_result_files_alone(tmp_path):
     assert cells[7] == f"{100 * w['diff']:+.2f} [{100 * w['low']:+.2f}, {100 * w['high']:+.2f}]"
     assert cells[8] == f"{w['p']:.2g}" and w["p"] < 0.01
     assert "Welch" in text and "curves.png" in text
+    assert (
+        "(1 per metric, 2 in the table)" in text and "p < 0.05 within one metric, p < 0.025 over both" in text
+    )
+    assert "held-out" not in text
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # another baseline on request; an unknown one is a clear error
     assert main(["report", str(tmp_path), "--baseline", "better"]) == 0
     assert "**better** (baseline)" in (tmp_path / "report.md").read_text()
     with pytest.raises(ValueError, match="baseline 'worst' has no results"):
         report.render(tmp_path, baseline="worst")
+
+
+def test_report_leaves_out_results_of_an_earlier_configuration(local, tmp_path):
+    """An experiment changed and rerun, interrupted: the runs not yet redone hold the old
+    configuration and must not be averaged with the new ones."""
+    out, _ = local
+    for path in [*out.glob("*/seed*.json"), out / "experiment.json"]:
+        (tmp_path / path.relative_to(out)).parent.mkdir(exist_ok=True)
+        (tmp_path / path.relative_to(out)).write_bytes(path.read_bytes())
+    old = json.loads((tmp_path / "drop" / "seed1.json").read_text())
+    old["config"]["model"]["hidden_dropout"] = 0.25
+    (tmp_path / "drop" / "seed1.json").write_text(json.dumps(old))
+    meta, groups = report.load_results(tmp_path)
+    assert [r["seed"] for r in groups["drop"]] == [0] and meta["stale"] == 1
+    assert [r["seed"] for r in groups["none"]] == [0, 1]
+    text = report.render(tmp_path)
+    assert "| drop | 1 |" in text and "Left out: 1 result files of an earlier configuration" in text
+
+
+def test_report_of_held_out_runs_says_so(tmp_path):
+    r = fake_result("a", 0, 0.8, 0.5)
+    r["config"]["data"] = {"holdout": 300}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "seed0.json").write_text(json.dumps(r))
+    text = report.render(tmp_path)
+    assert "Test here means 300 held-out training examples" in text and "epoch on the held-out set" in text
 
 
 def test_report_of_an_empty_directory_is_a_clear_error(tmp_path):
