@@ -442,6 +442,11 @@ def test_lr_find_stays_below_the_divergence_point_and_restores_the_model():
     assert result.losses[-1] > 4 * result.losses.min() or not np.isfinite(result.raw_losses[-1])
     assert opt.lr == 0.123 and opt.t == 0
     assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+    assert result.diverged
+    # an end below the divergence point: the test runs every step and says it never got "too hot"
+    calm = gn.experiments.lr_find(model, gn.MSELoss(), opt, (x.astype(np.float32), y), start=1e-5,
+                                  end=critical / 10, steps=50, batch_size=n, rng=rng)  # fmt: skip
+    assert len(calm.lrs) == 50 and not calm.diverged
 
 
 def test_cli_compare_and_lr_find(tmp_path, capsys):
@@ -461,6 +466,9 @@ def test_cli_compare_and_lr_find(tmp_path, capsys):
     assert found["suggestion"][0] <= found["suggestion"][1] and len(found["lrs"]) <= 60
     assert min(found["raw_losses"]) < 0.5 * found["raw_losses"][0]  # it learns: images and labels match
     assert (tmp_path / "lr.png").read_bytes()[:4] == b"\x89PNG"
+    assert found["diverged"]
+    assert main([*argv[:-2], "--end", "1e-4", "--out", out]) == 0
+    assert "warning: the loss did not diverge up to lr 0.0001" in capsys.readouterr().err
     cfg.write_text("[data]\n")
     assert main(["compare", str(cfg), "--out", str(tmp_path / "res")]) == 2
     assert "missing table [train]" in capsys.readouterr().err
