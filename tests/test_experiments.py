@@ -210,11 +210,12 @@ def test_results_are_identical_in_a_process_pool(local, tmp_path):
 
 def test_results_are_identical_on_a_dask_cluster(local, tmp_path):
     distributed = pytest.importorskip("distributed")
-    # one thread in this process: the same single-threaded BLAS as the pool's workers
+    # a worker in its own process, as on a real cluster (it imports glassnet and loads the data
+    # itself); Dask's nanny starts it with OPENBLAS_NUM_THREADS=1, as the pool's workers
     cluster = distributed.LocalCluster(
         n_workers=1,
         threads_per_worker=1,
-        processes=False,
+        processes=True,
         host="127.0.0.1",
         protocol="tcp",
         dashboard_address=None,
@@ -290,6 +291,17 @@ def test_ensemble_member_zero_is_the_single_network_of_the_same_seed(local):
         assert ens["members"][0] == single["members"][0]
         assert ens["members"][1] != ens["members"][0]  # independent members
         assert ens["final"]["test_accuracy"] == ens["final"]["average_accuracy"]
+
+
+def test_a_voting_ensemble_reports_the_vote(local):
+    _, results = local
+    ens = next(r for r in results if r["variant"] == "ens" and r["seed"] == 0)
+    cfg = copy.deepcopy(ens["config"])
+    cfg["train"]["ensemble_mode"] = "vote"
+    vote = ex.run_one({"variant": "vote", "seed": 0, "config": cfg})
+    assert vote["members"] == ens["members"]  # the same networks, combined another way
+    assert vote["final"]["test_accuracy"] == ens["final"]["vote_accuracy"] == vote["final"]["vote_accuracy"]
+    assert vote["history"]["test_loss"] == ens["history"]["test_loss"]  # of the averaged probabilities
 
 
 def test_ensemble_scores_average_probabilities_and_vote():
