@@ -10,10 +10,14 @@ The statistics, all from ``scipy.stats``:
 - **difference from the baseline**: mean(variant) - mean(baseline), with **Welch's t-test**
   (``scipy.stats.ttest_ind(equal_var=False)``, two-sided) for the p-value and its confidence
   interval of the difference (Welch-Satterthwaite degrees of freedom). Welch does not assume
-  the two variants have the same spread across seeds (a regularizer often changes it). The runs
-  of different variants share seeds, so a paired test is possible; but a seed fixes only the
-  initial weights and the first shuffle (dropout consumes the same generator and the streams
-  part after the first batch), so the pairing is weak and Welch is the simpler honest choice.
+  the two variants have the same spread across seeds (a regularizer often changes it). Welch
+  treats the two samples as independent, and they are not: the same seed gives variants with
+  the same layers the same initial weights and, where nothing else draws from the generator
+  (no dropout: none, L1, L2, the fixed penalty), every epoch's shuffle too; an ensemble's
+  member 0 *is* the single network of its seed. With dropout the streams part after the first
+  batch. Where runs that share a seed are positively correlated, Welch's interval is wider and
+  its p-value larger than a paired test's (conservative); where negatively, narrower. The
+  correlation varies by variant and is barely estimable from 5 seeds; Welch does not need it.
 - p-values are **not** corrected for comparing several variants with one baseline; with k
   variants besides the baseline the table holds 2k p-values (accuracy and loss), and
   Bonferroni's family-wise 5% level is p < 0.05 / k within one metric, 0.05 / 2k over both
