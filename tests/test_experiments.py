@@ -120,6 +120,10 @@ BAD = [
     ),  # fmt: skip
     (lambda r: r["variants"].update(x={"data": {"train_size": 5}}), r"\[variants.x\]: unknown key 'data'"),
     (lambda r: r["variants"].update({"../up": {}}), r"a variant name must be"),
+    (
+        lambda r: r["variants"].update({"report.md": {}}),
+        r"\[variants.report.md\]: the name of a file the report",
+    ),
     (lambda r: r["variants"].update(x=[1]), r"\[variants.x\]: expected a table"),
     (lambda r: r.update(variants={}), r"expected at least one variant"),
     (lambda r: r.update(baseline="best"), r"baseline: 'best' is not a variant"),
