@@ -404,6 +404,12 @@ def cmd_lr_find(args) -> int:
         f"smoothed loss lowest at lr {result.min_lr:.3g}, steepest at {result.steepest_lr:.3g}\n"
         f"suggested learning rate: {low:.3g} .. {high:.3g}; wrote {args.out}.json{plotted}"
     )
+    if not result.diverged:
+        print(
+            f"warning: the loss did not diverge up to lr {result.lrs[-1]:.3g}, so the upper end is "
+            "not founded on the 'too hot' side; run again with a larger --end",
+            file=sys.stderr,
+        )
     return 0
 
 

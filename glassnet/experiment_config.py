@@ -74,6 +74,7 @@ REGULARIZERS = {  # kind -> the keys it uses
     "dropout-penalty": ("p_input", "p_hidden", "scale"),
 }
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # a variant name is a directory name
+_RESERVED = ("experiment.json", "report.md", "curves.png")  # written in the same directory
 
 
 class ConfigError(ValueError):
@@ -274,6 +275,10 @@ def parse_config(raw, source: str = "<dict>") -> Experiment:
             raise ConfigError(
                 f"{source}: [variants.{vname}]: a variant name must be letters, digits, '_', '.' or '-' "
                 "(it becomes a directory name), starting with a letter or digit, at most 64 characters"
+            )
+        if vname in _RESERVED:
+            raise ConfigError(
+                f"{source}: [variants.{vname}]: the name of a file the report writes beside the variants"
             )
         where = f"[variants.{vname}]"
         changes = _table(source, where, changes)

@@ -269,8 +269,10 @@ def compare(
     ``scheduler``: the address of a Dask scheduler (``"tcp://HOST:PORT"``) to send the runs to
     instead (needs ``pip install 'glassnet[dask]'``). A result file whose seed and stored
     configuration equal the run's is kept, not run again (resume); one that differs is
-    overwritten. ``report`` renders ``report.md`` and ``curves.png`` at the end. ``log`` is a
-    callable taking one line of progress (default: print to stderr).
+    overwritten. A run that raises is logged by name and the others go on; at the end a
+    ``RuntimeError`` names every failed run (chained from the first error). ``report`` renders
+    ``report.md`` and ``curves.png`` at the end. ``log`` is a callable taking one line of
+    progress (default: print to stderr).
     """
     exp = _experiment(config)
     out_dir = os.fspath(out_dir)
@@ -278,19 +280,21 @@ def compare(
     from .io import write_atomic
 
     os.makedirs(out_dir, exist_ok=True)
+    # the variants' configurations too: a report leaves out result files of another configuration
     meta = {"name": exp.name, "baseline": exp.baseline, "variants": list(exp.variants),
-            "seeds": list(exp.seeds), "source": exp.source}  # fmt: skip
+            "seeds": list(exp.seeds), "source": exp.source, "configs": exp.variants}  # fmt: skip
     write_atomic(os.path.join(out_dir, "experiment.json"), json.dumps(meta, indent=2).encode())
     specs = run_specs(exp)
     todo = [s for s in specs if not _is_done(read_result(result_path(out_dir, s["variant"], s["seed"])), s)]
     log(f"glassnet compare: {len(specs)} runs, {len(specs) - len(todo)} already done, {len(todo)} to run")
     # longest first (ensembles), so the last worker is not left with a long run alone
     todo.sort(key=lambda s: -s["config"]["train"]["epochs"] * s["config"]["train"]["ensemble"])
-    failures = []
+    failures, first_error = [], None
     for spec, result, error in _execute(todo, workers, scheduler):
         name = f"{spec['variant']}/seed{spec['seed']}"
         if error is not None:
             failures.append(f"{name}: {error!r}")
+            first_error = first_error or error
             log(f"  {name} failed: {error!r}")
             continue
         path = result_path(out_dir, spec["variant"], spec["seed"])
@@ -301,7 +305,7 @@ def compare(
     if failures:
         raise RuntimeError(
             f"compare: {len(failures)} runs failed (the others are saved): " + "; ".join(failures)
-        )
+        ) from first_error
     results = [read_result(result_path(out_dir, s["variant"], s["seed"])) for s in specs]
     if report:
         from .report import render
@@ -330,7 +334,12 @@ def _execute(specs: list[dict], workers: int | None, scheduler: str | None) -> I
         raise ValueError(f"compare: workers must be >= 1, got {workers}")
     if workers == 1:
         for spec in specs:
-            yield spec, run_one(spec), None
+            try:
+                result = run_one(spec)
+            except Exception as e:  # as in a worker: name the run, go on with the others
+                yield spec, None, e
+            else:
+                yield spec, result, None
         return
     # spawn: a fresh interpreter per worker (fork would copy this process's BLAS threads and
     # locks); it gets this process's sys.path, so it imports this same glassnet
@@ -360,10 +369,12 @@ def _execute_dask(specs: list[dict], address: str) -> Iterator[tuple]:
         futures = {client.submit(run_one, spec, pure=False): i for i, spec in enumerate(specs)}
         for future in dask_completed(futures):
             spec = specs[futures[future]]
-            if future.status == "error":
-                yield spec, None, future.exception()
+            try:  # an error in the run, or a cancelled or lost task
+                result = future.result()
+            except Exception as e:
+                yield spec, None, e
             else:
-                yield spec, future.result(), None
+                yield spec, result, None
 
 
 @contextmanager

@@ -18,7 +18,9 @@ steepest descent (most negative slope of the smoothed loss against log lr, from 
 the minimum), where the loss falls fastest per step. The moving average lags the raw loss by
 about 1 / (1 - beta) = 50 steps, which moves both points to somewhat larger rates; the plot
 shows the raw losses too. If the steepest point lies above min/10 the two are swapped,
-so the range is always (low, high).
+so the range is always (low, high). The rule needs the "too hot" end: if the loss never
+diverged before ``end`` (``diverged`` is False), the minimum may only be where the test
+stopped, and the upper end means nothing; run again with a larger ``end``.
 
 The model and the optimizer are put back as they were (weights, buffers, optimizer state and
 learning rate), so the test can be run before training the same objects.
@@ -40,6 +42,7 @@ class LRFindResult:
     suggestion: tuple[float, float]  # (low, high): the suggested learning-rate range
     steepest_lr: float
     min_lr: float  # the learning rate at the minimum smoothed loss
+    diverged: bool  # stopped because the loss blew up; False: the range's upper end is unfounded
 
     def to_dict(self) -> dict:
         return {
@@ -49,6 +52,7 @@ class LRFindResult:
             "suggestion": list(self.suggestion),
             "steepest_lr": self.steepest_lr,
             "min_lr": self.min_lr,
+            "diverged": self.diverged,
         }
 
 
@@ -85,7 +89,7 @@ def lr_find(
     model.set_rng(rng)
     model.train()
     lrs, raw, smooth = [], [], []
-    avg, best = 0.0, math.inf
+    avg, best, diverged = 0.0, math.inf, False
     batch = min(batch_size, ds.n)
     try:
         order = rng.permutation(ds.n)
@@ -100,6 +104,7 @@ def lr_find(
             try:
                 loss = _step(model, loss_fn, optimizer, ds.x[idx], ds.y[idx], regularizer, None)[0]
             except FloatingPointError:  # a non-finite loss: certainly past the divergence point
+                diverged = True
                 break
             avg = beta * avg + (1 - beta) * loss
             smoothed = avg / (1 - beta ** (t + 1))  # bias correction: the average starts at 0
@@ -108,6 +113,7 @@ def lr_find(
             smooth.append(smoothed)
             best = min(best, smoothed)
             if t > 0 and smoothed > diverge * best:
+                diverged = True
                 break
     finally:
         model.load_state_dict(saved_model)
@@ -116,10 +122,10 @@ def lr_find(
             m.training = mode
     if len(lrs) < 5:
         raise ValueError(f"lr_find: the loss diverged after {len(lrs)} steps; lower start (now {start})")
-    return _suggest(np.array(lrs), np.array(smooth), np.array(raw))
+    return _suggest(np.array(lrs), np.array(smooth), np.array(raw), diverged)
 
 
-def _suggest(lrs: np.ndarray, losses: np.ndarray, raw: np.ndarray) -> LRFindResult:
+def _suggest(lrs: np.ndarray, losses: np.ndarray, raw: np.ndarray, diverged: bool) -> LRFindResult:
     i_min = int(np.argmin(losses))
     # the slope against log lr, up to the minimum (beyond it the loss only rises)
     # (and from the 10th step on, as fastai: the first few smoothed values rest on few batches)
@@ -129,7 +135,7 @@ def _suggest(lrs: np.ndarray, losses: np.ndarray, raw: np.ndarray) -> LRFindResu
     steepest = float(lrs[skip + int(np.argmin(slopes[skip:]))])
     min_lr = float(lrs[i_min])
     low, high = sorted((steepest, min_lr / 10))
-    return LRFindResult(lrs, losses, raw, (low, high), steepest, min_lr)
+    return LRFindResult(lrs, losses, raw, (low, high), steepest, min_lr, diverged)
 
 
 def plot_lr_find(result: LRFindResult, path: str, title: str = "learning-rate range test") -> None:

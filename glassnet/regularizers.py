@@ -96,11 +96,18 @@ class FixedDropoutPenalty(Regularizer):
     "Fixed" means two approximations, both deliberate: E[x_i^2] is measured once, before
     training, and frozen (for the first layer the input pixels; for a hidden layer the
     activations of the *initial* network, in eval mode), whereas real dropout sees the current
-    activations; and the curvature of the loss is taken as 1 (squared error). For softmax
-    cross-entropy the second-order term carries the softmax curvature p_k (1 - p_k) <= 1/4
-    (Wager et al. 2013); ``scale`` lets a caller put such a factor in. For hidden layers the
-    derivation also ignores the layers above (their curvature): the penalty is what dropout
-    would cost if each layer's output were scored by squared error directly.
+    activations; and the curvature of the loss is taken as 1 (squared error 1/2 ||y - t||^2
+    per example; ``gn.MSELoss``, the mean over k outputs without the 1/2, is ``scale = 2/k``).
+    For softmax cross-entropy on logits y the second-order term is 1/2 E[e^T H e] with
+    H = diag(s) - s s^T (s the softmax output) and e = sum_i (x~_i - x_i) W_i: the noise of
+    one input moves every logit at once, so the off-diagonal -s_j s_k count, and input i
+    contributes 1/2 Var[x~_i] (sum_k s_k W_ik^2 - (sum_k s_k W_ik)^2), the variance of row
+    W_i under s, in place of sum_k W_ik^2 (Wager et al. 2013 do this for GLMs). That factor
+    is at most 1/2 (the largest eigenvalue of H), about 1/C for a near-uniform prediction
+    over C classes, and goes to 0 as predictions become confident; ``scale`` lets a caller
+    put such a factor in. For hidden layers the derivation also ignores the layers above
+    (their curvature): the penalty is what dropout would cost if each layer's output were
+    scored by squared error directly.
 
     Like the others it adds ``penalty`` to the loss and its gradient c_i W_ij into ``W.grad``,
     but it belongs to the weights it was built for, not to whatever ``params`` it is given:

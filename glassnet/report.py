@@ -10,12 +10,18 @@ The statistics, all from ``scipy.stats``:
 - **difference from the baseline**: mean(variant) - mean(baseline), with **Welch's t-test**
   (``scipy.stats.ttest_ind(equal_var=False)``, two-sided) for the p-value and its confidence
   interval of the difference (Welch-Satterthwaite degrees of freedom). Welch does not assume
-  the two variants have the same spread across seeds (a regularizer often changes it). The runs
-  of different variants share seeds, so a paired test is possible; but a seed fixes only the
-  initial weights and the first shuffle (dropout consumes the same generator and the streams
-  part after the first batch), so the pairing is weak and Welch is the simpler honest choice.
+  the two variants have the same spread across seeds (a regularizer often changes it). Welch
+  treats the two samples as independent, and they are not: the same seed gives variants with
+  the same layers the same initial weights and, where nothing else draws from the generator
+  (no dropout: none, L1, L2, the fixed penalty), every epoch's shuffle too; an ensemble's
+  member 0 *is* the single network of its seed. With dropout the streams part after the first
+  batch. Where runs that share a seed are positively correlated, Welch's interval is wider and
+  its p-value larger than a paired test's (conservative); where negatively, narrower. The
+  correlation varies by variant and is barely estimable from 5 seeds; Welch does not need it.
 - p-values are **not** corrected for comparing several variants with one baseline; with k
-  comparisons, Bonferroni's family-wise 5% level is p < 0.05 / k (the report says so).
+  variants besides the baseline the table holds 2k p-values (accuracy and loss), and
+  Bonferroni's family-wise 5% level is p < 0.05 / k within one metric, 0.05 / 2k over both
+  (the report says so).
 
 "Best" test accuracy is the maximum over epochs: it picks the epoch by looking at the test
 set, so it is optimistic and is there to show what early stopping could at most buy.
@@ -81,7 +87,11 @@ def welch(a, b, level: float = LEVEL) -> dict[str, float]:
 
 def load_results(out_dir: str | os.PathLike) -> tuple[dict, dict[str, list[dict]]]:
     """The experiment's description (``experiment.json``, or one inferred from the directories)
-    and its results grouped by variant, in the experiment's order, seeds ascending."""
+    and its results grouped by variant, in the experiment's order, seeds ascending.
+
+    A result whose configuration differs from the one ``experiment.json`` records for its
+    variant (left by an earlier version of the experiment whose rerun was interrupted) is left
+    out, and counted in the description's ``"stale"``."""
     from .experiments import read_result
 
     out_dir = os.fspath(out_dir)
@@ -103,14 +113,17 @@ def load_results(out_dir: str | os.PathLike) -> tuple[dict, dict[str, list[dict]
     if meta is None:
         names = sorted(by_variant)
         meta = {"name": "", "baseline": names[0] if names else "", "variants": names, "seeds": None}
-    groups = {}
+    groups, configs, stale = {}, meta.get("configs") or {}, 0
     for v in meta["variants"]:
         runs = [r for r in by_variant.get(v, []) if meta.get("seeds") is None or r["seed"] in meta["seeds"]]
+        if v in configs:
+            current = [r for r in runs if r.get("config") == configs[v]]
+            stale, runs = stale + len(runs) - len(current), current
         if runs:
             groups[v] = sorted(runs, key=lambda r: r["seed"])
     if not groups:
         raise ValueError(f"{out_dir}: no result files (expected {out_dir}/<variant>/seed<k>.json)")
-    return meta, groups
+    return {**meta, "stale": stale}, groups
 
 
 def summarize(groups: dict[str, list[dict]], baseline: str) -> list[dict]:
@@ -122,6 +135,7 @@ def summarize(groups: dict[str, list[dict]], baseline: str) -> list[dict]:
         row = {
             "variant": v,
             "n": len(runs),
+            "holdout": max(r["config"].get("data", {}).get("holdout", 0) for r in runs),
             **{m: mean_ci([get(r) for r in runs]) for m, get in METRICS.items()},
         }
         if base is not None and v != baseline:
@@ -149,18 +163,33 @@ def _p(p: float) -> str:
 
 def markdown(rows: list[dict], meta: dict) -> str:
     """The summary table and the statement of the statistics used."""
-    baseline, k = meta["baseline"], max(len(rows) - 1, 1)
+    baseline, k = meta["baseline"], sum("diff_final_acc" in r for r in rows)
+    held_out = _holdout(rows)
     out = [f"# Experiment {meta.get('name') or ''}".rstrip(), ""]
+    if held_out:  # the result files say "test"; the numbers are not the test set's
+        out += [
+            f"**Test here means {held_out} held-out training examples (`holdout`), not the test set.**",
+            "",
+        ]
+    corrected = (
+        f"p-values are not corrected for multiple comparisons ({k} per metric, {2 * k} in the table): "
+        f"Bonferroni's 5% family-wise level is p < {0.05 / k:.3g} within one metric, "
+        f"p < {0.05 / (2 * k):.3g} over both. "
+        if k
+        else ""
+    )
     out.append(
         f"Baseline: `{baseline}`. Accuracy in %, mean ± standard deviation over seeds (n), with the "
         f"95% confidence interval of the mean (Student's t, n - 1 degrees of freedom). "
         f"Δ: difference of the final test accuracy (percentage points) or loss from the baseline, with "
         f"its 95% confidence interval and the two-sided p-value of Welch's unequal-variance t-test "
-        f"(scipy.stats.ttest_ind, equal_var=False). p-values are not corrected for the {k} comparisons "
-        f'(Bonferroni: p < {0.05 / k:.3g} for 5% family-wise). "Best" picks the epoch on the test '
+        f"(scipy.stats.ttest_ind, equal_var=False). {corrected}"
+        f'"Best" picks the epoch on the {"held-out" if held_out else "test"} '
         'set itself, so it is optimistic; "train acc" is the final network on its training set in '
-        "eval mode."
+        "eval mode (for an ensemble, its members' mean)."
     )
+    if meta.get("stale"):
+        out += ["", f"Left out: {meta['stale']} result files of an earlier configuration of their variant."]
     out += [
         "",
         "| variant | n | final test acc | 95% CI | best test acc | final test loss | best test loss "
@@ -209,6 +238,11 @@ def markdown(rows: list[dict], meta: dict) -> str:
                 f"| {_pct(r['final_acc']['mean'])} | {r['ensemble_mode']} |"
             )
     return "\n".join(out) + "\n"
+
+
+def _holdout(rows: list[dict]) -> int:
+    """How many held-out training examples the runs were scored on (0: the test set)."""
+    return max((r.get("holdout", 0) for r in rows), default=0)
 
 
 def plot_curves(groups: dict[str, list[dict]], path: str, title: str = "") -> None:

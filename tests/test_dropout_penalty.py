@@ -138,3 +138,33 @@ def test_coefficients_must_fit_the_weight():
         gn.FixedDropoutPenalty([(w, np.ones(3))])
     with pytest.raises(ValueError, match=">= 0"):
         gn.FixedDropoutPenalty([(w, -np.ones(4))])
+
+
+def test_under_cross_entropy_the_factor_is_the_variance_of_the_weights_under_the_softmax():
+    """The docstring's cross-entropy statement: E over masks of CE(x~ W) - CE(x W) is, to second
+    order, 1/2 sum_i Var[x~_i] Var_{k~s}(W_ik), at most half of the squared-error penalty; the
+    diagonal-only curvature s_k (1 - s_k) misses the off-diagonal terms."""
+    from scipy.special import log_softmax, softmax
+
+    rng = np.random.default_rng(7)
+    p, n, d, c = 0.05, 50, 8, 10
+    x, W, y = rng.standard_normal((n, d)), 0.1 * rng.standard_normal((d, c)), rng.integers(0, c, n)
+
+    def ce(z):
+        return -log_softmax(z, axis=1)[np.arange(n), y].mean()
+
+    drop = gn.Dropout(p, rng=np.random.default_rng(8))
+    z = x @ W
+    s, var = softmax(z, axis=1), x**2 * p / (1 - p)
+    dz = (s - np.eye(c)[y]) / n  # dCE/dz: the first-order term has mean 0 over masks, so
+    # subtracting it leaves the expectation unchanged and takes out most of the Monte Carlo noise
+    noisy = np.mean(
+        [ce(z + e) - ce(z) - np.vdot(dz, e) for e in (drop.forward(x) @ W - z for _ in range(20_000))]
+    )
+    spread = s @ (W**2).T - (s @ W.T) ** 2  # (n, d): Var_{k~s}(W_ik) per example and input
+    second = 0.5 * np.mean(np.sum(var * spread, axis=1))
+    diagonal = 0.5 * np.mean(np.sum(var * ((s * (1 - s)) @ (W**2).T), axis=1))
+    squared = 0.5 * np.mean(np.sum(var * np.sum(W**2, axis=1), axis=1))
+    assert noisy == pytest.approx(second, rel=0.05)
+    assert abs(diagonal - noisy) > 2 * abs(second - noisy)  # the off-diagonal terms count
+    assert second < 0.1 * squared  # near-uniform over 10 classes: about 1/10, not 1 (nor 1/4)

@@ -120,6 +120,10 @@ BAD = [
     ),  # fmt: skip
     (lambda r: r["variants"].update(x={"data": {"train_size": 5}}), r"\[variants.x\]: unknown key 'data'"),
     (lambda r: r["variants"].update({"../up": {}}), r"a variant name must be"),
+    (
+        lambda r: r["variants"].update({"report.md": {}}),
+        r"\[variants.report.md\]: the name of a file the report",
+    ),
     (lambda r: r["variants"].update(x=[1]), r"\[variants.x\]: expected a table"),
     (lambda r: r.update(variants={}), r"expected at least one variant"),
     (lambda r: r.update(baseline="best"), r"baseline: 'best' is not a variant"),
@@ -198,6 +202,7 @@ def test_every_run_writes_its_result_file(local):
         assert set(r) >= {"config", "seed", "history", "final", "best", "wall_seconds", "members"}
         assert len(r["history"]["test_accuracy"]) == 3 and r["final"]["test_accuracy"] > 0.3
         assert r["best"]["test_accuracy"] == max(r["history"]["test_accuracy"])
+        assert r["best"]["test_loss"] == min(r["history"]["test_loss"])
     assert json.loads((out / "experiment.json").read_text())["variants"] == ["none", "drop", "pen", "ens"]
 
 
@@ -209,11 +214,12 @@ def test_results_are_identical_in_a_process_pool(local, tmp_path):
 
 def test_results_are_identical_on_a_dask_cluster(local, tmp_path):
     distributed = pytest.importorskip("distributed")
-    # one thread in this process: the same single-threaded BLAS as the pool's workers
+    # a worker in its own process, as on a real cluster (it imports glassnet and loads the data
+    # itself); Dask's nanny starts it with OPENBLAS_NUM_THREADS=1, as the pool's workers
     cluster = distributed.LocalCluster(
         n_workers=1,
         threads_per_worker=1,
-        processes=False,
+        processes=True,
         host="127.0.0.1",
         protocol="tcp",
         dashboard_address=None,
@@ -269,6 +275,17 @@ def test_a_changed_or_corrupt_result_is_run_again(local, tmp_path):
     assert without_wall([rerun]) == without_wall([original])
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_run_is_named_and_the_others_are_saved(tmp_path, workers):
+    # the cnn preset cannot take 8x8 digits: every run of that variant raises ShapeError
+    raw = _with(lambda r: r.update(variants={"none": {}, "bad": {"model": {"preset": "cnn"}}}))
+    with pytest.raises(RuntimeError, match=r"2 runs failed.*bad/seed0: ShapeError") as info:
+        ex.compare(raw, tmp_path, workers=workers, report=False, log=lambda line: None)
+    assert isinstance(info.value.__cause__, gn.ShapeError)
+    assert sorted(p.name for p in (tmp_path / "none").glob("seed*.json")) == ["seed0.json", "seed1.json"]
+    assert not (tmp_path / "bad").exists()
+
+
 def test_ensemble_member_zero_is_the_single_network_of_the_same_seed(local):
     _, results = local
     by = {(r["variant"], r["seed"]): r for r in results}
@@ -278,6 +295,17 @@ def test_ensemble_member_zero_is_the_single_network_of_the_same_seed(local):
         assert ens["members"][0] == single["members"][0]
         assert ens["members"][1] != ens["members"][0]  # independent members
         assert ens["final"]["test_accuracy"] == ens["final"]["average_accuracy"]
+
+
+def test_a_voting_ensemble_reports_the_vote(local):
+    _, results = local
+    ens = next(r for r in results if r["variant"] == "ens" and r["seed"] == 0)
+    cfg = copy.deepcopy(ens["config"])
+    cfg["train"]["ensemble_mode"] = "vote"
+    vote = ex.run_one({"variant": "vote", "seed": 0, "config": cfg})
+    assert vote["members"] == ens["members"]  # the same networks, combined another way
+    assert vote["final"]["test_accuracy"] == ens["final"]["vote_accuracy"] == vote["final"]["vote_accuracy"]
+    assert vote["history"]["test_loss"] == ens["history"]["test_loss"]  # of the averaged probabilities
 
 
 def test_ensemble_scores_average_probabilities_and_vote():
@@ -366,12 +394,42 @@ def test_report_renders_the_table_and_figure_from_result_files_alone(tmp_path):
     assert cells[7] == f"{100 * w['diff']:+.2f} [{100 * w['low']:+.2f}, {100 * w['high']:+.2f}]"
     assert cells[8] == f"{w['p']:.2g}" and w["p"] < 0.01
     assert "Welch" in text and "curves.png" in text
+    assert (
+        "(1 per metric, 2 in the table)" in text and "p < 0.05 within one metric, p < 0.025 over both" in text
+    )
+    assert "held-out" not in text
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # another baseline on request; an unknown one is a clear error
     assert main(["report", str(tmp_path), "--baseline", "better"]) == 0
     assert "**better** (baseline)" in (tmp_path / "report.md").read_text()
     with pytest.raises(ValueError, match="baseline 'worst' has no results"):
         report.render(tmp_path, baseline="worst")
+
+
+def test_report_leaves_out_results_of_an_earlier_configuration(local, tmp_path):
+    """An experiment changed and rerun, interrupted: the runs not yet redone hold the old
+    configuration and must not be averaged with the new ones."""
+    out, _ = local
+    for path in [*out.glob("*/seed*.json"), out / "experiment.json"]:
+        (tmp_path / path.relative_to(out)).parent.mkdir(exist_ok=True)
+        (tmp_path / path.relative_to(out)).write_bytes(path.read_bytes())
+    old = json.loads((tmp_path / "drop" / "seed1.json").read_text())
+    old["config"]["model"]["hidden_dropout"] = 0.25
+    (tmp_path / "drop" / "seed1.json").write_text(json.dumps(old))
+    meta, groups = report.load_results(tmp_path)
+    assert [r["seed"] for r in groups["drop"]] == [0] and meta["stale"] == 1
+    assert [r["seed"] for r in groups["none"]] == [0, 1]
+    text = report.render(tmp_path)
+    assert "| drop | 1 |" in text and "Left out: 1 result files of an earlier configuration" in text
+
+
+def test_report_of_held_out_runs_says_so(tmp_path):
+    r = fake_result("a", 0, 0.8, 0.5)
+    r["config"]["data"] = {"holdout": 300}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "seed0.json").write_text(json.dumps(r))
+    text = report.render(tmp_path)
+    assert "Test here means 300 held-out training examples" in text and "epoch on the held-out set" in text
 
 
 def test_report_of_an_empty_directory_is_a_clear_error(tmp_path):
@@ -400,6 +458,11 @@ def test_lr_find_stays_below_the_divergence_point_and_restores_the_model():
     assert result.losses[-1] > 4 * result.losses.min() or not np.isfinite(result.raw_losses[-1])
     assert opt.lr == 0.123 and opt.t == 0
     assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+    assert result.diverged
+    # an end below the divergence point: the test runs every step and says it never got "too hot"
+    calm = gn.experiments.lr_find(model, gn.MSELoss(), opt, (x.astype(np.float32), y), start=1e-5,
+                                  end=critical / 10, steps=50, batch_size=n, rng=rng)  # fmt: skip
+    assert len(calm.lrs) == 50 and not calm.diverged
 
 
 def test_cli_compare_and_lr_find(tmp_path, capsys):
@@ -419,6 +482,9 @@ def test_cli_compare_and_lr_find(tmp_path, capsys):
     assert found["suggestion"][0] <= found["suggestion"][1] and len(found["lrs"]) <= 60
     assert min(found["raw_losses"]) < 0.5 * found["raw_losses"][0]  # it learns: images and labels match
     assert (tmp_path / "lr.png").read_bytes()[:4] == b"\x89PNG"
+    assert found["diverged"]
+    assert main([*argv[:-2], "--end", "1e-4", "--out", out]) == 0
+    assert "warning: the loss did not diverge up to lr 0.0001" in capsys.readouterr().err
     cfg.write_text("[data]\n")
     assert main(["compare", str(cfg), "--out", str(tmp_path / "res")]) == 2
     assert "missing table [train]" in capsys.readouterr().err
