@@ -331,3 +331,17 @@ def test_maxpool_keeps_one_byte_per_output_not_the_input():
     kept = [v for v in vars(layer).values() if isinstance(v, np.ndarray)]
     assert not any(np.shares_memory(v, x) for v in kept)
     assert sum(v.nbytes for v in kept) == y.size  # the argmax offsets, uint8
+
+
+@pytest.mark.parametrize("layer", [gn.MaxPool2d(2), gn.AvgPool2d(2), gn.MaxPool2d(3, stride=2, padding=1)])
+def test_backward_takes_dy_in_any_layout_and_keeps_the_inputs(layer):
+    """After a conv the input is channels-last memory while dy from a Flatten above is C order:
+    dx is the same either way and lies in memory as the input did."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 6, 4, 5)).transpose(0, 3, 1, 2)  # (N, C, H, W) view, channels last
+    y = layer.forward(x)
+    dy_c = rng.standard_normal(y.shape)  # C order
+    dy_last = np.ascontiguousarray(dy_c.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    dx_c, dx_last = layer.backward(dy_c).copy(), layer.backward(dy_last)
+    np.testing.assert_array_equal(dx_c, dx_last)
+    assert gn.functional.axis_order(layer.backward(dy_c)) == gn.functional.axis_order(x) == [0, 2, 3, 1]

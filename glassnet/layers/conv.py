@@ -46,7 +46,8 @@ class Conv2d(Module):
         db   += sum over n, i, j of delta                                      (BP3)
         dW   += cols^T delta   : the correlation of the input with delta      (BP4)
         dx    = col2im(delta Wmat^T) : each input pixel collects delta times every kernel
-                weight it met, i.e. the full correlation of delta with the flipped kernel.
+                weight it met, i.e. the full correlation of delta with the flipped kernel
+                (computed tap by tap: dx[shifted by (i, j)] += delta W[:, :, i, j]).
     """
 
     def __init__(
@@ -136,15 +137,19 @@ class Conv2d(Module):
             self.b.grad += delta.sum(axis=0)  # BP3
         if not need_dx:
             return None
-        wmat = self._kernel().reshape(kh * kw * c, self.out_channels)
-        dcols = (delta @ wmat.T).reshape(n, ho, wo, kh, kw, c)
-        # col2im: every window pixel sends its share back to where it was read from
-        dxp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=dcols.dtype)
+        # BP2 + col2im, one kernel tap (i, j) at a time: delta @ W[:, :, i, j] is what the input
+        # pixels under tap (i, j) receive. Each product lands in one cache-sized buffer that is
+        # added at once to its shifted slice of dx, instead of one (N Ho Wo, kh kw C) matrix
+        # read back in 25 strided pieces (4.4 ms instead of 6.5 for CNN-A's second conv)
+        taps = self._kernel().transpose(0, 1, 3, 2).copy()  # (kh, kw, out, C)
+        dxp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=delta.dtype)
+        share = np.empty((n * ho * wo, c), dtype=delta.dtype)
         for i in range(kh):
             for j in range(kw):
-                dxp[:, i * dh : i * dh + sh * ho : sh, j * dw : j * dw + sw * wo : sw, :] += dcols[
-                    :, :, :, i, j, :
-                ]
+                np.matmul(delta, taps[i, j], out=share)
+                dxp[:, i * dh : i * dh + sh * ho : sh, j * dw : j * dw + sw * wo : sw, :] += share.reshape(
+                    n, ho, wo, c
+                )
         return dxp[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2)
 
     # --- the layer protocol -----------------------------------------------------------------
