@@ -109,9 +109,13 @@ class Conv2d(Module):
                 f"{type(self).__name__}: input {h}x{w} is smaller than the (dilated, padded) kernel "
                 f"{kh}x{kw}; got shape {x.shape}"
             )
-        # channels-last, zero-padded copy of the input: xp (N, H + 2ph, W + 2pw, C)
-        xp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
-        xp[:, ph : ph + h, pw : pw + w, :] = x.transpose(0, 2, 3, 1)
+        # channels-last, zero-padded input xp (N, H + 2ph, W + 2pw, C); without padding, the
+        # channels-last view itself (no copy when x came from a conv or pooling: NHWC memory)
+        if ph == pw == 0:
+            xp = x.transpose(0, 2, 3, 1)
+        else:
+            xp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
+            xp[:, ph : ph + h, pw : pw + w, :] = x.transpose(0, 2, 3, 1)
         # im2col: row (n, i, j) of cols holds the window under output pixel (i, j), ordered
         # (kh, kw, C). One copy of a strided window view: 1.6x faster than 25 slice copies (measured)
         win = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(1, 2))
