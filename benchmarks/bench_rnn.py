@@ -21,9 +21,9 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
+
+from harness import alternate, epoch_timer
 
 HIDDEN, BATCH, LR = 64, 128, 1e-3
 
@@ -50,17 +50,7 @@ def run_glassnet(workload: str, epochs: int, threads: int) -> dict:
     for i in range(5):  # warm-up
         gn.train_step(model, loss_fn, opt, x[i * BATCH : (i + 1) * BATCH], y[i * BATCH : (i + 1) * BATCH])
 
-    class EpochTimer(gn.Callback):
-        def __init__(self) -> None:
-            self.times: list[float] = []
-
-        def on_epoch_begin(self, epoch):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs):
-            self.times.append(time.perf_counter() - self.start)
-
-    timer = EpochTimer()
+    timer = epoch_timer()
     gn.fit(model, loss_fn, opt, (x, y), epochs=epochs, batch_size=BATCH, rng=rng, verbose=False,
            callbacks=[timer])  # fmt: skip
     return {"train": min(timer.times)}
@@ -125,17 +115,9 @@ def main() -> None:
         fn = run_glassnet if args.impl == "glassnet" else run_torch
         print(json.dumps(fn(args.workload, args.epochs, args.threads)))
         return
-    results: dict[str, list[float]] = {"glassnet": [], "torch": []}
-    for r in range(args.rounds):
-        for impl in ("glassnet", "torch"):
-            cmd = [sys.executable, __file__, "--impl", impl, "--workload", args.workload,
-                   "--epochs", str(args.epochs), "--threads", str(args.threads)]  # fmt: skip
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            results[impl].append(json.loads(out.strip().splitlines()[-1])["train"])
-        g, t = results["glassnet"][-1], results["torch"][-1]
-        print(
-            f"round {r + 1}: glassnet {g:.3f} s/epoch, torch {t:.3f} s/epoch, ratio {g / t:.2f}", flush=True
-        )
+    runs = alternate(__file__, args.rounds, ["--workload", args.workload, "--epochs", str(args.epochs),
+                                              "--threads", str(args.threads)])  # fmt: skip
+    results = {impl: [r["train"] for r in rs] for impl, rs in runs.items()}
     g, t = statistics.median(results["glassnet"]), statistics.median(results["torch"])
     report = {
         "workload": f"{args.workload}(1 -> {HIDDEN}), T = 40, batch {BATCH}, last step, Linear({HIDDEN}, 10)",

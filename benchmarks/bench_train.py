@@ -20,9 +20,9 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
+
+from harness import alternate, epoch_timer
 
 WORKLOADS = {
     # name: (layer sizes, activation, loss, batch size, learning rate, momentum)
@@ -80,19 +80,7 @@ def run_glassnet(workload: str, epochs: int, threads: int) -> float:
     for i in range(20):  # warm-up
         gn.train_step(model, loss_fn, opt, x[i * bs : (i + 1) * bs], y[i * bs : (i + 1) * bs])
 
-    class EpochTimer(gn.Callback):
-        """Seconds of each training epoch (fit's one-time input validation not counted)."""
-
-        def __init__(self) -> None:
-            self.times: list[float] = []
-
-        def on_epoch_begin(self, epoch):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs):
-            self.times.append(time.perf_counter() - self.start)
-
-    timer = EpochTimer()
+    timer = epoch_timer()
     gn.fit(model, loss_fn, opt, (x, y), epochs=epochs, batch_size=bs, rng=rng, verbose=False,
            callbacks=[timer])  # fmt: skip
     t = time.perf_counter()
@@ -173,17 +161,8 @@ def main() -> None:
         fn = run_glassnet if args.impl == "glassnet" else run_torch
         print(json.dumps(fn(args.workload, args.epochs, args.threads)))
         return
-    results: dict[str, list[dict]] = {"glassnet": [], "torch": []}
-    for r in range(args.rounds):
-        for impl in ("glassnet", "torch"):
-            cmd = [sys.executable, __file__, "--impl", impl, "--workload", args.workload,
-                   "--epochs", str(args.epochs), "--threads", str(args.threads)]  # fmt: skip
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            results[impl].append(json.loads(out.strip().splitlines()[-1]))
-        g, t = results["glassnet"][-1]["train"], results["torch"][-1]["train"]
-        print(
-            f"round {r + 1}: glassnet {g:.3f} s/epoch, torch {t:.3f} s/epoch, ratio {g / t:.2f}", flush=True
-        )
+    results = alternate(__file__, args.rounds, ["--workload", args.workload, "--epochs", str(args.epochs),
+                                                 "--threads", str(args.threads)])  # fmt: skip
 
     def median(impl, key):
         return statistics.median(r[key] for r in results[impl])

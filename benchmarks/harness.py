@@ -1,0 +1,48 @@
+"""What the speed benchmarks share: the epoch timer and the alternating-process rounds.
+
+Each measurement runs in its own process (NumPy's and torch's BLAS thread pools starve each
+other in one process), alternating glassnet, torch, glassnet, torch, ...; a child process runs
+``script --impl NAME ...`` and prints one JSON line whose ``"train"`` is seconds per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+
+def epoch_timer():
+    """A callback recording the seconds of each training epoch in ``.times`` (fit's one-time
+    input validation not counted). glassnet is imported here, not at the top: a child process
+    must set its BLAS thread count before NumPy is first imported."""
+    import glassnet as gn
+
+    class EpochTimer(gn.Callback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def on_epoch_begin(self, epoch):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs):
+            self.times.append(time.perf_counter() - self.start)
+
+    return EpochTimer()
+
+
+def alternate(script: str, rounds: int, args: list[str]) -> dict[str, list[dict]]:
+    """``rounds`` pairs of child processes, glassnet then torch, each running ``script`` with
+    ``--impl NAME`` and ``args``; prints each round's times and returns every child's JSON."""
+    results: dict[str, list[dict]] = {"glassnet": [], "torch": []}
+    for r in range(rounds):
+        for impl in ("glassnet", "torch"):
+            cmd = [sys.executable, script, "--impl", impl, *args]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            results[impl].append(json.loads(out.strip().splitlines()[-1]))
+        g, t = results["glassnet"][-1]["train"], results["torch"][-1]["train"]
+        print(
+            f"round {r + 1}: glassnet {g:.3f} s/epoch, torch {t:.3f} s/epoch, ratio {g / t:.2f}", flush=True
+        )
+    return results
