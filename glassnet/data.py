@@ -1,6 +1,7 @@
-"""Datasets as ``(x, y)`` pairs: validation, batching, shuffling and splits.
+"""Datasets of ``(x, y)`` examples: validation, batching, shuffling and splits.
 
-A ``Dataset`` is a plain pair of arrays with the examples along axis 0. ``check_dataset`` is the
+A ``Dataset`` holds two arrays with the examples along axis 0; indexing it selects examples
+(``ds[:5000]``) and it unpacks as a pair (``x, y = ds``). ``check_dataset`` is the
 one gate through which user data enters ``fit``/``evaluate``: it converts to the library's dtypes
 and rejects what would otherwise fail many steps later (mismatched lengths, NaN, strings) with a
 message that names the argument. Everything random draws from a ``numpy.random.Generator`` that
@@ -9,25 +10,96 @@ the caller passes in.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import DTypeLike
 
 
-class Dataset(NamedTuple):
-    """Inputs ``x`` and targets ``y``, examples along axis 0; unpacks as ``x, y = ds``.
+@dataclass(frozen=True, slots=True, eq=False)
+class Dataset:
+    """Inputs ``x`` and targets ``y`` of the same examples, one example per row (axis 0).
 
-    ``len(ds)`` is 2, as for any pair; the number of examples is ``ds.n``.
+    Fields: ``x``, the inputs (the loaders give float32 images ``(N, 1, H, W)``, flattened
+    ``(N, H * W)`` or signals ``(N, L)``); ``y``, the targets (int64 class labels ``(N,)``, or
+    float targets); ``n``, the number of examples, which is also ``len(ds)``.
+
+    A subset is a ``Dataset`` of those rows, of ``x`` and ``y`` together: ``ds[:5000]``,
+    ``ds[5000:]`` (slices give views, as in NumPy), ``ds[idx]`` with an integer array or list,
+    ``ds[ds.y == 3]`` with a boolean mask of length ``n``. A single integer is refused, with a
+    ``TypeError``: write ``ds[i : i + 1]`` for a one-example ``Dataset``, or ``ds.x[i]``. (Code
+    written for a pair, where ``ds[0]`` is ``x``, must stop with a message, not run on with
+    row 0.) It unpacks as a pair, ``x, y = ds``: iterating gives ``x`` then ``y``, not rows.
+
+    Labels index the class names in ``glassnet.datasets`` (``FASHION_MNIST_CLASSES``,
+    ``DIGIT_CLASSES``, or ``CLASSES[name]`` by data set name).
     """
 
     x: np.ndarray
     y: np.ndarray
 
+    def __post_init__(self) -> None:
+        x, y = np.asarray(self.x), np.asarray(self.y)
+        for name, a in (("x", x), ("y", y)):
+            if a.ndim == 0:
+                raise ValueError(f"Dataset: {name} must have one row per example, got a scalar")
+        if len(x) != len(y):
+            # rows of x and y are paired by position: a mismatch would pair them wrongly
+            raise ValueError(f"Dataset: x has {len(x)} rows but y has {len(y)}")
+        object.__setattr__(self, "x", x)  # frozen: this is how __post_init__ may set a field
+        object.__setattr__(self, "y", y)
+
     @property
     def n(self) -> int:
         """The number of examples, ``len(x)``."""
         return len(self.x)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """``x`` then ``y``, so that ``x, y = ds`` unpacks."""
+        return iter((self.x, self.y))
+
+    def __getitem__(self, index: slice | np.ndarray | Sequence[int]) -> Dataset:
+        """The examples selected by a slice, an integer array or a boolean mask."""
+        if isinstance(index, slice):
+            return Dataset(self.x[index], self.y[index])
+        rows = _row_index(index)  # out-of-range rows: NumPy's IndexError
+        return Dataset(self.x[rows], self.y[rows])
+
+    def __repr__(self) -> str:
+        return f"Dataset(n={self.n}, x={self.x.dtype} {self.x.shape}, y={self.y.dtype} {self.y.shape})"
+
+
+def _row_index(index: object) -> np.ndarray:
+    """``index`` as a 1-D integer or boolean array of rows; a TypeError says what a row index is."""
+    if isinstance(index, (int, np.integer)) or (
+        isinstance(index, np.ndarray) and index.ndim == 0 and index.dtype.kind in "biu"
+    ):
+        raise TypeError(
+            f"Dataset[{index!s}]: a single integer is not an index of a Dataset; write "
+            "ds[i : i + 1] for one example, ds.x and ds.y (or x, y = ds) for the arrays"
+        )
+    shown = repr(index)
+    what = f"Dataset[{shown if len(shown) <= 40 else type(index).__name__}]"  # not a 60,000-row mask
+    expected = "expected a slice, an integer array or a boolean mask of rows"
+    if isinstance(index, (str, bytes, tuple)) or index is None or index is Ellipsis:
+        raise TypeError(f"{what}: {expected}")
+    try:
+        rows = np.asarray(index)
+    except ValueError:  # ragged nested lists
+        raise TypeError(f"{what}: {expected}") from None
+    if rows.ndim != 1:
+        raise TypeError(f"{what}: {expected}, got a {rows.ndim}-D array")
+    if rows.dtype == np.bool_:
+        return rows  # NumPy refuses a mask of the wrong length with an IndexError
+    if rows.size == 0:
+        return rows.astype(np.intp)  # [] is float64 to NumPy; no rows is no rows
+    if not np.issubdtype(rows.dtype, np.integer):
+        raise TypeError(f"{what}: {expected}, got an array of {rows.dtype}")
+    return rows
 
 
 def _check_finite(a: np.ndarray, what: str) -> None:
@@ -112,6 +184,8 @@ def check_dataset(x: object, y: object, name: str, dtype: DTypeLike = np.float32
 
 def as_dataset(data: object, name: str, dtype: DTypeLike = np.float32) -> Dataset:
     """Accept a ``Dataset``, tuple or list ``(x, y)`` and return a checked ``Dataset``."""
+    if isinstance(data, Dataset):
+        return check_dataset(data.x, data.y, name, dtype=dtype)
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         what = type(data).__name__
         if isinstance(data, (tuple, list)):

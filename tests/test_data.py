@@ -22,7 +22,105 @@ def test_dataset_unpacks_and_counts_examples():
     ds = make(7)
     x, y = ds
     assert x is ds.x and y is ds.y
-    assert ds.n == 7 and len(ds) == 2
+    assert ds.n == 7 and len(ds) == 7  # len counts examples, as ds[...] indexes them
+    assert [a is b for a, b in zip(ds, (ds.x, ds.y), strict=True)] == [True, True]
+    assert "n=7" in repr(ds) and "float32 (7, 3)" in repr(ds)
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        slice(None, 4),
+        slice(4, None),
+        slice(None, None, -3),
+        slice(20, 30),  # past the end: empty, as for an array
+        np.array([5, 0, 5, 9]),
+        [2, 3],
+        [],
+        np.arange(10) % 3 == 0,
+        np.zeros(10, dtype=bool),
+        np.array([7], dtype=np.uint8),
+    ],
+    ids=[
+        "head",
+        "tail",
+        "step",
+        "past end",
+        "int array",
+        "list",
+        "empty list",
+        "mask",
+        "empty mask",
+        "uint8",
+    ],
+)
+def test_dataset_index_selects_rows_of_both(index):
+    # issue 11 item 5: as a tuple, ds[:4] was (x, y) whole and ds[4:] was ()
+    ds = make(10)
+    part = ds[index]
+    assert isinstance(part, Dataset)
+    np.testing.assert_array_equal(part.x, ds.x[index])
+    np.testing.assert_array_equal(part.y, ds.y[index])
+    assert part.n == len(part) == len(ds.x[index])
+    assert part.x.shape[1:] == ds.x.shape[1:] and part.x.dtype == ds.x.dtype and part.y.dtype == ds.y.dtype
+
+
+def test_dataset_slices_of_a_loaded_set_feed_fit():
+    ds = make(50)
+    head, tail = ds[:30], ds[30:]
+    assert (head.n, tail.n) == (30, 20)
+    np.testing.assert_array_equal(np.concatenate([head.y, tail.y]), ds.y)
+    assert np.shares_memory(head.x, ds.x)  # a slice is a view, as in NumPy
+    again = as_dataset(head, "train_data")
+    assert again.n == 30
+    x, y = head[::2]
+    assert x.shape == (15, 3) and y.shape == (15,)
+
+
+@pytest.mark.parametrize(
+    ("index", "error", "message"),
+    [
+        (0, TypeError, r"Dataset\[0\]: a single integer is not an index .*ds\.x"),
+        (-1, TypeError, r"Dataset\[-1\]: a single integer"),
+        (np.int64(3), TypeError, r"Dataset\[3\]: a single integer"),
+        (np.array(3), TypeError, r"Dataset\[3\]: a single integer"),
+        (True, TypeError, r"Dataset\[True\]: a single integer"),
+        ("x", TypeError, r"Dataset\['x'\]: expected a slice, an integer array or a boolean mask"),
+        ((slice(None), 0), TypeError, "expected a slice, an integer array or a boolean mask"),
+        (np.array([0.0, 1.0]), TypeError, "got an array of float64"),
+        (np.zeros((2, 2), dtype=int), TypeError, "got a 2-D array"),
+        (np.array([0, 10]), IndexError, "out of bounds"),
+        (np.ones(9, dtype=bool), IndexError, "boolean"),
+    ],
+)
+def test_dataset_index_refuses_what_is_not_a_row_selection(index, error, message):
+    # a single integer: ds[0] was x when Dataset was a tuple; silently giving row 0 instead
+    # would hide the change from code written for the tuple
+    with pytest.raises(error, match=message):
+        make(10)[index]
+
+
+def test_dataset_checks_lengths_and_is_read_only():
+    with pytest.raises(ValueError, match="Dataset: x has 3 rows but y has 2"):
+        Dataset(np.zeros((3, 1)), np.zeros(2))
+    with pytest.raises(ValueError, match="Dataset: x must have one row per example, got a scalar"):
+        Dataset(np.float32(1), np.zeros(1))
+    ds = make(4)
+    with pytest.raises(AttributeError):
+        ds.x = np.zeros((4, 3))
+
+
+def test_dataset_survives_copy_and_transfer_to_a_process():
+    # multiprocessing and Dask send arguments to workers by pickling them in memory;
+    # a Dataset must arrive whole (no file is ever written here)
+    import copy
+    import pickle
+
+    ds = make(6)
+    for other in (copy.deepcopy(ds), pickle.loads(pickle.dumps(ds))):
+        assert isinstance(other, Dataset) and other.n == 6
+        np.testing.assert_array_equal(other.x, ds.x)
+        np.testing.assert_array_equal(other.y, ds.y)
 
 
 def test_check_dataset_converts_dtypes():
