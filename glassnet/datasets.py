@@ -1,13 +1,19 @@
 """Real data sets: an IDX reader, checksummed look-up and download, MNIST-style loaders.
 
-Files are found before they are fetched. For each file a loader looks, in order, in the ``path``
-it was given, in ``$GLASSNET_DATA/<name>`` and ``$GLASSNET_DATA``, in the directory a Debian
-package installs (``apt-get install dataset-fashion-mnist``) and in the cache
-(``~/.cache/glassnet/<name>``). Only then, if ``download`` is true, does it download into the
-cache, trying each mirror in turn. Every ``.gz`` file is checked against its md5 before use,
-and a download reaches its final name only once it has passed the check (a temporary file in
-the same directory, then an atomic ``os.replace``), so the cache never holds a partial or
-corrupt file. Nothing here uses pickle.
+Files are found before they are fetched. Given ``path``, a loader reads the four files from
+that directory and nowhere else. Otherwise it looks in ``$GLASSNET_DATA/<name>`` and
+``$GLASSNET_DATA``, in the directory a Debian package installs (``apt-get install
+dataset-fashion-mnist``) and in the cache (``~/.cache/glassnet/<name>``); only then, if
+``download`` is true, does it download into the cache, trying each mirror in turn.
+
+Two kinds of file, two checks. Files whose bytes glassnet knows, those of a package and the
+cache's downloads, are ``.gz`` files checked against their published md5; a download reaches
+its final name only once it has passed (a temporary file in the same directory, then an atomic
+``os.replace``), so the cache never holds a partial or corrupt file. A user's own files, in
+``path`` or ``$GLASSNET_DATA``, gzipped or not, have no published checksum: ``read_idx`` checks
+them as it reads them (header, sizes, payload length, label range). The four files of a set
+always come from one directory: a directory holding some but not all of them is an error
+naming what is missing, never completed from another. Nothing here uses pickle.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ MNIST_MIRRORS = [
 PACKAGE_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
 PACKAGE_NAMES = {"fashion-mnist": "dataset-fashion-mnist"}
 
+# class names, indexed by label: ``FASHION_MNIST_CLASSES[train.y[0]]``
 FASHION_MNIST_CLASSES = [
     "T-shirt/top",
     "Trouser",
@@ -78,10 +85,18 @@ FASHION_MNIST_CLASSES = [
     "Bag",
     "Ankle boot",
 ]
+DIGIT_CLASSES = [str(d) for d in range(10)]  # MNIST, scikit-learn's digits and MNIST-1D
+CLASSES = {
+    "fashion-mnist": FASHION_MNIST_CLASSES,
+    "mnist": DIGIT_CLASSES,
+    "digits": DIGIT_CLASSES,
+    "mnist1d": DIGIT_CLASSES,
+}
 
 DOWNLOAD_TIMEOUT_S = 30.0
 _CHUNK = 1 << 20
 _DEFLATE_MAX_RATIO = 1032  # no deflate stream decompresses to more than 1032 times its size
+_IDX_MAX_DIMS = 64  # NumPy's limit on an array's dimensions
 
 # IDX type code (third byte of the magic number) -> element type; multi-byte types are big-endian
 _IDX_DTYPES = {
@@ -166,6 +181,7 @@ def _read_idx(path: Path, stream: BinaryIO, size: int | None, most: int | None) 
         )
     shape = tuple(int(d) for d in np.frombuffer(sizes, ">u4"))
     dtype = _IDX_DTYPES[code]
+    _check_shape(path, shape, dtype)
     expected = math.prod(shape) * dtype.itemsize
     if size is not None and size - header != expected:  # a raw file: its size is known up front
         found = size - header
@@ -201,6 +217,21 @@ def _read_idx(path: Path, stream: BinaryIO, size: int | None, most: int | None) 
     return np.frombuffer(data, dtype).astype(dtype.newbyteorder("=")).reshape(shape)
 
 
+def _check_shape(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Refuse a header NumPy could not make an array of, before anything is read or allocated.
+
+    NumPy allows at most 64 dimensions, and its size check multiplies the non-zero sizes and the
+    item size, which must fit in an ``intp``: a zero-size array such as (0, 2^32-1, 2^32-1)
+    is refused too, though it holds no bytes.
+    """
+    if len(shape) > _IDX_MAX_DIMS:
+        raise FileFormatError(path, f"IDX header declares {len(shape)} dimensions, more than {_IDX_MAX_DIMS}")
+    if math.prod(d for d in shape if d) * dtype.itemsize > np.iinfo(np.intp).max:
+        raise FileFormatError(
+            path, f"IDX header declares shape {shape} of {dtype.name}, too large for an array"
+        )
+
+
 def md5(path: str | os.PathLike) -> str:
     """The md5 hex digest of a file, read in chunks."""
     digest = hashlib.md5(usedforsecurity=False)
@@ -216,41 +247,70 @@ def default_cache_dir(name: str) -> Path:
 
 
 def default_search_dirs(name: str, path: str | os.PathLike | None = None) -> list[Path]:
-    """Where to look for data set ``name`` before the cache, in order.
+    """The user's directories that may hold data set ``name``, in the order they are searched.
 
-    ``path`` (if given; it must be a directory), ``$GLASSNET_DATA/<name>`` and
-    ``$GLASSNET_DATA`` (if set), then the distribution package's directory, if there is one.
+    ``path``, if given (it must be a directory), and nothing else: the caller named the place.
+    Otherwise ``$GLASSNET_DATA/<name>`` and ``$GLASSNET_DATA``, if the variable is set. Their
+    files are the user's own, validated by ``read_idx`` rather than by md5; the package
+    directory and the cache, whose files are md5-checked, come after them.
     """
-    dirs = []
     if path is not None:
         path = Path(path).expanduser()
         if not path.is_dir():
             raise FileNotFoundError(f"path={str(path)!r} is not a directory")
-        dirs.append(path)
-    if root := os.environ.get("GLASSNET_DATA"):
-        dirs += [Path(root) / name, Path(root)]
-    if name in PACKAGE_DIRS:
-        dirs.append(PACKAGE_DIRS[name])
-    return dirs
+        return [path]
+    root = os.environ.get("GLASSNET_DATA")
+    return [Path(root) / name, Path(root)] if root else []
+
+
+def _one_of(directory: Path, filename: str) -> Path | None:
+    """``directory/filename`` (``x.gz``) or its uncompressed twin ``x``, whichever is a file."""
+    for candidate in (directory / filename, directory / filename.removesuffix(".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _check_md5(path: Path, expected_md5: str) -> None:
+    """Refuse a ``.gz`` whose md5 is not the published one; an uncompressed copy has none."""
+    if path.suffix != ".gz":
+        return  # no published checksum: read_idx validates it as it reads it
+    actual = md5(path)
+    if actual != expected_md5:
+        # an error, not a skip: silently using another copy would hide a broken one
+        raise FileFormatError(
+            path,
+            f"md5 is {actual}, expected {expected_md5}; the file is corrupt or a different "
+            "version: replace or delete it",
+        )
+
+
+def _set_in(name: str, files: Mapping[str, str], directory: Path, checked: bool) -> dict[str, Path] | None:
+    """All of ``files`` in ``directory`` (``None`` if it holds none of them), md5-checked if
+    ``checked``. Some but not all is a ``FileNotFoundError`` naming the missing ones: taking
+    them from another directory could pair one set's images with another's labels or test set."""
+    found = {filename: p for filename in files if (p := _one_of(directory, filename))}
+    if not found:
+        return None
+    missing = [f"{f} (or {f.removesuffix('.gz')})" for f in files if f not in found]
+    if missing:
+        raise FileNotFoundError(
+            f"{name}: {directory} holds {', '.join(p.name for p in found.values())} but not "
+            f"{', '.join(missing)}; the files of a data set are read from one directory, "
+            "so add the missing ones there"
+        )
+    if checked:
+        for filename, p in found.items():
+            _check_md5(p, files[filename])
+    return found
 
 
 def _find(filename: str, expected_md5: str, dirs: Iterable[Path]) -> Path | None:
     """The first ``filename`` (checked against its md5) or its uncompressed twin in ``dirs``."""
     for d in dirs:
-        gz = d / filename
-        if gz.is_file():
-            actual = md5(gz)
-            if actual != expected_md5:
-                # an error, not a skip: silently using another copy would hide a broken one
-                raise FileFormatError(
-                    gz,
-                    f"md5 is {actual}, expected {expected_md5}; the file is corrupt or "
-                    "a different version: replace or delete it",
-                )
-            return gz
-        raw = d / filename.removesuffix(".gz")
-        if raw != gz and raw.is_file():
-            return raw  # no published checksum: the loader validates it as it reads it
+        if (path := _one_of(d, filename)) is not None:
+            _check_md5(path, expected_md5)
+            return path
     return None
 
 
@@ -294,20 +354,30 @@ def find_or_fetch(
     cache_dir: str | os.PathLike,
     mirrors: Iterable[str],
     download: bool = True,
+    *,
+    own_dirs: Iterable[str | os.PathLike] = (),
 ) -> dict[str, Path]:
     """Locate each of ``files`` (``{"x.gz": md5}``), downloading what is missing into the cache.
 
-    Looks in ``search_dirs`` and then ``cache_dir``, accepting ``x.gz`` (md5-checked; a mismatch
-    is a ``ValueError``) or an uncompressed ``x``. A missing file is downloaded from each of
-    ``mirrors`` in turn into ``cache_dir``; if none delivers a file with the right md5, or
-    ``download`` is false, raises ``FileNotFoundError`` saying where it looked and what it
-    tried. Returns ``{"x.gz": path found}``.
+    Looks first in ``own_dirs``, a user's directories, whose files (``x.gz`` or ``x``) are
+    validated by the reader, not by md5: a user's own gzip has its own bytes. Then in
+    ``search_dirs`` (known places such as a package's directory), whose ``x.gz`` must match its
+    md5 (a mismatch is a ``FileFormatError``). The first of these directories that holds any of
+    ``files`` must hold all of them (else ``FileNotFoundError`` naming the missing ones) and is
+    the answer. Failing that, the cache: each file found there is md5-checked and each missing
+    one is downloaded from ``mirrors`` in turn into ``cache_dir``; if none delivers a file with
+    the right md5, or ``download`` is false, raises ``FileNotFoundError`` saying where it
+    looked and what it tried. Returns ``{"x.gz": path found}``.
     """
+    own = [Path(d) for d in own_dirs]
+    known = [Path(d) for d in search_dirs]
+    for directory, checked in [(d, False) for d in own] + [(d, True) for d in known]:
+        if (found := _set_in(name, files, directory, checked)) is not None:
+            return found
     cache_dir = Path(cache_dir).expanduser()
-    dirs = list(dict.fromkeys([Path(d) for d in search_dirs] + [cache_dir]))
     found = {}
     for filename, expected_md5 in files.items():
-        path = _find(filename, expected_md5, dirs)
+        path = _find(filename, expected_md5, [cache_dir])
         failures = []
         if path is None and download:
             cache_dir.mkdir(parents=True, exist_ok=True)
@@ -321,7 +391,8 @@ def find_or_fetch(
                     path = cache_dir / filename
                     break
         if path is None:
-            raise FileNotFoundError(_not_found(name, filename, dirs, failures))
+            searched = list(dict.fromkeys([*own, *known, cache_dir]))
+            raise FileNotFoundError(_not_found(name, filename, searched, failures))
         found[filename] = path
     return found
 
@@ -334,6 +405,8 @@ def _images_and_labels(images_path: Path, labels_path: Path, flatten: bool) -> D
             images_path,
             f"expected uint8 images of shape (N, rows, cols), got {images.dtype} of shape {images.shape}",
         )
+    if images.size == 0:  # an empty training or test set would fail far from its cause
+        raise FileFormatError(images_path, f"holds no images: shape {images.shape}")
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise FileFormatError(
             labels_path, f"expected 1-D integer labels, got {labels.dtype} of shape {labels.shape}"
@@ -362,8 +435,16 @@ def _load_idx_set(
     missing = {TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS} - set(files)
     if missing:
         raise ValueError(f"{name}: files must give the md5 of {sorted(missing)}")
-    cache_dir = default_cache_dir(name) if cache_dir is None else cache_dir
-    paths = find_or_fetch(name, files, default_search_dirs(name, path), cache_dir, mirrors, download)
+    own_dirs = default_search_dirs(name, path)
+    if path is not None:  # the user's own files, from that directory alone
+        paths = _set_in(name, files, own_dirs[0], checked=False)
+        if paths is None:
+            names = ", ".join(f"{f} (or {f.removesuffix('.gz')})" for f in files)
+            raise FileNotFoundError(f"{name}: {own_dirs[0]} holds none of its files: {names}")
+    else:
+        known = [PACKAGE_DIRS[name]] if name in PACKAGE_DIRS else []
+        cache_dir = default_cache_dir(name) if cache_dir is None else cache_dir
+        paths = find_or_fetch(name, files, known, cache_dir, mirrors, download, own_dirs=own_dirs)
     train = _images_and_labels(paths[TRAIN_IMAGES], paths[TRAIN_LABELS], flatten)
     test = _images_and_labels(paths[TEST_IMAGES], paths[TEST_LABELS], flatten)
     return train, test
@@ -381,8 +462,11 @@ def load_fashion_mnist(
     """Fashion-MNIST as ``(train, test)``: 60,000 and 10,000 28x28 grey images of 10 classes.
 
     ``x`` is float32 in [0, 1] of shape (N, 1, 28, 28), or (N, 784) with ``flatten``; ``y`` is
-    int64, indexing ``FASHION_MNIST_CLASSES``. See the module docstring for where the files
-    are looked for; ``mirrors`` and ``files`` (name -> md5) replace the built-in tables.
+    int64, indexing ``FASHION_MNIST_CLASSES``. ``path``: a directory holding your own four
+    files, gzipped or not (``train-images-idx3-ubyte.gz`` or ``train-images-idx3-ubyte``, ...);
+    they are read from there alone, validated by ``read_idx``, and nothing is downloaded.
+    Without it, see the module docstring for where the files are looked for; ``mirrors`` and
+    ``files`` (name -> md5) replace the built-in tables.
     """
     return _load_idx_set("fashion-mnist", files, mirrors, path, download, cache_dir, flatten)
 
@@ -396,7 +480,8 @@ def load_mnist(
     mirrors: Iterable[str] = MNIST_MIRRORS,
     files: Mapping[str, str] = MNIST_FILES,
 ) -> tuple[Dataset, Dataset]:
-    """MNIST handwritten digits as ``(train, test)``, in the same form as ``load_fashion_mnist``."""
+    """MNIST handwritten digits as ``(train, test)``, in the same form as ``load_fashion_mnist``
+    (``path`` too); ``y`` indexes ``DIGIT_CLASSES``."""
     return _load_idx_set("mnist", files, mirrors, path, download, cache_dir, flatten)
 
 

@@ -5,13 +5,17 @@ import gzip
 import hashlib
 import http.server
 import io
+import math
 import random
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from glassnet import datasets
 from glassnet.datasets import (
@@ -148,6 +152,79 @@ def test_read_idx_errors_name_the_file(tmp_path, data, message, gz):
     assert str(path) in str(info.value)
 
 
+MAX = 2**32 - 1  # the largest size an IDX header can declare
+
+
+def idx_header(sizes, code=0x08, ndim=None) -> bytes:
+    ndim = len(sizes) if ndim is None else ndim
+    return bytes([0, 0, code, ndim]) + np.array(sizes, ">u4").tobytes()
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (idx_header([0, MAX, MAX]), r"shape \(0, 4294967295, 4294967295\) of uint8, too large for an array"),
+        (idx_header([0, MAX, MAX, MAX]), "too large for an array"),
+        (idx_header([MAX, MAX, MAX], code=0x0E), "too large for an array"),
+        (idx_header([2**31, 2**31, 2], code=0x0C), "too large for an array"),  # fits but x4 bytes does not
+        (idx_header([0] + [MAX] * 39), "too large for an array"),
+        (idx_header([1] * 65), "declares 65 dimensions, more than 64"),
+        (idx_header([1] * 255), "declares 255 dimensions"),
+        (idx_header([MAX]), r"should be 4294967295 bytes"),
+        (idx_header([]), r"shape \(\) of uint8 should be 1 bytes, found 0"),
+        (idx_header([7, 3], ndim=3), "truncated IDX header"),
+    ],
+)
+@pytest.mark.parametrize("gz", [False, True])
+def test_read_idx_header_values_give_a_file_format_error(tmp_path, header, message, gz):
+    # issue 11: the header (0, 2^32-1, 2^32-1) gave NumPy's "array is too big" ValueError
+    # without the file's path; every header value is a FileFormatError naming the file
+    path = write(tmp_path / "header.idx", header, gz)
+    with pytest.raises(FileFormatError, match=message) as info:
+        read_idx(path)
+    assert info.value.path == str(path)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(0,), (0, 0), (3, 0, 2), (0, 2**31, 2**31), (1,) * 64],
+    ids=["0", "0x0", "3x0x2", "0xbig", "64 dims"],
+)
+def test_read_idx_accepts_every_shape_numpy_can_hold(tmp_path, shape):
+    payload = b"\x07" * math.prod(shape)
+    out = read_idx(write(tmp_path / "ok.idx", idx_header(list(shape)) + payload, False))
+    assert out.shape == shape and out.dtype == np.uint8
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    code=st.sampled_from(sorted(IDX_CODES.values())),
+    sizes=st.lists(st.sampled_from([0, 1, 2, 3, 255, 2**16, 2**31 - 1, 2**31, MAX]), max_size=70),
+    ndim_delta=st.sampled_from([0, 0, 0, -1, 1]),
+    payload=st.sampled_from(["exact", "short", "long", "none"]),
+    gz=st.booleans(),
+)
+def test_read_idx_any_header_reads_or_names_the_file(code, sizes, ndim_delta, payload, gz):
+    itemsize = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}[code]
+    expected = math.prod(sizes) * itemsize
+    body = {
+        "exact": b"\x01" * expected if expected < 10_000 else b"",
+        "short": b"\x01" * min(expected - 1, 100) if expected else b"",
+        "long": b"\x01" * (min(expected, 100) + 3),
+        "none": b"",
+    }[payload]
+    ndim = min(max(len(sizes) + ndim_delta, 0), 255)
+    with tempfile.TemporaryDirectory() as d:
+        path = write(Path(d) / "h.idx", idx_header(sizes, code, ndim) + body, gz)
+        try:
+            out = read_idx(path)
+        except FileFormatError as e:
+            assert e.path == str(path)
+        else:  # a wrong ndim makes sizes part of the payload, or payload part of the sizes
+            declared = np.frombuffer((np.array(sizes, ">u4").tobytes() + body)[: 4 * ndim], ">u4")
+            assert out.shape == tuple(int(d) for d in declared) and out.dtype.itemsize == itemsize
+
+
 def test_read_idx_corrupt_gzip(tmp_path):
     path = write(tmp_path / "bad.gz", gzip.compress(GOOD)[:-10], False)
     with pytest.raises(ValueError, match="corrupt gzip data") as info:
@@ -167,8 +244,10 @@ def test_md5(tmp_path):
 def test_default_search_dirs(tmp_path, monkeypatch):
     assert datasets.default_search_dirs("mnist") == []
     monkeypatch.setenv("GLASSNET_DATA", str(tmp_path))
-    dirs = datasets.default_search_dirs("fashion-mnist", path=tmp_path)
-    assert dirs == [tmp_path, tmp_path / "fashion-mnist", tmp_path, DEBIAN_FASHION]
+    assert datasets.default_search_dirs("fashion-mnist") == [tmp_path / "fashion-mnist", tmp_path]
+    # a path given is the one place to look: its files are not completed from elsewhere
+    (tmp_path / "mine").mkdir()
+    assert datasets.default_search_dirs("fashion-mnist", path=tmp_path / "mine") == [tmp_path / "mine"]
     with pytest.raises(FileNotFoundError, match="is not a directory"):
         datasets.default_search_dirs("mnist", path=tmp_path / "nope")
 
@@ -218,6 +297,33 @@ def test_find_or_fetch_not_found_explains(tmp_path):
         assert expected in message
 
 
+def test_find_or_fetch_checks_md5_in_the_cache(tmp_path):
+    files, _ = make_idx_set(tmp_path / "cache")
+    (tmp_path / "cache" / TEST_LABELS).write_bytes(gzip.compress(b"another version", mtime=0))
+    with pytest.raises(FileFormatError, match=f"{TEST_LABELS}: md5 is .*, expected {files[TEST_LABELS]}"):
+        find_or_fetch("mnist", files, [], tmp_path / "cache", [], download=False)
+
+
+def test_find_or_fetch_own_dirs_skip_md5_and_come_first(tmp_path):
+    files, _ = make_idx_set(tmp_path / "known")
+    make_idx_set(tmp_path / "mine", seed=1)  # different bytes: md5s that match nothing
+    found = find_or_fetch(
+        "mnist", files, [tmp_path / "known"], tmp_path / "c", [], own_dirs=[tmp_path / "mine"]
+    )
+    assert found == {name: tmp_path / "mine" / name for name in files}
+
+
+@pytest.mark.parametrize("checked", ["own_dirs", "search_dirs"])
+def test_find_or_fetch_never_completes_a_directory_from_another(tmp_path, checked):
+    files, _ = make_idx_set(tmp_path / "full")
+    make_idx_set(tmp_path / "part")
+    (tmp_path / "part" / TEST_IMAGES).unlink()
+    dirs = {"own_dirs": [tmp_path / "part"]} if checked == "own_dirs" else {}
+    search = [tmp_path / "part", tmp_path / "full"] if checked == "search_dirs" else [tmp_path / "full"]
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'part'} holds .* but not {TEST_IMAGES}"):
+        find_or_fetch("mnist", files, search, tmp_path / "c", [], **dirs)
+
+
 def test_glassnet_data_env(tmp_path, monkeypatch):
     make_idx_set(tmp_path / "mnist", gz=False)
     monkeypatch.setenv("GLASSNET_DATA", str(tmp_path))
@@ -226,6 +332,63 @@ def test_glassnet_data_env(tmp_path, monkeypatch):
 
 
 # loaders on generated files
+
+
+LOADERS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist}
+
+
+@pytest.mark.parametrize("where", ["path", "GLASSNET_DATA/<name>", "GLASSNET_DATA"])
+@pytest.mark.parametrize("gz", [True, False, "mixed"])
+@pytest.mark.parametrize("name", list(LOADERS))
+def test_own_files_are_read_gzipped_or_not_without_md5(tmp_path, monkeypatch, name, gz, where):
+    # issue 11 item 6: the user's own .gz files were refused ("md5 ... a different version")
+    # because their bytes are not the published ones; the reader validates them instead
+    monkeypatch.setattr(datasets, "PACKAGE_DIRS", {})  # the host may have the real files
+    d = tmp_path / "data" / name if where == "GLASSNET_DATA/<name>" else tmp_path / "data"
+    _, arrays = make_idx_set(d, gz=gz is True)
+    if gz == "mixed":  # some files gzipped, some not, in one directory
+        for f in (TRAIN_LABELS, TEST_IMAGES):
+            raw = d / f.removesuffix(".gz")
+            write(d / f, raw.read_bytes(), True)
+            raw.unlink()
+    if where != "path":
+        monkeypatch.setenv("GLASSNET_DATA", str(tmp_path / "data"))
+    path = d if where == "path" else None
+    train, test = LOADERS[name](path, download=False, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(train.x[:, 0] * 255, arrays[TRAIN_IMAGES])
+    np.testing.assert_array_equal(test.y, arrays[TEST_LABELS])
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("where", ["path", "GLASSNET_DATA"])
+@pytest.mark.parametrize("name", list(LOADERS))
+def test_own_directory_without_the_test_set_is_refused(tmp_path, monkeypatch, name, where):
+    # issue 11 item 6: a --data-dir holding only the training files took the test set from
+    # the cache (or the package directory): the images of one set, scored on another's
+    monkeypatch.setattr(datasets, "PACKAGE_DIRS", {})
+    files, _ = make_idx_set(tmp_path / "cache")  # a complete, md5-valid set elsewhere
+    make_idx_set(tmp_path / "mine", gz=False, seed=1)
+    for f in (TEST_IMAGES, TEST_LABELS):
+        (tmp_path / "mine" / f.removesuffix(".gz")).unlink()
+    if where == "GLASSNET_DATA":
+        monkeypatch.setenv("GLASSNET_DATA", str(tmp_path / "mine"))
+    path = tmp_path / "mine" if where == "path" else None
+    with pytest.raises(FileNotFoundError) as info:
+        LOADERS[name](path, download=False, cache_dir=tmp_path / "cache", files=files)
+    message = str(info.value)
+    assert f"{tmp_path / 'mine'} holds " in message
+    assert f"but not {TEST_IMAGES} (or t10k-images-idx3-ubyte), {TEST_LABELS}" in message
+
+
+def test_own_directory_without_any_file_is_refused(tmp_path, serve):
+    files, _ = make_idx_set(tmp_path / "server")
+    url, requests = serve(tmp_path / "server")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(
+        FileNotFoundError, match=f"mnist: {tmp_path / 'empty'} holds none of its files: {TRAIN_IMAGES}"
+    ):
+        load_mnist(tmp_path / "empty", cache_dir=tmp_path / "cache", mirrors=[url], files=files)
+    assert requests == []  # a path given is where the files are: nothing is downloaded
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -249,12 +412,32 @@ def test_loader_validates_contents(tmp_path):
     with pytest.raises(ValueError, match=r"labels should be in 0\.\.9, found 10\.\.10") as info:
         load_mnist(d, download=False, cache_dir=tmp_path / "c")
     assert str(path) in str(info.value)
-    write(d / "train-labels-idx1-ubyte", idx_bytes(np.zeros(19, np.uint8)), False)
-    with pytest.raises(ValueError, match="19 labels for 20 images"):
+    path = write(d / "train-labels-idx1-ubyte", idx_bytes(np.full(20, -1, np.int8)), False)
+    with pytest.raises(FileFormatError, match=r"labels should be in 0\.\.9, found -1\.\.-1") as info:
         load_mnist(d, download=False, cache_dir=tmp_path / "c")
+    assert str(path) in str(info.value)
+    path = write(d / "train-labels-idx1-ubyte", idx_bytes(np.zeros(19, np.uint8)), False)
+    with pytest.raises(FileFormatError, match="19 labels for 20 images") as info:
+        load_mnist(d, download=False, cache_dir=tmp_path / "c")
+    assert str(path) in str(info.value)
+    path = write(d / "train-labels-idx1-ubyte", idx_bytes(np.zeros(20, np.float32)), False)
+    with pytest.raises(FileFormatError, match="expected 1-D integer labels, got float32") as info:
+        load_mnist(d, download=False, cache_dir=tmp_path / "c")
+    assert str(path) in str(info.value)
     path = write(d / "train-images-idx3-ubyte", idx_bytes(np.zeros((20, 784), np.uint8)), False)
     with pytest.raises(ValueError, match=r"expected uint8 images of shape \(N, rows, cols\)"):
         load_mnist(d, download=False, cache_dir=tmp_path / "c")
+
+
+@pytest.mark.parametrize("shape", [(0, 28, 28), (5, 0, 28)])
+def test_loader_refuses_an_empty_image_file(tmp_path, shape):
+    d = tmp_path / "d"
+    make_idx_set(d, gz=False)
+    path = write(d / "t10k-images-idx3-ubyte", idx_bytes(np.zeros(shape, np.uint8)), False)
+    write(d / "t10k-labels-idx1-ubyte", idx_bytes(np.zeros(shape[0], np.uint8)), False)
+    with pytest.raises(FileFormatError, match=r"holds no images: shape \(") as info:
+        load_mnist(d, download=False)
+    assert info.value.path == str(path)
 
 
 # downloads from a local server
