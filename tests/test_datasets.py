@@ -522,6 +522,15 @@ def test_load_digits():
     np.testing.assert_array_equal(again.y, train.y)
 
 
+def test_every_cli_data_set_has_class_names():
+    from glassnet.cli import DATASETS
+
+    assert set(datasets.CLASSES) == set(DATASETS)
+    assert datasets.CLASSES["fashion-mnist"][9] == "Ankle boot"
+    assert all(len(names) == 10 == len(set(names)) for names in datasets.CLASSES.values())
+    assert datasets.DIGIT_CLASSES[7] == "7"
+
+
 def test_load_digits_without_sklearn(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
     with pytest.raises(ImportError, match=r"pip install 'glassnet\[digits\]'"):
