@@ -181,7 +181,6 @@ def _read_idx(path: Path, stream: BinaryIO, size: int | None, most: int | None) 
         )
     shape = tuple(int(d) for d in np.frombuffer(sizes, ">u4"))
     dtype = _IDX_DTYPES[code]
-    _check_shape(path, shape, dtype)
     expected = math.prod(shape) * dtype.itemsize
     if size is not None and size - header != expected:  # a raw file: its size is known up front
         found = size - header
@@ -198,6 +197,7 @@ def _read_idx(path: Path, stream: BinaryIO, size: int | None, most: int | None) 
             f"the {most // _DEFLATE_MAX_RATIO}-byte gzip file can hold (deflate expands at most "
             f"{_DEFLATE_MAX_RATIO}:1): truncated or not an IDX file",
         )
+    _check_shape(path, shape, dtype)  # what passed the size checks: a zero-size or 65-D claim
     data = _read_exactly(stream, expected)
     if len(data) < expected:
         raise FileFormatError(

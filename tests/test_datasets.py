@@ -165,12 +165,12 @@ def idx_header(sizes, code=0x08, ndim=None) -> bytes:
     [
         (idx_header([0, MAX, MAX]), r"shape \(0, 4294967295, 4294967295\) of uint8, too large for an array"),
         (idx_header([0, MAX, MAX, MAX]), "too large for an array"),
-        (idx_header([MAX, MAX, MAX], code=0x0E), "too large for an array"),
-        (idx_header([2**31, 2**31, 2], code=0x0C), "too large for an array"),  # fits but x4 bytes does not
+        (idx_header([0, 2**31, 2**31, 2], code=0x0C), "too large for an array"),  # fits but x4 bytes does not
         (idx_header([0] + [MAX] * 39), "too large for an array"),
-        (idx_header([1] * 65), "declares 65 dimensions, more than 64"),
-        (idx_header([1] * 255), "declares 255 dimensions"),
+        (idx_header([1] * 65) + b"\x07", "declares 65 dimensions, more than 64"),
+        (idx_header([1] * 255) + b"\x07", "declares 255 dimensions"),
         (idx_header([MAX]), r"should be 4294967295 bytes"),
+        (idx_header([MAX, MAX, MAX], code=0x0E), r"should be 633825299671392843082401579000 bytes"),
         (idx_header([]), r"shape \(\) of uint8 should be 1 bytes, found 0"),
         (idx_header([7, 3], ndim=3), "truncated IDX header"),
     ],
