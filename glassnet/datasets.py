@@ -6,12 +6,13 @@ that directory and nowhere else. Otherwise it looks in ``$GLASSNET_DATA/<name>``
 dataset-fashion-mnist``) and in the cache (``~/.cache/glassnet/<name>``); only then, if
 ``download`` is true, does it download into the cache, trying each mirror in turn.
 
-Two kinds of file, two checks. Files whose bytes glassnet knows, those of a package and the
-cache's downloads, are ``.gz`` files checked against their published md5; a download reaches
+Two kinds of file, two checks. Where glassnet knows the bytes, in a package's directory and in
+the cache, a ``.gz`` file is checked against its published md5; a download reaches
 its final name only once it has passed (a temporary file in the same directory, then an atomic
 ``os.replace``), so the cache never holds a partial or corrupt file. A user's own files, in
-``path`` or ``$GLASSNET_DATA``, gzipped or not, have no published checksum: ``read_idx`` checks
-them as it reads them (header, sizes, payload length, label range). The four files of a set
+``path`` or ``$GLASSNET_DATA``, gzipped or not, have no published checksum: they are checked
+as they are read (``read_idx``: header, sizes, payload length; the loader: one label in 0..9
+per image). The four files of a set
 always come from one directory: a directory holding some but not all of them is an error
 naming what is missing, never completed from another. Nothing here uses pickle.
 """
@@ -218,7 +219,7 @@ def _read_idx(path: Path, stream: BinaryIO, size: int | None, most: int | None) 
 
 
 def _check_shape(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
-    """Refuse a header NumPy could not make an array of, before anything is read or allocated.
+    """Refuse a header NumPy could not make an array of, before its payload is read.
 
     NumPy allows at most 64 dimensions, and its size check multiplies the non-zero sizes and the
     item size, which must fit in an ``intp``: a zero-size array such as (0, 2^32-1, 2^32-1)
