@@ -431,3 +431,33 @@ def test_gradient_flow_json_holds_null_for_a_non_finite_value_and_still_plots(tm
     from glassnet import plots
 
     assert plots.gradient_flow(json.loads(text), tmp_path / "flow.png").endswith("flow.png")
+
+
+class NaNBlock(Block):
+    """A container whose own code (not any of its layers) makes the NaN."""
+
+    def forward(self, x):
+        y = super().forward(x)
+        y[:, 0] = np.nan
+        return y
+
+
+def test_a_walk_leaves_no_trace_on_a_container_and_names_its_own_faults():
+    from glassnet.anomaly import AnomalyError
+
+    model, (x, y) = residual(), data()
+    model.summary((10,))
+    D.report(model, gn.CrossEntropyLoss(), x, y)
+    with pytest.raises(gn.ShapeError, match=r"^layer #1.0 \(Linear\): Linear expects input \(N, \.\.\., 8\)"):
+        D.report(gn.Sequential(gn.Linear(10, 7), model[2]), gn.CrossEntropyLoss(), x, y)
+    # the children's own methods are back: nothing shadowed stays on an instance
+    assert not any(k in vars(m) for m in model.modules() for k in ("forward", "backward", "backward_params"))
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Linear(10, 8, rng=rng), NaNBlock(8, rng), gn.Linear(8, 3, rng=rng))
+    with pytest.raises(AnomalyError) as info:
+        gn.fit(model, gn.CrossEntropyLoss(), gn.optim.SGD(model.parameters(), lr=0.1), (x, y), epochs=1,
+               batch_size=10, verbose=False, detect_anomaly=True, rng=np.random.default_rng(0))  # fmt: skip
+    e = info.value
+    assert (e.phase, e.layer, e.layer_type) == ("forward", "1", "NaNBlock")
+    assert "its input was finite; its parameters are finite" in str(e)
+    assert not any(k in vars(m) for m in model.modules() for k in ("forward", "backward", "backward_params"))
