@@ -14,7 +14,8 @@ each intermediate value is checked where it is made. The first non-finite value 
                 "parameter gradient (BP3/BP4)" a p.grad after the layer's backward
                 "regularizer"                  the penalty or its gradient
                 "optimizer update"             a parameter after optimizer.step()
-    the layer   its index in the Sequential ("#3", "#2.1") and type
+    the layer   its path in the module tree ("#3", "#2.1": child 1 of child 2, also inside a
+                user-written container) and type
     the batch   epoch, batch number and the example indices of the batch
     the shapes  of the offending array, with the count and first position of bad values
 
@@ -30,10 +31,11 @@ import math
 
 import numpy as np
 
+from . import walk
 from .callbacks import Callback
 from .layers import activations as _activations
-from .module import Module, ShapeError
-from .walk import is_weight_layer, leaves
+from .module import Module
+from .walk import is_weight_layer
 
 # the book's sigma: every activation layer (and subclasses of them)
 _ACTIVATIONS = tuple(
@@ -114,23 +116,10 @@ def _params_note(layer: Module) -> str:
 
 
 def checked_forward_backward(model: Module, loss_fn, x: np.ndarray, y: np.ndarray):
-    """Forward, loss and backward (gradients added into ``p.grad``), layer by layer, checking
+    """Forward, loss and backward (gradients added into ``p.grad``), layer by layer through the
+    whole module tree (inside user-written containers too, see ``glassnet.walk``), checking
     every output, delta and parameter gradient; returns ``(loss, prediction)``."""
-    pairs = list(leaves(model))
-    h = x
-    for name, layer in pairs:
-        try:
-            out = layer.forward(h)
-        except ShapeError as e:  # named as Sequential.forward names it
-            raise ShapeError(f"layer #{name} ({type(layer).__name__}): {e}") from None
-        bad = _bad(out)
-        if bad:
-            source = "its input was finite" if _bad(h) is None else "its input was not finite"
-            raise AnomalyError(
-                _forward_phase(layer), name, type(layer).__name__, out.shape,
-                f"output {bad}; {source}; {_params_note(layer)}",
-            )  # fmt: skip
-        h = out
+    h = walk.forward(model, x, _check_forward)
     loss = float(loss_fn.forward(h, y))
     name = type(loss_fn).__name__
     if not math.isfinite(loss):
@@ -138,32 +127,42 @@ def checked_forward_backward(model: Module, loss_fn, x: np.ndarray, y: np.ndarra
     d = loss_fn.backward()
     if _bad(d):
         raise AnomalyError("delta (BP1)", None, name, d.shape, f"dC/d(output) {_bad(d)}")
-    # below the first layer with parameters nothing needs a gradient (as Sequential.backward)
-    first = next((i for i, (_, m) in enumerate(pairs) if m.params or m.children), len(pairs))
-    for i in range(len(pairs) - 1, first - 1, -1):
-        name, layer = pairs[i]
-        if i == first:
-            layer.backward_params(d)
-        else:
-            d = layer.backward(d)
-            if _bad(d):
-                raise AnomalyError(
-                    "delta (BP2)", name, type(layer).__name__, d.shape,
-                    f"backward returned dC/d(input) {_bad(d)}; the delta it received was finite",
-                )  # fmt: skip
-        for p in layer.params:
-            if _bad(p.grad):
-                raise AnomalyError(
-                    "parameter gradient (BP3/BP4)", name, type(layer).__name__, p.grad.shape,
-                    f"dC/d{p.name} {_bad(p.grad)}",
-                )  # fmt: skip
+    # no gradient for the input, as train_step: the first layer with parameters skips its dx
+    walk.backward(model, d, _check_backward, input_grad=False)
     return loss, h
 
 
+def _check_forward(name: str, layer: Module, x: np.ndarray, out: np.ndarray) -> None:
+    """A module's output is finite (the children of a container were checked before it)."""
+    bad = _bad(out)
+    if bad:
+        source = "its input was finite" if _bad(x) is None else "its input was not finite"
+        raise AnomalyError(
+            _forward_phase(layer), name, type(layer).__name__, out.shape,
+            f"output {bad}; {source}; {_params_note(layer)}",
+        )  # fmt: skip
+
+
+def _check_backward(name: str, layer: Module, dy: np.ndarray, dx: np.ndarray | None) -> None:
+    """The delta a module's backward returned and its own parameters' gradients are finite."""
+    if dx is not None and _bad(dx):
+        raise AnomalyError(
+            "delta (BP2)", name, type(layer).__name__, dx.shape,
+            f"backward returned dC/d(input) {_bad(dx)}; the delta it received was finite",
+        )  # fmt: skip
+    for p in layer.params:
+        if _bad(p.grad):
+            raise AnomalyError(
+                "parameter gradient (BP3/BP4)", name, type(layer).__name__, p.grad.shape,
+                f"dC/d{p.name} {_bad(p.grad)}",
+            )  # fmt: skip
+
+
 def _owner(model: Module, p) -> tuple[str | None, str]:
-    for name, layer in leaves(model):
-        if any(q is p for q in layer.params):
-            return name, type(layer).__name__
+    """The name and type of the module that owns parameter ``p``, anywhere in the tree."""
+    for name, m in walk.named_modules(model):
+        if any(q is p for q in m.params):
+            return name, type(m).__name__
     return None, "parameter"
 
 

@@ -10,11 +10,12 @@ the next one with parameters:
     dC/db^l  = delta^l summed over the batch (BP3);  dC/dW^l = (a^{l-1})^T delta^l (BP4)
 
 Every statistic here is measured on one *probe batch* with one explicit forward and backward
-pass that walks ``Sequential``'s children (nested ``Sequential``s are walked too); nothing
-hooks into training. During the probe, dropout is off (no noise, and no draw from the
-training RNG) and batch norm uses the batch's statistics, as in training, with its running
-statistics put back afterwards; the gradients the optimizer holds are put back too, so a probe
-never changes a run.
+pass that walks the whole module tree: the children of ``Sequential``s and of any user-written
+container (a residual block's inner layers are layers of their own, named by their path,
+``#2.0``; see ``glassnet.walk``); nothing hooks into training. During the probe, dropout is
+off (no noise, and no draw from the training RNG) and batch norm uses the batch's statistics,
+as in training, with its running statistics put back afterwards; the gradients the optimizer
+holds are put back too, so a probe never changes a run.
 
 Thresholds of the verdicts (module constants, documented in the README):
 
@@ -39,6 +40,14 @@ norm (the mean subtraction removes any bias), while the per-example error is not
 average over units, the speed also compares layers of different widths fairly. The output layer
 takes part in no depth verdict: its delta comes straight from the cost (BP1), not through the
 depth of the network.
+
+Every layer with parameters gets a row and a speed, measured the same way on its output: for a
+weight layer (Linear, Conv) that output is z and the speed the book's; for a recurrent layer it
+is the hidden-state sequence (the rms runs over time steps too), for batch norm its normalised
+output. Those speeds are shown (table, ``GradientFlow.speeds()``, the figure, TensorBoard) so
+that a GRU or batch norm layer can be followed across epochs, but only weight layers take part
+in the depth verdicts: the others' outputs are not a z, and comparing them with a z would
+measure the activation or normalisation in between rather than the depth.
 """
 
 from __future__ import annotations
@@ -53,9 +62,10 @@ from .anomaly import _ACTIVATIONS
 from .callbacks import Callback
 from .layers.activations import ReLU, Sigmoid, Tanh
 from .layers.linear import Linear
+from .layers.recurrent import _Recurrent
 from .module import Module, ShapeError
 from .optim import state_view
-from .walk import Walk, is_weight_layer, leaves, probing, walk
+from .walk import LayerShapeError, Walk, forward, is_layer, is_weight_layer, leaves, probing, walk
 
 SATURATION = 0.01
 SATURATED_WARN = 0.5
@@ -71,6 +81,17 @@ UPDATE_LOW = 1e-6
 # --- per-layer statistics -------------------------------------------------------------------------
 def _norm(a: np.ndarray) -> float:
     return float(np.sqrt(np.sum(np.square(a, dtype=np.float64))))
+
+
+def _is_bias(p) -> bool:
+    """A parameter added to a layer's output: Linear's and Conv's ``b``, the recurrent layers'
+    ``b_x_l0``/``b_h_l0``..., batch norm's ``bias`` (its shift)."""
+    return p.name in ("b", "bias") or p.name.startswith("b_")
+
+
+def _norms(params: list) -> float | None:
+    """The norm of the gradients of ``params`` taken together; None when there are none."""
+    return math.sqrt(sum(_norm(p.grad) ** 2 for p in params)) if params else None
 
 
 def _activation_stats(act: Module, a: np.ndarray, axis: int) -> dict:
@@ -90,10 +111,14 @@ def _activation_stats(act: Module, a: np.ndarray, axis: int) -> dict:
 def layer_stats(w: Walk, optimizer=None) -> list[dict]:
     """One dict per layer with parameters, from a ``walk`` (its gradients in ``p.grad``).
 
-    Keys: ``layer`` (1-based among layers with parameters), ``index`` (the leaf's name),
-    ``type``, ``weight`` (is a z-layer), ``units``, ``delta`` (RMS over the batch of the
-    per-example ||delta_x||, delta_x = N dC/dz_x: the book's delta for the example's own cost),
-    ``db``/``dW`` (norms of the batch gradients), ``speed`` (``delta`` per unit, see above),
+    Keys: ``layer`` (1-based among layers with parameters), ``index`` (the layer's path in the
+    module tree), ``type``, ``weight`` (is a z-layer), ``units``, ``delta`` (RMS over the batch
+    of the per-example ||delta_x||, delta_x = N dC/dz_x: the book's delta for the example's own
+    cost; z is the layer's output, whatever the layer), ``db``/``dW`` (norms of the batch
+    gradients of the layer's biases, and of all its other parameters, each taken together:
+    a GRU's ``dW`` covers every ``W_x_*`` and ``W_h_*``, batch norm's ``dW`` its scale ``weight``
+    and its ``db`` its shift ``bias``; None where there is no such parameter), ``speed``
+    (``delta`` per unit, see above),
     ``z_mean``/``z_std`` and, when an activation follows before the next layer with parameters,
     ``activation``, ``a_mean``, ``a_std`` and ``dead`` (ReLU) or ``saturated`` (sigmoid, tanh);
     ``update`` (the update-to-weight ratio of the step ``optimizer`` would take now, over all the
@@ -109,9 +134,11 @@ def layer_stats(w: Walk, optimizer=None) -> list[dict]:
         n = z.shape[0]
         # delta_x = N dC/dz_x: every glassnet loss is the mean of per-example costs C_x
         sq = np.square(dz, dtype=np.float64).reshape(n, -1).sum(axis=1) * (n * n)
-        # the unit axis: features for Linear (also over sequences), channels for NCHW/NCL layers
-        axis = z.ndim - 1 if isinstance(layer, Linear) or z.ndim == 2 else 1
-        bias = layer.params[-1]
+        # the unit axis: features for Linear and recurrent layers (also over sequences, (N, T, F)),
+        # channels for NCHW/NCL layers
+        axis = z.ndim - 1 if isinstance(layer, (Linear, _Recurrent)) or z.ndim == 2 else 1
+        biases = [p for p in layer.params if _is_bias(p)]
+        weights = [p for p in layer.params if not _is_bias(p)]
         row = {
             "layer": len(rows) + 1,
             "index": w.names[i],
@@ -119,8 +146,8 @@ def layer_stats(w: Walk, optimizer=None) -> list[dict]:
             "weight": is_weight_layer(layer),
             "units": int(z.shape[axis]),
             "delta": float(np.sqrt(np.mean(sq))),
-            "db": _norm(bias.grad) if len(layer.params) > 1 else None,
-            "dW": _norm(layer.params[0].grad),
+            "db": _norms(biases),
+            "dW": _norms(weights),
             "speed": float(np.sqrt(np.mean(sq) / (z.size // n))) if z.size else 0.0,
             "z_mean": float(z.mean(dtype=np.float64)),
             "z_std": float(z.std(dtype=np.float64)),
@@ -199,7 +226,7 @@ def verdicts(rows: list[dict]) -> list[str]:
                 f"saturated (h'(z) < {SATURATION:g} h'(0)): their units barely learn"
             )
         u = r.get("update")
-        if u is not None and math.isfinite(u) and r["dW"] > 0:
+        if u is not None and math.isfinite(u) and (r["dW"] or 0.0) + (r["db"] or 0.0) > 0:
             if u > UPDATE_HIGH:
                 out.append(f"large updates: {_name(r)} changes by {u:.1e} of its weights per step")
             elif u < UPDATE_LOW:
@@ -314,7 +341,8 @@ class GradientFlow(Callback):
 
     def _measure(self, epoch: int) -> None:
         rep = report(self.model, self.loss_fn, self.x, self.y, self.optimizer)
-        total = math.sqrt(sum(r["dW"] ** 2 + (r["db"] or 0.0) ** 2 for r in rep.layers))
+        # dW and db cover all of a layer's parameters: this is the norm of the whole gradient
+        total = math.sqrt(sum((r["dW"] or 0.0) ** 2 + (r["db"] or 0.0) ** 2 for r in rep.layers))
         grown = self._growth(total)
         if grown is not None:
             rep.verdicts.append(grown)
@@ -341,16 +369,21 @@ class GradientFlow(Callback):
         return self.last
 
     def speeds(self) -> dict[str, list[float]]:
-        """Speed of learning per weight layer across the measurements: ``{"layer 1": [...]}``."""
+        """Speed of learning of every layer with parameters (weight, recurrent, batch norm)
+        across the measurements: ``{"layer 1": [...], ...}``, numbered as in the report."""
         out: dict[str, list[float]] = {}
         for h in self.history:
             for r in h["layers"]:
-                if r["weight"]:
-                    out.setdefault(f"layer {r['layer']}", []).append(r["speed"])
+                out.setdefault(f"layer {r['layer']}", []).append(r["speed"])
         return out
 
     def to_dict(self) -> dict:
-        return {"probe_size": len(self.x) if hasattr(self, "x") else 0, "history": self.history}
+        """The measurements as ``gradient_flow.json`` holds them. JSON has no NaN or infinity:
+        a statistic that is not finite is written as null (``history`` keeps the float)."""
+        return {
+            "probe_size": len(self.x) if hasattr(self, "x") else 0,
+            "history": _finite_or_null(self.history),
+        }
 
     def state_dict(self) -> dict:
         """The measurements so far, so that a resumed run's gradient_flow.json is whole."""
@@ -373,6 +406,17 @@ class GradientFlow(Callback):
         self.history = history
 
 
+def _finite_or_null(v):
+    """``v`` with every float that is NaN or infinite replaced by None, in lists and dicts."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite_or_null(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_finite_or_null(x) for x in v]
+    return v
+
+
 # --- summary -------------------------------------------------------------------------------------
 def summary(model: Module, input_shape: tuple[int, ...] | None = None, batch_size: int = 32) -> str:
     """A table of layers, output shapes (when ``input_shape``, without the batch axis, is given)
@@ -381,28 +425,34 @@ def summary(model: Module, input_shape: tuple[int, ...] | None = None, batch_siz
     ``ShapeError`` naming the layer, before any training."""
     from .train import evaluating, model_dtype
 
-    named = list(leaves(model))
     dtype = np.dtype(model_dtype(model))
-    x = np.zeros((1, *input_shape), dtype=dtype) if input_shape is not None else None
     rows = [("#", "layer", "output shape", "params")]
-    trainable = activations = largest = 0
-    with evaluating(model):
-        for name, layer in named:
-            shape = ""
-            if x is not None:
-                try:
-                    x = layer.forward(x)
-                except ShapeError as e:
-                    raise ShapeError(
-                        f"summary: layer #{name} ({type(layer).__name__}) cannot take input of shape "
-                        f"(N, {', '.join(map(str, x.shape[1:]))}): {e}"
-                    ) from None
-                shape = str(("N", *x.shape[1:])).replace("'", "")
-                activations += x[0].size
-                largest = max(largest, x[0].size)
-            count = sum(p.data.size for p in layer.parameters())
-            trainable += count
-            rows.append((name, repr(layer), shape, f"{count:,}"))
+    activations = largest = 0
+    if input_shape is None:
+        shapes = {name: (layer, "") for name, layer in leaves(model)}
+    else:
+        shapes = {}
+
+        def ran(name: str, layer: Module, _, y: np.ndarray) -> None:
+            nonlocal activations, largest
+            if is_layer(layer):
+                shapes.pop(name, None)  # a layer run twice is listed where it last ran
+                shapes[name] = (layer, str(("N", *y.shape[1:])).replace("'", ""))
+                activations += y[0].size
+                largest = max(largest, y[0].size)
+
+        with evaluating(model):
+            try:
+                forward(model, np.zeros((1, *input_shape), dtype=dtype), ran)
+            except LayerShapeError as e:
+                raise ShapeError(
+                    f"summary: layer #{e.name} ({type(e.layer).__name__}) cannot take input of shape "
+                    f"(N, {', '.join(map(str, e.input_shape[1:]))}): {e.reason}"
+                ) from None
+    for name, (layer, shape) in shapes.items():
+        count = sum(p.data.size for p in layer.params)  # a container's own: its layers have rows
+        rows.append((name, repr(layer), shape, f"{count:,}"))
+    trainable = sum(p.data.size for p in model.parameters())
     frozen = sum(b.size for _, b in model.named_buffers())
     widths = [max(len(r[c]) for r in rows) for c in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
@@ -410,7 +460,7 @@ def summary(model: Module, input_shape: tuple[int, ...] | None = None, batch_siz
     lines.append("-" * len(lines[0]))
     lines.append(f"total parameters: {trainable + frozen:,} ({dtype})")
     lines.append(f"  trainable: {trainable:,}   non-trainable (buffers): {frozen:,}")
-    if x is not None:
+    if input_shape is not None:
         # forward keeps every layer's output for backward; backward holds about two gradient
         # arrays at a time (dy and dx); parameters have a gradient of their own size
         item = dtype.itemsize

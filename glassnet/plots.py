@@ -69,8 +69,9 @@ def learning_curves(history, path: str | os.PathLike) -> str:
 
 
 def gradient_flow(flow, path: str | os.PathLike, title: str | None = None) -> str:
-    """Speed of learning of each weight layer across epochs, log scale: the book's chapter-5
-    figure. ``flow``: a ``GradientFlow`` callback or its ``to_dict()`` (``gradient_flow.json``)."""
+    """Speed of learning of each layer with parameters across epochs, log scale: the book's
+    chapter-5 figure. ``flow``: a ``GradientFlow`` callback or its ``to_dict()``
+    (``gradient_flow.json``, whose non-finite values are null)."""
     history = flow.history if hasattr(flow, "history") else flow["history"]
     fig = figure(5.5, 3.6)
     _draw_speeds(fig.subplots(), history, title or "speed of learning per layer")
@@ -78,15 +79,19 @@ def gradient_flow(flow, path: str | os.PathLike, title: str | None = None) -> st
 
 
 def _draw_speeds(ax, history: list[dict], title: str) -> None:
-    """One line per weight layer: rms delta (the speed, see ``glassnet.diagnostics``) per epoch."""
-    epochs = [h["epoch"] for h in history]
-    speeds: dict[str, list[float]] = {}
+    """One line per layer with parameters: rms delta (the speed, see ``glassnet.diagnostics``)
+    per epoch. Weight layers (Linear, Conv; the book's z) are solid; the others (recurrent, batch
+    norm), whose speed is measured on an output that is not a z, are dashed. A missing or
+    non-finite speed leaves a gap."""
+    lines: dict[str, tuple[list[float], list[float], bool]] = {}
     for h in history:
         for r in h["layers"]:
-            if r["weight"]:
-                speeds.setdefault(f"layer {r['layer']} (#{r['index']} {r['type']})", []).append(r["speed"])
-    for name, s in speeds.items():
-        ax.semilogy(epochs[: len(s)], s, "o-", ms=3, label=name)
+            name = f"layer {r['layer']} (#{r['index']} {r['type']})"
+            epochs, speeds, _ = lines.setdefault(name, ([], [], bool(r.get("weight", True))))
+            epochs.append(h["epoch"])
+            speeds.append(math.nan if r["speed"] is None else r["speed"])
+    for name, (epochs, speeds, weight) in lines.items():
+        ax.semilogy(epochs, speeds, "o-" if weight else "s--", ms=3, label=name)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("epoch (0: before training)")
     ax.set_ylabel("speed of learning (rms delta)")

@@ -16,6 +16,11 @@ and the layers after it up to the next weight layer; see ``glassnet.diagnostics`
 C is the example's own cost as the loss defines it (the loss of a batch of one). The values
 are those of the batch computation: tracing each example of a batch and averaging dC/dW gives
 the batch's gradient, and delta^l is N times row n of the batch's dC/dz (tested).
+
+The layers are those of the whole module tree in the order the forward runs them, inside a
+user-written container too (a residual block's two Linear layers are layers l and l + 1; see
+``glassnet.walk``); a^{l-1} is the input the weight layer really received, which after a skip
+connection is not the previous layer's output.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from .walk import is_weight_layer, walk
 
 @dataclass
 class TraceLayer:
-    """The book's layer ``l``: its leaves' names, and z, a, delta, dC/db, dC/dW for the example."""
+    """The book's layer ``l``: its layers' names (paths in the module tree, ``"2.0"``), and z, a,
+    delta, dC/db, dC/dW for the example."""
 
     l: int
     names: list[str]
@@ -112,7 +118,7 @@ def _group(w) -> list[TraceLayer]:
     for l, s in enumerate(starts, 1):
         end = starts[l] if l < len(starts) else len(w.layers)
         layer = w.layers[s]
-        a_in = w.x if s == 0 else w.outputs[s - 1]
+        a_in = w.inputs[s]  # not the previous layer's output: a container's branch may skip it
         bias = getattr(layer, "b", None)
         extra = {
             f"{p.name} (#{w.names[j]})": p.grad.copy() for j in range(s + 1, end) for p in w.layers[j].params

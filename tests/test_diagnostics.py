@@ -193,7 +193,8 @@ def test_gradient_flow_callback_records_every_epoch_and_does_not_change_training
     assert all(np.array_equal(p.data, q.data) for p, q in zip(a.parameters(), b.parameters()))
     assert all(np.array_equal(u, v) for (_, u), (_, v) in zip(a.named_buffers(), b.named_buffers()))
     assert [h["epoch"] for h in flow.history] == [0, 1, 2, 3]
-    assert set(flow.speeds()) == {"layer 1", "layer 3"} and len(flow.speeds()["layer 1"]) == 4
+    # every layer with parameters has a speed: the batch norm layer too
+    assert set(flow.speeds()) == {"layer 1", "layer 2", "layer 3"} and len(flow.speeds()["layer 1"]) == 4
     # the last measurement is a report of the trained model on the probe batch
     rep = D.report(a, gn.CrossEntropyLoss(), x[:50], y[:50])
     assert flow.report().loss == pytest.approx(rep.loss, rel=1e-6)
@@ -266,3 +267,197 @@ def test_speed_and_delta_are_the_per_example_deltas_of_trace(loss_fn):
         assert row["speed"] == pytest.approx(np.sqrt(np.mean(deltas**2)), rel=1e-9)
         assert row["delta"] == pytest.approx(np.sqrt(np.mean(np.sum(deltas**2, axis=1))), rel=1e-9)
         assert row["db"] == pytest.approx(np.linalg.norm(deltas.mean(axis=0)), rel=1e-9)
+
+
+# --- every layer of any module tree (issue 11, items 10 and 11) -----------------------------------
+class Block(gn.Module):
+    """A user-written residual block, y = x + lin2(relu(lin1(x))): a container that is not a
+    ``Sequential``, whose forward and backward are its own code."""
+
+    def __init__(self, width, rng):
+        super().__init__()
+        self.lin1, self.act, self.lin2 = (
+            gn.Linear(width, width, rng=rng),
+            gn.ReLU(),
+            gn.Linear(width, width, rng=rng),
+        )
+        self.children = [self.lin1, self.act, self.lin2]
+
+    def forward(self, x):
+        return x + self.lin2(self.act(self.lin1(x)))
+
+    def backward(self, dy):
+        return dy + self.lin1.backward(self.act.backward(self.lin2.backward(dy)))
+
+
+def residual(seed=0):
+    rng = np.random.default_rng(seed)
+    return gn.Sequential(gn.Linear(10, 8, rng=rng), gn.Tanh(), Block(8, rng), gn.ReLU(),
+                         gn.Linear(8, 3, rng=rng)).to(np.float64)  # fmt: skip
+
+
+def plain_grads(model, loss_fn, x, y):
+    model.zero_grad()
+    loss_fn.forward(model.forward(x), y)
+    model.backward(loss_fn.backward())
+    return {id(p): p.grad.copy() for p in model.parameters()}
+
+
+def test_report_and_gradient_flow_see_inside_a_user_written_container():
+    model, (x, y) = residual(), data()
+    x = x.astype(np.float64)
+    block = model[2]
+    rep = D.report(model, gn.CrossEntropyLoss(), x, y)
+    assert [r["index"] for r in rep.layers] == ["0", "2.0", "2.2", "4"]
+    assert [r["layer"] for r in rep.layers] == [1, 2, 3, 4]
+    grads = plain_grads(model, gn.CrossEntropyLoss(), x, y)
+    for index, layer in (("2.0", block.lin1), ("2.2", block.lin2)):
+        assert row_of(rep, index)["dW"] == pytest.approx(np.linalg.norm(grads[id(layer.W)]), rel=1e-9)
+        assert row_of(rep, index)["db"] == pytest.approx(np.linalg.norm(grads[id(layer.b)]), rel=1e-9)
+    # lin1's z feeds the block's own ReLU: its dead units are counted
+    block.lin1.b.data[:] = -100.0
+    rep = D.report(model, gn.CrossEntropyLoss(), x, y)
+    assert row_of(rep, "2.0")["dead"] == 1.0
+    assert any("100% of ReLU units in layer 2 (#2.0 Linear) are dead" in v for v in rep.verdicts)
+    flow = gn.GradientFlow(probe_size=30)
+    gn.fit(model, gn.CrossEntropyLoss(), gn.optim.SGD(model.parameters(), lr=0.1), (x, y), epochs=1,
+           batch_size=16, callbacks=[flow], verbose=False, rng=np.random.default_rng(0))  # fmt: skip
+    assert set(flow.speeds()) == {"layer 1", "layer 2", "layer 3", "layer 4"}
+
+
+def test_trace_sees_inside_a_user_written_container():
+    model, (x, y) = residual(), data(n=6)
+    x = x.astype(np.float64)
+    traces = [gn.trace(model, gn.CrossEntropyLoss(), x[i], y[i]) for i in range(len(x))]
+    assert [t.names for t in traces[0].layers] == [["0", "1"], ["2.0", "2.1"], ["2.2", "3"], ["4"]]
+    grads = plain_grads(model.eval(), gn.CrossEntropyLoss(), x, y)
+    block = model[2]
+    for l, layer in ((1, block.lin1), (2, block.lin2)):
+        dW = np.mean([t.layers[l].dW for t in traces], axis=0)
+        np.testing.assert_allclose(dW, grads[id(layer.W)], rtol=1e-10, atol=1e-14)
+        for t in traces:  # BP4: a^{l-1} is the input the inner layer really received
+            np.testing.assert_allclose(
+                t.layers[l].dW, np.outer(t.layers[l].a_in, t.layers[l].delta), rtol=1e-12
+            )
+    # a^1 of lin2 is the output of the block's ReLU
+    np.testing.assert_allclose(traces[0].layers[2].a_in, np.maximum(traces[0].layers[1].z, 0), rtol=1e-12)
+    assert "layer 3: #2.2 Linear, #3 ReLU" in str(traces[0])
+
+
+def test_nan_provenance_names_a_layer_inside_a_user_written_container():
+    from glassnet.anomaly import AnomalyError, _owner
+
+    model, (x, y) = residual(), data()
+    model[2].lin2.W.data[3, 5] = np.nan
+    with pytest.raises(AnomalyError) as info:
+        gn.fit(model, gn.CrossEntropyLoss(), gn.optim.SGD(model.parameters(), lr=0.1), (x, y), epochs=1,
+               batch_size=10, verbose=False, detect_anomaly=True, rng=np.random.default_rng(0))  # fmt: skip
+    e = info.value
+    assert (e.phase, e.layer, e.layer_type) == ("forward z", "2.2", "Linear")
+    assert "its input was finite" in str(e) and "parameter W holds 1 NaN of 64 values" in str(e)
+    # the later phases name the owner of a parameter (a regularizer's or an update's) by its path
+    assert _owner(model, model[2].lin2.b) == ("2.2", "Linear")
+
+
+def test_summary_lists_the_layers_inside_a_user_written_container():
+    text = residual().summary((10,))
+    for needle in ("2.0  Linear(in_features=8", "2.1  ReLU()", "2.2  Linear(in_features=8"):
+        assert needle in text
+    assert f"trainable: {88 + 72 + 72 + 27:,}" in text
+
+
+def recurrent(seed=0):
+    rng = np.random.default_rng(seed)
+    return gn.Sequential(gn.GRU(3, 5, rng=rng), gn.LastStep(), gn.Linear(5, 4, rng=rng), gn.BatchNorm1d(4),
+                         gn.ReLU(), gn.Linear(4, 2, rng=rng))  # fmt: skip
+
+
+def test_every_layer_with_parameters_has_a_speed_and_a_line_in_the_figure():
+    pytest.importorskip("matplotlib")
+    from glassnet import plots
+
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((40, 6, 3)).astype(np.float32), rng.integers(0, 2, 40)
+    model = recurrent()
+    flow = gn.GradientFlow(probe_size=30)
+    gn.fit(model, gn.CrossEntropyLoss(), gn.optim.Adam(model.parameters(), lr=1e-2), (x, y), epochs=2,
+           batch_size=10, callbacks=[flow], verbose=False, rng=np.random.default_rng(0))  # fmt: skip
+    rows = flow.history[0]["layers"]
+    assert [(r["index"], r["type"]) for r in rows] == [("0", "GRU"), ("2", "Linear"), ("3", "BatchNorm1d"),
+                                                       ("5", "Linear")]  # fmt: skip
+    assert [r["units"] for r in rows] == [5, 4, 4, 2]  # a GRU's units are its hidden features, not steps
+    speeds = flow.speeds()
+    assert set(speeds) == {"layer 1", "layer 2", "layer 3", "layer 4"}
+    assert all(len(s) == 3 and all(v > 0 for v in s) for s in speeds.values())
+    ax = plots.figure(4, 3).subplots()
+    plots._draw_speeds(ax, flow.to_dict()["history"], "t")
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels == [
+        "layer 1 (#0 GRU)",
+        "layer 2 (#2 Linear)",
+        "layer 3 (#3 BatchNorm1d)",
+        "layer 4 (#5 Linear)",
+    ]
+    # |dC/dW| and |dC/db| cover all of a layer's parameters: the probe's total gradient norm is
+    # the norm of every gradient of the model
+    probe = model.parameters()
+    with D.probing(model):
+        D.walk(model, gn.CrossEntropyLoss(), x[:30], y[:30])
+        total = np.sqrt(sum(np.sum(np.square(p.grad, dtype=np.float64)) for p in probe))
+        gru = model[0]
+        weights = np.sqrt(
+            sum(np.sum(np.square(p.grad, dtype=np.float64)) for p in gru.params if "W" in p.name)
+        )
+    assert flow.history[-1]["grad_norm"] == pytest.approx(total, rel=1e-5)
+    assert flow.history[-1]["layers"][0]["dW"] == pytest.approx(weights, rel=1e-5)
+
+
+def test_gradient_flow_json_holds_null_for_a_non_finite_value_and_still_plots(tmp_path):
+    import json
+
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Linear(10, 8, rng=rng), gn.ReLU(), gn.Linear(8, 3, rng=rng))
+    flow = gn.GradientFlow(data=data(), probe_size=20)
+    flow.model, flow.loss_fn, flow.optimizer = model, gn.CrossEntropyLoss(), None  # as fit sets them
+    flow.on_train_begin({})
+    model[2].W.data[0, 0] = np.inf
+    with np.errstate(all="ignore"):  # fit would have stopped; the probe measures what it finds
+        flow.on_epoch_end(0, {})
+    text = json.dumps(flow.to_dict(), allow_nan=False)  # valid JSON: no NaN or Infinity token
+    last = json.loads(text)["history"][-1]
+    assert last["loss"] is None and any(r["speed"] is None for r in last["layers"])
+    assert flow.history[-1]["loss"] != flow.history[-1]["loss"]  # in memory the NaN stays
+    pytest.importorskip("matplotlib")
+    from glassnet import plots
+
+    assert plots.gradient_flow(json.loads(text), tmp_path / "flow.png").endswith("flow.png")
+
+
+class NaNBlock(Block):
+    """A container whose own code (not any of its layers) makes the NaN."""
+
+    def forward(self, x):
+        y = super().forward(x)
+        y[:, 0] = np.nan
+        return y
+
+
+def test_a_walk_leaves_no_trace_on_a_container_and_names_its_own_faults():
+    from glassnet.anomaly import AnomalyError
+
+    model, (x, y) = residual(), data()
+    model.summary((10,))
+    D.report(model, gn.CrossEntropyLoss(), x, y)
+    with pytest.raises(gn.ShapeError, match=r"^layer #1.0 \(Linear\): Linear expects input \(N, \.\.\., 8\)"):
+        D.report(gn.Sequential(gn.Linear(10, 7), model[2]), gn.CrossEntropyLoss(), x, y)
+    # the children's own methods are back: nothing shadowed stays on an instance
+    assert not any(k in vars(m) for m in model.modules() for k in ("forward", "backward", "backward_params"))
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Linear(10, 8, rng=rng), NaNBlock(8, rng), gn.Linear(8, 3, rng=rng))
+    with pytest.raises(AnomalyError) as info:
+        gn.fit(model, gn.CrossEntropyLoss(), gn.optim.SGD(model.parameters(), lr=0.1), (x, y), epochs=1,
+               batch_size=10, verbose=False, detect_anomaly=True, rng=np.random.default_rng(0))  # fmt: skip
+    e = info.value
+    assert (e.phase, e.layer, e.layer_type) == ("forward", "1", "NaNBlock")
+    assert "its input was finite; its parameters are finite" in str(e)
+    assert not any(k in vars(m) for m in model.modules() for k in ("forward", "backward", "backward_params"))
