@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cases import REGULARIZER_CASES, TORCH_REFERENCES, make
 
 import glassnet as gn
-from glassnet.gradcheck import TOLERANCE, numeric_grad, relative_error
+from glassnet.gradcheck import TOLERANCE, check_regularizer_gradients, numeric_grad, relative_error
 from glassnet.module import Param
 
 torch = pytest.importorskip("torch")
@@ -34,6 +35,30 @@ REGULARIZERS = {
     "L1": lambda: gn.L1(0.2),
     "ElasticNet": lambda: gn.ElasticNet(0.2, 0.3),
 }
+
+
+# --- the table's rows: the documented formula in torch autograd, and finite differences ----------
+
+
+@pytest.mark.parametrize("name", REGULARIZER_CASES)
+def test_row_matches_the_formula_in_torch(name):
+    reg, ps = make(name)
+    reg.backward(ps)
+    tws = [torch.tensor(p.data, requires_grad=True) for p in ps]
+    total = TORCH_REFERENCES[name](reg, [t for t, p in zip(tws, ps) if p.decay])
+    total.backward()
+    assert reg.penalty(ps) == pytest.approx(total.item(), rel=1e-13)
+    for p, t in zip(ps, tws):
+        expected = t.grad.numpy() if t.grad is not None else np.zeros(p.shape)
+        np.testing.assert_allclose(p.grad, expected, rtol=1e-14, atol=1e-15, err_msg=p.name)
+
+
+@pytest.mark.parametrize("name", REGULARIZER_CASES)
+def test_row_matches_finite_differences(name):
+    reg, ps = make(name)
+    errors = check_regularizer_gradients(reg, ps)
+    assert set(errors) == {p.name for p in ps}
+    assert max(errors.values()) < TOLERANCE, errors
 
 
 def test_l2_penalty_is_half_lam_sum_of_squares_over_weights_only():
