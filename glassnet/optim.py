@@ -351,6 +351,7 @@ def clip_grad_norm(params, max_norm: float) -> float:
     PyTorch's ``clip_grad_norm_``: returns the norm before clipping; the scale is
     max_norm / (norm + 1e-6), applied only when it is below 1.
     """
+    check_arg("clip_grad_norm", "max_norm", max_norm, lambda v: 0 < v < math.inf, "a finite number > 0")
     params = list(params)
     total = math.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in params))
     scale = max_norm / (total + 1e-6)

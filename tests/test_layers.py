@@ -188,6 +188,32 @@ def test_sequential_shape_error_names_layer_index():
     assert "layer #2" in message and "Linear" in message and "4" in message
 
 
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: gn.LeakyReLU(NAN), "LeakyReLU: negative_slope must be a finite number"),
+        (lambda: gn.ELU(INF), "ELU: alpha must be a finite number"),
+        (lambda: gn.Softplus(beta=NAN), "Softplus: beta must be a finite number > 0"),
+        (lambda: gn.Softplus(beta=0), "Softplus: beta must be a finite number > 0"),
+        (lambda: gn.Softplus(beta=-1.0), "Softplus: beta must be a finite number > 0"),
+        (lambda: gn.Softplus(threshold=NAN), "Softplus: threshold must be a finite number"),
+        (lambda: gn.Softmax(axis=1.5), "Softmax: axis must be an integer"),
+        (lambda: gn.Dropout(NAN), "Dropout: p must be a probability"),
+        (lambda: gn.GaussianDropout(INF), "GaussianDropout: rate must be in"),
+        (lambda: gn.BatchNorm1d(3, eps=NAN), "BatchNorm1d: eps must be a number > 0"),
+        (lambda: gn.BatchNorm1d(3, momentum=NAN), "BatchNorm1d: momentum must be in"),
+        (lambda: gn.clip_grad_norm([], NAN), "clip_grad_norm: max_norm must be a finite number > 0"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_bad_float_arguments_are_refused_naming_them(make, message):
+    with pytest.raises(ValueError, match=f"^{message}"):
+        make()
+
+
 # --- 6. activations: kinks and extremes -----------------------------------------------------------
 
 KINKS = {  # subgradients at the kink follow PyTorch: ReLU'(0) = 0 and friends

@@ -167,6 +167,36 @@ def test_negative_lam_rejected(make):
         make()
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), -1e-3, "0.1", None])
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda v: gn.L2(v), "L2: lam"),
+        (lambda v: gn.L1(v), "L1: lam"),
+        (lambda v: gn.ElasticNet(v, 0.1), "ElasticNet: l1"),
+        (lambda v: gn.ElasticNet(0.1, v), "ElasticNet: l2"),
+    ],
+    ids=["L2", "L1", "ElasticNet l1", "ElasticNet l2"],
+)
+def test_non_finite_negative_or_non_numeric_strength_rejected(make, name, value):
+    """L1(nan) or L2(inf) would turn every weight to NaN at the first step, far from the cause."""
+    with pytest.raises(ValueError, match=rf"^{name} must be a finite number >= 0, got"):
+        make(value)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"scale": float("nan")}, {"scale": float("inf")}, {"p_input": float("nan")}, {"p_hidden": 1.0}],
+    ids=["scale nan", "scale inf", "p_input nan", "p_hidden 1"],
+)
+def test_fixed_dropout_penalty_rejects_bad_values(kwargs):
+    model = gn.Sequential(gn.Linear(3, 2, rng=np.random.default_rng(0)))
+    args = {"p_input": 0.2, "p_hidden": 0.5, "scale": 1.0, **kwargs}
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=rf"^FixedDropoutPenalty: {name} must be"):
+        gn.FixedDropoutPenalty.from_model(model, np.ones((4, 3), np.float32), **args)
+
+
 def test_zero_lam_is_a_no_op():
     ps = params(np.random.default_rng(8))
     for reg in (gn.L2(0.0), gn.L1(0.0), gn.ElasticNet(0.0, 0.0)):
