@@ -39,6 +39,7 @@ import numpy as np
 
 from .data import Dataset, train_val_split
 from .errors import FileFormatError
+from .module import as_rng
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
@@ -504,7 +505,7 @@ def load_digits(
     digits = sklearn_load_digits()
     x = digits.images.astype(np.float32).reshape(-1, 1, 8, 8)
     x /= 16.0
-    rng = np.random.default_rng(0) if rng is None else rng
+    rng = np.random.default_rng(0) if rng is None else as_rng(rng, "load_digits")
     return train_val_split(Dataset(x, digits.target.astype(np.int64)), test_fraction, rng)
 
 

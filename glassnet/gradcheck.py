@@ -14,6 +14,7 @@ a tiny entry's rounding noise cannot dominate. A correct float64 backward scores
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -220,16 +221,34 @@ def directional_check(model: Module, loss_fn, x: np.ndarray, y, eps: float = 1e-
 
 @dataclass
 class Case:
-    """One row of the built-in table: how to build the layer/loss and sample its inputs.
+    """One row of the built-in table: the class, the constructor arguments the row sets, and
+    how to sample its inputs.
 
-    ``sample(rng)`` returns the input (layers) or (pred, target) (losses), drawn away from kinks
-    (|z| >= 0.1 around ReLU's 0, margins away from hinge points) so differences are smooth.
+    ``args`` holds every constructor argument the row gives, by name (a generator ``rng`` is
+    added by ``make`` when the class takes one), so a test can read which arguments the table
+    exercises with which values. ``wrap(obj, rng)`` adjusts the built object where the row needs
+    more than a constructor call (random batch-norm gamma, a recurrent layer run from a given
+    state). ``kind`` is "layer", "loss" or "regularizer".
+
+    ``sample(rng)`` returns the input (layers), (pred, target) (losses) or a list of ``Param``
+    (regularizers), drawn away from kinks (|z| >= 0.1 around ReLU's 0, margins away from hinge
+    points) so differences are smooth.
     """
 
     name: str
-    make: Callable[[np.random.Generator], object]
+    cls: type
+    args: dict[str, object]
     sample: Callable[[np.random.Generator], object]
     kind: str = "layer"
+    wrap: Callable[[object, np.random.Generator], object] | None = None
+
+    def make(self, rng: np.random.Generator) -> object:
+        """The row's object, built from ``args`` (and ``rng``, if the class takes one)."""
+        kwargs = dict(self.args)
+        if "rng" in inspect.signature(self.cls).parameters:
+            kwargs["rng"] = rng
+        obj = self.cls(**kwargs)
+        return obj if self.wrap is None else self.wrap(obj, rng)
 
 
 def away_from_zero(shape, low: float = 0.1, high: float = 2.0):
@@ -269,16 +288,52 @@ class FromInitialState(Module):
         return dx
 
 
+def _bands(shape, *bands: tuple[float, float]):
+    """Values drawn in turn from each (low, high) band, shuffled: a sampler that reaches every
+    branch of a piecewise function (one band per piece) and stays off its kinks (the gaps)."""
+
+    def sample(rng):
+        n = int(np.prod(shape))
+        values = [rng.uniform(*bands[i % len(bands)]) for i in range(n)]
+        return rng.permutation(np.array(values)).reshape(shape)
+
+    return sample
+
+
+def _weights(rng: np.random.Generator) -> list[Param]:
+    """Two weights and a bias (``decay=False``) in float64, |w| >= 0.1: a regularizer row's
+    input (central differences never straddle L1's kink at 0)."""
+
+    def draw(shape):
+        w = rng.standard_normal(shape)
+        return np.sign(w) * (0.1 + np.abs(w))
+
+    return [Param(draw((4, 3)), "W1"), Param(draw(3), "b1", decay=False), Param(draw((3, 2)), "W2")]
+
+
+def _random_affine(bn, rng):
+    # gamma and beta drawn at random, not left at ones and zeros, so the check exercises them
+    for p in bn.parameters():
+        np.copyto(p.data, rng.uniform(0.5, 1.5, p.shape))
+    return bn
+
+
+def _from_initial_state(batch: int):
+    return lambda layer, rng: FromInitialState(layer, batch, rng)
+
+
 def builtin_cases() -> list[Case]:
-    """Every built-in layer and loss with small inputs; ``glassnet gradcheck`` runs these."""
+    """Every built-in layer, loss and regularizer with small inputs; ``glassnet gradcheck`` runs
+    these. Every constructor argument of every exported class has a row with a non-default
+    value (a test enforces it): a bug that ignores an argument cannot hide behind its default."""
     from . import layers as L
-    from . import losses
+    from . import losses, regularizers
 
     def labels(n, c):
         return lambda rng: rng.integers(0, c, size=n)
 
     def hinge_sample(rng):
-        # logits spaced by 0.3 so no margin sits within eps of its kink at 0
+        # logits spaced by 0.3 so no margin (1 or 0.45) sits within eps of its kink at 0
         z = rng.permutation(np.arange(5) * 0.3)[None, :] + np.arange(4)[:, None] * 0.05
         return z + rng.standard_normal((4, 1)), rng.integers(0, 5, size=4)
 
@@ -287,85 +342,171 @@ def builtin_cases() -> list[Case]:
         t = np.tile([1, -1], 3)
         return t * (1 + away_from_zero((6,), 0.1, 0.8)(rng)), t
 
+    def binary_hinge_half_margin(rng):
+        # t z in three bands for margin 0.5: violated, satisfied only because the margin is 0.5
+        # (a loss that used 1 would count these), and satisfied for either
+        t = np.tile([1, -1], 6)
+        return t * _bands((12,), (-1.0, 0.4), (0.6, 0.9), (1.1, 2.0))(rng), t
+
     def huber_sample(rng):
         r = away_from_zero((4, 3), 0.1, 0.8)(rng) + np.where(rng.random((4, 3)) < 0.5, 0, 1.5)
         t = rng.standard_normal((4, 3))
         return t + r, t
 
+    def huber_half_delta(rng):
+        # |r| below delta = 0.5, between delta and 1 (where a backward clipping at 1 differs),
+        # and above 1; both signs
+        r = _bands((4, 3), (0.05, 0.4), (0.6, 0.9), (1.1, 2.5))(rng) * np.tile([1, -1], 6).reshape(4, 3)
+        t = rng.standard_normal((4, 3))
+        return t + r, t
+
+    def loss(name, cls, args, sample):
+        return Case(name, cls, args, sample, "loss")
+
+    def regularizer(name, cls, args):
+        return Case(name, cls, args, _weights, "regularizer")
+
     return [
-        Case("Linear", lambda rng: L.Linear(5, 4, rng=rng), _normal((3, 5))),
-        Case("Linear (3-D input)", lambda rng: L.Linear(4, 3, rng=rng), _normal((2, 3, 4))),
-        Case("Linear (no bias)", lambda rng: L.Linear(5, 4, bias=False, rng=rng), _normal((3, 5))),
-        Case("Sigmoid", lambda rng: L.Sigmoid(), _normal((3, 5), 2.0)),
-        Case("Tanh", lambda rng: L.Tanh(), _normal((3, 5))),
-        Case("ReLU", lambda rng: L.ReLU(), away_from_zero((3, 5))),
-        Case("LeakyReLU", lambda rng: L.LeakyReLU(0.1), away_from_zero((3, 5))),
-        Case("ELU", lambda rng: L.ELU(1.3), away_from_zero((3, 5))),
-        Case("Softplus", lambda rng: L.Softplus(beta=2.0), _normal((3, 5), 3.0)),
-        Case("GELU", lambda rng: L.GELU(), _normal((3, 5), 2.0)),
-        Case("GELU (tanh)", lambda rng: L.GELU("tanh"), _normal((3, 5), 2.0)),
-        Case("Softmax", lambda rng: L.Softmax(), _normal((3, 5), 2.0)),
-        Case("Softmax (axis=1 of 3)", lambda rng: L.Softmax(axis=1), _normal((2, 4, 3))),
-        Case("Flatten", lambda rng: L.Flatten(), _normal((2, 3, 2, 2))),
-        Case("Dropout", lambda rng: L.Dropout(0.4, rng=rng), _normal((4, 6))),
-        Case("GaussianDropout", lambda rng: L.GaussianDropout(0.3, rng=rng), _normal((4, 6))),
+        Case("Linear", L.Linear, {"in_features": 5, "out_features": 4}, _normal((3, 5))),
+        Case("Linear (3-D input)", L.Linear, {"in_features": 4, "out_features": 3}, _normal((2, 3, 4))),
         Case(
+            "Linear (no bias)",
+            L.Linear,
+            {"in_features": 5, "out_features": 4, "bias": False},
+            _normal((3, 5)),
+        ),
+        Case(
+            "Linear (he_normal init)",
+            L.Linear,
+            {"in_features": 5, "out_features": 4, "init": "he_normal"},
+            _normal((3, 5)),
+        ),
+        Case("Sigmoid", L.Sigmoid, {}, _normal((3, 5), 2.0)),
+        Case("Tanh", L.Tanh, {}, _normal((3, 5))),
+        Case("ReLU", L.ReLU, {}, away_from_zero((3, 5))),
+        Case("LeakyReLU", L.LeakyReLU, {"negative_slope": 0.1}, away_from_zero((3, 5))),
+        Case("ELU", L.ELU, {"alpha": 1.3}, away_from_zero((3, 5))),
+        Case("Softplus", L.Softplus, {"beta": 2.0}, _normal((3, 5), 3.0)),
+        # beta z against the threshold: z in (3, 6) is below it (z would not be); z > 6 above it
+        Case(
+            "Softplus (beta 0.5, threshold 3)",
+            L.Softplus,
+            {"beta": 0.5, "threshold": 3.0},
+            _bands((3, 5), (-4.0, 2.5), (3.5, 5.5), (6.5, 9.0)),
+        ),
+        Case("GELU", L.GELU, {}, _normal((3, 5), 2.0)),
+        Case("GELU (tanh)", L.GELU, {"approximate": "tanh"}, _normal((3, 5), 2.0)),
+        Case("Softmax", L.Softmax, {}, _normal((3, 5), 2.0)),
+        Case("Softmax (axis=1 of 3)", L.Softmax, {"axis": 1}, _normal((2, 4, 3))),
+        Case("Flatten", L.Flatten, {}, _normal((2, 3, 2, 2))),
+        Case("Dropout", L.Dropout, {"p": 0.4}, _normal((4, 6))),
+        Case("GaussianDropout", L.GaussianDropout, {"rate": 0.3}, _normal((4, 6))),
+        loss(
             "MSELoss",
-            lambda rng: losses.MSELoss(),
+            losses.MSELoss,
+            {},
             lambda rng: (rng.standard_normal((4, 3)), rng.standard_normal((4, 3))),
-            "loss",
         ),
-        Case(
+        loss(
             "QuadraticCost",
-            lambda rng: losses.QuadraticCost(),
+            losses.QuadraticCost,
+            {},
             lambda rng: (rng.standard_normal((4, 3)), labels(4, 3)(rng)),
-            "loss",
         ),
-        Case(
+        loss(
             "CrossEntropyLoss",
-            lambda rng: losses.CrossEntropyLoss(),
+            losses.CrossEntropyLoss,
+            {},
             lambda rng: (rng.standard_normal((4, 5)) * 3, labels(4, 5)(rng)),
-            "loss",
         ),
-        Case(
+        loss(
             "CrossEntropyLoss (probabilities)",
-            lambda rng: losses.CrossEntropyLoss(),
+            losses.CrossEntropyLoss,
+            {},
             lambda rng: (rng.standard_normal((4, 5)), rng.dirichlet(np.ones(5), size=4)),
-            "loss",
         ),
-        Case(
+        loss(
             "CrossEntropyLoss (label smoothing)",
-            lambda rng: losses.CrossEntropyLoss(0.1),
+            losses.CrossEntropyLoss,
+            {"label_smoothing": 0.1},
             lambda rng: (rng.standard_normal((4, 5)), labels(4, 5)(rng)),
-            "loss",
         ),
-        Case(
+        loss(
             "BCEWithLogitsLoss",
-            lambda rng: losses.BCEWithLogitsLoss(),
+            losses.BCEWithLogitsLoss,
+            {},
             lambda rng: (rng.standard_normal((4, 3)) * 3, rng.random((4, 3))),
-            "loss",
         ),
-        Case("HingeLoss", lambda rng: losses.HingeLoss(), hinge_sample, "loss"),
-        Case("HingeLoss (binary)", lambda rng: losses.HingeLoss(), binary_hinge_sample, "loss"),
-        Case("HuberLoss", lambda rng: losses.HuberLoss(1.0), huber_sample, "loss"),
+        loss("HingeLoss", losses.HingeLoss, {}, hinge_sample),
+        # differences of logits are multiples of 0.3: those of 0.3 and less violate margin 0.45,
+        # those of 0.6 and 0.9 satisfy it (and would violate the default margin 1)
+        loss("HingeLoss (margin 0.45)", losses.HingeLoss, {"margin": 0.45}, hinge_sample),
+        loss("HingeLoss (binary)", losses.HingeLoss, {}, binary_hinge_sample),
+        loss("HingeLoss (binary, margin 0.5)", losses.HingeLoss, {"margin": 0.5}, binary_hinge_half_margin),
+        loss("HuberLoss", losses.HuberLoss, {}, huber_sample),
+        loss("HuberLoss (delta 0.5)", losses.HuberLoss, {"delta": 0.5}, huber_half_delta),
+        regularizer("L1", regularizers.L1, {"lam": 0.2}),
+        regularizer("L2", regularizers.L2, {"lam": 0.3}),
+        regularizer("ElasticNet", regularizers.ElasticNet, {"l1": 0.2, "l2": 0.3}),
         # --- convolution rows ---
-        Case("Conv2d", lambda rng: L.Conv2d(3, 4, 3, rng=rng), _normal((2, 3, 6, 5))),
+        Case(
+            "Conv2d", L.Conv2d, {"in_channels": 3, "out_channels": 4, "kernel_size": 3}, _normal((2, 3, 6, 5))
+        ),
         Case(
             "Conv2d (stride 2, padding 1)",
-            lambda rng: L.Conv2d(2, 3, 3, stride=2, padding=1, rng=rng),
+            L.Conv2d,
+            {"in_channels": 2, "out_channels": 3, "kernel_size": 3, "stride": 2, "padding": 1},
             _normal((2, 2, 7, 6)),
-        ),  # fmt: skip
+        ),
         Case(
             "Conv2d (5x3, dilation 2, no bias)",
-            lambda rng: L.Conv2d(2, 3, (5, 3), padding=(2, 1), dilation=2, bias=False, rng=rng),
+            L.Conv2d,
+            {
+                "in_channels": 2,
+                "out_channels": 3,
+                "kernel_size": (5, 3),
+                "padding": (2, 1),
+                "dilation": 2,
+                "bias": False,
+            },
             _normal((2, 2, 9, 7)),
         ),  # fmt: skip
-        Case("Conv2d (1x1)", lambda rng: L.Conv2d(4, 2, 1, rng=rng), _normal((2, 4, 3, 3))),
-        Case("Conv1d", lambda rng: L.Conv1d(3, 4, 5, padding=2, rng=rng), _normal((2, 3, 11))),
+        Case(
+            "Conv2d (1x1)",
+            L.Conv2d,
+            {"in_channels": 4, "out_channels": 2, "kernel_size": 1},
+            _normal((2, 4, 3, 3)),
+        ),
+        Case(
+            "Conv2d (glorot_uniform init)",
+            L.Conv2d,
+            {"in_channels": 3, "out_channels": 4, "kernel_size": 3, "init": "glorot_uniform"},
+            _normal((2, 3, 6, 5)),
+        ),
+        Case(
+            "Conv1d",
+            L.Conv1d,
+            {"in_channels": 3, "out_channels": 4, "kernel_size": 5, "padding": 2},
+            _normal((2, 3, 11)),
+        ),
         Case(
             "Conv1d (stride 2, dilation 2)",
-            lambda rng: L.Conv1d(2, 3, 3, stride=2, dilation=2, rng=rng),
+            L.Conv1d,
+            {"in_channels": 2, "out_channels": 3, "kernel_size": 3, "stride": 2, "dilation": 2},
             _normal((2, 2, 12)),
+        ),
+        Case(
+            "Conv1d (no bias, lecun_normal init)",
+            L.Conv1d,
+            {
+                "in_channels": 3,
+                "out_channels": 4,
+                "kernel_size": 3,
+                "padding": 1,
+                "bias": False,
+                "init": "lecun_normal",
+            },
+            _normal((2, 3, 9)),
         ),  # fmt: skip
         # --- pooling rows ---
         # pooling: each input is a permutation of values 0.05 apart plus noise under 0.005, so no
@@ -373,80 +514,144 @@ def builtin_cases() -> list[Case]:
         *(
             Case(
                 name,
-                make_layer,
+                cls,
+                args,
                 lambda rng, shape=shape: (
                     (rng.permutation(np.prod(shape)).reshape(shape) - np.prod(shape) / 2) * 0.05
                     + rng.uniform(0, 0.005, shape)
                 ),
             )
-            for name, make_layer, shape in [
-                ("MaxPool2d", lambda rng: L.MaxPool2d(2), (2, 3, 6, 6)),
-                ("MaxPool2d (3, stride 2, padding 1)", lambda rng: L.MaxPool2d(3, 2, 1), (2, 3, 7, 7)),
-                ("MaxPool2d (2x3, stride (2, 1))", lambda rng: L.MaxPool2d((2, 3), (2, 1)), (2, 2, 5, 7)),
-                ("AvgPool2d", lambda rng: L.AvgPool2d(2), (2, 3, 6, 6)),
-                ("AvgPool2d (3, stride 2, padding 1)", lambda rng: L.AvgPool2d(3, 2, 1), (2, 3, 7, 7)),
-                ("MaxPool1d", lambda rng: L.MaxPool1d(2), (2, 3, 8)),
-                ("MaxPool1d (3, stride 2, padding 1)", lambda rng: L.MaxPool1d(3, 2, 1), (2, 3, 9)),
-                ("AvgPool1d (3, stride 1)", lambda rng: L.AvgPool1d(3, stride=1), (2, 3, 8)),
-                ("GlobalAvgPool2d", lambda rng: L.GlobalAvgPool2d(), (2, 3, 4, 5)),
-                ("GlobalMaxPool2d", lambda rng: L.GlobalMaxPool2d(), (2, 3, 4, 5)),
+            for name, cls, args, shape in [
+                ("MaxPool2d", L.MaxPool2d, {"kernel_size": 2}, (2, 3, 6, 6)),
+                (
+                    "MaxPool2d (3, stride 2, padding 1)",
+                    L.MaxPool2d,
+                    {"kernel_size": 3, "stride": 2, "padding": 1},
+                    (2, 3, 7, 7),
+                ),
+                (
+                    "MaxPool2d (2x3, stride (2, 1))",
+                    L.MaxPool2d,
+                    {"kernel_size": (2, 3), "stride": (2, 1)},
+                    (2, 2, 5, 7),
+                ),
+                ("AvgPool2d", L.AvgPool2d, {"kernel_size": 2}, (2, 3, 6, 6)),
+                (
+                    "AvgPool2d (3, stride 2, padding 1)",
+                    L.AvgPool2d,
+                    {"kernel_size": 3, "stride": 2, "padding": 1},
+                    (2, 3, 7, 7),
+                ),
+                ("MaxPool1d", L.MaxPool1d, {"kernel_size": 2}, (2, 3, 8)),
+                (
+                    "MaxPool1d (3, stride 2, padding 1)",
+                    L.MaxPool1d,
+                    {"kernel_size": 3, "stride": 2, "padding": 1},
+                    (2, 3, 9),
+                ),
+                ("AvgPool1d (3, stride 1)", L.AvgPool1d, {"kernel_size": 3, "stride": 1}, (2, 3, 8)),
+                (
+                    "AvgPool1d (3, stride 2, padding 1)",
+                    L.AvgPool1d,
+                    {"kernel_size": 3, "stride": 2, "padding": 1},
+                    (2, 3, 9),
+                ),
+                ("GlobalAvgPool2d", L.GlobalAvgPool2d, {}, (2, 3, 4, 5)),
+                ("GlobalMaxPool2d", L.GlobalMaxPool2d, {}, (2, 3, 4, 5)),
             ]
-        ),
+        ),  # fmt: skip
         # --- normalization rows ---
-        # batch norm in training mode (the default: batch statistics); gamma and beta are drawn at
-        # random, not left at ones and zeros, so that the check exercises them
+        # batch norm in training mode (the default: batch statistics), gamma and beta at random
         *(
             Case(
                 name,
-                lambda rng, build=build: (
-                    bn := build(),
-                    [np.copyto(p.data, rng.uniform(0.5, 1.5, p.shape)) for p in bn.parameters()],
-                )[0],
+                cls,
+                args,
                 # the second block of draws: check_layer_gradients takes its upstream gradient from
                 # the same seed, and an upstream proportional to x is in the null space of dx
                 lambda rng, shape=shape: 2.0 * rng.standard_normal((2, *shape))[1],
+                wrap=_random_affine,
             )
-            for name, build, shape in [
-                ("BatchNorm1d", lambda: L.BatchNorm1d(4), (6, 4)),
-                ("BatchNorm1d (3-D input)", lambda: L.BatchNorm1d(3), (2, 3, 5)),
-                ("BatchNorm2d", lambda: L.BatchNorm2d(3), (2, 3, 3, 4)),
-                ("BatchNorm1d (affine=False)", lambda: L.BatchNorm1d(4, affine=False), (5, 4)),
+            for name, cls, args, shape in [
+                ("BatchNorm1d", L.BatchNorm1d, {"num_features": 4}, (6, 4)),
+                ("BatchNorm1d (3-D input)", L.BatchNorm1d, {"num_features": 3}, (2, 3, 5)),
+                ("BatchNorm2d", L.BatchNorm2d, {"num_features": 3}, (2, 3, 3, 4)),
+                ("BatchNorm1d (affine=False)", L.BatchNorm1d, {"num_features": 4, "affine": False}, (5, 4)),
+                (
+                    "BatchNorm1d (eps 0.5, momentum None)",
+                    L.BatchNorm1d,
+                    {"num_features": 4, "eps": 0.5, "momentum": None},
+                    (6, 4),
+                ),
+                (
+                    "BatchNorm2d (momentum 0.3, eps 0.1, affine=False)",
+                    L.BatchNorm2d,
+                    {"num_features": 1, "momentum": 0.3, "eps": 0.1, "affine": False},
+                    (3, 1, 3, 4),
+                ),
             ]
-        ),
+        ),  # fmt: skip
         # --- recurrent rows ---
         # (N, T, features) = (2, 5, 3), hidden size 4: backprop through time over five steps
-        Case("RNN (tanh)", lambda rng: L.RNN(3, 4, rng=rng), _normal((2, 5, 3))),
-        Case("RNN (relu)", lambda rng: L.RNN(3, 4, nonlinearity="relu", rng=rng), _normal((2, 5, 3))),
+        Case("RNN (tanh)", L.RNN, {"input_size": 3, "hidden_size": 4}, _normal((2, 5, 3))),
+        Case(
+            "RNN (relu)",
+            L.RNN,
+            {"input_size": 3, "hidden_size": 4, "nonlinearity": "relu"},
+            _normal((2, 5, 3)),
+        ),
         Case(
             "RNN (2 layers, bidirectional, no bias)",
-            lambda rng: L.RNN(3, 4, num_layers=2, bidirectional=True, bias=False, rng=rng),
+            L.RNN,
+            {"input_size": 3, "hidden_size": 4, "num_layers": 2, "bidirectional": True, "bias": False},
             _normal((2, 5, 3)),
-        ),  # fmt: skip
-        Case("GRU", lambda rng: L.GRU(3, 4, rng=rng), _normal((2, 5, 3))),
+        ),
+        Case("GRU", L.GRU, {"input_size": 3, "hidden_size": 4}, _normal((2, 5, 3))),
         Case(
             "GRU (2 layers, bidirectional)",
-            lambda rng: L.GRU(3, 4, num_layers=2, bidirectional=True, rng=rng),
+            L.GRU,
+            {"input_size": 3, "hidden_size": 4, "num_layers": 2, "bidirectional": True},
             _normal((2, 5, 3)),
-        ),  # fmt: skip
+        ),
         Case(
             "GRU (h0 given, bidirectional)",
-            lambda rng: FromInitialState(L.GRU(3, 4, bidirectional=True, rng=rng), 2, rng),
+            L.GRU,
+            {"input_size": 3, "hidden_size": 4, "bidirectional": True},
             _normal((2, 5, 3)),
-        ),  # fmt: skip
-        Case("LSTM", lambda rng: L.LSTM(3, 4, rng=rng), _normal((2, 5, 3))),
+            wrap=_from_initial_state(2),
+        ),
+        Case("GRU (no bias)", L.GRU, {"input_size": 3, "hidden_size": 4, "bias": False}, _normal((2, 5, 3))),
+        Case("LSTM", L.LSTM, {"input_size": 3, "hidden_size": 4}, _normal((2, 5, 3))),
         Case(
             "LSTM (2 layers, bidirectional)",
-            lambda rng: L.LSTM(2, 3, num_layers=2, bidirectional=True, rng=rng),
+            L.LSTM,
+            {"input_size": 2, "hidden_size": 3, "num_layers": 2, "bidirectional": True},
             _normal((2, 4, 2)),
-        ),  # fmt: skip
+        ),
         Case(
             "LSTM (h0, c0 given, 2 layers)",
-            lambda rng: FromInitialState(L.LSTM(3, 4, num_layers=2, rng=rng), 2, rng),
+            L.LSTM,
+            {"input_size": 3, "hidden_size": 4, "num_layers": 2},
             _normal((2, 5, 3)),
-        ),  # fmt: skip
-        Case("LastStep", lambda rng: L.LastStep(), _normal((2, 4, 3))),
-        Case("Reshape", lambda rng: L.Reshape((2, 2)), _normal((3, 4))),
+            wrap=_from_initial_state(2),
+        ),
+        Case(
+            "LSTM (no bias)", L.LSTM, {"input_size": 3, "hidden_size": 4, "bias": False}, _normal((2, 5, 3))
+        ),
+        Case("LastStep", L.LastStep, {}, _normal((2, 4, 3))),
+        Case("Reshape", L.Reshape, {"shape": (2, 2)}, _normal((3, 4))),
     ]
+
+
+def check_regularizer_gradients(regularizer, params: list[Param], eps: float = EPS) -> dict[str, float]:
+    """Check a regularizer's ``backward(params)`` against differences of its ``penalty``, for
+    every parameter (those with ``decay=False`` must get no gradient). Works on float64 copies."""
+    params = [Param(np.array(p.data, dtype=np.float64), p.name, p.decay) for p in params]
+    regularizer.backward(params)
+    return {
+        p.name: relative_error(p.grad, numeric_grad(lambda: regularizer.penalty(params), p.data, eps))
+        for p in params
+    }
 
 
 def run_builtin_checks(seed: int = 0) -> list[tuple[str, str, float]]:
@@ -458,6 +663,8 @@ def run_builtin_checks(seed: int = 0) -> list[tuple[str, str, float]]:
         if case.kind == "loss":
             pred, target = case.sample(rng)
             errors = check_loss_gradients(obj, pred, target)
+        elif case.kind == "regularizer":
+            errors = check_regularizer_gradients(obj, case.sample(rng))
         else:
             errors = check_layer_gradients(obj, case.sample(rng), seed=seed)
         rows.extend((case.name, name, err) for name, err in errors.items())

@@ -9,11 +9,12 @@ reduction the gradient carries the 1/N.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
 from . import functional as F
-from .module import ShapeError
+from .module import ShapeError, check_arg
 
 
 def _labels(target: np.ndarray, n: int, classes: int, loss: str) -> np.ndarray:
@@ -109,8 +110,9 @@ class CrossEntropyLoss(Loss):
     """
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
-        if not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0, 1], got {label_smoothing}")
+        check_arg(
+            "CrossEntropyLoss", "label_smoothing", label_smoothing, lambda v: 0.0 <= v <= 1.0, "in [0, 1]"
+        )
         self.label_smoothing = float(label_smoothing)
 
     def forward(self, pred, target):
@@ -185,6 +187,7 @@ class HingeLoss(Loss):
     """
 
     def __init__(self, margin: float = 1.0) -> None:
+        check_arg("HingeLoss", "margin", margin, lambda v: 0.0 <= v < math.inf, "a finite number >= 0")
         self.margin = float(margin)
 
     def forward(self, pred, target):
@@ -220,8 +223,7 @@ class HuberLoss(Loss):
     """
 
     def __init__(self, delta: float = 1.0) -> None:
-        if delta <= 0:
-            raise ValueError(f"HuberLoss: delta must be > 0, got {delta}")
+        check_arg("HuberLoss", "delta", delta, lambda v: 0.0 < v < math.inf, "a finite number > 0")
         self.delta = float(delta)
 
     def forward(self, pred, target):

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .module import as_rng
+
 
 @dataclass
 class LRFindResult:
@@ -65,7 +67,7 @@ def lr_find(
     end: float = 10.0,
     steps: int = 300,
     batch_size: int = 128,
-    rng: np.random.Generator | None = None,
+    rng: np.random.Generator | int | None = None,
     regularizer=None,
     beta: float = 0.98,
     diverge: float = 4.0,
@@ -82,7 +84,7 @@ def lr_find(
     if not 0 <= beta < 1 or diverge <= 1:
         raise ValueError(f"lr_find: need 0 <= beta < 1 and diverge > 1, got beta={beta}, diverge={diverge}")
     ds = as_dataset(train_data, "train_data", model_dtype(model))
-    rng = rng if rng is not None else np.random.default_rng()
+    rng = as_rng(rng, "lr_find")
     saved_model = {k: v.copy() for k, v in model.state_dict().items()}
     saved_opt = {k: np.array(v, copy=True) for k, v in optimizer.state_dict().items()}
     modes = [m.training for m in model.modules()]

@@ -36,6 +36,27 @@ def check_arg(owner: str, name: str, value, ok, expected: str, kind: type | None
     return value
 
 
+def as_rng(rng, owner: str) -> np.random.Generator:
+    """``rng`` as a ``numpy.random.Generator``, for every function and layer that takes one.
+
+    A Generator is used as it is (shared: draws continue its stream); None gives a fresh,
+    unseeded one; an integer seeds a new one, as ``np.random.default_rng(seed)`` does (Keras and
+    scikit-learn accept seeds too; two objects given the same integer draw the same numbers).
+    Anything else raises ``TypeError("<owner>: rng must be ...")``, naming what it got."""
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        if rng < 0:
+            raise ValueError(f"{owner}: rng must be a numpy.random.Generator or a seed >= 0, got {rng}")
+        return np.random.default_rng(int(rng))
+    raise TypeError(
+        f"{owner}: rng must be a numpy.random.Generator (np.random.default_rng(seed)), an integer "
+        f"seed or None, got {type(rng).__name__}"
+    )
+
+
 def float_dtype(dtype, owner: str) -> np.dtype:
     """``dtype`` as a NumPy dtype, if it is float32 or float64 (the two glassnet computes in:
     float16 lacks the range and precision for training, and NumPy computes it slowly)."""
@@ -198,8 +219,9 @@ class Module:
             child.to(dtype)
         return self
 
-    def set_rng(self, rng: np.random.Generator) -> Module:
+    def set_rng(self, rng: np.random.Generator | int | None) -> Module:
         """Give every stochastic layer (dropout) this generator for its masks."""
+        rng = as_rng(rng, f"{type(self).__name__}.set_rng")
         for m in self.modules():
             if hasattr(m, "rng"):
                 m.rng = rng

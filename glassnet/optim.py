@@ -351,6 +351,8 @@ def clip_grad_norm(params, max_norm: float) -> float:
     PyTorch's ``clip_grad_norm_``: returns the norm before clipping; the scale is
     max_norm / (norm + 1e-6), applied only when it is below 1.
     """
+    # inf is allowed, as in torch: the idiom for measuring the norm without clipping
+    check_arg("clip_grad_norm", "max_norm", max_norm, lambda v: v > 0, "a number > 0 (inf: measure only)")
     params = list(params)
     total = math.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in params))
     scale = max_norm / (total + 1e-6)

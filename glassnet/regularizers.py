@@ -17,9 +17,16 @@ Conventions:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .module import Param
+from .module import Param, check_arg
+
+
+def _strength(owner: str, name: str, value) -> float:
+    """A penalty's strength: a finite number >= 0 (NaN or inf would poison every weight)."""
+    return float(check_arg(owner, name, value, lambda v: 0 <= v < math.inf, "a finite number >= 0"))
 
 
 class Regularizer:
@@ -38,9 +45,7 @@ class Regularizer:
 
 class L2(Regularizer):
     def __init__(self, lam: float) -> None:
-        if lam < 0:
-            raise ValueError(f"L2: lam must be >= 0, got {lam}")
-        self.lam = float(lam)
+        self.lam = _strength("L2", "lam", lam)
 
     def term(self, w):
         return 0.5 * self.lam * float(np.vdot(w, w))
@@ -51,9 +56,7 @@ class L2(Regularizer):
 
 class L1(Regularizer):
     def __init__(self, lam: float) -> None:
-        if lam < 0:
-            raise ValueError(f"L1: lam must be >= 0, got {lam}")
-        self.lam = float(lam)
+        self.lam = _strength("L1", "lam", lam)
 
     def term(self, w):
         return self.lam * float(np.abs(w).sum())
@@ -64,9 +67,7 @@ class L1(Regularizer):
 
 class ElasticNet(Regularizer):
     def __init__(self, l1: float, l2: float) -> None:
-        if l1 < 0 or l2 < 0:
-            raise ValueError(f"ElasticNet: l1 and l2 must be >= 0, got {l1}, {l2}")
-        self.l1, self.l2 = float(l1), float(l2)
+        self.l1, self.l2 = _strength("ElasticNet", "l1", l1), _strength("ElasticNet", "l2", l2)
 
     def term(self, w):
         return self.l1 * float(np.abs(w).sum()) + 0.5 * self.l2 * float(np.vdot(w, w))
@@ -136,10 +137,8 @@ class FixedDropoutPenalty(Regularizer):
         from .layers import Linear
 
         for name, p in (("p_input", p_input), ("p_hidden", p_hidden)):
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"FixedDropoutPenalty: {name} must be in [0, 1), got {p}")
-        if scale < 0:
-            raise ValueError(f"FixedDropoutPenalty: scale must be >= 0, got {scale}")
+            check_arg("FixedDropoutPenalty", name, p, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
+        _strength("FixedDropoutPenalty", "scale", scale)
         layers = list(model.layers)
         sums: list[np.ndarray | None] = [None] * len(layers)
         modes = [m.training for m in model.modules()]

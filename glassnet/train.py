@@ -13,8 +13,9 @@ from .callbacks import Callback, History, ProgressBar
 from .checkpoint import Position, Run, checkpoint_path, read_checkpoint, remove_temporaries
 from .data import Dataset, as_dataset, batch_slices, check_inputs
 from .losses import BCEWithLogitsLoss, HingeLoss, Loss
-from .module import Module, ShapeError, check_arg
+from .module import Module, ShapeError, as_rng, check_arg
 from .optim import Optimizer, clip_grad_norm
+from .walk import leaves
 
 
 def model_dtype(model: Module):
@@ -36,8 +37,10 @@ def train_step(
     Forward through every layer, BP1 at the loss, BP2 back through every layer (accumulating
     BP3/BP4 into each ``p.grad``), then the optimizer's update. The input needs no gradient,
     so ``backward_params`` skips the first layer's dx. A non-finite loss raises
-    ``FloatingPointError`` before the parameters are touched.
+    ``FloatingPointError`` before the parameters are touched. ``optimizer`` must hold the
+    model's parameters (see ``fit``).
     """
+    check_optimizer(model, optimizer, "train_step")
     x = np.asarray(x).astype(model_dtype(model), copy=False)
     return _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm)[0]
 
@@ -56,6 +59,43 @@ def _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm) -> tuple[floa
         clip_grad_norm(optimizer.params, clip_norm)
     optimizer.step()
     return loss, pred
+
+
+def check_optimizer(model: Module, optimizer: Optimizer, owner: str = "fit") -> None:
+    """Refuse an optimizer that holds a parameter that is not ``model``'s (by identity).
+
+    Built over another model (or over a copy: ``gn.load`` makes new parameters) it would step
+    weights the forward pass never reads, and training would change nothing without a word. A
+    subset of the model's parameters is fine: that is how one trains some layers only."""
+    own = {id(p) for p in model.parameters()}
+    foreign = [p for p in optimizer.params if id(p) not in own]
+    if foreign:
+        raise ValueError(
+            f"{owner}: optimizer holds {len(foreign)} of its {len(optimizer.params)} parameters that are "
+            f"not this model's (the first: {foreign[0].name} of shape {foreign[0].data.shape}); build it "
+            "from model.parameters() (or a subset of them) of the model being trained"
+        )
+
+
+def check_finite_output(model: Module, out: np.ndarray, owner: str) -> None:
+    """Raise ``FloatingPointError`` if the model's output holds NaN or inf, naming the first
+    layer whose parameters do (a diverged run's weights) or, if none, saying the forward
+    overflowed. Without it a NaN model "predicts" class 0 (argmax of NaNs) without a word."""
+    if np.isfinite(out).all():
+        return
+    layers = dict(leaves(model))
+    for name, p in model.named_parameters():
+        if not np.isfinite(p.data).all():
+            layer = layers.get(name.rpartition(".")[0])
+            kind = f" ({type(layer).__name__})" if layer is not None else ""
+            raise FloatingPointError(
+                f"{owner}: the model's output holds NaN/inf: parameter {name}{kind} holds "
+                f"{np.count_nonzero(~np.isfinite(p.data))} NaN/inf values (weights of a diverged run?)"
+            )
+    raise FloatingPointError(
+        f"{owner}: the model's output holds NaN/inf, though every parameter is finite: the forward "
+        "pass overflowed (inputs far larger than the model was trained on?)"
+    )
 
 
 def _forward(model: Module, x: np.ndarray, name: str) -> np.ndarray:
@@ -115,7 +155,7 @@ def fit(
     val_data=None,
     callbacks: list[Callback] | None = None,
     regularizer=None,
-    rng: np.random.Generator | None = None,
+    rng: np.random.Generator | int | None = None,
     shuffle: bool = True,
     scheduler=None,
     clip_norm: float | None = None,
@@ -130,7 +170,10 @@ def fit(
 
     ``rng`` drives shuffling, ``augment`` (a callable ``(x_batch, rng) -> x_batch`` such as
     ``gn.data.Augment(shift=2, flip=True)``, applied to training batches only) and every
-    stochastic layer (``model.set_rng(rng)``), so a run is reproducible from one seed.
+    stochastic layer (``model.set_rng(rng)``), so a run is reproducible from one seed (a
+    ``np.random.Generator``, an integer seed, or None for a fresh unseeded generator).
+    ``optimizer`` must be built over the model's parameters, or a subset of them to train
+    some layers only; one holding a parameter of another model raises ``ValueError``.
     Returns a ``History`` of per-epoch ``loss``, ``accuracy`` and, with ``val_data``,
     ``val_loss`` and ``val_accuracy``. A ``batch_size`` larger than the data set means one
     batch of all of it per epoch (as Keras).
@@ -150,6 +193,8 @@ def fit(
     """
     _check_count("epochs", epochs, 0)
     _check_count("batch_size", batch_size, 1)
+    check_optimizer(model, optimizer)
+    rng = as_rng(rng, "fit")
     if clip_norm is not None:
         check_arg("fit", "clip_norm", clip_norm, lambda v: 0 < v < math.inf, "a number > 0 or None")
     if checkpoint_every is not None:
@@ -162,7 +207,6 @@ def fit(
     count = _counter(loss_fn, _probe(model, train, "train_data", loss_fn), train.y[:1])
     if val is not None:
         _probe(model, val, "val_data", loss_fn)
-    rng = rng if rng is not None else np.random.default_rng()
     model.set_rng(rng)
     history = History()
     slices = batch_slices(train.n, batch_size)
@@ -226,9 +270,9 @@ def fit(
                 step += 1
                 if every and step % every == 0 and b + 1 < len(slices):  # the epoch's end saves anyway
                     run.save(checkpoint, Position(epoch, b + 1, step, total, correct, order, logs))
-            logs = {"loss": total / train.n}
+            logs = {"loss": float(total / train.n)}
             if count is not None:
-                logs["accuracy"] = correct / train.n
+                logs["accuracy"] = float(correct / train.n)
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in evaluate(model, loss_fn, val).items()})
             if scheduler is not None:
@@ -264,7 +308,10 @@ def evaluating(model: Module):
 
 
 def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000) -> dict[str, float]:
-    """Mean loss (and accuracy, for classification) over ``data`` in eval mode."""
+    """Mean loss (and accuracy, for classification) over ``data`` in eval mode, as floats.
+
+    A model whose output holds NaN/inf raises ``FloatingPointError`` naming the first
+    parameter that does."""
     _check_count("batch_size", batch_size, 1, "evaluate")
     ds = as_dataset(data, "data", model_dtype(model))
     _probe(model, ds, "data", loss_fn)
@@ -272,27 +319,32 @@ def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000) -> dict
     with evaluating(model):
         for i, sl in enumerate(batch_slices(ds.n, batch_size)):
             pred = model.forward(ds.x[sl])
+            check_finite_output(model, pred, "evaluate")
             total += loss_fn.forward(pred, ds.y[sl]) * (sl.stop - sl.start)
             if i == 0:
                 count = _counter(loss_fn, pred, ds.y[sl])
             if count is not None:
                 correct += count(pred, ds.y[sl])
-    out = {"loss": total / ds.n}
+    # plain floats (a NumPy scalar would print as np.float64(...) and is not JSON's float)
+    out = {"loss": float(total / ds.n)}
     if count is not None:
-        out["accuracy"] = correct / ds.n
+        out["accuracy"] = float(correct / ds.n)
     return out
 
 
 def predict(model: Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     """The model's outputs for ``x`` (a float array, one row per example; no rows gives no
-    outputs), in eval mode, batch by batch."""
+    outputs), in eval mode, batch by batch. A model whose output holds NaN/inf raises
+    ``FloatingPointError`` naming the first parameter that does."""
     _check_count("batch_size", batch_size, 1, "predict")
     x = check_inputs(x, "predict", model_dtype(model))
     with evaluating(model):
         if len(x) == 0:
             return _forward(model, x, "predict")
         outs = [_forward(model, x[sl], "predict") for sl in batch_slices(len(x), batch_size)]
-    return np.concatenate(outs)
+    out = np.concatenate(outs)
+    check_finite_output(model, out, "predict")
+    return out
 
 
 __all__ = ["Dataset", "evaluate", "fit", "predict", "train_step"]

@@ -5,9 +5,15 @@ case name. ``TORCH_REFERENCES`` holds, under the same keys, a function that buil
 computation in torch (float64) from the glassnet object, with the same parameters copied in:
 
 - layers: ``ref(layer, x) -> (y, params)``, ``x`` a torch tensor, ``params`` the torch
-  parameters keyed by glassnet parameter name (so their ``.grad`` can be compared);
+  parameters keyed by glassnet parameter name (so their ``.grad`` can be compared); a layer
+  with buffers returns ``(y, params, buffers)``, torch's buffers keyed by glassnet name;
 - losses: ``ref(loss, pred, target) -> scalar``, ``pred`` a torch tensor, ``target`` as given to
-  glassnet.
+  glassnet;
+- regularizers: ``ref(regularizer, weights) -> scalar``, ``weights`` the torch tensors of the
+  row's parameters with ``decay=True`` (the documented formula: torch has no such module).
+
+Each row records the constructor arguments it sets (``Case.args``); ``NO_ROW_NEEDED`` lists
+the arguments that need no row with a non-default value, with the reason.
 
 A test asserts the two tables have the same keys: adding a layer without a torch row fails.
 ``REALISTIC`` gives each layer with parameters a realistic size for the directional check.
@@ -30,14 +36,32 @@ except ImportError:  # a test dependency; without it only the torch comparisons 
 CASES = {case.name: case for case in builtin_cases()}
 LAYER_CASES = [name for name, case in CASES.items() if case.kind == "layer"]
 LOSS_CASES = [name for name, case in CASES.items() if case.kind == "loss"]
+REGULARIZER_CASES = [name for name, case in CASES.items() if case.kind == "regularizer"]
+
+
+def rows_of(*classes: type) -> list[str]:
+    """The names of the rows that build one of ``classes``."""
+    return [name for name, case in CASES.items() if case.cls in classes]
+
 
 # layers whose output is random in training and the identity in eval; every other layer must
 # give the same output in both modes
-STOCHASTIC = {"Dropout", "GaussianDropout"}
+STOCHASTIC = set(rows_of(gn.Dropout, gn.GaussianDropout))
 # layers that are deterministic in each mode but compute differently in training and eval by
 # design (batch norm: batch statistics in training, running statistics in eval)
-MODE_DEPENDENT = {"BatchNorm1d", "BatchNorm1d (3-D input)", "BatchNorm2d", "BatchNorm1d (affine=False)"}
-RECURRENT = [name for name in CASES if name.startswith(("RNN", "GRU", "LSTM"))]
+MODE_DEPENDENT = set(rows_of(gn.BatchNorm1d, gn.BatchNorm2d))
+RECURRENT = rows_of(gn.RNN, gn.GRU, gn.LSTM)
+
+# Constructor arguments that need no row with a non-default value, each with the reason. Every
+# other argument of every exported layer, loss and regularizer has one (test_gradcheck checks).
+NO_ROW_NEEDED = {
+    "rng": "plumbing: the generator a layer draws its weights or noise from; every row passes "
+    "one (Case.make), and the noise's distribution is tested on its own (test_layers)",
+    "dtype": "plumbing: the rows run in float64 (the checks convert) and the float32 contract is "
+    "checked for every row (test_float32_stays_float32)",
+    "FixedDropoutPenalty.terms": "weights and coefficients measured from a model and data by "
+    "from_model; tested against the formula and torch in test_dropout_penalty",
+}
 
 
 def make(name: str, seed: int = 0):
@@ -160,6 +184,16 @@ def torch_gaussian_dropout(layer, x):
     return (x if layer.noise is None else x * torch.from_numpy(layer.noise)), {}
 
 
+def torch_batch_norm(layer, x):
+    """torch's batch norm of the same class and config, in training mode (the table's mode),
+    gamma and beta copied in; its running statistics after the forward are returned as the
+    third element, compared with the glassnet layer's buffers."""
+    bn = getattr(torch.nn, type(layer).__name__)(**layer.config(), dtype=x.dtype)
+    params = load_params(layer, bn)
+    y = bn(x)
+    return y, params, {name: getattr(bn, name) for name in layer.buffers()}
+
+
 # --- loss references ---------------------------------------------------------------------------
 
 
@@ -201,12 +235,16 @@ TORCH_REFERENCES: dict[str, Callable] = {
     "Linear": torch_linear,
     "Linear (3-D input)": torch_linear,
     "Linear (no bias)": torch_linear,
+    "Linear (he_normal init)": torch_linear,
     "Sigmoid": stateless(lambda layer: torch.nn.Sigmoid()),
     "Tanh": stateless(lambda layer: torch.nn.Tanh()),
     "ReLU": stateless(lambda layer: torch.nn.ReLU()),
     "LeakyReLU": stateless(lambda layer: torch.nn.LeakyReLU(layer.negative_slope)),
     "ELU": stateless(lambda layer: torch.nn.ELU(layer.alpha)),
     "Softplus": stateless(lambda layer: torch.nn.Softplus(layer.beta, layer.threshold)),
+    "Softplus (beta 0.5, threshold 3)": stateless(
+        lambda layer: torch.nn.Softplus(layer.beta, layer.threshold)
+    ),
     "GELU": stateless(lambda layer: torch.nn.GELU(approximate=layer.approximate)),
     "GELU (tanh)": stateless(lambda layer: torch.nn.GELU(approximate=layer.approximate)),
     "Softmax": stateless(lambda layer: torch.nn.Softmax(dim=layer.axis)),
@@ -221,15 +259,26 @@ TORCH_REFERENCES: dict[str, Callable] = {
     "CrossEntropyLoss (label smoothing)": torch_cross_entropy,
     "BCEWithLogitsLoss": torch_loss(lambda loss: torch.nn.BCEWithLogitsLoss()),
     "HingeLoss": torch_hinge,
+    "HingeLoss (margin 0.45)": torch_hinge,
     "HingeLoss (binary)": torch_hinge,
+    "HingeLoss (binary, margin 0.5)": torch_hinge,
     "HuberLoss": torch_loss(lambda loss: torch.nn.HuberLoss(delta=loss.delta)),
+    "HuberLoss (delta 0.5)": torch_loss(lambda loss: torch.nn.HuberLoss(delta=loss.delta)),
+    # --- regularizer references: the documented formulas on the decayed weights ---
+    "L1": lambda reg, weights: reg.lam * sum(w.abs().sum() for w in weights),
+    "L2": lambda reg, weights: reg.lam / 2 * sum((w * w).sum() for w in weights),
+    "ElasticNet": lambda reg, weights: sum(
+        reg.l1 * w.abs().sum() + reg.l2 / 2 * (w * w).sum() for w in weights
+    ),
     # --- convolution references ---
     "Conv2d": torch_conv,
     "Conv2d (stride 2, padding 1)": torch_conv,
     "Conv2d (5x3, dilation 2, no bias)": torch_conv,
     "Conv2d (1x1)": torch_conv,
+    "Conv2d (glorot_uniform init)": torch_conv,
     "Conv1d": torch_conv,
     "Conv1d (stride 2, dilation 2)": torch_conv,
+    "Conv1d (no bias, lecun_normal init)": torch_conv,
     # --- pooling references ---
     "MaxPool2d": stateless(lambda layer: torch.nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)),
     "MaxPool2d (3, stride 2, padding 1)": stateless(
@@ -246,8 +295,9 @@ TORCH_REFERENCES: dict[str, Callable] = {
     "MaxPool1d (3, stride 2, padding 1)": stateless(
         lambda layer: torch.nn.MaxPool1d(layer.kernel_size, layer.stride, layer.padding)
     ),
-    "AvgPool1d (3, stride 1)": stateless(
-        lambda layer: torch.nn.AvgPool1d(layer.kernel_size, layer.stride, layer.padding)
+    **dict.fromkeys(
+        ["AvgPool1d (3, stride 1)", "AvgPool1d (3, stride 2, padding 1)"],
+        stateless(lambda layer: torch.nn.AvgPool1d(layer.kernel_size, layer.stride, layer.padding)),
     ),
     # global pooling is adaptive pooling to 1x1, then flatten (torch.amax would split ties)
     "GlobalAvgPool2d": stateless(
@@ -257,16 +307,7 @@ TORCH_REFERENCES: dict[str, Callable] = {
         lambda layer: torch.nn.Sequential(torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten())
     ),
     # --- normalization references ---
-    # torch's batch norm of the same class and config, in training mode (the table's mode), with
-    # gamma and beta copied in before its forward
-    **dict.fromkeys(
-        ["BatchNorm1d", "BatchNorm1d (3-D input)", "BatchNorm2d", "BatchNorm1d (affine=False)"],
-        lambda layer, x: next(
-            (bn(x), params)
-            for bn in [getattr(torch.nn, type(layer).__name__)(**layer.config(), dtype=x.dtype)]
-            for params in [load_params(layer, bn)]
-        ),
-    ),
+    **dict.fromkeys(MODE_DEPENDENT, torch_batch_norm),
     # --- recurrent references ---
     **dict.fromkeys(RECURRENT, torch_recurrent),
     "LastStep": stateless(lambda layer: lambda x: x[:, -1]),
@@ -284,19 +325,30 @@ REALISTIC: dict[str, Callable[[np.random.Generator], gn.Module]] = {
     "Linear": lambda rng: gn.Linear(256, 128, rng=rng),
     "Linear (3-D input)": lambda rng: gn.Linear(256, 128, rng=rng),
     "Linear (no bias)": lambda rng: gn.Linear(256, 128, bias=False, rng=rng),
+    "Linear (he_normal init)": lambda rng: gn.Linear(256, 128, init="he_normal", rng=rng),
     # --- convolution realistic ---
     "Conv2d": lambda rng: gn.Conv2d(16, 32, 3, padding=1, rng=rng),
     "Conv2d (stride 2, padding 1)": lambda rng: gn.Conv2d(16, 32, 3, stride=2, padding=1, rng=rng),
     "Conv2d (5x3, dilation 2, no bias)": lambda r: gn.Conv2d(16, 8, (5, 3), dilation=2, bias=False, rng=r),
     "Conv2d (1x1)": lambda rng: gn.Conv2d(16, 32, 1, rng=rng),
+    "Conv2d (glorot_uniform init)": lambda rng: gn.Conv2d(
+        16, 32, 3, padding=1, init="glorot_uniform", rng=rng
+    ),
     "Conv1d": lambda rng: gn.Conv1d(16, 32, 5, padding=2, rng=rng),
     "Conv1d (stride 2, dilation 2)": lambda rng: gn.Conv1d(16, 8, 3, stride=2, dilation=2, rng=rng),
+    "Conv1d (no bias, lecun_normal init)": lambda rng: gn.Conv1d(
+        16, 32, 3, padding=1, bias=False, init="lecun_normal", rng=rng
+    ),
     # --- pooling realistic ---
     # --- normalization realistic ---
     "BatchNorm1d": lambda rng: gn.BatchNorm1d(256),
     "BatchNorm1d (3-D input)": lambda rng: gn.BatchNorm1d(32),
     "BatchNorm2d": lambda rng: gn.BatchNorm2d(16),
     "BatchNorm1d (affine=False)": lambda rng: gn.BatchNorm1d(256, affine=False),
+    "BatchNorm1d (eps 0.5, momentum None)": lambda rng: gn.BatchNorm1d(256, eps=0.5, momentum=None),
+    "BatchNorm2d (momentum 0.3, eps 0.1, affine=False)": lambda rng: gn.BatchNorm2d(
+        16, momentum=0.3, eps=0.1, affine=False
+    ),
     # --- recurrent realistic ---
     "RNN (tanh)": lambda rng: gn.RNN(32, 64, rng=rng),
     "RNN (relu)": lambda rng: gn.RNN(32, 64, nonlinearity="relu", rng=rng),
@@ -308,11 +360,13 @@ REALISTIC: dict[str, Callable[[np.random.Generator], gn.Module]] = {
     "GRU (h0 given, bidirectional)": lambda rng: FromInitialState(
         gn.GRU(32, 32, bidirectional=True, rng=rng), BATCH, rng
     ),
+    "GRU (no bias)": lambda rng: gn.GRU(32, 64, bias=False, rng=rng),
     "LSTM": lambda rng: gn.LSTM(32, 64, rng=rng),
     "LSTM (2 layers, bidirectional)": lambda rng: gn.LSTM(32, 32, num_layers=2, bidirectional=True, rng=rng),
     "LSTM (h0, c0 given, 2 layers)": lambda rng: FromInitialState(
         gn.LSTM(32, 32, num_layers=2, rng=rng), BATCH, rng
     ),
+    "LSTM (no bias)": lambda rng: gn.LSTM(32, 64, bias=False, rng=rng),
 }
 FEATURES = {  # per-example input shape; (256,) unless listed
     "Linear (3-D input)": (8, 256),
@@ -325,6 +379,8 @@ FEATURES = {  # per-example input shape; (256,) unless listed
     "Conv2d (1x1)": (16, 8, 8),
     "Conv1d": (16, 40),
     "Conv1d (stride 2, dilation 2)": (16, 40),
+    "Conv2d (glorot_uniform init)": (16, 12, 12),
+    "Conv1d (no bias, lecun_normal init)": (16, 40),
     # --- pooling features ---
     "MaxPool2d": (8, 12, 12),
     "MaxPool2d (3, stride 2, padding 1)": (8, 12, 12),
@@ -334,11 +390,13 @@ FEATURES = {  # per-example input shape; (256,) unless listed
     "MaxPool1d": (8, 32),
     "MaxPool1d (3, stride 2, padding 1)": (8, 32),
     "AvgPool1d (3, stride 1)": (8, 32),
+    "AvgPool1d (3, stride 2, padding 1)": (8, 32),
     "GlobalAvgPool2d": (8, 12, 12),
     "GlobalMaxPool2d": (8, 12, 12),
     # --- normalization features ---
     "BatchNorm1d (3-D input)": (32, 64),
     "BatchNorm2d": (16, 12, 12),
+    "BatchNorm2d (momentum 0.3, eps 0.1, affine=False)": (16, 12, 12),
     # --- recurrent features: (T, features) ---
     **dict.fromkeys(RECURRENT, (20, 32)),
     "LastStep": (20, 32),

@@ -3,9 +3,11 @@ model leaves it exactly as it was (dtype, arrays, mode, generators)."""
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
-from cases import CASES, grads_after_backward
+from cases import CASES, NO_ROW_NEEDED, grads_after_backward
 
 import glassnet as gn
 from glassnet.gradcheck import (
@@ -265,3 +267,74 @@ def test_builtin_checks_all_pass():
     assert {case for case, _, _ in rows} == set(CASES)
     bad = [row for row in rows if not row[2] < TOL]
     assert not bad, bad
+
+
+# --- the rule: every constructor argument has a row with a non-default value --------------------
+
+
+def exported_classes() -> list[type]:
+    """Every exported layer, loss and regularizer class (the bases excluded)."""
+    from glassnet import losses, regularizers
+
+    def concrete(module, base):
+        classes = [
+            c for c in vars(module).values() if isinstance(c, type) and c.__module__ == module.__name__
+        ]
+        return [c for c in classes if issubclass(c, base) and c is not base]
+
+    layers = [getattr(gn.layers, name) for name in gn.layers.__all__]
+    return layers + concrete(losses, losses.Loss) + concrete(regularizers, regularizers.Regularizer)
+
+
+def constructor_arguments(cls: type) -> dict[str, object]:
+    """Argument name -> default (``inspect.Parameter.empty`` where there is none)."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    return {p.name: p.default for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+def non_default(value, default) -> bool:
+    """A required argument counts whatever its value; 1.0 for a default of 1 does not count."""
+    return default is inspect.Parameter.empty or bool(value != default)
+
+
+def missing_rows() -> list[str]:
+    """``Class.argument`` for every argument that no row sets to a non-default value."""
+    missing = []
+    for cls in exported_classes():
+        for arg, default in constructor_arguments(cls).items():
+            if arg in NO_ROW_NEEDED or f"{cls.__name__}.{arg}" in NO_ROW_NEEDED:
+                continue
+            rows = [c for c in CASES.values() if c.cls is cls and arg in c.args]
+            if not any(non_default(c.args[arg], default) for c in rows):
+                missing.append(f"{cls.__name__}.{arg}")
+    return missing
+
+
+def test_every_constructor_argument_has_a_row_with_a_non_default_value():
+    """A bug that ignores an argument (HuberLoss's delta in backward, Softplus comparing z
+    instead of beta z with its threshold) survives every test that leaves it at its default.
+    So every argument of every exported layer, loss and regularizer needs a row in the table
+    that sets it to another value, and those rows go through finite differences and PyTorch
+    (or the documented formula); the exceptions, with reasons, are in cases.NO_ROW_NEEDED."""
+    assert not missing_rows(), f"add a row to builtin_cases() with a non-default value of {missing_rows()}"
+
+
+def test_every_class_has_a_row_and_the_exceptions_exist():
+    classes = exported_classes()
+    assert {c.__name__ for c in classes} >= {"Linear", "HuberLoss", "L1", "FixedDropoutPenalty"}
+    tabled = {case.cls for case in CASES.values()}
+    untabled = [c.__name__ for c in classes if c not in tabled and c.__name__ != "FixedDropoutPenalty"]
+    assert not untabled, f"classes without a row: {untabled}"
+    arguments = {a for c in classes for a in constructor_arguments(c)}
+    qualified = {f"{c.__name__}.{a}" for c in classes for a in constructor_arguments(c)}
+    stale = [entry for entry in NO_ROW_NEEDED if entry not in arguments | qualified]
+    assert not stale, f"NO_ROW_NEEDED names no argument: {stale}"
+
+
+def test_the_rule_sees_a_missing_row():
+    """The rule has teeth: take the one row with a non-default delta away and it names it."""
+    saved = CASES.pop("HuberLoss (delta 0.5)")
+    try:
+        assert missing_rows() == ["HuberLoss.delta"]
+    finally:
+        CASES["HuberLoss (delta 0.5)"] = saved

@@ -77,6 +77,29 @@ def test_cross_entropy_label_out_of_range_names_label_and_classes(bad):
     assert f"label {bad}" in message and "5 classes" in message
 
 
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: gn.HuberLoss(NAN), "HuberLoss: delta must be a finite number > 0"),
+        (lambda: gn.HuberLoss(INF), "HuberLoss: delta must be a finite number > 0"),
+        (lambda: gn.HuberLoss(0.0), "HuberLoss: delta must be a finite number > 0"),
+        (lambda: gn.HingeLoss(NAN), "HingeLoss: margin must be a finite number >= 0"),
+        (lambda: gn.HingeLoss(INF), "HingeLoss: margin must be a finite number >= 0"),
+        (lambda: gn.HingeLoss(-0.5), "HingeLoss: margin must be a finite number >= 0"),
+        (lambda: gn.CrossEntropyLoss(NAN), "CrossEntropyLoss: label_smoothing must be in"),
+        (lambda: gn.CrossEntropyLoss("0.1"), "CrossEntropyLoss: label_smoothing must be in"),
+    ],
+    ids=["delta nan", "delta inf", "delta 0", "margin nan", "margin inf", "margin < 0", "smoothing nan",
+         "smoothing str"],
+)  # fmt: skip
+def test_bad_loss_arguments_are_refused_naming_them(make, message):
+    with pytest.raises(ValueError, match=f"^{message}"):
+        make()
+
+
 def test_mse_shape_mismatch_names_both_shapes():
     with pytest.raises(gn.ShapeError) as info:
         gn.MSELoss().forward(np.zeros((4, 3)), np.zeros((4, 2)))

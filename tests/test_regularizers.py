@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cases import REGULARIZER_CASES, TORCH_REFERENCES, make
 
 import glassnet as gn
-from glassnet.gradcheck import TOLERANCE, numeric_grad, relative_error
+from glassnet.gradcheck import TOLERANCE, check_regularizer_gradients, numeric_grad, relative_error
 from glassnet.module import Param
 
 torch = pytest.importorskip("torch")
@@ -34,6 +35,30 @@ REGULARIZERS = {
     "L1": lambda: gn.L1(0.2),
     "ElasticNet": lambda: gn.ElasticNet(0.2, 0.3),
 }
+
+
+# --- the table's rows: the documented formula in torch autograd, and finite differences ----------
+
+
+@pytest.mark.parametrize("name", REGULARIZER_CASES)
+def test_row_matches_the_formula_in_torch(name):
+    reg, ps = make(name)
+    reg.backward(ps)
+    tws = [torch.tensor(p.data, requires_grad=True) for p in ps]
+    total = TORCH_REFERENCES[name](reg, [t for t, p in zip(tws, ps) if p.decay])
+    total.backward()
+    assert reg.penalty(ps) == pytest.approx(total.item(), rel=1e-13)
+    for p, t in zip(ps, tws):
+        expected = t.grad.numpy() if t.grad is not None else np.zeros(p.shape)
+        np.testing.assert_allclose(p.grad, expected, rtol=1e-14, atol=1e-15, err_msg=p.name)
+
+
+@pytest.mark.parametrize("name", REGULARIZER_CASES)
+def test_row_matches_finite_differences(name):
+    reg, ps = make(name)
+    errors = check_regularizer_gradients(reg, ps)
+    assert set(errors) == {p.name for p in ps}
+    assert max(errors.values()) < TOLERANCE, errors
 
 
 def test_l2_penalty_is_half_lam_sum_of_squares_over_weights_only():
@@ -140,6 +165,36 @@ def test_gradient_matches_finite_differences(name):
 def test_negative_lam_rejected(make):
     with pytest.raises(ValueError, match=r"^(L1|L2|ElasticNet)\b.*>= 0"):
         make()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), -1e-3, "0.1", None])
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda v: gn.L2(v), "L2: lam"),
+        (lambda v: gn.L1(v), "L1: lam"),
+        (lambda v: gn.ElasticNet(v, 0.1), "ElasticNet: l1"),
+        (lambda v: gn.ElasticNet(0.1, v), "ElasticNet: l2"),
+    ],
+    ids=["L2", "L1", "ElasticNet l1", "ElasticNet l2"],
+)
+def test_non_finite_negative_or_non_numeric_strength_rejected(make, name, value):
+    """L1(nan) or L2(inf) would turn every weight to NaN at the first step, far from the cause."""
+    with pytest.raises(ValueError, match=rf"^{name} must be a finite number >= 0, got"):
+        make(value)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"scale": float("nan")}, {"scale": float("inf")}, {"p_input": float("nan")}, {"p_hidden": 1.0}],
+    ids=["scale nan", "scale inf", "p_input nan", "p_hidden 1"],
+)
+def test_fixed_dropout_penalty_rejects_bad_values(kwargs):
+    model = gn.Sequential(gn.Linear(3, 2, rng=np.random.default_rng(0)))
+    args = {"p_input": 0.2, "p_hidden": 0.5, "scale": 1.0, **kwargs}
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=rf"^FixedDropoutPenalty: {name} must be"):
+        gn.FixedDropoutPenalty.from_model(model, np.ones((4, 3), np.float32), **args)
 
 
 def test_zero_lam_is_a_no_op():

@@ -585,3 +585,168 @@ def test_verbose_prints_one_line_per_epoch_to_stderr(capsys):
 def test_not_verbose_prints_nothing(capsys):
     run(epochs=2)
     assert capsys.readouterr() == ("", "")
+
+
+# --- shuffling -----------------------------------------------------------------------------------
+
+
+class OrderRecorder(gn.Module):
+    """The identity, recording the first feature of every training batch it sees: the order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[np.ndarray] = []
+
+    def forward(self, x):
+        if self.training:
+            self.seen.append(x[:, 0].copy())
+        return x
+
+    def backward(self, dy):
+        return dy
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_each_epoch_sees_every_example_once_in_a_new_order_only_when_shuffling(shuffle):
+    n, batch = 40, 8
+    x = np.stack([np.arange(n), np.zeros(n)], axis=1).astype(np.float32)  # feature 0 = index
+    recorder = OrderRecorder()
+    model = gn.Sequential(recorder, gn.Linear(2, 3, rng=np.random.default_rng(0)))
+    opt = gn.optim.SGD(model.parameters(), lr=0.0)
+    gn.fit(model, gn.CrossEntropyLoss(), opt, (x, np.zeros(n, np.int64)), epochs=3, batch_size=batch,
+           shuffle=shuffle, rng=np.random.default_rng(1), verbose=False)  # fmt: skip
+    per_epoch = len(recorder.seen) // 3
+    epochs = [np.concatenate(recorder.seen[i * per_epoch : (i + 1) * per_epoch]) for i in range(3)]
+    for order in epochs:
+        np.testing.assert_array_equal(np.sort(order), np.arange(n))  # each example once
+    if shuffle:
+        assert not np.array_equal(epochs[0], np.arange(n))
+        assert not np.array_equal(epochs[0], epochs[1]) and not np.array_equal(epochs[1], epochs[2])
+    else:
+        for order in epochs:
+            np.testing.assert_array_equal(order, np.arange(n))
+
+
+# --- the optimizer must hold the model's parameters ---------------------------------------------
+
+
+def test_fit_refuses_an_optimizer_over_another_models_parameters():
+    model, other = make_model(1), make_model(2)
+    opt = gn.optim.SGD(other.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"^fit: optimizer holds 4 of its 4 parameters that are not"):
+        gn.fit(model, gn.CrossEntropyLoss(), opt, DATA, verbose=False)
+    with pytest.raises(ValueError, match=r"^train_step: optimizer holds"):
+        gn.train_step(model, gn.CrossEntropyLoss(), opt, DATA[0][:8], DATA[1][:8])
+    # a mix of the two is refused too
+    mixed = gn.optim.SGD(model.parameters()[:2] + other.parameters()[2:], lr=0.1)
+    with pytest.raises(ValueError, match=r"^fit: optimizer holds 2 of its 4"):
+        gn.fit(model, gn.CrossEntropyLoss(), mixed, DATA, verbose=False)
+
+
+def test_fit_with_a_subset_of_the_parameters_trains_only_those():
+    model = make_model(1)
+    first, last = model[0], model[3]
+    before = [p.data.copy() for p in first.params]
+    last_before = [p.data.copy() for p in last.params]
+    opt = gn.optim.SGD(last.parameters(), lr=0.1)  # fine-tune the last layer only
+    gn.fit(model, gn.CrossEntropyLoss(), opt, DATA, rng=np.random.default_rng(0), verbose=False)
+    for p, b in zip(first.params, before):
+        np.testing.assert_array_equal(p.data, b)
+    assert all(not np.array_equal(p.data, b) for p, b in zip(last.params, last_before))
+
+
+# --- rng: a Generator, an integer seed or None; anything else names rng ---------------------------
+
+
+def test_fit_accepts_an_integer_seed_as_default_rng_does():
+    histories = []
+    for rng in (5, np.random.default_rng(5)):
+        model = make_model(1)
+        opt = gn.optim.SGD(model.parameters(), lr=0.1)
+        histories.append(gn.fit(model, gn.CrossEntropyLoss(), opt, DATA, epochs=2, rng=rng, verbose=False))
+    assert histories[0].history == histories[1].history
+
+
+RNG_TAKERS = {
+    "fit": lambda rng: gn.fit(
+        (m := make_model()), gn.CrossEntropyLoss(), gn.optim.SGD(m.parameters()), DATA, rng=rng
+    ),
+    "set_rng": lambda rng: make_model().set_rng(rng),
+    "lr_find": lambda rng: gn.lr_find.lr_find(
+        (m := make_model()), gn.CrossEntropyLoss(), gn.optim.SGD(m.parameters()), DATA, steps=10, rng=rng
+    ),
+    "shuffled": lambda rng: gn.data.shuffled(gn.data.as_dataset(DATA, "data", np.float32), rng),
+    "train_val_split": lambda rng: gn.data.train_val_split(
+        gn.data.as_dataset(DATA, "data", np.float32), 0.2, rng
+    ),
+    **{
+        name: lambda rng, name=name: getattr(gn.layers, name)(**{"rng": rng, **REQUIRED.get(name, {})})
+        for name in gn.layers.__all__
+        if "rng" in __import__("inspect").signature(getattr(gn.layers, name)).parameters
+    },
+}
+REQUIRED = {
+    "Linear": {"in_features": 2, "out_features": 3},
+    "Conv1d": {"in_channels": 2, "out_channels": 3, "kernel_size": 3},
+    "Conv2d": {"in_channels": 2, "out_channels": 3, "kernel_size": 3},
+    **dict.fromkeys(["RNN", "GRU", "LSTM"], {"input_size": 2, "hidden_size": 3}),
+}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["3", 3.0, [3], True, np.random.RandomState(0)],
+    ids=["str", "float", "list", "bool", "RandomState"],
+)
+@pytest.mark.parametrize("taker", list(RNG_TAKERS))
+def test_a_bad_rng_raises_type_error_naming_rng(taker, bad):
+    with pytest.raises(TypeError, match=r"^\S+: rng must be a numpy.random.Generator"):
+        RNG_TAKERS[taker](bad)
+
+
+def test_every_layer_taking_rng_is_covered():
+    assert {"Linear", "Conv2d", "Conv1d", "RNN", "GRU", "LSTM", "Dropout", "GaussianDropout"} <= set(
+        RNG_TAKERS
+    )
+
+
+# --- a model with NaN/inf weights says so --------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_predict_and_evaluate_refuse_a_model_with_non_finite_weights(value):
+    model = make_model(1)
+    model[3].W.data[1, 2] = value
+    for call in (lambda: gn.predict(model, DATA[0]), lambda: gn.evaluate(model, gn.CrossEntropyLoss(), DATA)):
+        # inf * 0 is NaN: NumPy's warning is not what the test is about
+        with (
+            np.errstate(invalid="ignore"),
+            pytest.raises(FloatingPointError, match=r"NaN/inf: parameter 3\.W"),
+        ):
+            call()
+    with pytest.raises(FloatingPointError, match=r"^predict: .* parameter 3\.W \(Linear\) holds 1 NaN/inf"):
+        with np.errstate(invalid="ignore"):
+            gn.predict(model, DATA[0])
+
+
+def test_predict_says_when_the_forward_overflows_with_finite_weights():
+    model = gn.Sequential(gn.Linear(2, 2, rng=np.random.default_rng(0)))
+    model[0].W.data[...] = 3e38  # float32: x @ W overflows to inf
+    with pytest.raises(FloatingPointError, match="every parameter is finite: the forward pass overflowed"):
+        with np.errstate(over="ignore"):
+            gn.predict(model, np.ones((3, 2), np.float32))
+
+
+# --- returned metrics are plain floats -----------------------------------------------------------
+
+
+def test_evaluate_and_history_hold_plain_floats():
+    model = make_model(1)
+    opt = gn.optim.SGD(model.parameters(), lr=0.1)
+    history = gn.fit(model, gn.CrossEntropyLoss(), opt, DATA, val_data=VAL, epochs=1, verbose=False)
+    for key, values in history.history.items():
+        assert all(type(v) is float for v in values), key
+    for loss_fn, data in ((gn.CrossEntropyLoss(), VAL), (gn.HingeLoss(), VAL)):
+        result = gn.evaluate(model, loss_fn, data)
+        assert set(result) == {"loss", "accuracy"}
+        assert all(type(v) is float for v in result.values()), result

@@ -14,7 +14,11 @@ import numpy as np
 from scipy import special
 
 from .. import functional as F
-from ..module import Module
+from ..module import Module, check_arg
+
+
+def _finite(owner: str, name: str, value) -> float:
+    return float(check_arg(owner, name, value, math.isfinite, "a finite number"))
 
 
 class Sigmoid(Module):
@@ -60,7 +64,7 @@ class LeakyReLU(Module):
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = _finite("LeakyReLU", "negative_slope", negative_slope)
 
     def forward(self, x):
         self.pos = x > 0
@@ -81,7 +85,7 @@ class ELU(Module):
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
-        self.alpha = float(alpha)
+        self.alpha = _finite("ELU", "alpha", alpha)
 
     def forward(self, x):
         self.pos = x > 0
@@ -104,7 +108,9 @@ class Softplus(Module):
 
     def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
         super().__init__()
-        self.beta, self.threshold = float(beta), float(threshold)
+        # beta divides the output: 0 or a negative slope has no meaning here
+        check_arg("Softplus", "beta", beta, lambda v: 0 < v < math.inf, "a finite number > 0")
+        self.beta, self.threshold = float(beta), _finite("Softplus", "threshold", threshold)
 
     def forward(self, x):
         self.x = x
@@ -168,7 +174,7 @@ class Softmax(Module):
 
     def __init__(self, axis: int = -1) -> None:
         super().__init__()
-        self.axis = int(axis)
+        self.axis = int(check_arg("Softmax", "axis", axis, lambda v: True, "an integer", int))
 
     def forward(self, x):
         self.y = F.softmax(x, self.axis)

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import init as initializers
-from ..module import Module, Param, ShapeError, check_arg, float_dtype
+from ..module import Module, Param, ShapeError, as_rng, check_arg, float_dtype
 
 
 def _pair(v, name: str, layer: str) -> tuple[int, int]:
@@ -60,7 +60,7 @@ class Conv2d(Module):
         dilation=1,
         bias: bool = True,
         init: str = "torch_default",
-        rng: np.random.Generator | None = None,
+        rng: np.random.Generator | int | None = None,
         dtype=np.float32,
     ) -> None:
         super().__init__()
@@ -80,7 +80,7 @@ class Conv2d(Module):
         self.W = Param(np.empty(self._weight_shape(), dtype), "W")
         self.b = Param(np.empty(out_channels, dtype), "b", decay=False) if bias else None
         self.params = [self.W] if self.b is None else [self.W, self.b]
-        self.reset_parameters(rng if rng is not None else np.random.default_rng())
+        self.reset_parameters(as_rng(rng, name))
 
     def _weight_shape(self) -> tuple[int, ...]:
         return (self.out_channels, self.in_channels, *self.kernel_size)
@@ -208,7 +208,7 @@ class Conv1d(Conv2d):
         dilation: int = 1,
         bias: bool = True,
         init: str = "torch_default",
-        rng: np.random.Generator | None = None,
+        rng: np.random.Generator | int | None = None,
         dtype=np.float32,
     ) -> None:
         k, s, p, d = (

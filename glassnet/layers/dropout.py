@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ..module import Module, check_arg
+from ..module import Module, as_rng, check_arg
 
 
 class Dropout(Module):
@@ -26,11 +26,11 @@ class Dropout(Module):
     Backward: dx = dy * m, with m = [u >= p] / (1 - p) the mask forward drew.
     """
 
-    def __init__(self, p: float = 0.5, rng: np.random.Generator | None = None) -> None:
+    def __init__(self, p: float = 0.5, rng: np.random.Generator | int | None = None) -> None:
         super().__init__()
         # p = 1 would drop everything and scale by 1/0: no network can learn through it
         self.p = float(check_arg("Dropout", "p", p, lambda v: 0.0 <= v < 1.0, "a probability in [0, 1)"))
-        self.rng = rng if rng is not None else np.random.default_rng()
+        self.rng = as_rng(rng, "Dropout")
 
     def forward(self, x):
         if not self.training or self.p == 0.0:
@@ -58,10 +58,10 @@ class GaussianDropout(Module):
     Backward: dx = dy * noise (the noise forward drew).
     """
 
-    def __init__(self, rate: float = 0.5, rng: np.random.Generator | None = None) -> None:
+    def __init__(self, rate: float = 0.5, rng: np.random.Generator | int | None = None) -> None:
         super().__init__()
         self.rate = float(check_arg("GaussianDropout", "rate", rate, lambda v: 0.0 <= v < 1.0, "in [0, 1)"))
-        self.rng = rng if rng is not None else np.random.default_rng()
+        self.rng = as_rng(rng, "GaussianDropout")
 
     def forward(self, x):
         if not self.training or self.rate == 0.0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import init as initializers
-from ..module import Module, Param, ShapeError, check_arg, float_dtype
+from ..module import Module, Param, ShapeError, as_rng, check_arg, float_dtype
 
 
 class Linear(Module):
@@ -33,7 +33,7 @@ class Linear(Module):
         out_features: int,
         bias: bool = True,
         init: str = "torch_default",
-        rng: np.random.Generator | None = None,
+        rng: np.random.Generator | int | None = None,
         dtype=np.float32,
     ) -> None:
         super().__init__()
@@ -45,7 +45,7 @@ class Linear(Module):
         self.W = Param(np.empty((in_features, out_features), dtype, order="F"), "W")
         self.b = Param(np.empty(out_features, dtype), "b", decay=False) if bias else None
         self.params = [self.W] if self.b is None else [self.W, self.b]
-        self.reset_parameters(rng if rng is not None else np.random.default_rng())
+        self.reset_parameters(as_rng(rng, "Linear"))
 
     def reset_parameters(self, rng: np.random.Generator) -> Linear:
         dtype = self.W.data.dtype

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..functional import axis_order, empty_in_order
-from ..module import Module, Param, ShapeError, check_arg, float_dtype
+from ..module import Module, Param, ShapeError, as_rng, check_arg, float_dtype
 
 
 class _Recurrent(Module):
@@ -52,7 +52,7 @@ class _Recurrent(Module):
         num_layers: int = 1,
         bidirectional: bool = False,
         bias: bool = True,
-        rng: np.random.Generator | None = None,
+        rng: np.random.Generator | int | None = None,
         dtype=np.float32,
     ) -> None:
         super().__init__()
@@ -78,7 +78,7 @@ class _Recurrent(Module):
                 b_h = Param(np.empty(gh, dtype), "b_h" + sfx, decay=False) if bias else None
                 self.cells.append((W_x, W_h, b_x, b_h))
                 self.params += [p for p in (W_x, W_h, b_x, b_h) if p is not None]
-        self.reset_parameters(rng if rng is not None else np.random.default_rng())
+        self.reset_parameters(as_rng(rng, name))
 
     def reset_parameters(self, rng: np.random.Generator) -> _Recurrent:
         # PyTorch's init: every weight and bias uniform in +-1/sqrt(hidden_size)
@@ -240,7 +240,7 @@ class RNN(_Recurrent):
         nonlinearity: str = "tanh",
         bidirectional: bool = False,
         bias: bool = True,
-        rng: np.random.Generator | None = None,
+        rng: np.random.Generator | int | None = None,
         dtype=np.float32,
     ) -> None:
         if nonlinearity not in ("tanh", "relu"):
