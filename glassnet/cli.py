@@ -361,9 +361,17 @@ def cmd_gradcheck(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .experiments import compare
+    """Run the experiment; exit status 1 when some runs failed. Each failed run has had its
+    line on stderr as it ended (``bad/seed0 failed: ShapeError: ...``); one last line names them
+    all. Not 2: the other runs finished and are saved, and the same command again reruns only
+    the failed ones. A run's error is not a glassnet bug to report with a traceback."""
+    from .experiments import FailedRunsError, compare
 
-    compare(args.config, args.out, workers=args.workers, scheduler=args.scheduler)
+    try:
+        compare(args.config, args.out, workers=args.workers, scheduler=args.scheduler)
+    except FailedRunsError as e:
+        print(f"glassnet compare: error: {e}", file=sys.stderr)
+        return 1
     print(f"wrote {os.path.join(args.out, 'report.md')} and curves.png")
     return 0
 
@@ -381,12 +389,19 @@ def cmd_lr_find(args) -> int:
     from glassnet.lr_find import lr_find, plot_lr_find
 
     rng = np.random.default_rng(args.seed)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"--batch-size: expected an integer >= 1, got {args.batch_size}")
     train, _ = load_dataset(args.dataset, args.data_dir)
-    if args.train_size:
+    classes = int(train.y.max()) + 1  # of the data set: a small subset may lack the top class
+    if args.train_size is not None:
+        if not 1 <= args.train_size <= train.n:
+            raise ValueError(
+                f"--train-size: expected 1..{train.n} (the training set's size), got {args.train_size}"
+            )
         idx = rng.permutation(train.n)[: args.train_size]
         train = gn.data.Dataset(train.x[idx], train.y[idx])
     preset = models.PRESETS[args.model]
-    model = models.build(args.model, rng, train.x.shape[1:], int(train.y.max()) + 1)
+    model = models.build(args.model, rng, train.x.shape[1:], classes)
     opt = make_optimizer(args.optimizer or preset.optimizer, model.parameters(), args.start, args.momentum)
     result = lr_find(model, preset.loss(), opt, train, start=args.start, end=args.end, steps=args.steps,
                      batch_size=args.batch_size or preset.batch_size, rng=rng)  # fmt: skip

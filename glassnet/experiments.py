@@ -17,6 +17,9 @@ initial weights, shuffling and dropout masks from its child ``spawn(K)[j]``, so 
 ensemble is the single network of the same seed, and a run gives bit-identical numbers in this
 process, in a pool worker or on a Dask worker (BLAS is single-threaded in pool workers).
 The training subset is drawn once from ``subset_seed``, the same for every run.
+
+Pool workers exit when the process that started them dies, even by ``kill -9``: each watches
+its parent (see ``_worker_init``), so an interrupted experiment leaves no process behind.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import math
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -269,8 +273,10 @@ def compare(
     ``scheduler``: the address of a Dask scheduler (``"tcp://HOST:PORT"``) to send the runs to
     instead (needs ``pip install 'glassnet[dask]'``). A result file whose seed and stored
     configuration equal the run's is kept, not run again (resume); one that differs is
-    overwritten. A run that raises is logged by name and the others go on; at the end a
-    ``RuntimeError`` names every failed run (chained from the first error). ``report`` renders
+    overwritten. A run that raises is logged by name and the others go on; at the end
+    ``FailedRunsError`` (a ``RuntimeError``) names every failed run, chained from the first error, and
+    no report is written; the finished runs are saved, so calling again retries only the failed
+    ones. ``report`` renders
     ``report.md`` and ``curves.png`` at the end. ``log`` is a callable taking one line of
     progress (default: print to stderr).
     """
@@ -293,9 +299,9 @@ def compare(
     for spec, result, error in _execute(todo, workers, scheduler):
         name = f"{spec['variant']}/seed{spec['seed']}"
         if error is not None:
-            failures.append(f"{name}: {error!r}")
+            failures.append((spec["variant"], spec["seed"], _one_line(error)))
             first_error = first_error or error
-            log(f"  {name} failed: {error!r}")
+            log(f"  {name} failed: {_one_line(error)}")
             continue
         path = result_path(out_dir, spec["variant"], spec["seed"])
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -303,15 +309,40 @@ def compare(
         acc, seconds = result["final"]["test_accuracy"], result["wall_seconds"]
         log(f"  {name}: test accuracy {acc:.4f} ({seconds:.0f} s)")
     if failures:
-        raise RuntimeError(
-            f"compare: {len(failures)} runs failed (the others are saved): " + "; ".join(failures)
-        ) from first_error
+        raise FailedRunsError(out_dir, failures, len(specs)) from first_error
     results = [read_result(result_path(out_dir, s["variant"], s["seed"])) for s in specs]
     if report:
         from .report import render
 
         render(out_dir)
     return results
+
+
+class FailedRunsError(RuntimeError):
+    """Some runs of ``compare`` raised; the others finished and are saved in ``out_dir``.
+
+    ``failures`` holds ``(variant, seed, error)`` per failed run, in the order they ended, the
+    error as one line (``"ShapeError: Conv2d: input 2x2 is smaller ..."``); ``total`` is the
+    number of runs in the experiment. The message names the runs, not their errors: ``compare``
+    has logged each failure's error as it happened."""
+
+    def __init__(self, out_dir: str, failures: list[tuple[str, int, str]], total: int):
+        self.out_dir, self.failures, self.total = out_dir, failures, total
+        names = ", ".join(f"{v}/seed{s}" for v, s, _ in failures)
+        super().__init__(
+            f"{len(failures)} of {total} runs failed ({names}); the others are saved in {out_dir}, and "
+            "running the same experiment again runs only the failed ones (no report was written)"
+        )
+
+    def __reduce__(self):  # the three-argument constructor survives copy and pickling
+        return type(self), (self.out_dir, self.failures, self.total)
+
+
+def _one_line(error: BaseException) -> str:
+    """``"Type: first line of the message"``: a worker's error as a log line, without the
+    traceback a process pool chains to it."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def _experiment(config) -> Experiment:
@@ -344,7 +375,7 @@ def _execute(specs: list[dict], workers: int | None, scheduler: str | None) -> I
     # spawn: a fresh interpreter per worker (fork would copy this process's BLAS threads and
     # locks); it gets this process's sys.path, so it imports this same glassnet
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(specs)), mp_context=ctx) as pool:
+    with ProcessPoolExecutor(min(workers, len(specs)), mp_context=ctx, initializer=_worker_init) as pool:
         # with spawn, each of the first max_workers submits starts a worker process: they are
         # all started inside this block, with single-threaded BLAS in their environment
         with _environment(_WORKER_ENV):
@@ -356,6 +387,32 @@ def _execute(specs: list[dict], workers: int | None, scheduler: str | None) -> I
         except BaseException:  # Ctrl-C or the caller stopped: drop the runs not yet started
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+
+
+def _worker_init() -> None:
+    """Make this pool worker exit when the process that started it dies.
+
+    Without this, a parent killed by SIGKILL (or dead of any cause that runs no cleanup) leaves
+    its workers running their runs and then blocked forever on the task queue: each worker holds
+    the queue's write end itself, so it never sees end-of-file. The workers hold the
+    multiprocessing resource tracker's pipe too, so it lives on with them, and goes when they do.
+
+    ``multiprocessing.parent_process()`` of a spawned child has a sentinel: on POSIX the read end
+    of a pipe whose only write end the parent holds, on Windows the parent's process handle.
+    It becomes ready when the parent exits, however it exits, so a daemon thread that waits on it
+    (a blocking wait, no polling) and then ends the process covers every platform the pool runs
+    on. ``os._exit``: the parent is gone, nothing in flight can be delivered, and a normal exit
+    would wait for the main thread's run to finish."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(
+            target=_exit_with_parent, args=(parent,), daemon=True, name="glassnet-parent-watch"
+        ).start()
+
+
+def _exit_with_parent(parent) -> None:
+    parent.join()  # returns once the parent's end of the spawn pipe is closed: it has died
+    os._exit(1)
 
 
 def _execute_dask(specs: list[dict], address: str) -> Iterator[tuple]:
@@ -406,4 +463,5 @@ __all__ = [
     "read_result",
     "result_path",
     "run_one",
+    "FailedRunsError",
 ]

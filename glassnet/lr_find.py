@@ -81,6 +81,8 @@ def lr_find(
         raise ValueError(f"lr_find: need 0 < start < end, got start={start}, end={end}")
     if steps < 10:
         raise ValueError(f"lr_find: steps must be >= 10, got {steps}")
+    if batch_size < 1:
+        raise ValueError(f"lr_find: batch_size must be >= 1, got {batch_size}")
     if not 0 <= beta < 1 or diverge <= 1:
         raise ValueError(f"lr_find: need 0 <= beta < 1 and diverge > 1, got beta={beta}, diverge={diverge}")
     ds = as_dataset(train_data, "train_data", model_dtype(model))

@@ -135,7 +135,7 @@ def summarize(groups: dict[str, list[dict]], baseline: str) -> list[dict]:
         row = {
             "variant": v,
             "n": len(runs),
-            "holdout": max(r["config"].get("data", {}).get("holdout", 0) for r in runs),
+            "holdout": _holdout_of(runs),
             **{m: mean_ci([get(r) for r in runs]) for m, get in METRICS.items()},
         }
         if base is not None and v != baseline:
@@ -164,13 +164,11 @@ def _p(p: float) -> str:
 def markdown(rows: list[dict], meta: dict) -> str:
     """The summary table and the statement of the statistics used."""
     baseline, k = meta["baseline"], sum("diff_final_acc" in r for r in rows)
-    held_out = _holdout(rows)
+    # the result files say "test" either way; the words come from the figure's source
+    scored, note = _scored_on(max((r.get("holdout", 0) for r in rows), default=0))
     out = [f"# Experiment {meta.get('name') or ''}".rstrip(), ""]
-    if held_out:  # the result files say "test"; the numbers are not the test set's
-        out += [
-            f"**Test here means {held_out} held-out training examples (`holdout`), not the test set.**",
-            "",
-        ]
+    if note:
+        out += [f"**{note}**", ""]
     corrected = (
         f"p-values are not corrected for multiple comparisons ({k} per metric, {2 * k} in the table): "
         f"Bonferroni's 5% family-wise level is p < {0.05 / k:.3g} within one metric, "
@@ -181,19 +179,19 @@ def markdown(rows: list[dict], meta: dict) -> str:
     out.append(
         f"Baseline: `{baseline}`. Accuracy in %, mean ± standard deviation over seeds (n), with the "
         f"95% confidence interval of the mean (Student's t, n - 1 degrees of freedom). "
-        f"Δ: difference of the final test accuracy (percentage points) or loss from the baseline, with "
+        f"Δ: difference of the final {scored} accuracy (percentage points) or loss from the baseline, with "
         f"its 95% confidence interval and the two-sided p-value of Welch's unequal-variance t-test "
         f"(scipy.stats.ttest_ind, equal_var=False). {corrected}"
-        f'"Best" picks the epoch on the {"held-out" if held_out else "test"} '
-        'set itself, so it is optimistic; "train acc" is the final network on its training set in '
+        f'"Best" picks the epoch on the {scored} set itself, so it is optimistic; "train acc" is '
+        "the final network on its training set in "
         "eval mode (for an ensemble, its members' mean)."
     )
     if meta.get("stale"):
         out += ["", f"Left out: {meta['stale']} result files of an earlier configuration of their variant."]
     out += [
         "",
-        "| variant | n | final test acc | 95% CI | best test acc | final test loss | best test loss "
-        "| Δ acc [95% CI] | p | Δ loss [95% CI] | p | train acc | s/run |",
+        f"| variant | n | final {scored} acc | 95% CI | best {scored} acc | final {scored} loss "
+        f"| best {scored} loss | Δ acc [95% CI] | p | Δ loss [95% CI] | p | train acc | s/run |",
         "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: |",
     ]
     for r in rows:
@@ -228,7 +226,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         out.append("| " + " | ".join(cells) + " |")
     ensembles = [r for r in rows if "members" in r]
     if ensembles:
-        out += ["", "Ensembles: the members' own final test accuracy against the ensemble's.", "",
+        out += ["", f"Ensembles: the members' own final {scored} accuracy against the ensemble's.", "",
                 "| variant | members | member acc (mean ± sd) | ensemble acc | combined by |",
                 "| --- | ---: | ---: | ---: | --- |"]  # fmt: skip
         for r in ensembles:
@@ -240,26 +238,41 @@ def markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def _holdout(rows: list[dict]) -> int:
+def _holdout_of(runs: list[dict]) -> int:
     """How many held-out training examples the runs were scored on (0: the test set)."""
-    return max((r.get("holdout", 0) for r in rows), default=0)
+    return max((r["config"].get("data", {}).get("holdout", 0) for r in runs), default=0)
 
 
-def plot_curves(groups: dict[str, list[dict]], path: str, title: str = "") -> None:
-    """Test accuracy, test loss and training loss (penalty included) per epoch: each variant's
-    mean over seeds with a band for the 95% confidence interval of the mean; PNG, atomically."""
+def _scored_on(holdout: int) -> tuple[str, str]:
+    """(word, note): what the report's table and the figure's axes call the set the runs were
+    scored on, "test" or "held-out", and for held-out a sentence saying what it is. The result
+    files call it "test" either way (``history["test_accuracy"]``); both outputs take their words
+    from here, so the figure cannot say "test" where the table says "held-out"."""
+    if not holdout:
+        return "test", ""
+    return "held-out", (
+        f"Held-out: {holdout} training examples outside the training subset (`holdout`), not the test set."
+    )
+
+
+def curves_figure(groups: dict[str, list[dict]], title: str = ""):
+    """The learning curves as a matplotlib ``Figure``: accuracy and loss on the set the runs
+    were scored on (test, or held-out training examples) and training loss (penalty included)
+    per epoch; each variant's mean over seeds with a band for the 95% confidence interval of
+    the mean. Built without pyplot, so no backend is chosen and nothing needs closing: save it
+    with ``fig.savefig(path)``, or show it in a notebook."""
     import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    scored, note = _scored_on(max(_holdout_of(runs) for runs in groups.values()))
     panels = [
-        ("test_accuracy", "test accuracy"),
-        ("test_loss", "test loss"),
+        ("test_accuracy", f"{scored} accuracy"),
+        ("test_loss", f"{scored} loss"),
         ("train_loss", "training loss (with penalty)"),
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
-    colors = plt.get_cmap("tab10")
+    fig = Figure(figsize=(14, 4.6 if note else 4.2))
+    axes = fig.subplots(1, 3)
+    colors = matplotlib.colormaps["tab10"]
     means: list[list[np.ndarray]] = [[], [], []]
     for i, (v, runs) in enumerate(groups.items()):
         epochs = np.asarray(runs[0]["history"]["epoch"])
@@ -280,12 +293,17 @@ def plot_curves(groups: dict[str, list[dict]], path: str, title: str = "") -> No
         ax.set_ylim(lo - pad, hi + pad)
     axes[2].set_yscale("log")
     axes[0].legend(fontsize=7, ncol=2)
-    if title:
-        fig.suptitle(title)
+    heading = "\n".join(line for line in (title, note.replace("`", "")) if line)
+    if heading:
+        fig.suptitle(heading)
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(groups: dict[str, list[dict]], path: str, title: str = "") -> None:
+    """``curves_figure`` written to ``path`` as a PNG, atomically."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
+    curves_figure(groups, title).savefig(buf, format="png", dpi=90)
     write_atomic(path, buf.getvalue())
 
 
@@ -310,4 +328,13 @@ def render(out_dir: str | os.PathLike, baseline: str | None = None) -> str:
     return text
 
 
-__all__ = ["load_results", "markdown", "mean_ci", "plot_curves", "render", "summarize", "welch"]
+__all__ = [
+    "curves_figure",
+    "load_results",
+    "markdown",
+    "mean_ci",
+    "plot_curves",
+    "render",
+    "summarize",
+    "welch",
+]

@@ -279,9 +279,12 @@ def test_a_changed_or_corrupt_result_is_run_again(local, tmp_path):
 def test_a_failing_run_is_named_and_the_others_are_saved(tmp_path, workers):
     # the cnn preset cannot take 8x8 digits: every run of that variant raises ShapeError
     raw = _with(lambda r: r.update(variants={"none": {}, "bad": {"model": {"preset": "cnn"}}}))
-    with pytest.raises(RuntimeError, match=r"2 runs failed.*bad/seed0: ShapeError") as info:
-        ex.compare(raw, tmp_path, workers=workers, report=False, log=lambda line: None)
+    lines = []
+    with pytest.raises(RuntimeError, match=r"2 of 4 runs failed \(bad/seed\d, bad/seed\d\)") as info:
+        ex.compare(raw, tmp_path, workers=workers, report=False, log=lines.append)
     assert isinstance(info.value.__cause__, gn.ShapeError)
+    assert sorted(s for v, s, _ in info.value.failures if v == "bad") == [0, 1]
+    assert sum("failed: ShapeError: Conv2d" in line for line in lines) == 2
     assert sorted(p.name for p in (tmp_path / "none").glob("seed*.json")) == ["seed0.json", "seed1.json"]
     assert not (tmp_path / "bad").exists()
 
@@ -429,7 +432,28 @@ def test_report_of_held_out_runs_says_so(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "seed0.json").write_text(json.dumps(r))
     text = report.render(tmp_path)
-    assert "Test here means 300 held-out training examples" in text and "epoch on the held-out set" in text
+    assert "Held-out: 300 training examples outside the training subset" in text
+    assert "epoch on the held-out set" in text and "| final held-out acc |" in text
+    assert " test " not in text.replace("not the test set", "")  # every other "test" is held-out
+
+
+@pytest.mark.parametrize("holdout, scored_on", [(0, "test"), (300, "held-out")])
+def test_figure_and_report_name_the_same_evaluation_set(tmp_path, holdout, scored_on):
+    """The figure's axes say what the report's table says: "test", or "held-out" when the runs
+    were scored on training examples outside the subset (and the figure says what those are)."""
+    groups = {}
+    for v in ("a", "b"):
+        groups[v] = [fake_result(v, s, 0.8 + 0.01 * s, 0.5) for s in range(3)]
+        for r in groups[v]:
+            r["config"]["data"] = {"holdout": holdout}
+    fig = report.curves_figure(groups, "title")
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert labels == [f"{scored_on} accuracy", f"{scored_on} loss", "training loss (with penalty)"]
+    text = report.markdown(report.summarize(groups, "a"), {"baseline": "a", "name": "x"})
+    assert f"| final {scored_on} acc |" in text and f"| best {scored_on} loss |" in text
+    note = fig._suptitle.get_text()
+    assert ("Held-out: 300 training examples" in note) == bool(holdout) and note.startswith("title")
+    assert ("Held-out: 300 training examples" in text) == bool(holdout)
 
 
 def test_report_of_an_empty_directory_is_a_clear_error(tmp_path):
