@@ -90,8 +90,16 @@ def _describe(module: Module, allowed: dict[str, type], depth: int = 0) -> dict:
         )
     if depth > MAX_DEPTH:
         raise ValueError(f"save: the model is nested deeper than {MAX_DEPTH} levels")
+    config = module.config()
+    own = {p.name: p.shape for p in module.params} | {k: np.shape(b) for k, b in module.buffers().items()}
+    try:
+        expected = type(module).state_shapes(**config)
+    except (TypeError, ValueError) as e:  # a size beyond what load() accepts (num_layers > 1000)
+        raise ValueError(f"save: load() could not rebuild {module!r}: {e}") from None
+    if expected != own:  # a layer whose state_shapes is wrong: a glassnet bug, caught before writing
+        raise ValueError(f"save: {name}.state_shapes gives {expected}, the layer holds {own}")
     children = [_describe(c, allowed, depth + 1) for c in module.children]
-    return {"type": name, "config": module.config(), "children": children}
+    return {"type": name, "config": config, "children": children}
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -359,39 +367,45 @@ def _build(
             kwargs["dtype"] = dtype
         if "dtype" in kwargs and not _is_float_dtype(kwargs["dtype"]):
             raise FileFormatError(path, f"{where}: {kind} dtype must be a float type")
-        _check_sizes(path, where, kind, config, tensors, prefix)
+    try:
+        inspect.signature(cls).bind(**kwargs)  # a missing or unknown argument, named by Python
+        shapes = cls.state_shapes(**config)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise _cannot_build(path, kind, config, e) from None
+    _check_shapes(path, where, kind, config, shapes, tensors, prefix)
     try:
         module = cls(**kwargs)
-    except Exception as e:  # TypeError for a bogus kwarg, ValueError for a bad value, ...
-        raise FileFormatError(
-            path,
-            f"cannot build layer {kind} from config {_short(config)}: {type(e).__name__}: {str(e)[:500]}",
-        ) from e
+    except Exception as e:  # a bad value the shapes do not depend on (a stride, an init name, ...)
+        raise _cannot_build(path, kind, config, e) from e
     # a layer that builds its own children must build the ones the file describes
     if _type_tree(module) != _type_tree_of_node(node, depth):
         raise FileFormatError(path, f"{where}: the {kind} built from its config has other children")
     return module
 
 
-# the constructor arguments that size a layer's parameters (PyTorch's names)
-_SIZES = ("in_features", "out_features", "in_channels", "out_channels", "kernel_size", "num_features")
+def _cannot_build(path: str, kind: str, config: dict, e: Exception) -> FileFormatError:
+    return FileFormatError(
+        path, f"cannot build layer {kind} from config {_short(config)}: {type(e).__name__}: {str(e)[:500]}"
+    )
 
 
-def _check_sizes(path: str, where: str, kind: str, config: dict, tensors: dict, prefix: str) -> None:
-    """Refuse sizes that call for more parameters than the file stores for the layer, before
-    its constructor allocates and initialises them: a 400-byte file naming Linear(70000, 70000)
-    would cost 40 GB (weights and gradients) before the shapes were ever compared."""
-    needed = 1
-    for name in _SIZES:
-        value = config.get(name)
-        for v in value if isinstance(value, list) else [value]:
-            if isinstance(v, int) and not isinstance(v, bool) and v > 0:  # the rest: the constructor's
-                needed *= v
-    stored = sum(a.size for name, a in tensors.items() if name.startswith(prefix))
-    if needed > stored:  # (not printed: a product of JSON integers may be too long for str())
-        raise FileFormatError(
-            path, f"{where}: {kind} config {_short(config)} needs more parameters than the {stored} stored"
-        )
+def _check_shapes(
+    path: str, where: str, kind: str, config: dict, shapes: dict, tensors: dict, prefix: str
+) -> None:
+    """Refuse a layer whose config calls for a tensor the file does not store, in that shape,
+    before its constructor allocates and initialises it: a 345-byte file naming
+    RNN(1, 1, num_layers=1000000) or Linear(70000, 70000) would otherwise cost gigabytes and
+    minutes before ``load_state_dict`` compared anything. What the layer allocates is then at
+    most what the file holds."""
+    for name, shape in shapes.items():
+        stored = tensors.get(prefix + name)
+        if stored is None or stored.shape != shape:
+            found = "none" if stored is None else f"shape {stored.shape}"
+            raise FileFormatError(
+                path,
+                f"{where}: {kind} config {_short(config)} needs tensor {prefix + name!r} of shape "
+                f"{_short(shape, 100)}, the file holds {found}",
+            )
 
 
 def _stored_dtype(path: str, where: str, kind: str, tensors: dict[str, np.ndarray], prefix: str):

@@ -13,7 +13,7 @@ import pytest
 import safetensors.numpy
 
 import glassnet.io as gio
-from glassnet.layers import Dropout, Flatten, Linear, ReLU
+from glassnet.layers import GRU, Dropout, Flatten, Linear, ReLU
 from glassnet.module import Sequential
 
 
@@ -123,6 +123,17 @@ def test_save_refuses_what_load_could_not_rebuild(tmp_path):
         gio.save(Sequential(Linear(2, 2), Custom()), tmp_path / "m.safetensors")
     with pytest.raises(TypeError, match="JSON"):
         gio.save(make_model(), tmp_path / "m.safetensors", metadata={"x": object()})
+    # load() refuses more than MAX_LAYERS stacked recurrent layers, so save() does too
+    with pytest.raises(ValueError, match=r"save: load\(\) could not rebuild GRU.*num_layers must be"):
+        gio.save(Sequential(GRU(1, 1, num_layers=1001)), tmp_path / "m.safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_refuses_a_layer_whose_state_shapes_are_wrong(tmp_path, monkeypatch):
+    """load() checks a file against state_shapes: a wrong one would make the file unreadable."""
+    monkeypatch.setattr(Linear, "state_shapes", classmethod(lambda cls, **config: {"W": (2, 2)}))
+    with pytest.raises(ValueError, match=r"save: Linear.state_shapes gives \{'W': \(2, 2\)\}"):
+        gio.save(Sequential(Linear(2, 2)), tmp_path / "m.safetensors")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -313,7 +324,9 @@ def test_wrong_shape(tmp_path):
     tensors = tensors_of(model)
     tensors["4.W"] = np.zeros((8, 4), np.float32)
     path = write_with_architecture(tmp_path / "shape.safetensors", arch_of(model), tensors)
-    with pytest.raises(ValueError, match=r"shape.safetensors: .*'4.W' has shape \(8, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"shape.safetensors: .*'4.W' of shape \(8, 3\), the file holds shape \(8, 4\)"
+    ):
         gio.load(path)
 
 
@@ -322,7 +335,9 @@ def test_missing_and_unexpected_tensors(tmp_path):
     tensors = tensors_of(model)
     del tensors["1.b"]
     path = write_with_architecture(tmp_path / "missing.safetensors", arch_of(model), tensors)
-    with pytest.raises(ValueError, match=r"missing.safetensors: .*missing \['1.b'\]"):
+    with pytest.raises(
+        ValueError, match=r"missing.safetensors: .*needs tensor '1.b' of shape \(8,\), the file holds none"
+    ):
         gio.load(path)
     tensors = {**tensors_of(model), "9.W": np.zeros(2, np.float32)}
     path = write_with_architecture(tmp_path / "extra.safetensors", arch_of(model), tensors)
