@@ -38,12 +38,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import safetensors.numpy
 
 from .callbacks import Callback
 from .data import Dataset
 from .errors import FileFormatError
-from .io import FORMAT, _read, _short, check_format, write_atomic
+from .io import FORMAT, _read, _short, check_format, serialise, write_atomic
 from .module import Module
 from .optim import Optimizer
 from .schedules import Schedule
@@ -173,11 +172,7 @@ class Run:
             "config": self.config,
         }
         header = {"glassnet_format": FORMAT, KEY: json.dumps(meta, default=_plain)}
-        # np.require keeps 0-d arrays 0-d and makes strided views contiguous, as safetensors needs
-        data = safetensors.numpy.save(
-            {k: np.require(v, requirements="C") for k, v in tensors.items()}, metadata=header
-        )
-        write_atomic(path, data)
+        write_atomic(path, serialise(tensors, header))  # with CRC-32s, which read_checkpoint verifies
 
     # --- restoring --------------------------------------------------------------------------
     def restore(self, snap: Snapshot) -> Position:

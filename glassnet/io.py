@@ -10,8 +10,14 @@ File layout: one ``.safetensors`` file (https://github.com/huggingface/safetenso
                           {"type": "Sequential", "config": {},
                            "children": [{"type": "Linear", "config": {...}, "children": []}, ...]}
                       "glassnet_user":         the caller's metadata as JSON (optional)
+                      "glassnet_checksums":    {"algorithm": "crc32", "metadata": CRC-32 of the
+                          other metadata entries, "tensors": {name: CRC-32 of its bytes}}
     the rest        raw little-endian tensor bytes, one entry per ``model.state_dict()`` name
                     ("0.W", "0.b", ...)
+
+Every reader verifies the checksums (the tensors' when it reads them), so a flipped bit is a
+``FileFormatError`` naming the tensor, not a silently different model. Files without
+``glassnet_checksums`` (written before it existed, or by other programs) are read unverified.
 
 Why no pickle: unpickling runs whatever code the file names, so loading a checkpoint from the
 internet would be running a program from the internet. Here the weights are plain bytes with a
@@ -32,6 +38,7 @@ import json
 import math
 import os
 import tempfile
+import zlib
 
 import numpy as np
 import safetensors.numpy
@@ -43,6 +50,7 @@ from .module import Module, Sequential
 FORMAT = "1"
 MAX_DEPTH = 64  # nesting deeper than this in an architecture is hostile or broken
 MAX_HEADER = 100_000_000  # bytes of JSON header; the safetensors library's own limit
+CHECKSUMS = "glassnet_checksums"  # the metadata key of the CRC-32s of everything else
 _KEYS = {"type", "config", "children"}
 # A malformed file is a bad value, not a caller's type error: wrong JSON types in the file
 # raise FileFormatError (a ValueError) like every other defect of it.
@@ -70,14 +78,36 @@ def save(model: Module, path: str | os.PathLike, metadata: dict | None = None) -
             header["glassnet_user"] = json.dumps(metadata)
         except (TypeError, ValueError) as e:
             raise TypeError(f"save: metadata is not JSON-serialisable: {e}") from None
-    # safetensors reads each tensor's raw buffer, so a strided view must be made contiguous
-    # np.require keeps 0-d arrays 0-d (ascontiguousarray would make them 1-d)
-    tensors = {name: np.require(a, requirements="C") for name, a in model.state_dict().items()}
     try:
-        data = safetensors.numpy.save(tensors, metadata=header)
+        data = serialise(model.state_dict(), header)
     except Exception as e:
         raise ValueError(f"save: cannot serialise the state dict to {path}: {e}") from e
     write_atomic(path, data)
+
+
+def serialise(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
+    """The safetensors file of ``tensors`` and ``metadata``, with their CRC-32s added to the
+    metadata (``glassnet_checksums``), which every glassnet reader verifies."""
+    # safetensors reads each tensor's raw buffer, so a strided view must be made contiguous
+    # np.require keeps 0-d arrays 0-d (ascontiguousarray would make them 1-d)
+    tensors = {name: np.require(a, requirements="C") for name, a in tensors.items()}
+    checksums = {
+        "algorithm": "crc32",
+        "metadata": _metadata_crc(metadata),
+        "tensors": {name: _tensor_crc(a) for name, a in tensors.items()},
+    }
+    return safetensors.numpy.save(tensors, metadata={**metadata, CHECKSUMS: json.dumps(checksums)})
+
+
+def _tensor_crc(a: np.ndarray) -> str:
+    """CRC-32 of the bytes the file holds for ``a`` (little-endian, C order), as 8 hex digits."""
+    raw = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).reshape(-1).view(np.uint8)
+    return f"{zlib.crc32(raw):08x}"
+
+
+def _metadata_crc(metadata: dict[str, str]) -> str:
+    entries = {k: v for k, v in metadata.items() if k != CHECKSUMS}
+    return f"{zlib.crc32(json.dumps(entries, sort_keys=True).encode()):08x}"
 
 
 def _describe(module: Module, allowed: dict[str, type], depth: int = 0) -> dict:
@@ -267,7 +297,36 @@ def _read(path: str, tensors: bool) -> tuple[dict[str, str], dict[str, np.ndarra
         raise
     except Exception as e:  # SafetensorError, and KeyError for a dtype NumPy lacks (BF16)
         raise FileFormatError(path, f"not a valid safetensors file: {_short(str(e), 500)}") from e
+    _verify(path, metadata, arrays if tensors else None)
     return metadata, arrays
+
+
+def _verify(path: str, metadata: dict[str, str], arrays: dict[str, np.ndarray] | None) -> None:
+    """Check the CRC-32s ``serialise`` stored: of the metadata, and of each tensor in ``arrays``
+    (None: the caller read none). A file without them is accepted as it is."""
+    if CHECKSUMS not in metadata:
+        return
+    sums = _parse_json(path, metadata[CHECKSUMS], CHECKSUMS)
+    if (
+        not isinstance(sums, dict)
+        or sums.get("algorithm") != "crc32"
+        or not isinstance(sums.get("metadata"), str)
+        or not isinstance(sums.get("tensors"), dict)
+    ):
+        raise FileFormatError(path, f"{CHECKSUMS} must hold the algorithm 'crc32', metadata and tensors")
+    if _metadata_crc(metadata) != sums["metadata"]:
+        raise FileFormatError(path, "its metadata fails its CRC-32 check: the file is corrupt")
+    if arrays is None:
+        return
+    stored = sums["tensors"]
+    if set(stored) != set(arrays):
+        odd = sorted(set(stored) ^ set(arrays))
+        raise FileFormatError(path, f"the checksums and the tensors differ in {_short(odd)}: corrupt file")
+    for name, a in arrays.items():
+        if _tensor_crc(a) != stored[name]:
+            raise FileFormatError(
+                path, f"tensor {name!r} fails its CRC-32 check: the file is corrupt (its data changed)"
+            )
 
 
 def _check_header(path: str) -> None:
