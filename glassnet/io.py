@@ -37,6 +37,7 @@ import io
 import json
 import math
 import os
+import stat
 import tempfile
 import zlib
 
@@ -205,6 +206,57 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+# --- opening files to read -------------------------------------------------------------------
+_NOT_REGULAR = {
+    stat.S_ISDIR: "a directory",
+    stat.S_ISFIFO: "a named pipe (FIFO)",
+    stat.S_ISCHR: "a character device",
+    stat.S_ISBLK: "a block device",
+    stat.S_ISSOCK: "a socket",
+}
+
+
+def check_regular_file(path: str | os.PathLike) -> None:
+    """Refuse ``path`` at once unless it is a regular file (after symbolic links).
+
+    A reader given a FIFO blocks until another process writes to it (forever if none does),
+    ``/dev/zero`` never ends, a directory or a socket cannot be read as a file: each is a
+    ``FileFormatError`` naming the path and what it is. A missing path raises
+    ``FileNotFoundError`` (it names the path). For readers that hand a path to a library;
+    ``open_regular`` also closes the gap between this check and the open.
+    """
+    _refuse_non_regular(os.fspath(path), os.stat(path).st_mode)
+
+
+def open_regular(path: str | os.PathLike, mode: str = "rb", encoding: str | None = None):
+    """``open(path, mode)`` for reading, refusing anything but a regular file before it reads.
+
+    The path is opened without blocking (a FIFO's open would wait for a writer) and the open
+    file itself is checked with ``fstat``, so what is read is what was checked. ``mode`` is
+    ``"rb"`` or ``"r"`` (text, with ``encoding``). Raises ``FileFormatError`` as
+    ``check_regular_file`` does, and the ``OSError`` of the open (it names the path).
+    """
+    if mode not in ("rb", "r"):
+        raise ValueError(f"mode must be 'rb' or 'r', got {mode!r}")
+    path = os.fspath(path)
+    check_regular_file(path)  # before the open: a socket cannot even be opened
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        _refuse_non_regular(path, os.fstat(fd).st_mode)  # the path may have changed since
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, mode, encoding=encoding)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _refuse_non_regular(path: str, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        what = next((name for test, name in _NOT_REGULAR.items() if test(mode)), "a special file")
+        raise FileFormatError(path, f"is {what}, not a regular file: refused")
+
+
 # --- loading ----------------------------------------------------------------------------------
 def load(path: str | os.PathLike) -> Module:
     """Rebuild the model saved at ``path`` and load its weights.
@@ -254,7 +306,7 @@ def load_npy(path: str | os.PathLike) -> np.ndarray:
     file is a ``FileFormatError`` naming the file.
     """
     path = os.fspath(path)
-    with open(path, "rb") as f:  # FileNotFoundError names the path
+    with open_regular(path) as f:  # FileNotFoundError names the path
         size = os.fstat(f.fileno()).st_size
         try:
             version = np.lib.format.read_magic(f)
@@ -330,8 +382,9 @@ def _verify(path: str, metadata: dict[str, str], arrays: dict[str, np.ndarray] |
 
 
 def _check_header(path: str) -> None:
-    """Cheap checks of the 8-byte length prefix, for clear messages on non-safetensors files."""
-    with open(path, "rb") as f:  # FileNotFoundError names the path
+    """Cheap checks of the 8-byte length prefix, for clear messages on non-safetensors files;
+    a FIFO, a device or a directory is refused here, before safetensors opens the path."""
+    with open_regular(path) as f:  # FileNotFoundError names the path
         size = os.fstat(f.fileno()).st_size
         prefix = f.read(9)
     if size < 8:

@@ -12,6 +12,11 @@ import gzip
 import json
 import os
 import pickle
+import shutil
+import socket
+import stat
+import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -326,6 +331,77 @@ def test_a_checkpoint_of_the_wrong_kind(tmp_path):
         assert_refused(read_checkpoint, path, problem)
     safetensors.numpy.save_file({}, str(path), metadata={"glassnet_format": "2", "glassnet_checkpoint": "{}"})
     assert_refused(read_checkpoint, path, "unsupported glassnet_format '2'")
+
+
+# --- not regular files: a FIFO, a directory, a device, a socket ---------------------------------
+def refused_at_once(reader, path: Path, timeout: float = 10.0) -> BaseException:
+    """What ``reader(path)`` raises, run in a thread: a reader that blocks on a FIFO fails the
+    test after ``timeout`` seconds instead of hanging it (a writer is then opened to free it)."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            reader(path)
+            outcome.append(None)
+        except BaseException as e:  # noqa: BLE001 -- handed to the test thread
+            outcome.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        if stat.S_ISFIFO(os.stat(path).st_mode):
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # EOF for the blocked reader
+        pytest.fail(f"{reader.__name__}({path}) still blocked after {timeout} s")
+    assert outcome[0] is not None, f"{reader.__name__} read {path}"
+    return outcome[0]
+
+
+@pytest.fixture
+def special_files():
+    """A FIFO, a directory, a character device and a socket (a short path: sockets' limit)."""
+    directory = Path(tempfile.mkdtemp(prefix="gn"))
+    os.mkfifo(directory / "fifo")
+    (directory / "dir").mkdir()
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(directory / "sock"))
+    files = {"FIFO": (directory / "fifo", "is a named pipe (FIFO)"),
+             "directory": (directory / "dir", "is a directory"),
+             "/dev/zero": (Path("/dev/zero"), "is a character device"),
+             "socket": (directory / "sock", "is a socket")}  # fmt: skip
+    yield files
+    sock.close()
+    shutil.rmtree(directory)
+
+
+@pytest.mark.parametrize("reader", ALL_READERS, ids=lambda r: r.__name__)
+def test_a_fifo_device_directory_or_socket_is_refused_at_once(special_files, reader):
+    """A FIFO given as a model, checkpoint, IDX or .npy path hung the reader forever."""
+    for kind, (path, problem) in special_files.items():
+        error = refused_at_once(reader, path)
+        if reader is read_checkpoint and kind == "directory":  # a run directory: its checkpoint
+            assert isinstance(error, FileNotFoundError) and "checkpoint.safetensors" in str(error)
+            continue
+        assert isinstance(error, FileFormatError), (kind, error)
+        assert error.path == str(path) and error.problem.startswith(problem), error
+
+
+def test_a_fifo_as_the_checkpoint_of_a_run_directory_is_refused_at_once(tmp_path):
+    os.mkfifo(tmp_path / "checkpoint.safetensors")
+    error = refused_at_once(read_checkpoint, tmp_path)
+    assert isinstance(error, FileFormatError) and error.path == str(tmp_path / "checkpoint.safetensors")
+
+
+def test_open_regular_reads_a_regular_file_and_names_the_missing_one(tmp_path):
+    (tmp_path / "a.txt").write_text("héllo", encoding="utf-8")
+    with gn.io.open_regular(tmp_path / "a.txt") as f:
+        assert f.read() == "héllo".encode()
+    with gn.io.open_regular(tmp_path / "a.txt", "r", encoding="utf-8") as f:
+        assert f.read() == "héllo"
+    with pytest.raises(FileNotFoundError, match="nothing.txt"):
+        gn.io.open_regular(tmp_path / "nothing.txt")
+    with pytest.raises(ValueError, match="mode must be 'rb' or 'r'"):
+        gn.io.open_regular(tmp_path / "a.txt", "wb")
 
 
 # --- IDX -------------------------------------------------------------------------------------------
