@@ -22,8 +22,10 @@ state is all of it.
 
 The file is a safetensors file written atomically (``io.write_atomic``: a temporary file,
 flush, fsync, rename, fsync of the directory): a crash, a kill or a full disk at any moment
-leaves the previous checkpoint as it was. Nothing is pickled; reading a checkpoint runs no code,
-and anything wrong with it is a ``FileFormatError`` naming the file.
+leaves the previous checkpoint as it was. Its header also holds a CRC-32 of every tensor and of
+the metadata (``io.serialise``), verified on every read: a changed bit is refused, naming the
+tensor, instead of resuming into other weights. Nothing is pickled; reading a checkpoint runs no
+code, and anything wrong with it is a ``FileFormatError`` naming the file.
 """
 
 from __future__ import annotations
