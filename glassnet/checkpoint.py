@@ -22,8 +22,10 @@ state is all of it.
 
 The file is a safetensors file written atomically (``io.write_atomic``: a temporary file,
 flush, fsync, rename, fsync of the directory): a crash, a kill or a full disk at any moment
-leaves the previous checkpoint as it was. Nothing is pickled; reading a checkpoint runs no code,
-and anything wrong with it is a ``FileFormatError`` naming the file.
+leaves the previous checkpoint as it was. Its header also holds a CRC-32 of every tensor and of
+the metadata (``io.serialise``), verified on every read: a changed bit is refused, naming the
+tensor, instead of resuming into other weights. Nothing is pickled; reading a checkpoint runs no
+code, and anything wrong with it is a ``FileFormatError`` naming the file.
 """
 
 from __future__ import annotations
@@ -38,12 +40,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import safetensors.numpy
 
 from .callbacks import Callback
 from .data import Dataset
 from .errors import FileFormatError
-from .io import FORMAT, _read, _short, check_format, write_atomic
+from .io import FORMAT, _read, _short, check_format, serialise, write_atomic
 from .module import Module
 from .optim import Optimizer
 from .schedules import Schedule
@@ -173,11 +174,7 @@ class Run:
             "config": self.config,
         }
         header = {"glassnet_format": FORMAT, KEY: json.dumps(meta, default=_plain)}
-        # np.require keeps 0-d arrays 0-d and makes strided views contiguous, as safetensors needs
-        data = safetensors.numpy.save(
-            {k: np.require(v, requirements="C") for k, v in tensors.items()}, metadata=header
-        )
-        write_atomic(path, data)
+        write_atomic(path, serialise(tensors, header))  # with CRC-32s, which read_checkpoint verifies
 
     # --- restoring --------------------------------------------------------------------------
     def restore(self, snap: Snapshot) -> Position:

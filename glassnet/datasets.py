@@ -39,6 +39,7 @@ import numpy as np
 
 from .data import Dataset, train_val_split
 from .errors import FileFormatError
+from .io import open_regular
 from .module import as_rng
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
@@ -153,7 +154,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     (deflate expands at most 1032:1, so a larger claim is refused before decompressing).
     """
     path = Path(path)
-    with open(path, "rb") as f:  # FileNotFoundError and PermissionError name the path
+    with open_regular(path) as f:  # a FIFO or a device is refused; FileNotFoundError names the path
         stream, gz = _open_maybe_gzip(f)
         size = os.fstat(f.fileno()).st_size
         try:

@@ -10,8 +10,14 @@ File layout: one ``.safetensors`` file (https://github.com/huggingface/safetenso
                           {"type": "Sequential", "config": {},
                            "children": [{"type": "Linear", "config": {...}, "children": []}, ...]}
                       "glassnet_user":         the caller's metadata as JSON (optional)
+                      "glassnet_checksums":    {"algorithm": "crc32", "metadata": CRC-32 of the
+                          other metadata entries, "tensors": {name: CRC-32 of its bytes}}
     the rest        raw little-endian tensor bytes, one entry per ``model.state_dict()`` name
                     ("0.W", "0.b", ...)
+
+Every reader verifies the checksums (the tensors' when it reads them), so a flipped bit is a
+``FileFormatError`` naming the tensor, not a silently different model. Files without
+``glassnet_checksums`` (written before it existed, or by other programs) are read unverified.
 
 Why no pickle: unpickling runs whatever code the file names, so loading a checkpoint from the
 internet would be running a program from the internet. Here the weights are plain bytes with a
@@ -31,7 +37,9 @@ import io
 import json
 import math
 import os
+import stat
 import tempfile
+import zlib
 
 import numpy as np
 import safetensors.numpy
@@ -43,6 +51,7 @@ from .module import Module, Sequential
 FORMAT = "1"
 MAX_DEPTH = 64  # nesting deeper than this in an architecture is hostile or broken
 MAX_HEADER = 100_000_000  # bytes of JSON header; the safetensors library's own limit
+CHECKSUMS = "glassnet_checksums"  # the metadata key of the CRC-32s of everything else
 _KEYS = {"type", "config", "children"}
 # A malformed file is a bad value, not a caller's type error: wrong JSON types in the file
 # raise FileFormatError (a ValueError) like every other defect of it.
@@ -70,14 +79,36 @@ def save(model: Module, path: str | os.PathLike, metadata: dict | None = None) -
             header["glassnet_user"] = json.dumps(metadata)
         except (TypeError, ValueError) as e:
             raise TypeError(f"save: metadata is not JSON-serialisable: {e}") from None
-    # safetensors reads each tensor's raw buffer, so a strided view must be made contiguous
-    # np.require keeps 0-d arrays 0-d (ascontiguousarray would make them 1-d)
-    tensors = {name: np.require(a, requirements="C") for name, a in model.state_dict().items()}
     try:
-        data = safetensors.numpy.save(tensors, metadata=header)
+        data = serialise(model.state_dict(), header)
     except Exception as e:
         raise ValueError(f"save: cannot serialise the state dict to {path}: {e}") from e
     write_atomic(path, data)
+
+
+def serialise(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
+    """The safetensors file of ``tensors`` and ``metadata``, with their CRC-32s added to the
+    metadata (``glassnet_checksums``), which every glassnet reader verifies."""
+    # safetensors reads each tensor's raw buffer, so a strided view must be made contiguous
+    # np.require keeps 0-d arrays 0-d (ascontiguousarray would make them 1-d)
+    tensors = {name: np.require(a, requirements="C") for name, a in tensors.items()}
+    checksums = {
+        "algorithm": "crc32",
+        "metadata": _metadata_crc(metadata),
+        "tensors": {name: _tensor_crc(a) for name, a in tensors.items()},
+    }
+    return safetensors.numpy.save(tensors, metadata={**metadata, CHECKSUMS: json.dumps(checksums)})
+
+
+def _tensor_crc(a: np.ndarray) -> str:
+    """CRC-32 of the bytes the file holds for ``a`` (little-endian, C order), as 8 hex digits."""
+    raw = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).reshape(-1).view(np.uint8)
+    return f"{zlib.crc32(raw):08x}"
+
+
+def _metadata_crc(metadata: dict[str, str]) -> str:
+    entries = {k: v for k, v in metadata.items() if k != CHECKSUMS}
+    return f"{zlib.crc32(json.dumps(entries, sort_keys=True).encode()):08x}"
 
 
 def _describe(module: Module, allowed: dict[str, type], depth: int = 0) -> dict:
@@ -90,8 +121,16 @@ def _describe(module: Module, allowed: dict[str, type], depth: int = 0) -> dict:
         )
     if depth > MAX_DEPTH:
         raise ValueError(f"save: the model is nested deeper than {MAX_DEPTH} levels")
+    config = module.config()
+    own = {p.name: p.shape for p in module.params} | {k: np.shape(b) for k, b in module.buffers().items()}
+    try:
+        expected = type(module).state_shapes(**config)
+    except (TypeError, ValueError) as e:  # a size beyond what load() accepts (num_layers > 1000)
+        raise ValueError(f"save: load() could not rebuild {module!r}: {e}") from None
+    if expected != own:  # a layer whose state_shapes is wrong: a glassnet bug, caught before writing
+        raise ValueError(f"save: {name}.state_shapes gives {expected}, the layer holds {own}")
     children = [_describe(c, allowed, depth + 1) for c in module.children]
-    return {"type": name, "config": module.config(), "children": children}
+    return {"type": name, "config": config, "children": children}
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -167,6 +206,57 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+# --- opening files to read -------------------------------------------------------------------
+_NOT_REGULAR = {
+    stat.S_ISDIR: "a directory",
+    stat.S_ISFIFO: "a named pipe (FIFO)",
+    stat.S_ISCHR: "a character device",
+    stat.S_ISBLK: "a block device",
+    stat.S_ISSOCK: "a socket",
+}
+
+
+def check_regular_file(path: str | os.PathLike) -> None:
+    """Refuse ``path`` at once unless it is a regular file (after symbolic links).
+
+    A reader given a FIFO blocks until another process writes to it (forever if none does),
+    ``/dev/zero`` never ends, a directory or a socket cannot be read as a file: each is a
+    ``FileFormatError`` naming the path and what it is. A missing path raises
+    ``FileNotFoundError`` (it names the path). For readers that hand a path to a library;
+    ``open_regular`` also closes the gap between this check and the open.
+    """
+    _refuse_non_regular(os.fspath(path), os.stat(path).st_mode)
+
+
+def open_regular(path: str | os.PathLike, mode: str = "rb", encoding: str | None = None):
+    """``open(path, mode)`` for reading, refusing anything but a regular file before it reads.
+
+    The path is opened without blocking (a FIFO's open would wait for a writer) and the open
+    file itself is checked with ``fstat``, so what is read is what was checked. ``mode`` is
+    ``"rb"`` or ``"r"`` (text, with ``encoding``). Raises ``FileFormatError`` as
+    ``check_regular_file`` does, and the ``OSError`` of the open (it names the path).
+    """
+    if mode not in ("rb", "r"):
+        raise ValueError(f"mode must be 'rb' or 'r', got {mode!r}")
+    path = os.fspath(path)
+    check_regular_file(path)  # before the open: a socket cannot even be opened
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        _refuse_non_regular(path, os.fstat(fd).st_mode)  # the path may have changed since
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, mode, encoding=encoding)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _refuse_non_regular(path: str, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        what = next((name for test, name in _NOT_REGULAR.items() if test(mode)), "a special file")
+        raise FileFormatError(path, f"is {what}, not a regular file: refused")
+
+
 # --- loading ----------------------------------------------------------------------------------
 def load(path: str | os.PathLike) -> Module:
     """Rebuild the model saved at ``path`` and load its weights.
@@ -216,7 +306,7 @@ def load_npy(path: str | os.PathLike) -> np.ndarray:
     file is a ``FileFormatError`` naming the file.
     """
     path = os.fspath(path)
-    with open(path, "rb") as f:  # FileNotFoundError names the path
+    with open_regular(path) as f:  # FileNotFoundError names the path
         size = os.fstat(f.fileno()).st_size
         try:
             version = np.lib.format.read_magic(f)
@@ -259,12 +349,42 @@ def _read(path: str, tensors: bool) -> tuple[dict[str, str], dict[str, np.ndarra
         raise
     except Exception as e:  # SafetensorError, and KeyError for a dtype NumPy lacks (BF16)
         raise FileFormatError(path, f"not a valid safetensors file: {_short(str(e), 500)}") from e
+    _verify(path, metadata, arrays if tensors else None)
     return metadata, arrays
 
 
+def _verify(path: str, metadata: dict[str, str], arrays: dict[str, np.ndarray] | None) -> None:
+    """Check the CRC-32s ``serialise`` stored: of the metadata, and of each tensor in ``arrays``
+    (None: the caller read none). A file without them is accepted as it is."""
+    if CHECKSUMS not in metadata:
+        return
+    sums = _parse_json(path, metadata[CHECKSUMS], CHECKSUMS)
+    if (
+        not isinstance(sums, dict)
+        or sums.get("algorithm") != "crc32"
+        or not isinstance(sums.get("metadata"), str)
+        or not isinstance(sums.get("tensors"), dict)
+    ):
+        raise FileFormatError(path, f"{CHECKSUMS} must hold the algorithm 'crc32', metadata and tensors")
+    if _metadata_crc(metadata) != sums["metadata"]:
+        raise FileFormatError(path, "its metadata fails its CRC-32 check: the file is corrupt")
+    if arrays is None:
+        return
+    stored = sums["tensors"]
+    if set(stored) != set(arrays):
+        odd = sorted(set(stored) ^ set(arrays))
+        raise FileFormatError(path, f"the checksums and the tensors differ in {_short(odd)}: corrupt file")
+    for name, a in arrays.items():
+        if _tensor_crc(a) != stored[name]:
+            raise FileFormatError(
+                path, f"tensor {name!r} fails its CRC-32 check: the file is corrupt (its data changed)"
+            )
+
+
 def _check_header(path: str) -> None:
-    """Cheap checks of the 8-byte length prefix, for clear messages on non-safetensors files."""
-    with open(path, "rb") as f:  # FileNotFoundError names the path
+    """Cheap checks of the 8-byte length prefix, for clear messages on non-safetensors files;
+    a FIFO, a device or a directory is refused here, before safetensors opens the path."""
+    with open_regular(path) as f:  # FileNotFoundError names the path
         size = os.fstat(f.fileno()).st_size
         prefix = f.read(9)
     if size < 8:
@@ -359,39 +479,45 @@ def _build(
             kwargs["dtype"] = dtype
         if "dtype" in kwargs and not _is_float_dtype(kwargs["dtype"]):
             raise FileFormatError(path, f"{where}: {kind} dtype must be a float type")
-        _check_sizes(path, where, kind, config, tensors, prefix)
+    try:
+        inspect.signature(cls).bind(**kwargs)  # a missing or unknown argument, named by Python
+        shapes = cls.state_shapes(**config)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise _cannot_build(path, kind, config, e) from None
+    _check_shapes(path, where, kind, config, shapes, tensors, prefix)
     try:
         module = cls(**kwargs)
-    except Exception as e:  # TypeError for a bogus kwarg, ValueError for a bad value, ...
-        raise FileFormatError(
-            path,
-            f"cannot build layer {kind} from config {_short(config)}: {type(e).__name__}: {str(e)[:500]}",
-        ) from e
+    except Exception as e:  # a bad value the shapes do not depend on (a stride, an init name, ...)
+        raise _cannot_build(path, kind, config, e) from e
     # a layer that builds its own children must build the ones the file describes
     if _type_tree(module) != _type_tree_of_node(node, depth):
         raise FileFormatError(path, f"{where}: the {kind} built from its config has other children")
     return module
 
 
-# the constructor arguments that size a layer's parameters (PyTorch's names)
-_SIZES = ("in_features", "out_features", "in_channels", "out_channels", "kernel_size", "num_features")
+def _cannot_build(path: str, kind: str, config: dict, e: Exception) -> FileFormatError:
+    return FileFormatError(
+        path, f"cannot build layer {kind} from config {_short(config)}: {type(e).__name__}: {str(e)[:500]}"
+    )
 
 
-def _check_sizes(path: str, where: str, kind: str, config: dict, tensors: dict, prefix: str) -> None:
-    """Refuse sizes that call for more parameters than the file stores for the layer, before
-    its constructor allocates and initialises them: a 400-byte file naming Linear(70000, 70000)
-    would cost 40 GB (weights and gradients) before the shapes were ever compared."""
-    needed = 1
-    for name in _SIZES:
-        value = config.get(name)
-        for v in value if isinstance(value, list) else [value]:
-            if isinstance(v, int) and not isinstance(v, bool) and v > 0:  # the rest: the constructor's
-                needed *= v
-    stored = sum(a.size for name, a in tensors.items() if name.startswith(prefix))
-    if needed > stored:  # (not printed: a product of JSON integers may be too long for str())
-        raise FileFormatError(
-            path, f"{where}: {kind} config {_short(config)} needs more parameters than the {stored} stored"
-        )
+def _check_shapes(
+    path: str, where: str, kind: str, config: dict, shapes: dict, tensors: dict, prefix: str
+) -> None:
+    """Refuse a layer whose config calls for a tensor the file does not store, in that shape,
+    before its constructor allocates and initialises it: a 345-byte file naming
+    RNN(1, 1, num_layers=1000000) or Linear(70000, 70000) would otherwise cost gigabytes and
+    minutes before ``load_state_dict`` compared anything. What the layer allocates is then at
+    most what the file holds."""
+    for name, shape in shapes.items():
+        stored = tensors.get(prefix + name)
+        if stored is None or stored.shape != shape:
+            found = "none" if stored is None else f"shape {stored.shape}"
+            raise FileFormatError(
+                path,
+                f"{where}: {kind} config {_short(config)} needs tensor {prefix + name!r} of shape "
+                f"{_short(shape, 100)}, the file holds {found}",
+            )
 
 
 def _stored_dtype(path: str, where: str, kind: str, tensors: dict[str, np.ndarray], prefix: str):

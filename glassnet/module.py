@@ -271,6 +271,17 @@ class Module:
         """Constructor arguments (JSON-serialisable), enough to rebuild this module."""
         return {}
 
+    @classmethod
+    def state_shapes(cls, **config) -> dict[str, tuple[int, ...]]:
+        """The shape of each parameter and buffer that ``cls(**config)`` would own (not its
+        children's), by ``state_dict`` name, computed from the arguments alone.
+
+        ``gn.load`` checks a file's tensors against these shapes before it calls the
+        constructor, so a file cannot make it allocate more than the file holds. A layer with
+        parameters or buffers overrides this; ``{}`` is right for the rest.
+        """
+        return {}
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"

@@ -383,3 +383,68 @@ def test_a_refused_resume_leaves_the_run_as_it_was(tmp_path, part):
     assert_same_weights(model.state_dict(), before)
     assert_same_weights(opt.state_dict(), opt_before)
     assert opt.lr == lr and schedule.epoch == 0 and callbacks[0].best_state is None
+
+
+def tensor_ranges(path: Path) -> dict[str, tuple[int, int]]:
+    """Each tensor's byte range in the file (after the 8-byte length and the JSON header)."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    return {k: (8 + n + v["data_offsets"][0], 8 + n + v["data_offsets"][1])
+            for k, v in header.items() if k != "__metadata__"}  # fmt: skip
+
+
+def flip_bit(path: Path, at: int, bit: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 1 << bit
+    path.write_bytes(bytes(data))
+
+
+def test_a_bit_flip_in_the_checkpoint_data_is_refused_naming_the_tensor(tmp_path):
+    """One flipped bit in a weight resumed silently, and the run ended with other weights. The
+    checkpoint carries a CRC-32 of every tensor: any changed bit of any tensor is refused."""
+    with pytest.raises(CrashError):
+        worker.train(str(tmp_path), extra=[CrashAt(13)])
+    path = tmp_path / "checkpoint.safetensors"
+    good = path.read_bytes()
+    ranges = tensor_ranges(path)
+    assert {"model/0.W", "optimizer/m", "optimizer/t", "order"} <= set(ranges)
+    rng = np.random.default_rng(0)
+    for name, (start, end) in ranges.items():
+        for at in {start, end - 1, int(rng.integers(start, end))}:
+            path.write_bytes(good)
+            flip_bit(path, at, int(rng.integers(8)))
+            with pytest.raises(FileFormatError) as info:
+                read_checkpoint(tmp_path)
+            assert info.value.path == str(path)
+            assert f"tensor {name!r} fails its CRC-32 check" in info.value.problem
+    path.write_bytes(good)
+    flip_bit(path, ranges["model/0.W"][0] + 5, 3)
+    with pytest.raises(FileFormatError, match="'model/0.W' fails its CRC-32 check"):
+        worker.train(str(tmp_path), resume=True)  # the resume itself refuses it
+
+
+def test_a_changed_checkpoint_header_is_refused(tmp_path):
+    """The run's position, generator state and configuration are covered by a CRC-32 too."""
+    with pytest.raises(CrashError):
+        worker.train(str(tmp_path), extra=[CrashAt(13)])
+    path = tmp_path / "checkpoint.safetensors"
+    raw = path.read_bytes()
+    position = b'{\\"position\\": {\\"epoch\\": 1'
+    assert raw.count(position) == 1
+    path.write_bytes(raw.replace(position, position[:-1] + b"0"))  # one bit: '1' -> '0'
+    with pytest.raises(FileFormatError, match="its metadata fails its CRC-32 check"):
+        read_checkpoint(path)
+
+
+def test_a_checkpoint_without_checksums_still_resumes(tmp_path, reference):
+    """Checkpoints written before the checksums existed resume as before (unverified)."""
+    with pytest.raises(CrashError):
+        worker.train(str(tmp_path), extra=[CrashAt(13)])
+    path = tmp_path / "checkpoint.safetensors"
+    snap = read_checkpoint(path)
+    metadata = {"glassnet_format": "1", "glassnet_checkpoint": json.dumps(snap.meta)}
+    safetensors.numpy.save_file(snap.tensors, str(path), metadata=metadata)
+    assert gio.CHECKSUMS not in gio._read(str(path), tensors=False)[0]
+    model = worker.train(str(tmp_path), resume=True)
+    assert_same_run(tmp_path, model.state_dict(), reference)

@@ -12,6 +12,11 @@ import gzip
 import json
 import os
 import pickle
+import shutil
+import socket
+import stat
+import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -148,34 +153,164 @@ def test_a_model_naming_an_unknown_layer_or_with_wrong_shapes(tmp_path):
     gn.save(gn.Sequential(gn.Linear(4, 3)), tmp_path / "m.safetensors")
     tensors = gn.io.load_state(tmp_path / "m.safetensors")
     tensors["0.W"] = np.zeros((3, 4), np.float32)
-    meta = {k: v for k, v in json.loads((tmp_path / "m.safetensors").read_bytes()[8:]
-                                         .split(b"}}", 1)[0] + b"}}")["__metadata__"].items()}  # fmt: skip
+    raw = (tmp_path / "m.safetensors").read_bytes()
+    meta = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])["__metadata__"]
+    del meta[gn.io.CHECKSUMS]  # as an earlier glassnet wrote it, or the checksums would refuse it
     safetensors.numpy.save_file(tensors, str(tmp_path / "shape.safetensors"), metadata=meta)
     assert_refused(
-        gn.load, tmp_path / "shape.safetensors", "'0.W' has shape (3, 4), the model expects (4, 3)"
+        gn.load,
+        tmp_path / "shape.safetensors",
+        "needs tensor '0.W' of shape (4, 3), the file holds shape (3, 4)",
     )
 
 
-@pytest.mark.parametrize(
-    "child",
-    [
-        {"type": "Linear", "config": {"in_features": 70000, "out_features": 70000}},
-        {"type": "Conv2d", "config": {"in_channels": 4000, "out_channels": 4000, "kernel_size": [5, 5]}},
-        {"type": "BatchNorm1d", "config": {"num_features": 10**9}},
-        {"type": "Linear", "config": {"in_features": 10**4000, "out_features": 10**4000}},
+# --- size bombs: a config asking for more than the file holds ------------------------------------
+# Every exported layer class, with configs that reach every branch of its state_shapes (bias or
+# not, affine or not, stacked and bidirectional). A new layer must add its row here.
+STATE_CONFIGS = {
+    "Linear": [dict(in_features=3, out_features=4), dict(in_features=5, out_features=1, bias=False)],
+    "Conv2d": [
+        dict(in_channels=2, out_channels=3, kernel_size=3),
+        dict(in_channels=1, out_channels=2, kernel_size=[2, 3], stride=2, bias=False),
     ],
-    ids=["Linear", "Conv2d", "BatchNorm1d", "Linear 10^4000"],
-)
-def test_a_model_config_cannot_make_load_allocate_gigabytes(tmp_path, child):
-    """A few hundred bytes naming a huge layer are refused before its constructor allocates
-    and initialises tens of gigabytes (which would be an OOM kill here, not an error)."""
-    arch = {"type": "Sequential", "config": {}, "children": [{**child, "children": []}]}
-    path = tmp_path / "huge.safetensors"
-    tensors = {"0.W": np.zeros((2, 2), np.float32), "0.b": np.zeros(2, np.float32)}
-    safetensors.numpy.save_file(
-        tensors, str(path), metadata={"glassnet_format": "1", "glassnet_architecture": json.dumps(arch)}
-    )
-    assert_refused(gn.load, path, "needs more parameters than the 6 stored")
+    "Conv1d": [
+        dict(in_channels=2, out_channels=3, kernel_size=3),
+        dict(in_channels=1, out_channels=4, kernel_size=2, dilation=2, bias=False),
+    ],
+    "BatchNorm1d": [dict(num_features=3), dict(num_features=5, affine=False, momentum=None)],
+    "BatchNorm2d": [dict(num_features=2), dict(num_features=4, affine=False)],
+    "RNN": [
+        dict(input_size=3, hidden_size=4),
+        dict(input_size=2, hidden_size=3, num_layers=3, bidirectional=True, nonlinearity="relu"),
+        dict(input_size=1, hidden_size=2, num_layers=2, bias=False),
+    ],
+    "GRU": [
+        dict(input_size=3, hidden_size=4),
+        dict(input_size=2, hidden_size=3, num_layers=2, bidirectional=True, bias=False),
+    ],
+    "LSTM": [
+        dict(input_size=3, hidden_size=4, bias=False),
+        dict(input_size=2, hidden_size=5, num_layers=3, bidirectional=True),
+    ],
+    "Dropout": [{}, dict(p=0.3)],
+    "GaussianDropout": [dict(rate=0.2)],
+    "Flatten": [{}],
+    "Reshape": [dict(shape=[2, 3])],
+    "LastStep": [{}],
+    "MaxPool1d": [dict(kernel_size=2)],
+    "MaxPool2d": [dict(kernel_size=2, stride=1)],
+    "AvgPool1d": [dict(kernel_size=3, padding=1)],
+    "AvgPool2d": [dict(kernel_size=2)],
+    "GlobalAvgPool2d": [{}],
+    "GlobalMaxPool2d": [{}],
+    "ELU": [dict(alpha=0.5)],
+    "GELU": [dict(approximate="tanh")],
+    "LeakyReLU": [dict(negative_slope=0.2)],
+    "ReLU": [{}],
+    "Sigmoid": [{}],
+    "Softmax": [dict(axis=1)],
+    "Softplus": [dict(beta=2.0, threshold=5.0)],
+    "Tanh": [{}],
+}
+
+
+def layer_classes() -> dict[str, type]:
+    return {
+        name: getattr(gn.layers, name)
+        for name in gn.layers.__all__
+        if isinstance(getattr(gn.layers, name), type) and issubclass(getattr(gn.layers, name), gn.Module)
+    }
+
+
+def own_state_shapes(layer: gn.Module) -> dict[str, tuple[int, ...]]:
+    return {p.name: p.shape for p in layer.params} | {k: np.shape(b) for k, b in layer.buffers().items()}
+
+
+def test_every_layer_computes_its_state_shapes_from_its_config(tmp_path):
+    """What ``gn.load`` checks before it builds a layer is exactly what the layer then holds."""
+    classes = layer_classes()
+    assert set(classes) == set(STATE_CONFIGS), "add every new layer class to STATE_CONFIGS"
+    for name, cls in classes.items():
+        for config in STATE_CONFIGS[name]:
+            layer = cls(**config)
+            shapes = own_state_shapes(layer)
+            assert cls.state_shapes(**config) == shapes, (name, config)
+            assert cls.state_shapes(**layer.config()) == shapes, (name, config)
+            if shapes:
+                assert cls.state_shapes.__func__ is not gn.Module.state_shapes.__func__, name
+            gn.save(gn.Sequential(layer), tmp_path / "m.safetensors")
+            assert own_state_shapes(gn.load(tmp_path / "m.safetensors").layers[0]) == shapes
+
+
+def sizing_keys(cls: type, config: dict) -> list[str]:
+    """The config's integer values that the state's shapes depend on (found by changing each)."""
+    keys = []
+    for key, value in config.items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            if cls.state_shapes(**{**config, key: value + 1}) != cls.state_shapes(**config):
+                keys.append(key)
+    return keys
+
+
+def bomb_cases() -> list[tuple[str, dict, dict]]:
+    """(name, the small config whose tensors the file stores, the config the file declares)."""
+    cases = []
+    for name, configs in STATE_CONFIGS.items():
+        cls = getattr(gn.layers, name)
+        for config in configs:
+            for key in sizing_keys(cls, config):
+                for huge in (10**5, 10**9, 10**4000):
+                    cases.append((name, config, {**config, key: huge}))
+    stacked = dict(input_size=1, hidden_size=1)  # the issue's reports, and the limit itself
+    cases += [
+        ("RNN", stacked, {**stacked, "num_layers": 1_000_000}),
+        ("RNN", stacked, {**stacked, "num_layers": 10**9, "bidirectional": True}),
+        ("GRU", stacked, {"input_size": 500, "hidden_size": 500, "num_layers": 200}),
+        ("LSTM", stacked, dict(input_size=4096, hidden_size=4096, num_layers=1000, bidirectional=True)),
+        ("Conv2d", dict(in_channels=1, out_channels=1, kernel_size=1),
+         dict(in_channels=1, out_channels=1, kernel_size=[10**5, 10**5])),
+    ]  # fmt: skip
+    return cases
+
+
+def test_a_model_config_cannot_make_load_allocate_more_than_the_file_holds(tmp_path):
+    """A few hundred bytes naming a huge layer (``RNN(1, 1, num_layers=1000000)`` took 41 s and
+    3 GB; ``GRU(500, 500, num_layers=200)`` 2.4 GB) are refused at once, before its constructor
+    allocates anything: for every layer with state, each sizing argument made huge in turn."""
+    import time
+    import tracemalloc
+
+    cases = bomb_cases()
+    assert {name for name, _, _ in cases} == {"Linear", "Conv2d", "Conv1d", "BatchNorm1d", "BatchNorm2d",
+                                              "RNN", "GRU", "LSTM"}  # fmt: skip
+    path = tmp_path / "bomb.safetensors"
+    for name, small, declared in cases:
+        tensors = {
+            f"0.{k}": np.ascontiguousarray(v)
+            for k, v in getattr(gn.layers, name)(**small).state_dict().items()
+        }
+        arch = {
+            "type": "Sequential",
+            "config": {},
+            "children": [{"type": name, "config": declared, "children": []}],
+        }
+        safetensors.numpy.save_file(
+            tensors, str(path), metadata={"glassnet_format": "1", "glassnet_architecture": json.dumps(arch)}
+        )
+        assert path.stat().st_size < 20_000  # a few kilobytes
+        tracemalloc.start()
+        start = time.perf_counter()
+        try:
+            with pytest.raises(FileFormatError) as info:
+                gn.load(path)
+            seconds, peak = time.perf_counter() - start, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert info.value.path == str(path)
+        assert f"{name} config" in info.value.problem or f"cannot build layer {name}" in info.value.problem
+        assert len(str(info.value)) < 2000, "a message must stay readable"
+        # refused in milliseconds with kilobytes; the bounds leave room for a slow, busy machine
+        assert seconds < 1.0 and peak < 20_000_000, (name, declared, seconds, peak)
 
 
 def test_a_checkpoint_of_the_wrong_kind(tmp_path):
@@ -196,6 +331,77 @@ def test_a_checkpoint_of_the_wrong_kind(tmp_path):
         assert_refused(read_checkpoint, path, problem)
     safetensors.numpy.save_file({}, str(path), metadata={"glassnet_format": "2", "glassnet_checkpoint": "{}"})
     assert_refused(read_checkpoint, path, "unsupported glassnet_format '2'")
+
+
+# --- not regular files: a FIFO, a directory, a device, a socket ---------------------------------
+def refused_at_once(reader, path: Path, timeout: float = 10.0) -> BaseException:
+    """What ``reader(path)`` raises, run in a thread: a reader that blocks on a FIFO fails the
+    test after ``timeout`` seconds instead of hanging it (a writer is then opened to free it)."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            reader(path)
+            outcome.append(None)
+        except BaseException as e:  # noqa: BLE001 -- handed to the test thread
+            outcome.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        if stat.S_ISFIFO(os.stat(path).st_mode):
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # EOF for the blocked reader
+        pytest.fail(f"{reader.__name__}({path}) still blocked after {timeout} s")
+    assert outcome[0] is not None, f"{reader.__name__} read {path}"
+    return outcome[0]
+
+
+@pytest.fixture
+def special_files():
+    """A FIFO, a directory, a character device and a socket (a short path: sockets' limit)."""
+    directory = Path(tempfile.mkdtemp(prefix="gn"))
+    os.mkfifo(directory / "fifo")
+    (directory / "dir").mkdir()
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(directory / "sock"))
+    files = {"FIFO": (directory / "fifo", "is a named pipe (FIFO)"),
+             "directory": (directory / "dir", "is a directory"),
+             "/dev/zero": (Path("/dev/zero"), "is a character device"),
+             "socket": (directory / "sock", "is a socket")}  # fmt: skip
+    yield files
+    sock.close()
+    shutil.rmtree(directory)
+
+
+@pytest.mark.parametrize("reader", ALL_READERS, ids=lambda r: r.__name__)
+def test_a_fifo_device_directory_or_socket_is_refused_at_once(special_files, reader):
+    """A FIFO given as a model, checkpoint, IDX or .npy path hung the reader forever."""
+    for kind, (path, problem) in special_files.items():
+        error = refused_at_once(reader, path)
+        if reader is read_checkpoint and kind == "directory":  # a run directory: its checkpoint
+            assert isinstance(error, FileNotFoundError) and "checkpoint.safetensors" in str(error)
+            continue
+        assert isinstance(error, FileFormatError), (kind, error)
+        assert error.path == str(path) and error.problem.startswith(problem), error
+
+
+def test_a_fifo_as_the_checkpoint_of_a_run_directory_is_refused_at_once(tmp_path):
+    os.mkfifo(tmp_path / "checkpoint.safetensors")
+    error = refused_at_once(read_checkpoint, tmp_path)
+    assert isinstance(error, FileFormatError) and error.path == str(tmp_path / "checkpoint.safetensors")
+
+
+def test_open_regular_reads_a_regular_file_and_names_the_missing_one(tmp_path):
+    (tmp_path / "a.txt").write_text("héllo", encoding="utf-8")
+    with gn.io.open_regular(tmp_path / "a.txt") as f:
+        assert f.read() == "héllo".encode()
+    with gn.io.open_regular(tmp_path / "a.txt", "r", encoding="utf-8") as f:
+        assert f.read() == "héllo"
+    with pytest.raises(FileNotFoundError, match="nothing.txt"):
+        gn.io.open_regular(tmp_path / "nothing.txt")
+    with pytest.raises(ValueError, match="mode must be 'rb' or 'r'"):
+        gn.io.open_regular(tmp_path / "a.txt", "wb")
 
 
 # --- IDX -------------------------------------------------------------------------------------------

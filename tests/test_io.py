@@ -13,7 +13,7 @@ import pytest
 import safetensors.numpy
 
 import glassnet.io as gio
-from glassnet.layers import Dropout, Flatten, Linear, ReLU
+from glassnet.layers import GRU, Dropout, Flatten, Linear, ReLU
 from glassnet.module import Sequential
 
 
@@ -123,7 +123,71 @@ def test_save_refuses_what_load_could_not_rebuild(tmp_path):
         gio.save(Sequential(Linear(2, 2), Custom()), tmp_path / "m.safetensors")
     with pytest.raises(TypeError, match="JSON"):
         gio.save(make_model(), tmp_path / "m.safetensors", metadata={"x": object()})
+    # load() refuses more than MAX_LAYERS stacked recurrent layers, so save() does too
+    with pytest.raises(ValueError, match=r"save: load\(\) could not rebuild GRU.*num_layers must be"):
+        gio.save(Sequential(GRU(1, 1, num_layers=1001)), tmp_path / "m.safetensors")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_save_refuses_a_layer_whose_state_shapes_are_wrong(tmp_path, monkeypatch):
+    """load() checks a file against state_shapes: a wrong one would make the file unreadable."""
+    monkeypatch.setattr(Linear, "state_shapes", classmethod(lambda cls, **config: {"W": (2, 2)}))
+    with pytest.raises(ValueError, match=r"save: Linear.state_shapes gives \{'W': \(2, 2\)\}"):
+        gio.save(Sequential(Linear(2, 2)), tmp_path / "m.safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bit_flip_in_a_weight_is_refused_naming_the_tensor(tmp_path):
+    path = tmp_path / "m.safetensors"
+    gio.save(make_model(), path, metadata={"classes": ["a", "b", "c"]})
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    start = 8 + n + json.loads(raw[8 : 8 + n])["4.b"]["data_offsets"][0]
+    path.write_bytes(raw[:start] + bytes([raw[start] ^ 0x10]) + raw[start + 1 :])
+    with pytest.raises(gio.FileFormatError, match=r"m.safetensors: tensor '4.b' fails its CRC-32 check"):
+        gio.load(path)
+    with pytest.raises(gio.FileFormatError, match="'4.b' fails its CRC-32 check"):
+        gio.load_state(path)
+    assert gio.load_metadata(path) == {"classes": ["a", "b", "c"]}  # it reads no tensor
+
+
+def test_single_bit_flips_of_a_model_file_are_refused_or_harmless(tmp_path):
+    """Flip each bit of a small model's data, and one bit of 300 places in its header:
+    ``load`` refuses the file (FileFormatError) or returns the very model saved (a flip in a
+    name no reader uses). Before the checksums every flip in the data loaded another model."""
+    path = tmp_path / "m.safetensors"
+    model = Sequential(Linear(2, 3), ReLU(), Linear(3, 1))
+    gio.save(model, path, metadata={"n": 1})
+    good, state = path.read_bytes(), model.state_dict()
+    data_start = 8 + int.from_bytes(good[:8], "little")
+    rng = np.random.default_rng(0)
+    flips = [(at, bit) for at in range(data_start, len(good)) for bit in range(8)]
+    flips += [(int(at), int(rng.integers(8))) for at in rng.choice(data_start, 300, replace=False)]
+    silent = []
+    for at, bit in flips:
+        path.write_bytes(good[:at] + bytes([good[at] ^ (1 << bit)]) + good[at + 1 :])
+        try:
+            loaded, meta = gio.load(path), gio.load_metadata(path)
+        except gio.FileFormatError:
+            continue
+        same = repr(loaded) == repr(model) and meta == {"n": 1}
+        same = same and all(np.array_equal(v, state[k]) for k, v in loaded.state_dict().items())
+        if not same:
+            silent.append((at, bit))
+    assert silent == [], f"{len(silent)} bit flips loaded a different model, e.g. {silent[:5]}"
+
+
+def test_a_model_file_without_checksums_still_loads(tmp_path):
+    """Files written before the checksums existed (or edited by hand) load unverified."""
+    model = make_model()
+    path = tmp_path / "m.safetensors"
+    gio.save(model, path, metadata={"k": 1})
+    meta = header_of(path)
+    del meta[gio.CHECKSUMS]
+    safetensors.numpy.save_file(tensors_of(model), str(path), metadata=meta)
+    loaded = gio.load(path)
+    assert all(np.array_equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())
+    assert gio.load_metadata(path) == {"k": 1}
 
 
 # --- atomic writes ----------------------------------------------------------------------------
@@ -313,7 +377,9 @@ def test_wrong_shape(tmp_path):
     tensors = tensors_of(model)
     tensors["4.W"] = np.zeros((8, 4), np.float32)
     path = write_with_architecture(tmp_path / "shape.safetensors", arch_of(model), tensors)
-    with pytest.raises(ValueError, match=r"shape.safetensors: .*'4.W' has shape \(8, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"shape.safetensors: .*'4.W' of shape \(8, 3\), the file holds shape \(8, 4\)"
+    ):
         gio.load(path)
 
 
@@ -322,7 +388,9 @@ def test_missing_and_unexpected_tensors(tmp_path):
     tensors = tensors_of(model)
     del tensors["1.b"]
     path = write_with_architecture(tmp_path / "missing.safetensors", arch_of(model), tensors)
-    with pytest.raises(ValueError, match=r"missing.safetensors: .*missing \['1.b'\]"):
+    with pytest.raises(
+        ValueError, match=r"missing.safetensors: .*needs tensor '1.b' of shape \(8,\), the file holds none"
+    ):
         gio.load(path)
     tensors = {**tensors_of(model), "9.W": np.zeros(2, np.float32)}
     path = write_with_architecture(tmp_path / "extra.safetensors", arch_of(model), tensors)
@@ -342,7 +410,9 @@ def test_mixed_dtypes_in_one_layer(tmp_path):
 def test_bad_format_version_and_user_metadata(tmp_path):
     path = tmp_path / "m.safetensors"
     gio.save(make_model(), path)
+    # edited by hand, without the checksums (which the edit would break: a corrupt file)
     meta = {**header_of(path), "glassnet_format": "99"}
+    del meta[gio.CHECKSUMS]
     safetensors.numpy.save_file(gio.load_state(path), str(path), metadata=meta)
     with pytest.raises(ValueError, match="m.safetensors: unsupported glassnet_format '99'"):
         gio.load(path)

@@ -19,6 +19,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import init as initializers
 from ..module import Module, Param, ShapeError, as_rng, check_arg, float_dtype
+from ._shapes import size
 
 
 def _pair(v, name: str, layer: str) -> tuple[int, int]:
@@ -188,6 +189,23 @@ class Conv2d(Module):
             "init": self.init,
         }
 
+    @classmethod
+    def state_shapes(
+        cls, in_channels, out_channels, kernel_size, bias=True, **_
+    ) -> dict[str, tuple[int, ...]]:
+        name = cls.__name__
+        c_in, c_out = size(name, "in_channels", in_channels), size(name, "out_channels", out_channels)
+        taps = cls._kernel_taps(kernel_size)
+        shapes = {"W": (c_out, c_in, *(size(name, "kernel_size", k) for k in taps))}
+        if bias:
+            shapes["b"] = (c_out,)
+        return shapes
+
+    @staticmethod
+    def _kernel_taps(kernel_size) -> tuple[int, ...]:
+        """The kernel's axes as ``W`` stores them (Conv1d: one)."""
+        return _pair(kernel_size, "kernel_size", "Conv2d")
+
 
 class Conv1d(Conv2d):
     """1-D convolution (PyTorch's ``nn.Conv1d``): a ``Conv2d`` over a height-1 image.
@@ -241,6 +259,10 @@ class Conv1d(Conv2d):
             "bias": self.b is not None,
             "init": self.init,
         }
+
+    @staticmethod
+    def _kernel_taps(kernel_size) -> tuple[int, ...]:
+        return (_single(kernel_size, "kernel_size"),)
 
 
 def _single(v, name: str) -> int:

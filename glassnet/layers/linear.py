@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import init as initializers
 from ..module import Module, Param, ShapeError, as_rng, check_arg, float_dtype
+from ._shapes import size
 
 
 class Linear(Module):
@@ -82,3 +83,8 @@ class Linear(Module):
             "bias": self.b is not None,
             "init": self.init,
         }
+
+    @classmethod
+    def state_shapes(cls, in_features, out_features, bias=True, **_) -> dict[str, tuple[int, ...]]:
+        n_in, n_out = size("Linear", "in_features", in_features), size("Linear", "out_features", out_features)
+        return {"W": (n_in, n_out), "b": (n_out,)} if bias else {"W": (n_in, n_out)}

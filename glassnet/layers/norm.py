@@ -35,6 +35,7 @@ import math
 import numpy as np
 
 from ..module import Module, Param, ShapeError, check_arg, float_dtype
+from ._shapes import size
 
 
 def _channel_sum(a: np.ndarray, c: int) -> np.ndarray:
@@ -227,6 +228,12 @@ class _BatchNorm(Module):
             "momentum": self.momentum,
             "affine": self.affine,
         }
+
+    @classmethod
+    def state_shapes(cls, num_features, affine=True, **_) -> dict[str, tuple[int, ...]]:
+        c = size(cls.__name__, "num_features", num_features)
+        stats = {"running_mean": (c,), "running_var": (c,), "num_batches_tracked": ()}
+        return {"weight": (c,), "bias": (c,), **stats} if affine else stats
 
 
 class BatchNorm1d(_BatchNorm):

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..functional import axis_order, empty_in_order
 from ..module import Module, Param, ShapeError, as_rng, check_arg, float_dtype
+from ._shapes import MAX_LAYERS, size
 
 
 class _Recurrent(Module):
@@ -192,6 +193,29 @@ class _Recurrent(Module):
             "bidirectional": self.bidirectional,
             "bias": self.bias,
         }
+
+    @classmethod
+    def state_shapes(
+        cls, input_size, hidden_size, num_layers=1, bidirectional=False, bias=True, **_
+    ) -> dict[str, tuple[int, ...]]:
+        """The four parameters per layer and direction of the module docstring; at most
+        ``MAX_LAYERS`` layers, so that the table stays small whatever a file asks for."""
+        name = cls.__name__
+        n_in, H = size(name, "input_size", input_size), size(name, "hidden_size", hidden_size)
+        layers, D, gh = (
+            size(name, "num_layers", num_layers, MAX_LAYERS),
+            2 if bidirectional else 1,
+            cls.gates * H,
+        )
+        shapes = {}
+        for k in range(layers):
+            fan_in = n_in if k == 0 else D * H
+            for d in range(D):
+                sfx = f"_l{k}" + ("_reverse" if d else "")
+                shapes.update({"W_x" + sfx: (fan_in, gh), "W_h" + sfx: (H, gh)})
+                if bias:
+                    shapes.update({"b_x" + sfx: (gh,), "b_h" + sfx: (gh,)})
+        return shapes
 
     # --- one layer and direction over time (per subclass) ---------------------------------------
     def _input_bias(self, b_x: np.ndarray, b_h: np.ndarray) -> np.ndarray:
