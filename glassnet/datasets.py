@@ -39,7 +39,7 @@ import numpy as np
 
 from .data import Dataset, train_val_split
 from .errors import FileFormatError
-from .io import open_regular
+from .io import check_regular_file, open_regular
 from .module import as_rng
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
@@ -238,7 +238,7 @@ def _check_shape(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
 def md5(path: str | os.PathLike) -> str:
     """The md5 hex digest of a file, read in chunks."""
     digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -564,6 +564,7 @@ def _read_mnist1d_cache(path: Path) -> dict[str, np.ndarray]:
 
     arrays = {}
     try:
+        check_regular_file(path)  # np.load would block on a FIFO
         f = np.load(path, allow_pickle=False)
         if not isinstance(f, np.lib.npyio.NpzFile):  # a bare .npy loads as one array
             raise bad("not an .npz archive")

@@ -61,6 +61,9 @@ import re
 import tomllib
 from dataclasses import dataclass
 
+from .errors import FileFormatError
+from .io import open_regular
+
 DATASETS = ("fashion-mnist", "mnist", "digits")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu")
 INITS = ("torch_default", "he_uniform", "he_normal", "glorot_uniform", "glorot_normal",
@@ -312,8 +315,10 @@ def load_config(path: str | os.PathLike) -> Experiment:
     """Read and check an experiment TOML file; any defect raises ``ConfigError`` naming ``path``."""
     source = os.fspath(path)
     try:
-        with open(source, "rb") as f:
+        with open_regular(source) as f:  # a FIFO would block the read
             raw = tomllib.load(f)
+    except FileFormatError as e:
+        raise ConfigError(str(e)) from None
     except OSError as e:
         raise ConfigError(f"{source}: cannot read the file: {e.strerror or e}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, ValueError, RecursionError) as e:

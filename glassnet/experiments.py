@@ -40,6 +40,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from .experiment_config import ConfigError, Experiment, load_config, parse_config
+from .io import open_regular
 from .lr_find import LRFindResult, lr_find
 
 RESULT_FORMAT = 1
@@ -242,7 +243,7 @@ def run_specs(exp: Experiment) -> list[dict]:
 def read_result(path: str) -> dict | None:
     """A result file's contents, or None if it is missing, unreadable or not a result."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open_regular(path, "r", encoding="utf-8") as f:  # a FIFO is refused, not waited on
             result = json.load(f)
     except (OSError, ValueError):
         return None

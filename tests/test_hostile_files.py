@@ -495,3 +495,25 @@ def test_broken_npy_files(tmp_path):
     assert_refused(gn.io.load_npy, path, "not a .npy file")
     np.savez(tmp_path / "b.npz", a=np.zeros(2))
     assert_refused(gn.io.load_npy, tmp_path / "b.npz", "not a .npy file")
+
+
+def test_the_other_readers_refuse_a_fifo_at_once(tmp_path):
+    """The experiment TOML, a sweep's result file, the MNIST-1D cache and the md5 of a data
+    file: each read a FIFO by a plain open (or np.load) and blocked on it."""
+    from glassnet.datasets import _read_mnist1d_cache, md5
+    from glassnet.experiment_config import ConfigError, load_config
+    from glassnet.experiments import read_result
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    error = refused_at_once(load_config, fifo)
+    assert isinstance(error, ConfigError) and "is a named pipe (FIFO)" in str(error)
+    for reader in (md5, _read_mnist1d_cache):
+        error = refused_at_once(reader, fifo)
+        assert isinstance(error, FileFormatError) and error.path == str(fifo), (reader, error)
+
+    def read_result_or_raise(path):  # read_result answers None for anything unreadable
+        assert read_result(str(path)) is None
+        raise LookupError("refused")
+
+    assert isinstance(refused_at_once(read_result_or_raise, fifo), LookupError)
