@@ -305,7 +305,31 @@ def _set_in(name: str, files: Mapping[str, str], directory: Path, checked: bool)
     if checked:
         for filename, p in found.items():
             _check_md5(p, files[filename])
+    else:
+        _refuse_another_known_set(name, found)
     return found
+
+
+# the published files of each known set: MNIST and Fashion-MNIST share file names, so a
+# user's directory could hold the other one's files without a word
+KNOWN_FILES = {"fashion-mnist": FASHION_MNIST_FILES, "mnist": MNIST_FILES}
+
+
+def _refuse_another_known_set(name: str, found: Mapping[str, Path]) -> None:
+    """Refuse a user's label file that is, byte for byte, another known set's (the label
+    files are small, so their md5 costs nothing; a user's own data matches none)."""
+    for filename in (TRAIN_LABELS, TEST_LABELS):
+        p = found.get(filename)
+        if p is None or p.suffix != ".gz":
+            continue
+        digest = md5(p)
+        for other, other_files in KNOWN_FILES.items():
+            if other != name and other_files.get(filename) == digest:
+                raise FileFormatError(
+                    p,
+                    f"is {other}'s published {filename}, not {name}'s: keep each data set "
+                    f"in its own directory ($GLASSNET_DATA/<name>)",
+                )
 
 
 def _find(filename: str, expected_md5: str, dirs: Iterable[Path]) -> Path | None:

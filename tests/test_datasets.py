@@ -362,6 +362,24 @@ def test_own_files_are_read_gzipped_or_not_without_md5(tmp_path, monkeypatch, na
 
 @pytest.mark.parametrize("where", ["path", "GLASSNET_DATA"])
 @pytest.mark.parametrize("name", list(LOADERS))
+def test_own_directory_holding_the_other_known_set_is_refused(tmp_path, monkeypatch, name, where):
+    # MNIST and Fashion-MNIST share file names: without md5 for a user's own files, MNIST's
+    # files in $GLASSNET_DATA were read as Fashion-MNIST without a word
+    monkeypatch.setattr(datasets, "PACKAGE_DIRS", {})
+    other = "mnist" if name == "fashion-mnist" else "fashion-mnist"
+    files, _ = make_idx_set(tmp_path / "data")  # stands for the other set's published files
+    monkeypatch.setitem(datasets.KNOWN_FILES, other, files)
+    if where == "GLASSNET_DATA":
+        monkeypatch.setenv("GLASSNET_DATA", str(tmp_path / "data"))
+    path = tmp_path / "data" if where == "path" else None
+    with pytest.raises(
+        FileFormatError, match=f"is {other}'s published train-labels-idx1-ubyte.gz, not {name}'s"
+    ):
+        LOADERS[name](path, download=False, cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.parametrize("where", ["path", "GLASSNET_DATA"])
+@pytest.mark.parametrize("name", list(LOADERS))
 def test_own_directory_without_the_test_set_is_refused(tmp_path, monkeypatch, name, where):
     # issue 11 item 6: a --data-dir holding only the training files took the test set from
     # the cache (or the package directory): the images of one set, scored on another's
