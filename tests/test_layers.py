@@ -6,25 +6,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cases import (
-    CASES,
-    LAYER_CASES,
-    MODE_DEPENDENT,
-    REALISTIC,
-    STOCHASTIC,
-    TORCH_REFERENCES,
-    grads_after_backward,
-    has_params,
-    make,
-    realistic_model,
-    torch_layout,
-)
+from harness import grads_after_backward, has_params, realistic_model, rows
 
 import glassnet as gn
+from glassnet.cases import CASES
 from glassnet.gradcheck import check_layer_gradients, directional_check
+from glassnet.torch_reference import torch_layout
 
 TOL = 1e-6
-PARAM_CASES = [name for name in LAYER_CASES if has_params(name)]
+LAYERS = rows("layer")
+PARAM_LAYERS = rows("layer", has_params)
 
 
 def upstream(y: np.ndarray, seed: int = 1) -> np.ndarray:
@@ -36,20 +27,22 @@ def upstream(y: np.ndarray, seed: int = 1) -> np.ndarray:
 
 
 def test_every_case_has_a_torch_reference():
-    assert set(TORCH_REFERENCES) == set(CASES)
+    missing = [case.name for case in CASES if not callable(case.torch)]
+    assert not missing, f"rows without a torch reference: {missing}"
 
 
 def test_every_layer_with_params_has_a_realistic_size():
-    assert set(PARAM_CASES) <= set(REALISTIC)
-    assert PARAM_CASES, "the table lost its layers with parameters"
+    missing = [case.name for case in CASES if has_params(case) and case.realistic is None]
+    assert not missing, f"rows with parameters and no realistic size: {missing}"
+    assert PARAM_LAYERS, "the table lost its layers with parameters"
 
 
 # --- 1. finite differences ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", LAYER_CASES)
-def test_gradients_match_finite_differences(name):
-    layer, x = make(name)
+@pytest.mark.parametrize("case", LAYERS)
+def test_gradients_match_finite_differences(case):
+    layer, x = case.build()
     errors = check_layer_gradients(layer, x)
     assert set(errors) == {"x"} | {n for n, _ in layer.named_parameters()}
     assert max(errors.values()) < TOL, errors
@@ -58,9 +51,9 @@ def test_gradients_match_finite_differences(name):
 # --- 2. directional check at a realistic size ----------------------------------------------------
 
 
-@pytest.mark.parametrize("name", LAYER_CASES)
-def test_directional_check_at_realistic_size(name):
-    model, x, labels = realistic_model(name)
+@pytest.mark.parametrize("case", LAYERS)
+def test_directional_check_at_realistic_size(case):
+    model, x, labels = realistic_model(case)
     model.to(np.float64)
     err = directional_check(model, gn.CrossEntropyLoss(), x.astype(np.float64), labels)
     assert err < TOL
@@ -69,9 +62,9 @@ def test_directional_check_at_realistic_size(name):
 # --- 3. PyTorch, float64 -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", LAYER_CASES)
-def test_matches_torch(name, torch):
-    layer, x = make(name)
+@pytest.mark.parametrize("case", LAYERS)
+def test_matches_torch(case, torch):
+    layer, x = case.build()
     layer.to(np.float64)
     y = layer.forward(x)
     dy = upstream(y)
@@ -79,7 +72,7 @@ def test_matches_torch(name, torch):
     dx = layer.backward(dy)
 
     xt = torch.tensor(x, requires_grad=True)
-    yt, tparams, *rest = TORCH_REFERENCES[name](layer, xt)
+    yt, tparams, *rest = case.torch(layer, xt)
     tbuffers = rest[0] if rest else {}
     yt.backward(torch.from_numpy(dy))
 
@@ -100,9 +93,9 @@ def test_matches_torch(name, torch):
 # --- 4. contracts --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", LAYER_CASES)
-def test_float32_stays_float32(name):
-    layer, x = make(name)  # layers are float32 by default
+@pytest.mark.parametrize("case", LAYERS)
+def test_float32_stays_float32(case):
+    layer, x = case.build()  # layers are float32 by default
     x = x.astype(np.float32)
     y = layer.forward(x)
     assert y.dtype == np.float32
@@ -114,9 +107,9 @@ def test_float32_stays_float32(name):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", LAYER_CASES)
-def test_backward_leaves_dy_and_x_untouched(name, dtype):
-    layer, x = make(name)
+@pytest.mark.parametrize("case", LAYERS)
+def test_backward_leaves_dy_and_x_untouched(case, dtype):
+    layer, x = case.build()
     layer.to(dtype)
     x = x.astype(dtype)
     x_before = x.copy()
@@ -128,9 +121,9 @@ def test_backward_leaves_dy_and_x_untouched(name, dtype):
     np.testing.assert_array_equal(x, x_before, err_msg="forward/backward wrote into x")
 
 
-@pytest.mark.parametrize("name", PARAM_CASES)
-def test_gradients_accumulate(name):
-    layer, x = make(name)
+@pytest.mark.parametrize("case", PARAM_LAYERS)
+def test_gradients_accumulate(case):
+    layer, x = case.build()
     layer.to(np.float64)
     dy = upstream(layer.forward(x))
     once = grads_after_backward(layer, x, dy, 1)
@@ -144,21 +137,22 @@ def test_gradients_accumulate(name):
         assert not p.grad.any(), pname
 
 
-@pytest.mark.parametrize("name", LAYER_CASES)
-def test_train_and_eval_differ_only_for_stochastic_layers(name):
-    layer, x = make(name)
+@pytest.mark.parametrize("case", LAYERS)
+def test_train_and_eval_differ_only_for_stochastic_layers(case):
+    """``case.mode``: "noise" (dropout), "statistics" (batch norm) or "same" (every other layer)."""
+    layer, x = case.build()
     layer.to(np.float64)
     assert layer.training
     train_a, train_b = layer.forward(x).copy(), layer.forward(x).copy()
     assert layer.eval() is layer and not layer.training
     evaluated = layer.forward(x)
-    if name in STOCHASTIC:
+    if case.mode == "noise":
         np.testing.assert_array_equal(evaluated, x)
         dy = upstream(evaluated)
         np.testing.assert_array_equal(layer.backward(dy), dy)  # identity both ways in eval
         assert not np.array_equal(train_a, x), "no noise in training"
         assert not np.array_equal(train_a, train_b), "the same noise drawn twice"
-    elif name in MODE_DEPENDENT:  # batch statistics in training, running statistics in eval
+    elif case.mode == "statistics":  # batch statistics in training, running statistics in eval
         np.testing.assert_array_equal(train_a, train_b)
         assert not np.array_equal(train_a, evaluated), "eval computes as training does"
     else:
@@ -241,15 +235,15 @@ def test_derivative_at_kink_as_torch(name, torch):
 
 
 HUGE = np.array([[1e4, -1e4, 0.0, 1.0], [-1e4, -1e4, 1e4, 3.0], [-1e4, 2.0, -1e4, -1e4]])
-FREE_CASES = [name for name in LAYER_CASES if not has_params(name)]
+FREE_LAYERS = rows("layer", lambda case: not has_params(case))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", FREE_CASES)
-def test_stable_on_huge_inputs(name, dtype, torch):
+@pytest.mark.parametrize("case", FREE_LAYERS)
+def test_stable_on_huge_inputs(case, dtype, torch):
     # RuntimeWarnings are errors (pyproject), so an overflowing exp fails here; sigmoid and
     # softmax saturate to exact 0 and 1 at +-1e4
-    layer, sample = make(name)
+    layer, sample = case.build()
     # HUGE as one example of the row's rank: (1, 1, 3, 4) for images, (1, 3, 4) for sequences
     x = HUGE.astype(dtype).reshape((1,) * (sample.ndim - HUGE.ndim) + HUGE.shape)
     y = layer.forward(x)
@@ -258,7 +252,7 @@ def test_stable_on_huge_inputs(name, dtype, torch):
     assert y.dtype == dtype and dx.dtype == dtype
     assert np.isfinite(y).all() and np.isfinite(dx).all()
     xt = torch.tensor(x, requires_grad=True)
-    yt = TORCH_REFERENCES[name](layer, xt)[0]
+    yt = case.torch(layer, xt)[0]
     yt.backward(torch.from_numpy(dy))
     tol = dict(rtol=1e-6, atol=1e-7) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(y, yt.detach().numpy(), **tol, err_msg="forward")

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cases import LOSS_CASES, TORCH_REFERENCES, make
+from harness import rows
 
 import glassnet as gn
 from glassnet.gradcheck import check_loss_gradients
 
 TOL = 1e-6
+LOSSES = rows("loss")
 
 
 def as_dtype(target, dtype):
@@ -22,9 +23,9 @@ def as_dtype(target, dtype):
 # --- 1. finite differences ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", LOSS_CASES)
-def test_gradients_match_finite_differences(name):
-    loss, (pred, target) = make(name)
+@pytest.mark.parametrize("case", LOSSES)
+def test_gradients_match_finite_differences(case):
+    loss, (pred, target) = case.build()
     errors = check_loss_gradients(loss, pred, target)
     assert errors["pred"] < TOL, errors
 
@@ -32,14 +33,14 @@ def test_gradients_match_finite_differences(name):
 # --- 3. PyTorch, float64 -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", LOSS_CASES)
-def test_matches_torch(name, torch):
-    loss, (pred, target) = make(name)
+@pytest.mark.parametrize("case", LOSSES)
+def test_matches_torch(case, torch):
+    loss, (pred, target) = case.build()
     value = loss.forward(pred, target)
     dpred = loss.backward()
 
     pt = torch.tensor(pred, requires_grad=True)
-    vt = TORCH_REFERENCES[name](loss, pt, target)
+    vt = case.torch(loss, pt, target)
     vt.backward()
 
     assert isinstance(value, float)
@@ -52,9 +53,9 @@ def test_matches_torch(name, torch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", LOSS_CASES)
-def test_dtype_kept_and_inputs_untouched(name, dtype):
-    loss, (pred, target) = make(name)
+@pytest.mark.parametrize("case", LOSSES)
+def test_dtype_kept_and_inputs_untouched(case, dtype):
+    loss, (pred, target) = case.build()
     pred, target = pred.astype(dtype), as_dtype(target, dtype)
     pred_before, target_before = pred.copy(), target.copy()
     value = loss.forward(pred, target)

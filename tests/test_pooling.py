@@ -1,6 +1,6 @@
 """Pooling beyond the table rows: PyTorch's tie rule (the first maximum takes the gradient), the
 fast tiled path against the general one, output sizes over a grid, errors and config round trips.
-The table (tests/cases.py) already runs every pooling row through finite differences, the
+The table (glassnet/cases.py) already runs every pooling row through finite differences, the
 directional check, PyTorch and the layer contracts."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Recurrent layers beyond the table: final and initial states against PyTorch, the Sequential
 paths (LastStep, backward_params), bad input, save/load, and exploding gradients with clipping.
-The table (tests/cases.py) already checks every RNN/GRU/LSTM row by finite differences and
+The table (glassnet/cases.py) already checks every RNN/GRU/LSTM row by finite differences and
 against torch (outputs, dx, every parameter gradient, dh0/dc0)."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import re
 
 import numpy as np
 import pytest
-from cases import load_params, torch_layout, torch_name, torch_recurrent
 
 import glassnet as gn
+from glassnet.torch_reference import load_params, recurrent, torch_layout, torch_name
 
 CLASSES = {"RNN": gn.RNN, "GRU": gn.GRU, "LSTM": gn.LSTM}
 
@@ -133,7 +133,7 @@ def test_zero_initial_state_is_the_default(torch):
     layer = make("GRU", bidirectional=True)
     x = np.random.default_rng(2).standard_normal((3, 4, 3))
     np.testing.assert_array_equal(layer.forward(x), layer.forward(x, np.zeros((2, 3, 5))))
-    yt, _ = torch_recurrent(layer, torch.tensor(x))
+    yt, _ = recurrent(layer, torch.tensor(x))
     np.testing.assert_allclose(layer.forward(x), yt.detach().numpy(), rtol=1e-10, atol=1e-12)
 
 
@@ -309,7 +309,7 @@ def test_gradient_norm_explodes_with_sequence_length_and_matches_torch(torch):
     # the two libraries' float64 norms differ in the second digit)
     rnn = model[0]
     x, y = sequence_batch(100)
-    yt, params = torch_recurrent(rnn, torch.tensor(x))
+    yt, params = recurrent(rnn, torch.tensor(x))
     head = torch.nn.Linear(32, 1, dtype=torch.float64)
     with torch.no_grad():
         head.weight.copy_(torch.from_numpy(model[2].W.data.T.copy()))

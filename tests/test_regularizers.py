@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cases import REGULARIZER_CASES, TORCH_REFERENCES, make
+from harness import rows
 
 import glassnet as gn
 from glassnet.gradcheck import TOLERANCE, check_regularizer_gradients, numeric_grad, relative_error
@@ -40,12 +40,12 @@ REGULARIZERS = {
 # --- the table's rows: the documented formula in torch autograd, and finite differences ----------
 
 
-@pytest.mark.parametrize("name", REGULARIZER_CASES)
-def test_row_matches_the_formula_in_torch(name):
-    reg, ps = make(name)
+@pytest.mark.parametrize("case", rows("regularizer"))
+def test_row_matches_the_formula_in_torch(case):
+    reg, ps = case.build()
     reg.backward(ps)
     tws = [torch.tensor(p.data, requires_grad=True) for p in ps]
-    total = TORCH_REFERENCES[name](reg, [t for t, p in zip(tws, ps) if p.decay])
+    total = case.torch(reg, [t for t, p in zip(tws, ps) if p.decay])
     total.backward()
     assert reg.penalty(ps) == pytest.approx(total.item(), rel=1e-13)
     for p, t in zip(ps, tws):
@@ -53,9 +53,9 @@ def test_row_matches_the_formula_in_torch(name):
         np.testing.assert_allclose(p.grad, expected, rtol=1e-14, atol=1e-15, err_msg=p.name)
 
 
-@pytest.mark.parametrize("name", REGULARIZER_CASES)
-def test_row_matches_finite_differences(name):
-    reg, ps = make(name)
+@pytest.mark.parametrize("case", rows("regularizer"))
+def test_row_matches_finite_differences(case):
+    reg, ps = case.build()
     errors = check_regularizer_gradients(reg, ps)
     assert set(errors) == {p.name for p in ps}
     assert max(errors.values()) < TOLERANCE, errors

@@ -1,0 +1,447 @@
+"""The case table: one row per built-in layer, loss and regularizer set-up, and all about it.
+
+``CASES`` is one list of ``Case`` rows. A row holds everything the checks need to know about
+one set-up, as fields: the class and the constructor arguments it sets, how to sample its
+input, its PyTorch reference, and, for layers, a realistic size for the directional check and
+how training and eval differ. Adding a layer is one edit: its rows here.
+
+Who reads the table:
+
+- ``glassnet gradcheck`` (``gradcheck.run_builtin_checks``): finite differences on every row;
+- the tests, over the same rows: finite differences, a directional check at the realistic size,
+  a float64 comparison with PyTorch, the layer contracts (dtype, ``dy`` untouched, gradients
+  accumulate, train/eval), and the rules of the table itself: every exported layer, loss and
+  regularizer has a row, and every constructor argument has a row with a non-default value
+  (``NO_ROW_NEEDED`` lists the exceptions, each with its reason).
+
+The table lives in the library, not in tests/, because the CLI needs the constructors and
+samplers; the torch references live beside them (``torch_reference``) because a row whose
+parts sit in several files, keyed by name, can be half-added without anything noticing. torch
+stays a test dependency: each reference imports it when called, never at import.
+
+Rows are written out one by one, a row per line or a few lines (``# fmt: off`` keeps them so),
+with no loops or generated names: the row's name is its test id.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import layers as L
+from . import losses, regularizers
+from . import torch_reference as T
+from .module import Module, Param
+
+# how a layer's output in training relates to its output in eval
+MODES = {
+    "same": "the same output in both modes",
+    "noise": "random in training, the identity in eval (dropout)",
+    "statistics": "batch statistics in training, running statistics in eval (batch norm)",
+}
+# the batch of the directional check's realistic model (tests/harness.py builds it)
+REALISTIC_BATCH = 64
+
+
+@dataclass(frozen=True, eq=False)
+class Case:
+    """One row of the table.
+
+    - ``name``: unique; the test id and the label ``glassnet gradcheck`` prints.
+    - ``cls``, ``args``: the class and every constructor argument the row gives, by name (a
+      generator ``rng`` is added by ``make`` when the class takes one), so a test can read which
+      arguments the table exercises with which values.
+    - ``sample(rng)``: the input (layers), (pred, target) (losses) or a list of ``Param``
+      (regularizers), drawn away from kinks (|z| >= 0.1 around ReLU's 0, margins away from hinge
+      points) so differences are smooth.
+    - ``torch``: the PyTorch reference, a function of ``torch_reference`` (its signature per kind
+      is documented there).
+    - ``wrap(obj, rng)``: adjusts the built object where the row needs more than a constructor
+      call (random batch-norm gamma, a recurrent layer run from a given state).
+    - layers only: ``realistic(rng)`` builds the layer at a realistic size for the directional
+      check (None: the row's own small layer, fine for layers without parameters);
+      ``features`` is the per-example input shape there; ``mode`` is a key of ``MODES``.
+    """
+
+    name: str
+    cls: type
+    args: dict[str, object]
+    sample: Callable[[np.random.Generator], object]
+    torch: Callable[..., object]
+    wrap: Callable[[object, np.random.Generator], object] | None = None
+    realistic: Callable[[np.random.Generator], Module] | None = None
+    features: tuple[int, ...] = (256,)
+    mode: str = "same"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"Case {self.name!r}: mode must be one of {list(MODES)}, got {self.mode!r}")
+
+    @property
+    def kind(self) -> str:
+        """The row's kind, from its class: "layer", "loss" or "regularizer"."""
+        if issubclass(self.cls, losses.Loss):
+            return "loss"
+        if issubclass(self.cls, regularizers.Regularizer):
+            return "regularizer"
+        return "layer"
+
+    def make(self, rng: np.random.Generator) -> object:
+        """The row's object, built from ``args`` (and ``rng``, if the class takes one)."""
+        kwargs = dict(self.args)
+        if "rng" in inspect.signature(self.cls).parameters:
+            kwargs["rng"] = rng
+        obj = self.cls(**kwargs)
+        return obj if self.wrap is None else self.wrap(obj, rng)
+
+    def build(self, seed: int = 0) -> tuple[object, object]:
+        """The row's object and its sampled input, both drawn from ``default_rng(seed)``."""
+        rng = np.random.default_rng(seed)
+        obj = self.make(rng)
+        return obj, self.sample(rng)
+
+
+# Constructor arguments (or whole classes) that need no row with a non-default value, each with
+# the reason. Every other argument of every exported layer, loss and regularizer has one, and
+# every other class has a row (tests/test_gradcheck.py checks both).
+NO_ROW_NEEDED = {
+    "rng": "plumbing: the generator a layer draws its weights or noise from; every row passes "
+    "one (Case.make), and the noise's distribution is tested on its own (test_layers)",
+    "dtype": "plumbing: the rows run in float64 (the checks convert) and the float32 contract is "
+    "checked for every row (test_float32_stays_float32)",
+    "FixedDropoutPenalty": "its penalty belongs to the weights it was measured on (from_model), not "
+    "to the parameters it is given, so the regularizer harness cannot run it; tested against the "
+    "formula, finite differences and torch in test_dropout_penalty",
+}
+
+
+# --- samplers ------------------------------------------------------------------------------------
+
+
+def away_from_zero(shape, low: float = 0.1, high: float = 2.0):
+    """Magnitudes in [low, high), random signs: no entry within ``low`` of a kink at 0."""
+
+    def sample(rng):
+        mag = rng.uniform(low, high, size=shape)
+        return np.where(rng.random(shape) < 0.5, -mag, mag)
+
+    return sample
+
+
+def _normal(shape, scale=1.0):
+    return lambda rng: rng.standard_normal(shape) * scale
+
+
+def _bands(shape, *bands: tuple[float, float]):
+    """Values drawn in turn from each (low, high) band, shuffled: a sampler that reaches every
+    branch of a piecewise function (one band per piece) and stays off its kinks (the gaps)."""
+
+    def sample(rng):
+        n = int(np.prod(shape))
+        values = [rng.uniform(*bands[i % len(bands)]) for i in range(n)]
+        return rng.permutation(np.array(values)).reshape(shape)
+
+    return sample
+
+
+def _distinct(shape):
+    """A permutation of values 0.05 apart plus noise under 0.005: no two units of a pooling
+    window are within 1e-3 of each other, so no difference step crosses a tie."""
+    n = np.prod(shape)
+    return lambda rng: (rng.permutation(n).reshape(shape) - n / 2) * 0.05 + rng.uniform(0, 0.005, shape)
+
+
+def _second_block(shape, scale: float = 2.0):
+    """Batch norm's input: the second of two standard-normal blocks, so it is not the first
+    block, which a check seeded alike draws as its upstream gradient (an upstream proportional
+    to x lies in the null space of batch norm's dx)."""
+    return lambda rng: scale * rng.standard_normal((2, *shape))[1]
+
+
+def _labels(n, classes):
+    return lambda rng: rng.integers(0, classes, size=n)
+
+
+def _hinge(rng):
+    # logits spaced by 0.3 so no margin (1 or 0.45) sits within eps of its kink at 0
+    z = rng.permutation(np.arange(5) * 0.3)[None, :] + np.arange(4)[:, None] * 0.05
+    return z + rng.standard_normal((4, 1)), rng.integers(0, 5, size=4)
+
+
+def _binary_hinge(rng):
+    # scores t (1 + d), |d| >= 0.1: every margin 1 - t z = -d is away from the kink
+    t = np.tile([1, -1], 3)
+    return t * (1 + away_from_zero((6,), 0.1, 0.8)(rng)), t
+
+
+def _binary_hinge_half_margin(rng):
+    # t z in three bands for margin 0.5: violated, satisfied only because the margin is 0.5
+    # (a loss that used 1 would count these), and satisfied for either
+    t = np.tile([1, -1], 6)
+    return t * _bands((12,), (-1.0, 0.4), (0.6, 0.9), (1.1, 2.0))(rng), t
+
+
+def _huber(rng):
+    r = away_from_zero((4, 3), 0.1, 0.8)(rng) + np.where(rng.random((4, 3)) < 0.5, 0, 1.5)
+    t = rng.standard_normal((4, 3))
+    return t + r, t
+
+
+def _huber_half_delta(rng):
+    # |r| below delta = 0.5, between delta and 1 (where a backward clipping at 1 differs),
+    # and above 1; both signs
+    r = _bands((4, 3), (0.05, 0.4), (0.6, 0.9), (1.1, 2.5))(rng) * np.tile([1, -1], 6).reshape(4, 3)
+    t = rng.standard_normal((4, 3))
+    return t + r, t
+
+
+def _weights(rng: np.random.Generator) -> list[Param]:
+    """Two weights and a bias (``decay=False``) in float64, |w| >= 0.1: a regularizer row's
+    input (central differences never straddle L1's kink at 0)."""
+
+    def draw(shape):
+        w = rng.standard_normal(shape)
+        return np.sign(w) * (0.1 + np.abs(w))
+
+    return [Param(draw((4, 3)), "W1"), Param(draw(3), "b1", decay=False), Param(draw((3, 2)), "W2")]
+
+
+# --- wrappers ------------------------------------------------------------------------------------
+
+
+def _random_affine(bn, rng):
+    # gamma and beta drawn at random, not left at ones and zeros, so the check exercises them
+    for p in bn.parameters():
+        np.copyto(p.data, rng.uniform(0.5, 1.5, p.shape))
+    return bn
+
+
+class FromInitialState(Module):
+    """A recurrent layer run from a given initial state, held as a parameter ``h0`` (and ``c0``
+    for an LSTM) so that the table's checks (finite differences, PyTorch) cover the layer's
+    gradient with respect to its initial state, ``dh0`` (and ``dc0``)."""
+
+    def __init__(self, layer: Module, batch: int, rng: np.random.Generator) -> None:
+        super().__init__()
+        self.layer = layer
+        self.children = [layer]
+        shape = (layer.num_layers * layer.directions, batch, layer.hidden_size)
+        names = ["h0", "c0"][: layer.states]
+        dtype = layer.parameters()[0].data.dtype
+        self.params = [Param(rng.uniform(-1, 1, shape).astype(dtype), name, decay=False) for name in names]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        states = [p.data for p in self.params]
+        return self.layer.forward(x, states[0] if len(states) == 1 else tuple(states))
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        dx = self.layer.backward(dy)
+        for p, grad in zip(self.params, [self.layer.dh0, getattr(self.layer, "dc0", None)]):
+            p.grad += grad
+        return dx
+
+
+def _from_initial_state(batch: int):
+    return lambda layer, rng: FromInitialState(layer, batch, rng)
+
+
+# --- the table -------------------------------------------------------------------------------------
+
+# fmt: off
+CASES: list[Case] = [
+    # --- linear ---
+    Case("Linear", L.Linear, {"in_features": 5, "out_features": 4}, _normal((3, 5)), torch=T.linear,
+         realistic=lambda rng: L.Linear(256, 128, rng=rng)),
+    Case("Linear (3-D input)", L.Linear, {"in_features": 4, "out_features": 3}, _normal((2, 3, 4)),
+         torch=T.linear, realistic=lambda rng: L.Linear(256, 128, rng=rng), features=(8, 256)),
+    Case("Linear (no bias)", L.Linear, {"in_features": 5, "out_features": 4, "bias": False}, _normal((3, 5)),
+         torch=T.linear, realistic=lambda rng: L.Linear(256, 128, bias=False, rng=rng)),
+    Case("Linear (he_normal init)", L.Linear, {"in_features": 5, "out_features": 4, "init": "he_normal"},
+         _normal((3, 5)), torch=T.linear,
+         realistic=lambda rng: L.Linear(256, 128, init="he_normal", rng=rng)),
+    # --- activations ---
+    Case("Sigmoid", L.Sigmoid, {}, _normal((3, 5), 2.0), torch=T.stateless(lambda nn, layer: nn.Sigmoid())),
+    Case("Tanh", L.Tanh, {}, _normal((3, 5)), torch=T.stateless(lambda nn, layer: nn.Tanh())),
+    Case("ReLU", L.ReLU, {}, away_from_zero((3, 5)), torch=T.stateless(lambda nn, layer: nn.ReLU())),
+    Case("LeakyReLU", L.LeakyReLU, {"negative_slope": 0.1}, away_from_zero((3, 5)),
+         torch=T.stateless(lambda nn, layer: nn.LeakyReLU(layer.negative_slope))),
+    Case("ELU", L.ELU, {"alpha": 1.3}, away_from_zero((3, 5)),
+         torch=T.stateless(lambda nn, layer: nn.ELU(layer.alpha))),
+    Case("Softplus", L.Softplus, {"beta": 2.0}, _normal((3, 5), 3.0),
+         torch=T.stateless(lambda nn, layer: nn.Softplus(layer.beta, layer.threshold))),
+    # beta z against the threshold: z in (3, 6) is below it (z would not be); z > 6 above it
+    Case("Softplus (beta 0.5, threshold 3)", L.Softplus, {"beta": 0.5, "threshold": 3.0},
+         _bands((3, 5), (-4.0, 2.5), (3.5, 5.5), (6.5, 9.0)),
+         torch=T.stateless(lambda nn, layer: nn.Softplus(layer.beta, layer.threshold))),
+    Case("GELU", L.GELU, {}, _normal((3, 5), 2.0),
+         torch=T.stateless(lambda nn, layer: nn.GELU(approximate=layer.approximate))),
+    Case("GELU (tanh)", L.GELU, {"approximate": "tanh"}, _normal((3, 5), 2.0),
+         torch=T.stateless(lambda nn, layer: nn.GELU(approximate=layer.approximate))),
+    Case("Softmax", L.Softmax, {}, _normal((3, 5), 2.0),
+         torch=T.stateless(lambda nn, layer: nn.Softmax(dim=layer.axis))),
+    Case("Softmax (axis=1 of 3)", L.Softmax, {"axis": 1}, _normal((2, 4, 3)),
+         torch=T.stateless(lambda nn, layer: nn.Softmax(dim=layer.axis)), features=(16, 32)),
+    # --- reshaping ---
+    Case("Flatten", L.Flatten, {}, _normal((2, 3, 2, 2)), torch=T.stateless(lambda nn, layer: nn.Flatten()),
+         features=(4, 4, 16)),
+    Case("Reshape", L.Reshape, {"shape": (2, 2)}, _normal((3, 4)),
+         torch=T.stateless(lambda nn, layer: nn.Unflatten(1, layer.shape)), features=(4,)),
+    # --- dropout ---
+    Case("Dropout", L.Dropout, {"p": 0.4}, _normal((4, 6)), torch=T.dropout, mode="noise"),
+    Case("GaussianDropout", L.GaussianDropout, {"rate": 0.3}, _normal((4, 6)), torch=T.gaussian_dropout,
+         mode="noise"),
+    # --- losses ---
+    Case("MSELoss", losses.MSELoss, {},
+         lambda rng: (rng.standard_normal((4, 3)), rng.standard_normal((4, 3))),
+         torch=T.loss_module(lambda nn, loss: nn.MSELoss())),
+    Case("QuadraticCost", losses.QuadraticCost, {},
+         lambda rng: (rng.standard_normal((4, 3)), _labels(4, 3)(rng)), torch=T.quadratic_cost),
+    Case("CrossEntropyLoss", losses.CrossEntropyLoss, {},
+         lambda rng: (rng.standard_normal((4, 5)) * 3, _labels(4, 5)(rng)), torch=T.cross_entropy),
+    Case("CrossEntropyLoss (probabilities)", losses.CrossEntropyLoss, {},
+         lambda rng: (rng.standard_normal((4, 5)), rng.dirichlet(np.ones(5), size=4)), torch=T.cross_entropy),
+    Case("CrossEntropyLoss (label smoothing)", losses.CrossEntropyLoss, {"label_smoothing": 0.1},
+         lambda rng: (rng.standard_normal((4, 5)), _labels(4, 5)(rng)), torch=T.cross_entropy),
+    Case("BCEWithLogitsLoss", losses.BCEWithLogitsLoss, {},
+         lambda rng: (rng.standard_normal((4, 3)) * 3, rng.random((4, 3))),
+         torch=T.loss_module(lambda nn, loss: nn.BCEWithLogitsLoss())),
+    Case("HingeLoss", losses.HingeLoss, {}, _hinge, torch=T.hinge),
+    # differences of logits are multiples of 0.3: those of 0.3 and less violate margin 0.45,
+    # those of 0.6 and 0.9 satisfy it (and would violate the default margin 1)
+    Case("HingeLoss (margin 0.45)", losses.HingeLoss, {"margin": 0.45}, _hinge, torch=T.hinge),
+    Case("HingeLoss (binary)", losses.HingeLoss, {}, _binary_hinge, torch=T.hinge),
+    Case("HingeLoss (binary, margin 0.5)", losses.HingeLoss, {"margin": 0.5}, _binary_hinge_half_margin,
+         torch=T.hinge),
+    Case("HuberLoss", losses.HuberLoss, {}, _huber,
+         torch=T.loss_module(lambda nn, loss: nn.HuberLoss(delta=loss.delta))),
+    Case("HuberLoss (delta 0.5)", losses.HuberLoss, {"delta": 0.5}, _huber_half_delta,
+         torch=T.loss_module(lambda nn, loss: nn.HuberLoss(delta=loss.delta))),
+    # --- regularizers: the documented formulas in torch ---
+    Case("L1", regularizers.L1, {"lam": 0.2}, _weights, torch=T.l1),
+    Case("L2", regularizers.L2, {"lam": 0.3}, _weights, torch=T.l2),
+    Case("ElasticNet", regularizers.ElasticNet, {"l1": 0.2, "l2": 0.3}, _weights, torch=T.elastic_net),
+    # --- convolution ---
+    Case("Conv2d", L.Conv2d, {"in_channels": 3, "out_channels": 4, "kernel_size": 3}, _normal((2, 3, 6, 5)),
+         torch=T.conv, realistic=lambda rng: L.Conv2d(16, 32, 3, padding=1, rng=rng), features=(16, 12, 12)),
+    Case("Conv2d (stride 2, padding 1)", L.Conv2d,
+         {"in_channels": 2, "out_channels": 3, "kernel_size": 3, "stride": 2, "padding": 1},
+         _normal((2, 2, 7, 6)), torch=T.conv,
+         realistic=lambda rng: L.Conv2d(16, 32, 3, stride=2, padding=1, rng=rng), features=(16, 12, 12)),
+    Case("Conv2d (5x3, dilation 2, no bias)", L.Conv2d,
+         {"in_channels": 2, "out_channels": 3, "kernel_size": (5, 3), "padding": (2, 1), "dilation": 2,
+          "bias": False},
+         _normal((2, 2, 9, 7)), torch=T.conv,
+         realistic=lambda rng: L.Conv2d(16, 8, (5, 3), dilation=2, bias=False, rng=rng),
+         features=(16, 12, 12)),
+    Case("Conv2d (1x1)", L.Conv2d, {"in_channels": 4, "out_channels": 2, "kernel_size": 1},
+         _normal((2, 4, 3, 3)), torch=T.conv, realistic=lambda rng: L.Conv2d(16, 32, 1, rng=rng),
+         features=(16, 8, 8)),
+    Case("Conv2d (glorot_uniform init)", L.Conv2d,
+         {"in_channels": 3, "out_channels": 4, "kernel_size": 3, "init": "glorot_uniform"},
+         _normal((2, 3, 6, 5)), torch=T.conv,
+         realistic=lambda rng: L.Conv2d(16, 32, 3, padding=1, init="glorot_uniform", rng=rng),
+         features=(16, 12, 12)),
+    Case("Conv1d", L.Conv1d, {"in_channels": 3, "out_channels": 4, "kernel_size": 5, "padding": 2},
+         _normal((2, 3, 11)), torch=T.conv, realistic=lambda rng: L.Conv1d(16, 32, 5, padding=2, rng=rng),
+         features=(16, 40)),
+    Case("Conv1d (stride 2, dilation 2)", L.Conv1d,
+         {"in_channels": 2, "out_channels": 3, "kernel_size": 3, "stride": 2, "dilation": 2},
+         _normal((2, 2, 12)), torch=T.conv,
+         realistic=lambda rng: L.Conv1d(16, 8, 3, stride=2, dilation=2, rng=rng), features=(16, 40)),
+    Case("Conv1d (no bias, lecun_normal init)", L.Conv1d,
+         {"in_channels": 3, "out_channels": 4, "kernel_size": 3, "padding": 1, "bias": False,
+          "init": "lecun_normal"},
+         _normal((2, 3, 9)), torch=T.conv,
+         realistic=lambda rng: L.Conv1d(16, 32, 3, padding=1, bias=False, init="lecun_normal", rng=rng),
+         features=(16, 40)),
+    # --- pooling: inputs with no near-ties (_distinct) ---
+    Case("MaxPool2d", L.MaxPool2d, {"kernel_size": 2}, _distinct((2, 3, 6, 6)), torch=T.pooling,
+         features=(8, 12, 12)),
+    Case("MaxPool2d (3, stride 2, padding 1)", L.MaxPool2d, {"kernel_size": 3, "stride": 2, "padding": 1},
+         _distinct((2, 3, 7, 7)), torch=T.pooling, features=(8, 12, 12)),
+    Case("MaxPool2d (2x3, stride (2, 1))", L.MaxPool2d, {"kernel_size": (2, 3), "stride": (2, 1)},
+         _distinct((2, 2, 5, 7)), torch=T.pooling, features=(8, 12, 12)),
+    Case("AvgPool2d", L.AvgPool2d, {"kernel_size": 2}, _distinct((2, 3, 6, 6)), torch=T.pooling,
+         features=(8, 12, 12)),
+    Case("AvgPool2d (3, stride 2, padding 1)", L.AvgPool2d, {"kernel_size": 3, "stride": 2, "padding": 1},
+         _distinct((2, 3, 7, 7)), torch=T.pooling, features=(8, 12, 12)),
+    Case("MaxPool1d", L.MaxPool1d, {"kernel_size": 2}, _distinct((2, 3, 8)), torch=T.pooling,
+         features=(8, 32)),
+    Case("MaxPool1d (3, stride 2, padding 1)", L.MaxPool1d, {"kernel_size": 3, "stride": 2, "padding": 1},
+         _distinct((2, 3, 9)), torch=T.pooling, features=(8, 32)),
+    Case("AvgPool1d (3, stride 1)", L.AvgPool1d, {"kernel_size": 3, "stride": 1}, _distinct((2, 3, 8)),
+         torch=T.pooling, features=(8, 32)),
+    Case("AvgPool1d (3, stride 2, padding 1)", L.AvgPool1d, {"kernel_size": 3, "stride": 2, "padding": 1},
+         _distinct((2, 3, 9)), torch=T.pooling, features=(8, 32)),
+    # global pooling is adaptive pooling to 1x1, then flatten (torch.amax would split ties)
+    Case("GlobalAvgPool2d", L.GlobalAvgPool2d, {}, _distinct((2, 3, 4, 5)),
+         torch=T.stateless(lambda nn, layer: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())),
+         features=(8, 12, 12)),
+    Case("GlobalMaxPool2d", L.GlobalMaxPool2d, {}, _distinct((2, 3, 4, 5)),
+         torch=T.stateless(lambda nn, layer: nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten())),
+         features=(8, 12, 12)),
+    # --- normalization: training mode (batch statistics), gamma and beta at random ---
+    Case("BatchNorm1d", L.BatchNorm1d, {"num_features": 4}, _second_block((6, 4)), torch=T.batch_norm,
+         wrap=_random_affine, realistic=lambda rng: L.BatchNorm1d(256), mode="statistics"),
+    Case("BatchNorm1d (3-D input)", L.BatchNorm1d, {"num_features": 3}, _second_block((2, 3, 5)),
+         torch=T.batch_norm, wrap=_random_affine, realistic=lambda rng: L.BatchNorm1d(32), features=(32, 64),
+         mode="statistics"),
+    Case("BatchNorm2d", L.BatchNorm2d, {"num_features": 3}, _second_block((2, 3, 3, 4)), torch=T.batch_norm,
+         wrap=_random_affine, realistic=lambda rng: L.BatchNorm2d(16), features=(16, 12, 12),
+         mode="statistics"),
+    Case("BatchNorm1d (affine=False)", L.BatchNorm1d, {"num_features": 4, "affine": False},
+         _second_block((5, 4)), torch=T.batch_norm, wrap=_random_affine,
+         realistic=lambda rng: L.BatchNorm1d(256, affine=False), mode="statistics"),
+    Case("BatchNorm1d (eps 0.5, momentum None)", L.BatchNorm1d,
+         {"num_features": 4, "eps": 0.5, "momentum": None}, _second_block((6, 4)), torch=T.batch_norm,
+         wrap=_random_affine, realistic=lambda rng: L.BatchNorm1d(256, eps=0.5, momentum=None),
+         mode="statistics"),
+    Case("BatchNorm2d (momentum 0.3, eps 0.1, affine=False)", L.BatchNorm2d,
+         {"num_features": 1, "momentum": 0.3, "eps": 0.1, "affine": False}, _second_block((3, 1, 3, 4)),
+         torch=T.batch_norm, wrap=_random_affine,
+         realistic=lambda rng: L.BatchNorm2d(16, momentum=0.3, eps=0.1, affine=False), features=(16, 12, 12),
+         mode="statistics"),
+    # --- recurrent: (N, T, features) = (2, 5, 3), hidden size 4: backprop through five steps;
+    # realistic (T, features) = (20, 32) ---
+    Case("RNN (tanh)", L.RNN, {"input_size": 3, "hidden_size": 4}, _normal((2, 5, 3)), torch=T.recurrent,
+         realistic=lambda rng: L.RNN(32, 64, rng=rng), features=(20, 32)),
+    Case("RNN (relu)", L.RNN, {"input_size": 3, "hidden_size": 4, "nonlinearity": "relu"}, _normal((2, 5, 3)),
+         torch=T.recurrent, realistic=lambda rng: L.RNN(32, 64, nonlinearity="relu", rng=rng),
+         features=(20, 32)),
+    Case("RNN (2 layers, bidirectional, no bias)", L.RNN,
+         {"input_size": 3, "hidden_size": 4, "num_layers": 2, "bidirectional": True, "bias": False},
+         _normal((2, 5, 3)), torch=T.recurrent,
+         realistic=lambda rng: L.RNN(32, 32, num_layers=2, bidirectional=True, bias=False, rng=rng),
+         features=(20, 32)),
+    Case("GRU", L.GRU, {"input_size": 3, "hidden_size": 4}, _normal((2, 5, 3)), torch=T.recurrent,
+         realistic=lambda rng: L.GRU(32, 64, rng=rng), features=(20, 32)),
+    Case("GRU (2 layers, bidirectional)", L.GRU,
+         {"input_size": 3, "hidden_size": 4, "num_layers": 2, "bidirectional": True}, _normal((2, 5, 3)),
+         torch=T.recurrent, realistic=lambda rng: L.GRU(32, 32, num_layers=2, bidirectional=True, rng=rng),
+         features=(20, 32)),
+    Case("GRU (h0 given, bidirectional)", L.GRU, {"input_size": 3, "hidden_size": 4, "bidirectional": True},
+         _normal((2, 5, 3)), torch=T.recurrent_from_state, wrap=_from_initial_state(2),
+         realistic=lambda rng: FromInitialState(
+             L.GRU(32, 32, bidirectional=True, rng=rng), REALISTIC_BATCH, rng),
+         features=(20, 32)),
+    Case("GRU (no bias)", L.GRU, {"input_size": 3, "hidden_size": 4, "bias": False}, _normal((2, 5, 3)),
+         torch=T.recurrent, realistic=lambda rng: L.GRU(32, 64, bias=False, rng=rng), features=(20, 32)),
+    Case("LSTM", L.LSTM, {"input_size": 3, "hidden_size": 4}, _normal((2, 5, 3)), torch=T.recurrent,
+         realistic=lambda rng: L.LSTM(32, 64, rng=rng), features=(20, 32)),
+    Case("LSTM (2 layers, bidirectional)", L.LSTM,
+         {"input_size": 2, "hidden_size": 3, "num_layers": 2, "bidirectional": True}, _normal((2, 4, 2)),
+         torch=T.recurrent, realistic=lambda rng: L.LSTM(32, 32, num_layers=2, bidirectional=True, rng=rng),
+         features=(20, 32)),
+    Case("LSTM (h0, c0 given, 2 layers)", L.LSTM, {"input_size": 3, "hidden_size": 4, "num_layers": 2},
+         _normal((2, 5, 3)), torch=T.recurrent_from_state, wrap=_from_initial_state(2),
+         realistic=lambda rng: FromInitialState(L.LSTM(32, 32, num_layers=2, rng=rng), REALISTIC_BATCH, rng),
+         features=(20, 32)),
+    Case("LSTM (no bias)", L.LSTM, {"input_size": 3, "hidden_size": 4, "bias": False}, _normal((2, 5, 3)),
+         torch=T.recurrent, realistic=lambda rng: L.LSTM(32, 64, bias=False, rng=rng), features=(20, 32)),
+    Case("LastStep", L.LastStep, {}, _normal((2, 4, 3)),
+         torch=T.stateless(lambda nn, layer: lambda x: x[:, -1]), features=(20, 32)),
+]
+# fmt: on

@@ -1,0 +1,249 @@
+"""PyTorch references: the same computation as a glassnet layer, loss or regularizer, in torch.
+
+Every row of the case table (``glassnet.cases.CASES``) holds one of these functions in its
+``torch`` field, and the tests compare glassnet with it in float64: the output, the input
+gradient and every parameter gradient. A reference builds the torch computation from the
+glassnet object, with the same parameters copied in:
+
+- layers: ``ref(layer, x) -> (y, params)``, ``x`` a torch tensor, ``params`` the torch
+  parameters keyed by glassnet parameter name (so their ``.grad`` can be compared); a layer
+  with buffers returns ``(y, params, buffers)``, torch's buffers keyed by glassnet name;
+- losses: ``ref(loss, pred, target) -> scalar``, ``pred`` a torch tensor, ``target`` as given to
+  glassnet;
+- regularizers: ``ref(regularizer, weights) -> scalar``, ``weights`` the torch tensors of the
+  parameters with ``decay=True`` (the documented formula: torch has no such module).
+
+torch is not a dependency of glassnet: each function imports it when called, never at import,
+so the table can live in the library and ``import glassnet`` works without torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from . import layers as L
+from .module import Module
+
+# --- the one place where glassnet and torch layouts differ -----------------------------------
+
+
+def torch_layout(layer: Module, name: str, a: np.ndarray) -> np.ndarray:
+    """A glassnet parameter (or its gradient) in the layout of the torch parameter it maps to.
+
+    glassnet is batch-first everywhere: ``Linear`` stores ``W`` as (in_features, out_features)
+    and computes ``y = x @ W + b``, so a mini-batch is one product with no transpose. PyTorch's
+    ``nn.Linear`` stores ``weight`` as (out_features, in_features) and computes
+    ``x @ weight.T + bias``, so ``weight = W.T``. Every other parameter has the same layout in
+    both libraries. Used both to copy parameters into torch and to compare gradients.
+
+    Recurrent layers (``RNN``, ``GRU``, ``LSTM``) follow the same rule: their input and hidden
+    weights ``W_x_l{k}{_reverse}`` (in, G H) and ``W_h_l{k}{_reverse}`` (H, G H) multiply from
+    the right, so PyTorch's ``weight_ih_l{k}{_reverse}`` and ``weight_hh_l{k}{_reverse}`` are
+    their transposes; the gate blocks are in PyTorch's order and the biases are the same.
+    A parameter of a child module (``"0.W_x_l0"``) is looked up in that child.
+    """
+    head, dot, rest = name.partition(".")
+    if dot and head.isdigit():
+        return torch_layout(layer.children[int(head)], rest, a)
+    if isinstance(layer, L.Linear) and name == "W":
+        return a.T
+    if isinstance(layer, (L.RNN, L.GRU, L.LSTM)) and name.startswith("W_"):
+        return a.T
+    return a
+
+
+# glassnet parameter name -> torch attribute name
+TORCH_NAMES = {"W": "weight", "b": "bias", "weight": "weight", "bias": "bias"}
+# recurrent parameters: the prefix maps, the layer/direction suffix ("_l1_reverse") is the same
+RECURRENT_NAMES = {"W_x": "weight_ih", "W_h": "weight_hh", "b_x": "bias_ih", "b_h": "bias_hh"}
+
+
+def torch_name(name: str) -> str:
+    """The torch attribute name of a glassnet parameter name (``"W_x_l1"`` -> ``"weight_ih_l1"``)."""
+    if name[:3] in RECURRENT_NAMES:
+        return RECURRENT_NAMES[name[:3]] + name[3:]
+    return TORCH_NAMES[name]
+
+
+def load_params(layer: Module, module) -> dict[str, object]:
+    """Copy ``layer``'s parameters into the torch ``module``; return them by glassnet name."""
+    import torch
+
+    params = {}
+    with torch.no_grad():
+        for name, p in layer.named_parameters():
+            tp = getattr(module, torch_name(name))
+            tp.copy_(torch.from_numpy(np.ascontiguousarray(torch_layout(layer, name, p.data))))
+            params[name] = tp
+    if len(params) != len(list(module.parameters())):
+        raise ValueError(
+            f"load_params: {type(module).__name__} has {len(list(module.parameters()))} parameters, "
+            f"{type(layer).__name__} gave {len(params)}"
+        )
+    return params
+
+
+# --- layers ------------------------------------------------------------------------------------
+
+
+def stateless(build: Callable) -> Callable:
+    """The reference of a layer without parameters: ``build(nn, layer)`` makes the torch module
+    (``nn`` is ``torch.nn``, passed in so that the row's lambda needs no import)."""
+
+    def ref(layer, x):
+        import torch
+
+        return build(torch.nn, layer)(x), {}
+
+    return ref
+
+
+def linear(layer, x):
+    import torch
+
+    module = torch.nn.Linear(
+        layer.in_features, layer.out_features, bias=layer.b is not None, dtype=torch.float64
+    )
+    params = load_params(layer, module)  # before the forward: it copies the weights in
+    return module(x), params
+
+
+def conv(layer, x):
+    """torch's Conv1d/Conv2d of the same config (glassnet's ``init`` has no torch counterpart)."""
+    import torch
+
+    cls = torch.nn.Conv1d if isinstance(layer, L.Conv1d) else torch.nn.Conv2d
+    config = layer.config()
+    del config["init"]
+    module = cls(**config, dtype=torch.float64)
+    params = load_params(layer, module)  # before the forward: it copies the weights in
+    return module(x), params
+
+
+def pooling(layer, x):
+    """torch's pooling of the same class name (MaxPool2d, AvgPool1d, ...) and window."""
+    import torch
+
+    module = getattr(torch.nn, type(layer).__name__)(layer.kernel_size, layer.stride, layer.padding)
+    return module(x), {}
+
+
+def _torch_recurrent(layer):
+    import torch
+
+    config = layer.config()
+    if isinstance(layer, L.RNN):
+        config["nonlinearity"] = layer.nonlinearity
+    return getattr(torch.nn, type(layer).__name__)(**config, batch_first=True, dtype=torch.float64)
+
+
+def recurrent(layer, x):
+    """torch.nn.RNN/GRU/LSTM (batch_first) with the glassnet layer's parameters."""
+    module = _torch_recurrent(layer)
+    params = load_params(layer, module)
+    return module(x)[0], params
+
+
+def recurrent_from_state(wrapper, x):
+    """The reference of a ``cases.FromInitialState`` row: torch's layer run from the wrapper's
+    h0 (and c0), passed as leaf tensors whose gradients are compared with the row's ``h0``/``c0``
+    parameters; the layer's own parameters are the wrapper's child ``0``."""
+    import torch
+
+    module = _torch_recurrent(wrapper.layer)
+    params = {f"0.{name}": p for name, p in load_params(wrapper.layer, module).items()}
+    states = [torch.tensor(p.data, requires_grad=True) for p in wrapper.params]
+    for p, tp in zip(wrapper.params, states):
+        params[p.name] = tp
+    return module(x, states[0] if len(states) == 1 else tuple(states))[0], params
+
+
+def dropout(layer, x):
+    # the generators differ: multiply by the mask the glassnet layer drew (None in eval: identity)
+    import torch
+
+    return (x if layer.mask is None else x * torch.from_numpy(layer.mask)), {}
+
+
+def gaussian_dropout(layer, x):
+    import torch
+
+    return (x if layer.noise is None else x * torch.from_numpy(layer.noise)), {}
+
+
+def batch_norm(layer, x):
+    """torch's batch norm of the same class and config, in training mode (the table's mode),
+    gamma and beta copied in; its running statistics after the forward are returned as the
+    third element, compared with the glassnet layer's buffers."""
+    import torch
+
+    bn = getattr(torch.nn, type(layer).__name__)(**layer.config(), dtype=x.dtype)
+    params = load_params(layer, bn)
+    y = bn(x)
+    return y, params, {name: getattr(bn, name) for name in layer.buffers()}
+
+
+# --- losses --------------------------------------------------------------------------------------
+
+
+def as_torch_target(target):
+    """Integer labels become int64 (torch's class indices), float targets float64."""
+    import torch
+
+    target = np.asarray(target)
+    return torch.from_numpy(target.astype(np.int64 if target.dtype.kind in "iu" else np.float64))
+
+
+def loss_module(build: Callable) -> Callable:
+    """The reference of a loss that is one torch module built by ``build(nn, loss)``."""
+
+    def ref(loss, pred, target):
+        import torch
+
+        return build(torch.nn, loss)(pred, as_torch_target(target))
+
+    return ref
+
+
+def quadratic_cost(loss, pred, target):
+    # the book's C = 1/(2n) sum_x ||a(x) - y(x)||^2, y(x) the one-hot label
+    import torch
+
+    onehot = torch.nn.functional.one_hot(as_torch_target(target), pred.shape[1]).to(pred.dtype)
+    return 0.5 * ((pred - onehot) ** 2).sum() / pred.shape[0]
+
+
+def cross_entropy(loss, pred, target):
+    import torch
+
+    module = torch.nn.CrossEntropyLoss(label_smoothing=loss.label_smoothing)
+    return module(pred, as_torch_target(target))
+
+
+def hinge(loss, pred, target):
+    """Multi-class: torch's MultiMarginLoss; binary (one score per example, labels 0/1 or -1/1):
+    the formula mean(max(0, margin - t z)), which torch has no module for."""
+    import torch
+
+    target = np.asarray(target)
+    if pred.ndim == 2 and pred.shape[1] > 1:
+        return torch.nn.MultiMarginLoss(margin=loss.margin)(pred, as_torch_target(target))
+    t = as_torch_target(np.where(target == 0, -1, target).reshape(pred.shape))
+    return torch.clamp(loss.margin - t * pred, min=0).mean()
+
+
+# --- regularizers: the documented formulas on the decayed weights -------------------------------
+
+
+def l1(reg, weights):
+    return reg.lam * sum(w.abs().sum() for w in weights)
+
+
+def l2(reg, weights):
+    return reg.lam / 2 * sum((w * w).sum() for w in weights)
+
+
+def elastic_net(reg, weights):
+    return sum(reg.l1 * w.abs().sum() + reg.l2 / 2 * (w * w).sum() for w in weights)

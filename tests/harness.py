@@ -1,0 +1,51 @@
+"""The harness around the case table (``glassnet.cases.CASES``): its rows as pytest parameters,
+named by row (the test ids), and the helpers the table-driven tests share.
+
+Everything about a row is a field of the row, in the library's table; nothing here is keyed by
+row name. A test that runs over the table parametrizes over ``rows(kind)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+import glassnet as gn
+from glassnet.cases import CASES, REALISTIC_BATCH, Case
+
+
+def has_params(case: Case) -> bool:
+    return case.kind == "layer" and bool(case.build()[0].parameters())
+
+
+def rows(kind: str, where: Callable[[Case], bool] = lambda case: True) -> list:
+    """The rows of one kind ("layer", "loss", "regularizer") that satisfy ``where``, as pytest
+    parameters whose id is the row's name."""
+    return [pytest.param(case, id=case.name) for case in CASES if case.kind == kind and where(case)]
+
+
+def realistic_model(case: Case, seed: int = 0):
+    """(model, x, labels) in float32 for the directional check of a layer row: the row's layer at
+    its realistic size (``case.realistic``; the row's own layer if None) inside
+    Sequential(Linear(d, d), layer, Flatten(), Linear(k, 10)) on a batch of ``REALISTIC_BATCH``,
+    d the last entry of ``case.features`` (the first Linear makes every parameter-free layer's
+    dx count)."""
+    rng = np.random.default_rng(seed)
+    layer = case.realistic(rng) if case.realistic is not None else case.make(rng)
+    shape = case.features
+    x = rng.standard_normal((REALISTIC_BATCH, *shape)).astype(np.float32)
+    first = gn.Linear(shape[-1], shape[-1], rng=rng)
+    hidden = layer.forward(first.forward(x))
+    model = gn.Sequential(first, layer, gn.Flatten(), gn.Linear(hidden[0].size, 10, rng=rng))
+    return model, x, rng.integers(0, 10, size=REALISTIC_BATCH)
+
+
+def grads_after_backward(layer: gn.Module, x: np.ndarray, dy: np.ndarray, times: int):
+    """Zero the grads, run forward once and backward ``times`` times; return copies of the grads."""
+    layer.zero_grad()
+    layer.forward(x)
+    for _ in range(times):
+        layer.backward(dy)
+    return {name: p.grad.copy() for name, p in layer.named_parameters()}
