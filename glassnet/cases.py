@@ -154,13 +154,6 @@ def _distinct(shape):
     return lambda rng: (rng.permutation(n).reshape(shape) - n / 2) * 0.05 + rng.uniform(0, 0.005, shape)
 
 
-def _second_block(shape, scale: float = 2.0):
-    """Batch norm's input: the second of two standard-normal blocks, so it is not the first
-    block, which a check seeded alike draws as its upstream gradient (an upstream proportional
-    to x lies in the null space of batch norm's dx)."""
-    return lambda rng: scale * rng.standard_normal((2, *shape))[1]
-
-
 def _labels(n, classes):
     return lambda rng: rng.integers(0, classes, size=n)
 
@@ -384,23 +377,23 @@ CASES: list[Case] = [
          torch=T.stateless(lambda nn, layer: nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten())),
          features=(8, 12, 12)),
     # --- normalization: training mode (batch statistics), gamma and beta at random ---
-    Case("BatchNorm1d", L.BatchNorm1d, {"num_features": 4}, _second_block((6, 4)), torch=T.batch_norm,
+    Case("BatchNorm1d", L.BatchNorm1d, {"num_features": 4}, _normal((6, 4), 2.0), torch=T.batch_norm,
          wrap=_random_affine, realistic=lambda rng: L.BatchNorm1d(256), mode="statistics"),
-    Case("BatchNorm1d (3-D input)", L.BatchNorm1d, {"num_features": 3}, _second_block((2, 3, 5)),
+    Case("BatchNorm1d (3-D input)", L.BatchNorm1d, {"num_features": 3}, _normal((2, 3, 5), 2.0),
          torch=T.batch_norm, wrap=_random_affine, realistic=lambda rng: L.BatchNorm1d(32), features=(32, 64),
          mode="statistics"),
-    Case("BatchNorm2d", L.BatchNorm2d, {"num_features": 3}, _second_block((2, 3, 3, 4)), torch=T.batch_norm,
+    Case("BatchNorm2d", L.BatchNorm2d, {"num_features": 3}, _normal((2, 3, 3, 4), 2.0), torch=T.batch_norm,
          wrap=_random_affine, realistic=lambda rng: L.BatchNorm2d(16), features=(16, 12, 12),
          mode="statistics"),
     Case("BatchNorm1d (affine=False)", L.BatchNorm1d, {"num_features": 4, "affine": False},
-         _second_block((5, 4)), torch=T.batch_norm, wrap=_random_affine,
+         _normal((5, 4), 2.0), torch=T.batch_norm, wrap=_random_affine,
          realistic=lambda rng: L.BatchNorm1d(256, affine=False), mode="statistics"),
     Case("BatchNorm1d (eps 0.5, momentum None)", L.BatchNorm1d,
-         {"num_features": 4, "eps": 0.5, "momentum": None}, _second_block((6, 4)), torch=T.batch_norm,
+         {"num_features": 4, "eps": 0.5, "momentum": None}, _normal((6, 4), 2.0), torch=T.batch_norm,
          wrap=_random_affine, realistic=lambda rng: L.BatchNorm1d(256, eps=0.5, momentum=None),
          mode="statistics"),
     Case("BatchNorm2d (momentum 0.3, eps 0.1, affine=False)", L.BatchNorm2d,
-         {"num_features": 1, "momentum": 0.3, "eps": 0.1, "affine": False}, _second_block((3, 1, 3, 4)),
+         {"num_features": 1, "momentum": 0.3, "eps": 0.1, "affine": False}, _normal((3, 1, 3, 4), 2.0),
          torch=T.batch_norm, wrap=_random_affine,
          realistic=lambda rng: L.BatchNorm2d(16, momentum=0.3, eps=0.1, affine=False), features=(16, 12, 12),
          mode="statistics"),
