@@ -364,3 +364,13 @@ def test_row_names_are_unique():
     name would be told apart by neither."""
     names = [case.name for case in CASES]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+def test_the_table_imports_without_torch():
+    """torch is a test dependency: the table and its references import it only when a reference
+    is called, so ``glassnet gradcheck`` runs where torch is not installed."""
+    import subprocess
+    import sys
+
+    code = "import sys, glassnet.cases, glassnet.gradcheck; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
