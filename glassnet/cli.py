@@ -337,7 +337,13 @@ def prepare(args) -> Training:
             f"--patience {args.patience}: early stopping needs a validation set (--val-fraction > 0)"
         )
     classes = int(train.y.max()) + 1
-    model = models.build(args.model, rng, train.x.shape[1:], classes)
+    try:  # and one example forward, in eval mode (no random numbers drawn): fit would fail on it
+        model = models.build(args.model, rng, train.x.shape[1:], classes)
+        gn.predict(model, train.x[:1])
+    except ValueError as e:
+        raise ValueError(
+            f"--model {args.model} does not fit {args.dataset}'s examples of shape {train.x.shape[1:]}: {e}"
+        ) from None
     lr = _or(args.lr, preset.lr)
     opt = make_optimizer(optimizer, model.parameters(), lr, _or(args.momentum, preset.momentum))
     shift, flip = _or(args.shift, preset.shift), _or(args.flip, preset.flip)
@@ -806,8 +812,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "train":  # which options were typed, for --resume to check
         args.given = typed_options(argv[argv.index("train") + 1 :])
+    # a diverging run overflows before its loss turns NaN; fit reports that as an error (below),
+    # and NumPy's warnings on the way would print source lines that read like a traceback
+    quiet = args.command in ("train", "diagnose")
     try:
-        return args.func(args)
+        with np.errstate(all="ignore") if quiet else contextlib.nullcontext():
+            return args.func(args)
     except USER_ERRORS as e:
         print(f"glassnet {args.command}: error: {error_message(args.command, e)}", file=sys.stderr)
         return 2
