@@ -2,6 +2,7 @@
 
 glassnet train --dataset fashion-mnist --model mlp --epochs 20 --out runs/mlp
 glassnet train --resume runs/mlp          # go on after a crash, exactly where the run stopped
+glassnet train --model cnn --out runs/mlp --overwrite   # start over a directory holding a run
 glassnet evaluate runs/mlp/model.safetensors --dataset fashion-mnist
 glassnet predict runs/mlp/model.safetensors images.npy --out predictions.npy
 glassnet summary runs/mlp/model.safetensors
@@ -12,6 +13,10 @@ glassnet gradcheck
 glassnet compare experiments/dropout_study.toml --out results/dropout
 glassnet report results/dropout
 glassnet lr-find --dataset fashion-mnist --model mlp
+
+Errors in what the user typed or in the files read are one line, ``glassnet CMD: error: ...``,
+exit status 2; any other exception is a bug in glassnet, ``glassnet CMD: internal error: ...``,
+exit status 3 (``GLASSNET_TRACEBACK=1`` shows its traceback).
 """
 
 from __future__ import annotations
