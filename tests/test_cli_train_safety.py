@@ -405,3 +405,15 @@ def test_resume_of_a_finished_run_rewrites_nothing(finished, capsys):
     assert f"test accuracy: {100 * result['accuracy']:.2f}%" in out
     assert files(finished) == before
     assert {p.name: p.stat().st_mtime_ns for p in finished.iterdir()} == mtimes
+
+
+def test_a_run_killed_before_its_history_was_written_is_finished_by_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*RUN, "--epochs", "1", "--out", str(out)]) == 0
+    seconds = gn.load_metadata(out / "model.safetensors")["train_seconds"]
+    (out / "history.json").unlink()  # as a kill between model.safetensors and history.json
+    assert main([*RUN, "--epochs", "1", "--out", str(out)]) == 2
+    assert "holds an unfinished run" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out)]) == 0
+    assert json.loads((out / "history.json").read_text())["epochs_run"] == 1
+    assert gn.load_metadata(out / "model.safetensors")["train_seconds"] == pytest.approx(seconds, abs=0.5)
