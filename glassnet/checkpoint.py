@@ -196,6 +196,7 @@ class Run:
         model, opt = _group(tensors, "model/"), _group(tensors, "optimizer/")
         _check_arrays(path, "model", self.model.state_dict(), model)
         _check_arrays(path, "optimizer", self.optimizer.state_dict(), opt)
+        _check_finite(path, tensors)
         t, lr = opt["t"], opt["lr"]
         if t.dtype.kind != "i" or int(t) < 0 or lr.dtype.kind != "f" or not 0 <= float(lr) < math.inf:
             raise bad(f"optimizer state: t={t} must be a count and lr={lr} a finite float >= 0")
@@ -362,6 +363,15 @@ def _check_arrays(path: str, what: str, targets: dict, arrays: dict) -> None:
                 f"{what} entry {name!r} is {value.dtype} {value.shape}, "
                 f"the run has {target.dtype} {target.shape}",
             )
+
+
+def _check_finite(path: str, tensors: dict[str, np.ndarray]) -> None:
+    """Every float of the run's state is finite: fit never writes NaN (a step that makes one
+    is refused before the update), so a NaN or inf is damage, and resuming from it would only
+    fail later, far from its cause."""
+    for name, value in tensors.items():
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            raise FileFormatError(path, f"tensor {name!r} holds NaN or infinite values")
 
 
 def _plain(v):

@@ -109,8 +109,8 @@ RUN = [
 ]
 
 
-class CrashError(Exception):
-    pass
+class CrashError(BaseException):
+    """A crash that main() does not turn into an error message: as a kill, it ends the run."""
 
 
 def test_resume_continues_a_crashed_run_exactly(trained, tmp_path, monkeypatch):
@@ -164,7 +164,7 @@ def test_a_new_run_in_an_old_run_directory_never_resumes_the_old_checkpoint(tmp_
 
     monkeypatch.setattr(glassnet.train, "_step", crash_at_step_2)
     with pytest.raises(CrashError):
-        main([*RUN, "--epochs", "1", "--lr", "0.5", "--out", str(out)])
+        main([*RUN, "--epochs", "1", "--lr", "0.5", "--out", str(out), "--overwrite"])
     monkeypatch.undo()
     # the old run's finished checkpoint would pass every check of the new run's config.json
     # and "resume" it to the old run's weights, trained with another learning rate
