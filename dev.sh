@@ -21,7 +21,8 @@ case "${1:-}" in
     install_data
     "$PY" -m pip install -q -e .
     shift
-    glassnet train --dataset fashion-mnist --model mlp --out runs/mlp "$@"
+    # a fresh run each time: runs/mlp is replaced (glassnet train --resume runs/mlp continues a killed one)
+    glassnet train --dataset fashion-mnist --model mlp --out runs/mlp --overwrite "$@"
     ;;
   test)
     install_data

@@ -115,8 +115,9 @@ def read_run_config(path: str) -> dict:
     """The options a run directory's ``config.json`` records, checked as the command line
     checks them (types, choices, ranges); anything wrong is a ``FileFormatError`` naming the file."""
     from .errors import FileFormatError
+    from .io import open_regular
 
-    with open(path, "rb") as f:  # FileNotFoundError names the path
+    with open_regular(path) as f:  # a FIFO is refused; FileNotFoundError names the path
         text = f.read(1 << 20)
     try:
         saved = json.loads(text)
@@ -268,7 +269,7 @@ class TrainTime(Callback):
 def result_line(result: dict, epochs: int, seconds: str, out: str) -> str:
     return (
         f"test accuracy: {100 * result['accuracy']:.2f}%  test loss: {result['loss']:.4f}  "
-        f"({epochs} epochs, {seconds}); saved {out}/model.safetensors"
+        f"({epochs} epoch{'' if epochs == 1 else 's'}, {seconds}); saved {out}/model.safetensors"
     )
 
 

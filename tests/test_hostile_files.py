@@ -498,8 +498,8 @@ def test_broken_npy_files(tmp_path):
 
 
 def test_the_other_readers_refuse_a_fifo_at_once(tmp_path):
-    """The experiment TOML, a sweep's result file, the MNIST-1D cache and the md5 of a data
-    file: each read a FIFO by a plain open (or np.load) and blocked on it."""
+    """The experiment TOML, a sweep's result file, the MNIST-1D cache, the md5 of a data
+    file and a run's config.json: each read a FIFO by a plain open (or np.load) and blocked on it."""
     from glassnet.datasets import _read_mnist1d_cache, md5
     from glassnet.experiment_config import ConfigError, load_config
     from glassnet.experiments import read_result
@@ -508,7 +508,9 @@ def test_the_other_readers_refuse_a_fifo_at_once(tmp_path):
     os.mkfifo(fifo)
     error = refused_at_once(load_config, fifo)
     assert isinstance(error, ConfigError) and "is a named pipe (FIFO)" in str(error)
-    for reader in (md5, _read_mnist1d_cache):
+    from glassnet.cli import read_run_config
+
+    for reader in (md5, _read_mnist1d_cache, read_run_config):
         error = refused_at_once(reader, fifo)
         assert isinstance(error, FileFormatError) and error.path == str(fifo), (reader, error)
 
