@@ -31,6 +31,7 @@ import io
 import json
 import math
 import os
+import stat
 import tempfile
 
 import numpy as np
@@ -191,7 +192,12 @@ def load(path: str | os.PathLike) -> Module:
 
 
 def load_metadata(path: str | os.PathLike) -> dict:
-    """The ``metadata`` dict given to ``save`` ({} if none was given); reads no tensors."""
+    """The ``metadata`` dict given to ``save`` ({} if none was given); reads no tensors.
+
+    The keys glassnet's own tools read (``input_shape``, ``classes``, ``dataset``, ``model``,
+    see ``check_metadata``) are checked here, so a hostile file is refused with a
+    ``FileFormatError`` naming the file and the field; every other key is returned as stored.
+    """
     path = os.fspath(path)
     metadata, _ = _read(path, tensors=False)
     if "glassnet_user" not in metadata:
@@ -199,7 +205,82 @@ def load_metadata(path: str | os.PathLike) -> dict:
     user = _parse_json(path, metadata["glassnet_user"], "glassnet_user")
     if not isinstance(user, dict):
         raise FileFormatError(path, f"glassnet_user metadata is a {type(user).__name__}, not a dict")
+    check_metadata(path, user, "glassnet_user metadata")
     return user
+
+
+# one example of more values than this is hostile or a mistake: 2**20 is a 1024 x 1024 image,
+# and summary/predict allocate a few arrays of it per layer
+MAX_INPUT_SIZE = 2**20
+MAX_CLASSES = 2**20
+MAX_INPUT_DIMS = 8
+
+
+def check_metadata(path: str | os.PathLike, meta: dict, where: str = "metadata") -> None:
+    """Check the fields of ``meta`` that glassnet reads back (those ``glassnet train`` writes
+    into a model file and its ``history.json``), each only when present:
+
+    - ``input_shape``: one example's shape, a list of 1 to 8 positive integers holding at most
+      ``MAX_INPUT_SIZE`` values (summary and predict build arrays of it);
+    - ``classes``: an integer from 1 to ``MAX_CLASSES``;
+    - ``dataset``, ``model``: strings (a data set and a preset name).
+
+    Anything else is a ``FileFormatError`` naming ``path``, ``where`` and the field.
+    """
+    shape = meta.get("input_shape")
+    if "input_shape" in meta:
+        if (
+            not isinstance(shape, list)
+            or not 1 <= len(shape) <= MAX_INPUT_DIMS
+            or not all(_is_int(n) and n > 0 for n in shape)
+        ):
+            raise FileFormatError(
+                path,
+                f"{where}: 'input_shape' must be a list of 1 to {MAX_INPUT_DIMS} positive integers "
+                f"(one example's shape), got {_short(shape)}",
+            )
+        if math.prod(shape) > MAX_INPUT_SIZE:
+            raise FileFormatError(
+                path,
+                f"{where}: 'input_shape' {_short(shape)} holds more than {MAX_INPUT_SIZE:,} values "
+                "per example",
+            )
+    classes = meta.get("classes")
+    if "classes" in meta and not (_is_int(classes) and 1 <= classes <= MAX_CLASSES):
+        raise FileFormatError(
+            path, f"{where}: 'classes' must be an integer from 1 to {MAX_CLASSES}, got {_short(classes)}"
+        )
+    for key in ("dataset", "model"):
+        if key in meta and not isinstance(meta[key], str):
+            raise FileFormatError(path, f"{where}: {key!r} must be a string, got {_short(meta[key])}")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def read_json(path: str | os.PathLike, max_bytes: int = 64 << 20):
+    """The JSON value in the regular file ``path``, or a ``FileFormatError`` naming it.
+
+    Opened without blocking and checked to be a regular file first: a FIFO or a device named
+    like a result file must not hang the reader, nor /dev/zero fill the memory. A file over
+    ``max_bytes``, invalid UTF-8 or JSON, or nesting too deep for the parser is refused.
+    """
+    path = os.fspath(path)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # FileNotFoundError names it
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise FileFormatError(path, "not a regular file (a directory, FIFO or device?)")
+        if info.st_size > max_bytes:
+            raise FileFormatError(
+                path, f"{info.st_size} bytes, more than the {max_bytes} a JSON file may have"
+            )
+        data = f.read(max_bytes + 1)
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        raise FileFormatError(path, f"not valid JSON: {_short(str(e))}") from None
 
 
 def load_state(path: str | os.PathLike) -> dict[str, np.ndarray]:
