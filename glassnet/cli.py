@@ -319,6 +319,13 @@ def cmd_predict(args) -> int:
     elif x.dtype.kind != "f":
         x = x.astype(np.float32)  # integers and booleans: the model computes in floats
     out = gn.predict(model, x)
+    bad = int(np.sum(~np.isfinite(out).reshape(len(out), -1).all(axis=1))) if out.ndim else 0
+    if bad:  # NaN weights or inputs: argmax would name class 0 for every such example
+        print(
+            f"glassnet predict: warning: {bad} of {len(out)} examples have NaN or infinite outputs "
+            f"(are the weights in {args.model} and the inputs finite?); their classes mean nothing",
+            file=sys.stderr,
+        )
     if args.out:
         from .io import atomic_save_npy
 
@@ -345,7 +352,7 @@ def positive(flag: str, value: int, most: int) -> int:
 
 def cmd_summary(args) -> int:
     import glassnet as gn
-    from glassnet.io import MAX_CLASSES, MAX_INPUT_DIMS, MAX_INPUT_SIZE
+    from glassnet.io import MAX_INPUT_DIMS, MAX_INPUT_SIZE
 
     if (args.model is None) == (args.preset is None):
         raise ValueError("give a model file or --preset NAME (one of the two)")
@@ -361,7 +368,7 @@ def cmd_summary(args) -> int:
     if args.preset is not None:
         preset = gn.models.PRESETS[args.preset]
         shape = shape or preset.input_shape  # the data set the preset is made for
-        classes = positive("--classes", args.classes, MAX_CLASSES)
+        classes = positive("--classes", args.classes, 2**20)
         model = gn.models.build(args.preset, np.random.default_rng(0), shape, classes)
     else:
         model = gn.load(args.model)

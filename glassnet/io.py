@@ -194,8 +194,8 @@ def load(path: str | os.PathLike) -> Module:
 def load_metadata(path: str | os.PathLike) -> dict:
     """The ``metadata`` dict given to ``save`` ({} if none was given); reads no tensors.
 
-    The keys glassnet's own tools read (``input_shape``, ``classes``, ``dataset``, ``model``,
-    see ``check_metadata``) are checked here, so a hostile file is refused with a
+    The keys glassnet's own tools read back (``input_shape``, ``dataset``, ``model``, see
+    ``check_metadata``) are checked here, so a hostile file is refused with a
     ``FileFormatError`` naming the file and the field; every other key is returned as stored.
     """
     path = os.fspath(path)
@@ -212,17 +212,16 @@ def load_metadata(path: str | os.PathLike) -> dict:
 # one example of more values than this is hostile or a mistake: 2**20 is a 1024 x 1024 image,
 # and summary/predict allocate a few arrays of it per layer
 MAX_INPUT_SIZE = 2**20
-MAX_CLASSES = 2**20
 MAX_INPUT_DIMS = 8
 
 
 def check_metadata(path: str | os.PathLike, meta: dict, where: str = "metadata") -> None:
-    """Check the fields of ``meta`` that glassnet reads back (those ``glassnet train`` writes
-    into a model file and its ``history.json``), each only when present:
+    """Check the fields of ``meta`` that glassnet reads back (``glassnet train`` writes them
+    into a model file and its ``history.json``; the command line reads them), each only when
+    present:
 
     - ``input_shape``: one example's shape, a list of 1 to 8 positive integers holding at most
       ``MAX_INPUT_SIZE`` values (summary and predict build arrays of it);
-    - ``classes``: an integer from 1 to ``MAX_CLASSES``;
     - ``dataset``, ``model``: strings (a data set and a preset name).
 
     Anything else is a ``FileFormatError`` naming ``path``, ``where`` and the field.
@@ -245,11 +244,6 @@ def check_metadata(path: str | os.PathLike, meta: dict, where: str = "metadata")
                 f"{where}: 'input_shape' {_short(shape)} holds more than {MAX_INPUT_SIZE:,} values "
                 "per example",
             )
-    classes = meta.get("classes")
-    if "classes" in meta and not (_is_int(classes) and 1 <= classes <= MAX_CLASSES):
-        raise FileFormatError(
-            path, f"{where}: 'classes' must be an integer from 1 to {MAX_CLASSES}, got {_short(classes)}"
-        )
     for key in ("dataset", "model"):
         if key in meta and not isinstance(meta[key], str):
             raise FileFormatError(path, f"{where}: {key!r} must be a string, got {_short(meta[key])}")

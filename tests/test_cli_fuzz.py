@@ -232,7 +232,7 @@ def set_metadata(path: Path, meta) -> None:
 
 
 # --- the properties ----------------------------------------------------------------------------
-@fuzz(40)
+@fuzz(30)
 @given(data=st.data(), name=st.sampled_from(["history.json", "gradient_flow.json", "model.safetensors"]))
 def test_plot_of_a_mutated_run_directory(work, data, name, small_figures):
     run_dir = work() / "run"
@@ -293,7 +293,7 @@ def test_resume_with_a_mutated_checkpoint(work, data):
     run(["train", "--resume", str(run_dir)])
 
 
-@fuzz(50)
+@fuzz(40)
 @given(data=st.data(), name=st.sampled_from(["experiment.json", "none/seed0.json", "ens/seed1.json"]))
 def test_report_on_mutated_result_files(work, data, name):
     results = work() / "results"
@@ -302,7 +302,7 @@ def test_report_on_mutated_result_files(work, data, name):
     run(["report", str(results), *baseline])
 
 
-@fuzz(20)
+@fuzz(16)
 @given(
     target=st.sampled_from(["run", "run/model.safetensors", "run/x.npy", "results", "results/none"]),
     how=st.sampled_from(["delete", "file"]),
