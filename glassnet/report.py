@@ -362,9 +362,12 @@ def plot_curves(groups: dict[str, list[dict]], path: str, title: str = "") -> No
             ax.set_xlabel("epoch")
             ax.set_ylabel(label)
     for ax, ms in zip(axes[:2], means[:2]):  # zoom on the means after the first fifth of training
-        lo, hi = min(float(m.min()) for m in ms), max(float(m.max()) for m in ms)
-        pad = 0.15 * (hi - lo) or 0.01
-        ax.set_ylim(lo - pad, hi + pad)
+        finite = np.concatenate(ms)
+        finite = finite[np.isfinite(finite)]  # a diverged run's NaN loss is no axis limit
+        if finite.size:
+            lo, hi = float(finite.min()), float(finite.max())
+            pad = 0.15 * (hi - lo) or 0.01
+            ax.set_ylim(lo - pad, hi + pad)
     axes[2].set_yscale("log")
     axes[0].legend(fontsize=7, ncol=2)
     if title:

@@ -6,6 +6,7 @@ row, by name on request; a FIFO never hangs a reader."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 
@@ -175,6 +176,19 @@ def test_report_refuses_a_broken_result_file(results, tmp_path, capsys, name, ch
     assert main(["report", str(tmp_path / "r")]) == 2
     line = error_line(capsys, "report")
     assert f"{tmp_path / 'r' / name}: " in line and problem in line
+
+
+def test_report_of_a_run_that_diverged(results, tmp_path, capsys):
+    import shutil
+
+    shutil.copytree(results, tmp_path / "r")
+    for seed in (0, 1):  # NaN losses: JSON's NaN, as json.dumps writes a diverged run's
+        _edit(
+            tmp_path / "r" / "none" / f"seed{seed}.json",
+            lambda r: r["history"].update(test_loss=[math.nan] * 2),
+        )
+    assert main(["report", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "curves.png").stat().st_size > 1000
 
 
 # --- 3. plot skips a figure that does not apply, says so, draws the rest ---------------------------
