@@ -482,11 +482,17 @@ def cmd_evaluate(args) -> int:
     import glassnet as gn
 
     model = gn.load(args.model)
-    meta = gn.load_metadata(args.model)
+    meta = gn.load_metadata(args.model)  # its fields checked: dataset and model are strings
     dataset = args.dataset or meta.get("dataset")
     if dataset is None:
-        raise SystemExit("glassnet evaluate: pass --dataset (the model file does not name one)")
+        raise ValueError(f"--dataset: not given, and {args.model} does not name its data set")
+    if dataset not in DATASETS:
+        raise ValueError(
+            f"--dataset: {args.model} records data set {dataset[:100]!r}, not one of {', '.join(DATASETS)}; "
+            "pass --dataset"
+        )
     _, test = load_dataset(dataset, args.data_dir)
+    check_outputs(args.model, model, test.x[:1], int(test.y.max()) + 1, dataset)
     # the loss the model was trained with: its preset's (cross-entropy for files from elsewhere)
     preset = gn.models.PRESETS.get(meta.get("model"))
     loss = preset.loss() if preset is not None else gn.CrossEntropyLoss()
@@ -495,46 +501,111 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def check_outputs(path: str, model, x: np.ndarray, classes: int, dataset: str) -> None:
+    """Refuse a model whose outputs are not one score per class of ``dataset``: its labels
+    would index past the outputs inside the loss."""
+    import glassnet as gn
+
+    out = gn.predict(model, x)  # non-finite outputs raise, naming the parameter that holds NaN
+    if out.ndim != 2 or out.shape[1] < classes:
+        raise ValueError(
+            f"{path}: the model's outputs have shape (N, {', '.join(map(str, out.shape[1:]))}), "
+            f"expected (N, {classes}): one score per class of {dataset}"
+        )
+
+
+# the names of the classes of the data sets that have them; the digit data sets' are the digits
+def class_names(dataset: str | None) -> list[str] | None:
+    from .datasets import FASHION_MNIST_CLASSES
+
+    if dataset == "fashion-mnist":
+        return list(FASHION_MNIST_CLASSES)
+    if dataset in ("mnist", "digits", "mnist1d"):
+        return [str(i) for i in range(10)]
+    return None
+
+
 def cmd_predict(args) -> int:
     import glassnet as gn
 
     model = gn.load(args.model)
+    meta = gn.load_metadata(args.model)  # its fields checked: input_shape, dataset
+    names = None
+    if args.names:
+        names = class_names(meta.get("dataset"))
+        if names is None:
+            raise ValueError(
+                f"--names: {args.model} does not record a data set with class names "
+                f"(its dataset: {meta.get('dataset', 'none')!r:.100})"
+            )
     x = gn.io.load_npy(args.input)  # never unpickled: a .npy can hold objects
-    shape = gn.load_metadata(args.model).get("input_shape")
+    if x.dtype.kind not in "biuf" or x.ndim < 1:
+        raise ValueError(
+            f"{args.input}: expected an array of numbers (N, ...), got {x.dtype} of shape {x.shape}"
+        )
+    shape = meta.get("input_shape")
     if shape is not None and tuple(x.shape[1:]) != tuple(shape):
-        if x.ndim >= 1 and x[0].size == np.prod(shape):
+        if x.ndim >= 2 and math.prod(x.shape[1:]) == math.prod(shape):
             x = x.reshape(-1, *shape)
         else:
-            raise SystemExit(
-                f"glassnet predict: {args.input} has examples of shape {x.shape[1:]}, "
-                f"the model expects {tuple(shape)}"
+            raise ValueError(
+                f"{args.input}: examples of shape {x.shape[1:]}, "
+                f"the model in {args.model} expects {tuple(shape)}"
             )
     if x.dtype == np.uint8:
         x = x / np.float32(255)  # raw image bytes, scaled as the training data was
+    elif x.dtype.kind != "f":
+        x = x.astype(np.float32)  # integers and booleans: the model computes in floats
     out = gn.predict(model, x)
-    classes = out.argmax(axis=1) if out.ndim == 2 else out
     if args.out:
         from .io import atomic_save_npy
 
         atomic_save_npy(args.out, out)
         print(f"wrote {out.shape} outputs to {args.out}")
-    else:
-        print(" ".join(str(int(c)) for c in classes))
+        return 0
+    if out.ndim != 2:
+        raise ValueError(
+            f"{args.model}: the model's outputs have shape {out.shape}, not (N, classes); "
+            "save them with --out"
+        )
+    classes = out.argmax(axis=1)
+    if names is not None and out.shape[1] != len(names):
+        raise ValueError(f"--names: the model has {out.shape[1]} outputs, its data set {len(names)} classes")
+    print("\n".join(names[c] if names else str(c) for c in classes.tolist()))
     return 0
+
+
+def positive(flag: str, value: int, most: int) -> int:
+    if not 1 <= value <= most:
+        raise ValueError(f"{flag}: expected an integer from 1 to {most:,}, got {value}")
+    return value
 
 
 def cmd_summary(args) -> int:
     import glassnet as gn
+    from glassnet.io import MAX_INPUT_DIMS, MAX_INPUT_SIZE
 
     if (args.model is None) == (args.preset is None):
-        raise SystemExit("glassnet summary: give a model file or --preset NAME (one of the two)")
+        raise ValueError("give a model file or --preset NAME (one of the two)")
+    positive("--batch-size", args.batch_size, 2**31)
+    shape = args.input_shape
+    if shape is not None:
+        if len(shape) > MAX_INPUT_DIMS or any(n < 1 for n in shape) or math.prod(shape) > MAX_INPUT_SIZE:
+            raise ValueError(
+                f"--input-shape: expected 1 to {MAX_INPUT_DIMS} positive sizes of at most "
+                f"{MAX_INPUT_SIZE:,} values in all, got {' '.join(map(str, shape))}"
+            )
+        shape = tuple(shape)
     if args.preset is not None:
-        shape = tuple(args.input_shape)
-        model = gn.models.build(args.preset, np.random.default_rng(0), shape, args.classes)
+        preset = gn.models.PRESETS[args.preset]
+        shape = shape or preset.input_shape  # the data set the preset is made for
+        classes = positive("--classes", args.classes, 2**20)
+        model = gn.models.build(args.preset, np.random.default_rng(0), shape, classes)
     else:
         model = gn.load(args.model)
-        shape = gn.load_metadata(args.model).get("input_shape")
-        shape = tuple(shape) if shape else None
+        if shape is None:  # the file's, checked by load_metadata
+            saved = gn.load_metadata(args.model).get("input_shape")
+            shape = tuple(saved) if saved else None
     print(model.summary(shape, args.batch_size))
     return 0
 
@@ -577,8 +648,11 @@ def cmd_diagnose(args) -> int:
 def cmd_plot(args) -> int:
     from .plots import plot_run
 
-    for path in plot_run(args.run_dir):
+    figures = plot_run(args.run_dir)
+    for path in figures.written:
         print(f"wrote {path}")
+    for name, why in figures.skipped:
+        print(f"skipped {name}: {why}")
     return 0
 
 
@@ -749,13 +823,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("model")
     r.add_argument("input", help=".npy array of examples (N, ...)")
     r.add_argument("--out", help="write the raw outputs to this .npy instead of printing classes")
+    r.add_argument(
+        "--names",
+        action="store_true",
+        help="print class names (of the data set the model file records) instead of numbers",
+    )
     r.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("summary", help="layers, output shapes, parameter counts, memory for a batch")
     s.add_argument("model", nargs="?", help="a saved model file")
     s.add_argument("--preset", choices=sorted(PRESETS), help="a preset instead of a file")
-    s.add_argument("--input-shape", type=positive_int, nargs="+", default=[1, 28, 28], help="for --preset")
-    s.add_argument("--classes", type=positive_int, default=10, help="for --preset")
+    s.add_argument(
+        "--input-shape",
+        type=int,
+        nargs="+",
+        help="one example's shape (default: the preset's data set's, or the model file's)",
+    )
+    s.add_argument("--classes", type=positive_int, default=10, help="for --preset (default 10)")
     s.add_argument("--batch-size", type=positive_int, default=32, help="batch for the memory estimate")
     s.set_defaults(func=cmd_summary)
 

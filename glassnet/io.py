@@ -281,7 +281,12 @@ def load(path: str | os.PathLike) -> Module:
 
 
 def load_metadata(path: str | os.PathLike) -> dict:
-    """The ``metadata`` dict given to ``save`` ({} if none was given); reads no tensors."""
+    """The ``metadata`` dict given to ``save`` ({} if none was given); reads no tensors.
+
+    The keys glassnet's own tools read back (``input_shape``, ``dataset``, ``model``, see
+    ``check_metadata``) are checked here, so a hostile file is refused with a
+    ``FileFormatError`` naming the file and the field; every other key is returned as stored.
+    """
     path = os.fspath(path)
     metadata, _ = _read(path, tensors=False)
     if "glassnet_user" not in metadata:
@@ -289,7 +294,71 @@ def load_metadata(path: str | os.PathLike) -> dict:
     user = _parse_json(path, metadata["glassnet_user"], "glassnet_user")
     if not isinstance(user, dict):
         raise FileFormatError(path, f"glassnet_user metadata is a {type(user).__name__}, not a dict")
+    check_metadata(path, user, "glassnet_user metadata")
     return user
+
+
+# one example of more values than this is hostile or a mistake: 2**20 is a 1024 x 1024 image,
+# and summary/predict allocate a few arrays of it per layer
+MAX_INPUT_SIZE = 2**20
+MAX_INPUT_DIMS = 8
+
+
+def check_metadata(path: str | os.PathLike, meta: dict, where: str = "metadata") -> None:
+    """Check the fields of ``meta`` that glassnet reads back (``glassnet train`` writes them
+    into a model file and its ``history.json``; the command line reads them), each only when
+    present:
+
+    - ``input_shape``: one example's shape, a list of 1 to 8 positive integers holding at most
+      ``MAX_INPUT_SIZE`` values (summary and predict build arrays of it);
+    - ``dataset``, ``model``: strings (a data set and a preset name).
+
+    Anything else is a ``FileFormatError`` naming ``path``, ``where`` and the field.
+    """
+    shape = meta.get("input_shape")
+    if "input_shape" in meta:
+        if (
+            not isinstance(shape, list)
+            or not 1 <= len(shape) <= MAX_INPUT_DIMS
+            or not all(_is_int(n) and n > 0 for n in shape)
+        ):
+            raise FileFormatError(
+                path,
+                f"{where}: 'input_shape' must be a list of 1 to {MAX_INPUT_DIMS} positive integers "
+                f"(one example's shape), got {_short(shape)}",
+            )
+        if math.prod(shape) > MAX_INPUT_SIZE:
+            raise FileFormatError(
+                path,
+                f"{where}: 'input_shape' {_short(shape)} holds more than {MAX_INPUT_SIZE:,} values "
+                "per example",
+            )
+    for key in ("dataset", "model"):
+        if key in meta and not isinstance(meta[key], str):
+            raise FileFormatError(path, f"{where}: {key!r} must be a string, got {_short(meta[key])}")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def read_json(path: str | os.PathLike, max_bytes: int = 64 << 20):
+    """The JSON value in the regular file ``path``, or a ``FileFormatError`` naming it.
+
+    Opened without blocking and checked to be a regular file first: a FIFO or a device named
+    like a result file must not hang the reader, nor /dev/zero fill the memory. A file over
+    ``max_bytes``, invalid UTF-8 or JSON, or nesting too deep for the parser is refused.
+    """
+    path = os.fspath(path)
+    with open_regular(path) as f:  # FileNotFoundError names it
+        size = os.fstat(f.fileno()).st_size
+        if size > max_bytes:
+            raise FileFormatError(path, f"{size} bytes, more than the {max_bytes} a JSON file may have")
+        data = f.read(max_bytes + 1)
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        raise FileFormatError(path, f"not valid JSON: {_short(str(e))}") from None
 
 
 def load_state(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -150,6 +150,15 @@ def mnist1d_gru(rng, in_shape, classes, hidden: int = 16):
     )  # fmt: skip
 
 
+# one example's shape in each data set the command line loads: a preset's default input
+INPUT_SHAPES: dict[str, tuple[int, ...]] = {
+    "fashion-mnist": (1, 28, 28),
+    "mnist": (1, 28, 28),
+    "digits": (1, 8, 8),
+    "mnist1d": (40,),
+}
+
+
 @dataclass
 class Preset:
     build: object
@@ -164,6 +173,12 @@ class Preset:
     patience: int = 3  # early stopping on validation loss, restoring the best weights
     shift: int = 0  # augmentation: random shifts by up to this many pixels
     flip: bool = False  # augmentation: random horizontal flips
+    dataset: str = "fashion-mnist"  # the data set it is made for (a key of INPUT_SHAPES)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One example's shape in the preset's data set: what ``summary --preset`` describes."""
+        return INPUT_SHAPES[self.dataset]
 
 
 PRESETS: dict[str, Preset] = {
@@ -191,14 +206,36 @@ PRESETS: dict[str, Preset] = {
     # MNIST-1D (the paper trains with Adam lr 1e-2, batch 100, 8000 steps = 200 epochs of 4,000);
     # no early stopping: the final model is the result, as in the paper
     "mnist1d-logistic": Preset(
-        mnist1d_logistic, lr=1e-2, batch_size=100, epochs=100, schedule="cosine", patience=0
+        mnist1d_logistic,
+        lr=1e-2,
+        batch_size=100,
+        epochs=100,
+        schedule="cosine",
+        patience=0,
+        dataset="mnist1d",
     ),  # fmt: skip
-    "mnist1d-mlp": Preset(mnist1d_mlp, lr=1e-3, batch_size=100, epochs=200, schedule="cosine", patience=0),
+    "mnist1d-mlp": Preset(
+        mnist1d_mlp, lr=1e-3, batch_size=100, epochs=200, schedule="cosine", patience=0, dataset="mnist1d"
+    ),
     "mnist1d-cnn": Preset(
-        mnist1d_cnn, lr=1e-2, batch_size=100, epochs=200, schedule="cosine", l2=1e-3, patience=0
+        mnist1d_cnn,
+        lr=1e-2,
+        batch_size=100,
+        epochs=200,
+        schedule="cosine",
+        l2=1e-3,
+        patience=0,
+        dataset="mnist1d",
     ),  # fmt: skip
     "mnist1d-gru": Preset(
-        mnist1d_gru, lr=1e-2, batch_size=100, epochs=100, schedule="cosine", l2=1e-3, patience=0
+        mnist1d_gru,
+        lr=1e-2,
+        batch_size=100,
+        epochs=100,
+        schedule="cosine",
+        l2=1e-3,
+        patience=0,
+        dataset="mnist1d",
     ),  # fmt: skip
 }
 

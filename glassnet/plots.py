@@ -10,12 +10,13 @@ on a server and inside a user's own matplotlib session. Each file is written ato
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 
+from .errors import FileFormatError
 from .io import write_atomic
 
 DPI = 90
@@ -131,27 +132,46 @@ def confusion_matrix(matrix, path: str | os.PathLike, labels: list[str] | None =
     return save_figure(fig, path)
 
 
+class NotApplicableError(ValueError):
+    """A figure that does not apply to this model or data (weights of 1-D inputs as images,
+    say); ``plot_run`` skips it with this message as the note."""
+
+
 def first_layer_weights(model, path: str | os.PathLike, image_shape=None, max_units: int = 64) -> str:
     """The first weight layer's weights as images: one tile per hidden unit (Linear: its column
-    of W reshaped to ``image_shape``, e.g. (28, 28)) or per filter (Conv: the first input
-    channel of each kernel). Each tile is scaled on its own, blue negative, red positive."""
+    of W reshaped to ``image_shape``, e.g. (28, 28)) or per filter (Conv2d: the first input
+    channel of each kernel). Each tile is scaled on its own, blue negative, red positive.
+
+    Raises ``NotApplicableError`` (a ``ValueError``) when the weights are not images: no
+    Linear or Conv2d layer, another layer with parameters before it (a GRU reading the input,
+    say), 1-D kernels, or a Linear whose inputs ``image_shape`` does not hold.
+    """
     from .walk import is_weight_layer, leaves
 
-    layer = next((m for _, m in leaves(model) if is_weight_layer(m)), None)
-    if layer is None:
-        raise ValueError("first_layer_weights: the model has no weight layer (Linear or Conv)")
-    W = np.asarray(layer.W.data)
+    first = next((m for _, m in leaves(model) if m.params), None)
+    if first is None or not is_weight_layer(first):
+        what = (
+            "has no layer with parameters"
+            if first is None
+            else f"reads its input with {type(first).__name__}"
+        )
+        raise NotApplicableError(f"the model {what}, not with a Linear or Conv2d layer")
+    W = np.asarray(first.W.data)
     if W.ndim == 4:  # conv (out, in, kh, kw)
         tiles = W[:, 0]
+    elif W.ndim != 2:
+        raise NotApplicableError(
+            f"the first weight layer ({type(first).__name__}) has 1-D kernels, not images"
+        )
     else:
         n_in = W.shape[0]
         if image_shape is None:
             side = math.isqrt(n_in)
             if side * side != n_in:
-                raise ValueError(f"first_layer_weights: pass image_shape for {n_in} inputs (not a square)")
+                raise NotApplicableError(f"pass image_shape for {n_in} inputs (not a square)")
             image_shape = (side, side)
         if math.prod(image_shape) != n_in:
-            raise ValueError(f"first_layer_weights: image_shape {image_shape} does not hold {n_in} inputs")
+            raise NotApplicableError(f"image_shape {tuple(image_shape)} does not hold the {n_in} inputs")
         tiles = W.T.reshape(-1, *image_shape)
     tiles = tiles[:max_units]
     cols = math.ceil(math.sqrt(len(tiles)))
@@ -163,15 +183,25 @@ def first_layer_weights(model, path: str | os.PathLike, image_shape=None, max_un
         if i < len(tiles):
             lim = float(np.abs(tiles[i]).max()) or 1.0
             ax.imshow(tiles[i], cmap="bwr", vmin=-lim, vmax=lim)
-    fig.suptitle(f"first-layer weights ({type(layer).__name__}, {len(tiles)} units)", fontsize=9)
+    fig.suptitle(f"first-layer weights ({type(first).__name__}, {len(tiles)} units)", fontsize=9)
     return save_figure(fig, path)
 
 
-def plot_run(run_dir: str | os.PathLike) -> list[str]:
-    """Every figure a ``glassnet train`` run directory has the data for; returns the paths.
+class RunFigures(NamedTuple):
+    """What ``plot_run`` did: the paths it wrote, and (figure, why) for each it skipped."""
+
+    written: list[str]
+    skipped: list[tuple[str, str]]
+
+
+def plot_run(run_dir: str | os.PathLike) -> RunFigures:
+    """Every figure a ``glassnet train`` run directory has the data for, written next to it.
 
     Reads ``history.json`` (learning curves, the test confusion matrix), ``gradient_flow.json``
-    and ``model.safetensors`` (first-layer weights); writes the PNGs next to them.
+    and ``model.safetensors`` (first-layer weights). Every file is read and checked before any
+    figure is drawn, so a broken one (a ``FileFormatError`` naming it) leaves no figures half
+    made. A figure that does not apply (first-layer weights of a model reading 1-D signals) is
+    skipped, and said so in ``skipped``; the others are still drawn.
     """
     from .io import load
 
@@ -179,31 +209,136 @@ def plot_run(run_dir: str | os.PathLike) -> list[str]:
     path = os.path.join(run_dir, "history.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: is {run_dir} the --out of a glassnet train run?")
-    with open(path) as f:
-        history = json.load(f)
-    out = [learning_curves(history, os.path.join(run_dir, "learning_curves.png"))]
-    if "confusion" in history:
-        out.append(confusion_matrix(history["confusion"], os.path.join(run_dir, "confusion_matrix.png")))
+    history = read_history(path)
     flow_path = os.path.join(run_dir, "gradient_flow.json")
-    if os.path.exists(flow_path):
-        with open(flow_path) as f:
-            out.append(gradient_flow(json.load(f), os.path.join(run_dir, "gradient_flow.png")))
+    flow = read_gradient_flow(flow_path) if os.path.exists(flow_path) else None
     model_path = os.path.join(run_dir, "model.safetensors")
-    if os.path.exists(model_path):
+    model = load(model_path) if os.path.exists(model_path) else None
+
+    written = [learning_curves(history, os.path.join(run_dir, "learning_curves.png"))]
+    skipped: list[tuple[str, str]] = []
+    if "confusion" in history:
+        written.append(confusion_matrix(history["confusion"], os.path.join(run_dir, "confusion_matrix.png")))
+    if flow is not None:
+        written.append(gradient_flow(flow, os.path.join(run_dir, "gradient_flow.png")))
+    if model is not None:
         shape = history.get("input_shape")
-        image = tuple(shape[-2:]) if shape and len(shape) >= 2 else None
-        out.append(
-            first_layer_weights(load(model_path), os.path.join(run_dir, "first_layer_weights.png"), image)
+        try:
+            if shape is not None and len(shape) < 2:
+                raise NotApplicableError(f"the inputs are 1-D (input_shape {shape}), not images")
+            image = tuple(shape[-2:]) if shape else None
+            written.append(
+                first_layer_weights(model, os.path.join(run_dir, "first_layer_weights.png"), image)
+            )
+        except NotApplicableError as e:
+            skipped.append(("first-layer weights", str(e)))
+    return RunFigures(written, skipped)
+
+
+# the metric lists learning_curves draws, each one value per epoch
+CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
+MAX_CONFUSION = 100  # classes; a bigger matrix is a hostile file, not a figure anyone can read
+
+
+def read_history(path: str | os.PathLike) -> dict:
+    """The ``history.json`` of ``glassnet train``, checked for what ``plot_run`` draws: under
+    ``"history"`` a ``"loss"`` list and optionally ``"accuracy"``, ``"val_loss"``,
+    ``"val_accuracy"``, lists of numbers of one length; ``"confusion"``, a square matrix of
+    counts; the model's metadata fields (``glassnet.io.check_metadata``). Anything else is a
+    ``FileFormatError`` naming the file and what was expected."""
+    from .io import check_metadata, read_json
+
+    path = os.fspath(path)
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("history"), dict):
+        raise FileFormatError(
+            path, "expected an object with a 'history' object (glassnet train's history.json)"
         )
-    return out
+    h = data["history"]
+    if "loss" not in h:
+        raise FileFormatError(path, "'history' has no 'loss' list")
+    for m in CURVES:
+        if m in h and not (isinstance(h[m], list) and h[m] and all(_is_number(v) for v in h[m])):
+            raise FileFormatError(path, f"'history'.{m!r} must be a non-empty list of numbers")
+        if m in h and len(h[m]) != len(h["loss"]):
+            raise FileFormatError(path, f"'history'.{m!r} has {len(h[m])} epochs, 'loss' {len(h['loss'])}")
+    check_metadata(path, data, "history.json")
+    if "confusion" in data:
+        m = data["confusion"]
+        k = len(m) if isinstance(m, list) else 0
+        if not (
+            1 <= k <= MAX_CONFUSION
+            and all(isinstance(row, list) and len(row) == k for row in m)
+            and all(
+                isinstance(c, int) and not isinstance(c, bool) and 0 <= c < 2**53 for row in m for c in row
+            )
+        ):
+            raise FileFormatError(
+                path, f"'confusion' must be a square list of lists of counts, 1 to {MAX_CONFUSION} classes"
+            )
+    return data
+
+
+def read_gradient_flow(path: str | os.PathLike) -> dict:
+    """The ``gradient_flow.json`` of ``glassnet train`` (``GradientFlow.to_dict()``), checked for
+    what the figure reads: a ``"history"`` list of measurements, each an object with an integer
+    ``"epoch"`` and a ``"layers"`` list of objects with ``"layer"`` (integer), ``"index"``,
+    ``"type"`` (strings), ``"weight"`` (true or false) and ``"speed"`` (a number), one per layer.
+    Anything else is a ``FileFormatError`` naming the file and what was expected."""
+    from .io import read_json
+
+    path = os.fspath(path)
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("history"), list):
+        raise FileFormatError(path, "expected an object with a 'history' list (GradientFlow.to_dict())")
+    expected = {"layer": int, "index": str, "type": str, "weight": bool, "speed": float}
+    for i, h in enumerate(data["history"]):
+        where = f"'history'[{i}]"
+        if not isinstance(h, dict) or not _is_int(h.get("epoch")) or not isinstance(h.get("layers"), list):
+            raise FileFormatError(
+                path, f"{where} must be an object with an integer 'epoch' and a 'layers' list"
+            )
+        seen = set()
+        for j, r in enumerate(h["layers"]):
+            if not isinstance(r, dict) or not all(_is_a(r.get(k), t) for k, t in expected.items()):
+                fields = ", ".join(f"{k!r} ({t.__name__})" for k, t in expected.items())
+                raise FileFormatError(path, f"{where}.'layers'[{j}] must be an object with {fields}")
+            key = (r["layer"], r["index"], r["type"])
+            if key in seen:
+                raise FileFormatError(path, f"{where} lists layer {r['layer']} ({r['index']}) twice")
+            seen.add(key)
+    return data
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _is_a(x, kind: type) -> bool:
+    """JSON's types: an integer is not a bool, a float may be written as an integer."""
+    if kind is bool:
+        return isinstance(x, bool)
+    if kind is int:
+        return _is_int(x)
+    if kind is float:
+        return _is_number(x)
+    return isinstance(x, kind)
 
 
 __all__ = [
+    "NotApplicableError",
+    "RunFigures",
     "confusion_counts",
     "confusion_matrix",
     "first_layer_weights",
     "gradient_flow",
     "learning_curves",
     "plot_run",
+    "read_gradient_flow",
+    "read_history",
     "save_figure",
 ]

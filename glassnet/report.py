@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import glob
 import io
-import json
 import math
 import os
 import warnings
 
 import numpy as np
 
-from .io import write_atomic
+from .errors import FileFormatError
+from .io import read_json, write_atomic
 
 LEVEL = 0.95
 METRICS = {  # name -> how to read it from a result
@@ -89,27 +89,18 @@ def load_results(out_dir: str | os.PathLike) -> tuple[dict, dict[str, list[dict]
     """The experiment's description (``experiment.json``, or one inferred from the directories)
     and its results grouped by variant, in the experiment's order, seeds ascending.
 
-    A result whose configuration differs from the one ``experiment.json`` records for its
-    variant (left by an earlier version of the experiment whose rerun was interrupted) is left
-    out, and counted in the description's ``"stale"``."""
-    from .experiments import read_result
-
+    Every file is checked for what the report reads (``read_experiment``, ``read_result``): a
+    broken one is a ``FileFormatError`` naming it. A result whose configuration differs from
+    the one ``experiment.json`` records for its variant (left by an earlier version of the
+    experiment whose rerun was interrupted) is left out, and counted in the description's
+    ``"stale"``."""
     out_dir = os.fspath(out_dir)
     meta_path = os.path.join(out_dir, "experiment.json")
-    try:
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
-        if not isinstance(meta, dict) or not isinstance(meta.get("variants"), list):
-            raise ValueError("no 'variants' list")
-    except FileNotFoundError:
-        meta = None
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{meta_path}: not a glassnet experiment description: {e}") from None
+    meta = read_experiment(meta_path) if os.path.lexists(meta_path) else None
     by_variant: dict[str, list[dict]] = {}
     for path in sorted(glob.glob(os.path.join(out_dir, "*", "seed*.json"))):
         r = read_result(path)
-        if r is not None:
-            by_variant.setdefault(r["variant"], []).append(r)
+        by_variant.setdefault(r["variant"], []).append(r)
     if meta is None:
         names = sorted(by_variant)
         meta = {"name": "", "baseline": names[0] if names else "", "variants": names, "seeds": None}
@@ -124,6 +115,102 @@ def load_results(out_dir: str | os.PathLike) -> tuple[dict, dict[str, list[dict]
     if not groups:
         raise ValueError(f"{out_dir}: no result files (expected {out_dir}/<variant>/seed<k>.json)")
     return {**meta, "stale": stale}, groups
+
+
+def read_experiment(path: str) -> dict:
+    """``experiment.json`` as ``compare`` writes it, checked: a ``"variants"`` list of names, a
+    ``"baseline"`` and ``"name"`` (strings), ``"seeds"`` (a list of integers, or null) and
+    ``"configs"`` (variant -> object) where present. Else a ``FileFormatError`` naming it."""
+    meta = read_json(path)
+    if not isinstance(meta, dict) or not (
+        isinstance(meta.get("variants"), list) and all(isinstance(v, str) for v in meta["variants"])
+    ):
+        raise FileFormatError(
+            path, "not a glassnet experiment description: expected a 'variants' list of names"
+        )
+    checks = {
+        "name": lambda x: isinstance(x, str),
+        "baseline": lambda x: isinstance(x, str),
+        "seeds": lambda x: x is None or (isinstance(x, list) and all(_is_int(s) for s in x)),
+        "configs": lambda x: isinstance(x, dict) and all(isinstance(c, dict) for c in x.values()),
+    }
+    expected = {"name": "a string", "baseline": "a string", "seeds": "a list of integers or null",
+                "configs": "an object of variant configurations"}  # fmt: skip
+    for key, ok in checks.items():
+        if key in meta and not ok(meta[key]):
+            raise FileFormatError(path, f"{key!r} must be {expected[key]}")
+    return {"name": "", "baseline": meta["variants"][0] if meta["variants"] else "", **meta}
+
+
+# what the report reads from a result file (run_one writes it): section -> its numeric fields
+RESULT_NUMBERS = {
+    "final": ("test_accuracy", "test_loss", "train_accuracy"),
+    "best": ("test_accuracy", "test_loss"),
+}
+HISTORY = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
+
+
+def read_result(path: str) -> dict:
+    """One ``<variant>/seed<k>.json`` result file, checked for every field the report reads
+    (see ``glassnet.experiments.run_one``); else a ``FileFormatError`` naming the file and the
+    field."""
+    from .experiments import RESULT_FORMAT
+
+    r = read_json(path)
+    if not isinstance(r, dict) or r.get("format") != RESULT_FORMAT:
+        raise FileFormatError(path, f"not a glassnet result file (expected 'format': {RESULT_FORMAT!r})")
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise FileFormatError(path, f"expected {what}")
+
+    need(
+        isinstance(r.get("variant"), str) and _is_int(r.get("seed")),
+        "'variant' (a string), 'seed' (an integer)",
+    )
+    need(_is_number(r.get("wall_seconds")), "'wall_seconds', a number")
+    for section, fields in RESULT_NUMBERS.items():
+        need(
+            isinstance(r.get(section), dict) and all(_is_number(r[section].get(f)) for f in fields),
+            f"a {section!r} object with the numbers {', '.join(fields)}",
+        )
+    h = r.get("history")
+    need(
+        isinstance(h, dict)
+        and all(isinstance(h.get(k), list) and all(_is_number(v) for v in h[k]) for k in HISTORY)
+        and len(h["epoch"]) > 0
+        and len({len(h[k]) for k in HISTORY}) == 1,
+        f"a 'history' object of number lists of one length, at least 1: {', '.join(HISTORY)}",
+    )
+    members = r.get("members")
+    need(
+        isinstance(members, list)
+        and len(members) > 0
+        and all(isinstance(m, dict) and _is_number(m.get("test_accuracy")) for m in members),
+        "a non-empty 'members' list of objects with a 'test_accuracy' number",
+    )
+    config = r.get("config")
+    need(isinstance(config, dict), "a 'config' object")
+    data = config.get("data", {})
+    need(
+        isinstance(data, dict) and _is_int(data.get("holdout", 0)) and data.get("holdout", 0) >= 0,
+        "'config'.'data' an object, its 'holdout' a count",
+    )
+    if len(members) > 1:
+        train = config.get("train")
+        need(
+            isinstance(train, dict) and isinstance(train.get("ensemble_mode"), str),
+            "'config'.'train'.'ensemble_mode' (a string) for an ensemble",
+        )
+    return r
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def summarize(groups: dict[str, list[dict]], baseline: str) -> list[dict]:
@@ -288,9 +375,12 @@ def curves_figure(groups: dict[str, list[dict]], title: str = ""):
             ax.set_xlabel("epoch")
             ax.set_ylabel(label)
     for ax, ms in zip(axes[:2], means[:2]):  # zoom on the means after the first fifth of training
-        lo, hi = min(float(m.min()) for m in ms), max(float(m.max()) for m in ms)
-        pad = 0.15 * (hi - lo) or 0.01
-        ax.set_ylim(lo - pad, hi + pad)
+        finite = np.concatenate(ms)
+        finite = finite[np.isfinite(finite)]  # a diverged run's NaN loss is no axis limit
+        if finite.size:
+            lo, hi = float(finite.min()), float(finite.max())
+            pad = 0.15 * (hi - lo) or 0.01
+            ax.set_ylim(lo - pad, hi + pad)
     axes[2].set_yscale("log")
     axes[0].legend(fontsize=7, ncol=2)
     heading = "\n".join(line for line in (title, note.replace("`", "")) if line)
@@ -334,6 +424,8 @@ __all__ = [
     "markdown",
     "mean_ci",
     "plot_curves",
+    "read_experiment",
+    "read_result",
     "render",
     "summarize",
     "welch",
