@@ -296,7 +296,7 @@ def cmd_summary(args) -> int:
         model = gn.load(args.model)
         shape = gn.load_metadata(args.model).get("input_shape")
         shape = tuple(shape) if shape else None
-    print(model.summary(shape, args.batch_size))
+    print(gn.summary(model, shape, args.batch_size))
     return 0
 
 
@@ -549,6 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ._malloc import tune_malloc
+
+    tune_malloc()  # the command owns its process: let freed batches be reused (see _malloc)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "train":  # which options were given, for --resume to check

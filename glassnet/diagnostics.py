@@ -58,14 +58,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .anomaly import _ACTIVATIONS
 from .callbacks import Callback
 from .layers.activations import ReLU, Sigmoid, Tanh
 from .layers.linear import Linear
 from .layers.recurrent import _Recurrent
-from .module import Module, ShapeError
+from .module import Module, ShapeError, evaluating, model_dtype
 from .optim import state_view
-from .walk import LayerShapeError, Walk, forward, is_layer, is_weight_layer, leaves, probing, walk
+from .walk import (
+    LayerShapeError,
+    Walk,
+    forward,
+    is_activation,
+    is_layer,
+    is_weight_layer,
+    leaves,
+    probing,
+    walk,
+)
 
 SATURATION = 0.01
 SATURATED_WARN = 0.5
@@ -155,7 +164,7 @@ def layer_stats(w: Walk, optimizer=None) -> list[dict]:
         for j in range(i + 1, n_layers):
             if w.layers[j].params:
                 break
-            if isinstance(w.layers[j], _ACTIVATIONS):  # subclasses too, as anomaly names them
+            if is_activation(w.layers[j]):  # subclasses too, as anomaly names them
                 row.update(_activation_stats(w.layers[j], w.outputs[j], axis))
                 break
         sizes = [updates[id(p)] for p in layer.params if id(p) in updates]
@@ -328,8 +337,6 @@ class GradientFlow(Callback):
         self.last: Report | None = None
 
     def on_train_begin(self, logs):
-        from .train import model_dtype
-
         x, y = self.data if self.data is not None else (self.train_data.x, self.train_data.y)
         self.x = np.asarray(x[: self.probe_size]).astype(model_dtype(self.model), copy=False)
         self.y = np.asarray(y[: self.probe_size])
@@ -423,8 +430,6 @@ def summary(model: Module, input_shape: tuple[int, ...] | None = None, batch_siz
     and parameter counts, like Keras' ``model.summary()``; with a shape, also the memory a
     training batch of ``batch_size`` needs. A shape that does not fit a layer raises
     ``ShapeError`` naming the layer, before any training."""
-    from .train import evaluating, model_dtype
-
     dtype = np.dtype(model_dtype(model))
     rows = [("#", "layer", "output shape", "params")]
     activations = largest = 0

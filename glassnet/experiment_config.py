@@ -55,6 +55,7 @@ expected; no other exception escapes ``load_config`` or ``parse_config``.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -326,4 +327,32 @@ def load_config(path: str | os.PathLike) -> Experiment:
     return parse_config(raw, source)
 
 
-__all__ = ["ConfigError", "Experiment", "load_config", "parse_config"]
+# --- the result files: one JSON file per run, written by experiments, read by report -----------
+RESULT_FORMAT = 1
+
+
+def result_path(out_dir: str | os.PathLike, variant: str, seed: int) -> str:
+    return os.path.join(os.fspath(out_dir), variant, f"seed{seed}.json")
+
+
+def read_result(path: str) -> dict | None:
+    """A result file's contents, or None if it is missing, unreadable or not a result."""
+    try:
+        with open_regular(path, "r", encoding="utf-8") as f:  # a FIFO is refused, not waited on
+            result = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(result, dict) or result.get("format") != RESULT_FORMAT:
+        return None
+    return result
+
+
+__all__ = [
+    "RESULT_FORMAT",
+    "ConfigError",
+    "Experiment",
+    "load_config",
+    "parse_config",
+    "read_result",
+    "result_path",
+]

@@ -38,6 +38,7 @@ import warnings
 
 import numpy as np
 
+from .experiment_config import read_result
 from .io import write_atomic
 
 LEVEL = 0.95
@@ -92,8 +93,6 @@ def load_results(out_dir: str | os.PathLike) -> tuple[dict, dict[str, list[dict]
     A result whose configuration differs from the one ``experiment.json`` records for its
     variant (left by an earlier version of the experiment whose rerun was interrupted) is left
     out, and counted in the description's ``"stale"``."""
-    from .experiments import read_result
-
     out_dir = os.fspath(out_dir)
     meta_path = os.path.join(out_dir, "experiment.json")
     try:
