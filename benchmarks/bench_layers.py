@@ -98,7 +98,8 @@ def main() -> None:
         out = {}
         for name, spec in SPECS.items():
             try:
-                out[name] = (time_glassnet(spec, args.repeats, args.malloc == "tuned") if args.impl == "glassnet"
+                tuned = args.malloc == "tuned"
+                out[name] = (time_glassnet(spec, args.repeats, tuned) if args.impl == "glassnet"
                              else time_torch(spec, args.repeats, args.threads))  # fmt: skip
             except AttributeError:  # a layer this version of glassnet does not have yet
                 out[name] = None
@@ -109,8 +110,8 @@ def main() -> None:
         for impl in results:
             env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
             proc = subprocess.run([sys.executable, __file__, "--impl", impl, "--repeats", str(args.repeats),
-                                   "--threads", str(args.threads), "--malloc", args.malloc], check=True, capture_output=True,
-                                  text=True, env=env)  # fmt: skip
+                                   "--threads", str(args.threads), "--malloc", args.malloc],
+                                  check=True, capture_output=True, text=True, env=env)  # fmt: skip
             results[impl].append(json.loads(proc.stdout.strip().splitlines()[-1]))
     print("| layer (forward + backward, batch 128) | glassnet ms | torch ms | ratio |")
     print("| --- | --- | --- | --- |")

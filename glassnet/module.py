@@ -19,12 +19,17 @@ class ShapeError(ValueError):
     """An input of the wrong shape or dtype for a layer or loss; the message names which."""
 
 
+def is_int(value) -> bool:
+    """An integer, Python's or NumPy's, but not a bool (True is an int to Python, not to us)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def check_arg(owner: str, name: str, value, ok, expected: str, kind: type | None = float):
     """Return ``value`` if it is a ``kind`` (int: an integer; float: any real number; None:
     anything) and ``ok(value)`` holds; else raise ``ValueError("<owner>: <name> must be
     <expected>, got <value>")``. Write ``ok`` as what is valid (``lambda v: v >= 0``), so
     that NaN, for which every comparison is false, is refused too."""
-    integer = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    integer = is_int(value)
     real = integer or isinstance(value, (float, np.floating))
     valid = integer if kind is int else real if kind is float else True
     if valid:
@@ -48,7 +53,7 @@ def as_rng(rng, owner: str) -> np.random.Generator:
         return np.random.default_rng()
     if isinstance(rng, np.random.Generator):
         return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+    if is_int(rng):
         if rng < 0:
             raise ValueError(f"{owner}: rng must be a numpy.random.Generator or a seed >= 0, got {rng}")
         return np.random.default_rng(int(rng))
