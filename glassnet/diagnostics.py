@@ -210,20 +210,17 @@ def verdicts(rows: list[dict]) -> list[str]:
     weights = [r for r in rows if r["weight"]]
     hidden = weights[:-1]  # the output layer's delta comes from the cost (BP1), not the depth
     if len(hidden) >= 2 and not bad:
-        slow_i, slow_j, ratio = _worst_pair(hidden, lambda a, b: b / a)
-        if ratio >= VANISHING_RATIO:
-            a, b = hidden[slow_i], hidden[slow_j]
-            out.append(
-                f"vanishing gradients: {_name(a)} learns {_fmt_ratio(ratio)} slower than {_name(b)} "
-                f"(rms delta {a['speed']:.1e} vs {b['speed']:.1e})"
-            )
-        fast_i, fast_j, ratio = _worst_pair(hidden, lambda a, b: a / b)
-        if ratio >= EXPLODING_RATIO:
-            a, b = hidden[fast_i], hidden[fast_j]
-            out.append(
-                f"exploding gradients: {_name(a)} learns {_fmt_ratio(ratio)} faster than {_name(b)} "
-                f"(rms delta {a['speed']:.1e} vs {b['speed']:.1e})"
-            )
+        for kind, word, ratio_of, limit in (
+            ("vanishing", "slower", lambda a, b: b / a, VANISHING_RATIO),
+            ("exploding", "faster", lambda a, b: a / b, EXPLODING_RATIO),
+        ):
+            i, j, ratio = _worst_pair(hidden, ratio_of)
+            if ratio >= limit:
+                a, b = hidden[i], hidden[j]
+                out.append(
+                    f"{kind} gradients: {_name(a)} learns {_fmt_ratio(ratio)} {word} than {_name(b)} "
+                    f"(rms delta {a['speed']:.1e} vs {b['speed']:.1e})"
+                )
     for r in rows:
         if r.get("dead", 0.0) > DEAD_WARN:
             out.append(
