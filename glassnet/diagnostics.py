@@ -59,9 +59,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .callbacks import Callback
+from .layers import GRU, LSTM, RNN, Linear
 from .layers.activations import ReLU, Sigmoid, Tanh
-from .layers.linear import Linear
-from .layers.recurrent import _Recurrent
 from .module import Module, ShapeError, evaluating, model_dtype
 from .optim import state_view
 from .walk import (
@@ -145,7 +144,7 @@ def layer_stats(w: Walk, optimizer=None) -> list[dict]:
         sq = np.square(dz, dtype=np.float64).reshape(n, -1).sum(axis=1) * (n * n)
         # the unit axis: features for Linear and recurrent layers (also over sequences, (N, T, F)),
         # channels for NCHW/NCL layers
-        axis = z.ndim - 1 if isinstance(layer, (Linear, _Recurrent)) or z.ndim == 2 else 1
+        axis = z.ndim - 1 if isinstance(layer, (Linear, RNN, GRU, LSTM)) or z.ndim == 2 else 1
         biases = [p for p in layer.params if _is_bias(p)]
         weights = [p for p in layer.params if not _is_bias(p)]
         row = {

@@ -1,4 +1,5 @@
-"""The experiment file: a base configuration plus named variants, read from TOML and checked strictly.
+"""The experiment file: a base configuration plus named variants, read from TOML and checked strictly;
+and the result files (one JSON per run) that ``experiments`` writes and ``report`` reads.
 
 ::
 
