@@ -65,6 +65,7 @@ from dataclasses import dataclass
 
 from .errors import FileFormatError
 from .io import open_regular
+from .module import is_int
 
 DATASETS = ("fashion-mnist", "mnist", "digits")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu")
@@ -160,17 +161,13 @@ SCHEMA: dict[str, dict[str, tuple]] = {
 _KINDS = {"str": "a string", "int": "an integer", "float": "a number", "ints": "a list of integers"}
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)  # True is an int to Python, not to us
-
-
 def _value(source: str, where: str, key: str, kind: str, check, value):
     """``value`` converted to ``kind`` (ints stay ints, numbers become floats), or ConfigError."""
     ok = {
         "str": isinstance(value, str),
-        "int": _is_int(value),
+        "int": is_int(value),
         "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "ints": isinstance(value, list) and all(_is_int(v) for v in value),
+        "ints": isinstance(value, list) and all(is_int(v) for v in value),
     }[kind]
     if not ok:
         raise ConfigError(f"{source}: {where} {key}: expected {_KINDS[kind]}, got {value!r}")
@@ -303,7 +300,7 @@ def parse_config(raw, source: str = "<dict>") -> Experiment:
 
 
 def _seeds(source: str, seeds) -> tuple[int, ...]:
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
+    if is_int(seeds):
         if not 1 <= seeds <= 10_000:
             raise ConfigError(f"{source}: top level seeds: expected a count in 1..10000, got {seeds}")
         return tuple(range(seeds))
