@@ -5,9 +5,12 @@ Linear(1024,10) on Fashion-MNIST batches of 128 (float32). Each library runs in 
 (their BLAS thread pools starve each other in one), alternating; each row is the median of
 ``--repeats`` timings of forward + backward on the same input, after a warm-up. The first conv
 needs no input gradient in a network (nor in torch, whose input has no requires_grad), so it
-is timed without one. Ratio = glassnet / torch (below 1: glassnet faster).
+is timed without one. Ratio = glassnet / torch (below 1: glassnet faster). glassnet's process
+calls ``gn.tune_malloc()`` first, as the CLI does; ``--malloc default`` leaves glibc's allocator
+as it is, to measure what the tuning is worth.
 
     python benchmarks/bench_layers.py --rounds 2
+    python benchmarks/bench_layers.py --rounds 2 --malloc default
 """
 
 from __future__ import annotations
@@ -45,10 +48,13 @@ def median_time(once, repeats: int) -> float:
     return statistics.median(times)
 
 
-def time_glassnet(spec, repeats: int) -> float:
+def time_glassnet(spec, repeats: int, tune_malloc: bool) -> float:
     import numpy as np
 
     import glassnet as gn
+
+    if tune_malloc:
+        gn.tune_malloc()
 
     ctor, _, shape, needs_grad = spec
     layer = eval(ctor, {"__builtins__": {}}, vars(gn))  # noqa: S307 - the table above
@@ -83,6 +89,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="alternating glassnet/torch process pairs")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--malloc", choices=["tuned", "default"], default="tuned",
+                    help="tuned: glassnet's process calls gn.tune_malloc() (as the CLI does)")  # fmt: skip
     ap.add_argument("--impl", choices=["glassnet", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.impl:
@@ -90,7 +98,8 @@ def main() -> None:
         out = {}
         for name, spec in SPECS.items():
             try:
-                out[name] = (time_glassnet(spec, args.repeats) if args.impl == "glassnet"
+                tuned = args.malloc == "tuned"
+                out[name] = (time_glassnet(spec, args.repeats, tuned) if args.impl == "glassnet"
                              else time_torch(spec, args.repeats, args.threads))  # fmt: skip
             except AttributeError:  # a layer this version of glassnet does not have yet
                 out[name] = None
@@ -101,8 +110,8 @@ def main() -> None:
         for impl in results:
             env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
             proc = subprocess.run([sys.executable, __file__, "--impl", impl, "--repeats", str(args.repeats),
-                                   "--threads", str(args.threads)], check=True, capture_output=True,
-                                  text=True, env=env)  # fmt: skip
+                                   "--threads", str(args.threads), "--malloc", args.malloc],
+                                  check=True, capture_output=True, text=True, env=env)  # fmt: skip
             results[impl].append(json.loads(proc.stdout.strip().splitlines()[-1]))
     print("| layer (forward + backward, batch 128) | glassnet ms | torch ms | ratio |")
     print("| --- | --- | --- | --- |")

@@ -32,6 +32,8 @@ def load(threads: int):
     os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
     import glassnet as gn
 
+    gn.tune_malloc()  # as the CLI does (both libraries' processes: the same allocator for each)
+
     train, _ = gn.datasets.load_mnist1d()
     return train.x.reshape(-1, 40, 1), train.y  # (N, T = 40, 1 feature)
 

@@ -52,6 +52,8 @@ def load(threads: int):
     os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
     import glassnet as gn
 
+    gn.tune_malloc()  # as the CLI does (both libraries' processes: the same allocator for each)
+
     train, _ = gn.datasets.load_fashion_mnist(flatten=True)
     return train.x, train.y
 

@@ -7,11 +7,7 @@ opt = gn.optim.Adam(model.parameters(), lr=1e-3)
 gn.fit(model, gn.CrossEntropyLoss(), opt, train, epochs=5, batch_size=128, val_data=test)
 """
 
-from . import _malloc
-
-_malloc.tune_malloc()
-
-from . import (  # noqa: E402
+from . import (
     anomaly,
     checkpoint,
     data,
@@ -26,15 +22,16 @@ from . import (  # noqa: E402
     report,
     schedules,
 )
-from .anomaly import AnomalyError, TerminateOnNaN  # noqa: E402
-from .callbacks import Callback, CSVLogger, EarlyStopping, History, ModelCheckpoint, ProgressBar  # noqa: E402
-from .diagnostics import GradientFlow  # noqa: E402
-from .errors import FileFormatError, WriteError  # noqa: E402
-from .gradcheck import check_gradients  # noqa: E402
-from .io import load, load_metadata, save  # noqa: E402
-from .layers import *  # noqa: E402, F403
-from .layers import __all__ as _layers  # noqa: E402
-from .losses import (  # noqa: E402
+from ._malloc import tune_malloc
+from .anomaly import AnomalyError, TerminateOnNaN
+from .callbacks import Callback, CSVLogger, EarlyStopping, History, ModelCheckpoint, ProgressBar
+from .diagnostics import GradientFlow, summary
+from .errors import FileFormatError, WriteError
+from .gradcheck import check_gradients
+from .io import load, load_metadata, save
+from .layers import *  # noqa: F403
+from .layers import __all__ as _layers
+from .losses import (
     BCEWithLogitsLoss,
     CrossEntropyLoss,
     HingeLoss,
@@ -42,12 +39,12 @@ from .losses import (  # noqa: E402
     MSELoss,
     QuadraticCost,
 )
-from .module import Module, Param, Sequential, ShapeError  # noqa: E402
-from .optim import clip_grad_norm  # noqa: E402
-from .regularizers import L1, L2, ElasticNet, FixedDropoutPenalty  # noqa: E402
-from .tensorboard import TensorBoard  # noqa: E402
-from .tracing import trace  # noqa: E402
-from .train import evaluate, evaluating, fit, predict, train_step  # noqa: E402
+from .module import Module, Param, Sequential, ShapeError
+from .optim import clip_grad_norm
+from .regularizers import L1, L2, ElasticNet, FixedDropoutPenalty
+from .tensorboard import TensorBoard
+from .tracing import trace
+from .train import evaluate, evaluating, fit, predict, train_step
 
 __version__ = "0.1.0"
 
@@ -101,6 +98,8 @@ __all__ = [
     "report",
     "save",
     "schedules",
+    "summary",
     "trace",
     "train_step",
+    "tune_malloc",
 ]

@@ -1,9 +1,13 @@
 """Keep glibc from returning every large temporary to the OS.
 
 glibc serves allocations of 128 KiB and more with a fresh ``mmap`` and unmaps them on free,
-so every mini-batch's activations are page-faulted in anew: measured here, a lone conv
-forward spent 80% of its time in page faults. Raising the mmap and trim thresholds once lets
-freed blocks be reused from the heap. It changes no result, only where memory comes from.
+so every mini-batch's activations are page-faulted in anew, and a convolution's large
+temporaries can spend more time in page faults than in arithmetic. Raising the mmap and trim
+thresholds once lets freed blocks be reused from the heap. It changes no result, only where memory comes from.
+
+It changes the whole process's allocator, so importing glassnet does not do it: the
+``glassnet`` command and the benchmarks call ``tune_malloc()`` (``gn.tune_malloc()``) at
+start, and a script that owns its process may do the same before training.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ M_MMAP_THRESHOLD = -3
 
 
 def tune_malloc(threshold: int = 1 << 30) -> bool:
-    """Raise glibc's mmap/trim thresholds; returns False (and does nothing) elsewhere."""
+    """Raise glibc's mmap/trim thresholds for this whole process; returns whether it could
+    (False, and nothing done, off glibc). Calling it again changes nothing further."""
     if not sys.platform.startswith("linux"):
         return False
     try:

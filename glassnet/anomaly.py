@@ -33,16 +33,8 @@ import numpy as np
 
 from . import walk
 from .callbacks import Callback
-from .layers import activations as _activations
 from .module import Module
-from .walk import is_weight_layer
-
-# the book's sigma: every activation layer (and subclasses of them)
-_ACTIVATIONS = tuple(
-    c
-    for c in vars(_activations).values()
-    if isinstance(c, type) and issubclass(c, Module) and c is not Module
-)
+from .walk import is_activation, is_weight_layer
 
 PHASES = (
     "forward z",
@@ -105,7 +97,7 @@ def _bad(a: np.ndarray) -> str | None:
 def _forward_phase(layer: Module) -> str:
     if is_weight_layer(layer):
         return "forward z"
-    if isinstance(layer, _ACTIVATIONS):
+    if is_activation(layer):
         return "activation"
     return "forward"
 

@@ -44,7 +44,7 @@ import numpy as np
 from .callbacks import Callback
 from .data import Dataset
 from .errors import FileFormatError
-from .io import FORMAT, _read, _short, check_format, serialise, write_atomic
+from .io import FORMAT, check_format, read_file, serialise, shorten, write_atomic
 from .module import Module
 from .optim import Optimizer
 from .schedules import Schedule
@@ -188,8 +188,8 @@ class Run:
         for key, value in self.config.items():
             if meta["config"].get(key) != value:
                 raise bad(
-                    f"the checkpoint was written by a run with {key}={_short(meta['config'].get(key))}, "
-                    f"this one has {key}={_short(value)}; an exact resume needs the same"
+                    f"the checkpoint was written by a run with {key}={shorten(meta['config'].get(key))}, "
+                    f"this one has {key}={shorten(value)}; an exact resume needs the same"
                 )
         # check everything that can be checked before changing anything
         pos = self._position(bad, meta["position"], tensors.get("order"))
@@ -214,7 +214,7 @@ class Run:
                 try:
                     self.scheduler.load_state_dict(meta["scheduler"])
                 except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as e:
-                    raise bad(f"scheduler state: {type(e).__name__}: {_short(str(e))}") from None
+                    raise bad(f"scheduler state: {type(e).__name__}: {shorten(str(e))}") from None
                 if not 0 <= self.optimizer.lr < math.inf:
                     raise bad(f"the scheduler state gives the learning rate {self.optimizer.lr}")
             self._restore_rng(bad, meta["rng"])
@@ -256,7 +256,7 @@ class Run:
         try:
             self.rng.bit_generator.state = state  # NumPy checks every field and its range
         except (KeyError, ValueError, TypeError, OverflowError) as e:
-            raise bad(f"'rng' is not a valid {expected} state: {_short(str(e))}") from None
+            raise bad(f"'rng' is not a valid {expected} state: {shorten(str(e))}") from None
 
     def _restore_callbacks(self, bad, saved: list, tensors: dict[str, np.ndarray]) -> None:
         live = [
@@ -277,16 +277,16 @@ class Run:
                 cb.load_state_dict(state)
             except (KeyError, ValueError, TypeError, OverflowError) as e:
                 raise bad(
-                    f"callback #{i} ({type(cb).__name__}): {type(e).__name__}: {_short(str(e))}"
+                    f"callback #{i} ({type(cb).__name__}): {type(e).__name__}: {shorten(str(e))}"
                 ) from None
 
     def _position(self, bad, p: dict, order: np.ndarray | None) -> Position:
         n, batches = self.config["n_train"], math.ceil(self.config["n_train"] / self.config["batch_size"])
         for key in ("epoch", "batch", "step", "correct"):
             if not _is_int(p.get(key)) or p[key] < 0:
-                raise bad(f"position.{key} must be a non-negative integer, got {_short(p.get(key))}")
+                raise bad(f"position.{key} must be a non-negative integer, got {shorten(p.get(key))}")
         if not _is_finite(p.get("total")):
-            raise bad(f"position.total must be a finite number, got {_short(p.get('total'))}")
+            raise bad(f"position.total must be a finite number, got {shorten(p.get('total'))}")
         if not isinstance(p.get("stopped"), bool):
             raise bad("position.stopped must be true or false")
         logs = p.get("logs")
@@ -315,14 +315,14 @@ def read_checkpoint(path: str | os.PathLike) -> Snapshot:
     ``FileNotFoundError`` if there is none and ``FileFormatError`` for anything wrong in it.
     """
     path = checkpoint_path(path)
-    metadata, tensors = _read(path, tensors=True)
+    metadata, tensors = read_file(path, tensors=True)
     if KEY not in metadata:
         raise FileFormatError(path, f"not a glassnet checkpoint (no {KEY!r} in its metadata)")
     check_format(path, metadata)
     try:
         meta = json.loads(metadata[KEY])
     except (ValueError, RecursionError) as e:
-        raise FileFormatError(path, f"{KEY} metadata is not valid JSON: {_short(str(e))}") from None
+        raise FileFormatError(path, f"{KEY} metadata is not valid JSON: {shorten(str(e))}") from None
     kinds = {
         "position": dict,
         "rng": dict,
@@ -352,8 +352,8 @@ def _check_arrays(path: str, what: str, targets: dict, arrays: dict) -> None:
     if missing or unexpected:
         raise FileFormatError(
             path,
-            f"{what} state does not match this run: missing {_short(sorted(missing))}, "
-            f"unexpected {_short(sorted(unexpected))}",
+            f"{what} state does not match this run: missing {shorten(sorted(missing))}, "
+            f"unexpected {shorten(sorted(unexpected))}",
         )
     for name, target in targets.items():
         value, target = arrays[name], np.asarray(target)
@@ -378,7 +378,7 @@ def _plain(v):
     """NumPy scalars as the Python numbers JSON knows (a count may be an ``np.int64``)."""
     if isinstance(v, (np.integer, np.floating, np.bool_)):
         return v.item()
-    raise TypeError(f"a checkpoint cannot hold a {type(v).__name__}: {_short(v)}")
+    raise TypeError(f"a checkpoint cannot hold a {type(v).__name__}: {shorten(v)}")
 
 
 def _crc32(*arrays: np.ndarray) -> int:

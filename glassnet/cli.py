@@ -606,7 +606,7 @@ def cmd_summary(args) -> int:
         if shape is None:  # the file's, checked by load_metadata
             saved = gn.load_metadata(args.model).get("input_shape")
             shape = tuple(saved) if saved else None
-    print(model.summary(shape, args.batch_size))
+    print(gn.summary(model, shape, args.batch_size))
     return 0
 
 
@@ -913,6 +913,9 @@ def error_message(command: str, e: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ._malloc import tune_malloc
+
+    tune_malloc()  # the command owns its process: let freed batches be reused (see _malloc)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     if args.command == "train":  # which options were typed, for --resume to check

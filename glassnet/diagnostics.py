@@ -58,14 +58,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .anomaly import _ACTIVATIONS
 from .callbacks import Callback
+from .layers import GRU, LSTM, RNN, Linear
 from .layers.activations import ReLU, Sigmoid, Tanh
-from .layers.linear import Linear
-from .layers.recurrent import _Recurrent
-from .module import Module, ShapeError
+from .module import Module, ShapeError, evaluating, model_dtype
 from .optim import state_view
-from .walk import LayerShapeError, Walk, forward, is_layer, is_weight_layer, leaves, probing, walk
+from .walk import (
+    LayerShapeError,
+    Walk,
+    forward,
+    is_activation,
+    is_layer,
+    is_weight_layer,
+    leaves,
+    probing,
+    walk,
+)
 
 SATURATION = 0.01
 SATURATED_WARN = 0.5
@@ -136,7 +144,7 @@ def layer_stats(w: Walk, optimizer=None) -> list[dict]:
         sq = np.square(dz, dtype=np.float64).reshape(n, -1).sum(axis=1) * (n * n)
         # the unit axis: features for Linear and recurrent layers (also over sequences, (N, T, F)),
         # channels for NCHW/NCL layers
-        axis = z.ndim - 1 if isinstance(layer, (Linear, _Recurrent)) or z.ndim == 2 else 1
+        axis = z.ndim - 1 if isinstance(layer, (Linear, RNN, GRU, LSTM)) or z.ndim == 2 else 1
         biases = [p for p in layer.params if _is_bias(p)]
         weights = [p for p in layer.params if not _is_bias(p)]
         row = {
@@ -155,7 +163,7 @@ def layer_stats(w: Walk, optimizer=None) -> list[dict]:
         for j in range(i + 1, n_layers):
             if w.layers[j].params:
                 break
-            if isinstance(w.layers[j], _ACTIVATIONS):  # subclasses too, as anomaly names them
+            if is_activation(w.layers[j]):  # subclasses too, as anomaly names them
                 row.update(_activation_stats(w.layers[j], w.outputs[j], axis))
                 break
         sizes = [updates[id(p)] for p in layer.params if id(p) in updates]
@@ -201,20 +209,17 @@ def verdicts(rows: list[dict]) -> list[str]:
     weights = [r for r in rows if r["weight"]]
     hidden = weights[:-1]  # the output layer's delta comes from the cost (BP1), not the depth
     if len(hidden) >= 2 and not bad:
-        slow_i, slow_j, ratio = _worst_pair(hidden, lambda a, b: b / a)
-        if ratio >= VANISHING_RATIO:
-            a, b = hidden[slow_i], hidden[slow_j]
-            out.append(
-                f"vanishing gradients: {_name(a)} learns {_fmt_ratio(ratio)} slower than {_name(b)} "
-                f"(rms delta {a['speed']:.1e} vs {b['speed']:.1e})"
-            )
-        fast_i, fast_j, ratio = _worst_pair(hidden, lambda a, b: a / b)
-        if ratio >= EXPLODING_RATIO:
-            a, b = hidden[fast_i], hidden[fast_j]
-            out.append(
-                f"exploding gradients: {_name(a)} learns {_fmt_ratio(ratio)} faster than {_name(b)} "
-                f"(rms delta {a['speed']:.1e} vs {b['speed']:.1e})"
-            )
+        for kind, word, ratio_of, limit in (
+            ("vanishing", "slower", lambda a, b: b / a, VANISHING_RATIO),
+            ("exploding", "faster", lambda a, b: a / b, EXPLODING_RATIO),
+        ):
+            i, j, ratio = _worst_pair(hidden, ratio_of)
+            if ratio >= limit:
+                a, b = hidden[i], hidden[j]
+                out.append(
+                    f"{kind} gradients: {_name(a)} learns {_fmt_ratio(ratio)} {word} than {_name(b)} "
+                    f"(rms delta {a['speed']:.1e} vs {b['speed']:.1e})"
+                )
     for r in rows:
         if r.get("dead", 0.0) > DEAD_WARN:
             out.append(
@@ -328,8 +333,6 @@ class GradientFlow(Callback):
         self.last: Report | None = None
 
     def on_train_begin(self, logs):
-        from .train import model_dtype
-
         x, y = self.data if self.data is not None else (self.train_data.x, self.train_data.y)
         self.x = np.asarray(x[: self.probe_size]).astype(model_dtype(self.model), copy=False)
         self.y = np.asarray(y[: self.probe_size])
@@ -423,8 +426,6 @@ def summary(model: Module, input_shape: tuple[int, ...] | None = None, batch_siz
     and parameter counts, like Keras' ``model.summary()``; with a shape, also the memory a
     training batch of ``batch_size`` needs. A shape that does not fit a layer raises
     ``ShapeError`` naming the layer, before any training."""
-    from .train import evaluating, model_dtype
-
     dtype = np.dtype(model_dtype(model))
     rows = [("#", "layer", "output shape", "params")]
     activations = largest = 0

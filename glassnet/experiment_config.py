@@ -1,4 +1,5 @@
-"""The experiment file: a base configuration plus named variants, read from TOML and checked strictly.
+"""The experiment file: a base configuration plus named variants, read from TOML and checked strictly;
+and the result files (one JSON per run) that ``experiments`` writes and ``report`` reads.
 
 ::
 
@@ -55,6 +56,7 @@ expected; no other exception escapes ``load_config`` or ``parse_config``.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -63,6 +65,7 @@ from dataclasses import dataclass
 
 from .errors import FileFormatError
 from .io import open_regular
+from .module import is_int
 
 DATASETS = ("fashion-mnist", "mnist", "digits")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu")
@@ -158,17 +161,13 @@ SCHEMA: dict[str, dict[str, tuple]] = {
 _KINDS = {"str": "a string", "int": "an integer", "float": "a number", "ints": "a list of integers"}
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)  # True is an int to Python, not to us
-
-
 def _value(source: str, where: str, key: str, kind: str, check, value):
     """``value`` converted to ``kind`` (ints stay ints, numbers become floats), or ConfigError."""
     ok = {
         "str": isinstance(value, str),
-        "int": _is_int(value),
+        "int": is_int(value),
         "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "ints": isinstance(value, list) and all(_is_int(v) for v in value),
+        "ints": isinstance(value, list) and all(is_int(v) for v in value),
     }[kind]
     if not ok:
         raise ConfigError(f"{source}: {where} {key}: expected {_KINDS[kind]}, got {value!r}")
@@ -301,7 +300,7 @@ def parse_config(raw, source: str = "<dict>") -> Experiment:
 
 
 def _seeds(source: str, seeds) -> tuple[int, ...]:
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
+    if is_int(seeds):
         if not 1 <= seeds <= 10_000:
             raise ConfigError(f"{source}: top level seeds: expected a count in 1..10000, got {seeds}")
         return tuple(range(seeds))
@@ -326,4 +325,32 @@ def load_config(path: str | os.PathLike) -> Experiment:
     return parse_config(raw, source)
 
 
-__all__ = ["ConfigError", "Experiment", "load_config", "parse_config"]
+# --- the result files: one JSON file per run, written by experiments, read by report -----------
+RESULT_FORMAT = 1
+
+
+def result_path(out_dir: str | os.PathLike, variant: str, seed: int) -> str:
+    return os.path.join(os.fspath(out_dir), variant, f"seed{seed}.json")
+
+
+def read_result(path: str) -> dict | None:
+    """A result file's contents, or None if it is missing, unreadable or not a result."""
+    try:
+        with open_regular(path, "r", encoding="utf-8") as f:  # a FIFO is refused, not waited on
+            result = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(result, dict) or result.get("format") != RESULT_FORMAT:
+        return None
+    return result
+
+
+__all__ = [
+    "RESULT_FORMAT",
+    "ConfigError",
+    "Experiment",
+    "load_config",
+    "parse_config",
+    "read_result",
+    "result_path",
+]

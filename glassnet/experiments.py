@@ -39,11 +39,17 @@ from contextlib import contextmanager
 import numpy as np
 from scipy.special import logsumexp
 
-from .experiment_config import ConfigError, Experiment, load_config, parse_config
-from .io import open_regular
+from .experiment_config import (
+    RESULT_FORMAT,
+    ConfigError,
+    Experiment,
+    load_config,
+    parse_config,
+    read_result,
+    result_path,
+)
 from .lr_find import LRFindResult, lr_find
 
-RESULT_FORMAT = 1
 # BLAS threads in pool workers: N workers x 1 thread fill N cores without oversubscription,
 # and a single-threaded GEMM gives the same bits whichever worker runs it
 _WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -232,24 +238,8 @@ def run_one(spec: dict) -> dict:
 
 
 # --- many runs ---------------------------------------------------------------------------------
-def result_path(out_dir: str | os.PathLike, variant: str, seed: int) -> str:
-    return os.path.join(os.fspath(out_dir), variant, f"seed{seed}.json")
-
-
 def run_specs(exp: Experiment) -> list[dict]:
     return [{"variant": v, "seed": s, "config": cfg} for v, cfg in exp.variants.items() for s in exp.seeds]
-
-
-def read_result(path: str) -> dict | None:
-    """A result file's contents, or None if it is missing, unreadable or not a result."""
-    try:
-        with open_regular(path, "r", encoding="utf-8") as f:  # a FIFO is refused, not waited on
-            result = json.load(f)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(result, dict) or result.get("format") != RESULT_FORMAT:
-        return None
-    return result
 
 
 def _is_done(result: dict | None, spec: dict) -> bool:

@@ -267,7 +267,7 @@ def load(path: str | os.PathLike) -> Module:
     ``model.set_rng(rng)`` before training on.
     """
     path = os.fspath(path)
-    metadata, tensors = _read(path, tensors=True)
+    metadata, tensors = read_file(path, tensors=True)
     if "glassnet_architecture" not in metadata:
         raise FileFormatError(path, "not a glassnet model file (no 'glassnet_architecture' in its metadata)")
     check_format(path, metadata)
@@ -288,7 +288,7 @@ def load_metadata(path: str | os.PathLike) -> dict:
     ``FileFormatError`` naming the file and the field; every other key is returned as stored.
     """
     path = os.fspath(path)
-    metadata, _ = _read(path, tensors=False)
+    metadata, _ = read_file(path, tensors=False)
     if "glassnet_user" not in metadata:
         return {}
     user = _parse_json(path, metadata["glassnet_user"], "glassnet_user")
@@ -364,7 +364,7 @@ def read_json(path: str | os.PathLike, max_bytes: int = 64 << 20):
 def load_state(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Just the tensors, name -> array, of any safetensors file (glassnet's or not)."""
     path = os.fspath(path)
-    return _read(path, tensors=True)[1]
+    return read_file(path, tensors=True)[1]
 
 
 def load_npy(path: str | os.PathLike) -> np.ndarray:
@@ -387,7 +387,7 @@ def load_npy(path: str | os.PathLike) -> np.ndarray:
                 raise ValueError(f"unsupported .npy format version {version}")
             shape, _, dtype = read_header[version](f, max_header_size=10_000)
         except Exception as e:  # NumPy's header parser raises many types (TokenError, ...)
-            raise FileFormatError(path, f"not a .npy file: {type(e).__name__}: {_short(str(e))}") from None
+            raise FileFormatError(path, f"not a .npy file: {type(e).__name__}: {shorten(str(e))}") from None
         if dtype.hasobject:
             raise FileFormatError(
                 path, f"holds Python objects ({dtype}), which only pickle could read: refused"
@@ -403,10 +403,10 @@ def load_npy(path: str | os.PathLike) -> np.ndarray:
         try:
             return np.load(f, allow_pickle=False)
         except (ValueError, EOFError) as e:
-            raise FileFormatError(path, f"not a valid .npy file: {_short(str(e))}") from None
+            raise FileFormatError(path, f"not a valid .npy file: {shorten(str(e))}") from None
 
 
-def _read(path: str, tensors: bool) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+def read_file(path: str, tensors: bool) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     """The header metadata and (if asked) the tensors, or a FileFormatError naming the file."""
     _check_header(path)
     try:
@@ -417,7 +417,7 @@ def _read(path: str, tensors: bool) -> tuple[dict[str, str], dict[str, np.ndarra
     except (OSError, MemoryError):
         raise
     except Exception as e:  # SafetensorError, and KeyError for a dtype NumPy lacks (BF16)
-        raise FileFormatError(path, f"not a valid safetensors file: {_short(str(e), 500)}") from e
+        raise FileFormatError(path, f"not a valid safetensors file: {shorten(str(e), 500)}") from e
     _verify(path, metadata, arrays if tensors else None)
     return metadata, arrays
 
@@ -442,7 +442,7 @@ def _verify(path: str, metadata: dict[str, str], arrays: dict[str, np.ndarray] |
     stored = sums["tensors"]
     if set(stored) != set(arrays):
         odd = sorted(set(stored) ^ set(arrays))
-        raise FileFormatError(path, f"the checksums and the tensors differ in {_short(odd)}: corrupt file")
+        raise FileFormatError(path, f"the checksums and the tensors differ in {shorten(odd)}: corrupt file")
     for name, a in arrays.items():
         if _tensor_crc(a) != stored[name]:
             raise FileFormatError(
@@ -476,7 +476,7 @@ def check_format(path: str, metadata: dict[str, str]) -> None:
     if metadata.get("glassnet_format") != FORMAT:
         raise FileFormatError(
             path,
-            f"unsupported glassnet_format {_short(metadata.get('glassnet_format'))} "
+            f"unsupported glassnet_format {shorten(metadata.get('glassnet_format'))} "
             f"(this version reads {FORMAT!r})",
         )
 
@@ -485,7 +485,7 @@ def _parse_json(path: str, text: str, key: str):
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as e:
-        raise FileFormatError(path, f"{key} metadata is not valid JSON: {_short(str(e))}") from None
+        raise FileFormatError(path, f"{key} metadata is not valid JSON: {shorten(str(e))}") from None
 
 
 def _allowed() -> dict[str, type]:
@@ -517,11 +517,11 @@ def _build(
         raise FileFormatError(path, f"{where} must be an object with keys 'type', 'config', 'children'")
     kind, config, children = node["type"], node["config"], node.get("children", [])
     if not isinstance(kind, str):
-        raise FileFormatError(path, f"{where}: 'type' is not a string: {_short(kind)}")
+        raise FileFormatError(path, f"{where}: 'type' is not a string: {shorten(kind)}")
     cls = allowed.get(kind)  # a plain dict lookup: nothing is imported or evaluated
     if cls is None:
         raise FileFormatError(
-            path, f"unknown layer type {_short(kind)} (allowed: {', '.join(sorted(allowed))})"
+            path, f"unknown layer type {shorten(kind)} (allowed: {', '.join(sorted(allowed))})"
         )
     if not isinstance(config, dict):
         raise FileFormatError(path, f"{where}: 'config' of {kind} must be an object")
@@ -530,7 +530,7 @@ def _build(
 
     if cls is Sequential:
         if config:
-            raise FileFormatError(path, f"{where}: Sequential takes no config, got {_short(config)}")
+            raise FileFormatError(path, f"{where}: Sequential takes no config, got {shorten(config)}")
         return Sequential(
             *(
                 _build(path, c, allowed, tensors, rng, f"{prefix}{i}.", depth + 1)
@@ -566,7 +566,7 @@ def _build(
 
 def _cannot_build(path: str, kind: str, config: dict, e: Exception) -> FileFormatError:
     return FileFormatError(
-        path, f"cannot build layer {kind} from config {_short(config)}: {type(e).__name__}: {str(e)[:500]}"
+        path, f"cannot build layer {kind} from config {shorten(config)}: {type(e).__name__}: {str(e)[:500]}"
     )
 
 
@@ -584,8 +584,8 @@ def _check_shapes(
             found = "none" if stored is None else f"shape {stored.shape}"
             raise FileFormatError(
                 path,
-                f"{where}: {kind} config {_short(config)} needs tensor {prefix + name!r} of shape "
-                f"{_short(shape, 100)}, the file holds {found}",
+                f"{where}: {kind} config {shorten(config)} needs tensor {prefix + name!r} of shape "
+                f"{shorten(shape, 100)}, the file holds {found}",
             )
 
 
@@ -598,7 +598,7 @@ def _stored_dtype(path: str, where: str, kind: str, tensors: dict[str, np.ndarra
     return floats.pop() if floats else None
 
 
-def _short(x, limit: int = 200) -> str:
+def shorten(x, limit: int = 200) -> str:
     """repr for an error message, cut short: a hostile header may hold megabytes of JSON."""
     r = repr(x)
     return r if len(r) <= limit else r[:limit] + "..."

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .module import as_rng
+from .module import as_rng, keep_modes, model_dtype
 
 
 @dataclass
@@ -75,7 +75,7 @@ def lr_find(
     """Run the range test on ``model`` with ``optimizer`` over mini-batches of ``train_data``;
     see the module docstring for the schedule, the stopping rule and the suggestion."""
     from .data import as_dataset
-    from .train import _step, model_dtype
+    from .train import train_step
 
     if not 0 < start < end or not math.isfinite(end):
         raise ValueError(f"lr_find: need 0 < start < end, got start={start}, end={end}")
@@ -89,41 +89,39 @@ def lr_find(
     rng = as_rng(rng, "lr_find")
     saved_model = {k: v.copy() for k, v in model.state_dict().items()}
     saved_opt = {k: np.array(v, copy=True) for k, v in optimizer.state_dict().items()}
-    modes = [m.training for m in model.modules()]
-    model.set_rng(rng)
-    model.train()
-    lrs, raw, smooth = [], [], []
-    avg, best, diverged = 0.0, math.inf, False
-    batch = min(batch_size, ds.n)
-    try:
-        order = rng.permutation(ds.n)
-        pos = 0
-        for t in range(steps):
-            if pos + batch > ds.n:  # a new pass over the data, reshuffled
-                order, pos = rng.permutation(ds.n), 0
-            idx = order[pos : pos + batch]
-            pos += batch
-            lr = start * (end / start) ** (t / (steps - 1))
-            optimizer.lr = lr
-            try:
-                loss = _step(model, loss_fn, optimizer, ds.x[idx], ds.y[idx], regularizer, None)[0]
-            except FloatingPointError:  # a non-finite loss: certainly past the divergence point
-                diverged = True
-                break
-            avg = beta * avg + (1 - beta) * loss
-            smoothed = avg / (1 - beta ** (t + 1))  # bias correction: the average starts at 0
-            lrs.append(lr)
-            raw.append(loss)
-            smooth.append(smoothed)
-            best = min(best, smoothed)
-            if t > 0 and smoothed > diverge * best:
-                diverged = True
-                break
-    finally:
-        model.load_state_dict(saved_model)
-        optimizer.load_state_dict(saved_opt)
-        for m, mode in zip(model.modules(), modes):
-            m.training = mode
+    with keep_modes(model):
+        model.set_rng(rng)
+        model.train()
+        lrs, raw, smooth = [], [], []
+        avg, best, diverged = 0.0, math.inf, False
+        batch = min(batch_size, ds.n)
+        try:
+            order = rng.permutation(ds.n)
+            pos = 0
+            for t in range(steps):
+                if pos + batch > ds.n:  # a new pass over the data, reshuffled
+                    order, pos = rng.permutation(ds.n), 0
+                idx = order[pos : pos + batch]
+                pos += batch
+                lr = start * (end / start) ** (t / (steps - 1))
+                optimizer.lr = lr
+                try:
+                    loss = train_step(model, loss_fn, optimizer, ds.x[idx], ds.y[idx], regularizer)
+                except FloatingPointError:  # a non-finite loss: certainly past the divergence point
+                    diverged = True
+                    break
+                avg = beta * avg + (1 - beta) * loss
+                smoothed = avg / (1 - beta ** (t + 1))  # bias correction: the average starts at 0
+                lrs.append(lr)
+                raw.append(loss)
+                smooth.append(smoothed)
+                best = min(best, smoothed)
+                if t > 0 and smoothed > diverge * best:
+                    diverged = True
+                    break
+        finally:
+            model.load_state_dict(saved_model)
+            optimizer.load_state_dict(saved_opt)
     if len(lrs) < 5:
         raise ValueError(f"lr_find: the loss diverged after {len(lrs)} steps; lower start (now {start})")
     return _suggest(np.array(lrs), np.array(smooth), np.array(raw), diverged)

@@ -10,6 +10,7 @@ lists its parameters and children explicitly.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -18,12 +19,17 @@ class ShapeError(ValueError):
     """An input of the wrong shape or dtype for a layer or loss; the message names which."""
 
 
+def is_int(value) -> bool:
+    """An integer, Python's or NumPy's, but not a bool (True is an int to Python, not to us)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def check_arg(owner: str, name: str, value, ok, expected: str, kind: type | None = float):
     """Return ``value`` if it is a ``kind`` (int: an integer; float: any real number; None:
     anything) and ``ok(value)`` holds; else raise ``ValueError("<owner>: <name> must be
     <expected>, got <value>")``. Write ``ok`` as what is valid (``lambda v: v >= 0``), so
     that NaN, for which every comparison is false, is refused too."""
-    integer = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    integer = is_int(value)
     real = integer or isinstance(value, (float, np.floating))
     valid = integer if kind is int else real if kind is float else True
     if valid:
@@ -47,7 +53,7 @@ def as_rng(rng, owner: str) -> np.random.Generator:
         return np.random.default_rng()
     if isinstance(rng, np.random.Generator):
         return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+    if is_int(rng):
         if rng < 0:
             raise ValueError(f"{owner}: rng must be a numpy.random.Generator or a seed >= 0, got {rng}")
         return np.random.default_rng(int(rng))
@@ -73,55 +79,32 @@ class Param:
     """A trainable array and its gradient, of the same shape and dtype.
 
     ``decay`` says whether weight decay and L1/L2 penalties apply (weights: yes, biases and
-    normalisation scales: no).
-
-    ``zero_grad()`` is lazy, like PyTorch's ``set_to_none``: it only marks the gradient as
-    zero. Reading ``grad`` afterwards gives zeros (the buffer is cleared on first read), and
-    ``add_product``/``add_sum`` *write* the first backward's result straight into the buffer,
-    which saves a zero fill and a temporary per step (7% of the book's batch-10 net).
+    normalisation scales: no). ``grad`` is a plain array: a backward adds into it (in place,
+    ``p.grad += ...``, or through ``add_product``/``add_sum``), ``zero_grad()`` fills it with
+    zeros, and reading it changes nothing. An optimizer may re-point ``data`` and ``grad`` at
+    slices of its flat vectors (see ``gn.optim``); write into them in place, as layers do.
     """
 
     def __init__(self, data: np.ndarray, name: str, decay: bool = True) -> None:
         self.data = data
-        self._grad = np.zeros_like(data)
-        self._zero = False  # True: _grad's contents are stale and stand for zeros
+        self.grad = np.zeros_like(data)  # dLoss/d(data), accumulated since the last zero_grad()
         self.name = name
         self.decay = decay
 
-    @property
-    def grad(self) -> np.ndarray:
-        """dLoss/d(data), accumulated since the last ``zero_grad()``."""
-        if self._zero:
-            self._grad.fill(0)
-            self._zero = False
-        return self._grad
-
-    @grad.setter
-    def grad(self, value: np.ndarray) -> None:
-        self._grad, self._zero = value, False
-
     def zero_grad(self) -> None:
-        self._zero = True
+        self.grad.fill(0)
 
     def add_product(self, a: np.ndarray, b: np.ndarray) -> None:
         """``grad += a @ b``, written in ``grad``'s memory order (a column-major ``W`` takes
-        ``(b^T a^T)^T``); just after ``zero_grad()`` the product goes straight into ``grad``."""
-        g = self._grad
+        ``(b^T a^T)^T``, so the product needs no transposing copy)."""
+        g = self.grad
         if g.flags.f_contiguous and not g.flags.c_contiguous:
             g, a, b = g.T, b.T, a.T
-        if self._zero:
-            np.matmul(a, b, out=g)
-            self._zero = False
-        else:
-            g += a @ b
+        g += a @ b
 
     def add_sum(self, a: np.ndarray) -> None:
-        """``grad += a.sum(axis=0)`` (BP3's sum over the batch), written directly after zero_grad."""
-        if self._zero:
-            np.sum(a, axis=0, out=self._grad)
-            self._zero = False
-        else:
-            self._grad += a.sum(axis=0)
+        """``grad += a.sum(axis=0)`` (BP3's sum over the batch)."""
+        self.grad += a.sum(axis=0)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -259,14 +242,6 @@ class Module:
             target[...] = value
 
     # --- description ----------------------------------------------------------------------
-    def summary(self, input_shape: tuple[int, ...] | None = None, batch_size: int = 32) -> str:
-        """Layers, output shapes, parameter counts (trainable and not) and the memory a
-        training batch needs; a shape that does not fit raises ``ShapeError`` naming the layer.
-        ``input_shape`` is one example's shape, without the batch axis: ``(1, 28, 28)``."""
-        from .diagnostics import summary
-
-        return summary(self, input_shape, batch_size)
-
     def config(self) -> dict:
         """Constructor arguments (JSON-serialisable), enough to rebuild this module."""
         return {}
@@ -285,6 +260,32 @@ class Module:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
+
+
+def model_dtype(model: Module) -> np.dtype:
+    """The dtype the model computes in: its parameters' (float32 for a model without any)."""
+    params = model.parameters()
+    return params[0].data.dtype if params else np.dtype(np.float32)
+
+
+@contextmanager
+def keep_modes(model: Module) -> Iterator[Module]:
+    """Run a block that may switch modules between training and eval (``model.eval()``, or
+    dropout off for a probe), then put every module back in the mode it had, also on error."""
+    modes = [m.training for m in model.modules()]
+    try:
+        yield model
+    finally:
+        for m, mode in zip(model.modules(), modes):
+            m.training = mode
+
+
+@contextmanager
+def evaluating(model: Module) -> Iterator[Module]:
+    """Run a block in eval mode, then put every module back in the mode it had."""
+    with keep_modes(model):
+        model.eval()
+        yield model
 
 
 class Sequential(Module):

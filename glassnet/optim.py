@@ -6,7 +6,9 @@ moment arrays, shaped like ``w``). To make a step cost a handful of vector opera
 many layers the model has (PyTorch's "foreach"/fused idea), a new optimizer gathers its
 parameters into one contiguous vector: every ``p.data`` becomes a view into ``self.data`` and
 every ``p.grad`` a view into ``self.grad``, and ``update`` runs once on the whole vector.
-Layers see no difference: they read and write ``p.data``/``p.grad`` as before.
+Layers see no difference: they read and write ``p.data``/``p.grad`` in place as before. The
+re-pointing is the one thing a user sees: an optimizer changes what ``p.data`` is (a view),
+not its values.
 
 Parameters already gathered by another optimizer are left where they are: in the same order,
 the two share the vector; as a subset (say, a second optimizer with its own learning rate
@@ -92,6 +94,14 @@ def flatten_params(params: list[Param]) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 class Optimizer:
+    """Base of the optimizers: holds the parameters, their state, ``zero_grad`` and ``step``.
+
+    Creating one changes the parameters it is given: each ``p.data`` and ``p.grad`` becomes a
+    view of its slice of the flat vectors ``self.data``/``self.grad`` (values kept; see the
+    module docstring). Change a parameter in place (``p.data[...] = v``); an array assigned to
+    ``p.data`` afterwards is not updated, and ``step()`` raises to say so.
+    """
+
     state_names: tuple[str, ...] = ()  # the per-coordinate state arrays ``update`` receives
 
     def __init__(self, params, lr: float) -> None:
@@ -126,7 +136,11 @@ class Optimizer:
         self.state = {k: np.zeros(size, dtype) for k in self.state_names}
 
     def zero_grad(self) -> None:
-        for p in self.params:  # lazy: see Param; step() reads each p.grad, clearing leftovers
+        """Fill every gradient with zeros: one ``fill`` of the flat vector when there is one."""
+        if self.grad is not None:
+            self.grad.fill(0)
+            return
+        for p in self.params:
             p.zero_grad()
 
     def step(self) -> None:
@@ -146,9 +160,8 @@ class Optimizer:
     def check_views(self) -> None:
         """Raise if some ``p.data``/``p.grad`` no longer lives in this optimizer's vectors."""
         data, grad = self._views
-        # C-level identity checks (this runs every step; a Python loop cost 1.3 us at 4 params).
-        # Reading p.grad also clears a gradient zero_grad() marked and no backward wrote, so
-        # the flat vector update() reads is exact.
+        # identity checked by map/operator.is_ in C: this runs every step, and a Python loop
+        # would cost more than the update itself for a small model
         if all(map(operator.is_, map(_DATA, self.params), data)) and all(
             map(operator.is_, map(_GRAD, self.params), grad)
         ):

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from .module import Param, check_arg
+from .module import Param, check_arg, evaluating
 
 
 def _strength(owner: str, name: str, value) -> float:
@@ -141,9 +141,7 @@ class FixedDropoutPenalty(Regularizer):
         _strength("FixedDropoutPenalty", "scale", scale)
         layers = list(model.layers)
         sums: list[np.ndarray | None] = [None] * len(layers)
-        modes = [m.training for m in model.modules()]
-        model.eval()
-        try:
+        with evaluating(model):
             for start in range(0, len(x), batch_size):
                 h = x[start : start + batch_size]
                 for i, layer in enumerate(layers):
@@ -152,9 +150,6 @@ class FixedDropoutPenalty(Regularizer):
                         s = np.einsum("ni,ni->i", flat, flat)
                         sums[i] = s if sums[i] is None else sums[i] + s
                     h = layer.forward(h)
-        finally:
-            for m, mode in zip(model.modules(), modes):
-                m.training = mode
         terms, first = [], True
         for layer, s in zip(layers, sums):
             if isinstance(layer, Linear):

@@ -38,6 +38,7 @@ import warnings
 import numpy as np
 
 from .errors import FileFormatError
+from .experiment_config import RESULT_FORMAT
 from .io import read_json, write_atomic
 
 LEVEL = 0.95
@@ -154,7 +155,6 @@ def read_result(path: str) -> dict:
     """One ``<variant>/seed<k>.json`` result file, checked for every field the report reads
     (see ``glassnet.experiments.run_one``); else a ``FileFormatError`` naming the file and the
     field."""
-    from .experiments import RESULT_FORMAT
 
     r = read_json(path)
     if not isinstance(r, dict) or r.get("format") != RESULT_FORMAT:

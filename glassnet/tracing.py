@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .module import Module
+from .module import Module, evaluating
 from .walk import is_weight_layer, walk
 
 
@@ -94,8 +94,6 @@ def trace(model: Module, loss_fn, x: np.ndarray, y) -> Trace:
     Runs in eval mode (no dropout; batch norm on its running statistics); the model's modes
     and gradients are left as they were. ``print(gn.trace(...))`` gives a readable report.
     """
-    from .train import evaluating
-
     params = model.parameters()
     saved = [p.grad.copy() for p in params]
     try:

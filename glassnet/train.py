@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-from contextlib import contextmanager
 
 import numpy as np
 
@@ -13,14 +12,11 @@ from .callbacks import Callback, History, ProgressBar
 from .checkpoint import Position, Run, checkpoint_path, read_checkpoint, remove_temporaries
 from .data import Dataset, as_dataset, batch_slices, check_inputs
 from .losses import BCEWithLogitsLoss, HingeLoss, Loss
-from .module import Module, ShapeError, as_rng, check_arg
+
+# evaluating and model_dtype live in module (the tools below training use them); re-exported here
+from .module import Module, ShapeError, as_rng, check_arg, evaluating, model_dtype
 from .optim import Optimizer, clip_grad_norm
 from .walk import leaves
-
-
-def model_dtype(model: Module):
-    params = model.parameters()
-    return params[0].data.dtype if params else np.float32
 
 
 def train_step(
@@ -295,18 +291,6 @@ def _check_count(name: str, value, low: int, owner: str = "fit") -> None:
     check_arg(owner, name, value, lambda v: v >= low, f"an integer >= {low}", int)
 
 
-@contextmanager
-def evaluating(model: Module):
-    """Run a block in eval mode, then put every module back in the mode it had."""
-    modes = [m.training for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, mode in zip(model.modules(), modes):
-            m.training = mode
-
-
 def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000) -> dict[str, float]:
     """Mean loss (and accuracy, for classification) over ``data`` in eval mode, as floats.
 
@@ -347,4 +331,4 @@ def predict(model: Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     return out
 
 
-__all__ = ["Dataset", "evaluate", "fit", "predict", "train_step"]
+__all__ = ["Dataset", "evaluate", "evaluating", "fit", "model_dtype", "predict", "train_step"]

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .module import Module, Sequential, ShapeError
+from .layers import activations
+from .module import Module, Sequential, ShapeError, keep_modes, model_dtype
 
 # visit(name, module, input, output) after a forward; visit(name, module, dy, dx) after a
 # backward (dx None after backward_params)
@@ -50,6 +51,17 @@ def leaves(model: Module) -> Iterator[tuple[str, Module]]:
     """``(name, layer)`` for every layer of the tree (see ``is_layer``), in the tree's order,
     which is the order of a forward pass for ``Sequential``s and for most containers."""
     return ((name, m) for name, m in named_modules(model) if is_layer(m))
+
+
+# the book's sigma: every activation layer (and subclasses of them)
+_ACTIVATIONS = tuple(
+    c for c in vars(activations).values() if isinstance(c, type) and issubclass(c, Module) and c is not Module
+)
+
+
+def is_activation(layer: Module) -> bool:
+    """A layer whose output is an a of the book: an activation (sigma) layer or a subclass of one."""
+    return isinstance(layer, _ACTIVATIONS)
 
 
 def is_weight_layer(layer: Module) -> bool:
@@ -179,8 +191,6 @@ def walk(model: Module, loss_fn, x: np.ndarray, y: np.ndarray) -> Walk:
     """Forward and backward through ``model`` keeping every layer's input, output and output
     gradient. Parameter gradients are *added* into ``p.grad`` as in any backward; zero them first.
     """
-    from .train import model_dtype
-
     x = np.asarray(x).astype(model_dtype(model), copy=False)
     runs: dict[str, tuple[Module, np.ndarray, np.ndarray]] = {}
 
@@ -203,25 +213,23 @@ def walk(model: Module, loss_fn, x: np.ndarray, y: np.ndarray) -> Walk:
 def probing(model: Module):
     """Run a probe without disturbing training: dropout off (and no RNG draws), batch norm on
     batch statistics with its running statistics restored, every ``p.grad`` restored."""
-    modes = [m.training for m in model.modules()]
     buffers = {k: v.copy() for k, v in model.named_buffers()}
     params = model.parameters()
     saved_grads = [p.grad.copy() for p in params]
-    model.train()
-    for m in model.modules():
-        if hasattr(m, "rng"):  # the stochastic layers: dropout
-            m.training = False
-    try:
-        for p in params:
-            p.grad.fill(0)
-        yield
-    finally:
-        for m, mode in zip(model.modules(), modes):
-            m.training = mode
-        for k, v in model.named_buffers():
-            v[...] = buffers[k]
-        for p, g in zip(params, saved_grads):
-            p.grad[...] = g
+    with keep_modes(model):
+        model.train()
+        for m in model.modules():
+            if hasattr(m, "rng"):  # the stochastic layers: dropout
+                m.training = False
+        try:
+            for p in params:
+                p.grad.fill(0)
+            yield
+        finally:
+            for k, v in model.named_buffers():
+                v[...] = buffers[k]
+            for p, g in zip(params, saved_grads):
+                p.grad[...] = g
 
 
 __all__ = [
@@ -229,6 +237,7 @@ __all__ = [
     "Walk",
     "backward",
     "forward",
+    "is_activation",
     "is_layer",
     "is_weight_layer",
     "leaves",

@@ -445,6 +445,6 @@ def test_a_checkpoint_without_checksums_still_resumes(tmp_path, reference):
     snap = read_checkpoint(path)
     metadata = {"glassnet_format": "1", "glassnet_checkpoint": json.dumps(snap.meta)}
     safetensors.numpy.save_file(snap.tensors, str(path), metadata=metadata)
-    assert gio.CHECKSUMS not in gio._read(str(path), tensors=False)[0]
+    assert gio.CHECKSUMS not in gio.read_file(str(path), tensors=False)[0]
     model = worker.train(str(tmp_path), resume=True)
     assert_same_run(tmp_path, model.state_dict(), reference)

@@ -213,7 +213,7 @@ def test_summary_shapes_counts_memory_and_layer_named_on_mismatch():
     rng = np.random.default_rng(0)
     model = gn.Sequential(gn.Conv2d(1, 4, 3, rng=rng), gn.BatchNorm2d(4), gn.ReLU(), gn.Flatten(),
                           gn.Linear(4 * 26 * 26, 10, rng=rng))  # fmt: skip
-    text = model.summary((1, 28, 28), batch_size=100)
+    text = gn.summary(model, (1, 28, 28), batch_size=100)
     assert text == D.summary(model, (1, 28, 28), 100)
     assert "(N, 4, 26, 26)" in text and "(N, 2704)" in text and "(N, 10)" in text
     trainable = 4 * 9 + 4 + 8 + 2704 * 10 + 10
@@ -221,12 +221,12 @@ def test_summary_shapes_counts_memory_and_layer_named_on_mismatch():
     kept = (3 * 4 * 26 * 26 + 2704 + 10) * 100 * 4
     assert f"layer outputs {kept / 2**20:.1f} MiB" in text
     with pytest.raises(gn.ShapeError, match=r"layer #4 \(Linear\) cannot take input of shape \(N, 2304\)"):
-        model.summary((1, 26, 26))
+        gn.summary(model, (1, 26, 26))
     nested = gn.Sequential(gn.Sequential(gn.Linear(5, 4), gn.ReLU()), gn.Linear(3, 2))
     with pytest.raises(gn.ShapeError, match=r"layer #1 \(Linear\)"):
-        nested.summary((5,))
+        gn.summary(nested, (5,))
     with pytest.raises(gn.ShapeError, match=r"layer #0.0 \(Linear\)"):
-        nested.summary((6,))
+        gn.summary(nested, (6,))
 
 
 @pytest.mark.parametrize(
@@ -360,7 +360,7 @@ def test_nan_provenance_names_a_layer_inside_a_user_written_container():
 
 
 def test_summary_lists_the_layers_inside_a_user_written_container():
-    text = residual().summary((10,))
+    text = gn.summary(residual(), (10,))
     for needle in ("2.0  Linear(in_features=8", "2.1  ReLU()", "2.2  Linear(in_features=8"):
         assert needle in text
     assert f"trainable: {88 + 72 + 72 + 27:,}" in text
@@ -446,7 +446,7 @@ def test_a_walk_leaves_no_trace_on_a_container_and_names_its_own_faults():
     from glassnet.anomaly import AnomalyError
 
     model, (x, y) = residual(), data()
-    model.summary((10,))
+    gn.summary(model, (10,))
     D.report(model, gn.CrossEntropyLoss(), x, y)
     with pytest.raises(gn.ShapeError, match=r"^layer #1.0 \(Linear\): Linear expects input \(N, \.\.\., 8\)"):
         D.report(gn.Sequential(gn.Linear(10, 7), model[2]), gn.CrossEntropyLoss(), x, y)

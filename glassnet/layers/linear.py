@@ -14,8 +14,9 @@ class Linear(Module):
 
     ``W`` has shape ``(in_features, out_features)``, batch-first, so a whole mini-batch is one
     matrix product; PyTorch's weight is the transpose ``(out, in)``. In memory ``W`` is
-    column-major, the same bytes as PyTorch's row-major ``(out, in)``: OpenBLAS multiplies a
-    small batch by it faster (784->30 at batch 10: 3.8 us instead of 6.1; large shapes: even).
+    column-major, the same bytes as PyTorch's row-major ``(out, in)``: OpenBLAS's kernels for
+    a small batch times a column-major matrix read ``W`` contiguously (large shapes: no
+    difference; ``bench_layers.py`` and ``bench_train.py --workload book`` measure it).
     Default init is PyTorch's (``init="torch_default"``); any name of ``gn.init`` works, e.g.
     ``"he_normal"`` for ReLU nets or ``"book_normal"`` for the book's chapter 3 networks.
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..module import Module, ShapeError, check_arg
+from ..module import Module, ShapeError, check_arg, is_int
 
 
 class Flatten(Module):
@@ -41,12 +41,8 @@ class Reshape(Module):
 
         def valid(sizes) -> bool:
             # NumPy integers count (np.prod gives them); bools do not, though Python calls them ints
-            ints = (int, np.integer)
-            return (
-                isinstance(sizes, (tuple, list))
-                and len(sizes) > 0
-                and all(isinstance(s, ints) and not isinstance(s, bool) and s >= 1 for s in sizes)
-            )
+            sequence = isinstance(sizes, (tuple, list)) and len(sizes) > 0
+            return sequence and all(is_int(s) and s >= 1 for s in sizes)
 
         check_arg("Reshape", "shape", shape, valid, "a tuple of integers >= 1", None)
         self.shape = tuple(int(s) for s in shape)  # plain ints: config() is written to JSON
