@@ -325,17 +325,17 @@ def check_metadata(path: str | os.PathLike, meta: dict, where: str = "metadata")
             raise FileFormatError(
                 path,
                 f"{where}: 'input_shape' must be a list of 1 to {MAX_INPUT_DIMS} positive integers "
-                f"(one example's shape), got {_short(shape)}",
+                f"(one example's shape), got {shorten(shape)}",
             )
         if math.prod(shape) > MAX_INPUT_SIZE:
             raise FileFormatError(
                 path,
-                f"{where}: 'input_shape' {_short(shape)} holds more than {MAX_INPUT_SIZE:,} values "
+                f"{where}: 'input_shape' {shorten(shape)} holds more than {MAX_INPUT_SIZE:,} values "
                 "per example",
             )
     for key in ("dataset", "model"):
         if key in meta and not isinstance(meta[key], str):
-            raise FileFormatError(path, f"{where}: {key!r} must be a string, got {_short(meta[key])}")
+            raise FileFormatError(path, f"{where}: {key!r} must be a string, got {shorten(meta[key])}")
 
 
 def _is_int(x) -> bool:
@@ -358,7 +358,7 @@ def read_json(path: str | os.PathLike, max_bytes: int = 64 << 20):
     try:
         return json.loads(data)
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
-        raise FileFormatError(path, f"not valid JSON: {_short(str(e))}") from None
+        raise FileFormatError(path, f"not valid JSON: {shorten(str(e))}") from None
 
 
 def load_state(path: str | os.PathLike) -> dict[str, np.ndarray]:
