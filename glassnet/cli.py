@@ -801,12 +801,18 @@ def train_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, as every other error: it names the option and
+    what was expected, and where the whole usage is (``--help``); exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .models import PRESETS
 
-    p = argparse.ArgumentParser(
-        prog="glassnet", description="Deep learning on NumPy with backpropagation you can read."
-    )
+    p = Parser(prog="glassnet", description="Deep learning on NumPy with backpropagation you can read.")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a preset model on a data set, report test accuracy")

@@ -98,7 +98,8 @@ def _draw_speeds(ax, history: list[dict], title: str) -> None:
     ax.set_ylabel("speed of learning (rms delta)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    if lines:  # a flow file without layers draws empty axes, with no legend to warn about
+        ax.legend(fontsize=7)
 
 
 def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, classes: int | None = None) -> np.ndarray:

@@ -417,3 +417,13 @@ def test_a_run_killed_before_its_history_was_written_is_finished_by_resume(tmp_p
     assert main(["train", "--resume", str(out)]) == 0
     assert json.loads((out / "history.json").read_text())["epochs_run"] == 1
     assert gn.load_metadata(out / "model.safetensors")["train_seconds"] == pytest.approx(seconds, abs=0.5)
+
+
+@pytest.mark.parametrize("argv", [["train", "--epochs", "0"], ["train", "--no-such-option"], ["nonsense"]])
+def test_a_usage_error_is_one_line_naming_the_option(argv, capsys):
+    # argparse printed the whole usage first: two or more lines where every other error has one
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ": error: " in err and "--help)" in err, err
