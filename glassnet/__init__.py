@@ -28,6 +28,7 @@ from . import (  # noqa: E402
 )
 from .anomaly import AnomalyError, TerminateOnNaN  # noqa: E402
 from .callbacks import Callback, CSVLogger, EarlyStopping, History, ModelCheckpoint, ProgressBar  # noqa: E402
+from .checkpoint import BackupAndRestore  # noqa: E402
 from .diagnostics import GradientFlow  # noqa: E402
 from .errors import FileFormatError, WriteError  # noqa: E402
 from .gradcheck import check_gradients  # noqa: E402
@@ -55,6 +56,7 @@ __all__ = [
     *_layers,
     "AnomalyError",
     "BCEWithLogitsLoss",
+    "BackupAndRestore",
     "CSVLogger",
     "Callback",
     "CrossEntropyLoss",
