@@ -25,6 +25,7 @@ from . import (
 from ._malloc import tune_malloc
 from .anomaly import AnomalyError, TerminateOnNaN
 from .callbacks import Callback, CSVLogger, EarlyStopping, History, ModelCheckpoint, ProgressBar
+from .checkpoint import BackupAndRestore
 from .diagnostics import GradientFlow, summary
 from .errors import FileFormatError, WriteError
 from .gradcheck import check_gradients
@@ -52,6 +53,7 @@ __all__ = [
     *_layers,
     "AnomalyError",
     "BCEWithLogitsLoss",
+    "BackupAndRestore",
     "CSVLogger",
     "Callback",
     "CrossEntropyLoss",

@@ -1,14 +1,24 @@
 """Callbacks for ``gn.fit``, Keras-style: every hook is a no-op unless overridden.
 
-``fit`` sets ``callback.model``, ``callback.optimizer``, ``callback.loss_fn`` and
-``callback.train_data`` (a ``Dataset``) before ``on_train_begin``.
+``fit`` sets ``callback.model``, ``callback.optimizer``, ``callback.loss_fn``,
+``callback.train_data`` (a ``Dataset``) and ``callback.loop`` (a ``Loop``: the run's settings,
+its callbacks and its live ``Position``) before ``on_train_begin``.
 A callback ends training by setting ``self.stop_training = True``. ``on_train_end`` runs
 however training ends (last epoch, early stop, an exception or Ctrl-C).
 
+The hooks, in the order fit calls them: ``on_train_begin(logs)`` once (each callback resets
+itself here); ``on_epoch_begin(epoch)``; ``on_batch_end(batch, logs)`` after every optimizer
+step, with ``loop.position`` already counting that step; ``on_epoch_end(epoch, logs)``;
+``on_train_end(logs)``. ``fit`` calls them in the order of its list: ``History`` first, then
+the caller's callbacks, then those its options stand for (``ProgressBar``, ``TerminateOnNaN``,
+``BackupAndRestore``).
+
 A callback with state that a resumed run needs (``fit(..., resume_from=...)``) returns it from
 ``state_dict()`` as a flat dict of JSON values and NumPy arrays, and takes it back in
-``load_state_dict(state)``, which ``fit`` calls after ``on_train_begin``. ``load_state_dict``
-raises ``ValueError`` for a state it cannot use: it comes from a file.
+``load_state_dict(state)``. ``load_state_dict`` raises ``ValueError`` for a state it cannot use:
+it comes from a file. Restoring is itself a callback's work (``BackupAndRestore``): in its
+``on_train_begin``, after every earlier callback has reset itself, it loads their state and
+replaces ``loop.position`` with where the checkpoint stood, and ``fit`` starts from there.
 """
 
 from __future__ import annotations
@@ -18,12 +28,54 @@ import io as _io
 import math
 import sys
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
 
+@dataclass
+class Position:
+    """Where a run stands: ``epoch`` epochs done, plus ``batch`` batches of the next one, after
+    ``step`` optimizer steps in all.
+
+    ``total`` and ``correct`` are that epoch's running loss sum and correct count so far,
+    ``order`` its shuffled order (None without shuffling), ``logs`` the last finished epoch's
+    metrics, and ``stopped`` whether a callback ended the run.
+    """
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    total: float = 0.0
+    correct: int = 0
+    order: np.ndarray | None = None
+    logs: dict = field(default_factory=dict)
+    stopped: bool = False
+
+
+@dataclass
+class Loop:
+    """What one ``fit`` call runs, for the callbacks that need more than the model.
+
+    ``callbacks`` is fit's whole list (``History`` first); ``steps`` the batches per epoch;
+    ``position`` is live: fit updates it after every step and epoch, and a callback that
+    resumes a run replaces it in ``on_train_begin``. The rest are fit's arguments.
+    """
+
+    callbacks: list
+    rng: np.random.Generator
+    scheduler: object
+    regularizer: object
+    clip_norm: float | None
+    batch_size: int
+    shuffle: bool
+    steps: int
+    position: Position = field(default_factory=Position)
+
+
 class Callback:
     stop_training = False
+    loop: Loop | None = None
 
     def on_train_begin(self, logs: dict) -> None: ...
     def on_epoch_begin(self, epoch: int) -> None: ...
@@ -291,4 +343,13 @@ class ProgressBar(Callback):
             self.bar.close()
 
 
-__all__ = ["CSVLogger", "Callback", "EarlyStopping", "History", "ModelCheckpoint", "ProgressBar"]
+__all__ = [
+    "CSVLogger",
+    "Callback",
+    "EarlyStopping",
+    "History",
+    "Loop",
+    "ModelCheckpoint",
+    "Position",
+    "ProgressBar",
+]

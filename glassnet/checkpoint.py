@@ -1,9 +1,10 @@
 """Checkpoints: everything a training run needs to continue exactly where it stopped.
 
-``fit(..., checkpoint=PATH, checkpoint_every=N)`` writes one after every epoch and, with
-``checkpoint_every``, after every N optimizer steps; ``fit(..., resume_from=PATH)`` continues
-from one. A resumed run ends with the same weights, bit for bit, as one that never stopped,
-because the checkpoint holds every number the rest of the run depends on:
+The ``BackupAndRestore`` callback writes one after every epoch and, with ``every=N``, after
+every N optimizer steps, and continues the run one was written by; ``fit(..., checkpoint=PATH,
+checkpoint_every=N, resume_from=PATH)`` stands for it. A resumed run ends with the same
+weights, bit for bit, as one that never stopped, because the checkpoint holds every number the
+rest of the run depends on:
 
     model/<name>        every parameter and buffer (BatchNorm running statistics)
     optimizer/<key>     the optimizer's step count, learning rate and state vectors
@@ -37,15 +38,15 @@ import math
 import os
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from .callbacks import Callback
+from .callbacks import Callback, Position
 from .data import Dataset
 from .errors import FileFormatError
 from .io import FORMAT, check_format, read_file, serialise, shorten, write_atomic
-from .module import Module
+from .module import Module, check_arg
 from .optim import Optimizer
 from .schedules import Schedule
 
@@ -72,24 +73,6 @@ def remove_temporaries(path: str | os.PathLike) -> list[str]:
                     os.unlink(os.path.join(directory, entry))
                     removed.append(entry)
     return removed
-
-
-@dataclass
-class Position:
-    """Where a run stands: ``epoch`` epochs done, plus ``batch`` batches of the next one.
-
-    ``total`` and ``correct`` are that epoch's running loss sum and correct count so far, and
-    ``order`` its shuffled order (None at an epoch boundary or without shuffling).
-    """
-
-    epoch: int = 0
-    batch: int = 0
-    step: int = 0
-    total: float = 0.0
-    correct: int = 0
-    order: np.ndarray | None = None
-    logs: dict = field(default_factory=dict)
-    stopped: bool = False
 
 
 @dataclass
@@ -307,6 +290,68 @@ class Run:
                         {k: float(v) for k, v in logs.items()}, p["stopped"])  # fmt: skip
 
 
+class BackupAndRestore(Callback):
+    """Checkpoint the run to ``path`` after every epoch and, with ``every=N``, after every N
+    optimizer steps; with ``resume_from``, continue the run that checkpoint was written by.
+
+    ``fit(..., checkpoint=PATH, checkpoint_every=N, resume_from=PATH)`` makes one of these (as
+    Keras' callback of the same name, which saves the weights only; this one saves everything in
+    the module docstring, so a resumed run is exact). ``path`` may be a directory, which then
+    holds ``checkpoint.safetensors``. Either may be None: no writing, or no resuming.
+
+    It restores in ``on_train_begin``, after the callbacks before it have reset themselves, and
+    saves in ``on_epoch_end``, after they have taken the epoch in: so it must come after every
+    callback with state (``fit`` refuses a run where it does not; the one fit makes is last),
+    and a stateless callback after it that stops training is not recorded as having stopped it.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        every: int | None = None,
+        resume_from: str | os.PathLike | None = None,
+    ) -> None:
+        if every is not None:
+            check_arg("BackupAndRestore", "every", every, lambda v: v >= 1, "an integer >= 1", int)
+            if path is None:
+                raise ValueError("BackupAndRestore: every needs a path (where to write)")
+        self.path, self.every, self.resume_from = path, every or 0, resume_from
+        self.run: Run | None = None
+
+    def on_train_begin(self, logs):
+        loop = self.loop
+        later = loop.callbacks[loop.callbacks.index(self) + 1 :]
+        stateful = [type(cb).__name__ for cb in later if cb.state_dict() is not None]
+        if stateful:
+            raise ValueError(
+                f"BackupAndRestore must come after every callback with state; {', '.join(stateful)} "
+                "follow it (their state would be saved before they took an epoch in)"
+            )
+        self.file = None if self.path is None else checkpoint_path(self.path)
+        if self.file is not None:
+            remove_temporaries(self.file)  # left by a write that a crash cut short
+        # read (and check) the file before building the run: a bad file fails at once
+        snapshot = None if self.resume_from is None else read_checkpoint(self.resume_from)
+        self.run = Run(self.model, self.optimizer, loop.rng, loop.scheduler, loop.callbacks[0],
+                       loop.callbacks[1:], self.train_data, loop.batch_size, loop.shuffle,
+                       loop.regularizer, loop.clip_norm)  # fmt: skip
+        if snapshot is not None:
+            loop.position = self.run.restore(snapshot)
+
+    def on_batch_end(self, batch, logs):
+        pos = self.loop.position
+        # the epoch's last batch is left to on_epoch_end, which saves anyway
+        if self.every and pos.step % self.every == 0 and pos.batch < self.loop.steps:
+            self.run.save(self.file, pos)
+
+    def on_epoch_end(self, epoch, logs):
+        if self.file is not None:
+            stopped = any(cb.stop_training for cb in self.loop.callbacks)
+            self.run.save(
+                self.file, Position(epoch + 1, 0, self.loop.position.step, logs=logs, stopped=stopped)
+            )
+
+
 # --- reading ------------------------------------------------------------------------------------
 def read_checkpoint(path: str | os.PathLike) -> Snapshot:
     """Read a checkpoint and check its structure; ``Run.restore`` checks it against a run.
@@ -421,6 +466,7 @@ def _is_permutation(order: np.ndarray) -> bool:
 
 __all__ = [
     "FILENAME",
+    "BackupAndRestore",
     "Position",
     "Run",
     "Snapshot",

@@ -23,158 +23,30 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import math
 import os
 import re
 import sys
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
-from .callbacks import Callback
-
-DATASETS = ("fashion-mnist", "mnist", "digits", "mnist1d")
-
-
-def load_dataset(name: str, data_dir: str | None):
-    from . import datasets
-
-    if data_dir is not None and name not in ("fashion-mnist", "mnist"):
-        # the generated and bundled data sets have no files to point at: an ignored option
-        # would leave the user believing their files were used
-        raise ValueError(
-            f"--data-dir {data_dir}: only fashion-mnist and mnist read IDX files; {name} has none"
-        )
-    if name == "fashion-mnist":
-        return datasets.load_fashion_mnist(path=data_dir)
-    if name == "mnist":
-        return datasets.load_mnist(path=data_dir)
-    if name == "digits":
-        return datasets.load_digits()
-    if name == "mnist1d":
-        return datasets.load_mnist1d()
-    raise ValueError(f"--dataset {name!r}: expected one of {', '.join(DATASETS)}")
-
-
-def make_optimizer(name: str, params, lr: float, momentum: float):
-    from . import optim
-
-    if name == "sgd":
-        return optim.SGD(params, lr=lr, momentum=momentum)
-    if momentum:  # the adaptive optimizers have no momentum option: it would be ignored
-        raise ValueError(f"--momentum {momentum}: only --optimizer sgd takes a momentum, not {name}")
-    classes = {
-        "adam": optim.Adam,
-        "adamw": optim.AdamW,
-        "rmsprop": optim.RMSprop,
-        "adagrad": optim.Adagrad,
-    }
-    return classes[name](params, lr=lr)
-
-
-# --- option values --------------------------------------------------------------------------
-# Each is an argparse ``type=``: the parser refuses a bad value with a message naming the option
-# (``argument --batch-size: expected an integer >= 1, got '0'``), and read_run_config applies the
-# same checks to a config.json, which it parses as a command line. Written as what is valid, so
-# that NaN, for which every comparison is false, is refused too.
-def _value(kind: type, ok, expected: str):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except (ValueError, OverflowError):
-            value = None
-        if value is None or not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-
-    parse.__name__ = expected  # what argparse would name it in its own messages
-    return parse
-
-
-positive_int = _value(int, lambda v: v >= 1, "an integer >= 1")
-count = _value(int, lambda v: v >= 0, "an integer >= 0")
-seed = _value(int, lambda v: 0 <= v < 2**128, "an integer in [0, 2^128)")
-positive_float = _value(float, lambda v: 0 < v < math.inf, "a finite number > 0")
-nonnegative_float = _value(float, lambda v: 0 <= v < math.inf, "a finite number >= 0")
-fraction = _value(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
-# SGD takes any momentum >= 0, but with 1 or more the velocity never forgets a gradient and
-# grows without bound: the run diverges
-momentum = _value(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
-
-
-# the train options a run directory's config.json records; --resume reads them back
-RUN_OPTIONS = ("dataset", "data_dir", "model", "epochs", "batch_size", "lr", "optimizer", "momentum", "l2",
-               "val_fraction", "patience", "schedule", "shift", "flip", "seed",
-               "checkpoint_every", "gradient_flow", "tensorboard")  # fmt: skip
-
-
-def read_run_config(path: str) -> dict:
-    """The options a run directory's ``config.json`` records, checked as the command line
-    checks them (types, choices, ranges); anything wrong is a ``FileFormatError`` naming the file."""
-    from .errors import FileFormatError
-    from .io import open_regular
-
-    with open_regular(path) as f:  # a FIFO is refused; FileNotFoundError names the path
-        text = f.read(1 << 20)
-    try:
-        saved = json.loads(text)
-    except (ValueError, RecursionError) as e:
-        raise FileFormatError(path, f"not valid JSON: {str(e)[:200]}") from None
-    if not isinstance(saved, dict) or set(saved) != set(RUN_OPTIONS):
-        raise FileFormatError(path, f"expected an object with the keys {', '.join(RUN_OPTIONS)}")
-    # the parser checks types, choices and ranges; a config.json edited by hand must pass the same
-    errors = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(errors):
-            check = train_parser().parse_args(to_argv(saved))
-    except SystemExit:
-        lines = errors.getvalue().strip().splitlines() or ["not accepted by the train options"]
-        raise FileFormatError(path, lines[-1].split(": error: ", 1)[-1][:300]) from None
-    if any(
-        getattr(check, k) != saved[k] or type(getattr(check, k)) is not type(saved[k]) for k in RUN_OPTIONS
-    ):
-        raise FileFormatError(path, "holds values of the wrong types for the train options")
-    return saved
-
-
-def resume_args(args, given: set[str]) -> argparse.Namespace:
-    """The options of the run in ``args.resume`` (its config.json); options typed on this
-    command line (``given``, whatever their value) must agree with them, since the resumed run
-    is the same run."""
-    path = os.path.join(args.resume, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"{path}: not found; --resume takes the --out directory of a glassnet train run"
-        )
-    saved = read_run_config(path)
-    differ = []
-    for key in sorted(given & set(RUN_OPTIONS)):
-        if getattr(args, key) != saved[key]:
-            was = "default (the preset's)" if saved[key] is None else repr(saved[key])
-            differ.append(
-                f"--{key.replace('_', '-')} {getattr(args, key)} differs from the resumed run's {was}"
-            )
-    if differ:
-        raise ValueError(f"{'; '.join(differ)} ({path}); --resume continues the run as it was configured")
-    if args.out not in (None, args.resume):
-        raise ValueError(f"--out {args.out}: a resumed run writes to its own directory {args.resume}")
-    return argparse.Namespace(**saved, out=args.resume, resume=args.resume)
-
-
-def to_argv(options: dict) -> list[str]:
-    argv = []
-    for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            argv.append(flag if value else "--no-" + flag[2:])
-        else:
-            argv.append(f"{flag}={value}")  # one token: a value starting with '-' is a value
-    return argv
+# the named choices and the option values, each defined once (re-exported for older imports)
+from .choices import DATASETS, OPTIMIZERS, SCHEDULES, load_dataset, make_optimizer  # noqa: F401
+from .runs import (  # noqa: F401
+    RUN_OPTIONS,
+    TrainOptions,
+    at_least_10,
+    count,
+    fraction,
+    momentum,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+    read_run_config,
+    seed,
+)
 
 
 def typed_options(argv: list[str]) -> set[str]:
@@ -189,293 +61,15 @@ def typed_options(argv: list[str]) -> set[str]:
     return {k for k, v in vars(namespace).items() if v is not unset}
 
 
-# --- the run directory ------------------------------------------------------------------------
-# The files of a run, in the order train writes them: config.json first, the checkpoint after
-# every epoch, then model.safetensors and, last, history.json. A run is FINISHED when both of the
-# last two exist; a directory holding any of these files but not both holds an UNFINISHED run.
-RESULT_FILES = ("history.json", "model.safetensors", "gradient_flow.json", "metrics.csv")
-
-
-def run_files(out: str) -> list[str]:
-    """Which of a run's files ``out`` holds (config.json, the checkpoint, the results)."""
-    from .checkpoint import FILENAME
-
-    names = ("config.json", FILENAME, "model.safetensors", "history.json")
-    return [n for n in names if os.path.exists(os.path.join(out, n))]
-
-
-def is_finished(files: list[str]) -> bool:
-    return "model.safetensors" in files and "history.json" in files
-
-
-def refuse_to_replace(out: str) -> None:
-    """A new run over a directory that holds one must be asked for with --overwrite: a typo,
-    a forgotten --resume or a wrong --out would otherwise discard hours of training."""
-    files = run_files(out)
-    if not files:
-        return
-    if is_finished(files):
-        raise FileExistsError(
-            f"--out {out} holds a finished run ({', '.join(files)}); use --overwrite to replace "
-            "it or choose another --out"
-        )
-    raise FileExistsError(
-        f"--out {out} holds an unfinished run ({', '.join(files)}); use --resume {out} to "
-        f"continue it or --overwrite to discard it"
-    )
-
-
-def start_run_dir(out: str, config: dict) -> None:
-    """Make ``out`` the new run's: the earlier run's results and checkpoint go first (a kill
-    between leaves no finished run and no checkpoint to resume under the new options), then
-    the new config.json."""
-    from .checkpoint import FILENAME
-    from .io import write_atomic
-
-    os.makedirs(out, exist_ok=True)
-    for name in (*RESULT_FILES, FILENAME):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(out, name))
-    write_atomic(os.path.join(out, "config.json"), json.dumps(config, indent=2).encode())
-
-
-class TrainTime(Callback):
-    """Seconds of training a run has cost, across resumes. Its state travels in the
-    checkpoint, so a resumed run adds its time to that spent up to the checkpoint it continues
-    from (work after that checkpoint is redone, and counted once)."""
-
-    def __init__(self) -> None:
-        self.before, self.start = 0.0, None
-
-    def on_train_begin(self, logs):
-        self.before, self.start = 0.0, time.perf_counter()
-
-    @property
-    def seconds(self) -> float:
-        return self.before + (0.0 if self.start is None else time.perf_counter() - self.start)
-
-    def state_dict(self) -> dict:
-        return {"seconds": self.seconds}
-
-    def load_state_dict(self, state: dict) -> None:
-        seconds = state["seconds"]
-        if not (
-            isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 0 <= seconds < math.inf
-        ):
-            raise ValueError(f"'seconds' must be a finite number >= 0, got {str(seconds)[:40]}")
-        self.before, self.start = float(seconds), time.perf_counter()
-
-
-def result_line(result: dict, epochs: int, seconds: str, out: str) -> str:
-    return (
-        f"test accuracy: {100 * result['accuracy']:.2f}%  test loss: {result['loss']:.4f}  "
-        f"({epochs} epoch{'' if epochs == 1 else 's'}, {seconds}); saved {out}/model.safetensors"
-    )
-
-
-def print_finished(out: str) -> None:
-    """What a finished run reached, from its model file's metadata (nothing is rewritten)."""
-    import glassnet as gn
-    from glassnet.errors import FileFormatError
-
-    path = os.path.join(out, "model.safetensors")
-    meta = gn.load_metadata(path)
-    test, epochs, seconds = meta.get("test"), meta.get("epochs_run"), meta.get("train_seconds")
-    numbers = (
-        isinstance(test, dict)
-        and all(isinstance(test.get(k), (int, float)) for k in ("accuracy", "loss"))
-        and isinstance(epochs, int)
-        and isinstance(seconds, (int, float))
-    )
-    if not numbers:
-        raise FileFormatError(path, "its metadata lacks the run's test result, epochs_run or train_seconds")
-    print(f"glassnet: {out} is a finished run; nothing to resume")
-    print(result_line(test, epochs, f"{seconds:.0f} s", out))
-
-
-@dataclass
-class Training:
-    """Everything a train run needs, built and checked before the run directory is touched."""
-
-    preset: object
-    epochs: int
-    batch_size: int
-    lr: float
-    l2: float
-    optimizer: str
-    patience: int
-    schedule: str
-    rng: np.random.Generator
-    train: object
-    val: object
-    test: object
-    classes: int
-    model: object
-    opt: object
-    augment: object
-
-
-def _or(value, default):
-    """An option's value, or the preset's where it was not given (None; 0 is a value)."""
-    return default if value is None else value
-
-
-def prepare(args) -> Training:
-    """Resolve the preset's defaults, check every combination the parser cannot, load the data
-    and build the model and optimizer, all without writing anything: a run that cannot start
-    fails here, before it could disturb the directory it was pointed at."""
-    import glassnet as gn
-    from glassnet import models
-
-    preset = models.PRESETS[args.model]
-    optimizer = _or(args.optimizer, preset.optimizer)
-    patience = _or(args.patience, preset.patience)
-    rng = np.random.default_rng(args.seed)
-    train, test = load_dataset(args.dataset, args.data_dir)
-    val = None
-    if args.val_fraction > 0:
-        try:
-            train, val = gn.data.train_val_split(train, args.val_fraction, rng)
-        except ValueError as e:
-            raise ValueError(f"--val-fraction {args.val_fraction}: {e}") from None
-    elif args.patience:  # typed, > 0: early stopping needs a validation set to watch
-        raise ValueError(
-            f"--patience {args.patience}: early stopping needs a validation set (--val-fraction > 0)"
-        )
-    classes = int(train.y.max()) + 1
-    try:  # and one example forward, in eval mode (no random numbers drawn): fit would fail on it
-        model = models.build(args.model, rng, train.x.shape[1:], classes)
-        gn.predict(model, train.x[:1])
-    except ValueError as e:
-        raise ValueError(
-            f"--model {args.model} does not fit {args.dataset}'s examples of shape {train.x.shape[1:]}: {e}"
-        ) from None
-    lr = _or(args.lr, preset.lr)
-    opt = make_optimizer(optimizer, model.parameters(), lr, _or(args.momentum, preset.momentum))
-    shift, flip = _or(args.shift, preset.shift), _or(args.flip, preset.flip)
-    augment = gn.data.Augment(shift, flip) if shift or flip else None
-    if augment is not None:  # on two examples, with a generator of its own: the run's is untouched
-        try:
-            augment(train.x[:2], np.random.default_rng(0))
-        except ValueError as e:
-            raise ValueError(f"--shift/--flip: {e}") from None
-    if args.tensorboard:
-        try:  # what the TensorBoard callback imports when training begins
-            import tensorboardX  # noqa: F401
-        except ModuleNotFoundError as e:
-            if e.name != "tensorboardX":
-                raise
-            raise ImportError(
-                "--tensorboard needs tensorboardX: pip install 'glassnet[tensorboard]'"
-            ) from None
-    return Training(preset, _or(args.epochs, preset.epochs), _or(args.batch_size, preset.batch_size), lr,
-                    _or(args.l2, preset.l2), optimizer, patience, args.schedule or preset.schedule or "none",
-                    rng, train, val, test, classes, model, opt, augment)  # fmt: skip
-
-
 def cmd_train(args) -> int:
-    import glassnet as gn
-    from glassnet import callbacks
-    from glassnet.checkpoint import FILENAME
+    """``glassnet.runs.train_run`` with the typed options; its status lines and result printed."""
+    from .runs import train_run
 
-    # nothing in the run directory changes before the options are checked, the data is loaded
-    # and the model built: a run that cannot start leaves the directory as it found it
-    resume_from = None
-    if args.resume:
-        if args.overwrite:
-            raise ValueError("--overwrite discards a run and --resume continues it: give one of the two")
-        args = resume_args(args, args.given)
-        if is_finished(run_files(args.out)):
-            print_finished(args.out)  # rewriting its files would change nothing but their times
-            return 0
-    else:
-        args.out = args.out or "runs/model"
-        if not args.overwrite:
-            refuse_to_replace(args.out)
-    t = prepare(args)
-    if args.resume:
-        if os.path.exists(os.path.join(args.out, FILENAME)):
-            resume_from = args.out
-        else:  # killed before its first checkpoint: nothing to resume, so start it again
-            print(f"glassnet: {args.out} has no checkpoint yet; starting the run from the beginning")
-    if resume_from is None:
-        start_run_dir(args.out, {k: getattr(args, k) for k in RUN_OPTIONS})
-
-    timer = TrainTime()
-    cbs = [callbacks.CSVLogger(os.path.join(args.out, "metrics.csv")), timer]
-    flow = gn.GradientFlow() if args.gradient_flow else None
-    if flow is not None:
-        cbs.append(flow)
-    if args.tensorboard:
-        from .tensorboard import TensorBoard
-
-        cbs.append(TensorBoard(args.tensorboard, gradient_flow=flow))
-    if t.val is not None and t.patience > 0:
-        cbs.append(callbacks.EarlyStopping("val_loss", patience=t.patience, restore_best=True))
-    scheduler = gn.schedules.CosineAnnealingLR(t.opt, t.epochs) if t.schedule == "cosine" else None
-    print(
-        f"glassnet: training {args.model} on {args.dataset} ({t.train.n} train, "
-        f"{0 if t.val is None else t.val.n} validation, {t.test.n} test examples), {t.optimizer} lr={t.lr}, "
-        f"batch {t.batch_size}, up to {t.epochs} epochs, seed {args.seed}"
-        + (f", {t.augment!r}" if t.augment else "")
-        + (f"; resuming from {resume_from}" if resume_from else ""),
-        flush=True,
-    )
-    start = time.perf_counter()
-    history = gn.fit(
-        t.model,
-        t.preset.loss(),
-        t.opt,
-        t.train,
-        epochs=t.epochs,
-        batch_size=t.batch_size,
-        val_data=t.val,
-        callbacks=cbs,
-        regularizer=gn.L2(t.l2) if t.l2 else None,
-        rng=t.rng,
-        scheduler=scheduler,
-        augment=t.augment,
-        checkpoint=args.out,
-        checkpoint_every=args.checkpoint_every,
-        resume_from=resume_from,
-    )
-    session = time.perf_counter() - start
-    result = save_results(args, t, history, timer.seconds, flow)
-    seconds = f"{timer.seconds:.0f} s" + (f", {session:.0f} s of it in this resume" if resume_from else "")
-    print(result_line(result, len(history.epoch), seconds, args.out))
+    options = TrainOptions(**{k: getattr(args, k) for k in RUN_OPTIONS})
+    result = train_run(options, args.out, resume=args.resume, overwrite=args.overwrite, given=args.given,
+                       say=lambda line: print(line, flush=True), clock=time.perf_counter)  # fmt: skip
+    print(result.line())
     return 0
-
-
-def save_results(args, t: Training, history, seconds: float, flow) -> dict:
-    """model.safetensors (weights and metadata), then history.json, the mark of a finished run."""
-    import glassnet as gn
-
-    from .callbacks import atomic_write_text
-    from .plots import confusion_counts
-
-    result = gn.evaluate(t.model, t.preset.loss(), t.test)
-    classes = t.classes
-    metadata = {
-        "dataset": args.dataset,
-        "model": args.model,
-        "input_shape": list(t.train.x.shape[1:]),
-        "classes": classes,
-        "seed": args.seed,
-        "epochs_run": len(history.epoch),
-        "train_seconds": round(seconds, 1),
-        "test": result,
-    }
-    if flow is not None:  # before history.json: a finished run has all of its files
-        atomic_write_text(os.path.join(args.out, "gradient_flow.json"), json.dumps(flow.to_dict()))
-    gn.save(t.model, os.path.join(args.out, "model.safetensors"), metadata=metadata)
-    # what `glassnet plot` draws: curves, the test confusion matrix, the gradient flow
-    predicted = gn.predict(t.model, t.test.x).argmax(axis=1)
-    confusion = confusion_counts(t.test.y, predicted, classes).tolist()
-    atomic_write_text(
-        os.path.join(args.out, "history.json"),
-        json.dumps({**history.to_dict(), **metadata, "confusion": confusion}, indent=2),
-    )
-    return result
 
 
 def cmd_evaluate(args) -> int:
@@ -753,7 +347,7 @@ def add_train_options(t: argparse.ArgumentParser) -> None:
     t.add_argument("--epochs", type=positive_int, help="default: the preset's")
     t.add_argument("--batch-size", type=positive_int)
     t.add_argument("--lr", type=positive_float)
-    t.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "rmsprop", "adagrad"])
+    t.add_argument("--optimizer", choices=OPTIMIZERS)
     t.add_argument("--momentum", type=momentum, default=None, help="SGD's momentum, in [0, 1)")
     t.add_argument("--l2", type=nonnegative_float, help="L2 penalty lam (lam/2 sum w^2)")
     t.add_argument(
@@ -765,9 +359,7 @@ def add_train_options(t: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--patience", type=count, help="early-stopping patience (default: the preset's); 0 disables"
     )
-    t.add_argument(
-        "--schedule", choices=["none", "cosine"], help="learning-rate schedule (default: the preset's)"
-    )
+    t.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default: the preset's)")
     t.add_argument("--shift", type=count, help="augment: random shifts by up to this many pixels")
     t.add_argument("--flip", action=argparse.BooleanOptionalAction, help="augment: random horizontal flips")
     t.add_argument("--seed", type=seed, default=0)
@@ -857,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--subset", type=count, default=10000, help="train on this many examples (0: all)")
     d.add_argument("--batch-size", type=positive_int)
     d.add_argument("--lr", type=positive_float)
-    d.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "rmsprop", "adagrad"])
+    d.add_argument("--optimizer", choices=OPTIMIZERS)
     d.add_argument("--probe-size", type=positive_int, default=1000, help="examples in the probe batch")
     d.add_argument("--seed", type=seed, default=0)
     d.set_defaults(func=cmd_diagnose)
@@ -887,12 +479,12 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--data-dir")
     lf.add_argument("--train-size", type=positive_int, help="a random subset of this many training examples")
     lf.add_argument("--model", choices=sorted(PRESETS), default="mlp")
-    lf.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "rmsprop", "adagrad"])
+    lf.add_argument("--optimizer", choices=OPTIMIZERS)
     lf.add_argument("--momentum", type=momentum, default=0.0, help="SGD's momentum, in [0, 1)")
     lf.add_argument("--batch-size", type=positive_int)
     lf.add_argument("--start", type=positive_float, default=1e-6)
     lf.add_argument("--end", type=positive_float, default=10.0)
-    lf.add_argument("--steps", type=_value(int, lambda v: v >= 10, "an integer >= 10"), default=300)
+    lf.add_argument("--steps", type=at_least_10, default=300)
     lf.add_argument("--seed", type=seed, default=0)
     lf.add_argument("--out", default="lr_find", help="writes OUT.json and OUT.png")
     lf.set_defaults(func=cmd_lr_find)

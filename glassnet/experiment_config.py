@@ -63,6 +63,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 
+from .choices import OPTIMIZERS
 from .errors import FileFormatError
 from .io import open_regular
 from .module import is_int
@@ -71,7 +72,6 @@ DATASETS = ("fashion-mnist", "mnist", "digits")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu")
 INITS = ("torch_default", "he_uniform", "he_normal", "glorot_uniform", "glorot_normal",
          "lecun_uniform", "lecun_normal", "book_normal", "standard_normal")  # fmt: skip
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 REGULARIZERS = {  # kind -> the keys it uses
     "none": (),
     "l1": ("l1",),

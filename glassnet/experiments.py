@@ -39,6 +39,7 @@ from contextlib import contextmanager
 import numpy as np
 from scipy.special import logsumexp
 
+from . import choices
 from .experiment_config import (
     RESULT_FORMAT,
     ConfigError,
@@ -58,16 +59,10 @@ _WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THR
 # --- building a run from its configuration ---------------------------------------------------
 @functools.lru_cache(maxsize=2)  # a worker process loads the data set once, not once per run
 def _load_data(data_json: str):
-    from . import datasets
     from .data import Dataset
 
     cfg = json.loads(data_json)
-    if cfg["dataset"] == "fashion-mnist":
-        train, test = datasets.load_fashion_mnist()
-    elif cfg["dataset"] == "mnist":
-        train, test = datasets.load_mnist()
-    else:
-        train, test = datasets.load_digits()
+    train, test = choices.load_dataset(cfg["dataset"])
     if cfg["train_size"] or cfg["holdout"]:
         size = cfg["train_size"] or train.n - cfg["holdout"]
         if size + cfg["holdout"] > train.n:
@@ -115,12 +110,10 @@ def build_model(cfg: dict, rng: np.random.Generator, in_shape: tuple[int, ...], 
 
 
 def make_optimizer(cfg: dict, params):
-    from . import optim
-
-    if cfg["name"] == "sgd":
-        return optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"])
-    cls = {"adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSprop, "adagrad": optim.Adagrad}
-    return cls[cfg["name"]](params, lr=cfg["lr"])
+    """The variant's optimizer (``[optimizer]``: name, lr, momentum); the momentum is SGD's only,
+    as the experiment file says, and is not passed to the others."""
+    momentum = cfg["momentum"] if cfg["name"] == "sgd" else 0.0
+    return choices.make_optimizer(cfg["name"], params, cfg["lr"], momentum)
 
 
 def make_regularizer(cfg: dict, model, x: np.ndarray):

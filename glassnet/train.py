@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
+from dataclasses import dataclass
 
 import numpy as np
 
 from .anomaly import AnomalyError, TerminateOnNaN, checked_step
-from .callbacks import Callback, History, ProgressBar
-from .checkpoint import Position, Run, checkpoint_path, read_checkpoint, remove_temporaries
+from .callbacks import Callback, History, Loop, ProgressBar
+from .checkpoint import BackupAndRestore
 from .data import Dataset, as_dataset, batch_slices, check_inputs
 from .losses import BCEWithLogitsLoss, HingeLoss, Loss
 
@@ -141,6 +141,50 @@ def _counter(loss_fn: Loss, pred: np.ndarray, y: np.ndarray):
     return None
 
 
+# fit's keyword options and their defaults: the first six are the loop's settings, the rest
+# stand for callbacks (see fit_options)
+OPTIONS = {"rng": None, "shuffle": True, "regularizer": None, "clip_norm": None, "augment": None,
+           "scheduler": None, "verbose": True, "detect_anomaly": False, "checkpoint": None,
+           "checkpoint_every": None, "resume_from": None}  # fmt: skip
+
+
+@dataclass
+class Settings:
+    """The settings of fit's loop, from its keyword options (see ``fit``)."""
+
+    rng: np.random.Generator
+    shuffle: bool
+    regularizer: object
+    clip_norm: float | None
+    augment: object
+    scheduler: object
+
+
+def fit_options(options: dict, epochs: int, steps: int) -> tuple[Settings, list[Callback]]:
+    """Check fit's keyword ``options`` and turn them into the loop's ``Settings`` and the
+    callbacks the others stand for: ``verbose`` a ``ProgressBar``, ``detect_anomaly`` a
+    ``TerminateOnNaN``, ``checkpoint``/``checkpoint_every``/``resume_from`` a
+    ``BackupAndRestore`` (last: it saves what the others took in)."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise TypeError(f"fit() got an unexpected keyword argument {unknown[0]!r}")
+    o = {**OPTIONS, **options}
+    if o["clip_norm"] is not None:
+        check_arg("fit", "clip_norm", o["clip_norm"], lambda v: 0 < v < math.inf, "a number > 0 or None")
+    if o["checkpoint_every"] is not None:
+        _check_count("checkpoint_every", o["checkpoint_every"], 1)
+        if o["checkpoint"] is None:
+            raise ValueError("fit: checkpoint_every needs checkpoint= (where to write)")
+    settings = Settings(as_rng(o["rng"], "fit"), o["shuffle"], o["regularizer"], o["clip_norm"],
+                        o["augment"], o["scheduler"])  # fmt: skip
+    made: list[Callback] = [ProgressBar(epochs, steps)] if o["verbose"] else []
+    if o["detect_anomaly"]:
+        made.append(TerminateOnNaN())
+    if o["checkpoint"] is not None or o["resume_from"] is not None:
+        made.append(BackupAndRestore(o["checkpoint"], o["checkpoint_every"], o["resume_from"]))
+    return settings, made
+
+
 def fit(
     model: Module,
     loss_fn: Loss,
@@ -150,141 +194,125 @@ def fit(
     batch_size: int = 32,
     val_data=None,
     callbacks: list[Callback] | None = None,
-    regularizer=None,
-    rng: np.random.Generator | int | None = None,
-    shuffle: bool = True,
-    scheduler=None,
-    clip_norm: float | None = None,
-    augment=None,
-    verbose: bool = True,
-    detect_anomaly: bool = False,
-    checkpoint: str | os.PathLike | None = None,
-    checkpoint_every: int | None = None,
-    resume_from: str | os.PathLike | None = None,
+    **options,
 ) -> History:
     """Train ``model`` for ``epochs`` passes over ``train_data`` (an ``(x, y)`` pair).
 
-    ``rng`` drives shuffling, ``augment`` (a callable ``(x_batch, rng) -> x_batch`` such as
-    ``gn.data.Augment(shift=2, flip=True)``, applied to training batches only) and every
-    stochastic layer (``model.set_rng(rng)``), so a run is reproducible from one seed (a
-    ``np.random.Generator``, an integer seed, or None for a fresh unseeded generator).
-    ``optimizer`` must be built over the model's parameters, or a subset of them to train
-    some layers only; one holding a parameter of another model raises ``ValueError``.
     Returns a ``History`` of per-epoch ``loss``, ``accuracy`` and, with ``val_data``,
     ``val_loss`` and ``val_accuracy``. A ``batch_size`` larger than the data set means one
-    batch of all of it per epoch (as Keras).
+    batch of all of it per epoch (as Keras). ``optimizer`` must be built over the model's
+    parameters, or a subset of them to train some layers only; one holding a parameter of
+    another model raises ``ValueError``.
 
-    ``detect_anomaly=True`` (or a ``TerminateOnNaN`` callback) checks every value of every
-    step and raises ``gn.anomaly.AnomalyError`` at the first NaN/inf, naming the layer, the
-    phase, the batch's example indices and the shapes (slower; off, it costs nothing).
+    The loop is all fit does; everything else is a callback (``glassnet.callbacks``), and the
+    keyword options are settings of the loop or callbacks made for you (``fit_options``):
 
-    ``checkpoint`` (a file, or a directory to hold ``checkpoint.safetensors``) is written
-    atomically after every epoch and, with ``checkpoint_every=N``, after every N steps; it
-    holds all a run needs to go on (see ``glassnet.checkpoint``). ``resume_from`` continues
-    the run a checkpoint was written by: call ``fit`` with the same model architecture,
-    optimizer and schedule types, data, ``batch_size``, ``shuffle`` and callbacks (the
-    checkpoint restores their state, the weights and the generator's state), and the run
-    ends with the same weights, bit for bit, as if it had never stopped. ``epochs`` is the
-    total, counted from the run's start.
+    ``rng``           drives shuffling, ``augment`` and every stochastic layer
+                      (``model.set_rng(rng)``), so a run is reproducible from one seed (a
+                      ``np.random.Generator``, an integer seed, or None for a fresh one)
+    ``shuffle``       a new order every epoch (default True)
+    ``regularizer``   a penalty added to the loss (``gn.L2(1e-4)``)
+    ``clip_norm``     clip the gradients' global norm before each update
+    ``augment``       a callable ``(x_batch, rng) -> x_batch`` such as
+                      ``gn.data.Augment(shift=2, flip=True)``, for training batches only
+    ``scheduler``     a learning-rate schedule, stepped after every epoch (``lr`` is logged)
+    ``verbose``       a ``ProgressBar`` (default True)
+    ``detect_anomaly`` a ``TerminateOnNaN``: every value of every step is checked, and the first
+                      NaN/inf raises ``gn.anomaly.AnomalyError`` naming the layer, the phase,
+                      the batch's example indices and the shapes (slower; off, it costs nothing)
+    ``checkpoint``, ``checkpoint_every``, ``resume_from``
+                      a ``BackupAndRestore``: ``checkpoint`` (a file, or a directory to hold
+                      ``checkpoint.safetensors``) is written atomically after every epoch and,
+                      with ``checkpoint_every=N``, after every N steps. ``resume_from``
+                      continues the run a checkpoint was written by: call ``fit`` with the same
+                      model architecture, optimizer and schedule types, data, ``batch_size``,
+                      ``shuffle`` and callbacks, and the run ends with the same weights, bit
+                      for bit, as if it had never stopped. ``epochs`` is the total, counted
+                      from the run's start.
     """
     _check_count("epochs", epochs, 0)
     _check_count("batch_size", batch_size, 1)
     check_optimizer(model, optimizer)
-    rng = as_rng(rng, "fit")
-    if clip_norm is not None:
-        check_arg("fit", "clip_norm", clip_norm, lambda v: 0 < v < math.inf, "a number > 0 or None")
-    if checkpoint_every is not None:
-        _check_count("checkpoint_every", checkpoint_every, 1)
-        if checkpoint is None:
-            raise ValueError("fit: checkpoint_every needs checkpoint= (where to write)")
     dtype = model_dtype(model)
     train = as_dataset(train_data, "train_data", dtype)
     val = as_dataset(val_data, "val_data", dtype) if val_data is not None else None
     count = _counter(loss_fn, _probe(model, train, "train_data", loss_fn), train.y[:1])
     if val is not None:
         _probe(model, val, "val_data", loss_fn)
-    model.set_rng(rng)
-    history = History()
-    slices = batch_slices(train.n, batch_size)
-    cbs: list[Callback] = [history, *(callbacks or [])]
-    run = None
-    if checkpoint is not None or resume_from is not None:
-        run = Run(model, optimizer, rng, scheduler, history, callbacks or [], train, batch_size, shuffle,
-                  regularizer, clip_norm)  # fmt: skip
-        if checkpoint is not None:
-            checkpoint = checkpoint_path(checkpoint)
-            remove_temporaries(checkpoint)  # left by a write that a crash cut short
-    # read (and check) the checkpoint before anything starts: a bad file fails at once
-    snapshot = None if resume_from is None else read_checkpoint(resume_from)
-    every = checkpoint_every or 0
-    if verbose:
-        cbs.append(ProgressBar(epochs, len(slices)))
+    slices, history = batch_slices(train.n, batch_size), History()
+    s, made = fit_options(options, epochs, len(slices))
+    model.set_rng(s.rng)
+    cbs: list[Callback] = [history, *(callbacks or []), *made]
+    loop = Loop(cbs, s.rng, s.scheduler, s.regularizer, s.clip_norm, batch_size, s.shuffle, len(slices))
     for cb in cbs:
-        cb.model, cb.optimizer, cb.loss_fn, cb.train_data = model, optimizer, loss_fn, train
-    checked = detect_anomaly or any(isinstance(cb, TerminateOnNaN) for cb in cbs)
-    step_fn = checked_step if checked else _step
+        cb.model, cb.optimizer, cb.loss_fn, cb.train_data, cb.loop = model, optimizer, loss_fn, train, loop
+    step = checked_step if any(isinstance(cb, TerminateOnNaN) for cb in cbs) else _step
     batch_cbs = [cb for cb in cbs if type(cb).on_batch_end is not Callback.on_batch_end]
     logs: dict = {}
     try:
         for cb in cbs:
             cb.on_train_begin(logs)
-        # restored after on_train_begin, which resets the callbacks
-        start = Position() if snapshot is None else run.restore(snapshot)
-        step, logs = start.step, start.logs
-        for epoch in range(start.epoch, start.epoch if start.stopped else epochs):
+        pos = loop.position  # where a BackupAndRestore resumes, or the start
+        logs = pos.logs
+        for epoch in range(pos.epoch, pos.epoch if pos.stopped else epochs):
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
             model.train()
-            if epoch == start.epoch and start.batch:  # a resumed epoch goes on in its own order
-                order, total, correct, first = start.order, start.total, start.correct, start.batch
-            else:
+            if pos.batch == 0:  # else a resumed epoch, which goes on in its own order
                 # gather each batch by index: a whole-epoch shuffled copy would be a fresh
                 # 190 MB allocation per epoch for Fashion-MNIST, page-faulted in every time
-                order = rng.permutation(train.n) if shuffle else None
-                total, correct, first = 0.0, 0, 0
-            for b in range(first, len(slices)):
-                sl = slices[b]
-                idx = sl if order is None else order[sl]
+                pos.order = s.rng.permutation(train.n) if s.shuffle else None
+                pos.total, pos.correct = 0.0, 0
+            for b in range(pos.batch, len(slices)):
+                idx = slices[b] if pos.order is None else pos.order[slices[b]]
                 xb, yb = train.x[idx], train.y[idx]
-                if augment is not None:
-                    xb = augment(xb, rng)
+                if s.augment is not None:
+                    xb = s.augment(xb, s.rng)
                 try:
-                    loss, pred = step_fn(model, loss_fn, optimizer, xb, yb, regularizer, clip_norm)
-                except AnomalyError as e:
-                    raise e.at(epoch, b, idx, xb.shape) from None
+                    loss, pred = step(model, loss_fn, optimizer, xb, yb, s.regularizer, s.clip_norm)
                 except FloatingPointError as e:
-                    raise FloatingPointError(
-                        f"fit: {e} at epoch {epoch + 1}, batch {b + 1} (the parameters were not "
-                        f"updated by it); try a smaller learning rate (lr={optimizer.lr}) or clip_norm; "
-                        "fit(..., detect_anomaly=True) names the layer and phase where it starts"
-                    ) from None
-                total += loss * (sl.stop - sl.start)
+                    raise _placed(e, epoch, b, idx, xb.shape, optimizer.lr) from None
+                pos.total += loss * len(yb)
                 if count is not None:
-                    correct += count(pred, yb)
+                    pos.correct += count(pred, yb)
+                pos.batch, pos.step = b + 1, pos.step + 1
                 for cb in batch_cbs:
                     cb.on_batch_end(b, {"loss": loss})
-                step += 1
-                if every and step % every == 0 and b + 1 < len(slices):  # the epoch's end saves anyway
-                    run.save(checkpoint, Position(epoch, b + 1, step, total, correct, order, logs))
-            logs = {"loss": float(total / train.n)}
-            if count is not None:
-                logs["accuracy"] = float(correct / train.n)
-            if val is not None:
-                logs.update({f"val_{k}": v for k, v in evaluate(model, loss_fn, val).items()})
-            if scheduler is not None:
-                logs["lr"] = optimizer.lr
-                scheduler.step()
+            logs = _epoch_logs(model, loss_fn, optimizer, pos, train.n, count, val, s.scheduler)
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
-            stopped = any(cb.stop_training for cb in cbs)
-            if checkpoint is not None:
-                run.save(checkpoint, Position(epoch + 1, 0, step, logs=logs, stopped=stopped))
-            if stopped:
+            pos.epoch, pos.batch, pos.logs = epoch + 1, 0, logs
+            if any(cb.stop_training for cb in cbs):
                 break
     finally:
         for cb in cbs:
             cb.on_train_end(logs)
     return history
+
+
+def _placed(e: FloatingPointError, epoch: int, b: int, idx, shape: tuple, lr: float) -> FloatingPointError:
+    """A step's non-finite loss, or ``AnomalyError``, with where in training it happened."""
+    if isinstance(e, AnomalyError):
+        return e.at(epoch, b, idx, shape)
+    return FloatingPointError(
+        f"fit: {e} at epoch {epoch + 1}, batch {b + 1} (the parameters were not updated by it); "
+        f"try a smaller learning rate (lr={lr}) or clip_norm; fit(..., detect_anomaly=True) names "
+        "the layer and phase where it starts"
+    )
+
+
+def _epoch_logs(model, loss_fn, optimizer, pos, n: int, count, val, scheduler) -> dict[str, float]:
+    """The epoch's metrics (mean loss, accuracy, validation's), then the schedule's step: the
+    logged ``lr`` is the one the epoch trained with."""
+    logs = {"loss": float(pos.total / n)}
+    if count is not None:
+        logs["accuracy"] = float(pos.correct / n)
+    if val is not None:
+        logs.update({f"val_{k}": v for k, v in evaluate(model, loss_fn, val).items()})
+    if scheduler is not None:
+        logs["lr"] = optimizer.lr
+        scheduler.step()
+    return logs
 
 
 def _check_count(name: str, value, low: int, owner: str = "fit") -> None:

@@ -53,6 +53,8 @@ LAYERS = {
     "torch_reference": TOOLS,
     "cases": TOOLS,
     "gradcheck": TOOLS,
+    "choices": TOOLS,  # the data sets and optimizers the CLI and the experiment files name
+    "runs": TOOLS,  # glassnet train as a library call: presets, run directories, results
     # entry points: the package's namespace and the command line
     "": ENTRY,  # glassnet/__init__.py: ``import glassnet as gn`` sees every layer
     "cli": ENTRY,
