@@ -65,6 +65,10 @@ def cmd_train(args) -> int:
     """``glassnet.runs.train_run`` with the typed options; its status lines and result printed."""
     from .runs import train_run
 
+    if not args.resume and "dataset" not in args.given:  # the data set the preset is made for
+        from .models import PRESETS
+
+        args.dataset = PRESETS[args.model].dataset
     options = TrainOptions(**{k: getattr(args, k) for k in RUN_OPTIONS})
     result = train_run(options, args.out, resume=args.resume, overwrite=args.overwrite, given=args.given,
                        say=lambda line: print(line, flush=True), clock=time.perf_counter)  # fmt: skip
@@ -208,6 +212,7 @@ def cmd_diagnose(args) -> int:
     import glassnet as gn
 
     preset = gn.models.PRESETS[args.model]
+    args.dataset = args.dataset or preset.dataset  # the data set the preset is made for
     rng = np.random.default_rng(args.seed)
     train, _ = load_dataset(args.dataset, args.data_dir)
     classes = int(train.y.max()) + 1  # before subsetting: a small subset may miss a class
@@ -300,6 +305,7 @@ def cmd_lr_find(args) -> int:
     rng = np.random.default_rng(args.seed)
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size: expected an integer >= 1, got {args.batch_size}")
+    args.dataset = args.dataset or models.PRESETS[args.model].dataset  # the preset's data set
     train, _ = load_dataset(args.dataset, args.data_dir)
     classes = int(train.y.max()) + 1  # of the data set: a small subset may lack the top class
     if args.train_size is not None:
@@ -341,7 +347,8 @@ def add_train_options(t: argparse.ArgumentParser) -> None:
     """The options of ``glassnet train``; ``train_parser`` has them alone, for config.json."""
     from .models import PRESETS
 
-    t.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
+    t.add_argument("--dataset", choices=DATASETS, default="fashion-mnist",
+                   help="default: the preset's (mnist1d for the mnist1d presets)")  # fmt: skip
     t.add_argument("--data-dir", help="directory holding the IDX files (default: search)")
     t.add_argument("--model", choices=sorted(PRESETS), default="mlp")
     t.add_argument("--epochs", type=positive_int, help="default: the preset's")
@@ -442,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_summary)
 
     d = sub.add_parser("diagnose", help="train briefly and report gradient flow, dead and saturated units")
-    d.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
+    d.add_argument("--dataset", choices=DATASETS, help="default: the preset's (fashion-mnist, or mnist1d)")
     d.add_argument("--data-dir")
     d.add_argument("--model", choices=sorted(PRESETS), default="mlp")
     d.add_argument("--epochs", type=positive_int, default=1)
@@ -475,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_report)
 
     lf = sub.add_parser("lr-find", help="learning-rate range test: loss against a growing learning rate")
-    lf.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
+    lf.add_argument("--dataset", choices=DATASETS, help="default: the preset's (fashion-mnist, or mnist1d)")
     lf.add_argument("--data-dir")
     lf.add_argument("--train-size", type=positive_int, help="a random subset of this many training examples")
     lf.add_argument("--model", choices=sorted(PRESETS), default="mlp")

@@ -12,6 +12,7 @@ import pytest
 import glassnet as gn
 import glassnet.checkpoint
 import glassnet.cli
+import glassnet.runs
 import glassnet.train
 from glassnet.cli import main, read_run_config, typed_options
 from glassnet.errors import FileFormatError
@@ -427,3 +428,20 @@ def test_a_usage_error_is_one_line_naming_the_option(argv, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and ": error: " in err and "--help)" in err, err
+
+
+def test_an_mnist1d_preset_trains_on_mnist1d_unless_told_otherwise(tmp_path, capsys, monkeypatch):
+    # without --dataset, --model mnist1d-* trained on Fashion-MNIST (a 784-step GRU)
+    seen = []
+    real = glassnet.runs.load_dataset
+
+    def spy(name, data_dir):
+        seen.append(name)
+        return real("digits", None)  # the training itself is not what is tested
+
+    monkeypatch.setattr(glassnet.runs, "load_dataset", spy)
+    monkeypatch.setattr(glassnet.train, "fit", lambda *a, **k: (_ for _ in ()).throw(ValueError("stop")))
+    main(["train", "--model", "mnist1d-logistic", "--epochs", "1", "--out", str(tmp_path / "a")])
+    main(["train", "--model", "mlp", "--epochs", "1", "--out", str(tmp_path / "b")])
+    main(["train", "--model", "mnist1d-logistic", "--dataset", "digits", "--out", str(tmp_path / "c")])
+    assert seen == ["mnist1d", "fashion-mnist", "digits"]
