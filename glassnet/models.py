@@ -181,6 +181,9 @@ class Preset:
         return INPUT_SHAPES[self.dataset]
 
 
+# what every MNIST-1D preset shares (the paper's recipe with Adam): batch 100, a cosine schedule
+MNIST1D_RECIPE = {"batch_size": 100, "schedule": "cosine", "patience": 0, "dataset": "mnist1d"}
+
 PRESETS: dict[str, Preset] = {
     # patience = epochs: never stops early, but keeps the epoch with the best validation loss
     "mlp": Preset(mlp, lr=1e-3, batch_size=128, epochs=30, schedule="cosine", patience=30),
@@ -205,38 +208,10 @@ PRESETS: dict[str, Preset] = {
     ),  # fmt: skip
     # MNIST-1D (the paper trains with Adam lr 1e-2, batch 100, 8000 steps = 200 epochs of 4,000);
     # no early stopping: the final model is the result, as in the paper
-    "mnist1d-logistic": Preset(
-        mnist1d_logistic,
-        lr=1e-2,
-        batch_size=100,
-        epochs=100,
-        schedule="cosine",
-        patience=0,
-        dataset="mnist1d",
-    ),  # fmt: skip
-    "mnist1d-mlp": Preset(
-        mnist1d_mlp, lr=1e-3, batch_size=100, epochs=200, schedule="cosine", patience=0, dataset="mnist1d"
-    ),
-    "mnist1d-cnn": Preset(
-        mnist1d_cnn,
-        lr=1e-2,
-        batch_size=100,
-        epochs=200,
-        schedule="cosine",
-        l2=1e-3,
-        patience=0,
-        dataset="mnist1d",
-    ),  # fmt: skip
-    "mnist1d-gru": Preset(
-        mnist1d_gru,
-        lr=1e-2,
-        batch_size=100,
-        epochs=100,
-        schedule="cosine",
-        l2=1e-3,
-        patience=0,
-        dataset="mnist1d",
-    ),  # fmt: skip
+    "mnist1d-logistic": Preset(mnist1d_logistic, lr=1e-2, epochs=100, **MNIST1D_RECIPE),
+    "mnist1d-mlp": Preset(mnist1d_mlp, lr=1e-3, epochs=200, **MNIST1D_RECIPE),
+    "mnist1d-cnn": Preset(mnist1d_cnn, lr=1e-2, epochs=200, l2=1e-3, **MNIST1D_RECIPE),
+    "mnist1d-gru": Preset(mnist1d_gru, lr=1e-2, epochs=100, l2=1e-3, **MNIST1D_RECIPE),
 }
 
 
