@@ -3,8 +3,9 @@ and ``summary`` share, instead of hooks or a global mode.
 
 A model is a tree of modules: every ``Module`` lists its ``children``. A *layer* is a module
 without children, or a container's own parameters (a container that owns ``params`` is a layer
-too). Each module is named by its path of child indices, as ``named_parameters`` names its
-parameters: ``"3"``, ``"2.1"`` (a layer that is the whole model is ``"0"``).
+too). Each module is named by its path of child names, as ``named_parameters`` names its
+parameters: ``"3"``, ``"2.1"``, ``"2.block.0"``, a graph's node by its name, ``"1.h"`` (a layer
+that is the whole model is ``"0"``).
 
 ``forward`` and ``backward`` run a model's own passes and call ``visit`` after each module has
 run, with what went in and what came out. A ``Sequential`` is a chain, so its children are run
@@ -38,8 +39,8 @@ def named_modules(model: Module, prefix: str = "") -> Iterator[tuple[str, Module
     """``(name, module)`` for every module of the tree, parents before children, depth first;
     the model itself is ``""`` (or ``"0"`` when it has no children: a lone layer)."""
     yield prefix.rstrip(".") or ("0" if not model.children else ""), model
-    for i, child in enumerate(model.children):
-        yield from named_modules(child, f"{prefix}{i}.")
+    for child_name, child in model.named_children():
+        yield from named_modules(child, f"{prefix}{child_name}.")
 
 
 def is_layer(module: Module) -> bool:
@@ -128,7 +129,7 @@ def _backward(m: Module, name: str, visit: Visit, dy, args: tuple, kwargs: dict,
     return dx
 
 
-def _join(name: str, i: int) -> str:
+def _join(name: str, i: int | str) -> str:
     return f"{name}.{i}" if name else str(i)
 
 
@@ -140,7 +141,7 @@ def _reporting(container: Module, name: str, visit: Visit):
     if not container.children:
         yield
         return
-    shadowed = [(child, _join(name, i)) for i, child in enumerate(container.children)]
+    shadowed = [(child, _join(name, i)) for i, child in container.named_children()]
     saved = [{k: vars(child)[k] for k in _METHODS if k in vars(child)} for child, _ in shadowed]
     for child, child_name in shadowed:
         _shadow(child, child_name, visit)
