@@ -632,6 +632,8 @@ def _child_names(path: str, where: str, kind: str, cls: type, config: dict, n: i
             raise FileFormatError(path, f"{where}: Graph config lists {len(nodes)} nodes for {n} modules")
         return [x[0] for x in nodes]
     if kind == "Residual":
+        if not 1 <= n <= 2:
+            raise FileFormatError(path, f"{where}: Residual takes 1 or 2 children (block, shortcut), got {n}")
         return ["block", "shortcut"][:n]
     return [str(i) for i in range(n)]
 
