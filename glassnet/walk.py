@@ -29,7 +29,8 @@ from .layers import activations
 from .module import Module, Sequential, ShapeError, keep_modes, model_dtype
 
 # visit(name, module, input, output) after a forward; visit(name, module, dy, dx) after a
-# backward (dx None after backward_params)
+# backward (dx None after backward_params). A module with several inputs (Add, a graph node
+# merging two others) reports them as a tuple, and its dx is the tuple its backward returned.
 Visit = Callable[[str, Module, np.ndarray, "np.ndarray | None"], None]
 
 _METHODS = ("forward", "backward", "backward_params")
@@ -104,7 +105,7 @@ def _forward(m: Module, name: str, visit: Visit, x, args: tuple, kwargs: dict):
         raise
     except ShapeError as e:
         raise LayerShapeError(name, m, np.shape(x), str(e)) from None
-    visit(name, m, x, y)
+    visit(name, m, (x, *args) if args else x, y)
     return y
 
 

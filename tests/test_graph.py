@@ -297,3 +297,161 @@ def test_a_graph_node_must_find_its_tensors_under_its_name(tmp_path):
     )
     with pytest.raises(FileFormatError, match="needs tensor 'h.W'"):
         gn.load(path)
+
+
+# --- the tools over graphs: walk, report, GradientFlow, trace, NaN provenance, summary ---------
+
+
+def graph_model(seed=0) -> gn.Sequential:
+    """Flatten, then a graph: h feeds a Tanh and, around a residual block, the sum (a fan-out
+    of two, a fan-in of two)."""
+    rng = np.random.default_rng(seed)
+    g = gn.Graph(
+        "x",
+        [
+            ("h", gn.Linear(10, 8, rng=rng), "x"),
+            ("a", gn.Tanh(), "h"),
+            ("res", gn.Residual(gn.Sequential(gn.Linear(8, 8, rng=rng), gn.ReLU())), "a"),
+            ("s", gn.Add(), ["res", "h"]),
+            ("out", gn.Linear(8, 3, rng=rng), "s"),
+        ],
+        "out",
+    )
+    return gn.Sequential(gn.Flatten(), g).to(np.float64)
+
+
+def xy(n=32, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 10)), rng.integers(0, 3, n)
+
+
+def plain_grads(model, x, y):
+    loss = gn.CrossEntropyLoss()
+    model.zero_grad()
+    loss.forward(model.forward(x), y)
+    model.backward(loss.backward())
+    return {name: p.grad.copy() for name, p in model.named_parameters()}
+
+
+def test_a_walk_names_every_node_and_sees_the_merges_inputs():
+    from glassnet import walk
+
+    model, (x, y) = graph_model(), xy()
+    w = walk.walk(model, gn.CrossEntropyLoss(), x, y)
+    assert w.names == ["0", "1.h", "1.a", "1.res.block.0", "1.res.block.1", "1.s", "1.out"]
+    add = w.names.index("1.s")
+    assert isinstance(w.inputs[add], tuple) and len(w.inputs[add]) == 2  # res and h
+    np.testing.assert_allclose(w.outputs[add], w.inputs[add][0] + w.inputs[add][1])
+    # h's output gradient is the fan-out sum: through the Tanh and straight from the Add
+    grads = plain_grads(model, x, y)
+    np.testing.assert_allclose(x.T @ w.grads[1], grads["1.h.W"], rtol=1e-12)
+
+
+def test_report_gradient_flow_and_summary_over_a_graph():
+    from glassnet import diagnostics as D
+
+    model, (x, y) = graph_model(), xy()
+    rep = D.report(model, gn.CrossEntropyLoss(), x, y)
+    assert [r["index"] for r in rep.layers] == ["1.h", "1.res.block.0", "1.out"]
+    grads = plain_grads(model, x, y)
+    for index in ("1.h", "1.res.block.0", "1.out"):
+        row = next(r for r in rep.layers if r["index"] == index)
+        assert row["dW"] == pytest.approx(np.linalg.norm(grads[index + ".W"]), rel=1e-9)
+    flow = gn.GradientFlow(probe_size=16)
+    gn.fit(model, gn.CrossEntropyLoss(), gn.optim.SGD(model.parameters(), lr=0.1), (x, y), epochs=1,
+           batch_size=8, callbacks=[flow], verbose=False, rng=np.random.default_rng(0))  # fmt: skip
+    assert set(flow.speeds()) == {"layer 1", "layer 2", "layer 3"}
+    text = gn.summary(model, (10,))
+    for needle in ("1.h            Linear(in_features=10", "1.s            Add()", "1.res.block.1  ReLU()"):
+        assert needle in text, text
+    assert f"trainable: {88 + 72 + 27:,}" in text
+
+
+def test_trace_per_node_of_a_graph():
+    model, (x, y) = graph_model(), xy(n=4)
+    traces = [gn.trace(model, gn.CrossEntropyLoss(), x[i], y[i]) for i in range(len(x))]
+    assert [t.names for t in traces[0].layers] == [
+        ["1.h", "1.a"],
+        ["1.res.block.0", "1.res.block.1", "1.s"],
+        ["1.out"],
+    ]
+    grads = plain_grads(model.eval(), x, y)
+    for l, name in enumerate(["1.h", "1.res.block.0", "1.out"]):
+        dW = np.mean([t.layers[l].dW for t in traces], axis=0)
+        np.testing.assert_allclose(dW, grads[name + ".W"], rtol=1e-10, atol=1e-14)
+    # BP4 with the input the block really received: a = tanh(z^1), not the sum after it
+    np.testing.assert_allclose(traces[0].layers[1].a_in, np.tanh(traces[0].layers[0].z), rtol=1e-12)
+    assert "layer 2: #1.res.block.0 Linear, #1.res.block.1 ReLU, #1.s Add" in str(traces[0])
+
+
+@pytest.mark.parametrize(("where", "name"), [("out", "1.out"), ("res", "1.res.block.0")])
+def test_nan_provenance_names_the_node(where, name):
+    from glassnet.anomaly import AnomalyError
+
+    model, (x, y) = graph_model(), xy()
+    graph = model[1]
+    layer = graph["out"] if where == "out" else graph["res"].block[0]
+    layer.W.data[1, 2] = np.nan
+    with pytest.raises(AnomalyError) as info:
+        gn.fit(model, gn.CrossEntropyLoss(), gn.optim.SGD(model.parameters(), lr=0.1), (x, y), epochs=1,
+               batch_size=8, verbose=False, detect_anomaly=True, rng=np.random.default_rng(0))  # fmt: skip
+    e = info.value
+    assert (e.phase, e.layer, e.layer_type) == ("forward z", name, "Linear")
+    assert f"layer #{name} (Linear)" in str(e) and "its input was finite" in str(e)
+
+
+def test_nan_provenance_at_a_merge_checks_each_of_its_inputs():
+    from glassnet.anomaly import AnomalyError, checked_forward_backward
+
+    g = gn.Graph("x", [("big", gn.Linear(2, 2), "x"), ("m", gn.Multiply(), ["big", "big"])], "m")
+    g.to(np.float64)
+    g["big"].W.data[...] = 1e200  # finite, but its square overflows
+    with pytest.raises(AnomalyError) as info, np.errstate(over="ignore"):
+        checked_forward_backward(g, gn.MSELoss(), np.ones((3, 2)), np.zeros((3, 2)))
+    e = info.value
+    assert (e.layer, e.layer_type) == ("m", "Multiply") and "its input was finite" in str(e)
+
+
+def test_shape_errors_in_a_walk_name_the_node():
+    model = gn.Sequential(gn.Graph("x", [("h", gn.Linear(10, 4), "x"), ("s", gn.Add(), ["h", "x"])], "s"))
+    with pytest.raises(gn.ShapeError, match=r"summary: layer #0.s \(Add\) cannot take input"):
+        gn.summary(model, (10,))
+
+
+def test_checkpoint_and_resume_of_a_model_with_a_residual(tmp_path):
+    """A run stopped after its 5th batch and resumed from its checkpoint ends with the weights,
+    bit for bit, of the run that never stopped. The resumed run starts from other initial
+    weights: only the checkpoint's can make it end the same."""
+
+    class Stop(gn.Callback):
+        def __init__(self):
+            self.seen = 0
+
+        def on_batch_end(self, batch, logs):
+            self.seen += 1
+            if self.seen == 5:
+                raise KeyboardInterrupt
+
+    def run(init, **kwargs):
+        rng = np.random.default_rng(init)
+        model = gn.Sequential(
+            gn.Linear(10, 6, rng=rng),
+            gn.Residual(gn.Sequential(gn.Linear(6, 6, rng=rng), gn.BatchNorm1d(6), gn.ReLU())),
+            gn.Residual(gn.Linear(6, 3, rng=rng), shortcut=gn.Linear(6, 3, bias=False, rng=rng)),
+        )
+        x, y = xy(48)
+        gn.fit(model, gn.CrossEntropyLoss(), gn.optim.Adam(model.parameters(), lr=0.01),
+               (x.astype(np.float32), y), epochs=3, batch_size=8, verbose=False,
+               rng=np.random.default_rng(1), **kwargs)  # fmt: skip
+        return model.state_dict()
+
+    from glassnet.checkpoint import read_checkpoint
+
+    reference = run(0)
+    with pytest.raises(KeyboardInterrupt):
+        run(0, checkpoint=tmp_path, checkpoint_every=2, callbacks=[Stop()])
+    assert read_checkpoint(tmp_path).meta["position"]["step"] == 4
+    resumed = run(99, checkpoint=tmp_path, checkpoint_every=2, resume_from=tmp_path)
+    assert resumed.keys() == reference.keys() and "1.block.1.running_var" in resumed
+    for name in reference:
+        np.testing.assert_array_equal(resumed[name], reference[name], err_msg=name)
