@@ -9,6 +9,9 @@ File layout: one ``.safetensors`` file (https://github.com/huggingface/safetenso
                       "glassnet_architecture": JSON tree of the model,
                           {"type": "Sequential", "config": {},
                            "children": [{"type": "Linear", "config": {...}, "children": []}, ...]}
+                          a Graph's config holds its wiring, its children the node modules:
+                          {"type": "Graph", "config": {"inputs": ["x"], "nodes": [["h", "x"],
+                           ["s", ["h", "x"]]], "outputs": "s"}, "children": [Linear, Add]}
                       "glassnet_user":         the caller's metadata as JSON (optional)
                       "glassnet_checksums":    {"algorithm": "crc32", "metadata": CRC-32 of the
                           other metadata entries, "tensors": {name: CRC-32 of its bytes}}
@@ -22,8 +25,11 @@ Every reader verifies the checksums (the tensors' when it reads them), so a flip
 Why no pickle: unpickling runs whatever code the file names, so loading a checkpoint from the
 internet would be running a program from the internet. Here the weights are plain bytes with a
 declared dtype and shape, and the architecture is data: each ``"type"`` is looked up in an
-explicit allow-list (the classes of ``glassnet.layers.__all__`` plus ``Sequential``) and
-called with its JSON ``config`` as keyword arguments. Nothing is imported, evaluated or looked
+explicit allow-list (the classes of ``glassnet.layers.__all__`` plus ``Sequential``, and the
+classes the caller of ``load`` hands over in ``custom_layers``) and called with its JSON
+``config`` as keyword arguments (a container given its children, ``Residual`` or ``Graph``,
+gets them rebuilt first, through ``from_config``; a graph's node names are checked by its
+constructor: no unknown name, no cycle). Nothing is imported, evaluated or looked
 up by attribute from a name found in the file. A broken or hostile file raises
 ``FileFormatError`` (a ``ValueError``) naming the file and what is wrong with it; a write that
 fails raises ``WriteError`` (an ``OSError``) and leaves the file that was there untouched.
@@ -51,6 +57,7 @@ from .module import Module, Sequential
 FORMAT = "1"
 MAX_DEPTH = 64  # nesting deeper than this in an architecture is hostile or broken
 MAX_CHILDREN = 10_000  # layers in one container (or nodes in one graph): more is hostile
+MAX_MODULES = 100_000  # modules in one architecture, all containers together
 MAX_HEADER = 100_000_000  # bytes of JSON header; the safetensors library's own limit
 CHECKSUMS = "glassnet_checksums"  # the metadata key of the CRC-32s of everything else
 _KEYS = {"type", "config", "children"}
@@ -290,6 +297,7 @@ def load(path: str | os.PathLike, custom_layers: dict[str, type] | None = None) 
         raise FileFormatError(path, "not a glassnet model file (no 'glassnet_architecture' in its metadata)")
     check_format(path, metadata)
     arch = _parse_json(path, metadata["glassnet_architecture"], "glassnet_architecture")
+    _check_size(path, arch)
     model = _build(path, arch, allowed, tensors, np.random.default_rng(0))
     try:
         model.load_state_dict(tensors)
@@ -595,6 +603,21 @@ def _build(
     if _type_tree(module) != _type_tree_of_node(node, depth):
         raise FileFormatError(path, f"{where}: the {kind} built from its config has other children")
     return module
+
+
+def _check_size(path: str, arch) -> None:
+    """Refuse an architecture of more than ``MAX_MODULES`` modules before building any: nested
+    containers of 10,000 children each would otherwise multiply (counted without recursion,
+    so the depth limit is ``_build``'s to report)."""
+    count, stack = 0, [arch]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_MODULES:
+            raise FileFormatError(path, f"the architecture has more than {MAX_MODULES:,} modules")
+        children = node.get("children") if isinstance(node, dict) else None
+        if isinstance(children, list):
+            stack.extend(children)
 
 
 def _build_container(

@@ -145,8 +145,8 @@ class Module:
         """
         self.backward(dy)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.forward(x)
+    def __call__(self, *inputs: np.ndarray, **kwargs) -> np.ndarray:
+        return self.forward(*inputs, **kwargs)
 
     # --- parameters, buffers, modes ---------------------------------------------------------
     def parameters(self) -> list[Param]:

@@ -287,6 +287,21 @@ def test_hostile_graph_files_are_refused(tmp_path, arch, message):
         gn.load(path)
 
 
+def test_nested_graphs_of_many_nodes_are_refused_before_any_is_built(tmp_path, monkeypatch):
+    """Each container under the child limit, together over the module limit: 200 graphs of 600
+    nodes (a few megabytes of JSON) would build 120,000 modules."""
+    built = []
+    monkeypatch.setattr(gn.ReLU, "__init__", lambda self: built.append(1) or gn.Module.__init__(self))
+    inner = graph([[f"n{i}", "x"] for i in range(600)], [leaf("ReLU")] * 600)
+    arch = graph([[f"g{i}", "x"] for i in range(200)], [inner] * 200)
+    path = write_arch(tmp_path / "g.safetensors", arch)
+    with pytest.raises(
+        FileFormatError, match="g.safetensors: the architecture has more than 100,000 modules"
+    ):
+        gn.load(path)
+    assert built == []
+
+
 def test_a_graph_node_must_find_its_tensors_under_its_name(tmp_path):
     g = gn.Graph("x", [("h", gn.Linear(2, 2), "x")], "h")
     gn.save(g, tmp_path / "g.safetensors")
