@@ -35,7 +35,8 @@ class Residual(Module):
     (parameters ``block.0.W``, ``shortcut.W``).
 
     Shapes: x -> y, block(x) and shortcut(x) of the same shape.
-    Backward: x feeds two paths, so its delta is the sum over both (the fan-out sum):
+    Backward: x feeds two paths, so its delta is the sum over both, the sum the notes derive
+    by hand ("index i is no longer fixed, we have to run a sum"):
         dx = block.backward(dy) + shortcut.backward(dy)       (shortcut None: + dy)
     The identity path hands dy back unchanged, so however small the block's gradient, dx keeps
     dy: the gradient of an early layer no longer has to pass through every later one.
