@@ -82,8 +82,12 @@ class AnomalyError(FloatingPointError):
         return msg
 
 
-def _bad(a: np.ndarray) -> str | None:
-    """None when every value is finite; else how many are not and where the first one is."""
+def _bad(a) -> str | None:
+    """None when every value is finite; else how many are not and where the first one is. A
+    tuple (the inputs of a merge, the gradients its backward returned) is checked entry by entry."""
+    if isinstance(a, tuple):
+        bad = [(k, _bad(ak)) for k, ak in enumerate(a)]
+        return "; ".join(f"input {k}: {b}" for k, b in bad if b) or None
     a = np.asarray(a)
     if a.dtype.kind != "f" or np.isfinite(a).all():
         return None
@@ -139,7 +143,7 @@ def _check_backward(name: str, layer: Module, dy: np.ndarray, dx: np.ndarray | N
     """The delta a module's backward returned and its own parameters' gradients are finite."""
     if dx is not None and _bad(dx):
         raise AnomalyError(
-            "delta (BP2)", name, type(layer).__name__, dx.shape,
+            "delta (BP2)", name, type(layer).__name__, np.shape(dx[0] if isinstance(dx, tuple) else dx),
             f"backward returned dC/d(input) {_bad(dx)}; the delta it received was finite",
         )  # fmt: skip
     for p in layer.params:

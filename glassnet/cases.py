@@ -25,6 +25,7 @@ with no loops or generated names: the row's name is its test id.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ import numpy as np
 from . import layers as L
 from . import losses, regularizers
 from . import torch_reference as T
-from .module import Module, Param
+from .module import Module, Param, Sequential
 
 # how a layer's output in training relates to its output in eval
 MODES = {
@@ -54,7 +55,8 @@ class Case:
     - ``cls``, ``args``: the class and every constructor argument the row gives, by name (a
       generator ``rng`` is added by ``make`` when the class takes one), so a test can read which
       arguments the table exercises with which values.
-    - ``sample(rng)``: the input (layers), (pred, target) (losses) or a list of ``Param``
+    - ``sample(rng)``: the input (layers; a tuple of inputs for a layer with several, called
+      as ``forward(*inputs)``), (pred, target) (losses) or a list of ``Param``
       (regularizers), drawn away from kinks (|z| >= 0.1 around ReLU's 0, margins away from hinge
       points) so differences are smooth.
     - ``torch``: the PyTorch reference, a function of ``torch_reference`` (its signature per kind
@@ -90,11 +92,16 @@ class Case:
         return "layer"
 
     def make(self, rng: np.random.Generator) -> object:
-        """The row's object, built from ``args`` (and ``rng``, if the class takes one)."""
-        kwargs = dict(self.args)
+        """The row's object, built from ``args`` (and ``rng``, if the class takes one).
+
+        A container's modules in ``args`` (``Residual``'s block, a ``Graph``'s nodes) are
+        copied, so that every build has its own, and their parameters drawn from ``rng``."""
+        kwargs = copy.deepcopy(self.args)
         if "rng" in inspect.signature(self.cls).parameters:
             kwargs["rng"] = rng
         obj = self.cls(**kwargs)
+        if isinstance(obj, Module) and obj.children:
+            obj.reset_parameters(rng)
         return obj if self.wrap is None else self.wrap(obj, rng)
 
     def build(self, seed: int = 0) -> tuple[object, object]:
@@ -210,6 +217,60 @@ def _random_affine(bn, rng):
     for p in bn.parameters():
         np.copyto(p.data, rng.uniform(0.5, 1.5, p.shape))
     return bn
+
+
+def _random_affine_inside(model, rng):
+    # the batch norms inside a container, as _random_affine
+    for m in model.modules():
+        if isinstance(m, (L.BatchNorm1d, L.BatchNorm2d)):
+            _random_affine(m, rng)
+    return model
+
+
+def _inputs(*samplers):
+    """A multi-input layer's sampler: one array per input, drawn in turn."""
+    return lambda rng: tuple(sample(rng) for sample in samplers)
+
+
+# --- containers: the modules rows give to Residual and Graph (Case.make copies them and draws
+# their parameters) ---
+
+
+def _residual_block():
+    # Linear, ReLU, then batch norm: a bias straight before batch norm has a zero gradient,
+    # which finite differences cannot measure against
+    return Sequential(L.Linear(4, 4), L.ReLU(), L.BatchNorm1d(4))
+
+
+def _fan_out_fan_in():
+    """Two inputs; h feeds three consumers (fan-out), three merges (fan-in)."""
+    return {
+        "inputs": ["x", "x2"],
+        "nodes": [
+            ("h", L.Linear(4, 6), "x"),
+            ("a", L.Tanh(), "h"),
+            ("g", L.Multiply(), ["a", "x2"]),
+            ("s", L.Add(), ["h", "g", "a"]),
+            ("c", L.Concat(), ["s", "h"]),
+            ("out", L.Linear(12, 3), "c"),
+        ],
+        "outputs": "out",
+    }
+
+
+def _unet_like():
+    """One input; a skip over two blocks, joined by concatenation (a U-Net's skip)."""
+    return {
+        "inputs": "x",
+        "nodes": [
+            ("down", L.Linear(4, 5), "x"),
+            ("act", L.ReLU(), "down"),
+            ("up", L.Linear(5, 4), "act"),
+            ("join", L.Concat(axis=-1), ["up", "x"]),
+            ("out", L.Linear(8, 2), "join"),
+        ],
+        "outputs": "out",
+    }
 
 
 class FromInitialState(Module):
@@ -436,5 +497,33 @@ CASES: list[Case] = [
          torch=T.recurrent, realistic=lambda rng: L.LSTM(32, 64, bias=False, rng=rng), features=(20, 32)),
     Case("LastStep", L.LastStep, {}, _normal((2, 4, 3)),
          torch=T.stateless(lambda nn, layer: lambda x: x[:, -1]), features=(20, 32)),
+    # --- merges: several inputs, forward(*xs), backward -> one gradient per input ---
+    Case("Identity", L.Identity, {}, _normal((3, 5)), torch=T.merge),
+    Case("Add", L.Add, {}, _inputs(_normal((3, 5)), _normal((3, 5))), torch=T.merge),
+    Case("Add (three inputs, broadcast)", L.Add, {},
+         _inputs(_normal((2, 3, 4)), _normal((4,)), _normal((2, 1, 4))), torch=T.merge, features=(3, 4)),
+    Case("Multiply", L.Multiply, {}, _inputs(_normal((3, 5)), _normal((3, 5))), torch=T.merge),
+    Case("Multiply (gate broadcast over H, W)", L.Multiply, {},
+         _inputs(_normal((2, 3, 4, 4)), _normal((2, 3, 1, 1))), torch=T.merge, features=(3, 4, 4)),
+    Case("Concat", L.Concat, {}, _inputs(_normal((3, 2)), _normal((3, 4)), _normal((3, 1))), torch=T.merge),
+    Case("Concat (axis=-1, sequences)", L.Concat, {"axis": -1},
+         _inputs(_normal((2, 3, 4)), _normal((2, 3, 2))), torch=T.merge, features=(3, 4)),
+    # --- containers ---
+    Case("Residual (Linear, ReLU, BatchNorm1d)", L.Residual, {"block": _residual_block()},
+         _normal((6, 4), 2.0), torch=T.container, wrap=_random_affine_inside,
+         realistic=lambda rng: L.Residual(
+             Sequential(L.Linear(256, 256, rng=rng), L.ReLU(), L.BatchNorm1d(256))),
+         mode="statistics"),
+    Case("Residual (Linear shortcut)", L.Residual,
+         {"block": Sequential(L.Linear(4, 3), L.Tanh()), "shortcut": L.Linear(4, 3, bias=False)},
+         _normal((5, 4)), torch=T.container,
+         realistic=lambda rng: L.Residual(Sequential(L.Linear(256, 128, rng=rng), L.Tanh()),
+                                          L.Linear(256, 128, bias=False, rng=rng))),
+    Case("Graph (two inputs, fan-out and fan-in)", L.Graph, _fan_out_fan_in(),
+         _inputs(_normal((3, 4)), _normal((3, 6))), torch=T.container,
+         realistic=lambda rng: L.Graph(**_fan_out_fan_in()).reset_parameters(rng)),
+    Case("Graph (skip over two blocks, concatenated)", L.Graph, _unet_like(), _normal((3, 4)),
+         torch=T.container, realistic=lambda rng: L.Graph(**_unet_like()).reset_parameters(rng),
+         features=(4,)),
 ]
 # fmt: on

@@ -66,11 +66,29 @@ def _entries(a: np.ndarray, max_entries: int | None, rng) -> np.ndarray | None:
 
 
 def _all_errors(f, module: Module, x_name: str, x, dx, eps, max_entries, rng) -> dict[str, float]:
-    """The error of dx and of every parameter gradient against differences of ``f``."""
-    errors = {x_name: _compare(dx, numeric_grad(f, x, eps, _entries(x, max_entries, rng)))}
+    """The error of dx (one per input: ``x`` and ``dx`` may be tuples, named ``x0``, ``x1``, ...)
+    and of every parameter gradient against differences of ``f``."""
+    errors = {}
+    for name, xk, dxk in _named_inputs(x_name, x, dx):
+        errors[name] = _compare(dxk, numeric_grad(f, xk, eps, _entries(xk, max_entries, rng)))
     for name, p in module.named_parameters():
         errors[name] = _compare(p.grad, numeric_grad(f, p.data, eps, _entries(p.data, max_entries, rng)))
     return errors
+
+
+def _named_inputs(x_name: str, x, dx) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    if not isinstance(x, tuple):
+        return [(x_name, x, dx)]
+    if not isinstance(dx, tuple) or len(dx) != len(x):
+        got = f"a tuple of {len(dx)}" if isinstance(dx, tuple) else type(dx).__name__
+        raise ValueError(f"backward must return one gradient per input ({len(x)}), got {got}")
+    return [(f"{x_name}{k}", xk, dxk) for k, (xk, dxk) in enumerate(zip(x, dx))]
+
+
+def as_inputs(x) -> tuple[np.ndarray, ...]:
+    """A layer's input(s) as a tuple, for ``forward(*inputs)``: a tuple or list of arrays stays
+    as it is (a multi-input layer: ``Add``, a ``Graph`` with several inputs), an array is one."""
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
 
 
 class _FrozenNoise:
@@ -90,30 +108,34 @@ class _FrozenNoise:
 
 
 def check_layer_gradients(
-    layer: Module, x: np.ndarray, seed: int = 0, eps: float = EPS, max_entries: int | None = None
+    layer: Module, x, seed: int = 0, eps: float = EPS, max_entries: int | None = None
 ) -> dict[str, float]:
     """Check ``dx`` and every parameter gradient of one layer; ``layer`` is converted to float64.
 
-    Returns {"x": error, "<param name>": error, ...}.
+    ``x`` is the input, or a tuple of inputs for a layer with several (``forward(*x)``, whose
+    backward returns one gradient per input). Returns {"x": error, "<param name>": error, ...};
+    with several inputs {"x0": error, "x1": error, ...} instead of "x".
     """
     layer.to(np.float64)
-    x = np.array(x, dtype=np.float64)
+    several = isinstance(x, (tuple, list))
+    xs = tuple(np.array(xk, dtype=np.float64) for xk in as_inputs(x))
+    x = xs if several else xs[0]
     # a stream of its own: the table's samplers draw from default_rng(seed), and an upstream
     # gradient equal to a multiple of x would hide errors
     rng = np.random.default_rng([seed, 1])
     noise = _FrozenNoise(layer, seed)
     try:
         noise.reseed()
-        y = layer.forward(x)
+        y = layer.forward(*xs)
         upstream = rng.standard_normal(y.shape)
 
         def f() -> float:
             noise.reseed()
-            return float(np.vdot(upstream, layer.forward(x)))
+            return float(np.vdot(upstream, layer.forward(*xs)))
 
         layer.zero_grad()
         noise.reseed()
-        layer.forward(x)
+        layer.forward(*xs)
         dx = layer.backward(upstream.copy())
         return _all_errors(f, layer, "x", x, dx, eps, max_entries, rng)
     finally:
@@ -187,12 +209,14 @@ def check_gradients(
             setattr(m, name, b)
 
 
-def directional_check(model: Module, loss_fn, x: np.ndarray, y, eps: float = 1e-6, seed: int = 0) -> float:
+def directional_check(model: Module, loss_fn, x, y, eps: float = 1e-6, seed: int = 0) -> float:
     """One random direction v through all parameters at once: compare
     (L(t + eps v) - L(t - eps v)) / (2 eps) with grad . v. Two forwards whatever the size,
-    so it runs at realistic sizes. Returns the relative error. The model must be float64.
+    so it runs at realistic sizes. Returns the relative error. The model must be float64;
+    ``x`` may be a tuple of inputs (a model with several).
     """
     params = model.parameters()
+    xs = as_inputs(x)
     rng = np.random.default_rng(seed)
     noise = _FrozenNoise(model, seed)
     try:
@@ -200,7 +224,7 @@ def directional_check(model: Module, loss_fn, x: np.ndarray, y, eps: float = 1e-
 
         def f() -> float:
             noise.reseed()
-            return loss_fn.forward(model.forward(x), y)
+            return loss_fn.forward(model.forward(*xs), y)
 
         model.zero_grad()
         f()

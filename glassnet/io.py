@@ -9,6 +9,9 @@ File layout: one ``.safetensors`` file (https://github.com/huggingface/safetenso
                       "glassnet_architecture": JSON tree of the model,
                           {"type": "Sequential", "config": {},
                            "children": [{"type": "Linear", "config": {...}, "children": []}, ...]}
+                          a Graph's config holds its wiring, its children the node modules:
+                          {"type": "Graph", "config": {"inputs": ["x"], "nodes": [["h", "x"],
+                           ["s", ["h", "x"]]], "outputs": "s"}, "children": [Linear, Add]}
                       "glassnet_user":         the caller's metadata as JSON (optional)
                       "glassnet_checksums":    {"algorithm": "crc32", "metadata": CRC-32 of the
                           other metadata entries, "tensors": {name: CRC-32 of its bytes}}
@@ -22,8 +25,11 @@ Every reader verifies the checksums (the tensors' when it reads them), so a flip
 Why no pickle: unpickling runs whatever code the file names, so loading a checkpoint from the
 internet would be running a program from the internet. Here the weights are plain bytes with a
 declared dtype and shape, and the architecture is data: each ``"type"`` is looked up in an
-explicit allow-list (the classes of ``glassnet.layers.__all__`` plus ``Sequential``) and
-called with its JSON ``config`` as keyword arguments. Nothing is imported, evaluated or looked
+explicit allow-list (the classes of ``glassnet.layers.__all__`` plus ``Sequential``, and the
+classes the caller of ``load`` hands over in ``custom_layers``) and called with its JSON
+``config`` as keyword arguments (a container given its children, ``Residual`` or ``Graph``,
+gets them rebuilt first, through ``from_config``; a graph's node names are checked by its
+constructor: no unknown name, no cycle). Nothing is imported, evaluated or looked
 up by attribute from a name found in the file. A broken or hostile file raises
 ``FileFormatError`` (a ``ValueError``) naming the file and what is wrong with it; a write that
 fails raises ``WriteError`` (an ``OSError``) and leaves the file that was there untouched.
@@ -50,6 +56,8 @@ from .module import Module, Sequential
 
 FORMAT = "1"
 MAX_DEPTH = 64  # nesting deeper than this in an architecture is hostile or broken
+MAX_CHILDREN = 10_000  # layers in one container (or nodes in one graph): more is hostile
+MAX_MODULES = 100_000  # modules in one architecture, all containers together
 MAX_HEADER = 100_000_000  # bytes of JSON header; the safetensors library's own limit
 CHECKSUMS = "glassnet_checksums"  # the metadata key of the CRC-32s of everything else
 _KEYS = {"type", "config", "children"}
@@ -112,25 +120,38 @@ def _metadata_crc(metadata: dict[str, str]) -> str:
 
 
 def _describe(module: Module, allowed: dict[str, type], depth: int = 0) -> dict:
-    """The architecture tree of ``module``; refuse what ``load`` could not rebuild."""
-    name = type(module).__name__
-    if allowed.get(name) is not type(module):
+    """The architecture tree of ``module``; refuse what ``load`` could not rebuild.
+
+    A class outside glassnet's allow-list is a user's layer, saved under its class name;
+    ``load`` rebuilds it only from a class the caller hands over (``custom_layers``)."""
+    cls, name = type(module), type(module).__name__
+    builtin = allowed.get(name)
+    if builtin is not None and builtin is not cls:
         raise ValueError(
-            f"save: {type(module).__qualname__} is not a glassnet layer that load() can rebuild "
-            f"(allowed: {', '.join(sorted(allowed))})"
+            f"save: {cls.__qualname__} is not glassnet's {name} but has its name, so load() would "
+            "rebuild glassnet's: give your class another name"
         )
     if depth > MAX_DEPTH:
         raise ValueError(f"save: the model is nested deeper than {MAX_DEPTH} levels")
     config = module.config()
     own = {p.name: p.shape for p in module.params} | {k: np.shape(b) for k, b in module.buffers().items()}
     try:
-        expected = type(module).state_shapes(**config)
+        expected = cls.state_shapes(**config)
+        if not _given_children(cls):  # load() calls cls(**config): it must be able to
+            inspect.signature(cls).bind(**config)
     except (TypeError, ValueError) as e:  # a size beyond what load() accepts (num_layers > 1000)
-        raise ValueError(f"save: load() could not rebuild {module!r}: {e}") from None
-    if expected != own:  # a layer whose state_shapes is wrong: a glassnet bug, caught before writing
+        raise ValueError(f"save: load() could not rebuild {module!r} from its config(): {e}") from None
+    # a user's layer without state_shapes is checked by load_state_dict after it is built
+    checked = builtin is not None or cls.state_shapes.__func__ is not Module.state_shapes.__func__
+    if checked and expected != own:  # a wrong state_shapes: a bug, caught before writing
         raise ValueError(f"save: {name}.state_shapes gives {expected}, the layer holds {own}")
     children = [_describe(c, allowed, depth + 1) for c in module.children]
     return {"type": name, "config": config, "children": children}
+
+
+def _given_children(cls: type) -> bool:
+    """A container that is given its children (it overrides ``from_config``)."""
+    return cls.from_config.__func__ is not Module.from_config.__func__
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -258,21 +279,26 @@ def _refuse_non_regular(path: str, mode: int) -> None:
 
 
 # --- loading ----------------------------------------------------------------------------------
-def load(path: str | os.PathLike) -> Module:
+def load(path: str | os.PathLike, custom_layers: dict[str, type] | None = None) -> Module:
     """Rebuild the model saved at ``path`` and load its weights.
 
-    Every layer type is resolved through the allow-list; layers whose constructor takes
+    Every layer type is resolved through the allow-list: glassnet's layers and containers,
+    plus ``custom_layers``, the caller's own ``Module`` subclasses by the class name ``save``
+    wrote (``{"MyBlock": MyBlock}``; Keras' ``custom_objects``). A file naming any other class
+    is refused: nothing is imported from a name in a file. Layers whose constructor takes
     ``dtype`` get the dtype of their stored tensors. The model comes back in training mode
     (as a freshly built one); dropout layers share one generator seeded with 0: call
     ``model.set_rng(rng)`` before training on.
     """
     path = os.fspath(path)
+    allowed = _allowed(custom_layers)
     metadata, tensors = read_file(path, tensors=True)
     if "glassnet_architecture" not in metadata:
         raise FileFormatError(path, "not a glassnet model file (no 'glassnet_architecture' in its metadata)")
     check_format(path, metadata)
     arch = _parse_json(path, metadata["glassnet_architecture"], "glassnet_architecture")
-    model = _build(path, arch, _allowed(), tensors, np.random.default_rng(0))
+    _check_size(path, arch)
+    model = _build(path, arch, allowed, tensors, np.random.default_rng(0))
     try:
         model.load_state_dict(tensors)
     except (KeyError, ValueError) as e:
@@ -488,8 +514,9 @@ def _parse_json(path: str, text: str, key: str):
         raise FileFormatError(path, f"{key} metadata is not valid JSON: {shorten(str(e))}") from None
 
 
-def _allowed() -> dict[str, type]:
-    """Layer name -> class: the allow-list, built now so newly added layer families join it."""
+def _allowed(custom_layers: dict[str, type] | None = None) -> dict[str, type]:
+    """Layer name -> class: the allow-list (built now, so newly added layer families join it),
+    and the caller's ``custom_layers``, each checked to be a ``Module`` subclass of that name."""
     from . import layers
 
     allowed = {"Sequential": Sequential}
@@ -497,7 +524,22 @@ def _allowed() -> dict[str, type]:
         obj = getattr(layers, name)
         if isinstance(obj, type) and issubclass(obj, Module):
             allowed[name] = obj
-    return allowed
+    if custom_layers is None:
+        return allowed
+    if not isinstance(custom_layers, dict):
+        raise TypeError(
+            f"custom_layers must be a dict of name -> Module class, got {type(custom_layers).__name__}"
+        )
+    for name, cls in custom_layers.items():
+        if not (isinstance(cls, type) and issubclass(cls, Module)):
+            raise TypeError(f"custom_layers[{name!r}] must be a glassnet Module subclass, got {cls!r}")
+        if name != cls.__name__:
+            raise ValueError(
+                f"custom_layers: {name!r} names the class {cls.__name__} (save wrote the class name)"
+            )
+        if name in allowed and allowed[name] is not cls:
+            raise ValueError(f"custom_layers: {name!r} is glassnet's own layer and cannot be replaced")
+    return {**allowed, **custom_layers}
 
 
 def _build(
@@ -521,21 +563,20 @@ def _build(
     cls = allowed.get(kind)  # a plain dict lookup: nothing is imported or evaluated
     if cls is None:
         raise FileFormatError(
-            path, f"unknown layer type {shorten(kind)} (allowed: {', '.join(sorted(allowed))})"
+            path,
+            f"unknown layer type {shorten(kind)}: if it is your own layer class, pass it: "
+            f"gn.load(path, custom_layers={{{shorten(kind)}: TheClass}}) "
+            f"(allowed: {', '.join(sorted(allowed))})",
         )
     if not isinstance(config, dict):
         raise FileFormatError(path, f"{where}: 'config' of {kind} must be an object")
     if not isinstance(children, list):
         raise FileFormatError(path, f"{where}: 'children' of {kind} must be a list")
-
-    if cls is Sequential:
-        if config:
-            raise FileFormatError(path, f"{where}: Sequential takes no config, got {shorten(config)}")
-        return Sequential(
-            *(
-                _build(path, c, allowed, tensors, rng, f"{prefix}{i}.", depth + 1)
-                for i, c in enumerate(children)
-            )
+    if len(children) > MAX_CHILDREN:
+        raise FileFormatError(path, f"{where}: {kind} has {len(children)} children, more than {MAX_CHILDREN}")
+    if _given_children(cls):
+        return _build_container(
+            path, where, kind, cls, config, children, allowed, tensors, rng, prefix, depth
         )
 
     kwargs = dict(config)
@@ -562,6 +603,62 @@ def _build(
     if _type_tree(module) != _type_tree_of_node(node, depth):
         raise FileFormatError(path, f"{where}: the {kind} built from its config has other children")
     return module
+
+
+def _check_size(path: str, arch) -> None:
+    """Refuse an architecture of more than ``MAX_MODULES`` modules before building any: nested
+    containers of 10,000 children each would otherwise multiply (counted without recursion,
+    so the depth limit is ``_build``'s to report)."""
+    count, stack = 0, [arch]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_MODULES:
+            raise FileFormatError(path, f"the architecture has more than {MAX_MODULES:,} modules")
+        children = node.get("children") if isinstance(node, dict) else None
+        if isinstance(children, list):
+            stack.extend(children)
+
+
+def _build_container(
+    path, where, kind, cls, config, children, allowed, tensors, rng, prefix, depth
+) -> Module:
+    """A container given its children (``Sequential``, ``Residual``, ``Graph``): the children
+    first, each under the state_dict name the container gives it, then ``cls.from_config``."""
+    names = _child_names(path, where, kind, cls, config, len(children))
+    built = [
+        _build(path, c, allowed, tensors, rng, f"{prefix}{n}.", depth + 1) for n, c in zip(names, children)
+    ]
+    try:
+        shapes = cls.state_shapes(**config)
+        _check_shapes(path, where, kind, config, shapes, tensors, prefix)
+        module = cls.from_config(config, built)
+    except FileFormatError:
+        raise
+    except Exception as e:  # unknown node names, a cycle, a wrong config: the class's own message
+        raise _cannot_build(path, kind, config, e) from e
+    if module.child_names() != names:
+        raise FileFormatError(path, f"{where}: the {kind} built from its config names its children otherwise")
+    return module
+
+
+def _child_names(path: str, where: str, kind: str, cls: type, config: dict, n: int) -> list[str]:
+    """The state_dict names of a container's children before they are built: a graph's node
+    names (from its config), else the indices (and Residual's block and shortcut)."""
+    if kind == "Graph":
+        nodes = config.get("nodes")
+        if not isinstance(nodes, list) or not all(
+            isinstance(x, list) and x and isinstance(x[0], str) for x in nodes
+        ):
+            raise FileFormatError(path, f"{where}: Graph config 'nodes' must be a list of [name, sources]")
+        if len(nodes) != n:
+            raise FileFormatError(path, f"{where}: Graph config lists {len(nodes)} nodes for {n} modules")
+        return [x[0] for x in nodes]
+    if kind == "Residual":
+        if not 1 <= n <= 2:
+            raise FileFormatError(path, f"{where}: Residual takes 1 or 2 children (block, shortcut), got {n}")
+        return ["block", "shortcut"][:n]
+    return [str(i) for i in range(n)]
 
 
 def _cannot_build(path: str, kind: str, config: dict, e: Exception) -> FileFormatError:

@@ -145,8 +145,8 @@ class Module:
         """
         self.backward(dy)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.forward(x)
+    def __call__(self, *inputs: np.ndarray, **kwargs) -> np.ndarray:
+        return self.forward(*inputs, **kwargs)
 
     # --- parameters, buffers, modes ---------------------------------------------------------
     def parameters(self) -> list[Param]:
@@ -155,11 +155,19 @@ class Module:
             out.extend(child.parameters())
         return out
 
+    def child_names(self) -> list[str]:
+        """The name of each child in parameter names and in a walk: its index (``"0.W"``)
+        unless the container names them (a ``Graph`` names each node: ``"h.W"``)."""
+        return [str(i) for i in range(len(self.children))]
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        return zip(self.child_names(), self.children)
+
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Param]]:
         for p in self.params:
             yield prefix + p.name, p
-        for i, child in enumerate(self.children):
-            yield from child.named_parameters(f"{prefix}{i}.")
+        for name, child in self.named_children():
+            yield from child.named_parameters(f"{prefix}{name}.")
 
     def buffers(self) -> dict[str, np.ndarray]:
         """Non-trainable state saved with the weights (BatchNorm running statistics)."""
@@ -168,8 +176,8 @@ class Module:
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
         for name, b in self.buffers().items():
             yield prefix + name, b
-        for i, child in enumerate(self.children):
-            yield from child.named_buffers(f"{prefix}{i}.")
+        for name, child in self.named_children():
+            yield from child.named_buffers(f"{prefix}{name}.")
 
     def modules(self) -> Iterator[Module]:
         yield self
@@ -245,6 +253,17 @@ class Module:
     def config(self) -> dict:
         """Constructor arguments (JSON-serialisable), enough to rebuild this module."""
         return {}
+
+    @classmethod
+    def from_config(cls, config: dict, children: list[Module]) -> Module:
+        """Rebuild a module from its ``config()`` and its children, already rebuilt (``gn.load``).
+
+        The default is ``cls(**config)``: a module that builds its own children from its
+        arguments (most layers, and most users' blocks) builds them again, and ``load`` checks
+        that they are the ones the file describes. A container *given* its children as
+        arguments (``Sequential``, ``Residual``, ``Graph``) overrides this to pass them in.
+        """
+        return cls(**config)
 
     @classmethod
     def state_shapes(cls, **config) -> dict[str, tuple[int, ...]]:
@@ -331,6 +350,12 @@ class Sequential(Module):
 
     def backward_params(self, dy: np.ndarray) -> None:
         self.backward(dy, input_grad=False)
+
+    @classmethod
+    def from_config(cls, config: dict, children: list[Module]) -> Sequential:
+        if config:
+            raise ValueError(f"Sequential takes no config, got {config!r}")
+        return cls(*children)
 
     def __getitem__(self, i: int) -> Module:
         return self.children[i]

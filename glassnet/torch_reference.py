@@ -5,7 +5,8 @@ Every row of the case table (``glassnet.cases.CASES``) holds one of these functi
 gradient and every parameter gradient. A reference builds the torch computation from the
 glassnet object, with the same parameters copied in:
 
-- layers: ``ref(layer, x) -> (y, params)``, ``x`` a torch tensor, ``params`` the torch
+- layers: ``ref(layer, x) -> (y, params)`` (``ref(layer, *xs)`` for a layer with several
+  inputs), ``x`` a torch tensor, ``params`` the torch
   parameters keyed by glassnet parameter name (so their ``.grad`` can be compared); a layer
   with buffers returns ``(y, params, buffers)``, torch's buffers keyed by glassnet name;
 - losses: ``ref(loss, pred, target) -> scalar``, ``pred`` a torch tensor, ``target`` as given to
@@ -42,11 +43,13 @@ def torch_layout(layer: Module, name: str, a: np.ndarray) -> np.ndarray:
     weights ``W_x_l{k}{_reverse}`` (in, G H) and ``W_h_l{k}{_reverse}`` (H, G H) multiply from
     the right, so PyTorch's ``weight_ih_l{k}{_reverse}`` and ``weight_hh_l{k}{_reverse}`` are
     their transposes; the gate blocks are in PyTorch's order and the biases are the same.
-    A parameter of a child module (``"0.W_x_l0"``) is looked up in that child.
+    A parameter of a child module (``"0.W_x_l0"``, a graph node's ``"h.W"``) is looked up in
+    that child.
     """
     head, dot, rest = name.partition(".")
-    if dot and head.isdigit():
-        return torch_layout(layer.children[int(head)], rest, a)
+    children = dict(layer.named_children())
+    if dot and head in children:
+        return torch_layout(children[head], rest, a)
     if isinstance(layer, L.Linear) and name == "W":
         return a.T
     if isinstance(layer, (L.RNN, L.GRU, L.LSTM)) and name.startswith("W_"):
@@ -183,6 +186,75 @@ def batch_norm(layer, x):
     params = load_params(layer, bn)
     y = bn(x)
     return y, params, {name: getattr(bn, name) for name in layer.buffers()}
+
+
+def merge(layer, *xs):
+    """``Add``, ``Multiply`` (torch's broadcasting ``+`` and ``*``), ``Concat`` (``torch.cat``)
+    and ``Identity`` (``nn.Identity``): ``ref(layer, *xs)``, one tensor per input."""
+    import torch
+
+    if isinstance(layer, L.Concat):
+        return torch.cat(xs, dim=layer.axis), {}
+    if isinstance(layer, L.Identity):
+        return torch.nn.Identity()(*xs), {}
+    y = xs[0]
+    for x in xs[1:]:
+        y = y * x if isinstance(layer, L.Multiply) else y + x
+    return y, {}
+
+
+# the leaves a container's twin is built from: glassnet class -> reference
+_LEAVES = {
+    L.Linear: linear,
+    L.BatchNorm1d: batch_norm,
+    L.BatchNorm2d: batch_norm,
+    L.Conv1d: conv,
+    L.Conv2d: conv,
+    L.ReLU: stateless(lambda nn, layer: nn.ReLU()),
+    L.Tanh: stateless(lambda nn, layer: nn.Tanh()),
+    L.Sigmoid: stateless(lambda nn, layer: nn.Sigmoid()),
+    L.Flatten: stateless(lambda nn, layer: nn.Flatten()),
+    L.Add: merge,
+    L.Multiply: merge,
+    L.Concat: merge,
+    L.Identity: merge,
+}
+
+
+def container(module: Module, *xs, prefix: str = ""):
+    """The torch twin of a container (``Sequential``, ``Residual``, ``Graph``), written with torch
+    ops from its structure: each leaf by its own reference, the residual sum and the graph's
+    wiring as torch code, so autograd does the fan-out sums glassnet's backward does by hand.
+    Returns ``(y, params)``, params keyed by the glassnet names (``"block.0.W"``, ``"h.W"``)."""
+    from .module import Sequential
+
+    params: dict[str, object] = {}
+
+    def run(m: Module, name: str, *inputs):
+        if isinstance(m, (Sequential, L.Residual, L.Graph)):
+            y, ps = container(m, *inputs, prefix=name)
+        elif type(m) in _LEAVES:
+            y, ps, *_ = _LEAVES[type(m)](m, *inputs)
+            ps = {name + k: v for k, v in ps.items()}
+        else:
+            raise ValueError(f"torch_reference.container: no torch twin for {type(m).__name__}")
+        params.update(ps)
+        return y
+
+    if isinstance(module, Sequential):
+        (y,) = xs
+        for name, child in module.named_children():
+            y = run(child, f"{prefix}{name}.", y)
+    elif isinstance(module, L.Residual):
+        (x,) = xs
+        y = run(module.block, f"{prefix}block.", x)
+        y = y + (x if module.shortcut is None else run(module.shortcut, f"{prefix}shortcut.", x))
+    else:
+        values = dict(zip(module.inputs, xs))
+        for name, m, sources in module.nodes:
+            values[name] = run(m, f"{prefix}{name}.", *(values[s] for s in sources))
+        y = values[module.outputs]
+    return y, params
 
 
 # --- losses --------------------------------------------------------------------------------------

@@ -3,8 +3,9 @@ and ``summary`` share, instead of hooks or a global mode.
 
 A model is a tree of modules: every ``Module`` lists its ``children``. A *layer* is a module
 without children, or a container's own parameters (a container that owns ``params`` is a layer
-too). Each module is named by its path of child indices, as ``named_parameters`` names its
-parameters: ``"3"``, ``"2.1"`` (a layer that is the whole model is ``"0"``).
+too). Each module is named by its path of child names, as ``named_parameters`` names its
+parameters: ``"3"``, ``"2.1"``, ``"2.block.0"``, a graph's node by its name, ``"1.h"`` (a layer
+that is the whole model is ``"0"``).
 
 ``forward`` and ``backward`` run a model's own passes and call ``visit`` after each module has
 run, with what went in and what came out. A ``Sequential`` is a chain, so its children are run
@@ -28,7 +29,8 @@ from .layers import activations
 from .module import Module, Sequential, ShapeError, keep_modes, model_dtype
 
 # visit(name, module, input, output) after a forward; visit(name, module, dy, dx) after a
-# backward (dx None after backward_params)
+# backward (dx None after backward_params). A module with several inputs (Add, a graph node
+# merging two others) reports them as a tuple, and its dx is the tuple its backward returned.
 Visit = Callable[[str, Module, np.ndarray, "np.ndarray | None"], None]
 
 _METHODS = ("forward", "backward", "backward_params")
@@ -38,8 +40,8 @@ def named_modules(model: Module, prefix: str = "") -> Iterator[tuple[str, Module
     """``(name, module)`` for every module of the tree, parents before children, depth first;
     the model itself is ``""`` (or ``"0"`` when it has no children: a lone layer)."""
     yield prefix.rstrip(".") or ("0" if not model.children else ""), model
-    for i, child in enumerate(model.children):
-        yield from named_modules(child, f"{prefix}{i}.")
+    for child_name, child in model.named_children():
+        yield from named_modules(child, f"{prefix}{child_name}.")
 
 
 def is_layer(module: Module) -> bool:
@@ -103,7 +105,7 @@ def _forward(m: Module, name: str, visit: Visit, x, args: tuple, kwargs: dict):
         raise
     except ShapeError as e:
         raise LayerShapeError(name, m, np.shape(x), str(e)) from None
-    visit(name, m, x, y)
+    visit(name, m, (x, *args) if args else x, y)
     return y
 
 
@@ -128,7 +130,7 @@ def _backward(m: Module, name: str, visit: Visit, dy, args: tuple, kwargs: dict,
     return dx
 
 
-def _join(name: str, i: int) -> str:
+def _join(name: str, i: int | str) -> str:
     return f"{name}.{i}" if name else str(i)
 
 
@@ -140,7 +142,7 @@ def _reporting(container: Module, name: str, visit: Visit):
     if not container.children:
         yield
         return
-    shadowed = [(child, _join(name, i)) for i, child in enumerate(container.children)]
+    shadowed = [(child, _join(name, i)) for i, child in container.named_children()]
     saved = [{k: vars(child)[k] for k in _METHODS if k in vars(child)} for child, _ in shadowed]
     for child, child_name in shadowed:
         _shadow(child, child_name, visit)

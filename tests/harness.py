@@ -14,6 +14,7 @@ import pytest
 
 import glassnet as gn
 from glassnet.cases import CASES, REALISTIC_BATCH, Case
+from glassnet.gradcheck import as_inputs
 
 
 def has_params(case: Case) -> bool:
@@ -26,14 +27,22 @@ def rows(kind: str, where: Callable[[Case], bool] = lambda case: True) -> list:
     return [pytest.param(case, id=case.name) for case in CASES if case.kind == kind and where(case)]
 
 
+def several_inputs(case: Case) -> bool:
+    return case.kind == "layer" and isinstance(case.build()[1], tuple)
+
+
 def realistic_model(case: Case, seed: int = 0):
     """(model, x, labels) in float32 for the directional check of a layer row: the row's layer at
     its realistic size (``case.realistic``; the row's own layer if None) inside
     Sequential(Linear(d, d), layer, Flatten(), Linear(k, 10)) on a batch of ``REALISTIC_BATCH``,
     d the last entry of ``case.features`` (the first Linear makes every parameter-free layer's
-    dx count)."""
+    dx count). A layer with several inputs gets a graph of the same shape: a Linear on each
+    input (of the row's per-example shapes), the layer, Flatten, Linear; x is then a tuple."""
     rng = np.random.default_rng(seed)
     layer = case.realistic(rng) if case.realistic is not None else case.make(rng)
+    sample = case.sample(np.random.default_rng(seed))
+    if isinstance(sample, tuple):
+        return _realistic_graph(layer, sample, rng)
     shape = case.features
     x = rng.standard_normal((REALISTIC_BATCH, *shape)).astype(np.float32)
     first = gn.Linear(shape[-1], shape[-1], rng=rng)
@@ -42,10 +51,36 @@ def realistic_model(case: Case, seed: int = 0):
     return model, x, rng.integers(0, 10, size=REALISTIC_BATCH)
 
 
-def grads_after_backward(layer: gn.Module, x: np.ndarray, dy: np.ndarray, times: int):
+def _realistic_graph(layer: gn.Module, sample: tuple[np.ndarray, ...], rng):
+    """Inputs with the batch axis get REALISTIC_BATCH examples and a Linear; one broadcast
+    without it (a bias-like (4,)) goes in as the row samples it."""
+    names = [f"x{k}" for k in range(len(sample))]
+    batched = [s.ndim == sample[0].ndim for s in sample]
+    xs = tuple(
+        rng.standard_normal((REALISTIC_BATCH, *s.shape[1:]) if b else s.shape).astype(np.float32)
+        for s, b in zip(sample, batched)
+    )
+    nodes, sources = [], []
+    for k, (x, b) in enumerate(zip(xs, batched)):
+        if b:
+            nodes.append((f"in{k}", gn.Linear(x.shape[-1], x.shape[-1], rng=rng), names[k]))
+        sources.append(f"in{k}" if b else names[k])
+    values = dict(zip(names, xs))
+    for name, m, source in nodes:
+        values[name] = m.forward(values[source])
+    hidden = layer.forward(*(values[s] for s in sources))
+    nodes += [
+        ("layer", layer, sources),
+        ("flat", gn.Flatten(), "layer"),
+        ("out", gn.Linear(hidden[0].size, 10, rng=rng), "flat"),
+    ]
+    return gn.Graph(names, nodes, "out"), xs, rng.integers(0, 10, size=REALISTIC_BATCH)
+
+
+def grads_after_backward(layer: gn.Module, x, dy: np.ndarray, times: int):
     """Zero the grads, run forward once and backward ``times`` times; return copies of the grads."""
     layer.zero_grad()
-    layer.forward(x)
+    layer.forward(*as_inputs(x))
     for _ in range(times):
         layer.backward(dy)
     return {name: p.grad.copy() for name, p in layer.named_parameters()}

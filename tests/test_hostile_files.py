@@ -211,6 +211,18 @@ STATE_CONFIGS = {
     "Softmax": [dict(axis=1)],
     "Softplus": [dict(beta=2.0, threshold=5.0)],
     "Tanh": [{}],
+    "Identity": [{}],
+    "Add": [{}],
+    "Multiply": [{}],
+    "Concat": [dict(axis=-1)],
+    "Residual": [dict(block=gn.Linear(2, 2)), dict(block=gn.Linear(2, 3), shortcut=gn.Linear(2, 3))],
+    "Graph": [
+        dict(
+            inputs="x",
+            nodes=[("h", gn.Linear(2, 3), "x"), ("a", gn.ReLU(), "h"), ("s", gn.Add(), ["a", "h"])],
+            outputs="s",
+        ),
+    ],
 }
 
 

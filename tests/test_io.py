@@ -116,11 +116,18 @@ def test_metadata_round_trip(tmp_path):
 
 
 def test_save_refuses_what_load_could_not_rebuild(tmp_path):
-    class Custom(ReLU):
+    class Linear(ReLU):  # a user's class named like glassnet's: load() would rebuild glassnet's
         pass
 
-    with pytest.raises(ValueError, match="Custom"):
-        gio.save(Sequential(Linear(2, 2), Custom()), tmp_path / "m.safetensors")
+    with pytest.raises(ValueError, match="not glassnet's Linear but has its name"):
+        gio.save(Sequential(Linear()), tmp_path / "m.safetensors")
+
+    class NeedsAnArgument(ReLU):  # config() does not return what the constructor needs
+        def __init__(self, size):
+            super().__init__()
+
+    with pytest.raises(ValueError, match=r"could not rebuild NeedsAnArgument.*from its config\(\).*size"):
+        gio.save(Sequential(NeedsAnArgument(3)), tmp_path / "m.safetensors")
     with pytest.raises(TypeError, match="JSON"):
         gio.save(make_model(), tmp_path / "m.safetensors", metadata={"x": object()})
     # load() refuses more than MAX_LAYERS stacked recurrent layers, so save() does too
