@@ -43,8 +43,10 @@ def realistic_model(case: Case, seed: int = 0):
 
 
 def grads_after_backward(layer: gn.Module, x: np.ndarray, dy: np.ndarray, times: int):
-    """Zero the grads, run forward once and backward ``times`` times; return copies of the grads."""
+    """Zero the grads, run forward once and backward ``times`` times; return copies of the grads
+    (noise drawn from a fixed seed: a layer with dropout inside draws the same masks each call)."""
     layer.zero_grad()
+    layer.set_rng(0)
     layer.forward(x)
     for _ in range(times):
         layer.backward(dy)

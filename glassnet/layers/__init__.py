@@ -1,7 +1,7 @@
 """Layers, one family per file."""
 
 from .activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
-from .attention import MultiheadAttention, causal_mask
+from .attention import MultiheadAttention
 from .conv import Conv1d, Conv2d
 from .dropout import Dropout, GaussianDropout
 from .embedding import ClassToken, Embedding, PositionalEmbedding

@@ -94,7 +94,8 @@ class MultiheadAttention(Module):
         self.num_heads = size("MultiheadAttention", "num_heads", num_heads)
         if self.embed_dim % self.num_heads:
             raise ValueError(
-                f"MultiheadAttention: embed_dim must be divisible by num_heads, got {embed_dim} and {num_heads}"
+                "MultiheadAttention: embed_dim must be divisible by num_heads, "
+                f"got {embed_dim} and {num_heads}"
             )
         self.dropout = float(
             check_arg(
