@@ -317,9 +317,14 @@ def _copy_into(module, names: dict[str, str], arrays: dict[str, np.ndarray]) -> 
 
 
 def _torch_masks(*masks):
+    """The masks as tensors; boolean ones made additive when the others are float (PyTorch
+    deprecates mixing the two kinds, and they mean the same)."""
     import torch
 
-    return [None if m is None else torch.from_numpy(np.asarray(m)) for m in masks]
+    masks = [None if m is None else np.asarray(m) for m in masks]
+    if len({m.dtype == bool for m in masks if m is not None}) > 1:
+        masks = [m if m is None or m.dtype != bool else np.where(m, -np.inf, 0.0) for m in masks]
+    return [None if m is None else torch.from_numpy(m) for m in masks]
 
 
 def attention(layer, x, attn_mask=None, key_padding_mask=None):
@@ -328,6 +333,8 @@ def attention(layer, x, attn_mask=None, key_padding_mask=None):
     ops with glassnet's mask, since torch would draw its own."""
     import torch
 
+    if layer.causal:  # PyTorch's constructor has no such flag: its mask, on top of the given one
+        attn_mask = _with_causal(attn_mask, x.shape[1])
     if layer.drop is not None:
         return _attention_by_hand(layer, x, attn_mask, key_padding_mask)
     module = torch.nn.MultiheadAttention(
@@ -359,6 +366,16 @@ def _attention_by_hand(layer, x, attn_mask, key_padding_mask):
     return y, params
 
 
+def _with_causal(attn_mask, t: int) -> np.ndarray:
+    """``attn_mask`` with the causal mask applied too (boolean: or; additive: -inf added)."""
+    causal = np.triu(np.ones((t, t), dtype=bool), k=1)
+    if attn_mask is None:
+        return causal
+    if attn_mask.dtype == bool:
+        return attn_mask | causal
+    return attn_mask + np.where(causal, -np.inf, 0.0)
+
+
 def _torch_mask(Z, mask):
     import torch
 
@@ -370,7 +387,10 @@ def encoder_layer(layer, x, attn_mask=None, key_padding_mask=None):
     by child: 0 self_attn, 1 linear1, 2 linear2, 3 norm1, 4 norm2."""
     import torch
 
-    module = torch.nn.TransformerEncoderLayer(**layer.config(), batch_first=True, dtype=torch.float64)
+    config = layer.config()
+    if config.pop("causal"):
+        attn_mask = _with_causal(attn_mask, x.shape[1])
+    module = torch.nn.TransformerEncoderLayer(**config, batch_first=True, dtype=torch.float64)
     children = {"0": "self_attn.", "1": "linear1.", "2": "linear2.", "3": "norm1.", "4": "norm2."}
     names, arrays = {}, {}
     for name, p in layer.named_parameters():

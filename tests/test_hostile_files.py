@@ -228,7 +228,9 @@ STATE_CONFIGS = {
     ],
     "TransformerEncoderLayer": [
         dict(d_model=4, nhead=2, dim_feedforward=8),
-        dict(d_model=6, nhead=3, dim_feedforward=5, activation="gelu", norm_first=True, bias=False),
+        dict(
+            d_model=6, nhead=3, dim_feedforward=5, activation="gelu", norm_first=True, bias=False, causal=True
+        ),
     ],
     "Permute": [dict(dims=[0, 2, 1])],
     "Token": [dict(index=-1)],

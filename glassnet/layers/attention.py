@@ -65,7 +65,9 @@ class MultiheadAttention(Module):
     Masks follow PyTorch: ``attn_mask`` (T, S) or (N * num_heads, T, S) and
     ``key_padding_mask`` (N, S), boolean (True = this key may not be attended to) or float
     (added to the scores, -inf to forbid); see ``causal_mask``. A query whose every key is
-    masked gets NaN, as in PyTorch.
+    masked gets NaN, as in PyTorch. ``causal=True`` (not in PyTorch's constructor: its
+    ``forward`` takes ``is_causal`` with a mask) applies ``causal_mask`` at every forward, on top
+    of any mask given, so a causal model can be a ``Sequential``, which passes one input only.
 
     Differences from PyTorch: ``forward`` returns the output only (PyTorch returns
     ``(output, weights)``); the weights of the last forward are kept as ``attn_weights``, per
@@ -86,10 +88,12 @@ class MultiheadAttention(Module):
         num_heads: int,
         dropout: float = 0.0,
         bias: bool = True,
+        causal: bool = False,
         rng: np.random.Generator | int | None = None,
         dtype=np.float32,
     ) -> None:
         super().__init__()
+        self.causal = bool(causal)
         self.embed_dim = size("MultiheadAttention", "embed_dim", embed_dim)
         self.num_heads = size("MultiheadAttention", "num_heads", num_heads)
         if self.embed_dim % self.num_heads:
@@ -200,6 +204,8 @@ class MultiheadAttention(Module):
     def _apply_masks(self, Z, n, t, s, key_padding_mask, attn_mask) -> np.ndarray:
         """Z with the masks applied: boolean True -> -inf, float masks added (PyTorch)."""
         h = self.num_heads
+        if self.causal:  # query t sees keys s <= t (top-left aligned when T != S, as PyTorch)
+            Z = _masked(Z, np.triu(np.ones((t, s), dtype=bool), k=1), "causal")
         if attn_mask is not None:
             attn_mask = np.asarray(attn_mask)
             if attn_mask.shape == (n * h, t, s):
@@ -269,6 +275,7 @@ class MultiheadAttention(Module):
             "num_heads": self.num_heads,
             "dropout": self.dropout,
             "bias": self.bias,
+            "causal": self.causal,
         }
 
     @classmethod

@@ -23,9 +23,11 @@ class Embedding(Module):
 
     The input is integer ids, which have no gradient: ``backward(dy)`` accumulates ``dW`` and
     returns None, and ``backward_params`` does the same. An ``Embedding`` goes first in a
-    network (``gn.Sequential(gn.Embedding(...), ...)``): ``Sequential`` and ``fit`` never ask the
-    first trainable layer for an input gradient, and ``gn.check_gradients`` checks no input
-    gradient for integer inputs.
+    network (``gn.Sequential(gn.Embedding(...), ...)``): ``Sequential``'s backward then returns
+    None, and ``train_step``/``fit`` never ask the first trainable layer for an input gradient.
+    Floats holding whole numbers are accepted as ids (``train_step`` and ``fit`` cast inputs to
+    the model's dtype; float32 holds every id below 2^24 exactly); any other float is refused.
+    PyTorch accepts integer tensors only.
 
     Shapes: x (N, *) integer ids in [0, num_embeddings) -> y (N, *, embedding_dim).
     Backward: dW[i] += sum of delta over the positions p with x_p = i (BP4 with a one-hot
@@ -63,9 +65,13 @@ class Embedding(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
+        if x.dtype.kind == "f" and np.isfinite(x).all() and np.array_equal(x, np.trunc(x)):
+            # train_step and fit cast inputs to the model's dtype: whole numbers come back
+            x = x.astype(np.int64)
         if x.dtype.kind not in "iu" or x.ndim < 1:
+            held = " holding non-integer values" if x.dtype.kind == "f" else ""
             raise ShapeError(
-                f"Embedding expects integer token ids (N, ...), got {x.dtype} of shape {x.shape}"
+                f"Embedding expects integer token ids (N, ...), got {x.dtype} of shape {x.shape}{held}"
             )
         if x.size and (x.min() < 0 or x.max() >= self.num_embeddings):
             raise ShapeError(

@@ -25,7 +25,9 @@ ACTIVATIONS = {"relu": ReLU, "gelu": GELU}
 class TransformerEncoderLayer(Module):
     """Self-attention then a two-layer feed-forward network, each with a residual connection
     and layer normalization (PyTorch's ``nn.TransformerEncoderLayer(..., batch_first=True)``,
-    same arguments and defaults, ``activation`` "relu" or "gelu" (exact, erf form)).
+    same arguments and defaults, ``activation`` "relu" or "gelu" (exact, erf form)), plus
+    ``causal=True`` (``MultiheadAttention``'s: every position attends to itself and earlier ones
+    only, for a language model written as a ``Sequential``).
 
     Post-norm (``norm_first=False``, the 2017 paper and PyTorch's default):
         x1 = norm1(x + dropout1(self_attn(x)))
@@ -58,6 +60,7 @@ class TransformerEncoderLayer(Module):
         layer_norm_eps: float = 1e-5,
         norm_first: bool = False,
         bias: bool = True,
+        causal: bool = False,
         rng: np.random.Generator | int | None = None,
         dtype=np.float32,
     ) -> None:
@@ -75,7 +78,10 @@ class TransformerEncoderLayer(Module):
         self.d_model, self.nhead, self.dim_feedforward = d_model, nhead, dim_feedforward
         self.dropout_p, self.activation_name = float(dropout), activation
         self.layer_norm_eps, self.norm_first, self.bias = float(layer_norm_eps), bool(norm_first), bool(bias)
-        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, rng=rng, dtype=dtype)
+        self.causal = bool(causal)
+        self.self_attn = MultiheadAttention(
+            d_model, nhead, dropout=dropout, bias=bias, causal=causal, rng=rng, dtype=dtype
+        )
         self.linear1 = Linear(d_model, dim_feedforward, bias=bias, rng=rng, dtype=dtype)
         self.linear2 = Linear(dim_feedforward, d_model, bias=bias, rng=rng, dtype=dtype)
         self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype)
@@ -136,4 +142,5 @@ class TransformerEncoderLayer(Module):
             "layer_norm_eps": self.layer_norm_eps,
             "norm_first": self.norm_first,
             "bias": self.bias,
+            "causal": self.causal,
         }
