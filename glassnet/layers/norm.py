@@ -276,7 +276,7 @@ class LayerNorm(Module):
 
     Shapes: x (*, *normalized_shape) -> y of the same shape.
 
-    Backward. Batch norm's derivation with the roles of the axes swapped: for one example with
+    Backward: batch norm's derivation with the roles of the axes swapped. For one example with
     the m = prod(normalized_shape) values x_j, mu = (1/m) sum_j x_j,
     sigma = sqrt((1/m) sum_j (x_j - mu)^2 + eps), x_hat_j = (x_j - mu) / sigma,
     y_j = gamma_j x_hat_j + beta_j. The parameters collect over every example b (BP3, BP4):
