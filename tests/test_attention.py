@@ -365,3 +365,51 @@ def test_encoder_and_vit_save_and_load(tmp_path):
     gn.save(lm, tmp_path / "lm.safetensors")
     ids = np.array([[1, 0, 6, 2, 2]])
     np.testing.assert_array_equal(gn.load(tmp_path / "lm.safetensors").eval().forward(ids), lm.forward(ids))
+
+
+def test_summary_and_diagnostics_see_inside_the_encoder():
+    rng = np.random.default_rng(14)
+    model = vit(rng)
+    x, y = rng.standard_normal((8, 1, 8, 8)).astype(np.float32), rng.integers(0, 3, size=8)
+    text = gn.summary(model, (1, 8, 8))
+    assert "5.0  MultiheadAttention" in text and "5.3  LayerNorm" in text
+    assert f"total parameters: {sum(p.data.size for p in model.parameters()):,}" in text
+    report = gn.diagnostics.report(model, gn.CrossEntropyLoss(), x, y)
+    assert "MultiheadAttention" in str(report) and "PositionalEmbedding" in str(report)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: gn.Permute((1, 0, 2)), "Permute: dims must be a permutation of 0..k-1 starting with 0"),
+        (lambda: gn.Permute((0, 1, 1)), "Permute: dims must be"),
+        (lambda: gn.Token(1.5), "Token: index must be an integer"),
+        (lambda: gn.LayerNorm(0), "LayerNorm: normalized_shape must be an integer in"),
+        (lambda: gn.LayerNorm([]), "LayerNorm: normalized_shape must be an int or a tuple of ints"),
+        (lambda: gn.LayerNorm(4, eps=0.0), "LayerNorm: eps must be a number > 0"),
+        (lambda: gn.Embedding(0, 3), "Embedding: num_embeddings must be an integer in"),
+        (lambda: gn.PositionalEmbedding(4, -1), "PositionalEmbedding: embedding_dim must be an integer in"),
+        (lambda: gn.causal_mask(0), "causal_mask: size must be an integer >= 1"),
+    ],
+)
+def test_bad_arguments_are_refused_naming_them(make, message):
+    with pytest.raises(ValueError) as info:
+        make()
+    assert str(info.value).startswith(message), str(info.value)
+
+
+@pytest.mark.parametrize(
+    "layer, shape, message",
+    [
+        (gn.Permute((0, 2, 1)), (2, 3), "Permute([0, 2, 1]) expects 3 axes"),
+        (gn.Token(3), (2, 3, 4), "Token(3) expects a sequence (N, T, E) with T > 3"),
+        (gn.TokenMean(), (2, 4), "TokenMean expects a sequence (N, T, E)"),
+        (gn.LayerNorm((3, 4)), (2, 4, 3), "LayerNorm expects input (*, 3, 4)"),
+        (gn.PositionalEmbedding(3, 4), (2, 5, 4), "PositionalEmbedding expects (N, T, 4) with T <= 3"),
+        (gn.ClassToken(4), (2, 5, 3), "ClassToken expects (N, T, 4)"),
+    ],
+)
+def test_wrong_input_shapes_are_named(layer, shape, message):
+    with pytest.raises(gn.ShapeError) as info:
+        layer.forward(np.zeros(shape, np.float32))
+    assert str(info.value).startswith(message), str(info.value)
