@@ -151,10 +151,9 @@ class MultiheadAttention(Module):
             qkv = q @ W.T
             if b is not None:
                 qkv += b
-            Q, K, V = qkv[..., :e], qkv[..., e : 2 * e], qkv[..., 2 * e :]
+            Q, K, V = self._heads(qkv, parts=3)  # each (N, H, T, D)
         else:
-            Q, K, V = (self._project(x, i) for i, x in enumerate((q, k, v)))
-        Q, K, V = self._heads(Q), self._heads(K), self._heads(V)  # (N, H, T or S, D)
+            Q, K, V = (self._heads(self._project(x, i))[0] for i, x in enumerate((q, k, v)))
         scale = 1.0 / math.sqrt(self.head_dim)
         Z = Q @ K.transpose(0, 1, 3, 2)
         Z *= scale
@@ -196,10 +195,13 @@ class MultiheadAttention(Module):
             y += self.in_proj_bias.data[i * e : (i + 1) * e]
         return y
 
-    def _heads(self, x: np.ndarray) -> np.ndarray:
-        """(N, L, E) -> (N, H, L, D): head h owns features h D .. (h + 1) D - 1, as PyTorch."""
+    def _heads(self, x: np.ndarray, parts: int = 1) -> np.ndarray:
+        """(N, L, parts E) -> (parts, N, H, L, D): head h owns features h D .. (h + 1) D - 1 of
+        each part, as PyTorch. Copied contiguous: the batched products then read each head's
+        (L, D) block in one piece."""
         n, length, _ = x.shape
-        return x.reshape(n, length, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)
+        split = x.reshape(n, length, parts, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
+        return np.ascontiguousarray(split)
 
     def _apply_masks(self, Z, n, t, s, key_padding_mask, attn_mask) -> np.ndarray:
         """Z with the masks applied: boolean True -> -inf, float masks added (PyTorch)."""
@@ -234,7 +236,7 @@ class MultiheadAttention(Module):
         self.out_proj_weight.grad += dy2.T @ O.reshape(-1, e)  # BP4: dW_o += delta^T O
         if self.bias:
             self.out_proj_bias.grad += dy2.sum(axis=0)  # BP3
-        dO = self._heads(dy @ self.out_proj_weight.data)  # BP2: dO = delta W_o, by head
+        dO = self._heads(dy @ self.out_proj_weight.data)[0]  # BP2: dO = delta W_o, by head
         dA = dO @ V.transpose(0, 1, 3, 2)  # O = (A M) V
         dV = A_used.transpose(0, 1, 3, 2) @ dO
         if self.drop is not None:
@@ -246,14 +248,15 @@ class MultiheadAttention(Module):
         dZ *= scale
         dQ = dZ @ K  # Z = Q K^T scale
         dK = dZ.transpose(0, 1, 3, 2) @ Q
-        dQ, dK, dV = self._merge(dQ, n, t), self._merge(dK, n, s), self._merge(dV, n, s)
         W, Wg = self.in_proj_weight.data, self.in_proj_weight.grad
         if self.self_attention:  # q = k = v = x: the three paths sum, dx = [dQ dK dV] W_in
-            dQKV = np.concatenate([dQ, dK, dV], axis=-1).reshape(-1, 3 * e)
+            # (3, N, H, T, D) -> (N T, 3 E): per position, dQ's heads, dK's, dV's side by side
+            dQKV = np.stack((dQ, dK, dV)).transpose(1, 3, 0, 2, 4).reshape(-1, 3 * e)
             Wg += dQKV.T @ q.reshape(-1, e)  # BP4
             if self.bias:
                 self.in_proj_bias.grad += dQKV.sum(axis=0)  # BP3
             return (dQKV @ W).reshape(q.shape)  # BP2
+        dQ, dK, dV = self._merge(dQ, n, t), self._merge(dK, n, s), self._merge(dV, n, s)
         grads = []
         for i, (x, dP) in enumerate(((q, dQ), (k, dK), (v, dV))):
             rows = slice(i * e, (i + 1) * e)
