@@ -148,7 +148,7 @@ class MultiheadAttention(Module):
         s = k.shape[1]
         W, b = self.in_proj_weight.data, self.in_proj_bias.data if self.bias else None
         if self.self_attention:  # one product makes Q, K and V
-            qkv = q @ W.T
+            qkv = _by_rows(q, W.T)
             if b is not None:
                 qkv += b
             Q, K, V = self._heads(qkv, parts=3)  # each (N, H, T, D)
@@ -170,7 +170,7 @@ class MultiheadAttention(Module):
         O = A_used @ V  # (N, H, T, D)
         O = O.transpose(0, 2, 1, 3).reshape(n, t, e)  # concat_heads
         self.saved = (q, k, v, Q, K, V, A, A_used, O, scale)
-        y = O @ self.out_proj_weight.data.T
+        y = _by_rows(O, self.out_proj_weight.data.T)
         if self.bias:
             y += self.out_proj_bias.data
         return y
@@ -190,7 +190,7 @@ class MultiheadAttention(Module):
     def _project(self, x: np.ndarray, i: int) -> np.ndarray:
         """x W_i^T + b_i for i = 0, 1, 2 (q, k, v): a row block of the stacked weight."""
         e = self.embed_dim
-        y = x @ self.in_proj_weight.data[i * e : (i + 1) * e].T
+        y = _by_rows(x, self.in_proj_weight.data[i * e : (i + 1) * e].T)
         if self.bias:
             y += self.in_proj_bias.data[i * e : (i + 1) * e]
         return y
@@ -236,7 +236,7 @@ class MultiheadAttention(Module):
         self.out_proj_weight.grad += dy2.T @ O.reshape(-1, e)  # BP4: dW_o += delta^T O
         if self.bias:
             self.out_proj_bias.grad += dy2.sum(axis=0)  # BP3
-        dO = self._heads(dy @ self.out_proj_weight.data)[0]  # BP2: dO = delta W_o, by head
+        dO = self._heads(_by_rows(dy, self.out_proj_weight.data))[0]  # BP2: dO = delta W_o, by head
         dA = dO @ V.transpose(0, 1, 3, 2)  # O = (A M) V
         dV = A_used.transpose(0, 1, 3, 2) @ dO
         if self.drop is not None:
@@ -264,7 +264,7 @@ class MultiheadAttention(Module):
             Wg[rows] += dP2.T @ x.reshape(-1, e)  # BP4
             if self.bias:
                 self.in_proj_bias.grad[rows] += dP2.sum(axis=0)  # BP3
-            grads.append(dP @ W[rows])  # BP2
+            grads.append(_by_rows(dP, W[rows]))  # BP2
         return tuple(grads)
 
     @staticmethod
@@ -292,6 +292,12 @@ class MultiheadAttention(Module):
             "out_proj_weight": (e, e),
             "out_proj_bias": (e,),
         }
+
+
+def _by_rows(x: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """x @ M for x (N, L, a) as one (N L, a) product: NumPy runs a 3-D @ 2-D product as one
+    small product per example, flattened it is a single BLAS call."""
+    return (x.reshape(-1, x.shape[-1]) @ M).reshape(*x.shape[:-1], M.shape[-1])
 
 
 def _masked(Z: np.ndarray, mask: np.ndarray, name: str) -> np.ndarray:
