@@ -31,7 +31,6 @@ import math
 
 import numpy as np
 
-from .. import functional as F
 from ..module import Module, Param, ShapeError, as_rng, check_arg, float_dtype
 from ._shapes import size
 
@@ -158,7 +157,7 @@ class MultiheadAttention(Module):
         Z = Q @ K.transpose(0, 1, 3, 2)
         Z *= scale
         Z = self._apply_masks(Z, n, t, s, key_padding_mask, attn_mask)
-        A = F.softmax(Z, axis=-1)
+        A = _softmax_rows(Z)
         self.attn_weights = A
         self.drop = None
         A_used = A
@@ -292,6 +291,20 @@ class MultiheadAttention(Module):
             "out_proj_weight": (e, e),
             "out_proj_bias": (e,),
         }
+
+
+def _softmax_rows(Z: np.ndarray) -> np.ndarray:
+    """softmax over the last axis, shifted by each row's max (exp cannot overflow; the result is
+    unchanged). NumPy's max over a short last axis (S keys) restarts its loop for every row;
+    halving the rows with element-wise maxima first takes half the time at S = 16."""
+    m = Z
+    while m.shape[-1] % 2 == 0:
+        half = m.shape[-1] // 2
+        m = np.maximum(m[..., :half], m[..., half:])
+    A = Z - m.max(axis=-1, keepdims=True)
+    np.exp(A, out=A)
+    A /= np.einsum("...s->...", A)[..., None]
+    return A
 
 
 def _by_rows(x: np.ndarray, M: np.ndarray) -> np.ndarray:
