@@ -32,6 +32,7 @@ from .gradcheck import check_gradients
 from .io import load, load_metadata, save
 from .layers import *  # noqa: F403
 from .layers import __all__ as _layers
+from .layers.attention import causal_mask
 from .losses import (
     BCEWithLogitsLoss,
     CrossEntropyLoss,
@@ -80,6 +81,7 @@ __all__ = [
     "anomaly",
     "WriteError",
     "checkpoint",
+    "causal_mask",
     "check_gradients",
     "clip_grad_norm",
     "data",

@@ -42,6 +42,7 @@ MODES = {
     "same": "the same output in both modes",
     "noise": "random in training, the identity in eval (dropout)",
     "statistics": "batch statistics in training, running statistics in eval (batch norm)",
+    "noise inside": "random in training (dropout inside the layer), deterministic in eval",
 }
 # the batch of the directional check's realistic model (tests/harness.py builds it)
 REALISTIC_BATCH = 64
@@ -302,6 +303,94 @@ def _from_initial_state(batch: int):
     return lambda layer, rng: FromInitialState(layer, batch, rng)
 
 
+def _random_params(layer, rng):
+    # every parameter drawn at random (biases and LayerNorm's gamma/beta too, which start at
+    # zeros and ones), so no term of a backward can hide behind a 0 or a 1
+    for p in layer.parameters():
+        np.copyto(p.data, rng.uniform(-0.8, 0.8, p.shape))
+    return layer
+
+
+class WithTokenIds(Module):
+    """An ``Embedding`` looked up at fixed token ids, plus the row's float input: y = W[ids] + x.
+
+    Token ids are integers and have no gradient, so the table's checks, which perturb their
+    input, cannot run on an ``Embedding`` alone; the float input added here gives them an input
+    whose gradient (dy) they check, while the finite differences and PyTorch check dW (the
+    scatter-add over repeated ids).
+
+    PyTorch's padding row is a stop-gradient, not a derivative: W[padding_idx] gets no gradient
+    although the output at padding positions is that row. Finite differences would see it, so
+    the vectors at padding positions are multiplied by 0 here (in the torch reference too);
+    tests/test_attention.py checks the padding row's zero gradient against PyTorch directly."""
+
+    def __init__(self, layer: Module, ids: np.ndarray) -> None:
+        super().__init__()
+        self.layer, self.ids = layer, ids
+        self.children = [layer]
+        pad = getattr(layer, "padding_idx", None)
+        self.keep = (ids != pad)[..., None] if pad is not None else None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        vectors = self.layer.forward(self.ids)
+        return (vectors if self.keep is None else vectors * self.keep) + x
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        self.layer.backward(dy if self.keep is None else dy * self.keep)
+        return dy
+
+
+def _with_token_ids(ids):
+    return lambda layer, rng: WithTokenIds(layer, np.array(ids))
+
+
+class WithMasks(Module):
+    """A ``MultiheadAttention`` (self-attention) or ``TransformerEncoderLayer`` run with fixed
+    masks: ``attn_mask`` and ``key_padding_mask`` (the encoder's ``src_mask`` and
+    ``src_key_padding_mask``), so that the single-input checks of the table cover them."""
+
+    def __init__(self, layer: Module, attn_mask=None, key_padding_mask=None) -> None:
+        super().__init__()
+        self.layer, self.attn_mask, self.key_padding_mask = layer, attn_mask, key_padding_mask
+        self.children = [layer]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if isinstance(self.layer, L.MultiheadAttention):
+            return self.layer.forward(x, key_padding_mask=self.key_padding_mask, attn_mask=self.attn_mask)
+        return self.layer.forward(x, src_mask=self.attn_mask, src_key_padding_mask=self.key_padding_mask)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return self.layer.backward(dy)
+
+
+def _with_masks(attn_mask=None, key_padding_mask=None):
+    def wrap(layer, rng):
+        return WithMasks(_random_params(layer, rng), attn_mask, key_padding_mask)
+
+    return wrap
+
+
+def _realistic_encoder(norm_first: bool):
+    # GELU, not the row's ReLU: among the 131,072 hidden units of the realistic check some sit
+    # within a step (1e-6) of ReLU's kink, and the difference quotient across a kink is not the
+    # derivative; the ReLU path is checked at the row's own size, away from kinks
+    return lambda rng: L.TransformerEncoderLayer(
+        64, 4, 128, dropout=0.0, activation="gelu", norm_first=norm_first, rng=rng
+    )
+
+
+# masks for a batch of N = 2 sequences of T = 3 tokens and 2 heads: the causal mask (boolean);
+# per example and head, additive, with -inf in some places and finite values elsewhere (every
+# query keeps a key); padding of the second example's last key (boolean, and additive)
+_CAUSAL3 = np.triu(np.ones((3, 3), dtype=bool), k=1)
+_ADDITIVE3 = np.array(
+    [[[0.0, -np.inf, 0.5], [0.3, 0.0, -1.0], [-np.inf, 0.2, 0.0]]] * 2
+    + [[[0.0, 0.7, -np.inf], [-0.4, 0.0, 0.0], [0.0, -np.inf, 1.0]]] * 2
+)
+_PAD3 = np.array([[False, False, False], [False, False, True]])
+_PAD3_ADDITIVE = np.where(_PAD3, -np.inf, 0.0)
+
+
 # --- the table -------------------------------------------------------------------------------------
 
 # fmt: off
@@ -359,6 +448,15 @@ CASES: list[Case] = [
          lambda rng: (rng.standard_normal((4, 5)), rng.dirichlet(np.ones(5), size=4)), torch=T.cross_entropy),
     Case("CrossEntropyLoss (label smoothing)", losses.CrossEntropyLoss, {"label_smoothing": 0.1},
          lambda rng: (rng.standard_normal((4, 5)), _labels(4, 5)(rng)), torch=T.cross_entropy),
+    # PyTorch's K-dimensional form: a class per position (a language model's next tokens)
+    Case("CrossEntropyLoss (N, C, T)", losses.CrossEntropyLoss, {},
+         lambda rng: (rng.standard_normal((3, 5, 4)) * 2, rng.integers(0, 5, size=(3, 4))),
+         torch=T.cross_entropy),
+    Case("CrossEntropyLoss (N, C, T probabilities, smoothing)", losses.CrossEntropyLoss,
+         {"label_smoothing": 0.2},
+         lambda rng: (rng.standard_normal((2, 4, 3)),
+                      rng.dirichlet(np.ones(4), size=(2, 3)).transpose(0, 2, 1)),
+         torch=T.cross_entropy),
     Case("BCEWithLogitsLoss", losses.BCEWithLogitsLoss, {},
          lambda rng: (rng.standard_normal((4, 3)) * 3, rng.random((4, 3))),
          torch=T.loss_module(lambda nn, loss: nn.BCEWithLogitsLoss())),
@@ -525,5 +623,93 @@ CASES: list[Case] = [
     Case("Graph (skip over two blocks, concatenated)", L.Graph, _unet_like(), _normal((3, 4)),
          torch=T.container, realistic=lambda rng: L.Graph(**_unet_like()).reset_parameters(rng),
          features=(4,)),
+    # --- layer normalization, embeddings, tokens ---
+    Case("LayerNorm", L.LayerNorm, {"normalized_shape": 4}, _normal((2, 3, 4), 2.0), torch=T.layer_norm,
+         wrap=_random_affine, realistic=lambda rng: L.LayerNorm(256)),
+    Case("LayerNorm (2-D shape, eps 0.1)", L.LayerNorm, {"normalized_shape": (3, 4), "eps": 0.1},
+         _normal((2, 3, 4), 2.0), torch=T.layer_norm, wrap=_random_affine,
+         realistic=lambda rng: L.LayerNorm((16, 16), eps=0.1), features=(16, 16)),
+    Case("LayerNorm (no affine)", L.LayerNorm, {"normalized_shape": 4, "elementwise_affine": False},
+         _normal((2, 3, 4), 2.0), torch=T.layer_norm,
+         realistic=lambda rng: L.LayerNorm(256, elementwise_affine=False)),
+    Case("LayerNorm (no bias)", L.LayerNorm, {"normalized_shape": 4, "bias": False}, _normal((2, 3, 4), 2.0),
+         torch=T.layer_norm, wrap=_random_affine, realistic=lambda rng: L.LayerNorm(256, bias=False)),
+    # ids repeat (their rows' gradients add up) and include the padding row (no gradient)
+    Case("Embedding", L.Embedding, {"num_embeddings": 7, "embedding_dim": 3}, _normal((2, 5, 3)),
+         torch=T.embedding_plus_input, wrap=_with_token_ids([[1, 4, 4, 0, 6], [4, 2, 1, 1, 5]]),
+         realistic=lambda rng: WithTokenIds(L.Embedding(100, 32, rng=rng),
+                                            rng.integers(0, 100, (REALISTIC_BATCH, 8))),
+         features=(8, 32)),
+    Case("Embedding (padding_idx 2)", L.Embedding,
+         {"num_embeddings": 6, "embedding_dim": 3, "padding_idx": 2}, _normal((2, 4, 3)),
+         torch=T.embedding_plus_input, wrap=_with_token_ids([[2, 0, 2, 5], [3, 2, 0, 0]]),
+         realistic=lambda rng: WithTokenIds(L.Embedding(100, 32, padding_idx=0, rng=rng),
+                                            rng.integers(0, 100, (REALISTIC_BATCH, 8))),
+         features=(8, 32)),
+    Case("PositionalEmbedding", L.PositionalEmbedding, {"num_positions": 6, "embedding_dim": 3},
+         _normal((2, 4, 3)),
+         torch=T.positional_embedding, realistic=lambda rng: L.PositionalEmbedding(16, 32, rng=rng),
+         features=(16, 32)),
+    Case("ClassToken", L.ClassToken, {"embedding_dim": 3}, _normal((2, 4, 3)), torch=T.class_token,
+         wrap=_random_affine, realistic=lambda rng: L.ClassToken(32), features=(16, 32)),
+    Case("Permute", L.Permute, {"dims": (0, 2, 1)}, _normal((2, 3, 4)),
+         torch=T.stateless(lambda nn, layer: lambda x: x.permute(layer.dims)), features=(16, 32)),
+    Case("Token (index 2)", L.Token, {"index": 2}, _normal((2, 4, 3)),
+         torch=T.stateless(lambda nn, layer: lambda x: x[:, layer.index]), features=(16, 32)),
+    Case("Token (index -1)", L.Token, {"index": -1}, _normal((2, 4, 3)),
+         torch=T.stateless(lambda nn, layer: lambda x: x[:, layer.index]), features=(16, 32)),
+    Case("TokenMean", L.TokenMean, {}, _normal((2, 4, 3)),
+         torch=T.stateless(lambda nn, layer: lambda x: x.mean(dim=1)), features=(16, 32)),
+    # --- attention: N = 2 sequences of T = 3 tokens of E = 4 features; realistic (16, 64) ---
+    Case("MultiheadAttention (self)", L.MultiheadAttention, {"embed_dim": 4, "num_heads": 2},
+         _normal((2, 3, 4)),
+         torch=T.attention, wrap=_random_params, realistic=lambda rng: L.MultiheadAttention(64, 4, rng=rng),
+         features=(16, 64)),
+    Case("MultiheadAttention (causal boolean mask, key padding)", L.MultiheadAttention,
+         {"embed_dim": 4, "num_heads": 2}, _normal((2, 3, 4)), torch=T.with_masks,
+         wrap=_with_masks(_CAUSAL3, _PAD3), realistic=lambda rng: L.MultiheadAttention(64, 4, rng=rng),
+         features=(16, 64)),
+    Case("MultiheadAttention (additive masks per head)", L.MultiheadAttention,
+         {"embed_dim": 4, "num_heads": 2}, _normal((2, 3, 4)), torch=T.with_masks,
+         wrap=_with_masks(_ADDITIVE3, _PAD3_ADDITIVE),
+         realistic=lambda rng: L.MultiheadAttention(64, 4, rng=rng), features=(16, 64)),
+    Case("MultiheadAttention (causal, additive key padding)", L.MultiheadAttention,
+         {"embed_dim": 4, "num_heads": 2, "causal": True}, _normal((2, 3, 4)), torch=T.with_masks,
+         wrap=_with_masks(None, _PAD3_ADDITIVE),
+         realistic=lambda rng: L.MultiheadAttention(64, 4, causal=True, rng=rng), features=(16, 64)),
+    Case("MultiheadAttention (one head, no bias)", L.MultiheadAttention,
+         {"embed_dim": 4, "num_heads": 1, "bias": False}, _normal((2, 3, 4)), torch=T.attention,
+         wrap=_random_params, realistic=lambda rng: L.MultiheadAttention(64, 1, bias=False, rng=rng),
+         features=(16, 64)),
+    Case("MultiheadAttention (dropout 0.3)", L.MultiheadAttention,
+         {"embed_dim": 4, "num_heads": 2, "dropout": 0.3}, _normal((2, 3, 4)), torch=T.attention,
+         wrap=_random_params, realistic=lambda rng: L.MultiheadAttention(64, 4, dropout=0.3, rng=rng),
+         features=(16, 64), mode="noise inside"),
+    # dropout 0 (not the default 0.1): torch draws its own masks; dropout in training is checked
+    # by finite differences with frozen masks in tests/test_attention.py
+    Case("TransformerEncoderLayer (post-norm, relu)", L.TransformerEncoderLayer,
+         {"d_model": 4, "nhead": 2, "dim_feedforward": 6, "dropout": 0.0}, _normal((2, 3, 4)),
+         torch=T.encoder_layer, wrap=_random_params,
+         realistic=_realistic_encoder(norm_first=False), features=(16, 64)),
+    Case("TransformerEncoderLayer (pre-norm, gelu, eps 0.1, no bias)", L.TransformerEncoderLayer,
+         {"d_model": 4, "nhead": 2, "dim_feedforward": 6, "dropout": 0.0, "activation": "gelu",
+          "layer_norm_eps": 0.1, "norm_first": True, "bias": False}, _normal((2, 3, 4)),
+         torch=T.encoder_layer, wrap=_random_params,
+         realistic=lambda rng: L.TransformerEncoderLayer(64, 4, 128, dropout=0.0, activation="gelu",
+                                                         norm_first=True, bias=False, rng=rng),
+         features=(16, 64)),
+    Case("TransformerEncoderLayer (pre-norm, causal mask, key padding)", L.TransformerEncoderLayer,
+         {"d_model": 4, "nhead": 2, "dim_feedforward": 6, "dropout": 0.0, "norm_first": True},
+         _normal((2, 3, 4)), torch=T.with_masks, wrap=_with_masks(_CAUSAL3, _PAD3),
+         realistic=_realistic_encoder(norm_first=True),
+         features=(16, 64)),
+    Case("TransformerEncoderLayer (causal, with an additive mask)", L.TransformerEncoderLayer,
+         {"d_model": 4, "nhead": 2, "dim_feedforward": 6, "dropout": 0.0, "causal": True}, _normal((2, 3, 4)),
+         torch=T.with_masks, wrap=_with_masks(_ADDITIVE3[0]),
+         realistic=_realistic_encoder(norm_first=False), features=(16, 64)),
+    Case("TransformerEncoderLayer (post-norm, additive masks)", L.TransformerEncoderLayer,
+         {"d_model": 4, "nhead": 2, "dim_feedforward": 6, "dropout": 0.0}, _normal((2, 3, 4)),
+         torch=T.with_masks, wrap=_with_masks(_ADDITIVE3, _PAD3_ADDITIVE),
+         realistic=_realistic_encoder(norm_first=False), features=(16, 64)),
 ]
 # fmt: on

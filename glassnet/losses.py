@@ -101,6 +101,9 @@ class CrossEntropyLoss(Loss):
     """Softmax cross-entropy on logits z: C = -1/N sum_n sum_j y_nj log softmax(z_n)_j.
 
     ``target``: integer labels (N,) or class probabilities (N, C) (PyTorch's two forms).
+    PyTorch's K-dimensional form works too: logits (N, C, d1, ...) with labels (N, d1, ...) or
+    probabilities (N, C, d1, ...), a class per position (a language model's next token:
+    ``Permute((0, 2, 1))`` its (N, T, vocab) logits), averaged over all N d1 ... positions.
     ``label_smoothing`` mixes the target with the uniform distribution, as PyTorch.
     The log-softmax is shifted by the row max, so no exp overflows.
 
@@ -116,6 +119,8 @@ class CrossEntropyLoss(Loss):
         self.label_smoothing = float(label_smoothing)
 
     def forward(self, pred, target):
+        if pred.ndim > 2:
+            return self._forward_positions(pred, np.asarray(target))
         if pred.ndim != 2:
             raise ShapeError(f"CrossEntropyLoss expects logits (N, C), got shape {pred.shape}")
         n, c = pred.shape
@@ -146,6 +151,28 @@ class CrossEntropyLoss(Loss):
             p -= y
             p *= 1.0 / n
         self.dpred = p
+        return loss
+
+    def _forward_positions(self, pred, target):
+        """(N, C, d1, ...): every position is one more row of an (N d1 ..., C) batch."""
+        c = pred.shape[1]
+        moved = np.moveaxis(pred, 1, -1)  # (N, d1, ..., C)
+        if target.dtype.kind in "iu":
+            if target.shape != moved.shape[:-1]:
+                raise ShapeError(
+                    f"CrossEntropyLoss: labels for logits {pred.shape} must have shape {moved.shape[:-1]}, "
+                    f"got {target.shape}"
+                )
+            rows = target.reshape(-1)
+        else:
+            if target.shape != pred.shape:
+                raise ShapeError(
+                    f"CrossEntropyLoss: probability targets must have the logits' shape {pred.shape}, "
+                    f"got {target.shape}"
+                )
+            rows = np.moveaxis(target, 1, -1).reshape(-1, c)
+        loss = self.forward(moved.reshape(-1, c), rows)
+        self.dpred = np.moveaxis(self.dpred.reshape(moved.shape), -1, 1)
         return loss
 
     def config(self):

@@ -319,3 +319,165 @@ def l2(reg, weights):
 
 def elastic_net(reg, weights):
     return sum(reg.l1 * w.abs().sum() + reg.l2 / 2 * (w * w).sum() for w in weights)
+
+
+# --- normalization, embeddings, attention ---------------------------------------------------------
+
+
+def layer_norm(layer, x):
+    import torch
+
+    config = layer.config()
+    module = torch.nn.LayerNorm(**config, dtype=torch.float64)
+    params = load_params(layer, module)  # before the forward: it copies the weights in
+    return module(x), params
+
+
+def embedding_plus_input(wrapper, x):
+    """The reference of a ``cases.WithTokenIds`` row: torch's ``nn.Embedding`` of the wrapper's
+    fixed token ids, plus the float input (which carries the input-gradient check)."""
+    import torch
+
+    layer = wrapper.layer
+    module = torch.nn.Embedding(**layer.config(), dtype=torch.float64)
+    params = {f"0.{name}": p for name, p in load_params(layer, module).items()}
+    vectors = module(torch.from_numpy(wrapper.ids))
+    if wrapper.keep is not None:
+        vectors = vectors * torch.from_numpy(wrapper.keep)
+    return vectors + x, params
+
+
+def _leaf(a: np.ndarray):
+    import torch
+
+    return torch.tensor(np.ascontiguousarray(a), requires_grad=True)
+
+
+def positional_embedding(layer, x):
+    # PyTorch has no module: the formula, x + W[:T]
+    w = _leaf(layer.weight.data)
+    return x + w[: x.shape[1]], {"weight": w}
+
+
+def class_token(layer, x):
+    import torch
+
+    w = _leaf(layer.weight.data)
+    return torch.cat([w.expand(x.shape[0], 1, -1), x], dim=1), {"weight": w}
+
+
+# MultiheadAttention's parameters: glassnet name -> torch attribute path
+MHA_NAMES = {
+    "in_proj_weight": "in_proj_weight",
+    "in_proj_bias": "in_proj_bias",
+    "out_proj_weight": "out_proj.weight",
+    "out_proj_bias": "out_proj.bias",
+}
+
+
+def _copy_into(module, names: dict[str, str], arrays: dict[str, np.ndarray]) -> dict[str, object]:
+    """Copy glassnet arrays into the torch parameters at ``names`` (dotted paths)."""
+    import torch
+
+    tparams = dict(module.named_parameters())
+    if set(tparams) != {names[k] for k in arrays}:
+        raise ValueError(f"_copy_into: torch has {sorted(tparams)}, glassnet gave {sorted(arrays)}")
+    with torch.no_grad():
+        for name, a in arrays.items():
+            tparams[names[name]].copy_(torch.from_numpy(np.ascontiguousarray(a)))
+    return {name: tparams[names[name]] for name in arrays}
+
+
+def _torch_masks(*masks):
+    """The masks as tensors; boolean ones made additive when the others are float (PyTorch
+    deprecates mixing the two kinds, and they mean the same)."""
+    import torch
+
+    masks = [None if m is None else np.asarray(m) for m in masks]
+    if len({m.dtype == bool for m in masks if m is not None}) > 1:
+        masks = [m if m is None or m.dtype != bool else np.where(m, -np.inf, 0.0) for m in masks]
+    return [None if m is None else torch.from_numpy(m) for m in masks]
+
+
+def attention(layer, x, attn_mask=None, key_padding_mask=None):
+    """torch's ``nn.MultiheadAttention`` (batch_first) as self-attention, the same parameters
+    copied in; with a dropout mask drawn (training, p > 0), the same computation written in torch
+    ops with glassnet's mask, since torch would draw its own."""
+    import torch
+
+    if layer.causal:  # PyTorch's constructor has no such flag: its mask, on top of the given one
+        attn_mask = _with_causal(attn_mask, x.shape[1])
+    if layer.drop is not None:
+        return _attention_by_hand(layer, x, attn_mask, key_padding_mask)
+    module = torch.nn.MultiheadAttention(
+        layer.embed_dim, layer.num_heads, bias=layer.bias, batch_first=True, dtype=torch.float64
+    )
+    params = _copy_into(module, MHA_NAMES, {name: p.data for name, p in layer.named_parameters()})
+    attn_mask, key_padding_mask = _torch_masks(attn_mask, key_padding_mask)
+    y, _ = module(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask)
+    return y, params
+
+
+def _attention_by_hand(layer, x, attn_mask, key_padding_mask):
+    import torch
+
+    params = {name: _leaf(p.data) for name, p in layer.named_parameters()}
+    n, t, e = x.shape
+    h, d = layer.num_heads, layer.head_dim
+    qkv = x @ params["in_proj_weight"].T + (params["in_proj_bias"] if layer.bias else 0)
+    Q, K, V = (qkv[..., i * e : (i + 1) * e].reshape(n, t, h, d).transpose(1, 2) for i in range(3))
+    Z = Q @ K.transpose(-1, -2) / d**0.5
+    if attn_mask is not None:
+        m = torch.from_numpy(np.asarray(attn_mask))
+        Z = _torch_mask(Z, m.reshape(n, h, t, t) if m.ndim == 3 else m)
+    if key_padding_mask is not None:
+        Z = _torch_mask(Z, torch.from_numpy(np.asarray(key_padding_mask))[:, None, None, :])
+    A = torch.softmax(Z, dim=-1) * torch.from_numpy(layer.drop)
+    O = (A @ V).transpose(1, 2).reshape(n, t, e)
+    y = O @ params["out_proj_weight"].T + (params["out_proj_bias"] if layer.bias else 0)
+    return y, params
+
+
+def _with_causal(attn_mask, t: int) -> np.ndarray:
+    """``attn_mask`` with the causal mask applied too (boolean: or; additive: -inf added)."""
+    causal = np.triu(np.ones((t, t), dtype=bool), k=1)
+    if attn_mask is None:
+        return causal
+    if attn_mask.dtype == bool:
+        return attn_mask | causal
+    return attn_mask + np.where(causal, -np.inf, 0.0)
+
+
+def _torch_mask(Z, mask):
+    import torch
+
+    return Z.masked_fill(mask, float("-inf")) if mask.dtype == torch.bool else Z + mask
+
+
+def encoder_layer(layer, x, attn_mask=None, key_padding_mask=None):
+    """torch's ``nn.TransformerEncoderLayer`` (batch_first) of the same config, parameters copied
+    by child: 0 self_attn, 1 linear1, 2 linear2, 3 norm1, 4 norm2."""
+    import torch
+
+    config = layer.config()
+    if config.pop("causal"):
+        attn_mask = _with_causal(attn_mask, x.shape[1])
+    module = torch.nn.TransformerEncoderLayer(**config, batch_first=True, dtype=torch.float64)
+    children = {"0": "self_attn.", "1": "linear1.", "2": "linear2.", "3": "norm1.", "4": "norm2."}
+    names, arrays = {}, {}
+    for name, p in layer.named_parameters():
+        child, rest = name.split(".", 1)
+        inner = MHA_NAMES[rest] if child == "0" else torch_name(rest)
+        names[name] = children[child] + inner
+        arrays[name] = torch_layout(layer, name, p.data)
+    params = _copy_into(module, names, arrays)
+    attn_mask, key_padding_mask = _torch_masks(attn_mask, key_padding_mask)
+    return module(x, src_mask=attn_mask, src_key_padding_mask=key_padding_mask), params
+
+
+def with_masks(wrapper, x):
+    """The reference of a ``cases.WithMasks`` row: the inner layer's reference given the masks;
+    its parameters are the wrapper's child ``0``."""
+    inner = attention if isinstance(wrapper.layer, L.MultiheadAttention) else encoder_layer
+    y, params = inner(wrapper.layer, x, wrapper.attn_mask, wrapper.key_padding_mask)
+    return y, {f"0.{name}": p for name, p in params.items()}

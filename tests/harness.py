@@ -78,8 +78,10 @@ def _realistic_graph(layer: gn.Module, sample: tuple[np.ndarray, ...], rng):
 
 
 def grads_after_backward(layer: gn.Module, x, dy: np.ndarray, times: int):
-    """Zero the grads, run forward once and backward ``times`` times; return copies of the grads."""
+    """Zero the grads, run forward once and backward ``times`` times; return copies of the grads
+    (noise drawn from a fixed seed: a layer with dropout inside draws the same masks each call)."""
     layer.zero_grad()
+    layer.set_rng(0)
     layer.forward(*as_inputs(x))
     for _ in range(times):
         layer.backward(dy)

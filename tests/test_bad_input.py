@@ -61,7 +61,8 @@ CASES = [
         [
             "data: the loss cannot take the model's output (shape (2, 3) per example)",
             "y of shape ()",
-            "CrossEntropyLoss expects logits (N, C), got shape (1, 2, 3)",
+            # 3-D logits are PyTorch's K-dimensional form, (N, C, d1): labels (N, d1) expected
+            "CrossEntropyLoss: labels for logits (1, 2, 3) must have shape (1, 3), got (1,)",
         ],
     ),
     (

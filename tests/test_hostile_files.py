@@ -223,6 +223,30 @@ STATE_CONFIGS = {
             outputs="s",
         ),
     ],
+    "LayerNorm": [
+        dict(normalized_shape=4),
+        dict(normalized_shape=[2, 3], bias=False),
+        dict(normalized_shape=3, elementwise_affine=False),
+    ],
+    "Embedding": [
+        dict(num_embeddings=5, embedding_dim=3),
+        dict(num_embeddings=4, embedding_dim=2, padding_idx=-1),
+    ],
+    "PositionalEmbedding": [dict(num_positions=6, embedding_dim=3)],
+    "ClassToken": [dict(embedding_dim=3)],
+    "MultiheadAttention": [
+        dict(embed_dim=4, num_heads=2),
+        dict(embed_dim=6, num_heads=3, bias=False, dropout=0.1),
+    ],
+    "TransformerEncoderLayer": [
+        dict(d_model=4, nhead=2, dim_feedforward=8),
+        dict(
+            d_model=6, nhead=3, dim_feedforward=5, activation="gelu", norm_first=True, bias=False, causal=True
+        ),
+    ],
+    "Permute": [dict(dims=[0, 2, 1])],
+    "Token": [dict(index=-1)],
+    "TokenMean": [{}],
 }
 
 
@@ -294,7 +318,9 @@ def test_a_model_config_cannot_make_load_allocate_more_than_the_file_holds(tmp_p
 
     cases = bomb_cases()
     assert {name for name, _, _ in cases} == {"Linear", "Conv2d", "Conv1d", "BatchNorm1d", "BatchNorm2d",
-                                              "RNN", "GRU", "LSTM"}  # fmt: skip
+                                              "RNN", "GRU", "LSTM", "LayerNorm", "Embedding",
+                                              "PositionalEmbedding", "ClassToken",
+                                              "MultiheadAttention"}  # fmt: skip
     path = tmp_path / "bomb.safetensors"
     for name, small, declared in cases:
         tensors = {

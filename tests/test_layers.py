@@ -145,7 +145,8 @@ def test_gradients_accumulate(case):
 
 @pytest.mark.parametrize("case", LAYERS)
 def test_train_and_eval_differ_only_for_stochastic_layers(case):
-    """``case.mode``: "noise" (dropout), "statistics" (batch norm) or "same" (every other layer)."""
+    """``case.mode``: "noise" (dropout), "noise inside" (attention dropout), "statistics" (batch
+    norm) or "same" (every other layer)."""
     layer, x = case.build()
     layer.to(np.float64)
     xs = as_inputs(x)
@@ -159,6 +160,10 @@ def test_train_and_eval_differ_only_for_stochastic_layers(case):
         np.testing.assert_array_equal(layer.backward(dy), dy)  # identity both ways in eval
         assert not np.array_equal(train_a, x), "no noise in training"
         assert not np.array_equal(train_a, train_b), "the same noise drawn twice"
+    elif case.mode == "noise inside":  # dropout on internal values: random in training only
+        assert not np.array_equal(train_a, train_b), "the same noise drawn twice"
+        np.testing.assert_array_equal(evaluated, layer.forward(x))
+        assert not np.array_equal(train_a, evaluated), "no noise in training"
     elif case.mode == "statistics":  # batch statistics in training, running statistics in eval
         np.testing.assert_array_equal(train_a, train_b)
         assert not np.array_equal(train_a, evaluated), "eval computes as training does"

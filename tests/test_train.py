@@ -690,6 +690,10 @@ REQUIRED = {
     "Conv1d": {"in_channels": 2, "out_channels": 3, "kernel_size": 3},
     "Conv2d": {"in_channels": 2, "out_channels": 3, "kernel_size": 3},
     **dict.fromkeys(["RNN", "GRU", "LSTM"], {"input_size": 2, "hidden_size": 3}),
+    "Embedding": {"num_embeddings": 5, "embedding_dim": 2},
+    "PositionalEmbedding": {"num_positions": 5, "embedding_dim": 2},
+    "MultiheadAttention": {"embed_dim": 4, "num_heads": 2},
+    "TransformerEncoderLayer": {"d_model": 4, "nhead": 2},
 }
 
 
@@ -705,9 +709,9 @@ def test_a_bad_rng_raises_type_error_naming_rng(taker, bad):
 
 
 def test_every_layer_taking_rng_is_covered():
-    assert {"Linear", "Conv2d", "Conv1d", "RNN", "GRU", "LSTM", "Dropout", "GaussianDropout"} <= set(
-        RNG_TAKERS
-    )
+    takers = {"Linear", "Conv2d", "Conv1d", "RNN", "GRU", "LSTM", "Dropout", "GaussianDropout", "Embedding"}
+    takers |= {"PositionalEmbedding", "MultiheadAttention", "TransformerEncoderLayer"}
+    assert takers <= set(RNG_TAKERS)
 
 
 # --- a model with NaN/inf weights says so --------------------------------------------------------

@@ -60,7 +60,10 @@ class Linear(Module):
         if x.ndim < 2 or x.shape[-1] != self.in_features:
             raise ShapeError(f"Linear expects input (N, ..., {self.in_features}), got shape {x.shape}")
         self.x = x
-        y = x @ self.W.data
+        if x.ndim > 2:  # (N, T, in): one product over all N T rows (NumPy makes one per example)
+            y = (x.reshape(-1, self.in_features) @ self.W.data).reshape(*x.shape[:-1], self.out_features)
+        else:
+            y = x @ self.W.data
         if self.b is not None:
             y += self.b.data
         return y
@@ -75,6 +78,9 @@ class Linear(Module):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         self.backward_params(dy)
+        if dy.ndim > 2:  # as in forward: one product over all rows
+            dx = dy.reshape(-1, self.out_features) @ self.W.data.T
+            return dx.reshape(*dy.shape[:-1], self.in_features)
         return dy @ self.W.data.T  # BP2, before the activation's Hadamard product
 
     def config(self) -> dict:

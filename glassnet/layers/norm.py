@@ -1,4 +1,5 @@
-"""Batch normalization (Ioffe & Szegedy 2015) with PyTorch's semantics.
+"""Batch normalization (Ioffe & Szegedy 2015) with PyTorch's semantics, and layer normalization
+(``LayerNorm``, at the end of the file: the same derivation over the features of one example).
 
 Each channel c is normalised over its m = N * L values (L = 1, the length, or H * W): the batch
 and every position share one mean and one variance. In training the statistics are the batch's
@@ -34,8 +35,8 @@ import math
 
 import numpy as np
 
-from ..module import Module, Param, ShapeError, check_arg, float_dtype
-from ._shapes import size
+from ..module import Module, Param, ShapeError, check_arg, float_dtype, is_int
+from ._shapes import MAX_SIZE, size
 
 
 def _channel_sum(a: np.ndarray, c: int) -> np.ndarray:
@@ -261,3 +262,134 @@ class BatchNorm2d(_BatchNorm):
 
     ndims = (4,)
     layout = "(N, {}, H, W)"
+
+
+class LayerNorm(Module):
+    """Layer normalization (Ba et al. 2016) over the last axes of each example (PyTorch's
+    ``nn.LayerNorm``): each example (each token of a sequence) is normalised by its own mean
+    and variance over ``normalized_shape``, so training and eval compute the same thing and no
+    running statistics exist.
+
+    ``weight`` (gamma, ones) and ``bias`` (beta, zeros) have shape ``normalized_shape``, one per
+    feature (not per channel as in batch norm); ``elementwise_affine=False`` drops both,
+    ``bias=False`` only beta (PyTorch >= 2.1). Both are ``decay=False``.
+
+    Shapes: x (*, *normalized_shape) -> y of the same shape.
+
+    Backward: batch norm's derivation with the roles of the axes swapped. For one example with
+    the m = prod(normalized_shape) values x_j, mu = (1/m) sum_j x_j,
+    sigma = sqrt((1/m) sum_j (x_j - mu)^2 + eps), x_hat_j = (x_j - mu) / sigma,
+    y_j = gamma_j x_hat_j + beta_j. The parameters collect over every example b (BP3, BP4):
+        dbeta_j  = sum_b dy_bj,    dgamma_j = sum_b dy_bj x_hat_bj.
+    x_j reaches the loss through x_hat_j and, through mu and sigma, every x_hat_k; with
+    dmu/dx_j = 1/m and dsigma/dx_j = x_hat_j / m, as in batch norm,
+        dx_hat_k/dx_j = (1/sigma) (delta_jk - 1/m - x_hat_j x_hat_k / m),
+    so with g = dx_hat = dy gamma (gamma varies along the row here, so the sums below are not
+    dbeta and dgamma as they are in batch norm):
+        dx_j = (1/(m sigma)) (m g_j - sum_k g_k - x_hat_j sum_k g_k x_hat_k).
+    """
+
+    def __init__(
+        self,
+        normalized_shape: int | tuple[int, ...],
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        dtype=np.float32,
+    ) -> None:
+        super().__init__()
+        self.normalized_shape = _feature_shape(normalized_shape)
+        self.eps = float(check_arg("LayerNorm", "eps", eps, lambda v: 0 < v < math.inf, "a number > 0"))
+        self.elementwise_affine, self.bias_on = bool(elementwise_affine), bool(bias)
+        dtype = float_dtype(dtype, "LayerNorm")
+        self.weight = self.bias = None
+        if self.elementwise_affine:
+            self.weight = Param(np.ones(self.normalized_shape, dtype), "weight", decay=False)
+            self.params = [self.weight]
+            if self.bias_on:
+                self.bias = Param(np.zeros(self.normalized_shape, dtype), "bias", decay=False)
+                self.params.append(self.bias)
+
+    def reset_parameters(self, rng: np.random.Generator | None = None) -> LayerNorm:
+        """gamma = 1, beta = 0, as PyTorch (``rng`` is unused)."""
+        if self.weight is not None:
+            self.weight.data[...] = 1.0
+        if self.bias is not None:
+            self.bias.data[...] = 0.0
+        return self
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        k = len(self.normalized_shape)
+        if x.ndim < k or x.shape[x.ndim - k :] != self.normalized_shape:
+            raise ShapeError(
+                f"LayerNorm expects input (*, {_dims(self.normalized_shape)}), got shape {x.shape}"
+            )
+        m = math.prod(self.normalized_shape)
+        x2 = x.reshape(-1, m)  # one row per example (per token)
+        x_hat = x2 - x2.mean(axis=1, keepdims=True)  # centred first: no cancellation in var
+        var = np.einsum("bm,bm->b", x_hat, x_hat) * (1.0 / m)
+        self.inv_sigma = (1.0 / np.sqrt(var + self.eps))[:, None]
+        x_hat *= self.inv_sigma
+        self.x_hat = x_hat
+        if self.weight is None:
+            return x_hat.reshape(x.shape)
+        y = x_hat * self.weight.data.reshape(-1)
+        if self.bias is not None:
+            y += self.bias.data.reshape(-1)
+        return y.reshape(x.shape)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        x_hat, m = self.x_hat, self.x_hat.shape[1]
+        dy2 = dy.reshape(x_hat.shape)
+        self._param_grads(dy2)
+        g = dy2 * self.weight.data.reshape(-1) if self.weight is not None else dy2  # dx_hat
+        sum_g = g.sum(axis=1, keepdims=True)
+        sum_g_x_hat = np.einsum("bm,bm->b", g, x_hat)[:, None]
+        # dx = (1/(m sigma)) (m g - sum g - x_hat sum g x_hat)
+        dx = x_hat * -sum_g_x_hat
+        dx += m * g
+        dx -= sum_g
+        dx *= self.inv_sigma * (1.0 / m)
+        return dx.reshape(dy.shape)
+
+    def backward_params(self, dy: np.ndarray) -> None:
+        self._param_grads(dy.reshape(self.x_hat.shape))
+
+    def _param_grads(self, dy2: np.ndarray) -> None:
+        if self.weight is not None:
+            self.weight.grad += np.einsum("bm,bm->m", dy2, self.x_hat).reshape(self.normalized_shape)
+        if self.bias is not None:
+            self.bias.grad += dy2.sum(axis=0).reshape(self.normalized_shape)
+
+    def config(self) -> dict:
+        return {
+            "normalized_shape": list(self.normalized_shape),
+            "eps": self.eps,
+            "elementwise_affine": self.elementwise_affine,
+            "bias": self.bias_on,
+        }
+
+    @classmethod
+    def state_shapes(
+        cls, normalized_shape, elementwise_affine=True, bias=True, **_
+    ) -> dict[str, tuple[int, ...]]:
+        shape = _feature_shape(normalized_shape)
+        if math.prod(shape) > MAX_SIZE:
+            raise ValueError(f"LayerNorm: normalized_shape must hold at most {MAX_SIZE} values, got {shape}")
+        if not elementwise_affine:
+            return {}
+        return {"weight": shape, "bias": shape} if bias else {"weight": shape}
+
+
+def _feature_shape(normalized_shape) -> tuple[int, ...]:
+    """``normalized_shape`` (an int, or a tuple or list of ints, as PyTorch) as a tuple of ints."""
+    values = (normalized_shape,) if is_int(normalized_shape) else normalized_shape
+    if not isinstance(values, (tuple, list)) or not values:
+        raise ValueError(
+            f"LayerNorm: normalized_shape must be an int or a tuple of ints, got {normalized_shape!r}"
+        )
+    return tuple(size("LayerNorm", "normalized_shape", v) for v in values)
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return ", ".join(str(s) for s in shape)

@@ -61,3 +61,84 @@ class Reshape(Module):
 
     def config(self) -> dict:
         return {"shape": list(self.shape)}
+
+
+class Permute(Module):
+    """Reorder the axes: ``y = x.transpose(dims)``, ``dims`` over every axis, the batch axis
+    first and staying first (torchvision's ``ops.Permute``; ``x.permute(dims)`` in PyTorch).
+    ``Permute((0, 2, 1))`` turns a patch embedding's (N, E, P) into tokens (N, P, E).
+
+    Shapes: x (N, d_1, ..., d_k) -> y (N, d_dims[1], ..., d_dims[k]).
+    Backward: dx = dy transposed by the inverse permutation (argsort(dims)).
+    """
+
+    def __init__(self, dims: tuple[int, ...]) -> None:
+        super().__init__()
+
+        def valid(d) -> bool:
+            sequence = isinstance(d, (tuple, list)) and len(d) >= 2 and all(is_int(a) for a in d)
+            return sequence and sorted(d) == list(range(len(d))) and d[0] == 0
+
+        check_arg("Permute", "dims", dims, valid, "a permutation of 0..k-1 starting with 0 (the batch)", None)
+        self.dims = tuple(int(a) for a in dims)
+        self.inverse = tuple(int(a) for a in np.argsort(self.dims))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim != len(self.dims):
+            raise ShapeError(f"Permute({list(self.dims)}) expects {len(self.dims)} axes, got shape {x.shape}")
+        return x.transpose(self.dims)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return dy.transpose(self.inverse)
+
+    def config(self) -> dict:
+        return {"dims": list(self.dims)}
+
+
+class Token(Module):
+    """One token of each sequence, ``y = x[:, index]``: the class token ``Token(0)`` after a
+    ``ClassToken`` layer (the ViT's head), or the last position ``Token(-1)`` (as ``LastStep``).
+
+    Shapes: x (N, T, E) -> y (N, E).
+    Backward: dx = 0 everywhere except dx[:, index] = dy.
+    """
+
+    def __init__(self, index: int = 0) -> None:
+        super().__init__()
+        self.index = int(check_arg("Token", "index", index, lambda v: True, "an integer", int))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim != 3 or not -x.shape[1] <= self.index < x.shape[1]:
+            raise ShapeError(
+                f"Token({self.index}) expects a sequence (N, T, E) with T > {self.index}, got {x.shape}"
+            )
+        self.x_shape = x.shape
+        return x[:, self.index]
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        dx = np.zeros(self.x_shape, dy.dtype)
+        dx[:, self.index] = dy
+        return dx
+
+    def config(self) -> dict:
+        return {"index": self.index}
+
+
+class TokenMean(Module):
+    """The mean over the tokens of each sequence, ``y = x.mean(axis=1)`` (a ViT's or a text
+    classifier's pooling, instead of a class token).
+
+    Shapes: x (N, T, E) -> y (N, E).
+    Backward: dx[:, t] = dy / T for every t (each token has weight 1/T in the mean).
+    """
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim != 3 or x.shape[1] < 1:
+            raise ShapeError(f"TokenMean expects a sequence (N, T, E) with T >= 1, got shape {x.shape}")
+        self.x_shape = x.shape
+        return x.mean(axis=1)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        dx = np.empty(self.x_shape, dy.dtype)
+        dx[...] = (dy * (1.0 / self.x_shape[1]))[:, None, :]
+        return dx

@@ -1,0 +1,121 @@
+"""Self-attention and a Transformer encoder layer, forward + backward, glassnet against PyTorch.
+
+The issue's size: N = 128 sequences of T = 16 tokens of E = 64 features, 4 heads, float32;
+the encoder layer has dim_feedforward = 128 and dropout 0 (both libraries' dropout would time
+their random generators, not the layer). Each library runs in its own process (their BLAS
+thread pools starve each other in one), alternating; each row is the median of ``--repeats``
+timings on the same input after a warm-up. PyTorch's attention is called as a layer inside an
+encoder calls it (``need_weights=False``). Ratio = glassnet / torch (below 1: glassnet faster).
+
+    python benchmarks/bench_attention.py --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+N, T, E, HEADS, FF = 128, 16, 64, 4, 128
+ROWS = [
+    f"MultiheadAttention({E}, {HEADS}) self-attention ({N},{T},{E})",
+    f"TransformerEncoderLayer({E}, {HEADS}, {FF}) post-norm ({N},{T},{E})",
+    f"TransformerEncoderLayer({E}, {HEADS}, {FF}) pre-norm ({N},{T},{E})",
+]
+
+
+def median_time(once, repeats: int) -> float:
+    """Median seconds of ``once()`` over ``repeats`` calls, after three warm-up calls."""
+    for _ in range(3):
+        once()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def time_glassnet(repeats: int) -> dict[str, float]:
+    import numpy as np
+
+    import glassnet as gn
+
+    gn.tune_malloc()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, T, E)).astype(np.float32)
+    dy = rng.standard_normal((N, T, E)).astype(np.float32)
+    layers = [
+        gn.MultiheadAttention(E, HEADS, rng=rng),
+        gn.TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, rng=rng),
+        gn.TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, norm_first=True, rng=rng),
+    ]
+    out = {}
+    for name, layer in zip(ROWS, layers):
+
+        def once(layer=layer):
+            layer.forward(x)
+            layer.backward(dy)
+
+        out[name] = median_time(once, repeats)
+    return out
+
+
+def time_torch(repeats: int, threads: int) -> dict[str, float]:
+    import torch
+
+    torch.set_num_threads(threads)
+    x = torch.randn(N, T, E, requires_grad=True)
+    dy = torch.randn(N, T, E)
+    attn = torch.nn.MultiheadAttention(E, HEADS, batch_first=True)
+    calls = [
+        lambda: attn(x, x, x, need_weights=False)[0],
+        torch.nn.TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, batch_first=True),
+        torch.nn.TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, batch_first=True, norm_first=True),
+    ]
+    out = {}
+    for name, call in zip(ROWS, calls):
+
+        def once(call=call):
+            call(x).backward(dy) if isinstance(call, torch.nn.Module) else call().backward(dy)
+
+        out[name] = median_time(once, repeats)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=2, help="alternating glassnet/torch process pairs")
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--impl", choices=["glassnet", "torch"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.impl:
+        os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
+        times = (
+            time_glassnet(args.repeats) if args.impl == "glassnet" else time_torch(args.repeats, args.threads)
+        )
+        print(json.dumps(times))
+        return
+    results = {"glassnet": [], "torch": []}
+    for _ in range(args.rounds):
+        for impl in results:
+            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
+            proc = subprocess.run([sys.executable, __file__, "--impl", impl, "--repeats", str(args.repeats),
+                                   "--threads", str(args.threads)],
+                                  check=True, capture_output=True, text=True, env=env)  # fmt: skip
+            results[impl].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    print("| layer (forward + backward, float32) | glassnet ms | torch ms | ratio |")
+    print("| --- | --- | --- | --- |")
+    for name in ROWS:
+        g = statistics.median(r[name] for r in results["glassnet"]) * 1e3
+        t = statistics.median(r[name] for r in results["torch"]) * 1e3
+        print(f"| {name} | {g:.2f} | {t:.2f} | {g / t:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

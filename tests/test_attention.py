@@ -1,0 +1,415 @@
+"""Attention beyond the case table's single-input rows: MultiheadAttention with three distinct
+inputs (q, k, v; T != S) against PyTorch and finite differences, with every kind of mask;
+Embedding's padding row and bad ids; the causal mask; dropout inside attention and the encoder
+under frozen masks; a vision transformer and a small language model written as
+``gn.Sequential``, trained a step and gradient-checked; save and load of the encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import glassnet as gn
+from glassnet.gradcheck import check_layer_gradients, directional_check, numeric_grad, relative_error
+from glassnet.torch_reference import MHA_NAMES
+
+TOL = 1e-6
+TIGHT = dict(rtol=1e-10, atol=1e-12)
+N, T, S, E, H = 2, 3, 5, 6, 2
+
+
+def random_mha(rng, **kwargs) -> gn.MultiheadAttention:
+    layer = gn.MultiheadAttention(E, H, rng=rng, **kwargs).to(np.float64)
+    for p in layer.params:  # biases too (they start at zero)
+        p.data[...] = rng.uniform(-0.8, 0.8, p.shape)
+    return layer
+
+
+def qkv(rng):
+    return rng.standard_normal((N, T, E)), rng.standard_normal((N, S, E)), rng.standard_normal((N, S, E))
+
+
+# (attn_mask, key_padding_mask) for T = 3 queries and S = 5 keys; every query keeps a key
+BOOL_ATTN = np.array(
+    [[False, True, False, True, False], [True, False, False, False, True], [False] * 4 + [True]]
+)
+PAD = np.array([[False] * 5, [False, False, False, True, True]])
+MASKS = {
+    "no mask": (None, None),
+    "boolean (T, S) and key padding": (BOOL_ATTN, PAD),
+    "additive (N H, T, S) and key padding": (
+        # -inf at random, 0.7 elsewhere, and the last key never masked: no query without a key
+        np.where((np.random.default_rng(5).random((N * H, T, S)) < 0.3) & (np.arange(S) < 4), -np.inf, 0.7),
+        np.where(PAD, -np.inf, 0.0),
+    ),
+    "key padding only": (None, PAD),
+}
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("masks", MASKS, ids=str)
+def test_cross_attention_matches_torch(masks, bias, torch):
+    rng = np.random.default_rng(0)
+    layer = random_mha(rng, bias=bias)
+    q, k, v = qkv(rng)
+    attn_mask, key_padding_mask = MASKS[masks]
+    y = layer.forward(q, k, v, key_padding_mask=key_padding_mask, attn_mask=attn_mask)
+    dy = rng.standard_normal(y.shape)
+    dq, dk, dv = layer.backward(dy)
+
+    module = torch.nn.MultiheadAttention(E, H, bias=bias, batch_first=True, dtype=torch.float64)
+    tparams = dict(module.named_parameters())
+    with torch.no_grad():
+        for name, p in layer.named_parameters():
+            tparams[MHA_NAMES[name]].copy_(torch.from_numpy(p.data))
+    tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
+    masks_t = {
+        "attn_mask": None if attn_mask is None else torch.from_numpy(attn_mask),
+        "key_padding_mask": None if key_padding_mask is None else torch.from_numpy(key_padding_mask),
+    }
+    yt, weights = module(tq, tk, tv, **masks_t)
+    yt.backward(torch.from_numpy(dy))
+
+    np.testing.assert_allclose(y, yt.detach().numpy(), **TIGHT, err_msg="forward")
+    for name, ours, theirs in (("dq", dq, tq), ("dk", dk, tk), ("dv", dv, tv)):
+        np.testing.assert_allclose(ours, theirs.grad.numpy(), **TIGHT, err_msg=name)
+    for name, p in layer.named_parameters():
+        np.testing.assert_allclose(p.grad, tparams[MHA_NAMES[name]].grad.numpy(), **TIGHT, err_msg=name)
+    # the weights kept per head; PyTorch returns their mean over heads
+    assert layer.attn_weights.shape == (N, H, T, S)
+    np.testing.assert_allclose(layer.attn_weights.sum(axis=-1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(layer.attn_weights.mean(axis=1), weights.detach().numpy(), **TIGHT)
+
+
+def cross_attention_errors(layer, q, k, v, attn_mask=None, key_padding_mask=None, seed=1) -> dict:
+    """Finite differences of f = sum(R * layer(q, k, v)) for dq, dk, dv and every parameter."""
+    upstream = np.random.default_rng(seed).standard_normal((q.shape[0], q.shape[1], layer.embed_dim))
+
+    def f() -> float:
+        layer.set_rng(seed)  # the same dropout masks at every evaluation
+        return float(np.vdot(upstream, layer.forward(q, k, v, key_padding_mask, attn_mask)))
+
+    layer.zero_grad()
+    f()
+    grads = dict(zip(("q", "k", "v"), layer.backward(upstream)))
+    errors = {name: relative_error(grads[name], numeric_grad(f, x)) for name, x in zip("qkv", (q, k, v))}
+    for name, p in layer.named_parameters():
+        errors[name] = relative_error(p.grad, numeric_grad(f, p.data))
+    return errors
+
+
+@pytest.mark.parametrize("masks", MASKS, ids=str)
+def test_cross_attention_matches_finite_differences(masks):
+    rng = np.random.default_rng(2)
+    layer = random_mha(rng)
+    errors = cross_attention_errors(layer, *qkv(rng), *MASKS[masks])
+    assert set(errors) == {
+        "q",
+        "k",
+        "v",
+        "in_proj_weight",
+        "in_proj_bias",
+        "out_proj_weight",
+        "out_proj_bias",
+    }
+    assert max(errors.values()) < TOL, errors
+
+
+def test_cross_attention_with_dropout_matches_finite_differences_with_frozen_masks():
+    rng = np.random.default_rng(3)
+    layer = random_mha(rng, dropout=0.4, causal=True)
+    q, k, v = qkv(rng)
+    errors = cross_attention_errors(layer, q, k, v, key_padding_mask=PAD)
+    assert max(errors.values()) < TOL, errors
+    assert layer.drop is not None and (layer.drop == 0).any()  # some weights were dropped
+
+
+def test_self_attention_gradient_is_the_sum_of_the_three_paths():
+    """forward(x) (one input) returns dx = dq + dk + dv of forward(x, x, x) (three inputs)."""
+    rng = np.random.default_rng(4)
+    layer = random_mha(rng)
+    x = rng.standard_normal((N, T, E))
+    dy = rng.standard_normal((N, T, E))
+    y_three = layer.forward(x, x, x, attn_mask=gn.causal_mask(T))
+    grads = layer.backward(dy)
+    assert isinstance(grads, tuple) and len(grads) == 3
+    three = {name: p.grad.copy() for name, p in layer.named_parameters()}
+    layer.zero_grad()
+    y_one = layer.forward(x, attn_mask=gn.causal_mask(T))
+    dx = layer.backward(dy)
+    np.testing.assert_allclose(y_one, y_three, rtol=1e-13)
+    np.testing.assert_allclose(dx, grads[0] + grads[1] + grads[2], rtol=1e-11, atol=1e-13)
+    for name, p in layer.named_parameters():
+        np.testing.assert_allclose(p.grad, three[name], rtol=1e-11, atol=1e-13, err_msg=name)
+
+
+def test_causal_mask_is_torchs_square_subsequent_mask(torch):
+    for size in (1, 2, 5):
+        additive = torch.nn.Transformer.generate_square_subsequent_mask(size).numpy()
+        np.testing.assert_array_equal(gn.causal_mask(size), np.isneginf(additive))
+    # both forms, and causal=True, give the same attention
+    rng = np.random.default_rng(6)
+    layer = random_mha(rng)
+    x = rng.standard_normal((N, 4, E))
+    boolean = layer.forward(x, attn_mask=gn.causal_mask(4))
+    additive = layer.forward(x, attn_mask=np.where(gn.causal_mask(4), -np.inf, 0.0))
+    layer.causal = True
+    np.testing.assert_allclose(boolean, additive, rtol=1e-14)
+    np.testing.assert_allclose(layer.forward(x), boolean, rtol=1e-14)
+    # the first position sees only itself: its output ignores every later token
+    x2 = x.copy()
+    x2[:, 1:] += 1.0
+    np.testing.assert_allclose(layer.forward(x2)[:, 0], boolean[:, 0], rtol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m, x: m.forward(x, x), "give k and v both"),
+        (lambda m, x: m.forward(x[..., :4]), "expects q of shape (N, L, 6)"),
+        (
+            lambda m, x: m.forward(x, attn_mask=np.zeros((4, 4), bool)),
+            "attn_mask must be (3, 3) or (4, 3, 3)",
+        ),
+        (
+            lambda m, x: m.forward(x, key_padding_mask=np.zeros((2, 4), bool)),
+            "key_padding_mask must be (2, 3)",
+        ),
+        (lambda m, x: m.forward(x, attn_mask=np.zeros((3, 3), int)), "attn_mask must be boolean or float"),
+    ],
+)
+def test_bad_attention_input_is_named(call, message):
+    layer = gn.MultiheadAttention(E, H)
+    with pytest.raises((ValueError, TypeError)) as info:
+        call(layer, np.zeros((N, T, E), np.float32))
+    assert message in str(info.value)
+
+
+def test_bad_attention_arguments():
+    with pytest.raises(ValueError, match="embed_dim must be divisible by num_heads"):
+        gn.MultiheadAttention(6, 4)
+    with pytest.raises(ValueError, match="dropout must be"):
+        gn.MultiheadAttention(4, 2, dropout=1.0)
+    with pytest.raises(ValueError, match="activation must be 'relu' or 'gelu'"):
+        gn.TransformerEncoderLayer(4, 2, activation="tanh")
+
+
+# --- Embedding ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("padding_idx", [None, 2, -1])
+def test_embedding_matches_torch_including_the_padding_row(padding_idx, torch):
+    rng = np.random.default_rng(7)
+    layer = gn.Embedding(6, 3, padding_idx=padding_idx, rng=rng).to(np.float64)
+    if padding_idx is not None:
+        assert not layer.weight.data[padding_idx].any()  # starts at zero, as PyTorch
+        layer.weight.data[padding_idx] = 5.0  # a user's non-zero padding vector is used, and frozen
+    ids = np.array([[2, 5, 2, 0], [5, 5, 1, 2]])
+    y = layer.forward(ids)
+    dy = rng.standard_normal(y.shape)
+    assert layer.backward(dy) is None  # integer ids have no gradient
+
+    module = torch.nn.Embedding(6, 3, padding_idx=padding_idx, dtype=torch.float64)
+    with torch.no_grad():
+        module.weight.copy_(torch.from_numpy(layer.weight.data))
+    yt = module(torch.from_numpy(ids))
+    yt.backward(torch.from_numpy(dy))
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    np.testing.assert_allclose(layer.weight.grad, module.weight.grad.numpy(), **TIGHT)
+    if padding_idx is not None:
+        assert not layer.weight.grad[padding_idx].any()
+        assert layer.padding_idx == padding_idx % 6
+    if layer.padding_idx != 5:  # repeated ids add up: id 5 appears three times
+        np.testing.assert_allclose(layer.weight.grad[5], dy[0, 1] + dy[1, 0] + dy[1, 1], rtol=1e-14)
+
+
+def test_embedding_ids_checked():
+    layer = gn.Embedding(4, 2)
+    with pytest.raises(ValueError, match=r"token ids must be in \[0, 4\), got values in \[0, 4\]"):
+        layer.forward(np.array([[0, 4]]))
+    with pytest.raises(ValueError, match="holding non-integer values"):
+        layer.forward(np.array([[0.5, 1.0]]))
+    with pytest.raises(ValueError, match="padding_idx must be in"):
+        gn.Embedding(4, 2, padding_idx=4)
+    # whole-number floats (what train_step's cast to the model's dtype gives) are ids
+    np.testing.assert_array_equal(
+        layer.forward(np.array([[3.0, 1.0]], np.float32)), layer.weight.data[[[3, 1]]]
+    )
+
+
+# --- dropout inside the encoder, frozen --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_encoder_with_dropout_matches_finite_differences_with_frozen_masks(norm_first):
+    rng = np.random.default_rng(8)
+    layer = gn.TransformerEncoderLayer(
+        4, 2, dim_feedforward=6, dropout=0.3, activation="gelu", norm_first=norm_first, rng=rng
+    )
+    for p in layer.parameters():
+        p.data[...] = rng.uniform(-0.8, 0.8, p.shape)
+    x = rng.standard_normal((2, 3, 4))
+    errors = check_layer_gradients(layer, x)
+    assert max(errors.values()) < TOL, errors
+    assert layer.self_attn.drop is not None and layer.dropout.mask is not None  # dropout was on
+
+
+def test_encoder_eval_is_deterministic_and_differs_from_training():
+    rng = np.random.default_rng(9)
+    layer = gn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.5, rng=rng)
+    x = rng.standard_normal((2, 5, 8)).astype(np.float32)
+    train = layer.forward(x)
+    layer.eval()
+    np.testing.assert_array_equal(layer.forward(x), layer.forward(x))
+    assert not np.allclose(layer.forward(x), train)
+
+
+# --- whole models: a vision transformer and a small language model ----------------------------------
+
+
+def vit(rng, image=8, patch=4, dim=8, classes=3) -> gn.Sequential:
+    """Patches (a strided convolution) -> tokens -> class token and positions -> 2 pre-norm
+    encoder layers -> the class token's output -> a linear head: the README's example, small."""
+    tokens = (image // patch) ** 2
+    return gn.Sequential(
+        gn.Conv2d(1, dim, patch, stride=patch, rng=rng),  # (N, E, H/p, W/p)
+        gn.Reshape((dim, tokens)),
+        gn.Permute((0, 2, 1)),  # (N, tokens, E)
+        gn.ClassToken(dim),
+        gn.PositionalEmbedding(tokens + 1, dim, rng=rng),
+        gn.TransformerEncoderLayer(dim, 2, dim_feedforward=16, dropout=0.1, norm_first=True, rng=rng),
+        gn.TransformerEncoderLayer(dim, 2, dim_feedforward=16, dropout=0.1, norm_first=True, rng=rng),
+        gn.LayerNorm(dim),
+        gn.Token(0),
+        gn.Linear(dim, classes, rng=rng),
+    )
+
+
+def tiny_lm(rng, vocab=7, length=5, dim=8) -> gn.Sequential:
+    """Token ids -> embeddings and positions -> a causal encoder layer -> next-token logits at
+    every position, (N, vocab, T) as PyTorch's CrossEntropyLoss takes them: the README's example."""
+    return gn.Sequential(
+        gn.Embedding(vocab, dim, rng=rng),
+        gn.PositionalEmbedding(length, dim, rng=rng),
+        gn.TransformerEncoderLayer(dim, 2, dim_feedforward=16, dropout=0.1, causal=True, rng=rng),
+        gn.LayerNorm(dim),
+        gn.Linear(dim, vocab, rng=rng),
+        gn.Permute((0, 2, 1)),
+    )
+
+
+def test_vit_trains_a_step_and_passes_the_gradient_check():
+    rng = np.random.default_rng(10)
+    model = vit(rng)
+    x, y = rng.standard_normal((4, 1, 8, 8)).astype(np.float32), rng.integers(0, 3, size=4)
+    model.set_rng(0)
+    opt = gn.optim.Adam(model.parameters(), lr=1e-2)
+    before = gn.train_step(model, gn.CrossEntropyLoss(), opt, x, y)
+    for _ in range(20):
+        gn.train_step(model, gn.CrossEntropyLoss(), opt, x, y)
+    with gn.evaluating(model):
+        assert gn.CrossEntropyLoss().forward(model.forward(x), y) < before
+    errors = gn.check_gradients(model, gn.CrossEntropyLoss(), x, y, max_entries=12)
+    assert max(errors.values()) < TOL, errors
+
+
+def test_language_model_trains_a_step_and_its_gradients_pass_the_checks():
+    rng = np.random.default_rng(11)
+    model = tiny_lm(rng)
+    ids = rng.integers(0, 7, size=(4, 6))
+    x, y = ids[:, :-1], ids[:, 1:]  # predict the next token at every position
+    loss = gn.CrossEntropyLoss()
+    opt = gn.optim.Adam(model.parameters(), lr=1e-2)
+    model.set_rng(0)
+    first = gn.train_step(model, loss, opt, x, y)
+    for _ in range(20):
+        gn.train_step(model, loss, opt, x, y)
+    with gn.evaluating(model):
+        assert loss.forward(model.forward(x), y) < first
+    # token ids have no gradient: the full network's backward returns None, and the checks are
+    # on the parameters (every entry of every one, and one random direction through all)
+    model.to(np.float64)
+    assert directional_check(model, loss, x, y) < TOL
+
+    def f() -> float:
+        model.set_rng(0)
+        return loss.forward(model.forward(x), y)
+
+    model.zero_grad()
+    f()
+    assert model.backward(loss.backward()) is None
+    for name, p in model.named_parameters():
+        assert relative_error(p.grad, numeric_grad(f, p.data)) < TOL, name
+
+
+def test_language_model_is_causal():
+    """Changing a later token changes no earlier position's output."""
+    model = tiny_lm(np.random.default_rng(12)).eval()
+    ids = np.array([[1, 2, 3, 4, 5]])
+    changed = ids.copy()
+    changed[0, 3] = 6
+    a, b = model.forward(ids), model.forward(changed)
+    np.testing.assert_array_equal(a[..., :3], b[..., :3])
+    assert not np.allclose(a[..., 3:], b[..., 3:])
+
+
+def test_encoder_and_vit_save_and_load(tmp_path):
+    rng = np.random.default_rng(13)
+    model = vit(rng).eval()
+    x = rng.standard_normal((2, 1, 8, 8)).astype(np.float32)
+    gn.save(model, tmp_path / "vit.safetensors")
+    loaded = gn.load(tmp_path / "vit.safetensors").eval()
+    np.testing.assert_array_equal(loaded.forward(x), model.forward(x))
+    assert repr(loaded) == repr(model)
+    lm = tiny_lm(rng).eval()
+    gn.save(lm, tmp_path / "lm.safetensors")
+    ids = np.array([[1, 0, 6, 2, 2]])
+    np.testing.assert_array_equal(gn.load(tmp_path / "lm.safetensors").eval().forward(ids), lm.forward(ids))
+
+
+def test_summary_and_diagnostics_see_inside_the_encoder():
+    rng = np.random.default_rng(14)
+    model = vit(rng)
+    x, y = rng.standard_normal((8, 1, 8, 8)).astype(np.float32), rng.integers(0, 3, size=8)
+    text = gn.summary(model, (1, 8, 8))
+    assert "5.0  MultiheadAttention" in text and "5.3  LayerNorm" in text
+    assert f"total parameters: {sum(p.data.size for p in model.parameters()):,}" in text
+    report = gn.diagnostics.report(model, gn.CrossEntropyLoss(), x, y)
+    assert "MultiheadAttention" in str(report) and "PositionalEmbedding" in str(report)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: gn.Permute((1, 0, 2)), "Permute: dims must be a permutation of 0..k-1 starting with 0"),
+        (lambda: gn.Permute((0, 1, 1)), "Permute: dims must be"),
+        (lambda: gn.Token(1.5), "Token: index must be an integer"),
+        (lambda: gn.LayerNorm(0), "LayerNorm: normalized_shape must be an integer in"),
+        (lambda: gn.LayerNorm([]), "LayerNorm: normalized_shape must be an int or a tuple of ints"),
+        (lambda: gn.LayerNorm(4, eps=0.0), "LayerNorm: eps must be a number > 0"),
+        (lambda: gn.Embedding(0, 3), "Embedding: num_embeddings must be an integer in"),
+        (lambda: gn.PositionalEmbedding(4, -1), "PositionalEmbedding: embedding_dim must be an integer in"),
+        (lambda: gn.causal_mask(0), "causal_mask: size must be an integer >= 1"),
+    ],
+)
+def test_bad_arguments_are_refused_naming_them(make, message):
+    with pytest.raises(ValueError) as info:
+        make()
+    assert str(info.value).startswith(message), str(info.value)
+
+
+@pytest.mark.parametrize(
+    "layer, shape, message",
+    [
+        (gn.Permute((0, 2, 1)), (2, 3), "Permute([0, 2, 1]) expects 3 axes"),
+        (gn.Token(3), (2, 3, 4), "Token(3) expects a sequence (N, T, E) with T > 3"),
+        (gn.TokenMean(), (2, 4), "TokenMean expects a sequence (N, T, E)"),
+        (gn.LayerNorm((3, 4)), (2, 4, 3), "LayerNorm expects input (*, 3, 4)"),
+        (gn.PositionalEmbedding(3, 4), (2, 5, 4), "PositionalEmbedding expects (N, T, 4) with T <= 3"),
+        (gn.ClassToken(4), (2, 5, 3), "ClassToken expects (N, T, 4)"),
+    ],
+)
+def test_wrong_input_shapes_are_named(layer, shape, message):
+    with pytest.raises(gn.ShapeError) as info:
+        layer.forward(np.zeros(shape, np.float32))
+    assert str(info.value).startswith(message), str(info.value)
