@@ -144,3 +144,21 @@ class TransformerEncoderLayer(Module):
             "bias": self.bias,
             "causal": self.causal,
         }
+
+    @classmethod
+    def state_shapes(
+        cls, d_model, nhead=1, dim_feedforward=2048, bias=True, **_
+    ) -> dict[str, tuple[int, ...]]:
+        """Every parameter of the children, under their names (``"1.W"``), from the config
+        alone: a file is checked against them before the block allocates its children."""
+        name = "TransformerEncoderLayer"
+        d = size(name, "d_model", d_model, high=2**20)
+        f = size(name, "dim_feedforward", dim_feedforward, high=2**24)
+        parts = [
+            MultiheadAttention.state_shapes(embed_dim=d, bias=bias),
+            Linear.state_shapes(in_features=d, out_features=f, bias=bias),
+            Linear.state_shapes(in_features=f, out_features=d, bias=bias),
+            LayerNorm.state_shapes(normalized_shape=d, bias=bias),
+            LayerNorm.state_shapes(normalized_shape=d, bias=bias),
+        ]
+        return {f"{i}.{k}": shape for i, part in enumerate(parts) for k, shape in part.items()}
