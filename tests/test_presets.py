@@ -148,3 +148,17 @@ def test_a_vit_run_warms_up_as_its_preset_says(tmp_path):
 def test_vit_refuses_an_image_that_is_not_whole_patches():
     with pytest.raises(ValueError, match=r"^vit: the image's 10x10 is not a whole number of 4x4 patches"):
         gn.models.build("vit", np.random.default_rng(0), (1, 10, 10), 10)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_the_twins_learning_rates_are_the_glassnet_runs(name):
+    """The twin sets its rate per epoch by formula; glassnet's run by its schedule objects."""
+    preset = gn.models.PRESETS[name]
+    opt = gn.optim.Adam([gn.Param(np.zeros(1, np.float32), "w")], lr=preset.lr)
+    scheduler = make_scheduler(opt, preset.schedule, preset.epochs, preset.warmup)
+    glassnet_lrs = []
+    for _ in range(preset.epochs):
+        glassnet_lrs.append(opt.lr)
+        scheduler.step()
+    twin_lrs = [load_twins().epoch_lr(preset, e) for e in range(preset.epochs)]
+    np.testing.assert_allclose(twin_lrs, glassnet_lrs, rtol=1e-12, atol=1e-15)
