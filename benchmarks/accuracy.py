@@ -25,6 +25,8 @@ PUBLISHED = {
     "cnn": "2 conv + pooling: 91.6%; PyTorch twin here: 90.8%",
     "cnn-bn": "2 conv + pooling + BN: 93.4%",
     "vgg-small": "2 conv + pooling + BN: 93.4%; small 3x3 net in PyTorch here: 93.5%",
+    "resnet": "ResNet18: 94.9%; target >= 94.0%, within 0.5 of the twin (benchmarks/twins.py)",
+    "vit": "(no published row); target >= 88.0%, within 0.5 of the twin (benchmarks/twins.py)",
     "book": "(the book's chapter 1 net; no published Fashion row)",
     "book-ch3": "(the book's chapter 3 net; no published Fashion row)",
     # MNIST-1D, Greydanus 2020, test accuracy

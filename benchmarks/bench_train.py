@@ -12,6 +12,11 @@ means glassnet is faster), plus the ratio within each alternating pair.
 
     python benchmarks/bench_train.py --workload mlp --rounds 3
     python benchmarks/bench_train.py --workload book --rounds 3
+    python benchmarks/bench_train.py --workload resnet --rounds 2 --epochs 1
+
+The ``resnet`` and ``vit`` workloads are the presets of those names against their PyTorch
+twins (benchmarks/twins.py), Adam / AdamW lr 1e-3, batch 128, without augmentation (the same
+in both). ``--train-size`` times epochs over the first examples only (a quick check).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import statistics
 import time
 
 from harness import alternate, epoch_timer
+from twins import TWINS, torch_optimizer
 
 WORKLOADS = {
     # name: (layer sizes, activation, loss, batch size, learning rate, momentum)
@@ -31,6 +37,9 @@ WORKLOADS = {
     # CNN-A (and with BatchNorm2d after each conv): Adam lr 1e-3, batch 128 (lr column unused)
     "cnn": ("cnn-a", None, "ce", 128, 1e-3, None),
     "cnn-bn": ("cnn-a-bn", None, "ce", 128, 1e-3, None),
+    # the resnet and vit presets and their twins: Adam / AdamW lr 1e-3, batch 128
+    "resnet": ("resnet", None, "ce", 128, 1e-3, None),
+    "vit": ("vit", None, "ce", 128, 1e-3, None),
 }
 
 
@@ -48,18 +57,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def load(threads: int):
+def load(threads: int, train_size: int | None = None):
     os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
     import glassnet as gn
 
     gn.tune_malloc()  # as the CLI does (both libraries' processes: the same allocator for each)
 
     train, _ = gn.datasets.load_fashion_mnist(flatten=True)
-    return train.x, train.y
+    return train.x[:train_size], train.y[:train_size]
 
 
-def run_glassnet(workload: str, epochs: int, threads: int) -> float:
-    x, y = load(threads)
+def run_glassnet(workload: str, epochs: int, threads: int, train_size: int | None = None) -> float:
+    x, y = load(threads, train_size)
     import numpy as np
 
     import glassnet as gn
@@ -68,8 +77,14 @@ def run_glassnet(workload: str, epochs: int, threads: int) -> float:
     rng = np.random.default_rng(0)
     if isinstance(sizes, str):  # a CNN on (N, 1, 28, 28) images, trained with Adam
         x = x.reshape(-1, 1, 28, 28)
-        model = gn.models.cnn_a(rng, (1, 28, 28), 10, batch_norm=sizes.endswith("bn"))
-        opt = gn.optim.Adam(model.parameters(), lr=lr)
+        if sizes in TWINS:  # a preset, with its own optimizer
+            from glassnet.choices import make_optimizer
+
+            model = gn.models.build(sizes, rng, (1, 28, 28), 10)
+            opt = make_optimizer(gn.models.PRESETS[sizes].optimizer, model.parameters(), lr)
+        else:
+            model = gn.models.cnn_a(rng, (1, 28, 28), 10, batch_norm=sizes.endswith("bn"))
+            opt = gn.optim.Adam(model.parameters(), lr=lr)
     else:
         layers = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -79,19 +94,19 @@ def run_glassnet(workload: str, epochs: int, threads: int) -> float:
         model = gn.Sequential(*layers)
         opt = gn.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     loss_fn = gn.CrossEntropyLoss() if loss_name == "ce" else gn.QuadraticCost()
-    for i in range(20):  # warm-up
+    for i in range(min(20, len(x) // bs)):  # warm-up
         gn.train_step(model, loss_fn, opt, x[i * bs : (i + 1) * bs], y[i * bs : (i + 1) * bs])
 
     timer = epoch_timer()
     gn.fit(model, loss_fn, opt, (x, y), epochs=epochs, batch_size=bs, rng=rng, verbose=False,
            callbacks=[timer])  # fmt: skip
-    t = time.perf_counter()
-    gn.predict(model, x[:10000], batch_size=500)
-    return {"train": min(timer.times), "infer": 10000 / (time.perf_counter() - t), "rss": peak_rss_mb()}
+    t, n_infer = time.perf_counter(), min(10000, len(x))
+    gn.predict(model, x[:n_infer], batch_size=500)
+    return {"train": min(timer.times), "infer": n_infer / (time.perf_counter() - t), "rss": peak_rss_mb()}
 
 
-def run_torch(workload: str, epochs: int, threads: int) -> float:
-    x, y = load(threads)
+def run_torch(workload: str, epochs: int, threads: int, train_size: int | None = None) -> float:
+    x, y = load(threads, train_size)
     import torch
 
     torch.set_num_threads(threads)
@@ -99,8 +114,12 @@ def run_torch(workload: str, epochs: int, threads: int) -> float:
     sizes, act, loss_name, bs, lr, momentum = WORKLOADS[workload]
     if isinstance(sizes, str):
         x = x.reshape(-1, 1, 28, 28)
-        model = torch_cnn_a(torch, batch_norm=sizes.endswith("bn"))
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        if sizes in TWINS:
+            model = TWINS[sizes](torch)
+            opt = torch_optimizer(torch, sizes, model)
+        else:
+            model = torch_cnn_a(torch, batch_norm=sizes.endswith("bn"))
+            opt = torch.optim.Adam(model.parameters(), lr=lr)
     else:
         layers = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -136,7 +155,7 @@ def run_torch(workload: str, epochs: int, threads: int) -> float:
         return total, correct
 
     model.train()
-    epoch(20)  # warm-up
+    epoch(min(20, len(xt) // bs))  # warm-up
     n = -(-len(xt) // bs)
     times = []
     for _ in range(epochs):
@@ -144,11 +163,11 @@ def run_torch(workload: str, epochs: int, threads: int) -> float:
         epoch(n)
         times.append(time.perf_counter() - t)
     model.eval()
-    t = time.perf_counter()
+    t, n_infer = time.perf_counter(), min(10000, len(xt))
     with torch.no_grad():
-        for i in range(0, 10000, 500):
+        for i in range(0, n_infer, 500):
             model(xt[i : i + 500])
-    return {"train": min(times), "infer": 10000 / (time.perf_counter() - t), "rss": peak_rss_mb()}
+    return {"train": min(times), "infer": n_infer / (time.perf_counter() - t), "rss": peak_rss_mb()}
 
 
 def main() -> None:
@@ -157,14 +176,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternating glassnet/torch pairs")
     ap.add_argument("--epochs", type=int, default=2, help="timed epochs per process (min taken)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--train-size", type=int, help="time epochs over the first N training images only")
     ap.add_argument("--impl", choices=["glassnet", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.impl:
         fn = run_glassnet if args.impl == "glassnet" else run_torch
-        print(json.dumps(fn(args.workload, args.epochs, args.threads)))
+        print(json.dumps(fn(args.workload, args.epochs, args.threads, args.train_size)))
         return
+    extra = ["--train-size", str(args.train_size)] if args.train_size else []
     results = alternate(__file__, args.rounds, ["--workload", args.workload, "--epochs", str(args.epochs),
-                                                 "--threads", str(args.threads)])  # fmt: skip
+                                                 "--threads", str(args.threads), *extra])  # fmt: skip
 
     def median(impl, key):
         return statistics.median(r[key] for r in results[impl])

@@ -93,6 +93,60 @@ def vgg_small(rng, in_shape, classes):
     )  # fmt: skip
 
 
+def _basic_block(rng, c_in: int, c_out: int, stride: int) -> list:
+    """He et al.'s basic block: two 3x3 convs with batch norm, the input added back, then ReLU.
+    Where the block halves the map or widens it, the shortcut is a strided 1x1 conv + BN."""
+    block = Sequential(
+        L.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False, rng=rng), L.BatchNorm2d(c_out),
+        L.ReLU(),
+        L.Conv2d(c_out, c_out, 3, padding=1, bias=False, rng=rng), L.BatchNorm2d(c_out),
+    )  # fmt: skip
+    shortcut = None
+    if stride != 1 or c_in != c_out:
+        shortcut = Sequential(
+            L.Conv2d(c_in, c_out, 1, stride=stride, bias=False, rng=rng), L.BatchNorm2d(c_out)
+        )
+    return [L.Residual(block, shortcut), L.ReLU()]
+
+
+def resnet(rng, in_shape, classes, widths: tuple[int, ...] = (16, 32, 64), blocks: int = 2):
+    """A small ResNet for 28x28 images: a 3x3 conv stem of ``widths[0]`` channels + BN + ReLU,
+    then one stage of ``blocks`` basic blocks per width (each stage after the first halves the
+    map with a stride-2 conv: 28 -> 14 -> 7), global average pooling and a linear classifier.
+    The default is the 14-layer size of the CIFAR ResNets (175k parameters); ``widths=(32, 64,
+    128)`` has 4x the parameters and takes about twice the time per epoch on 2 cores."""
+    net = [
+        L.Conv2d(in_shape[0], widths[0], 3, padding=1, bias=False, rng=rng),
+        L.BatchNorm2d(widths[0]),
+        L.ReLU(),
+    ]
+    c = widths[0]
+    for i, width in enumerate(widths):
+        for j in range(blocks):
+            net += _basic_block(rng, c, width, 2 if i > 0 and j == 0 else 1)
+            c = width
+    return Sequential(*net, L.GlobalAvgPool2d(), L.Linear(c, classes, rng=rng))
+
+
+def vit(rng, in_shape, classes, patch: int = 4, dim: int = 64, depth: int = 6, heads: int = 4,
+        mlp: int = 128, dropout: float = 0.1):  # fmt: skip
+    """A small Vision Transformer (Dosovitskiy et al. 2020): ``patch`` x ``patch`` patches
+    embedded by a Conv2d of stride = kernel = ``patch`` (28x28 -> 7x7 = 49 tokens of ``dim``),
+    a class token, learned position embeddings, ``depth`` pre-norm encoder layers of ``heads``
+    heads with GELU MLPs of ``mlp`` units, a final LayerNorm on the class token and a linear head."""
+    c, h, w = in_shape
+    if h % patch or w % patch:
+        raise ValueError(f"vit: the image's {h}x{w} is not a whole number of {patch}x{patch} patches")
+    tokens = (h // patch) * (w // patch)
+    return Sequential(
+        L.Conv2d(c, dim, patch, stride=patch, rng=rng), L.Reshape((dim, tokens)), L.Permute((0, 2, 1)),
+        L.ClassToken(dim), L.PositionalEmbedding(tokens + 1, dim, rng=rng), L.Dropout(dropout, rng=rng),
+        *[L.TransformerEncoderLayer(dim, heads, mlp, dropout, activation="gelu", norm_first=True, rng=rng)
+          for _ in range(depth)],
+        L.Token(0), L.LayerNorm(dim), L.Linear(dim, classes, rng=rng),
+    )  # fmt: skip
+
+
 def book_ch6(rng, in_shape, classes, convs: int = 1, activation=L.Sigmoid):
     """The book's chapter 6 networks: ``convs`` x (Conv2d(., 20 or 40, 5) + MaxPool2d(2)) with
     ``activation``, a 100-unit fully connected layer, and a softmax output layer."""
@@ -174,6 +228,7 @@ class Preset:
     shift: int = 0  # augmentation: random shifts by up to this many pixels
     flip: bool = False  # augmentation: random horizontal flips
     dataset: str = "fashion-mnist"  # the data set it is made for (a key of INPUT_SHAPES)
+    warmup: int = 0  # epochs of linear learning-rate warm-up (from lr / 10) before the schedule
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -193,6 +248,20 @@ PRESETS: dict[str, Preset] = {
     "cnn": Preset(cnn_a, epochs=15, patience=15),
     "cnn-bn": Preset(cnn_bn, epochs=15, patience=15),
     "vgg-small": Preset(vgg_small, epochs=18, schedule="cosine", patience=18, shift=2, flip=True),
+    # residual and attention networks (issue 13): the same recipes as their PyTorch twins in
+    # benchmarks/twins.py; no early stopping, the best validation epoch kept
+    "resnet": Preset(resnet, epochs=20, schedule="cosine", patience=20, shift=2, flip=True),
+    "vit": Preset(
+        vit,
+        optimizer="adamw",
+        lr=1e-3,
+        epochs=30,
+        schedule="cosine",
+        warmup=3,
+        patience=30,
+        shift=2,
+        flip=True,
+    ),  # fmt: skip
     # the book's chapter 6 progression (its lambda = 0.1 on n = 50,000 is L2(2e-6))
     "book-ch6-conv": Preset(book_ch6, optimizer="sgd", lr=0.1, batch_size=10, epochs=20, l2=2e-6),
     "book-ch6-conv2": Preset(

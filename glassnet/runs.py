@@ -425,10 +425,9 @@ def train_run(
         + (f"; resuming from {resume_from}" if resume_from else "")
     )
     from .regularizers import L2
-    from .schedules import CosineAnnealingLR
     from .train import fit
 
-    scheduler = CosineAnnealingLR(t.opt, t.epochs) if t.schedule == "cosine" else None
+    scheduler = make_scheduler(t.opt, t.schedule, t.epochs, t.preset.warmup)
     start = clock()
     history = fit(t.model, t.preset.loss(), t.opt, t.train, t.epochs, t.batch_size, t.val, cbs,
                   regularizer=L2(t.l2) if t.l2 else None, rng=t.rng, augment=t.augment, scheduler=scheduler,
@@ -437,6 +436,18 @@ def train_run(
     session = clock() - start
     test = save_results(options, t, out, history, timer.seconds, flow)
     return RunResult(out, test, len(history.epoch), timer.seconds, session, resume_from is not None)
+
+
+def make_scheduler(opt, schedule: str, epochs: int, warmup: int = 0):
+    """The run's learning-rate schedule: cosine annealing over the epochs (``"cosine"``) or a
+    constant rate (``"none"``), after ``warmup`` epochs of linear warm-up from lr / 10 (a
+    transformer's first steps, with Adam's second moments still near zero, are too large)."""
+    from .schedules import CosineAnnealingLR, LinearWarmup
+
+    warmup = min(warmup, epochs - 1) if epochs > 1 else 0
+    # built before the warm-up, so that it records the optimizer's own rate (LinearWarmup's rule)
+    after = CosineAnnealingLR(opt, epochs - warmup) if schedule == "cosine" else None
+    return LinearWarmup(opt, warmup, after=after) if warmup else after
 
 
 def _callbacks(o: TrainOptions, t: Training, out: str, clock) -> tuple[TrainTime, object, list[Callback]]:

@@ -111,7 +111,7 @@ BAD = [
     (lambda r: r["optimizer"].update(lr=float("nan")), r"\[optimizer\] lr: expected a finite number"),
     (lambda r: r["optimizer"].update(lr="fast"), r"\[optimizer\] lr: expected a number, got 'fast'"),
     (lambda r: r.update(model={"preset": "mlp", "hidden": [3]}), r"'preset' takes no other model keys"),
-    (lambda r: r.update(model={"preset": "resnet"}), r"\[model\] preset: expected one of"),
+    (lambda r: r.update(model={"preset": "resnet-152"}), r"\[model\] preset: expected one of"),
     (lambda r: r.update(model={"preset": "mlp"}), r"\[variants.drop.model\]: cannot change keys of the base"),
     (lambda r: r["variants"].update(x={"regularizer": {"kind": "l2"}}), r"kind 'l2' needs key 'l2'"),
     (
