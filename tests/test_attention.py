@@ -353,6 +353,78 @@ def test_language_model_is_causal():
     assert not np.allclose(a[..., 3:], b[..., 3:])
 
 
+def counting_task(rng, vocab=7, length=5, n=48) -> tuple[np.ndarray, np.ndarray]:
+    """Sequences that count up modulo ``vocab`` from a random start: inputs (n, length) and
+    their next tokens (n, length), integer ids both."""
+    ids = (rng.integers(0, vocab, size=(n, 1)) + np.arange(length + 1)) % vocab
+    return ids[:, :-1], ids[:, 1:]
+
+
+def test_fit_evaluate_and_predict_take_a_language_model():
+    """Integer ids (N, T) in, (N, vocab, T) logits against (N, T) integer targets: fit trains
+    it, its loss falls, and accuracy is over every token."""
+    rng = np.random.default_rng(13)
+    model, (x, y) = tiny_lm(rng), counting_task(rng)
+    loss = gn.CrossEntropyLoss()
+    opt = gn.optim.Adam(model.parameters(), lr=1e-2)
+    history = gn.fit(model, loss, opt, (x, y), epochs=4, batch_size=16, val_data=(x[:8], y[:8]),
+                     rng=0, verbose=False)  # fmt: skip
+    losses = history.history["loss"]
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert 0.0 <= min(history.history["accuracy"]) <= max(history.history["accuracy"]) <= 1.0
+    assert x.dtype.kind == "i"  # fit kept the ids as integers (nothing was cast in place)
+    out = gn.predict(model, x, batch_size=10)
+    assert out.shape == (len(x), 7, 5)
+    metrics = gn.evaluate(model, loss, (x, y), batch_size=10)
+    with gn.evaluating(model):
+        assert metrics["loss"] == pytest.approx(loss.forward(model.forward(x), y), rel=1e-5)
+    assert metrics["accuracy"] == pytest.approx(np.mean(out.argmax(axis=1) == y))  # over all tokens
+    assert metrics["accuracy"] > 0.5
+
+
+def test_a_language_model_run_resumes_from_a_mid_epoch_checkpoint(tmp_path):
+    """A mid-epoch checkpoint holds the epoch's count of correct tokens, up to N T, more than the
+    N examples: the bound checked on resume is the number of labels."""
+    rng = np.random.default_rng(15)
+    x, y = counting_task(rng, n=16)
+
+    class Crash(gn.callbacks.Callback):
+        def on_epoch_begin(self, epoch):
+            self.epoch = epoch
+
+        def on_batch_end(self, batch, logs):
+            if self.epoch == 5 and batch == 1:  # after the checkpoint of the epoch's first batch
+                raise KeyboardInterrupt
+
+    def run(epochs: int, callbacks=(), **kwargs) -> gn.callbacks.History:
+        model = tiny_lm(np.random.default_rng(1))
+        opt = gn.optim.Adam(model.parameters(), lr=3e-2)
+        return gn.fit(model, gn.CrossEntropyLoss(), opt, (x, y), epochs=epochs, batch_size=8, rng=0,
+                      shuffle=False, verbose=False, callbacks=list(callbacks), **kwargs)  # fmt: skip
+
+    whole = run(7)
+    assert whole.history["accuracy"][5] > 0.5  # the first batch's 40 tokens: over 16 correct
+    with pytest.raises(KeyboardInterrupt):
+        run(7, [Crash()], checkpoint=tmp_path, checkpoint_every=1)
+    resumed = run(7, resume_from=tmp_path)
+    assert resumed.history["loss"] == whole.history["loss"]
+
+
+def test_fit_refuses_integer_inputs_and_position_labels_where_they_mean_nothing():
+    rng = np.random.default_rng(14)
+    x, y = counting_task(rng)
+    mlp = gn.Sequential(gn.Linear(5, 5, rng=0))
+    with pytest.raises(ValueError, match="train_data: x must be a float array .* got dtype int64"):
+        gn.fit(mlp, gn.MSELoss(), gn.optim.SGD(mlp.parameters(), lr=0.1), (x, y), verbose=False)
+    with pytest.raises(
+        ValueError, match=r"train_data: integer labels y of shape \(5,\) per example .* MSELoss"
+    ):
+        gn.fit(mlp, gn.MSELoss(), gn.optim.SGD(mlp.parameters(), lr=0.1), (x / 7.0, y), verbose=False)
+    lm = tiny_lm(rng)
+    with pytest.raises(ValueError, match="train_data: label 7 out of range for the model's 7 outputs"):
+        gn.fit(lm, gn.CrossEntropyLoss(), gn.optim.SGD(lm.parameters(), lr=0.1), (x, y + 1), verbose=False)
+
+
 def test_encoder_and_vit_save_and_load(tmp_path):
     rng = np.random.default_rng(13)
     model = vit(rng).eval()
