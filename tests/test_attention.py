@@ -342,6 +342,21 @@ def test_language_model_trains_a_step_and_its_gradients_pass_the_checks():
         assert relative_error(p.grad, numeric_grad(f, p.data)) < TOL, name
 
 
+@pytest.mark.parametrize("as_floats", [False, True])
+def test_check_gradients_takes_a_model_starting_with_an_embedding(as_floats):
+    """Token ids are not perturbed (integers, or floats whose gradient the Embedding says is
+    None): no "input" entry, and every parameter is checked."""
+    rng = np.random.default_rng(16)
+    model = tiny_lm(rng)
+    ids = rng.integers(0, 7, size=(3, 6))
+    x, y = ids[:, :-1], ids[:, 1:]
+    errors = gn.check_gradients(model, gn.CrossEntropyLoss(), x.astype(np.float64) if as_floats else x, y,
+                                max_entries=6)  # fmt: skip
+    assert set(errors) == {name for name, _ in model.named_parameters()}
+    assert max(errors.values()) < TOL, errors
+    assert model.parameters()[0].data.dtype == np.float32  # put back as it was
+
+
 def test_language_model_is_causal():
     """Changing a later token changes no earlier position's output."""
     model = tiny_lm(np.random.default_rng(12)).eval()
