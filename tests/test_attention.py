@@ -500,3 +500,25 @@ def test_wrong_input_shapes_are_named(layer, shape, message):
     with pytest.raises(gn.ShapeError) as info:
         layer.forward(np.zeros(shape, np.float32))
     assert str(info.value).startswith(message), str(info.value)
+
+
+def test_the_table_covers_cross_attention_with_masks():
+    """The case table (so `glassnet gradcheck` and every table test) has MultiheadAttention rows
+    with three distinct inputs, T != S, unmasked and with each kind of mask."""
+    from glassnet.cases import CASES, WithMasks
+
+    masks = set()
+    for case in CASES:
+        if case.cls is not gn.MultiheadAttention:
+            continue
+        layer, xs = case.build()
+        if not (isinstance(xs, tuple) and len(xs) == 3 and xs[0].shape[1] != xs[1].shape[1]):
+            continue
+        if isinstance(layer, WithMasks):
+            masks |= {
+                (name, m.dtype.kind)
+                for name, m in (("attn", layer.attn_mask), ("pad", layer.key_padding_mask))
+            }
+        else:
+            masks.add("none")
+    assert masks == {"none", ("attn", "b"), ("pad", "b"), ("attn", "f"), ("pad", "f")}, masks
