@@ -719,10 +719,12 @@ CASES: list[Case] = [
          wrap=_random_params, realistic=lambda rng: L.MultiheadAttention(64, 4, dropout=0.3, rng=rng),
          features=(16, 64), mode="noise inside"),
     # cross-attention, forward(q, k, v): T = 3 queries attend to S = 5 keys and values (distinct
-    # inputs, each with its own gradient); realistic at the row's size, on a batch of 64
+    # inputs, each with its own gradient); realistic: the row's size (the realistic graph feeds
+    # it inputs of the row's per-example shapes) on a batch of 64
     Case("MultiheadAttention (cross: q, k, v distinct, T 3, S 5)", L.MultiheadAttention,
          {"embed_dim": 4, "num_heads": 2}, _QKV,
-         torch=T.attention, wrap=_random_params, features=(3, 4)),
+         torch=T.attention, wrap=_random_params,
+         realistic=lambda rng: _random_params(L.MultiheadAttention(4, 2, rng=rng), rng), features=(3, 4)),
     Case("MultiheadAttention (cross, boolean (T, S) mask, key padding)", L.MultiheadAttention,
          {"embed_dim": 4, "num_heads": 2}, _QKV,
          torch=T.with_masks, wrap=_with_masks(_CROSS_BOOL, _CROSS_PAD),
