@@ -126,6 +126,8 @@ class Module:
     # True for a layer whose input is integer ids (Embedding): a model starting with one takes
     # integer inputs in fit/evaluate/predict (see ``takes_integers``)
     integer_input: bool = False
+    # where the module sums paths, for ``trace`` (a residual, a graph's fan-out, Add); "" for none
+    sums_paths: str = ""
 
     def __init__(self) -> None:
         self.training = True
