@@ -345,22 +345,23 @@ def _with_token_ids(ids):
 
 
 class WithMasks(Module):
-    """A ``MultiheadAttention`` (self-attention) or ``TransformerEncoderLayer`` run with fixed
-    masks: ``attn_mask`` and ``key_padding_mask`` (the encoder's ``src_mask`` and
-    ``src_key_padding_mask``), so that the single-input checks of the table cover them."""
+    """A ``MultiheadAttention`` (self-attention on one input, cross-attention on three:
+    ``(q, k, v)``) or ``TransformerEncoderLayer`` run with fixed masks: ``attn_mask`` and
+    ``key_padding_mask`` (the encoder's ``src_mask`` and ``src_key_padding_mask``), so that the
+    checks of the table, which pass inputs only, cover them."""
 
     def __init__(self, layer: Module, attn_mask=None, key_padding_mask=None) -> None:
         super().__init__()
         self.layer, self.attn_mask, self.key_padding_mask = layer, attn_mask, key_padding_mask
         self.children = [layer]
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, *xs: np.ndarray) -> np.ndarray:
         if isinstance(self.layer, L.MultiheadAttention):
-            return self.layer.forward(x, key_padding_mask=self.key_padding_mask, attn_mask=self.attn_mask)
-        return self.layer.forward(x, src_mask=self.attn_mask, src_key_padding_mask=self.key_padding_mask)
+            return self.layer.forward(*xs, key_padding_mask=self.key_padding_mask, attn_mask=self.attn_mask)
+        return self.layer.forward(*xs, src_mask=self.attn_mask, src_key_padding_mask=self.key_padding_mask)
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        return self.layer.backward(dy)
+    def backward(self, dy: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
+        return self.layer.backward(dy)  # (dq, dk, dv) for three inputs
 
 
 def _with_masks(attn_mask=None, key_padding_mask=None):
@@ -389,6 +390,38 @@ _ADDITIVE3 = np.array(
 )
 _PAD3 = np.array([[False, False, False], [False, False, True]])
 _PAD3_ADDITIVE = np.where(_PAD3, -np.inf, 0.0)
+# cross-attention: T = 3 queries, S = 5 keys (N = 2, 2 heads); boolean (T, S), additive per
+# example and head (N H, T, S); every query keeps a key; padding of the second example's last two
+_CROSS_BOOL = np.array(
+    [[False, True, False, True, False], [True, False, False, False, True], [False] * 4 + [True]]
+)
+_CROSS_ADDITIVE = np.array(
+    [[[0.0, -np.inf, 0.5, 0.1, -0.2], [0.3, 0.0, -np.inf, -1.0, 0.0], [-np.inf, 0.2, 0.0, 0.4, -np.inf]]] * 2
+    + [
+        [
+            [0.0, 0.7, -np.inf, 0.0, -0.3],
+            [-0.4, -np.inf, 0.0, 0.0, 0.6],
+            [0.0, -np.inf, 1.0, -np.inf, -np.inf],
+        ]
+    ]
+    * 2
+)
+_CROSS_PAD = np.array([[False] * 5, [False, False, False, True, True]])
+_QKV = _inputs(_normal((2, 3, 4)), _normal((2, 5, 4)), _normal((2, 5, 4)))  # q (N, T, E), k and v (N, S, E)
+
+
+def _cross_attention(attn_mask, key_padding_mask, **kwargs):
+    """The realistic model of a cross-attention row with masks: the row's layer (E = 4; the
+    realistic graph feeds it inputs of the row's per-example shapes) with masks for a batch of
+    REALISTIC_BATCH, the row's per-example masks repeated (N H rows of a per-head mask in order
+    n H + h, so whole blocks of H repeat)."""
+    reps = REALISTIC_BATCH // len(key_padding_mask)
+    per_head = attn_mask is not None and attn_mask.ndim == 3
+    mask = np.tile(attn_mask, (reps, 1, 1)) if per_head else attn_mask
+    pad = np.tile(key_padding_mask, (reps, 1))
+    return lambda rng: WithMasks(
+        _random_params(L.MultiheadAttention(4, 2, **kwargs, rng=rng), rng), mask, pad
+    )
 
 
 # --- the table -------------------------------------------------------------------------------------
@@ -685,6 +718,23 @@ CASES: list[Case] = [
          {"embed_dim": 4, "num_heads": 2, "dropout": 0.3}, _normal((2, 3, 4)), torch=T.attention,
          wrap=_random_params, realistic=lambda rng: L.MultiheadAttention(64, 4, dropout=0.3, rng=rng),
          features=(16, 64), mode="noise inside"),
+    # cross-attention, forward(q, k, v): T = 3 queries attend to S = 5 keys and values (distinct
+    # inputs, each with its own gradient); realistic: the row's size (the realistic graph feeds
+    # it inputs of the row's per-example shapes) on a batch of 64
+    Case("MultiheadAttention (cross: q, k, v distinct, T 3, S 5)", L.MultiheadAttention,
+         {"embed_dim": 4, "num_heads": 2}, _QKV,
+         torch=T.attention, wrap=_random_params,
+         realistic=lambda rng: _random_params(L.MultiheadAttention(4, 2, rng=rng), rng), features=(3, 4)),
+    Case("MultiheadAttention (cross, boolean (T, S) mask, key padding)", L.MultiheadAttention,
+         {"embed_dim": 4, "num_heads": 2}, _QKV,
+         torch=T.with_masks, wrap=_with_masks(_CROSS_BOOL, _CROSS_PAD),
+         realistic=_cross_attention(_CROSS_BOOL, _CROSS_PAD), features=(3, 4)),
+    Case("MultiheadAttention (cross, additive masks per head, no bias)", L.MultiheadAttention,
+         {"embed_dim": 4, "num_heads": 2, "bias": False},
+         _QKV, torch=T.with_masks,
+         wrap=_with_masks(_CROSS_ADDITIVE, np.where(_CROSS_PAD, -np.inf, 0.0)),
+         realistic=_cross_attention(_CROSS_ADDITIVE, np.where(_CROSS_PAD, -np.inf, 0.0), bias=False),
+         features=(3, 4)),
     # dropout 0 (not the default 0.1): torch draws its own masks; dropout in training is checked
     # by finite differences with frozen masks in tests/test_attention.py
     Case("TransformerEncoderLayer (post-norm, relu)", L.TransformerEncoderLayer,

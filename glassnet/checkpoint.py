@@ -103,6 +103,9 @@ class Run:
     ) -> None:
         self.model, self.optimizer, self.rng, self.scheduler = model, optimizer, rng, scheduler
         self.history, self.callbacks = history, list(callbacks)
+        # the most correct predictions an epoch can count: one per label (N T for a class per
+        # position, a language model's tokens), one per example otherwise
+        self.n_labels = int(train.y.size) if train.y.dtype.kind in "iu" else int(train.n)
         self.config = {
             "batch_size": int(batch_size),
             "shuffle": bool(shuffle),
@@ -275,7 +278,7 @@ class Run:
         logs = p.get("logs")
         if not isinstance(logs, dict) or not all(map(_is_float, logs.values())):
             raise bad("position.logs must map names to numbers")
-        if p["batch"] >= batches or p["correct"] > n:
+        if p["batch"] >= batches or p["correct"] > self.n_labels:
             raise bad(f"position batch={p['batch']}, correct={p['correct']} is impossible for {n} examples")
         if p["batch"] and self.config["shuffle"]:
             if order is None:

@@ -259,13 +259,15 @@ def cmd_gradcheck(args) -> int:
     from .gradcheck import TOLERANCE, run_builtin_checks
 
     rows = run_builtin_checks(seed=args.seed)
-    width = max(len(case) for case, _, _ in rows)
-    print(f"{'layer / loss'.ljust(width)}  {'array':6s}  {'rel. error':>10s}  result")
+    # both columns as wide as their longest entry (a container's "block.0.W", "0.in_proj_weight")
+    width = max(len("layer / loss"), *(len(case) for case, _, _ in rows))
+    arrays = max(len("array"), *(len(name) for _, name, _ in rows))
+    print(f"{'layer / loss'.ljust(width)}  {'array'.ljust(arrays)}  {'rel. error':>10s}  result")
     failed = 0
     for case, name, err in rows:
         ok = err < TOLERANCE
         failed += not ok
-        print(f"{case.ljust(width)}  {name:6s}  {err:10.2e}  {'ok' if ok else 'FAIL'}")
+        print(f"{case.ljust(width)}  {name.ljust(arrays)}  {err:10.2e}  {'ok' if ok else 'FAIL'}")
     print(
         f"{len(rows) - failed} passed, {failed} failed (float64 central differences, tolerance {TOLERANCE:g})"
     )

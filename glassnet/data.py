@@ -24,8 +24,9 @@ class Dataset:
     """Inputs ``x`` and targets ``y`` of the same examples, one example per row (axis 0).
 
     Fields: ``x``, the inputs (the loaders give float32 images ``(N, 1, H, W)``, flattened
-    ``(N, H * W)`` or signals ``(N, L)``); ``y``, the targets (int64 class labels ``(N,)``, or
-    float targets); ``n``, the number of examples, which is also ``len(ds)``.
+    ``(N, H * W)`` or signals ``(N, L)``; a language model takes integer token ids ``(N, T)``);
+    ``y``, the targets (int64 class labels ``(N,)``, a class per position ``(N, T)`` such as the
+    next tokens, or float targets); ``n``, the number of examples, which is also ``len(ds)``.
 
     A subset is a ``Dataset`` of those rows, of ``x`` and ``y`` together: ``ds[:5000]``,
     ``ds[5000:]`` (slices give views, as in NumPy), ``ds[idx]`` with an integer array or list,
@@ -122,27 +123,33 @@ def _check_finite(a: np.ndarray, what: str) -> None:
         raise ValueError(f"{what} contains {count} NaN/inf values (first at row {first})")
 
 
-def check_inputs(x: object, name: str, dtype: DTypeLike = np.float32) -> np.ndarray:
+def check_inputs(x: object, name: str, dtype: DTypeLike = np.float32, integers: bool = False) -> np.ndarray:
     """Validate model inputs ``x`` and cast them to ``dtype``; ``name`` starts every message.
 
     ``x`` must be a floating-point array (float16, float32 or float64) with at least one
     dimension, finite after the cast. Integer arrays are refused rather than cast: they are
     usually raw image bytes in 0..255 that a network should see scaled (``x / 255``), and a
     silent cast would train on the wrong scale. (PyTorch refuses integer inputs too.)
+
+    The one exception is a model whose first layer reads integer ids (an ``Embedding``:
+    ``module.takes_integers``), for which ``fit``, ``evaluate`` and ``predict`` pass
+    ``integers=True``: integer ``x`` (token ids ``(N, T)``) is then kept as it is, not cast to
+    the model's float dtype; float ``x`` is still cast (whole numbers are ids to ``Embedding``).
     """
     try:
         x = np.asarray(x)
     except ValueError as e:  # ragged nested lists
         raise ValueError(f"{name}: could not convert x to an array: {e}") from None
+    if x.ndim == 0 and x.dtype.kind in "iuf":
+        raise ValueError(f"{name}: x must have one row per example, got a scalar")
+    if integers and x.dtype.kind in "iu":
+        return x  # token ids: the first layer checks their range
     if x.dtype.kind != "f":
         hint = (
             " (scale image bytes to [0, 1] first: x.astype(np.float32) / 255)" if x.dtype.kind in "iu" else ""
         )
-        raise ValueError(
-            f"{name}: x must be a float array (float16, float32 or float64), got dtype {x.dtype}{hint}"
-        )
-    if x.ndim == 0:
-        raise ValueError(f"{name}: x must have one row per example, got a scalar")
+        expected = "a float array (float16, float32 or float64)" + (" or integer ids" if integers else "")
+        raise ValueError(f"{name}: x must be {expected}, got dtype {x.dtype}{hint}")
     # cast first: float64 values beyond float32's range become inf, caught just below
     with np.errstate(over="ignore"):
         x = x.astype(dtype, copy=False)
@@ -150,17 +157,23 @@ def check_inputs(x: object, name: str, dtype: DTypeLike = np.float32) -> np.ndar
     return x
 
 
-def check_dataset(x: object, y: object, name: str, dtype: DTypeLike = np.float32) -> Dataset:
+def check_dataset(
+    x: object, y: object, name: str, dtype: DTypeLike = np.float32, integers: bool = False
+) -> Dataset:
     """Validate ``(x, y)`` and convert it to the library's dtypes.
 
     ``x`` must be a non-empty floating-point array (``check_inputs``); it is cast to ``dtype``
     (float32 by default, pass ``np.float64`` to keep double precision) and must then be finite.
-    ``y`` is either a 1-D array of integer class labels, returned as int64, or float targets, cast
-    to ``dtype`` so that a loss does not promote the batch to float64. Every error is a
+    With ``integers=True`` (a model starting with an ``Embedding``) integer ``x`` is kept as is.
+    ``y`` is either integer class labels, returned as int64, or float targets, cast to ``dtype``
+    so that a loss does not promote the batch to float64. Integer labels are a class per
+    example ``(N,)``, or a class per position ``(N, d1, ...)``: a language model's next token
+    ``(N, T)``, for ``CrossEntropyLoss``'s K-dimensional form (``fit`` checks that the loss
+    takes them, ``Loss.position_labels``). Every error is a
     ``ValueError`` whose message starts with ``name`` (e.g. ``"train_data: x has 100 rows but
     y has 99"``).
     """
-    x = check_inputs(x, name, dtype)
+    x = check_inputs(x, name, dtype, integers)
     try:
         y = np.asarray(y)
     except ValueError as e:  # ragged nested lists
@@ -172,8 +185,6 @@ def check_dataset(x: object, y: object, name: str, dtype: DTypeLike = np.float32
     if len(x) != len(y):
         raise ValueError(f"{name}: x has {len(x)} rows but y has {len(y)}")
     if np.issubdtype(y.dtype, np.integer) and y.dtype != np.bool_:
-        if y.ndim != 1:
-            raise ValueError(f"{name}: integer labels y must be 1-D, got shape {y.shape}")
         y = y.astype(np.int64, copy=False)
     elif np.issubdtype(y.dtype, np.floating):
         with np.errstate(over="ignore"):
@@ -184,17 +195,18 @@ def check_dataset(x: object, y: object, name: str, dtype: DTypeLike = np.float32
     return Dataset(x, y)
 
 
-def as_dataset(data: object, name: str, dtype: DTypeLike = np.float32) -> Dataset:
-    """Accept a ``Dataset``, tuple or list ``(x, y)`` and return a checked ``Dataset``."""
+def as_dataset(data: object, name: str, dtype: DTypeLike = np.float32, integers: bool = False) -> Dataset:
+    """Accept a ``Dataset``, tuple or list ``(x, y)`` and return a checked ``Dataset``
+    (``integers``: keep integer ``x``, see ``check_inputs``)."""
     if isinstance(data, Dataset):
-        return check_dataset(data.x, data.y, name, dtype=dtype)
+        return check_dataset(data.x, data.y, name, dtype, integers)
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         what = type(data).__name__
         if isinstance(data, (tuple, list)):
             what = f"a {what} of length {len(data)}"
         raise ValueError(f"{name}: expected a (x, y) pair, got {what}")
     x, y = data
-    return check_dataset(x, y, name, dtype=dtype)
+    return check_dataset(x, y, name, dtype, integers)
 
 
 def batch_slices(n: int, batch_size: int) -> list[slice]:

@@ -67,22 +67,36 @@ def _entries(a: np.ndarray, max_entries: int | None, rng) -> np.ndarray | None:
 
 def _all_errors(f, module: Module, x_name: str, x, dx, eps, max_entries, rng) -> dict[str, float]:
     """The error of dx (one per input: ``x`` and ``dx`` may be tuples, named ``x0``, ``x1``, ...)
-    and of every parameter gradient against differences of ``f``."""
+    and of every parameter gradient against differences of ``f``.
+
+    An input of integers (token ids: nudging one by eps is no input at all) and an input whose
+    gradient is None (what ``Embedding`` returns for its ids, even passed as floats) have no
+    entry: they are never perturbed. The parameters are checked all the same."""
     errors = {}
     for name, xk, dxk in _named_inputs(x_name, x, dx):
+        if dxk is None or xk.dtype.kind != "f":
+            continue
         errors[name] = _compare(dxk, numeric_grad(f, xk, eps, _entries(xk, max_entries, rng)))
     for name, p in module.named_parameters():
         errors[name] = _compare(p.grad, numeric_grad(f, p.data, eps, _entries(p.data, max_entries, rng)))
     return errors
 
 
-def _named_inputs(x_name: str, x, dx) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def _named_inputs(x_name: str, x, dx) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     if not isinstance(x, tuple):
         return [(x_name, x, dx)]
+    if dx is None:  # no input has a gradient
+        return [(f"{x_name}{k}", xk, None) for k, xk in enumerate(x)]
     if not isinstance(dx, tuple) or len(dx) != len(x):
         got = f"a tuple of {len(dx)}" if isinstance(dx, tuple) else type(dx).__name__
         raise ValueError(f"backward must return one gradient per input ({len(x)}), got {got}")
     return [(f"{x_name}{k}", xk, dxk) for k, (xk, dxk) in enumerate(zip(x, dx))]
+
+
+def _float64(x) -> np.ndarray:
+    """A float64 copy of an input to perturb; integer inputs (token ids) stay as they are."""
+    x = np.asarray(x)
+    return x if x.dtype.kind in "iu" else np.array(x, dtype=np.float64)
 
 
 def as_inputs(x) -> tuple[np.ndarray, ...]:
@@ -114,11 +128,12 @@ def check_layer_gradients(
 
     ``x`` is the input, or a tuple of inputs for a layer with several (``forward(*x)``, whose
     backward returns one gradient per input). Returns {"x": error, "<param name>": error, ...};
-    with several inputs {"x0": error, "x1": error, ...} instead of "x".
+    with several inputs {"x0": error, "x1": error, ...} instead of "x". Integer inputs are
+    kept as they are and, as inputs whose gradient is None, not checked (``_all_errors``).
     """
     layer.to(np.float64)
     several = isinstance(x, (tuple, list))
-    xs = tuple(np.array(xk, dtype=np.float64) for xk in as_inputs(x))
+    xs = tuple(_float64(xk) for xk in as_inputs(x))
     x = xs if several else xs[0]
     # a stream of its own: the table's samplers draw from default_rng(seed), and an upstream
     # gradient equal to a multiple of x would hide errors
@@ -157,7 +172,7 @@ def check_loss_gradients(loss_fn, pred: np.ndarray, target, eps: float = EPS) ->
 def check_gradients(
     model: Module,
     loss_fn,
-    x: np.ndarray,
+    x,
     y,
     regularizer=None,
     eps: float = EPS,
@@ -169,7 +184,10 @@ def check_gradients(
     The model is checked in float64 (its parameters are converted for the check and put back
     afterwards, as are its buffers and its train/eval mode), in training mode with dropout
     masks frozen. Returns {"input": error, "0.W": error, ...}; ``max_entries`` samples that many
-    entries per array for big models.
+    entries per array for big models. ``x`` may be a tuple of inputs (a model with several:
+    "input0", "input1", ...). Integer inputs (token ids for a model starting with an
+    ``Embedding``) are kept as integers and not perturbed, and an input whose gradient is None
+    has no entry; every parameter is still checked.
     """
     params = model.parameters()
     saved = [(p, p.data, p.grad) for p in params]
@@ -179,7 +197,9 @@ def check_gradients(
     modes = [m.training for m in model.modules()]
     noise = _FrozenNoise(model, seed)
     rng = np.random.default_rng(seed)
-    x = np.array(x, dtype=np.float64)
+    several = isinstance(x, (tuple, list))
+    xs = tuple(_float64(xk) for xk in as_inputs(x))
+    x = xs if several else xs[0]
     y = np.asarray(y)
     if y.dtype.kind == "f":
         y = y.astype(np.float64)
@@ -189,7 +209,7 @@ def check_gradients(
 
         def f() -> float:
             noise.reseed()
-            loss = loss_fn.forward(model.forward(x), y)
+            loss = loss_fn.forward(model.forward(*xs), y)
             return loss + (regularizer.penalty(params) if regularizer is not None else 0.0)
 
         model.zero_grad()

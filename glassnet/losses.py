@@ -53,7 +53,13 @@ def _targets_like(pred: np.ndarray, target, loss: str) -> np.ndarray:
 
 
 class Loss:
-    """Base class: subclasses set ``self.dpred`` in forward; backward returns it."""
+    """Base class: subclasses set ``self.dpred`` in forward; backward returns it.
+
+    ``position_labels`` says whether the loss takes integer labels with more than one axis,
+    a class per position (``CrossEntropyLoss``'s K-dimensional form); ``fit`` refuses such
+    labels for any other loss rather than let it read class indices as numbers."""
+
+    position_labels: bool = False
 
     def __call__(self, pred, target) -> float:
         return self.forward(pred, target)
@@ -117,6 +123,8 @@ class CrossEntropyLoss(Loss):
             "CrossEntropyLoss", "label_smoothing", label_smoothing, lambda v: 0.0 <= v <= 1.0, "in [0, 1]"
         )
         self.label_smoothing = float(label_smoothing)
+
+    position_labels = True  # integer labels (N, d1, ...) for logits (N, C, d1, ...)
 
     def forward(self, pred, target):
         if pred.ndim > 2:

@@ -123,6 +123,11 @@ class Module:
     """
 
     training: bool = True
+    # True for a layer whose input is integer ids (Embedding): a model starting with one takes
+    # integer inputs in fit/evaluate/predict (see ``takes_integers``)
+    integer_input: bool = False
+    # where the module sums paths, for ``trace`` (a residual, a graph's fan-out, Add); "" for none
+    sums_paths: str = ""
 
     def __init__(self) -> None:
         self.training = True
@@ -285,6 +290,16 @@ def model_dtype(model: Module) -> np.dtype:
     """The dtype the model computes in: its parameters' (float32 for a model without any)."""
     params = model.parameters()
     return params[0].data.dtype if params else np.dtype(np.float32)
+
+
+def takes_integers(model: Module) -> bool:
+    """Whether ``model``'s first layer reads integer ids (``integer_input``, as ``Embedding``):
+    the first leaf found by following each container's first child (a ``Sequential``'s first
+    layer, a ``Graph``'s first node). ``fit``, ``evaluate`` and ``predict`` then keep integer
+    inputs as they are instead of refusing them."""
+    while model.children:
+        model = model.children[0]
+    return model.integer_input
 
 
 @contextmanager

@@ -399,22 +399,26 @@ def _torch_masks(*masks):
     return [None if m is None else torch.from_numpy(m) for m in masks]
 
 
-def attention(layer, x, attn_mask=None, key_padding_mask=None):
-    """torch's ``nn.MultiheadAttention`` (batch_first) as self-attention, the same parameters
-    copied in; with a dropout mask drawn (training, p > 0), the same computation written in torch
-    ops with glassnet's mask, since torch would draw its own."""
+def attention(layer, *xs, attn_mask=None, key_padding_mask=None):
+    """torch's ``nn.MultiheadAttention`` (batch_first), the same parameters copied in: one input
+    is self-attention (q = k = v = x), three are ``(q, k, v)`` (cross-attention, S keys for T
+    queries). With a dropout mask drawn (training, p > 0), self-attention is the same
+    computation written in torch ops with glassnet's mask, since torch would draw its own."""
     import torch
 
+    q, k, v = xs if len(xs) == 3 else xs * 3
     if layer.causal:  # PyTorch's constructor has no such flag: its mask, on top of the given one
-        attn_mask = _with_causal(attn_mask, x.shape[1])
+        attn_mask = _with_causal(attn_mask, q.shape[1])
     if layer.drop is not None:
-        return _attention_by_hand(layer, x, attn_mask, key_padding_mask)
+        if len(xs) != 1:
+            raise NotImplementedError("the reference of attention with dropout is for self-attention")
+        return _attention_by_hand(layer, q, attn_mask, key_padding_mask)
     module = torch.nn.MultiheadAttention(
         layer.embed_dim, layer.num_heads, bias=layer.bias, batch_first=True, dtype=torch.float64
     )
     params = _copy_into(module, MHA_NAMES, {name: p.data for name, p in layer.named_parameters()})
     attn_mask, key_padding_mask = _torch_masks(attn_mask, key_padding_mask)
-    y, _ = module(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask)
+    y, _ = module(q, k, v, attn_mask=attn_mask, key_padding_mask=key_padding_mask)
     return y, params
 
 
@@ -475,9 +479,11 @@ def encoder_layer(layer, x, attn_mask=None, key_padding_mask=None):
     return module(x, src_mask=attn_mask, src_key_padding_mask=key_padding_mask), params
 
 
-def with_masks(wrapper, x):
-    """The reference of a ``cases.WithMasks`` row: the inner layer's reference given the masks;
-    its parameters are the wrapper's child ``0``."""
+def with_masks(wrapper, *xs):
+    """The reference of a ``cases.WithMasks`` row: the inner layer's reference given the masks
+    (three inputs ``(q, k, v)`` for cross-attention); its parameters are the wrapper's child ``0``."""
     inner = attention if isinstance(wrapper.layer, L.MultiheadAttention) else encoder_layer
-    y, params = inner(wrapper.layer, x, wrapper.attn_mask, wrapper.key_padding_mask)
+    y, params = inner(
+        wrapper.layer, *xs, attn_mask=wrapper.attn_mask, key_padding_mask=wrapper.key_padding_mask
+    )
     return y, {f"0.{name}": p for name, p in params.items()}

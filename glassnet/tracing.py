@@ -21,16 +21,24 @@ The layers are those of the whole module tree in the order the forward runs them
 user-written container too (a residual block's two Linear layers are layers l and l + 1; see
 ``glassnet.walk``); a^{l-1} is the input the weight layer really received, which after a skip
 connection is not the previous layer's output.
+
+A trace is a chain of layers, and a network with skip connections is not a chain: where paths
+are summed, a^l is not the chain formula printed for it, and delta flowing back is a sum over
+paths. The trace says where: every layer inside (or being) a module that sums paths
+(``Module.sums_paths``: a ``Residual``, a ``Graph``'s fan-out, ``Add``, the residuals of a
+``TransformerEncoderLayer``) gets a "sums paths" line naming it, and its a^l formula is marked
+"+ other paths". The numbers are still the batch computation's (what each layer received and
+returned, and its gradients); only the formulas of a chain do not hold there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .module import Module, evaluating
-from .walk import is_weight_layer, walk
+from .walk import is_weight_layer, named_modules, walk
 
 
 @dataclass
@@ -48,6 +56,9 @@ class TraceLayer:
     db: np.ndarray | None
     dW: np.ndarray  # noqa: N815 (the book's name)
     extra: dict  # gradients of other parameters in the group (batch norm's weight and bias)
+    # "#name Type: what it sums" for each module summing paths that holds (or is) one of the
+    # layers: the chain formulas do not hold there (see the module docstring)
+    sums: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -64,7 +75,10 @@ class Trace:
             chain = f"z^{l}"
             for typ in t.types[1:]:
                 chain = f"{typ}({chain})"
+            if t.sums:
+                chain += " + other paths"
             out.append(f"layer {l}: " + ", ".join(f"#{n_} {ty}" for n_, ty in zip(t.names, t.types)))
+            out += [f"  sums paths: {where}" for where in t.sums]
             rule = "BP1" if l == n else "BP2"
             out += [
                 _line(f"a^{prev}", "input of the layer", t.a_in),
@@ -102,6 +116,7 @@ def trace(model: Module, loss_fn, x: np.ndarray, y) -> Trace:
                 p.grad.fill(0)
             w = walk(model, loss_fn, np.asarray(x)[None], np.asarray(y)[None])
             layers = _group(w)
+            _mark_sums(model, layers)
     finally:
         for p, g in zip(params, saved):
             p.grad[...] = g
@@ -136,6 +151,22 @@ def _group(w) -> list[TraceLayer]:
             )
         )
     return out
+
+
+def _mark_sums(model: Module, layers: list[TraceLayer]) -> None:
+    """Fill each layer's ``sums``: the modules that sum paths among its layers and their
+    containers (``"1.3"`` is inside ``"1"``, inside the model ``""``)."""
+    modules = dict(named_modules(model))
+    for t in layers:
+        seen: dict[str, str] = {}
+        for name in t.names:
+            parts = name.split(".")
+            for k in range(len(parts) + 1):
+                where = ".".join(parts[:k])
+                m = modules.get(where)
+                if m is not None and m.sums_paths and where not in seen:
+                    seen[where] = f"#{where or '(model)'} {type(m).__name__}: {m.sums_paths}"
+        t.sums = list(seen.values())
 
 
 __all__ = ["Trace", "TraceLayer", "trace"]

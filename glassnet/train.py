@@ -14,7 +14,7 @@ from .data import Dataset, as_dataset, batch_slices, check_inputs
 from .losses import BCEWithLogitsLoss, HingeLoss, Loss
 
 # evaluating and model_dtype live in module (the tools below training use them); re-exported here
-from .module import Module, ShapeError, as_rng, check_arg, evaluating, model_dtype
+from .module import Module, ShapeError, as_rng, check_arg, evaluating, model_dtype, takes_integers
 from .optim import Optimizer, clip_grad_norm
 from .walk import leaves
 
@@ -37,7 +37,9 @@ def train_step(
     model's parameters (see ``fit``).
     """
     check_optimizer(model, optimizer, "train_step")
-    x = np.asarray(x).astype(model_dtype(model), copy=False)
+    x = np.asarray(x)
+    if not (x.dtype.kind in "iu" and takes_integers(model)):  # token ids stay integers
+        x = x.astype(model_dtype(model), copy=False)
     return _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm)[0]
 
 
@@ -110,7 +112,13 @@ def _probe(model: Module, ds: Dataset, name: str, loss_fn: Loss) -> np.ndarray:
     outputs; returns that output."""
     with evaluating(model):
         out = _forward(model, ds.x[:1], name)
-    if ds.y.ndim == 1 and ds.y.dtype.kind in "iu" and out.ndim == 2 and out.shape[1] > 1:
+    if ds.y.dtype.kind in "iu" and ds.y.ndim > 1 and not loss_fn.position_labels:
+        raise ValueError(
+            f"{name}: integer labels y of shape {ds.y.shape[1:]} per example are a class per position, "
+            f"which {type(loss_fn).__name__} does not take (CrossEntropyLoss does, with logits "
+            "(N, C, d1, ...)); pass float targets for a regression"
+        )
+    if ds.y.dtype.kind in "iu" and out.ndim == ds.y.ndim + 1 and out.shape[1] > 1:
         low, high, classes = int(ds.y.min()), int(ds.y.max()), out.shape[1]
         if low < 0 or high >= classes:
             raise ValueError(
@@ -129,7 +137,10 @@ def _probe(model: Module, ds: Dataset, name: str, loss_fn: Loss) -> np.ndarray:
 
 def _counter(loss_fn: Loss, pred: np.ndarray, y: np.ndarray):
     """A function counting a batch's correct predictions, chosen once from an example batch;
-    None where accuracy means nothing (regression)."""
+    None where accuracy means nothing (regression). With a class per position (labels
+    (N, T), logits (N, C, T)) it counts correct positions: see ``_accuracy``."""
+    if pred.ndim > 2 and y.ndim == pred.ndim - 1 and y.dtype.kind in "iu" and pred.shape[1] > 1:
+        return lambda p, t: np.count_nonzero(p.argmax(axis=1) == t)
     if pred.ndim == 2 and pred.shape[1] > 1:
         if y.ndim == 1 and y.dtype.kind in "iu":
             return lambda p, t: np.count_nonzero(p.argmax(axis=1) == t)
@@ -233,9 +244,9 @@ def fit(
     _check_count("epochs", epochs, 0)
     _check_count("batch_size", batch_size, 1)
     check_optimizer(model, optimizer)
-    dtype = model_dtype(model)
-    train = as_dataset(train_data, "train_data", dtype)
-    val = as_dataset(val_data, "val_data", dtype) if val_data is not None else None
+    dtype, ids = model_dtype(model), takes_integers(model)
+    train = as_dataset(train_data, "train_data", dtype, ids)
+    val = as_dataset(val_data, "val_data", dtype, ids) if val_data is not None else None
     count = _counter(loss_fn, _probe(model, train, "train_data", loss_fn), train.y[:1])
     if val is not None:
         _probe(model, val, "val_data", loss_fn)
@@ -278,7 +289,8 @@ def fit(
                 pos.batch, pos.step = b + 1, pos.step + 1
                 for cb in batch_cbs:
                     cb.on_batch_end(b, {"loss": loss})
-            logs = _epoch_logs(model, loss_fn, optimizer, pos, train.n, count, val, s.scheduler)
+            logs = _epoch_logs(model, loss_fn, optimizer, pos, train.n, _positions(train.y), count, val,
+                               s.scheduler)  # fmt: skip
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
             pos.epoch, pos.batch, pos.logs = epoch + 1, 0, logs
@@ -301,18 +313,27 @@ def _placed(e: FloatingPointError, epoch: int, b: int, idx, shape: tuple, lr: fl
     )
 
 
-def _epoch_logs(model, loss_fn, optimizer, pos, n: int, count, val, scheduler) -> dict[str, float]:
+def _epoch_logs(
+    model, loss_fn, optimizer, pos, n: int, positions: int, count, val, scheduler
+) -> dict[str, float]:
     """The epoch's metrics (mean loss, accuracy, validation's), then the schedule's step: the
-    logged ``lr`` is the one the epoch trained with."""
+    logged ``lr`` is the one the epoch trained with. ``positions`` is the number of labels per
+    example (1, or T for a class per position)."""
     logs = {"loss": float(pos.total / n)}
     if count is not None:
-        logs["accuracy"] = float(pos.correct / n)
+        logs["accuracy"] = float(pos.correct / (n * positions))
     if val is not None:
         logs.update({f"val_{k}": v for k, v in evaluate(model, loss_fn, val).items()})
     if scheduler is not None:
         logs["lr"] = optimizer.lr
         scheduler.step()
     return logs
+
+
+def _positions(y: np.ndarray) -> int:
+    """Labels per example that accuracy counts: T for integer labels (N, T) (a class per
+    position: accuracy is over all tokens), else 1."""
+    return int(np.prod(y.shape[1:])) if y.dtype.kind in "iu" else 1
 
 
 def _check_count(name: str, value, low: int, owner: str = "fit") -> None:
@@ -325,7 +346,7 @@ def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000) -> dict
     A model whose output holds NaN/inf raises ``FloatingPointError`` naming the first
     parameter that does."""
     _check_count("batch_size", batch_size, 1, "evaluate")
-    ds = as_dataset(data, "data", model_dtype(model))
+    ds = as_dataset(data, "data", model_dtype(model), takes_integers(model))
     _probe(model, ds, "data", loss_fn)
     total, correct, count = 0.0, 0, None
     with evaluating(model):
@@ -340,16 +361,17 @@ def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000) -> dict
     # plain floats (a NumPy scalar would print as np.float64(...) and is not JSON's float)
     out = {"loss": float(total / ds.n)}
     if count is not None:
-        out["accuracy"] = float(correct / ds.n)
+        out["accuracy"] = float(correct / (ds.n * _positions(ds.y)))
     return out
 
 
 def predict(model: Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """The model's outputs for ``x`` (a float array, one row per example; no rows gives no
-    outputs), in eval mode, batch by batch. A model whose output holds NaN/inf raises
-    ``FloatingPointError`` naming the first parameter that does."""
+    """The model's outputs for ``x`` (a float array, one row per example, or integer ids for a
+    model starting with an ``Embedding``; no rows gives no outputs), in eval mode, batch by
+    batch. A model whose output holds NaN/inf raises ``FloatingPointError`` naming the first
+    parameter that does."""
     _check_count("batch_size", batch_size, 1, "predict")
-    x = check_inputs(x, "predict", model_dtype(model))
+    x = check_inputs(x, "predict", model_dtype(model), takes_integers(model))
     with evaluating(model):
         if len(x) == 0:
             return _forward(model, x, "predict")

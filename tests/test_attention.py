@@ -342,6 +342,21 @@ def test_language_model_trains_a_step_and_its_gradients_pass_the_checks():
         assert relative_error(p.grad, numeric_grad(f, p.data)) < TOL, name
 
 
+@pytest.mark.parametrize("as_floats", [False, True])
+def test_check_gradients_takes_a_model_starting_with_an_embedding(as_floats):
+    """Token ids are not perturbed (integers, or floats whose gradient the Embedding says is
+    None): no "input" entry, and every parameter is checked."""
+    rng = np.random.default_rng(16)
+    model = tiny_lm(rng)
+    ids = rng.integers(0, 7, size=(3, 6))
+    x, y = ids[:, :-1], ids[:, 1:]
+    errors = gn.check_gradients(model, gn.CrossEntropyLoss(), x.astype(np.float64) if as_floats else x, y,
+                                max_entries=6)  # fmt: skip
+    assert set(errors) == {name for name, _ in model.named_parameters()}
+    assert max(errors.values()) < TOL, errors
+    assert model.parameters()[0].data.dtype == np.float32  # put back as it was
+
+
 def test_language_model_is_causal():
     """Changing a later token changes no earlier position's output."""
     model = tiny_lm(np.random.default_rng(12)).eval()
@@ -351,6 +366,78 @@ def test_language_model_is_causal():
     a, b = model.forward(ids), model.forward(changed)
     np.testing.assert_array_equal(a[..., :3], b[..., :3])
     assert not np.allclose(a[..., 3:], b[..., 3:])
+
+
+def counting_task(rng, vocab=7, length=5, n=48) -> tuple[np.ndarray, np.ndarray]:
+    """Sequences that count up modulo ``vocab`` from a random start: inputs (n, length) and
+    their next tokens (n, length), integer ids both."""
+    ids = (rng.integers(0, vocab, size=(n, 1)) + np.arange(length + 1)) % vocab
+    return ids[:, :-1], ids[:, 1:]
+
+
+def test_fit_evaluate_and_predict_take_a_language_model():
+    """Integer ids (N, T) in, (N, vocab, T) logits against (N, T) integer targets: fit trains
+    it, its loss falls, and accuracy is over every token."""
+    rng = np.random.default_rng(13)
+    model, (x, y) = tiny_lm(rng), counting_task(rng)
+    loss = gn.CrossEntropyLoss()
+    opt = gn.optim.Adam(model.parameters(), lr=1e-2)
+    history = gn.fit(model, loss, opt, (x, y), epochs=4, batch_size=16, val_data=(x[:8], y[:8]),
+                     rng=0, verbose=False)  # fmt: skip
+    losses = history.history["loss"]
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert 0.0 <= min(history.history["accuracy"]) <= max(history.history["accuracy"]) <= 1.0
+    assert x.dtype.kind == "i"  # fit kept the ids as integers (nothing was cast in place)
+    out = gn.predict(model, x, batch_size=10)
+    assert out.shape == (len(x), 7, 5)
+    metrics = gn.evaluate(model, loss, (x, y), batch_size=10)
+    with gn.evaluating(model):
+        assert metrics["loss"] == pytest.approx(loss.forward(model.forward(x), y), rel=1e-5)
+    assert metrics["accuracy"] == pytest.approx(np.mean(out.argmax(axis=1) == y))  # over all tokens
+    assert metrics["accuracy"] > 0.5
+
+
+def test_a_language_model_run_resumes_from_a_mid_epoch_checkpoint(tmp_path):
+    """A mid-epoch checkpoint holds the epoch's count of correct tokens, up to N T, more than the
+    N examples: the bound checked on resume is the number of labels."""
+    rng = np.random.default_rng(15)
+    x, y = counting_task(rng, n=16)
+
+    class Crash(gn.callbacks.Callback):
+        def on_epoch_begin(self, epoch):
+            self.epoch = epoch
+
+        def on_batch_end(self, batch, logs):
+            if self.epoch == 5 and batch == 1:  # after the checkpoint of the epoch's first batch
+                raise KeyboardInterrupt
+
+    def run(epochs: int, callbacks=(), **kwargs) -> gn.callbacks.History:
+        model = tiny_lm(np.random.default_rng(1))
+        opt = gn.optim.Adam(model.parameters(), lr=3e-2)
+        return gn.fit(model, gn.CrossEntropyLoss(), opt, (x, y), epochs=epochs, batch_size=8, rng=0,
+                      shuffle=False, verbose=False, callbacks=list(callbacks), **kwargs)  # fmt: skip
+
+    whole = run(7)
+    assert whole.history["accuracy"][5] > 0.5  # the first batch's 40 tokens: over 16 correct
+    with pytest.raises(KeyboardInterrupt):
+        run(7, [Crash()], checkpoint=tmp_path, checkpoint_every=1)
+    resumed = run(7, resume_from=tmp_path)
+    assert resumed.history["loss"] == whole.history["loss"]
+
+
+def test_fit_refuses_integer_inputs_and_position_labels_where_they_mean_nothing():
+    rng = np.random.default_rng(14)
+    x, y = counting_task(rng)
+    mlp = gn.Sequential(gn.Linear(5, 5, rng=0))
+    with pytest.raises(ValueError, match="train_data: x must be a float array .* got dtype int64"):
+        gn.fit(mlp, gn.MSELoss(), gn.optim.SGD(mlp.parameters(), lr=0.1), (x, y), verbose=False)
+    with pytest.raises(
+        ValueError, match=r"train_data: integer labels y of shape \(5,\) per example .* MSELoss"
+    ):
+        gn.fit(mlp, gn.MSELoss(), gn.optim.SGD(mlp.parameters(), lr=0.1), (x / 7.0, y), verbose=False)
+    lm = tiny_lm(rng)
+    with pytest.raises(ValueError, match="train_data: label 7 out of range for the model's 7 outputs"):
+        gn.fit(lm, gn.CrossEntropyLoss(), gn.optim.SGD(lm.parameters(), lr=0.1), (x, y + 1), verbose=False)
 
 
 def test_encoder_and_vit_save_and_load(tmp_path):
@@ -413,3 +500,25 @@ def test_wrong_input_shapes_are_named(layer, shape, message):
     with pytest.raises(gn.ShapeError) as info:
         layer.forward(np.zeros(shape, np.float32))
     assert str(info.value).startswith(message), str(info.value)
+
+
+def test_the_table_covers_cross_attention_with_masks():
+    """The case table (so `glassnet gradcheck` and every table test) has MultiheadAttention rows
+    with three distinct inputs, T != S, unmasked and with each kind of mask."""
+    from glassnet.cases import CASES, WithMasks
+
+    masks = set()
+    for case in CASES:
+        if case.cls is not gn.MultiheadAttention:
+            continue
+        layer, xs = case.build()
+        if not (isinstance(xs, tuple) and len(xs) == 3 and xs[0].shape[1] != xs[1].shape[1]):
+            continue
+        if isinstance(layer, WithMasks):
+            masks |= {
+                (name, m.dtype.kind)
+                for name, m in (("attn", layer.attn_mask), ("pad", layer.key_padding_mask))
+            }
+        else:
+            masks.add("none")
+    assert masks == {"none", ("attn", "b"), ("pad", "b"), ("attn", "f"), ("pad", "f")}, masks

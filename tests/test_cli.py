@@ -79,6 +79,14 @@ def test_gradcheck_passes_and_prints_a_row_per_array(capsys):
     assert main(["gradcheck"]) == 0
     out = capsys.readouterr().out
     assert "Linear" in out and "CrossEntropyLoss" in out and " 0 failed" in out
+    # the columns line up, also after long array names ("block.0.W" of a Residual's block)
+    lines = out.splitlines()[1:-1]
+    assert any(" block.0.W " in line for line in lines)
+    header = out.splitlines()[0]
+    results = {line.rindex(" ") + 1 for line in lines}  # where "ok" / "FAIL" starts
+    assert results == {header.index("result")}, sorted(results)
+    errors_end = {line.rindex(" ") - 1 for line in lines}  # just past the right-aligned error
+    assert errors_end == {header.index("rel. error") + len("rel. error")}
 
 
 def test_corrupt_model_file_is_a_clear_error(tmp_path, capsys):

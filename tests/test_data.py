@@ -163,7 +163,6 @@ def test_check_dataset_nan_in_float_targets():
         (np.zeros((2, 2), dtype=bool), [0, 1], "train_data: x must be a float array"),
         (np.zeros((0, 3)), np.zeros(0, dtype=int), "train_data: x must have at least one row"),
         (np.zeros((2, 2)), np.array(["a", "b"]), "train_data: y must be integer class labels"),
-        (np.zeros((2, 2)), np.zeros((2, 2), dtype=int), "train_data: integer labels y must be 1-D"),
         (np.zeros((2, 2)), 3, "train_data: y must be an array"),
         ([[1, 2], [3]], [0, 1], "train_data: could not convert"),
     ],
@@ -243,3 +242,12 @@ def test_train_val_split_rejects_fraction(fraction):
 def test_train_val_split_rejects_empty_part():
     with pytest.raises(ValueError, match="empty validation set"):
         train_val_split(make(10), 0.01, np.random.default_rng(0))
+
+
+def test_check_dataset_keeps_integer_ids_when_asked_and_takes_labels_per_position():
+    ids = np.arange(12).reshape(3, 4)
+    ds = check_dataset(ids, ids % 5, "train_data", integers=True)
+    assert ds.x.dtype == ids.dtype and ds.x is not None and np.array_equal(ds.x, ids)
+    assert ds.y.dtype == np.int64 and ds.y.shape == (3, 4)
+    with pytest.raises(ValueError, match="train_data: x must be a float array"):
+        check_dataset(ids, ids % 5, "train_data")  # a model without an Embedding: refused as before

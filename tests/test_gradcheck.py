@@ -374,3 +374,10 @@ def test_the_table_imports_without_torch():
 
     code = "import sys, glassnet.cases, glassnet.gradcheck; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_check_gradients_takes_a_model_with_several_inputs():
+    rng = np.random.default_rng(0)
+    a, b, y = (rng.standard_normal((3, 4)) for _ in range(3))
+    errors = gn.check_gradients(gn.Add(), gn.MSELoss(), (a, b), y)
+    assert set(errors) == {"input0", "input1"} and max(errors.values()) < 1e-6, errors

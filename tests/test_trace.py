@@ -94,3 +94,44 @@ def test_trace_of_a_conv_net_and_its_report():
     for needle in ("layer 1: #0 Conv2d, #1 ReLU", "z^1", "a^1", "Dropout(Flatten(MaxPool2d(ReLU(z^1))))",
                    "delta^2", "(BP1)", "(BP2)", "(BP3)", "(BP4)", f"C = {t.loss:.6g}"):  # fmt: skip
         assert needle in text
+
+
+def test_trace_says_where_paths_are_summed():
+    """A residual, a graph's fan-out and an encoder's residuals are not a chain: the trace names
+    the module summing paths at each layer inside it, and a plain chain has no such line."""
+    rng = np.random.default_rng(0)
+    encoder = gn.Sequential(
+        gn.Linear(4, 4, rng=rng),
+        gn.TransformerEncoderLayer(4, 2, dim_feedforward=6, dropout=0.0, rng=rng),
+        gn.Flatten(),
+        gn.Linear(12, 3, rng=rng),
+    )
+    t = gn.trace(encoder, gn.CrossEntropyLoss(), rng.standard_normal((3, 4)), 1)
+    inside = [layer.l for layer in t.layers if layer.sums]
+    assert inside == [1, 2, 3]  # the layers holding the encoder's children; not the last Linear
+    assert t.layers[0].sums[0].startswith("#1 TransformerEncoderLayer: residuals")
+    text = str(t)
+    assert text.count("sums paths: #1 TransformerEncoderLayer") == 3 and "+ other paths" in text
+
+    residual = gn.Sequential(
+        gn.Residual(gn.Sequential(gn.Linear(4, 4, rng=rng), gn.ReLU())), gn.Linear(4, 2, rng=rng)
+    )
+    t = gn.trace(residual, gn.CrossEntropyLoss(), rng.standard_normal(4), 1)
+    assert [layer.sums for layer in t.layers] == [[f"#0 Residual: {gn.Residual.sums_paths}"], []]
+
+    chain = gn.Sequential(gn.Linear(4, 4, rng=rng), gn.ReLU(), gn.Linear(4, 2, rng=rng))
+    assert "sums paths" not in str(gn.trace(chain, gn.CrossEntropyLoss(), rng.standard_normal(4), 1))
+
+    graph = gn.Graph(
+        "x",
+        [("h", gn.Linear(4, 4, rng=rng), "x"), ("a", gn.Linear(4, 4, rng=rng), "h"),
+         ("s", gn.Add(), ["h", "a"]), ("o", gn.Linear(4, 2, rng=rng), "s")],
+        "o",
+    )  # fmt: skip
+    t = gn.trace(graph, gn.CrossEntropyLoss(), rng.standard_normal(4), 1)
+    fan_out = f"#(model) Graph: {gn.Graph.sums_paths}"
+    assert [layer.sums for layer in t.layers] == [
+        [fan_out],
+        [fan_out, f"#s Add: {gn.Add.sums_paths}"],
+        [fan_out],
+    ]

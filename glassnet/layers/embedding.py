@@ -25,14 +25,17 @@ class Embedding(Module):
     returns None, and ``backward_params`` does the same. An ``Embedding`` goes first in a
     network (``gn.Sequential(gn.Embedding(...), ...)``): ``Sequential``'s backward then returns
     None, and ``train_step``/``fit`` never ask the first trainable layer for an input gradient.
-    Floats holding whole numbers are accepted as ids (``train_step`` and ``fit`` cast inputs to
-    the model's dtype; float32 holds every id below 2^24 exactly); any other float is refused.
-    PyTorch accepts integer tensors only.
+    ``fit``, ``evaluate``, ``predict`` and ``train_step`` keep a model's integer inputs as they
+    are when its first layer is an ``Embedding`` (``integer_input``); floats holding whole
+    numbers are accepted as ids too (float32 holds every id below 2^24 exactly), any other
+    float is refused. PyTorch accepts integer tensors only.
 
     Shapes: x (N, *) integer ids in [0, num_embeddings) -> y (N, *, embedding_dim).
     Backward: dW[i] += sum of delta over the positions p with x_p = i (BP4 with a one-hot
     input: a scatter-add), except i = padding_idx; no dx (integers).
     """
+
+    integer_input = True  # fit/evaluate/predict keep a model's integer inputs for it
 
     def __init__(
         self,
@@ -66,7 +69,7 @@ class Embedding(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         if x.dtype.kind == "f" and np.isfinite(x).all() and np.array_equal(x, np.trunc(x)):
-            # train_step and fit cast inputs to the model's dtype: whole numbers come back
+            # ids passed as floats (a float array of whole numbers): back to integers
             x = x.astype(np.int64)
         if x.dtype.kind not in "iu" or x.ndim < 1:
             held = " holding non-integer values" if x.dtype.kind == "f" else ""

@@ -42,6 +42,8 @@ class Residual(Module):
     dy: the gradient of an early layer no longer has to pass through every later one.
     """
 
+    sums_paths = "y = block(x) + shortcut(x), and dC/dx = the block's dx + the shortcut's dx"
+
     def __init__(self, block: Module, shortcut: Module | None = None) -> None:
         super().__init__()
         self.block = _check_module("Residual", "block", block)
@@ -113,6 +115,8 @@ class Graph(Module):
     A node whose output reaches no output gets no gradient. Returns dC/dx for each input (a
     tuple for several inputs; zeros for an input nothing uses).
     """
+
+    sums_paths = "a node read by several nodes gets the sum of their gradients (fan-out)"
 
     def __init__(self, inputs: Sources, nodes: Sequence[tuple[str, Module, Sources]], outputs: str) -> None:
         super().__init__()

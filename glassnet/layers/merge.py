@@ -64,6 +64,8 @@ class Add(Module):
     Backward: dx_k = dy (dy/dx_k = 1), summed over the axes x_k was broadcast along.
     """
 
+    sums_paths = "y = x_1 + ... + x_n: each input's path gets dy"
+
     def forward(self, *xs: np.ndarray) -> np.ndarray:
         _broadcast_shape("Add", xs)
         self.shapes = [np.shape(x) for x in xs]

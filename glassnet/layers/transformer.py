@@ -50,6 +50,11 @@ class TransformerEncoderLayer(Module):
     where ff'(d) = linear1'(act'(dropout'(linear2'(dropout2'(d))))).
     """
 
+    sums_paths = (
+        "residuals x + attention(x) and h + feed-forward(h): a path around each, in the forward and "
+        "in dC/dx (see its Backward)"
+    )
+
     def __init__(
         self,
         d_model: int,
