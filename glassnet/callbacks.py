@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .module import is_number
+
 
 @dataclass
 class Position:
@@ -90,10 +92,6 @@ class Callback:
     def load_state_dict(self, state: dict) -> None: ...
 
 
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _check(ok: bool, what: str) -> None:
     if not ok:
         raise ValueError(what)
@@ -122,7 +120,7 @@ class History(Callback):
         _check(isinstance(epoch, list) and all(type(e) is int for e in epoch), "'epoch' must list integers")
         _check(
             isinstance(history, dict)
-            and all(isinstance(v, list) and all(map(_number, v)) for v in history.values()),
+            and all(isinstance(v, list) and all(map(is_number, v)) for v in history.values()),
             "'history' must map names to lists of numbers",
         )
         self.epoch = [int(e) for e in epoch]
@@ -201,7 +199,7 @@ class EarlyStopping(Callback):
 
     def load_state_dict(self, state: dict) -> None:
         best, best_epoch, wait = state["best"], state["best_epoch"], state["wait"]
-        _check(best is None or (_number(best) and math.isfinite(best)), "'best' must be a finite number")
+        _check(best is None or (is_number(best) and math.isfinite(best)), "'best' must be a finite number")
         for key in ("best_epoch", "stopped_epoch"):
             _check(
                 state[key] is None or (type(state[key]) is int and state[key] >= 0),
@@ -251,7 +249,7 @@ class ModelCheckpoint(Callback):
         return {"best": None if self.best is None else float(self.best)}
 
     def load_state_dict(self, state: dict) -> None:
-        _check(state["best"] is None or _number(state["best"]), "'best' must be a number")
+        _check(state["best"] is None or is_number(state["best"]), "'best' must be a number")
         self.best = state["best"]
 
 
@@ -282,7 +280,7 @@ class CSVLogger(Callback):
         rows = state["rows"]
         _check(
             isinstance(rows, list)
-            and all(isinstance(r, dict) and all(map(_number, r.values())) for r in rows),
+            and all(isinstance(r, dict) and all(map(is_number, r.values())) for r in rows),
             "'rows' must be a list of objects of numbers",
         )
         self.rows = [dict(r) for r in rows]

@@ -46,7 +46,7 @@ from .callbacks import Callback, Position
 from .data import Dataset
 from .errors import FileFormatError
 from .io import FORMAT, check_format, read_file, serialise, shorten, write_atomic
-from .module import Module, check_arg
+from .module import Module, check_arg, is_int, is_number
 from .optim import Optimizer
 from .schedules import Schedule
 
@@ -269,7 +269,7 @@ class Run:
     def _position(self, bad, p: dict, order: np.ndarray | None) -> Position:
         n, batches = self.config["n_train"], math.ceil(self.config["n_train"] / self.config["batch_size"])
         for key in ("epoch", "batch", "step", "correct"):
-            if not _is_int(p.get(key)) or p[key] < 0:
+            if not is_int(p.get(key)) or p[key] < 0:
                 raise bad(f"position.{key} must be a non-negative integer, got {shorten(p.get(key))}")
         if not _is_finite(p.get("total")):
             raise bad(f"position.total must be a finite number, got {shorten(p.get('total'))}")
@@ -437,18 +437,10 @@ def _crc32(*arrays: np.ndarray) -> int:
     return crc
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _is_finite(v) -> bool:
     """A number that is a finite float (an integer too large for a float is not)."""
     try:
-        return _is_number(v) and math.isfinite(v)
+        return is_number(v) and math.isfinite(v)
     except OverflowError:
         return False
 

@@ -52,7 +52,7 @@ import safetensors.numpy
 from safetensors import safe_open
 
 from .errors import FileFormatError, WriteError
-from .module import Module, Sequential
+from .module import Module, Sequential, is_int
 
 FORMAT = "1"
 MAX_DEPTH = 64  # nesting deeper than this in an architecture is hostile or broken
@@ -348,7 +348,7 @@ def check_metadata(path: str | os.PathLike, meta: dict, where: str = "metadata")
         if (
             not isinstance(shape, list)
             or not 1 <= len(shape) <= MAX_INPUT_DIMS
-            or not all(_is_int(n) and n > 0 for n in shape)
+            or not all(is_int(n) and n > 0 for n in shape)
         ):
             raise FileFormatError(
                 path,
@@ -364,10 +364,6 @@ def check_metadata(path: str | os.PathLike, meta: dict, where: str = "metadata")
     for key in ("dataset", "model"):
         if key in meta and not isinstance(meta[key], str):
             raise FileFormatError(path, f"{where}: {key!r} must be a string, got {shorten(meta[key])}")
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def read_json(path: str | os.PathLike, max_bytes: int = 64 << 20):

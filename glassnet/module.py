@@ -24,6 +24,11 @@ def is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+def is_number(value) -> bool:
+    """A real number, an integer or a float (Python's or NumPy's), but not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
 def check_arg(owner: str, name: str, value, ok, expected: str, kind: type | None = float):
     """Return ``value`` if it is a ``kind`` (int: an integer; float: any real number; None:
     anything) and ``ok(value)`` holds; else raise ``ValueError("<owner>: <name> must be

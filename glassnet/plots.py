@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import FileFormatError
 from .io import write_atomic
+from .module import is_int, is_number
 
 DPI = 90
 
@@ -259,7 +260,7 @@ def read_history(path: str | os.PathLike) -> dict:
     if "loss" not in h:
         raise FileFormatError(path, "'history' has no 'loss' list")
     for m in CURVES:
-        if m in h and not (isinstance(h[m], list) and h[m] and all(_is_number(v) for v in h[m])):
+        if m in h and not (isinstance(h[m], list) and h[m] and all(is_number(v) for v in h[m])):
             raise FileFormatError(path, f"'history'.{m!r} must be a non-empty list of numbers")
         if m in h and len(h[m]) != len(h["loss"]):
             raise FileFormatError(path, f"'history'.{m!r} has {len(h[m])} epochs, 'loss' {len(h['loss'])}")
@@ -295,7 +296,7 @@ def read_gradient_flow(path: str | os.PathLike) -> dict:
     expected = {"layer": int, "index": str, "type": str, "weight": bool, "speed": float}
     for i, h in enumerate(data["history"]):
         where = f"'history'[{i}]"
-        if not isinstance(h, dict) or not _is_int(h.get("epoch")) or not isinstance(h.get("layers"), list):
+        if not isinstance(h, dict) or not is_int(h.get("epoch")) or not isinstance(h.get("layers"), list):
             raise FileFormatError(
                 path, f"{where} must be an object with an integer 'epoch' and a 'layers' list"
             )
@@ -311,22 +312,14 @@ def read_gradient_flow(path: str | os.PathLike) -> dict:
     return data
 
 
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def _is_a(x, kind: type) -> bool:
     """JSON's types: an integer is not a bool, a float may be written as an integer."""
     if kind is bool:
         return isinstance(x, bool)
     if kind is int:
-        return _is_int(x)
+        return is_int(x)
     if kind is float:
-        return _is_number(x)
+        return is_number(x)
     return isinstance(x, kind)
 
 

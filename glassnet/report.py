@@ -40,6 +40,7 @@ import numpy as np
 from .errors import FileFormatError
 from .experiment_config import RESULT_FORMAT
 from .io import read_json, write_atomic
+from .module import is_int, is_number
 
 LEVEL = 0.95
 METRICS = {  # name -> how to read it from a result
@@ -132,7 +133,7 @@ def read_experiment(path: str) -> dict:
     checks = {
         "name": lambda x: isinstance(x, str),
         "baseline": lambda x: isinstance(x, str),
-        "seeds": lambda x: x is None or (isinstance(x, list) and all(_is_int(s) for s in x)),
+        "seeds": lambda x: x is None or (isinstance(x, list) and all(is_int(s) for s in x)),
         "configs": lambda x: isinstance(x, dict) and all(isinstance(c, dict) for c in x.values()),
     }
     expected = {"name": "a string", "baseline": "a string", "seeds": "a list of integers or null",
@@ -165,19 +166,19 @@ def read_result(path: str) -> dict:
             raise FileFormatError(path, f"expected {what}")
 
     need(
-        isinstance(r.get("variant"), str) and _is_int(r.get("seed")),
+        isinstance(r.get("variant"), str) and is_int(r.get("seed")),
         "'variant' (a string), 'seed' (an integer)",
     )
-    need(_is_number(r.get("wall_seconds")), "'wall_seconds', a number")
+    need(is_number(r.get("wall_seconds")), "'wall_seconds', a number")
     for section, fields in RESULT_NUMBERS.items():
         need(
-            isinstance(r.get(section), dict) and all(_is_number(r[section].get(f)) for f in fields),
+            isinstance(r.get(section), dict) and all(is_number(r[section].get(f)) for f in fields),
             f"a {section!r} object with the numbers {', '.join(fields)}",
         )
     h = r.get("history")
     need(
         isinstance(h, dict)
-        and all(isinstance(h.get(k), list) and all(_is_number(v) for v in h[k]) for k in HISTORY)
+        and all(isinstance(h.get(k), list) and all(is_number(v) for v in h[k]) for k in HISTORY)
         and len(h["epoch"]) > 0
         and len({len(h[k]) for k in HISTORY}) == 1,
         f"a 'history' object of number lists of one length, at least 1: {', '.join(HISTORY)}",
@@ -186,14 +187,14 @@ def read_result(path: str) -> dict:
     need(
         isinstance(members, list)
         and len(members) > 0
-        and all(isinstance(m, dict) and _is_number(m.get("test_accuracy")) for m in members),
+        and all(isinstance(m, dict) and is_number(m.get("test_accuracy")) for m in members),
         "a non-empty 'members' list of objects with a 'test_accuracy' number",
     )
     config = r.get("config")
     need(isinstance(config, dict), "a 'config' object")
     data = config.get("data", {})
     need(
-        isinstance(data, dict) and _is_int(data.get("holdout", 0)) and data.get("holdout", 0) >= 0,
+        isinstance(data, dict) and is_int(data.get("holdout", 0)) and data.get("holdout", 0) >= 0,
         "'config'.'data' an object, its 'holdout' a count",
     )
     if len(members) > 1:
@@ -203,14 +204,6 @@ def read_result(path: str) -> dict:
             "'config'.'train'.'ensemble_mode' (a string) for an ensemble",
         )
     return r
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def summarize(groups: dict[str, list[dict]], baseline: str) -> list[dict]:
