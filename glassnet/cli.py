@@ -37,6 +37,7 @@ from .choices import DATASETS, OPTIMIZERS, SCHEDULES, load_dataset, make_optimiz
 from .runs import (  # noqa: F401
     RUN_OPTIONS,
     TrainOptions,
+    Value,
     at_least_10,
     count,
     fraction,
@@ -173,19 +174,12 @@ def cmd_predict(args) -> int:
     return 0
 
 
-def positive(flag: str, value: int, most: int) -> int:
-    if not 1 <= value <= most:
-        raise ValueError(f"{flag}: expected an integer from 1 to {most:,}, got {value}")
-    return value
-
-
 def cmd_summary(args) -> int:
     import glassnet as gn
     from glassnet.io import MAX_INPUT_DIMS, MAX_INPUT_SIZE
 
     if (args.model is None) == (args.preset is None):
         raise ValueError("give a model file or --preset NAME (one of the two)")
-    positive("--batch-size", args.batch_size, 2**31)
     shape = args.input_shape
     if shape is not None:
         if len(shape) > MAX_INPUT_DIMS or any(n < 1 for n in shape) or math.prod(shape) > MAX_INPUT_SIZE:
@@ -197,8 +191,7 @@ def cmd_summary(args) -> int:
     if args.preset is not None:
         preset = gn.models.PRESETS[args.preset]
         shape = shape or preset.input_shape  # the data set the preset is made for
-        classes = positive("--classes", args.classes, 2**20)
-        model = gn.models.build(args.preset, np.random.default_rng(0), shape, classes)
+        model = gn.models.build(args.preset, np.random.default_rng(0), shape, args.classes)
     else:
         model = gn.load(args.model)
         if shape is None:  # the file's, checked by load_metadata
@@ -402,6 +395,11 @@ def train_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# summary's sizes: what a memory estimate and a preset's output layer can sensibly take
+SUMMARY_CLASSES = Value(int, lambda v: 1 <= v <= 2**20, "an integer from 1 to 1,048,576")
+SUMMARY_BATCH = Value(int, lambda v: 1 <= v <= 2**31, "an integer from 1 to 2,147,483,648")
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line, as every other error: it names the option and
     what was expected, and where the whole usage is (``--help``); exit status 2."""
@@ -446,8 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         help="one example's shape (default: the preset's data set's, or the model file's)",
     )
-    s.add_argument("--classes", type=positive_int, default=10, help="for --preset (default 10)")
-    s.add_argument("--batch-size", type=positive_int, default=32, help="batch for the memory estimate")
+    s.add_argument("--classes", type=SUMMARY_CLASSES, default=10, help="for --preset (default 10)")
+    s.add_argument("--batch-size", type=SUMMARY_BATCH, default=32, help="batch for the memory estimate")
     s.set_defaults(func=cmd_summary)
 
     d = sub.add_parser("diagnose", help="train briefly and report gradient flow, dead and saturated units")
