@@ -86,3 +86,20 @@ def grads_after_backward(layer: gn.Module, x, dy: np.ndarray, times: int):
     for _ in range(times):
         layer.backward(dy)
     return {name: p.grad.copy() for name, p in layer.named_parameters()}
+
+
+# --- shared command-line fixtures ------------------------------------------------------------
+# a small digits run that writes a checkpoint mid-epoch (tests of the CLI add --out)
+DIGITS_RUN = ["train", "--dataset", "digits", "--model", "mlp", "--epochs", "3", "--seed", "1",
+              "--checkpoint-every", "4"]  # fmt: skip
+
+# the smallest experiment worth reporting on: two variants (one an ensemble) over two seeds
+TINY_EXPERIMENT = {
+    "name": "tiny",
+    "seeds": [0, 1],
+    "data": {"dataset": "digits", "train_size": 100, "test_size": 50},
+    "train": {"epochs": 2, "batch_size": 32},
+    "model": {"hidden": [8]},
+    "optimizer": {"name": "adam", "lr": 0.01},
+    "variants": {"none": {}, "ens": {"train": {"ensemble": 2}}},
+}

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from harness import DIGITS_RUN
 
 import glassnet as gn
 from glassnet.cli import main
@@ -102,19 +103,6 @@ def test_missing_model_file(tmp_path, capsys):
 
 
 # --- checkpoints and --resume -------------------------------------------------------------------
-RUN = [
-    "train",
-    "--dataset",
-    "digits",
-    "--model",
-    "mlp",
-    "--epochs",
-    "3",
-    "--seed",
-    "1",
-    "--checkpoint-every",
-    "4",
-]
 
 
 class CrashError(BaseException):
@@ -136,7 +124,7 @@ def test_resume_continues_a_crashed_run_exactly(trained, tmp_path, monkeypatch):
     out = tmp_path / "run"
     monkeypatch.setattr(glassnet.train, "_step", crash_at_step_17)
     with pytest.raises(CrashError):
-        main([*RUN, "--out", str(out)])
+        main([*DIGITS_RUN, "--out", str(out)])
     monkeypatch.undo()
     assert json.loads((out / "config.json").read_text())["checkpoint_every"] == 4
     assert not (out / "model.safetensors").exists()
@@ -159,7 +147,7 @@ def test_a_new_run_in_an_old_run_directory_never_resumes_the_old_checkpoint(tmp_
     import glassnet.train
 
     out = tmp_path / "run"
-    assert main([*RUN, "--epochs", "1", "--out", str(out)]) == 0
+    assert main([*DIGITS_RUN, "--epochs", "1", "--out", str(out)]) == 0
     assert (out / "checkpoint.safetensors").exists()
     real, calls = glassnet.train._step, 0
 
@@ -172,7 +160,7 @@ def test_a_new_run_in_an_old_run_directory_never_resumes_the_old_checkpoint(tmp_
 
     monkeypatch.setattr(glassnet.train, "_step", crash_at_step_2)
     with pytest.raises(CrashError):
-        main([*RUN, "--epochs", "1", "--lr", "0.5", "--out", str(out), "--overwrite"])
+        main([*DIGITS_RUN, "--epochs", "1", "--lr", "0.5", "--out", str(out), "--overwrite"])
     monkeypatch.undo()
     # the old run's finished checkpoint would pass every check of the new run's config.json
     # and "resume" it to the old run's weights, trained with another learning rate
@@ -184,7 +172,7 @@ def test_a_new_run_in_an_old_run_directory_never_resumes_the_old_checkpoint(tmp_
 
 def test_resume_refuses_other_options_and_missing_runs(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main([*RUN, "--epochs", "1", "--out", str(out)]) == 0
+    assert main([*DIGITS_RUN, "--epochs", "1", "--out", str(out)]) == 0
     assert main(["train", "--resume", str(out), "--lr", "0.5"]) == 2
     assert "--lr 0.5 differs from the resumed run's default (the preset's)" in capsys.readouterr().err
     assert main(["train", "--resume", str(out), "--seed", "3"]) == 2

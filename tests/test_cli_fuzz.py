@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from harness import TINY_EXPERIMENT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -51,17 +52,6 @@ def fuzz(examples: int):
         database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
-
-
-TINY = {
-    "name": "tiny",
-    "seeds": [0, 1],
-    "data": {"dataset": "digits", "train_size": 100, "test_size": 50},
-    "train": {"epochs": 2, "batch_size": 32},
-    "model": {"hidden": [8]},
-    "optimizer": {"name": "adam", "lr": 0.01},
-    "variants": {"none": {}, "ens": {"train": {"ensemble": 2}}},
-}
 
 
 class HangError(Exception):
@@ -130,7 +120,7 @@ def templates(tmp_path_factory):
         code = cli.main(["train", "--dataset", "digits", "--model", "mlp", "--epochs", "1",
                          "--out", str(run_dir)])  # fmt: skip
     assert code == 0 and (run_dir / "checkpoint.safetensors").exists()
-    ex.compare(TINY, root / "results", workers=1, report=False, log=lambda line: None)
+    ex.compare(TINY_EXPERIMENT, root / "results", workers=1, report=False, log=lambda line: None)
     _, test = gn.datasets.load_digits()
     np.save(run_dir / "x.npy", test.x[:7])
     return root

@@ -12,6 +12,7 @@ import signal
 
 import numpy as np
 import pytest
+from harness import TINY_EXPERIMENT
 
 import glassnet as gn
 from glassnet import models
@@ -130,16 +131,7 @@ def results(tmp_path_factory):
     from glassnet import experiments as ex
 
     out = tmp_path_factory.mktemp("results")
-    tiny = {
-        "name": "tiny",
-        "seeds": [0, 1],
-        "data": {"dataset": "digits", "train_size": 100, "test_size": 50},
-        "train": {"epochs": 2, "batch_size": 32},
-        "model": {"hidden": [8]},
-        "optimizer": {"name": "adam", "lr": 0.01},
-        "variants": {"none": {}, "ens": {"train": {"ensemble": 2}}},
-    }
-    ex.compare(tiny, out, workers=1, report=False, log=lambda line: None)
+    ex.compare(TINY_EXPERIMENT, out, workers=1, report=False, log=lambda line: None)
     return out
 
 

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from harness import DIGITS_RUN
 
 import glassnet as gn
 import glassnet.checkpoint
@@ -18,20 +19,6 @@ from glassnet.cli import main, read_run_config, typed_options
 from glassnet.errors import FileFormatError
 
 pytest.importorskip("sklearn")
-
-RUN = [
-    "train",
-    "--dataset",
-    "digits",
-    "--model",
-    "mlp",
-    "--epochs",
-    "3",
-    "--seed",
-    "1",
-    "--checkpoint-every",
-    "4",
-]
 
 
 REAL_STEP = glassnet.train._step
@@ -67,7 +54,7 @@ def unfinished(tmp_path, monkeypatch):
     out = tmp_path / "run"
     crash_at_step(monkeypatch, 17)
     with pytest.raises(CrashError):
-        main([*RUN, "--out", str(out)])
+        main([*DIGITS_RUN, "--out", str(out)])
     monkeypatch.undo()
     assert (out / "checkpoint.safetensors").exists() and not (out / "model.safetensors").exists()
     return out
@@ -76,7 +63,7 @@ def unfinished(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     out = tmp_path_factory.mktemp("finished")
-    assert main([*RUN, "--epochs", "1", "--out", str(out)]) == 0
+    assert main([*DIGITS_RUN, "--epochs", "1", "--out", str(out)]) == 0
     return out
 
 
@@ -98,7 +85,7 @@ def finished(tmp_path_factory):
 )
 def test_a_new_run_that_fails_or_was_not_asked_for_leaves_an_unfinished_run_alone(unfinished, extra, capsys):
     before = files(unfinished)
-    assert main([*RUN, "--out", str(unfinished), *extra]) == 2
+    assert main([*DIGITS_RUN, "--out", str(unfinished), *extra]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and err.startswith("glassnet train: error: ")
     if "--overwrite" not in extra:
@@ -112,26 +99,26 @@ def test_a_new_run_that_fails_or_was_not_asked_for_leaves_an_unfinished_run_alon
 def test_a_new_run_with_a_bad_value_leaves_an_unfinished_run_alone(unfinished, extra, capsys):
     before = files(unfinished)
     with pytest.raises(SystemExit) as e:
-        main([*RUN, "--out", str(unfinished), *extra])
+        main([*DIGITS_RUN, "--out", str(unfinished), *extra])
     assert e.value.code == 2 and files(unfinished) == before
 
 
 def test_overwrite_discards_an_unfinished_run(unfinished, capsys):
-    assert main([*RUN, "--epochs", "1", "--lr", "0.01", "--out", str(unfinished), "--overwrite"]) == 0
+    assert main([*DIGITS_RUN, "--epochs", "1", "--lr", "0.01", "--out", str(unfinished), "--overwrite"]) == 0
     assert json.loads((unfinished / "config.json").read_text())["lr"] == 0.01
     assert gn.load_metadata(unfinished / "model.safetensors")["epochs_run"] == 1
 
 
 def test_a_new_run_over_a_finished_run_needs_overwrite(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main([*RUN, "--epochs", "1", "--out", str(out)]) == 0
+    assert main([*DIGITS_RUN, "--epochs", "1", "--out", str(out)]) == 0
     before = files(out)
-    assert main([*RUN, "--epochs", "1", "--out", str(out)]) == 2
+    assert main([*DIGITS_RUN, "--epochs", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"--out {out} holds a finished run" in err and "use --overwrite to replace it" in err
     assert files(out) == before
     # replaced: nothing of the old run's results survives beside the new run's
-    assert main([*RUN, "--epochs", "1", "--out", str(out), "--overwrite", "--no-gradient-flow"]) == 0
+    assert main([*DIGITS_RUN, "--epochs", "1", "--out", str(out), "--overwrite", "--no-gradient-flow"]) == 0
     assert not (out / "gradient_flow.json").exists()
     assert json.loads((out / "config.json").read_text())["gradient_flow"] is False
 
@@ -141,7 +128,7 @@ def test_a_directory_with_only_a_config_or_a_model_counts_as_a_run(tmp_path, cap
         out = tmp_path / name
         out.mkdir()
         (out / name).write_text("{}")
-        assert main([*RUN, "--out", str(out)]) == 2
+        assert main([*DIGITS_RUN, "--out", str(out)]) == 2
         assert "holds an unfinished run" in capsys.readouterr().err
         assert (out / name).read_text() == "{}"
 
@@ -261,11 +248,11 @@ def test_options_that_would_be_ignored_are_refused(tmp_path, capsys):
         (["--val-fraction", "0", "--patience", "3"], "--patience 3: early stopping needs a validation set"),
     ]
     for extra, message in cases:
-        assert main([*RUN, "--out", str(tmp_path / "run"), *extra]) == 2
+        assert main([*DIGITS_RUN, "--out", str(tmp_path / "run"), *extra]) == 2
         assert message in capsys.readouterr().err
         assert not (tmp_path / "run").exists()
     # 0 is a value, not "the preset's": --momentum 0 with SGD is plain SGD
-    argv = [*RUN, "--model", "book", "--optimizer", "sgd", "--momentum", "0", "--epochs", "1"]
+    argv = [*DIGITS_RUN, "--model", "book", "--optimizer", "sgd", "--momentum", "0", "--epochs", "1"]
     assert main([*argv, "--out", str(tmp_path / "sgd")]) == 0
 
 
@@ -351,7 +338,7 @@ def test_a_checkpoint_holding_nan_is_refused_naming_the_file_and_tensor(tmp_path
     out = tmp_path / "run"
     monkeypatch.setattr(glassnet.checkpoint.Run, "save", save_nan_and_crash)
     with pytest.raises(CrashError):
-        main([*RUN, "--out", str(out)])
+        main([*DIGITS_RUN, "--out", str(out)])
     monkeypatch.undo()
     assert main(["train", "--resume", str(out)]) == 2
     err = capsys.readouterr().err
@@ -377,7 +364,7 @@ def test_resume_adds_to_the_time_spent_before_the_crash(tmp_path, monkeypatch, c
     monkeypatch.setattr(glassnet.cli, "time", clock)
     whole = tmp_path / "whole"
     crash_at_step(monkeypatch, 0, clock.tick)  # never crashes: counts the steps of a whole run
-    assert main([*RUN, "--out", str(whole)]) == 0
+    assert main([*DIGITS_RUN, "--out", str(whole)]) == 0
     total = gn.load_metadata(whole / "model.safetensors")["train_seconds"]
     assert total > 170
 
@@ -385,7 +372,7 @@ def test_resume_adds_to_the_time_spent_before_the_crash(tmp_path, monkeypatch, c
     out = tmp_path / "run"
     crash_at_step(monkeypatch, 17, clock.tick)  # after the checkpoint of step 16
     with pytest.raises(CrashError):
-        main([*RUN, "--out", str(out)])
+        main([*DIGITS_RUN, "--out", str(out)])
     crash_at_step(monkeypatch, 0, clock.tick)
     capsys.readouterr()
     assert main(["train", "--resume", str(out)]) == 0
@@ -410,10 +397,10 @@ def test_resume_of_a_finished_run_rewrites_nothing(finished, capsys):
 
 def test_a_run_killed_before_its_history_was_written_is_finished_by_resume(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main([*RUN, "--epochs", "1", "--out", str(out)]) == 0
+    assert main([*DIGITS_RUN, "--epochs", "1", "--out", str(out)]) == 0
     seconds = gn.load_metadata(out / "model.safetensors")["train_seconds"]
     (out / "history.json").unlink()  # as a kill between model.safetensors and history.json
-    assert main([*RUN, "--epochs", "1", "--out", str(out)]) == 2
+    assert main([*DIGITS_RUN, "--epochs", "1", "--out", str(out)]) == 2
     assert "holds an unfinished run" in capsys.readouterr().err
     assert main(["train", "--resume", str(out)]) == 0
     assert json.loads((out / "history.json").read_text())["epochs_run"] == 1
