@@ -18,7 +18,8 @@ import os
 import statistics
 import subprocess
 import sys
-import time
+
+from harness import median_time
 
 N, T, E, HEADS, FF = 128, 16, 64, 4, 128
 ROWS = [
@@ -26,18 +27,6 @@ ROWS = [
     f"TransformerEncoderLayer({E}, {HEADS}, {FF}) post-norm ({N},{T},{E})",
     f"TransformerEncoderLayer({E}, {HEADS}, {FF}) pre-norm ({N},{T},{E})",
 ]
-
-
-def median_time(once, repeats: int) -> float:
-    """Median seconds of ``once()`` over ``repeats`` calls, after three warm-up calls."""
-    for _ in range(3):
-        once()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def time_glassnet(repeats: int) -> dict[str, float]:

@@ -21,7 +21,8 @@ import os
 import statistics
 import subprocess
 import sys
-import time
+
+from harness import median_time
 
 # name: (glassnet constructor, torch constructor, input shape (batch 128), input needs grad)
 SPECS = {
@@ -34,18 +35,6 @@ SPECS = {
     "BatchNorm2d(64) (128,64,8,8)": ("BatchNorm2d(64)", "BatchNorm2d(64)", (128, 64, 8, 8), True),
     "Linear(1024,10)": ("Linear(1024, 10)", "Linear(1024, 10)", (128, 1024), True),
 }
-
-
-def median_time(once, repeats: int) -> float:
-    """Median seconds of ``once()`` over ``repeats`` calls, after three warm-up calls."""
-    for _ in range(3):
-        once()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def time_glassnet(spec, repeats: int, tune_malloc: bool) -> float:

@@ -8,6 +8,7 @@ other in one process), alternating glassnet, torch, glassnet, torch, ...; a chil
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -46,3 +47,15 @@ def alternate(script: str, rounds: int, args: list[str]) -> dict[str, list[dict]
             f"round {r + 1}: glassnet {g:.3f} s/epoch, torch {t:.3f} s/epoch, ratio {g / t:.2f}", flush=True
         )
     return results
+
+
+def median_time(once, repeats: int) -> float:
+    """Median seconds of ``once()`` over ``repeats`` calls, after three warm-up calls."""
+    for _ in range(3):
+        once()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
