@@ -56,7 +56,6 @@ expected; no other exception escapes ``load_config`` or ``parse_config``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -65,7 +64,7 @@ from dataclasses import dataclass
 
 from .choices import OPTIMIZERS
 from .errors import FileFormatError
-from .io import open_regular
+from .io import open_regular, read_json
 from .module import is_int
 
 DATASETS = ("fashion-mnist", "mnist", "digits")
@@ -336,8 +335,7 @@ def result_path(out_dir: str | os.PathLike, variant: str, seed: int) -> str:
 def read_result(path: str) -> dict | None:
     """A result file's contents, or None if it is missing, unreadable or not a result."""
     try:
-        with open_regular(path, "r", encoding="utf-8") as f:  # a FIFO is refused, not waited on
-            result = json.load(f)
+        result = read_json(path)  # a FIFO is refused, not waited on
     except (OSError, ValueError):
         return None
     if not isinstance(result, dict) or result.get("format") != RESULT_FORMAT:

@@ -32,6 +32,7 @@ import numpy as np
 
 from .callbacks import Callback
 from .choices import DATASETS, OPTIMIZERS, SCHEDULES, load_dataset, make_optimizer
+from .module import is_number
 
 
 # --- option values ----------------------------------------------------------------------------
@@ -138,14 +139,9 @@ def read_run_config(path: str) -> dict:
     """The options a run directory's ``config.json`` records, checked as the command line
     checks them (types, choices, ranges); anything wrong is a ``FileFormatError`` naming the file."""
     from .errors import FileFormatError
-    from .io import open_regular
+    from .io import read_json
 
-    with open_regular(path) as f:  # a FIFO is refused; FileNotFoundError names the path
-        text = f.read(1 << 20)
-    try:
-        saved = json.loads(text)
-    except (ValueError, RecursionError) as e:
-        raise FileFormatError(path, f"not valid JSON: {str(e)[:200]}") from None
+    saved = read_json(path, max_bytes=1 << 20)  # a FIFO, a huge file, bad JSON: FileFormatError
     if not isinstance(saved, dict) or set(saved) != set(RUN_OPTIONS):
         raise FileFormatError(path, f"expected an object with the keys {', '.join(RUN_OPTIONS)}")
     valid, defaults = option_values(), TrainOptions()
@@ -248,9 +244,7 @@ class TrainTime(Callback):
 
     def load_state_dict(self, state: dict) -> None:
         seconds = state["seconds"]
-        if not (
-            isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 0 <= seconds < math.inf
-        ):
+        if not (is_number(seconds) and 0 <= seconds < math.inf):
             raise ValueError(f"'seconds' must be a finite number >= 0, got {str(seconds)[:40]}")
         self.before, self.start = float(seconds), self.clock()
 
