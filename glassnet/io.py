@@ -134,9 +134,10 @@ def _describe(module: Module, allowed: dict[str, type], depth: int = 0) -> dict:
     if depth > MAX_DEPTH:
         raise ValueError(f"save: the model is nested deeper than {MAX_DEPTH} levels")
     config = module.config()
-    own = {p.name: p.shape for p in module.params} | {k: np.shape(b) for k, b in module.buffers().items()}
     if module.children and not _given_children(cls):  # children it builds itself are its state
         own = {k: np.shape(v) for k, v in module.state_dict().items()}
+    else:
+        own = {p.name: p.shape for p in module.params} | {k: np.shape(b) for k, b in module.buffers().items()}
     try:
         expected = cls.state_shapes(**config)
         if not _given_children(cls):  # load() calls cls(**config): it must be able to

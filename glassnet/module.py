@@ -34,8 +34,7 @@ def check_arg(owner: str, name: str, value, ok, expected: str, kind: type | None
     anything) and ``ok(value)`` holds; else raise ``ValueError("<owner>: <name> must be
     <expected>, got <value>")``. Write ``ok`` as what is valid (``lambda v: v >= 0``), so
     that NaN, for which every comparison is false, is refused too."""
-    integer = is_int(value)
-    real = integer or isinstance(value, (float, np.floating))
+    integer, real = is_int(value), is_number(value)
     valid = integer if kind is int else real if kind is float else True
     if valid:
         try:
