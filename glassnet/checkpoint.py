@@ -318,6 +318,8 @@ class BackupAndRestore(Callback):
             check_arg("BackupAndRestore", "every", every, lambda v: v >= 1, "an integer >= 1", int)
             if path is None:
                 raise ValueError("BackupAndRestore: every needs a path (where to write)")
+        if path is None and resume_from is None:  # it would do nothing, without a word
+            raise ValueError("BackupAndRestore: give a path to write checkpoints to, resume_from, or both")
         self.path, self.every, self.resume_from = path, every or 0, resume_from
         self.run: Run | None = None
 

@@ -72,6 +72,8 @@ def test_backup_and_restore_checks_its_arguments(tmp_path):
         BackupAndRestore(tmp_path, every=0)
     with pytest.raises(ValueError, match="every needs a path"):
         BackupAndRestore(None, every=3)
+    with pytest.raises(ValueError, match="give a path to write checkpoints to, resume_from, or both"):
+        BackupAndRestore()  # neither: a callback that did nothing, without a word
 
 
 def test_fit_options_become_settings_and_callbacks(tmp_path):
