@@ -134,6 +134,8 @@ def vit(rng, in_shape, classes, patch: int = 4, dim: int = 64, depth: int = 6, h
     embedded by a Conv2d of stride = kernel = ``patch`` (28x28 -> 7x7 = 49 tokens of ``dim``),
     a class token, learned position embeddings, ``depth`` pre-norm encoder layers of ``heads``
     heads with GELU MLPs of ``mlp`` units, a final LayerNorm on the class token and a linear head."""
+    if len(in_shape) != 3:
+        raise ValueError(f"vit: expects images (C, H, W), got examples of shape {tuple(in_shape)}")
     c, h, w = in_shape
     if h % patch or w % patch:
         raise ValueError(f"vit: the image's {h}x{w} is not a whole number of {patch}x{patch} patches")

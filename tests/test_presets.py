@@ -162,3 +162,9 @@ def test_the_twins_learning_rates_are_the_glassnet_runs(name):
         scheduler.step()
     twin_lrs = [load_twins().epoch_lr(preset, e) for e in range(preset.epochs)]
     np.testing.assert_allclose(twin_lrs, glassnet_lrs, rtol=1e-12, atol=1e-15)
+
+
+def test_vit_on_examples_that_are_not_images_names_what_it_expects():
+    # mnist1d's (40,) signals gave "not enough values to unpack (expected 3, got 1)"
+    with pytest.raises(ValueError, match=r"vit: expects images \(C, H, W\), got examples of shape \(40,\)"):
+        gn.models.build("vit", np.random.default_rng(0), (40,), 10)
