@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # glassnet's two set-up commands, for a fresh machine (Debian/Ubuntu, Python >= 3.11):
 #   bash dev.sh train   install glassnet and Fashion-MNIST, train the MLP preset, print test accuracy
-#   bash dev.sh test    install the test dependencies (PyTorch 2.13.0 CPU, the reference) and run
-#                       the lint and the whole test suite
+#   bash dev.sh test    install the test and docs dependencies (PyTorch 2.13.0 CPU, the reference;
+#                       Chromium for the site test) and run the lint, the whole test suite (the
+#                       tutorials included) and the strict build of the documentation site
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -16,6 +17,14 @@ install_data() {
   fi
 }
 
+install_chromium() {
+  # the site test opens the built pages in headless Chromium (Debian's package)
+  if ! command -v chromium >/dev/null; then
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+  fi
+}
+
 case "${1:-}" in
   train)
     install_data
@@ -26,12 +35,15 @@ case "${1:-}" in
     ;;
   test)
     install_data
+    install_chromium
     # torch==2.13.0 exactly: an unpinned torch would pull a multi-GB CUDA build
-    "$PY" -m pip install -q -e ".[test]"
+    "$PY" -m pip install -q -e ".[test,docs]"
     shift
-    ruff check glassnet tests benchmarks
-    ruff format --check glassnet tests benchmarks
+    ruff check glassnet tests benchmarks docs/hooks docs/tutorials examples
+    ruff format --check glassnet tests benchmarks docs/hooks docs/tutorials examples
     "$PY" -m pytest -q "$@"
+    # the tutorials ran in the tests above and are cached in build/tutorials: not run twice
+    NO_MKDOCS_2_WARNING=1 "$PY" -m mkdocs build --strict
     ;;
   *)
     echo "usage: bash dev.sh train [glassnet train options] | bash dev.sh test [pytest options]" >&2

@@ -11,13 +11,16 @@ f(x) = 0.2 + 0.4 x^2 + 0.3 x sin(15 x) + 0.05 cos(50 x) on [0, 1], two ways:
    their centres spread over [0, 1]: PyTorch's default init (|w| <= 1) makes every sigmoid
    nearly linear on [0, 1] and training then never finds the cos(50 x) ripple.
 
-Prints the maximum and RMS error of each network and writes docs/figures/chapter4_universality.png.
+Prints the maximum and RMS error of each network and writes chapter4_universality.png into
+``--out DIR`` (default: a new temporary directory; ``--out docs/figures`` updates the documentation's figure).
 Run from the repository root: ``python examples/chapter4_universality.py`` (about half a minute).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -67,7 +70,18 @@ def train(hidden: int, x, y, seed: int = 0) -> gn.Sequential:
     return model
 
 
+def output_dir(argv: list[str] | None = None) -> str:
+    """The directory the figure goes to: ``--out DIR``, else a new temporary directory (never a
+    tracked file: ``--out docs/figures`` regenerates the documentation's copy on purpose)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--out", help="directory for the figure (default: a new temporary directory)")
+    out = parser.parse_args(argv).out or tempfile.mkdtemp(prefix="glassnet-example-")
+    os.makedirs(out, exist_ok=True)
+    return out
+
+
 def main() -> None:
+    out = output_dir()
     x = np.linspace(0, 1, 1000, dtype=np.float32)[:, None]
     y = f(x).astype(np.float32)
     grid = np.linspace(0, 1, 2001, dtype=np.float32)[:, None]
@@ -107,8 +121,7 @@ def main() -> None:
     ax.set_title("error falls as hidden units are added", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
-    os.makedirs("docs/figures", exist_ok=True)
-    print("wrote", save_figure(fig, "docs/figures/chapter4_universality.png"))
+    print("wrote", save_figure(fig, os.path.join(out, "chapter4_universality.png")))
 
 
 if __name__ == "__main__":

@@ -14,14 +14,17 @@ training and after every epoch. Four nets, each [784, 30 x 20, 10]:
 - ``batchnorm``: Linear -> BatchNorm1d -> Sigmoid (the chapter's "sigmoid + batch norm");
 - ``layernorm``: Linear -> LayerNorm -> Sigmoid.
 
-Prints the numbers and writes docs/figures/chapter5_cure.png. Run from the repository root:
-``python examples/chapter5_cure.py`` (about 100 s on this
+Prints the numbers and writes chapter5_cure.png into ``--out DIR`` (default: a
+new temporary directory; ``--out docs/figures`` updates the documentation's figure).
+Run from the repository root: ``python examples/chapter5_cure.py`` (about 100 s on this
 2-core machine).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -129,7 +132,18 @@ def plot(runs: dict, path: str) -> str:
     return save_figure(fig, path)
 
 
+def output_dir(argv: list[str] | None = None) -> str:
+    """The directory the figure goes to: ``--out DIR``, else a new temporary directory (never a
+    tracked file: ``--out docs/figures`` regenerates the documentation's copy on purpose)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--out", help="directory for the figure (default: a new temporary directory)")
+    out = parser.parse_args(argv).out or tempfile.mkdtemp(prefix="glassnet-example-")
+    os.makedirs(out, exist_ok=True)
+    return out
+
+
 def main() -> None:
+    out = output_dir()
     full, test = gn.datasets.load_fashion_mnist()
     keep = np.random.default_rng(0).permutation(full.n)[:TRAIN]  # the chapter's subset and probe
     train_data = (full.x[keep], full.y[keep])
@@ -159,7 +173,7 @@ def main() -> None:
         others = len(run["verdicts"]) - len(depth_verdicts)
         verdicts = "; ".join(depth_verdicts) or "no vanishing gradients"
         print(f"            verdicts at the start: {verdicts} (+{others} others)")
-    print("wrote", plot(runs, "docs/figures/chapter5_cure.png"))
+    print("wrote", plot(runs, os.path.join(out, "chapter5_cure.png")))
 
 
 if __name__ == "__main__":

@@ -9,13 +9,16 @@
    three ways: sigmoid with the book's init; ReLU with He init; sigmoid with batch norm before
    each activation. ``gn.GradientFlow`` measures every hidden layer's speed after each epoch.
 
-Prints the numbers and writes docs/figures/chapter5_vanishing.png. Run from the repository
+Prints the numbers and writes chapter5_vanishing.png into ``--out DIR`` (default: a
+new temporary directory; ``--out docs/figures`` updates the documentation's figure). Run from the repository
 root: ``python examples/chapter5_vanishing.py`` (about 20 s on one core).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -72,7 +75,18 @@ def train(kind: str, train_data, test, probe):
     return speeds, gn.evaluate(model, gn.CrossEntropyLoss(), test)["accuracy"], seconds, flow
 
 
+def output_dir(argv: list[str] | None = None) -> str:
+    """The directory the figure goes to: ``--out DIR``, else a new temporary directory (never a
+    tracked file: ``--out docs/figures`` regenerates the documentation's copy on purpose)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--out", help="directory for the figure (default: a new temporary directory)")
+    out = parser.parse_args(argv).out or tempfile.mkdtemp(prefix="glassnet-example-")
+    os.makedirs(out, exist_ok=True)
+    return out
+
+
 def main() -> None:
+    out = output_dir()
     full, test = gn.datasets.load_fashion_mnist()
     keep = np.random.default_rng(0).permutation(full.n)[:TRAIN]
     train_data = (full.x[keep], full.y[keep])
@@ -120,8 +134,7 @@ def main() -> None:
     ylim = (min(a.get_ylim()[0] for a in axes.flat[1:]), max(a.get_ylim()[1] for a in axes.flat[1:]))
     for a in axes.flat[1:]:
         a.set_ylim(ylim)  # one scale: the gaps compare across panels
-    os.makedirs("docs/figures", exist_ok=True)
-    print("wrote", save_figure(fig, "docs/figures/chapter5_vanishing.png"))
+    print("wrote", save_figure(fig, os.path.join(out, "chapter5_vanishing.png")))
 
 
 if __name__ == "__main__":

@@ -470,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_gradcheck)
 
     c = sub.add_parser("compare", help="run an experiment's variants over seeds and compare them")
-    c.add_argument("config", help="the experiment's TOML file (see README: Experiments)")
+    c.add_argument("config", help="the experiment's TOML file (see docs/howto/experiments.md)")
     c.add_argument("--out", default="results", help="directory for the result files and the report")
     c.add_argument("--workers", type=positive_int, help="processes on this machine (default: one per core)")
     c.add_argument("--scheduler", help="tcp://HOST:PORT of a Dask scheduler to run on instead")

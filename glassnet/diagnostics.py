@@ -17,7 +17,7 @@ off (no noise, and no draw from the training RNG) and batch norm uses the batch'
 as in training, with its running statistics put back afterwards; the gradients the optimizer
 holds are put back too, so a probe never changes a run.
 
-Thresholds of the verdicts (module constants, documented in the README):
+Thresholds of the verdicts (module constants, documented in docs/howto/diagnose.md):
 
     SATURATION = 0.01       a sigmoid/tanh activation is saturated where h'(z) < 1% of h'(0)
                             (sigmoid: |z| > 6.0; tanh: |z| > 3.0)

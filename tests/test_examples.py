@@ -68,3 +68,18 @@ def test_cure_functions_run(cure, tmp_path):
         cure.build("dropout", np.random.default_rng(0))
     path = cure.plot(runs, str(tmp_path / "figures" / "cure.png"))
     assert pathlib.Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("name", ["chapter4_universality", "chapter5_vanishing", "chapter5_cure"])
+def test_examples_write_to_their_out_argument_not_into_tracked_files(name, tmp_path):
+    """Run, an example used to overwrite docs/figures/*.png (tracked); now its figure goes to
+    ``--out DIR``, by default a new temporary directory outside the repository."""
+    module = load_example(name)
+    root = EXAMPLES.parent
+    default = pathlib.Path(module.output_dir([])).resolve()
+    assert default.is_dir() and root not in default.parents, default
+    default.rmdir()
+    assert module.output_dir(["--out", str(tmp_path / "figs")]) == str(tmp_path / "figs")
+    assert (tmp_path / "figs").is_dir()
+    source = (EXAMPLES / f"{name}.py").read_text()
+    assert '"docs/figures' not in source, "an example names a tracked path as its output"

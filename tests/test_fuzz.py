@@ -1,7 +1,7 @@
 """Property-based fuzzing of every file reader (quick run): whatever the bytes, a reader returns
 or raises glassnet's own error naming the file (``FileFormatError``; ``ConfigError`` for
 experiment files). The cases, mutations and readers are those of ``benchmarks/fuzz_readers.py``,
-whose long run (10,000 cases per reader) README reports."""
+whose long run (10,000 cases per reader) docs/reliability.md reports."""
 
 from __future__ import annotations
 

@@ -472,16 +472,16 @@ def test_checkpoint_and_resume_of_a_model_with_a_residual(tmp_path):
         np.testing.assert_array_equal(resumed[name], reference[name], err_msg=name)
 
 
-def test_the_readme_example_of_writing_your_own_layer_runs(tmp_path, monkeypatch):
-    """README's "Writing your own layer": a user's layer, its gradient check, save and load
-    through custom_layers. The code is read from the README and run as it stands."""
+def test_the_documented_example_of_writing_your_own_layer_runs(tmp_path, monkeypatch):
+    """docs/howto/own-layer.md, "Writing your own layer": a user's layer, its gradient check, save
+    and load through custom_layers. The code is read from the page and run as it stands."""
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("### Writing your own layer", 1)[1]
+    page = Path(__file__).resolve().parent.parent / "docs" / "howto" / "own-layer.md"
+    section = page.read_text().split("## Writing your own layer\n", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 (our own README)
+    exec(compile(code, str(page), "exec"), namespace)  # noqa: S102 (our own documentation)
     assert (tmp_path / "scaled.safetensors").exists()
     assert set(namespace["errors"]) == {"x", "scale"}

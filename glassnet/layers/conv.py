@@ -1,6 +1,6 @@
 """Convolutions: ``Conv2d`` and ``Conv1d`` with PyTorch's semantics, as one matrix product.
 
-How the work is done (chosen by measurement, see README "Benchmarks"): the input is turned
+How the work is done (chosen by measurement, see docs/benchmarks.md): the input is turned
 channels-last, x (N, H, W, C), and the kh * kw shifted windows are copied side by side into
 one matrix (im2col), so the whole convolution of the mini-batch is a single BLAS product,
 
