@@ -269,7 +269,8 @@ def test_encoder_eval_is_deterministic_and_differs_from_training():
 
 def vit(rng, image=8, patch=4, dim=8, classes=3) -> gn.Sequential:
     """Patches (a strided convolution) -> tokens -> class token and positions -> 2 pre-norm
-    encoder layers -> the class token's output -> a linear head: the example of docs/recurrent-and-attention.md, small."""
+    encoder layers -> the class token's output -> a linear head: the example of
+    docs/recurrent-and-attention.md, small."""
     tokens = (image // patch) ** 2
     return gn.Sequential(
         gn.Conv2d(1, dim, patch, stride=patch, rng=rng),  # (N, E, H/p, W/p)
@@ -287,7 +288,8 @@ def vit(rng, image=8, patch=4, dim=8, classes=3) -> gn.Sequential:
 
 def tiny_lm(rng, vocab=7, length=5, dim=8) -> gn.Sequential:
     """Token ids -> embeddings and positions -> a causal encoder layer -> next-token logits at
-    every position, (N, vocab, T) as PyTorch's CrossEntropyLoss takes them: the example of docs/recurrent-and-attention.md."""
+    every position, (N, vocab, T) as PyTorch's CrossEntropyLoss takes them: the example of
+    docs/recurrent-and-attention.md."""
     return gn.Sequential(
         gn.Embedding(vocab, dim, rng=rng),
         gn.PositionalEmbedding(length, dim, rng=rng),

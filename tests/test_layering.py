@@ -155,7 +155,7 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 def test_every_module_has_a_layer():
     missing = [name or "__init__" for name in modules() if layer_of(name) < 0]
-    assert not missing, f"add these modules to LAYERS in tests/test_layering.py (and docs/design.md): {missing}"
+    assert not missing, f"add these modules to LAYERS in tests/test_layering.py and docs/design.md: {missing}"
 
 
 def test_no_module_imports_a_layer_above_its_own():
