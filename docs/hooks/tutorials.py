@@ -31,7 +31,9 @@ def tutorials() -> list[Path]:
 
 def cache_key(path: Path) -> str:
     h = hashlib.sha256()
-    for f in [path, Path(__file__), *sorted((ROOT / "glassnet").rglob("*.py"))]:
+    h.update(path.name.encode())
+    h.update(path.read_bytes())
+    for f in [Path(__file__), *sorted((ROOT / "glassnet").rglob("*.py"))]:
         h.update(str(f.relative_to(ROOT)).encode())
         h.update(f.read_bytes())
     return h.hexdigest()
