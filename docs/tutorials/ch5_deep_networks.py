@@ -10,7 +10,8 @@
 # and then the cure: normalisation and residual connections.
 #
 # **What you should see**: in a 6-hidden-layer sigmoid net on 8x8 digits the first hidden layer
-# learns tens of times slower than the last and `gn.diagnostics` says "vanishing gradients";
+# learns thousands of times slower than the last, `gn.diagnostics` says "vanishing gradients"
+# and the net learns nothing in 8 epochs;
 # a ReLU net with weights twice too large gets "exploding gradients"; with batch norm or
 # residual connections the first layer keeps pace with the last.
 #
@@ -118,7 +119,8 @@ for scale in (1.0, 2.0):
     )
     hidden = [r["speed"] for r in rep.layers[:-1]]
     print(
-        f"He init x {scale}: speeds first..last hidden {hidden[0]:.1e} .. {hidden[-1]:.1e}; verdicts: {rep.verdicts}"
+        f"He init x {scale}: speeds first..last hidden {hidden[0]:.1e} .. {hidden[-1]:.1e}; "
+        f"depth verdicts: {[v for v in rep.verdicts if 'gradients' in v]}"
     )
 exploding = gn.diagnostics.report(
     relu_net(2.0, np.random.default_rng(0)), gn.CrossEntropyLoss(), train.x[:500], train.y[:500]
@@ -138,7 +140,7 @@ for kind in ("plain", "batch norm", "residual"):
     acc = gn.evaluate(model, gn.CrossEntropyLoss(), test)["accuracy"]
     results[kind] = (speeds[0, 0] / speeds[-1, 0], acc)
     print(
-        f"{kind:>10}: first / last hidden layer's speed at initialisation {results[kind][0]:.3f}, "
+        f"{kind:>10}: first / last hidden layer's speed at initialisation {results[kind][0]:.1e}, "
         f"test accuracy after 8 epochs {acc:.1%}"
     )
 
@@ -152,11 +154,11 @@ plt.show()
 # %% [markdown]
 # The checks: the plain net's first layer lags by more than 10x and the diagnostics say so; the
 # oversized ReLU net is called exploding; batch norm and residual connections bring the first
-# layer to within 10x of the last, and the residual net learns at least as well as the plain one.
+# layer to within 10x of the last, and both then learn where the plain net does not.
 
 # %%
 assert ratio_plain > 10 and vanishing, (ratio_plain, vanishing)
 assert any(v.startswith("exploding") for v in exploding), exploding
 assert results["plain"][0] < 0.1
 assert results["batch norm"][0] > 0.1 and results["residual"][0] > 0.1, results
-assert results["residual"][1] >= results["plain"][1], results
+assert results["plain"][1] < 0.3 < min(results["batch norm"][1], results["residual"][1]), results
