@@ -11,7 +11,8 @@
 # **What you should see**: logistic regression stays near 33%; a GRU and an LSTM with 16
 # hidden units, trained for only 10 epochs on half the training set, pass 50% and are still
 # climbing (on all 4,000 signals for 20 epochs they reach about 92%); the gradient reaching
-# the initial state h_0 (`layer.dh0`, after backpropagating through all 40 steps) is finite and nonzero for both.
+# the initial state h_0 (`layer.dh0`, after backpropagating through all 40 steps) is finite
+# and nonzero for both.
 #
 # **At full size** ([benchmarks](../benchmarks.md)): the `mnist1d-gru` preset (bidirectional,
 # hidden 16, 100 epochs) reaches 95.60% mean test accuracy over 3 seeds against the paper's
