@@ -172,10 +172,12 @@ STATE_CONFIGS = {
     "Conv2d": [
         dict(in_channels=2, out_channels=3, kernel_size=3),
         dict(in_channels=1, out_channels=2, kernel_size=[2, 3], stride=2, bias=False),
+        dict(in_channels=4, out_channels=6, kernel_size=3, groups=2, padding="same", padding_mode="reflect"),
     ],
     "Conv1d": [
         dict(in_channels=2, out_channels=3, kernel_size=3),
         dict(in_channels=1, out_channels=4, kernel_size=2, dilation=2, bias=False),
+        dict(in_channels=6, out_channels=3, kernel_size=2, groups=3, padding_mode="circular"),
     ],
     "BatchNorm1d": [dict(num_features=3), dict(num_features=5, affine=False, momentum=None)],
     "BatchNorm2d": [dict(num_features=2), dict(num_features=4, affine=False)],
@@ -290,7 +292,11 @@ def sizing_keys(cls: type, config: dict) -> list[str]:
     keys = []
     for key, value in config.items():
         if isinstance(value, int) and not isinstance(value, bool):
-            if cls.state_shapes(**{**config, key: value + 1}) != cls.state_shapes(**config):
+            try:
+                changed = cls.state_shapes(**{**config, key: value + 1}) != cls.state_shapes(**config)
+            except ValueError:  # a value the config cannot take (groups must divide the channels)
+                changed = True  # refused like a huge one must be: it joins the bombs
+            if changed:
                 keys.append(key)
     return keys
 
