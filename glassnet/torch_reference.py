@@ -126,10 +126,11 @@ def conv(layer, x):
 
 
 def pooling(layer, x):
-    """torch's pooling of the same class name (MaxPool2d, AvgPool1d, ...) and window."""
+    """torch's pooling of the same class name (MaxPool2d, AvgPool1d, ...) and config (window,
+    ceil_mode, dilation, count_include_pad: PyTorch's names)."""
     import torch
 
-    module = getattr(torch.nn, type(layer).__name__)(layer.kernel_size, layer.stride, layer.padding)
+    module = getattr(torch.nn, type(layer).__name__)(**layer.config())
     return module(x), {}
 
 
