@@ -661,6 +661,15 @@ CASES: list[Case] = [
          torch=T.batch_norm, wrap=_random_affine,
          realistic=lambda rng: L.BatchNorm2d(16, momentum=0.3, eps=0.1, affine=False), features=(16, 12, 12),
          mode="statistics"),
+    # no running statistics: the batch's own in eval too, so both modes compute the same
+    Case("BatchNorm1d (track_running_stats=False)", L.BatchNorm1d,
+         {"num_features": 3, "track_running_stats": False}, _normal((4, 3, 2), 2.0), torch=T.batch_norm,
+         wrap=_random_affine, realistic=lambda rng: L.BatchNorm1d(256, track_running_stats=False)),
+    Case("BatchNorm2d (track_running_stats=False, affine=False)", L.BatchNorm2d,
+         {"num_features": 1, "track_running_stats": False, "affine": False}, _normal((2, 1, 3, 3), 2.0),
+         torch=T.batch_norm,
+         realistic=lambda rng: L.BatchNorm2d(16, affine=False, track_running_stats=False),
+         features=(16, 12, 12)),
     # --- recurrent: (N, T, features) = (2, 5, 3), hidden size 4: backprop through five steps;
     # realistic (T, features) = (20, 32) ---
     Case("RNN (tanh)", L.RNN, {"input_size": 3, "hidden_size": 4}, _normal((2, 5, 3)), torch=T.recurrent,

@@ -180,7 +180,11 @@ STATE_CONFIGS = {
         dict(in_channels=6, out_channels=3, kernel_size=2, groups=3, padding_mode="circular"),
     ],
     "BatchNorm1d": [dict(num_features=3), dict(num_features=5, affine=False, momentum=None)],
-    "BatchNorm2d": [dict(num_features=2), dict(num_features=4, affine=False)],
+    "BatchNorm2d": [
+        dict(num_features=2),
+        dict(num_features=4, affine=False),
+        dict(num_features=3, track_running_stats=False),
+    ],
     "RNN": [
         dict(input_size=3, hidden_size=4),
         dict(input_size=2, hidden_size=3, num_layers=3, bidirectional=True, nonlinearity="relu"),
