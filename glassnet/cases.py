@@ -303,6 +303,33 @@ def _from_initial_state(batch: int):
     return lambda layer, rng: FromInitialState(layer, batch, rng)
 
 
+class WithFinalState(Module):
+    """A recurrent layer whose output is its output sequence and its final state h_n (and an
+    LSTM's c_n), each flattened per example and laid side by side, so that the table's checks
+    cover the gradient flowing into the final states: ``backward(dy, dh_n=..., dc_n=...)``."""
+
+    def __init__(self, layer: Module) -> None:
+        super().__init__()
+        self.layer = layer
+        self.children = [layer]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = self.layer.forward(x)
+        states = [self.layer.h_n] + ([self.layer.c_n] if self.layer.states == 2 else [])
+        self.shapes = [y.shape] + [s.shape for s in states]
+        n = x.shape[0]
+        per_example = [s.transpose(1, 0, 2).reshape(n, -1) for s in states]  # (N, num_layers D H)
+        return np.concatenate([y.reshape(n, -1), *per_example], axis=1)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        sizes = np.cumsum([int(np.prod(shape[1:] if k == 0 else (shape[0], shape[2])))
+                           for k, shape in enumerate(self.shapes)])[:-1]  # fmt: skip
+        parts = np.split(dy, sizes, axis=1)
+        dout = parts[0].reshape(self.shapes[0])
+        finals = [p.reshape(s[1], s[0], s[2]).transpose(1, 0, 2) for p, s in zip(parts[1:], self.shapes[1:])]
+        return self.layer.backward(dout, *finals)  # dh_n (and dc_n)
+
+
 def _random_params(layer, rng):
     # every parameter drawn at random (biases and LayerNorm's gamma/beta too, which start at
     # zeros and ones), so no term of a backward can hide behind a 0 or a 1
@@ -707,6 +734,33 @@ CASES: list[Case] = [
          features=(20, 32)),
     Case("LSTM (no bias)", L.LSTM, {"input_size": 3, "hidden_size": 4, "bias": False}, _normal((2, 5, 3)),
          torch=T.recurrent, realistic=lambda rng: L.LSTM(32, 64, bias=False, rng=rng), features=(20, 32)),
+    # the final states as outputs too: dLoss/dh_n and dLoss/dc_n flow in (sequence-to-sequence)
+    Case("RNN (h_n an output, 2 layers)", L.RNN, {"input_size": 3, "hidden_size": 4, "num_layers": 2},
+         _normal((2, 5, 3)), torch=T.recurrent_final_state, wrap=lambda layer, rng: WithFinalState(layer),
+         realistic=lambda rng: WithFinalState(L.RNN(32, 32, num_layers=2, rng=rng)), features=(20, 32)),
+    Case("GRU (h_n an output, bidirectional)", L.GRU,
+         {"input_size": 3, "hidden_size": 4, "bidirectional": True},
+         _normal((2, 5, 3)), torch=T.recurrent_final_state, wrap=lambda layer, rng: WithFinalState(layer),
+         realistic=lambda rng: WithFinalState(L.GRU(32, 32, bidirectional=True, rng=rng)), features=(20, 32)),
+    Case("LSTM (h_n, c_n outputs, 2 layers, bidirectional)", L.LSTM,
+         {"input_size": 3, "hidden_size": 4, "num_layers": 2, "bidirectional": True},
+         _normal((2, 5, 3)), torch=T.recurrent_final_state, wrap=lambda layer, rng: WithFinalState(layer),
+         realistic=lambda rng: WithFinalState(L.LSTM(32, 32, num_layers=2, bidirectional=True, rng=rng)),
+         features=(20, 32)),
+    # dropout between stacked layers (training only): torch's layers one by one, glassnet's masks
+    Case("RNN (3 layers, dropout 0.4)", L.RNN,
+         {"input_size": 3, "hidden_size": 4, "num_layers": 3, "dropout": 0.4}, _normal((2, 5, 3)),
+         torch=T.recurrent, realistic=lambda rng: L.RNN(32, 32, num_layers=3, dropout=0.4, rng=rng),
+         features=(20, 32), mode="noise inside"),
+    Case("GRU (2 layers, bidirectional, dropout 0.3)", L.GRU,
+         {"input_size": 3, "hidden_size": 4, "num_layers": 2, "bidirectional": True, "dropout": 0.3},
+         _normal((2, 5, 3)), torch=T.recurrent,
+         realistic=lambda rng: L.GRU(32, 32, num_layers=2, bidirectional=True, dropout=0.3, rng=rng),
+         features=(20, 32), mode="noise inside"),
+    Case("LSTM (2 layers, dropout 0.5)", L.LSTM,
+         {"input_size": 3, "hidden_size": 4, "num_layers": 2, "dropout": 0.5}, _normal((2, 5, 3)),
+         torch=T.recurrent, realistic=lambda rng: L.LSTM(32, 32, num_layers=2, dropout=0.5, rng=rng),
+         features=(20, 32), mode="noise inside"),
     Case("LastStep", L.LastStep, {}, _normal((2, 4, 3)),
          torch=T.stateless(lambda nn, layer: lambda x: x[:, -1]), features=(20, 32)),
     # --- merges: several inputs, forward(*xs), backward -> one gradient per input ---

@@ -189,6 +189,7 @@ STATE_CONFIGS = {
         dict(input_size=3, hidden_size=4),
         dict(input_size=2, hidden_size=3, num_layers=3, bidirectional=True, nonlinearity="relu"),
         dict(input_size=1, hidden_size=2, num_layers=2, bias=False),
+        dict(input_size=2, hidden_size=2, num_layers=2, dropout=0.3),
     ],
     "GRU": [
         dict(input_size=3, hidden_size=4),
