@@ -20,6 +20,7 @@ so the table can live in the library and ``import glassnet`` works without torch
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -122,7 +123,9 @@ def conv(layer, x):
     del config["init"]
     module = cls(**config, dtype=torch.float64)
     params = load_params(layer, module)  # before the forward: it copies the weights in
-    return module(x), params
+    with warnings.catch_warnings():  # "same" with an even reach: torch notes that it copies x
+        warnings.filterwarnings("ignore", "Using padding='same'", UserWarning)
+        return module(x), params
 
 
 def pooling(layer, x):
