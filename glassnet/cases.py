@@ -303,6 +303,33 @@ def _from_initial_state(batch: int):
     return lambda layer, rng: FromInitialState(layer, batch, rng)
 
 
+class WithFinalState(Module):
+    """A recurrent layer whose output is its output sequence and its final state h_n (and an
+    LSTM's c_n), each flattened per example and laid side by side, so that the table's checks
+    cover the gradient flowing into the final states: ``backward(dy, dh_n=..., dc_n=...)``."""
+
+    def __init__(self, layer: Module) -> None:
+        super().__init__()
+        self.layer = layer
+        self.children = [layer]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = self.layer.forward(x)
+        states = [self.layer.h_n] + ([self.layer.c_n] if self.layer.states == 2 else [])
+        self.shapes = [y.shape] + [s.shape for s in states]
+        n = x.shape[0]
+        per_example = [s.transpose(1, 0, 2).reshape(n, -1) for s in states]  # (N, num_layers D H)
+        return np.concatenate([y.reshape(n, -1), *per_example], axis=1)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        sizes = np.cumsum([int(np.prod(shape[1:] if k == 0 else (shape[0], shape[2])))
+                           for k, shape in enumerate(self.shapes)])[:-1]  # fmt: skip
+        parts = np.split(dy, sizes, axis=1)
+        dout = parts[0].reshape(self.shapes[0])
+        finals = [p.reshape(s[1], s[0], s[2]).transpose(1, 0, 2) for p, s in zip(parts[1:], self.shapes[1:])]
+        return self.layer.backward(dout, *finals)  # dh_n (and dc_n)
+
+
 def _random_params(layer, rng):
     # every parameter drawn at random (biases and LayerNorm's gamma/beta too, which start at
     # zeros and ones), so no term of a backward can hide behind a 0 or a 1
@@ -542,6 +569,56 @@ CASES: list[Case] = [
          _normal((2, 3, 9)), torch=T.conv,
          realistic=lambda rng: L.Conv1d(16, 32, 3, padding=1, bias=False, init="lecun_normal", rng=rng),
          features=(16, 40)),
+    # groups: each block of input channels has its own filters (depthwise: one channel per block)
+    Case("Conv2d (groups 2)", L.Conv2d, {"in_channels": 4, "out_channels": 6, "kernel_size": 3, "groups": 2},
+         _normal((2, 4, 5, 6)), torch=T.conv,
+         realistic=lambda rng: L.Conv2d(16, 32, 3, padding=1, groups=4, rng=rng), features=(16, 12, 12)),
+    Case("Conv2d (depthwise, padding same)", L.Conv2d,
+         {"in_channels": 3, "out_channels": 6, "kernel_size": 3, "groups": 3, "padding": "same"},
+         _normal((2, 3, 5, 4)), torch=T.conv,
+         realistic=lambda rng: L.Conv2d(16, 16, 3, padding="same", groups=16, rng=rng),
+         features=(16, 12, 12)),
+    # "same" with an even kernel reach d (k - 1): one unit more padding after than before
+    Case("Conv2d (padding same, 4x2 kernel, dilation (1, 3))", L.Conv2d,
+         {"in_channels": 2, "out_channels": 3, "kernel_size": (4, 2), "padding": "same", "dilation": (1, 3)},
+         _normal((2, 2, 6, 7)), torch=T.conv,
+         realistic=lambda rng: L.Conv2d(16, 8, (4, 2), padding="same", dilation=(1, 3), rng=rng),
+         features=(16, 12, 12)),
+    # padding wider than 1 on an axis, so that the mirror reaches past the edge's neighbour
+    Case("Conv2d (padding_mode reflect, padding (2, 1))", L.Conv2d,
+         {"in_channels": 2, "out_channels": 3, "kernel_size": 3, "padding": (2, 1),
+          "padding_mode": "reflect"},
+         _normal((2, 2, 5, 6)), torch=T.conv,
+         realistic=lambda rng: L.Conv2d(16, 8, 3, padding=(2, 1), padding_mode="reflect", rng=rng),
+         features=(16, 12, 12)),
+    Case("Conv2d (padding_mode replicate, stride 2)", L.Conv2d,
+         {"in_channels": 2, "out_channels": 3, "kernel_size": 3, "stride": 2, "padding": 2,
+          "padding_mode": "replicate"},
+         _normal((2, 2, 6, 5)), torch=T.conv,
+         realistic=lambda rng: L.Conv2d(16, 8, 3, stride=2, padding=2, padding_mode="replicate", rng=rng),
+         features=(16, 12, 12)),
+    Case("Conv2d (padding_mode circular, padding same, groups 2)", L.Conv2d,
+         {"in_channels": 2, "out_channels": 4, "kernel_size": (3, 4), "padding": "same", "groups": 2,
+          "padding_mode": "circular"},
+         _normal((2, 2, 4, 5)), torch=T.conv,
+         realistic=lambda rng: L.Conv2d(16, 8, (3, 4), padding="same", groups=2, padding_mode="circular",
+                                        rng=rng),
+         features=(16, 12, 12)),
+    Case("Conv1d (groups 2, padding valid)", L.Conv1d,
+         {"in_channels": 4, "out_channels": 2, "kernel_size": 3, "groups": 2, "padding": "valid"},
+         _normal((2, 4, 9)), torch=T.conv,
+         realistic=lambda rng: L.Conv1d(16, 32, 3, groups=4, padding="valid", rng=rng), features=(16, 40)),
+    Case("Conv1d (padding same, kernel 4, reflect)", L.Conv1d,
+         {"in_channels": 2, "out_channels": 3, "kernel_size": 4, "padding": "same",
+          "padding_mode": "reflect"},
+         _normal((2, 2, 7)), torch=T.conv,
+         realistic=lambda rng: L.Conv1d(16, 8, 4, padding="same", padding_mode="reflect", rng=rng),
+         features=(16, 40)),
+    Case("Conv1d (padding_mode circular, padding 2)", L.Conv1d,
+         {"in_channels": 2, "out_channels": 3, "kernel_size": 3, "padding": 2, "padding_mode": "circular"},
+         _normal((2, 2, 6)), torch=T.conv,
+         realistic=lambda rng: L.Conv1d(16, 8, 3, padding=2, padding_mode="circular", rng=rng),
+         features=(16, 40)),
     # --- pooling: inputs with no near-ties (_distinct) ---
     Case("MaxPool2d", L.MaxPool2d, {"kernel_size": 2}, _distinct((2, 3, 6, 6)), torch=T.pooling,
          features=(8, 12, 12)),
@@ -561,6 +638,28 @@ CASES: list[Case] = [
          torch=T.pooling, features=(8, 32)),
     Case("AvgPool1d (3, stride 2, padding 1)", L.AvgPool1d, {"kernel_size": 3, "stride": 2, "padding": 1},
          _distinct((2, 3, 9)), torch=T.pooling, features=(8, 32)),
+    # PyTorch's further options: sizes where ceil mode adds a last, partial window
+    Case("MaxPool2d (3, stride 2, ceil_mode)", L.MaxPool2d,
+         {"kernel_size": 3, "stride": 2, "ceil_mode": True}, _distinct((2, 2, 6, 8)), torch=T.pooling,
+         features=(8, 12, 12)),
+    Case("MaxPool2d (2, dilation 2, padding 1)", L.MaxPool2d,
+         {"kernel_size": 2, "stride": 1, "padding": 1, "dilation": 2}, _distinct((2, 2, 5, 6)),
+         torch=T.pooling, features=(8, 12, 12)),
+    Case("MaxPool1d (3, stride 2, dilation 2, ceil_mode)", L.MaxPool1d,
+         {"kernel_size": 3, "stride": 2, "dilation": 2, "ceil_mode": True}, _distinct((2, 3, 10)),
+         torch=T.pooling, features=(8, 32)),
+    Case("AvgPool2d (3, stride 2, padding 1, ceil_mode)", L.AvgPool2d,
+         {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}, _distinct((2, 2, 6, 7)),
+         torch=T.pooling, features=(8, 12, 12)),
+    Case("AvgPool2d (3, stride 2, padding 1, count_include_pad=False, ceil_mode)", L.AvgPool2d,
+         {"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False, "ceil_mode": True},
+         _distinct((2, 2, 6, 7)), torch=T.pooling, features=(8, 12, 12)),
+    Case("AvgPool1d (3, stride 2, padding 1, count_include_pad=False)", L.AvgPool1d,
+         {"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False}, _distinct((2, 3, 9)),
+         torch=T.pooling, features=(8, 32)),
+    Case("AvgPool1d (2, stride 3, ceil_mode)", L.AvgPool1d,
+         {"kernel_size": 2, "stride": 3, "ceil_mode": True}, _distinct((2, 3, 8)), torch=T.pooling,
+         features=(8, 32)),
     # global pooling is adaptive pooling to 1x1, then flatten (torch.amax would split ties)
     Case("GlobalAvgPool2d", L.GlobalAvgPool2d, {}, _distinct((2, 3, 4, 5)),
          torch=T.stateless(lambda nn, layer: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())),
@@ -589,6 +688,15 @@ CASES: list[Case] = [
          torch=T.batch_norm, wrap=_random_affine,
          realistic=lambda rng: L.BatchNorm2d(16, momentum=0.3, eps=0.1, affine=False), features=(16, 12, 12),
          mode="statistics"),
+    # no running statistics: the batch's own in eval too, so both modes compute the same
+    Case("BatchNorm1d (track_running_stats=False)", L.BatchNorm1d,
+         {"num_features": 3, "track_running_stats": False}, _normal((4, 3, 2), 2.0), torch=T.batch_norm,
+         wrap=_random_affine, realistic=lambda rng: L.BatchNorm1d(256, track_running_stats=False)),
+    Case("BatchNorm2d (track_running_stats=False, affine=False)", L.BatchNorm2d,
+         {"num_features": 1, "track_running_stats": False, "affine": False}, _normal((2, 1, 3, 3), 2.0),
+         torch=T.batch_norm,
+         realistic=lambda rng: L.BatchNorm2d(16, affine=False, track_running_stats=False),
+         features=(16, 12, 12)),
     # --- recurrent: (N, T, features) = (2, 5, 3), hidden size 4: backprop through five steps;
     # realistic (T, features) = (20, 32) ---
     Case("RNN (tanh)", L.RNN, {"input_size": 3, "hidden_size": 4}, _normal((2, 5, 3)), torch=T.recurrent,
@@ -626,6 +734,33 @@ CASES: list[Case] = [
          features=(20, 32)),
     Case("LSTM (no bias)", L.LSTM, {"input_size": 3, "hidden_size": 4, "bias": False}, _normal((2, 5, 3)),
          torch=T.recurrent, realistic=lambda rng: L.LSTM(32, 64, bias=False, rng=rng), features=(20, 32)),
+    # the final states as outputs too: dLoss/dh_n and dLoss/dc_n flow in (sequence-to-sequence)
+    Case("RNN (h_n an output, 2 layers)", L.RNN, {"input_size": 3, "hidden_size": 4, "num_layers": 2},
+         _normal((2, 5, 3)), torch=T.recurrent_final_state, wrap=lambda layer, rng: WithFinalState(layer),
+         realistic=lambda rng: WithFinalState(L.RNN(32, 32, num_layers=2, rng=rng)), features=(20, 32)),
+    Case("GRU (h_n an output, bidirectional)", L.GRU,
+         {"input_size": 3, "hidden_size": 4, "bidirectional": True},
+         _normal((2, 5, 3)), torch=T.recurrent_final_state, wrap=lambda layer, rng: WithFinalState(layer),
+         realistic=lambda rng: WithFinalState(L.GRU(32, 32, bidirectional=True, rng=rng)), features=(20, 32)),
+    Case("LSTM (h_n, c_n outputs, 2 layers, bidirectional)", L.LSTM,
+         {"input_size": 3, "hidden_size": 4, "num_layers": 2, "bidirectional": True},
+         _normal((2, 5, 3)), torch=T.recurrent_final_state, wrap=lambda layer, rng: WithFinalState(layer),
+         realistic=lambda rng: WithFinalState(L.LSTM(32, 32, num_layers=2, bidirectional=True, rng=rng)),
+         features=(20, 32)),
+    # dropout between stacked layers (training only): torch's layers one by one, glassnet's masks
+    Case("RNN (3 layers, dropout 0.4)", L.RNN,
+         {"input_size": 3, "hidden_size": 4, "num_layers": 3, "dropout": 0.4}, _normal((2, 5, 3)),
+         torch=T.recurrent, realistic=lambda rng: L.RNN(32, 32, num_layers=3, dropout=0.4, rng=rng),
+         features=(20, 32), mode="noise inside"),
+    Case("GRU (2 layers, bidirectional, dropout 0.3)", L.GRU,
+         {"input_size": 3, "hidden_size": 4, "num_layers": 2, "bidirectional": True, "dropout": 0.3},
+         _normal((2, 5, 3)), torch=T.recurrent,
+         realistic=lambda rng: L.GRU(32, 32, num_layers=2, bidirectional=True, dropout=0.3, rng=rng),
+         features=(20, 32), mode="noise inside"),
+    Case("LSTM (2 layers, dropout 0.5)", L.LSTM,
+         {"input_size": 3, "hidden_size": 4, "num_layers": 2, "dropout": 0.5}, _normal((2, 5, 3)),
+         torch=T.recurrent, realistic=lambda rng: L.LSTM(32, 32, num_layers=2, dropout=0.5, rng=rng),
+         features=(20, 32), mode="noise inside"),
     Case("LastStep", L.LastStep, {}, _normal((2, 4, 3)),
          torch=T.stateless(lambda nn, layer: lambda x: x[:, -1]), features=(20, 32)),
     # --- merges: several inputs, forward(*xs), backward -> one gradient per input ---

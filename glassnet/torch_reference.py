@@ -20,6 +20,7 @@ so the table can live in the library and ``import glassnet`` works without torch
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -122,14 +123,17 @@ def conv(layer, x):
     del config["init"]
     module = cls(**config, dtype=torch.float64)
     params = load_params(layer, module)  # before the forward: it copies the weights in
-    return module(x), params
+    with warnings.catch_warnings():  # "same" with an even reach: torch notes that it copies x
+        warnings.filterwarnings("ignore", "Using padding='same'", UserWarning)
+        return module(x), params
 
 
 def pooling(layer, x):
-    """torch's pooling of the same class name (MaxPool2d, AvgPool1d, ...) and window."""
+    """torch's pooling of the same class name (MaxPool2d, AvgPool1d, ...) and config (window,
+    ceil_mode, dilation, count_include_pad: PyTorch's names)."""
     import torch
 
-    module = getattr(torch.nn, type(layer).__name__)(layer.kernel_size, layer.stride, layer.padding)
+    module = getattr(torch.nn, type(layer).__name__)(**layer.config())
     return module(x), {}
 
 
@@ -143,10 +147,56 @@ def _torch_recurrent(layer):
 
 
 def recurrent(layer, x):
-    """torch.nn.RNN/GRU/LSTM (batch_first) with the glassnet layer's parameters."""
+    """torch.nn.RNN/GRU/LSTM (batch_first) with the glassnet layer's parameters. With dropout
+    masks drawn (training, dropout > 0), torch's layers one at a time with glassnet's masks
+    between them, since torch would draw its own."""
+    if any(m is not None for m in getattr(layer, "masks", [])):
+        return _recurrent_by_layers(layer, x)
     module = _torch_recurrent(layer)
     params = load_params(layer, module)
     return module(x)[0], params
+
+
+def _recurrent_by_layers(layer, x):
+    """Layer k of a stack as torch's one-layer module (its parameters ``_l{k}`` copied into
+    torch's ``_l0``), glassnet's dropout mask on its output before layer k + 1."""
+    import re
+
+    import torch
+
+    config = layer.config()
+    config.update(num_layers=1, dropout=0.0)
+    if isinstance(layer, L.RNN):
+        config["nonlinearity"] = layer.nonlinearity
+    params = {}
+    for k in range(layer.num_layers):
+        config["input_size"] = layer.input_size if k == 0 else layer.directions * layer.hidden_size
+        module = getattr(torch.nn, type(layer).__name__)(**config, batch_first=True, dtype=torch.float64)
+        with torch.no_grad():
+            for name, p in layer.named_parameters():
+                if re.search(rf"_l{k}(_reverse)?$", name):
+                    tp = getattr(module, torch_name(name).replace(f"_l{k}", "_l0"))
+                    tp.copy_(torch.from_numpy(np.ascontiguousarray(torch_layout(layer, name, p.data))))
+                    params[name] = tp
+        x = module(x)[0]
+        mask = layer.masks[k]
+        if mask is not None:  # time-major (T N, D H) in glassnet
+            x = x * torch.from_numpy(mask.reshape(x.shape[1], x.shape[0], -1).transpose(1, 0, 2))
+    return x, params
+
+
+def recurrent_final_state(wrapper, x):
+    """The reference of a ``cases.WithFinalState`` row: torch's output and final state h_n (and
+    c_n), laid side by side per example as the wrapper does; the layer is the wrapper's child 0."""
+    import torch
+
+    module = _torch_recurrent(wrapper.layer)
+    params = {f"0.{name}": p for name, p in load_params(wrapper.layer, module).items()}
+    y, final = module(x)
+    states = final if isinstance(final, tuple) else (final,)
+    n = x.shape[0]
+    parts = [y.reshape(n, -1)] + [s.transpose(0, 1).reshape(n, -1) for s in states]
+    return torch.cat(parts, dim=1), params
 
 
 def recurrent_from_state(wrapper, x):

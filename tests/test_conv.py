@@ -90,3 +90,99 @@ def test_float32_stays_float32_and_dy_is_untouched():
     dx = conv.backward(dy)
     assert y.dtype == dx.dtype == conv.W.grad.dtype == np.float32
     np.testing.assert_array_equal(dy, before)
+
+
+# --- PyTorch's options: groups, padding "same"/"valid", padding_mode ----------------------------
+# (the numbers are checked in the table: glassnet/cases.py rows "Conv2d (groups 2)", ...)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: gn.Conv2d(4, 6, 3, groups=4),
+     "Conv2d: out_channels must be divisible by groups, got out_channels=6"),
+    (lambda: gn.Conv1d(3, 6, 3, groups=2),
+     "Conv1d: in_channels must be divisible by groups, got in_channels=3"),
+    (lambda: gn.Conv2d(2, 2, 3, groups=0), "Conv2d: groups must be an integer >= 1, got 0"),
+    (lambda: gn.Conv2d(2, 2, 3, stride=2, padding="same"),
+     r"Conv2d: padding='same' is not supported for strided convolutions \(as in PyTorch\), "
+     r"got stride=\(2, 2\)"),
+    (lambda: gn.Conv1d(2, 2, 3, stride=2, padding="same"), "Conv1d: padding='same' .* got stride=2"),
+    (lambda: gn.Conv2d(2, 2, 3, padding="full"),
+     "Conv2d: padding must be an int, a pair of ints, 'same' or 'valid'"),
+    (lambda: gn.Conv2d(2, 2, 3, padding_mode="mirror"),
+     r"Conv2d: padding_mode must be one of \['zeros', 'reflect', 'replicate', 'circular'\], got 'mirror'"),
+])  # fmt: skip
+def test_bad_option_values_are_refused_naming_them(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+@pytest.mark.parametrize("mode,size,message", [
+    ("reflect", 2, r"padding_mode='reflect' needs the padding \(2\) smaller than the input size"),
+    ("circular", 1, r"padding_mode='circular' needs the padding \(2\) at most the input size"),
+])  # fmt: skip
+def test_padding_wider_than_the_input_is_refused_as_pytorch_does(mode, size, message):
+    layer = gn.Conv1d(1, 1, 3, padding=2, padding_mode=mode)
+    with pytest.raises(gn.ShapeError, match=message):
+        layer.forward(np.zeros((1, 1, size), np.float32))
+    with pytest.raises(RuntimeError):  # PyTorch refuses the same input
+        torch.nn.Conv1d(1, 1, 3, padding=2, padding_mode=mode)(torch.zeros(1, 1, size))
+
+
+@pytest.mark.parametrize("k,d", [(3, 1), (4, 1), (2, 3), (4, 2)])
+def test_padding_same_keeps_the_size_and_valid_is_no_padding(k, d):
+    x = np.zeros((1, 2, 9, 8), np.float32)
+    assert gn.Conv2d(2, 3, k, padding="same", dilation=d).forward(x).shape == (1, 3, 9, 8)
+    assert (
+        gn.Conv2d(2, 3, k, padding="valid", dilation=d).forward(x).shape
+        == gn.Conv2d(2, 3, k, dilation=d).forward(x).shape
+    )
+
+
+def test_depthwise_weight_shape_and_init_are_pytorchs():
+    layer = gn.Conv2d(8, 16, 3, groups=8, rng=0)
+    assert layer.W.shape == tuple(torch.nn.Conv2d(8, 16, 3, groups=8).weight.shape) == (16, 1, 3, 3)
+    # PyTorch's default init bound 1/sqrt(fan_in), fan_in = (in_channels / groups) k k = 9
+    assert np.abs(layer.W.data).max() <= 1 / 3 and np.abs(layer.W.data).max() > 0.3
+
+
+def test_groups_after_an_optimizer_repoints_the_parameters():
+    """Optimizers re-point W.data and W.grad at slices of their flat vectors: each group's views
+    must follow, or a step would train arrays that are no longer the layer's."""
+    rng = np.random.default_rng(4)
+    model = gn.Sequential(gn.Conv2d(4, 4, 3, groups=2, rng=rng, dtype=np.float64), gn.Flatten())
+    opt = gn.optim.SGD(model.parameters(), lr=0.1)
+    x = rng.standard_normal((2, 4, 5, 5))
+    conv = model.layers[0]
+    ref = torch.nn.Conv2d(4, 4, 3, groups=2, dtype=torch.float64)
+    with torch.no_grad():
+        ref.weight.copy_(torch.from_numpy(conv.W.data)), ref.bias.copy_(torch.from_numpy(conv.b.data))
+    topt = torch.optim.SGD(ref.parameters(), lr=0.1)
+    for _ in range(2):
+        model.zero_grad()
+        model.backward(np.ones_like(model.forward(x)))
+        opt.step()
+        topt.zero_grad()
+        ref(torch.from_numpy(x)).sum().backward()
+        topt.step()
+    np.testing.assert_allclose(conv.W.data, ref.weight.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layer", [
+    gn.Conv2d(4, 6, (3, 4), padding="same", groups=2, padding_mode="circular"),
+    gn.Conv1d(4, 4, 3, padding="valid", groups=4, padding_mode="replicate", bias=False),
+])  # fmt: skip
+def test_options_survive_save_and_load(layer, tmp_path):
+    again = type(layer)(**json.loads(json.dumps(layer.config())))
+    assert again.config() == layer.config() and again.W.shape == layer.W.shape
+    gn.save(gn.Sequential(layer), tmp_path / "m.safetensors")
+    x = np.random.default_rng(0).standard_normal((2, 4, 6, 7)[: layer.W.data.ndim]).astype(np.float32)
+    np.testing.assert_array_equal(gn.load(tmp_path / "m.safetensors").forward(x), layer.forward(x))
+
+
+def test_a_config_written_before_the_options_still_loads():
+    """Files saved before groups and padding_mode existed have no such keys: the defaults apply."""
+    old = {"in_channels": 2, "out_channels": 3, "kernel_size": [3, 3], "stride": [1, 1], "padding": [1, 1],
+           "dilation": [1, 1], "bias": True, "init": "torch_default"}  # fmt: skip
+    layer = gn.Conv2d(**old)
+    assert layer.groups == 1 and layer.padding_mode == "zeros" and layer.W.shape == (3, 2, 3, 3)
+    assert gn.Conv2d.state_shapes(**old) == {"W": (3, 2, 3, 3), "b": (3,)}

@@ -172,17 +172,24 @@ STATE_CONFIGS = {
     "Conv2d": [
         dict(in_channels=2, out_channels=3, kernel_size=3),
         dict(in_channels=1, out_channels=2, kernel_size=[2, 3], stride=2, bias=False),
+        dict(in_channels=4, out_channels=6, kernel_size=3, groups=2, padding="same", padding_mode="reflect"),
     ],
     "Conv1d": [
         dict(in_channels=2, out_channels=3, kernel_size=3),
         dict(in_channels=1, out_channels=4, kernel_size=2, dilation=2, bias=False),
+        dict(in_channels=6, out_channels=3, kernel_size=2, groups=3, padding_mode="circular"),
     ],
     "BatchNorm1d": [dict(num_features=3), dict(num_features=5, affine=False, momentum=None)],
-    "BatchNorm2d": [dict(num_features=2), dict(num_features=4, affine=False)],
+    "BatchNorm2d": [
+        dict(num_features=2),
+        dict(num_features=4, affine=False),
+        dict(num_features=3, track_running_stats=False),
+    ],
     "RNN": [
         dict(input_size=3, hidden_size=4),
         dict(input_size=2, hidden_size=3, num_layers=3, bidirectional=True, nonlinearity="relu"),
         dict(input_size=1, hidden_size=2, num_layers=2, bias=False),
+        dict(input_size=2, hidden_size=2, num_layers=2, dropout=0.3),
     ],
     "GRU": [
         dict(input_size=3, hidden_size=4),
@@ -197,10 +204,13 @@ STATE_CONFIGS = {
     "Flatten": [{}],
     "Reshape": [dict(shape=[2, 3])],
     "LastStep": [{}],
-    "MaxPool1d": [dict(kernel_size=2)],
+    "MaxPool1d": [dict(kernel_size=2), dict(kernel_size=3, dilation=2, ceil_mode=True)],
     "MaxPool2d": [dict(kernel_size=2, stride=1)],
     "AvgPool1d": [dict(kernel_size=3, padding=1)],
-    "AvgPool2d": [dict(kernel_size=2)],
+    "AvgPool2d": [
+        dict(kernel_size=2),
+        dict(kernel_size=3, padding=1, ceil_mode=True, count_include_pad=False),
+    ],
     "GlobalAvgPool2d": [{}],
     "GlobalMaxPool2d": [{}],
     "ELU": [dict(alpha=0.5)],
@@ -290,7 +300,11 @@ def sizing_keys(cls: type, config: dict) -> list[str]:
     keys = []
     for key, value in config.items():
         if isinstance(value, int) and not isinstance(value, bool):
-            if cls.state_shapes(**{**config, key: value + 1}) != cls.state_shapes(**config):
+            try:
+                changed = cls.state_shapes(**{**config, key: value + 1}) != cls.state_shapes(**config)
+            except ValueError:  # a value the config cannot take (groups must divide the channels)
+                changed = True  # refused like a huge one must be: it joins the bombs
+            if changed:
                 keys.append(key)
     return keys
 

@@ -349,5 +349,59 @@ def test_bad_constructor_arguments(kwargs):
 
 def test_config_and_repr():
     layer = gn.BatchNorm1d(8, eps=1e-3, momentum=None, affine=False)
-    assert layer.config() == {"num_features": 8, "eps": 1e-3, "momentum": None, "affine": False}
-    assert repr(layer) == "BatchNorm1d(num_features=8, eps=0.001, momentum=None, affine=False)"
+    assert layer.config() == {
+        "num_features": 8,
+        "eps": 1e-3,
+        "momentum": None,
+        "affine": False,
+        "track_running_stats": True,
+    }
+    assert repr(layer) == (
+        "BatchNorm1d(num_features=8, eps=0.001, momentum=None, affine=False, track_running_stats=True)"
+    )
+
+
+# --- track_running_stats=False (PyTorch's option) ------------------------------------------------
+
+
+@pytest.mark.parametrize("cls,shape", [(gn.BatchNorm1d, (6, 3)), (gn.BatchNorm2d, (4, 3, 2, 2))])
+def test_without_running_stats_eval_uses_the_batch_as_pytorch_does(cls, shape, torch):
+    rng = np.random.default_rng(0)
+    layer = cls(3, track_running_stats=False, dtype=np.float64)
+    reference = getattr(torch.nn, cls.__name__)(3, track_running_stats=False, dtype=torch.float64)
+    assert layer.buffers() == {} and dict(reference.named_buffers()) == {}
+    assert set(layer.state_dict()) == set(reference.state_dict()) == {"weight", "bias"}
+    x = rng.standard_normal(shape) * 2 + 1
+    layer.eval(), reference.eval()
+    xt = torch.tensor(x, requires_grad=True)
+    yt = reference(xt)
+    y = layer.forward(x)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(shape)
+    yt.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(layer.backward(dy), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.weight.grad, reference.weight.grad.numpy(), rtol=1e-10)
+    with pytest.raises(gn.ShapeError, match="Expected more than 1 value per channel"):
+        layer.forward(x[:1].reshape(1, 3, *shape[2:]) if len(shape) == 2 else x[:1, :, :1, :1])
+
+
+def test_without_running_stats_save_and_load_hold_no_buffers(tmp_path):
+    model = gn.Sequential(gn.Linear(4, 3), gn.BatchNorm1d(3, track_running_stats=False))
+    gn.save(model, tmp_path / "m.safetensors")
+    again = gn.load(tmp_path / "m.safetensors")
+    assert set(again.state_dict()) == {"0.W", "0.b", "1.weight", "1.bias"}
+    assert again.layers[1].track_running_stats is False
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(gn.predict(again, x), gn.predict(model, x))
+
+
+def test_a_batch_norm_config_written_before_the_option_still_loads():
+    old = {"num_features": 3, "eps": 1e-5, "momentum": 0.1, "affine": True}
+    assert gn.BatchNorm2d(**old).track_running_stats is True
+    assert set(gn.BatchNorm2d.state_shapes(**old)) == {
+        "weight",
+        "bias",
+        "running_mean",
+        "running_var",
+        "num_batches_tracked",
+    }

@@ -296,12 +296,20 @@ def test_config_round_trip(layer):
 
 
 def test_config_and_repr_read_like_torch():
-    assert repr(gn.MaxPool2d(2)) == "MaxPool2d(kernel_size=2, stride=2, padding=0)"
+    assert (
+        repr(gn.MaxPool2d(2)) == "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)"
+    )
     assert (
         repr(gn.AvgPool2d((2, 3), padding=(1, 1)))
-        == "AvgPool2d(kernel_size=[2, 3], stride=[2, 3], padding=1)"
+        == "AvgPool2d(kernel_size=[2, 3], stride=[2, 3], padding=1, ceil_mode=False, count_include_pad=True)"
     )
-    assert gn.MaxPool1d(3, 1).config() == {"kernel_size": 3, "stride": 1, "padding": 0}
+    assert gn.MaxPool1d(3, 1).config() == {
+        "kernel_size": 3,
+        "stride": 1,
+        "padding": 0,
+        "dilation": 1,
+        "ceil_mode": False,
+    }
     assert gn.MaxPool2d([2, 2], [1, 1]).kernel_size == (2, 2)  # tuples inside, whatever came in
 
 
@@ -345,3 +353,73 @@ def test_backward_takes_dy_in_any_layout_and_keeps_the_inputs(layer):
     dx_c, dx_last = layer.backward(dy_c).copy(), layer.backward(dy_last)
     np.testing.assert_array_equal(dx_c, dx_last)
     assert gn.functional.axis_order(layer.backward(dy_c)) == gn.functional.axis_order(x) == [0, 2, 3, 1]
+
+
+# --- PyTorch's further options: ceil_mode, dilation (max), count_include_pad (average) -----------
+
+
+@pytest.mark.parametrize(
+    "cls", [gn.MaxPool2d, gn.AvgPool2d, gn.MaxPool1d, gn.AvgPool1d], ids=lambda c: c.__name__
+)
+@pytest.mark.parametrize("k,s,p", [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 3, 0)])
+def test_the_plain_window_code_agrees_with_the_fast_code(cls, k, s, p):
+    """The options run in plain window code; with the default options it must compute what the
+    fast strided-view code computes, forward and backward."""
+    rng = np.random.default_rng(0)
+    shape = (2, 3, 7, 8) if cls.ndim == 2 else (2, 3, 9)
+    x = rng.permutation(int(np.prod(shape))).reshape(shape) * 0.01
+    fast, plain = cls(k, s, p), cls(k, s, p)
+    plain.general = True
+    y = fast.forward(x)
+    np.testing.assert_allclose(plain.forward(x), y, rtol=1e-14)  # max: equal; mean: summed in another order
+    dy = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(plain.backward(dy), fast.backward(dy), rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["MaxPool2d", "AvgPool2d", "MaxPool1d", "AvgPool1d"])
+def test_every_option_combination_matches_torch(name, torch):
+    """Sizes where ceil mode adds a partial window, drops one that would start in the padding,
+    and leaves the size alone; forward, backward and the output size against PyTorch."""
+    import itertools
+
+    rng = np.random.default_rng(1)
+    compared = 0
+    for k, s, p, d, ceil, include in itertools.product([2, 3], [1, 2, 3], [0, 1], [1, 2], [False, True],
+                                                       [True, False]):  # fmt: skip
+        if ("Avg" in name and d > 1) or ("Max" in name and not include):
+            continue
+        options = dict(kernel_size=k, stride=s, padding=p, ceil_mode=ceil)
+        options.update(dilation=d) if "Max" in name else options.update(count_include_pad=include)
+        if p > (d * (k - 1) + 1) // 2:
+            continue  # refused by both (the padding rule)
+        layer, reference = getattr(gn, name)(**options), getattr(torch.nn, name)(**options)
+        for n in (5, 6, 7, 8):
+            shape = (1, 2, n, n + 1) if "2d" in name else (1, 2, n)
+            x = rng.permutation(int(np.prod(shape))).reshape(shape) * 0.01
+            xt = torch.tensor(x, requires_grad=True)
+            try:
+                yt = reference(xt)
+            except RuntimeError:
+                with pytest.raises(gn.ShapeError):
+                    layer.forward(x)
+                continue
+            y = layer.forward(x)
+            dy = rng.standard_normal(y.shape)
+            yt.backward(torch.from_numpy(dy))
+            np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, err_msg=str(options))
+            np.testing.assert_allclose(layer.backward(dy), xt.grad.numpy(), rtol=1e-12, err_msg=str(options))
+            compared += 1
+    assert compared > 50
+
+
+def test_old_pooling_configs_still_load_and_bad_options_are_named():
+    """A file written before the options has no such keys: the defaults apply."""
+    assert gn.MaxPool2d(**{"kernel_size": 2, "stride": 2, "padding": 0}).general is False
+    with pytest.raises(ValueError, match="MaxPool1d: dilation must be >= 1, got 0"):
+        gn.MaxPool1d(2, dilation=0)
+    with pytest.raises(
+        ValueError, match=r"padding must be at most half the kernel size, got padding=2 .*dilation=\[1, 2\]"
+    ):
+        gn.MaxPool2d(2, padding=2, dilation=(1, 2))
+    with pytest.raises(TypeError, match="dilation"):  # PyTorch's AvgPool has no dilation either
+        gn.AvgPool2d(2, dilation=2)

@@ -367,3 +367,89 @@ def test_training_steps_match_torch(kind, torch):
         np.testing.assert_allclose(
             ours, getattr(rnn, torch_name(name)).detach().numpy(), rtol=1e-8, atol=1e-10
         )
+
+
+# --- PyTorch's dropout between stacked layers, and gradients into the final states ----------------
+# (the table checks both by finite differences and against torch: rows "LSTM (h_n, c_n outputs,
+# 2 layers, bidirectional)", "GRU (2 layers, bidirectional, dropout 0.3)", ...)
+
+
+@pytest.mark.parametrize("kind", CLASSES)
+def test_sequence_to_sequence_encoder_gets_the_decoders_gradient_through_h_n(kind, torch):
+    """An encoder read through its final state only: the decoder starts from it (h0 = h_n), so
+    the encoder's error is the decoder's dLoss/dh0, passed as dh_n (dc_n), with dy=None."""
+    rng = np.random.default_rng(3)
+    encoder, decoder = make(kind, num_layers=2), CLASSES[kind](4, 5, num_layers=2, rng=rng).to(np.float64)
+    source, target = rng.standard_normal((3, 6, 3)), rng.standard_normal((3, 4, 4))
+    encoder.forward(source)
+    final = (encoder.h_n, encoder.c_n) if kind == "LSTM" else encoder.h_n
+    y = decoder.forward(target, final)
+    dy = rng.standard_normal(y.shape)
+    decoder.backward(dy)
+    finals = (decoder.dh0, decoder.dc0) if kind == "LSTM" else (decoder.dh0,)
+    dx = encoder.backward(None, *finals)
+
+    tenc, tdec = recurrent_twin(encoder, torch), recurrent_twin(decoder, torch)
+    xs = torch.tensor(source, requires_grad=True)
+    _, state = tenc(xs)
+    yt, _ = tdec(torch.from_numpy(target), state)
+    yt.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(dx, xs.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for name, p in encoder.named_parameters():
+        ours = torch_layout(encoder, name, p.grad)
+        np.testing.assert_allclose(ours, getattr(tenc, torch_name(name)).grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def recurrent_twin(layer, torch):
+    module = getattr(torch.nn, type(layer).__name__)(**layer.config(), batch_first=True, dtype=torch.float64)
+    load_params(layer, module)
+    return module
+
+
+def test_bad_final_state_gradients_are_named():
+    gru, lstm = make("GRU", num_layers=2), make("LSTM")
+    x = np.zeros((2, 4, 3))
+    gru.forward(x), lstm.forward(x)
+    with pytest.raises(
+        gn.ShapeError, match=r"GRU.backward: dh_n must have the final state's shape \(2, 2, 5\)"
+    ):
+        gru.backward(None, np.zeros((1, 2, 5)))
+    with pytest.raises(ValueError, match="GRU: has no cell state, so no dc_n"):
+        gru.backward(np.zeros((2, 4, 5)), dc_n=np.zeros((2, 2, 5)))
+    with pytest.raises(ValueError, match="LSTM.backward: dy is None and no dh_n or dc_n is given"):
+        lstm.backward(None)
+    with pytest.raises(gn.ShapeError, match=r"LSTM.backward: dy must have the output's shape \(2, 4, 5\)"):
+        lstm.backward(np.zeros((2, 5, 5)))
+    dc_only = lstm.backward(None, dc_n=np.ones((1, 2, 5)))  # c_n alone reaches the loss
+    grads = {name: p.grad for name, p in lstm.named_parameters()}
+    assert dc_only.shape == x.shape and not grads["W_x_l0"].any()  # x = 0: dW_x = x^T delta = 0
+    assert grads["b_x_l0"].any()
+
+
+@pytest.mark.parametrize("kind", CLASSES)
+def test_dropout_acts_between_layers_in_training_only(kind):
+    layer = make(kind, num_layers=3, dropout=0.5)
+    x = np.random.default_rng(0).standard_normal((8, 6, 3))
+    y1, y2 = layer.forward(x).copy(), layer.forward(x).copy()
+    assert not np.array_equal(y1, y2), "new masks each forward"
+    assert [m is None for m in layer.masks] == [False, False, True]  # not after the last layer
+    kept = np.concatenate([m.ravel() for m in layer.masks[:2]])
+    assert set(np.unique(kept)) == {0.0, 2.0} and 0.4 < (kept == 0).mean() < 0.6
+    layer.eval()
+    np.testing.assert_array_equal(layer.forward(x), layer.forward(x))
+    assert all(m is None for m in layer.masks)
+    plain = make(kind, num_layers=3).eval()
+    np.testing.assert_array_equal(layer.forward(x), plain.forward(x))  # the same weights (seed 0)
+
+
+def test_dropout_with_one_layer_warns_as_pytorch_does_and_bad_values_are_refused():
+    with pytest.warns(UserWarning, match="LSTM: dropout=0.2 acts between stacked layers only"):
+        gn.LSTM(3, 4, dropout=0.2)
+    with pytest.raises(ValueError, match=r"GRU: dropout must be a probability in \[0, 1\), got 1.0"):
+        gn.GRU(3, 4, num_layers=2, dropout=1.0)
+
+
+def test_a_recurrent_config_written_before_dropout_still_loads():
+    old = {"input_size": 3, "hidden_size": 4, "num_layers": 2, "bidirectional": False, "bias": True}
+    assert gn.GRU(**old).dropout == 0.0
+    assert gn.GRU.state_shapes(**old) == gn.GRU.state_shapes(**old, dropout=0.3)

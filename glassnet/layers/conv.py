@@ -14,11 +14,14 @@ no layout changes between its layers.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import init as initializers
 from ..module import Module, Param, ShapeError, as_rng, check_arg, float_dtype
+from . import _padding
 from ._shapes import ntuple, size
 from ._shapes import out_size as conv_out_size  # the formula under its older name here
 
@@ -33,6 +36,12 @@ class Conv2d(Module):
     ``W`` is stored (out_channels, in_channels, kh, kw) and ``b`` (out_channels,), PyTorch's
     layout; the default init is PyTorch's (uniform +-1/sqrt(in_channels kh kw)).
 
+    PyTorch's options, with its names and defaults: ``groups`` (the channels split into blocks,
+    each convolved with its own out/groups filters; ``groups=in_channels`` is depthwise; ``W``
+    is then (out_channels, in_channels / groups, kh, kw)), ``padding="same"`` (stride 1 only; an
+    odd reach d (k - 1) pads one more unit after than before) or ``"valid"`` (no padding), and
+    ``padding_mode`` "zeros", "reflect", "replicate" or "circular" (see ``_padding``).
+
     Shapes: x (N, C_in, H, W) -> y (N, C_out, Ho, Wo), Ho = floor((H + 2p - d (kh - 1) - 1) / s) + 1.
 
     Backward, with delta = dy the error of the output feature maps (BP1/BP2 in the book's
@@ -42,6 +51,8 @@ class Conv2d(Module):
         dx    = col2im(delta Wmat^T) : each input pixel collects delta times every kernel
                 weight it met, i.e. the full correlation of delta with the flipped kernel
                 (computed tap by tap: dx[shifted by (i, j)] += delta W[:, :, i, j]).
+    With groups, each group's three lines on its block of channels (dW, db: its rows; dx: its
+    input channels); with a padding mode, dx is then folded back through the padding (``_padding``).
     """
 
     def __init__(
@@ -52,7 +63,9 @@ class Conv2d(Module):
         stride=1,
         padding=0,
         dilation=1,
+        groups: int = 1,
         bias: bool = True,
+        padding_mode: str = "zeros",
         init: str = "torch_default",
         rng: np.random.Generator | int | None = None,
         dtype=np.float32,
@@ -64,11 +77,15 @@ class Conv2d(Module):
         in_channels, out_channels, dtype = int(in_channels), int(out_channels), float_dtype(dtype, name)
         self.kernel_size = _pair(kernel_size, "kernel_size", name)
         self.stride = _pair(stride, "stride", name)
-        self.padding = _pair(padding, "padding", name)
+        self.padding = padding if isinstance(padding, str) else _pair(padding, "padding", name)
         self.dilation = _pair(dilation, "dilation", name)
         for what, low in (("kernel_size", 1), ("stride", 1), ("dilation", 1), ("padding", 0)):
             ok = lambda v, low=low: min(v) >= low  # noqa: E731
-            check_arg(name, what, getattr(self, what), ok, f">= {low} (an int or a pair of ints)", None)
+            if not isinstance(getattr(self, what), str):
+                check_arg(name, what, getattr(self, what), ok, f">= {low} (an int or a pair of ints)", None)
+        self.groups = _groups(name, groups, in_channels, out_channels)
+        self.padding_mode = padding_mode
+        self._set_padding(name)
         self.in_channels, self.out_channels, self.init = in_channels, out_channels, init
         initializers.get(init)
         self.W = Param(np.empty(self._weight_shape(), dtype), "W")
@@ -77,7 +94,39 @@ class Conv2d(Module):
         self.reset_parameters(as_rng(rng, name))
 
     def _weight_shape(self) -> tuple[int, ...]:
-        return (self.out_channels, self.in_channels, *self.kernel_size)
+        return (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+
+    def _set_padding(self, name: str) -> None:
+        """Split the padding between the kernel (zeros, the same on both sides: the fast path)
+        and a padding layer before it (``_padding``: the other modes, and "same" when the
+        kernel's reach is odd, which pads one unit more after than before)."""
+        if self.padding_mode not in _padding.MODES:
+            raise ValueError(
+                f"{name}: padding_mode must be one of {list(_padding.MODES)}, got {self.padding_mode!r}"
+            )
+        if isinstance(self.padding, str):
+            if self.padding not in ("same", "valid"):
+                raise ValueError(
+                    f"{name}: padding must be an int, a pair of ints, 'same' or 'valid', got {self.padding!r}"
+                )
+            if self.padding == "same" and self.stride != (1, 1):
+                raise ValueError(
+                    f"{name}: padding='same' is not supported for strided convolutions (as in "
+                    f"PyTorch), got stride={_plain_stride(self)}"
+                )
+            pads = (
+                _padding.same_padding(self.kernel_size, self.dilation)
+                if self.padding == "same"
+                else ((0, 0), (0, 0))
+            )
+        else:
+            pads = tuple((p, p) for p in self.padding)
+        symmetric = all(before == after for before, after in pads)
+        if self.padding_mode == "zeros" and symmetric:
+            self._kernel_padding, self._outer_pads = tuple(before for before, _ in pads), None
+        else:
+            self._kernel_padding = (0, 0)
+            self._outer_pads = pads if any(max(p) for p in pads) else None
 
     def reset_parameters(self, rng: np.random.Generator) -> Conv2d:
         dtype = self.W.data.dtype
@@ -95,7 +144,7 @@ class Conv2d(Module):
         )
 
     def _forward4(self, x: np.ndarray) -> np.ndarray:
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self._kernel_padding
         dil_h, dil_w = self.dilation  # not dh, dw: d<name> is dLoss/d(name)
         n, c, h, w = x.shape
         ho, wo = conv_out_size(h, kh, sh, ph, dil_h), conv_out_size(w, kw, sw, pw, dil_w)
@@ -127,7 +176,7 @@ class Conv2d(Module):
         return y.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
 
     def _backward4(self, dy: np.ndarray, need_dx: bool) -> np.ndarray | None:
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self._kernel_padding
         dil_h, dil_w = self.dilation  # not dh, dw: d<name> is dLoss/d(name)
         n, c, h, w = self.x_shape
         ho, wo = self.out_hw
@@ -166,13 +215,71 @@ class Conv2d(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._check(x, 4, "(N, C, H, W)")
-        return self._forward4(x)
+        return self._forward_padded(x)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return self._backward4(dy, need_dx=True)
+        return self._backward_padded(dy, need_dx=True)
 
     def backward_params(self, dy: np.ndarray) -> None:
-        self._backward4(dy, need_dx=False)
+        self._backward_padded(dy, need_dx=False)
+
+    # --- padding modes and groups, around the two passes -----------------------------------------
+    def _forward_padded(self, x: np.ndarray) -> np.ndarray:
+        """The padding layer (``_padding``: reflect, replicate, circular, odd "same"), if any, then
+        the convolution of each group."""
+        if self._outer_pads is not None:
+            _padding.check(type(self).__name__, x.shape[2:], self._outer_pads, self.padding_mode)
+            x = _padding.pad(x, self._outer_pads, self.padding_mode)
+        return self._forward_groups(x)
+
+    def _backward_padded(self, dy: np.ndarray, need_dx: bool) -> np.ndarray | None:
+        dx = self._backward_groups(dy, need_dx)
+        if dx is not None and self._outer_pads is not None:
+            dx = _padding.fold(dx, self._outer_pads, self.padding_mode)  # BP2 through the padding
+        return dx
+
+    def _forward_groups(self, x: np.ndarray) -> np.ndarray:
+        """groups > 1: the input channels split into ``groups`` blocks, block g convolved with its
+        own out/groups filters (rows g of W), the outputs concatenated along the channels."""
+        if self.groups == 1:
+            return self._forward4(x)
+        self._group_convs = [self._group(g) for g in range(self.groups)]
+        c = self.in_channels // self.groups
+        return np.concatenate(
+            [conv._forward4(x[:, g * c : (g + 1) * c]) for g, conv in enumerate(self._group_convs)], axis=1
+        )
+
+    def _backward_groups(self, dy: np.ndarray, need_dx: bool) -> np.ndarray | None:
+        """Each group's backward on its block of delta's channels: dW and db land in that group's
+        rows of W.grad and b.grad; dx is the groups' input deltas side by side."""
+        if self.groups == 1:
+            return self._backward4(dy, need_dx)
+        c = self.out_channels // self.groups
+        dxs = []
+        for g, conv in enumerate(self._group_convs):
+            self._point_at_rows(conv, g)  # the grads as they are now (an optimizer may re-point them)
+            dxs.append(conv._backward4(dy[:, g * c : (g + 1) * c], need_dx))
+        return np.concatenate(dxs, axis=1) if need_dx else None
+
+    def _group(self, g: int) -> Conv2d:
+        """Group g as a convolution of in/groups to out/groups channels: this layer's geometry,
+        its W and b rows g (views, so its gradients are written into this layer's)."""
+        conv = copy.copy(self)
+        conv.in_channels, conv.out_channels = (
+            self.in_channels // self.groups,
+            self.out_channels // self.groups,
+        )
+        conv.groups, conv._group_convs = 1, None
+        conv.W = Param(self.W.data, "W")
+        conv.b = None if self.b is None else Param(self.b.data, "b", decay=False)
+        self._point_at_rows(conv, g)
+        return conv
+
+    def _point_at_rows(self, conv: Conv2d, g: int) -> None:
+        rows = slice(g * conv.out_channels, (g + 1) * conv.out_channels)
+        for own, view in ((self.W, conv.W), (self.b, conv.b)):
+            if own is not None:
+                view.data, view.grad = own.data[rows], own.grad[rows]
 
     def config(self) -> dict:
         return {
@@ -180,20 +287,23 @@ class Conv2d(Module):
             "out_channels": self.out_channels,
             "kernel_size": list(self.kernel_size),
             "stride": list(self.stride),
-            "padding": list(self.padding),
+            "padding": self.padding if isinstance(self.padding, str) else list(self.padding),
             "dilation": list(self.dilation),
+            "groups": self.groups,
             "bias": self.b is not None,
+            "padding_mode": self.padding_mode,
             "init": self.init,
         }
 
     @classmethod
     def state_shapes(
-        cls, in_channels, out_channels, kernel_size, bias=True, **_
+        cls, in_channels, out_channels, kernel_size, bias=True, groups=1, **_
     ) -> dict[str, tuple[int, ...]]:
         name = cls.__name__
         c_in, c_out = size(name, "in_channels", in_channels), size(name, "out_channels", out_channels)
+        groups = _groups(name, groups, c_in, c_out)
         taps = cls._kernel_taps(kernel_size)
-        shapes = {"W": (c_out, c_in, *(size(name, "kernel_size", k) for k in taps))}
+        shapes = {"W": (c_out, c_in // groups, *(size(name, "kernel_size", k) for k in taps))}
         if bias:
             shapes["b"] = (c_out,)
         return shapes
@@ -202,6 +312,21 @@ class Conv2d(Module):
     def _kernel_taps(kernel_size) -> tuple[int, ...]:
         """The kernel's axes as ``W`` stores them (Conv1d: one)."""
         return _pair(kernel_size, "kernel_size", "Conv2d")
+
+
+def _groups(layer: str, groups, in_channels: int, out_channels: int) -> int:
+    """``groups`` as an int >= 1 that divides both channel counts (PyTorch's rule)."""
+    groups = int(check_arg(layer, "groups", groups, lambda v: v >= 1, "an integer >= 1", int))
+    for what, channels in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if channels % groups:
+            raise ValueError(
+                f"{layer}: {what} must be divisible by groups, got {what}={channels}, groups={groups}"
+            )
+    return groups
+
+
+def _plain_stride(conv: Conv2d):
+    return conv.stride[1] if isinstance(conv, Conv1d) else conv.stride
 
 
 class Conv1d(Conv2d):
@@ -219,31 +344,37 @@ class Conv1d(Conv2d):
         out_channels: int,
         kernel_size: int,
         stride: int = 1,
-        padding: int = 0,
+        padding: int | str = 0,
         dilation: int = 1,
+        groups: int = 1,
         bias: bool = True,
+        padding_mode: str = "zeros",
         init: str = "torch_default",
         rng: np.random.Generator | int | None = None,
         dtype=np.float32,
     ) -> None:
-        k, s, p, d = (
-            _single(kernel_size, "kernel_size"), _single(stride, "stride"),
-            _single(padding, "padding"), _single(dilation, "dilation"),
-        )  # fmt: skip
-        super().__init__(in_channels, out_channels, (1, k), (1, s), (0, p), (1, d), bias, init, rng, dtype)
+        k, s, d = (
+            _single(kernel_size, "kernel_size"),
+            _single(stride, "stride"),
+            _single(dilation, "dilation"),
+        )
+        p = padding if isinstance(padding, str) else (0, _single(padding, "padding"))
+        super().__init__(
+            in_channels, out_channels, (1, k), (1, s), p, (1, d), groups, bias, padding_mode, init, rng, dtype
+        )
 
     def _weight_shape(self) -> tuple[int, ...]:
-        return (self.out_channels, self.in_channels, self.kernel_size[1])
+        return (self.out_channels, self.in_channels // self.groups, self.kernel_size[1])
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._check(x, 3, "(N, C, L)")
-        return self._forward4(x[:, :, None, :])[:, :, 0, :]
+        return self._forward_padded(x[:, :, None, :])[:, :, 0, :]
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return self._backward4(dy[:, :, None, :], need_dx=True)[:, :, 0, :]
+        return self._backward_padded(dy[:, :, None, :], need_dx=True)[:, :, 0, :]
 
     def backward_params(self, dy: np.ndarray) -> None:
-        self._backward4(dy[:, :, None, :], need_dx=False)
+        self._backward_padded(dy[:, :, None, :], need_dx=False)
 
     def config(self) -> dict:
         return {
@@ -251,9 +382,11 @@ class Conv1d(Conv2d):
             "out_channels": self.out_channels,
             "kernel_size": self.kernel_size[1],
             "stride": self.stride[1],
-            "padding": self.padding[1],
+            "padding": self.padding if isinstance(self.padding, str) else self.padding[1],
             "dilation": self.dilation[1],
+            "groups": self.groups,
             "bias": self.b is not None,
+            "padding_mode": self.padding_mode,
             "init": self.init,
         }
 

@@ -162,13 +162,14 @@ class LSTM(_Recurrent):
             np.multiply(a[:, 3 * H :], tanh_c[t], out=hs[cur])
         return hs, cs, gx, tanh_c
 
-    def _scan_back(self, dY, cache, W_h, reverse):
+    def _scan_back(self, dY, cache, W_h, reverse, dc_n=None):
         hs, cs, gates, tanh_c = cache
         T, n, H = dY.shape
         beta = self._gate_constants(hs.dtype)[2]
         delta = np.empty((T, n, 4 * H), hs.dtype)
         dh, dc = np.empty((n, H), hs.dtype), np.empty((n, H), hs.dtype)
-        carry_h, carry_c = np.zeros((n, H), hs.dtype), np.zeros((n, H), hs.dtype)
+        carry_h = np.zeros((n, H), hs.dtype)
+        carry_c = np.zeros((n, H), hs.dtype) if dc_n is None else np.array(dc_n, hs.dtype)  # dLoss/dc_n
         tmp = np.empty((n, H), hs.dtype)
         act, act2 = np.empty((n, 4 * H), hs.dtype), np.empty((n, 4 * H), hs.dtype)
         for t, cur, prev in reversed(_steps(T, reverse)):

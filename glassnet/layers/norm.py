@@ -12,7 +12,9 @@ Forward, for one channel with values x_i, i = 1..m:
     running_mean = (1 - f) running_mean + f mu
     running_var  = (1 - f) running_var  + f var m/(m - 1)   (the unbiased variance)
 with f = momentum, or f = 1/t after t training batches when momentum is None (a cumulative
-average). ``num_batches_tracked`` counts t in either case, as in PyTorch.
+average). ``num_batches_tracked`` counts t in either case, as in PyTorch. With
+``track_running_stats=False`` (PyTorch's option) there are no running estimates and no buffers:
+the batch's own statistics are used in eval too, and backward is the training one in both modes.
 
 Backward (delta_i = dy_i, the output error). gamma and beta are a per-channel scale and bias:
     dbeta  = sum_i dy_i            (BP3: a bias collects the summed delta)
@@ -76,6 +78,7 @@ class _BatchNorm(Module):
         eps: float = 1e-5,
         momentum: float | None = 0.1,
         affine: bool = True,
+        track_running_stats: bool = True,
         dtype=np.float32,
     ) -> None:
         super().__init__()
@@ -94,9 +97,14 @@ class _BatchNorm(Module):
             self.weight = Param(np.ones(num_features, dtype), "weight", decay=False)
             self.bias = Param(np.zeros(num_features, dtype), "bias", decay=False)
             self.params = [self.weight, self.bias]
-        self.running_mean = np.zeros(num_features, dtype)
-        self.running_var = np.ones(num_features, dtype)
-        self.num_batches_tracked = np.array(0, dtype=np.int64)
+        # track_running_stats=False (PyTorch's option): no running statistics at all, and the
+        # batch's own statistics in eval too
+        self.track_running_stats = bool(track_running_stats)
+        self.running_mean = self.running_var = self.num_batches_tracked = None
+        if self.track_running_stats:
+            self.running_mean = np.zeros(num_features, dtype)
+            self.running_var = np.ones(num_features, dtype)
+            self.num_batches_tracked = np.array(0, dtype=np.int64)
 
     def reset_parameters(self, rng: np.random.Generator | None = None) -> _BatchNorm:
         """gamma = 1, beta = 0 and fresh running statistics, as PyTorch (``rng`` is unused)."""
@@ -107,11 +115,15 @@ class _BatchNorm(Module):
         return self
 
     def reset_running_stats(self) -> None:
+        if not self.track_running_stats:
+            return
         self.running_mean[...] = 0.0
         self.running_var[...] = 1.0
         self.num_batches_tracked[...] = 0
 
     def buffers(self) -> dict[str, np.ndarray]:
+        if not self.track_running_stats:
+            return {}
         return {
             "running_mean": self.running_mean,
             "running_var": self.running_var,
@@ -121,6 +133,8 @@ class _BatchNorm(Module):
     def to(self, dtype) -> _BatchNorm:
         """Parameters and the running statistics to ``dtype`` (new arrays); the count stays int64."""
         super().to(dtype)
+        if not self.track_running_stats:
+            return self
         self.running_mean = self.running_mean.astype(dtype)
         self.running_var = self.running_var.astype(dtype)
         return self
@@ -137,9 +151,10 @@ class _BatchNorm(Module):
         self.length = math.prod(x.shape[2:])  # L: 1, the sequence length, or H * W
         m = n * self.length  # values per channel
         x2 = x.reshape(n, c * self.length)
-        self.batch_stats = self.training  # backward follows the mode forward ran in
+        # backward follows the mode forward ran in; without running statistics, always the batch's
+        self.batch_stats = self.training or not self.track_running_stats
         self.x_hat = self.x2 = None  # drop the other mode's arrays
-        if not self.training:
+        if not self.batch_stats:
             return self._forward_eval(x2).reshape(x.shape)
         if m < 2:
             raise ShapeError(
@@ -149,7 +164,8 @@ class _BatchNorm(Module):
         mu = _channel_sum(x2, c) * (1.0 / m)
         x_hat = x2 - self._spread(mu)  # centred first: var from E[(x - mu)^2] has no cancellation
         var = _channel_dot(x_hat, x_hat, c) * (1.0 / m)  # biased: what normalises
-        self._update_running_stats(mu, var, m)
+        if self.training and self.track_running_stats:
+            self._update_running_stats(mu, var, m)
         inv_sigma = 1.0 / np.sqrt(var + self.eps)
         x_hat *= self._spread(inv_sigma)
         self.x_hat, self.inv_sigma = x_hat, inv_sigma
@@ -229,12 +245,16 @@ class _BatchNorm(Module):
             "eps": self.eps,
             "momentum": self.momentum,
             "affine": self.affine,
+            "track_running_stats": self.track_running_stats,
         }
 
     @classmethod
-    def state_shapes(cls, num_features, affine=True, **_) -> dict[str, tuple[int, ...]]:
+    def state_shapes(
+        cls, num_features, affine=True, track_running_stats=True, **_
+    ) -> dict[str, tuple[int, ...]]:
         c = size(cls.__name__, "num_features", num_features)
         stats = {"running_mean": (c,), "running_var": (c,), "num_batches_tracked": ()}
+        stats = stats if track_running_stats else {}
         return {"weight": (c,), "bias": (c,), **stats} if affine else stats
 
 

@@ -13,11 +13,16 @@ memory in small inner loops, and copying the windows to (N, C, Ho, Wo, k*k) for 
 writes k*k copies of the input first; both ran many times slower on CNN-A's shapes.
 
 The 1-D layers run the 2-D code on (N, C, 1, L) with a (1, k) kernel.
+
+PyTorch's further options, with its names and defaults (``ceil_mode``; ``dilation`` for max
+pooling; ``count_include_pad`` for average pooling), run in plain window code at the end of the
+file, which the default options never reach.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import functional as F
 from ..module import Module, ShapeError
@@ -64,28 +69,45 @@ class _Pool(Module):
 
     ndim: int
 
-    def __init__(self, kernel_size: Size, stride: Size | None = None, padding: Size = 0) -> None:
+    def __init__(
+        self,
+        kernel_size: Size,
+        stride: Size | None = None,
+        padding: Size = 0,
+        dilation: Size = 1,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ) -> None:
         super().__init__()
         name, n = type(self).__name__, self.ndim
         self.kernel_size = ntuple(kernel_size, n, "kernel_size", name)
         self.stride = self.kernel_size if stride is None else ntuple(stride, n, "stride", name)
         self.padding = ntuple(padding, n, "padding", name)
+        self.dilation = ntuple(dilation, n, "dilation", name)
         if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
             raise ValueError(
                 f"{name}: kernel_size and stride must be >= 1 and padding >= 0, got kernel_size="
                 f"{kernel_size!r}, stride={stride!r}, padding={padding!r}"
             )
-        if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size)):
+        if min(self.dilation) < 1:
+            raise ValueError(f"{name}: dilation must be >= 1, got {dilation!r}")
+        reach = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation))
+        if any(p > r // 2 for p, r in zip(self.padding, reach)):
             # as PyTorch: a wider pad would let a window hold padding only
+            dilated = f" with dilation={_plain(self.dilation)}" if max(self.dilation) > 1 else ""
             raise ValueError(
                 f"{name}: padding must be at most half the kernel size, got padding="
-                f"{_plain(self.padding)} for kernel_size={_plain(self.kernel_size)}"
+                f"{_plain(self.padding)} for kernel_size={_plain(self.kernel_size)}{dilated}"
             )
+        self.ceil_mode, self.count_include_pad = bool(ceil_mode), bool(count_include_pad)
         # the 2-D geometry: 1-D layers pool (N, C, 1, L) with a (1, k) kernel
         pad1 = (1,) * (2 - n)
         self.k, self.s, self.p = pad1 + self.kernel_size, pad1 + self.stride, (0,) * (2 - n) + self.padding
+        self.d = pad1 + self.dilation
         # windows tile the input: every unit in at most one window, backward can assign
         self.tiled = self.s == self.k and self.p == (0, 0)
+        # PyTorch's further options run in the plain window code at the end of the file
+        self.general = self.ceil_mode or self.d != (1, 1) or not self.count_include_pad
 
     def _as_4d(self, x: np.ndarray) -> np.ndarray:
         expected, spatial = ("(N, C, H, W)", "(H, W)") if self.ndim == 2 else ("(N, C, L)", "L")
@@ -102,6 +124,8 @@ class _Pool(Module):
         return x4
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        if self.general:
+            return _general_forward(self, x)
         x4 = self._as_4d(x)
         self.x_shape = x.shape
         self.order = F.axis_order(x4)  # how x lies in memory; dx will lie the same way
@@ -111,6 +135,8 @@ class _Pool(Module):
         return y if self.ndim == 2 else y[:, :, 0, :]
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
+        if self.general:
+            return _general_backward(self, dy)
         dy4 = dy if self.ndim == 2 else dy[:, :, None, :]
         if F.axis_order(dy4) != self.order:
             # dy from a Flatten above arrives in C order while the pooling's arrays lie as its
@@ -144,6 +170,19 @@ class _Pool(Module):
 class _MaxPool(_Pool):
     """Max over each window; the window's (first) argmax is all that backward keeps."""
 
+    def __init__(
+        self,
+        kernel_size: Size,
+        stride: Size | None = None,
+        padding: Size = 0,
+        dilation: Size = 1,
+        ceil_mode: bool = False,
+    ) -> None:
+        super().__init__(kernel_size, stride, padding, dilation=dilation, ceil_mode=ceil_mode)
+
+    def config(self) -> dict:
+        return {**super().config(), "dilation": _plain(self.dilation), "ceil_mode": self.ceil_mode}
+
     def _pool(self, x: np.ndarray) -> np.ndarray:
         views = _views(_pad(x, self.p, -np.inf), self.k, self.s, self.out_hw)
         y = views[0].copy(order="K")  # "K": keep the input's memory layout
@@ -169,7 +208,23 @@ class _MaxPool(_Pool):
 
 
 class _AvgPool(_Pool):
-    """Mean over each window, padding counted as zeros (``count_include_pad=True``)."""
+    """Mean over each window, padding counted as zeros (``count_include_pad=True``, the default)
+    or left out of the count (``False``)."""
+
+    def __init__(
+        self,
+        kernel_size: Size,
+        stride: Size | None = None,
+        padding: Size = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ) -> None:
+        super().__init__(
+            kernel_size, stride, padding, ceil_mode=ceil_mode, count_include_pad=count_include_pad
+        )
+
+    def config(self) -> dict:
+        return {**super().config(), "ceil_mode": self.ceil_mode, "count_include_pad": self.count_include_pad}
 
     def _pool(self, x: np.ndarray) -> np.ndarray:
         views = _views(_pad(x, self.p, 0.0), self.k, self.s, self.out_hw)
@@ -193,7 +248,9 @@ class _AvgPool(_Pool):
 class MaxPool2d(_MaxPool):
     """The largest unit of each k_h x k_w window (PyTorch's ``nn.MaxPool2d``; padding is -inf).
 
-    Shapes: x (N, C, H, W) -> y (N, C, Ho, Wo), Ho = floor((H + 2 p - k) / s) + 1, as Wo.
+    Shapes: x (N, C, H, W) -> y (N, C, Ho, Wo), Ho = floor((H + 2 p - d (k - 1) - 1) / s) + 1, as
+    Wo (``ceil_mode=True``: ceil, without a last window starting past the input and its padding).
+    ``dilation`` d spaces the window's taps d apart.
     Backward: delta passes to the unit that was the max of its window, the others get 0:
         dx[unit] = sum of dy[window] over the windows whose (first) max it was
     (on a tie the first maximum in row-major order takes it all, as PyTorch).
@@ -215,9 +272,12 @@ class MaxPool1d(_MaxPool):
 class AvgPool2d(_AvgPool):
     """The mean of each k_h x k_w window (PyTorch's ``nn.AvgPool2d``; padding counts as zeros).
 
-    Shapes: x (N, C, H, W) -> y (N, C, Ho, Wo), Ho = floor((H + 2 p - k) / s) + 1, as Wo.
-    Backward: each window spreads delta / (k_h k_w) over its units:
-        dx[unit] = sum of dy[window] / (k_h k_w) over the windows that hold it
+    Shapes: x (N, C, H, W) -> y (N, C, Ho, Wo), Ho = floor((H + 2 p - k) / s) + 1, as Wo
+    (``ceil_mode=True``: ceil, as MaxPool2d).
+    The divisor is k_h k_w; with ``count_include_pad=False`` it counts only the window's units
+    inside the input, and a ceil-mode window never counts what it reaches past the padding.
+    Backward: each window spreads delta / divisor over its units:
+        dx[unit] = sum of dy[window] / divisor[window] over the windows that hold it
     """
 
     ndim = 2
@@ -276,3 +336,101 @@ class GlobalMaxPool2d(Module):
         dx = np.zeros((N, C, H * W), dy.dtype)
         np.put_along_axis(dx, self.idx, dy[:, :, None], axis=2)
         return dx.reshape(self.x_shape)
+
+
+# --- PyTorch's further options: ceil_mode, dilation (max), count_include_pad=False (average) ------
+# Plain window code, one strided view of every window at once: the options change which units a
+# window holds and what an average divides by, not the pooling itself. With the default options
+# it computes what the fast code above does (tests/test_pooling.py checks that they agree).
+
+
+def pooled_size(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    """PyTorch's output length: floor (or ceil) of (n + 2p - d (k - 1) - 1) / s, plus 1; in ceil
+    mode a last window that would start past the input and its left padding is dropped."""
+    span = n + 2 * p - d * (k - 1) - 1
+    out = (span + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
+def _general_geometry(layer: _Pool, x: np.ndarray):
+    x4 = layer._as_4d(x)  # rank and the undilated size checks
+    H, W = x4.shape[2:]
+    out_hw = tuple(
+        pooled_size(n, k, s, p, d, layer.ceil_mode)
+        for n, k, s, p, d in zip((H, W), layer.k, layer.s, layer.p, layer.d)
+    )
+    if min(out_hw) < 1:
+        raise ShapeError(
+            f"{type(layer).__name__}: input {x.shape[2:]} (padding {_plain(layer.padding)}) is smaller "
+            f"than the dilated kernel (kernel_size {_plain(layer.kernel_size)}, dilation "
+            f"{_plain(layer.dilation)})"
+        )
+    # padding after the input: p, plus what the last (ceil mode) window reaches past it
+    after = tuple(
+        max(p, (o - 1) * s + d * (k - 1) + 1 - n - p)
+        for n, k, s, p, d, o in zip((H, W), layer.k, layer.s, layer.p, layer.d, out_hw)
+    )
+    return x4, out_hw, after
+
+
+def _windows(xp: np.ndarray, layer: _Pool, out_hw) -> np.ndarray:
+    """(N, C, Ho, Wo, k_h, k_w): entry [n, c, i, j, a, b] = xp[n, c, i s_h + a d_h, j s_w + b d_w]."""
+    (kh, kw), (sh, sw), (dil_h, dil_w), (Ho, Wo) = layer.k, layer.s, layer.d, out_hw
+    win = sliding_window_view(xp, ((kh - 1) * dil_h + 1, (kw - 1) * dil_w + 1), axis=(2, 3))
+    return win[:, :, : sh * (Ho - 1) + 1 : sh, : sw * (Wo - 1) + 1 : sw, ::dil_h, ::dil_w]
+
+
+def _divisor(layer: _Pool, H: int, W: int) -> np.ndarray:
+    """What each window's sum is divided by, (Ho, Wo), as PyTorch: the units of the window
+    inside the padded input (count_include_pad) or inside the input alone; never the units a
+    ceil-mode window reaches past the padding."""
+    counts = []
+    for n, k, s, p, o in zip((H, W), layer.k, layer.s, layer.p, layer.out_hw):
+        start = np.arange(o) * s - p
+        end = np.minimum(start + k, n + p)
+        if not layer.count_include_pad:
+            start, end = np.maximum(start, 0), np.minimum(end, n)
+        counts.append(end - start)
+    return np.outer(counts[0], counts[1])
+
+
+def _general_forward(layer: _Pool, x: np.ndarray) -> np.ndarray:
+    x4, layer.out_hw, after = _general_geometry(layer, x)
+    layer.x_shape = x.shape
+    ph, pw = layer.p
+    maximum = isinstance(layer, _MaxPool)
+    fill = -np.inf if maximum else 0.0  # max: padding never wins; average: adds nothing
+    xp = np.pad(x4, ((0, 0), (0, 0), (ph, after[0]), (pw, after[1])), constant_values=fill)
+    win = _windows(xp, layer, layer.out_hw)
+    if maximum:
+        flat = win.reshape(*win.shape[:4], -1)
+        layer.idx = flat.argmax(axis=-1)  # the first maximum in row-major order, as PyTorch
+        y = np.take_along_axis(flat, layer.idx[..., None], axis=-1)[..., 0]
+    else:
+        layer.divisor = _divisor(layer, *x4.shape[2:]).astype(x.dtype)
+        y = win.sum(axis=(-2, -1)) / layer.divisor
+    layer.padded_hw = xp.shape[2:]
+    return y if layer.ndim == 2 else y[:, :, 0, :]
+
+
+def _general_backward(layer: _Pool, dy: np.ndarray) -> np.ndarray:
+    """Max: delta to each window's (first) max; average: delta / divisor to every unit of the
+    window; each kernel offset (a, b) adds into its strided view of the padded input's dx."""
+    dy4 = dy if layer.ndim == 2 else dy[:, :, None, :]
+    (kh, kw), (sh, sw), (dil_h, dil_w), (Ho, Wo) = layer.k, layer.s, layer.d, layer.out_hw
+    N, C = dy4.shape[:2]
+    dxp = np.zeros((N, C, *layer.padded_hw), dy.dtype)
+    share = None if isinstance(layer, _MaxPool) else dy4 / layer.divisor
+    for a in range(kh):
+        for b in range(kw):
+            view = dxp[
+                :,
+                :,
+                a * dil_h : a * dil_h + sh * (Ho - 1) + 1 : sh,
+                b * dil_w : b * dil_w + sw * (Wo - 1) + 1 : sw,
+            ]
+            view += dy4 * (layer.idx == a * kw + b) if share is None else share
+    (ph, pw), H, W = layer.p, *(layer.x_shape[2:] if layer.ndim == 2 else (1, layer.x_shape[2]))
+    return dxp[:, :, ph : ph + H, pw : pw + W].reshape(layer.x_shape)

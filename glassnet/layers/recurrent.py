@@ -22,9 +22,17 @@ deltas delta_t (dLoss/d pre-activation) into one (T, N, G H) array, so that
 are one matrix product each over all T N rows; per step there is only h_{t-1} W_h (forward),
 delta_h,t W_h^T (backward) and element-wise work. Inside, sequences are time-major (T, N, F):
 the rows of one step are contiguous; the output is a (N, T, F) view of that memory.
+
+The final state's gradient (sequence-to-sequence: a decoder starts from the encoder's h_n):
+``backward(dy, dh_n, dc_n)``. Layer k's h_n is its output at the last step (at step 0 in
+reverse), so dh_n joins dh_t there; an LSTM's c_n is no output, so dc_n starts the scan's
+cell-state carry. ``dropout`` (PyTorch's): layer k + 1 reads layer k's output times a mask
+m = [u >= p] / (1 - p) in training, and its dx is multiplied by the same m (BP2 through it).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -53,6 +61,7 @@ class _Recurrent(Module):
         num_layers: int = 1,
         bidirectional: bool = False,
         bias: bool = True,
+        dropout: float = 0.0,
         rng: np.random.Generator | int | None = None,
         dtype=np.float32,
     ) -> None:
@@ -66,6 +75,17 @@ class _Recurrent(Module):
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bidirectional, self.bias = bool(bidirectional), bool(bias)
         self.directions = 2 if bidirectional else 1
+        # PyTorch's dropout: on the outputs of every layer but the last, in training only
+        ok = lambda v: 0.0 <= v < 1.0  # noqa: E731
+        self.dropout = float(check_arg(name, "dropout", dropout, ok, "a probability in [0, 1)"))
+        if self.dropout > 0 and num_layers == 1:
+            warnings.warn(
+                f"{name}: dropout={self.dropout} acts between stacked layers only (as in PyTorch), and "
+                "num_layers=1 has none: it changes nothing",
+                UserWarning,
+                stacklevel=2,
+            )
+        self.masks: list[np.ndarray | None] = []
         gh = self.gates * hidden_size
         # one (W_x, W_h, b_x, b_h) per layer and direction, in PyTorch's parameter order
         self.cells: list[tuple[Param, Param, Param | None, Param | None]] = []
@@ -79,7 +99,8 @@ class _Recurrent(Module):
                 b_h = Param(np.empty(gh, dtype), "b_h" + sfx, decay=False) if bias else None
                 self.cells.append((W_x, W_h, b_x, b_h))
                 self.params += [p for p in (W_x, W_h, b_x, b_h) if p is not None]
-        self.reset_parameters(as_rng(rng, name))
+        self.rng = as_rng(rng, name)  # the weights' init, then the dropout masks
+        self.reset_parameters(self.rng)
 
     def reset_parameters(self, rng: np.random.Generator) -> _Recurrent:
         # PyTorch's init: every weight and bias uniform in +-1/sqrt(hidden_size)
@@ -102,7 +123,7 @@ class _Recurrent(Module):
         state0 = self._initial_state(h0, n, dtype)
         # time-major, one contiguous (T N, features) matrix: the input product of all steps is one GEMM
         inp = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype).reshape(T * n, -1)
-        self.inputs, self.caches, finals = [], [], []
+        self.inputs, self.caches, finals, self.masks = [], [], [], []
         # the initial-state gradient of the previous batch must not pass for this one's
         self.dh0 = self.dc0 = None
         for k in range(self.num_layers):
@@ -120,11 +141,23 @@ class _Recurrent(Module):
                 self.caches.append(cache)
             self.inputs.append(inp)
             out = outs[0] if D == 1 else np.concatenate(outs, axis=2)  # (T, N, D H)
-            inp = out.reshape(T * n, D * H)
+            inp = self._drop(out.reshape(T * n, D * H), last=k == self.num_layers - 1)
         self.h_n = np.stack([f[0] for f in finals])  # (num_layers D, N, H), PyTorch's h_n
         if self.states == 2:
             self.c_n = np.stack([f[1] for f in finals])
         return out.transpose(1, 0, 2)
+
+    def _drop(self, out: np.ndarray, last: bool) -> np.ndarray:
+        """Dropout between stacked layers: the next layer's input is out * m, with the mask
+        m = [u >= p] / (1 - p) kept in ``masks`` for backward (None: no dropout here)."""
+        if last or not self.training or self.dropout == 0.0:
+            self.masks.append(None)
+            return out
+        keep = self.rng.random(out.shape, dtype=out.dtype if out.dtype == np.float32 else np.float64)
+        mask = (keep >= self.dropout).astype(out.dtype)
+        mask *= 1.0 / (1.0 - self.dropout)
+        self.masks.append(mask)
+        return out * mask
 
     def _initial_state(self, h0, n: int, dtype) -> list[tuple[np.ndarray, ...]]:
         """Per layer and direction, the initial (h,) or (h, c), each (N, H)."""
@@ -142,18 +175,29 @@ class _Recurrent(Module):
             parts = [np.asarray(p, dtype) for p in parts]
         return [tuple(p[i] for p in parts) for i in range(shape[0])]
 
-    def _backward(self, dy: np.ndarray, need_dx: bool) -> np.ndarray | None:
+    def _backward(self, dy, need_dx: bool, dh_n=None, dc_n=None) -> np.ndarray | None:
         H, D = self.hidden_size, self.directions
-        T, n = self.caches[0][0].shape[0] - 1, dy.shape[0]
+        T, n = self.caches[0][0].shape[0] - 1, self.caches[0][0].shape[1]
+        dy, dh_n, dc_n = self._final_deltas(dy, dh_n, dc_n, T, n)
         dY = dy.transpose(1, 0, 2)  # (T, N, D H) view: one step's rows at dY[t]
         dstate0 = [None] * len(self.caches)
         for k in range(self.num_layers - 1, -1, -1):
             inp, dinp = self.inputs[k], None
+            if dh_n is not None:
+                # h_n of layer k is its output at the last step (forward direction) and at step
+                # 0 (reverse): dLoss/dh_n joins the output's error there (dY is ours: a copy)
+                dY = dY.copy() if k == self.num_layers - 1 else dY
+                for d in range(D):
+                    dY[T - 1 if d == 0 else 0, :, d * H : (d + 1) * H] += dh_n[k * D + d]
             for d in range(D):
                 i = k * D + d
                 W_x, W_h, b_x, b_h = self.cells[i]
                 cache = self.caches[i]
-                blocks, dstate0[i] = self._scan_back(dY[:, :, d * H : (d + 1) * H], cache, W_h.data, d == 1)
+                # the LSTM's c_n is no output: dLoss/dc_n starts its scan's cell-state carry
+                final = {} if dc_n is None else {"dc_n": dc_n[i]}
+                blocks, dstate0[i] = self._scan_back(
+                    dY[:, :, d * H : (d + 1) * H], cache, W_h.data, d == 1, **final
+                )
                 hs = cache[0]
                 h_prev = (hs[:-1] if d == 0 else hs[1:]).reshape(T * n, H)  # h_{t-1} of step t
                 # per block of gate columns, the deltas of the input side and of the hidden side
@@ -173,17 +217,45 @@ class _Recurrent(Module):
                         else:
                             dinp += part
             if dinp is not None:
+                if k > 0 and self.masks[k - 1] is not None:
+                    dinp *= self.masks[k - 1]  # BP2 through the dropout between layers k-1 and k
                 dY = dinp.reshape(T, n, -1)
         self.dh0 = np.stack([s[0] for s in dstate0])  # dLoss/dh0, shaped as h0
         if self.states == 2:
             self.dc0 = np.stack([s[1] for s in dstate0])
         return dY.transpose(1, 0, 2) if need_dx else None
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        return self._backward(dy, need_dx=True)
+    def backward(self, dy: np.ndarray | None, dh_n=None, dc_n=None) -> np.ndarray:
+        """dLoss/dx from the output's error ``dy`` (N, T, D H) and, for sequence-to-sequence
+        models whose loss also reaches the final state, dLoss/dh_n ``dh_n`` (and the LSTM's
+        dLoss/dc_n ``dc_n``), each (num_layers D, N, H) as ``h_n``; ``dy=None`` when the outputs
+        go unused (an encoder read through its h_n alone)."""
+        return self._backward(dy, True, dh_n, dc_n)
 
-    def backward_params(self, dy: np.ndarray) -> None:
-        self._backward(dy, need_dx=False)
+    def backward_params(self, dy: np.ndarray | None, dh_n=None, dc_n=None) -> None:
+        self._backward(dy, False, dh_n, dc_n)
+
+    def _final_deltas(self, dy, dh_n, dc_n, T: int, n: int):
+        """dy (zeros for None), dh_n and dc_n, checked against the shapes forward produced."""
+        name, width = type(self).__name__, self.directions * self.hidden_size
+        if dc_n is not None and self.states == 1:
+            raise ValueError(f"{name}: has no cell state, so no dc_n (that is an LSTM's)")
+        if dy is None:
+            if dh_n is None and dc_n is None:
+                raise ValueError(f"{name}.backward: dy is None and no dh_n or dc_n is given")
+            dy = np.zeros((n, T, width), self.caches[0][0].dtype)
+        elif np.shape(dy) != (n, T, width):
+            raise ShapeError(
+                f"{name}.backward: dy must have the output's shape {(n, T, width)}, got {np.shape(dy)}"
+            )
+        state = (self.num_layers * self.directions, n, self.hidden_size)
+        for what, value in (("dh_n", dh_n), ("dc_n", dc_n)):
+            if value is not None and np.shape(value) != state:
+                raise ShapeError(
+                    f"{name}.backward: {what} must have the final state's shape {state} (num_layers * "
+                    f"directions, N, hidden_size), got {np.shape(value)}"
+                )
+        return dy, dh_n, dc_n
 
     def config(self) -> dict:
         return {
@@ -192,6 +264,7 @@ class _Recurrent(Module):
             "num_layers": self.num_layers,
             "bidirectional": self.bidirectional,
             "bias": self.bias,
+            "dropout": self.dropout,
         }
 
     @classmethod
@@ -226,7 +299,7 @@ class _Recurrent(Module):
     def _scan(self, gx, W_h, b_h, state0, reverse: bool) -> tuple:
         raise NotImplementedError
 
-    def _scan_back(self, dY, cache, W_h, reverse: bool) -> tuple:
+    def _scan_back(self, dY, cache, W_h, reverse: bool, dc_n=None) -> tuple:
         raise NotImplementedError
 
 
@@ -264,13 +337,14 @@ class RNN(_Recurrent):
         nonlinearity: str = "tanh",
         bidirectional: bool = False,
         bias: bool = True,
+        dropout: float = 0.0,
         rng: np.random.Generator | int | None = None,
         dtype=np.float32,
     ) -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
-        super().__init__(input_size, hidden_size, num_layers, bidirectional, bias, rng, dtype)
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, bias, dropout, rng, dtype)
 
     def _scan(self, gx, W_h, b_h, state0, reverse):
         T, n, H = gx.shape
