@@ -16,6 +16,7 @@ from .losses import BCEWithLogitsLoss, HingeLoss, Loss
 # evaluating and model_dtype live in module (the tools below training use them); re-exported here
 from .module import Module, ShapeError, as_rng, check_arg, evaluating, model_dtype, takes_integers
 from .optim import Optimizer, clip_grad_norm
+from .schedules import ReduceLROnPlateau
 from .walk import leaves
 
 
@@ -226,7 +227,9 @@ def fit(
     ``clip_norm``     clip the gradients' global norm before each update
     ``augment``       a callable ``(x_batch, rng) -> x_batch`` such as
                       ``gn.data.Augment(shift=2, flip=True)``, for training batches only
-    ``scheduler``     a learning-rate schedule, stepped after every epoch (``lr`` is logged)
+    ``scheduler``     a learning-rate schedule, stepped after every epoch (``lr`` is logged);
+                      ``ReduceLROnPlateau`` is given the epoch's logs (it reads its
+                      ``monitor``), ``OneCycleLR`` is stepped after every batch
     ``verbose``       a ``ProgressBar`` (default True)
     ``detect_anomaly`` a ``TerminateOnNaN``: every value of every step is checked, and the first
                       NaN/inf raises ``gn.anomaly.AnomalyError`` naming the layer, the phase,
@@ -258,6 +261,7 @@ def fit(
     for cb in cbs:
         cb.model, cb.optimizer, cb.loss_fn, cb.train_data, cb.loop = model, optimizer, loss_fn, train, loop
     step = checked_step if any(isinstance(cb, TerminateOnNaN) for cb in cbs) else _step
+    per_batch = getattr(s.scheduler, "per_batch", False)
     batch_cbs = [cb for cb in cbs if type(cb).on_batch_end is not Callback.on_batch_end]
     logs: dict = {}
     try:
@@ -287,6 +291,8 @@ def fit(
                 if count is not None:
                     pos.correct += count(pred, yb)
                 pos.batch, pos.step = b + 1, pos.step + 1
+                if per_batch:  # OneCycleLR: stepped after every optimizer step
+                    s.scheduler.step()
                 for cb in batch_cbs:
                     cb.on_batch_end(b, {"loss": loss})
             logs = _epoch_logs(model, loss_fn, optimizer, pos, train.n, _positions(train.y), count, val,
@@ -325,8 +331,14 @@ def _epoch_logs(
     if val is not None:
         logs.update({f"val_{k}": v for k, v in evaluate(model, loss_fn, val).items()})
     if scheduler is not None:
-        logs["lr"] = optimizer.lr
-        scheduler.step()
+        if getattr(scheduler, "per_batch", False):  # stepped after every batch: its last one's
+            logs["lr"] = scheduler.trained_lr
+        elif isinstance(scheduler, ReduceLROnPlateau):  # reads the epoch's metric
+            logs["lr"] = optimizer.lr
+            scheduler.step(logs)
+        else:
+            logs["lr"] = optimizer.lr
+            scheduler.step()
     return logs
 
 
