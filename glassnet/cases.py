@@ -530,14 +530,16 @@ CASES: list[Case] = [
     # class weights: the mean divides by the weights of the targets kept (PyTorch's weighted
     # mean); label 1 is ignored, so a loss that counted it would differ in value and divisor
     Case("CrossEntropyLoss (weight, ignore_index)", losses.CrossEntropyLoss,
-         {"weight": (0.5, 2.0, 1.0, 3.0, 0.25), "ignore_index": 1}, _ignoring(6, 5, 1), torch=T.cross_entropy),
+         {"weight": (0.5, 2.0, 1.0, 3.0, 0.25), "ignore_index": 1}, _ignoring(6, 5, 1),
+         torch=T.cross_entropy),
     Case("CrossEntropyLoss (weight, smoothing, ignored -100, sum)", losses.CrossEntropyLoss,
          {"weight": (0.5, 2.0, 1.0, 3.0, 0.25), "label_smoothing": 0.2, "reduction": "sum"},
          _ignoring(6, 5, -100), torch=T.cross_entropy),
     Case("CrossEntropyLoss (weight, smoothing, ignored -100)", losses.CrossEntropyLoss,
          {"weight": (0.5, 2.0, 1.0, 3.0, 0.25), "label_smoothing": 0.2}, _ignoring(6, 5, -100),
          torch=T.cross_entropy),
-    Case("CrossEntropyLoss (probabilities, weight)", losses.CrossEntropyLoss, {"weight": (0.5, 2.0, 1.0, 3.0)},
+    Case("CrossEntropyLoss (probabilities, weight)", losses.CrossEntropyLoss,
+         {"weight": (0.5, 2.0, 1.0, 3.0)},
          lambda rng: (rng.standard_normal((4, 4)), rng.dirichlet(np.ones(4), size=4)), torch=T.cross_entropy),
     Case("CrossEntropyLoss (N, C, T weight, ignore_index)", losses.CrossEntropyLoss,
          {"weight": (0.5, 2.0, 1.0, 3.0), "ignore_index": 0},
