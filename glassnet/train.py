@@ -144,12 +144,18 @@ def _probe(model: Module, ds: Dataset, name: str, loss_fn: Loss) -> np.ndarray:
 def _counter(loss_fn: Loss, pred: np.ndarray, y: np.ndarray):
     """A function counting a batch's correct predictions, chosen once from an example batch;
     None where accuracy means nothing (regression). With a class per position (labels
-    (N, T), logits (N, C, T)) it counts correct positions: see ``_accuracy``."""
+    (N, T), logits (N, C, T)) it counts correct positions: see ``_accuracy``. Labels equal to
+    the loss's ``ignore_index`` (``CrossEntropyLoss``) are never counted."""
+    ignored = getattr(loss_fn, "ignore_index", None)
+    if y.dtype.kind in "iu" and ignored is not None:
+        hits = lambda p, t: np.count_nonzero((p.argmax(axis=1) == t) & (t != ignored))  # noqa: E731
+    else:
+        hits = lambda p, t: np.count_nonzero(p.argmax(axis=1) == t)  # noqa: E731
     if pred.ndim > 2 and y.ndim == pred.ndim - 1 and y.dtype.kind in "iu" and pred.shape[1] > 1:
-        return lambda p, t: np.count_nonzero(p.argmax(axis=1) == t)
+        return hits
     if pred.ndim == 2 and pred.shape[1] > 1:
         if y.ndim == 1 and y.dtype.kind in "iu":
-            return lambda p, t: np.count_nonzero(p.argmax(axis=1) == t)
+            return hits
         if y.shape == pred.shape:
             return lambda p, t: np.count_nonzero(p.argmax(axis=1) == t.argmax(axis=1))
         return None
@@ -271,6 +277,7 @@ def fit(
     weights = example_weights(loss_fn, train, options.get("sample_weight"), options.get("class_weight"))
     metrics = M.get_all(options.get("metrics"), getattr(loss_fn, "ignore_index", None))
     summed = getattr(loss_fn, "reduction", "mean") == "sum"
+    counted = _labels_counted(train.y, loss_fn)  # the labels accuracy counts
     slices, history = batch_slices(train.n, batch_size), History()
     s, made = fit_options(options, epochs, len(slices))
     model.set_rng(s.rng)
@@ -318,8 +325,8 @@ def fit(
                     s.scheduler.step()
                 for cb in batch_cbs:
                     cb.on_batch_end(b, {"loss": loss})
-            logs = _epoch_logs(model, loss_fn, optimizer, pos, train.n, _positions(train.y), count, val,
-                               s.scheduler, metrics)  # fmt: skip
+            logs = _epoch_logs(model, loss_fn, optimizer, pos, train.n, counted, count, val, s.scheduler,
+                               metrics)  # fmt: skip
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
             pos.epoch, pos.batch, pos.logs = epoch + 1, 0, logs
@@ -343,14 +350,14 @@ def _placed(e: FloatingPointError, epoch: int, b: int, idx, shape: tuple, lr: fl
 
 
 def _epoch_logs(
-    model, loss_fn, optimizer, pos, n: int, positions: int, count, val, scheduler, metrics=()
+    model, loss_fn, optimizer, pos, n: int, labels: int, count, val, scheduler, metrics=()
 ) -> dict[str, float]:
-    """The epoch's metrics (mean loss, accuracy, validation's), then the schedule's step: the
-    logged ``lr`` is the one the epoch trained with. ``positions`` is the number of labels per
-    example (1, or T for a class per position)."""
+    """The epoch's metrics (mean loss, accuracy, validation's, ``metrics``), then the
+    schedule's step: the logged ``lr`` is the one the epoch trained with. ``labels`` is the
+    number of labels accuracy counts (see ``_labels_counted``)."""
     logs = {"loss": float(pos.total / n)}
     if count is not None:
-        logs["accuracy"] = float(pos.correct / (n * positions))
+        logs["accuracy"] = float(pos.correct / labels) if labels else 0.0
     logs.update({m.name: float(m.result()) for m in metrics})
     if val is not None:
         fresh = [copy.deepcopy(m) for m in metrics]  # validation's own counts
@@ -367,10 +374,13 @@ def _epoch_logs(
     return logs
 
 
-def _positions(y: np.ndarray) -> int:
-    """Labels per example that accuracy counts: T for integer labels (N, T) (a class per
-    position: accuracy is over all tokens), else 1."""
-    return int(np.prod(y.shape[1:])) if y.dtype.kind in "iu" else 1
+def _labels_counted(y: np.ndarray, loss_fn) -> int:
+    """The labels accuracy counts: N T for integer labels (N, T) (a class per position:
+    accuracy is over all tokens), else N; labels equal to the loss's ``ignore_index`` left out."""
+    ignored = getattr(loss_fn, "ignore_index", None)
+    if y.dtype.kind in "iu":
+        return int(y.size if ignored is None else np.count_nonzero(y != ignored))
+    return len(y)
 
 
 def _check_count(name: str, value, low: int, owner: str = "fit") -> None:
@@ -409,7 +419,8 @@ def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000, metrics
     # plain floats (a NumPy scalar would print as np.float64(...) and is not JSON's float)
     out = {"loss": float(total / ds.n)}
     if count is not None:
-        out["accuracy"] = float(correct / (ds.n * _positions(ds.y)))
+        labels = _labels_counted(ds.y, loss_fn)
+        out["accuracy"] = float(correct / labels) if labels else 0.0
     out.update({m.name: float(m.result()) for m in ms})
     return out
 

@@ -257,3 +257,19 @@ def test_fit_with_ignore_index_labels_trains_and_skips_them():
     history = gn.fit(model, gn.CrossEntropyLoss(), opt, (x, y), epochs=1, batch_size=60, verbose=False,
                      metrics=["macro_recall"], shuffle=False)  # fmt: skip
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_accuracy_and_metrics_leave_ignored_labels_out():
+    model, x, y = classifier()
+    y = y.copy()
+    y[::3] = 0
+    loss = gn.CrossEntropyLoss(ignore_index=0)  # class 0 ignored: a valid class, so it would count
+    out = gn.evaluate(model, loss, (x, y), batch_size=9, metrics=["macro_recall"])
+    predicted, kept = gn.predict(model, x).argmax(axis=1), y != 0
+    assert out["accuracy"] == pytest.approx(np.mean(predicted[kept] == y[kept]))
+    assert out["macro_recall"] == pytest.approx(
+        sk.recall_score(y[kept], predicted[kept], average="macro", zero_division=0)
+    )
+    history = gn.fit(model, loss, gn.optim.SGD(model.parameters(), lr=0.0), (x, y), epochs=1, batch_size=60,
+                     verbose=False, shuffle=False)  # fmt: skip
+    assert history.history["accuracy"][0] == pytest.approx(out["accuracy"])  # lr 0: the same model
