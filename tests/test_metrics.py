@@ -273,3 +273,16 @@ def test_accuracy_and_metrics_leave_ignored_labels_out():
     history = gn.fit(model, loss, gn.optim.SGD(model.parameters(), lr=0.0), (x, y), epochs=1, batch_size=60,
                      verbose=False, shuffle=False)  # fmt: skip
     assert history.history["accuracy"][0] == pytest.approx(out["accuracy"])  # lr 0: the same model
+
+
+def test_the_pytorch_options_page_runs(capsys):
+    """docs/pytorch-options.md's Python snippets, in order, as a reader would paste them."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).parent.parent / "docs" / "pytorch-options.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 8
+    namespace: dict = {}
+    exec(compile("\n".join(blocks), "docs/pytorch-options.md", "exec"), namespace)  # noqa: S102
+    assert "macro avg" in capsys.readouterr().out
