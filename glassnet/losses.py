@@ -272,19 +272,28 @@ class CrossEntropyLoss(Loss):
                 raise ShapeError(
                     f"CrossEntropyLoss: expected {n} integer labels, got target of shape {target.shape}"
                 )
-            kept = target != self.ignore_index
-            every = bool(kept.all())
-            labels = np.zeros(n, np.uintp)
-            labels[kept] = _labels(target[kept], int(kept.sum()), c, "CrossEntropyLoss")
-            row_w = np.ones(n, pred.dtype) if w is None else w[labels]  # w_{y_n}
+            # a label in [0, C) with ignore_index outside it: nothing is ignored (one max checks it)
+            labels = target.astype(np.uintp)
+            every = (n == 0 or labels.max() < c) and not 0 <= self.ignore_index < c
             if not every:
+                kept = target != self.ignore_index
+                every = bool(kept.all())
+                if every:
+                    labels = _labels(target, n, c, "CrossEntropyLoss")  # names a label out of range
+                else:
+                    labels = np.zeros(n, np.uintp)
+                    labels[kept] = _labels(target[kept], int(kept.sum()), c, "CrossEntropyLoss")
+            if w is None and every:
+                divisor = n
+                if self.label_smoothing == 0:
+                    # the common case: pick one log-probability per row, no one-hot matrix built
+                    l = -logp[rows, labels]
+                    p[rows, labels] -= 1
+                    return l, p, divisor, (1,)
+            else:
+                row_w = np.ones(n, pred.dtype) if w is None else w[labels]  # w_{y_n}
                 row_w[~kept] = 0
-            divisor = float(row_w.sum())
-            if self.label_smoothing == 0 and w is None and every:
-                # the common case: pick one log-probability per row, no one-hot matrix built
-                l = -logp[rows, labels]
-                p[rows, labels] -= 1
-                return l, p, divisor, (1,)
+                divisor = float(row_w.sum())
             y = _one_hot(labels, c, pred.dtype)
             if self.label_smoothing:
                 y = y * (1.0 - self.label_smoothing) + self.label_smoothing / c
