@@ -292,7 +292,8 @@ class CrossEntropyLoss(Loss):
                     return l, p, divisor, (1,)
             else:
                 row_w = np.ones(n, pred.dtype) if w is None else w[labels]  # w_{y_n}
-                row_w[~kept] = 0
+                if not every:
+                    row_w[~kept] = 0
                 divisor = float(row_w.sum())
             y = _one_hot(labels, c, pred.dtype)
             if self.label_smoothing:
