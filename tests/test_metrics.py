@@ -286,3 +286,20 @@ def test_the_pytorch_options_page_runs(capsys):
     namespace: dict = {}
     exec(compile("\n".join(blocks), "docs/pytorch-options.md", "exec"), namespace)  # noqa: S102
     assert "macro avg" in capsys.readouterr().out
+
+
+def test_sample_weight_with_detect_anomaly_trains_the_same_weights():
+    """detect_anomaly's checked step runs the weighted loss too: the same run, bit for bit."""
+    _, x, y = classifier()
+    w = np.random.default_rng(4).uniform(0, 2, len(y))
+    runs = []
+    for anomaly in (False, True):
+        m = gn.Sequential(gn.Linear(4, 4, rng=np.random.default_rng(9))).to(np.float64)
+        gn.fit(m, gn.CrossEntropyLoss(), gn.optim.Adam(m.parameters(), lr=0.01), (x, y), epochs=2, batch_size=8,
+               rng=1, verbose=False, sample_weight=w, detect_anomaly=anomaly)  # fmt: skip
+        runs.append(m.layers[0].W.data.copy())
+    np.testing.assert_array_equal(runs[0], runs[1])
+    m = gn.Sequential(gn.Linear(4, 4, rng=np.random.default_rng(9))).to(np.float64)
+    gn.fit(m, gn.CrossEntropyLoss(), gn.optim.Adam(m.parameters(), lr=0.01), (x, y), epochs=2, batch_size=8,
+           rng=1, verbose=False)  # fmt: skip
+    assert not np.array_equal(m.layers[0].W.data, runs[0])  # the weights did change the run
