@@ -295,8 +295,9 @@ def test_sample_weight_with_detect_anomaly_trains_the_same_weights():
     runs = []
     for anomaly in (False, True):
         m = gn.Sequential(gn.Linear(4, 4, rng=np.random.default_rng(9))).to(np.float64)
-        gn.fit(m, gn.CrossEntropyLoss(), gn.optim.Adam(m.parameters(), lr=0.01), (x, y), epochs=2, batch_size=8,
-               rng=1, verbose=False, sample_weight=w, detect_anomaly=anomaly)  # fmt: skip
+        opt = gn.optim.Adam(m.parameters(), lr=0.01)
+        gn.fit(m, gn.CrossEntropyLoss(), opt, (x, y), epochs=2, batch_size=8, rng=1, verbose=False,
+               sample_weight=w, detect_anomaly=anomaly)  # fmt: skip
         runs.append(m.layers[0].W.data.copy())
     np.testing.assert_array_equal(runs[0], runs[1])
     m = gn.Sequential(gn.Linear(4, 4, rng=np.random.default_rng(9))).to(np.float64)
