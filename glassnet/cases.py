@@ -166,6 +166,19 @@ def _labels(n, classes):
     return lambda rng: rng.integers(0, classes, size=n)
 
 
+def _ignoring(n, classes, ignore):
+    """Logits (n, classes) and labels with the first two set to ``ignore`` (kept out of the loss)."""
+
+    def sample(rng):
+        labels = rng.integers(0, classes, size=n)
+        labels[:2] = ignore
+        if ignore in range(classes):  # some kept label differs from the ignored class
+            labels[2:] = (ignore + 1 + rng.integers(0, classes - 1, size=n - 2)) % classes
+        return rng.standard_normal((n, classes)) * 2, labels
+
+    return sample
+
+
 def _hinge(rng):
     # logits spaced by 0.3 so no margin (1 or 0.45) sits within eps of its kink at 0
     z = rng.permutation(np.arange(5) * 0.3)[None, :] + np.arange(4)[:, None] * 0.05
@@ -499,7 +512,7 @@ CASES: list[Case] = [
     # --- losses ---
     Case("MSELoss", losses.MSELoss, {},
          lambda rng: (rng.standard_normal((4, 3)), rng.standard_normal((4, 3))),
-         torch=T.loss_module(lambda nn, loss: nn.MSELoss())),
+         torch=T.loss_module(lambda nn, loss: nn.MSELoss(reduction=loss.reduction))),
     Case("QuadraticCost", losses.QuadraticCost, {},
          lambda rng: (rng.standard_normal((4, 3)), _labels(4, 3)(rng)), torch=T.quadratic_cost),
     Case("CrossEntropyLoss", losses.CrossEntropyLoss, {},
@@ -519,7 +532,7 @@ CASES: list[Case] = [
          torch=T.cross_entropy),
     Case("BCEWithLogitsLoss", losses.BCEWithLogitsLoss, {},
          lambda rng: (rng.standard_normal((4, 3)) * 3, rng.random((4, 3))),
-         torch=T.loss_module(lambda nn, loss: nn.BCEWithLogitsLoss())),
+         torch=T.bce_with_logits),
     Case("HingeLoss", losses.HingeLoss, {}, _hinge, torch=T.hinge),
     # differences of logits are multiples of 0.3: those of 0.3 and less violate margin 0.45,
     # those of 0.6 and 0.9 satisfy it (and would violate the default margin 1)
@@ -528,9 +541,44 @@ CASES: list[Case] = [
     Case("HingeLoss (binary, margin 0.5)", losses.HingeLoss, {"margin": 0.5}, _binary_hinge_half_margin,
          torch=T.hinge),
     Case("HuberLoss", losses.HuberLoss, {}, _huber,
-         torch=T.loss_module(lambda nn, loss: nn.HuberLoss(delta=loss.delta))),
+         torch=T.loss_module(lambda nn, loss: nn.HuberLoss(delta=loss.delta, reduction=loss.reduction))),
     Case("HuberLoss (delta 0.5)", losses.HuberLoss, {"delta": 0.5}, _huber_half_delta,
-         torch=T.loss_module(lambda nn, loss: nn.HuberLoss(delta=loss.delta))),
+         torch=T.loss_module(lambda nn, loss: nn.HuberLoss(delta=loss.delta, reduction=loss.reduction))),
+    # PyTorch's reduction="sum" (reduction="none" returns an array: tests/test_losses.py)
+    Case("MSELoss (sum)", losses.MSELoss, {"reduction": "sum"},
+         lambda rng: (rng.standard_normal((4, 3)), rng.standard_normal((4, 3))),
+         torch=T.loss_module(lambda nn, loss: nn.MSELoss(reduction=loss.reduction))),
+    Case("QuadraticCost (sum)", losses.QuadraticCost, {"reduction": "sum"},
+         lambda rng: (rng.standard_normal((4, 3)), _labels(4, 3)(rng)), torch=T.quadratic_cost),
+    Case("HingeLoss (sum)", losses.HingeLoss, {"reduction": "sum"}, _hinge, torch=T.hinge),
+    Case("HingeLoss (binary, sum)", losses.HingeLoss, {"reduction": "sum"}, _binary_hinge, torch=T.hinge),
+    Case("HuberLoss (sum)", losses.HuberLoss, {"reduction": "sum"}, _huber,
+         torch=T.loss_module(lambda nn, loss: nn.HuberLoss(delta=loss.delta, reduction=loss.reduction))),
+    # class weights: the mean divides by the weights of the targets kept (PyTorch's weighted
+    # mean); label 1 is ignored, so a loss that counted it would differ in value and divisor
+    Case("CrossEntropyLoss (weight, ignore_index)", losses.CrossEntropyLoss,
+         {"weight": (0.5, 2.0, 1.0, 3.0, 0.25), "ignore_index": 1}, _ignoring(6, 5, 1),
+         torch=T.cross_entropy),
+    Case("CrossEntropyLoss (weight, smoothing, ignored -100, sum)", losses.CrossEntropyLoss,
+         {"weight": (0.5, 2.0, 1.0, 3.0, 0.25), "label_smoothing": 0.2, "reduction": "sum"},
+         _ignoring(6, 5, -100), torch=T.cross_entropy),
+    Case("CrossEntropyLoss (weight, smoothing, ignored -100)", losses.CrossEntropyLoss,
+         {"weight": (0.5, 2.0, 1.0, 3.0, 0.25), "label_smoothing": 0.2}, _ignoring(6, 5, -100),
+         torch=T.cross_entropy),
+    Case("CrossEntropyLoss (probabilities, weight)", losses.CrossEntropyLoss,
+         {"weight": (0.5, 2.0, 1.0, 3.0)},
+         lambda rng: (rng.standard_normal((4, 4)), rng.dirichlet(np.ones(4), size=4)), torch=T.cross_entropy),
+    Case("CrossEntropyLoss (N, C, T weight, ignore_index)", losses.CrossEntropyLoss,
+         {"weight": (0.5, 2.0, 1.0, 3.0), "ignore_index": 0},
+         lambda rng: (rng.standard_normal((3, 4, 5)) * 2, rng.integers(0, 4, size=(3, 5))),
+         torch=T.cross_entropy),
+    Case("BCEWithLogitsLoss (weight, pos_weight)", losses.BCEWithLogitsLoss,
+         {"weight": (0.5, 2.0, 1.5), "pos_weight": (3.0, 0.5, 1.0)},
+         lambda rng: (rng.standard_normal((4, 3)) * 3, rng.random((4, 3))), torch=T.bce_with_logits),
+    Case("BCEWithLogitsLoss (pos_weight, sum)", losses.BCEWithLogitsLoss,
+         {"pos_weight": (2.5,), "reduction": "sum"},
+         lambda rng: (rng.standard_normal((5, 1)) * 3, rng.integers(0, 2, size=(5, 1)).astype(float)),
+         torch=T.bce_with_logits),
     # --- regularizers: the documented formulas in torch ---
     Case("L1", regularizers.L1, {"lam": 0.2}, _weights, torch=T.l1),
     Case("L2", regularizers.L2, {"lam": 0.3}, _weights, torch=T.l2),

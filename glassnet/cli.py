@@ -41,6 +41,7 @@ from .runs import (  # noqa: F401
     at_least_10,
     count,
     fraction,
+    metric_names,
     momentum,
     nonnegative_float,
     positive_float,
@@ -95,9 +96,22 @@ def cmd_evaluate(args) -> int:
     # the loss the model was trained with: its preset's (cross-entropy for files from elsewhere)
     preset = gn.models.PRESETS.get(meta.get("model"))
     loss = preset.loss() if preset is not None else gn.CrossEntropyLoss()
-    result = gn.evaluate(model, loss, test)
+    names = None if not args.metrics else args.metrics.split(",")
+    result = gn.evaluate(model, loss, test, metrics=names)
+    if args.report:
+        predicted = gn.predict(model, test.x).argmax(axis=1)
+        classes = model_classes(model, test)
+        report = gn.metrics.classification_report(test.y, predicted, classes, class_names(dataset))
+        print(gn.metrics.format_report(report))
     print(json.dumps({"dataset": dataset, "examples": test.n, **result}))
     return 0
+
+
+def model_classes(model, test) -> int:
+    """The number of classes a report lists: the model's outputs (at least the labels')."""
+    import glassnet as gn
+
+    return max(int(gn.predict(model, test.x[:1]).shape[1]), int(test.y.max()) + 1)
 
 
 def check_outputs(path: str, model, x: np.ndarray, classes: int, dataset: str) -> None:
@@ -387,6 +401,13 @@ def add_train_options(t: argparse.ArgumentParser) -> None:
         help="measure per-layer gradient flow each epoch on 1,000 training examples (gradient_flow.json)",
     )
     t.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files to DIR")
+    t.add_argument(
+        "--metrics",
+        type=metric_names,
+        metavar="LIST",
+        help="more metrics to log and test, comma-separated: top5 (any topK), macro_precision, macro_recall, "
+        "macro_f1, mae, rmse",
+    )
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -422,6 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model")
     e.add_argument("--dataset", choices=DATASETS)
     e.add_argument("--data-dir")
+    e.add_argument(
+        "--metrics", type=metric_names, metavar="LIST", help="as glassnet train's: top5,macro_f1,..."
+    )
+    e.add_argument("--report", action="store_true", help="print precision, recall and F1 per class first")
     e.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("predict", help="predict the classes of examples in a .npy file")

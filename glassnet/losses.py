@@ -2,8 +2,24 @@
 
 ``backward`` returns dC/d(pred) for exactly the ``pred`` forward received, so it is BP1's
 grad_a C for the network's last layer (for logit losses, that already includes the
-Hadamard product with the output nonlinearity: delta^L = softmax(z) - y). With mean
-reduction the gradient carries the 1/N.
+Hadamard product with the output nonlinearity: delta^L = softmax(z) - y).
+
+Every loss is written once as its *terms* ``l`` (one per element, or per example/position
+where the loss sums over classes) and their derivatives ``dl/dpred``; ``reduction`` then
+says what forward returns, with PyTorch's names and meaning:
+
+- ``"mean"`` (the default): sum(l) / D, and dC/dpred = (dl/dpred) / D. D is the number of
+  terms, except for ``CrossEntropyLoss`` with class labels, where it is the sum of the class
+  weights of the targets that are not ``ignore_index`` (PyTorch's weighted mean);
+- ``"sum"``: sum(l), and dC/dpred = dl/dpred;
+- ``"none"``: the array of terms ``l`` itself; ``backward(grad)`` then takes the upstream
+  gradient dC/dl (of the terms' shape) and returns dC/dpred = dC/dl * dl/dpred (there is no
+  single number to differentiate, as in PyTorch, where such a loss needs ``.backward(grad)``).
+  ``fit`` and ``evaluate`` need one number per batch and refuse it.
+
+``forward(pred, target, sample_weight=w)`` multiplies each example's terms (and their
+gradients) by ``w[n]`` before the reduction, the divisor D unchanged (Keras's weighted mean:
+sum_n w_n l_n / N); ``fit(..., sample_weight=, class_weight=)`` is built on it.
 """
 
 from __future__ import annotations
@@ -15,6 +31,16 @@ import numpy as np
 
 from . import functional as F
 from .module import ShapeError, check_arg
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_reduction(owner: str, reduction) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"{owner}: reduction must be one of {list(REDUCTIONS)} (PyTorch's), got {reduction!r}"
+        )
+    return reduction
 
 
 def _labels(target: np.ndarray, n: int, classes: int, loss: str) -> np.ndarray:
@@ -52,23 +78,96 @@ def _targets_like(pred: np.ndarray, target, loss: str) -> np.ndarray:
     return target.astype(pred.dtype, copy=False)
 
 
+def _weights_for(owner: str, name: str, weight, shape: tuple | None = None) -> np.ndarray | None:
+    """A non-negative, finite float64 weight array (None stays None); ``shape``: it must have it."""
+    if weight is None:
+        return None
+    try:
+        w = np.array(weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{owner}: {name} must be an array of numbers, got {type(weight).__name__}") from None
+    if shape is not None and w.shape != shape:
+        raise ShapeError(f"{owner}: {name} must have shape {shape}, got {w.shape}")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError(f"{owner}: {name} must hold finite numbers >= 0")
+    w.flags.writeable = False
+    return w
+
+
 class Loss:
-    """Base class: subclasses set ``self.dpred`` in forward; backward returns it.
+    """Base class: subclasses give ``terms(pred, target) -> (l, dl, D, axes)`` (see the module
+    docstring: the terms, their derivatives of pred's shape, the mean's divisor, and the axes of
+    pred the terms sum over); ``forward`` reduces them and ``backward`` returns dC/dpred.
+
+    A subclass may instead override ``forward`` itself and set ``self.dpred`` (a custom loss).
 
     ``position_labels`` says whether the loss takes integer labels with more than one axis,
     a class per position (``CrossEntropyLoss``'s K-dimensional form); ``fit`` refuses such
     labels for any other loss rather than let it read class indices as numbers."""
 
     position_labels: bool = False
+    reduction: str = "mean"  # the class default, for subclasses that set no reduction
 
-    def __call__(self, pred, target) -> float:
-        return self.forward(pred, target)
+    def __init__(self, *, reduction: str = "mean") -> None:
+        self.reduction = _check_reduction(type(self).__name__, reduction)
 
-    def backward(self) -> np.ndarray:
-        return self.dpred
+    def __call__(self, pred, target, sample_weight=None):
+        if sample_weight is None:
+            return self.forward(pred, target)
+        return self.forward(pred, target, sample_weight=sample_weight)
+
+    def terms(self, pred: np.ndarray, target) -> tuple[np.ndarray, np.ndarray, float, tuple[int, ...]]:
+        raise NotImplementedError(f"{type(self).__name__} defines neither terms() nor forward()")
+
+    def forward(self, pred, target, sample_weight=None):
+        """The reduced loss (a float), or the terms (an array) with ``reduction="none"``."""
+        pred = np.asarray(pred)
+        l, dl, divisor, axes = self.terms(pred, target)
+        if sample_weight is not None:
+            w = self.check_sample_weight(sample_weight, pred.shape[0]).astype(pred.dtype)
+            l = l * w.reshape((-1,) + (1,) * (l.ndim - 1))
+            dl *= w.reshape((-1,) + (1,) * (dl.ndim - 1))
+        if self.reduction == "none":
+            self.dpred, self._dl, self._axes, self._shape = None, dl, axes, l.shape
+            return l
+        if self.reduction == "sum":
+            self.dpred = dl
+            return float(l.sum())
+        if divisor == 0:  # every target ignored: 0/0, as PyTorch
+            dl *= np.nan
+            self.dpred = dl
+            return math.nan
+        dl *= 1.0 / divisor
+        self.dpred = dl
+        return float(l.sum()) / divisor
+
+    def check_sample_weight(self, sample_weight, n: int) -> np.ndarray:
+        return _weights_for(type(self).__name__, "sample_weight", sample_weight, (n,))
+
+    def backward(self, grad=None) -> np.ndarray:
+        """dC/dpred. With ``reduction="none"``, ``grad`` is dC/d(terms), of the terms' shape."""
+        if self.reduction != "none":
+            if grad is not None:
+                raise ValueError(
+                    f"{type(self).__name__}: backward(grad) is for reduction='none'; with "
+                    f"reduction={self.reduction!r} the loss is one number and backward() takes no grad"
+                )
+            return self.dpred
+        if grad is None:
+            raise ValueError(
+                f"{type(self).__name__}(reduction='none') returned one loss per term {self._shape}: "
+                "pass backward(grad) with dC/d(terms) of that shape, or use reduction 'mean' or 'sum'"
+            )
+        grad = np.asarray(grad)
+        if grad.shape != self._shape:
+            raise ShapeError(
+                f"{type(self).__name__}: backward(grad) needs grad of the terms' shape {self._shape}, "
+                f"got {grad.shape}"
+            )
+        return self._dl * np.expand_dims(grad, self._axes).astype(self._dl.dtype, copy=False)
 
     def config(self) -> dict:
-        return {}
+        return {} if self.reduction == "mean" else {"reduction": self.reduction}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
@@ -79,13 +178,13 @@ class MSELoss(Loss):
     """C = mean over every element of (a - y)^2 (PyTorch's ``MSELoss``).
 
     Integer labels against (N, C) predictions are one-hot encoded.
-    Backward: dC/da = 2 (a - y) / (number of elements).
+    Terms l = (a - y)^2, one per element; dl/da = 2 (a - y) (so with the mean,
+    dC/da = 2 (a - y) / (number of elements)).
     """
 
-    def forward(self, pred, target):
+    def terms(self, pred, target):
         diff = pred - _targets_like(pred, target, "MSELoss")
-        self.dpred = diff * (2.0 / diff.size)
-        return float(np.vdot(diff, diff)) / diff.size
+        return diff * diff, diff * 2.0, diff.size, ()
 
 
 class QuadraticCost(Loss):
@@ -93,14 +192,14 @@ class QuadraticCost(Loss):
 
     This is MSE summed over outputs (not averaged) and halved, so Nielsen's chapter 1 learning
     rate eta = 3.0 behaves as in the book. Integer labels are one-hot encoded (the book's y(x)).
-    Backward: dC/da = (a - y) / n.
+    Terms: one per example, l_x = ||a(x) - y(x)||^2 / 2 (``reduction`` "sum" gives
+    sum_x l_x, "none" the n of them); dl/da = a - y, so with the mean dC/da = (a - y) / n.
     """
 
-    def forward(self, pred, target):
+    def terms(self, pred, target):
         diff = pred - _targets_like(pred, target, "QuadraticCost")
-        n = pred.shape[0]
-        self.dpred = diff * (1.0 / n)
-        return 0.5 * float(np.vdot(diff, diff)) / n
+        axes = tuple(range(1, diff.ndim))
+        return 0.5 * np.square(diff).sum(axis=axes), diff, pred.shape[0], axes
 
 
 class CrossEntropyLoss(Loss):
@@ -113,30 +212,95 @@ class CrossEntropyLoss(Loss):
     ``label_smoothing`` mixes the target with the uniform distribution, as PyTorch.
     The log-softmax is shifted by the row max, so no exp overflows.
 
-    Backward (BP1 with the softmax folded in): for p = softmax(z),
-        dC/dz_j = sum_k dC/dp_k dp_k/dz_j = (p_j sum_k y_k - y_j) / N = (p_j - y_j) / N
-    when each target row sums to one.
-    """
+    PyTorch's options, with its meaning (by name: ``label_smoothing`` stays the one positional):
+    ``weight`` (C,): class c's terms are scaled by w_c: l_n = -sum_j w_j y_nj log p_nj. With
+    class labels the mean divides by sum_n w_{y_n} (not by N), PyTorch's weighted mean;
+    with probabilities by N.
+    ``ignore_index``: positions whose label is this class contribute nothing and are not
+    counted in the mean (class labels only; default -100, as PyTorch). A batch with every
+    label ignored has mean NaN, as in PyTorch.
+    ``reduction``: "mean", "sum", or "none" (one term per example or position).
 
-    def __init__(self, label_smoothing: float = 0.0) -> None:
-        check_arg(
-            "CrossEntropyLoss", "label_smoothing", label_smoothing, lambda v: 0.0 <= v <= 1.0, "in [0, 1]"
-        )
-        self.label_smoothing = float(label_smoothing)
+    Backward (BP1 with the softmax folded in): for p = softmax(z) and u_j = w_j y_j,
+        dl/dz_j = sum_k dl/dp_k dp_k/dz_j = p_j sum_k u_k - u_j,
+    which is p_j - y_j for hard labels without weights; the mean divides it by the divisor.
+    """
 
     position_labels = True  # integer labels (N, d1, ...) for logits (N, C, d1, ...)
 
-    def forward(self, pred, target):
+    def __init__(
+        self, label_smoothing: float = 0.0, *, weight=None, ignore_index: int = -100, reduction: str = "mean"
+    ) -> None:
+        super().__init__(reduction=reduction)
+        check_arg(
+            "CrossEntropyLoss", "label_smoothing", label_smoothing, lambda v: 0.0 <= v <= 1.0, "in [0, 1]"
+        )
+        check_arg("CrossEntropyLoss", "ignore_index", ignore_index, lambda v: True, "an integer", int)
+        self.label_smoothing = float(label_smoothing)
+        self.ignore_index = int(ignore_index)
+        self.weight = _weights_for("CrossEntropyLoss", "weight", weight)
+        if self.weight is not None and self.weight.ndim != 1:
+            raise ShapeError(
+                f"CrossEntropyLoss: weight must be one number per class (C,), got {self.weight.shape}"
+            )
+
+    def _class_weights(self, c: int, dtype) -> np.ndarray | None:
+        if self.weight is None:
+            return None
+        if self.weight.shape != (c,):
+            raise ShapeError(
+                f"CrossEntropyLoss: weight has {self.weight.size} entries, but the logits have {c} classes"
+            )
+        return self.weight.astype(dtype)
+
+    def terms(self, pred, target):
+        target = np.asarray(target)
         if pred.ndim > 2:
-            return self._forward_positions(pred, np.asarray(target))
+            return self._terms_positions(pred, target)
         if pred.ndim != 2:
             raise ShapeError(f"CrossEntropyLoss expects logits (N, C), got shape {pred.shape}")
+        return self._terms_rows(pred, target)
+
+    def _terms_rows(self, pred, target):
         n, c = pred.shape
-        target = np.asarray(target)
         logp = F.log_softmax(pred, axis=1)
+        p = np.exp(logp)
+        w = self._class_weights(c, pred.dtype)
+        rows = np.arange(n)
         if target.dtype.kind in "iu":
-            labels = _labels(target, n, c, "CrossEntropyLoss")
-            y = None if self.label_smoothing == 0 else _one_hot(labels, c, pred.dtype)
+            if target.shape != (n,):
+                raise ShapeError(
+                    f"CrossEntropyLoss: expected {n} integer labels, got target of shape {target.shape}"
+                )
+            # a label in [0, C) with ignore_index outside it: nothing is ignored (one max checks it)
+            labels = target.astype(np.uintp)
+            every = (n == 0 or labels.max() < c) and not 0 <= self.ignore_index < c
+            if not every:
+                kept = target != self.ignore_index
+                every = bool(kept.all())
+                if every:
+                    labels = _labels(target, n, c, "CrossEntropyLoss")  # names a label out of range
+                else:
+                    labels = np.zeros(n, np.uintp)
+                    labels[kept] = _labels(target[kept], int(kept.sum()), c, "CrossEntropyLoss")
+            if w is None and every:
+                divisor = n
+                if self.label_smoothing == 0:
+                    # the common case: pick one log-probability per row, no one-hot matrix built
+                    l = -logp[rows, labels]
+                    p[rows, labels] -= 1
+                    return l, p, divisor, (1,)
+            else:
+                row_w = np.ones(n, pred.dtype) if w is None else w[labels]  # w_{y_n}
+                if not every:
+                    row_w[~kept] = 0
+                divisor = float(row_w.sum())
+            y = _one_hot(labels, c, pred.dtype)
+            if self.label_smoothing:
+                y = y * (1.0 - self.label_smoothing) + self.label_smoothing / c
+            u = y if w is None else y * w
+            if not every:
+                u[~kept] = 0
         else:
             if target.shape != pred.shape:
                 raise ShapeError(
@@ -144,24 +308,16 @@ class CrossEntropyLoss(Loss):
                     f"got {target.shape}"
                 )
             y = target.astype(pred.dtype, copy=False)
-        if y is not None and self.label_smoothing:
-            y = y * (1.0 - self.label_smoothing) + self.label_smoothing / c
-        p = np.exp(logp)
-        if y is None:
-            # hard labels: pick one log-probability per row, no one-hot matrix built
-            rows = np.arange(n)
-            loss = -float(logp[rows, labels].sum()) / n
-            p[rows, labels] -= 1
-            p *= 1.0 / n
-        else:
-            loss = -float(np.vdot(y, logp)) / n
-            p *= y.sum(axis=1, keepdims=True)
-            p -= y
-            p *= 1.0 / n
-        self.dpred = p
-        return loss
+            if self.label_smoothing:
+                y = y * (1.0 - self.label_smoothing) + self.label_smoothing / c
+            u = y if w is None else y * w
+            divisor = n
+        l = -(u * logp).sum(axis=1)
+        p *= u.sum(axis=1, keepdims=True)
+        p -= u
+        return l, p, divisor, (1,)
 
-    def _forward_positions(self, pred, target):
+    def _terms_positions(self, pred, target):
         """(N, C, d1, ...): every position is one more row of an (N d1 ..., C) batch."""
         c = pred.shape[1]
         moved = np.moveaxis(pred, 1, -1)  # (N, d1, ..., C)
@@ -179,22 +335,48 @@ class CrossEntropyLoss(Loss):
                     f"got {target.shape}"
                 )
             rows = np.moveaxis(target, 1, -1).reshape(-1, c)
-        loss = self.forward(moved.reshape(-1, c), rows)
-        self.dpred = np.moveaxis(self.dpred.reshape(moved.shape), -1, 1)
-        return loss
+        l, dl, divisor, _ = self._terms_rows(moved.reshape(-1, c), rows)
+        return l.reshape(moved.shape[:-1]), np.moveaxis(dl.reshape(moved.shape), -1, 1), divisor, (1,)
 
     def config(self):
-        return {"label_smoothing": self.label_smoothing}
+        out = {"label_smoothing": self.label_smoothing}
+        if self.weight is not None:
+            out["weight"] = self.weight.tolist()
+        if self.ignore_index != -100:
+            out["ignore_index"] = self.ignore_index
+        return {**out, **super().config()}
 
 
 class BCEWithLogitsLoss(Loss):
     """Binary cross-entropy on logits: C = mean(-y log s(z) - (1 - y) log(1 - s(z))).
 
-    Computed as mean(max(z, 0) - z y + log(1 + e^-|z|)), which never overflows.
-    Backward: dC/dz = (sigmoid(z) - y) / (number of elements).
+    PyTorch's options: ``weight`` (broadcast to the logits' shape) scales each term;
+    ``pos_weight`` (broadcast along the last axis: one per class) scales the positive part:
+        l = weight * (-pos_weight y log s(z) - (1 - y) log(1 - s(z))).
+    Computed as l = weight * ((1 - y) z + (1 + (pos_weight - 1) y) softplus(-z)) with
+    softplus(-z) = max(-z, 0) + log(1 + e^-|z|), which never overflows.
+    Backward: dl/dz = weight * ((1 + (pos_weight - 1) y) s(z) - pos_weight y), which is
+    s(z) - y without weights; the mean divides by the number of elements.
     """
 
-    def forward(self, pred, target):
+    def __init__(self, weight=None, *, reduction: str = "mean", pos_weight=None) -> None:
+        super().__init__(reduction=reduction)
+        self.weight = _weights_for("BCEWithLogitsLoss", "weight", weight)
+        self.pos_weight = _weights_for("BCEWithLogitsLoss", "pos_weight", pos_weight)
+
+    def _broadcast(self, name: str, w, shape, dtype):
+        if w is None:
+            return None
+        try:
+            if np.broadcast_shapes(w.shape, shape) == shape:
+                return w.astype(dtype)
+        except ValueError:
+            pass
+        raise ShapeError(
+            f"BCEWithLogitsLoss: {name} of shape {w.shape} does not broadcast to the logits' {shape}"
+        )
+
+    def terms(self, pred, target):
         target = np.asarray(target)
         if target.shape != pred.shape:
             if target.shape == pred.shape[:1] and pred.ndim == 2 and pred.shape[1] == 1:
@@ -205,27 +387,45 @@ class BCEWithLogitsLoss(Loss):
                     f"but target has shape {target.shape}"
                 )
         y = target.astype(pred.dtype, copy=False)
-        loss = np.maximum(pred, 0) - pred * y + np.log1p(np.exp(-np.abs(pred)))
-        self.dpred = (F.sigmoid(pred) - y) * (1.0 / pred.size)
-        return float(loss.mean())
+        w = self._broadcast("weight", self.weight, pred.shape, pred.dtype)
+        pw = self._broadcast("pos_weight", self.pos_weight, pred.shape, pred.dtype)
+        softplus_neg = np.maximum(-pred, 0) + np.log1p(np.exp(-np.abs(pred)))  # -log s(z)
+        if pw is None:
+            l = (1 - y) * pred + softplus_neg
+            dl = F.sigmoid(pred) - y
+        else:
+            scale = 1 + (pw - 1) * y
+            l = (1 - y) * pred + scale * softplus_neg
+            dl = scale * F.sigmoid(pred) - pw * y
+        if w is not None:
+            l, dl = l * w, dl * w
+        return l, dl, pred.size, ()
+
+    def config(self):
+        out = {} if self.weight is None else {"weight": self.weight.tolist()}
+        if self.pos_weight is not None:
+            out["pos_weight"] = self.pos_weight.tolist()
+        return {**out, **super().config()}
 
 
 class HingeLoss(Loss):
     """Margin loss, multi-class or binary.
 
     Multi-class, logits (N, C) with integer labels: PyTorch's ``MultiMarginLoss`` (p=1),
-        C = 1/N sum_n 1/C sum_{j != y_n} max(0, margin - z_{n,y_n} + z_{n,j}).
-    Binary, scores (N,) or (N, 1) with targets in {-1, +1} or {0, 1} (0 is read as -1):
-        C = mean(max(0, margin - t z)), the SVM hinge.
-    Backward: each violated margin adds +1 to dz_j and -1 to dz_y (multi-class, then / (N C));
-    binary: dz = -t [margin - t z > 0] / N.
+        C = 1/N sum_n 1/C sum_{j != y_n} max(0, margin - z_{n,y_n} + z_{n,j}),
+    one term per example (its 1/C sum). Binary, scores (N,) or (N, 1) with targets in
+    {-1, +1} or {0, 1} (0 is read as -1): C = mean(max(0, margin - t z)), the SVM hinge, one
+    term per score.
+    Backward: each violated margin adds +1 to dz_j and -1 to dz_y (multi-class, then / C, and
+    / N for the mean); binary: dz = -t [margin - t z > 0] (/ N for the mean).
     """
 
-    def __init__(self, margin: float = 1.0) -> None:
+    def __init__(self, margin: float = 1.0, *, reduction: str = "mean") -> None:
+        super().__init__(reduction=reduction)
         check_arg("HingeLoss", "margin", margin, lambda v: 0.0 <= v < math.inf, "a finite number >= 0")
         self.margin = float(margin)
 
-    def forward(self, pred, target):
+    def terms(self, pred, target):
         target = np.asarray(target)
         if pred.ndim == 2 and pred.shape[1] > 1:
             n, c = pred.shape
@@ -236,38 +436,35 @@ class HingeLoss(Loss):
             active = margins > 0
             d = active.astype(pred.dtype)
             d[rows, labels] = -active.sum(axis=1)
-            self.dpred = d * (1.0 / (n * c))
-            return float(np.maximum(margins, 0).sum()) / (n * c)
+            return np.maximum(margins, 0).sum(axis=1) * (1.0 / c), d * (1.0 / c), n, (1,)
         t = target.reshape(pred.shape).astype(pred.dtype)
         if not np.isin(t, (-1, 0, 1)).all():
             raise ValueError("HingeLoss: binary targets must be -1/+1 or 0/1")
         t = np.where(t == 0, -1, t).astype(pred.dtype)
         margins = self.margin - t * pred
-        self.dpred = -t * (margins > 0) * (1.0 / pred.size)
-        return float(np.maximum(margins, 0).mean())
+        return np.maximum(margins, 0), -t * (margins > 0), pred.size, ()
 
     def config(self):
-        return {"margin": self.margin}
+        return {"margin": self.margin, **super().config()}
 
 
 class HuberLoss(Loss):
     """C = mean of 0.5 r^2 where |r| <= delta, else delta (|r| - 0.5 delta); r = a - y.
 
     PyTorch's ``HuberLoss``: quadratic near zero, linear in the tails.
-    Backward: dC/da = clip(r, -delta, delta) / (number of elements).
+    Backward: dl/da = clip(r, -delta, delta) (/ the number of elements for the mean).
     """
 
-    def __init__(self, delta: float = 1.0) -> None:
+    def __init__(self, delta: float = 1.0, *, reduction: str = "mean") -> None:
+        super().__init__(reduction=reduction)
         check_arg("HuberLoss", "delta", delta, lambda v: 0.0 < v < math.inf, "a finite number > 0")
         self.delta = float(delta)
 
-    def forward(self, pred, target):
+    def terms(self, pred, target):
         r = pred - _targets_like(pred, target, "HuberLoss")
         a = np.abs(r)
         d = self.delta
-        loss = np.where(a <= d, 0.5 * r * r, d * (a - 0.5 * d))
-        self.dpred = np.clip(r, -d, d) * (1.0 / r.size)
-        return float(loss.mean())
+        return np.where(a <= d, 0.5 * r * r, d * (a - 0.5 * d)), np.clip(r, -d, d), r.size, ()
 
     def config(self):
-        return {"delta": self.delta}
+        return {"delta": self.delta, **super().config()}

@@ -17,7 +17,9 @@ gathered ``p.data`` afterwards (``model.to(dtype)``), ``step()`` raises instead 
 stale copy.
 
 ``weight_decay`` follows PyTorch: it applies to every parameter given (the L1/L2
-regularizers in ``gn.regularizers`` skip biases instead).
+regularizers in ``gn.regularizers`` skip biases instead). ``maximize=True`` (every optimizer,
+as PyTorch's) steps up the gradient: each rule below runs with grad replaced by -grad, the
+weight decay still added after (g = -grad + weight_decay * w), as in torch.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ def _nonneg(owner: str, **values) -> None:
 
 
 _DATA, _GRAD = operator.attrgetter("data"), operator.attrgetter("grad")
+
+
+def _same(a: np.ndarray) -> np.ndarray:
+    return a
 
 
 def _address(a: np.ndarray) -> int:
@@ -103,8 +109,9 @@ class Optimizer:
     """
 
     state_names: tuple[str, ...] = ()  # the per-coordinate state arrays ``update`` receives
+    maximize: bool = False
 
-    def __init__(self, params, lr: float) -> None:
+    def __init__(self, params, lr: float, maximize: bool = False) -> None:
         self.params: list[Param] = list(params)
         name = type(self).__name__
         if not self.params:
@@ -124,7 +131,9 @@ class Optimizer:
                     f"is {dtype} (convert the model with model.to(dtype) first)"
                 )
         _nonneg(name, lr=lr)
-        self.lr = float(lr)
+        if not isinstance(maximize, (bool, np.bool_)):
+            raise TypeError(f"{name}: maximize must be True or False, got {maximize!r}")
+        self.lr, self.maximize = float(lr), bool(maximize)
         self.t = 0  # steps taken
         flat = flatten_params(self.params)
         self.data, self.grad = flat if flat is not None else (None, None)
@@ -144,15 +153,19 @@ class Optimizer:
             p.zero_grad()
 
     def step(self) -> None:
-        """One update: on the whole gathered vector, or parameter by parameter."""
+        """One update: on the whole gathered vector, or parameter by parameter.
+
+        With ``maximize`` (PyTorch's option) ``update`` receives -grad, so every rule climbs
+        the objective instead of descending it; ``p.grad`` itself is left as it is."""
         self.t += 1
+        sign = np.negative if self.maximize else _same
         if self.data is not None:
             self.check_views()
-            self.update(self.data, self.grad, self.state)
+            self.update(self.data, sign(self.grad), self.state)
             return
         for i, p in enumerate(self.params):
             lo, hi = self.offsets[i], self.offsets[i + 1]
-            self.update(p.data, p.grad, {k: state_view(v, lo, hi, p) for k, v in self.state.items()})
+            self.update(p.data, sign(p.grad), {k: state_view(v, lo, hi, p) for k, v in self.state.items()})
 
     def update(self, w: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
@@ -205,7 +218,8 @@ class SGD(Optimizer):
     """
 
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False) -> None:  # fmt: skip
+                 weight_decay: float = 0.0, nesterov: bool = False, *,
+                 maximize: bool = False) -> None:  # fmt: skip
         _nonneg("SGD", momentum=momentum, weight_decay=weight_decay)
         check_arg("SGD", "dampening", dampening, lambda v: 0 <= v <= 1, "in [0, 1]")
         if nesterov and (momentum <= 0 or dampening != 0):
@@ -216,7 +230,7 @@ class SGD(Optimizer):
         self.momentum, self.dampening = float(momentum), float(dampening)
         self.weight_decay, self.nesterov = float(weight_decay), nesterov
         self.state_names = ("buf",) if momentum else ()
-        super().__init__(params, lr)
+        super().__init__(params, lr, maximize)
 
     def update(self, w, g, state):
         if self.weight_decay:
@@ -245,13 +259,13 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0,
-                 centered: bool = False) -> None:  # fmt: skip
+                 centered: bool = False, *, maximize: bool = False) -> None:  # fmt: skip
         check_arg("RMSprop", "alpha", alpha, lambda v: 0 <= v <= 1, "in [0, 1]")
         _nonneg("RMSprop", eps=eps, weight_decay=weight_decay, momentum=momentum)
         self.alpha, self.eps, self.weight_decay = float(alpha), float(eps), float(weight_decay)
         self.momentum, self.centered = float(momentum), centered
         self.state_names = ("square_avg",) + ("grad_avg",) * centered + ("buf",) * bool(momentum)
-        super().__init__(params, lr)
+        super().__init__(params, lr, maximize)
 
     def update(self, w, g, state):
         a, s = self.alpha, state["square_avg"]
@@ -287,12 +301,13 @@ class Adagrad(Optimizer):
     state_names = ("sum",)
 
     def __init__(self, params, lr: float = 0.01, lr_decay: float = 0.0, weight_decay: float = 0.0,
-                 initial_accumulator_value: float = 0.0, eps: float = 1e-10) -> None:  # fmt: skip
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, *,
+                 maximize: bool = False) -> None:  # fmt: skip
         _nonneg("Adagrad", lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
                 initial_accumulator_value=initial_accumulator_value)  # fmt: skip
         self.lr_decay, self.weight_decay, self.eps = float(lr_decay), float(weight_decay), float(eps)
         self.initial_accumulator_value = float(initial_accumulator_value)
-        super().__init__(params, lr)
+        super().__init__(params, lr, maximize)
         self.state["sum"] += self.initial_accumulator_value
 
     def update(self, w, g, state):
@@ -316,7 +331,8 @@ class Adam(Optimizer):
     decoupled = False
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:  # fmt: skip
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, *,
+                 maximize: bool = False) -> None:  # fmt: skip
         name = type(self).__name__
         check_arg(name, "betas", betas, lambda b: len(b) == 2 and all(0 <= v < 1 for v in b),
                   "a pair of numbers in [0, 1)", None)  # fmt: skip
@@ -324,7 +340,7 @@ class Adam(Optimizer):
         self.beta1, self.beta2 = float(betas[0]), float(betas[1])
         self.eps, self.weight_decay, self.amsgrad = float(eps), float(weight_decay), amsgrad
         self.state_names = ("m", "v") + ("vmax",) * amsgrad
-        super().__init__(params, lr)
+        super().__init__(params, lr, maximize)
 
     def update(self, w, g, state):
         b1, b2, m, v = self.beta1, self.beta2, state["m"], state["v"]
@@ -354,8 +370,9 @@ class AdamW(Adam):
     decoupled = True
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.01, amsgrad: bool = False) -> None:  # fmt: skip
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+                 eps: float = 1e-8, weight_decay: float = 0.01, amsgrad: bool = False, *,
+                 maximize: bool = False) -> None:  # fmt: skip
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)
 
 
 def clip_grad_norm(params, max_norm: float) -> float:

@@ -73,6 +73,21 @@ momentum = Value(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 at_least_10 = Value(int, lambda v: v >= 10, "an integer >= 10")
 
 
+def _metric_list(text: str) -> bool:
+    from .metrics import get_all
+
+    try:
+        get_all(text.split(","))
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+# --metrics: names of glassnet.metrics, comma-separated ("top5,macro_f1")
+metric_names = Value(str, _metric_list, "comma-separated metrics: topK (top5, ...), macro_precision, "
+                     "macro_recall, macro_f1, mae, rmse, each once")  # fmt: skip
+
+
 @dataclass
 class TrainOptions:
     """The options of one ``glassnet train`` run, named as on the command line (``batch_size``
@@ -96,6 +111,7 @@ class TrainOptions:
     checkpoint_every: int | None = None
     gradient_flow: bool = True
     tensorboard: str | None = None
+    metrics: str | None = None
 
 
 RUN_OPTIONS = tuple(f.name for f in fields(TrainOptions))
@@ -110,7 +126,7 @@ def option_values() -> dict[str, Value | tuple[str, ...] | type]:
         "batch_size": positive_int, "lr": positive_float, "optimizer": OPTIMIZERS, "momentum": momentum,
         "l2": nonnegative_float, "val_fraction": fraction, "patience": count, "schedule": SCHEDULES,
         "shift": count, "flip": bool, "seed": seed, "checkpoint_every": positive_int,
-        "gradient_flow": bool, "tensorboard": str,
+        "gradient_flow": bool, "tensorboard": str, "metrics": metric_names,
     }  # fmt: skip
 
 
@@ -142,6 +158,8 @@ def read_run_config(path: str) -> dict:
     from .io import read_json
 
     saved = read_json(path, max_bytes=1 << 20)  # a FIFO, a huge file, bad JSON: FileFormatError
+    if isinstance(saved, dict) and "metrics" not in saved:  # a run from before --metrics
+        saved = {**saved, "metrics": None}
     if not isinstance(saved, dict) or set(saved) != set(RUN_OPTIONS):
         raise FileFormatError(path, f"expected an object with the keys {', '.join(RUN_OPTIONS)}")
     valid, defaults = option_values(), TrainOptions()
@@ -347,8 +365,9 @@ class RunResult:
         seconds = f"{self.seconds:.0f} s"
         if self.resumed and self.session is not None:
             seconds += f", {self.session:.0f} s of it in this resume"
+        more = "".join(f"test {k}: {v:.4f}  " for k, v in self.test.items() if k not in ("accuracy", "loss"))
         return (
-            f"test accuracy: {100 * self.test['accuracy']:.2f}%  test loss: {self.test['loss']:.4f}  "
+            f"test accuracy: {100 * self.test['accuracy']:.2f}%  test loss: {self.test['loss']:.4f}  {more}"
             f"({self.epochs} epoch{'' if self.epochs == 1 else 's'}, {seconds}); "
             f"saved {self.out}/model.safetensors"
         )
@@ -426,10 +445,15 @@ def train_run(
     history = fit(t.model, t.preset.loss(), t.opt, t.train, t.epochs, t.batch_size, t.val, cbs,
                   regularizer=L2(t.l2) if t.l2 else None, rng=t.rng, augment=t.augment, scheduler=scheduler,
                   checkpoint=out, checkpoint_every=options.checkpoint_every,
-                  resume_from=resume_from)  # fmt: skip
+                  resume_from=resume_from, metrics=metric_list(options.metrics))  # fmt: skip
     session = clock() - start
     test = save_results(options, t, out, history, timer.seconds, flow)
     return RunResult(out, test, len(history.epoch), timer.seconds, session, resume_from is not None)
+
+
+def metric_list(text: str | None) -> list[str] | None:
+    """--metrics' names ("top5,macro_f1"), or None."""
+    return None if not text else text.split(",")
 
 
 def make_scheduler(opt, schedule: str, epochs: int, warmup: int = 0):
@@ -470,7 +494,7 @@ def save_results(o: TrainOptions, t: Training, out: str, history, seconds: float
     from .plots import confusion_counts
     from .train import evaluate, predict
 
-    result = evaluate(t.model, t.preset.loss(), t.test)
+    result = evaluate(t.model, t.preset.loss(), t.test, metrics=metric_list(o.metrics))
     metadata = {
         "dataset": o.dataset,
         "model": o.model,

@@ -334,13 +334,37 @@ def quadratic_cost(loss, pred, target):
     import torch
 
     onehot = torch.nn.functional.one_hot(as_torch_target(target), pred.shape[1]).to(pred.dtype)
-    return 0.5 * ((pred - onehot) ** 2).sum() / pred.shape[0]
+    per_example = 0.5 * ((pred - onehot) ** 2).sum(dim=1)
+    return _reduced(per_example, loss.reduction)
+
+
+def _reduced(terms, reduction: str):
+    """PyTorch's reduction of a loss's terms, for the formulas torch has no module for."""
+    return {"mean": terms.mean, "sum": terms.sum, "none": lambda: terms}[reduction]()
+
+
+def _tensor(weight):
+    import torch
+
+    return None if weight is None else torch.from_numpy(np.array(weight, np.float64))
 
 
 def cross_entropy(loss, pred, target):
     import torch
 
-    module = torch.nn.CrossEntropyLoss(label_smoothing=loss.label_smoothing)
+    module = torch.nn.CrossEntropyLoss(
+        weight=_tensor(loss.weight), ignore_index=loss.ignore_index, reduction=loss.reduction,
+        label_smoothing=loss.label_smoothing,
+    )  # fmt: skip
+    return module(pred, as_torch_target(target))
+
+
+def bce_with_logits(loss, pred, target):
+    import torch
+
+    module = torch.nn.BCEWithLogitsLoss(
+        weight=_tensor(loss.weight), reduction=loss.reduction, pos_weight=_tensor(loss.pos_weight)
+    )
     return module(pred, as_torch_target(target))
 
 
@@ -351,9 +375,11 @@ def hinge(loss, pred, target):
 
     target = np.asarray(target)
     if pred.ndim == 2 and pred.shape[1] > 1:
-        return torch.nn.MultiMarginLoss(margin=loss.margin)(pred, as_torch_target(target))
+        return torch.nn.MultiMarginLoss(margin=loss.margin, reduction=loss.reduction)(
+            pred, as_torch_target(target)
+        )
     t = as_torch_target(np.where(target == 0, -1, target).reshape(pred.shape))
-    return torch.clamp(loss.margin - t * pred, min=0).mean()
+    return _reduced(torch.clamp(loss.margin - t * pred, min=0), loss.reduction)
 
 
 # --- regularizers: the documented formulas on the decayed weights -------------------------------

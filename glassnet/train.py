@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import inspect
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import metrics as M
 from .anomaly import AnomalyError, TerminateOnNaN, checked_step
 from .callbacks import Callback, History, Loop, ProgressBar
 from .checkpoint import BackupAndRestore
@@ -16,6 +19,7 @@ from .losses import BCEWithLogitsLoss, HingeLoss, Loss
 # evaluating and model_dtype live in module (the tools below training use them); re-exported here
 from .module import Module, ShapeError, as_rng, check_arg, evaluating, model_dtype, takes_integers
 from .optim import Optimizer, clip_grad_norm
+from .schedules import ReduceLROnPlateau
 from .walk import leaves
 
 
@@ -118,8 +122,10 @@ def _probe(model: Module, ds: Dataset, name: str, loss_fn: Loss) -> np.ndarray:
             f"which {type(loss_fn).__name__} does not take (CrossEntropyLoss does, with logits "
             "(N, C, d1, ...)); pass float targets for a regression"
         )
-    if ds.y.dtype.kind in "iu" and out.ndim == ds.y.ndim + 1 and out.shape[1] > 1:
-        low, high, classes = int(ds.y.min()), int(ds.y.max()), out.shape[1]
+    ignored = getattr(loss_fn, "ignore_index", None)  # CrossEntropyLoss's: not a class
+    labels = ds.y if ignored is None or ds.y.dtype.kind not in "iu" else ds.y[ds.y != ignored]
+    if ds.y.dtype.kind in "iu" and out.ndim == ds.y.ndim + 1 and out.shape[1] > 1 and labels.size:
+        low, high, classes = int(labels.min()), int(labels.max()), out.shape[1]
         if low < 0 or high >= classes:
             raise ValueError(
                 f"{name}: label {low if low < 0 else high} out of range for the model's "
@@ -138,12 +144,18 @@ def _probe(model: Module, ds: Dataset, name: str, loss_fn: Loss) -> np.ndarray:
 def _counter(loss_fn: Loss, pred: np.ndarray, y: np.ndarray):
     """A function counting a batch's correct predictions, chosen once from an example batch;
     None where accuracy means nothing (regression). With a class per position (labels
-    (N, T), logits (N, C, T)) it counts correct positions: see ``_accuracy``."""
+    (N, T), logits (N, C, T)) it counts correct positions: see ``_accuracy``. Labels equal to
+    the loss's ``ignore_index`` (``CrossEntropyLoss``) are never counted."""
+    ignored = getattr(loss_fn, "ignore_index", None)
+    if y.dtype.kind in "iu" and ignored is not None:
+        hits = lambda p, t: np.count_nonzero((p.argmax(axis=1) == t) & (t != ignored))  # noqa: E731
+    else:
+        hits = lambda p, t: np.count_nonzero(p.argmax(axis=1) == t)  # noqa: E731
     if pred.ndim > 2 and y.ndim == pred.ndim - 1 and y.dtype.kind in "iu" and pred.shape[1] > 1:
-        return lambda p, t: np.count_nonzero(p.argmax(axis=1) == t)
+        return hits
     if pred.ndim == 2 and pred.shape[1] > 1:
         if y.ndim == 1 and y.dtype.kind in "iu":
-            return lambda p, t: np.count_nonzero(p.argmax(axis=1) == t)
+            return hits
         if y.shape == pred.shape:
             return lambda p, t: np.count_nonzero(p.argmax(axis=1) == t.argmax(axis=1))
         return None
@@ -156,7 +168,8 @@ def _counter(loss_fn: Loss, pred: np.ndarray, y: np.ndarray):
 # stand for callbacks (see fit_options)
 OPTIONS = {"rng": None, "shuffle": True, "regularizer": None, "clip_norm": None, "augment": None,
            "scheduler": None, "verbose": True, "detect_anomaly": False, "checkpoint": None,
-           "checkpoint_every": None, "resume_from": None}  # fmt: skip
+           "checkpoint_every": None, "resume_from": None, "metrics": None, "sample_weight": None,
+           "class_weight": None}  # fmt: skip
 
 
 @dataclass
@@ -226,8 +239,18 @@ def fit(
     ``clip_norm``     clip the gradients' global norm before each update
     ``augment``       a callable ``(x_batch, rng) -> x_batch`` such as
                       ``gn.data.Augment(shift=2, flip=True)``, for training batches only
-    ``scheduler``     a learning-rate schedule, stepped after every epoch (``lr`` is logged)
+    ``scheduler``     a learning-rate schedule, stepped after every epoch (``lr`` is logged);
+                      ``ReduceLROnPlateau`` is given the epoch's logs (it reads its
+                      ``monitor``), ``OneCycleLR`` is stepped after every batch
     ``verbose``       a ``ProgressBar`` (default True)
+    ``metrics``       more to log each epoch (and for ``val_data``, prefixed ``val_``): names
+                      such as "top5", "macro_precision", "macro_recall", "macro_f1", "mae",
+                      "rmse", or ``glassnet.metrics.Metric`` objects (see ``glassnet.metrics``)
+    ``sample_weight`` one weight >= 0 per training example (shuffled with it): each example's
+                      loss is multiplied by it, the batch's mean still divided as without
+                      weights (Keras's sum_n w_n l_n / N); the logged loss is that weighted one
+    ``class_weight``  Keras's dict class -> weight, a per-example weight by label (times
+                      ``sample_weight`` if both are given); validation is not weighted
     ``detect_anomaly`` a ``TerminateOnNaN``: every value of every step is checked, and the first
                       NaN/inf raises ``gn.anomaly.AnomalyError`` naming the layer, the phase,
                       the batch's example indices and the shapes (slower; off, it costs nothing)
@@ -247,9 +270,14 @@ def fit(
     dtype, ids = model_dtype(model), takes_integers(model)
     train = as_dataset(train_data, "train_data", dtype, ids)
     val = as_dataset(val_data, "val_data", dtype, ids) if val_data is not None else None
+    _check_reduction(loss_fn, "fit")
     count = _counter(loss_fn, _probe(model, train, "train_data", loss_fn), train.y[:1])
     if val is not None:
         _probe(model, val, "val_data", loss_fn)
+    weights = example_weights(loss_fn, train, options.get("sample_weight"), options.get("class_weight"))
+    metrics = M.get_all(options.get("metrics"), getattr(loss_fn, "ignore_index", None))
+    summed = getattr(loss_fn, "reduction", "mean") == "sum"
+    counted = _labels_counted(train.y, loss_fn)  # the labels accuracy counts
     slices, history = batch_slices(train.n, batch_size), History()
     s, made = fit_options(options, epochs, len(slices))
     model.set_rng(s.rng)
@@ -258,6 +286,7 @@ def fit(
     for cb in cbs:
         cb.model, cb.optimizer, cb.loss_fn, cb.train_data, cb.loop = model, optimizer, loss_fn, train, loop
     step = checked_step if any(isinstance(cb, TerminateOnNaN) for cb in cbs) else _step
+    per_batch = getattr(s.scheduler, "per_batch", False)
     batch_cbs = [cb for cb in cbs if type(cb).on_batch_end is not Callback.on_batch_end]
     logs: dict = {}
     try:
@@ -274,23 +303,30 @@ def fit(
                 # 190 MB allocation per epoch for Fashion-MNIST, page-faulted in every time
                 pos.order = s.rng.permutation(train.n) if s.shuffle else None
                 pos.total, pos.correct = 0.0, 0
+                for m in metrics:
+                    m.reset()
             for b in range(pos.batch, len(slices)):
                 idx = slices[b] if pos.order is None else pos.order[slices[b]]
                 xb, yb = train.x[idx], train.y[idx]
                 if s.augment is not None:
                     xb = s.augment(xb, s.rng)
+                batch_loss = loss_fn if weights is None else WeightedLoss(loss_fn, weights[idx])
                 try:
-                    loss, pred = step(model, loss_fn, optimizer, xb, yb, s.regularizer, s.clip_norm)
+                    loss, pred = step(model, batch_loss, optimizer, xb, yb, s.regularizer, s.clip_norm)
                 except FloatingPointError as e:
                     raise _placed(e, epoch, b, idx, xb.shape, optimizer.lr) from None
-                pos.total += loss * len(yb)
+                pos.total += loss if summed else loss * len(yb)
                 if count is not None:
                     pos.correct += count(pred, yb)
+                for m in metrics:
+                    m.update(pred, yb)
                 pos.batch, pos.step = b + 1, pos.step + 1
+                if per_batch:  # OneCycleLR: stepped after every optimizer step
+                    s.scheduler.step()
                 for cb in batch_cbs:
                     cb.on_batch_end(b, {"loss": loss})
-            logs = _epoch_logs(model, loss_fn, optimizer, pos, train.n, _positions(train.y), count, val,
-                               s.scheduler)  # fmt: skip
+            logs = _epoch_logs(model, loss_fn, optimizer, pos, train.n, counted, count, val, s.scheduler,
+                               metrics)  # fmt: skip
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
             pos.epoch, pos.batch, pos.logs = epoch + 1, 0, logs
@@ -314,55 +350,175 @@ def _placed(e: FloatingPointError, epoch: int, b: int, idx, shape: tuple, lr: fl
 
 
 def _epoch_logs(
-    model, loss_fn, optimizer, pos, n: int, positions: int, count, val, scheduler
+    model, loss_fn, optimizer, pos, n: int, labels: int, count, val, scheduler, metrics=()
 ) -> dict[str, float]:
-    """The epoch's metrics (mean loss, accuracy, validation's), then the schedule's step: the
-    logged ``lr`` is the one the epoch trained with. ``positions`` is the number of labels per
-    example (1, or T for a class per position)."""
+    """The epoch's metrics (mean loss, accuracy, validation's, ``metrics``), then the
+    schedule's step: the logged ``lr`` is the one the epoch trained with. ``labels`` is the
+    number of labels accuracy counts (see ``_labels_counted``)."""
     logs = {"loss": float(pos.total / n)}
     if count is not None:
-        logs["accuracy"] = float(pos.correct / (n * positions))
+        logs["accuracy"] = float(pos.correct / labels) if labels else 0.0
+    logs.update({m.name: float(m.result()) for m in metrics})
     if val is not None:
-        logs.update({f"val_{k}": v for k, v in evaluate(model, loss_fn, val).items()})
+        fresh = [copy.deepcopy(m) for m in metrics]  # validation's own counts
+        logs.update({f"val_{k}": v for k, v in evaluate(model, loss_fn, val, metrics=fresh).items()})
     if scheduler is not None:
-        logs["lr"] = optimizer.lr
-        scheduler.step()
+        if getattr(scheduler, "per_batch", False):  # stepped after every batch: its last one's
+            logs["lr"] = scheduler.trained_lr
+        elif isinstance(scheduler, ReduceLROnPlateau):  # reads the epoch's metric
+            logs["lr"] = optimizer.lr
+            scheduler.step(logs)
+        else:
+            logs["lr"] = optimizer.lr
+            scheduler.step()
     return logs
 
 
-def _positions(y: np.ndarray) -> int:
-    """Labels per example that accuracy counts: T for integer labels (N, T) (a class per
-    position: accuracy is over all tokens), else 1."""
-    return int(np.prod(y.shape[1:])) if y.dtype.kind in "iu" else 1
+def _labels_counted(y: np.ndarray, loss_fn) -> int:
+    """The labels accuracy counts: N T for integer labels (N, T) (a class per position:
+    accuracy is over all tokens), else N; labels equal to the loss's ``ignore_index`` left out."""
+    ignored = getattr(loss_fn, "ignore_index", None)
+    if y.dtype.kind in "iu":
+        return int(y.size if ignored is None else np.count_nonzero(y != ignored))
+    return len(y)
 
 
 def _check_count(name: str, value, low: int, owner: str = "fit") -> None:
     check_arg(owner, name, value, lambda v: v >= low, f"an integer >= {low}", int)
 
 
-def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000) -> dict[str, float]:
-    """Mean loss (and accuracy, for classification) over ``data`` in eval mode, as floats.
+def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000, metrics=None) -> dict[str, float]:
+    """Mean loss (and accuracy, for classification) over ``data`` in eval mode, as floats,
+    and each of ``metrics`` (names such as "top5", "macro_f1", "mae", or
+    ``glassnet.metrics.Metric`` objects; see ``glassnet.metrics``) over all of ``data``.
 
-    A model whose output holds NaN/inf raises ``FloatingPointError`` naming the first
-    parameter that does."""
+    With a loss of ``reduction="sum"`` the loss is the sum over ``data`` divided by its
+    number of examples. A model whose output holds NaN/inf raises ``FloatingPointError``
+    naming the first parameter that does."""
     _check_count("batch_size", batch_size, 1, "evaluate")
+    _check_reduction(loss_fn, "evaluate")
     ds = as_dataset(data, "data", model_dtype(model), takes_integers(model))
     _probe(model, ds, "data", loss_fn)
+    ms = M.get_all(metrics, getattr(loss_fn, "ignore_index", None))
+    for m in ms:
+        m.reset()
+    summed = getattr(loss_fn, "reduction", "mean") == "sum"
     total, correct, count = 0.0, 0, None
     with evaluating(model):
         for i, sl in enumerate(batch_slices(ds.n, batch_size)):
             pred = model.forward(ds.x[sl])
             check_finite_output(model, pred, "evaluate")
-            total += loss_fn.forward(pred, ds.y[sl]) * (sl.stop - sl.start)
+            value = loss_fn.forward(pred, ds.y[sl])
+            total += value if summed else value * (sl.stop - sl.start)
             if i == 0:
                 count = _counter(loss_fn, pred, ds.y[sl])
             if count is not None:
                 correct += count(pred, ds.y[sl])
+            for m in ms:
+                m.update(pred, ds.y[sl])
     # plain floats (a NumPy scalar would print as np.float64(...) and is not JSON's float)
     out = {"loss": float(total / ds.n)}
     if count is not None:
-        out["accuracy"] = float(correct / (ds.n * _positions(ds.y)))
+        labels = _labels_counted(ds.y, loss_fn)
+        out["accuracy"] = float(correct / labels) if labels else 0.0
+    out.update({m.name: float(m.result()) for m in ms})
     return out
+
+
+def _check_reduction(loss_fn, owner: str) -> None:
+    """fit and evaluate need one number per batch: reduction="none" is refused by name."""
+    if getattr(loss_fn, "reduction", "mean") == "none":
+        raise ValueError(
+            f"{owner}: {type(loss_fn).__name__}(reduction='none') returns a loss per element, but {owner} "
+            "needs one number per batch: use reduction='mean' (or 'sum'); for per-example weights pass "
+            "fit(..., sample_weight=...) or class_weight="
+        )
+
+
+class WeightedLoss(Loss):
+    """``loss`` with one batch's per-example weights: what fit steps with when given
+    ``sample_weight`` or ``class_weight``. forward is ``loss.forward(pred, y, sample_weight=w)``
+    (each example's terms times w_n, the mean's divisor unchanged: Keras's weighted mean
+    sum_n w_n l_n / N); backward is the loss's."""
+
+    def __init__(self, loss: Loss, weights: np.ndarray) -> None:
+        self.loss, self.weights = loss, weights
+        self.reduction, self.position_labels = getattr(loss, "reduction", "mean"), loss.position_labels
+
+    def forward(self, pred, target, sample_weight=None):
+        return self.loss.forward(pred, target, sample_weight=self.weights)
+
+    def backward(self, grad=None):
+        return self.loss.backward()
+
+
+def example_weights(loss_fn, train: Dataset, sample_weight=None, class_weight=None) -> np.ndarray | None:
+    """fit's per-example weights: ``sample_weight`` (one number >= 0 per example of the
+    training data, which shuffling keeps with its example) times ``class_weight[label]``
+    (Keras's: a dict class -> weight, every class that occurs needs one; labels are integer
+    classes (N,), or the argmax of one-hot rows, or 0/1 binary targets); None without either."""
+    if sample_weight is None and class_weight is None:
+        return None
+    if "sample_weight" not in inspect.signature(loss_fn.forward).parameters:
+        raise TypeError(
+            f"fit: sample_weight and class_weight need a loss whose forward takes sample_weight (every "
+            f"glassnet loss does); {type(loss_fn).__name__}.forward(pred, target) does not"
+        )
+    w = np.ones(train.n)
+    if sample_weight is not None:
+        try:
+            sw = np.array(sample_weight, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"fit: sample_weight must be an array of numbers, got {type(sample_weight).__name__}"
+            ) from None
+        if sw.shape != (train.n,):
+            raise ValueError(
+                f"fit: sample_weight must hold one weight per training example, shape ({train.n},), "
+                f"got {sw.shape}"
+            )
+        if not np.isfinite(sw).all() or (sw < 0).any():
+            raise ValueError("fit: sample_weight must hold finite numbers >= 0")
+        w *= sw
+    if class_weight is not None:
+        w *= _class_weights(class_weight, train.y)
+    return w
+
+
+def _class_weights(class_weight, y: np.ndarray) -> np.ndarray:
+    if not isinstance(class_weight, dict):
+        raise TypeError(
+            f"fit: class_weight must be a dict class -> weight, got {type(class_weight).__name__}"
+        )
+    if y.dtype.kind in "iu" and y.ndim == 1:
+        labels = y
+    elif y.ndim == 2 and y.shape[1] > 1:
+        labels = y.argmax(axis=1)  # one-hot rows, as Keras
+    elif y.ndim <= 2 and y.size == len(y) and y.dtype.kind == "f":
+        labels = np.rint(y.reshape(-1)).astype(np.int64)  # binary 0/1 targets, as Keras
+    else:
+        raise ValueError(
+            f"fit: class_weight needs one class per example (labels (N,), one-hot rows or 0/1 targets), "
+            f"got targets y of shape {y.shape[1:]} per example; for a class per position use "
+            "CrossEntropyLoss(weight=...)"
+        )
+    table = {}
+    for k, v in class_weight.items():
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"fit: class_weight's keys must be integer classes, got {k!r}")
+        check_arg("fit", f"class_weight[{k}]", v, lambda x: 0 <= x < math.inf, "a finite number >= 0")
+        table[int(k)] = float(v)
+    present = np.unique(labels)
+    missing = [int(c) for c in present if int(c) not in table]
+    if missing:
+        raise ValueError(
+            f"fit: class_weight has no weight for class {missing[0]}, which occurs in the labels; give every "
+            f"class one (the classes present: {present.tolist()[:20]})"
+        )
+    lookup = np.zeros(int(present.max()) + 1 if present.size else 0)
+    for c in present:
+        lookup[c] = table[int(c)]
+    return lookup[labels]
 
 
 def predict(model: Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:

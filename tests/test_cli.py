@@ -202,3 +202,40 @@ def test_train_the_mnist1d_gru(tmp_path, monkeypatch):
     x = np.random.default_rng(0).standard_normal((3, 40)).astype(np.float32)
     np.save(tmp_path / "signals.npy", x)
     assert main(["predict", str(out / "model.safetensors"), str(tmp_path / "signals.npy")]) == 0
+
+
+def test_train_and_evaluate_metrics_and_report(tmp_path, capsys):
+    """--metrics: logged per epoch (train and validation), in the test result and the printed
+    line; evaluate --metrics prints the same numbers, --report a per-class table (sklearn's)."""
+    from sklearn.metrics import classification_report, f1_score, top_k_accuracy_score
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--epochs", "2", "--out", str(out), "--seed", "1",
+                 "--metrics", "top3,macro_f1", "--no-gradient-flow"]) == 0  # fmt: skip
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "test top3: " in line and "test macro_f1: " in line
+    history = json.loads((out / "history.json").read_text())
+    for key in ("top3", "macro_f1", "val_top3", "val_macro_f1"):
+        assert len(history["history"][key]) == 2
+    header = (out / "metrics.csv").read_text().splitlines()[0]
+    assert "top3" in header and "val_macro_f1" in header
+
+    model = gn.load(out / "model.safetensors")
+    _, test = gn.datasets.load_digits()
+    scores = gn.predict(model, test.x)
+    assert main(["evaluate", str(out / "model.safetensors"), "--metrics", "macro_f1,top3", "--report"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(printed[-1])
+    assert result["macro_f1"] == pytest.approx(f1_score(test.y, scores.argmax(1), average="macro"))
+    assert result["top3"] == pytest.approx(top_k_accuracy_score(test.y, scores, k=3))
+    assert result["macro_f1"] == pytest.approx(history["test"]["macro_f1"])
+    theirs = classification_report(test.y, scores.argmax(1), output_dict=True, zero_division=0)
+    row = next(r for r in printed if r.split()[:1] == ["7"])
+    assert float(row.split()[3]) == pytest.approx(theirs["7"]["f1-score"], abs=5e-5)
+    assert any(r.strip().startswith("macro avg") for r in printed)
+
+
+def test_metrics_option_refuses_unknown_names(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", "digits", "--out", str(tmp_path), "--metrics", "top5,f2"])
+    assert "argument --metrics: expected comma-separated metrics" in capsys.readouterr().err

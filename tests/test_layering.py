@@ -28,6 +28,7 @@ LAYERS = {
     "init": CORE,
     "layers": CORE,
     "losses": CORE,
+    "metrics": CORE,  # top-k, macro precision/recall/F1, MAE/RMSE: NumPy only
     "regularizers": CORE,
     "optim": CORE,
     "schedules": CORE,

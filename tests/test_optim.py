@@ -63,6 +63,24 @@ CASES = {
     "AdamW": (optim.AdamW, "AdamW", dict(lr=0.01)),
     "AdamW weight_decay": (optim.AdamW, "AdamW", dict(lr=0.01, weight_decay=0.3)),
     "AdamW amsgrad": (optim.AdamW, "AdamW", dict(lr=0.01, weight_decay=0.1, amsgrad=True)),
+    # PyTorch's maximize: the step climbs the gradient; weight decay is added after the sign flip
+    "SGD maximize": (
+        optim.SGD,
+        "SGD",
+        dict(lr=0.05, momentum=0.9, weight_decay=0.1, nesterov=True, maximize=True),
+    ),
+    "RMSprop maximize": (
+        optim.RMSprop,
+        "RMSprop",
+        dict(lr=0.01, momentum=0.5, centered=True, weight_decay=0.1, maximize=True),
+    ),
+    "Adagrad maximize": (
+        optim.Adagrad,
+        "Adagrad",
+        dict(lr=0.1, lr_decay=0.01, weight_decay=0.1, maximize=True),
+    ),
+    "Adam maximize": (optim.Adam, "Adam", dict(lr=0.01, amsgrad=True, weight_decay=0.1, maximize=True)),
+    "AdamW maximize": (optim.AdamW, "AdamW", dict(lr=0.01, weight_decay=0.1, maximize=True)),
 }
 
 
@@ -403,3 +421,18 @@ def test_lazy_zero_grad_reads_as_zero_writes_then_accumulates():
     model = gn.Sequential(used)
     model.zero_grad()
     assert not used.W.grad.any()
+
+
+def test_maximize_climbs_and_leaves_the_gradient_as_it_was():
+    """One plain SGD step with maximize goes up the gradient by lr * grad, p.grad untouched."""
+    p = Param(np.array([1.0, -2.0]), "w")
+    opt = optim.SGD([p], lr=0.5, maximize=True)
+    p.grad[...] = [2.0, 4.0]
+    opt.step()
+    np.testing.assert_array_equal(p.data, [2.0, 0.0])
+    np.testing.assert_array_equal(p.grad, [2.0, 4.0])
+
+
+def test_maximize_must_be_a_bool():
+    with pytest.raises(TypeError, match="^Adam: maximize must be True or False, got 'yes'"):
+        optim.Adam([Param(np.zeros(2), "w")], maximize="yes")

@@ -178,3 +178,162 @@ def test_zero_base_lr_matches_torch(case):
     opt, topt = glassnet_optimizer(lr=0.0), torch_optimizer(lr=0.0)
     ours, theirs = lrs(opt, make(opt), topt, make_torch(topt), epochs=5)
     assert ours == theirs == [0.0] * 5
+
+
+# --- ReduceLROnPlateau and OneCycleLR against torch -----------------------------------------------
+
+# a metric that improves, stalls, wobbles within the threshold, improves again, then stalls
+METRIC = [1.0, 0.9, 0.9, 0.95, 0.9, 0.899995, 0.899, 0.7, 0.71, 0.72, 0.73, 0.69, 0.7, 0.7, 0.71, 0.72, 0.8]
+PLATEAU = {
+    "defaults": {},
+    "patience 1": dict(patience=1),
+    "max mode": dict(mode="max", patience=2, factor=0.5),
+    "abs threshold, cooldown": dict(patience=1, threshold=0.05, threshold_mode="abs", cooldown=2, factor=0.5),
+    "rel threshold, min_lr": dict(patience=0, threshold=0.01, min_lr=0.05, factor=0.3),
+    "eps swallows the change": dict(patience=0, factor=0.9, eps=0.1),
+}
+
+
+@pytest.mark.parametrize("case", list(PLATEAU))
+def test_reduce_lr_on_plateau_matches_torch(case):
+    kwargs = PLATEAU[case]
+    opt, topt = glassnet_optimizer(), torch_optimizer()
+    sched = schedules.ReduceLROnPlateau(opt, **kwargs)
+    tsched = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, **kwargs)
+    ours, theirs = [], []
+    for value in METRIC * 2:
+        sched.step(value)
+        topt.step()
+        tsched.step(value)
+        ours.append(opt.lr)
+        theirs.append(topt.param_groups[0]["lr"])
+    assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-15)
+    assert len(set(ours)) > 1 or case == "eps swallows the change"  # the case table reduces
+
+
+def test_reduce_lr_on_plateau_state_round_trip_continues_identically():
+    opt = glassnet_optimizer()
+    sched = schedules.ReduceLROnPlateau(opt, patience=1, cooldown=1, factor=0.5)
+    for value in METRIC[:7]:
+        sched.step(value)
+    state = sched.state_dict()
+    opt2 = glassnet_optimizer()
+    sched2 = schedules.ReduceLROnPlateau(opt2, patience=1, cooldown=1, factor=0.5)
+    sched2.load_state_dict(state)
+    for value in METRIC[7:]:
+        assert sched.step(value) == sched2.step(value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(factor=1.0), "factor must be a number in \\[0, 1\\)"),
+        (dict(mode="up"), "mode must be 'min' or 'max'"),
+        (dict(threshold_mode="pct"), "threshold_mode must be 'rel' or 'abs'"),
+        (dict(patience=-1), "patience must be an integer >= 0"),
+    ],
+)
+def test_reduce_lr_on_plateau_refuses_bad_arguments_naming_them(kwargs, message):
+    with pytest.raises(ValueError, match=f"^ReduceLROnPlateau: {message}"):
+        schedules.ReduceLROnPlateau(glassnet_optimizer(), **kwargs)
+
+
+ONE_CYCLE = {
+    "defaults, cos": dict(max_lr=0.5, total_steps=40),
+    "linear": dict(max_lr=0.5, total_steps=37, anneal_strategy="linear", pct_start=0.25),
+    "epochs x steps": dict(max_lr=1.0, epochs=4, steps_per_epoch=9, div_factor=10.0, final_div_factor=100.0),
+    "three phase": dict(max_lr=0.5, total_steps=50, three_phase=True, pct_start=0.4),
+    "three phase linear": dict(max_lr=0.2, total_steps=31, three_phase=True, anneal_strategy="linear"),
+}
+
+
+@pytest.mark.parametrize("optimizer", ["SGD momentum", "Adam", "SGD, no cycling"])
+@pytest.mark.parametrize("case", list(ONE_CYCLE))
+def test_one_cycle_matches_torch_lr_momentum_and_weights(case, optimizer):
+    """Every step's lr and momentum (SGD's momentum, Adam's beta1) as torch's, and the weights
+    after each step (so the cycled momentum is the one the update used)."""
+    kwargs = dict(ONE_CYCLE[case])
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(5)
+    p = Param(w.copy(), "W")
+    tp = torch.tensor(w.copy(), requires_grad=True)
+    if optimizer == "Adam":
+        opt, topt, attr = optim.Adam([p], lr=0.1), torch.optim.Adam([tp], lr=0.1), "beta1"
+    else:
+        opt, topt, attr = (
+            optim.SGD([p], lr=0.1, momentum=0.9),
+            torch.optim.SGD([tp], lr=0.1, momentum=0.9),
+            "momentum",
+        )
+    if optimizer == "SGD, no cycling":
+        kwargs["cycle_momentum"] = False
+    sched = schedules.OneCycleLR(opt, **kwargs)
+    tsched = torch.optim.lr_scheduler.OneCycleLR(topt, **kwargs)
+    total = sched.total_steps
+    for step in range(total):
+        group = topt.param_groups[0]
+        assert opt.lr == pytest.approx(group["lr"], rel=1e-12, abs=1e-15), step
+        tmomentum = group["betas"][0] if attr == "beta1" else group["momentum"]
+        assert getattr(opt, attr) == pytest.approx(tmomentum, rel=1e-12), step
+        g = rng.standard_normal(5)
+        p.grad[...] = g
+        tp.grad = torch.tensor(g.copy())
+        opt.step()
+        topt.step()
+        sched.step()
+        tsched.step()
+        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-10, atol=1e-12)
+    assert opt.lr == pytest.approx(topt.param_groups[0]["lr"], rel=1e-12)
+    with pytest.raises(ValueError, match="more than total_steps"):
+        sched.step()
+
+
+def test_one_cycle_refuses_momentum_cycling_without_momentum():
+    for opt in (optim.SGD([Param(np.zeros(2), "W")], lr=0.1), optim.Adagrad([Param(np.zeros(2), "W")])):
+        with pytest.raises(
+            ValueError, match="^OneCycleLR: cycle_momentum=True needs an optimizer with momentum"
+        ):
+            schedules.OneCycleLR(opt, max_lr=0.1, total_steps=10)
+        schedules.OneCycleLR(opt, max_lr=0.1, total_steps=10, cycle_momentum=False)  # fine
+
+
+def test_one_cycle_needs_a_length():
+    with pytest.raises(ValueError, match="give total_steps, or epochs and steps_per_epoch"):
+        schedules.OneCycleLR(glassnet_optimizer(), max_lr=0.1, epochs=3, cycle_momentum=False)
+
+
+def test_fit_steps_one_cycle_every_batch_and_plateau_every_epoch():
+    import glassnet as gn
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 3))
+    y = x @ np.array([[1.0], [-2.0], [0.5]])
+    model = gn.Sequential(gn.Linear(3, 1, rng=rng))
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = schedules.OneCycleLR(opt, max_lr=0.05, epochs=3, steps_per_epoch=4)
+    history = gn.fit(
+        model, gn.MSELoss(), opt, (x, y), epochs=3, batch_size=10, scheduler=sched, verbose=False
+    )
+    assert sched.epoch == 12
+    # logged: the lr of each epoch's last batch (steps 3, 7, 11)
+    assert history.history["lr"] == pytest.approx([sched.lr_at(3), sched.lr_at(7), sched.lr_at(11)])
+
+    model = gn.Sequential(gn.Linear(3, 1, rng=rng))
+    opt = optim.SGD(model.parameters(), lr=0.02)
+    # a large relative threshold: most epochs do not count as improvements, so lr drops
+    sched = schedules.ReduceLROnPlateau(opt, patience=0, threshold=0.5, factor=0.5, monitor="loss")
+    history = gn.fit(
+        model, gn.MSELoss(), opt, (x, y), epochs=6, batch_size=10, scheduler=sched, verbose=False
+    )
+    topt = torch_optimizer(0.02)
+    tsched = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, patience=0, threshold=0.5, factor=0.5)
+    expected = []
+    for loss in history.history["loss"]:
+        expected.append(topt.param_groups[0]["lr"])
+        topt.step()
+        tsched.step(loss)
+    assert history.history["lr"] == pytest.approx(expected, rel=1e-12)
+    assert len(set(expected)) > 1
+    with pytest.raises(KeyError, match="monitor='val_accuracy' is not logged"):
+        gn.fit(model, gn.MSELoss(), opt, (x, y), epochs=1, verbose=False,
+               scheduler=schedules.ReduceLROnPlateau(opt, monitor="val_accuracy"))  # fmt: skip
