@@ -13,6 +13,7 @@ from . import (
     data,
     datasets,
     diagnostics,
+    distributed,
     experiments,
     functional,
     init,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -43,7 +44,9 @@ def train_step(
     return _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm)[0]
 
 
-def _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm) -> tuple[float, np.ndarray]:
+def _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm, reduce=None) -> tuple[float, np.ndarray]:
+    """One step; ``reduce`` (distributed training) averages the gradients over the processes
+    and returns the whole batch's loss, before the loss is checked and the gradients clipped."""
     optimizer.zero_grad()
     pred = model.forward(x)
     loss = loss_fn.forward(pred, y)
@@ -51,6 +54,8 @@ def _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm) -> tuple[floa
     if regularizer is not None:
         loss += regularizer.penalty(optimizer.params)
         regularizer.backward(optimizer.params)
+    if reduce is not None:
+        loss = reduce(loss)
     if not math.isfinite(loss):
         raise FloatingPointError(f"the training loss became {loss}")
     if clip_norm is not None:
@@ -156,7 +161,7 @@ def _counter(loss_fn: Loss, pred: np.ndarray, y: np.ndarray):
 # stand for callbacks (see fit_options)
 OPTIONS = {"rng": None, "shuffle": True, "regularizer": None, "clip_norm": None, "augment": None,
            "scheduler": None, "verbose": True, "detect_anomaly": False, "checkpoint": None,
-           "checkpoint_every": None, "resume_from": None}  # fmt: skip
+           "checkpoint_every": None, "resume_from": None, "distributed": None}  # fmt: skip
 
 
 @dataclass
@@ -180,6 +185,8 @@ def fit_options(options: dict, epochs: int, steps: int) -> tuple[Settings, list[
     if unknown:
         raise TypeError(f"fit() got an unexpected keyword argument {unknown[0]!r}")
     o = {**OPTIONS, **options}
+    if o["distributed"] is not None:  # only rank 0 prints and writes checkpoints
+        o = o["distributed"].local_options(o)
     if o["clip_norm"] is not None:
         check_arg("fit", "clip_norm", o["clip_norm"], lambda v: 0 < v < math.inf, "a number > 0 or None")
     if o["checkpoint_every"] is not None:
@@ -231,6 +238,9 @@ def fit(
     ``detect_anomaly`` a ``TerminateOnNaN``: every value of every step is checked, and the first
                       NaN/inf raises ``gn.anomaly.AnomalyError`` naming the layer, the phase,
                       the batch's example indices and the shapes (slower; off, it costs nothing)
+    ``distributed``   a ``gn.distributed.MPI()``: data-parallel training over the processes
+                      ``mpiexec`` started, each taking its shard of every batch, the gradients
+                      averaged by allreduce (``glassnet.distributed`` has the rules)
     ``checkpoint``, ``checkpoint_every``, ``resume_from``
                       a ``BackupAndRestore``: ``checkpoint`` (a file, or a directory to hold
                       ``checkpoint.safetensors``) is written atomically after every epoch and,
@@ -252,12 +262,17 @@ def fit(
         _probe(model, val, "val_data", loss_fn)
     slices, history = batch_slices(train.n, batch_size), History()
     s, made = fit_options(options, epochs, len(slices))
-    model.set_rng(s.rng)
+    dist = options.get("distributed")
+    if dist is not None:  # last: it broadcasts what BackupAndRestore restored
+        made.append(dist.start(model, optimizer, train.n, batch_size, s.rng))
+    model.set_rng(s.rng if dist is None else dist.rng)  # dropout: per-rank streams
     cbs: list[Callback] = [history, *(callbacks or []), *made]
     loop = Loop(cbs, s.rng, s.scheduler, s.regularizer, s.clip_norm, batch_size, s.shuffle, len(slices))
     for cb in cbs:
         cb.model, cb.optimizer, cb.loss_fn, cb.train_data, cb.loop = model, optimizer, loss_fn, train, loop
     step = checked_step if any(isinstance(cb, TerminateOnNaN) for cb in cbs) else _step
+    if dist is not None:
+        step = functools.partial(_step, reduce=dist.reduce)
     batch_cbs = [cb for cb in cbs if type(cb).on_batch_end is not Callback.on_batch_end]
     logs: dict = {}
     try:
@@ -276,16 +291,20 @@ def fit(
                 pos.total, pos.correct = 0.0, 0
             for b in range(pos.batch, len(slices)):
                 idx = slices[b] if pos.order is None else pos.order[slices[b]]
+                examples = slices[b].stop - slices[b].start
+                if dist is not None:  # this rank's shard; its generator reseeded for the step
+                    idx = dist.shard(np.arange(slices[b].start, slices[b].stop) if pos.order is None else idx,
+                                     pos.step)  # fmt: skip
                 xb, yb = train.x[idx], train.y[idx]
                 if s.augment is not None:
-                    xb = s.augment(xb, s.rng)
+                    xb = s.augment(xb, s.rng if dist is None else dist.rng)
                 try:
                     loss, pred = step(model, loss_fn, optimizer, xb, yb, s.regularizer, s.clip_norm)
                 except FloatingPointError as e:
                     raise _placed(e, epoch, b, idx, xb.shape, optimizer.lr) from None
-                pos.total += loss * len(yb)
+                pos.total += loss * examples
                 if count is not None:
-                    pos.correct += count(pred, yb)
+                    pos.correct += count(pred, yb) if dist is None else dist.sum(count(pred, yb))
                 pos.batch, pos.step = b + 1, pos.step + 1
                 for cb in batch_cbs:
                     cb.on_batch_end(b, {"loss": loss})
@@ -296,6 +315,10 @@ def fit(
             pos.epoch, pos.batch, pos.logs = epoch + 1, 0, logs
             if any(cb.stop_training for cb in cbs):
                 break
+    except BaseException as e:
+        if dist is not None:
+            dist.failed(e)  # an error on one rank only ends the job (MPI_Abort), not a hang
+        raise
     finally:
         for cb in cbs:
             cb.on_train_end(logs)
