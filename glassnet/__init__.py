@@ -88,6 +88,7 @@ __all__ = [
     "data",
     "datasets",
     "diagnostics",
+    "distributed",
     "experiments",
     "models",
     "evaluate",

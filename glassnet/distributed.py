@@ -99,7 +99,8 @@ def describe_shards(batch_size: int, ranks: int) -> str:
     if sizes[0] == sizes[-1]:
         return f"{sizes[0]} examples per rank"
     extra = batch_size % ranks
-    return f"{sizes[0]} examples on the first {extra} rank{'s' * (extra > 1)}, {sizes[-1]} on the others"
+    first = "the first rank" if extra == 1 else f"the first {extra} ranks"
+    return f"{sizes[0]} examples on {first}, {sizes[-1]} on the others"
 
 
 class _Sync:
@@ -137,7 +138,7 @@ class MPI:
 
     def __init__(self, comm=None, sync_batchnorm: bool = False, bucket_bytes: int = 4 << 20) -> None:
         try:
-            from mpi4py import MPI as mpi
+            from mpi4py import MPI as mpi  # noqa: N811 (the module, kept as self.MPI)
         except ModuleNotFoundError as e:
             if e.name != "mpi4py":
                 raise
@@ -233,7 +234,9 @@ class MPI:
         if packed is not None:
             offset = 0
             for p in opt.params:
-                p.grad[...] = grad[offset : offset + p.grad.size].reshape(p.grad.shape, order=memory_order(p.grad))
+                p.grad[...] = grad[offset : offset + p.grad.size].reshape(
+                    p.grad.shape, order=memory_order(p.grad)
+                )
                 offset += p.grad.size
         self.steps += 1
         self.allreduce_seconds += time.perf_counter() - start
@@ -266,7 +269,7 @@ class MPI:
 
         def strip(node):
             if isinstance(node, np.ndarray):
-                arrays.append(np.ascontiguousarray(node))
+                arrays.append(node if node.flags.c_contiguous else node.copy(order="C"))  # 0-d stays 0-d
                 return {"__array__": len(arrays) - 1, "dtype": node.dtype.str, "shape": list(node.shape)}
             if isinstance(node, dict):
                 return {k: strip(v) for k, v in node.items()}
@@ -279,7 +282,9 @@ class MPI:
         text = json.dumps(strip(tree)).encode() if self.rank == 0 else b""
         length = np.array([len(text)], dtype=np.int64)
         self.comm.Bcast(length, root=0)
-        buffer = np.frombuffer(text, np.uint8).copy() if self.rank == 0 else np.empty(int(length[0]), np.uint8)
+        buffer = (
+            np.frombuffer(text, np.uint8).copy() if self.rank == 0 else np.empty(int(length[0]), np.uint8)
+        )
         self.comm.Bcast(buffer, root=0)
         skeleton = json.loads(buffer.tobytes())
         if self.rank != 0:
@@ -356,9 +361,16 @@ class Broadcast(Callback):
                 "optimizer": self.optimizer.state_dict(),
                 "rng": loop.rng.bit_generator.state,
                 "scheduler": None if loop.scheduler is None else loop.scheduler.state_dict(),
-                "position": {"epoch": pos.epoch, "batch": pos.batch, "step": pos.step, "total": pos.total,
-                             "correct": pos.correct, "order": pos.order, "logs": pos.logs,
-                             "stopped": pos.stopped},  # fmt: skip
+                "position": {
+                    "epoch": pos.epoch,
+                    "batch": pos.batch,
+                    "step": pos.step,
+                    "total": pos.total,
+                    "correct": pos.correct,
+                    "order": pos.order,
+                    "logs": pos.logs,
+                    "stopped": pos.stopped,
+                },  # fmt: skip
                 "callbacks": {key: cb.state_dict() for key, cb in stateful.items()},
                 "entropy": dist.entropy,
             }

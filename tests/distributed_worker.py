@@ -1,11 +1,12 @@
 """Small training runs for tests/test_distributed.py, importable and runnable under mpiexec.
 
     mpiexec -n 2 python tests/distributed_worker.py OUT_DIR CASE [CASE ...] [--checkpoint DIR]
-        [--resume] [--slow SECONDS] [--sync-bn]
+        [--resume] [--slow SECONDS] [--fail-rank R]
     python tests/distributed_worker.py OUT_DIR CASE --single      # one process, no MPI
 
-A CASE is ``model-optimizer-dtype-batch`` (``mlp-sgd-64-8``, ``cnn-adam-32-8``, ``cnnbn-sgd-64-8``,
-``gru-adam-64-8``; ``cnnbn`` synchronises batch norm, ``cnnbnlocal`` keeps per-rank statistics). Each run trains for a few steps on
+A CASE is ``model-optimizer-dtype-batch``: ``mlp-sgd-64-8``, ``mlp-plain-64-2`` (SGD alone),
+``cnn-adam-32-8``, ``cnnbn-sgd-64-8`` (synchronised batch norm), ``cnnbnlocal-sgd-64-8``
+(per-rank statistics), ``gru-adam-64-8``. Each run trains for a few steps on
 synthetic data and writes rank r's final weights and buffers to OUT_DIR/CASE.rank<r>.npz and,
 on rank 0, OUT_DIR/CASE.json (the history and the allreduce counters). Every rank writes its
 pid to OUT_DIR/pid.<r> first, so that a test can kill one.
@@ -54,24 +55,40 @@ def build(model: str, dtype):
     return net.to(dtype)
 
 
-def run(case: str, out: str, single: bool = False, checkpoint=None, resume=False, slow=0.0):
+def run(case: str, out: str, single: bool = False, checkpoint=None, resume=False, slow=0.0, fail=False):
     """Train CASE; returns (model, history, dist)."""
     model_name, opt_name, bits, batch = case.split("-")
     dtype = np.float64 if bits == "64" else np.float32
     model = build(model_name, dtype)
-    if opt_name == "sgd":
+    plain = opt_name == "plain"  # SGD without momentum, penalty or clipping
+    if plain:
+        opt = gn.optim.SGD(model.parameters(), lr=0.1)
+    elif opt_name == "sgd":
         opt = gn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     else:
         opt = gn.optim.Adam(model.parameters(), lr=0.01)
     dist = None if single else gn.distributed.MPI(sync_batchnorm=model_name == "cnnbn")
     extra = {}
     if checkpoint:
-        extra = {"checkpoint": checkpoint, "checkpoint_every": 1, "resume_from": checkpoint if resume else None}
-    callbacks = [Sleep(slow)] if slow else []
+        extra = {
+            "checkpoint": checkpoint,
+            "checkpoint_every": 1,
+            "resume_from": checkpoint if resume else None,
+        }
+    callbacks = [Sleep(slow)] * bool(slow) + [Fail()] * fail
     history = gn.fit(model, gn.CrossEntropyLoss(), opt, data(model_name, dtype), epochs=EPOCHS,
                      batch_size=int(batch), rng=np.random.default_rng(2), verbose=False, distributed=dist,
-                     callbacks=callbacks, regularizer=gn.L2(1e-3), clip_norm=5.0, **extra)  # fmt: skip
+                     callbacks=callbacks, regularizer=None if plain else gn.L2(1e-3),
+                     clip_norm=None if plain else 5.0, **extra)  # fmt: skip
     return model, history, dist
+
+
+class Fail(gn.Callback):
+    """Raise on this rank at the second batch: the others must not wait forever."""
+
+    def on_batch_end(self, batch, logs):
+        if batch == 1:
+            raise RuntimeError("planted failure")
 
 
 class Sleep(gn.Callback):
@@ -90,13 +107,14 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--slow", type=float, default=0.0)
+    p.add_argument("--fail-rank", type=int, default=-1, help="this rank raises at its second batch")
     a = p.parse_args(argv)
     rank = int(os.environ.get("PMI_RANK", "0"))
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, f"pid.{rank}"), "w") as f:
         f.write(str(os.getpid()))
     for case in a.cases:
-        model, history, dist = run(case, a.out, a.single, a.checkpoint, a.resume, a.slow)
+        model, history, dist = run(case, a.out, a.single, a.checkpoint, a.resume, a.slow, rank == a.fail_rank)
         np.savez(os.path.join(a.out, f"{case}.rank{rank}.npz"), **model.state_dict())
         if rank == 0:
             info = {"history": history.history, "steps": getattr(dist, "steps", 0),

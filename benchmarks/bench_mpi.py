@@ -1,0 +1,193 @@
+"""Data-parallel training over MPI: CNN-A throughput on 1 and 2 ranks, and the allreduce's cost.
+
+    python benchmarks/bench_mpi.py                      # the table, written to --out
+    python benchmarks/bench_mpi.py --steps 10 --quick   # a short check
+
+Three configurations train CNN-A (Adam, global batch 128, Fashion-MNIST-shaped 1x28x28 inputs;
+random values: the speed does not depend on them), each in fresh processes, and time
+``--steps`` optimizer steps after warm-up steps:
+
+    1 rank, 1 BLAS thread       one process alone (threadpoolctl limits its BLAS)
+    1 process, 2 BLAS threads   the same machine's two cores used by threads
+    2 ranks, 1 BLAS thread each ``mpiexec -n 2``, gn.fit(..., distributed=gn.distributed.MPI())
+
+For the 2-rank run it reports the seconds per step spent in the gradient allreduces (the
+waits for the slower rank included). Then, on 2 ranks, the time of one allreduce of n bytes for
+n from 8 B to 16 MiB (after a barrier, median of repeats), fitted as t = alpha + n / bandwidth:
+the latency and bandwidth the scaling model in docs/distributed.md takes. It also measures one
+rank's seconds per example for the ResNet preset, for that model. The table is stamped with the
+machine (CPU, BLAS via threadpoolctl, date).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BATCH = 128
+
+
+def child(a) -> None:
+    """One configuration's measurement; prints one JSON line (rank 0)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    threadpool_limits(a.threads)  # before any BLAS call
+    import numpy as np
+
+    import glassnet as gn
+
+    dist = gn.distributed.MPI() if a.mpi else None
+    rank = 0 if dist is None else dist.rank
+    rng = np.random.default_rng(0)
+    in_shape = (1, 28, 28) if a.model == "cnn" else (3, 32, 32)
+    n = BATCH * (a.steps + a.warmup)
+    x = rng.standard_normal((n, *in_shape)).astype(np.float32)
+    y = rng.integers(0, 10, n)
+    model = gn.models.build(a.model, np.random.default_rng(1), in_shape, 10)
+    opt = gn.optim.Adam(model.parameters(), lr=1e-3)
+    params = sum(p.data.size for p in model.parameters())
+
+    class Clock(gn.Callback):
+        def on_batch_end(self, batch, logs):
+            if batch == a.warmup - 1:
+                self.start = time.perf_counter()
+                self.reduced = 0.0 if dist is None else dist.allreduce_seconds
+
+    clock = Clock()
+    gn.fit(model, gn.CrossEntropyLoss(), opt, (x, y), epochs=1, batch_size=BATCH, shuffle=False,
+           verbose=False, callbacks=[clock], distributed=dist)  # fmt: skip
+    seconds = time.perf_counter() - clock.start
+    result = {"seconds_per_step": seconds / a.steps, "examples_per_second": a.steps * BATCH / seconds,
+              "params": params, "threads": a.threads, "ranks": 1 if dist is None else dist.size}  # fmt: skip
+    if dist is not None:
+        result["allreduce_per_step"] = (dist.allreduce_seconds - clock.reduced) / a.steps
+        result["sizes"] = sweep(dist, a.quick)
+    if rank == 0:
+        result["blas"] = [
+            f"{i.get('internal_api')} {i.get('version')} ({i.get('threading_layer', '')})"
+            for i in threadpool_info()
+            if i.get("user_api") == "blas"
+        ]
+        print(json.dumps(result), flush=True)
+
+
+def sweep(dist, quick: bool) -> list[tuple[int, float]]:
+    """Median seconds of one allreduce of n bytes (float32), after a barrier, for growing n."""
+    import numpy as np
+
+    out = []
+    for power in range(1, 23, 3 if quick else 1):
+        buf = np.ones((4 << power) // 4, np.float32)
+        times = []
+        for _ in range(5 if quick else 20):
+            dist.comm.Barrier()
+            t = time.perf_counter()
+            dist.comm.Allreduce(dist.MPI.IN_PLACE, buf, op=dist.MPI.SUM)
+            times.append(time.perf_counter() - t)
+        out.append((buf.nbytes, statistics.median(times)))
+    return out
+
+
+def fit_line(sizes: list[tuple[int, float]]) -> tuple[float, float]:
+    """Least squares t = alpha + n beta; returns (alpha seconds, bandwidth bytes/s)."""
+    import numpy as np
+
+    n, t = np.array(sizes, dtype=float).T
+    beta, alpha = np.polyfit(n, t, 1)
+    return max(alpha, 0.0), 1.0 / beta if beta > 0 else float("inf")
+
+
+def run(args: list[str], ranks: int = 0) -> dict:
+    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", *args]
+    if ranks:
+        cmd = [shutil.which("mpiexec"), "-n", str(ranks), *cmd, "--mpi"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--mpi", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--model", default="cnn", help=argparse.SUPPRESS)
+    p.add_argument("--steps", type=int, default=30, help="timed steps per configuration")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=2, help="repeats of each configuration (median)")
+    p.add_argument("--quick", action="store_true", help="fewer message sizes and repeats")
+    p.add_argument("--out", default=os.path.join(HERE, "results_mpi.md"))
+    a = p.parse_args()
+    if a.child:
+        child(a)
+        return
+    common = ["--steps", str(a.steps), "--warmup", str(a.warmup)] + ["--quick"] * a.quick
+    configs = {"1 rank, 1 BLAS thread": (["--threads", "1"], 0),
+               "1 process, 2 BLAS threads": (["--threads", "2"], 0),
+               "2 ranks, 1 BLAS thread each": (["--threads", "1"], 2)}  # fmt: skip
+    results: dict[str, list[dict]] = {k: [] for k in configs}
+    for r in range(a.rounds):  # alternate the configurations: the load of the machine drifts
+        for name, (args, ranks) in configs.items():
+            results[name].append(run(common + args, ranks))
+            print(
+                f"round {r + 1}: {name}: {results[name][-1]['examples_per_second']:.0f} examples/s",
+                flush=True,
+            )
+    resnet = run(["--model", "resnet", "--threads", "1", "--steps", "3", "--warmup", "1"])
+    two = results["2 ranks, 1 BLAS thread each"]
+    alpha, bandwidth = fit_line([s for r in two for s in r["sizes"]])
+    base = statistics.median(r["examples_per_second"] for r in results["1 rank, 1 BLAS thread"])
+    lines = [
+        "| configuration | examples/s | s/step | speed-up | allreduce s/step |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, rs in results.items():
+        eps = statistics.median(r["examples_per_second"] for r in rs)
+        sps = statistics.median(r["seconds_per_step"] for r in rs)
+        red = statistics.median(r.get("allreduce_per_step", 0.0) for r in rs)
+        lines.append(f"| {name} | {eps:.0f} | {sps:.4f} | {eps / base:.2f} | {red * 1e3:.2f} ms |" if red
+                     else f"| {name} | {eps:.0f} | {sps:.4f} | {eps / base:.2f} | - |")  # fmt: skip
+    cnn_params, resnet_params = two[0]["params"], resnet["params"]
+    one_step = statistics.median(r["seconds_per_step"] for r in results["1 rank, 1 BLAS thread"])
+    stamp = (f"{cpu_name()}, {os.cpu_count()} logical CPUs; BLAS: {', '.join(two[0]['blas'])}; "
+             f"Python {platform.python_version()}; {datetime.date.today().isoformat()}")  # fmt: skip
+    text = "\n".join([
+        f"CNN-A training, Adam, global batch {BATCH}, {a.steps} timed steps, median of {a.rounds} rounds.",
+        f"Machine: {stamp}.", "", *lines, "",
+        f"Allreduce on 2 ranks (shared memory), fitted t = alpha + n / bandwidth over 8 B..16 MiB: "
+        f"alpha = {alpha * 1e6:.1f} us, bandwidth = {bandwidth / 1e9:.2f} GB/s.",
+        f"Compute, one rank, one BLAS thread: CNN-A {one_step / BATCH * 1e3:.3f} ms/example "
+        f"({cnn_params} parameters, {4 * cnn_params / 1e6:.2f} MB of float32 gradients); "
+        f"ResNet preset (3x32x32) {resnet['seconds_per_step'] / BATCH * 1e3:.3f} ms/example "
+        f"({resnet_params} parameters, {4 * resnet_params / 1e6:.2f} MB).",
+        "", "Raw: " + json.dumps({"results": results, "resnet": resnet}),
+    ])  # fmt: skip
+    with open(a.out, "w") as f:
+        f.write(text + "\n")
+    print(text.rsplit("\nRaw:", 1)[0])
+    print(f"written to {a.out}")
+
+
+if __name__ == "__main__":
+    main()
