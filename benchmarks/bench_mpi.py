@@ -2,6 +2,7 @@
 
     python benchmarks/bench_mpi.py                      # the table, written to --out
     python benchmarks/bench_mpi.py --steps 10 --quick   # a short check
+    python benchmarks/bench_mpi.py --ranks 2,4,8,16     # the scaling on a machine with 16 cores
 
 Three configurations train CNN-A (Adam, global batch 128, Fashion-MNIST-shaped 1x28x28 inputs;
 random values: the speed does not depend on them), each in fresh processes, and time
@@ -10,9 +11,10 @@ random values: the speed does not depend on them), each in fresh processes, and 
     1 rank, 1 BLAS thread       one process alone (threadpoolctl limits its BLAS)
     1 process, 2 BLAS threads   the same machine's two cores used by threads
     2 ranks, 1 BLAS thread each ``mpiexec -n 2``, gn.fit(..., distributed=gn.distributed.MPI())
+                                (``--ranks 2,4,8``: each of those counts)
 
-For the 2-rank run it reports the seconds per step spent in the gradient allreduces (the
-waits for the slower rank included). Then, on 2 ranks, the time of one allreduce of n bytes for
+For the runs on K ranks it reports the seconds per step spent in the gradient allreduces (the
+waits for the slower rank included). Then, on the most ranks, the time of one allreduce of n bytes for
 n from 8 B to 16 MiB (after a barrier, median of repeats), fitted as t = alpha + n / bandwidth:
 the latency and bandwidth the scaling model in docs/distributed.md takes. It also measures one
 rank's seconds per example for the ResNet preset, for that model. The table is stamped with the
@@ -107,6 +109,46 @@ def fit_line(sizes: list[tuple[int, float]]) -> tuple[float, float]:
     return max(alpha, 0.0), 1.0 / beta if beta > 0 else float("inf")
 
 
+def ring_allreduce(k: int, nbytes: float, alpha: float, bandwidth: float) -> float:
+    """Seconds of a ring allreduce of ``nbytes`` over k machines: 2 (k - 1) messages of
+    nbytes / k each way (reduce-scatter, then allgather), each costing alpha + size / bandwidth."""
+    return 0.0 if k == 1 else 2 * (k - 1) * alpha + 2 * (k - 1) / k * nbytes / bandwidth
+
+
+def scaling(per_example: float, nbytes: float, alpha: float, bandwidth: float, batch: int = BATCH) -> list:
+    """(k, compute s/step, allreduce s/step, speed-up) for k machines sharing a global batch:
+    compute per_example * batch / k, then the allreduce (no overlap, as glassnet.distributed)."""
+    rows = []
+    for k in (1, 2, 4, 8, 16, 32, 64, 128):  # 128 = the batch: one example per machine
+        compute, reduce = per_example * batch / k, ring_allreduce(k, nbytes, alpha, bandwidth)
+        rows.append((k, compute, reduce, per_example * batch / (compute + reduce)))
+    return rows
+
+
+def crossover(per_example: float, nbytes: float, alpha: float, bandwidth: float, batch: int = BATCH) -> str:
+    """The smallest k at which the allreduce takes longer than the compute (k <= batch: every
+    machine needs an example of each batch)."""
+    for k in range(2, batch + 1):
+        if per_example * batch / k < ring_allreduce(k, nbytes, alpha, bandwidth):
+            return str(k)
+    return f"none up to {batch}"
+
+
+def model_table(name: str, per_example: float, nbytes: float, networks: dict) -> list[str]:
+    lines = [f"{name}: {per_example * 1e3:.3f} ms/example on one core, {nbytes / 1e6:.2f} MB of gradients",
+             "",
+             "| k | " + " | ".join(f"{n}: compute / allreduce / speed-up" for n in networks) + " |",
+             "| ---: |" + " ---: |" * len(networks)]  # fmt: skip
+    cols = {n: scaling(per_example, nbytes, *net) for n, net in networks.items()}
+    for i, k in enumerate(r[0] for r in cols[next(iter(cols))]):
+        cells = [f"{c[i][1] * 1e3:.1f} / {c[i][2] * 1e3:.2f} ms / {c[i][3]:.1f}" for c in cols.values()]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("The allreduce takes longer than the compute from k = " + ", ".join(
+        f"{crossover(per_example, nbytes, *net)} ({n})" for n, net in networks.items()) + ".")  # fmt: skip
+    return lines
+
+
 def run(args: list[str], ranks: int = 0) -> dict:
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, os.path.abspath(__file__), "--child", *args]
@@ -114,6 +156,11 @@ def run(args: list[str], ranks: int = 0) -> dict:
         cmd = [shutil.which("mpiexec"), "-n", str(ranks), *cmd, "--mpi"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def networks(alpha: float, bandwidth: float) -> dict[str, tuple[float, float]]:
+    """The measured shared memory, and two networks (latency, bytes/s) of the usual kinds."""
+    return {"measured": (alpha, bandwidth), "10 GbE": (30e-6, 1.25e9), "100 Gb/s IB": (2e-6, 12.5e9)}
 
 
 def cpu_name() -> str:
@@ -137,15 +184,17 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--rounds", type=int, default=2, help="repeats of each configuration (median)")
     p.add_argument("--quick", action="store_true", help="fewer message sizes and repeats")
+    p.add_argument("--ranks", default="2", help="rank counts to time, e.g. 2,4,8,16 (a larger machine)")
     p.add_argument("--out", default=os.path.join(HERE, "results_mpi.md"))
     a = p.parse_args()
     if a.child:
         child(a)
         return
     common = ["--steps", str(a.steps), "--warmup", str(a.warmup)] + ["--quick"] * a.quick
+    ranks = [int(k) for k in a.ranks.split(",")]
     configs = {"1 rank, 1 BLAS thread": (["--threads", "1"], 0),
-               "1 process, 2 BLAS threads": (["--threads", "2"], 0),
-               "2 ranks, 1 BLAS thread each": (["--threads", "1"], 2)}  # fmt: skip
+               "1 process, 2 BLAS threads": (["--threads", "2"], 0)}  # fmt: skip
+    configs.update({f"{k} ranks, 1 BLAS thread each": (["--threads", "1"], k) for k in ranks})
     results: dict[str, list[dict]] = {k: [] for k in configs}
     for r in range(a.rounds):  # alternate the configurations: the load of the machine drifts
         for name, (args, ranks) in configs.items():
@@ -155,7 +204,7 @@ def main() -> None:
                 flush=True,
             )
     resnet = run(["--model", "resnet", "--threads", "1", "--steps", "3", "--warmup", "1"])
-    two = results["2 ranks, 1 BLAS thread each"]
+    two = results[f"{ranks[-1]} ranks, 1 BLAS thread each"]
     alpha, bandwidth = fit_line([s for r in two for s in r["sizes"]])
     base = statistics.median(r["examples_per_second"] for r in results["1 rank, 1 BLAS thread"])
     lines = [
@@ -175,12 +224,17 @@ def main() -> None:
     text = "\n".join([
         f"CNN-A training, Adam, global batch {BATCH}, {a.steps} timed steps, median of {a.rounds} rounds.",
         f"Machine: {stamp}.", "", *lines, "",
-        f"Allreduce on 2 ranks (shared memory), fitted t = alpha + n / bandwidth over 8 B..16 MiB: "
+        f"Allreduce on {ranks[-1]} ranks (shared memory), fitted t = alpha + n / bandwidth over 8 B..16 MiB: "
         f"alpha = {alpha * 1e6:.1f} us, bandwidth = {bandwidth / 1e9:.2f} GB/s.",
         f"Compute, one rank, one BLAS thread: CNN-A {one_step / BATCH * 1e3:.3f} ms/example "
         f"({cnn_params} parameters, {4 * cnn_params / 1e6:.2f} MB of float32 gradients); "
         f"ResNet preset (3x32x32) {resnet['seconds_per_step'] / BATCH * 1e3:.3f} ms/example "
         f"({resnet_params} parameters, {4 * resnet_params / 1e6:.2f} MB).",
+        "", "Scaling model (docs/distributed.md): global batch 128 over k machines of one core each,",
+        "ring allreduce, no overlap of compute and communication.", "",
+        *model_table("CNN-A", one_step / BATCH, 4 * cnn_params, networks(alpha, bandwidth)), "",
+        *model_table("ResNet preset", resnet["seconds_per_step"] / BATCH, 4 * resnet_params,
+                     networks(alpha, bandwidth)),  # fmt: skip
         "", "Raw: " + json.dumps({"results": results, "resnet": resnet}),
     ])  # fmt: skip
     with open(a.out, "w") as f:
