@@ -197,8 +197,8 @@ def main() -> None:
     configs.update({f"{k} ranks, 1 BLAS thread each": (["--threads", "1"], k) for k in ranks})
     results: dict[str, list[dict]] = {k: [] for k in configs}
     for r in range(a.rounds):  # alternate the configurations: the load of the machine drifts
-        for name, (args, ranks) in configs.items():
-            results[name].append(run(common + args, ranks))
+        for name, (args, count) in configs.items():
+            results[name].append(run(common + args, count))
             print(
                 f"round {r + 1}: {name}: {results[name][-1]['examples_per_second']:.0f} examples/s",
                 flush=True,

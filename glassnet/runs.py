@@ -421,9 +421,8 @@ def _train_run(options, out, resume, overwrite, given, say, clock, dist) -> RunR
         options, out = resume_options(resume, options, given, out), resume
         if is_finished(run_files(out)):
             say(f"glassnet: {out} is a finished run; nothing to resume")
-            return replace(
-                finished_result(out), rank=rank
-            )  # rewriting its files would change nothing but their times
+            # rewriting its files would change nothing but their times
+            return replace(finished_result(out), rank=rank)
     else:
         options, out = options or TrainOptions(), out or "runs/model"
         if not overwrite:
@@ -434,6 +433,8 @@ def _train_run(options, out, resume, overwrite, given, say, clock, dist) -> RunR
     resume_from = out if resume and os.path.exists(os.path.join(out, FILENAME)) else None
     if resume and resume_from is None:  # killed before its first checkpoint: nothing to resume
         say(f"glassnet: {out} has no checkpoint yet; starting the run from the beginning")
+    if dist is not None:  # every rank has checked the directory before rank 0 writes to it
+        dist.comm.Barrier()
     if resume_from is None and rank == 0:
         start_run_dir(out, {k: getattr(options, k) for k in RUN_OPTIONS})
     timer, flow, cbs = _callbacks(options, t, out, clock, writes=rank == 0)

@@ -5,6 +5,7 @@
     python tests/distributed_worker.py OUT_DIR CASE --single      # one process, no MPI
 
 A CASE is ``model-optimizer-dtype-batch``: ``mlp-sgd-64-8``, ``mlp-plain-64-2`` (SGD alone),
+``mlp-sgdsub-64-8`` (an optimizer without a flat gradient vector),
 ``cnn-adam-32-8``, ``cnnbn-sgd-64-8`` (synchronised batch norm), ``cnnbnlocal-sgd-64-8``
 (per-rank statistics), ``gru-adam-64-8``. Each run trains for a few steps on
 synthetic data and writes rank r's final weights and buffers to OUT_DIR/CASE.rank<r>.npz and,
@@ -65,9 +66,15 @@ def run(case: str, out: str, single: bool = False, checkpoint=None, resume=False
         opt = gn.optim.SGD(model.parameters(), lr=0.1)
     elif opt_name == "sgd":
         opt = gn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    elif opt_name == "sgdsub":  # all but the first parameter, which live in another optimizer's
+        gn.optim.SGD(model.parameters())  # vector: the optimizer has no flat gradient of its own
+        opt = gn.optim.SGD(model.parameters()[1:], lr=0.1, momentum=0.9)
+        assert opt.grad is None
     else:
         opt = gn.optim.Adam(model.parameters(), lr=0.01)
-    dist = None if single else gn.distributed.MPI(sync_batchnorm=model_name == "cnnbn")
+    # the MLP's 73 parameters in buckets of 64 bytes: several allreduces per step
+    buckets = 64 if model_name == "mlp" else 4 << 20
+    dist = None if single else gn.distributed.MPI(sync_batchnorm=model_name == "cnnbn", bucket_bytes=buckets)
     extra = {}
     if checkpoint:
         extra = {

@@ -40,9 +40,9 @@ needs_mpi = pytest.mark.skipif(
 # Batch norm with Adam in float64 only: a convolution's bias before batch norm has a gradient of
 # zero but for rounding, and Adam divides that noise by its own RMS: in float32 (noise near eps)
 # the steps are O(lr) in a direction rounding chooses, in either process alike
-CASES = ["mlp-sgd-64-8", "mlp-adam-32-8", "mlp-sgd-64-7", "mlp-plain-64-2", "cnn-sgd-64-8", "cnn-adam-32-8",
-         "cnnbn-sgd-64-8", "cnnbn-sgd-32-8", "cnnbn-adam-64-8", "gru-sgd-64-8", "gru-adam-32-8",
-         "cnnbnlocal-sgd-64-8"]  # fmt: skip
+CASES = ["mlp-sgd-64-8", "mlp-adam-32-8", "mlp-sgd-64-7", "mlp-plain-64-2", "mlp-sgdsub-64-8", "cnn-sgd-64-8",
+         "cnn-adam-32-8", "cnnbn-sgd-64-8", "cnnbn-sgd-32-8", "cnnbn-adam-64-8", "gru-sgd-64-8",
+         "gru-adam-32-8", "cnnbnlocal-sgd-64-8"]  # fmt: skip
 
 
 def mpiexec(args: list[str], ranks: int = 2, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
@@ -221,6 +221,11 @@ def test_a_batch_smaller_than_the_rank_count_is_refused():
         dist.start(model, opt, 3, 8, np.random.default_rng(0))
     with pytest.raises(ValueError, match="detect_anomaly"):
         dist.local_options({"detect_anomaly": True})
+    options = {"verbose": True, "checkpoint": "c", "checkpoint_every": 2, "resume_from": "c", "rng": 3}
+    assert dist.local_options(options) == options  # rank 0 prints and writes
+    dist.rank = 1
+    assert dist.local_options(options) == {"verbose": False, "checkpoint": None, "checkpoint_every": None,
+                                           "resume_from": None, "rng": 3}  # fmt: skip
 
 
 class ThreadComm:

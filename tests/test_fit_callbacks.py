@@ -88,7 +88,8 @@ def test_fit_options_become_settings_and_callbacks(tmp_path):
     backup = made[-1]
     assert (backup.path, backup.every, backup.resume_from) == (tmp_path, 4, tmp_path)
     assert set(OPTIONS) == {"rng", "shuffle", "regularizer", "clip_norm", "augment", "scheduler", "verbose",
-                            "detect_anomaly", "checkpoint", "checkpoint_every", "resume_from"}  # fmt: skip
+                            "detect_anomaly", "checkpoint", "checkpoint_every", "resume_from",
+                            "distributed"}  # fmt: skip
 
 
 def test_fit_refuses_an_unknown_keyword_as_python_does():
