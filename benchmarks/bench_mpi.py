@@ -16,7 +16,8 @@ random values: the speed does not depend on them), each in fresh processes, and 
 For the runs on K ranks it reports the seconds per step spent in the gradient allreduces (the
 waits for the slower rank included). Then, on the most ranks, the time of one allreduce of n bytes for
 n from 8 B to 16 MiB (after a barrier, median of repeats), fitted as t = alpha + n / bandwidth:
-the latency and bandwidth the scaling model in docs/distributed.md takes. It also measures one
+the latency and bandwidth the scaling model in docs/distributed.md takes (the least time of the
+repeats: on a shared machine the others measure the scheduler). It also measures one
 rank's seconds per example for the ResNet preset, for that model. The table is stamped with the
 machine (CPU, BLAS via threadpoolctl, date).
 """
@@ -84,7 +85,8 @@ def child(a) -> None:
 
 
 def sweep(dist, quick: bool) -> list[tuple[int, float]]:
-    """Median seconds of one allreduce of n bytes (float32), after a barrier, for growing n."""
+    """The least seconds of one allreduce of n bytes (float32), after a barrier, for growing n:
+    on a shared machine the other repeats measure the scheduler (a rank that lost its core)."""
     import numpy as np
 
     out = []
@@ -96,17 +98,20 @@ def sweep(dist, quick: bool) -> list[tuple[int, float]]:
             t = time.perf_counter()
             dist.comm.Allreduce(dist.MPI.IN_PLACE, buf, op=dist.MPI.SUM)
             times.append(time.perf_counter() - t)
-        out.append((buf.nbytes, statistics.median(times)))
+        out.append((buf.nbytes, min(times)))
     return out
 
 
 def fit_line(sizes: list[tuple[int, float]]) -> tuple[float, float]:
-    """Least squares t = alpha + n beta; returns (alpha seconds, bandwidth bytes/s)."""
-    import numpy as np
-
-    n, t = np.array(sizes, dtype=float).T
-    beta, alpha = np.polyfit(n, t, 1)
-    return max(alpha, 0.0), 1.0 / beta if beta > 0 else float("inf")
+    """t = alpha + n / bandwidth from the sweeps (the least time of each size over the rounds):
+    alpha the smallest message's time, the bandwidth the median of n / (t - alpha) over the
+    messages of 1 MiB and more. Returns (alpha seconds, bandwidth bytes/s)."""
+    best: dict[int, float] = {}
+    for n, t in sizes:
+        best[n] = min(t, best.get(n, float("inf")))
+    alpha = best[min(best)]
+    rates = [n / (t - alpha) for n, t in best.items() if n >= 1 << 20 and t > alpha]
+    return alpha, statistics.median(rates) if rates else float("inf")
 
 
 def ring_allreduce(k: int, nbytes: float, alpha: float, bandwidth: float) -> float:
@@ -224,7 +229,8 @@ def main() -> None:
     text = "\n".join([
         f"CNN-A training, Adam, global batch {BATCH}, {a.steps} timed steps, median of {a.rounds} rounds.",
         f"Machine: {stamp}.", "", *lines, "",
-        f"Allreduce on {ranks[-1]} ranks (shared memory), fitted t = alpha + n / bandwidth over 8 B..16 MiB: "
+        f"Allreduce on {ranks[-1]} ranks (shared memory), t = alpha + n / bandwidth (8 B..16 MiB, least of "
+        f"the repeats): "
         f"alpha = {alpha * 1e6:.1f} us, bandwidth = {bandwidth / 1e9:.2f} GB/s.",
         f"Compute, one rank, one BLAS thread: CNN-A {one_step / BATCH * 1e3:.3f} ms/example "
         f"({cnn_params} parameters, {4 * cnn_params / 1e6:.2f} MB of float32 gradients); "
