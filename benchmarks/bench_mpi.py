@@ -135,8 +135,8 @@ def crossover(per_example: float, nbytes: float, alpha: float, bandwidth: float,
     machine needs an example of each batch)."""
     for k in range(2, batch + 1):
         if per_example * batch / k < ring_allreduce(k, nbytes, alpha, bandwidth):
-            return str(k)
-    return f"none up to {batch}"
+            return f"from k = {k}"
+    return f"never for k <= {batch}"
 
 
 def model_table(name: str, per_example: float, nbytes: float, networks: dict) -> list[str]:
@@ -149,8 +149,8 @@ def model_table(name: str, per_example: float, nbytes: float, networks: dict) ->
         cells = [f"{c[i][1] * 1e3:.1f} / {c[i][2] * 1e3:.2f} ms / {c[i][3]:.1f}" for c in cols.values()]
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("The allreduce takes longer than the compute from k = " + ", ".join(
-        f"{crossover(per_example, nbytes, *net)} ({n})" for n, net in networks.items()) + ".")  # fmt: skip
+    lines.append("The allreduce takes longer than the compute: " + "; ".join(
+        f"{n}: {crossover(per_example, nbytes, *net)}" for n, net in networks.items()) + ".")  # fmt: skip
     return lines
 
 
@@ -165,7 +165,8 @@ def run(args: list[str], ranks: int = 0) -> dict:
 
 def networks(alpha: float, bandwidth: float) -> dict[str, tuple[float, float]]:
     """The measured shared memory, and two networks (latency, bytes/s) of the usual kinds."""
-    return {"measured": (alpha, bandwidth), "10 GbE": (30e-6, 1.25e9), "100 Gb/s IB": (2e-6, 12.5e9)}
+    return {"shared memory (measured)": (alpha, bandwidth), "10 GbE": (30e-6, 1.25e9),
+            "100 Gb/s IB": (2e-6, 12.5e9)}  # fmt: skip
 
 
 def cpu_name() -> str:
