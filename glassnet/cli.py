@@ -2,6 +2,7 @@
 
 glassnet train --dataset fashion-mnist --model mlp --epochs 20 --out runs/mlp
 glassnet train --resume runs/mlp          # go on after a crash, exactly where the run stopped
+mpiexec -n 4 glassnet train --model cnn --out runs/cnn4   # data-parallel on 4 processes (MPI)
 glassnet train --model cnn --out runs/mlp --overwrite   # start over a directory holding a run
 glassnet evaluate runs/mlp/model.safetensors --dataset fashion-mnist
 glassnet predict runs/mlp/model.safetensors images.npy --out predictions.npy
@@ -74,7 +75,8 @@ def cmd_train(args) -> int:
     options = TrainOptions(**{k: getattr(args, k) for k in RUN_OPTIONS})
     result = train_run(options, args.out, resume=args.resume, overwrite=args.overwrite, given=args.given,
                        say=lambda line: print(line, flush=True), clock=time.perf_counter)  # fmt: skip
-    print(result.line())
+    if result.rank == 0:  # under mpiexec the other ranks are silent
+        print(result.line())
     return 0
 
 

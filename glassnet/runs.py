@@ -26,7 +26,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -359,6 +359,7 @@ class RunResult:
     seconds: float
     session: float | None = None
     resumed: bool = False
+    rank: int = 0  # under mpiexec, the process's rank: only rank 0 evaluates, writes and reports
 
     def line(self) -> str:
         """The one-line summary ``glassnet train`` prints."""
@@ -409,14 +410,38 @@ def train_run(
     prints them); ``clock`` times the run. A finished run given to ``resume`` is not trained
     again: its result is read back. Nothing in the directory changes before the options are
     checked, the data is loaded and the model built.
+
+    Under ``mpiexec -n K`` (K > 1) the run is data-parallel (``glassnet.distributed``): every
+    rank trains on its shard of each batch; rank 0 alone writes the run directory and reports
+    (the others return a result with ``test`` empty). An error on any rank ends the job.
     """
+    from .distributed import from_environment
+
+    dist = from_environment()
+    if dist is None:
+        return _train_run(options, out, resume, overwrite, given, say, clock, None)
+    try:
+        return _train_run(options, out, resume, overwrite, given, say if dist.rank == 0 else _silent, clock,
+                          dist)  # fmt: skip
+    except BaseException as e:
+        dist.failed(e)  # MPI_Abort: a rank stopping alone would leave the others waiting
+        raise
+
+
+def _silent(line: str) -> None:
+    pass
+
+
+def _train_run(options, out, resume, overwrite, given, say, clock, dist) -> RunResult:
+    rank = 0 if dist is None else dist.rank
     if resume:
         if overwrite:
             raise ValueError("--overwrite discards a run and --resume continues it: give one of the two")
         options, out = resume_options(resume, options, given, out), resume
         if is_finished(run_files(out)):
             say(f"glassnet: {out} is a finished run; nothing to resume")
-            return finished_result(out)  # rewriting its files would change nothing but their times
+            # rewriting its files would change nothing but their times
+            return replace(finished_result(out), rank=rank)
     else:
         options, out = options or TrainOptions(), out or "runs/model"
         if not overwrite:
@@ -427,14 +452,23 @@ def train_run(
     resume_from = out if resume and os.path.exists(os.path.join(out, FILENAME)) else None
     if resume and resume_from is None:  # killed before its first checkpoint: nothing to resume
         say(f"glassnet: {out} has no checkpoint yet; starting the run from the beginning")
-    if resume_from is None:
+    if dist is not None:  # every rank has checked the directory before rank 0 writes to it
+        dist.comm.Barrier()
+    if resume_from is None and rank == 0:
         start_run_dir(out, {k: getattr(options, k) for k in RUN_OPTIONS})
-    timer, flow, cbs = _callbacks(options, t, out, clock)
+    timer, flow, cbs = _callbacks(options, t, out, clock, writes=rank == 0)
+    if dist is not None:
+        from .distributed import describe_shards
+
+        ranks = f"; {dist.size} ranks (MPI), {describe_shards(t.batch_size, dist.size)}"
+    else:
+        ranks = ""
     say(
         f"glassnet: training {options.model} on {options.dataset} ({t.train.n} train, "
         f"{0 if t.val is None else t.val.n} validation, {t.test.n} test examples), {t.optimizer} lr={t.lr}, "
         f"batch {t.batch_size}, up to {t.epochs} epochs, seed {options.seed}"
         + (f", {t.augment!r}" if t.augment else "")
+        + ranks
         + (f"; resuming from {resume_from}" if resume_from else "")
     )
     from .regularizers import L2
@@ -445,8 +479,11 @@ def train_run(
     history = fit(t.model, t.preset.loss(), t.opt, t.train, t.epochs, t.batch_size, t.val, cbs,
                   regularizer=L2(t.l2) if t.l2 else None, rng=t.rng, augment=t.augment, scheduler=scheduler,
                   checkpoint=out, checkpoint_every=options.checkpoint_every,
-                  resume_from=resume_from, metrics=metric_list(options.metrics))  # fmt: skip
+                  resume_from=resume_from, metrics=metric_list(options.metrics),
+                  distributed=dist)  # fmt: skip
     session = clock() - start
+    if rank != 0:  # rank 0 evaluates and writes the results
+        return RunResult(out, {}, len(history.epoch), timer.seconds, session, resume_from is not None, rank)
     test = save_results(options, t, out, history, timer.seconds, flow)
     return RunResult(out, test, len(history.epoch), timer.seconds, session, resume_from is not None)
 
@@ -468,17 +505,20 @@ def make_scheduler(opt, schedule: str, epochs: int, warmup: int = 0):
     return LinearWarmup(opt, warmup, after=after) if warmup else after
 
 
-def _callbacks(o: TrainOptions, t: Training, out: str, clock) -> tuple[TrainTime, object, list[Callback]]:
-    """The run's callbacks, in the order its checkpoint records their state."""
+def _callbacks(
+    o: TrainOptions, t: Training, out: str, clock, writes: bool = True
+) -> tuple[TrainTime, object, list[Callback]]:
+    """The run's callbacks, in the order its checkpoint records their state; without ``writes``
+    (an MPI rank other than 0) none that writes a file."""
     from .callbacks import CSVLogger, EarlyStopping
     from .diagnostics import GradientFlow
 
     timer = TrainTime(clock)
-    cbs: list[Callback] = [CSVLogger(os.path.join(out, "metrics.csv")), timer]
+    cbs: list[Callback] = [CSVLogger(os.path.join(out, "metrics.csv"))] * writes + [timer]
     flow = GradientFlow() if o.gradient_flow else None
     if flow is not None:
         cbs.append(flow)
-    if o.tensorboard:
+    if o.tensorboard and writes:
         from .tensorboard import TensorBoard
 
         cbs.append(TensorBoard(o.tensorboard, gradient_flow=flow))

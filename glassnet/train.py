@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import math
 from dataclasses import dataclass
@@ -47,7 +48,9 @@ def train_step(
     return _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm)[0]
 
 
-def _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm) -> tuple[float, np.ndarray]:
+def _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm, reduce=None) -> tuple[float, np.ndarray]:
+    """One step; ``reduce`` (distributed training) averages the gradients over the processes
+    and returns the whole batch's loss, before the loss is checked and the gradients clipped."""
     optimizer.zero_grad()
     pred = model.forward(x)
     loss = loss_fn.forward(pred, y)
@@ -55,6 +58,8 @@ def _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm) -> tuple[floa
     if regularizer is not None:
         loss += regularizer.penalty(optimizer.params)
         regularizer.backward(optimizer.params)
+    if reduce is not None:
+        loss = reduce(loss)
     if not math.isfinite(loss):
         raise FloatingPointError(f"the training loss became {loss}")
     if clip_norm is not None:
@@ -169,7 +174,7 @@ def _counter(loss_fn: Loss, pred: np.ndarray, y: np.ndarray):
 OPTIONS = {"rng": None, "shuffle": True, "regularizer": None, "clip_norm": None, "augment": None,
            "scheduler": None, "verbose": True, "detect_anomaly": False, "checkpoint": None,
            "checkpoint_every": None, "resume_from": None, "metrics": None, "sample_weight": None,
-           "class_weight": None}  # fmt: skip
+           "class_weight": None, "distributed": None}  # fmt: skip
 
 
 @dataclass
@@ -193,6 +198,8 @@ def fit_options(options: dict, epochs: int, steps: int) -> tuple[Settings, list[
     if unknown:
         raise TypeError(f"fit() got an unexpected keyword argument {unknown[0]!r}")
     o = {**OPTIONS, **options}
+    if o["distributed"] is not None:  # only rank 0 prints and writes checkpoints
+        o = o["distributed"].local_options(o)
     if o["clip_norm"] is not None:
         check_arg("fit", "clip_norm", o["clip_norm"], lambda v: 0 < v < math.inf, "a number > 0 or None")
     if o["checkpoint_every"] is not None:
@@ -254,6 +261,9 @@ def fit(
     ``detect_anomaly`` a ``TerminateOnNaN``: every value of every step is checked, and the first
                       NaN/inf raises ``gn.anomaly.AnomalyError`` naming the layer, the phase,
                       the batch's example indices and the shapes (slower; off, it costs nothing)
+    ``distributed``   a ``gn.distributed.MPI()``: data-parallel training over the processes
+                      ``mpiexec`` started, each taking its shard of every batch, the gradients
+                      averaged by allreduce (``glassnet.distributed`` has the rules)
     ``checkpoint``, ``checkpoint_every``, ``resume_from``
                       a ``BackupAndRestore``: ``checkpoint`` (a file, or a directory to hold
                       ``checkpoint.safetensors``) is written atomically after every epoch and,
@@ -280,13 +290,20 @@ def fit(
     counted = _labels_counted(train.y, loss_fn)  # the labels accuracy counts
     slices, history = batch_slices(train.n, batch_size), History()
     s, made = fit_options(options, epochs, len(slices))
-    model.set_rng(s.rng)
+    dist = options.get("distributed")
+    if dist is not None:
+        _check_distributed(options, summed)
+    if dist is not None:  # last: it broadcasts what BackupAndRestore restored
+        made.append(dist.start(model, optimizer, train.n, batch_size, s.rng))
+    model.set_rng(s.rng if dist is None else dist.rng)  # dropout: per-rank streams
     cbs: list[Callback] = [history, *(callbacks or []), *made]
     loop = Loop(cbs, s.rng, s.scheduler, s.regularizer, s.clip_norm, batch_size, s.shuffle, len(slices))
     for cb in cbs:
         cb.model, cb.optimizer, cb.loss_fn, cb.train_data, cb.loop = model, optimizer, loss_fn, train, loop
     step = checked_step if any(isinstance(cb, TerminateOnNaN) for cb in cbs) else _step
     per_batch = getattr(s.scheduler, "per_batch", False)
+    if dist is not None:
+        step = functools.partial(_step, reduce=dist.reduce)
     batch_cbs = [cb for cb in cbs if type(cb).on_batch_end is not Callback.on_batch_end]
     logs: dict = {}
     try:
@@ -307,17 +324,21 @@ def fit(
                     m.reset()
             for b in range(pos.batch, len(slices)):
                 idx = slices[b] if pos.order is None else pos.order[slices[b]]
+                examples = slices[b].stop - slices[b].start
+                if dist is not None:  # this rank's shard; its generator reseeded for the step
+                    idx = dist.shard(np.arange(slices[b].start, slices[b].stop) if pos.order is None else idx,
+                                     pos.step)  # fmt: skip
                 xb, yb = train.x[idx], train.y[idx]
                 if s.augment is not None:
-                    xb = s.augment(xb, s.rng)
+                    xb = s.augment(xb, s.rng if dist is None else dist.rng)
                 batch_loss = loss_fn if weights is None else WeightedLoss(loss_fn, weights[idx])
                 try:
                     loss, pred = step(model, batch_loss, optimizer, xb, yb, s.regularizer, s.clip_norm)
                 except FloatingPointError as e:
                     raise _placed(e, epoch, b, idx, xb.shape, optimizer.lr) from None
-                pos.total += loss if summed else loss * len(yb)
+                pos.total += loss if summed else loss * examples
                 if count is not None:
-                    pos.correct += count(pred, yb)
+                    pos.correct += count(pred, yb) if dist is None else dist.sum(count(pred, yb))
                 for m in metrics:
                     m.update(pred, yb)
                 pos.batch, pos.step = b + 1, pos.step + 1
@@ -332,10 +353,27 @@ def fit(
             pos.epoch, pos.batch, pos.logs = epoch + 1, 0, logs
             if any(cb.stop_training for cb in cbs):
                 break
+    except BaseException as e:
+        if dist is not None:
+            dist.failed(e)  # an error on one rank only ends the job (MPI_Abort), not a hang
+        raise
     finally:
         for cb in cbs:
             cb.on_train_end(logs)
     return history
+
+
+def _check_distributed(options: dict, summed: bool) -> None:
+    """Refuse what ``distributed`` does not combine with yet: each rank would weight, sum or
+    score only its own shard, and rank 0 would report that as the whole batch's."""
+    given = [k for k in ("sample_weight", "class_weight", "metrics") if options.get(k) is not None]
+    if summed:
+        given.append("a loss with reduction='sum'")
+    if given:
+        raise ValueError(
+            f"fit: distributed training does not support {', '.join(given)} yet (each rank would see "
+            "only its shard of the batch); train without distributed, or without them"
+        )
 
 
 def _placed(e: FloatingPointError, epoch: int, b: int, idx, shape: tuple, lr: float) -> FloatingPointError:

@@ -40,6 +40,7 @@ LAYERS = {
     "checkpoint": TRAINING,
     "anomaly": TRAINING,
     "train": TRAINING,
+    "distributed": TRAINING,  # data-parallel fit over MPI (mpi4py imported when used)
     # tools: built on training, used by people (and the CLI), never by the layers below
     "diagnostics": TOOLS,
     "tracing": TOOLS,

@@ -29,6 +29,17 @@ sum_j dx_hat_j x_hat_j = gamma dgamma: the code computes
     dx = (gamma / (m sigma)) (m dy - dbeta - x_hat dgamma)
 from the two sums it needs for the parameters anyway. In eval mu and sigma are constants and
 dx = dy gamma / sigma_running.
+
+Synchronised batch norm (``sync``, set by ``glassnet.distributed`` with ``sync_batchnorm=True``):
+the batch is split over K processes, rank r holding n_r of the n_b examples, and the statistics
+must be the whole batch's. With M = n_b L values per channel, forward sums over every rank:
+    mu = (1/M) allreduce(sum_i x_i),   var = (1/M) allreduce(sum_i (x_i - mu)^2)
+(two reductions, centred as above: E[x^2] - mu^2 in one would cancel catastrophically in float32).
+In backward, rank r's delta is its own loss's, dy^r = dy / w_r with w_r = n_r / n_b (its loss is
+a mean over n_r examples, the whole batch's over n_b); the sums in dx are the whole batch's,
+    dbeta = allreduce(w_r sum_i dy^r_i),   dgamma = allreduce(w_r sum_i dy^r_i x_hat_i),
+and dx^r = dx / w_r = (gamma / sigma) (dy^r - (dbeta + x_hat dgamma) / (M w_r)).
+The parameters' own gradients stay the rank's sums: the gradient average weights them by w_r.
 """
 
 from __future__ import annotations
@@ -71,6 +82,8 @@ class _BatchNorm(Module):
 
     ndims: tuple[int, ...] = ()
     layout: str = ""  # the accepted shapes, ``{}`` standing for num_features
+
+    sync = None  # glassnet.distributed's reduction over processes (sync_batchnorm), or None
 
     def __init__(
         self,
@@ -156,14 +169,23 @@ class _BatchNorm(Module):
         self.x_hat = self.x2 = None  # drop the other mode's arrays
         if not self.batch_stats:
             return self._forward_eval(x2).reshape(x.shape)
+        sync = self.sync
+        if sync is not None:
+            m = sync.examples * self.length  # M: the values per channel over every rank
         if m < 2:
             raise ShapeError(
                 f"{type(self).__name__}: Expected more than 1 value per channel when training, "
                 f"got input size {x.shape}"
             )
-        mu = _channel_sum(x2, c) * (1.0 / m)
+        if sync is None:
+            mu = _channel_sum(x2, c) * (1.0 / m)
+        else:
+            mu = sync.allreduce(_channel_sum(x2, c)) * (1.0 / m)
         x_hat = x2 - self._spread(mu)  # centred first: var from E[(x - mu)^2] has no cancellation
-        var = _channel_dot(x_hat, x_hat, c) * (1.0 / m)  # biased: what normalises
+        if sync is None:
+            var = _channel_dot(x_hat, x_hat, c) * (1.0 / m)  # biased: what normalises
+        else:
+            var = sync.allreduce(_channel_dot(x_hat, x_hat, c)) * (1.0 / m)
         if self.training and self.track_running_stats:
             self._update_running_stats(mu, var, m)
         inv_sigma = 1.0 / np.sqrt(var + self.eps)
@@ -213,12 +235,27 @@ class _BatchNorm(Module):
         if self.affine:
             self.weight.grad += dgamma
             self.bias.grad += dbeta
+        if self.sync is not None:
+            return self._backward_synced(dy2, dbeta, dgamma, k).reshape(dy.shape)
         # dx = (gamma / (m sigma)) (m dy - dbeta - x_hat dgamma), in four passes and one array
         dx = x_hat * self._spread(dgamma * (-1.0 / m))
         dx += dy2
         dx -= self._spread(dbeta * (1.0 / m))
         dx *= self._spread(k)
         return dx.reshape(dy.shape)
+
+    def _backward_synced(self, dy2, dbeta, dgamma, k) -> np.ndarray:
+        """dx^r = (gamma / sigma) (dy^r - (dbeta + x_hat dgamma) / (M w_r)), the sums over every
+        rank (module docstring)."""
+        c, w = self.num_features, self.sync.weight
+        m = self.sync.examples * self.length
+        sums = self.sync.allreduce(np.concatenate([dbeta, dgamma]) * w)
+        dbeta_all, dgamma_all = sums[:c], sums[c:]
+        dx = self.x_hat * self._spread(dgamma_all * (-1.0 / (m * w)))
+        dx += dy2
+        dx -= self._spread(dbeta_all * (1.0 / (m * w)))
+        dx *= self._spread(k)
+        return dx
 
     def backward_params(self, dy: np.ndarray) -> None:
         """dgamma and dbeta only (the layer is first in a network: no dx needed)."""
