@@ -48,7 +48,7 @@ import numpy as np
 
 from . import layers as L
 from .io import load_state, write_atomic
-from .module import Module, Sequential, model_dtype
+from .module import Module, Sequential
 from .torch_reference import MHA_NAMES, torch_layout, torch_name
 
 # --- names and layouts (no torch needed) --------------------------------------------------------
@@ -164,7 +164,7 @@ def _to_torch(m: Module):
     if kind in (L.Conv1d, L.Conv2d):
         return getattr(nn, kind.__name__)(**_same_args(m, drop=("init",)))
     if kind in RECURRENT:
-        return getattr(nn, kind.__name__)(**m.config(), batch_first=True)
+        return getattr(T, kind.__name__)(**m.config(), batch_first=True)
     if kind in (L.BatchNorm1d, L.BatchNorm2d, L.LayerNorm, L.Embedding, *_SAME_NAME):
         return getattr(nn, kind.__name__)(**m.config())
     if kind is L.Softmax:
@@ -206,7 +206,8 @@ def to_torch(model: Module):
     import torch
 
     tmodel = _to_torch(model)
-    dtype = torch.float64 if model_dtype(model) == np.float64 else torch.float32
+    floats = [a for a in model.state_dict().values() if a.dtype.kind == "f"]  # a BatchNorm has no params
+    dtype = torch.float64 if floats and floats[0].dtype == np.float64 else torch.float32
     tmodel.to(dtype)  # floating-point tensors only: num_batches_tracked stays int64
     state = {k: torch.from_numpy(v.copy()) for k, v in torch_state_dict(model).items()}
     tmodel.load_state_dict(state, strict=True)
@@ -240,7 +241,7 @@ def _build(module, cls: type, given: dict, options: dict, children=()):
     accepted = inspect.signature(cls).parameters
     kwargs = dict(given)
     for option, default in options.items():
-        value = getattr(module, option)
+        value = getattr(module, option, default)  # AvgPool1d has no divisor_override
         if option in accepted:
             kwargs[option] = value
         elif not _equal(value, default):
@@ -280,7 +281,7 @@ def _from_torch(tm):
         given["padding"] = tm.padding if isinstance(tm.padding, str) else one(tm.padding)
         given.update(in_channels=tm.in_channels, out_channels=tm.out_channels, bias=tm.bias is not None)
         return _build(tm, conv, given, {"groups": 1, "padding_mode": "zeros"})
-    if kind in (nn.RNN, nn.GRU, nn.LSTM):
+    if kind in (nn.RNN, nn.GRU, nn.LSTM, T.RNN, T.GRU, T.LSTM):
         if not tm.batch_first:
             raise ValueError(
                 f"from_torch: {name}(batch_first=False): glassnet's recurrent layers are batch-first "
@@ -288,9 +289,9 @@ def _from_torch(tm):
             )
         given = {k: getattr(tm, k) for k in ("input_size", "hidden_size", "num_layers", "bidirectional")}
         given["bias"] = tm.bias
-        if kind is nn.RNN:
+        if name == "RNN":
             given["nonlinearity"] = tm.nonlinearity
-        options = {"dropout": 0.0, **({"proj_size": 0} if kind is nn.LSTM else {})}
+        options = {"dropout": 0.0, **({"proj_size": 0} if name == "LSTM" else {})}
         return _build(tm, getattr(L, name), given, options)
     if kind in (nn.BatchNorm1d, nn.BatchNorm2d):
         given = {"num_features": tm.num_features, "eps": tm.eps, "momentum": tm.momentum, "affine": tm.affine}

@@ -180,6 +180,26 @@ class CausalTransformerEncoderLayer(nn.TransformerEncoderLayer):
         return super().forward(src, src_mask=mask, src_key_padding_mask=src_key_padding_mask)
 
 
+class _OutputOnly:
+    """A recurrent layer that returns its output sequence only, as glassnet's do (torch's return
+    ``(output, h_n)``, which the next layer of an ``nn.Sequential`` cannot take)."""
+
+    def forward(self, x, hx=None):
+        return super().forward(x, hx)[0]
+
+
+class RNN(_OutputOnly, nn.RNN):
+    """``nn.RNN`` (batch_first) returning the output sequence only."""
+
+
+class GRU(_OutputOnly, nn.GRU):
+    """``nn.GRU`` (batch_first) returning the output sequence only."""
+
+
+class LSTM(_OutputOnly, nn.LSTM):
+    """``nn.LSTM`` (batch_first) returning the output sequence only."""
+
+
 class Residual(nn.Module):
     """glassnet's ``Residual``: ``block(x) + shortcut(x)``, the shortcut the identity if None."""
 
