@@ -4,6 +4,8 @@ names round-trip without torch, and what cannot be converted is named."""
 
 from __future__ import annotations
 
+import pathlib
+import re
 import subprocess
 import sys
 
@@ -338,3 +340,22 @@ def test_a_torch_trained_cnn_under_glassnets_diagnostics():
     gn.fit(model, loss, gn.optim.SGD(model.parameters(), lr=0.01), gn.data.Dataset(x, y), epochs=2,
            batch_size=16, callbacks=[flow], rng=0)  # fmt: skip
     assert len(flow.history) == 3 and list(flow.speeds()) == ["layer 1", "layer 2", "layer 3", "layer 4"]
+
+
+def test_the_interop_page_runs(tmp_path, monkeypatch, capsys):
+    """docs/interop.md's Python blocks, in order, as one script (the walk-through included)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("sklearn")
+    page = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "interop.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    assert len(blocks) >= 8
+    monkeypatch.chdir(tmp_path)  # the page writes its files where it runs
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small convolutions: threads only contend on a shared machine
+    try:
+        exec(compile("\n".join(blocks), "docs/interop.md", "exec"), {})
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "delta^1" in out and "layer 1" in out
+    assert (tmp_path / "cnn.onnx").exists() and (tmp_path / "cnn_torch.safetensors").exists()
