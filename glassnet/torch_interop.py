@@ -198,7 +198,7 @@ SUPPORTED = sorted(
 
 
 def to_torch(model: Module):
-    """An equivalent ``torch.nn.Module``, in ``model``'s dtype and mode, with the weights (and
+    """An equivalent ``torch.nn.Module``, in ``model``'s dtype and (top-level) mode, with the weights (and
     batch-norm running statistics) copied in PyTorch's layouts (see the module docstring).
 
     The result computes what ``model`` computes: ``to_torch(model)(torch.from_numpy(x))``
@@ -211,17 +211,7 @@ def to_torch(model: Module):
     tmodel.to(dtype)  # floating-point tensors only: num_batches_tracked stays int64
     state = {k: torch.from_numpy(v.copy()) for k, v in torch_state_dict(model).items()}
     tmodel.load_state_dict(state, strict=True)
-    for gm, tm in zip(model.modules(), _torch_modules_in_glassnet_order(tmodel)):
-        tm.train(gm.training)
     return tmodel.train(model.training)
-
-
-def _torch_modules_in_glassnet_order(tmodel):
-    """torch's modules in the order of glassnet's ``modules()`` (depth first, children in order);
-    used only to mirror training modes, so a mismatch of counts just leaves the top's mode."""
-    yield tmodel
-    for child in tmodel.children():
-        yield from _torch_modules_in_glassnet_order(child)
 
 
 # --- torch -> glassnet ----------------------------------------------------------------------------
@@ -271,7 +261,7 @@ def _from_torch(tm):
         return L.Residual(_from_torch(tm.block), None if tm.shortcut is None else _from_torch(tm.shortcut))
     if kind is T.Graph:
         nodes = [(n, _from_torch(getattr(tm, n)), s) for n, s in tm.wiring]
-        return L.Graph(tm.inputs, nodes, tm.outputs)
+        return L.Graph(tm.graph_inputs, nodes, tm.graph_output)
     if kind is nn.Linear:
         return L.Linear(tm.in_features, tm.out_features, bias=tm.bias is not None)
     if kind in (nn.Conv1d, nn.Conv2d):

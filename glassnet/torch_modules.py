@@ -218,13 +218,17 @@ class Graph(nn.Module):
 
     def __init__(self, inputs: list[str], nodes: list[tuple[str, nn.Module, list[str]]], outputs: str):
         super().__init__()
-        self.inputs, self.outputs = list(inputs), outputs
+        self.graph_inputs, self.graph_output = list(inputs), outputs
         self.wiring = [(name, list(sources)) for name, _, sources in nodes]
         for name, module, _ in nodes:
+            if hasattr(self, name):
+                raise ValueError(
+                    f"torch_modules.Graph: node {name!r} has the name of an nn.Module attribute; rename it"
+                )
             self.add_module(name, module)
 
     def forward(self, *xs):
-        values = dict(zip(self.inputs, xs))
+        values = dict(zip(self.graph_inputs, xs))
         for name, sources in self.wiring:
             values[name] = getattr(self, name)(*(values[s] for s in sources))
-        return values[self.outputs]
+        return values[self.graph_output]

@@ -297,6 +297,8 @@ def test_to_torch_names_an_unknown_layer():
 
     with pytest.raises(ValueError, match="to_torch: no PyTorch module for Mine"):
         gn.to_torch(gn.Sequential(gn.Linear(2, 2), Mine()))
+    with pytest.raises(ValueError, match="node 'forward' has the name of an nn.Module attribute"):
+        gn.to_torch(gn.Graph("x", [("forward", gn.ReLU(), "x")], "forward"))
     with pytest.raises(TypeError, match="expected a torch.nn.Module"):
         gn.from_torch(gn.Linear(2, 2))
 
