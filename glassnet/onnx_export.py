@@ -40,17 +40,18 @@ from . import layers as L
 from .io import write_atomic
 from .module import Module, Sequential, evaluating, is_int, takes_integers
 
-OPSET = 17  # LayerNormalization is in opset 17; ReduceMean still takes its axes as an attribute
+OPSET = 17  # the default and the oldest: LayerNormalization is in opset 17
 
 
 class _Builder:
     """The nodes and initializers of the graph being written, and fresh names for them."""
 
-    def __init__(self) -> None:
+    def __init__(self, opset: int) -> None:
         import onnx
         from onnx import helper, numpy_helper
 
         self.onnx, self.helper, self.numpy_helper = onnx, helper, numpy_helper
+        self.opset = opset
         self.nodes: list = []
         self.initializers: list = []
         self.count = 0
@@ -82,10 +83,21 @@ def _linear(b: _Builder, layer: L.Linear, x: str, hint: str) -> str:
     return y if layer.b is None else b.op("Add", [y, b.const(layer.b.data, hint + ".b")], hint)
 
 
+def _int_padding(layer, hint: str) -> list[int]:
+    """The layer's padding as ints on each side (a padding given another way is not exported yet)."""
+    padding = layer.padding
+    if not isinstance(padding, tuple) or not all(isinstance(p, int) for p in padding):
+        raise ValueError(
+            f"export_onnx: {hint} ({type(layer).__name__}) has padding={padding!r}, which the ONNX "
+            "export does not handle yet"
+        )
+    return list(padding)
+
+
 def _conv(b: _Builder, layer: L.Conv2d, x: str, hint: str) -> str:
     one_d = isinstance(layer, L.Conv1d)
     pick = (lambda t: list(t[1:])) if one_d else list  # Conv1d keeps 2-D pairs (1, k) inside
-    pads = pick(layer.padding)
+    pads = pick(_int_padding(layer, hint))
     inputs = [x, b.const(layer.W.data, hint + ".W")]
     if layer.b is not None:
         inputs.append(b.const(layer.b.data, hint + ".b"))
@@ -96,7 +108,7 @@ def _conv(b: _Builder, layer: L.Conv2d, x: str, hint: str) -> str:
 
 
 def _pool(b: _Builder, layer, x: str, hint: str) -> str:
-    k, s, p = list(layer.kernel_size), list(layer.stride), list(layer.padding)
+    k, s, p = list(layer.kernel_size), list(layer.stride), _int_padding(layer, hint)
     if isinstance(layer, (L.MaxPool1d, L.MaxPool2d)):  # padding never wins a max: as PyTorch's -inf
         return b.op("MaxPool", [x], hint, kernel_shape=k, strides=s, pads=p + p)
     return b.op("AveragePool", [x], hint, kernel_shape=k, strides=s, pads=p + p, count_include_pad=1)
@@ -143,6 +155,12 @@ def _gelu(b: _Builder, layer: L.GELU, x: str, hint: str) -> str:
 def _reshape(b: _Builder, layer: L.Reshape, x: str, hint: str) -> str:
     # 0 copies the input's size on that axis: the batch axis stays N
     return b.op("Reshape", [x, b.ints([0, *layer.shape])], hint)
+
+
+def _token_mean(b: _Builder, layer: L.TokenMean, x: str, hint: str) -> str:
+    if b.opset >= 18:  # opset 18 moved ReduceMean's axes from an attribute to an input
+        return b.op("ReduceMean", [x, b.ints([1])], hint, keepdims=0)
+    return b.op("ReduceMean", [x], hint, axes=[1], keepdims=0)
 
 
 def _embedding(b: _Builder, layer: L.Embedding, ids: str, hint: str) -> str:
@@ -312,7 +330,7 @@ ONE_INPUT = {
     L.Flatten: _simple("Flatten", axis=1),
     L.Reshape: _reshape,
     L.Permute: _simple("Transpose", perm=lambda m: list(m.dims)),
-    L.TokenMean: _simple("ReduceMean", axes=[1], keepdims=0),
+    L.TokenMean: _token_mean,
     L.Token: _gather(lambda m: m.index),
     L.LastStep: _gather(lambda m: -1),
     L.Embedding: _embedding,
@@ -451,7 +469,7 @@ def export_onnx(model: Module, path: str | os.PathLike, input_shape, opset: int 
     dummies = [np.zeros((1, *s), np.int64 if integer else np.float32) for s in shapes]
     with evaluating(model):
         out = model.forward(*dummies)
-    b = _Builder()
+    b = _Builder(opset)
     y = _emit(b, model, names, "")
     b.nodes.append(helper.make_node("Identity", [y], ["output"]))
     elem = TensorProto.INT64 if integer else TensorProto.FLOAT
@@ -462,8 +480,9 @@ def export_onnx(model: Module, path: str | os.PathLike, input_shape, opset: int 
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", *out.shape[1:]])],
         initializer=b.initializers,
     )
-    onnx_model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="glassnet"
-    )
+    opsets = [helper.make_opsetid("", opset)]
+    onnx_model = helper.make_model(graph, opset_imports=opsets, producer_name="glassnet")
+    # the oldest IR version that holds this opset: runtimes older than this onnx package load it
+    onnx_model.ir_version = helper.find_min_ir_version_for(opsets)
     onnx.checker.check_model(onnx_model, full_check=True)
     write_atomic(path, onnx_model.SerializeToString())

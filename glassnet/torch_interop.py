@@ -15,10 +15,10 @@ is where the transposes are written, shared with the tests' torch references):
     Sequential                     nn.Sequential                      children by index, "0.W" -> "0.weight"
     Linear                         nn.Linear                          W (in, out) -> weight = W.T; b -> bias
     Conv1d, Conv2d                 nn.Conv1d, nn.Conv2d               W -> weight (same layout); b -> bias
-    RNN, GRU, LSTM                 nn.RNN/GRU/LSTM(batch_first=True)  W_x_l0 -> weight_ih_l0 = W_x.T,
-                                                                      W_h_l0 -> weight_hh_l0 = W_h.T,
-                                                                      b_x/b_h -> bias_ih/bias_hh; gate
-                                                                      blocks already in torch's order
+    RNN, GRU, LSTM                 torch_modules.RNN/GRU/LSTM: the    W_x_l0 -> weight_ih_l0 = W_x.T,
+                                   nn classes (batch_first=True)      W_h_l0 -> weight_hh_l0 = W_h.T,
+                                   returning the output only;         b_x/b_h -> bias_ih/bias_hh; gate
+                                   from_torch reads nn's too          blocks already in torch's order
     BatchNorm1d, BatchNorm2d       nn.BatchNorm1d/2d                  same names (running stats too)
     LayerNorm, Embedding           nn.LayerNorm, nn.Embedding         same names
     MultiheadAttention             torch_modules.MultiheadAttention   in_proj_* same; out_proj_weight ->

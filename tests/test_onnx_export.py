@@ -45,12 +45,12 @@ def run_onnx(path, *xs: np.ndarray) -> np.ndarray:
     return session.run(["output"], dict(zip(names, xs)))[0]
 
 
-def check_export(model: gn.Module, xs: tuple[np.ndarray, ...], tmp_path, name: str = "model.onnx"):
+def check_export(model: gn.Module, xs: tuple[np.ndarray, ...], tmp_path, opset: int = 17):
     """Export, check with onnx.checker, run in onnxruntime, compare with glassnet in eval mode."""
     xs = tuple(x if x.dtype.kind in "iu" else x.astype(np.float32) for x in xs)
-    path = tmp_path / name
+    path = tmp_path / "model.onnx"
     shapes = [x.shape[1:] for x in xs]
-    gn.export_onnx(model, path, shapes[0] if len(xs) == 1 else shapes)
+    gn.export_onnx(model, path, shapes[0] if len(xs) == 1 else shapes, opset=opset)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     with gn.evaluating(model):
         expected = model.forward(*xs)
@@ -145,6 +145,19 @@ def test_every_preset_matches_onnxruntime(name, tmp_path):
     assert got.shape == (2, 10)
 
 
+@pytest.mark.parametrize("opset", [18, 20])
+def test_later_opsets(opset, tmp_path):
+    """A later opset than the default (ReduceMean's axes became an input in 18): the ViT preset
+    holds every sequence layer, and TokenMean the one operator that changed."""
+    rng = np.random.default_rng(6)
+    model = gn.models.build("vit", rng, (1, 28, 28), 10)
+    check_export(model, (rng.random((2, 1, 28, 28), dtype=np.float32),), tmp_path, opset=opset)
+    assert onnx.load(str(tmp_path / "model.onnx")).opset_import[0].version == opset
+    check_export(gn.Sequential(gn.TokenMean()), (rng.standard_normal((2, 3, 4)),), tmp_path, opset=opset)
+    with pytest.raises(ValueError, match="opset must be >= 17"):
+        gn.export_onnx(model, tmp_path / "m.onnx", (1, 28, 28), opset=16)
+
+
 def test_exported_file_runs_in_eval_mode_whatever_the_models_mode(tmp_path):
     rng = np.random.default_rng(4)
     model = gn.Sequential(gn.Linear(4, 8, rng=rng), gn.Dropout(0.5, rng=rng), gn.BatchNorm1d(8))
@@ -171,6 +184,11 @@ def test_an_option_the_export_does_not_handle_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(conv, "config", lambda: {**L.Conv2d.config(conv), "padding_mode": "reflect"})
     with pytest.raises(ValueError, match=r"0 \(Conv2d\) has padding_mode='reflect'"):
         gn.export_onnx(gn.Sequential(conv), tmp_path / "m.onnx", (1, 5, 5))
+    # a padding that is not ints per side (PyTorch's "same") is refused until exported
+    pool = gn.MaxPool2d(3, padding=1)
+    pool.padding = "same"
+    with pytest.raises(ValueError, match=r"1 \(MaxPool2d\) has padding='same'"):
+        gn.export_onnx(gn.Sequential(gn.Identity(), pool), tmp_path / "m.onnx", (1, 5, 5))
 
 
 def test_bad_input_shapes(tmp_path):
