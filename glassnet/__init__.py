@@ -19,6 +19,7 @@ from . import (
     init,
     metrics,
     models,
+    onnx_export,
     optim,
     plots,
     report,
@@ -44,9 +45,11 @@ from .losses import (
     QuadraticCost,
 )
 from .module import Module, Param, Sequential, ShapeError
+from .onnx_export import export_onnx
 from .optim import clip_grad_norm
 from .regularizers import L1, L2, ElasticNet, FixedDropoutPenalty
 from .tensorboard import TensorBoard
+from .torch_interop import from_torch, load_torch_weights, save_torch_weights, to_torch
 from .tracing import trace
 from .train import evaluate, evaluating, fit, predict, train_step
 
@@ -93,20 +96,26 @@ __all__ = [
     "experiments",
     "models",
     "evaluate",
+    "export_onnx",
+    "from_torch",
     "evaluating",
     "fit",
     "functional",
     "init",
     "load",
     "load_metadata",
+    "load_torch_weights",
     "metrics",
+    "onnx_export",
     "optim",
     "plots",
     "predict",
     "report",
     "save",
+    "save_torch_weights",
     "schedules",
     "summary",
+    "to_torch",
     "trace",
     "train_step",
     "tune_malloc",

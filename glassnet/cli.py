@@ -8,6 +8,7 @@ glassnet evaluate runs/mlp/model.safetensors --dataset fashion-mnist
 glassnet predict runs/mlp/model.safetensors images.npy --out predictions.npy
 glassnet summary runs/mlp/model.safetensors
 glassnet summary --preset cnn --batch-size 128
+glassnet export runs/mlp/model.safetensors --onnx mlp.onnx
 glassnet diagnose --dataset fashion-mnist --model book --epochs 1 --subset 10000
 glassnet plot runs/mlp
 glassnet gradcheck
@@ -192,18 +193,10 @@ def cmd_predict(args) -> int:
 
 def cmd_summary(args) -> int:
     import glassnet as gn
-    from glassnet.io import MAX_INPUT_DIMS, MAX_INPUT_SIZE
 
     if (args.model is None) == (args.preset is None):
         raise ValueError("give a model file or --preset NAME (one of the two)")
-    shape = args.input_shape
-    if shape is not None:
-        if len(shape) > MAX_INPUT_DIMS or any(n < 1 for n in shape) or math.prod(shape) > MAX_INPUT_SIZE:
-            raise ValueError(
-                f"--input-shape: expected 1 to {MAX_INPUT_DIMS} positive sizes of at most "
-                f"{MAX_INPUT_SIZE:,} values in all, got {' '.join(map(str, shape))}"
-            )
-        shape = tuple(shape)
+    shape = input_shape_option(args.input_shape)
     if args.preset is not None:
         preset = gn.models.PRESETS[args.preset]
         shape = shape or preset.input_shape  # the data set the preset is made for
@@ -214,6 +207,35 @@ def cmd_summary(args) -> int:
             saved = gn.load_metadata(args.model).get("input_shape")
             shape = tuple(saved) if saved else None
     print(gn.summary(model, shape, args.batch_size))
+    return 0
+
+
+def input_shape_option(shape: list[int] | None) -> tuple[int, ...] | None:
+    """``--input-shape`` checked as the model file's metadata is (``io.check_metadata``)."""
+    from glassnet.io import MAX_INPUT_DIMS, MAX_INPUT_SIZE
+
+    if shape is None:
+        return None
+    if len(shape) > MAX_INPUT_DIMS or any(n < 1 for n in shape) or math.prod(shape) > MAX_INPUT_SIZE:
+        raise ValueError(
+            f"--input-shape: expected 1 to {MAX_INPUT_DIMS} positive sizes of at most "
+            f"{MAX_INPUT_SIZE:,} values in all, got {' '.join(map(str, shape))}"
+        )
+    return tuple(shape)
+
+
+def cmd_export(args) -> int:
+    import glassnet as gn
+
+    model = gn.load(args.model)
+    shape = input_shape_option(args.input_shape)
+    if shape is None:  # the file's, checked by load_metadata
+        saved = gn.load_metadata(args.model).get("input_shape")
+        if not saved:
+            raise ValueError(f"--input-shape: not given, and {args.model} does not record its input shape")
+        shape = tuple(saved)
+    gn.export_onnx(model, args.onnx, shape)
+    print(f"wrote {args.onnx} (ONNX opset {gn.onnx_export.OPSET}, input (N, {', '.join(map(str, shape))}))")
     return 0
 
 
@@ -474,6 +496,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--classes", type=SUMMARY_CLASSES, default=10, help="for --preset (default 10)")
     s.add_argument("--batch-size", type=SUMMARY_BATCH, default=32, help="batch for the memory estimate")
     s.set_defaults(func=cmd_summary)
+
+    x = sub.add_parser("export", help="write a saved model as an ONNX file (needs the onnx extra)")
+    x.add_argument("model", help="a saved model file")
+    x.add_argument("--onnx", required=True, metavar="OUT", help="the ONNX file to write")
+    x.add_argument(
+        "--input-shape", type=int, nargs="+", help="one example's shape (default: the model file's)"
+    )
+    x.set_defaults(func=cmd_export)
 
     d = sub.add_parser("diagnose", help="train briefly and report gradient flow, dead and saturated units")
     d.add_argument("--dataset", choices=DATASETS, help="default: the preset's (fashion-mnist, or mnist1d)")

@@ -55,7 +55,7 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("field, value", HOSTILE)
-@pytest.mark.parametrize("command", ["summary", "predict", "evaluate"])
+@pytest.mark.parametrize("command", ["summary", "predict", "evaluate", "export"])
 def test_hostile_metadata_is_a_one_line_error_naming_file_and_field(tmp_path, capsys, command, field, value):
     path = model_file(
         tmp_path / "m.safetensors", **{"dataset": "digits", "input_shape": [1, 8, 8], field: value}
@@ -65,6 +65,7 @@ def test_hostile_metadata_is_a_one_line_error_naming_file_and_field(tmp_path, ca
         "summary": ["summary", str(path)],
         "predict": ["predict", str(path), str(tmp_path / "x.npy")],
         "evaluate": ["evaluate", str(path), "--dataset", "digits"],
+        "export": ["export", str(path), "--onnx", str(tmp_path / "m.onnx")],
     }[command]
     assert main(argv) == 2
     line = error_line(capsys, command)

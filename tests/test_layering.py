@@ -57,6 +57,9 @@ LAYERS = {
     "gradcheck": TOOLS,
     "choices": TOOLS,  # the data sets and optimizers the CLI and the experiment files name
     "runs": TOOLS,  # glassnet train as a library call: presets, run directories, results
+    "torch_interop": TOOLS,  # to_torch/from_torch and weight files under PyTorch's names
+    "torch_modules": TOOLS,  # torch twins of glassnet-only layers (imports torch: only when called)
+    "onnx_export": TOOLS,  # export_onnx (onnx imported when called)
     # entry points: the package's namespace and the command line
     "": ENTRY,  # glassnet/__init__.py: ``import glassnet as gn`` sees every layer
     "cli": ENTRY,

@@ -1,0 +1,488 @@
+"""Export a glassnet model to ONNX: ``gn.export_onnx(model, "model.onnx", input_shape=(1, 28, 28))``.
+
+The file is a standard ONNX graph (opset 17, float32) that onnxruntime, TensorRT or a browser
+runtime can run without glassnet. It computes the model in eval mode: dropout is the identity,
+batch norm uses its running statistics. The batch axis is symbolic (``N``), the other axes are
+``input_shape``. Each layer becomes standard operators:
+
+    Linear                MatMul(x, W) + b          (W is glassnet's (in, out): no transpose)
+    Conv1d, Conv2d        Conv                      MaxPool*, AvgPool*   MaxPool, AveragePool
+    GlobalAvg/MaxPool2d   GlobalAveragePool / GlobalMaxPool, then Flatten
+    BatchNorm1d/2d        BatchNormalization (running statistics)
+    LayerNorm             LayerNormalization        Embedding            Gather(weight, ids)
+    RNN, GRU, LSTM        RNN / GRU / LSTM, one node per layer, time-major inside (Transpose);
+                          gate blocks reordered from PyTorch's (GRU r z n, LSTM i f g o) to
+                          ONNX's (GRU z r h, LSTM i o f c); GRU with linear_before_reset = 1,
+                          which is PyTorch's (and glassnet's) r * (h W_hn + b_hn)
+    MultiheadAttention    MatMul/Reshape/Transpose/Softmax, the causal mask built with Trilu
+    TransformerEncoderLayer  its attention, LayerNormalization, MatMul and the residual Adds
+    activations           Relu, Sigmoid, Tanh, LeakyRelu, Elu, Softmax; Softplus with beta and
+                          PyTorch's threshold; GELU as x/2 (1 + erf(x / sqrt 2)) (or its tanh form)
+    Dropout, GaussianDropout, Identity   Identity
+    Flatten, Reshape, Permute            Flatten, Reshape, Transpose
+    Token, LastStep, TokenMean           Gather on axis 1, ReduceMean
+    PositionalEmbedding, ClassToken      Slice + Add, Expand + Concat
+    Sequential, Residual, Graph, Add, Multiply, Concat   their wiring, Add, Mul, Concat
+
+A layer not in this table (a user's own module, a layer option with no ONNX counterpart) is a
+``ValueError`` naming the layer, where it sits in the model, and why.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+
+import numpy as np
+
+from . import layers as L
+from .io import write_atomic
+from .module import Module, Sequential, evaluating, is_int, takes_integers
+
+OPSET = 17  # the default and the oldest: LayerNormalization is in opset 17
+
+
+class _Builder:
+    """The nodes and initializers of the graph being written, and fresh names for them."""
+
+    def __init__(self, opset: int) -> None:
+        import onnx
+        from onnx import helper, numpy_helper
+
+        self.onnx, self.helper, self.numpy_helper = onnx, helper, numpy_helper
+        self.opset = opset
+        self.nodes: list = []
+        self.initializers: list = []
+        self.count = 0
+
+    def fresh(self, hint: str) -> str:
+        self.count += 1
+        return f"{hint}_{self.count}"
+
+    def const(self, value, hint: str = "c", dtype=np.float32) -> str:
+        name = self.fresh(hint)
+        array = np.array(value, dtype=dtype, order="C")  # (ascontiguousarray would make a scalar 1-d)
+        self.initializers.append(self.numpy_helper.from_array(array, name))
+        return name
+
+    def ints(self, values, hint: str = "shape") -> str:
+        return self.const(list(values), hint, np.int64)
+
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: int = 1, **attrs):
+        names = [self.fresh(hint or op_type.lower()) for _ in range(outputs)]
+        self.nodes.append(self.helper.make_node(op_type, inputs, names, **attrs))
+        return names[0] if outputs == 1 else names
+
+
+# --- one function per layer family: (builder, layer, input names, where) -> output name ---------
+
+
+def _linear(b: _Builder, layer: L.Linear, x: str, hint: str) -> str:
+    y = b.op("MatMul", [x, b.const(layer.W.data, hint + ".W")], hint)
+    return y if layer.b is None else b.op("Add", [y, b.const(layer.b.data, hint + ".b")], hint)
+
+
+def _int_padding(layer, hint: str) -> list[int]:
+    """The layer's padding as ints on each side (a padding given another way is not exported yet)."""
+    padding = layer.padding
+    if not isinstance(padding, tuple) or not all(isinstance(p, int) for p in padding):
+        raise ValueError(
+            f"export_onnx: {hint} ({type(layer).__name__}) has padding={padding!r}, which the ONNX "
+            "export does not handle yet"
+        )
+    return list(padding)
+
+
+def _conv(b: _Builder, layer: L.Conv2d, x: str, hint: str) -> str:
+    one_d = isinstance(layer, L.Conv1d)
+    pick = (lambda t: list(t[1:])) if one_d else list  # Conv1d keeps 2-D pairs (1, k) inside
+    pads = pick(_int_padding(layer, hint))
+    inputs = [x, b.const(layer.W.data, hint + ".W")]
+    if layer.b is not None:
+        inputs.append(b.const(layer.b.data, hint + ".b"))
+    return b.op(
+        "Conv", inputs, hint, kernel_shape=pick(layer.kernel_size), strides=pick(layer.stride),
+        pads=pads + pads, dilations=pick(layer.dilation), group=int(getattr(layer, "groups", 1)),
+    )  # fmt: skip
+
+
+def _pool(b: _Builder, layer, x: str, hint: str) -> str:
+    k, s, p = list(layer.kernel_size), list(layer.stride), _int_padding(layer, hint)
+    if isinstance(layer, (L.MaxPool1d, L.MaxPool2d)):  # padding never wins a max: as PyTorch's -inf
+        return b.op("MaxPool", [x], hint, kernel_shape=k, strides=s, pads=p + p)
+    return b.op("AveragePool", [x], hint, kernel_shape=k, strides=s, pads=p + p, count_include_pad=1)
+
+
+def _batch_norm(b: _Builder, layer, x: str, hint: str) -> str:
+    c = layer.num_features
+    scale = layer.weight.data if layer.affine else np.ones(c)
+    shift = layer.bias.data if layer.affine else np.zeros(c)
+    mean, var = (
+        b.const(layer.running_mean, hint + ".running_mean"),
+        b.const(layer.running_var, hint + ".running_var"),
+    )
+    inputs = [x, b.const(scale, hint + ".weight"), b.const(shift, hint + ".bias"), mean, var]
+    return b.op("BatchNormalization", inputs, hint, epsilon=layer.eps)
+
+
+def _layer_norm(b: _Builder, layer: L.LayerNorm, x: str, hint: str) -> str:
+    shape = layer.normalized_shape
+    scale = np.ones(shape) if layer.weight is None else layer.weight.data
+    shift = np.zeros(shape) if layer.bias is None else layer.bias.data
+    inputs = [x, b.const(scale, hint + ".weight"), b.const(shift, hint + ".bias")]
+    return b.op("LayerNormalization", inputs, hint, axis=-len(shape), epsilon=layer.eps)
+
+
+def _softplus(b: _Builder, layer: L.Softplus, x: str, hint: str) -> str:
+    # PyTorch's: log(1 + e^(beta x)) / beta, and x itself where beta x > threshold
+    bx = b.op("Mul", [x, b.const(layer.beta)], hint)
+    soft = b.op("Div", [b.op("Softplus", [bx], hint), b.const(layer.beta)], hint)
+    return b.op("Where", [b.op("Greater", [bx, b.const(layer.threshold)], hint), x, soft], hint)
+
+
+def _gelu(b: _Builder, layer: L.GELU, x: str, hint: str) -> str:
+    if layer.approximate == "tanh":  # x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        cube = b.op("Mul", [b.op("Mul", [x, x], hint), x], hint)
+        inner = b.op("Add", [x, b.op("Mul", [cube, b.const(0.044715)], hint)], hint)
+        t = b.op("Tanh", [b.op("Mul", [inner, b.const(math.sqrt(2 / math.pi))], hint)], hint)
+    else:  # x/2 (1 + erf(x / sqrt 2))
+        t = b.op("Erf", [b.op("Mul", [x, b.const(1 / math.sqrt(2))], hint)], hint)
+    half_x = b.op("Mul", [x, b.const(0.5)], hint)
+    return b.op("Mul", [half_x, b.op("Add", [t, b.const(1.0)], hint)], hint)
+
+
+def _reshape(b: _Builder, layer: L.Reshape, x: str, hint: str) -> str:
+    # 0 copies the input's size on that axis: the batch axis stays N
+    return b.op("Reshape", [x, b.ints([0, *layer.shape])], hint)
+
+
+def _token_mean(b: _Builder, layer: L.TokenMean, x: str, hint: str) -> str:
+    if b.opset >= 18:  # opset 18 moved ReduceMean's axes from an attribute to an input
+        return b.op("ReduceMean", [x, b.ints([1])], hint, keepdims=0)
+    return b.op("ReduceMean", [x], hint, axes=[1], keepdims=0)
+
+
+def _embedding(b: _Builder, layer: L.Embedding, ids: str, hint: str) -> str:
+    ids = b.op("Cast", [ids], hint, to=b.onnx.TensorProto.INT64)
+    return b.op("Gather", [b.const(layer.weight.data, hint + ".weight"), ids], hint, axis=0)
+
+
+def _positional(b: _Builder, layer: L.PositionalEmbedding, x: str, hint: str) -> str:
+    t = b.op("Shape", [x], hint, start=1, end=2)  # the sequence's length T: the first T rows
+    rows = b.op("Slice", [b.const(layer.weight.data, hint + ".weight"), b.ints([0]), t, b.ints([0])], hint)
+    return b.op("Add", [x, rows], hint)
+
+
+def _class_token(b: _Builder, layer: L.ClassToken, x: str, hint: str) -> str:
+    n = b.op("Shape", [x], hint, start=0, end=1)
+    shape = b.op("Concat", [n, b.ints([1, layer.embedding_dim])], hint, axis=0)
+    token = b.op("Expand", [b.const(layer.weight.data, hint + ".weight"), shape], hint)
+    return b.op("Concat", [token, x], hint, axis=1)
+
+
+# PyTorch's gate blocks -> ONNX's: GRU (r, z, n) -> (z, r, h); LSTM (i, f, g, o) -> (i, o, f, c)
+GATE_ORDER = {L.RNN: [0], L.GRU: [1, 0, 2], L.LSTM: [0, 3, 1, 2]}
+
+
+def _onnx_gates(a: np.ndarray, layer, hidden: int) -> np.ndarray:
+    """Rows of (G H, ...) in PyTorch's gate order, reordered to ONNX's."""
+    return np.concatenate([a[g * hidden : (g + 1) * hidden] for g in GATE_ORDER[type(layer)]])
+
+
+def _recurrent(b: _Builder, layer, x: str, hint: str) -> str:
+    H, D = layer.hidden_size, layer.directions
+    op = type(layer).__name__
+    attrs = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward"}
+    if isinstance(layer, L.GRU):
+        attrs["linear_before_reset"] = 1  # r * (h W_hn + b_hn), PyTorch's equation
+    if isinstance(layer, L.RNN):
+        attrs["activations"] = [layer.nonlinearity.capitalize()] * D
+    seq = b.op("Transpose", [x], hint, perm=[1, 0, 2])  # ONNX's recurrent ops are time-major
+    for k in range(layer.num_layers):
+        cells = layer.cells[k * D : (k + 1) * D]
+        W = np.stack([_onnx_gates(W_x.data.T, layer, H) for W_x, _, _, _ in cells])  # (D, G H, in)
+        R = np.stack([_onnx_gates(W_h.data.T, layer, H) for _, W_h, _, _ in cells])  # (D, G H, H)
+        inputs = [seq, b.const(W, f"{hint}.W_l{k}"), b.const(R, f"{hint}.R_l{k}")]
+        if layer.bias:  # B = [Wb; Rb] per direction
+            B = np.stack([np.concatenate([_onnx_gates(b_x.data, layer, H), _onnx_gates(b_h.data, layer, H)])
+                          for _, _, b_x, b_h in cells])  # fmt: skip
+            inputs.append(b.const(B, f"{hint}.B_l{k}"))
+        y = b.op(op, inputs, hint, **attrs)  # (T, D, N, H)
+        y = b.op("Transpose", [y], hint, perm=[0, 2, 1, 3])  # (T, N, D, H)
+        seq = b.op("Reshape", [y, b.ints([0, 0, D * H])], hint)  # (T, N, D H): directions side by side
+    return b.op("Transpose", [seq], hint, perm=[1, 0, 2])
+
+
+def _heads(b: _Builder, x: str, W: np.ndarray, bias, layer, perm: list[int], hint: str) -> str:
+    """x @ W.T + bias, split into heads and transposed by ``perm`` from (N, L, h, d)."""
+    y = b.op("MatMul", [x, b.const(W.T, hint + ".W")], hint)
+    if bias is not None:
+        y = b.op("Add", [y, b.const(bias, hint + ".b")], hint)
+    y = b.op("Reshape", [y, b.ints([0, 0, layer.num_heads, layer.head_dim])], hint)
+    return b.op("Transpose", [y], hint, perm=perm)
+
+
+def _attention(b: _Builder, layer: L.MultiheadAttention, *xs: str, hint: str) -> str:
+    if len(xs) not in (1, 3):
+        raise ValueError(f"export_onnx: {hint} (MultiheadAttention) takes 1 or 3 inputs, got {len(xs)}")
+    q, k, v = xs if len(xs) == 3 else xs * 3
+    e, W = layer.embed_dim, layer.in_proj_weight.data
+    bias = layer.in_proj_bias.data if layer.bias else None
+    part = [(W[i * e : (i + 1) * e], None if bias is None else bias[i * e : (i + 1) * e]) for i in range(3)]
+    Q = _heads(b, q, *part[0], layer, [0, 2, 1, 3], hint + ".q")  # (N, h, T, d)
+    Kt = _heads(b, k, *part[1], layer, [0, 2, 3, 1], hint + ".k")  # (N, h, d, S)
+    V = _heads(b, v, *part[2], layer, [0, 2, 1, 3], hint + ".v")  # (N, h, S, d)
+    Z = b.op("Mul", [b.op("MatMul", [Q, Kt], hint), b.const(1 / math.sqrt(layer.head_dim))], hint)
+    if layer.causal:  # -inf above the diagonal: query t sees keys 0..t
+        t = b.op("Shape", [q], hint, start=1, end=2)
+        ones = b.op("ConstantOfShape", [b.op("Concat", [t, t], hint, axis=0)], hint,
+                    value=b.numpy_helper.from_array(np.ones(1, np.float32)))  # fmt: skip
+        future = b.op("Equal", [b.op("Trilu", [ones], hint, upper=0), b.const(0.0)], hint)
+        Z = b.op("Where", [future, b.const(-np.inf), Z], hint)
+    A = b.op("Softmax", [Z], hint, axis=-1)
+    O = b.op("Transpose", [b.op("MatMul", [A, V], hint)], hint, perm=[0, 2, 1, 3])
+    O = b.op("Reshape", [O, b.ints([0, 0, e])], hint)
+    y = b.op("MatMul", [O, b.const(layer.out_proj_weight.data.T, hint + ".out_proj_weight")], hint)
+    if layer.bias:
+        y = b.op("Add", [y, b.const(layer.out_proj_bias.data, hint + ".out_proj_bias")], hint)
+    return y
+
+
+def _encoder_layer(b: _Builder, layer: L.TransformerEncoderLayer, x: str, hint: str) -> str:
+    def run(child: Module, name: str, u: str) -> str:
+        return _emit(b, child, [u], f"{hint}.{name}")
+
+    def ff(u: str) -> str:
+        return run(
+            layer.linear2, "linear2", run(layer.activation, "activation", run(layer.linear1, "linear1", u))
+        )
+
+    if layer.norm_first:
+        x1 = b.op("Add", [x, run(layer.self_attn, "self_attn", run(layer.norm1, "norm1", x))], hint)
+        return b.op("Add", [x1, ff(run(layer.norm2, "norm2", x1))], hint)
+    x1 = run(layer.norm1, "norm1", b.op("Add", [x, run(layer.self_attn, "self_attn", x)], hint))
+    return run(layer.norm2, "norm2", b.op("Add", [x1, ff(x1)], hint))
+
+
+def _simple(op_type: str, **fixed):
+    """A layer that is one ONNX operator; ``fixed`` attributes are values or functions of the layer."""
+
+    def emit(b: _Builder, layer, x: str, hint: str) -> str:
+        attrs = {k: v(layer) if callable(v) else v for k, v in fixed.items()}
+        return b.op(op_type, [x], hint, **attrs)
+
+    return emit
+
+
+def _gather(index):
+    def emit(b: _Builder, layer, x: str, hint: str) -> str:
+        i = index(layer)
+        return b.op("Gather", [x, b.const(np.array(i), hint + ".index", np.int64)], hint, axis=1)
+
+    return emit
+
+
+def _global_pool(op_type: str):
+    def emit(b: _Builder, layer, x: str, hint: str) -> str:
+        return b.op("Flatten", [b.op(op_type, [x], hint)], hint, axis=1)
+
+    return emit
+
+
+def _merge(op_type: str):
+    def emit(b: _Builder, layer, *xs: str, hint: str) -> str:
+        if op_type == "Concat":
+            return b.op("Concat", list(xs), hint, axis=layer.axis)
+        y = xs[0]
+        for x in xs[1:]:
+            y = b.op(op_type, [y, x], hint)
+        return y
+
+    return emit
+
+
+# glassnet class -> emitter. One input: emit(b, layer, x, hint); several: emit(b, layer, *xs, hint=)
+ONE_INPUT = {
+    L.Linear: _linear,
+    L.Conv1d: _conv,
+    L.Conv2d: _conv,
+    L.MaxPool1d: _pool,
+    L.MaxPool2d: _pool,
+    L.AvgPool1d: _pool,
+    L.AvgPool2d: _pool,
+    L.GlobalAvgPool2d: _global_pool("GlobalAveragePool"),
+    L.GlobalMaxPool2d: _global_pool("GlobalMaxPool"),
+    L.BatchNorm1d: _batch_norm,
+    L.BatchNorm2d: _batch_norm,
+    L.LayerNorm: _layer_norm,
+    L.ReLU: _simple("Relu"),
+    L.Sigmoid: _simple("Sigmoid"),
+    L.Tanh: _simple("Tanh"),
+    L.LeakyReLU: _simple("LeakyRelu", alpha=lambda m: m.negative_slope),
+    L.ELU: _simple("Elu", alpha=lambda m: m.alpha),
+    L.Softplus: _softplus,
+    L.GELU: _gelu,
+    L.Softmax: _simple("Softmax", axis=lambda m: m.axis),
+    L.Dropout: _simple("Identity"),  # eval mode: dropout is the identity
+    L.GaussianDropout: _simple("Identity"),
+    L.Identity: _simple("Identity"),
+    L.Flatten: _simple("Flatten", axis=1),
+    L.Reshape: _reshape,
+    L.Permute: _simple("Transpose", perm=lambda m: list(m.dims)),
+    L.TokenMean: _token_mean,
+    L.Token: _gather(lambda m: m.index),
+    L.LastStep: _gather(lambda m: -1),
+    L.Embedding: _embedding,
+    L.PositionalEmbedding: _positional,
+    L.ClassToken: _class_token,
+    L.RNN: _recurrent,
+    L.GRU: _recurrent,
+    L.LSTM: _recurrent,
+    L.TransformerEncoderLayer: _encoder_layer,
+}
+SEVERAL_INPUTS = {
+    L.Add: _merge("Add"),
+    L.Multiply: _merge("Mul"),
+    L.Concat: _merge("Concat"),
+    L.MultiheadAttention: _attention,
+}
+# the config entries each emitter reads; any other entry must hold its constructor default
+# (an option added to a layer is refused here until its export is written and tested)
+READS = {
+    L.Conv1d: {
+        "in_channels",
+        "out_channels",
+        "kernel_size",
+        "stride",
+        "padding",
+        "dilation",
+        "bias",
+        "init",
+        "groups",
+    },  # fmt: skip
+    L.RNN: {"input_size", "hidden_size", "num_layers", "bidirectional", "bias", "nonlinearity", "dropout"},
+    L.MultiheadAttention: {"embed_dim", "num_heads", "dropout", "bias", "causal"},
+}
+READS[L.Conv2d] = READS[L.Conv1d]
+READS[L.GRU] = READS[L.LSTM] = READS[L.RNN]
+READS.update(
+    {c: {"kernel_size", "stride", "padding"} for c in (L.MaxPool1d, L.MaxPool2d, L.AvgPool1d, L.AvgPool2d)}
+)
+READS.update({c: {"num_features", "eps", "momentum", "affine"} for c in (L.BatchNorm1d, L.BatchNorm2d)})
+
+
+def _check_options(layer: Module, hint: str) -> None:
+    reads = READS.get(type(layer))
+    if reads is None:
+        return
+    defaults = inspect.signature(type(layer)).parameters
+    for key, value in layer.config().items():
+        default = defaults[key].default if key in defaults else inspect.Parameter.empty
+        if key not in reads and value != default:
+            raise ValueError(
+                f"export_onnx: {hint} ({type(layer).__name__}) has {key}={value!r}, which the ONNX "
+                "export does not handle yet"
+            )
+
+
+def _emit(b: _Builder, layer: Module, inputs: list[str], hint: str) -> str:
+    kind = type(layer)
+    if kind is Sequential:
+        (x,) = inputs
+        for name, child in layer.named_children():
+            x = _emit(b, child, [x], f"{hint}.{name}" if hint else name)
+        return x
+    if kind is L.Residual:
+        (x,) = inputs
+        y = _emit(b, layer.block, [x], f"{hint}.block")
+        s = x if layer.shortcut is None else _emit(b, layer.shortcut, [x], f"{hint}.shortcut")
+        return b.op("Add", [y, s], hint)
+    if kind is L.Graph:
+        values = dict(zip(layer.inputs, inputs))
+        for name, module, sources in layer.nodes:
+            values[name] = _emit(b, module, [values[s] for s in sources], f"{hint}.{name}" if hint else name)
+        return values[layer.outputs]
+    _check_options(layer, hint)
+    if kind in SEVERAL_INPUTS:
+        return SEVERAL_INPUTS[kind](b, layer, *inputs, hint=hint)
+    if kind in ONE_INPUT:
+        if len(inputs) != 1:
+            raise ValueError(f"export_onnx: {hint} ({kind.__name__}) takes one input, got {len(inputs)}")
+        return ONE_INPUT[kind](b, layer, inputs[0], hint)
+    supported = sorted(
+        {c.__name__ for c in (*ONE_INPUT, *SEVERAL_INPUTS)} | {"Sequential", "Residual", "Graph"}
+    )
+    raise ValueError(
+        f"export_onnx: layer {hint or 'the model'} ({kind.__name__}) has no ONNX export; "
+        f"supported: {', '.join(supported)}"
+    )
+
+
+def _input_shapes(model: Module, input_shape) -> list[tuple[int, ...]]:
+    """One example's shape per model input: a tuple, or a list of tuples for a model with
+    several inputs (a ``Graph``'s, in the order of its ``inputs``; ``Add``, ``Concat``)."""
+    several = isinstance(input_shape, (list, tuple)) and all(
+        isinstance(s, (list, tuple)) for s in input_shape
+    )
+    shapes = list(input_shape) if several and input_shape else [input_shape]
+    if isinstance(model, L.Graph) and len(shapes) != len(model.inputs):
+        raise ValueError(
+            f"export_onnx: the graph takes {len(model.inputs)} inputs ({', '.join(model.inputs)}), "
+            f"input_shape gives {len(shapes)}"
+        )
+    out = []
+    for shape in shapes:
+        shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+        if not shape or not all(is_int(n) and n >= 1 for n in shape):
+            raise ValueError(
+                "export_onnx: input_shape must be one example's shape (positive integers, no batch "
+                f"axis), or a list of them for several inputs, got {input_shape!r}"
+            )
+        out.append(tuple(int(n) for n in shape))
+    return out
+
+
+def export_onnx(model: Module, path: str | os.PathLike, input_shape, opset: int = OPSET) -> None:
+    """Write ``model`` as an ONNX file at ``path`` (atomically), in eval mode and float32.
+
+    ``input_shape`` is one example's shape, without the batch axis ((1, 28, 28) for an image);
+    a ``Graph`` with several inputs takes a list of shapes, one per input. The batch axis is
+    symbolic: the file runs on any batch size. A model whose first layer is an ``Embedding``
+    takes int64 ids. The graph is checked with ``onnx.checker`` (shape inference included)
+    before it is written. Needs the ``onnx`` extra: ``pip install 'glassnet[onnx]'``."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper
+    except ImportError as e:
+        raise ImportError("export_onnx needs onnx: pip install 'glassnet[onnx]'") from e
+    if opset < OPSET:
+        raise ValueError(f"export_onnx: opset must be >= {OPSET} (LayerNormalization), got {opset}")
+    shapes = _input_shapes(model, input_shape)
+    integer = takes_integers(model) and len(shapes) == 1
+    if isinstance(model, L.Graph):
+        names = list(model.inputs)
+    else:
+        names = ["input"] if len(shapes) == 1 else [f"input{k}" for k in range(len(shapes))]
+    # a forward in glassnet first: a wrong input_shape is glassnet's own ShapeError, naming the
+    # layer, and the output's shape is known for the graph's declaration
+    dummies = [np.zeros((1, *s), np.int64 if integer else np.float32) for s in shapes]
+    with evaluating(model):
+        out = model.forward(*dummies)
+    b = _Builder(opset)
+    y = _emit(b, model, names, "")
+    b.nodes.append(helper.make_node("Identity", [y], ["output"]))
+    elem = TensorProto.INT64 if integer else TensorProto.FLOAT
+    graph = helper.make_graph(
+        b.nodes,
+        "glassnet",
+        [helper.make_tensor_value_info(n, elem, ["N", *s]) for n, s in zip(names, shapes)],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", *out.shape[1:]])],
+        initializer=b.initializers,
+    )
+    opsets = [helper.make_opsetid("", opset)]
+    onnx_model = helper.make_model(graph, opset_imports=opsets, producer_name="glassnet")
+    # the oldest IR version that holds this opset: runtimes older than this onnx package load it
+    onnx_model.ir_version = helper.find_min_ir_version_for(opsets)
+    onnx.checker.check_model(onnx_model, full_check=True)
+    write_atomic(path, onnx_model.SerializeToString())
