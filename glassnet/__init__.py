@@ -41,7 +41,7 @@ from .losses import (
     MSELoss,
     QuadraticCost,
 )
-from .module import Module, Param, Sequential, ShapeError
+from .module import Module, Param, Sequential, ShapeError, no_grad
 from .optim import clip_grad_norm
 from .regularizers import L1, L2, ElasticNet, FixedDropoutPenalty
 from .tensorboard import TensorBoard
@@ -91,6 +91,7 @@ __all__ = [
     "models",
     "evaluate",
     "evaluating",
+    "no_grad",
     "fit",
     "functional",
     "init",
