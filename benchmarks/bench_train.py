@@ -145,8 +145,8 @@ def run_torch(workload: str, epochs: int, threads: int, train_size: int | None =
         perm = torch.randperm(len(xt))
         total, correct = 0.0, 0
         for i in range(n_batches):
-            idx = perm[i * bs : (i + 1) * bs]  # gather per batch, as glassnet's fit (faster
-            opt.zero_grad()  # for torch too than one whole-epoch gather, measured here)
+            idx = perm[i * bs : (i + 1) * bs]  # gather per batch, as glassnet's fit does
+            opt.zero_grad()
             out = model(xt[idx])
             loss = loss_fn(out, target[idx])
             loss.backward()

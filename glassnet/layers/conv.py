@@ -1,6 +1,7 @@
 """Convolutions: ``Conv2d`` and ``Conv1d`` with PyTorch's semantics, as one matrix product.
 
-How the work is done (chosen by measurement, see README "Benchmarks"): the input is turned
+How the work is done (chosen by measurement: ``benchmarks/bench_layers.py``, results in
+``benchmarks/results/``): the input is turned
 channels-last, x (N, H, W, C), and the kh * kw shifted windows are copied side by side into
 one matrix (im2col), so the whole convolution of the mini-batch is a single BLAS product,
 

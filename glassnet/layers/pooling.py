@@ -10,7 +10,8 @@ slice-adds into a zeroed, padded buffer when windows overlap or hang over the bo
 Why strided views: each is read once, in place, by one element-wise ``maximum`` or ``add``
 over the whole batch. A (N, C, Ho, k, Wo, k) reshape reduced by ``max(axis=(3, 5))`` walks
 memory in small inner loops, and copying the windows to (N, C, Ho, Wo, k*k) for ``argmax``
-writes k*k copies of the input first; both ran many times slower on CNN-A's shapes.
+writes k*k copies of the input first; both are slower on CNN-A's shapes (bench_layers.py
+measures the pooling rows; the results are in benchmarks/results/).
 
 The 1-D layers run the 2-D code on (N, C, 1, L) with a (1, k) kernel.
 """
