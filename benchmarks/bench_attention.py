@@ -76,13 +76,18 @@ def time_torch(repeats: int, threads: int) -> dict[str, float]:
     return out
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=2, help="alternating glassnet/torch process pairs")
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
     ap.add_argument("--impl", choices=["glassnet", "torch"], help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.impl:
         os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
         times = (
@@ -98,12 +103,18 @@ def main() -> None:
                                    "--threads", str(args.threads)],
                                   check=True, capture_output=True, text=True, env=env)  # fmt: skip
             results[impl].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    print("| layer (forward + backward, float32) | glassnet ms | torch ms | ratio |")
-    print("| --- | --- | --- | --- |")
+    rows = {}
     for name in ROWS:
         g = statistics.median(r[name] for r in results["glassnet"]) * 1e3
         t = statistics.median(r[name] for r in results["torch"]) * 1e3
-        print(f"| {name} | {g:.2f} | {t:.2f} | {g / t:.2f} |")
+        rows[name] = {"glassnet_ms": round(g, 3), "torch_ms": round(t, 3), "ratio": round(g / t, 3)}
+    if args.json:
+        print(json.dumps({"threads": args.threads, "rows": rows}))
+        return
+    print("| layer (forward + backward, float32) | glassnet ms | torch ms | ratio |")
+    print("| --- | --- | --- | --- |")
+    for name, r in rows.items():
+        print(f"| {name} | {r['glassnet_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} |")
 
 
 if __name__ == "__main__":

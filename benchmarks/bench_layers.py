@@ -73,15 +73,20 @@ def time_torch(spec, repeats: int, threads: int) -> float:
     return median_time(once, repeats)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=2, help="alternating glassnet/torch process pairs")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--malloc", choices=["tuned", "default"], default="tuned",
                     help="tuned: glassnet's process calls gn.tune_malloc() (as the CLI does)")  # fmt: skip
+    ap.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
     ap.add_argument("--impl", choices=["glassnet", "torch"], help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.impl:
         os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
         out = {}
@@ -102,15 +107,20 @@ def main() -> None:
                                    "--threads", str(args.threads), "--malloc", args.malloc],
                                   check=True, capture_output=True, text=True, env=env)  # fmt: skip
             results[impl].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    print("| layer (forward + backward, batch 128) | glassnet ms | torch ms | ratio |")
-    print("| --- | --- | --- | --- |")
+    rows = {}
     for name in SPECS:
         g = [r[name] for r in results["glassnet"] if r[name] is not None]
         t = [r[name] for r in results["torch"]]
-        if not g:
-            continue
-        gm, tm = statistics.median(g) * 1e3, statistics.median(t) * 1e3
-        print(f"| {name} | {gm:.2f} | {tm:.2f} | {gm / tm:.2f} |")
+        if g:
+            gm, tm = statistics.median(g) * 1e3, statistics.median(t) * 1e3
+            rows[name] = {"glassnet_ms": round(gm, 3), "torch_ms": round(tm, 3), "ratio": round(gm / tm, 3)}
+    if args.json:
+        print(json.dumps({"threads": args.threads, "rows": rows}))
+        return
+    print("| layer (forward + backward, batch 128) | glassnet ms | torch ms | ratio |")
+    print("| --- | --- | --- | --- |")
+    for name, r in rows.items():
+        print(f"| {name} | {r['glassnet_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} |")
 
 
 if __name__ == "__main__":

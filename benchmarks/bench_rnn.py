@@ -105,14 +105,18 @@ def run_torch(workload: str, epochs: int, threads: int) -> dict:
     return {"train": min(times)}
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workload", choices=["gru", "lstm"], default="gru")
     ap.add_argument("--rounds", type=int, default=5, help="alternating glassnet/torch pairs")
     ap.add_argument("--epochs", type=int, default=3, help="timed epochs per process (min taken)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--impl", choices=["glassnet", "torch"], help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.impl:
         fn = run_glassnet if args.impl == "glassnet" else run_torch
         print(json.dumps(fn(args.workload, args.epochs, args.threads)))

@@ -67,7 +67,8 @@ def load(threads: int, train_size: int | None = None):
     return train.x[:train_size], train.y[:train_size]
 
 
-def run_glassnet(workload: str, epochs: int, threads: int, train_size: int | None = None) -> float:
+def run_glassnet(workload: str, epochs: int, threads: int, train_size: int | None = None,
+                 infer_size: int = 10000) -> dict:  # fmt: skip
     x, y = load(threads, train_size)
     import numpy as np
 
@@ -100,12 +101,13 @@ def run_glassnet(workload: str, epochs: int, threads: int, train_size: int | Non
     timer = epoch_timer()
     gn.fit(model, loss_fn, opt, (x, y), epochs=epochs, batch_size=bs, rng=rng, verbose=False,
            callbacks=[timer])  # fmt: skip
-    t, n_infer = time.perf_counter(), min(10000, len(x))
+    t, n_infer = time.perf_counter(), min(infer_size, len(x))
     gn.predict(model, x[:n_infer], batch_size=500)
     return {"train": min(timer.times), "infer": n_infer / (time.perf_counter() - t), "rss": peak_rss_mb()}
 
 
-def run_torch(workload: str, epochs: int, threads: int, train_size: int | None = None) -> float:
+def run_torch(workload: str, epochs: int, threads: int, train_size: int | None = None,
+              infer_size: int = 10000) -> dict:  # fmt: skip
     x, y = load(threads, train_size)
     import torch
 
@@ -143,8 +145,8 @@ def run_torch(workload: str, epochs: int, threads: int, train_size: int | None =
         perm = torch.randperm(len(xt))
         total, correct = 0.0, 0
         for i in range(n_batches):
-            idx = perm[i * bs : (i + 1) * bs]  # gather per batch, as glassnet's fit (faster
-            opt.zero_grad()  # for torch too than one whole-epoch gather, measured here)
+            idx = perm[i * bs : (i + 1) * bs]  # gather per batch, as glassnet's fit does
+            opt.zero_grad()
             out = model(xt[idx])
             loss = loss_fn(out, target[idx])
             loss.backward()
@@ -163,27 +165,33 @@ def run_torch(workload: str, epochs: int, threads: int, train_size: int | None =
         epoch(n)
         times.append(time.perf_counter() - t)
     model.eval()
-    t, n_infer = time.perf_counter(), min(10000, len(xt))
+    t, n_infer = time.perf_counter(), min(infer_size, len(xt))
     with torch.no_grad():
         for i in range(0, n_infer, 500):
             model(xt[i : i + 500])
     return {"train": min(times), "infer": n_infer / (time.perf_counter() - t), "rss": peak_rss_mb()}
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workload", choices=sorted(WORKLOADS), default="mlp")
     ap.add_argument("--rounds", type=int, default=3, help="alternating glassnet/torch pairs")
     ap.add_argument("--epochs", type=int, default=2, help="timed epochs per process (min taken)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-size", type=int, help="time epochs over the first N training images only")
+    ap.add_argument("--infer-size", type=int, default=10000, help="images timed for inference (batch 500)")
     ap.add_argument("--impl", choices=["glassnet", "torch"], help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.impl:
         fn = run_glassnet if args.impl == "glassnet" else run_torch
-        print(json.dumps(fn(args.workload, args.epochs, args.threads, args.train_size)))
+        print(json.dumps(fn(args.workload, args.epochs, args.threads, args.train_size, args.infer_size)))
         return
     extra = ["--train-size", str(args.train_size)] if args.train_size else []
+    extra += ["--infer-size", str(args.infer_size)]
     results = alternate(__file__, args.rounds, ["--workload", args.workload, "--epochs", str(args.epochs),
                                                  "--threads", str(args.threads), *extra])  # fmt: skip
 

@@ -44,7 +44,7 @@ from .losses import (
     MSELoss,
     QuadraticCost,
 )
-from .module import Module, Param, Sequential, ShapeError
+from .module import Module, Param, Sequential, ShapeError, no_grad
 from .onnx_export import export_onnx
 from .optim import clip_grad_norm
 from .regularizers import L1, L2, ElasticNet, FixedDropoutPenalty
@@ -99,6 +99,7 @@ __all__ = [
     "export_onnx",
     "from_torch",
     "evaluating",
+    "no_grad",
     "fit",
     "functional",
     "init",

@@ -41,7 +41,7 @@ def empty_in_order(shape: tuple[int, ...], dtype, order: list[int], fill: float 
 
     Convolutions return NCHW views of channels-last memory; a layer that allocated its output
     or its dx in plain C order would make every later element-wise operation mix layouts
-    (several times slower) and force a copy in the next convolution.
+    (strided inner loops) and force a copy in the next convolution.
     """
     physical = np.empty([shape[a] for a in order], dtype=dtype)
     if fill is not None:

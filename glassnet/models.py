@@ -114,7 +114,8 @@ def resnet(rng, in_shape, classes, widths: tuple[int, ...] = (16, 32, 64), block
     then one stage of ``blocks`` basic blocks per width (each stage after the first halves the
     map with a stride-2 conv: 28 -> 14 -> 7), global average pooling and a linear classifier.
     The default is the 14-layer size of the CIFAR ResNets (175k parameters); ``widths=(32, 64,
-    128)`` has 4x the parameters and takes about twice the time per epoch on 2 cores."""
+    128)`` has 4x the parameters (and a longer epoch: ``benchmarks/bench_train.py --workload
+    resnet`` measures the default)."""
     net = [
         L.Conv2d(in_shape[0], widths[0], 3, padding=1, bias=False, rng=rng),
         L.BatchNorm2d(widths[0]),

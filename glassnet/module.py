@@ -9,6 +9,7 @@ lists its parameters and children explicitly.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -316,6 +317,28 @@ def keep_modes(model: Module) -> Iterator[Module]:
     finally:
         for m, mode in zip(model.modules(), modes):
             m.training = mode
+
+
+_grad_state = threading.local()
+
+
+def grad_enabled() -> bool:
+    """Whether a forward pass should keep what its backward pass needs (True unless inside
+    ``no_grad()``, in this thread)."""
+    return getattr(_grad_state, "enabled", True)
+
+
+@contextmanager
+def no_grad() -> Iterator[None]:
+    """Run forward passes that no backward pass will follow (``predict``, ``evaluate``): layers
+    may then skip what they keep only for backward (a max-pool's argmax, a convolution's
+    input windows). A backward after such a forward raises ``RuntimeError``. Per thread; nests."""
+    before = grad_enabled()
+    _grad_state.enabled = False
+    try:
+        yield
+    finally:
+        _grad_state.enabled = before
 
 
 @contextmanager

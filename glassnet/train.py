@@ -18,7 +18,16 @@ from .data import Dataset, as_dataset, batch_slices, check_inputs
 from .losses import BCEWithLogitsLoss, HingeLoss, Loss
 
 # evaluating and model_dtype live in module (the tools below training use them); re-exported here
-from .module import Module, ShapeError, as_rng, check_arg, evaluating, model_dtype, takes_integers
+from .module import (
+    Module,
+    ShapeError,
+    as_rng,
+    check_arg,
+    evaluating,
+    model_dtype,
+    no_grad,
+    takes_integers,
+)
 from .optim import Optimizer, clip_grad_norm
 from .schedules import ReduceLROnPlateau
 from .walk import leaves
@@ -442,7 +451,7 @@ def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000, metrics
         m.reset()
     summed = getattr(loss_fn, "reduction", "mean") == "sum"
     total, correct, count = 0.0, 0, None
-    with evaluating(model):
+    with evaluating(model), no_grad():  # no backward follows: layers keep nothing for one
         for i, sl in enumerate(batch_slices(ds.n, batch_size)):
             pred = model.forward(ds.x[sl])
             check_finite_output(model, pred, "evaluate")
@@ -566,7 +575,7 @@ def predict(model: Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     parameter that does."""
     _check_count("batch_size", batch_size, 1, "predict")
     x = check_inputs(x, "predict", model_dtype(model), takes_integers(model))
-    with evaluating(model):
+    with evaluating(model), no_grad():  # no backward follows: layers keep nothing for one
         if len(x) == 0:
             return _forward(model, x, "predict")
         outs = [_forward(model, x[sl], "predict") for sl in batch_slices(len(x), batch_size)]

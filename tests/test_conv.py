@@ -186,3 +186,90 @@ def test_a_config_written_before_the_options_still_loads():
     layer = gn.Conv2d(**old)
     assert layer.groups == 1 and layer.padding_mode == "zeros" and layer.W.shape == (3, 2, 3, 3)
     assert gn.Conv2d.state_shapes(**old) == {"W": (3, 2, 3, 3), "b": (3,)}
+
+
+def _plain_conv(x, W, b, s, p, d):
+    """The definition, loop by loop (float64): y[n, o, i, j] = b[o] + sum over c, a, e of
+    W[o, c, a, e] x_padded[n, c, i s_h + a d_h, j s_w + e d_w]."""
+    n, c, h, w = x.shape
+    out, _, kh, kw = W.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
+    ho = (h + 2 * p[0] - d[0] * (kh - 1) - 1) // s[0] + 1
+    wo = (w + 2 * p[1] - d[1] * (kw - 1) - 1) // s[1] + 1
+    y = np.zeros((n, out, ho, wo)) + (0 if b is None else b[None, :, None, None])
+    for a in range(kh):
+        for e in range(kw):
+            patch = xp[:, :, a * d[0] : a * d[0] + s[0] * (ho - 1) + 1 : s[0],
+                       e * d[1] : e * d[1] + s[1] * (wo - 1) + 1 : s[1]]  # fmt: skip
+            y += np.einsum("nchw,oc->nohw", patch, W[:, :, a, e])
+    return y
+
+
+GEOMETRIES = [dict(), dict(padding=2), dict(stride=2, padding=1, dilation=2), dict(stride=(2, 1), bias=False)]
+
+
+@pytest.mark.parametrize("kw", GEOMETRIES)
+def test_one_channel_cols_t_is_the_transposed_im2col_with_a_ones_row(kw):
+    """The fast path for C_in = 1 builds cols^T tap by tap; it must be exactly ``_cols``^T (and
+    a row of ones for the bias), so its products are the plain im2col formula's."""
+    from glassnet.layers.conv import _cols, _cols_t_one_channel
+
+    rng = np.random.default_rng(4)
+    conv = gn.Conv2d(1, 3, (3, 2), rng=rng, dtype=np.float64, **kw)
+    x = rng.standard_normal((2, 1, 9, 8))
+    (ph, pw), k, s, d = conv.padding, conv.kernel_size, conv.stride, conv.dilation
+    xp = np.pad(x.transpose(0, 2, 3, 1), ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+    y = conv.forward(x)
+    out_hw = y.shape[2:]
+    cols_t = _cols_t_one_channel(xp[..., 0], k, s, d, out_hw, ones_row=True)
+    np.testing.assert_array_equal(cols_t[:-1], _cols(xp, k, s, d, out_hw).T)
+    np.testing.assert_array_equal(cols_t[-1], 1.0)
+
+
+@pytest.mark.parametrize("c_in", [1, 3])
+@pytest.mark.parametrize("kw", GEOMETRIES)
+def test_conv_equals_the_plain_formula_float64(c_in, kw):
+    """Forward, dW, db and dx of both paths (C_in = 1: cols^T with the bias folded into the
+    products; C_in > 1: im2col) against the definition and its derivatives, in float64."""
+    rng = np.random.default_rng(5)
+    conv = gn.Conv2d(c_in, 4, 3, rng=rng, dtype=np.float64, **kw)
+    x = rng.standard_normal((3, c_in, 10, 9))
+    b = None if conv.b is None else conv.b.data
+    y = conv.forward(x)
+    np.testing.assert_allclose(y, _plain_conv(x, conv.W.data, b, conv.stride, conv.padding, conv.dilation),
+                               rtol=1e-12, atol=1e-12)  # fmt: skip
+    dy = rng.standard_normal(y.shape)
+    dx = conv.backward(dy)
+    # the plain derivatives, through the linearity of the definition in W, b and x
+    dW = np.zeros_like(conv.W.data)
+    for idx in np.ndindex(*dW.shape):
+        e = np.zeros_like(dW)
+        e[idx] = 1
+        dW[idx] = (_plain_conv(x, e, None, conv.stride, conv.padding, conv.dilation) * dy).sum()
+    np.testing.assert_allclose(conv.W.grad, dW, rtol=1e-10, atol=1e-10)
+    if b is not None:
+        np.testing.assert_allclose(conv.b.grad, dy.sum(axis=(0, 2, 3)), rtol=1e-12, atol=1e-12)
+    dx_plain = np.zeros_like(x)
+    for idx in np.ndindex(*x.shape):
+        e = np.zeros_like(x)
+        e[idx] = 1
+        dx_plain[idx] = (
+            _plain_conv(e, conv.W.data, None, conv.stride, conv.padding, conv.dilation) * dy
+        ).sum()
+    np.testing.assert_allclose(dx, dx_plain, rtol=1e-10, atol=1e-10)
+
+
+def test_no_grad_keeps_no_windows_and_backward_then_says_so():
+    rng = np.random.default_rng(6)
+    for c_in in (1, 2):
+        conv = gn.Conv2d(c_in, 3, 3, rng=rng)
+        x = rng.standard_normal((2, c_in, 7, 7)).astype(np.float32)
+        y = conv.forward(x)
+        with gn.no_grad():
+            y_fast = conv.forward(x)
+        assert conv.cols is None and conv.cols_t is None
+        np.testing.assert_array_equal(y_fast, y)
+        with pytest.raises(RuntimeError, match=r"Conv2d.backward: the forward pass ran under no_grad"):
+            conv.backward(np.ones_like(y))
+        conv.forward(x)
+        conv.backward(np.ones_like(y))  # forward outside no_grad: backward works again

@@ -405,3 +405,51 @@ def test_a_batch_norm_config_written_before_the_option_still_loads():
         "running_var",
         "num_batches_tracked",
     }
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("affine", [True, False])
+def test_channels_last_input_gives_the_c_order_results_and_keeps_its_layout(training, affine):
+    """A convolution's output (NCHW view of channels-last memory) runs on (N, H W C) rows; it
+    must give what the (N, C H W) rows give for the same values (float64), and keep its layout
+    in y and dx so the layers around it need no copies."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 5, 4, 6)) * 2 + 1
+    dy = rng.standard_normal(x.shape)
+    x_cl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    dy_cl = np.ascontiguousarray(dy.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    results = []
+    for xi, dyi in ((x, dy), (x_cl, dy_cl)):
+        bn = gn.BatchNorm2d(5, affine=affine, dtype=np.float64)
+        if affine:
+            bn.weight.data[:] = rng.standard_normal(5) if not results else results[0][4]
+            bn.bias.data[:] = np.linspace(-1, 1, 5)
+        bn.running_mean[:] = np.linspace(-0.5, 0.5, 5)
+        bn.running_var[:] = np.linspace(0.5, 2.0, 5)
+        bn.train(training)
+        y = bn.forward(xi)
+        dx = bn.backward(dyi)
+        grads = [p.grad.copy() for p in bn.parameters()]
+        results.append((y, dx, grads, (bn.running_mean.copy(), bn.running_var.copy()),
+                        bn.weight.data.copy() if affine else None, bn.channels_last))  # fmt: skip
+    (y0, dx0, g0, s0, _, cl0), (y1, dx1, g1, s1, _, cl1) = results
+    assert not cl0 and cl1
+    np.testing.assert_allclose(y1, y0, **TIGHT)
+    np.testing.assert_allclose(dx1, dx0, **TIGHT)
+    for a, b in zip(g1, g0):
+        np.testing.assert_allclose(a, b, **TIGHT)
+    np.testing.assert_allclose(s1, s0, **TIGHT)
+    assert y1.transpose(0, 2, 3, 1).flags.c_contiguous and dx1.transpose(0, 2, 3, 1).flags.c_contiguous
+    assert y0.flags.c_contiguous and dx0.flags.c_contiguous
+
+
+def test_channels_last_forward_with_a_c_order_delta():
+    """dy in the other layout (a layer above that allocated in C order) is copied into the
+    layer's layout, not misread."""
+    rng = np.random.default_rng(12)
+    x = np.ascontiguousarray(rng.standard_normal((2, 4, 3, 5)).transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    dy = rng.standard_normal(x.shape)  # C order
+    a, b = gn.BatchNorm2d(4, dtype=np.float64), gn.BatchNorm2d(4, dtype=np.float64)
+    a.forward(x)
+    b.forward(np.ascontiguousarray(x))
+    np.testing.assert_allclose(a.backward(dy), b.backward(dy), **TIGHT)

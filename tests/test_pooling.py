@@ -423,3 +423,31 @@ def test_old_pooling_configs_still_load_and_bad_options_are_named():
         gn.MaxPool2d(2, padding=2, dilation=(1, 2))
     with pytest.raises(TypeError, match="dilation"):  # PyTorch's AvgPool has no dilation either
         gn.AvgPool2d(2, dilation=2)
+
+
+@pytest.mark.parametrize("kw", MAX_2D)
+def test_max_pool_under_no_grad_gives_the_same_max_and_keeps_no_argmax(kw):
+    rng = np.random.default_rng(7)
+    pool = gn.MaxPool2d(**kw)
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    y = pool.forward(x)
+    with gn.no_grad():
+        y_fast = pool.forward(x)
+    np.testing.assert_array_equal(y_fast, y)
+    assert pool.idx is None
+    with pytest.raises(RuntimeError, match=r"MaxPool2d.backward: the forward pass ran under no_grad"):
+        pool.backward(np.ones_like(y))
+
+
+def test_predict_and_evaluate_run_under_no_grad_and_training_still_works():
+    rng = np.random.default_rng(8)
+    model = gn.models.cnn_a(rng, (1, 28, 28), 10)
+    x, y = rng.random((4, 1, 28, 28)).astype(np.float32), np.arange(4)
+    model.eval()
+    expected = model.forward(x)
+    model.train()
+    np.testing.assert_array_equal(gn.predict(model, x), expected)
+    assert model[3].cols is None and model[2].idx is None  # nothing kept for a backward
+    gn.evaluate(model, gn.CrossEntropyLoss(), (x, y))
+    gn.train_step(model, gn.CrossEntropyLoss(), gn.optim.SGD(model.parameters(), lr=0.1), x, y)
+    assert model[3].cols is not None and model[2].idx is not None

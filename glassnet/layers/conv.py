@@ -1,6 +1,7 @@
 """Convolutions: ``Conv2d`` and ``Conv1d`` with PyTorch's semantics, as one matrix product.
 
-How the work is done (chosen by measurement, see docs/benchmarks.md): the input is turned
+How the work is done (chosen by measurement: ``benchmarks/bench_layers.py``, results in
+``benchmarks/results/``): the input is turned
 channels-last, x (N, H, W, C), and the kh * kw shifted windows are copied side by side into
 one matrix (im2col), so the whole convolution of the mini-batch is a single BLAS product,
 
@@ -20,7 +21,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import init as initializers
-from ..module import Module, Param, ShapeError, as_rng, check_arg, float_dtype
+from ..module import Module, Param, ShapeError, as_rng, check_arg, float_dtype, grad_enabled
 from . import _padding
 from ._shapes import ntuple, size
 from ._shapes import out_size as conv_out_size  # the formula under its older name here
@@ -28,6 +29,47 @@ from ._shapes import out_size as conv_out_size  # the formula under its older na
 
 def _pair(v, name: str, layer: str) -> tuple[int, int]:
     return ntuple(v, 2, name, layer, "an int or a pair of ints")
+
+
+def _cols(xp: np.ndarray, k, s, d, out_hw) -> np.ndarray:
+    """im2col of a channels-last, padded input xp (N, Hp, Wp, C): row (n, i, j) holds the window
+    under output pixel (i, j), ordered (kh, kw, C), so cols (N Ho Wo, kh kw C), with
+
+        cols[(n, i, j), (a, b, c)] = xp[n, i s_h + a d_h, j s_w + b d_w, c].
+
+    One copy of a strided window view, not kh * kw slice copies: NumPy's copy loop then runs once
+    over the whole input instead of once per tap."""
+    (kh, kw), (sh, sw), (dil_h, dil_w), (ho, wo) = k, s, d, out_hw
+    n, c = xp.shape[0], xp.shape[3]
+    win = sliding_window_view(xp, ((kh - 1) * dil_h + 1, (kw - 1) * dil_w + 1), axis=(1, 2))
+    win = win[
+        :, : sh * (ho - 1) + 1 : sh, : sw * (wo - 1) + 1 : sw, :, ::dil_h, ::dil_w
+    ]  # (N, Ho, Wo, C, kh, kw)
+    return np.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3)).reshape(n * ho * wo, kh * kw * c)
+
+
+def _cols_t_one_channel(xp: np.ndarray, k, s, d, out_hw, ones_row: bool) -> np.ndarray:
+    """cols^T for one input channel, xp (N, Hp, Wp) padded: (kh kw [+ 1], N Ho Wo), with
+
+        cols_t[(a, b), (n, i, j)] = xp[n, i s_h + a d_h, j s_w + b d_w]   (= cols^T of ``_cols``)
+
+    and, when ``ones_row``, a last row of ones, so that ``cols_t.T @ [Wmat; b] = cols Wmat + b``
+    and ``cols_t @ delta`` holds dW's rows and then db = sum of delta (BP4 and BP3 in one product).
+
+    Why: with C = 1 a window row has only kh kw numbers, and the window copy of ``_cols`` writes
+    them kh kw at a time; here each tap's shifted image is one contiguous row, copied as a block,
+    and the bias add over y and the separate sum of delta for db disappear into the products."""
+    (kh, kw), (sh, sw), (dil_h, dil_w), (ho, wo) = k, s, d, out_hw
+    n = xp.shape[0]
+    cols_t = np.empty((kh * kw + ones_row, n, ho, wo), dtype=xp.dtype)
+    for a in range(kh):
+        for b in range(kw):
+            rows = slice(a * dil_h, a * dil_h + sh * (ho - 1) + 1, sh)
+            cols = slice(b * dil_w, b * dil_w + sw * (wo - 1) + 1, sw)
+            cols_t[a * kw + b] = xp[:, rows, cols]
+    if ones_row:
+        cols_t[-1] = 1
+    return cols_t.reshape(len(cols_t), n * ho * wo)
 
 
 class Conv2d(Module):
@@ -160,19 +202,21 @@ class Conv2d(Module):
         else:
             xp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
             xp[:, ph : ph + h, pw : pw + w, :] = x.transpose(0, 2, 3, 1)
-        # im2col: row (n, i, j) of cols holds the window under output pixel (i, j), ordered
-        # (kh, kw, C). One copy of a strided window view, not kh * kw slice copies: NumPy's copy
-        # loop then runs once over the whole input instead of once per tap
-        win = sliding_window_view(xp, ((kh - 1) * dil_h + 1, (kw - 1) * dil_w + 1), axis=(1, 2))
-        win = win[
-            :, : sh * (ho - 1) + 1 : sh, : sw * (wo - 1) + 1 : sw, :, ::dil_h, ::dil_w
-        ]  # (N, Ho, Wo, C, kh, kw)
-        cols = np.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3))
-        cols = cols.reshape(n * ho * wo, kh * kw * c)
-        y = cols @ self._kernel().reshape(kh * kw * c, self.out_channels)
-        if self.b is not None:
-            y += self.b.data
-        self.cols, self.x_shape, self.out_hw = cols, x.shape, (ho, wo)
+        wmat = self._kernel().reshape(kh * kw * c, self.out_channels)
+        self.x_shape, self.out_hw = x.shape, (ho, wo)
+        if c == 1:
+            # one input channel: cols^T, built tap by tap, with the bias as one more row
+            cols_t = _cols_t_one_channel(xp[..., 0], self.kernel_size, self.stride, self.dilation, (ho, wo),
+                                         self.b is not None)  # fmt: skip
+            wb = wmat if self.b is None else np.concatenate([wmat, self.b.data[None]])
+            y = cols_t.T @ wb  # = cols @ Wmat + b
+            self.cols, self.cols_t = None, cols_t if grad_enabled() else None
+        else:
+            cols = _cols(xp, self.kernel_size, self.stride, self.dilation, (ho, wo))
+            y = cols @ wmat
+            if self.b is not None:
+                y += self.b.data
+            self.cols, self.cols_t = cols if grad_enabled() else None, None
         return y.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
 
     def _backward4(self, dy: np.ndarray, need_dx: bool) -> np.ndarray | None:
@@ -180,11 +224,21 @@ class Conv2d(Module):
         dil_h, dil_w = self.dilation  # not dh, dw: d<name> is dLoss/d(name)
         n, c, h, w = self.x_shape
         ho, wo = self.out_hw
+        if self.cols is None and self.cols_t is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward: the forward pass ran under no_grad() (predict, "
+                "evaluate) and kept no input windows; run forward again outside no_grad()"
+            )
         delta = dy.transpose(0, 2, 3, 1).reshape(n * ho * wo, self.out_channels)  # no copy if NHWC
-        dk = (self.cols.T @ delta).reshape(kh, kw, c, self.out_channels)  # BP4
-        self.W.grad += dk.transpose(3, 2, 0, 1).reshape(self.W.shape)
+        if self.cols_t is not None:  # one input channel: dW and db in one product (BP4, BP3)
+            dwb = self.cols_t @ delta  # rows: the kh kw taps, then (with a bias) the sum of delta
+            dk, db = dwb[: kh * kw], dwb[kh * kw :]
+        else:
+            dk = self.cols.T @ delta  # BP4
+            db = delta.sum(axis=0, keepdims=True) if self.b is not None else None  # BP3
+        self.W.grad += dk.reshape(kh, kw, c, self.out_channels).transpose(3, 2, 0, 1).reshape(self.W.shape)
         if self.b is not None:
-            self.b.grad += delta.sum(axis=0)  # BP3
+            self.b.grad += db[0]
         if not need_dx:
             return None
         # BP2 + col2im, one kernel tap (i, j) at a time: delta @ W[:, :, i, j] is what the input

@@ -52,18 +52,25 @@ from ..module import Module, Param, ShapeError, check_arg, float_dtype, is_int
 from ._shapes import MAX_SIZE, size
 
 
-def _channel_sum(a: np.ndarray, c: int) -> np.ndarray:
-    """Per-channel sum over N and L of an (N, C*L) array: shape (C,).
+def _channel_sum(a: np.ndarray, c: int, channels_last: bool = False) -> np.ndarray:
+    """Per-channel sum over N and L of an (N, C*L) array, or of an (N, L*C) one when
+    ``channels_last``: shape (C,).
 
     einsum reduces the two axes in one pass, where ``sum(axis=(0, 2))`` makes NumPy iterate
     over a strided axis; a BLAS matrix-vector product with ones is fast alone but competes for
-    BLAS threads with the convolutions around it.
+    BLAS threads with the convolutions around it. Channels-last: the sum over N first, as whole
+    rows added together (contiguous), then over the L positions of that one row.
     """
+    if channels_last:
+        return np.einsum("lc->c", a.sum(axis=0).reshape(-1, c))
     return np.einsum("ncl->c", a.reshape(a.shape[0], c, -1))
 
 
-def _channel_dot(a: np.ndarray, b: np.ndarray, c: int) -> np.ndarray:
-    """Per-channel sum over N and L of a * b, for (N, C*L) arrays, with no temporary of their size."""
+def _channel_dot(a: np.ndarray, b: np.ndarray, c: int, channels_last: bool = False) -> np.ndarray:
+    """Per-channel sum over N and L of a * b, for (N, C*L) arrays (or (N, L*C) when
+    ``channels_last``), with no temporary of their size."""
+    if channels_last:
+        return np.einsum("lc->c", np.einsum("nk,nk->k", a, b).reshape(-1, c))
     if a.shape[1] == c:  # (N, C): einsum, where vecdot would make N*C calls of length 1
         return np.einsum("nc,nc->c", a, b)
     n = a.shape[0]
@@ -156,19 +163,43 @@ class _BatchNorm(Module):
     # Arrays are handled as (N, C*L), one row per example, and a per-channel vector v as
     # repeat(v, L), laid out along a row: NumPy's inner loop then runs over two contiguous
     # operands, instead of restarting for every channel as a (C, 1) broadcast over (N, C, L) does.
+    # A convolution's output (an NCHW view of channels-last memory) is handled as (N, H W C)
+    # rows instead, v laid out as tile(v, H W): the same contiguous loops, without copying x
+    # into NCHW order, and y and dx keep the channels-last layout (the next layers' element-wise
+    # passes and the next convolution's transposes then stay copy-free).
+    def _rows(self, a: np.ndarray) -> np.ndarray:
+        """``a`` as the 2-D array the passes run on: (N, C*L), or (N, H*W*C) when channels-last."""
+        if self.channels_last:
+            return a.transpose(0, 2, 3, 1).reshape(a.shape[0], -1)  # a copy only if a is NCHW
+        return a.reshape(a.shape[0], -1)
+
+    def _unrows(self, a2: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        if self.channels_last:
+            n, c, h, w = shape
+            return a2.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+        return a2.reshape(shape)
+
+    def _sum(self, a: np.ndarray) -> np.ndarray:
+        return _channel_sum(a, self.num_features, self.channels_last)
+
+    def _dot(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return _channel_dot(a, b, self.num_features, self.channels_last)
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         if x.ndim not in self.ndims or x.shape[1] != self.num_features:
             expected = self.layout.format(self.num_features)
             raise ShapeError(f"{type(self).__name__} expects input {expected}, got shape {x.shape}")
         n, c = x.shape[:2]
-        self.length = math.prod(x.shape[2:])  # L: 1, the sequence length, or H * W
-        m = n * self.length  # values per channel
-        x2 = x.reshape(n, c * self.length)
+        length = math.prod(x.shape[2:])  # L: 1, the sequence length, or H * W
+        m = n * length  # values per channel
+        self.channels_last = x.ndim == 4 and c > 1 and x.transpose(0, 2, 3, 1).flags.c_contiguous
+        self.length = length
+        x2 = self._rows(x)
         # backward follows the mode forward ran in; without running statistics, always the batch's
         self.batch_stats = self.training or not self.track_running_stats
         self.x_hat = self.x2 = None  # drop the other mode's arrays
         if not self.batch_stats:
-            return self._forward_eval(x2).reshape(x.shape)
+            return self._unrows(self._forward_eval(x2), x.shape)
         sync = self.sync
         if sync is not None:
             m = sync.examples * self.length  # M: the values per channel over every rank
@@ -178,28 +209,28 @@ class _BatchNorm(Module):
                 f"got input size {x.shape}"
             )
         if sync is None:
-            mu = _channel_sum(x2, c) * (1.0 / m)
+            mu = self._sum(x2) * (1.0 / m)
         else:
-            mu = sync.allreduce(_channel_sum(x2, c)) * (1.0 / m)
+            mu = sync.allreduce(self._sum(x2)) * (1.0 / m)
         x_hat = x2 - self._spread(mu)  # centred first: var from E[(x - mu)^2] has no cancellation
         if sync is None:
-            var = _channel_dot(x_hat, x_hat, c) * (1.0 / m)  # biased: what normalises
+            var = self._dot(x_hat, x_hat) * (1.0 / m)  # biased: what normalises
         else:
-            var = sync.allreduce(_channel_dot(x_hat, x_hat, c)) * (1.0 / m)
+            var = sync.allreduce(self._dot(x_hat, x_hat)) * (1.0 / m)
         if self.training and self.track_running_stats:
             self._update_running_stats(mu, var, m)
         inv_sigma = 1.0 / np.sqrt(var + self.eps)
         x_hat *= self._spread(inv_sigma)
         self.x_hat, self.inv_sigma = x_hat, inv_sigma
         if not self.affine:
-            return x_hat.reshape(x.shape)
+            return self._unrows(x_hat, x.shape)
         y = x_hat * self._spread(self.weight.data)
         y += self._spread(self.bias.data)
-        return y.reshape(x.shape)
+        return self._unrows(y, x.shape)
 
     def _spread(self, v: np.ndarray) -> np.ndarray:
-        """A per-channel vector (C,) laid out along a (C*L) row."""
-        return np.repeat(v, self.length)
+        """A per-channel vector (C,) laid out along a (C*L) row (an (L*C) row: channels-last)."""
+        return np.tile(v, self.length) if self.channels_last else np.repeat(v, self.length)
 
     def _forward_eval(self, x2: np.ndarray) -> np.ndarray:
         """y = x scale + shift with scale = gamma / sigma, shift = beta - mu scale: two passes."""
@@ -224,25 +255,25 @@ class _BatchNorm(Module):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         k = self.inv_sigma * self.weight.data if self.affine else self.inv_sigma  # gamma / sigma
         if not self.batch_stats:
-            dy2 = dy.reshape(self.x2.shape)
+            dy2 = self._rows(dy)
             self._eval_param_grads(dy2)
-            return (dy2 * self._spread(k)).reshape(dy.shape)  # dx = dy gamma / sigma_running
+            return self._unrows(dy2 * self._spread(k), dy.shape)  # dx = dy gamma / sigma_running
         x_hat, c = self.x_hat, self.num_features
-        dy2 = dy.reshape(x_hat.shape)
-        m = x_hat.shape[0] * self.length
-        dbeta = _channel_sum(dy2, c)  # BP3
-        dgamma = _channel_dot(dy2, x_hat, c)
+        dy2 = self._rows(dy)
+        m = x_hat.size // c  # values per channel
+        dbeta = self._sum(dy2)  # BP3
+        dgamma = self._dot(dy2, x_hat)
         if self.affine:
             self.weight.grad += dgamma
             self.bias.grad += dbeta
         if self.sync is not None:
-            return self._backward_synced(dy2, dbeta, dgamma, k).reshape(dy.shape)
+            return self._unrows(self._backward_synced(dy2, dbeta, dgamma, k), dy.shape)
         # dx = (gamma / (m sigma)) (m dy - dbeta - x_hat dgamma), in four passes and one array
         dx = x_hat * self._spread(dgamma * (-1.0 / m))
         dx += dy2
         dx -= self._spread(dbeta * (1.0 / m))
         dx *= self._spread(k)
-        return dx.reshape(dy.shape)
+        return self._unrows(dx, dy.shape)
 
     def _backward_synced(self, dy2, dbeta, dgamma, k) -> np.ndarray:
         """dx^r = (gamma / sigma) (dy^r - (dbeta + x_hat dgamma) / (M w_r)), the sums over every
@@ -262,19 +293,19 @@ class _BatchNorm(Module):
         if not self.affine:
             return
         if not self.batch_stats:
-            self._eval_param_grads(dy.reshape(self.x2.shape))
+            self._eval_param_grads(self._rows(dy))
             return
-        dy2 = dy.reshape(self.x_hat.shape)
-        self.weight.grad += _channel_dot(dy2, self.x_hat, self.num_features)
-        self.bias.grad += _channel_sum(dy2, self.num_features)
+        dy2 = self._rows(dy)
+        self.weight.grad += self._dot(dy2, self.x_hat)
+        self.bias.grad += self._sum(dy2)
 
     def _eval_param_grads(self, dy2: np.ndarray) -> None:
         if not self.affine:
             return
         x_hat = self.x2 - self._spread(self.mu)
         x_hat *= self._spread(self.inv_sigma)
-        self.weight.grad += _channel_dot(dy2, x_hat, self.num_features)
-        self.bias.grad += _channel_sum(dy2, self.num_features)
+        self.weight.grad += self._dot(dy2, x_hat)
+        self.bias.grad += self._sum(dy2)
 
     def config(self) -> dict:
         return {

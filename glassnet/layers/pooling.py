@@ -10,7 +10,8 @@ slice-adds into a zeroed, padded buffer when windows overlap or hang over the bo
 Why strided views: each is read once, in place, by one element-wise ``maximum`` or ``add``
 over the whole batch. A (N, C, Ho, k, Wo, k) reshape reduced by ``max(axis=(3, 5))`` walks
 memory in small inner loops, and copying the windows to (N, C, Ho, Wo, k*k) for ``argmax``
-writes k*k copies of the input first; both ran many times slower on CNN-A's shapes.
+writes k*k copies of the input first; both are slower on CNN-A's shapes (bench_layers.py
+measures the pooling rows; the results are in benchmarks/results/).
 
 The 1-D layers run the 2-D code on (N, C, 1, L) with a (1, k) kernel.
 
@@ -25,7 +26,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import functional as F
-from ..module import Module, ShapeError
+from ..module import Module, ShapeError, grad_enabled
 from ._shapes import ntuple, out_size
 
 Size = int | tuple[int, ...] | list[int]
@@ -186,6 +187,11 @@ class _MaxPool(_Pool):
     def _pool(self, x: np.ndarray) -> np.ndarray:
         views = _views(_pad(x, self.p, -np.inf), self.k, self.s, self.out_hw)
         y = views[0].copy(order="K")  # "K": keep the input's memory layout
+        if not grad_enabled():  # no backward follows (predict, evaluate): the max only
+            self.idx = None
+            for v in views[1:]:
+                np.maximum(y, v, out=y)
+            return y
         # the argmax as a kernel offset, 0 .. k_h k_w - 1 (one byte per output unit)
         self.idx = np.zeros_like(y, dtype=np.min_scalar_type(len(views) - 1))
         for o in range(1, len(views)):
@@ -197,6 +203,11 @@ class _MaxPool(_Pool):
         return y
 
     def _scatter(self, dy: np.ndarray) -> np.ndarray:
+        if self.idx is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward: the forward pass ran under no_grad() (predict, "
+                "evaluate) and kept no argmax; run forward again outside no_grad()"
+            )
         dxp = self._dx_buffer(dy.dtype)
         for o, view in enumerate(_views(dxp, self.k, self.s, self.out_hw)):
             # delta where offset o held the window's max, else 0 (a bool mask keeps the dtype)

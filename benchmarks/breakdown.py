@@ -1,0 +1,206 @@
+"""Where a CNN-A training step's time goes: each layer's forward and backward, the GEMMs alone,
+the loss and the optimizer, against PyTorch's whole step on the same batch.
+
+glassnet's process times ``gn.train_step`` on one fixed batch of 128 Fashion-MNIST-shaped images
+(median of ``--repeats`` steps after a warm-up), with every layer's ``forward`` / ``backward``
+wrapped by a timer; then it times, alone, the matrix products that the convolutions and the
+linear layer do with the same shapes (forward ``cols @ Wmat``, ``dW = cols^T delta``, and the
+input gradient ``delta Wmat^T`` where the layer computes one). What is left of the step is
+copies, layout work, element-wise passes and Python. PyTorch's process times its own whole step
+(forward, loss, backward, Adam) on the same shapes. Both processes run alternately, ``--rounds``
+times; the figures are medians over rounds.
+
+    python benchmarks/breakdown.py --rounds 2
+    python benchmarks/breakdown.py --rounds 2 --json     # one JSON line (for run_all.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from harness import median_time
+
+BATCH = 128
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workload", choices=["cnn", "cnn-bn"], default="cnn")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating glassnet/torch process pairs")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
+    ap.add_argument("--impl", choices=["glassnet", "torch"], help=argparse.SUPPRESS)
+    return ap
+
+
+def _data():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.random((BATCH, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, BATCH)
+    return x, y
+
+
+def time_glassnet(workload: str, repeats: int) -> dict:
+    import numpy as np
+
+    import glassnet as gn
+
+    gn.tune_malloc()
+    x, y = _data()
+    model = gn.models.cnn_a(np.random.default_rng(0), (1, 28, 28), 10, batch_norm=workload == "cnn-bn")
+    opt, loss_fn = gn.optim.Adam(model.parameters(), lr=1e-3), gn.CrossEntropyLoss()
+    step = median_time(lambda: gn.train_step(model, loss_fn, opt, x, y), repeats)
+
+    # every layer's passes, timed in place: one wrapper per bound method
+    spent: dict[str, list[float]] = {}
+    depth = [0]  # only the outermost pass counts (Linear.backward calls its backward_params)
+
+    def timed(key, fn):
+        def run(*a, **k):
+            if depth[0]:
+                return fn(*a, **k)
+            depth[0] += 1
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[key].append(time.perf_counter() - t)
+                depth[0] -= 1
+
+        spent[key] = []
+        return run
+
+    names = [f"{i} {type(layer).__name__}" for i, layer in enumerate(model)]
+    for name, layer in zip(names, model):
+        layer.forward = timed(f"{name} forward", layer.forward)
+        layer.backward = timed(f"{name} backward", layer.backward)
+        layer.backward_params = timed(f"{name} backward_params", layer.backward_params)
+    for _ in range(3):
+        gn.train_step(model, loss_fn, opt, x, y)
+    for times in spent.values():
+        times.clear()
+    for _ in range(repeats):
+        gn.train_step(model, loss_fn, opt, x, y)
+    layers = {k: statistics.median(v) for k, v in spent.items() if v}
+
+    # the GEMMs alone, with the shapes each layer multiplies
+    gemms: dict[str, float] = {}
+    rng = np.random.default_rng(1)
+    for i, (name, layer) in enumerate(zip(names, model)):
+        if isinstance(layer, gn.Conv2d):
+            k = layer.cols.shape[1]
+            cols, wmat = layer.cols, rng.standard_normal((k, layer.out_channels)).astype(np.float32)
+            delta = rng.standard_normal((cols.shape[0], layer.out_channels)).astype(np.float32)
+        elif isinstance(layer, gn.Linear):
+            cols = rng.standard_normal((BATCH, layer.in_features)).astype(np.float32)
+            wmat = rng.standard_normal((layer.in_features, layer.out_features)).astype(np.float32)
+            delta = rng.standard_normal((BATCH, layer.out_features)).astype(np.float32)
+        else:
+            continue
+        gemms[f"{name} forward"] = median_time(lambda: cols @ wmat, repeats)  # noqa: B023
+        gemms[f"{name} dW"] = median_time(lambda: cols.T @ delta, repeats)  # noqa: B023
+        if i > 0:  # the first layer computes no input gradient
+            gemms[f"{name} dx"] = median_time(lambda: delta @ wmat.T, repeats)  # noqa: B023
+    return {"step": step, "layers": layers, "gemms": gemms}
+
+
+def time_torch(workload: str, repeats: int, threads: int) -> dict:
+    import torch
+    from bench_train import torch_cnn_a
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    x, y = _data()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    model = torch_cnn_a(torch, batch_norm=workload == "cnn-bn")
+    opt, loss_fn = torch.optim.Adam(model.parameters(), lr=1e-3), torch.nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(model(xt), yt)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return {"step": median_time(step, repeats)}
+
+
+def summarise(runs: dict[str, list[dict]]) -> dict:
+    """Medians over rounds: glassnet's step, per-layer passes and GEMMs; torch's step (ms)."""
+    g, t = runs["glassnet"], runs["torch"]
+
+    def med(key, part):
+        return statistics.median(r[part][key] for r in g) * 1e3
+
+    step_g = statistics.median(r["step"] for r in g) * 1e3
+    step_t = statistics.median(r["step"] for r in t) * 1e3
+    layers = {k: round(med(k, "layers"), 3) for k in g[0]["layers"]}
+    gemms = {k: round(med(k, "gemms"), 3) for k in g[0]["gemms"]}
+    gemm_total, layer_total = sum(gemms.values()), sum(layers.values())
+    return {
+        "glassnet_step_ms": round(step_g, 3),
+        "torch_step_ms": round(step_t, 3),
+        "ratio": round(step_g / step_t, 3),
+        "gemm_ms": round(gemm_total, 3),
+        "layers_ms": round(layer_total, 3),
+        "non_gemm_layer_ms": round(layer_total - gemm_total, 3),
+        "loss_and_optimizer_ms": round(step_g - layer_total, 3),
+        "gemm_only_ratio": round(gemm_total / step_t, 3),
+        "per_layer_ms": layers,
+        "per_gemm_ms": gemms,
+    }
+
+
+def table(s: dict) -> str:
+    lines = [
+        "| part of one CNN-A training step (batch 128) | ms |",
+        "| --- | --- |",
+        f"| glassnet, whole step | {s['glassnet_step_ms']:.2f} |",
+        f"| PyTorch, whole step | {s['torch_step_ms']:.2f} |",
+        f"| glassnet: the GEMMs alone (same shapes) | {s['gemm_ms']:.2f} |",
+        f"| glassnet: layers' passes other than GEMMs (copies, layout, element-wise) | "
+        f"{s['non_gemm_layer_ms']:.2f} |",
+        f"| glassnet: loss, optimizer, zero_grad, Python | {s['loss_and_optimizer_ms']:.2f} |",
+        "",
+        "| layer pass | glassnet ms |",
+        "| --- | --- |",
+        *(f"| {k} | {v:.2f} |" for k, v in s["per_layer_ms"].items()),
+        "",
+        "| GEMM | ms |",
+        "| --- | --- |",
+        *(f"| {k} | {v:.2f} |" for k, v in s["per_gemm_ms"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    if args.impl:
+        os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
+        out = (time_glassnet(args.workload, args.repeats) if args.impl == "glassnet"
+               else time_torch(args.workload, args.repeats, args.threads))  # fmt: skip
+        print(json.dumps(out))
+        return
+    runs: dict[str, list[dict]] = {"glassnet": [], "torch": []}
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
+    for _ in range(args.rounds):
+        for impl in runs:
+            cmd = [sys.executable, __file__, "--impl", impl, "--workload", args.workload,
+                   "--repeats", str(args.repeats), "--threads", str(args.threads)]  # fmt: skip
+            proc = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+            runs[impl].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    s = summarise(runs)
+    print(json.dumps(s) if args.json else table(s))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,326 @@
+"""Run every speed benchmark and write stamped tables for this machine.
+
+    python benchmarks/run_all.py            # the full run (long: whole epochs, several rounds)
+    python benchmarks/run_all.py --quick    # fewer rounds, epochs over a slice (minutes)
+    python benchmarks/run_all.py --only layers attention   # some tables only
+
+Each benchmark script runs as it would by hand (its own alternating glassnet / PyTorch child
+processes), with ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` removed from the environment
+(they pin NumPy's OpenBLAS to old kernels on some images). The tables go to
+``benchmarks/results/<machine>.md`` and ``.json`` (``<machine>-quick`` for ``--quick``), where
+``<machine>`` is made from the CPU model and core count: results from other machines stay side by
+side. Every file carries its stamp: CPU model (``lscpu``), cores, threads, NumPy and its BLAS
+(version, kernel and threads from threadpoolctl, read in a child process with the benchmarks'
+environment), PyTorch version, Python version and the date. No number in those files is typed
+by hand; ratios are glassnet / PyTorch (time ratios: below 1, glassnet is faster; throughput
+ratios: above 1, glassnet is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+DROP_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+# the issue's targets: ratio glassnet / PyTorch (time: at most; throughput: at least)
+TRAIN_TARGETS = {"mlp": "<= 0.9", "book": "<= 0.2 (5x faster)", "cnn": "<= 1.3", "cnn-bn": "<= 1.4",
+                 "gru": "<= 0.9", "lstm": "<= 1.0"}  # fmt: skip
+INFER_TARGETS = {"mlp": ">= 1.0", "cnn": ">= 0.8"}
+LAYER_TARGETS = {"Conv2d(1,32,5) first layer": "<= 2.0", "Conv2d(32,64,5)": "<= 1.5"}
+TRAIN_LABELS = {
+    "mlp": "MLP 784-256-128-10 ReLU, CE, SGD momentum, batch 128",
+    "book": "book ch. 1: 784-30-10 sigmoid, quadratic cost, SGD, batch 10",
+    "cnn": "CNN-A, Adam, batch 128",
+    "cnn-bn": "CNN-A + BatchNorm2d, Adam, batch 128",
+    "resnet": "`resnet` preset against its twin, Adam, batch 128",
+    "vit": "`vit` preset against its twin, AdamW, batch 128",
+    "gru": "GRU(1 -> 64), MNIST-1D, T = 40, Adam, batch 128",
+    "lstm": "LSTM(1 -> 64), MNIST-1D, T = 40, Adam, batch 128",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """One benchmark command: ``script`` (in benchmarks/) with ``args``; ``table`` says which
+    table its JSON line feeds, ``key`` its row (a training workload) or nothing (a whole table)."""
+
+    table: str  # "train", "rnn", "layers", "attention", "breakdown"
+    key: str
+    script: str
+    args: tuple[str, ...]
+
+    def command(self) -> list[str]:
+        return [sys.executable, str(HERE / self.script), *self.args]
+
+
+def workloads(quick: bool, threads: int = 2) -> list[Workload]:
+    """The run's commands, in order. ``quick``: one or two rounds, epochs over a slice of the
+    training set, fewer inference images; the full run: whole epochs and more rounds."""
+    t = ("--threads", str(threads))
+
+    def train(key, rounds, epochs, train_size=None, infer_size=10000):
+        size = ("--train-size", str(train_size)) if train_size else ()
+        args = ("--workload", key, "--rounds", str(rounds), "--epochs", str(epochs), *size,
+                "--infer-size", str(infer_size), *t)  # fmt: skip
+        return Workload("train", key, "bench_train.py", args)
+
+    def rnn(key, rounds, epochs):
+        return Workload("rnn", key, "bench_rnn.py", ("--workload", key, "--rounds", str(rounds),
+                                                      "--epochs", str(epochs), *t))  # fmt: skip
+
+    if quick:
+        return [
+            train("mlp", 2, 1),
+            train("book", 2, 1, train_size=20000),
+            train("cnn", 2, 1, train_size=12800, infer_size=5000),
+            train("cnn-bn", 2, 1, train_size=12800, infer_size=5000),
+            train("resnet", 1, 1, train_size=640, infer_size=500),
+            rnn("gru", 2, 1),
+            rnn("lstm", 2, 1),
+            Workload("layers", "", "bench_layers.py", ("--rounds", "1", "--repeats", "10", "--json", *t)),
+            Workload(
+                "attention", "", "bench_attention.py", ("--rounds", "1", "--repeats", "10", "--json", *t)
+            ),
+            Workload("breakdown", "", "breakdown.py", ("--rounds", "1", "--repeats", "10", "--json", *t)),
+        ]
+    return [
+        train("mlp", 3, 2),
+        train("book", 3, 1),
+        train("cnn", 3, 1),
+        train("cnn-bn", 3, 1),
+        train("resnet", 2, 1, train_size=6400, infer_size=2000),
+        train("vit", 2, 1, train_size=6400, infer_size=2000),
+        rnn("gru", 5, 3),
+        rnn("lstm", 5, 3),
+        Workload("layers", "", "bench_layers.py", ("--rounds", "3", "--repeats", "20", "--json", *t)),
+        Workload("attention", "", "bench_attention.py", ("--rounds", "3", "--repeats", "30", "--json", *t)),
+        Workload("breakdown", "", "breakdown.py", ("--rounds", "3", "--repeats", "20", "--json", *t)),
+    ]
+
+
+def bench_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in DROP_ENV}
+
+
+_STAMP_CHILD = """
+import json, sys, numpy
+try:
+    import threadpoolctl
+    blas = [i for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]
+except ImportError:
+    blas = []
+try:
+    import torch
+    tv = torch.__version__
+except ImportError:
+    tv = None
+print(json.dumps({"numpy": numpy.__version__, "blas": blas, "torch": tv}))
+"""
+
+
+def machine_stamp(threads: int, env: dict[str, str] | None = None) -> dict:
+    """What the tables were measured on: CPU model and cores (lscpu), the NumPy / BLAS / PyTorch
+    the benchmarks' child processes load (read in one such child), Python, the date (UTC)."""
+    cpu, cores = platform.processor() or platform.machine(), os.cpu_count()
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        cpu = fields.get("Model name", cpu)
+        cores = int(fields.get("CPU(s)", cores))
+    except (OSError, subprocess.CalledProcessError, ValueError):
+        pass
+    out = subprocess.run([sys.executable, "-c", _STAMP_CHILD], capture_output=True, text=True, check=True,
+                         env=env if env is not None else bench_env()).stdout  # fmt: skip
+    libs = json.loads(out.strip().splitlines()[-1])
+    blas = libs["blas"][0] if libs["blas"] else {}
+    return {
+        "cpu": cpu,
+        "cores": cores,
+        "threads": threads,
+        "numpy": libs["numpy"],
+        "blas": " ".join(str(blas.get(k)) for k in ("internal_api", "version")) if blas else "unknown",
+        "blas_kernel": blas.get("architecture", "unknown"),
+        "blas_threads_default": blas.get("num_threads"),
+        "torch": libs["torch"],
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def machine_slug(stamp: dict) -> str:
+    """A file name for this machine: the CPU model in lower case, words joined by '-', and the
+    core count (``amd-epyc-2c``)."""
+    model = re.sub(r"\((r|tm)\)|\bcpu\b|@.*$|\bprocessor\b", " ", stamp["cpu"].lower())
+    words = re.findall(r"[a-z0-9]+", model)
+    return "-".join([*words[:6], f"{stamp['cores']}c"]) or "unknown"
+
+
+def run(w: Workload, env: dict[str, str]) -> dict:
+    """Run one benchmark command; its last stdout line is its JSON report."""
+    print("$", " ".join([Path(sys.executable).name, *w.command()[1:]]), flush=True)
+    proc = subprocess.run(w.command(), capture_output=True, text=True, env=env, cwd=HERE)
+    if proc.returncode != 0:
+        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _num(v, fmt: str) -> str:
+    return "n/a" if v is None else format(v, fmt)
+
+
+def render(stamp: dict, results: list[tuple[Workload, dict]], quick: bool) -> str:
+    """The Markdown page: the stamp, then one table per kind of benchmark, from ``results``."""
+    by_table: dict[str, list[tuple[Workload, dict]]] = {}
+    for w, r in results:
+        by_table.setdefault(w.table, []).append((w, r))
+    lines = [
+        f"# Speed benchmarks: {stamp['cpu']}, {stamp['cores']} cores",
+        "",
+        "Generated by `python benchmarks/run_all.py"
+        + (" --quick" if quick else "")
+        + "`; do not edit by hand.",
+        "",
+        "| machine | |",
+        "| --- | --- |",
+        *(f"| {k} | {v} |" for k, v in stamp.items()),
+        f"| run | {'quick (fewer rounds, epochs over a slice of the data)' if quick else 'full'} |",
+        "",
+        "Ratios are glassnet / PyTorch, each library in its own processes, alternating. Times: below 1, "
+        "glassnet is faster. Throughput: above 1, glassnet is faster.",
+        "",
+    ]
+    errors = [(w, r) for w, r in results if "error" in r]
+    train = [(w, r) for w, r in by_table.get("train", []) + by_table.get("rnn", []) if "error" not in r]
+    if train:
+        lines += ["## Training (seconds per epoch)", "",
+                  "| workload | glassnet s | PyTorch s | ratio | rounds | target | command |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        for w, r in train:
+            g = r.get("glassnet_s_per_epoch", r.get("glassnet_s_per_4000"))
+            t = r.get("torch_s_per_epoch", r.get("torch_s_per_4000"))
+            rounds = ", ".join(f"{p:.2f}" for p in r.get("pair_ratios", []))
+            cmd = "python benchmarks/" + " ".join([w.script, *w.args])
+            lines.append(f"| {TRAIN_LABELS.get(w.key, w.key)} | {_num(g, '.3f')} | {_num(t, '.3f')} | "
+                         f"**{_num(r.get('ratio_of_medians'), '.2f')}** | {rounds} | "
+                         f"{TRAIN_TARGETS.get(w.key, '')} | `{cmd}` |")  # fmt: skip
+        lines.append("")
+    infer = [(w, r) for w, r in by_table.get("train", []) if "inference_examples_per_s" in r]
+    if infer:
+        lines += ["## Inference (images per second, batch 500) and peak memory", "",
+                  "| workload | glassnet img/s | PyTorch img/s | ratio | target | glassnet peak RSS MB | "
+                  "PyTorch peak RSS MB |", "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        for w, r in infer:
+            g, t = r["inference_examples_per_s"]["glassnet"], r["inference_examples_per_s"]["torch"]
+            rss = r.get("peak_rss_mb", {})
+            lines.append(f"| {w.key} | {g:,} | {t:,} | **{g / t:.2f}** | {INFER_TARGETS.get(w.key, '')} | "
+                         f"{rss.get('glassnet', 'n/a')} | {rss.get('torch', 'n/a')} |")  # fmt: skip
+        lines.append("")
+    titles = {
+        "layers": "Per layer, CNN-A shapes (forward + backward, batch 128, ms)",
+        "attention": "Attention (forward + backward, N = 128, T = 16, E = 64, 4 heads, ms)",
+    }
+    for table, title in titles.items():
+        for w, r in by_table.get(table, []):
+            if "error" in r:
+                continue
+            lines += [f"## {title}", "", f"`python benchmarks/{' '.join([w.script, *w.args])}`", "",
+                      "| layer | glassnet ms | PyTorch ms | ratio | target |",
+                      "| --- | --- | --- | --- | --- |"]  # fmt: skip
+            for name, row in r["rows"].items():
+                lines.append(f"| {name} | {row['glassnet_ms']:.2f} | {row['torch_ms']:.2f} | "
+                             f"**{row['ratio']:.2f}** | {LAYER_TARGETS.get(name, '')} |")  # fmt: skip
+            lines.append("")
+    for w, r in by_table.get("breakdown", []):
+        if "error" not in r:
+            lines += breakdown_lines(w, r)
+    if errors:
+        lines += ["## Benchmarks that failed", ""]
+        lines += [f"- `{' '.join([w.script, *w.args])}`: {' '.join(r['error'])}" for w, r in errors]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def breakdown_lines(w: Workload, s: dict) -> list[str]:
+    """What stands between CNN-A and 1.0, from breakdown.py's measurements."""
+    step_g, step_t, gemm = s["glassnet_step_ms"], s["torch_step_ms"], s["gemm_ms"]
+    lines = [
+        "## What stands between CNN-A and 1.0 (one training step, batch 128, ms)", "",
+        f"`python benchmarks/{' '.join([w.script, *w.args])}`", "",
+        "| part | ms | share of glassnet's step |", "| --- | --- | --- |",
+        f"| glassnet, whole step | {step_g:.2f} | 100% |",
+        f"| the GEMMs alone (NumPy's BLAS, the layers' shapes) | {gemm:.2f} | {gemm / step_g:.0%} |",
+        f"| the layers' other work: im2col / col2im copies, layout, element-wise, pooling | "
+        f"{s['non_gemm_layer_ms']:.2f} | {s['non_gemm_layer_ms'] / step_g:.0%} |",
+        f"| loss, optimizer, zero_grad, Python | {s['loss_and_optimizer_ms']:.2f} | "
+        f"{s['loss_and_optimizer_ms'] / step_g:.0%} |",
+        f"| PyTorch, whole step | {step_t:.2f} | |",
+        "",
+        f"Step ratio {s['ratio']:.2f}. The GEMMs alone are {s['gemm_only_ratio']:.2f}x PyTorch's whole step: "
+        + ("even with everything else free, NumPy's GEMMs at these shapes would not reach 1.0."
+           if s["gemm_only_ratio"] >= 1 else
+           f"the other {step_g - gemm:.1f} ms of glassnet's step is what stands between "
+           f"{s['ratio']:.2f} and 1.0 (PyTorch does the whole step in {step_t:.1f} ms)."),
+        "",
+        "| layer pass | ms |", "| --- | --- |",
+        *(f"| {k} | {v:.2f} |" for k, v in s["per_layer_ms"].items()),
+        "",
+        "| GEMM (same shapes, alone) | ms |", "| --- | --- |",
+        *(f"| {k} | {v:.2f} |" for k, v in s["per_gemm_ms"].items()),
+        "",
+    ]  # fmt: skip
+    return lines
+
+
+def write_results(stamp: dict, results: list[tuple[Workload, dict]], quick: bool,
+                  directory: Path = RESULTS) -> tuple[Path, Path]:  # fmt: skip
+    """Write ``<machine>[-quick].md`` and ``.json`` under ``directory`` (atomically), leaving
+    other machines' files alone; returns the two paths."""
+    from glassnet.io import write_atomic
+
+    directory.mkdir(parents=True, exist_ok=True)
+    name = machine_slug(stamp) + ("-quick" if quick else "")
+    md, js = directory / f"{name}.md", directory / f"{name}.json"
+    data = {"machine": stamp, "quick": quick,
+            "results": [{"table": w.table, "key": w.key, "command": [w.script, *w.args], "result": r}
+                        for w, r in results]}  # fmt: skip
+    write_atomic(js, (json.dumps(data, indent=1) + "\n").encode())
+    write_atomic(md, (render(stamp, results, quick) + "\n").encode())
+    return md, js
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer rounds, epochs over a slice (minutes)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", nargs="+", choices=["train", "rnn", "layers", "attention", "breakdown"],
+                    help="run these tables only")  # fmt: skip
+    ap.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    sys.path.insert(0, str(HERE.parent))  # glassnet from this checkout (its io helpers)
+    env = bench_env()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH")]))
+    stamp = machine_stamp(args.threads, env)
+    todo = [w for w in workloads(args.quick, args.threads) if not args.only or w.table in args.only]
+    results = [(w, run(w, env)) for w in todo]
+    md, js = write_results(stamp, results, args.quick, args.out)
+    print(f"wrote {md} and {js}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""benchmarks/run_all.py without timing anything: its table writer stamps a file from a fake
+measurement, keeps other machines' files, and every command of its --quick and full lists is
+accepted by the script it names."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import run_all  # noqa: E402
+
+STAMP = {
+    "cpu": "Intel(R) Xeon(R) Gold 6150 CPU @ 2.70GHz",
+    "cores": 2,
+    "threads": 2,
+    "numpy": "2.4.6",
+    "blas": "openblas 0.3.31",
+    "blas_kernel": "SkylakeX",
+    "blas_threads_default": 2,
+    "torch": "2.13.0+cpu",
+    "python": "3.11.9",
+    "date": "2026-12-03 17:00 UTC",
+}
+
+
+def fake_results(quick: bool) -> list:
+    """One made-up JSON report per workload, shaped as each script prints it."""
+    out = []
+    for w in run_all.workloads(quick):
+        if w.table == "train":
+            r = {"workload": w.key, "glassnet_s_per_epoch": 1.25, "torch_s_per_epoch": 1.0,
+                 "ratio_of_medians": 1.25, "pair_ratios": [1.2, 1.3],
+                 "inference_examples_per_s": {"glassnet": 4000, "torch": 5000},
+                 "peak_rss_mb": {"glassnet": 600, "torch": 650}}  # fmt: skip
+        elif w.table == "rnn":
+            r = {"glassnet_s_per_4000": 0.2, "torch_s_per_4000": 0.25, "ratio_of_medians": 0.8,
+                 "pair_ratios": [0.8]}  # fmt: skip
+        elif w.table in ("layers", "attention"):
+            r = {
+                "threads": 2,
+                "rows": {"Conv2d(32,64,5)": {"glassnet_ms": 9.0, "torch_ms": 6.0, "ratio": 1.5}},
+            }
+        else:
+            r = {"glassnet_step_ms": 40.0, "torch_step_ms": 30.0, "ratio": 1.333, "gemm_ms": 20.0,
+                 "layers_ms": 36.0, "non_gemm_layer_ms": 16.0, "loss_and_optimizer_ms": 4.0,
+                 "gemm_only_ratio": 0.667, "per_layer_ms": {"0 Conv2d forward": 5.0},
+                 "per_gemm_ms": {"0 Conv2d forward": 1.0}}  # fmt: skip
+        out.append((w, r))
+    return out
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_writer_stamps_a_file_per_machine(tmp_path, quick):
+    md, js = run_all.write_results(STAMP, fake_results(quick), quick, tmp_path)
+    assert md.name == "intel-xeon-gold-6150-2c" + ("-quick" if quick else "") + ".md"
+    text = md.read_text()
+    for value in ("Intel(R) Xeon(R) Gold 6150", "2.4.6", "openblas 0.3.31", "SkylakeX", "2.13.0+cpu",
+                  "2026-12-03 17:00 UTC"):  # fmt: skip
+        assert value in text
+    assert "| CNN-A, Adam, batch 128 | 1.250 | 1.000 | **1.25** | 1.20, 1.30 | <= 1.3 |" in text
+    assert "| cnn | 4,000 | 5,000 | **0.80** | >= 0.8 |" in text
+    assert "| Conv2d(32,64,5) | 9.00 | 6.00 | **1.50** | <= 1.5 |" in text
+    assert "| the GEMMs alone (NumPy's BLAS, the layers' shapes) | 20.00 | 50% |" in text
+    assert "the other 20.0 ms of glassnet's step" in text
+    data = json.loads(js.read_text())
+    assert data["machine"] == STAMP and data["quick"] is quick
+    assert len(data["results"]) == len(run_all.workloads(quick))
+
+    # another machine's run lands beside this one, and a failed benchmark is listed, not dropped
+    other = dict(STAMP, cpu="AMD EPYC 7B13", cores=8)
+    w = run_all.workloads(quick)[0]
+    md2, _ = run_all.write_results(other, [(w, {"error": ["Traceback: boom"]})], quick, tmp_path)
+    assert md2 != md and md.exists()
+    assert md2.name.startswith("amd-epyc-7b13-8c")
+    assert "Traceback: boom" in md2.read_text()
+
+
+def test_machine_stamp_reads_this_machine():
+    stamp = run_all.machine_stamp(2)
+    assert stamp["cpu"] and stamp["cores"] >= 1 and stamp["threads"] == 2
+    import numpy
+
+    assert stamp["numpy"] == numpy.__version__
+    assert stamp["date"].endswith("UTC")
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_every_command_is_accepted_by_its_script(quick):
+    listed = run_all.workloads(quick)
+    assert {w.table for w in listed} == {"train", "rnn", "layers", "attention", "breakdown"}
+    assert {"mlp", "book", "cnn", "cnn-bn", "resnet", "gru", "lstm"} <= {w.key for w in listed}
+    for w in listed:
+        assert (run_all.HERE / w.script).is_file()
+        module = importlib.import_module(w.script.removesuffix(".py"))
+        args = module.build_parser().parse_args(list(w.args))  # SystemExit on a bad option
+        assert args.threads == 2
+        if w.table in ("layers", "attention", "breakdown"):
+            assert args.json  # run_all reads one JSON line
+        if w.table == "train":
+            assert args.workload in module.WORKLOADS
