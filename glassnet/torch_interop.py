@@ -265,24 +265,9 @@ def _from_torch(tm):
     if kind is nn.Linear:
         return L.Linear(tm.in_features, tm.out_features, bias=tm.bias is not None)
     if kind in (nn.Conv1d, nn.Conv2d):
-        conv = L.Conv1d if kind is nn.Conv1d else L.Conv2d
-        one = _single if conv is L.Conv1d else tuple
-        given = {k: one(getattr(tm, k)) for k in ("kernel_size", "stride", "dilation")}
-        given["padding"] = tm.padding if isinstance(tm.padding, str) else one(tm.padding)
-        given.update(in_channels=tm.in_channels, out_channels=tm.out_channels, bias=tm.bias is not None)
-        return _build(tm, conv, given, {"groups": 1, "padding_mode": "zeros"})
+        return _conv(tm)
     if kind in (nn.RNN, nn.GRU, nn.LSTM, T.RNN, T.GRU, T.LSTM):
-        if not tm.batch_first:
-            raise ValueError(
-                f"from_torch: {name}(batch_first=False): glassnet's recurrent layers are batch-first "
-                f"(N, T, F); build the torch layer with batch_first=True"
-            )
-        given = {k: getattr(tm, k) for k in ("input_size", "hidden_size", "num_layers", "bidirectional")}
-        given["bias"] = tm.bias
-        if name == "RNN":
-            given["nonlinearity"] = tm.nonlinearity
-        options = {"dropout": 0.0, **({"proj_size": 0} if name == "LSTM" else {})}
-        return _build(tm, getattr(L, name), given, options)
+        return _recurrent(tm)
     if kind in (nn.BatchNorm1d, nn.BatchNorm2d):
         given = {"num_features": tm.num_features, "eps": tm.eps, "momentum": tm.momentum, "affine": tm.affine}
         return _build(tm, getattr(L, name), given, {"track_running_stats": True})
@@ -295,16 +280,7 @@ def _from_torch(tm):
         given = {"num_embeddings": tm.num_embeddings, "embedding_dim": tm.embedding_dim}
         return _build(tm, L.Embedding, {**given, "padding_idx": tm.padding_idx}, options)
     if kind in (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d):
-        one = _single if name.endswith("1d") else (lambda v: v)
-        given = {k: one(getattr(tm, k)) for k in ("kernel_size", "stride", "padding")}
-        options = (
-            {"dilation": 1, "ceil_mode": False, "return_indices": False}
-            if name.startswith("Max")
-            else {"ceil_mode": False, "count_include_pad": True, "divisor_override": None}
-        )
-        if name.startswith("Max") and one(tm.dilation) in (1, (1, 1)):
-            options.pop("dilation")  # (1, 1) is the default too
-        return _build(tm, getattr(L, name), given, options)
+        return _pool(tm)
     if kind is nn.Softmax:
         if tm.dim is None:
             raise ValueError("from_torch: Softmax(dim=None): give the axis, as glassnet's Softmax(axis)")
@@ -324,6 +300,42 @@ def _from_torch(tm):
         f"{', '.join(sorted(c.__name__ for c in _TORCH_SUPPORTED()))}, and glassnet.torch_modules' classes "
         "(a model with its own forward: write it as nn.Sequential of these)"
     )
+
+
+def _conv(tm) -> Module:
+    conv = L.Conv1d if type(tm).__name__ == "Conv1d" else L.Conv2d
+    one = _single if conv is L.Conv1d else tuple
+    given = {k: one(getattr(tm, k)) for k in ("kernel_size", "stride", "dilation")}
+    given["padding"] = tm.padding if isinstance(tm.padding, str) else one(tm.padding)  # "same", "valid"
+    given.update(in_channels=tm.in_channels, out_channels=tm.out_channels, bias=tm.bias is not None)
+    return _build(tm, conv, given, {"groups": 1, "padding_mode": "zeros"})
+
+
+def _recurrent(tm) -> Module:
+    name = type(tm).__name__
+    if not tm.batch_first:
+        raise ValueError(
+            f"from_torch: {name}(batch_first=False): glassnet's recurrent layers are batch-first "
+            f"(N, T, F); build the torch layer with batch_first=True"
+        )
+    given = {k: getattr(tm, k) for k in ("input_size", "hidden_size", "num_layers", "bidirectional", "bias")}
+    if name == "RNN":
+        given["nonlinearity"] = tm.nonlinearity
+    options = {"dropout": 0.0, **({"proj_size": 0} if name == "LSTM" else {})}
+    return _build(tm, getattr(L, name), given, options)
+
+
+def _pool(tm) -> Module:
+    name = type(tm).__name__
+    one = _single if name.endswith("1d") else (lambda v: v)
+    given = {k: one(getattr(tm, k)) for k in ("kernel_size", "stride", "padding")}
+    if name.startswith("Max"):
+        options = {"ceil_mode": False, "return_indices": False}
+        if one(tm.dilation) not in (1, (1, 1)):  # (1, 1) is the default too
+            options["dilation"] = 1
+    else:
+        options = {"ceil_mode": False, "count_include_pad": True, "divisor_override": None}
+    return _build(tm, getattr(L, name), given, options)
 
 
 def _from_twin(tm, cls: type) -> Module:
