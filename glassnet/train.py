@@ -51,6 +51,7 @@ def train_step(
     model's parameters (see ``fit``).
     """
     check_optimizer(model, optimizer, "train_step")
+    _check_reduction(loss_fn, "train_step")
     x = np.asarray(x)
     if not (x.dtype.kind in "iu" and takes_integers(model)):  # token ids stay integers
         x = x.astype(model_dtype(model), copy=False)

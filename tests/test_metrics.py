@@ -247,6 +247,8 @@ def test_fit_and_evaluate_refuse_reduction_none_by_name():
         gn.fit(model, loss, gn.optim.SGD(model.parameters()), (x, y), verbose=False)
     with pytest.raises(ValueError, match="evaluate: CrossEntropyLoss\\(reduction='none'\\)"):
         gn.evaluate(model, loss, (x, y))
+    with pytest.raises(ValueError, match="train_step: CrossEntropyLoss\\(reduction='none'\\)"):
+        gn.train_step(model, loss, gn.optim.SGD(model.parameters()), x, y)
 
 
 def test_fit_with_ignore_index_labels_trains_and_skips_them():

@@ -337,3 +337,45 @@ def test_fit_steps_one_cycle_every_batch_and_plateau_every_epoch():
     with pytest.raises(KeyError, match="monitor='val_accuracy' is not logged"):
         gn.fit(model, gn.MSELoss(), opt, (x, y), epochs=1, verbose=False,
                scheduler=schedules.ReduceLROnPlateau(opt, monitor="val_accuracy"))  # fmt: skip
+
+
+class _CrashError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kind", ["OneCycleLR", "ReduceLROnPlateau"])
+def test_resume_mid_run_with_the_new_schedules_is_exact(tmp_path, kind):
+    import glassnet as gn
+
+    class CrashAfter(gn.Callback):
+        def __init__(self, n):
+            self.n, self.seen = n, 0
+
+        def on_batch_end(self, batch, logs):
+            self.seen += 1
+            if self.seen == self.n:
+                raise _CrashError
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 3))
+    y = (x[:, 0] > 0).astype(int)
+
+    def run(callbacks=(), resume=False, checkpoint=None):
+        model = gn.Sequential(gn.Linear(3, 2, rng=np.random.default_rng(1)))
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        if kind == "OneCycleLR":
+            sched = schedules.OneCycleLR(opt, max_lr=0.3, epochs=5, steps_per_epoch=4)
+        else:
+            sched = schedules.ReduceLROnPlateau(opt, patience=0, threshold=0.2, factor=0.5, monitor="loss")
+        every, resume_from = (1 if checkpoint else None), (checkpoint if resume else None)
+        gn.fit(model, gn.CrossEntropyLoss(), opt, (x, y), epochs=5, batch_size=10, rng=2, scheduler=sched,
+               verbose=False, callbacks=list(callbacks), checkpoint=checkpoint, checkpoint_every=every,
+               resume_from=resume_from)  # fmt: skip
+        return model.layers[0].W.data.copy(), opt.lr
+
+    expected = run()
+    with pytest.raises(_CrashError):
+        run([CrashAfter(11)], checkpoint=tmp_path)
+    got = run(resume=True, checkpoint=tmp_path)
+    np.testing.assert_array_equal(got[0], expected[0])
+    assert got[1] == expected[1]
