@@ -84,6 +84,9 @@ class Conv2d(Module):
         dx    = col2im(delta Wmat^T) : each input pixel collects delta times every kernel
                 weight it met, i.e. the full correlation of delta with the flipped kernel
                 (computed tap by tap: dx[shifted by (i, j)] += delta W[:, :, i, j]).
+    With one input channel the windows are kept transposed, with a row of ones for the bias
+    (``_cols_t_one_channel``): the same products, y = cols Wmat + b and [dW; db] = [cols 1]^T delta.
+    Under ``no_grad()`` (predict, evaluate) no windows are kept, and backward raises.
     """
 
     def __init__(
