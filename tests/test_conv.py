@@ -273,3 +273,24 @@ def test_no_grad_keeps_no_windows_and_backward_then_says_so():
             conv.backward(np.ones_like(y))
         conv.forward(x)
         conv.backward(np.ones_like(y))  # forward outside no_grad: backward works again
+
+
+@pytest.mark.parametrize("c_in", [1, 3])
+def test_no_grad_forward_in_chunks_of_examples_equals_the_whole_batch(monkeypatch, c_in):
+    """Under no_grad the windows are built a few examples at a time (nothing is kept for
+    backward); the rows of y are the whole batch's products."""
+    from glassnet.layers import conv as conv_module
+
+    rng = np.random.default_rng(9)
+    conv = gn.Conv2d(c_in, 4, 3, padding=1, rng=rng, dtype=np.float64)
+    x = rng.standard_normal((7, c_in, 6, 5))
+    whole = conv.forward(x)
+    monkeypatch.setattr(conv_module, "NO_GRAD_COLS_BYTES", 1)  # one example at a time
+    with gn.no_grad():
+        chunked = conv.forward(x)
+    monkeypatch.setattr(conv_module, "NO_GRAD_COLS_BYTES", 3 * 6 * 5 * (9 * c_in + 1) * 8)  # 3, 3, then 1
+    with gn.no_grad():
+        in_threes = conv.forward(x)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(in_threes, whole, rtol=1e-13, atol=1e-13)
+    assert chunked.transpose(0, 2, 3, 1).flags.c_contiguous and conv.cols is None and conv.cols_t is None

@@ -26,6 +26,10 @@ from . import _padding
 from ._shapes import ntuple, size
 from ._shapes import out_size as conv_out_size  # the formula under its older name here
 
+# under no_grad() (nothing kept for backward) the windows are built for this many bytes of
+# examples at a time at most
+NO_GRAD_COLS_BYTES = 4 << 20
+
 
 def _pair(v, name: str, layer: str) -> tuple[int, int]:
     return ntuple(v, 2, name, layer, "an int or a pair of ints")
@@ -95,6 +99,10 @@ class Conv2d(Module):
                 (computed tap by tap: dx[shifted by (i, j)] += delta W[:, :, i, j]).
     With groups, each group's three lines on its block of channels (dW, db: its rows; dx: its
     input channels); with a padding mode, dx is then folded back through the padding (``_padding``).
+    With one input channel the windows are kept transposed, with a row of ones for the bias
+    (``_cols_t_one_channel``): the same products, y = cols Wmat + b and [dW; db] = [cols 1]^T delta.
+    Under ``no_grad()`` (predict, evaluate) no windows are kept (they are built for a few
+    examples at a time, ``NO_GRAD_COLS_BYTES``), and backward raises.
     """
 
     def __init__(
@@ -202,22 +210,41 @@ class Conv2d(Module):
         else:
             xp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
             xp[:, ph : ph + h, pw : pw + w, :] = x.transpose(0, 2, 3, 1)
-        wmat = self._kernel().reshape(kh * kw * c, self.out_channels)
         self.x_shape, self.out_hw = x.shape, (ho, wo)
+        keep = grad_enabled()
+        per_example = ho * wo * (kh * kw * c + 1) * x.dtype.itemsize  # bytes of cols per example
+        step = n if keep else max(1, NO_GRAD_COLS_BYTES // per_example)
+        if step >= n:
+            y, cols = self._product(xp, ho, wo)
+        else:
+            # nothing is kept for backward: the windows of a few examples at a time, so that
+            # cols stays small (no fresh pages for a large temporary per call); the same rows
+            # of the same products as the whole batch's
+            y = np.empty((n * ho * wo, self.out_channels), dtype=np.result_type(x, self.W.data))
+            for start in range(0, n, step):
+                stop = min(start + step, n)
+                y[start * ho * wo : stop * ho * wo] = self._product(xp[start:stop], ho, wo)[0]
+            cols = None
+        self.cols, self.cols_t = (None, None) if not keep else (None, cols) if c == 1 else (cols, None)
+        return y.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
+
+    def _product(self, xp: np.ndarray, ho: int, wo: int) -> tuple[np.ndarray, np.ndarray]:
+        """y = cols Wmat + b for the channels-last padded input xp, as (N Ho Wo, out) rows, and
+        the windows backward needs: cols, or cols^T (with a row of ones) for one input channel."""
+        k, c = self.kernel_size, xp.shape[3]
+        wmat = self._kernel().reshape(k[0] * k[1] * c, self.out_channels)
         if c == 1:
             # one input channel: cols^T, built tap by tap, with the bias as one more row
-            cols_t = _cols_t_one_channel(xp[..., 0], self.kernel_size, self.stride, self.dilation, (ho, wo),
-                                         self.b is not None)  # fmt: skip
+            cols_t = _cols_t_one_channel(
+                xp[..., 0], k, self.stride, self.dilation, (ho, wo), self.b is not None
+            )
             wb = wmat if self.b is None else np.concatenate([wmat, self.b.data[None]])
-            y = cols_t.T @ wb  # = cols @ Wmat + b
-            self.cols, self.cols_t = None, cols_t if grad_enabled() else None
-        else:
-            cols = _cols(xp, self.kernel_size, self.stride, self.dilation, (ho, wo))
-            y = cols @ wmat
-            if self.b is not None:
-                y += self.b.data
-            self.cols, self.cols_t = cols if grad_enabled() else None, None
-        return y.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
+            return cols_t.T @ wb, cols_t  # = cols @ Wmat + b
+        cols = _cols(xp, k, self.stride, self.dilation, (ho, wo))
+        y = cols @ wmat
+        if self.b is not None:
+            y += self.b.data
+        return y, cols
 
     def _backward4(self, dy: np.ndarray, need_dx: bool) -> np.ndarray | None:
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self._kernel_padding
