@@ -14,8 +14,9 @@
 # **What you should see**: in the miniature, without regularisation the net nearly memorises
 # its 500 training images while its test loss climbs; dropout keeps it from memorising them
 # and lowers the mean final test loss, though with 3 seeds of a small net its confidence
-# interval is wide enough to include zero: the reason for bigger studies. In the full study (committed files), dropout cuts the final
-# test loss from 0.536 to about 0.42, with a confidence interval well away from zero.
+# interval is wide enough to include zero: the reason for bigger studies. In the full study
+# (committed files), dropout cuts the final test loss from 0.536 to about 0.42, with a
+# confidence interval well away from zero.
 #
 # **At full size** ([the dropout study](../experiments.md)): 5,000 Fashion-MNIST images, a
 # 784-512-512-10 MLP, ten variants over 5 seeds; dropout -0.112 [-0.121, -0.103] in final test
