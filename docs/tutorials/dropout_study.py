@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-from IPython.display import display
+from IPython.display import Image, display
 
 import glassnet as gn
 
@@ -60,7 +60,8 @@ print(gn.report.markdown(list(rows.values()), meta))
 
 # %%
 fig = gn.report.curves_figure(groups, title="miniature study (mean over 3 seeds, 95% band)")
-display(fig)  # a matplotlib Figure, drawn by Jupyter (as a script: fig.savefig("curves.png"))
+fig.savefig(out / "curves.png", dpi=80)  # a Figure built without pyplot: save it, then show the file
+display(Image(filename=out / "curves.png"))
 
 # %% [markdown]
 # ## The full study, from its committed results
