@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["docs/howto/checkpoints.md", "docs/howto/own-layer.md"]
+PAGES = [
+    "docs/howto/checkpoints.md",
+    "docs/howto/own-layer.md",
+    "docs/howto/data.md",
+    "docs/howto/diagnose.md",
+]
 
 
 def python_blocks(path: Path) -> list[str]:
