@@ -41,7 +41,7 @@ def randomize(model: gn.Module, rng: np.random.Generator) -> gn.Module:
     for p in model.parameters():
         p.data[...] = rng.uniform(-1, 1, p.shape)
     for m in model.modules():
-        if isinstance(m, (L.BatchNorm1d, L.BatchNorm2d)):
+        if isinstance(m, (L.BatchNorm1d, L.BatchNorm2d)) and m.track_running_stats:
             m.running_mean[...] = rng.normal(size=m.num_features)
             m.running_var[...] = rng.uniform(0.5, 2.0, m.num_features)
     return model
