@@ -143,7 +143,7 @@ def test_sequence_models_match_onnxruntime(layer, tmp_path):
         (gn.MaxPool1d(2, stride=2, padding=1, ceil_mode=True), (3, 5), "MaxPool"),  # PyTorch drops a window
         (gn.MaxPool2d(3, stride=2, dilation=2, ceil_mode=True), (2, 9, 10), "MaxPool"),
         (gn.AvgPool1d(3, stride=2, padding=1, ceil_mode=True), (3, 6), "Pad"),  # reach past the padding
-        (gn.AvgPool1d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False), (3, 6), "AveragePool"),
+        (gn.AvgPool1d(3, 2, 1, ceil_mode=True, count_include_pad=False), (3, 6), "AveragePool"),
         (gn.BatchNorm1d(3, track_running_stats=False), (3, 5), "ReduceMean"),  # (N, C, L)
         (gn.BatchNorm1d(3, track_running_stats=False, affine=False), (3,), "ReduceMean"),  # (N, C)
     ],
