@@ -2,13 +2,18 @@
 
 The file is a standard ONNX graph (opset 17, float32) that onnxruntime, TensorRT or a browser
 runtime can run without glassnet. It computes the model in eval mode: dropout is the identity,
-batch norm uses its running statistics. The batch axis is symbolic (``N``), the other axes are
-``input_shape``. Each layer becomes standard operators:
+batch norm uses its running statistics (the batch's, without them). The batch axis is symbolic
+(``N``), the other axes are ``input_shape``. Each layer becomes standard operators:
 
     Linear                MatMul(x, W) + b          (W is glassnet's (in, out): no transpose)
-    Conv1d, Conv2d        Conv                      MaxPool*, AvgPool*   MaxPool, AveragePool
+    Conv1d, Conv2d        Conv (group, asymmetric pads for "same"); padding_mode reflect and
+                          replicate a Pad before it (reflect, edge), circular Slice + Concat
+                          (Pad's wrap is opset 19)
+    MaxPool*, AvgPool*    MaxPool (dilations), AveragePool (count_include_pad); ceil_mode as
+                          explicit pads after the input (see ``_pool``)
     GlobalAvg/MaxPool2d   GlobalAveragePool / GlobalMaxPool, then Flatten
-    BatchNorm1d/2d        BatchNormalization (running statistics)
+    BatchNorm1d/2d        BatchNormalization (running statistics); track_running_stats=False:
+                          the batch's mean and biased variance by ReduceMean, then the affine
     LayerNorm             LayerNormalization        Embedding            Gather(weight, ids)
     RNN, GRU, LSTM        RNN / GRU / LSTM, one node per layer, time-major inside (Transpose);
                           gate blocks reordered from PyTorch's (GRU r z n, LSTM i f g o) to
