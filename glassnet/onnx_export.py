@@ -115,6 +115,12 @@ def _conv_pads(layer: L.Conv2d) -> list[tuple[int, int]]:
     return list(pads[1:] if isinstance(layer, L.Conv1d) else pads)  # Conv1d keeps 2-D pairs (1, k) inside
 
 
+# PyTorch's padding modes -> Pad's: ONNX's "reflect" skips the edge as PyTorch's does, "edge"
+# repeats it (PyTorch's "replicate"); circular is built from Slice + Concat (see _pad)
+PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge"}
+END = 2**62  # a Slice's end past any axis: to the end
+
+
 def _pad(b: _Builder, x: str, pads: list[tuple[int, int]], mode: str, hint: str, value=None) -> str:
     """x (N, C, *spatial) padded by (before, after) on each spatial axis: ``mode`` is one of
     PyTorch's padding modes, zeros by default, or a constant ``value`` (-inf before a max)."""
@@ -122,18 +128,14 @@ def _pad(b: _Builder, x: str, pads: list[tuple[int, int]], mode: str, hint: str,
         for axis, (before, after) in enumerate(pads, start=2):
             parts = [x]
             if before:  # x[..., n - before:] in front
-                parts.insert(0, b.op("Slice", [x, b.ints([-before]), b.ints([2**62]), b.ints([axis])], hint))
+                parts.insert(0, b.op("Slice", [x, b.ints([-before]), b.ints([END]), b.ints([axis])], hint))
             if after:  # x[..., :after] behind
                 parts.append(b.op("Slice", [x, b.ints([0]), b.ints([after]), b.ints([axis])], hint))
             x = b.op("Concat", parts, hint, axis=axis) if len(parts) > 1 else x
         return x
     onnx_pads = b.ints([0, 0, *(p for p, _ in pads), 0, 0, *(a for _, a in pads)], hint + ".pads")
     inputs = [x, onnx_pads] if value is None else [x, onnx_pads, b.const(value)]
-    # ONNX's "reflect" skips the edge as PyTorch's does; "edge" repeats it (PyTorch's "replicate")
     return b.op("Pad", inputs, hint, mode=PAD_MODES[mode])
-
-
-PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge"}
 
 
 def _conv(b: _Builder, layer: L.Conv2d, x: str, hint: str) -> str:
@@ -159,11 +161,8 @@ def _pool(b: _Builder, layer, x: str, hint: str) -> str:
     after = _ceil_pads(b, layer, hint) if layer.ceil_mode else p
     if isinstance(layer, (L.MaxPool1d, L.MaxPool2d)):  # padding never wins a max: as PyTorch's -inf
         if any(pad >= size for pad, size in zip(p + after, k + k)):  # onnxruntime: pads < kernel_shape
-            x, p, after = (
-                _pad(b, x, list(zip(p, after)), "zeros", hint, value=-np.inf),
-                [0] * len(k),
-                [0] * len(k),
-            )
+            x = _pad(b, x, list(zip(p, after)), "zeros", hint, value=-np.inf)
+            p = after = [0] * len(k)
         return b.op("MaxPool", [x], hint, kernel_shape=k, strides=s, pads=p + after, dilations=d)
     include = layer.count_include_pad
     if include and after != p:  # the left and right padding count, ceil mode's reach past them not:
@@ -183,14 +182,12 @@ def _ceil_pads(b: _Builder, layer, hint: str) -> list[int]:
             f"export_onnx: {hint} ({type(layer).__name__}, ceil_mode=True) ran at several input sizes "
             "(or none) in the forward before export; its ONNX pads depend on the size"
         )
-    out = [pooled_size(n, *args, True) for n, *args in zip(shape[2:], layer.kernel_size, layer.stride,
-                                                           layer.padding, layer.dilation)]  # fmt: skip
-    return [
-        max(p, (o - 1) * s + d * (k - 1) + 1 - n - p)
-        for n, k, s, p, d, o in zip(
-            shape[2:], layer.kernel_size, layer.stride, layer.padding, layer.dilation, out
-        )
-    ]
+    after = []
+    for n, k, s, p, d in zip(shape[2:], layer.kernel_size, layer.stride, layer.padding, layer.dilation):
+        windows = pooled_size(n, k, s, p, d, ceil_mode=True)  # PyTorch's count
+        last_end = (windows - 1) * s + d * (k - 1) + 1  # where the last window ends, left padding included
+        after.append(max(p, last_end - p - n))
+    return after
 
 
 def _batch_norm(b: _Builder, layer, x: str, hint: str) -> str:
