@@ -2,13 +2,18 @@
 
 The file is a standard ONNX graph (opset 17, float32) that onnxruntime, TensorRT or a browser
 runtime can run without glassnet. It computes the model in eval mode: dropout is the identity,
-batch norm uses its running statistics. The batch axis is symbolic (``N``), the other axes are
-``input_shape``. Each layer becomes standard operators:
+batch norm uses its running statistics (the batch's, without them). The batch axis is symbolic
+(``N``), the other axes are ``input_shape``. Each layer becomes standard operators:
 
     Linear                MatMul(x, W) + b          (W is glassnet's (in, out): no transpose)
-    Conv1d, Conv2d        Conv                      MaxPool*, AvgPool*   MaxPool, AveragePool
+    Conv1d, Conv2d        Conv (group, asymmetric pads for "same"); padding_mode reflect and
+                          replicate a Pad before it (reflect, edge), circular Slice + Concat
+                          (Pad's wrap is opset 19)
+    MaxPool*, AvgPool*    MaxPool (dilations), AveragePool (count_include_pad); ceil_mode as
+                          explicit pads after the input (see ``_pool``)
     GlobalAvg/MaxPool2d   GlobalAveragePool / GlobalMaxPool, then Flatten
-    BatchNorm1d/2d        BatchNormalization (running statistics)
+    BatchNorm1d/2d        BatchNormalization (running statistics); track_running_stats=False:
+                          the batch's mean and biased variance by ReduceMean, then the affine
     LayerNorm             LayerNormalization        Embedding            Gather(weight, ids)
     RNN, GRU, LSTM        RNN / GRU / LSTM, one node per layer, time-major inside (Transpose);
                           gate blocks reordered from PyTorch's (GRU r z n, LSTM i f g o) to
@@ -37,7 +42,10 @@ import os
 import numpy as np
 
 from . import layers as L
+from . import walk
 from .io import write_atomic
+from .layers import _padding
+from .layers.pooling import pooled_size
 from .module import Module, Sequential, evaluating, is_int, takes_integers
 
 OPSET = 17  # the default and the oldest: LayerNormalization is in opset 17
@@ -55,6 +63,7 @@ class _Builder:
         self.nodes: list = []
         self.initializers: list = []
         self.count = 0
+        self.input_shapes: dict[int, tuple | None] = {}  # id(layer) -> its input's shape (None: several)
 
     def fresh(self, hint: str) -> str:
         self.count += 1
@@ -84,7 +93,7 @@ def _linear(b: _Builder, layer: L.Linear, x: str, hint: str) -> str:
 
 
 def _int_padding(layer, hint: str) -> list[int]:
-    """The layer's padding as ints on each side (a padding given another way is not exported yet)."""
+    """A pooling layer's padding as ints on each side (a padding given another way is refused)."""
     padding = layer.padding
     if not isinstance(padding, tuple) or not all(isinstance(p, int) for p in padding):
         raise ValueError(
@@ -94,36 +103,114 @@ def _int_padding(layer, hint: str) -> list[int]:
     return list(padding)
 
 
+def _conv_pads(layer: L.Conv2d) -> list[tuple[int, int]]:
+    """(before, after) per spatial axis of the ONNX tensor, as PyTorch pads: ints on both sides,
+    "valid" none, "same" d (k - 1) split with the odd unit after (right, bottom)."""
+    if layer.padding == "same":
+        pads = _padding.same_padding(layer.kernel_size, layer.dilation)
+    elif layer.padding == "valid":
+        pads = ((0, 0), (0, 0))
+    else:
+        pads = tuple((p, p) for p in layer.padding)
+    return list(pads[1:] if isinstance(layer, L.Conv1d) else pads)  # Conv1d keeps 2-D pairs (1, k) inside
+
+
+# PyTorch's padding modes -> Pad's: ONNX's "reflect" skips the edge as PyTorch's does, "edge"
+# repeats it (PyTorch's "replicate"); circular is built from Slice + Concat (see _pad)
+PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge"}
+END = 2**62  # a Slice's end past any axis: to the end
+
+
+def _pad(b: _Builder, x: str, pads: list[tuple[int, int]], mode: str, hint: str, value=None) -> str:
+    """x (N, C, *spatial) padded by (before, after) on each spatial axis: ``mode`` is one of
+    PyTorch's padding modes, zeros by default, or a constant ``value`` (-inf before a max)."""
+    if mode == "circular":  # Pad's "wrap" is opset 19: the other end's units, sliced and concatenated
+        for axis, (before, after) in enumerate(pads, start=2):
+            parts = [x]
+            if before:  # x[..., n - before:] in front
+                parts.insert(0, b.op("Slice", [x, b.ints([-before]), b.ints([END]), b.ints([axis])], hint))
+            if after:  # x[..., :after] behind
+                parts.append(b.op("Slice", [x, b.ints([0]), b.ints([after]), b.ints([axis])], hint))
+            x = b.op("Concat", parts, hint, axis=axis) if len(parts) > 1 else x
+        return x
+    onnx_pads = b.ints([0, 0, *(p for p, _ in pads), 0, 0, *(a for _, a in pads)], hint + ".pads")
+    inputs = [x, onnx_pads] if value is None else [x, onnx_pads, b.const(value)]
+    return b.op("Pad", inputs, hint, mode=PAD_MODES[mode])
+
+
 def _conv(b: _Builder, layer: L.Conv2d, x: str, hint: str) -> str:
     one_d = isinstance(layer, L.Conv1d)
     pick = (lambda t: list(t[1:])) if one_d else list  # Conv1d keeps 2-D pairs (1, k) inside
-    pads = pick(_int_padding(layer, hint))
-    inputs = [x, b.const(layer.W.data, hint + ".W")]
+    pads = _conv_pads(layer)
+    if layer.padding_mode != "zeros" and any(p + a for p, a in pads):  # a padding node, then no pads
+        x, pads = _pad(b, x, pads, layer.padding_mode, hint), [(0, 0)] * len(pads)
+    inputs = [x, b.const(layer.W.data, hint + ".W")]  # (out, in / groups, *k): ONNX's layout
     if layer.b is not None:
         inputs.append(b.const(layer.b.data, hint + ".b"))
     return b.op(
         "Conv", inputs, hint, kernel_shape=pick(layer.kernel_size), strides=pick(layer.stride),
-        pads=pads + pads, dilations=pick(layer.dilation), group=int(getattr(layer, "groups", 1)),
+        pads=[p for p, _ in pads] + [a for _, a in pads], dilations=pick(layer.dilation), group=layer.groups,
     )  # fmt: skip
 
 
 def _pool(b: _Builder, layer, x: str, hint: str) -> str:
-    k, s, p = list(layer.kernel_size), list(layer.stride), _int_padding(layer, hint)
+    k, s, d, p = list(layer.kernel_size), list(layer.stride), list(layer.dilation), _int_padding(layer, hint)
+    # ceil_mode as explicit pads after the input, ceil_mode=0 in the file: ONNX's shape inference
+    # counts a last window that starts past the input and its left padding, which PyTorch (and
+    # onnxruntime's kernel) drop, so a runtime that follows the spec would disagree
+    after = _ceil_pads(b, layer, hint) if layer.ceil_mode else p
     if isinstance(layer, (L.MaxPool1d, L.MaxPool2d)):  # padding never wins a max: as PyTorch's -inf
-        return b.op("MaxPool", [x], hint, kernel_shape=k, strides=s, pads=p + p)
-    return b.op("AveragePool", [x], hint, kernel_shape=k, strides=s, pads=p + p, count_include_pad=1)
+        if any(pad >= size for pad, size in zip(p + after, k + k)):  # onnxruntime: pads < kernel_shape
+            x = _pad(b, x, list(zip(p, after)), "zeros", hint, value=-np.inf)
+            p = after = [0] * len(k)
+        return b.op("MaxPool", [x], hint, kernel_shape=k, strides=s, pads=p + after, dilations=d)
+    include = layer.count_include_pad
+    if include and after != p:  # the left and right padding count, ceil mode's reach past them not:
+        x = _pad(b, x, list(zip(p, p)), "zeros", hint)  # the padding made part of the input
+        p, after, include = [0] * len(k), [a - q for a, q in zip(after, p)], False
+    return b.op(
+        "AveragePool", [x], hint, kernel_shape=k, strides=s, pads=p + after, count_include_pad=int(include)
+    )
+
+
+def _ceil_pads(b: _Builder, layer, hint: str) -> list[int]:
+    """Padding after the input that ceil mode's last window reaches (at least the layer's own),
+    from the input's spatial size in the forward run before export."""
+    shape = b.input_shapes.get(id(layer))
+    if shape is None:
+        raise ValueError(
+            f"export_onnx: {hint} ({type(layer).__name__}, ceil_mode=True) ran at several input sizes "
+            "(or none) in the forward before export; its ONNX pads depend on the size"
+        )
+    after = []
+    for n, k, s, p, d in zip(shape[2:], layer.kernel_size, layer.stride, layer.padding, layer.dilation):
+        windows = pooled_size(n, k, s, p, d, ceil_mode=True)  # PyTorch's count
+        last_end = (windows - 1) * s + d * (k - 1) + 1  # where the last window ends, left padding included
+        after.append(max(p, last_end - p - n))
+    return after
 
 
 def _batch_norm(b: _Builder, layer, x: str, hint: str) -> str:
     c = layer.num_features
     scale = layer.weight.data if layer.affine else np.ones(c)
     shift = layer.bias.data if layer.affine else np.zeros(c)
-    mean, var = (
-        b.const(layer.running_mean, hint + ".running_mean"),
-        b.const(layer.running_var, hint + ".running_var"),
-    )
-    inputs = [x, b.const(scale, hint + ".weight"), b.const(shift, hint + ".bias"), mean, var]
-    return b.op("BatchNormalization", inputs, hint, epsilon=layer.eps)
+    if layer.track_running_stats:
+        mean, var = (
+            b.const(layer.running_mean, hint + ".running_mean"),
+            b.const(layer.running_var, hint + ".running_var"),
+        )
+        inputs = [x, b.const(scale, hint + ".weight"), b.const(shift, hint + ".bias"), mean, var]
+        return b.op("BatchNormalization", inputs, hint, epsilon=layer.eps)
+    # no running statistics: the batch's, in eval too, as in training (biased variance), on the
+    # input seen as (N, C, M) (M = 1, L or H W) so that one pair of axes serves every rank
+    x3 = b.op("Reshape", [x, b.ints([0, 0, -1])], hint)
+    mu = _reduce_mean(b, x3, [0, 2], hint, keepdims=1)  # (1, C, 1)
+    centred = b.op("Sub", [x3, mu], hint)
+    var = _reduce_mean(b, b.op("Mul", [centred, centred], hint), [0, 2], hint, keepdims=1)
+    x_hat = b.op("Div", [centred, b.op("Sqrt", [b.op("Add", [var, b.const(layer.eps)], hint)], hint)], hint)
+    y3 = b.op("Mul", [x_hat, b.const(scale.reshape(c, 1), hint + ".weight")], hint)
+    y3 = b.op("Add", [y3, b.const(shift.reshape(c, 1), hint + ".bias")], hint)
+    return b.op("Reshape", [y3, b.op("Shape", [x], hint)], hint)
 
 
 def _layer_norm(b: _Builder, layer: L.LayerNorm, x: str, hint: str) -> str:
@@ -157,10 +244,14 @@ def _reshape(b: _Builder, layer: L.Reshape, x: str, hint: str) -> str:
     return b.op("Reshape", [x, b.ints([0, *layer.shape])], hint)
 
 
-def _token_mean(b: _Builder, layer: L.TokenMean, x: str, hint: str) -> str:
+def _reduce_mean(b: _Builder, x: str, axes: list[int], hint: str, keepdims: int) -> str:
     if b.opset >= 18:  # opset 18 moved ReduceMean's axes from an attribute to an input
-        return b.op("ReduceMean", [x, b.ints([1])], hint, keepdims=0)
-    return b.op("ReduceMean", [x], hint, axes=[1], keepdims=0)
+        return b.op("ReduceMean", [x, b.ints(axes)], hint, keepdims=keepdims)
+    return b.op("ReduceMean", [x], hint, axes=axes, keepdims=keepdims)
+
+
+def _token_mean(b: _Builder, layer: L.TokenMean, x: str, hint: str) -> str:
+    return _reduce_mean(b, x, [1], hint, keepdims=0)
 
 
 def _embedding(b: _Builder, layer: L.Embedding, ids: str, hint: str) -> str:
@@ -360,6 +451,7 @@ READS = {
         "bias",
         "init",
         "groups",
+        "padding_mode",
     },  # fmt: skip
     L.RNN: {"input_size", "hidden_size", "num_layers", "bidirectional", "bias", "nonlinearity", "dropout"},
     L.MultiheadAttention: {"embed_dim", "num_heads", "dropout", "bias", "causal"},
@@ -367,9 +459,19 @@ READS = {
 READS[L.Conv2d] = READS[L.Conv1d]
 READS[L.GRU] = READS[L.LSTM] = READS[L.RNN]
 READS.update(
-    {c: {"kernel_size", "stride", "padding"} for c in (L.MaxPool1d, L.MaxPool2d, L.AvgPool1d, L.AvgPool2d)}
+    {
+        c: {"kernel_size", "stride", "padding", "ceil_mode"}
+        for c in (L.MaxPool1d, L.MaxPool2d, L.AvgPool1d, L.AvgPool2d)
+    }
 )
-READS.update({c: {"num_features", "eps", "momentum", "affine"} for c in (L.BatchNorm1d, L.BatchNorm2d)})
+READS[L.MaxPool1d] = READS[L.MaxPool2d] = READS[L.MaxPool1d] | {"dilation"}
+READS[L.AvgPool1d] = READS[L.AvgPool2d] = READS[L.AvgPool1d] | {"count_include_pad"}
+READS.update(
+    {
+        c: {"num_features", "eps", "momentum", "affine", "track_running_stats"}
+        for c in (L.BatchNorm1d, L.BatchNorm2d)
+    }
+)
 
 
 def _check_options(layer: Module, hint: str) -> None:
@@ -466,10 +568,16 @@ def export_onnx(model: Module, path: str | os.PathLike, input_shape, opset: int 
         names = ["input"] if len(shapes) == 1 else [f"input{k}" for k in range(len(shapes))]
     # a forward in glassnet first: a wrong input_shape is glassnet's own ShapeError, naming the
     # layer, and the output's shape is known for the graph's declaration
-    dummies = [np.zeros((1, *s), np.int64 if integer else np.float32) for s in shapes]
-    with evaluating(model):
-        out = model.forward(*dummies)
+    # (two examples: a batch norm without running statistics needs more than one value per channel)
+    dummies = [np.zeros((2, *s), np.int64 if integer else np.float32) for s in shapes]
     b = _Builder(opset)
+
+    def seen(name: str, layer: Module, x, y) -> None:  # each layer's input shape, for ceil mode's pads
+        shape = None if isinstance(x, tuple) else np.shape(x)
+        b.input_shapes[id(layer)] = shape if b.input_shapes.get(id(layer), shape) == shape else None
+
+    with evaluating(model):
+        out = walk.forward(model, dummies[0], seen, *dummies[1:])
     y = _emit(b, model, names, "")
     b.nodes.append(helper.make_node("Identity", [y], ["output"]))
     elem = TensorProto.INT64 if integer else TensorProto.FLOAT

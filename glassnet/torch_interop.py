@@ -14,19 +14,23 @@ is where the transposes are written, shared with the tests' torch references):
     glassnet                       torch                              parameters (glassnet -> torch)
     Sequential                     nn.Sequential                      children by index, "0.W" -> "0.weight"
     Linear                         nn.Linear                          W (in, out) -> weight = W.T; b -> bias
-    Conv1d, Conv2d                 nn.Conv1d, nn.Conv2d               W -> weight (same layout); b -> bias
+    Conv1d, Conv2d                 nn.Conv1d, nn.Conv2d (groups,      W -> weight (same layout); b -> bias
+                                   padding "same"/"valid", padding_mode)
     RNN, GRU, LSTM                 torch_modules.RNN/GRU/LSTM: the    W_x_l0 -> weight_ih_l0 = W_x.T,
                                    nn classes (batch_first=True)      W_h_l0 -> weight_hh_l0 = W_h.T,
                                    returning the output only;         b_x/b_h -> bias_ih/bias_hh; gate
                                    from_torch reads nn's too          blocks already in torch's order
-    BatchNorm1d, BatchNorm2d       nn.BatchNorm1d/2d                  same names (running stats too)
+    BatchNorm1d, BatchNorm2d       nn.BatchNorm1d/2d (track_running_   same names (running stats too;
+                                   stats=False: no buffers either)    none without them)
     LayerNorm, Embedding           nn.LayerNorm, nn.Embedding         same names
     MultiheadAttention             torch_modules.MultiheadAttention   in_proj_* same; out_proj_weight ->
                                    (an nn.MultiheadAttention)         out_proj.weight, out_proj_bias -> .bias
     TransformerEncoderLayer        nn.TransformerEncoderLayer         children 0-4 -> self_attn, linear1,
                                    (batch_first=True)                 linear2, norm1, norm2
     activations, Dropout, Flatten, the nn class of the same name      none
-    Identity, pooling
+    Identity, pooling (ceil_mode,
+    MaxPool dilation, AvgPool
+    count_include_pad)
     Softmax(axis)                  nn.Softmax(dim=axis)               none
     Residual, Graph, Add, Multiply, torch_modules' class of the        block/shortcut, node names; weight
     Concat, Reshape, Permute,      same name                          for the embeddings
@@ -34,9 +38,12 @@ is where the transposes are written, shared with the tests' torch references):
     GlobalAvg/MaxPool2d, GaussianDropout,
     PositionalEmbedding, ClassToken
 
-``from_torch`` reads the same table the other way. A torch option glassnet lacks (a grouped
-convolution, ``batch_first=False``, ``ceil_mode=True``) is refused with an error naming it, unless
-the glassnet layer's constructor takes an argument of that name, which then gets the value.
+The options of convolution, pooling and batch norm have PyTorch's names, meanings and defaults
+in glassnet: ``config()`` is the torch constructor's keyword arguments (less ``init``), both
+ways. ``from_torch`` reads the same table the other way. A torch option glassnet lacks
+(``batch_first=False``, ``return_indices=True``, ``divisor_override``) is refused with an error
+naming it, unless the glassnet layer's constructor takes an argument of that name, which then
+gets the value.
 """
 
 from __future__ import annotations
@@ -330,9 +337,8 @@ def _pool(tm) -> Module:
     one = _single if name.endswith("1d") else (lambda v: v)
     given = {k: one(getattr(tm, k)) for k in ("kernel_size", "stride", "padding")}
     if name.startswith("Max"):
+        given["dilation"] = one(tm.dilation)
         options = {"ceil_mode": False, "return_indices": False}
-        if one(tm.dilation) not in (1, (1, 1)):  # (1, 1) is the default too
-            options["dilation"] = 1
     else:
         options = {"ceil_mode": False, "count_include_pad": True, "divisor_override": None}
     return _build(tm, getattr(L, name), given, options)

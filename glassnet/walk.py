@@ -80,10 +80,11 @@ class LayerShapeError(ShapeError):
         super().__init__(f"layer #{name} ({type(layer).__name__}): {reason}")
 
 
-def forward(model: Module, x: np.ndarray, visit: Visit) -> np.ndarray:
-    """``model.forward(x)``, calling ``visit(name, module, input, output)`` after every module of
-    the tree has run (children before the container holding them)."""
-    return _forward(model, next(named_modules(model))[0], visit, x, (), {})
+def forward(model: Module, x: np.ndarray, visit: Visit, *more: np.ndarray) -> np.ndarray:
+    """``model.forward(x, *more)``, calling ``visit(name, module, input, output)`` after every
+    module of the tree has run (children before the container holding them); ``more``: the
+    further inputs of a model that takes several (a ``Graph``'s, an ``Add``)."""
+    return _forward(model, next(named_modules(model))[0], visit, x, more, {})
 
 
 def backward(model: Module, dy: np.ndarray, visit: Visit, input_grad: bool = True) -> np.ndarray | None:

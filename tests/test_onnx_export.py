@@ -25,8 +25,9 @@ def randomize_statistics(model: gn.Module, rng: np.random.Generator) -> gn.Modul
     an export that ignored them (or swapped mean and variance) would fail."""
     for m in model.modules():
         if isinstance(m, (L.BatchNorm1d, L.BatchNorm2d)):
-            m.running_mean[...] = rng.normal(size=m.num_features)
-            m.running_var[...] = rng.uniform(0.5, 2.0, m.num_features)
+            if m.track_running_stats:  # else there are none: batch statistics in eval too
+                m.running_mean[...] = rng.normal(size=m.num_features)
+                m.running_var[...] = rng.uniform(0.5, 2.0, m.num_features)
             if m.affine:
                 m.weight.data[...] = rng.uniform(0.5, 1.5, m.num_features)
                 m.bias.data[...] = rng.normal(size=m.num_features)
@@ -128,6 +129,52 @@ def test_sequence_models_match_onnxruntime(layer, tmp_path):
     check_export(layer, (x,), tmp_path)
 
 
+# each branch of the option exports, on inputs that reach it, and the operator that shows it was
+# taken: the case table's rows reach most, these the rest
+@pytest.mark.parametrize(
+    "layer, shape, op",
+    [
+        (gn.Conv1d(2, 3, 2, padding="same", padding_mode="circular"), (2, 6), "Slice"),  # after only
+        (gn.Conv1d(2, 3, 3, padding=3, padding_mode="circular"), (2, 3), "Slice"),  # the whole length
+        (gn.Conv1d(2, 4, 3, padding=2, padding_mode="replicate", groups=2), (2, 7), "Pad"),
+        (gn.Conv2d(2, 2, (2, 3), padding="same", padding_mode="reflect"), (2, 5, 6), "Pad"),
+        (gn.Conv2d(2, 2, (2, 3), padding="same"), (2, 5, 6), "Conv"),  # zeros: Conv's own (0, 1) pads
+        (gn.MaxPool2d(2, dilation=3, padding=2), (2, 7, 6), "Pad"),  # pads >= kernel: onnxruntime refuses
+        (gn.MaxPool1d(2, stride=2, padding=1, ceil_mode=True), (3, 5), "MaxPool"),  # PyTorch drops a window
+        (gn.MaxPool2d(3, stride=2, dilation=2, ceil_mode=True), (2, 9, 10), "MaxPool"),
+        (gn.AvgPool1d(3, stride=2, padding=1, ceil_mode=True), (3, 6), "Pad"),  # reach past the padding
+        (gn.AvgPool1d(3, 2, 1, ceil_mode=True, count_include_pad=False), (3, 6), "AveragePool"),
+        (gn.BatchNorm1d(3, track_running_stats=False), (3, 5), "ReduceMean"),  # (N, C, L)
+        (gn.BatchNorm1d(3, track_running_stats=False, affine=False), (3,), "ReduceMean"),  # (N, C)
+    ],
+    ids=["conv1d-circular-after", "conv1d-circular-whole", "conv1d-replicate-groups", "conv2d-reflect-same",
+         "conv2d-zeros-same", "maxpool-dilated-pad", "maxpool-ceil-dropped", "maxpool-ceil-dilated",
+         "avgpool-ceil-counted", "avgpool-ceil-uncounted", "batchnorm1d-nlc-batch-stats",
+         "batchnorm1d-nc-batch-stats"],
+)  # fmt: skip
+@pytest.mark.parametrize("opset", [17, 18])
+def test_option_branches_match_onnxruntime(layer, shape, op, opset, tmp_path):
+    rng = np.random.default_rng(7)
+    randomize_statistics(layer, rng)
+    x = rng.standard_normal((4, *shape))
+    x[..., -1] += 3.0  # the last row (column) largest: a max window there that was dropped would show
+    check_export(layer, (x,), tmp_path, opset=opset)
+    assert op in {node.op_type for node in onnx.load(str(tmp_path / "model.onnx")).graph.node}
+
+
+def test_ceil_mode_pads_follow_the_input_size(tmp_path):
+    """ceil mode's pads are computed from the size each pool saw in the forward run before export:
+    a pool after several inputs (walked as a graph's) is exported; one used at two sizes is refused."""
+    rng = np.random.default_rng(8)
+    graph = gn.Graph(
+        ["a", "b"], [("s", gn.Add(), ["a", "b"]), ("p", gn.MaxPool1d(2, ceil_mode=True), "s")], "p"
+    )
+    check_export(graph, (rng.standard_normal((2, 3, 7)), rng.standard_normal((2, 3, 7))), tmp_path)
+    pool = gn.AvgPool1d(2, ceil_mode=True)
+    with pytest.raises(ValueError, match=r"0 \(AvgPool1d, ceil_mode=True\) ran at several input sizes"):
+        gn.export_onnx(gn.Sequential(pool, pool), tmp_path / "m.onnx", (3, 9))
+
+
 def test_cross_attention_in_a_graph(tmp_path):
     rng = np.random.default_rng(3)
     graph = gn.Graph(["q", "kv"], [("a", gn.MultiheadAttention(4, 2, rng=rng), ["q", "kv", "kv"]),
@@ -181,8 +228,8 @@ def test_an_unknown_layer_is_named(tmp_path):
 def test_an_option_the_export_does_not_handle_is_named(tmp_path, monkeypatch):
     # an option a layer gains later (here a fake one in the config) is refused until exported
     conv = gn.Conv2d(1, 2, 3)
-    monkeypatch.setattr(conv, "config", lambda: {**L.Conv2d.config(conv), "padding_mode": "reflect"})
-    with pytest.raises(ValueError, match=r"0 \(Conv2d\) has padding_mode='reflect'"):
+    monkeypatch.setattr(conv, "config", lambda: {**L.Conv2d.config(conv), "padding_order": "spiral"})
+    with pytest.raises(ValueError, match=r"0 \(Conv2d\) has padding_order='spiral'"):
         gn.export_onnx(gn.Sequential(conv), tmp_path / "m.onnx", (1, 5, 5))
     # a padding that is not ints per side (PyTorch's "same") is refused until exported
     pool = gn.MaxPool2d(3, padding=1)

@@ -41,7 +41,7 @@ def randomize(model: gn.Module, rng: np.random.Generator) -> gn.Module:
     for p in model.parameters():
         p.data[...] = rng.uniform(-1, 1, p.shape)
     for m in model.modules():
-        if isinstance(m, (L.BatchNorm1d, L.BatchNorm2d)):
+        if isinstance(m, (L.BatchNorm1d, L.BatchNorm2d)) and m.track_running_stats:
             m.running_mean[...] = rng.normal(size=m.num_features)
             m.running_var[...] = rng.uniform(0.5, 2.0, m.num_features)
     return model
@@ -87,6 +87,42 @@ def test_layer_rows_agree_both_ways(case):
         assert type(back) is type(layer) and back.training == training
         np.testing.assert_allclose(back.forward(*xs), layer.forward(*xs), **TOL)
         assert back.state_dict().keys() == layer.state_dict().keys()
+
+
+def test_torch_layer_options_convert_from_torch():
+    """The options glassnet shares with PyTorch, starting from torch modules built with them
+    (not from to_torch's): from_torch keeps each one, and the model computes what torch's does,
+    in eval mode and in training mode (batch norm without running statistics has no buffers)."""
+    torch.manual_seed(0)
+    tmodel = nn.Sequential(
+        nn.Conv2d(4, 6, 3, padding="same", groups=2, padding_mode="circular"),
+        nn.BatchNorm2d(6, track_running_stats=False),
+        nn.MaxPool2d(3, stride=2, dilation=2, ceil_mode=True),
+        nn.Conv2d(6, 6, (2, 3), padding="same", groups=6, padding_mode="reflect"),
+        nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+        nn.Flatten(),
+    ).double()
+    seq = nn.Sequential(
+        nn.Conv1d(2, 4, 4, padding="same", padding_mode="replicate"),
+        nn.BatchNorm1d(4, affine=False, track_running_stats=False),
+        nn.AvgPool1d(2, stride=3, ceil_mode=True),
+        nn.Conv1d(4, 4, 2, padding="valid", groups=4),
+        nn.MaxPool1d(2, padding=1, ceil_mode=True),
+    ).double()
+    for tm, x in ((tmodel, np.random.default_rng(3).standard_normal((3, 4, 11, 10))),
+                  (seq, np.random.default_rng(4).standard_normal((3, 2, 13)))):  # fmt: skip
+        model = gn.from_torch(tm)
+        config = {k: v for layer in model.children for k, v in layer.config().items()}
+        assert not any(m.buffers() for m in model.modules() if isinstance(m, (L.BatchNorm1d, L.BatchNorm2d)))
+        assert config["track_running_stats"] is False and config["ceil_mode"] is True
+        for training in (False, True):
+            tm.train(training)
+            model.train(training)
+            np.testing.assert_allclose(model.forward(x), torch_out(tm, [x]), **TOL)
+    layers = list(gn.from_torch(tmodel).children)
+    assert (layers[0].groups, layers[0].padding, layers[0].padding_mode) == (2, "same", "circular")
+    assert (layers[2].dilation, layers[4].count_include_pad) == ((2, 2), False)
+    assert not layers[1].track_running_stats and gn.to_torch(layers[1]).running_mean is None
 
 
 @pytest.mark.parametrize("name", sorted(gn.models.PRESETS))
