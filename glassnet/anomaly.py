@@ -114,8 +114,10 @@ def _params_note(layer: Module) -> str:
 def checked_forward_backward(model: Module, loss_fn, x: np.ndarray, y: np.ndarray):
     """Forward, loss and backward (gradients added into ``p.grad``), layer by layer through the
     whole module tree (inside user-written containers too, see ``glassnet.walk``), checking
-    every output, delta and parameter gradient; returns ``(loss, prediction)``."""
-    h = walk.forward(model, x, _check_forward)
+    every output, delta and parameter gradient; returns ``(loss, prediction)``. ``x``: an
+    array, or a tuple of arrays for a model with several inputs."""
+    xs = x if isinstance(x, tuple) else (x,)
+    h = walk.forward(model, xs[0], _check_forward, *xs[1:])
     loss = float(loss_fn.forward(h, y))
     name = type(loss_fn).__name__
     if not math.isfinite(loss):

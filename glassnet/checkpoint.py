@@ -110,7 +110,7 @@ class Run:
             "batch_size": int(batch_size),
             "shuffle": bool(shuffle),
             "n_train": int(train.n),
-            "data_crc32": _crc32(train.x, train.y),
+            "data_crc32": _crc32(*(train.x if isinstance(train.x, tuple) else (train.x,)), train.y),
             "model": repr(model),
             "optimizer": type(optimizer).__name__,
             # momentum, betas, eps, weight decay, ...: a resume with other values would silently

@@ -37,29 +37,38 @@ class Dataset:
 
     Labels index the class names in ``glassnet.datasets`` (``FASHION_MNIST_CLASSES``,
     ``DIGIT_CLASSES``, or ``CLASSES[name]`` by data set name).
+
+    A model with several inputs (a ``Graph`` with ``inputs=["a", "b"]``) takes ``x`` as a
+    *tuple* of arrays, one per input in the graph's order, each with one row per example:
+    ``Dataset((xa, xb), y)``; ``fit``, ``evaluate`` and ``predict`` pass a batch's rows of each
+    as ``model.forward(xa_rows, xb_rows)``. (A list is one array, as NumPy reads it.)
     """
 
-    x: np.ndarray
+    x: np.ndarray | tuple[np.ndarray, ...]
     y: np.ndarray
 
     def __post_init__(self) -> None:
-        x, y = np.asarray(self.x), np.asarray(self.y)
-        for name, a in (("x", x), ("y", y)):
+        x = tuple(np.asarray(a) for a in self.x) if isinstance(self.x, tuple) else np.asarray(self.x)
+        y = np.asarray(self.y)
+        for name, a in (*_named_inputs(x, "x"), ("y", y)):
             if a.ndim == 0:
                 raise ValueError(f"Dataset: {name} must have one row per example, got a scalar")
-        if len(x) != len(y):
-            # rows of x and y are paired by position: a mismatch would pair them wrongly
-            raise ValueError(f"Dataset: x has {len(x)} rows but y has {len(y)}")
+        if isinstance(x, tuple) and not x:
+            raise ValueError("Dataset: x is an empty tuple; a model with several inputs takes one array each")
+        for name, a in _named_inputs(x, "x"):
+            if len(a) != len(y):
+                # rows of x and y are paired by position: a mismatch would pair them wrongly
+                raise ValueError(f"Dataset: {name} has {len(a)} rows but y has {len(y)}")
         object.__setattr__(self, "x", x)  # frozen: this is how __post_init__ may set a field
         object.__setattr__(self, "y", y)
 
     @property
     def n(self) -> int:
-        """The number of examples, ``len(x)``."""
-        return len(self.x)
+        """The number of examples, ``len(y)``."""
+        return len(self.y)
 
     def __len__(self) -> int:
-        return len(self.x)
+        return len(self.y)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """``x`` then ``y``, so that ``x, y = ds`` unpacks."""
@@ -68,12 +77,25 @@ class Dataset:
     def __getitem__(self, index: slice | np.ndarray | Sequence[int]) -> Dataset:
         """The examples selected by a slice, an integer array or a boolean mask."""
         if isinstance(index, slice):
-            return Dataset(self.x[index], self.y[index])
+            return Dataset(take_rows(self.x, index), self.y[index])
         rows = _row_index(index)  # out-of-range rows: NumPy's IndexError
-        return Dataset(self.x[rows], self.y[rows])
+        return Dataset(take_rows(self.x, rows), self.y[rows])
 
     def __repr__(self) -> str:
-        return f"Dataset(n={self.n}, x={self.x.dtype} {self.x.shape}, y={self.y.dtype} {self.y.shape})"
+        x = ", ".join(f"{a.dtype} {a.shape}" for _, a in _named_inputs(self.x, "x"))
+        x = f"({x})" if isinstance(self.x, tuple) else x
+        return f"Dataset(n={self.n}, x={x}, y={self.y.dtype} {self.y.shape})"
+
+
+def take_rows(x: np.ndarray | tuple[np.ndarray, ...], rows) -> np.ndarray | tuple[np.ndarray, ...]:
+    """Rows ``rows`` (a slice, an integer array or a mask) of the inputs ``x``: of the array, or of
+    each array of a tuple (a model with several inputs)."""
+    return tuple(a[rows] for a in x) if isinstance(x, tuple) else x[rows]
+
+
+def _named_inputs(x, name: str) -> list[tuple[str, np.ndarray]]:
+    """``[(name, x)]``, or ``[("x[0]", x[0]), ...]`` for a tuple of inputs: names for messages."""
+    return [(f"{name}[{i}]", a) for i, a in enumerate(x)] if isinstance(x, tuple) else [(name, x)]
 
 
 def _row_index(index: object) -> np.ndarray:
@@ -173,17 +195,24 @@ def check_dataset(
     ``ValueError`` whose message starts with ``name`` (e.g. ``"train_data: x has 100 rows but
     y has 99"``).
     """
-    x = check_inputs(x, name, dtype, integers)
+    if isinstance(x, tuple):  # a model with several inputs: one array each
+        if not x:
+            raise ValueError(f"{name}: x is an empty tuple; a model with several inputs takes one array each")
+        x = tuple(check_inputs(a, f"{name}: x[{i}]", dtype, integers) for i, a in enumerate(x))
+    else:
+        x = check_inputs(x, name, dtype, integers)
     try:
         y = np.asarray(y)
     except ValueError as e:  # ragged nested lists
         raise ValueError(f"{name}: could not convert y to an array: {e}") from None
-    if len(x) == 0:
-        raise ValueError(f"{name}: x must have at least one row, got shape {x.shape}")
+    for what, a in _named_inputs(x, "x"):
+        if len(a) == 0:
+            raise ValueError(f"{name}: {what} must have at least one row, got shape {a.shape}")
     if y.ndim == 0:
         raise ValueError(f"{name}: y must be an array with one entry per row of x, got a scalar")
-    if len(x) != len(y):
-        raise ValueError(f"{name}: x has {len(x)} rows but y has {len(y)}")
+    for what, a in _named_inputs(x, "x"):
+        if len(a) != len(y):
+            raise ValueError(f"{name}: {what} has {len(a)} rows but y has {len(y)}")
     if np.issubdtype(y.dtype, np.integer) and y.dtype != np.bool_:
         y = y.astype(np.int64, copy=False)
     elif np.issubdtype(y.dtype, np.floating):
@@ -226,7 +255,7 @@ def shuffled(ds: Dataset, rng: np.random.Generator) -> Dataset:
     in every epoch, while gathering each batch by index reuses one small buffer.
     """
     perm = as_rng(rng, "shuffled").permutation(ds.n)
-    return Dataset(np.take(ds.x, perm, axis=0), np.take(ds.y, perm, axis=0))
+    return Dataset(take_rows(ds.x, perm), np.take(ds.y, perm, axis=0))
 
 
 def train_val_split(ds: Dataset, val_fraction: float, rng: np.random.Generator) -> tuple[Dataset, Dataset]:
@@ -245,8 +274,8 @@ def train_val_split(ds: Dataset, val_fraction: float, rng: np.random.Generator) 
     perm = as_rng(rng, "train_val_split").permutation(ds.n)
     val, train = perm[:n_val], perm[n_val:]
     return (
-        Dataset(np.take(ds.x, train, axis=0), np.take(ds.y, train, axis=0)),
-        Dataset(np.take(ds.x, val, axis=0), np.take(ds.y, val, axis=0)),
+        Dataset(take_rows(ds.x, train), np.take(ds.y, train, axis=0)),
+        Dataset(take_rows(ds.x, val), np.take(ds.y, val, axis=0)),
     )
 
 

@@ -14,7 +14,7 @@ from . import metrics as M
 from .anomaly import AnomalyError, TerminateOnNaN, checked_step
 from .callbacks import Callback, History, Loop, ProgressBar
 from .checkpoint import BackupAndRestore
-from .data import Dataset, as_dataset, batch_slices, check_inputs
+from .data import Dataset, as_dataset, batch_slices, check_inputs, take_rows
 from .losses import BCEWithLogitsLoss, HingeLoss, Loss
 
 # evaluating and model_dtype live in module (the tools below training use them); re-exported here
@@ -52,17 +52,33 @@ def train_step(
     """
     check_optimizer(model, optimizer, "train_step")
     _check_reduction(loss_fn, "train_step")
-    x = np.asarray(x)
-    if not (x.dtype.kind in "iu" and takes_integers(model)):  # token ids stay integers
-        x = x.astype(model_dtype(model), copy=False)
+    x = tuple(map(_as_input(model), x)) if isinstance(x, tuple) else _as_input(model)(x)
     return _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm)[0]
+
+
+def _as_input(model: Module):
+    """A function casting one input array to the model's dtype (token ids stay integers)."""
+
+    def cast(x) -> np.ndarray:
+        x = np.asarray(x)
+        if not (x.dtype.kind in "iu" and takes_integers(model)):
+            x = x.astype(model_dtype(model), copy=False)
+        return x
+
+    return cast
+
+
+def _inputs(x) -> tuple:
+    """The positional inputs of ``model.forward``: ``(x,)``, or the tuple of a model's several."""
+    return x if isinstance(x, tuple) else (x,)
 
 
 def _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm, reduce=None) -> tuple[float, np.ndarray]:
     """One step; ``reduce`` (distributed training) averages the gradients over the processes
-    and returns the whole batch's loss, before the loss is checked and the gradients clipped."""
+    and returns the whole batch's loss, before the loss is checked and the gradients clipped.
+    ``x``: an array, or a tuple of arrays for a model with several inputs."""
     optimizer.zero_grad()
-    pred = model.forward(x)
+    pred = model.forward(*_inputs(x))
     loss = loss_fn.forward(pred, y)
     model.backward_params(loss_fn.backward())
     if regularizer is not None:
@@ -115,13 +131,15 @@ def check_finite_output(model: Module, out: np.ndarray, owner: str) -> None:
     )
 
 
-def _forward(model: Module, x: np.ndarray, name: str) -> np.ndarray:
-    """``model.forward(x)``, a shape error naming the argument ``x`` came from."""
+def _forward(model: Module, x, name: str) -> np.ndarray:
+    """``model.forward(x)`` (``model.forward(*x)`` for a tuple of inputs), a shape error naming
+    the argument ``x`` came from."""
     try:
-        return model.forward(x)
+        return model.forward(*_inputs(x))
     except ShapeError as e:
+        shapes = " and ".join(str(a.shape[1:]) for a in _inputs(x))
         raise ShapeError(
-            f"{name}: x has examples of shape {x.shape[1:]}, which the model cannot take: {e}"
+            f"{name}: x has examples of shape {shapes}, which the model cannot take: {e}"
         ) from None
 
 
@@ -130,7 +148,7 @@ def _probe(model: Module, ds: Dataset, name: str, loss_fn: Loss) -> np.ndarray:
     shows at once, naming the argument), and check that integer labels fit the model's
     outputs; returns that output."""
     with evaluating(model):
-        out = _forward(model, ds.x[:1], name)
+        out = _forward(model, take_rows(ds.x, slice(0, 1)), name)
     if ds.y.dtype.kind in "iu" and ds.y.ndim > 1 and not loss_fn.position_labels:
         raise ValueError(
             f"{name}: integer labels y of shape {ds.y.shape[1:]} per example are a class per position, "
@@ -338,14 +356,14 @@ def fit(
                 if dist is not None:  # this rank's shard; its generator reseeded for the step
                     idx = dist.shard(np.arange(slices[b].start, slices[b].stop) if pos.order is None else idx,
                                      pos.step)  # fmt: skip
-                xb, yb = train.x[idx], train.y[idx]
+                xb, yb = take_rows(train.x, idx), train.y[idx]
                 if s.augment is not None:
                     xb = s.augment(xb, s.rng if dist is None else dist.rng)
                 batch_loss = loss_fn if weights is None else WeightedLoss(loss_fn, weights[idx])
                 try:
                     loss, pred = step(model, batch_loss, optimizer, xb, yb, s.regularizer, s.clip_norm)
                 except FloatingPointError as e:
-                    raise _placed(e, epoch, b, idx, xb.shape, optimizer.lr) from None
+                    raise _placed(e, epoch, b, idx, _inputs(xb)[0].shape, optimizer.lr) from None
                 pos.total += loss if summed else loss * examples
                 if count is not None:
                     pos.correct += count(pred, yb) if dist is None else dist.sum(count(pred, yb))
@@ -454,7 +472,7 @@ def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000, metrics
     total, correct, count = 0.0, 0, None
     with evaluating(model), no_grad():  # no backward follows: layers keep nothing for one
         for i, sl in enumerate(batch_slices(ds.n, batch_size)):
-            pred = model.forward(ds.x[sl])
+            pred = model.forward(*_inputs(take_rows(ds.x, sl)))
             check_finite_output(model, pred, "evaluate")
             value = loss_fn.forward(pred, ds.y[sl])
             total += value if summed else value * (sl.stop - sl.start)
@@ -571,15 +589,25 @@ def _class_weights(class_weight, y: np.ndarray) -> np.ndarray:
 
 def predict(model: Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     """The model's outputs for ``x`` (a float array, one row per example, or integer ids for a
-    model starting with an ``Embedding``; no rows gives no outputs), in eval mode, batch by
+    model starting with an ``Embedding``; a tuple of such arrays for a model with several
+    inputs, a ``Graph``'s; no rows gives no outputs), in eval mode, batch by
     batch. A model whose output holds NaN/inf raises ``FloatingPointError`` naming the first
     parameter that does."""
     _check_count("batch_size", batch_size, 1, "predict")
-    x = check_inputs(x, "predict", model_dtype(model), takes_integers(model))
+    check = lambda a, name: check_inputs(a, name, model_dtype(model), takes_integers(model))  # noqa: E731
+    if isinstance(x, tuple):  # a model with several inputs: one array each, the same rows
+        x = tuple(check(a, f"predict: x[{i}]") for i, a in enumerate(x))
+        if len({len(a) for a in x}) > 1:
+            raise ValueError(
+                f"predict: the inputs x[0], x[1], ... must have the same rows, got {[len(a) for a in x]}"
+            )
+    else:
+        x = check(x, "predict")
+    n = len(_inputs(x)[0])
     with evaluating(model), no_grad():  # no backward follows: layers keep nothing for one
-        if len(x) == 0:
+        if n == 0:
             return _forward(model, x, "predict")
-        outs = [_forward(model, x[sl], "predict") for sl in batch_slices(len(x), batch_size)]
+        outs = [_forward(model, take_rows(x, sl), "predict") for sl in batch_slices(n, batch_size)]
     out = np.concatenate(outs)
     check_finite_output(model, out, "predict")
     return out

@@ -100,6 +100,8 @@ class Graph(Module):
                  outputs="s")
 
     ``inputs``: a name or a list of names; ``forward(*xs)`` takes one array per name, in order.
+    As the whole model, a graph of several inputs trains on ``x`` given as a tuple of arrays
+    (``fit(graph, ..., train_data=((xa, xb), y))``, ``predict(graph, (xa, xb))``).
     ``nodes``: ``(name, module, sources)`` in an order where every source comes earlier (a
     topological order: there are no cycles), ``sources`` one name or a list, passed to
     ``module.forward`` positionally. ``outputs``: the one node (or input) returned; a single
