@@ -425,7 +425,8 @@ def summary(model: Module, input_shape: tuple[int, ...] | None = None, batch_siz
     """A table of layers, output shapes (when ``input_shape``, without the batch axis, is given)
     and parameter counts, like Keras' ``model.summary()``; with a shape, also the memory a
     training batch of ``batch_size`` needs. A shape that does not fit a layer raises
-    ``ShapeError`` naming the layer, before any training."""
+    ``ShapeError`` naming the layer, before any training. A model with several inputs (a
+    ``Graph``'s) takes a list of shapes, one per input: ``summary(graph, [(16,), (3,)])``."""
     dtype = np.dtype(model_dtype(model))
     rows = [("#", "layer", "output shape", "params")]
     activations = largest = 0
@@ -444,7 +445,9 @@ def summary(model: Module, input_shape: tuple[int, ...] | None = None, batch_siz
 
         with evaluating(model):
             try:
-                forward(model, np.zeros((1, *input_shape), dtype=dtype), ran)
+                several = len(input_shape) > 0 and all(isinstance(s, (tuple, list)) for s in input_shape)
+                xs = [np.zeros((1, *s), dtype=dtype) for s in (input_shape if several else [input_shape])]
+                forward(model, xs[0], ran, *xs[1:])
             except LayerShapeError as e:
                 raise ShapeError(
                     f"summary: layer #{e.name} ({type(e.layer).__name__}) cannot take input of shape "

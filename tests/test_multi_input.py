@@ -120,3 +120,11 @@ def test_checkpoint_resume_with_two_inputs_matches_an_uninterrupted_run(data, tm
     # other starting weights: only the checkpoint's can give the uninterrupted run's
     resumed = run(4, start=w * 3, checkpoint=tmp_path / "ck", resume_from=tmp_path / "ck")
     np.testing.assert_array_equal(resumed, whole)
+
+
+def test_summary_takes_one_shape_per_input():
+    graph = two_input_graph(np.zeros((5, 3)), np.zeros(3))
+    table = gn.summary(graph, [(2,), (3,)])
+    assert "(N, 5)" in table and "(N, 3)" in table and "total parameters: 18" in table
+    with pytest.raises(gn.ShapeError, match="summary: layer #out"):
+        gn.summary(graph, [(2,), (4,)])
