@@ -172,7 +172,7 @@ def run(w: Workload, env: dict[str, str]) -> dict:
     print("$", " ".join([Path(sys.executable).name, *w.command()[1:]]), flush=True)
     proc = subprocess.run(w.command(), capture_output=True, text=True, env=env, cwd=HERE)
     if proc.returncode != 0:
-        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
+        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-3:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
