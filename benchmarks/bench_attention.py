@@ -16,10 +16,9 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 
-from harness import median_time
+from harness import median_time, run_child
 
 N, T, E, HEADS, FF = 128, 16, 64, 4, 128
 ROWS = [
@@ -99,10 +98,10 @@ def main() -> None:
     for _ in range(args.rounds):
         for impl in results:
             env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
-            proc = subprocess.run([sys.executable, __file__, "--impl", impl, "--repeats", str(args.repeats),
+            out = run_child([sys.executable, __file__, "--impl", impl, "--repeats", str(args.repeats),
                                    "--threads", str(args.threads)],
-                                  check=True, capture_output=True, text=True, env=env)  # fmt: skip
-            results[impl].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                            env=env)  # fmt: skip
+            results[impl].append(json.loads(out.strip().splitlines()[-1]))
     rows = {}
     for name in ROWS:
         g = statistics.median(r[name] for r in results["glassnet"]) * 1e3

@@ -5,7 +5,9 @@ Linear(1024,10) on Fashion-MNIST batches of 128 (float32). Each library runs in 
 (their BLAS thread pools starve each other in one), alternating; each row is the median of
 ``--repeats`` timings of forward + backward on the same input, after a warm-up. The first conv
 needs no input gradient in a network (nor in torch, whose input has no requires_grad), so it
-is timed without one. Ratio = glassnet / torch (below 1: glassnet faster). glassnet's process
+is timed without one. glassnet's 4-D inputs and output errors are laid out as inside CNN-A (NCHW
+views of channels-last memory, what its convolutions return); torch's are its usual NCHW
+tensors. Ratio = glassnet / torch (below 1: glassnet faster). glassnet's process
 calls ``gn.tune_malloc()`` first, as the CLI does; ``--malloc default`` leaves glibc's allocator
 as it is, to measure what the tuning is worth.
 
@@ -19,10 +21,9 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 
-from harness import median_time
+from harness import median_time, run_child
 
 # name: (glassnet constructor, torch constructor, input shape (batch 128), input needs grad)
 SPECS = {
@@ -37,6 +38,14 @@ SPECS = {
 }
 
 
+def _as_in_network(a):
+    """A 4-D array laid out as glassnet's layers see it inside CNN-A: an NCHW view of
+    channels-last memory (what convolutions return and the layers after them keep)."""
+    import numpy as np
+
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2) if a.ndim == 4 else a
+
+
 def time_glassnet(spec, repeats: int, tune_malloc: bool) -> float:
     import numpy as np
 
@@ -48,8 +57,8 @@ def time_glassnet(spec, repeats: int, tune_malloc: bool) -> float:
     ctor, _, shape, needs_grad = spec
     layer = eval(ctor, {"__builtins__": {}}, vars(gn))  # noqa: S307 - the table above
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(shape).astype(np.float32)
-    dy = rng.standard_normal(layer.forward(x).shape).astype(np.float32)
+    x = _as_in_network(rng.standard_normal(shape).astype(np.float32))
+    dy = _as_in_network(rng.standard_normal(layer.forward(x).shape).astype(np.float32))
 
     def once():
         layer.forward(x)
@@ -103,10 +112,10 @@ def main() -> None:
     for _ in range(args.rounds):
         for impl in results:
             env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
-            proc = subprocess.run([sys.executable, __file__, "--impl", impl, "--repeats", str(args.repeats),
+            out = run_child([sys.executable, __file__, "--impl", impl, "--repeats", str(args.repeats),
                                    "--threads", str(args.threads), "--malloc", args.malloc],
-                                  check=True, capture_output=True, text=True, env=env)  # fmt: skip
-            results[impl].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                            env=env)  # fmt: skip
+            results[impl].append(json.loads(out.strip().splitlines()[-1]))
     rows = {}
     for name in SPECS:
         g = [r[name] for r in results["glassnet"] if r[name] is not None]

@@ -20,11 +20,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
-from harness import median_time
+from harness import median_time, run_child
 
 BATCH = 128
 
@@ -58,7 +57,6 @@ def time_glassnet(workload: str, repeats: int) -> dict:
     x, y = _data()
     model = gn.models.cnn_a(np.random.default_rng(0), (1, 28, 28), 10, batch_norm=workload == "cnn-bn")
     opt, loss_fn = gn.optim.Adam(model.parameters(), lr=1e-3), gn.CrossEntropyLoss()
-    step = median_time(lambda: gn.train_step(model, loss_fn, opt, x, y), repeats)
 
     # every layer's passes, timed in place: one wrapper per bound method
     spent: dict[str, list[float]] = {}
@@ -88,14 +86,28 @@ def time_glassnet(workload: str, repeats: int) -> dict:
         gn.train_step(model, loss_fn, opt, x, y)
     for times in spent.values():
         times.clear()
+    steps, rests = [], []  # per step: its time, and what its layers' passes left of it
     for _ in range(repeats):
+        before = sum(len(v) for v in spent.values())
+        t = time.perf_counter()
         gn.train_step(model, loss_fn, opt, x, y)
+        steps.append(time.perf_counter() - t)
+        passes = [v[-1] for v in spent.values() if v]
+        assert sum(len(v) for v in spent.values()) - before == len(passes)  # each pass once a step
+        rests.append(steps[-1] - sum(passes))
     layers = {k: statistics.median(v) for k, v in spent.items() if v}
 
     # the GEMMs alone, with the shapes each layer multiplies
     gemms: dict[str, float] = {}
     rng = np.random.default_rng(1)
     for i, (name, layer) in enumerate(zip(names, model)):
+        if isinstance(layer, gn.Conv2d) and layer.cols_t is not None:  # one input channel: cols^T
+            cols_t = layer.cols_t
+            wb = rng.standard_normal((cols_t.shape[0], layer.out_channels)).astype(np.float32)
+            delta = rng.standard_normal((cols_t.shape[1], layer.out_channels)).astype(np.float32)
+            gemms[f"{name} forward"] = median_time(lambda: cols_t.T @ wb, repeats)  # noqa: B023
+            gemms[f"{name} dW"] = median_time(lambda: cols_t @ delta, repeats)  # noqa: B023
+            continue
         if isinstance(layer, gn.Conv2d):
             k = layer.cols.shape[1]
             cols, wmat = layer.cols, rng.standard_normal((k, layer.out_channels)).astype(np.float32)
@@ -110,7 +122,12 @@ def time_glassnet(workload: str, repeats: int) -> dict:
         gemms[f"{name} dW"] = median_time(lambda: cols.T @ delta, repeats)  # noqa: B023
         if i > 0:  # the first layer computes no input gradient
             gemms[f"{name} dx"] = median_time(lambda: delta @ wmat.T, repeats)  # noqa: B023
-    return {"step": step, "layers": layers, "gemms": gemms}
+    return {
+        "step": statistics.median(steps),
+        "rest": statistics.median(rests),
+        "layers": layers,
+        "gemms": gemms,
+    }
 
 
 def time_torch(workload: str, repeats: int, threads: int) -> dict:
@@ -145,7 +162,9 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
     step_t = statistics.median(r["step"] for r in t) * 1e3
     layers = {k: round(med(k, "layers"), 3) for k in g[0]["layers"]}
     gemms = {k: round(med(k, "gemms"), 3) for k in g[0]["gemms"]}
-    gemm_total, layer_total = sum(gemms.values()), sum(layers.values())
+    gemm_total = sum(gemms.values())
+    rest = statistics.median(r["rest"] for r in g) * 1e3  # loss, optimizer, Python, per step
+    layer_total = step_g - rest
     return {
         "glassnet_step_ms": round(step_g, 3),
         "torch_step_ms": round(step_t, 3),
@@ -153,7 +172,7 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
         "gemm_ms": round(gemm_total, 3),
         "layers_ms": round(layer_total, 3),
         "non_gemm_layer_ms": round(layer_total - gemm_total, 3),
-        "loss_and_optimizer_ms": round(step_g - layer_total, 3),
+        "loss_and_optimizer_ms": round(rest, 3),
         "gemm_only_ratio": round(gemm_total / step_t, 3),
         "per_layer_ms": layers,
         "per_gemm_ms": gemms,
@@ -196,8 +215,7 @@ def main() -> None:
         for impl in runs:
             cmd = [sys.executable, __file__, "--impl", impl, "--workload", args.workload,
                    "--repeats", str(args.repeats), "--threads", str(args.threads)]  # fmt: skip
-            proc = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
-            runs[impl].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            runs[impl].append(json.loads(run_child(cmd, env).strip().splitlines()[-1]))
     s = summarise(runs)
     print(json.dumps(s) if args.json else table(s))
 

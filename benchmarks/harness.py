@@ -39,14 +39,23 @@ def alternate(script: str, rounds: int, args: list[str]) -> dict[str, list[dict]
     results: dict[str, list[dict]] = {"glassnet": [], "torch": []}
     for r in range(rounds):
         for impl in ("glassnet", "torch"):
-            cmd = [sys.executable, script, "--impl", impl, *args]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            out = run_child([sys.executable, script, "--impl", impl, *args])
             results[impl].append(json.loads(out.strip().splitlines()[-1]))
         g, t = results["glassnet"][-1]["train"], results["torch"][-1]["train"]
         print(
             f"round {r + 1}: glassnet {g:.3f} s/epoch, torch {t:.3f} s/epoch, ratio {g / t:.2f}", flush=True
         )
     return results
+
+
+def run_child(cmd: list[str], env: dict[str, str] | None = None) -> str:
+    """Run one measuring child process and return its stdout; if it fails, raise with the
+    last lines of its stderr (its traceback), which ``check=True`` alone would swallow."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise RuntimeError(f"{' '.join(cmd[1:])} exited with {proc.returncode}:\n{tail}")
+    return proc.stdout
 
 
 def median_time(once, repeats: int) -> float:

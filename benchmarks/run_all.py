@@ -172,7 +172,7 @@ def run(w: Workload, env: dict[str, str]) -> dict:
     print("$", " ".join([Path(sys.executable).name, *w.command()[1:]]), flush=True)
     proc = subprocess.run(w.command(), capture_output=True, text=True, env=env, cwd=HERE)
     if proc.returncode != 0:
-        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
+        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-3:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -270,6 +270,9 @@ def breakdown_lines(w: Workload, s: dict) -> list[str]:
         f"Step ratio {s['ratio']:.2f}. The GEMMs alone are {s['gemm_only_ratio']:.2f}x PyTorch's whole step: "
         + ("even with everything else free, NumPy's GEMMs at these shapes would not reach 1.0."
            if s["gemm_only_ratio"] >= 1 else
+           f"glassnet's step is at or below PyTorch's in this run ({step_g:.1f} against {step_t:.1f} ms), "
+           f"{step_g - gemm:.1f} ms of it outside the GEMMs."
+           if s["ratio"] <= 1 else
            f"the other {step_g - gemm:.1f} ms of glassnet's step is what stands between "
            f"{s['ratio']:.2f} and 1.0 (PyTorch does the whole step in {step_t:.1f} ms)."),
         "",

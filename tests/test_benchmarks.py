@@ -67,7 +67,10 @@ def test_writer_stamps_a_file_per_machine(tmp_path, quick):
     assert "| cnn | 4,000 | 5,000 | **0.80** | >= 0.8 |" in text
     assert "| Conv2d(32,64,5) | 9.00 | 6.00 | **1.50** | <= 1.5 |" in text
     assert "| the GEMMs alone (NumPy's BLAS, the layers' shapes) | 20.00 | 50% |" in text
-    assert "the other 20.0 ms of glassnet's step" in text
+    assert "the other 20.0 ms of glassnet's step is what stands between 1.33 and 1.0" in text
+    fast = dict(fake_results(quick)[-1][1], glassnet_step_ms=25.0, ratio=0.833)
+    text = "\n".join(run_all.breakdown_lines(run_all.workloads(quick)[-1], fast))
+    assert "at or below PyTorch's in this run (25.0 against 30.0 ms), 5.0 ms of it outside the GEMMs" in text
     data = json.loads(js.read_text())
     assert data["machine"] == STAMP and data["quick"] is quick
     assert len(data["results"]) == len(run_all.workloads(quick))
