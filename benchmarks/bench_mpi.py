@@ -191,7 +191,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2, help="repeats of each configuration (median)")
     p.add_argument("--quick", action="store_true", help="fewer message sizes and repeats")
     p.add_argument("--ranks", default="2", help="rank counts to time, e.g. 2,4,8,16 (a larger machine)")
-    p.add_argument("--out", default=os.path.join(HERE, "results_mpi.md"))
+    p.add_argument("--out", default=os.path.join(HERE, "results", "mpi.md"))
     a = p.parse_args()
     if a.child:
         child(a)
