@@ -53,3 +53,20 @@ def test_the_readme_is_a_front_page_linking_into_the_docs():
         assert heading in readme, heading
     for target in re.findall(r"\]\((docs/[^)#]*)", readme):  # every link into the docs resolves
         assert (ROOT / target).exists(), target
+
+
+def test_the_api_pages_keep_indented_formula_lines_as_blocks():
+    """docs/hooks/griffe_formulas.py: an indented run under a sentence becomes a Markdown code
+    block (blank lines around it), so the API pages show formulas line by line."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "griffe_formulas", ROOT / "docs" / "hooks" / "griffe_formulas.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = "Backward:\n    dW = delta^T x\n    db = sum delta\nThen prose.\n\nAlready apart:\n\n    y = x\n"
+    assert module.blocks(text) == (
+        "Backward:\n\n    dW = delta^T x\n    db = sum delta\n\nThen prose.\n\nAlready apart:\n\n    y = x\n"
+    )
+    assert module.blocks("no formulas\nat all") == "no formulas\nat all"
