@@ -48,7 +48,9 @@ class _Recurrent(Module):
     and the two scans over time of one layer and direction: ``_scan`` returns what backward
     needs, h states first; ``_scan_back`` returns the gate deltas as blocks of columns
     ``(cols, delta_x, delta_h)``, each (T, N, width), and dLoss/d(initial state). The input side
-    and the hidden side see different deltas only in the GRU (the reset gate sits between).
+    and the hidden side see different deltas only in the GRU (the reset gate sits between). A
+    block ``(cols, delta_x, delta_h, s)`` holds the deltas divided by ``s``, a constant per column
+    (the LSTM's): the products over all steps multiply their columns by ``s``.
     """
 
     gates = 1
@@ -201,17 +203,20 @@ class _Recurrent(Module):
                 hs = cache[0]
                 h_prev = (hs[:-1] if d == 0 else hs[1:]).reshape(T * n, H)  # h_{t-1} of step t
                 # per block of gate columns, the deltas of the input side and of the hidden side
-                for cols, delta_x, delta_h in blocks:
+                for cols, delta_x, delta_h, *col_scale in blocks:
+                    # a block may come as delta / s with s a constant per column (s: col_scale),
+                    # applied to the small products' columns rather than to the (T N, .) deltas
+                    s = col_scale[0] if col_scale else 1
                     same = delta_h is delta_x
                     delta_x, delta_h = delta_x.reshape(T * n, -1), delta_h.reshape(T * n, -1)
-                    W_x.grad[:, cols] += inp.T @ delta_x  # BP4, summed over all steps in one product
-                    W_h.grad[:, cols] += h_prev.T @ delta_h
+                    W_x.grad[:, cols] += (inp.T @ delta_x) * s  # BP4, summed over all steps in one product
+                    W_h.grad[:, cols] += (h_prev.T @ delta_h) * s
                     if b_x is not None:
-                        db = delta_x.sum(axis=0)  # BP3
+                        db = delta_x.sum(axis=0) * s  # BP3
                         b_x.grad[cols] += db
-                        b_h.grad[cols] += db if same else delta_h.sum(axis=0)
+                        b_h.grad[cols] += db if same else delta_h.sum(axis=0) * s
                     if k > 0 or need_dx:  # BP2 into the layer's input, all steps at once
-                        part = delta_x @ W_x.data[:, cols].T
+                        part = delta_x @ (W_x.data[:, cols] * s).T
                         if dinp is None:
                             dinp = part
                         else:
