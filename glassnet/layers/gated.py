@@ -132,12 +132,17 @@ class LSTM(_Recurrent):
         power of two) one tanh serves all four gates."""
         return np.repeat(np.array([0.5, 0.5, 1.0, 0.5], dtype), self.hidden_size)
 
+    def _input_weight(self, W_x: np.ndarray) -> np.ndarray:
+        return W_x * self._gate_scale(W_x.dtype)  # the scan's gx comes scaled
+
+    def _input_bias(self, b_x: np.ndarray, b_h: np.ndarray) -> np.ndarray:
+        return (b_x + b_h) * self._gate_scale(b_x.dtype)
+
     def _scan(self, gx, W_h, b_h, state0, reverse):
+        """gx: the input projections with the gate scale's columns (x_t W_x + b_x + b_h) s."""
         T, n, H4 = gx.shape
         H = H4 // 4
-        scale = self._gate_scale(gx.dtype)
-        gx *= scale
-        W_h = W_h * scale
+        W_h = W_h * self._gate_scale(gx.dtype)
         hs, cs = np.empty((T + 1, n, H), gx.dtype), np.empty((T + 1, n, H), gx.dtype)
         hs[T if reverse else 0], cs[T if reverse else 0] = state0
         tanh_c = np.empty((T, n, H), gx.dtype)

@@ -133,7 +133,8 @@ class _Recurrent(Module):
             for d in range(D):
                 W_x, W_h, b_x, b_h = self.cells[k * D + d]
                 # NumPy's matmul skips BLAS when the inner dimension is 1; np.dot still calls it
-                gx = (np.dot if inp.shape[1] == 1 else np.matmul)(inp, W_x.data).reshape(T, n, -1)
+                gx = (np.dot if inp.shape[1] == 1 else np.matmul)(inp, self._input_weight(W_x.data))
+                gx = gx.reshape(T, n, -1)
                 if b_x is not None:
                     gx += self._input_bias(b_x.data, b_h.data)
                 cache = self._scan(gx, W_h.data, b_h, state0[k * D + d], reverse=d == 1)
@@ -296,6 +297,10 @@ class _Recurrent(Module):
         return shapes
 
     # --- one layer and direction over time (per subclass) ---------------------------------------
+    def _input_weight(self, W_x: np.ndarray) -> np.ndarray:
+        """The weight of the input projection of every step: W_x (the LSTM scales its columns)."""
+        return W_x
+
     def _input_bias(self, b_x: np.ndarray, b_h: np.ndarray) -> np.ndarray:
         """The bias added to the input projection of every step: b_x + b_h, where the two act
         as one (RNN, LSTM); the GRU keeps b_hn apart, inside the reset gate's product."""
