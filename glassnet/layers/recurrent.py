@@ -132,11 +132,7 @@ class _Recurrent(Module):
             outs = []
             for d in range(D):
                 W_x, W_h, b_x, b_h = self.cells[k * D + d]
-                # NumPy's matmul skips BLAS when the inner dimension is 1; np.dot still calls it
-                gx = (np.dot if inp.shape[1] == 1 else np.matmul)(inp, self._input_weight(W_x.data))
-                gx = gx.reshape(T, n, -1)
-                if b_x is not None:
-                    gx += self._input_bias(b_x.data, b_h.data)
+                gx = self._project(inp, W_x.data, b_x, b_h).reshape(T, n, -1)
                 cache = self._scan(gx, W_h.data, b_h, state0[k * D + d], reverse=d == 1)
                 hs = cache[0]  # (T + 1, N, H): h_t at hs[t + 1] forward, at hs[t] in reverse
                 outs.append(hs[1:] if d == 0 else hs[:-1])
@@ -297,6 +293,23 @@ class _Recurrent(Module):
         return shapes
 
     # --- one layer and direction over time (per subclass) ---------------------------------------
+    # up to this many input features, the bias is one more row of the input product (one pass
+    # over the (T N, G H) result instead of two); the straightforward product-then-add beyond
+    bias_row_max_features = 8
+
+    def _project(self, inp: np.ndarray, W_x: np.ndarray, b_x, b_h) -> np.ndarray:
+        """x_t W_x + bias of all steps as one (T N, G H) product (the bias: ``_input_bias``)."""
+        W = self._input_weight(W_x)
+        if b_x is not None and inp.shape[1] <= self.bias_row_max_features:  # [x_t, 1] [W_x; bias]
+            ones = np.ones((inp.shape[0], 1), inp.dtype)
+            bias = self._input_bias(b_x.data, b_h.data)
+            return np.dot(np.concatenate([inp, ones], axis=1), np.concatenate([W, bias[None]]))
+        # NumPy's matmul skips BLAS when the inner dimension is 1; np.dot still calls it
+        gx = (np.dot if inp.shape[1] == 1 else np.matmul)(inp, W)
+        if b_x is not None:
+            gx += self._input_bias(b_x.data, b_h.data)
+        return gx
+
     def _input_weight(self, W_x: np.ndarray) -> np.ndarray:
         """The weight of the input projection of every step: W_x (the LSTM scales its columns)."""
         return W_x
