@@ -166,6 +166,27 @@ def test_backward_params_gives_the_gradients_of_backward(kind):
         np.testing.assert_allclose(p.grad, full[name], rtol=1e-13, atol=1e-15, err_msg=name)
 
 
+@pytest.mark.parametrize("features", [1, 3])
+@pytest.mark.parametrize("kind", CLASSES)
+def test_bias_as_a_row_of_the_input_product_agrees_with_product_then_add(kind, features):
+    # few input features: the bias is one more row of the input product; beyond, and here with
+    # bias_row_max_features = 0, the straightforward x W_x + bias: the same outputs and gradients
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 6, features)).astype(np.float32)
+    dy = rng.standard_normal((4, 6, 2 * 5)).astype(np.float32)
+    results = []
+    for limit in (8, 0):
+        layer = CLASSES[kind](features, 5, num_layers=2, bidirectional=True, rng=0)
+        layer.bias_row_max_features = limit
+        for p in layer.params:
+            p.grad = np.zeros_like(p.data)
+        y = layer.forward(x)
+        results.append([y, layer.backward(dy)] + [p.grad.copy() for p in layer.params])
+    assert gn.LSTM.bias_row_max_features >= features  # the first run took the bias-row path
+    for fast, plain in zip(*results):
+        np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-6)
+
+
 def test_float32_stays_float32_and_agrees_with_float64():
     layer = gn.GRU(3, 5, num_layers=2, bidirectional=True, rng=np.random.default_rng(5))
     x = np.random.default_rng(6).standard_normal((4, 7, 3)).astype(np.float32)

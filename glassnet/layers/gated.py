@@ -126,55 +126,63 @@ class LSTM(_Recurrent):
     gates = 4
     states = 2
 
-    def _gate_constants(self, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per gate column (i, f, g, o): the scale and offset taking tanh to the gate's
-        activation s, and the beta of its derivative (1 - s)(beta + s), which is s (1 - s) for
-        a sigmoid (beta 0) and 1 - g^2 for tanh (beta 1)."""
-        scale = np.repeat(np.array([0.5, 0.5, 1.0, 0.5], dtype), self.hidden_size)
-        return scale, 1 - scale, 2 * scale - 1
+    def _gate_scale(self, dtype) -> np.ndarray:
+        """Per gate column (i, f, g, o): 1/2 for the sigmoid gates, 1 for g. sigmoid(a) =
+        (1 + tanh(a / 2)) / 2, so with those columns of the pre-activation halved (exact, a
+        power of two) one tanh serves all four gates."""
+        return np.repeat(np.array([0.5, 0.5, 1.0, 0.5], dtype), self.hidden_size)
+
+    def _input_weight(self, W_x: np.ndarray) -> np.ndarray:
+        return W_x * self._gate_scale(W_x.dtype)  # the scan's gx comes scaled
+
+    def _input_bias(self, b_x: np.ndarray, b_h: np.ndarray) -> np.ndarray:
+        return (b_x + b_h) * self._gate_scale(b_x.dtype)
 
     def _scan(self, gx, W_h, b_h, state0, reverse):
+        """gx: the input projections with the gate scale's columns (x_t W_x + b_x + b_h) s."""
         T, n, H4 = gx.shape
         H = H4 // 4
-        # sigmoid(a) = (1 + tanh(a / 2)) / 2: with the sigmoid gates' columns of gx and W_h
-        # halved (exact, a power of two), one tanh activates all four gates and one
-        # multiply-add maps i, f, o to (1 + tanh) / 2 (offset 1/2) and leaves g = tanh
-        scale, offset, _ = self._gate_constants(gx.dtype)
-        gx *= scale
-        W_h = W_h * scale
+        W_h = W_h * self._gate_scale(gx.dtype)
         hs, cs = np.empty((T + 1, n, H), gx.dtype), np.empty((T + 1, n, H), gx.dtype)
         hs[T if reverse else 0], cs[T if reverse else 0] = state0
         tanh_c = np.empty((T, n, H), gx.dtype)
+        # gx becomes tau_t = tanh(scaled pre-activation): g_t = tau^g, and sig[t] = (1 + tau) / 2
+        # holds i_t, f_t, o_t (its g block unused); a scalar multiply-add over whole rows is
+        # faster than the per-column scale and offset that would make all four gates in place
+        sig = np.empty_like(gx)
         gh, ig = np.empty((n, H4), gx.dtype), np.empty((n, H), gx.dtype)
-        # gx becomes the gates: after step t, gx[t] holds [i_t, f_t, g_t, o_t]
         for t, cur, prev in _steps(T, reverse):
-            a = gx[t]
+            a, s = gx[t], sig[t]
             np.matmul(hs[prev], W_h, out=gh)
             a += gh
             np.tanh(a, out=a)
-            a *= scale
-            a += offset
+            np.multiply(a, 0.5, out=s)
+            s += 0.5
             c = cs[cur]
-            np.multiply(a[:, H : 2 * H], cs[prev], out=c)  # c_t = f c_{t-1} + i g
-            np.multiply(a[:, :H], a[:, 2 * H : 3 * H], out=ig)
+            np.multiply(s[:, H : 2 * H], cs[prev], out=c)  # c_t = f c_{t-1} + i g
+            np.multiply(s[:, :H], a[:, 2 * H : 3 * H], out=ig)
             c += ig
             np.tanh(c, out=tanh_c[t])
-            np.multiply(a[:, 3 * H :], tanh_c[t], out=hs[cur])
-        return hs, cs, gx, tanh_c
+            np.multiply(s[:, 3 * H :], tanh_c[t], out=hs[cur])
+        return hs, cs, gx, sig, tanh_c
 
     def _scan_back(self, dY, cache, W_h, reverse, dc_n=None):
-        hs, cs, gates, tanh_c = cache
+        hs, cs, tau, sig, tanh_c = cache
         T, n, H = dY.shape
-        beta = self._gate_constants(hs.dtype)[2]
+        # every gate's derivative is a column constant times 1 - tau^2: s (1 - s) = (1 - tau^2) / 4
+        # for a sigmoid gate, 1 - g^2 for g. The scan keeps delta~ = dLoss/dgate (1 - tau^2);
+        # the gate deltas are delta = delta~ k with k = [1/4, 1/4, 1, 1/4] per column, so the
+        # carry uses (k W_h)^T and the products over all steps scale their columns by k
+        k = self._gate_scale(hs.dtype) ** 2
+        W_hkT = np.ascontiguousarray((W_h * k).T)
         delta = np.empty((T, n, 4 * H), hs.dtype)
         dh, dc = np.empty((n, H), hs.dtype), np.empty((n, H), hs.dtype)
         carry_h = np.zeros((n, H), hs.dtype)
         carry_c = np.zeros((n, H), hs.dtype) if dc_n is None else np.array(dc_n, hs.dtype)  # dLoss/dc_n
-        tmp = np.empty((n, H), hs.dtype)
-        act, act2 = np.empty((n, 4 * H), hs.dtype), np.empty((n, 4 * H), hs.dtype)
+        tmp, act = np.empty((n, H), hs.dtype), np.empty((n, 4 * H), hs.dtype)
         for t, cur, prev in reversed(_steps(T, reverse)):
-            a, d, tc = gates[t], delta[t], tanh_c[t]
-            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+            a, s, d, tc = tau[t], sig[t], delta[t], tanh_c[t]
+            i, f, g, o = s[:, :H], s[:, H : 2 * H], a[:, 2 * H : 3 * H], s[:, 3 * H :]
             di, df, dg, do = d[:, :H], d[:, H : 2 * H], d[:, 2 * H : 3 * H], d[:, 3 * H :]
             np.add(dY[t], carry_h, out=dh)
             np.multiply(dh, tc, out=do)  # dLoss/do
@@ -185,11 +193,9 @@ class LSTM(_Recurrent):
             np.multiply(dc, g, out=di)  # dLoss/di
             np.multiply(dc, cs[prev], out=df)  # dLoss/df
             np.multiply(dc, i, out=dg)  # dLoss/dg
-            # every gate's derivative from its activation, all four at once: (1 - s)(beta + s)
-            np.subtract(1, a, out=act)
-            np.add(a, beta, out=act2)
-            act *= act2
-            d *= act
+            np.multiply(a, a, out=act)
+            np.subtract(1, act, out=act)
+            d *= act  # delta~ = dLoss/dgate (1 - tau^2), all four gates at once
             np.multiply(dc, f, out=carry_c)
-            np.matmul(d, W_h.T, out=carry_h)
-        return [(slice(None), delta, delta)], (carry_h, carry_c)
+            np.matmul(d, W_hkT, out=carry_h)  # dh_{t-1} = delta W_h^T = delta~ (k W_h)^T
+        return [(slice(None), delta, delta, k)], (carry_h, carry_c)

@@ -48,7 +48,9 @@ class _Recurrent(Module):
     and the two scans over time of one layer and direction: ``_scan`` returns what backward
     needs, h states first; ``_scan_back`` returns the gate deltas as blocks of columns
     ``(cols, delta_x, delta_h)``, each (T, N, width), and dLoss/d(initial state). The input side
-    and the hidden side see different deltas only in the GRU (the reset gate sits between).
+    and the hidden side see different deltas only in the GRU (the reset gate sits between). A
+    block ``(cols, delta_x, delta_h, s)`` holds the deltas divided by ``s``, a constant per column
+    (the LSTM's): the products over all steps multiply their columns by ``s``.
     """
 
     gates = 1
@@ -130,10 +132,7 @@ class _Recurrent(Module):
             outs = []
             for d in range(D):
                 W_x, W_h, b_x, b_h = self.cells[k * D + d]
-                # NumPy's matmul skips BLAS when the inner dimension is 1; np.dot still calls it
-                gx = (np.dot if inp.shape[1] == 1 else np.matmul)(inp, W_x.data).reshape(T, n, -1)
-                if b_x is not None:
-                    gx += self._input_bias(b_x.data, b_h.data)
+                gx = self._project(inp, W_x.data, b_x, b_h).reshape(T, n, -1)
                 cache = self._scan(gx, W_h.data, b_h, state0[k * D + d], reverse=d == 1)
                 hs = cache[0]  # (T + 1, N, H): h_t at hs[t + 1] forward, at hs[t] in reverse
                 outs.append(hs[1:] if d == 0 else hs[:-1])
@@ -201,17 +200,20 @@ class _Recurrent(Module):
                 hs = cache[0]
                 h_prev = (hs[:-1] if d == 0 else hs[1:]).reshape(T * n, H)  # h_{t-1} of step t
                 # per block of gate columns, the deltas of the input side and of the hidden side
-                for cols, delta_x, delta_h in blocks:
+                for cols, delta_x, delta_h, *col_scale in blocks:
+                    # a block may come as delta / s with s a constant per column (s: col_scale),
+                    # applied to the small products' columns rather than to the (T N, .) deltas
+                    s = col_scale[0] if col_scale else 1
                     same = delta_h is delta_x
                     delta_x, delta_h = delta_x.reshape(T * n, -1), delta_h.reshape(T * n, -1)
-                    W_x.grad[:, cols] += inp.T @ delta_x  # BP4, summed over all steps in one product
-                    W_h.grad[:, cols] += h_prev.T @ delta_h
+                    W_x.grad[:, cols] += (inp.T @ delta_x) * s  # BP4, summed over all steps in one product
+                    W_h.grad[:, cols] += (h_prev.T @ delta_h) * s
                     if b_x is not None:
-                        db = delta_x.sum(axis=0)  # BP3
+                        db = delta_x.sum(axis=0) * s  # BP3
                         b_x.grad[cols] += db
-                        b_h.grad[cols] += db if same else delta_h.sum(axis=0)
+                        b_h.grad[cols] += db if same else delta_h.sum(axis=0) * s
                     if k > 0 or need_dx:  # BP2 into the layer's input, all steps at once
-                        part = delta_x @ W_x.data[:, cols].T
+                        part = delta_x @ (W_x.data[:, cols] * s).T
                         if dinp is None:
                             dinp = part
                         else:
@@ -291,6 +293,27 @@ class _Recurrent(Module):
         return shapes
 
     # --- one layer and direction over time (per subclass) ---------------------------------------
+    # up to this many input features, the bias is one more row of the input product (one pass
+    # over the (T N, G H) result instead of two); the straightforward product-then-add beyond
+    bias_row_max_features = 8
+
+    def _project(self, inp: np.ndarray, W_x: np.ndarray, b_x, b_h) -> np.ndarray:
+        """x_t W_x + bias of all steps as one (T N, G H) product (the bias: ``_input_bias``)."""
+        W = self._input_weight(W_x)
+        if b_x is not None and inp.shape[1] <= self.bias_row_max_features:  # [x_t, 1] [W_x; bias]
+            ones = np.ones((inp.shape[0], 1), inp.dtype)
+            bias = self._input_bias(b_x.data, b_h.data)
+            return np.dot(np.concatenate([inp, ones], axis=1), np.concatenate([W, bias[None]]))
+        # NumPy's matmul skips BLAS when the inner dimension is 1; np.dot still calls it
+        gx = (np.dot if inp.shape[1] == 1 else np.matmul)(inp, W)
+        if b_x is not None:
+            gx += self._input_bias(b_x.data, b_h.data)
+        return gx
+
+    def _input_weight(self, W_x: np.ndarray) -> np.ndarray:
+        """The weight of the input projection of every step: W_x (the LSTM scales its columns)."""
+        return W_x
+
     def _input_bias(self, b_x: np.ndarray, b_h: np.ndarray) -> np.ndarray:
         """The bias added to the input projection of every step: b_x + b_h, where the two act
         as one (RNN, LSTM); the GRU keeps b_hn apart, inside the reset gate's product."""
