@@ -65,7 +65,7 @@ _HALF_ERFCX = (
     -2.1821524569531903e-05, 1.2315304047660902e-06,
 )  # fmt: skip
 # elements per block: the ~30 passes of one block stay in the CPU's cache
-_GELU_BLOCK = 1 << 15
+_GELU_BLOCK = 1 << 16
 
 
 def gelu_float32(x: np.ndarray, keep: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
