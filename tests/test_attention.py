@@ -524,3 +524,34 @@ def test_the_table_covers_cross_attention_with_masks():
         else:
             masks.add("none")
     assert masks == {"none", ("attn", "b"), ("pad", "b"), ("attn", "f"), ("pad", "f")}, masks
+
+
+def test_softmax_rows_in_place_is_the_softmax():
+    from glassnet.layers.attention import _softmax_rows
+
+    rng = np.random.default_rng(0)
+    for s in (7, 16, 50):  # odd, a power of two, even then odd (the halving stops at 25)
+        Z = (rng.standard_normal((3, 2, 5, s)) * 30).astype(np.float32)
+        Z[0, 0, 0, :] = -np.inf
+        Z[0, 0, 0, 2] = 0.0  # one key left by a mask
+        want = np.exp(Z.astype(np.float64) - Z.max(axis=-1, keepdims=True))
+        want /= want.sum(axis=-1, keepdims=True)
+        A = _softmax_rows(Z)
+        assert A is Z and A.dtype == np.float32  # in the scores' own memory
+        np.testing.assert_allclose(A, want, rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_encoder_under_no_grad_keeps_nothing_and_computes_the_same(activation):
+    rng = np.random.default_rng(0)
+    layer = gn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, activation=activation, norm_first=True, rng=rng)
+    x = rng.standard_normal((3, 5, 8)).astype(np.float32)
+    y = layer.forward(x)
+    with gn.no_grad():
+        y_no_grad = layer.forward(x)
+    np.testing.assert_array_equal(y_no_grad, y)
+    assert layer.self_attn.saved is None
+    with pytest.raises(RuntimeError, match="forward pass ran under no_grad"):
+        layer.backward(np.ones_like(y))
+    layer.forward(x)  # outside no_grad, backward works again
+    assert layer.backward(np.ones_like(y)).shape == x.shape

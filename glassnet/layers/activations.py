@@ -14,7 +14,7 @@ import numpy as np
 from scipy import special
 
 from .. import functional as F
-from ..module import Module, check_arg
+from ..module import Module, check_arg, grad_enabled
 
 
 def _finite(owner: str, name: str, value) -> float:
@@ -133,6 +133,10 @@ class GELU(Module):
     Shapes: any -> same.
     Backward: dz = dy * (Phi(z) + z phi(z)), phi the normal density; for "tanh",
     dz = dy * (0.5 (1 + t) + 0.5 z (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 z^2)).
+
+    Phi(z) = (1 + erf(z / sqrt 2)) / 2 (scipy's erf) for float64; float32 takes
+    ``functional.gelu_float32``, the same function in float32 ufuncs (tests/test_gelu.py holds
+    it to the float64 formula), which also returns phi for backward.
     """
 
     def __init__(self, approximate: str = "none") -> None:
@@ -142,20 +146,31 @@ class GELU(Module):
         self.approximate = approximate
 
     def forward(self, x):
-        self.x = x
+        keep = grad_enabled()
+        self.x = x if keep else None
         if self.approximate == "tanh":
             k = math.sqrt(2 / math.pi)
             self.t = np.tanh(k * (x + 0.044715 * x**3))
             return 0.5 * x * (1 + self.t)
-        self.cdf = 0.5 * (1 + special.erf(x * (1 / math.sqrt(2))))
-        return x * self.cdf
+        if x.dtype == np.float32:
+            y, self.cdf, self.pdf = F.gelu_float32(x, keep)
+            return y
+        cdf = 0.5 * (1 + special.erf(x * (1 / math.sqrt(2))))
+        self.cdf, self.pdf = (cdf, None) if keep else (None, None)
+        return x * cdf
 
     def backward(self, dy):
         x = self.x
+        if x is None:
+            raise RuntimeError(
+                "GELU.backward: the forward pass ran under no_grad() (predict, evaluate) and kept "
+                "nothing for backward; run forward again outside no_grad()"
+            )
         if self.approximate == "tanh":
             k, t = math.sqrt(2 / math.pi), self.t
             return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x))
-        pdf = np.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
+        # phi(z) from forward when it computed it (float32), else e^(-z^2/2) / sqrt(2 pi)
+        pdf = self.pdf if self.pdf is not None else np.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
         return dy * (self.cdf + x * pdf)
 
     def config(self):

@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from ..module import Module, Param, ShapeError, as_rng, check_arg, float_dtype
+from ..module import Module, Param, ShapeError, as_rng, check_arg, float_dtype, grad_enabled
 from ._shapes import size
 
 
@@ -168,7 +168,8 @@ class MultiheadAttention(Module):
             A_used = A * self.drop
         O = A_used @ V  # (N, H, T, D)
         O = O.transpose(0, 2, 1, 3).reshape(n, t, e)  # concat_heads
-        self.saved = (q, k, v, Q, K, V, A, A_used, O, scale)
+        # under no_grad() nothing is kept: the batch's arrays are freed before the next one's
+        self.saved = (q, k, v, Q, K, V, A, A_used, O, scale) if grad_enabled() else None
         y = _by_rows(O, self.out_proj_weight.data.T)
         if self.bias:
             y += self.out_proj_bias.data
@@ -228,6 +229,11 @@ class MultiheadAttention(Module):
 
     # --- backward --------------------------------------------------------------------------
     def backward(self, dy: np.ndarray):
+        if self.saved is None:
+            raise RuntimeError(
+                "MultiheadAttention.backward: the forward pass ran under no_grad() (predict, "
+                "evaluate) and kept nothing for backward; run forward again outside no_grad()"
+            )
         q, k, v, Q, K, V, A, A_used, O, scale = self.saved
         n, t, e = dy.shape
         s = k.shape[1]
@@ -295,13 +301,15 @@ class MultiheadAttention(Module):
 
 def _softmax_rows(Z: np.ndarray) -> np.ndarray:
     """softmax over the last axis, shifted by each row's max (exp cannot overflow; the result is
-    unchanged). NumPy's max over a short last axis (S keys) restarts its loop for every row;
-    halving the rows with element-wise maxima first takes half the time at S = 16."""
+    unchanged), computed in Z's own memory (forward's fresh scores: no second array of N H T S).
+    NumPy's max over a short last axis (S keys) restarts its loop for every row; halving the
+    rows with element-wise maxima first takes half the time at S = 16."""
     m = Z
     while m.shape[-1] % 2 == 0:
         half = m.shape[-1] // 2
         m = np.maximum(m[..., :half], m[..., half:])
-    A = Z - m.max(axis=-1, keepdims=True)
+    A = Z
+    A -= m.max(axis=-1, keepdims=True)
     np.exp(A, out=A)
     A /= np.einsum("...s->...", A)[..., None]
     return A
