@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import sys
 
-from harness import median_time, run_child
+from harness import alternate, layer_table, median_time, thread_env
 
 N, T, E, HEADS, FF = 128, 16, 64, 4, 128
 ROWS = [
@@ -94,26 +92,9 @@ def main() -> None:
         )
         print(json.dumps(times))
         return
-    results = {"glassnet": [], "torch": []}
-    for _ in range(args.rounds):
-        for impl in results:
-            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
-            out = run_child([sys.executable, __file__, "--impl", impl, "--repeats", str(args.repeats),
-                                   "--threads", str(args.threads)],
-                            env=env)  # fmt: skip
-            results[impl].append(json.loads(out.strip().splitlines()[-1]))
-    rows = {}
-    for name in ROWS:
-        g = statistics.median(r[name] for r in results["glassnet"]) * 1e3
-        t = statistics.median(r[name] for r in results["torch"]) * 1e3
-        rows[name] = {"glassnet_ms": round(g, 3), "torch_ms": round(t, 3), "ratio": round(g / t, 3)}
-    if args.json:
-        print(json.dumps({"threads": args.threads, "rows": rows}))
-        return
-    print("| layer (forward + backward, float32) | glassnet ms | torch ms | ratio |")
-    print("| --- | --- | --- | --- |")
-    for name, r in rows.items():
-        print(f"| {name} | {r['glassnet_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} |")
+    child = ["--repeats", str(args.repeats), "--threads", str(args.threads)]
+    results = alternate(__file__, args.rounds, child, env=thread_env(args.threads))
+    layer_table(results, ROWS, "layer (forward + backward, float32)", args.json, args.threads)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import sys
 
-from harness import median_time, run_child
+from harness import alternate, layer_table, median_time, thread_env
 
 # name: (glassnet constructor, torch constructor, input shape (batch 128), input needs grad)
 SPECS = {
@@ -108,28 +106,9 @@ def main() -> None:
                 out[name] = None
         print(json.dumps(out))
         return
-    results = {"glassnet": [], "torch": []}
-    for _ in range(args.rounds):
-        for impl in results:
-            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
-            out = run_child([sys.executable, __file__, "--impl", impl, "--repeats", str(args.repeats),
-                                   "--threads", str(args.threads), "--malloc", args.malloc],
-                            env=env)  # fmt: skip
-            results[impl].append(json.loads(out.strip().splitlines()[-1]))
-    rows = {}
-    for name in SPECS:
-        g = [r[name] for r in results["glassnet"] if r[name] is not None]
-        t = [r[name] for r in results["torch"]]
-        if g:
-            gm, tm = statistics.median(g) * 1e3, statistics.median(t) * 1e3
-            rows[name] = {"glassnet_ms": round(gm, 3), "torch_ms": round(tm, 3), "ratio": round(gm / tm, 3)}
-    if args.json:
-        print(json.dumps({"threads": args.threads, "rows": rows}))
-        return
-    print("| layer (forward + backward, batch 128) | glassnet ms | torch ms | ratio |")
-    print("| --- | --- | --- | --- |")
-    for name, r in rows.items():
-        print(f"| {name} | {r['glassnet_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} |")
+    child = ["--repeats", str(args.repeats), "--threads", str(args.threads), "--malloc", args.malloc]
+    results = alternate(__file__, args.rounds, child, env=thread_env(args.threads))
+    layer_table(results, SPECS, "layer (forward + backward, batch 128)", args.json, args.threads)
 
 
 if __name__ == "__main__":

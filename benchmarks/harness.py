@@ -8,6 +8,7 @@ other in one process), alternating glassnet, torch, glassnet, torch, ...; a chil
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -33,19 +34,49 @@ def epoch_timer():
     return EpochTimer()
 
 
-def alternate(script: str, rounds: int, args: list[str]) -> dict[str, list[dict]]:
+def alternate(
+    script: str, rounds: int, args: list[str], env: dict[str, str] | None = None
+) -> dict[str, list[dict]]:
     """``rounds`` pairs of child processes, glassnet then torch, each running ``script`` with
-    ``--impl NAME`` and ``args``; prints each round's times and returns every child's JSON."""
+    ``--impl NAME`` and ``args`` (in ``env``, if given); returns every child's JSON, and prints
+    each round's epoch times where the children report one (``"train"``)."""
     results: dict[str, list[dict]] = {"glassnet": [], "torch": []}
     for r in range(rounds):
         for impl in ("glassnet", "torch"):
-            out = run_child([sys.executable, script, "--impl", impl, *args])
+            out = run_child([sys.executable, script, "--impl", impl, *args], env=env)
             results[impl].append(json.loads(out.strip().splitlines()[-1]))
-        g, t = results["glassnet"][-1]["train"], results["torch"][-1]["train"]
-        print(
-            f"round {r + 1}: glassnet {g:.3f} s/epoch, torch {t:.3f} s/epoch, ratio {g / t:.2f}", flush=True
-        )
+        if "train" in results["torch"][-1]:
+            g, t = results["glassnet"][-1]["train"], results["torch"][-1]["train"]
+            print(
+                f"round {r + 1}: glassnet {g:.3f} s/epoch, torch {t:.3f} s/epoch, ratio {g / t:.2f}",
+                flush=True,
+            )
     return results
+
+
+def layer_table(results: dict[str, list[dict]], names, title: str, as_json: bool, threads: int) -> None:
+    """Print the per-layer medians of ``alternate``'s results, in ms, with their ratios: one JSON
+    line (``as_json``, what run_all.py reads) or a Markdown table headed ``title``. A layer a
+    glassnet child reports as None (absent from that version) has no row."""
+    rows = {}
+    for name in names:
+        g = [r[name] for r in results["glassnet"] if r[name] is not None]
+        if g:
+            gm = statistics.median(g) * 1e3
+            tm = statistics.median(r[name] for r in results["torch"]) * 1e3
+            rows[name] = {"glassnet_ms": round(gm, 3), "torch_ms": round(tm, 3), "ratio": round(gm / tm, 3)}
+    if as_json:
+        print(json.dumps({"threads": threads, "rows": rows}))
+        return
+    print(f"| {title} | glassnet ms | torch ms | ratio |")
+    print("| --- | --- | --- | --- |")
+    for name, r in rows.items():
+        print(f"| {name} | {r['glassnet_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} |")
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """This process's environment with the BLAS and OpenMP pools set to ``threads``."""
+    return dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
 
 
 def run_child(cmd: list[str], env: dict[str, str] | None = None) -> str:
