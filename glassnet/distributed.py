@@ -52,6 +52,7 @@ mpi4py is imported when an ``MPI`` object is made, so glassnet works without it
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import sys
@@ -361,16 +362,7 @@ class Broadcast(Callback):
                 "optimizer": self.optimizer.state_dict(),
                 "rng": loop.rng.bit_generator.state,
                 "scheduler": None if loop.scheduler is None else loop.scheduler.state_dict(),
-                "position": {
-                    "epoch": pos.epoch,
-                    "batch": pos.batch,
-                    "step": pos.step,
-                    "total": pos.total,
-                    "correct": pos.correct,
-                    "order": pos.order,
-                    "logs": pos.logs,
-                    "stopped": pos.stopped,
-                },  # fmt: skip
+                "position": dataclasses.asdict(pos),  # every field: a Position's state is its fields
                 "callbacks": {key: cb.state_dict() for key, cb in stateful.items()},
                 "entropy": dist.entropy,
             }
@@ -382,9 +374,7 @@ class Broadcast(Callback):
             loop.scheduler.load_state_dict(tree["scheduler"])
         self.optimizer.load_state_dict(tree["optimizer"])  # after the schedule, which sets lr
         loop.rng.bit_generator.state = tree["rng"]
-        p = tree["position"]
-        loop.position = Position(p["epoch"], p["batch"], p["step"], p["total"], p["correct"], p["order"],
-                                 p["logs"], p["stopped"])  # fmt: skip
+        loop.position = Position(**tree["position"])
         for key, cb in stateful.items():
             if key in tree["callbacks"]:
                 cb.load_state_dict(tree["callbacks"][key])
