@@ -18,12 +18,11 @@ Run from the repository root: ``python examples/chapter4_universality.py`` (abou
 
 from __future__ import annotations
 
-import argparse
 import os
-import tempfile
 import time
 
 import numpy as np
+from _common import output_dir  # examples/ is on sys.path when a script runs
 
 import glassnet as gn
 from glassnet.plots import figure, save_figure
@@ -70,18 +69,8 @@ def train(hidden: int, x, y, seed: int = 0) -> gn.Sequential:
     return model
 
 
-def output_dir(argv: list[str] | None = None) -> str:
-    """The directory the figure goes to: ``--out DIR``, else a new temporary directory (never a
-    tracked file: ``--out docs/figures`` regenerates the documentation's copy on purpose)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--out", help="directory for the figure (default: a new temporary directory)")
-    out = parser.parse_args(argv).out or tempfile.mkdtemp(prefix="glassnet-example-")
-    os.makedirs(out, exist_ok=True)
-    return out
-
-
 def main() -> None:
-    out = output_dir()
+    out = output_dir(description=__doc__.split("\n", 1)[0])
     x = np.linspace(0, 1, 1000, dtype=np.float32)[:, None]
     y = f(x).astype(np.float32)
     grid = np.linspace(0, 1, 2001, dtype=np.float32)[:, None]

@@ -22,12 +22,11 @@ Run from the repository root: ``python examples/chapter5_cure.py`` (about 100 s 
 
 from __future__ import annotations
 
-import argparse
 import os
-import tempfile
 import time
 
 import numpy as np
+from _common import output_dir  # examples/ is on sys.path when a script runs
 
 import glassnet as gn
 from glassnet.plots import figure, save_figure
@@ -132,18 +131,8 @@ def plot(runs: dict, path: str) -> str:
     return save_figure(fig, path)
 
 
-def output_dir(argv: list[str] | None = None) -> str:
-    """The directory the figure goes to: ``--out DIR``, else a new temporary directory (never a
-    tracked file: ``--out docs/figures`` regenerates the documentation's copy on purpose)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--out", help="directory for the figure (default: a new temporary directory)")
-    out = parser.parse_args(argv).out or tempfile.mkdtemp(prefix="glassnet-example-")
-    os.makedirs(out, exist_ok=True)
-    return out
-
-
 def main() -> None:
-    out = output_dir()
+    out = output_dir(description=__doc__.split("\n", 1)[0])
     full, test = gn.datasets.load_fashion_mnist()
     keep = np.random.default_rng(0).permutation(full.n)[:TRAIN]  # the chapter's subset and probe
     train_data = (full.x[keep], full.y[keep])

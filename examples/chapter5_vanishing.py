@@ -16,12 +16,11 @@ root: ``python examples/chapter5_vanishing.py`` (about 20 s on one core).
 
 from __future__ import annotations
 
-import argparse
 import os
-import tempfile
 import time
 
 import numpy as np
+from _common import output_dir  # examples/ is on sys.path when a script runs
 
 import glassnet as gn
 from glassnet import diagnostics
@@ -75,18 +74,8 @@ def train(kind: str, train_data, test, probe):
     return speeds, gn.evaluate(model, gn.CrossEntropyLoss(), test)["accuracy"], seconds, flow
 
 
-def output_dir(argv: list[str] | None = None) -> str:
-    """The directory the figure goes to: ``--out DIR``, else a new temporary directory (never a
-    tracked file: ``--out docs/figures`` regenerates the documentation's copy on purpose)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--out", help="directory for the figure (default: a new temporary directory)")
-    out = parser.parse_args(argv).out or tempfile.mkdtemp(prefix="glassnet-example-")
-    os.makedirs(out, exist_ok=True)
-    return out
-
-
 def main() -> None:
-    out = output_dir()
+    out = output_dir(description=__doc__.split("\n", 1)[0])
     full, test = gn.datasets.load_fashion_mnist()
     keep = np.random.default_rng(0).permutation(full.n)[:TRAIN]
     train_data = (full.x[keep], full.y[keep])

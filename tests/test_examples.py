@@ -3,6 +3,7 @@ connections let the first of 20 sigmoid layers learn (docs/chapter5.md, "The cur
 
 import importlib.util
 import pathlib
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +12,9 @@ EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 
 def load_example(name: str):
+    """The script as a module, with examples/ on sys.path as when it runs (``_common``)."""
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
     spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
