@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
 from glassnet.cli import main as glassnet
+
+RECORDS = Path(__file__).resolve().parent / "results" / "accuracy"
 
 PUBLISHED = {
     "mlp": "MLP 256-128-100: 88.3%",
@@ -48,6 +52,22 @@ def run(preset: str, seed: int, epochs: int | None, extra: list[str], dataset: s
         return json.loads((Path(out) / "history.json").read_text())
 
 
+def record(directory: Path, result: dict) -> Path:
+    """Write one run's result, with the machine it ran on and the command, as
+    ``<preset>-<library>-seed<N>-<machine>.json`` under ``directory`` (atomically)."""
+    from run_all import machine_slug, machine_stamp
+
+    from glassnet.io import write_atomic
+
+    threads = int(os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or 0) or None
+    stamp = machine_stamp(threads, dict(os.environ))
+    result = {**result, "machine": stamp, "command": [Path(sys.argv[0]).name, *sys.argv[1:]]}
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"{result['preset']}-{result['library']}-seed{result['seed']}-{machine_slug(stamp)}.json"
+    write_atomic(directory / name, (json.dumps(result, indent=1) + "\n").encode())
+    return directory / name
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", nargs="+", default=["mlp"])
@@ -58,6 +78,9 @@ def main() -> None:
     ap.add_argument("--twin", action="store_true",
                     help="train on all 60,000 images with no validation split or early stopping, "
                          "as the PyTorch twin does (--val-fraction 0)")  # fmt: skip
+    ap.add_argument("--record", nargs="?", const=RECORDS, type=Path, metavar="DIR",
+                    help="write each finished run as a stamped JSON file under DIR "
+                         "(default benchmarks/results/accuracy; accuracy_table.py renders them)")  # fmt: skip
     args = ap.parse_args()
     rows = [
         "| preset | seed | epochs | train s | test accuracy | published |",
@@ -71,6 +94,11 @@ def main() -> None:
                 extra = ["--val-fraction", args.val_fraction]
             h = run(preset, seed, args.epochs, extra, args.dataset)
             acc = 100 * h["test"]["accuracy"]
+            if args.record:
+                record(args.record, {"library": "glassnet", "preset": preset, "seed": seed,
+                                     "dataset": args.dataset, "epochs": h["epochs_run"],
+                                     "train_seconds": h["train_seconds"], "accuracy": h["test"]["accuracy"],
+                                     "twin_recipe": args.twin and args.val_fraction is None})  # fmt: skip
             accs.append(acc)
             rows.append(f"| {preset} | {seed} | {h['epochs_run']} | {h['train_seconds']:.0f} | {acc:.2f}% | "
                         f"{PUBLISHED.get(preset, '')} |")  # fmt: skip

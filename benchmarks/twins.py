@@ -19,6 +19,9 @@ import math
 import os
 import statistics
 import time
+from pathlib import Path
+
+RECORDS = Path(__file__).resolve().parent / "results" / "accuracy"
 
 
 def torch_resnet(torch, in_channels: int = 1, classes: int = 10, widths=(16, 32, 64), blocks: int = 2):
@@ -166,12 +169,20 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, help="override the preset's epoch count")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-size", type=int, help="train on the first N images only (a quick check)")
+    ap.add_argument("--record", nargs="?", const=RECORDS, type=Path, metavar="DIR",
+                    help="write each finished run as a stamped JSON file under DIR "
+                         "(default benchmarks/results/accuracy; accuracy_table.py renders them)")  # fmt: skip
     args = ap.parse_args()
     accs = []
     for seed in args.seeds:
         result = train_twin(args.preset, seed, args.epochs, args.threads, args.train_size)
         accs.append(100 * result["accuracy"])
         print(json.dumps(result), flush=True)
+        if args.record and args.train_size is None:
+            from accuracy import record
+
+            record(args.record, {"library": "pytorch", "dataset": "fashion-mnist", "twin_recipe": True,
+                                 **result})  # fmt: skip
     if len(accs) > 1:
         print(f"{args.preset} twin: mean {statistics.mean(accs):.2f}% (sd {statistics.stdev(accs):.2f}) "
               f"over seeds {args.seeds}")  # fmt: skip
