@@ -244,8 +244,9 @@ def main() -> None:
                      networks(alpha, bandwidth)),  # fmt: skip
         "", "Raw: " + json.dumps({"results": results, "resnet": resnet}),
     ])  # fmt: skip
-    with open(a.out, "w") as f:
-        f.write(text + "\n")
+    from glassnet.io import write_atomic
+
+    write_atomic(a.out, (text + "\n").encode())
     print(text.rsplit("\nRaw:", 1)[0])
     print(f"written to {a.out}")
 

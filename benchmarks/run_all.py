@@ -132,13 +132,15 @@ print(json.dumps({"numpy": numpy.__version__, "blas": blas, "torch": tv}))
 def machine_stamp(threads: int, env: dict[str, str] | None = None) -> dict:
     """What the tables were measured on: CPU model and cores (lscpu), the NumPy / BLAS / PyTorch
     the benchmarks' child processes load (read in one such child), Python, the date (UTC)."""
-    cpu, cores = platform.processor() or platform.machine(), os.cpu_count()
+    cpu, cores, family = platform.processor() or platform.machine(), os.cpu_count(), "unknown"
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
         fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
         fields = {k.strip(): v.strip() for k, v in fields.items()}
         cpu = fields.get("Model name", cpu)
         cores = int(fields.get("CPU(s)", cores))
+        if "CPU family" in fields:  # one model name covers several generations
+            family = f"family {fields['CPU family']} model {fields.get('Model', '?')}"
     except (OSError, subprocess.CalledProcessError, ValueError):
         pass
     out = subprocess.run([sys.executable, "-c", _STAMP_CHILD], capture_output=True, text=True, check=True,
@@ -147,6 +149,7 @@ def machine_stamp(threads: int, env: dict[str, str] | None = None) -> dict:
     blas = libs["blas"][0] if libs["blas"] else {}
     return {
         "cpu": cpu,
+        "cpu_family": family,
         "cores": cores,
         "threads": threads,
         "numpy": libs["numpy"],
@@ -160,11 +163,14 @@ def machine_stamp(threads: int, env: dict[str, str] | None = None) -> dict:
 
 
 def machine_slug(stamp: dict) -> str:
-    """A file name for this machine: the CPU model in lower case, words joined by '-', and the
-    core count (``amd-epyc-2c``)."""
+    """A file name for this machine: the CPU model in lower case, words joined by '-', the core
+    count and NumPy's BLAS kernel (``amd-epyc-2c-skylakex``): one model name ("AMD EPYC") covers
+    several CPU generations, and one CPU runs OpenBLAS's Haswell or SkylakeX kernels as
+    ``OPENBLAS_CORETYPE`` says, with different tables."""
     model = re.sub(r"\((r|tm)\)|\bcpu\b|@.*$|\bprocessor\b", " ", stamp["cpu"].lower())
     words = re.findall(r"[a-z0-9]+", model)
-    return "-".join([*words[:6], f"{stamp['cores']}c"]) or "unknown"
+    kernel = re.findall(r"[a-z0-9]+", str(stamp.get("blas_kernel", "unknown")).lower())
+    return "-".join([*words[:6], f"{stamp['cores']}c", *kernel[:1]])
 
 
 def run(w: Workload, env: dict[str, str]) -> dict:

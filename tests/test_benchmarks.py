@@ -58,7 +58,7 @@ def fake_results(quick: bool) -> list:
 @pytest.mark.parametrize("quick", [True, False])
 def test_writer_stamps_a_file_per_machine(tmp_path, quick):
     md, js = run_all.write_results(STAMP, fake_results(quick), quick, tmp_path)
-    assert md.name == "intel-xeon-gold-6150-2c" + ("-quick" if quick else "") + ".md"
+    assert md.name == "intel-xeon-gold-6150-2c-skylakex" + ("-quick" if quick else "") + ".md"
     text = md.read_text()
     for value in ("Intel(R) Xeon(R) Gold 6150", "2.4.6", "openblas 0.3.31", "SkylakeX", "2.13.0+cpu",
                   "2026-12-03 17:00 UTC"):  # fmt: skip
@@ -80,8 +80,12 @@ def test_writer_stamps_a_file_per_machine(tmp_path, quick):
     w = run_all.workloads(quick)[0]
     md2, _ = run_all.write_results(other, [(w, {"error": ["Traceback: boom"]})], quick, tmp_path)
     assert md2 != md and md.exists()
-    assert md2.name.startswith("amd-epyc-7b13-8c")
+    assert md2.name.startswith("amd-epyc-7b13-8c-skylakex")
     assert "Traceback: boom" in md2.read_text()
+    # one model name ("AMD EPYC"), two BLAS kernels: two files
+    zen5 = dict(STAMP, cpu="AMD EPYC", blas_kernel="Haswell")
+    zen4 = dict(STAMP, cpu="AMD EPYC", blas_kernel="SkylakeX")
+    assert run_all.machine_slug(zen5) == "amd-epyc-2c-haswell" != run_all.machine_slug(zen4)
 
 
 def test_machine_stamp_reads_this_machine():
