@@ -294,3 +294,31 @@ def test_no_grad_forward_in_chunks_of_examples_equals_the_whole_batch(monkeypatc
     np.testing.assert_allclose(chunked, whole, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(in_threes, whole, rtol=1e-13, atol=1e-13)
     assert chunked.transpose(0, 2, 3, 1).flags.c_contiguous and conv.cols is None and conv.cols_t is None
+
+
+def test_the_next_training_step_writes_its_windows_over_the_last_ones():
+    """cols is reused from one training forward to the next (same shape and dtype); the
+    gradients are then exactly a fresh layer's, and a new batch size gets a new matrix."""
+    rng = np.random.default_rng(11)
+    conv = gn.Conv2d(3, 4, 3, padding=1, rng=rng, dtype=np.float64)
+    fresh = gn.Conv2d(3, 4, 3, padding=1, rng=rng, dtype=np.float64)
+    fresh.load_state_dict(conv.state_dict())
+    x1, x2 = rng.standard_normal((2, 5, 3, 6, 6))
+    dy = rng.standard_normal((5, 4, 6, 6))
+    conv.forward(x1)
+    conv.backward(dy)
+    first = conv.cols
+    conv.zero_grad()
+    y = conv.forward(x2)
+    assert conv.cols is first  # written over, not allocated
+    dx = conv.backward(dy)
+    np.testing.assert_array_equal(y, fresh.forward(x2))
+    np.testing.assert_array_equal(dx, fresh.backward(dy))
+    np.testing.assert_array_equal(conv.W.grad, fresh.W.grad)
+    np.testing.assert_array_equal(conv.b.grad, fresh.b.grad)
+    conv.forward(x2[:3])
+    assert conv.cols is not first and conv.cols.shape[0] == 3 * 36
+    with gn.no_grad():
+        conv.forward(x2)
+    conv.forward(x2)  # after no_grad (nothing kept): a fresh matrix again
+    assert conv.cols.shape[0] == 5 * 36

@@ -35,21 +35,25 @@ def _pair(v, name: str, layer: str) -> tuple[int, int]:
     return ntuple(v, 2, name, layer, "an int or a pair of ints")
 
 
-def _cols(xp: np.ndarray, k, s, d, out_hw) -> np.ndarray:
+def _cols(xp: np.ndarray, k, s, d, out_hw, out: np.ndarray | None = None) -> np.ndarray:
     """im2col of a channels-last, padded input xp (N, Hp, Wp, C): row (n, i, j) holds the window
     under output pixel (i, j), ordered (kh, kw, C), so cols (N Ho Wo, kh kw C), with
 
         cols[(n, i, j), (a, b, c)] = xp[n, i s_h + a d_h, j s_w + b d_w, c].
 
     One copy of a strided window view, not kh * kw slice copies: NumPy's copy loop then runs once
-    over the whole input instead of once per tap."""
+    over the whole input instead of once per tap. ``out``: a (N Ho Wo, kh kw C) matrix to fill."""
     (kh, kw), (sh, sw), (dil_h, dil_w), (ho, wo) = k, s, d, out_hw
     n, c = xp.shape[0], xp.shape[3]
     win = sliding_window_view(xp, ((kh - 1) * dil_h + 1, (kw - 1) * dil_w + 1), axis=(1, 2))
     win = win[
         :, : sh * (ho - 1) + 1 : sh, : sw * (wo - 1) + 1 : sw, :, ::dil_h, ::dil_w
     ]  # (N, Ho, Wo, C, kh, kw)
-    return np.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3)).reshape(n * ho * wo, kh * kw * c)
+    win = win.transpose(0, 1, 2, 4, 5, 3)  # (N, Ho, Wo, kh, kw, C)
+    if out is None:
+        return np.ascontiguousarray(win).reshape(n * ho * wo, kh * kw * c)
+    np.copyto(out.reshape(n, ho, wo, kh, kw, c), win)
+    return out
 
 
 def _cols_t_one_channel(xp: np.ndarray, k, s, d, out_hw, ones_row: bool) -> np.ndarray:
@@ -240,11 +244,22 @@ class Conv2d(Module):
             )
             wb = wmat if self.b is None else np.concatenate([wmat, self.b.data[None]])
             return cols_t.T @ wb, cols_t  # = cols @ Wmat + b
-        cols = _cols(xp, k, self.stride, self.dilation, (ho, wo))
+        reuse = self._cols_buffer(xp, ho * wo, wmat.shape[0])
+        cols = _cols(xp, k, self.stride, self.dilation, (ho, wo), out=reuse)
         y = cols @ wmat
         if self.b is not None:
             y += self.b.data
         return y, cols
+
+    def _cols_buffer(self, xp: np.ndarray, per_example: int, width: int) -> np.ndarray | None:
+        """The last training step's windows, to be written over (None: a fresh matrix). cols
+        lives from forward to backward anyway; keeping it to the next step costs no memory at the
+        peak, and spares the page faults of a fresh one above glibc's 32 MB mmap threshold, where
+        every call would map new pages (NO_GRAD: not kept, nothing to reuse)."""
+        old, shape = getattr(self, "cols", None), (xp.shape[0] * per_example, width)
+        if grad_enabled() and old is not None and old.shape == shape and old.dtype == xp.dtype:
+            return old
+        return None
 
     def _backward4(self, dy: np.ndarray, need_dx: bool) -> np.ndarray | None:
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self._kernel_padding
