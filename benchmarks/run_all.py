@@ -202,6 +202,10 @@ def render(stamp: dict, results: list[tuple[Workload, dict]], quick: bool) -> st
         "| --- | --- |",
         *(f"| {k} | {v} |" for k, v in stamp.items()),
         f"| run | {'quick (fewer rounds, epochs over a slice of the data)' if quick else 'full'} |",
+        *(
+            f"| {table} measured | {date} (kept from an earlier run; `--only` reran the others) |"
+            for table, date in _earlier_dates(stamp, results).items()
+        ),  # fmt: skip
         "",
         "Ratios are glassnet / PyTorch, each library in its own processes, alternating. Times: below 1, "
         "glassnet is faster. Throughput: above 1, glassnet is faster.",
@@ -256,6 +260,15 @@ def render(stamp: dict, results: list[tuple[Workload, dict]], quick: bool) -> st
         lines += [f"- `{' '.join([w.script, *w.args])}`: {' '.join(r['error'])}" for w, r in errors]
         lines.append("")
     return "\n".join(lines)
+
+
+def _earlier_dates(stamp: dict, results: list[tuple[Workload, dict]]) -> dict[str, str]:
+    """Tables whose results were measured before this run's date (kept by ``--only``)."""
+    dates: dict[str, str] = {}
+    for w, r in results:
+        if r.get("measured", stamp["date"]) != stamp["date"]:
+            dates.setdefault(w.table, r["measured"])
+    return dates
 
 
 def breakdown_lines(w: Workload, s: dict) -> list[str]:
@@ -314,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--quick", action="store_true", help="fewer rounds, epochs over a slice (minutes)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", nargs="+", choices=["train", "rnn", "layers", "attention", "breakdown"],
-                    help="run these tables only")  # fmt: skip
+                    help="rerun these tables; the machine's file keeps the others, dated")  # fmt: skip
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
     return ap
 
@@ -325,10 +338,24 @@ def main() -> None:
     env = bench_env()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH")]))
     stamp = machine_stamp(args.threads, env)
-    todo = [w for w in workloads(args.quick, args.threads) if not args.only or w.table in args.only]
-    results = [(w, run(w, env)) for w in todo]
-    md, js = write_results(stamp, results, args.quick, args.out)
+    every = workloads(args.quick, args.threads)
+    todo = [w for w in every if not args.only or w.table in args.only]
+    fresh = {(w.table, w.key): dict(run(w, env), measured=stamp["date"]) for w in todo}
+    kept = earlier_results(stamp, args.quick, args.out) if args.only else {}
+    results = [(w, fresh.get((w.table, w.key), kept.get((w.table, w.key)))) for w in every]
+    md, js = write_results(stamp, [(w, r) for w, r in results if r is not None], args.quick, args.out)
     print(f"wrote {md} and {js}")
+
+
+def earlier_results(stamp: dict, quick: bool, directory: Path) -> dict[tuple[str, str], dict]:
+    """The results this machine's file already holds, by (table, key): ``--only`` reruns some
+    tables and keeps the others, each with the date it was measured."""
+    path = directory / f"{machine_slug(stamp)}{'-quick' if quick else ''}.json"
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    date = data.get("machine", {}).get("date", "unknown")
+    return {(e["table"], e["key"]): {"measured": date, **e["result"]} for e in data.get("results", [])}
 
 
 if __name__ == "__main__":

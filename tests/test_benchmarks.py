@@ -129,3 +129,37 @@ def test_every_command_is_accepted_by_its_script(quick):
             assert args.json  # run_all reads one JSON line
         if w.table == "train":
             assert args.workload in module.WORKLOADS
+
+
+def test_only_reruns_some_tables_and_keeps_the_others_dated(tmp_path, monkeypatch):
+    """``run_all.py --only rnn`` replaces the recurrent rows of this machine's file and keeps
+    every other table, which the page then dates as measured earlier."""
+    run_all.write_results(STAMP, fake_results(False), False, tmp_path)
+    later = dict(STAMP, date="2026-12-04 09:00 UTC")
+    monkeypatch.setattr(run_all, "machine_stamp", lambda threads, env=None: later)
+    ran = []
+
+    def fake_run(w, env):
+        ran.append(w.table)
+        return {
+            "glassnet_s_per_4000": 0.1,
+            "torch_s_per_4000": 0.2,
+            "ratio_of_medians": 0.5,
+            "pair_ratios": [0.5],
+        }
+
+    monkeypatch.setattr(run_all, "run", fake_run)
+    monkeypatch.setattr(sys, "argv", ["run_all.py", "--only", "rnn", "--out", str(tmp_path)])
+    run_all.main()
+    assert ran == ["rnn", "rnn"]
+    data = json.loads((tmp_path / "intel-xeon-gold-6150-2c-skylakex.json").read_text())
+    tables = [e["table"] for e in data["results"]]
+    assert tables == [w.table for w in run_all.workloads(False)]  # nothing dropped, same order
+    by = {(e["table"], e["key"]): e["result"] for e in data["results"]}
+    lstm, cnn = by[("rnn", "lstm")], by[("train", "cnn")]
+    assert lstm["ratio_of_medians"] == 0.5 and lstm["measured"] == later["date"]
+    assert cnn["ratio_of_medians"] == 1.25 and cnn["measured"] == STAMP["date"]
+    text = (tmp_path / "intel-xeon-gold-6150-2c-skylakex.md").read_text()
+    assert "| train measured | 2026-12-03 17:00 UTC (kept from an earlier run" in text
+    assert "| rnn measured |" not in text
+    assert "| LSTM(1 -> 64), MNIST-1D, T = 40, Adam, batch 128 | 0.100 | 0.200 | **0.50** |" in text
