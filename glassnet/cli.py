@@ -99,22 +99,15 @@ def cmd_evaluate(args) -> int:
     # the loss the model was trained with: its preset's (cross-entropy for files from elsewhere)
     preset = gn.models.PRESETS.get(meta.get("model"))
     loss = preset.loss() if preset is not None else gn.CrossEntropyLoss()
-    names = None if not args.metrics else args.metrics.split(",")
-    result = gn.evaluate(model, loss, test, metrics=names)
+    names = [] if not args.metrics else args.metrics.split(",")
+    confusion = gn.metrics.Confusion()  # the per-class report's counts, from evaluate's one pass
+    result = gn.evaluate(model, loss, test, metrics=[*names, confusion] if args.report else names or None)
+    result.pop(confusion.name, None)
     if args.report:
-        predicted = gn.predict(model, test.x).argmax(axis=1)
-        classes = model_classes(model, test)
-        report = gn.metrics.classification_report(test.y, predicted, classes, class_names(dataset))
+        report = gn.metrics.report_from_counts(confusion.counts, class_names(dataset))
         print(gn.metrics.format_report(report))
     print(json.dumps({"dataset": dataset, "examples": test.n, **result}))
     return 0
-
-
-def model_classes(model, test) -> int:
-    """The number of classes a report lists: the model's outputs (at least the labels')."""
-    import glassnet as gn
-
-    return max(int(gn.predict(model, test.x[:1]).shape[1]), int(test.y.max()) + 1)
 
 
 def check_outputs(path: str, model, x: np.ndarray, classes: int, dataset: str) -> None:

@@ -100,7 +100,12 @@ def classification_report(labels, predicted, classes: int | None = None, names=N
     """Per class: precision, recall, f1 and support, plus "macro avg" and "accuracy" (the keys
     and numbers of scikit-learn's ``classification_report(..., output_dict=True)``, every
     class from 0 to ``classes - 1`` listed; ``names`` labels them)."""
-    counts = confusion_matrix(labels, predicted, classes)
+    return report_from_counts(confusion_matrix(labels, predicted, classes), names)
+
+
+def report_from_counts(counts: np.ndarray, names=None) -> dict:
+    """``classification_report`` from a confusion matrix (``Confusion().counts``)."""
+    counts = np.asarray(counts)
     per = _per_class(counts)
     names = [str(c) for c in range(len(counts))] if names is None else [str(n) for n in names]
     if len(names) != len(counts):
@@ -248,6 +253,21 @@ class _Confusion(Metric):
         return 0.0 if self.counts is None else _macro(self.counts, self.which)
 
 
+class Confusion(_Confusion):
+    """The confusion matrix itself: after ``evaluate(..., metrics=[c])``, ``c.counts[i, j]`` is
+    how many labels i were predicted as j, from the same forward pass as the loss (no second
+    pass over the data for a confusion matrix or a per-class report). Its logged value is the
+    accuracy the matrix holds, under the name "confusion"."""
+
+    def __init__(self) -> None:
+        self.name = "confusion"
+        self.reset()
+
+    def result(self):
+        total = 0 if self.counts is None else self.counts.sum()
+        return float(np.trace(self.counts) / total) if total else 0.0
+
+
 class MacroPrecision(_Confusion):
     which = "precision"
 
@@ -331,7 +351,7 @@ def get_all(names, ignore_index: int | None = None) -> list[Metric]:
 
 
 __all__ = [
-    "MAE", "RMSE", "MacroF1", "MacroPrecision", "MacroRecall", "Metric", "TopKAccuracy",
-    "classification_report", "confusion_matrix", "format_report", "get", "get_all",
+    "Confusion", "MAE", "RMSE", "MacroF1", "MacroPrecision", "MacroRecall", "Metric", "TopKAccuracy",
+    "classification_report", "confusion_matrix", "format_report", "get", "get_all", "report_from_counts",
     "mean_absolute_error", "precision_recall_f1", "root_mean_squared_error", "top_k_accuracy",
 ]  # fmt: skip

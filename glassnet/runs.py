@@ -531,10 +531,13 @@ def save_results(o: TrainOptions, t: Training, out: str, history, seconds: float
     """model.safetensors (weights and metadata), then history.json, the mark of a finished run."""
     from .callbacks import atomic_write_text
     from .io import save
-    from .plots import confusion_counts
-    from .train import evaluate, predict
+    from .metrics import Confusion
+    from .train import evaluate
 
-    result = evaluate(t.model, t.preset.loss(), t.test, metrics=metric_list(o.metrics))
+    # the test set's confusion matrix (for `glassnet plot`) from evaluate's own forward pass
+    confusion = Confusion()
+    result = evaluate(t.model, t.preset.loss(), t.test, metrics=[*(metric_list(o.metrics) or []), confusion])
+    result.pop(confusion.name)
     metadata = {
         "dataset": o.dataset,
         "model": o.model,
@@ -549,11 +552,9 @@ def save_results(o: TrainOptions, t: Training, out: str, history, seconds: float
         atomic_write_text(os.path.join(out, "gradient_flow.json"), json.dumps(flow.to_dict()))
     save(t.model, os.path.join(out, "model.safetensors"), metadata=metadata)
     # what `glassnet plot` draws: curves, the test confusion matrix, the gradient flow
-    predicted = predict(t.model, t.test.x).argmax(axis=1)
-    confusion = confusion_counts(t.test.y, predicted, t.classes).tolist()
     atomic_write_text(
         os.path.join(out, "history.json"),
-        json.dumps({**history.to_dict(), **metadata, "confusion": confusion}, indent=2),
+        json.dumps({**history.to_dict(), **metadata, "confusion": confusion.counts.tolist()}, indent=2),
     )
     return result
 

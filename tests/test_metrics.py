@@ -306,3 +306,20 @@ def test_sample_weight_with_detect_anomaly_trains_the_same_weights():
     gn.fit(m, gn.CrossEntropyLoss(), gn.optim.Adam(m.parameters(), lr=0.01), (x, y), epochs=2, batch_size=8,
            rng=1, verbose=False)  # fmt: skip
     assert not np.array_equal(m.layers[0].W.data, runs[0])  # the weights did change the run
+
+
+def test_confusion_collects_evaluates_own_pass_and_reports_as_sklearn():
+    """``Confusion`` reads the matrix off evaluate's forward pass (batch by batch), the same
+    counts as scikit-learn's on the predictions; report_from_counts is classification_report."""
+    model, x, y = classifier()
+    calls = []
+    forward = model.forward
+    model.forward = lambda *a: calls.append(1) or forward(*a)
+    confusion = M.Confusion()
+    out = gn.evaluate(model, gn.CrossEntropyLoss(), (x, y), batch_size=7, metrics=[confusion])
+    assert len(calls) == 1 + -(-len(x) // 7)  # the shape probe, then one pass over the data
+    model.forward = forward
+    predicted = gn.predict(model, x).argmax(1)
+    np.testing.assert_array_equal(confusion.counts, sk.confusion_matrix(y, predicted, labels=np.arange(4)))
+    assert out["confusion"] == pytest.approx(out["accuracy"])
+    assert M.report_from_counts(confusion.counts) == M.classification_report(y, predicted, 4)
