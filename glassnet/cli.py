@@ -558,6 +558,9 @@ def error_message(command: str, e: BaseException) -> str:
     text = " ".join(str(e).split()) or type(e).__name__
     if isinstance(e, MemoryError):
         return f"out of memory: {text}"
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        # "[Errno 2] No such file or directory: 'm.safetensors'" -> "m.safetensors: no such file or directory"
+        return f"{os.fsdecode(e.filename)}: {e.strerror[0].lower()}{e.strerror[1:]}"
     if isinstance(e, FloatingPointError) and command in ("train", "diagnose"):
         # fit's advice names Python arguments (clip_norm, detect_anomaly): the command line's is --lr
         text = text.removeprefix("fit: ")

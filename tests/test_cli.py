@@ -239,3 +239,12 @@ def test_metrics_option_refuses_unknown_names(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--dataset", "digits", "--out", str(tmp_path), "--metrics", "top5,f2"])
     assert "argument --metrics: expected comma-separated metrics" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["summary"], ["export", "--onnx", "out.onnx"]])
+def test_a_missing_model_file_is_named_in_one_line(command, tmp_path, capsys):
+    missing = tmp_path / "nope.safetensors"
+    argv = [command[0], str(missing), *command[1:]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"glassnet {command[0]}: error: {missing}: no such file or directory"

@@ -309,7 +309,10 @@ def test_a_diverging_run_is_a_one_line_error(argv, tmp_path, capsys):
         (TypeError("bad\nthing"), 3, "internal error: TypeError: bad thing (a bug in glassnet"),
         (MemoryError("Unable to allocate 9 TiB"), 2, "error: out of memory: Unable to allocate 9 TiB"),
         (FileFormatError("f.json", "broken"), 2, "error: f.json: broken"),
-        (PermissionError(13, "Permission denied", "x"), 2, "error: [Errno 13] Permission denied: 'x'"),
+        (PermissionError(13, "Permission denied", "x"), 2, "error: x: permission denied"),
+        (FileNotFoundError(2, "No such file or directory", "m.safetensors"), 2,
+         "error: m.safetensors: no such file or directory"),  # fmt: skip
+        (OSError("no file name"), 2, "error: no file name"),
     ],
 )
 def test_main_turns_exceptions_into_one_line(monkeypatch, capsys, exception, code, message):
