@@ -310,8 +310,11 @@ def test_a_diverging_run_is_a_one_line_error(argv, tmp_path, capsys):
         (MemoryError("Unable to allocate 9 TiB"), 2, "error: out of memory: Unable to allocate 9 TiB"),
         (FileFormatError("f.json", "broken"), 2, "error: f.json: broken"),
         (PermissionError(13, "Permission denied", "x"), 2, "error: x: permission denied"),
-        (FileNotFoundError(2, "No such file or directory", "m.safetensors"), 2,
-         "error: m.safetensors: no such file or directory"),  # fmt: skip
+        (
+            FileNotFoundError(2, "No such file or directory", "m.safetensors"),
+            2,
+            "error: m.safetensors: no such file or directory",
+        ),  # fmt: skip
         (OSError("no file name"), 2, "error: no file name"),
     ],
 )
