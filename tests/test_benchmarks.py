@@ -163,3 +163,33 @@ def test_only_reruns_some_tables_and_keeps_the_others_dated(tmp_path, monkeypatc
     assert "| train measured | 2026-12-03 17:00 UTC (kept from an earlier run" in text
     assert "| rnn measured |" not in text
     assert "| LSTM(1 -> 64), MNIST-1D, T = 40, Adam, batch 128 | 0.100 | 0.200 | **0.50** |" in text
+
+
+def test_accuracy_table_reads_the_run_records_and_checks_the_targets(tmp_path):
+    """accuracy_table.py renders the records accuracy.py / twins.py --record write, and says
+    whether glassnet's mean meets the target and the twin parity, and what is still missing."""
+    import accuracy_table
+
+    def record(library, preset, seed, acc):
+        r = {"library": library, "preset": preset, "seed": seed, "epochs": 20, "train_seconds": 100.0 + seed,
+             "accuracy": acc, "machine": dict(STAMP, threads=1), "command": ["x.py"]}  # fmt: skip
+        (tmp_path / f"{preset}-{library}-seed{seed}.json").write_text(json.dumps(r))
+
+    record("glassnet", "resnet", 0, 0.9412)
+    record("pytorch", "resnet", 0, 0.9431)
+    for seed, acc in enumerate([0.881, 0.885, 0.879]):
+        record("glassnet", "vit", seed, acc)
+        record("pytorch", "vit", seed, acc + 0.007)
+    out = tmp_path / "accuracy.md"
+    accuracy_table.main(["--records", str(tmp_path), "--out", str(out)])
+    text = out.read_text()
+    assert "| resnet | glassnet | 0 | 20 | 100 | 1 | 94.12% | Intel(R) Xeon(R) Gold 6150" in text
+    assert (
+        "| resnet | 94.12% (one seed) | 94.31% (one seed) | glassnet 94.12% >= target 94.0%; "
+        "-0.19 points against the twin (within 0.5); not final: glassnet 1 of 3 seeds, twin 1 of 3 seeds |"
+    ) in text
+    assert "| vit | 88.17% (sd 0.31) | 88.87% (sd 0.31) | glassnet 88.17% >= target 88.0%; -0.70 points " \
+           "against the twin (outside 0.5) |" in text  # fmt: skip
+    (tmp_path / "broken.json").write_text("{}")
+    with pytest.raises(ValueError, match="broken.json: not a run record"):
+        accuracy_table.load(tmp_path)
