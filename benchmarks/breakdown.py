@@ -1,10 +1,13 @@
-"""Where a CNN-A training step's time goes: each layer's forward and backward, the GEMMs alone,
-the loss and the optimizer, against PyTorch's whole step on the same batch.
+"""Where a training step's time goes (CNN-A, CNN-A + BN, or the ``resnet`` preset): each
+layer's forward and backward, the GEMMs alone, the loss and the optimizer, against PyTorch's
+whole step on the same batch.
 
 glassnet's process times ``gn.train_step`` on one fixed batch of 128 Fashion-MNIST-shaped images
 (median of ``--repeats`` steps after a warm-up), with every layer's ``forward`` / ``backward``
-wrapped by a timer; then it times, alone, the matrix products that the convolutions and the
-linear layer do with the same shapes (forward ``cols @ Wmat``, ``dW = cols^T delta``, and the
+wrapped by a timer (the layers inside a residual block too: for the ResNet, the passes of
+layers of one kind and shape are summed into one row, "Conv2d(16,16,3,s1) x4 forward"); then
+it times, alone, the matrix products that the convolutions and the linear layer do with the
+same shapes (forward ``cols @ Wmat``, ``dW = cols^T delta``, and the
 input gradient ``delta Wmat^T`` where the layer computes one). What is left of the step is
 copies, layout work, element-wise passes and Python. PyTorch's process times its own whole step
 (forward, loss, backward, Adam) on the same shapes. Both processes run alternately, ``--rounds``
@@ -12,6 +15,7 @@ times; the figures are medians over rounds.
 
     python benchmarks/breakdown.py --rounds 2
     python benchmarks/breakdown.py --rounds 2 --json     # one JSON line (for run_all.py)
+    python benchmarks/breakdown.py --workload resnet --rounds 2
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ BATCH = 128
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workload", choices=["cnn", "cnn-bn"], default="cnn")
+    ap.add_argument("--workload", choices=["cnn", "cnn-bn", "resnet"], default="cnn")
     ap.add_argument("--rounds", type=int, default=2, help="alternating glassnet/torch process pairs")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
@@ -54,8 +58,13 @@ def time_glassnet(workload: str, repeats: int) -> dict:
     import glassnet as gn
 
     gn.tune_malloc()
+    from glassnet.walk import leaves
+
     x, y = _data()
-    model = gn.models.cnn_a(np.random.default_rng(0), (1, 28, 28), 10, batch_norm=workload == "cnn-bn")
+    if workload == "resnet":
+        model = gn.models.resnet(np.random.default_rng(0), (1, 28, 28), 10)
+    else:
+        model = gn.models.cnn_a(np.random.default_rng(0), (1, 28, 28), 10, batch_norm=workload == "cnn-bn")
     opt, loss_fn = gn.optim.Adam(model.parameters(), lr=1e-3), gn.CrossEntropyLoss()
 
     # every layer's passes, timed in place: one wrapper per bound method
@@ -77,8 +86,9 @@ def time_glassnet(workload: str, repeats: int) -> dict:
         spent[key] = []
         return run
 
-    names = [f"{i} {type(layer).__name__}" for i, layer in enumerate(model)]
-    for name, layer in zip(names, model):
+    layers_ = [layer for _, layer in leaves(model)]  # the layers inside blocks too
+    names = [f"{name} {type(layer).__name__}" for name, layer in leaves(model)]
+    for name, layer in zip(names, layers_):
         layer.forward = timed(f"{name} forward", layer.forward)
         layer.backward = timed(f"{name} backward", layer.backward)
         layer.backward_params = timed(f"{name} backward_params", layer.backward_params)
@@ -96,11 +106,12 @@ def time_glassnet(workload: str, repeats: int) -> dict:
         assert sum(len(v) for v in spent.values()) - before == len(passes)  # each pass once a step
         rests.append(steps[-1] - sum(passes))
     layers = {k: statistics.median(v) for k, v in spent.items() if v}
+    kinds = {name: _kind(layer) for name, layer in zip(names, layers_)}
 
     # the GEMMs alone, with the shapes each layer multiplies
     gemms: dict[str, float] = {}
     rng = np.random.default_rng(1)
-    for i, (name, layer) in enumerate(zip(names, model)):
+    for i, (name, layer) in enumerate(zip(names, layers_)):
         if isinstance(layer, gn.Conv2d) and layer.cols_t is not None:  # one input channel: cols^T
             cols_t = layer.cols_t
             wb = rng.standard_normal((cols_t.shape[0], layer.out_channels)).astype(np.float32)
@@ -122,12 +133,40 @@ def time_glassnet(workload: str, repeats: int) -> dict:
         gemms[f"{name} dW"] = median_time(lambda: cols.T @ delta, repeats)  # noqa: B023
         if i > 0:  # the first layer computes no input gradient
             gemms[f"{name} dx"] = median_time(lambda: delta @ wmat.T, repeats)  # noqa: B023
+    if workload == "resnet":  # 40-odd layers: one row per kind of layer and pass
+        layers, gemms = _grouped(layers, kinds), _grouped(gemms, kinds)
     return {
         "step": statistics.median(steps),
         "rest": statistics.median(rests),
         "layers": layers,
         "gemms": gemms,
     }
+
+
+def _kind(layer) -> str:
+    """A layer's kind and shape: "Conv2d(16,16,3,s1)", "BatchNorm2d(32)", "ReLU"."""
+    import glassnet as gn
+
+    if isinstance(layer, gn.Conv2d):
+        return (f"Conv2d({layer.in_channels},{layer.out_channels},{layer.kernel_size[0]},"
+                f"s{layer.stride[0]})")  # fmt: skip
+    if isinstance(layer, gn.BatchNorm2d):
+        return f"BatchNorm2d({layer.num_features})"
+    return type(layer).__name__
+
+
+def _grouped(times: dict[str, float], kinds: dict[str, str]) -> dict[str, float]:
+    """Per-layer times ("3.block.0 Conv2d forward") summed by kind and pass
+    ("Conv2d(16,16,3,s1) x4 forward"), the largest first."""
+    sums: dict[tuple[str, str], float] = {}
+    counts: dict[tuple[str, str], set] = {}
+    for key, t in times.items():
+        layer, _, part = key.rpartition(" ")  # "3.block.0 Conv2d", "forward"
+        kind = kinds.get(layer, layer)
+        sums[(kind, part)] = sums.get((kind, part), 0.0) + t
+        counts.setdefault((kind, part), set()).add(layer)
+    ranked = sorted(sums.items(), key=lambda kv: -kv[1])
+    return {f"{kind} x{len(counts[(kind, part)])} {part}": t for (kind, part), t in ranked}
 
 
 def time_torch(workload: str, repeats: int, threads: int) -> dict:
@@ -138,7 +177,12 @@ def time_torch(workload: str, repeats: int, threads: int) -> dict:
     torch.manual_seed(0)
     x, y = _data()
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    model = torch_cnn_a(torch, batch_norm=workload == "cnn-bn")
+    if workload == "resnet":
+        from twins import torch_resnet
+
+        model = torch_resnet(torch)
+    else:
+        model = torch_cnn_a(torch, batch_norm=workload == "cnn-bn")
     opt, loss_fn = torch.optim.Adam(model.parameters(), lr=1e-3), torch.nn.CrossEntropyLoss()
 
     def step():
@@ -181,7 +225,7 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
 
 def table(s: dict) -> str:
     lines = [
-        "| part of one CNN-A training step (batch 128) | ms |",
+        "| part of one training step (batch 128) | ms |",
         "| --- | --- |",
         f"| glassnet, whole step | {s['glassnet_step_ms']:.2f} |",
         f"| PyTorch, whole step | {s['torch_step_ms']:.2f} |",

@@ -93,6 +93,12 @@ def workloads(quick: bool, threads: int = 2) -> list[Workload]:
                 "attention", "", "bench_attention.py", ("--rounds", "1", "--repeats", "10", "--json", *t)
             ),
             Workload("breakdown", "", "breakdown.py", ("--rounds", "1", "--repeats", "10", "--json", *t)),
+            Workload(
+                "breakdown",
+                "resnet",
+                "breakdown.py",
+                ("--workload", "resnet", "--rounds", "1", "--repeats", "5", "--json", *t),
+            ),  # fmt: skip
         ]
     return [
         train("mlp", 3, 2),
@@ -106,6 +112,12 @@ def workloads(quick: bool, threads: int = 2) -> list[Workload]:
         Workload("layers", "", "bench_layers.py", ("--rounds", "3", "--repeats", "20", "--json", *t)),
         Workload("attention", "", "bench_attention.py", ("--rounds", "3", "--repeats", "30", "--json", *t)),
         Workload("breakdown", "", "breakdown.py", ("--rounds", "3", "--repeats", "20", "--json", *t)),
+        Workload(
+            "breakdown",
+            "resnet",
+            "breakdown.py",
+            ("--workload", "resnet", "--rounds", "3", "--repeats", "10", "--json", *t),
+        ),  # fmt: skip
     ]
 
 
@@ -272,10 +284,11 @@ def _earlier_dates(stamp: dict, results: list[tuple[Workload, dict]]) -> dict[st
 
 
 def breakdown_lines(w: Workload, s: dict) -> list[str]:
-    """What stands between CNN-A and 1.0, from breakdown.py's measurements."""
+    """What stands between CNN-A (or the ResNet preset) and 1.0, from breakdown.py's measurements."""
     step_g, step_t, gemm = s["glassnet_step_ms"], s["torch_step_ms"], s["gemm_ms"]
+    net = "the `resnet` preset" if w.key == "resnet" else "CNN-A"
     lines = [
-        "## What stands between CNN-A and 1.0 (one training step, batch 128, ms)", "",
+        f"## What stands between {net} and 1.0 (one training step, batch 128, ms)", "",
         f"`python benchmarks/{' '.join([w.script, *w.args])}`", "",
         "| part | ms | share of glassnet's step |", "| --- | --- | --- |",
         f"| glassnet, whole step | {step_g:.2f} | 100% |",
