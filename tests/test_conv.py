@@ -205,7 +205,7 @@ def _plain_conv(x, W, b, s, p, d):
     return y
 
 
-GEOMETRIES = [dict(), dict(padding=2), dict(stride=2, padding=1, dilation=2), dict(stride=(2, 1), bias=False)]
+GEOMETRIES = [dict(), dict(padding=2), dict(padding=(2, 1)), dict(stride=2, padding=1, dilation=2), dict(stride=(2, 1), bias=False)]
 
 
 @pytest.mark.parametrize("kw", GEOMETRIES)
@@ -226,11 +226,16 @@ def test_one_channel_cols_t_is_the_transposed_im2col_with_a_ones_row(kw):
     np.testing.assert_array_equal(cols_t[-1], 1.0)
 
 
+@pytest.mark.parametrize("dx_path", ["taps", "shifted rows"])
 @pytest.mark.parametrize("c_in", [1, 3])
 @pytest.mark.parametrize("kw", GEOMETRIES)
-def test_conv_equals_the_plain_formula_float64(c_in, kw):
+def test_conv_equals_the_plain_formula_float64(c_in, kw, dx_path, monkeypatch):
     """Forward, dW, db and dx of both paths (C_in = 1: cols^T with the bias folded into the
-    products; C_in > 1: im2col) against the definition and its derivatives, in float64."""
+    products; C_in > 1: im2col) against the definition and its derivatives, in float64; dx
+    by the tap-by-tap scatter and, for stride 1 undilated, by row-shifted products."""
+    from glassnet.layers import conv as conv_module
+
+    monkeypatch.setattr(conv_module, "SHIFTED_DX_MAX_WASTE", 0 if dx_path == "taps" else 1e9)
     rng = np.random.default_rng(5)
     conv = gn.Conv2d(c_in, 4, 3, rng=rng, dtype=np.float64, **kw)
     x = rng.standard_normal((3, c_in, 10, 9))

@@ -29,6 +29,11 @@ from ._shapes import out_size as conv_out_size  # the formula under its older na
 # under no_grad() (nothing kept for backward) the windows are built for this many bytes of
 # examples at a time at most
 NO_GRAD_COLS_BYTES = 4 << 20
+# a stride-1 convolution's dx by row-shifted products (_dx_shifted_rows) when the padded input
+# has at most this many times the output's pixels: the ResNet's 3x3 maps at 28x28 (1.15) and
+# 14x14 (1.31); at 7x7 (1.65) and for CNN-A's 5x5 on 12x12 (2.25) the tap-by-tap scatter is
+# faster (measured with both paths alternating in one process: docs/speed.md)
+SHIFTED_DX_MAX_WASTE = 1.4
 
 
 def _pair(v, name: str, layer: str) -> tuple[int, int]:
@@ -78,6 +83,35 @@ def _cols_t_one_channel(xp: np.ndarray, k, s, d, out_hw, ones_row: bool) -> np.n
     if ones_row:
         cols_t[-1] = 1
     return cols_t.reshape(len(cols_t), n * ho * wo)
+
+
+def _dx_shifted_rows(delta: np.ndarray, taps: np.ndarray, hp: int, wp: int) -> np.ndarray:
+    """dLoss/d(padded input) of a stride-1, undilated convolution, as row-shifted products.
+
+    Number the pixels of the padded input (N, Hp, Wp, C) row by row, r = (n Hp + i) Wp + j. Then
+    input pixel (n, i + a, j + b) is pixel r + a Wp + b, so tap (a, b) sends output pixel r's
+    delta to input row r + a Wp + b:
+
+        dxp[r + a Wp + b] += delta[r] @ W[:, :, a, b]^T       (BP2, col2im in one line)
+
+    With delta laid on the padded grid (zeros where no output pixel sits, the last kh - 1 rows
+    and kw - 1 columns of each image), each tap's update is one product of contiguous rows added
+    to a contiguous block of dxp: no strided scatter. It costs Hp Wp / (Ho Wo) times the tap
+    products' rows (the zeros), so it is used where that waste is small (``SHIFTED_DX_MAX_WASTE``).
+    delta (N, Ho, Wo, out), taps (kh, kw, out, C); returns dxp (N, Hp, Wp, C)."""
+    n, ho, wo, out = delta.shape
+    kh, kw, _, c = taps.shape
+    grid = np.zeros((n, hp, wp, out), delta.dtype)
+    grid[:, :ho, :wo] = delta
+    rows = n * hp * wp - (kh - 1) * wp - (kw - 1)  # the pixels r whose every tap lands inside
+    d = grid.reshape(n * hp * wp, out)[:rows]
+    dxp = np.zeros((n * hp * wp, c), delta.dtype)
+    share = np.empty((rows, c), delta.dtype)
+    for a in range(kh):
+        for b in range(kw):
+            np.matmul(d, taps[a, b], out=share)
+            dxp[a * wp + b : a * wp + b + rows] += share
+    return dxp.reshape(n, hp, wp, c)
 
 
 class Conv2d(Module):
@@ -289,7 +323,11 @@ class Conv2d(Module):
         # in cache, where one (N Ho Wo, kh kw C) matrix would be read back from memory in
         # kh * kw strided pieces
         taps = self._kernel().transpose(0, 1, 3, 2).copy()  # (kh, kw, out, C)
-        dxp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=delta.dtype)
+        hp, wp = h + 2 * ph, w + 2 * pw
+        if (sh, sw, dil_h, dil_w) == (1, 1, 1, 1) and hp * wp <= SHIFTED_DX_MAX_WASTE * ho * wo:
+            dxp = _dx_shifted_rows(delta.reshape(n, ho, wo, -1), taps, hp, wp)
+            return dxp[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2)
+        dxp = np.zeros((n, hp, wp, c), dtype=delta.dtype)
         share = np.empty((n * ho * wo, c), dtype=delta.dtype)
         for i in range(kh):
             for j in range(kw):
