@@ -50,12 +50,15 @@ TRAIN_LABELS = {
 }
 
 
+TABLES = ["train", "rnn", "layers", "attention", "breakdown", "paths"]
+
+
 @dataclasses.dataclass(frozen=True)
 class Workload:
     """One benchmark command: ``script`` (in benchmarks/) with ``args``; ``table`` says which
     table its JSON line feeds, ``key`` its row (a training workload) or nothing (a whole table)."""
 
-    table: str  # "train", "rnn", "layers", "attention", "breakdown"
+    table: str  # one of TABLES
     key: str
     script: str
     args: tuple[str, ...]
@@ -98,7 +101,8 @@ def workloads(quick: bool, threads: int = 2) -> list[Workload]:
                 "resnet",
                 "breakdown.py",
                 ("--workload", "resnet", "--rounds", "1", "--repeats", "5", "--json", *t),
-            ),  # fmt: skip
+            ),
+            Workload("paths", "", "bench_paths.py", ("--rounds", "2", "--repeats", "4", "--json", *t)),
         ]
     return [
         train("mlp", 3, 2),
@@ -117,7 +121,8 @@ def workloads(quick: bool, threads: int = 2) -> list[Workload]:
             "resnet",
             "breakdown.py",
             ("--workload", "resnet", "--rounds", "3", "--repeats", "10", "--json", *t),
-        ),  # fmt: skip
+        ),
+        Workload("paths", "", "bench_paths.py", ("--rounds", "8", "--repeats", "8", "--json", *t)),
     ]
 
 
@@ -267,6 +272,16 @@ def render(stamp: dict, results: list[tuple[Workload, dict]], quick: bool) -> st
     for w, r in by_table.get("breakdown", []):
         if "error" not in r:
             lines += breakdown_lines(w, r)
+    for w, r in by_table.get("paths", []):
+        if "error" not in r:
+            lines += ["## Fast paths against the plain ones (one process, alternating, ms)", "",
+                      f"`python benchmarks/{' '.join([w.script, *w.args])}`", "",
+                      "| path | fast ms | plain ms | fast / plain |",
+                      "| --- | --- | --- | --- |"]  # fmt: skip
+            for row in r["rows"]:
+                lines.append(f"| {row['name']} | {row['fast_ms']:.2f} | {row['plain_ms']:.2f} | "
+                             f"**{row['ratio']:.2f}** |")  # fmt: skip
+            lines.append("")
     if errors:
         lines += ["## Benchmarks that failed", ""]
         lines += [f"- `{' '.join([w.script, *w.args])}`: {' '.join(r['error'])}" for w, r in errors]
@@ -339,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer rounds, epochs over a slice (minutes)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--only", nargs="+", choices=["train", "rnn", "layers", "attention", "breakdown"],
+    ap.add_argument("--only", nargs="+", choices=TABLES,
                     help="rerun these tables; the machine's file keeps the others, dated")  # fmt: skip
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
     return ap

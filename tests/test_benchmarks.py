@@ -46,6 +46,8 @@ def fake_results(quick: bool) -> list:
                 "threads": 2,
                 "rows": {"Conv2d(32,64,5)": {"glassnet_ms": 9.0, "torch_ms": 6.0, "ratio": 1.5}},
             }
+        elif w.table == "paths":
+            r = {"rows": [{"name": "dx shifted / taps", "fast_ms": 8.0, "plain_ms": 10.0, "ratio": 0.8}]}
         else:
             r = {"glassnet_step_ms": 40.0, "torch_step_ms": 30.0, "ratio": 1.333, "gemm_ms": 20.0,
                  "layers_ms": 36.0, "non_gemm_layer_ms": 16.0, "loss_and_optimizer_ms": 4.0,
@@ -67,9 +69,12 @@ def test_writer_stamps_a_file_per_machine(tmp_path, quick):
     assert "| cnn | 4,000 | 5,000 | **0.80** | >= 0.8 |" in text
     assert "| Conv2d(32,64,5) | 9.00 | 6.00 | **1.50** | <= 1.5 |" in text
     assert "| the GEMMs alone (NumPy's BLAS, the layers' shapes) | 20.00 | 50% |" in text
+    assert "## What stands between the `resnet` preset and 1.0" in text
+    assert "| dx shifted / taps | 8.00 | 10.00 | **0.80** |" in text
     assert "the other 20.0 ms of glassnet's step is what stands between 1.33 and 1.0" in text
-    fast = dict(fake_results(quick)[-1][1], glassnet_step_ms=25.0, ratio=0.833)
-    text = "\n".join(run_all.breakdown_lines(run_all.workloads(quick)[-1], fast))
+    w, r = next((w, r) for w, r in fake_results(quick) if w.table == "breakdown")
+    fast = dict(r, glassnet_step_ms=25.0, ratio=0.833)
+    text = "\n".join(run_all.breakdown_lines(w, fast))
     assert "at or below PyTorch's in this run (25.0 against 30.0 ms), 5.0 ms of it outside the GEMMs" in text
     data = json.loads(js.read_text())
     assert data["machine"] == STAMP and data["quick"] is quick
@@ -118,14 +123,14 @@ def _bench_module(script: str):
 @pytest.mark.parametrize("quick", [True, False])
 def test_every_command_is_accepted_by_its_script(quick):
     listed = run_all.workloads(quick)
-    assert {w.table for w in listed} == {"train", "rnn", "layers", "attention", "breakdown"}
+    assert {w.table for w in listed} == set(run_all.TABLES)
     assert {"mlp", "book", "cnn", "cnn-bn", "resnet", "gru", "lstm"} <= {w.key for w in listed}
     for w in listed:
         assert (run_all.HERE / w.script).is_file()
         module = _bench_module(w.script)
         args = module.build_parser().parse_args(list(w.args))  # SystemExit on a bad option
         assert args.threads == 2
-        if w.table in ("layers", "attention", "breakdown"):
+        if w.table in ("layers", "attention", "breakdown", "paths"):
             assert args.json  # run_all reads one JSON line
         if w.table == "train":
             assert args.workload in module.WORKLOADS

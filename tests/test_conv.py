@@ -205,7 +205,13 @@ def _plain_conv(x, W, b, s, p, d):
     return y
 
 
-GEOMETRIES = [dict(), dict(padding=2), dict(padding=(2, 1)), dict(stride=2, padding=1, dilation=2), dict(stride=(2, 1), bias=False)]
+GEOMETRIES = [
+    dict(),
+    dict(padding=2),
+    dict(padding=(2, 1)),
+    dict(stride=2, padding=1, dilation=2),
+    dict(stride=(2, 1), bias=False),
+]
 
 
 @pytest.mark.parametrize("kw", GEOMETRIES)

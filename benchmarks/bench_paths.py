@@ -1,0 +1,118 @@
+"""glassnet's fast paths against the plain path they replace, in one process, alternating.
+
+Each fast path that a switch can turn off is timed on and off, ``--rounds`` times in turn, on
+the shapes it was chosen for; the report is the median of each and their ratio (fast / plain:
+below 1, the fast path is faster). One process, so both sides see the same BLAS, allocator and
+machine state; no PyTorch here (the ratios against PyTorch are the other tables).
+
+- ``dx by row-shifted products``: ``Conv2d``'s input gradient for a stride-1 convolution on a
+  large map (``glassnet.layers.conv.SHIFTED_DX_MAX_WASTE``) against the tap-by-tap scatter,
+  on the ResNet preset's Conv2d(16,16,3) at 28x28, its Conv2d(32,32,3) at 14x14, and on its
+  whole training step;
+- ``cols written over``: the next training forward writing its windows into the last step's
+  im2col matrix (``Conv2d._cols_buffer``) against a fresh matrix each step, on the ResNet step.
+
+    python benchmarks/bench_paths.py --rounds 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+BATCH = 128
+
+
+def _best(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def compare(name: str, work, fast, plain, rounds: int, repeats: int) -> dict:
+    """``work`` timed with ``fast()`` then ``plain()`` switched on, alternating; ms and ratio."""
+    times: dict[str, list[float]] = {"fast": [], "plain": []}
+    for _ in range(rounds):
+        for side, switch in (("fast", fast), ("plain", plain)):
+            switch()
+            work()  # one untimed call on the new path
+            times[side].append(_best(work, repeats))
+    fast()
+    f, p = statistics.median(times["fast"]) * 1e3, statistics.median(times["plain"]) * 1e3
+    return {"name": name, "fast_ms": round(f, 3), "plain_ms": round(p, 3), "ratio": round(f / p, 3)}
+
+
+def measure(rounds: int, repeats: int) -> list[dict]:
+    import numpy as np
+
+    import glassnet as gn
+    from glassnet.layers import conv as conv_module
+
+    gn.tune_malloc()
+    rng = np.random.default_rng(0)
+    shifted = conv_module.SHIFTED_DX_MAX_WASTE
+
+    def set_waste(v):
+        return lambda: setattr(conv_module, "SHIFTED_DX_MAX_WASTE", v)
+
+    results = []
+    for c, hw in ((16, 28), (32, 14)):
+        conv = gn.Conv2d(c, c, 3, padding=1, rng=rng)
+        x = rng.standard_normal((BATCH, hw, hw, c)).astype(np.float32).transpose(0, 3, 1, 2)  # NHWC memory
+        y = conv.forward(x)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        dy = np.ascontiguousarray(dy.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        results.append(compare(f"Conv2d({c},{c},3, padding 1) backward on ({BATCH},{c},{hw},{hw}): "
+                               "dx by row-shifted products / tap by tap", lambda: conv.backward(dy),  # noqa: B023
+                               set_waste(shifted), set_waste(0.0), rounds, repeats))  # fmt: skip
+
+    model = gn.models.resnet(np.random.default_rng(0), (1, 28, 28), 10).to(np.float32)
+    xb = rng.random((BATCH, 1, 28, 28), dtype=np.float32)
+    yb = rng.integers(0, 10, BATCH)
+    opt, loss_fn = gn.optim.Adam(model.parameters(), lr=1e-3), gn.CrossEntropyLoss()
+
+    def step():
+        gn.train_step(model, loss_fn, opt, xb, yb)
+
+    few = max(2, repeats // 4)
+    results.append(compare("`resnet` preset training step: dx by row-shifted products / tap by tap",
+                           step, set_waste(shifted), set_waste(0.0), rounds, few))  # fmt: skip
+    reuse = gn.Conv2d._cols_buffer
+
+    def set_reuse(on):
+        return lambda: setattr(gn.Conv2d, "_cols_buffer", reuse if on else lambda self, *a: None)
+
+    results.append(compare("`resnet` preset training step: cols written over / a fresh matrix each step",
+                           step, set_reuse(True), set_reuse(False), rounds, few))  # fmt: skip
+    return results
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=8, help="alternations of the fast and plain path")
+    ap.add_argument("--repeats", type=int, default=8, help="timed calls per side and round (best taken)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
+    rows = measure(args.rounds, args.repeats)
+    if args.json:
+        print(json.dumps({"threads": args.threads, "rows": rows}))
+        return
+    print("| path | fast ms | plain ms | fast / plain |\n| --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['name']} | {r['fast_ms']:.2f} | {r['plain_ms']:.2f} | **{r['ratio']:.2f}** |")
+
+
+if __name__ == "__main__":
+    main()
