@@ -504,7 +504,11 @@ def _emit(b: _Builder, layer: Module, inputs: list[str], hint: str) -> str:
         values = dict(zip(layer.inputs, inputs))
         for name, module, sources in layer.nodes:
             values[name] = _emit(b, module, [values[s] for s in sources], f"{hint}.{name}" if hint else name)
-        return values[layer.outputs]
+        if isinstance(layer.outputs, str):
+            return values[layer.outputs]
+        if hint:  # several outputs inside another container: nothing downstream takes a tuple
+            raise ValueError(f"export_onnx: {hint} (Graph) has several outputs; only the whole model may")
+        return [values[name] for name in layer.output_names]
     _check_options(layer, hint)
     if kind in SEVERAL_INPUTS:
         return SEVERAL_INPUTS[kind](b, layer, *inputs, hint=hint)
@@ -578,14 +582,22 @@ def export_onnx(model: Module, path: str | os.PathLike, input_shape, opset: int 
 
     with evaluating(model):
         out = walk.forward(model, dummies[0], seen, *dummies[1:])
-    y = _emit(b, model, names, "")
-    b.nodes.append(helper.make_node("Identity", [y], ["output"]))
+    ys, outs = _emit(b, model, names, ""), out
+    if isinstance(ys, str):  # one output, "output"; a graph's several: named as its output nodes
+        ys, outs, out_names = [ys], [out], ["output"]
+    else:
+        out_names = list(model.output_names)
+    for y, name in zip(ys, out_names):
+        b.nodes.append(helper.make_node("Identity", [y], [name]))
     elem = TensorProto.INT64 if integer else TensorProto.FLOAT
     graph = helper.make_graph(
         b.nodes,
         "glassnet",
         [helper.make_tensor_value_info(n, elem, ["N", *s]) for n, s in zip(names, shapes)],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", *out.shape[1:]])],
+        [
+            helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", *o.shape[1:]])
+            for n, o in zip(out_names, outs)
+        ],  # fmt: skip
         initializer=b.initializers,
     )
     opsets = [helper.make_opsetid("", opset)]

@@ -216,9 +216,10 @@ class Graph(nn.Module):
     """glassnet's ``Graph``: named nodes, each a module applied to earlier nodes or inputs; the
     node modules are children under their node names (``h.weight``)."""
 
-    def __init__(self, inputs: list[str], nodes: list[tuple[str, nn.Module, list[str]]], outputs: str):
+    def __init__(self, inputs: list[str], nodes: list[tuple[str, nn.Module, list[str]]], outputs):
         super().__init__()
-        self.graph_inputs, self.graph_output = list(inputs), outputs
+        self.graph_inputs = list(inputs)
+        self.graph_output = outputs if isinstance(outputs, str) else list(outputs)
         self.wiring = [(name, list(sources)) for name, _, sources in nodes]
         for name, module, _ in nodes:
             if hasattr(self, name):
@@ -231,4 +232,6 @@ class Graph(nn.Module):
         values = dict(zip(self.graph_inputs, xs))
         for name, sources in self.wiring:
             values[name] = getattr(self, name)(*(values[s] for s in sources))
-        return values[self.graph_output]
+        if isinstance(self.graph_output, str):
+            return values[self.graph_output]
+        return tuple(values[name] for name in self.graph_output)

@@ -78,7 +78,7 @@ def _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm, reduce=None) 
     and returns the whole batch's loss, before the loss is checked and the gradients clipped.
     ``x``: an array, or a tuple of arrays for a model with several inputs."""
     optimizer.zero_grad()
-    pred = model.forward(*_inputs(x))
+    pred = _one_output(model.forward(*_inputs(x)), "train_step")
     loss = loss_fn.forward(pred, y)
     model.backward_params(loss_fn.backward())
     if regularizer is not None:
@@ -143,12 +143,25 @@ def _forward(model: Module, x, name: str) -> np.ndarray:
         ) from None
 
 
+def _one_output(out, owner: str) -> np.ndarray:
+    """``out``, refused by name when it is a tuple (a ``Graph`` with several outputs): one loss
+    reads one output."""
+    if isinstance(out, tuple):
+        raise TypeError(
+            f"{owner}: the model returns {len(out)} outputs (a Graph with several outputs); fit, evaluate "
+            "and train_step score one output with one loss: write the step with a loss per output "
+            "(docs/howto/graphs.md, 'Several outputs'), or give the graph one output"
+        )
+    return out
+
+
 def _probe(model: Module, ds: Dataset, name: str, loss_fn: Loss) -> np.ndarray:
     """Run one example forward and through the loss before any work is done (a shape error
     shows at once, naming the argument), and check that integer labels fit the model's
     outputs; returns that output."""
     with evaluating(model):
         out = _forward(model, take_rows(ds.x, slice(0, 1)), name)
+    out = _one_output(out, "evaluate" if name == "data" else "fit")
     if ds.y.dtype.kind in "iu" and ds.y.ndim > 1 and not loss_fn.position_labels:
         raise ValueError(
             f"{name}: integer labels y of shape {ds.y.shape[1:]} per example are a class per position, "
@@ -591,7 +604,8 @@ def predict(model: Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     """The model's outputs for ``x`` (a float array, one row per example, or integer ids for a
     model starting with an ``Embedding``; a tuple of such arrays for a model with several
     inputs, a ``Graph``'s; no rows gives no outputs), in eval mode, batch by
-    batch. A model whose output holds NaN/inf raises ``FloatingPointError`` naming the first
+    batch; a tuple of arrays for a ``Graph`` with several outputs. A model whose output holds
+    NaN/inf raises ``FloatingPointError`` naming the first
     parameter that does."""
     _check_count("batch_size", batch_size, 1, "predict")
     check = lambda a, name: check_inputs(a, name, model_dtype(model), takes_integers(model))  # noqa: E731
@@ -608,6 +622,11 @@ def predict(model: Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         if n == 0:
             return _forward(model, x, "predict")
         outs = [_forward(model, take_rows(x, sl), "predict") for sl in batch_slices(n, batch_size)]
+    if isinstance(outs[0], tuple):  # a graph with several outputs: a tuple of their arrays
+        out = tuple(np.concatenate(parts) for parts in zip(*outs))
+        for o in out:
+            check_finite_output(model, o, "predict")
+        return out
     out = np.concatenate(outs)
     check_finite_output(model, out, "predict")
     return out

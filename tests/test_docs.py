@@ -18,6 +18,7 @@ PAGES = [
     "docs/howto/checkpoints.md",
     "docs/howto/own-layer.md",
     "docs/howto/data.md",
+    "docs/howto/graphs.md",
     "docs/howto/diagnose.md",
 ]
 

@@ -485,3 +485,91 @@ def test_the_documented_example_of_writing_your_own_layer_runs(tmp_path, monkeyp
     exec(compile(code, str(page), "exec"), namespace)  # noqa: S102 (our own documentation)
     assert (tmp_path / "scaled.safetensors").exists()
     assert set(namespace["errors"]) == {"x", "scale"}
+
+
+# --- several outputs ---------------------------------------------------------------------------
+
+
+def two_headed(rng=0) -> gn.Graph:
+    """A trunk read by two heads, and the trunk itself an output too (its dy joins the heads')."""
+    rng = np.random.default_rng(rng)
+    return gn.Graph(
+        "x",
+        [("h", gn.Linear(4, 6, rng=rng, dtype=np.float64), "x"), ("a", gn.Tanh(), "h"),
+         ("cls", gn.Linear(6, 3, rng=rng, dtype=np.float64), "a"),
+         ("reg", gn.Linear(6, 1, rng=rng, dtype=np.float64), "a")],
+        ["cls", "reg", "a"],
+    )  # fmt: skip
+
+
+def test_several_outputs_backward_is_the_gradient_of_the_weighted_sum_of_losses():
+    """C = CE(cls) + 0.5 MSE(reg) + sum(a * r): backward((dC/dcls, dC/dreg, dC/da)) gives the
+    parameter and input gradients of C, checked by central differences in float64."""
+    rng = np.random.default_rng(1)
+    g = two_headed()
+    x, labels, amount = rng.standard_normal((5, 4)), rng.integers(0, 3, 5), rng.standard_normal((5, 1))
+    r = rng.standard_normal((5, 6))
+    ce, mse = gn.CrossEntropyLoss(), gn.MSELoss()
+
+    def cost() -> float:
+        cls, reg, a = g.forward(x)
+        return ce.forward(cls, labels) + 0.5 * mse.forward(reg, amount) + float((a * r).sum())
+
+    cost()
+    for p in g.parameters():
+        p.grad[...] = 0
+    dx = g.backward((ce.backward(), 0.5 * mse.backward(), r))
+    for p in [*g.parameters(), None]:
+        target = x if p is None else p.data
+        analytic = dx if p is None else p.grad
+        numeric = np.zeros_like(target)
+        for idx in np.ndindex(*target.shape):
+            keep = target[idx]
+            target[idx] = keep + 1e-6
+            up = cost()
+            target[idx] = keep - 1e-6
+            down = cost()
+            target[idx] = keep
+            numeric[idx] = (up - down) / 2e-6
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_several_outputs_none_skips_a_head_and_bad_gradients_are_refused():
+    g = two_headed()
+    x = np.random.default_rng(2).standard_normal((3, 4))
+    cls, reg, a = g.forward(x)
+    assert cls.shape == (3, 3) and reg.shape == (3, 1) and a.shape == (3, 6)
+    only_cls = g.backward((np.ones_like(cls), None, None))
+    g.forward(x)
+    fresh = gn.Graph("x", [("h", g["h"], "x"), ("a", g["a"], "h"), ("cls", g["cls"], "a")], "cls")
+    fresh.forward(x)
+    np.testing.assert_allclose(only_cls, fresh.backward(np.ones_like(cls)))
+    with pytest.raises(gn.ShapeError, match=r"the graph has 3 outputs \(cls, reg, a\), so it takes a tuple"):
+        g.backward(np.ones_like(cls))
+    with pytest.raises(gn.ShapeError, match="got 2 gradients"):
+        g.backward((np.ones_like(cls), None))
+    with pytest.raises(ValueError, match="outputs names a node twice"):
+        gn.Graph("x", [("t", gn.Tanh(), "x")], ["t", "t"])
+    with pytest.raises(TypeError, match="outputs must be a node's name or a non-empty list"):
+        gn.Graph("x", [("t", gn.Tanh(), "x")], [])
+
+
+def test_several_outputs_round_trip_predict_and_fit_refuses_by_name(tmp_path):
+    g = two_headed()
+    x = np.random.default_rng(3).standard_normal((7, 4))
+    path = tmp_path / "heads.safetensors"
+    gn.save(g, path)
+    back = gn.load(path)
+    assert back.outputs == ["cls", "reg", "a"]
+    for mine, theirs in zip(gn.predict(g, x, batch_size=3), gn.predict(back, x, batch_size=2)):
+        np.testing.assert_array_equal(mine, theirs)
+    assert [o.shape for o in gn.predict(g, x)] == [(7, 3), (7, 1), (7, 6)]
+    opt = gn.optim.SGD(g.parameters(), lr=0.1)
+    y = np.zeros(7, np.int64)
+    for call in (lambda: gn.fit(g, gn.CrossEntropyLoss(), opt, (x, y), epochs=1, verbose=False),
+                 lambda: gn.evaluate(g, gn.CrossEntropyLoss(), (x, y)),
+                 lambda: gn.train_step(g, gn.CrossEntropyLoss(), opt, x, y)):  # fmt: skip
+        with pytest.raises(TypeError, match=r"the model returns 3 outputs \(a Graph with several outputs\)"):
+            call()
+    assert "outputs: cls, reg, a" in repr(g)
+    assert "cls" in gn.summary(g, (4,))

@@ -268,3 +268,21 @@ def test_cli_export_needs_an_input_shape_where_the_file_has_none(tmp_path, capsy
     assert main(["export", str(tmp_path / "m.safetensors"), "--onnx", out, "--input-shape", "3"]) == 0
     assert main(["export", str(tmp_path / "m.safetensors"), "--onnx", out, "--input-shape", "4"]) == 2
     assert "expects input" in capsys.readouterr().err
+
+
+def test_a_graph_with_several_outputs_exports_one_onnx_output_per_node(tmp_path):
+    rng = np.random.default_rng(4)
+    graph = gn.Graph("x", [("h", gn.Linear(4, 6, rng=rng), "x"), ("a", gn.Tanh(), "h"),
+                           ("cls", gn.Linear(6, 3, rng=rng), "a"), ("reg", gn.Linear(6, 1, rng=rng), "a")],
+                     ["cls", "reg"])  # fmt: skip
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    path = tmp_path / "heads.onnx"
+    gn.export_onnx(graph, path, (4,))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["cls", "reg"]
+    for got, expected in zip(session.run(None, {"x": x}), graph.forward(x)):
+        np.testing.assert_allclose(got, expected, **TOL)
+    heads = gn.Graph("x", [("t", gn.Tanh(), "x"), ("u", gn.ReLU(), "x")], ["t", "u"])
+    inner = gn.Sequential(gn.Linear(4, 4), heads)
+    with pytest.raises(ValueError, match=r"export_onnx: 1 \(Graph\) has several outputs"):
+        gn.export_onnx(inner, tmp_path / "inner.onnx", (4,))

@@ -397,3 +397,15 @@ def test_the_interop_page_runs(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "accuracy" in out and "delta^1" in out and "layer 1" in out
     assert (tmp_path / "cnn.onnx").exists() and (tmp_path / "cnn_torch.safetensors").exists()
+
+
+def test_a_graph_with_several_outputs_converts_to_a_module_returning_a_tuple():
+    rng = np.random.default_rng(5)
+    graph = gn.Graph("x", [("h", gn.Linear(4, 6, rng=rng), "x"), ("a", gn.Tanh(), "h"),
+                           ("cls", gn.Linear(6, 3, rng=rng), "a"), ("reg", gn.Linear(6, 1, rng=rng), "a")],
+                     ["cls", "reg"])  # fmt: skip
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    outs = gn.to_torch(graph)(torch.from_numpy(x))
+    assert isinstance(outs, tuple) and len(outs) == 2
+    for got, expected in zip(outs, graph.forward(x)):
+        np.testing.assert_allclose(got.detach().numpy(), expected, rtol=1e-5, atol=1e-6)

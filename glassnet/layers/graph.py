@@ -104,8 +104,11 @@ class Graph(Module):
     (``fit(graph, ..., train_data=((xa, xb), y))``, ``predict(graph, (xa, xb))``).
     ``nodes``: ``(name, module, sources)`` in an order where every source comes earlier (a
     topological order: there are no cycles), ``sources`` one name or a list, passed to
-    ``module.forward`` positionally. ``outputs``: the one node (or input) returned; a single
-    output (a second would need a second loss). Names are Python identifiers; a node's name
+    ``module.forward`` positionally. ``outputs``: the node (or input) returned, or a list of
+    them, returned as a tuple in that order (a multi-task or auxiliary head: ``backward`` then
+    takes one gradient per output, ``None`` for an output no loss reads; ``fit`` trains one
+    output with one loss, so such a graph trains with a step written out, see
+    docs/howto/graphs.md). Names are Python identifiers; a node's name
     names its parameters (``"h.W"``) and its place in a walk (``trace``, NaN provenance). A
     module is one node: a module keeps one forward's cache for its backward, so it cannot run
     twice.
@@ -113,14 +116,15 @@ class Graph(Module):
     Shapes: as the nodes make them.
     Backward: the nodes in reverse order. Node k's output a_k feeds the nodes that name it, so
         delta_k = sum over consumers c of (c.backward(delta_c)) for the a_k entry
-    (the fan-out sum); each node's backward runs once, on that sum, after all its consumers.
+    (the fan-out sum; an output that other nodes also read gets its own dy added to the sum);
+    each node's backward runs once, on that sum, after all its consumers.
     A node whose output reaches no output gets no gradient. Returns dC/dx for each input (a
     tuple for several inputs; zeros for an input nothing uses).
     """
 
     sums_paths = "a node read by several nodes gets the sum of their gradients (fan-out)"
 
-    def __init__(self, inputs: Sources, nodes: Sequence[tuple[str, Module, Sources]], outputs: str) -> None:
+    def __init__(self, inputs: Sources, nodes: Sequence[tuple[str, Module, Sources]], outputs: Sources):
         super().__init__()
         self.inputs = _names("inputs", inputs)
         if not isinstance(nodes, (list, tuple)):
@@ -161,11 +165,18 @@ class Graph(Module):
                     raise ValueError(f"Graph: node {name!r} takes {s!r}, {why}")
             known.add(name)
             self.nodes.append((name, module, sources))
-        if not isinstance(outputs, str):
-            raise TypeError(f"Graph: outputs must be the name of one node, got {outputs!r}")
-        if outputs not in known:
-            raise ValueError(f"Graph: outputs {outputs!r} is no input or node (known: {_listed(known)})")
-        self.outputs = outputs
+        if not isinstance(outputs, str) and not (isinstance(outputs, (list, tuple)) and outputs):
+            raise TypeError(
+                f"Graph: outputs must be a node's name or a non-empty list of names, got {outputs!r}"
+            )
+        # the given form: one name (forward returns an array) or a list (forward returns a tuple)
+        self.outputs = outputs if isinstance(outputs, str) else list(outputs)
+        self.output_names = _names("outputs", outputs)
+        for name in self.output_names:
+            if name not in known:
+                raise ValueError(f"Graph: outputs {name!r} is no input or node (known: {_listed(known)})")
+        if len(set(self.output_names)) != len(self.output_names):
+            raise ValueError(f"Graph: outputs names a node twice: {self.output_names!r}")
         self.children = [m for _, m, _ in self.nodes]
         # the given form of each node's sources, for config(): "x" stays a string
         self._given = [s if isinstance(s, str) else list(s) for _, _, s in nodes]
@@ -193,10 +204,24 @@ class Graph(Module):
                 if str(e).startswith("layer #"):  # named by a walk already
                     raise
                 raise ShapeError(f"Graph node {name!r} ({type(module).__name__}): {e}") from None
-        return values[self.outputs]
+        if isinstance(self.outputs, str):
+            return values[self.outputs]
+        return tuple(values[name] for name in self.output_names)
 
-    def backward(self, dy: np.ndarray):
-        grads: dict[str, np.ndarray] = {self.outputs: dy}
+    def backward(self, dy):
+        """dC/dinputs from ``dy``: one array, or with several outputs a tuple of one gradient per
+        output (``None`` where no loss reads that output)."""
+        if isinstance(self.outputs, str):
+            grads: dict[str, np.ndarray] = {self.outputs: dy}
+        else:
+            if not isinstance(dy, (tuple, list)) or len(dy) != len(self.output_names):
+                got = f"{len(dy)} gradients" if isinstance(dy, (tuple, list)) else type(dy).__name__
+                raise ShapeError(
+                    f"Graph.backward: the graph has {len(self.output_names)} outputs "
+                    f"({', '.join(self.output_names)}), so it takes a tuple of as many gradients "
+                    f"(None for an output no loss reads); got {got}"
+                )
+            grads = {name: d for name, d in zip(self.output_names, dy) if d is not None}
         for name, module, sources in reversed(self.nodes):
             delta = grads.pop(name, None)
             if delta is None:  # reaches no output
@@ -214,7 +239,8 @@ class Graph(Module):
 
     def config(self) -> dict:
         nodes = [[name, given] for (name, _, _), given in zip(self.nodes, self._given)]
-        return {"inputs": list(self.inputs), "nodes": nodes, "outputs": self.outputs}
+        outputs = self.outputs if isinstance(self.outputs, str) else list(self.outputs)
+        return {"inputs": list(self.inputs), "nodes": nodes, "outputs": outputs}
 
     @classmethod
     def from_config(cls, config: dict, children: list[Module]) -> Graph:
@@ -233,7 +259,7 @@ class Graph(Module):
         lines = [f"  inputs: {', '.join(self.inputs)}"]
         for name, module, sources in self.nodes:
             lines.append(f"  {name} = {module!r}({', '.join(sources)})".replace("\n", "\n  "))
-        lines.append(f"  outputs: {self.outputs}")
+        lines.append(f"  outputs: {', '.join(self.output_names)}")
         return "Graph(\n" + "\n".join(lines) + "\n)"
 
 
