@@ -448,6 +448,7 @@ _CROSS_ADDITIVE = np.array(
 )
 _CROSS_PAD = np.array([[False] * 5, [False, False, False, True, True]])
 _QKV = _inputs(_normal((2, 3, 4)), _normal((2, 5, 4)), _normal((2, 5, 4)))  # q (N, T, E), k and v (N, S, E)
+_QKV_WIDTHS = _inputs(_normal((2, 3, 4)), _normal((2, 5, 3)), _normal((2, 5, 6)))  # kdim 3, vdim 6
 
 
 def _cross_attention(attn_mask, key_padding_mask, **kwargs):
@@ -917,6 +918,16 @@ CASES: list[Case] = [
          {"embed_dim": 4, "num_heads": 2}, _QKV,
          torch=T.attention, wrap=_random_params,
          realistic=lambda rng: _random_params(L.MultiheadAttention(4, 2, rng=rng), rng), features=(3, 4)),
+    # keys and values of other widths than the queries: q_proj_weight, k_proj_weight, v_proj_weight
+    Case("MultiheadAttention (cross, kdim 3, vdim 6)", L.MultiheadAttention,
+         {"embed_dim": 4, "num_heads": 2, "kdim": 3, "vdim": 6}, _QKV_WIDTHS,
+         torch=T.attention, wrap=_random_params,
+         realistic=lambda rng: _random_params(L.MultiheadAttention(4, 2, kdim=3, vdim=6, rng=rng), rng),
+         features=(3, 4)),
+    Case("MultiheadAttention (cross, kdim 3, vdim 6, masks, no bias)", L.MultiheadAttention,
+         {"embed_dim": 4, "num_heads": 2, "kdim": 3, "vdim": 6, "bias": False}, _QKV_WIDTHS,
+         torch=T.with_masks, wrap=_with_masks(_CROSS_BOOL, _CROSS_PAD),
+         realistic=_cross_attention(_CROSS_BOOL, _CROSS_PAD, kdim=3, vdim=6, bias=False), features=(3, 4)),
     Case("MultiheadAttention (cross, boolean (T, S) mask, key padding)", L.MultiheadAttention,
          {"embed_dim": 4, "num_heads": 2}, _QKV,
          torch=T.with_masks, wrap=_with_masks(_CROSS_BOOL, _CROSS_PAD),

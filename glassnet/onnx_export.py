@@ -318,9 +318,10 @@ def _attention(b: _Builder, layer: L.MultiheadAttention, *xs: str, hint: str) ->
     if len(xs) not in (1, 3):
         raise ValueError(f"export_onnx: {hint} (MultiheadAttention) takes 1 or 3 inputs, got {len(xs)}")
     q, k, v = xs if len(xs) == 3 else xs * 3
-    e, W = layer.embed_dim, layer.in_proj_weight.data
+    e = layer.embed_dim
     bias = layer.in_proj_bias.data if layer.bias else None
-    part = [(W[i * e : (i + 1) * e], None if bias is None else bias[i * e : (i + 1) * e]) for i in range(3)]
+    # W_q, W_k, W_v: row blocks of the stacked weight, or their own weights (kdim, vdim != E)
+    part = [(layer._projection(i)[0], None if bias is None else bias[i * e : (i + 1) * e]) for i in range(3)]
     Q = _heads(b, q, *part[0], layer, [0, 2, 1, 3], hint + ".q")  # (N, h, T, d)
     Kt = _heads(b, k, *part[1], layer, [0, 2, 3, 1], hint + ".k")  # (N, h, d, S)
     V = _heads(b, v, *part[2], layer, [0, 2, 1, 3], hint + ".v")  # (N, h, S, d)
@@ -454,7 +455,7 @@ READS = {
         "padding_mode",
     },  # fmt: skip
     L.RNN: {"input_size", "hidden_size", "num_layers", "bidirectional", "bias", "nonlinearity", "dropout"},
-    L.MultiheadAttention: {"embed_dim", "num_heads", "dropout", "bias", "causal"},
+    L.MultiheadAttention: {"embed_dim", "num_heads", "dropout", "bias", "causal", "kdim", "vdim"},
 }
 READS[L.Conv2d] = READS[L.Conv1d]
 READS[L.GRU] = READS[L.LSTM] = READS[L.RNN]

@@ -363,8 +363,6 @@ def _attention(tm) -> Module:
     if not tm.batch_first:
         raise ValueError(f"from_torch: {name}(batch_first=False): glassnet's attention is batch-first")
     missing = {
-        "kdim": tm.kdim != tm.embed_dim,
-        "vdim": tm.vdim != tm.embed_dim,
         "add_bias_kv": tm.bias_k is not None,
         "add_zero_attn": tm.add_zero_attn,
     }
@@ -375,7 +373,7 @@ def _attention(tm) -> Module:
             )
     return L.MultiheadAttention(
         tm.embed_dim, tm.num_heads, dropout=tm.dropout, bias=tm.in_proj_bias is not None,
-        causal=getattr(tm, "causal", False),
+        causal=getattr(tm, "causal", False), kdim=tm.kdim, vdim=tm.vdim,
     )  # fmt: skip
 
 

@@ -154,8 +154,10 @@ class MultiheadAttention(nn.MultiheadAttention):
     self-attention and returns the output only, so it works inside ``nn.Sequential``;
     ``forward(q, k, v)`` is cross-attention; ``causal=True`` adds the causal mask."""
 
-    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, causal=False, dtype=None) -> None:
-        super().__init__(embed_dim, num_heads, dropout=dropout, bias=bias, batch_first=True, dtype=dtype)
+    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, causal=False, dtype=None,
+                 kdim=None, vdim=None) -> None:  # fmt: skip
+        super().__init__(embed_dim, num_heads, dropout=dropout, bias=bias, batch_first=True, dtype=dtype,
+                         kdim=kdim, vdim=vdim)  # fmt: skip
         self.causal = causal
 
     def forward(self, q, k=None, v=None, attn_mask=None, key_padding_mask=None):

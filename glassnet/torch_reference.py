@@ -445,6 +445,9 @@ def class_token(layer, x):
 # MultiheadAttention's parameters: glassnet name -> torch attribute path
 MHA_NAMES = {
     "in_proj_weight": "in_proj_weight",
+    "q_proj_weight": "q_proj_weight",  # kdim, vdim != embed_dim: one weight per projection
+    "k_proj_weight": "k_proj_weight",
+    "v_proj_weight": "v_proj_weight",
     "in_proj_bias": "in_proj_bias",
     "out_proj_weight": "out_proj.weight",
     "out_proj_bias": "out_proj.bias",
@@ -490,8 +493,9 @@ def attention(layer, *xs, attn_mask=None, key_padding_mask=None):
             raise NotImplementedError("the reference of attention with dropout is for self-attention")
         return _attention_by_hand(layer, q, attn_mask, key_padding_mask)
     module = torch.nn.MultiheadAttention(
-        layer.embed_dim, layer.num_heads, bias=layer.bias, batch_first=True, dtype=torch.float64
-    )
+        layer.embed_dim, layer.num_heads, bias=layer.bias, batch_first=True, dtype=torch.float64,
+        kdim=layer.kdim, vdim=layer.vdim,
+    )  # fmt: skip
     params = _copy_into(module, MHA_NAMES, {name: p.data for name, p in layer.named_parameters()})
     attn_mask, key_padding_mask = _torch_masks(attn_mask, key_padding_mask)
     y, _ = module(q, k, v, attn_mask=attn_mask, key_padding_mask=key_padding_mask)

@@ -55,6 +55,10 @@ class MultiheadAttention(Module):
         in_proj_weight (3E, E)  [W_q; W_k; W_v] stacked,   in_proj_bias (3E,)  (bias=True)
         out_proj_weight (E, E)  = torch's out_proj.weight,  out_proj_bias (E,)  = out_proj.bias
 
+    and, where keys or values have other widths than the queries (``kdim``, ``vdim`` != E, as
+    PyTorch), three weights instead of the stacked one: ``q_proj_weight`` (E, E),
+    ``k_proj_weight`` (E, kdim), ``v_proj_weight`` (E, vdim), each Xavier-uniform.
+
     Initialised as PyTorch: Xavier-uniform ``in_proj_weight``, U(+-1/sqrt(E)) ``out_proj_weight``,
     zero biases.
 
@@ -72,10 +76,10 @@ class MultiheadAttention(Module):
     ``(output, weights)``); the weights of the last forward are kept as ``attn_weights``, per
     head, (N, num_heads, T, S), before dropout (``attn_weights.mean(axis=1)`` is what PyTorch
     returns by default). ``dropout`` drops attention weights in training, as PyTorch, with
-    masks drawn from ``rng`` (see ``gn.Dropout``). kdim/vdim, add_bias_kv and add_zero_attn are
-    not implemented.
+    masks drawn from ``rng`` (see ``gn.Dropout``). add_bias_kv and add_zero_attn are not
+    implemented.
 
-    Shapes: q (N, T, E), k and v (N, S, E) -> y (N, T, E).
+    Shapes: q (N, T, E), k (N, S, kdim), v (N, S, vdim) -> y (N, T, E); kdim = vdim = E by default.
     Backward: see the module docstring; with A the weights and M the dropout mask (A M is what
     multiplies V): dA = (dO V^T) M, dV = (A M)^T dO, dZ = A * (dA - rowsum(dA * A)),
     dQ = dZ K / sqrt(D), dK = dZ^T Q / sqrt(D), then the projections as ``Linear``.
@@ -90,10 +94,16 @@ class MultiheadAttention(Module):
         causal: bool = False,
         rng: np.random.Generator | int | None = None,
         dtype=np.float32,
+        kdim: int | None = None,
+        vdim: int | None = None,
     ) -> None:
         super().__init__()
         self.causal = bool(causal)
         self.embed_dim = size("MultiheadAttention", "embed_dim", embed_dim)
+        self.kdim = self.embed_dim if kdim is None else size("MultiheadAttention", "kdim", kdim)
+        self.vdim = self.embed_dim if vdim is None else size("MultiheadAttention", "vdim", vdim)
+        # PyTorch's _qkv_same_embed_dim: one stacked weight, else one weight per projection
+        self.same_dims = self.kdim == self.vdim == self.embed_dim
         self.num_heads = size("MultiheadAttention", "num_heads", num_heads)
         if self.embed_dim % self.num_heads:
             raise ValueError(
@@ -109,22 +119,35 @@ class MultiheadAttention(Module):
         self.head_dim = self.embed_dim // self.num_heads
         dtype = float_dtype(dtype, "MultiheadAttention")
         e = self.embed_dim
-        self.in_proj_weight = Param(np.empty((3 * e, e), dtype), "in_proj_weight")
+        self.in_proj_weight = self.q_proj_weight = self.k_proj_weight = self.v_proj_weight = None
+        if self.same_dims:
+            self.in_proj_weight = Param(np.empty((3 * e, e), dtype), "in_proj_weight")
+            inputs = [self.in_proj_weight]
+        else:
+            self.q_proj_weight = Param(np.empty((e, e), dtype), "q_proj_weight")
+            self.k_proj_weight = Param(np.empty((e, self.kdim), dtype), "k_proj_weight")
+            self.v_proj_weight = Param(np.empty((e, self.vdim), dtype), "v_proj_weight")
+            inputs = [self.q_proj_weight, self.k_proj_weight, self.v_proj_weight]
         self.out_proj_weight = Param(np.empty((e, e), dtype), "out_proj_weight")
-        self.params = [self.in_proj_weight, self.out_proj_weight]
+        self.params = [*inputs, self.out_proj_weight]
         self.in_proj_bias = self.out_proj_bias = None
         if self.bias:
             self.in_proj_bias = Param(np.empty(3 * e, dtype), "in_proj_bias", decay=False)
             self.out_proj_bias = Param(np.empty(e, dtype), "out_proj_bias", decay=False)
-            self.params = [self.in_proj_weight, self.in_proj_bias, self.out_proj_weight, self.out_proj_bias]
+            self.params = [*inputs, self.in_proj_bias, self.out_proj_weight, self.out_proj_bias]
         self.rng = as_rng(rng, "MultiheadAttention")
         self.attn_weights = None
         self.reset_parameters(self.rng)
 
     def reset_parameters(self, rng: np.random.Generator) -> MultiheadAttention:
-        e, dtype = self.embed_dim, self.in_proj_weight.data.dtype
-        bound = math.sqrt(6.0 / (e + 3 * e))  # Xavier-uniform over the stacked (3E, E) weight
-        self.in_proj_weight.data[...] = rng.uniform(-bound, bound, (3 * e, e)).astype(dtype)
+        e, dtype = self.embed_dim, self.out_proj_weight.data.dtype
+        if self.same_dims:
+            bound = math.sqrt(6.0 / (e + 3 * e))  # Xavier-uniform over the stacked (3E, E) weight
+            self.in_proj_weight.data[...] = rng.uniform(-bound, bound, (3 * e, e)).astype(dtype)
+        else:  # Xavier-uniform over each projection's own (E, width) weight
+            for p in (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight):
+                bound = math.sqrt(6.0 / sum(p.shape))
+                p.data[...] = rng.uniform(-bound, bound, p.shape).astype(dtype)
         self.out_proj_weight.data[...] = rng.uniform(-1 / math.sqrt(e), 1 / math.sqrt(e), (e, e)).astype(
             dtype
         )
@@ -136,6 +159,11 @@ class MultiheadAttention(Module):
     # --- forward ---------------------------------------------------------------------------
     def forward(self, q, k=None, v=None, key_padding_mask=None, attn_mask=None) -> np.ndarray:
         self.self_attention = k is None and v is None
+        if self.self_attention and not self.same_dims:
+            raise ValueError(
+                f"MultiheadAttention: with kdim={self.kdim}, vdim={self.vdim} and embed_dim={self.embed_dim} "
+                "the keys and values are not the queries: give k and v (cross-attention)"
+            )
         if self.self_attention:
             k = v = q
         elif k is None or v is None:
@@ -145,8 +173,8 @@ class MultiheadAttention(Module):
         self._check_inputs(q, k, v)
         n, t, e = q.shape
         s = k.shape[1]
-        W, b = self.in_proj_weight.data, self.in_proj_bias.data if self.bias else None
         if self.self_attention:  # one product makes Q, K and V
+            W, b = self.in_proj_weight.data, self.in_proj_bias.data if self.bias else None
             qkv = _by_rows(q, W.T)
             if b is not None:
                 qkv += b
@@ -176,21 +204,29 @@ class MultiheadAttention(Module):
         return y
 
     def _check_inputs(self, q, k, v) -> None:
-        e = self.embed_dim
-        for name, x in (("q", q), ("k", k), ("v", v)):
-            if not isinstance(x, np.ndarray) or x.ndim != 3 or x.shape[2] != e:
+        for name, x, width in (("q", q, self.embed_dim), ("k", k, self.kdim), ("v", v, self.vdim)):
+            if not isinstance(x, np.ndarray) or x.ndim != 3 or x.shape[2] != width:
                 shape = getattr(x, "shape", type(x).__name__)
-                raise ShapeError(f"MultiheadAttention expects {name} of shape (N, L, {e}), got {shape}")
+                raise ShapeError(f"MultiheadAttention expects {name} of shape (N, L, {width}), got {shape}")
         if k.shape[:2] != v.shape[:2] or k.shape[0] != q.shape[0]:
             raise ShapeError(
                 f"MultiheadAttention: q (N, T, E), k and v (N, S, E) must share N (and S), got "
                 f"{q.shape}, {k.shape}, {v.shape}"
             )
 
+    def _projection(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """W_i and its gradient for i = 0, 1, 2 (q, k, v): a row block of the stacked weight, or
+        the projection's own weight (kdim, vdim != E)."""
+        if self.same_dims:
+            rows = slice(i * self.embed_dim, (i + 1) * self.embed_dim)
+            return self.in_proj_weight.data[rows], self.in_proj_weight.grad[rows]
+        p = (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight)[i]
+        return p.data, p.grad
+
     def _project(self, x: np.ndarray, i: int) -> np.ndarray:
-        """x W_i^T + b_i for i = 0, 1, 2 (q, k, v): a row block of the stacked weight."""
+        """x W_i^T + b_i for i = 0, 1, 2 (q, k, v)."""
         e = self.embed_dim
-        y = _by_rows(x, self.in_proj_weight.data[i * e : (i + 1) * e].T)
+        y = _by_rows(x, self._projection(i)[0].T)
         if self.bias:
             y += self.in_proj_bias.data[i * e : (i + 1) * e]
         return y
@@ -253,8 +289,8 @@ class MultiheadAttention(Module):
         dZ *= scale
         dQ = dZ @ K  # Z = Q K^T scale
         dK = dZ.transpose(0, 1, 3, 2) @ Q
-        W, Wg = self.in_proj_weight.data, self.in_proj_weight.grad
         if self.self_attention:  # q = k = v = x: the three paths sum, dx = [dQ dK dV] W_in
+            W, Wg = self.in_proj_weight.data, self.in_proj_weight.grad
             # (3, N, H, T, D) -> (N T, 3 E): per position, dQ's heads, dK's, dV's side by side
             dQKV = np.stack((dQ, dK, dV)).transpose(1, 3, 0, 2, 4).reshape(-1, 3 * e)
             Wg += dQKV.T @ q.reshape(-1, e)  # BP4
@@ -264,12 +300,12 @@ class MultiheadAttention(Module):
         dQ, dK, dV = self._merge(dQ, n, t), self._merge(dK, n, s), self._merge(dV, n, s)
         grads = []
         for i, (x, dP) in enumerate(((q, dQ), (k, dK), (v, dV))):
-            rows = slice(i * e, (i + 1) * e)
+            W_i, grad_i = self._projection(i)
             dP2 = dP.reshape(-1, e)
-            Wg[rows] += dP2.T @ x.reshape(-1, e)  # BP4
+            grad_i += dP2.T @ x.reshape(-1, x.shape[-1])  # BP4
             if self.bias:
-                self.in_proj_bias.grad[rows] += dP2.sum(axis=0)  # BP3
-            grads.append(_by_rows(dP, W[rows]))  # BP2
+                self.in_proj_bias.grad[i * e : (i + 1) * e] += dP2.sum(axis=0)  # BP3
+            grads.append(_by_rows(dP, W_i))  # BP2
         return tuple(grads)
 
     @staticmethod
@@ -284,19 +320,26 @@ class MultiheadAttention(Module):
             "dropout": self.dropout,
             "bias": self.bias,
             "causal": self.causal,
+            # None where equal to embed_dim, as PyTorch's default (files from before them load)
+            "kdim": None if self.kdim == self.embed_dim else self.kdim,
+            "vdim": None if self.vdim == self.embed_dim else self.vdim,
         }
 
     @classmethod
-    def state_shapes(cls, embed_dim, bias=True, **_) -> dict[str, tuple[int, ...]]:
+    def state_shapes(cls, embed_dim, bias=True, kdim=None, vdim=None, **_) -> dict[str, tuple[int, ...]]:
         e = size("MultiheadAttention", "embed_dim", embed_dim, high=2**20)
-        if not bias:
-            return {"in_proj_weight": (3 * e, e), "out_proj_weight": (e, e)}
-        return {
-            "in_proj_weight": (3 * e, e),
-            "in_proj_bias": (3 * e,),
-            "out_proj_weight": (e, e),
-            "out_proj_bias": (e,),
-        }
+        kdim = e if kdim is None else size("MultiheadAttention", "kdim", kdim, high=2**20)
+        vdim = e if vdim is None else size("MultiheadAttention", "vdim", vdim, high=2**20)
+        if kdim == vdim == e:
+            shapes = {"in_proj_weight": (3 * e, e)}
+        else:
+            shapes = {"q_proj_weight": (e, e), "k_proj_weight": (e, kdim), "v_proj_weight": (e, vdim)}
+        if bias:
+            shapes["in_proj_bias"] = (3 * e,)
+        shapes["out_proj_weight"] = (e, e)
+        if bias:
+            shapes["out_proj_bias"] = (e,)
+        return shapes
 
 
 def _softmax_rows(Z: np.ndarray) -> np.ndarray:
