@@ -82,6 +82,10 @@ def workloads(quick: bool, threads: int = 2) -> list[Workload]:
         return Workload("rnn", key, "bench_rnn.py", ("--workload", key, "--rounds", str(rounds),
                                                       "--epochs", str(epochs), *t))  # fmt: skip
 
+    def table(name, script, rounds, repeats, key="", extra=()):  # a whole table, one JSON line
+        args = (*extra, "--rounds", str(rounds), "--repeats", str(repeats), "--json", *t)
+        return Workload(name, key, script, args)
+
     if quick:
         return [
             train("mlp", 2, 1),
@@ -91,18 +95,11 @@ def workloads(quick: bool, threads: int = 2) -> list[Workload]:
             train("resnet", 1, 1, train_size=640, infer_size=500),
             rnn("gru", 2, 1),
             rnn("lstm", 2, 1),
-            Workload("layers", "", "bench_layers.py", ("--rounds", "1", "--repeats", "10", "--json", *t)),
-            Workload(
-                "attention", "", "bench_attention.py", ("--rounds", "1", "--repeats", "10", "--json", *t)
-            ),
-            Workload("breakdown", "", "breakdown.py", ("--rounds", "1", "--repeats", "10", "--json", *t)),
-            Workload(
-                "breakdown",
-                "resnet",
-                "breakdown.py",
-                ("--workload", "resnet", "--rounds", "1", "--repeats", "5", "--json", *t),
-            ),
-            Workload("paths", "", "bench_paths.py", ("--rounds", "2", "--repeats", "4", "--json", *t)),
+            table("layers", "bench_layers.py", 1, 10),
+            table("attention", "bench_attention.py", 1, 10),
+            table("breakdown", "breakdown.py", 1, 10),
+            table("breakdown", "breakdown.py", 1, 5, "resnet", ("--workload", "resnet")),
+            table("paths", "bench_paths.py", 2, 4),
         ]
     return [
         train("mlp", 3, 2),
@@ -113,16 +110,11 @@ def workloads(quick: bool, threads: int = 2) -> list[Workload]:
         train("vit", 2, 1, train_size=6400, infer_size=2000),
         rnn("gru", 5, 3),
         rnn("lstm", 5, 3),
-        Workload("layers", "", "bench_layers.py", ("--rounds", "3", "--repeats", "20", "--json", *t)),
-        Workload("attention", "", "bench_attention.py", ("--rounds", "3", "--repeats", "30", "--json", *t)),
-        Workload("breakdown", "", "breakdown.py", ("--rounds", "3", "--repeats", "20", "--json", *t)),
-        Workload(
-            "breakdown",
-            "resnet",
-            "breakdown.py",
-            ("--workload", "resnet", "--rounds", "3", "--repeats", "10", "--json", *t),
-        ),
-        Workload("paths", "", "bench_paths.py", ("--rounds", "8", "--repeats", "8", "--json", *t)),
+        table("layers", "bench_layers.py", 3, 20),
+        table("attention", "bench_attention.py", 3, 30),
+        table("breakdown", "breakdown.py", 3, 20),
+        table("breakdown", "breakdown.py", 3, 10, "resnet", ("--workload", "resnet")),
+        table("paths", "bench_paths.py", 8, 8),
     ]
 
 
