@@ -108,8 +108,8 @@ def workloads(quick: bool, threads: int = 2) -> list[Workload]:
         train("cnn-bn", 3, 1),
         train("resnet", 2, 1, train_size=6400, infer_size=2000),
         train("vit", 2, 1, train_size=6400, infer_size=2000),
-        rnn("gru", 5, 3),
-        rnn("lstm", 5, 3),
+        rnn("gru", 7, 3),  # 7 rounds: a recurrent epoch is short, its ratio noisy
+        rnn("lstm", 7, 3),
         table("layers", "bench_layers.py", 3, 20),
         table("attention", "bench_attention.py", 3, 30),
         table("breakdown", "breakdown.py", 3, 20),
