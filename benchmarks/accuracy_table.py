@@ -32,8 +32,11 @@ SEEDS_WANTED = 3
 
 def load(directory: Path) -> list[dict]:
     """Every record under ``directory``, sorted by preset, library and seed."""
+    paths = sorted(directory.glob("*.json"))
+    if not paths:  # refused: an empty table would replace the one written from the records
+        raise SystemExit(f"accuracy_table: no run records (*.json) in {directory}")
     runs = []
-    for path in sorted(directory.glob("*.json")):
+    for path in paths:
         r = json.loads(path.read_text())
         missing = {"library", "preset", "seed", "accuracy", "train_seconds", "machine"} - set(r)
         if missing:

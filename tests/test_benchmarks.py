@@ -195,6 +195,9 @@ def test_accuracy_table_reads_the_run_records_and_checks_the_targets(tmp_path):
     vit = ("| vit | 88.17% (sd 0.31) | 88.87% (sd 0.31) | glassnet 88.17% >= target 88.0%; "
            "twin 88.87% >= target 88.0%; -0.70 points against the twin (outside 0.5) |")  # fmt: skip
     assert resnet in text and vit in text
+    with pytest.raises(SystemExit, match="no run records"):
+        accuracy_table.main(["--records", str(tmp_path / "none"), "--out", str(out)])
+    assert "| resnet | glassnet |" in out.read_text()  # the table written before is kept
     (tmp_path / "broken.json").write_text("{}")
     with pytest.raises(ValueError, match="broken.json: not a run record"):
         accuracy_table.load(tmp_path)
