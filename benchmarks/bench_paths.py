@@ -10,7 +10,10 @@ machine state; no PyTorch here (the ratios against PyTorch are the other tables)
   on the ResNet preset's Conv2d(16,16,3) at 28x28, its Conv2d(32,32,3) at 14x14, and on its
   whole training step;
 - ``cols written over``: the next training forward writing its windows into the last step's
-  im2col matrix (``Conv2d._cols_buffer``) against a fresh matrix each step, on the ResNet step.
+  im2col matrix (``Conv2d._cols_buffer``) against a fresh matrix each step, on the ResNet step;
+- ``windows in blocks``: ``Conv2d``'s forward writing and multiplying its im2col windows a few
+  examples at a time (``glassnet.layers.conv.COLS_BLOCK_BYTES``) against the whole batch's
+  matrix at once, on CNN-A's Conv2d(32,64,5), the ResNet's Conv2d(16,16,3) and the ResNet step.
 
     python benchmarks/bench_paths.py --rounds 8
 """
@@ -90,6 +93,21 @@ def measure(rounds: int, repeats: int) -> list[dict]:
 
     results.append(compare("`resnet` preset training step: cols written over / a fresh matrix each step",
                            step, set_reuse(True), set_reuse(False), rounds, few))  # fmt: skip
+
+    block = conv_module.COLS_BLOCK_BYTES
+
+    def set_block(v):
+        return lambda: setattr(conv_module, "COLS_BLOCK_BYTES", v)
+
+    whole = 1 << 40
+    for c, out, k, hw, pad in ((32, 64, 5, 12, 0), (16, 16, 3, 28, 1)):
+        conv = gn.Conv2d(c, out, k, padding=pad, rng=rng)
+        x = rng.standard_normal((BATCH, hw, hw, c)).astype(np.float32).transpose(0, 3, 1, 2)  # NHWC memory
+        results.append(compare(f"Conv2d({c},{out},{k}) forward on ({BATCH},{c},{hw},{hw}): windows in blocks / "
+                               "the whole batch's at once", lambda: conv.forward(x),  # noqa: B023
+                               set_block(block), set_block(whole), rounds, repeats))  # fmt: skip
+    results.append(compare("`resnet` preset training step: windows in blocks / the whole batch's at once",
+                           step, set_block(block), set_block(whole), rounds, few))  # fmt: skip
     return results
 
 

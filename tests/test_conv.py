@@ -1,5 +1,6 @@
 """Conv2d / Conv1d beyond the shared table: sizes, errors, config, files, memory layout."""
 
+import contextlib
 import json
 
 import numpy as np
@@ -287,24 +288,32 @@ def test_no_grad_keeps_no_windows_and_backward_then_says_so():
 
 
 @pytest.mark.parametrize("c_in", [1, 3])
-def test_no_grad_forward_in_chunks_of_examples_equals_the_whole_batch(monkeypatch, c_in):
-    """Under no_grad the windows are built a few examples at a time (nothing is kept for
-    backward); the rows of y are the whole batch's products."""
+@pytest.mark.parametrize("training", [False, True])
+def test_forward_in_blocks_of_examples_equals_the_whole_batch(monkeypatch, c_in, training):
+    """The windows are written and multiplied a few examples at a time (``COLS_BLOCK_BYTES``):
+    the rows of y, and in training the kept windows and so backward, are the whole batch's.
+    Under no_grad nothing is kept for backward."""
     from glassnet.layers import conv as conv_module
 
     rng = np.random.default_rng(9)
     conv = gn.Conv2d(c_in, 4, 3, padding=1, rng=rng, dtype=np.float64)
     x = rng.standard_normal((7, c_in, 6, 5))
+    dy = rng.standard_normal((7, 4, 6, 5))
+    monkeypatch.setattr(conv_module, "COLS_BLOCK_BYTES", 1 << 30)  # the whole batch at once
     whole = conv.forward(x)
-    monkeypatch.setattr(conv_module, "NO_GRAD_COLS_BYTES", 1)  # one example at a time
-    with gn.no_grad():
-        chunked = conv.forward(x)
-    monkeypatch.setattr(conv_module, "NO_GRAD_COLS_BYTES", 3 * 6 * 5 * (9 * c_in + 1) * 8)  # 3, 3, then 1
-    with gn.no_grad():
-        in_threes = conv.forward(x)
-    np.testing.assert_allclose(chunked, whole, rtol=1e-13, atol=1e-13)
-    np.testing.assert_allclose(in_threes, whole, rtol=1e-13, atol=1e-13)
-    assert chunked.transpose(0, 2, 3, 1).flags.c_contiguous and conv.cols is None and conv.cols_t is None
+    grads = [conv.backward(dy), conv.W.grad.copy(), conv.b.grad.copy()]
+    for block_bytes in (1, 3 * 6 * 5 * (9 * c_in + 1) * 8):  # one example at a time; 3, 3, then 1
+        monkeypatch.setattr(conv_module, "COLS_BLOCK_BYTES", block_bytes)
+        conv.zero_grad()
+        with contextlib.nullcontext() if training else gn.no_grad():
+            blocked = conv.forward(x)
+        np.testing.assert_allclose(blocked, whole, rtol=1e-13, atol=1e-13)
+        assert blocked.transpose(0, 2, 3, 1).flags.c_contiguous
+        if training:
+            for got, want in zip([conv.backward(dy), conv.W.grad, conv.b.grad], grads):
+                np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+        else:
+            assert conv.cols is None and conv.cols_t is None
 
 
 def test_the_next_training_step_writes_its_windows_over_the_last_ones():

@@ -26,9 +26,10 @@ from . import _padding
 from ._shapes import ntuple, size
 from ._shapes import out_size as conv_out_size  # the formula under its older name here
 
-# under no_grad() (nothing kept for backward) the windows are built for this many bytes of
-# examples at a time at most
-NO_GRAD_COLS_BYTES = 4 << 20
+# the windows are written and multiplied this many bytes of examples at a time at most, so that
+# the product reads each block while it is still in cache (in training every block lands in the
+# one cols matrix that backward reads; under no_grad() only the block exists)
+COLS_BLOCK_BYTES = 4 << 20
 # a stride-1 convolution's dx by row-shifted products (_dx_shifted_rows) when the padded input
 # has at most this many times the output's pixels: the ResNet's 3x3 maps at 28x28 (1.15) and
 # 14x14 (1.31); at 7x7 (1.65) and for CNN-A's 5x5 on 12x12 (2.25) the tap-by-tap scatter is
@@ -140,7 +141,7 @@ class Conv2d(Module):
     With one input channel the windows are kept transposed, with a row of ones for the bias
     (``_cols_t_one_channel``): the same products, y = cols Wmat + b and [dW; db] = [cols 1]^T delta.
     Under ``no_grad()`` (predict, evaluate) no windows are kept (they are built for a few
-    examples at a time, ``NO_GRAD_COLS_BYTES``), and backward raises.
+    examples at a time, ``COLS_BLOCK_BYTES``), and backward raises.
     """
 
     def __init__(
@@ -251,36 +252,49 @@ class Conv2d(Module):
         self.x_shape, self.out_hw = x.shape, (ho, wo)
         keep = grad_enabled()
         per_example = ho * wo * (kh * kw * c + 1) * x.dtype.itemsize  # bytes of cols per example
-        step = n if keep else max(1, NO_GRAD_COLS_BYTES // per_example)
-        if step >= n:
+        step = max(1, COLS_BLOCK_BYTES // per_example)
+        if step >= n or (keep and c == 1):
             y, cols = self._product(xp, ho, wo)
         else:
-            # nothing is kept for backward: the windows of a few examples at a time, so that
-            # cols stays small (no fresh pages for a large temporary per call); the same rows
-            # of the same products as the whole batch's
-            y = np.empty((n * ho * wo, self.out_channels), dtype=np.result_type(x, self.W.data))
+            # a few examples at a time: their windows are written, then multiplied while they
+            # are still in cache, into their rows of y (the same rows of the same products as
+            # the whole batch's). In training each block is a block of rows of the whole cols
+            # matrix that backward reads; under no_grad only the small block exists
+            rows = ho * wo
+            y = np.empty((n * rows, self.out_channels), dtype=np.result_type(x, self.W.data))
+            cols = self._cols_buffer(xp, rows, kh * kw * c) if keep else None
+            if keep and cols is None:
+                cols = np.empty((n * rows, kh * kw * c), dtype=xp.dtype)
+            wmat = self._wmat(c)
             for start in range(0, n, step):
-                stop = min(start + step, n)
-                y[start * ho * wo : stop * ho * wo] = self._product(xp[start:stop], ho, wo)[0]
-            cols = None
+                block = slice(start * rows, min(start + step, n) * rows)
+                part = None if cols is None else cols[block]
+                self._product(xp[start : start + step], ho, wo, y[block], part, wmat)
         self.cols, self.cols_t = (None, None) if not keep else (None, cols) if c == 1 else (cols, None)
         return y.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
 
-    def _product(self, xp: np.ndarray, ho: int, wo: int) -> tuple[np.ndarray, np.ndarray]:
+    def _wmat(self, c: int) -> np.ndarray:
+        """Wmat (kh kw C, out), the kernel as im2col's product needs it."""
+        return self._kernel().reshape(self.kernel_size[0] * self.kernel_size[1] * c, self.out_channels)
+
+    def _product(self, xp, ho: int, wo: int, y=None, cols=None, wmat=None) -> tuple[np.ndarray, np.ndarray]:
         """y = cols Wmat + b for the channels-last padded input xp, as (N Ho Wo, out) rows, and
-        the windows backward needs: cols, or cols^T (with a row of ones) for one input channel."""
+        the windows backward needs: cols, or cols^T (with a row of ones) for one input channel.
+        ``y``, ``cols``: matrices of those shapes to write into (None: new ones; cols: the last
+        training step's, where it fits); ``wmat``: ``_wmat``'s, made once for many blocks."""
         k, c = self.kernel_size, xp.shape[3]
-        wmat = self._kernel().reshape(k[0] * k[1] * c, self.out_channels)
+        wmat = self._wmat(c) if wmat is None else wmat
         if c == 1:
             # one input channel: cols^T, built tap by tap, with the bias as one more row
             cols_t = _cols_t_one_channel(
                 xp[..., 0], k, self.stride, self.dilation, (ho, wo), self.b is not None
             )
             wb = wmat if self.b is None else np.concatenate([wmat, self.b.data[None]])
-            return cols_t.T @ wb, cols_t  # = cols @ Wmat + b
-        reuse = self._cols_buffer(xp, ho * wo, wmat.shape[0])
-        cols = _cols(xp, k, self.stride, self.dilation, (ho, wo), out=reuse)
-        y = cols @ wmat
+            return np.matmul(cols_t.T, wb, out=y), cols_t  # = cols @ Wmat + b
+        if cols is None:
+            cols = self._cols_buffer(xp, ho * wo, wmat.shape[0])
+        cols = _cols(xp, k, self.stride, self.dilation, (ho, wo), out=cols)
+        y = np.matmul(cols, wmat, out=y)
         if self.b is not None:
             y += self.b.data
         return y, cols
