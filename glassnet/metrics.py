@@ -60,15 +60,22 @@ def _classes_of(scores: np.ndarray, target: np.ndarray, ignore_index: int | None
 
 
 def confusion_matrix(labels, predicted, classes: int | None = None) -> np.ndarray:
-    """counts[i, j]: examples of class i predicted as class j (scikit-learn's layout)."""
+    """counts[i, j]: examples of class i predicted as class j (scikit-learn's layout); classes
+    0 .. ``classes`` - 1 (default: up to the largest label or prediction)."""
     labels, predicted = np.asarray(labels).reshape(-1), np.asarray(predicted).reshape(-1)
     if labels.shape != predicted.shape:
         raise ValueError(f"confusion_matrix: {labels.size} labels but {predicted.size} predictions")
+    for what, v in (("labels", labels), ("predictions", predicted)):
+        if v.size and v.dtype.kind not in "iub":
+            raise ValueError(f"confusion_matrix: {what} must be integer classes, got dtype {v.dtype}")
     if classes is None:
         classes = int(max(labels.max(initial=-1), predicted.max(initial=-1))) + 1
-    counts = np.zeros((classes, classes), np.int64)
-    np.add.at(counts, (labels, predicted), 1)
-    return counts
+    for what, v in (("label", labels), ("prediction", predicted)):
+        if v.size and (v.min() < 0 or v.max() >= classes):
+            bad = v[(v < 0) | (v >= classes)][0]
+            raise ValueError(f"confusion_matrix: {what} {bad} out of range for {classes} classes")
+    flat = labels.astype(np.int64) * classes + predicted.astype(np.int64)
+    return np.bincount(flat, minlength=classes * classes).reshape(classes, classes)
 
 
 def _per_class(counts: np.ndarray) -> dict[str, np.ndarray]:

@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import FileFormatError
 from .io import write_atomic
+from .metrics import confusion_matrix as _confusion_counts
 from .module import is_int, is_number
 
 DPI = 90
@@ -103,13 +104,10 @@ def _draw_speeds(ax, history: list[dict], title: str) -> None:
         ax.legend(fontsize=7)
 
 
-def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, classes: int | None = None) -> np.ndarray:
-    """``m[i, j]`` = how many examples of class i were predicted as class j."""
-    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"confusion_counts: y_true {y_true.shape} and y_pred {y_pred.shape} differ")
-    k = classes if classes is not None else int(max(y_true.max(), y_pred.max())) + 1
-    return np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+def confusion_counts(y_true, y_pred, classes: int | None = None) -> np.ndarray:
+    """``m[i, j]`` = how many examples of class i were predicted as class j: the counts that
+    ``confusion_matrix`` draws (``glassnet.metrics.confusion_matrix``, under this module's name)."""
+    return _confusion_counts(y_true, y_pred, classes)
 
 
 def confusion_matrix(matrix, path: str | os.PathLike, labels: list[str] | None = None) -> str:

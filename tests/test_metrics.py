@@ -323,3 +323,17 @@ def test_confusion_collects_evaluates_own_pass_and_reports_as_sklearn():
     np.testing.assert_array_equal(confusion.counts, sk.confusion_matrix(y, predicted, labels=np.arange(4)))
     assert out["confusion"] == pytest.approx(out["accuracy"])
     assert M.report_from_counts(confusion.counts) == M.classification_report(y, predicted, 4)
+
+
+def test_confusion_matrix_refuses_what_is_not_a_class():
+    """Negative or too large classes, or float predictions, are named, never wrapped around or
+    counted in another cell."""
+    with pytest.raises(ValueError, match="label -1 out of range for 3 classes"):
+        M.confusion_matrix([0, -1, 2], [0, 1, 2], 3)
+    with pytest.raises(ValueError, match="prediction 3 out of range for 3 classes"):
+        M.confusion_matrix([0, 1, 2], [0, 3, 2], 3)
+    with pytest.raises(ValueError, match="predictions must be integer classes, got dtype float64"):
+        M.confusion_matrix([0, 1], [0.0, 1.0])
+    with pytest.raises(ValueError, match="2 labels but 3 predictions"):
+        M.confusion_matrix([0, 1], [0, 1, 1])
+    assert M.confusion_matrix([], [], 2).tolist() == [[0, 0], [0, 0]]
