@@ -81,7 +81,15 @@ def main() -> None:
     ap.add_argument("--record", nargs="?", const=RECORDS, type=Path, metavar="DIR",
                     help="write each finished run as a stamped JSON file under DIR "
                          "(default benchmarks/results/accuracy; accuracy_table.py renders them)")  # fmt: skip
+    # a candidate recipe: glassnet train's flags of these names (twins.py takes the same ones)
+    ap.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    ap.add_argument("--lr", type=float)
+    ap.add_argument("--momentum", type=float)
+    ap.add_argument("--l2", type=float)
     args = ap.parse_args()
+    recipe = [f"--{k}={getattr(args, k)}" for k in ("optimizer", "lr", "momentum", "l2") if getattr(args, k) is not None]
+    if recipe and args.record:  # a record stands for the preset's own recipe (accuracy_table.py)
+        ap.error("--record is for the preset's own recipe; a candidate recipe's result is printed only")
     rows = [
         "| preset | seed | epochs | train s | test accuracy | published |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -92,6 +100,7 @@ def main() -> None:
             extra = ["--val-fraction", "0"] if args.twin else []
             if args.val_fraction is not None:
                 extra = ["--val-fraction", args.val_fraction]
+            extra += recipe
             h = run(preset, seed, args.epochs, extra, args.dataset)
             acc = 100 * h["test"]["accuracy"]
             if args.record:

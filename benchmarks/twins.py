@@ -85,11 +85,28 @@ def torch_vit(torch, in_channels: int = 1, classes: int = 10, image: int = 28, p
     return ViT()
 
 
-def torch_optimizer(torch, preset: str, model):
-    """The preset's optimizer: Adam 1e-3 (resnet), AdamW 1e-3 with weight decay 0.01 (vit)."""
-    if preset == "vit":
-        return torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-    return torch.optim.Adam(model.parameters(), lr=1e-3)
+def torch_optimizer(torch, preset, model):
+    """The preset's optimizer as ``glassnet train`` builds it (``glassnet.choices.make_optimizer``
+    and, for ``l2``, the ``L2`` regularizer): Adam, AdamW (weight decay 0.01 on every parameter,
+    both libraries' default) or SGD with the preset's momentum, at the preset's lr. glassnet's
+    L2(lam) adds lam w to the gradient of every parameter that decays (the weights of
+    convolutions and linear layers, not biases or batch norm's): PyTorch's ``weight_decay=lam``
+    on those, in their own group."""
+    params = list(model.parameters())
+    groups = [{"params": params}]
+    if preset.l2:
+        decayed = [p for p in params if p.ndim > 1]  # weight matrices and kernels
+        rest = [p for p in params if p.ndim <= 1]
+        groups = [{"params": decayed, "weight_decay": preset.l2}, {"params": rest, "weight_decay": 0.0}]
+    if preset.optimizer == "adamw":
+        if preset.l2:
+            raise ValueError("twins: AdamW's decay and an L2 penalty together are not mirrored")
+        return torch.optim.AdamW(params, lr=preset.lr, weight_decay=0.01)
+    if preset.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=preset.lr, momentum=preset.momentum)
+    if preset.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=preset.lr)
+    raise ValueError(f"twins: no twin for optimizer {preset.optimizer!r} (adam, adamw or sgd)")
 
 
 TWINS = {"resnet": torch_resnet, "vit": torch_vit}
@@ -107,12 +124,14 @@ def epoch_lr(preset, epoch: int) -> float:
 
 
 def train_twin(
-    name: str, seed: int, epochs: int | None = None, threads: int = 2, train_size: int | None = None
+    name: str, seed: int, epochs: int | None = None, threads: int = 2, train_size: int | None = None,
+    recipe: dict | None = None,
 ) -> dict:
     """Train the twin of preset ``name`` with its recipe (optimizer, lr, batch, epochs, warm-up
     and cosine per epoch, glassnet's own shift/flip augmentation on each batch) on all 60,000
     training images (``train_size``: the first ones only, a quick check); its test accuracy and
-    training seconds."""
+    training seconds. ``recipe``: preset fields to change (optimizer, lr, momentum, l2), as
+    ``glassnet train``'s flags of those names change them."""
     os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
     import numpy as np
     import torch
@@ -123,16 +142,17 @@ def train_twin(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     preset = gn.models.PRESETS[name]
-    if epochs is not None:
-        import dataclasses
+    import dataclasses
 
+    if epochs is not None:
         preset = dataclasses.replace(preset, epochs=epochs, warmup=min(preset.warmup, max(epochs - 1, 0)))
+    preset = dataclasses.replace(preset, **(recipe or {}))
     train, test = gn.datasets.load_fashion_mnist()
     if train_size is not None:
         train = train[:train_size]
     augment = gn.data.Augment(preset.shift, preset.flip) if preset.shift or preset.flip else None
     model = TWINS[name](torch)
-    opt = torch_optimizer(torch, name, model)
+    opt = torch_optimizer(torch, preset, model)
     bs, start = preset.batch_size, time.perf_counter()
     for epoch in range(preset.epochs):
         for group in opt.param_groups:
@@ -157,6 +177,7 @@ def train_twin(
         "preset": name,
         "seed": seed,
         "epochs": preset.epochs,
+        **({"recipe": recipe} if recipe else {}),
         "train_seconds": seconds,
         "accuracy": accuracy,
     }
@@ -169,13 +190,21 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, help="override the preset's epoch count")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-size", type=int, help="train on the first N images only (a quick check)")
+    # a candidate recipe, as glassnet train's flags of the same names give it to glassnet's run
+    ap.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    ap.add_argument("--lr", type=float)
+    ap.add_argument("--momentum", type=float)
+    ap.add_argument("--l2", type=float)
     ap.add_argument("--record", nargs="?", const=RECORDS, type=Path, metavar="DIR",
                     help="write each finished run as a stamped JSON file under DIR "
                          "(default benchmarks/results/accuracy; accuracy_table.py renders them)")  # fmt: skip
     args = ap.parse_args()
+    recipe = {k: getattr(args, k) for k in ("optimizer", "lr", "momentum", "l2") if getattr(args, k) is not None}
+    if recipe and args.record:  # a record stands for the preset's own recipe (accuracy_table.py)
+        ap.error("--record is for the preset's own recipe; a candidate recipe's result is printed only")
     accs = []
     for seed in args.seeds:
-        result = train_twin(args.preset, seed, args.epochs, args.threads, args.train_size)
+        result = train_twin(args.preset, seed, args.epochs, args.threads, args.train_size, recipe)
         accs.append(100 * result["accuracy"])
         print(json.dumps(result), flush=True)
         if args.record and args.train_size is None:

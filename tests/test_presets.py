@@ -168,3 +168,42 @@ def test_vit_on_examples_that_are_not_images_names_what_it_expects():
     # mnist1d's (40,) signals gave "not enough values to unpack (expected 3, got 1)"
     with pytest.raises(ValueError, match=r"vit: expects images \(C, H, W\), got examples of shape \(40,\)"):
         gn.models.build("vit", np.random.default_rng(0), (40,), 10)
+
+
+@pytest.mark.parametrize("recipe", [
+    {"optimizer": "adam", "lr": 1e-3},
+    {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "l2": 5e-4},
+    {"optimizer": "adam", "lr": 2e-3, "l2": 1e-2},
+    {"optimizer": "adamw", "lr": 1e-3},
+])  # fmt: skip
+def test_the_twins_optimizer_steps_as_glassnet_train_does(recipe):
+    """torch_optimizer mirrors make_optimizer and glassnet train's L2 (on the parameters that
+    decay: weights, not biases or batch norm's): three steps of both from the same weights and
+    gradients give the same weights (float64)."""
+    import dataclasses
+
+    from glassnet.choices import make_optimizer
+
+    torch = pytest.importorskip("torch")
+    preset = dataclasses.replace(gn.models.PRESETS["resnet"], **recipe)
+    rng = np.random.default_rng(0)
+    ours = gn.Sequential(gn.Linear(3, 4, rng=rng), gn.BatchNorm1d(4), gn.Linear(4, 2, rng=rng)).to(np.float64)
+    theirs = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2)).double()
+    with torch.no_grad():  # glassnet's W is (in, out), PyTorch's weight (out, in)
+        for p, q in zip(ours.parameters(), theirs.parameters()):
+            q.copy_(torch.from_numpy(p.data.T.copy() if p.data.ndim == 2 else p.data))
+    opt = make_optimizer(preset.optimizer, ours.parameters(), preset.lr, preset.momentum)
+    l2 = gn.regularizers.L2(preset.l2) if preset.l2 else None
+    topt = load_twins().torch_optimizer(torch, preset, theirs)
+    for _ in range(3):
+        grads = [rng.standard_normal(p.data.shape) for p in ours.parameters()]
+        for p, q, g in zip(ours.parameters(), theirs.parameters(), grads):
+            p.grad[...] = g
+            q.grad = torch.from_numpy(g.T.copy() if g.ndim == 2 else g)
+        if l2 is not None:
+            l2.backward(ours.parameters())
+        opt.step()
+        topt.step()
+    for p, q in zip(ours.parameters(), theirs.parameters()):
+        want = q.detach().numpy()
+        np.testing.assert_allclose(p.data.T if p.data.ndim == 2 else p.data, want, rtol=1e-12, atol=1e-14)
