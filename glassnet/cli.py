@@ -204,16 +204,14 @@ def cmd_summary(args) -> int:
 
 
 def input_shape_option(shape: list[int] | None) -> tuple[int, ...] | None:
-    """``--input-shape`` checked as the model file's metadata is (``io.check_metadata``)."""
-    from glassnet.io import MAX_INPUT_DIMS, MAX_INPUT_SIZE
+    """``--input-shape`` checked as the model file's metadata is (``io.input_shape_problem``)."""
+    from glassnet.io import input_shape_problem
 
     if shape is None:
         return None
-    if len(shape) > MAX_INPUT_DIMS or any(n < 1 for n in shape) or math.prod(shape) > MAX_INPUT_SIZE:
-        raise ValueError(
-            f"--input-shape: expected 1 to {MAX_INPUT_DIMS} positive sizes of at most "
-            f"{MAX_INPUT_SIZE:,} values in all, got {' '.join(map(str, shape))}"
-        )
+    problem = input_shape_problem(list(shape))
+    if problem:
+        raise ValueError(f"--input-shape: {problem}")
     return tuple(shape)
 
 

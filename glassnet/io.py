@@ -333,6 +333,22 @@ MAX_INPUT_SIZE = 2**20
 MAX_INPUT_DIMS = 8
 
 
+def input_shape_problem(shape) -> str | None:
+    """What is wrong with ``shape`` as one example's shape (None: nothing): it must be a list
+    of 1 to ``MAX_INPUT_DIMS`` positive integers holding at most ``MAX_INPUT_SIZE`` values, as
+    summary and predict build arrays of it. The rule of a model file's metadata and of the
+    command line's ``--input-shape``."""
+    if (
+        not isinstance(shape, list)
+        or not 1 <= len(shape) <= MAX_INPUT_DIMS
+        or not all(is_int(n) and n > 0 for n in shape)
+    ):
+        return f"must be a list of 1 to {MAX_INPUT_DIMS} positive integers (one example's shape), got {shorten(shape)}"
+    if math.prod(shape) > MAX_INPUT_SIZE:
+        return f"{shorten(shape)} holds more than {MAX_INPUT_SIZE:,} values per example"
+    return None
+
+
 def check_metadata(path: str | os.PathLike, meta: dict, where: str = "metadata") -> None:
     """Check the fields of ``meta`` that glassnet reads back (``glassnet train`` writes them
     into a model file and its ``history.json``; the command line reads them), each only when
@@ -344,24 +360,10 @@ def check_metadata(path: str | os.PathLike, meta: dict, where: str = "metadata")
 
     Anything else is a ``FileFormatError`` naming ``path``, ``where`` and the field.
     """
-    shape = meta.get("input_shape")
     if "input_shape" in meta:
-        if (
-            not isinstance(shape, list)
-            or not 1 <= len(shape) <= MAX_INPUT_DIMS
-            or not all(is_int(n) and n > 0 for n in shape)
-        ):
-            raise FileFormatError(
-                path,
-                f"{where}: 'input_shape' must be a list of 1 to {MAX_INPUT_DIMS} positive integers "
-                f"(one example's shape), got {shorten(shape)}",
-            )
-        if math.prod(shape) > MAX_INPUT_SIZE:
-            raise FileFormatError(
-                path,
-                f"{where}: 'input_shape' {shorten(shape)} holds more than {MAX_INPUT_SIZE:,} values "
-                "per example",
-            )
+        problem = input_shape_problem(meta["input_shape"])
+        if problem:
+            raise FileFormatError(path, f"{where}: 'input_shape' {problem}")
     for key in ("dataset", "model"):
         if key in meta and not isinstance(meta[key], str):
             raise FileFormatError(path, f"{where}: {key!r} must be a string, got {shorten(meta[key])}")

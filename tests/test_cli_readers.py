@@ -248,8 +248,9 @@ def test_summary_of_the_mnist1d_gru_counts_its_14634_parameters(capsys):
 @pytest.mark.parametrize(
     "args, problem",
     [
-        (["--input-shape", "0", "8"], "--input-shape: expected 1 to 8 positive sizes"),
-        (["--input-shape", "2048", "2048"], "--input-shape: expected 1 to 8 positive sizes"),
+        (["--input-shape", "0", "8"], "--input-shape: must be a list of 1 to 8 positive integers"),
+        (["--input-shape", *["2"] * 9], "--input-shape: must be a list of 1 to 8 positive integers"),
+        (["--input-shape", "2048", "2048"], "--input-shape: [2048, 2048] holds more than 1,048,576 values"),
     ],
 )
 def test_summary_checks_its_options(capsys, args, problem):
