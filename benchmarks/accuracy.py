@@ -87,7 +87,8 @@ def main() -> None:
     ap.add_argument("--momentum", type=float)
     ap.add_argument("--l2", type=float)
     args = ap.parse_args()
-    recipe = [f"--{k}={getattr(args, k)}" for k in ("optimizer", "lr", "momentum", "l2") if getattr(args, k) is not None]
+    flags = ("optimizer", "lr", "momentum", "l2")
+    recipe = [f"--{k}={getattr(args, k)}" for k in flags if getattr(args, k) is not None]
     if recipe and args.record:  # a record stands for the preset's own recipe (accuracy_table.py)
         ap.error("--record is for the preset's own recipe; a candidate recipe's result is printed only")
     rows = [

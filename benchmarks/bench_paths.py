@@ -103,8 +103,9 @@ def measure(rounds: int, repeats: int) -> list[dict]:
     for c, out, k, hw, pad in ((32, 64, 5, 12, 0), (16, 16, 3, 28, 1)):
         conv = gn.Conv2d(c, out, k, padding=pad, rng=rng)
         x = rng.standard_normal((BATCH, hw, hw, c)).astype(np.float32).transpose(0, 3, 1, 2)  # NHWC memory
-        results.append(compare(f"Conv2d({c},{out},{k}) forward on ({BATCH},{c},{hw},{hw}): windows in blocks / "
-                               "the whole batch's at once", lambda: conv.forward(x),  # noqa: B023
+        name = f"Conv2d({c},{out},{k}) forward on ({BATCH},{c},{hw},{hw})"
+        results.append(compare(f"{name}: windows in blocks / the whole batch's at once",
+                               lambda: conv.forward(x),  # noqa: B023
                                set_block(block), set_block(whole), rounds, repeats))  # fmt: skip
     results.append(compare("`resnet` preset training step: windows in blocks / the whole batch's at once",
                            step, set_block(block), set_block(whole), rounds, few))  # fmt: skip

@@ -124,7 +124,11 @@ def epoch_lr(preset, epoch: int) -> float:
 
 
 def train_twin(
-    name: str, seed: int, epochs: int | None = None, threads: int = 2, train_size: int | None = None,
+    name: str,
+    seed: int,
+    epochs: int | None = None,
+    threads: int = 2,
+    train_size: int | None = None,
     recipe: dict | None = None,
 ) -> dict:
     """Train the twin of preset ``name`` with its recipe (optimizer, lr, batch, epochs, warm-up
@@ -199,7 +203,8 @@ def main() -> None:
                     help="write each finished run as a stamped JSON file under DIR "
                          "(default benchmarks/results/accuracy; accuracy_table.py renders them)")  # fmt: skip
     args = ap.parse_args()
-    recipe = {k: getattr(args, k) for k in ("optimizer", "lr", "momentum", "l2") if getattr(args, k) is not None}
+    flags = ("optimizer", "lr", "momentum", "l2")
+    recipe = {k: getattr(args, k) for k in flags if getattr(args, k) is not None}
     if recipe and args.record:  # a record stands for the preset's own recipe (accuracy_table.py)
         ap.error("--record is for the preset's own recipe; a candidate recipe's result is printed only")
     accs = []

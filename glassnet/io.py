@@ -343,7 +343,10 @@ def input_shape_problem(shape) -> str | None:
         or not 1 <= len(shape) <= MAX_INPUT_DIMS
         or not all(is_int(n) and n > 0 for n in shape)
     ):
-        return f"must be a list of 1 to {MAX_INPUT_DIMS} positive integers (one example's shape), got {shorten(shape)}"
+        return (
+            f"must be a list of 1 to {MAX_INPUT_DIMS} positive integers (one example's shape), "
+            f"got {shorten(shape)}"
+        )
     if math.prod(shape) > MAX_INPUT_SIZE:
         return f"{shorten(shape)} holds more than {MAX_INPUT_SIZE:,} values per example"
     return None

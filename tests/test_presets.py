@@ -188,7 +188,8 @@ def test_the_twins_optimizer_steps_as_glassnet_train_does(recipe):
     preset = dataclasses.replace(gn.models.PRESETS["resnet"], **recipe)
     rng = np.random.default_rng(0)
     ours = gn.Sequential(gn.Linear(3, 4, rng=rng), gn.BatchNorm1d(4), gn.Linear(4, 2, rng=rng)).to(np.float64)
-    theirs = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2)).double()
+    nn = torch.nn
+    theirs = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)).double()
     with torch.no_grad():  # glassnet's W is (in, out), PyTorch's weight (out, in)
         for p, q in zip(ours.parameters(), theirs.parameters()):
             q.copy_(torch.from_numpy(p.data.T.copy() if p.data.ndim == 2 else p.data))
