@@ -68,6 +68,41 @@ def record(directory: Path, result: dict) -> Path:
     return directory / name
 
 
+RECIPE_FLAGS = ("optimizer", "lr", "momentum", "l2")
+
+
+def add_recipe_args(ap: argparse.ArgumentParser) -> None:
+    """A candidate recipe: ``glassnet train``'s flags of these names, checked by the same option
+    types (twins.py takes the same flags; its twins mirror these three optimizers)."""
+    from glassnet import runs
+
+    ap.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    ap.add_argument("--lr", type=runs.positive_float)
+    ap.add_argument("--momentum", type=runs.momentum)
+    ap.add_argument("--l2", type=runs.nonnegative_float)
+
+
+def recipe_of(ap: argparse.ArgumentParser, args, presets: list[str]) -> dict:
+    """The candidate recipe the flags give (empty: the presets' own), refused with a one-line
+    usage error where a record would be written, or where one library would train what the
+    other cannot: a momentum for another optimizer than SGD (glassnet refuses it, PyTorch's
+    Adam would ignore it), or an L2 penalty with AdamW (the twin has no mirror for both)."""
+    from glassnet.models import PRESETS
+
+    recipe = {k: getattr(args, k) for k in RECIPE_FLAGS if getattr(args, k) is not None}
+    if recipe and args.record:  # a record stands for the preset's own recipe (accuracy_table.py)
+        ap.error("--record is for the preset's own recipe; a candidate recipe's result is printed only")
+    for name in presets:
+        if name not in PRESETS:
+            continue  # glassnet train names it
+        optimizer = recipe.get("optimizer", PRESETS[name].optimizer)
+        if recipe.get("momentum") and optimizer != "sgd":
+            ap.error(f"--momentum: only SGD takes a momentum; {name} would train with {optimizer}")
+        if recipe.get("l2") and optimizer == "adamw":
+            ap.error(f"--l2 with AdamW ({name}): the twin has no mirror of L2 on top of AdamW's decay")
+    return recipe
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", nargs="+", default=["mlp"])
@@ -81,16 +116,9 @@ def main() -> None:
     ap.add_argument("--record", nargs="?", const=RECORDS, type=Path, metavar="DIR",
                     help="write each finished run as a stamped JSON file under DIR "
                          "(default benchmarks/results/accuracy; accuracy_table.py renders them)")  # fmt: skip
-    # a candidate recipe: glassnet train's flags of these names (twins.py takes the same ones)
-    ap.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
-    ap.add_argument("--lr", type=float)
-    ap.add_argument("--momentum", type=float)
-    ap.add_argument("--l2", type=float)
+    add_recipe_args(ap)
     args = ap.parse_args()
-    flags = ("optimizer", "lr", "momentum", "l2")
-    recipe = [f"--{k}={getattr(args, k)}" for k in flags if getattr(args, k) is not None]
-    if recipe and args.record:  # a record stands for the preset's own recipe (accuracy_table.py)
-        ap.error("--record is for the preset's own recipe; a candidate recipe's result is printed only")
+    recipe = [f"--{k}={v}" for k, v in recipe_of(ap, args, args.presets).items()]
     rows = [
         "| preset | seed | epochs | train s | test accuracy | published |",
         "| --- | --- | --- | --- | --- | --- |",

@@ -14,6 +14,7 @@ accuracy:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -99,7 +100,7 @@ def torch_optimizer(torch, preset, model):
         rest = [p for p in params if p.ndim <= 1]
         groups = [{"params": decayed, "weight_decay": preset.l2}, {"params": rest, "weight_decay": 0.0}]
     if preset.optimizer == "adamw":
-        if preset.l2:
+        if preset.l2:  # the command line refuses it first (accuracy.recipe_of)
             raise ValueError("twins: AdamW's decay and an L2 penalty together are not mirrored")
         return torch.optim.AdamW(params, lr=preset.lr, weight_decay=0.01)
     if preset.optimizer == "sgd":
@@ -146,8 +147,6 @@ def train_twin(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     preset = gn.models.PRESETS[name]
-    import dataclasses
-
     if epochs is not None:
         preset = dataclasses.replace(preset, epochs=epochs, warmup=min(preset.warmup, max(epochs - 1, 0)))
     preset = dataclasses.replace(preset, **(recipe or {}))
@@ -188,33 +187,26 @@ def train_twin(
 
 
 def main() -> None:
+    from accuracy import add_recipe_args, recipe_of, record  # benchmarks/: the script's own folder
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(TWINS), required=True)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--epochs", type=int, help="override the preset's epoch count")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-size", type=int, help="train on the first N images only (a quick check)")
-    # a candidate recipe, as glassnet train's flags of the same names give it to glassnet's run
-    ap.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
-    ap.add_argument("--lr", type=float)
-    ap.add_argument("--momentum", type=float)
-    ap.add_argument("--l2", type=float)
+    add_recipe_args(ap)  # a candidate recipe, as accuracy.py gives it to glassnet's run
     ap.add_argument("--record", nargs="?", const=RECORDS, type=Path, metavar="DIR",
                     help="write each finished run as a stamped JSON file under DIR "
                          "(default benchmarks/results/accuracy; accuracy_table.py renders them)")  # fmt: skip
     args = ap.parse_args()
-    flags = ("optimizer", "lr", "momentum", "l2")
-    recipe = {k: getattr(args, k) for k in flags if getattr(args, k) is not None}
-    if recipe and args.record:  # a record stands for the preset's own recipe (accuracy_table.py)
-        ap.error("--record is for the preset's own recipe; a candidate recipe's result is printed only")
+    recipe = recipe_of(ap, args, [args.preset])
     accs = []
     for seed in args.seeds:
         result = train_twin(args.preset, seed, args.epochs, args.threads, args.train_size, recipe)
         accs.append(100 * result["accuracy"])
         print(json.dumps(result), flush=True)
         if args.record and args.train_size is None:
-            from accuracy import record
-
             record(args.record, {"library": "pytorch", "dataset": "fashion-mnist", "twin_recipe": True,
                                  **result})  # fmt: skip
     if len(accs) > 1:

@@ -201,3 +201,28 @@ def test_accuracy_table_reads_the_run_records_and_checks_the_targets(tmp_path):
     (tmp_path / "broken.json").write_text("{}")
     with pytest.raises(ValueError, match="broken.json: not a run record"):
         accuracy_table.load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "script, args, problem",
+    [
+        ("accuracy", "--presets resnet --momentum 0.9", "resnet would train with adam"),
+        ("accuracy", "--presets vit --l2 1e-3", "--l2 with AdamW (vit)"),
+        ("accuracy", "--presets resnet --lr 0.1 --record", "--record is for the preset's own recipe"),
+        ("accuracy", "--presets resnet --lr nan", "argument --lr: expected a finite number > 0, got 'nan'"),
+        ("twins", "--preset resnet --momentum 1", "argument --momentum: expected a number in [0, 1)"),
+        ("twins", "--preset resnet --optimizer adam --momentum 0.5", "only SGD takes a momentum"),
+        ("twins", "--preset resnet --l2 -1 --record", "argument --l2: expected a finite number >= 0"),
+    ],
+)  # fmt: skip
+def test_a_candidate_recipe_both_libraries_cannot_train_is_a_usage_error(
+    monkeypatch, capsys, script, args, problem
+):
+    """accuracy.py and twins.py share the candidate-recipe flags and their checks: a wrong value
+    is argparse's one-line usage error (exit 2) before any training starts."""
+    module = importlib.import_module(script)
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *args.split()])
+    with pytest.raises(SystemExit) as exit_:
+        module.main()
+    assert exit_.value.code == 2
+    assert problem in capsys.readouterr().err
