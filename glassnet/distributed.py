@@ -66,6 +66,8 @@ from .layers.norm import _BatchNorm
 from .module import Module, check_arg
 from .optim import Optimizer, memory_order
 
+ABORT_GRACE_SECONDS = 0.5  # see Distributed.failed
+
 # the variables launchers set in every rank's environment: MPICH/Intel MPI (hydra), Open MPI,
 # Slurm's srun
 _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_NTASKS")
@@ -260,6 +262,10 @@ class MPI:
             f"{error}\nglassnet.distributed: ending the job (MPI_Abort)\n"
         )
         sys.stderr.flush()
+        # MPI_Abort makes mpiexec kill every process at once, and its forwarder may not yet have
+        # read this rank's stderr pipe: without a moment's grace the reason can be lost (it was,
+        # once, in CI under load). Half a second on a path that ends the job costs nothing.
+        time.sleep(ABORT_GRACE_SECONDS)
         self.comm.Abort(1)
 
     # --- broadcasts ---------------------------------------------------------------------------
