@@ -68,6 +68,28 @@ def record(directory: Path, result: dict) -> Path:
     return directory / name
 
 
+def recipe_stamp(name: str, epochs: int | None = None) -> dict:
+    """What a record stands for: preset ``name``'s training recipe (every field but the builder;
+    ``epochs``: the run's own count) and ``architecture``, a fingerprint of the model it builds
+    (the tree ``gn.save`` writes: layers, sizes, dropout rates). When a preset changes, the
+    records of its earlier recipe keep their stamp, and accuracy_table.py no longer counts them."""
+    import dataclasses
+    import hashlib
+
+    import numpy as np
+
+    import glassnet as gn
+
+    preset = gn.models.PRESETS[name]
+    if epochs is not None:
+        preset = dataclasses.replace(preset, epochs=epochs)
+    recipe = {f.name: getattr(preset, f.name) for f in dataclasses.fields(preset) if f.name != "build"}
+    recipe["loss"] = recipe["loss"].__name__
+    model = preset.build(np.random.default_rng(0), preset.input_shape, 10)  # both data sets: 10 classes
+    tree = json.dumps(gn.io.architecture(model), sort_keys=True).encode()
+    return {**recipe, "architecture": hashlib.sha256(tree).hexdigest()[:16]}
+
+
 RECIPE_FLAGS = ("optimizer", "lr", "momentum", "l2")
 
 
@@ -136,7 +158,8 @@ def main() -> None:
                 record(args.record, {"library": "glassnet", "preset": preset, "seed": seed,
                                      "dataset": args.dataset, "epochs": h["epochs_run"],
                                      "train_seconds": h["train_seconds"], "accuracy": h["test"]["accuracy"],
-                                     "twin_recipe": args.twin and args.val_fraction is None})  # fmt: skip
+                                     "twin_recipe": args.twin and args.val_fraction is None,
+                                     "recipe": recipe_stamp(preset, args.epochs)})  # fmt: skip
             accs.append(acc)
             rows.append(f"| {preset} | {seed} | {h['epochs_run']} | {h['train_seconds']:.0f} | {acc:.2f}% | "
                         f"{PUBLISHED.get(preset, '')} |")  # fmt: skip

@@ -187,7 +187,8 @@ def train_twin(
 
 
 def main() -> None:
-    from accuracy import add_recipe_args, recipe_of, record  # benchmarks/: the script's own folder
+    # benchmarks/: the script's own folder
+    from accuracy import add_recipe_args, recipe_of, recipe_stamp, record
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(TWINS), required=True)
@@ -207,8 +208,9 @@ def main() -> None:
         accs.append(100 * result["accuracy"])
         print(json.dumps(result), flush=True)
         if args.record and args.train_size is None:
+            stamp = recipe_stamp(args.preset, args.epochs)
             record(args.record, {"library": "pytorch", "dataset": "fashion-mnist", "twin_recipe": True,
-                                 **result})  # fmt: skip
+                                 **result, "recipe": stamp})  # fmt: skip
     if len(accs) > 1:
         print(f"{args.preset} twin: mean {statistics.mean(accs):.2f}% (sd {statistics.stdev(accs):.2f}) "
               f"over seeds {args.seeds}")  # fmt: skip

@@ -76,10 +76,10 @@ def save(model: Module, path: str | os.PathLike, metadata: dict | None = None) -
     """
     path = os.fspath(path)
     try:
-        architecture = json.dumps(_describe(model, _allowed()))
+        tree = json.dumps(architecture(model))
     except TypeError as e:  # a config() holding e.g. NumPy scalars
         raise TypeError(f"save: a layer's config() is not JSON-serialisable: {e}") from None
-    header = {"glassnet_format": FORMAT, "glassnet_architecture": architecture}
+    header = {"glassnet_format": FORMAT, "glassnet_architecture": tree}
     if metadata is not None:
         if not isinstance(metadata, dict):
             raise TypeError(f"save: metadata must be a dict, got {type(metadata).__name__}")
@@ -92,6 +92,13 @@ def save(model: Module, path: str | os.PathLike, metadata: dict | None = None) -
     except Exception as e:
         raise ValueError(f"save: cannot serialise the state dict to {path}: {e}") from e
     write_atomic(path, data)
+
+
+def architecture(model: Module) -> dict:
+    """The architecture tree ``save`` writes for ``model`` (each module's type, config and
+    children): equal trees build equal models, so it names a model's design (dropout rates
+    included) apart from its weights."""
+    return _describe(model, _allowed())
 
 
 def serialise(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:

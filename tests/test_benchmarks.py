@@ -174,21 +174,33 @@ def test_accuracy_table_reads_the_run_records_and_checks_the_targets(tmp_path):
     """accuracy_table.py renders the records accuracy.py / twins.py --record write, and says
     whether glassnet's mean meets the target and the twin parity, and what is still missing."""
     import accuracy_table
+    from accuracy import recipe_stamp
 
-    def record(library, preset, seed, acc):
+    def record(library, preset, seed, acc, recipe="current", name=""):
         r = {"library": library, "preset": preset, "seed": seed, "epochs": 20, "train_seconds": 100.0 + seed,
              "accuracy": acc, "machine": dict(STAMP, threads=1), "command": ["x.py"]}  # fmt: skip
-        (tmp_path / f"{preset}-{library}-seed{seed}.json").write_text(json.dumps(r))
+        if recipe is not None:
+            r["recipe"] = recipe_stamp(preset) if recipe == "current" else recipe
+        (tmp_path / f"{preset}-{library}-seed{seed}{name}.json").write_text(json.dumps(r))
 
     record("glassnet", "resnet", 0, 0.9412)
     record("pytorch", "resnet", 0, 0.9431)
     for seed, acc in enumerate([0.881, 0.885, 0.879]):
         record("glassnet", "vit", seed, acc)
         record("pytorch", "vit", seed, acc + 0.007)
+    # runs of an earlier recipe (another lr; another architecture; none recorded) are listed, not counted
+    record("glassnet", "resnet", 1, 0.5, dict(recipe_stamp("resnet"), lr=0.5), "-old")
+    record("pytorch", "resnet", 1, 0.5, dict(recipe_stamp("resnet"), architecture="0" * 16), "-old")
+    record("glassnet", "vit", 3, 0.5, None)
     out = tmp_path / "accuracy.md"
     accuracy_table.main(["--records", str(tmp_path), "--out", str(out)])
     text = out.read_text()
-    assert "| resnet | glassnet | 0 | 20 | 100 | 1 | 94.12% | Intel(R) Xeon(R) Gold 6150" in text
+    assert "| resnet | glassnet | 0 | 20 | 100 | 1 | 94.12% | current | Intel(R) Xeon(R) Gold 6150" in text
+    assert "| resnet | glassnet | 1 | 20 | 101 | 1 | 50.00% | earlier: " in text and " lr 0.5, " in text
+    assert "| resnet | pytorch | 1 | 20 | 101 | 1 | 50.00% | earlier: " in text
+    assert "architecture 0000" in text
+    assert "| vit | glassnet | 3 | 20 | 103 | 1 | 50.00% | earlier (not recorded) |" in text
+    assert f"- vit: {accuracy_table.describe(recipe_stamp('vit'))}" in text
     resnet = ("| resnet | 94.12% (one seed) | 94.31% (one seed) | glassnet 94.12% >= target 94.0%; "
               "twin 94.31% >= target 94.0%; -0.19 points against the twin (within 0.5); not final: "
               "glassnet 1 of 3 seeds, twin 1 of 3 seeds |")  # fmt: skip
@@ -201,6 +213,30 @@ def test_accuracy_table_reads_the_run_records_and_checks_the_targets(tmp_path):
     (tmp_path / "broken.json").write_text("{}")
     with pytest.raises(ValueError, match="broken.json: not a run record"):
         accuracy_table.load(tmp_path)
+
+
+def test_a_recipe_stamp_changes_with_the_recipe_and_with_the_architecture(monkeypatch):
+    """A record's stamp tells the preset's recipe apart from an earlier one: another optimizer
+    setting changes a field, another dropout rate (same weights, other model) the fingerprint."""
+    import dataclasses
+    import functools
+
+    from accuracy import recipe_stamp
+
+    import glassnet as gn
+
+    before = recipe_stamp("vit")
+    assert before["optimizer"] == "adamw" and before["loss"] == "CrossEntropyLoss"
+    assert recipe_stamp("vit") == before  # the same preset, the same stamp
+    assert recipe_stamp("vit", epochs=3) == dict(before, epochs=3)
+    vit = gn.models.PRESETS["vit"]
+    monkeypatch.setitem(gn.models.PRESETS, "vit", dataclasses.replace(vit, lr=2e-3))
+    assert recipe_stamp("vit") == dict(before, lr=2e-3)
+    less_dropout = dataclasses.replace(vit, build=functools.partial(gn.models.vit, dropout=0.05))
+    monkeypatch.setitem(gn.models.PRESETS, "vit", less_dropout)
+    after = recipe_stamp("vit")
+    assert after["architecture"] != before["architecture"]
+    assert dict(after, architecture=0) == dict(before, architecture=0)
 
 
 @pytest.mark.parametrize(
