@@ -52,9 +52,17 @@ def run(preset: str, seed: int, epochs: int | None, extra: list[str], dataset: s
         return json.loads((Path(out) / "history.json").read_text())
 
 
+def recipe_id(recipe: dict) -> str:
+    """Eight hex digits naming a recipe stamp (``recipe_stamp``) in a record's file name."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
+
+
 def record(directory: Path, result: dict) -> Path:
     """Write one run's result, with the machine it ran on and the command, as
-    ``<preset>-<library>-seed<N>-<machine>.json`` under ``directory`` (atomically)."""
+    ``<preset>-<library>-seed<N>-<machine>-<recipe id>.json`` under ``directory`` (atomically):
+    a run of a new recipe never overwrites the same seed's run of an earlier one."""
     from run_all import machine_slug, machine_stamp
 
     from glassnet.io import write_atomic
@@ -63,7 +71,8 @@ def record(directory: Path, result: dict) -> Path:
     stamp = machine_stamp(threads, dict(os.environ))
     result = {**result, "machine": stamp, "command": [Path(sys.argv[0]).name, *sys.argv[1:]]}
     directory.mkdir(parents=True, exist_ok=True)
-    name = f"{result['preset']}-{result['library']}-seed{result['seed']}-{machine_slug(stamp)}.json"
+    name = f"{result['preset']}-{result['library']}-seed{result['seed']}-{machine_slug(stamp)}"
+    name += f"-{recipe_id(result['recipe'])}.json"
     write_atomic(directory / name, (json.dumps(result, indent=1) + "\n").encode())
     return directory / name
 

@@ -215,6 +215,22 @@ def test_accuracy_table_reads_the_run_records_and_checks_the_targets(tmp_path):
         accuracy_table.load(tmp_path)
 
 
+def test_a_record_of_a_new_recipe_keeps_the_same_seeds_earlier_record(tmp_path):
+    """accuracy.record names each file by preset, library, seed, machine and recipe: the run of a
+    changed preset lands next to the earlier recipe's run of that seed, never over it."""
+    from accuracy import recipe_id, recipe_stamp, record
+
+    stamp = recipe_stamp("resnet")
+    result = {"library": "glassnet", "preset": "resnet", "seed": 0, "accuracy": 0.9, "train_seconds": 1.0}
+    first = record(tmp_path, dict(result, recipe=stamp))
+    second = record(tmp_path, dict(result, recipe=dict(stamp, lr=0.5), accuracy=0.8))
+    assert first != second and sorted(tmp_path.iterdir()) == sorted([first, second])
+    assert first.name.startswith("resnet-glassnet-seed0-")
+    assert first.name.endswith(f"-{recipe_id(stamp)}.json")
+    saved = json.loads(first.read_text())
+    assert saved["recipe"] == stamp and saved["accuracy"] == 0.9 and saved["machine"]["cores"] >= 1
+
+
 def test_a_recipe_stamp_changes_with_the_recipe_and_with_the_architecture(monkeypatch):
     """A record's stamp tells the preset's recipe apart from an earlier one: another optimizer
     setting changes a field, another dropout rate (same weights, other model) the fingerprint."""
