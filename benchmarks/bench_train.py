@@ -15,8 +15,9 @@ means glassnet is faster), plus the ratio within each alternating pair.
     python benchmarks/bench_train.py --workload resnet --rounds 2 --epochs 1
 
 The ``resnet`` and ``vit`` workloads are the presets of those names against their PyTorch
-twins (benchmarks/twins.py), Adam / AdamW lr 1e-3, batch 128, without augmentation (the same
-in both). ``--train-size`` times epochs over the first examples only (a quick check).
+twins (benchmarks/twins.py), each trained with its preset's optimizer, lr, momentum and L2 on
+both sides (twins.torch_optimizer), batch 128, without augmentation (the same in both).
+``--train-size`` times epochs over the first examples only (a quick check).
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ WORKLOADS = {
     # CNN-A (and with BatchNorm2d after each conv): Adam lr 1e-3, batch 128 (lr column unused)
     "cnn": ("cnn-a", None, "ce", 128, 1e-3, None),
     "cnn-bn": ("cnn-a-bn", None, "ce", 128, 1e-3, None),
-    # the resnet and vit presets and their twins: Adam / AdamW lr 1e-3, batch 128
-    "resnet": ("resnet", None, "ce", 128, 1e-3, None),
-    "vit": ("vit", None, "ce", 128, 1e-3, None),
+    # the resnet and vit presets and their twins, with the preset's optimizer, lr, momentum and
+    # L2 (batch and lr columns unused: the preset's)
+    "resnet": ("resnet", None, "ce", 128, None, None),
+    "vit": ("vit", None, "ce", 128, None, None),
 }
 
 
@@ -76,13 +78,16 @@ def run_glassnet(workload: str, epochs: int, threads: int, train_size: int | Non
 
     sizes, act, loss_name, bs, lr, momentum = WORKLOADS[workload]
     rng = np.random.default_rng(0)
+    regularizer = None
     if isinstance(sizes, str):  # a CNN on (N, 1, 28, 28) images, trained with Adam
         x = x.reshape(-1, 1, 28, 28)
-        if sizes in TWINS:  # a preset, with its own optimizer
+        if sizes in TWINS:  # a preset, with its own optimizer, as glassnet train builds it
             from glassnet.choices import make_optimizer
 
+            preset = gn.models.PRESETS[sizes]
             model = gn.models.build(sizes, rng, (1, 28, 28), 10)
-            opt = make_optimizer(gn.models.PRESETS[sizes].optimizer, model.parameters(), lr)
+            opt = make_optimizer(preset.optimizer, model.parameters(), preset.lr, preset.momentum)
+            regularizer = gn.L2(preset.l2) if preset.l2 else None
         else:
             model = gn.models.cnn_a(rng, (1, 28, 28), 10, batch_norm=sizes.endswith("bn"))
             opt = gn.optim.Adam(model.parameters(), lr=lr)
@@ -96,11 +101,11 @@ def run_glassnet(workload: str, epochs: int, threads: int, train_size: int | Non
         opt = gn.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     loss_fn = gn.CrossEntropyLoss() if loss_name == "ce" else gn.QuadraticCost()
     for i in range(min(20, len(x) // bs)):  # warm-up
-        gn.train_step(model, loss_fn, opt, x[i * bs : (i + 1) * bs], y[i * bs : (i + 1) * bs])
+        gn.train_step(model, loss_fn, opt, x[i * bs : (i + 1) * bs], y[i * bs : (i + 1) * bs], regularizer)
 
     timer = epoch_timer()
     gn.fit(model, loss_fn, opt, (x, y), epochs=epochs, batch_size=bs, rng=rng, verbose=False,
-           callbacks=[timer])  # fmt: skip
+           regularizer=regularizer, callbacks=[timer])  # fmt: skip
     t, n_infer = time.perf_counter(), min(infer_size, len(x))
     gn.predict(model, x[:n_infer], batch_size=500)
     return {"train": min(timer.times), "infer": n_infer / (time.perf_counter() - t), "rss": peak_rss_mb()}
@@ -117,8 +122,10 @@ def run_torch(workload: str, epochs: int, threads: int, train_size: int | None =
     if isinstance(sizes, str):
         x = x.reshape(-1, 1, 28, 28)
         if sizes in TWINS:
+            import glassnet as gn
+
             model = TWINS[sizes](torch)
-            opt = torch_optimizer(torch, sizes, model)
+            opt = torch_optimizer(torch, gn.models.PRESETS[sizes], model)
         else:
             model = torch_cnn_a(torch, batch_norm=sizes.endswith("bn"))
             opt = torch.optim.Adam(model.parameters(), lr=lr)
