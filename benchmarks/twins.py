@@ -57,7 +57,7 @@ def torch_resnet(torch, in_channels: int = 1, classes: int = 10, widths=(16, 32,
 
 
 def torch_vit(torch, in_channels: int = 1, classes: int = 10, image: int = 28, patch: int = 4, dim: int = 64,
-              depth: int = 6, heads: int = 4, mlp: int = 128, dropout: float = 0.1):  # fmt: skip
+              depth: int = 6, heads: int = 4, mlp: int = 128, dropout: float = 0.0):  # fmt: skip
     """glassnet.models.vit: Conv2d patch embedding (stride = kernel = ``patch``), class token,
     learned position embedding (N(0, 0.02^2), the class token zero, as glassnet and torchvision),
     dropout, ``depth`` pre-norm GELU encoder layers, LayerNorm on the class token, Linear."""
