@@ -43,7 +43,7 @@ TRAIN_LABELS = {
     "book": "book ch. 1: 784-30-10 sigmoid, quadratic cost, SGD, batch 10",
     "cnn": "CNN-A, Adam, batch 128",
     "cnn-bn": "CNN-A + BatchNorm2d, Adam, batch 128",
-    "resnet": "`resnet` preset against its twin, Adam, batch 128",
+    "resnet": "`resnet` preset against its twin, SGD momentum + L2, batch 128",
     "vit": "`vit` preset against its twin, AdamW, batch 128",
     "gru": "GRU(1 -> 64), MNIST-1D, T = 40, Adam, batch 128",
     "lstm": "LSTM(1 -> 64), MNIST-1D, T = 40, Adam, batch 128",

@@ -205,7 +205,7 @@ def test_the_twins_optimizer_steps_as_glassnet_train_does(recipe):
     from glassnet.choices import make_optimizer
 
     torch = pytest.importorskip("torch")
-    preset = dataclasses.replace(gn.models.PRESETS["resnet"], **recipe)
+    preset = dataclasses.replace(gn.models.PRESETS["resnet"], **{"momentum": 0.0, "l2": 0.0, **recipe})
     rng = np.random.default_rng(0)
     ours = gn.Sequential(gn.Linear(3, 4, rng=rng), gn.BatchNorm1d(4), gn.Linear(4, 2, rng=rng)).to(np.float64)
     nn = torch.nn
