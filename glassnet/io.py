@@ -75,8 +75,9 @@ def save(model: Module, path: str | os.PathLike, metadata: dict | None = None) -
     midway leaves either the old file or the new one, never half of one.
     """
     path = os.fspath(path)
+    described = architecture(model)
     try:
-        tree = json.dumps(architecture(model))
+        tree = json.dumps(described)
     except TypeError as e:  # a config() holding e.g. NumPy scalars
         raise TypeError(f"save: a layer's config() is not JSON-serialisable: {e}") from None
     header = {"glassnet_format": FORMAT, "glassnet_architecture": tree}
@@ -98,6 +99,8 @@ def architecture(model: Module) -> dict:
     """The architecture tree ``save`` writes for ``model`` (each module's type, config and
     children): equal trees build equal models, so it names a model's design (dropout rates
     included) apart from its weights."""
+    if not isinstance(model, Module):
+        raise TypeError(f"expected a glassnet Module (a layer or a container), got {type(model).__name__}")
     return _describe(model, _allowed())
 
 

@@ -443,3 +443,12 @@ def test_io_never_imports_pickle_or_evaluates_code():
             used.add(n.attr)
     assert not imported & {"pickle", "cPickle", "dill", "joblib", "marshal", "shelve", "importlib"}
     assert not used & {"eval", "exec", "compile", "__import__", "import_module", "allow_pickle"}
+
+
+def test_something_that_is_not_a_module_is_named_not_an_attribute_error(tmp_path):
+    """save and architecture describe glassnet modules only: anything else is a TypeError saying
+    what was expected and what came, and no file is written."""
+    for call in (lambda: gio.architecture("model.safetensors"), lambda: gio.save("x", tmp_path / "m")):
+        with pytest.raises(TypeError, match="expected a glassnet Module .*, got str"):
+            call()
+    assert list(tmp_path.iterdir()) == []
