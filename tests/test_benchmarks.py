@@ -176,9 +176,10 @@ def test_accuracy_table_reads_the_run_records_and_checks_the_targets(tmp_path):
     import accuracy_table
     from accuracy import recipe_stamp
 
-    def record(library, preset, seed, acc, recipe="current", name=""):
-        r = {"library": library, "preset": preset, "seed": seed, "epochs": 20, "train_seconds": 100.0 + seed,
-             "accuracy": acc, "machine": dict(STAMP, threads=1), "command": ["x.py"]}  # fmt: skip
+    def record(library, preset, seed, acc, recipe="current", name="", **fields):
+        r = {"library": library, "preset": preset, "seed": seed, "dataset": "fashion-mnist", "epochs": 20,
+             "train_seconds": 100.0 + seed, "accuracy": acc, "twin_recipe": True,
+             "machine": dict(STAMP, threads=1), "command": ["x.py"], **fields}  # fmt: skip
         if recipe is not None:
             r["recipe"] = recipe_stamp(preset) if recipe == "current" else recipe
         (tmp_path / f"{preset}-{library}-seed{seed}{name}.json").write_text(json.dumps(r))
@@ -192,6 +193,9 @@ def test_accuracy_table_reads_the_run_records_and_checks_the_targets(tmp_path):
     record("glassnet", "resnet", 1, 0.5, dict(recipe_stamp("resnet"), lr=0.5), "-old")
     record("pytorch", "resnet", 1, 0.5, dict(recipe_stamp("resnet"), architecture="0" * 16), "-old")
     record("glassnet", "vit", 3, 0.5, None)
+    # the current recipe, not trained as the twin is: listed, not counted
+    record("glassnet", "vit", 4, 0.5, twin_recipe=False)  # accuracy.py --val-fraction 0.1
+    record("glassnet", "vit", 5, 0.5, dataset="mnist1d")
     out = tmp_path / "accuracy.md"
     accuracy_table.main(["--records", str(tmp_path), "--out", str(out)])
     text = out.read_text()
@@ -201,6 +205,8 @@ def test_accuracy_table_reads_the_run_records_and_checks_the_targets(tmp_path):
     assert "architecture 0000" in text
     assert "| vit | glassnet | 3 | 20 | 103 | 1 | 50.00% | earlier (not recorded) |" in text
     assert f"- vit: {accuracy_table.describe(recipe_stamp('vit'))}" in text
+    assert "| vit | glassnet | 4 | 20 | 104 | 1 | 50.00% | current, not counted: not all 60,000" in text
+    assert "| vit | glassnet | 5 | 20 | 105 | 1 | 50.00% | current, not counted: dataset mnist1d |" in text
     resnet = ("| resnet | 94.12% (one seed) | 94.31% (one seed) | glassnet 94.12% >= target 94.0%; "
               "twin 94.31% >= target 94.0%; -0.19 points against the twin (within 0.5); not final: "
               "glassnet 1 of 3 seeds, twin 1 of 3 seeds |")  # fmt: skip
