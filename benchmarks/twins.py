@@ -19,6 +19,7 @@ import json
 import math
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -161,7 +162,7 @@ def train_twin(
         for group in opt.param_groups:
             group["lr"] = epoch_lr(preset, epoch)
         model.train()
-        perm = rng.permutation(train.n)
+        perm, began, total = rng.permutation(train.n), time.perf_counter(), 0.0
         for i in range(0, train.n, bs):
             idx = perm[i : i + bs]
             xb = train.x[idx] if augment is None else augment(train.x[idx], rng)
@@ -171,6 +172,11 @@ def train_twin(
             )
             loss.backward()
             opt.step()
+            total += loss.item() * len(idx)
+        # progress on stderr, as glassnet train prints it (stdout keeps one JSON line per run)
+        print(f"twin {name} seed {seed}: epoch {epoch + 1}/{preset.epochs} loss={total / train.n:.4f} "
+              f"lr={epoch_lr(preset, epoch):.4f} time={time.perf_counter() - began:.1f}s",
+              file=sys.stderr, flush=True)  # fmt: skip
     seconds = time.perf_counter() - start
     model.eval()
     with torch.no_grad():

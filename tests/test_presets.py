@@ -109,6 +109,20 @@ def test_the_pytorch_twin_has_the_same_parameter_count_and_output(name):
     assert tuple(twin(torch.zeros(2, *SHAPE)).shape) == (2, 10)
 
 
+def test_the_twin_trains_and_reports_each_epoch_on_stderr(capsys, monkeypatch):
+    """twins.train_twin's loop, end to end on a slice of Fashion-MNIST: one progress line per epoch
+    on stderr (a long run shows where it is, as glassnet train does); stdout stays free for the
+    script's JSON lines."""
+    pytest.importorskip("torch")
+    full = gn.datasets.load_fashion_mnist
+    monkeypatch.setattr(gn.datasets, "load_fashion_mnist", lambda: tuple(part[:128] for part in full()))
+    result = load_twins().train_twin("vit", seed=0, epochs=2, threads=1)
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("twin vit seed 0: epoch 2/2 loss=") and "time=" in lines[1]
+    assert out == "" and result["epochs"] == 2 and 0.0 <= result["accuracy"] <= 1.0
+
+
 @pytest.mark.parametrize("name", PRESETS)
 def test_the_pytorch_twin_drops_out_where_and_as_much_as_the_preset(name):
     """An accuracy record's recipe stamp fingerprints glassnet's model (accuracy.recipe_stamp),
