@@ -180,13 +180,14 @@ def check_inputs(x: object, name: str, dtype: DTypeLike = np.float32, integers: 
 
 
 def check_dataset(
-    x: object, y: object, name: str, dtype: DTypeLike = np.float32, integers: bool = False
+    x: object, y: object, name: str, dtype: DTypeLike = np.float32, integers: bool | tuple[bool, ...] = False
 ) -> Dataset:
     """Validate ``(x, y)`` and convert it to the library's dtypes.
 
     ``x`` must be a non-empty floating-point array (``check_inputs``); it is cast to ``dtype``
     (float32 by default, pass ``np.float64`` to keep double precision) and must then be finite.
-    With ``integers=True`` (a model starting with an ``Embedding``) integer ``x`` is kept as is.
+    With ``integers=True`` (a model starting with an ``Embedding``) integer ``x`` is kept as is;
+    a tuple of flags gives one per input (``module.integer_inputs``: a ``Graph``'s inputs).
     ``y`` is either integer class labels, returned as int64, or float targets, cast to ``dtype``
     so that a loss does not promote the batch to float64. Integer labels are a class per
     example ``(N,)``, or a class per position ``(N, d1, ...)``: a language model's next token
@@ -198,9 +199,11 @@ def check_dataset(
     if isinstance(x, tuple):  # a model with several inputs: one array each
         if not x:
             raise ValueError(f"{name}: x is an empty tuple; a model with several inputs takes one array each")
-        x = tuple(check_inputs(a, f"{name}: x[{i}]", dtype, integers) for i, a in enumerate(x))
+        flags = integers if isinstance(integers, tuple) else (integers,) * len(x)
+        flags += (False,) * (len(x) - len(flags))  # more arrays than the model takes: its forward says so
+        x = tuple(check_inputs(a, f"{name}: x[{i}]", dtype, flags[i]) for i, a in enumerate(x))
     else:
-        x = check_inputs(x, name, dtype, integers)
+        x = check_inputs(x, name, dtype, integers[0] if isinstance(integers, tuple) else integers)
     try:
         y = np.asarray(y)
     except ValueError as e:  # ragged nested lists
@@ -224,7 +227,9 @@ def check_dataset(
     return Dataset(x, y)
 
 
-def as_dataset(data: object, name: str, dtype: DTypeLike = np.float32, integers: bool = False) -> Dataset:
+def as_dataset(
+    data: object, name: str, dtype: DTypeLike = np.float32, integers: bool | tuple[bool, ...] = False
+) -> Dataset:
     """Accept a ``Dataset``, tuple or list ``(x, y)`` and return a checked ``Dataset``
     (``integers``: keep integer ``x``, see ``check_inputs``)."""
     if isinstance(data, Dataset):

@@ -59,9 +59,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .callbacks import Callback
+from .data import take_rows
 from .layers import GRU, LSTM, RNN, Linear
 from .layers.activations import ReLU, Sigmoid, Tanh
-from .module import Module, ShapeError, evaluating, model_dtype
+from .module import Module, ShapeError, cast_inputs, evaluating, model_dtype
 from .optim import state_view
 from .walk import (
     LayerShapeError,
@@ -302,13 +303,14 @@ class Report:
 
 def report(model: Module, loss_fn, x: np.ndarray, y: np.ndarray, optimizer=None) -> Report:
     """Gradient flow through ``model`` on the batch ``(x, y)``: per-layer statistics and verdicts.
+    ``x``: an array, or a tuple of arrays for a model with several inputs (a ``Graph``'s).
 
     With ``optimizer``, also the update-to-weight ratio of the step it would take on this batch
     (computed on copies: nothing is updated). The model, its buffers and gradients are left as
     they were (see ``probing``).
     """
     with probing(model):
-        w = walk(model, loss_fn, x, y)
+        w = walk(model, loss_fn, x, y, "diagnostics.report")
         rows = layer_stats(w, optimizer)
     return Report(w.loss, rows, verdicts(rows))
 
@@ -334,7 +336,7 @@ class GradientFlow(Callback):
 
     def on_train_begin(self, logs):
         x, y = self.data if self.data is not None else (self.train_data.x, self.train_data.y)
-        self.x = np.asarray(x[: self.probe_size]).astype(model_dtype(self.model), copy=False)
+        self.x = cast_inputs(self.model, take_rows(x, slice(self.probe_size)))  # a tuple: several inputs
         self.y = np.asarray(y[: self.probe_size])
         self.history = []
         self._measure(0)
@@ -384,7 +386,7 @@ class GradientFlow(Callback):
         """The measurements as ``gradient_flow.json`` holds them. JSON has no NaN or infinity:
         a statistic that is not finite is written as null (``history`` keeps the float)."""
         return {
-            "probe_size": len(self.x) if hasattr(self, "x") else 0,
+            "probe_size": len(self.y) if hasattr(self, "y") else 0,
             "history": _finite_or_null(self.history),
         }
 

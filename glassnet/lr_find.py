@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .module import as_rng, keep_modes, model_dtype, takes_integers
+from .module import as_rng, integer_inputs, keep_modes, model_dtype
 
 
 @dataclass
@@ -85,7 +85,7 @@ def lr_find(
         raise ValueError(f"lr_find: batch_size must be >= 1, got {batch_size}")
     if not 0 <= beta < 1 or diverge <= 1:
         raise ValueError(f"lr_find: need 0 <= beta < 1 and diverge > 1, got beta={beta}, diverge={diverge}")
-    ds = as_dataset(train_data, "train_data", model_dtype(model), takes_integers(model))
+    ds = as_dataset(train_data, "train_data", model_dtype(model), integer_inputs(model))
     rng = as_rng(rng, "lr_find")
     saved_model = {k: v.copy() for k, v in model.state_dict().items()}
     saved_opt = {k: np.array(v, copy=True) for k, v in optimizer.state_dict().items()}

@@ -170,6 +170,17 @@ class Module:
         unless the container names them (a ``Graph`` names each node: ``"h.W"``)."""
         return [str(i) for i in range(len(self.children))]
 
+    def input_count(self) -> int:
+        """How many arrays ``forward`` takes as a whole model (a ``Graph``: one per input)."""
+        return 1
+
+    def input_readers(self, position: int) -> list[tuple[Module, int]]:
+        """The children that read input ``position`` of this container's ``forward`` first, each
+        with the position it has among that child's inputs: the first child by default (a
+        ``Sequential``'s first layer, a ``Residual``'s block); a ``Graph``: every node that names
+        that input. ``takes_integers`` follows them."""
+        return [(self.children[0], position)] if self.children else []
+
     def named_children(self) -> Iterator[tuple[str, Module]]:
         return zip(self.child_names(), self.children)
 
@@ -297,14 +308,67 @@ def model_dtype(model: Module) -> np.dtype:
     return params[0].data.dtype if params else np.dtype(np.float32)
 
 
-def takes_integers(model: Module) -> bool:
-    """Whether ``model``'s first layer reads integer ids (``integer_input``, as ``Embedding``):
-    the first leaf found by following each container's first child (a ``Sequential``'s first
-    layer, a ``Graph``'s first node). ``fit``, ``evaluate`` and ``predict`` then keep integer
-    inputs as they are instead of refusing them."""
-    while model.children:
-        model = model.children[0]
-    return model.integer_input
+def takes_integers(model: Module, position: int = 0) -> bool:
+    """Whether input ``position`` of ``model.forward`` is read as integer ids (``integer_input``,
+    as ``Embedding``) by a first layer: the leaves found by following ``input_readers`` (a
+    ``Sequential``'s first layer; in a ``Graph``, whichever nodes read that input, in any node
+    order). ``fit``, ``evaluate`` and ``predict`` then keep integer arrays for that input as
+    they are instead of refusing them."""
+    if not model.children:
+        return position == 0 and model.integer_input
+    return any(takes_integers(m, p) for m, p in model.input_readers(position))
+
+
+def integer_inputs(model: Module) -> tuple[bool, ...]:
+    """``takes_integers`` for each input of ``model.forward`` (one flag per ``Graph`` input)."""
+    return tuple(takes_integers(model, i) for i in range(model.input_count()))
+
+
+def cast_inputs(model: Module, x):
+    """``x`` (one array, or a tuple for a model with several inputs) cast to the model's dtype;
+    integer arrays stay integers for an input that a first layer reads as ids (an Embedding)."""
+
+    def cast(a, position: int) -> np.ndarray:
+        a = np.asarray(a)
+        if not (a.dtype.kind in "iu" and takes_integers(model, position)):
+            a = a.astype(model_dtype(model), copy=False)
+        return a
+
+    return tuple(cast(a, i) for i, a in enumerate(x)) if isinstance(x, tuple) else cast(x, 0)
+
+
+def one_output(out, owner: str) -> np.ndarray:
+    """``out``, refused by name when it is a tuple (a ``Graph`` with several outputs): one loss
+    reads one output."""
+    if isinstance(out, tuple):
+        raise TypeError(
+            f"{owner}: the model returns {len(out)} outputs (a Graph with several outputs), and {owner} "
+            "reads one output with one loss: train with a loss per output written out, or look at one "
+            "head through a Graph of the same nodes with one output (docs/howto/graphs.md)"
+        )
+    return out
+
+
+def check_modules_once(owner: str, model: Module) -> None:
+    """Refuse a tree in which one module object sits in two places (``Sequential(lin, act, lin)``,
+    a layer that is a graph node and also inside another node): a module keeps one forward's
+    cache for its backward, so its second run would overwrite what the first one's backward
+    needs, and its parameters would be listed (and stepped) twice."""
+    seen: dict[int, str] = {}
+    for name, m in _named_tree(model):
+        if id(m) in seen:
+            raise ValueError(
+                f"{owner}: one {type(m).__name__} object is used twice, as {seen[id(m)] or 'the model'} and "
+                f"as {name}: a module keeps one forward's cache for its backward, so each place needs "
+                "its own (build another)"
+            )
+        seen[id(m)] = name
+
+
+def _named_tree(model: Module, prefix: str = "") -> Iterator[tuple[str, Module]]:
+    yield prefix.rstrip("."), model
+    for name, child in model.named_children():
+        yield from _named_tree(child, f"{prefix}{name}.")
 
 
 @contextmanager
@@ -365,6 +429,7 @@ class Sequential(Module):
                     f"Sequential: item #{i} is a {type(layer).__name__}, expected a glassnet Module"
                 )
         self.children = tuple(layers)
+        check_modules_once("Sequential", self)
         # the first layer that owns parameters (or may: a container); below it nothing needs
         # a gradient, so backward(input_grad=False) stops there
         self.first_trainable = next((i for i, m in enumerate(layers) if m.params or m.children), len(layers))

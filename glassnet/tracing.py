@@ -103,7 +103,8 @@ def _line(name: str, formula: str, v: np.ndarray) -> str:
 
 def trace(model: Module, loss_fn, x: np.ndarray, y) -> Trace:
     """Every layer's z, a, delta, dC/db and dC/dW for one example ``x`` (without the batch
-    axis) and its target ``y`` (a label, or a target vector), in the book's notation.
+    axis; a tuple of one array per input for a model with several) and its target ``y`` (a
+    label, or a target vector), in the book's notation.
 
     Runs in eval mode (no dropout; batch norm on its running statistics); the model's modes
     and gradients are left as they were. ``print(gn.trace(...))`` gives a readable report.
@@ -114,7 +115,8 @@ def trace(model: Module, loss_fn, x: np.ndarray, y) -> Trace:
         with evaluating(model):
             for p in params:
                 p.grad.fill(0)
-            w = walk(model, loss_fn, np.asarray(x)[None], np.asarray(y)[None])
+            one = tuple(np.asarray(a)[None] for a in x) if isinstance(x, tuple) else np.asarray(x)[None]
+            w = walk(model, loss_fn, one, np.asarray(y)[None], "trace")
             layers = _group(w)
             _mark_sums(model, layers)
     finally:

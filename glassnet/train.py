@@ -22,10 +22,13 @@ from .module import (
     Module,
     ShapeError,
     as_rng,
+    cast_inputs,
     check_arg,
     evaluating,
+    integer_inputs,
     model_dtype,
     no_grad,
+    one_output,
     takes_integers,
 )
 from .optim import Optimizer, clip_grad_norm
@@ -52,20 +55,8 @@ def train_step(
     """
     check_optimizer(model, optimizer, "train_step")
     _check_reduction(loss_fn, "train_step")
-    x = tuple(map(_as_input(model), x)) if isinstance(x, tuple) else _as_input(model)(x)
+    x = cast_inputs(model, x)
     return _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm)[0]
-
-
-def _as_input(model: Module):
-    """A function casting one input array to the model's dtype (token ids stay integers)."""
-
-    def cast(x) -> np.ndarray:
-        x = np.asarray(x)
-        if not (x.dtype.kind in "iu" and takes_integers(model)):
-            x = x.astype(model_dtype(model), copy=False)
-        return x
-
-    return cast
 
 
 def _inputs(x) -> tuple:
@@ -78,7 +69,7 @@ def _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm, reduce=None) 
     and returns the whole batch's loss, before the loss is checked and the gradients clipped.
     ``x``: an array, or a tuple of arrays for a model with several inputs."""
     optimizer.zero_grad()
-    pred = _one_output(model.forward(*_inputs(x)), "train_step")
+    pred = one_output(model.forward(*_inputs(x)), "train_step")
     loss = loss_fn.forward(pred, y)
     model.backward_params(loss_fn.backward())
     if regularizer is not None:
@@ -143,25 +134,13 @@ def _forward(model: Module, x, name: str) -> np.ndarray:
         ) from None
 
 
-def _one_output(out, owner: str) -> np.ndarray:
-    """``out``, refused by name when it is a tuple (a ``Graph`` with several outputs): one loss
-    reads one output."""
-    if isinstance(out, tuple):
-        raise TypeError(
-            f"{owner}: the model returns {len(out)} outputs (a Graph with several outputs); fit, evaluate "
-            "and train_step score one output with one loss: write the step with a loss per output "
-            "(docs/howto/graphs.md, 'Several outputs'), or give the graph one output"
-        )
-    return out
-
-
 def _probe(model: Module, ds: Dataset, name: str, loss_fn: Loss) -> np.ndarray:
     """Run one example forward and through the loss before any work is done (a shape error
     shows at once, naming the argument), and check that integer labels fit the model's
     outputs; returns that output."""
     with evaluating(model):
         out = _forward(model, take_rows(ds.x, slice(0, 1)), name)
-    out = _one_output(out, "evaluate" if name == "data" else "fit")
+    out = one_output(out, "evaluate" if name == "data" else "fit")
     if ds.y.dtype.kind in "iu" and ds.y.ndim > 1 and not loss_fn.position_labels:
         raise ValueError(
             f"{name}: integer labels y of shape {ds.y.shape[1:]} per example are a class per position, "
@@ -318,7 +297,7 @@ def fit(
     _check_count("epochs", epochs, 0)
     _check_count("batch_size", batch_size, 1)
     check_optimizer(model, optimizer)
-    dtype, ids = model_dtype(model), takes_integers(model)
+    dtype, ids = model_dtype(model), integer_inputs(model)
     train = as_dataset(train_data, "train_data", dtype, ids)
     val = as_dataset(val_data, "val_data", dtype, ids) if val_data is not None else None
     _check_reduction(loss_fn, "fit")
@@ -476,7 +455,7 @@ def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000, metrics
     naming the first parameter that does."""
     _check_count("batch_size", batch_size, 1, "evaluate")
     _check_reduction(loss_fn, "evaluate")
-    ds = as_dataset(data, "data", model_dtype(model), takes_integers(model))
+    ds = as_dataset(data, "data", model_dtype(model), integer_inputs(model))
     _probe(model, ds, "data", loss_fn)
     ms = M.get_all(metrics, getattr(loss_fn, "ignore_index", None))
     for m in ms:
@@ -608,9 +587,9 @@ def predict(model: Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     NaN/inf raises ``FloatingPointError`` naming the first
     parameter that does."""
     _check_count("batch_size", batch_size, 1, "predict")
-    check = lambda a, name: check_inputs(a, name, model_dtype(model), takes_integers(model))  # noqa: E731
+    check = lambda a, name, i=0: check_inputs(a, name, model_dtype(model), takes_integers(model, i))  # noqa: E731
     if isinstance(x, tuple):  # a model with several inputs: one array each, the same rows
-        x = tuple(check(a, f"predict: x[{i}]") for i, a in enumerate(x))
+        x = tuple(check(a, f"predict: x[{i}]", i) for i, a in enumerate(x))
         if len({len(a) for a in x}) > 1:
             raise ValueError(
                 f"predict: the inputs x[0], x[1], ... must have the same rows, got {[len(a) for a in x]}"

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .layers import activations
-from .module import Module, Sequential, ShapeError, keep_modes, model_dtype
+from .module import Module, Sequential, ShapeError, cast_inputs, keep_modes, one_output
 
 # visit(name, module, input, output) after a forward; visit(name, module, dy, dx) after a
 # backward (dx None after backward_params). A module with several inputs (Add, a graph node
@@ -190,11 +190,13 @@ class Walk:
     loss: float
 
 
-def walk(model: Module, loss_fn, x: np.ndarray, y: np.ndarray) -> Walk:
+def walk(model: Module, loss_fn, x: np.ndarray, y: np.ndarray, owner: str = "walk") -> Walk:
     """Forward and backward through ``model`` keeping every layer's input, output and output
     gradient. Parameter gradients are *added* into ``p.grad`` as in any backward; zero them first.
+    ``x``: an array, or a tuple of arrays for a model with several inputs (a ``Graph``'s); the
+    model must have one output (``owner`` names the caller in that refusal).
     """
-    x = np.asarray(x).astype(model_dtype(model), copy=False)
+    x = cast_inputs(model, x)
     runs: dict[str, tuple[Module, np.ndarray, np.ndarray]] = {}
 
     def ran(name, m, a, h):
@@ -202,7 +204,8 @@ def walk(model: Module, loss_fn, x: np.ndarray, y: np.ndarray) -> Walk:
             runs.pop(name, None)  # a second run moves the layer to its place in the order
             runs[name] = (m, a, h)
 
-    h = forward(model, x, ran)
+    first, *more = x if isinstance(x, tuple) else (x,)
+    h = one_output(forward(model, first, ran, *more), owner)
     loss = float(loss_fn.forward(h, y))
     grads: dict[str, np.ndarray] = {}
     backward(model, loss_fn.backward(), lambda name, m, dy, dx: grads.setdefault(name, dy))

@@ -51,7 +51,7 @@ def test_graph_refuses_unknown_names_cycles_and_duplicates(nodes, outputs, messa
 
 def test_graph_refuses_a_module_used_twice_and_non_modules():
     relu = gn.ReLU()
-    with pytest.raises(ValueError, match="node 'b' reuses the module of node 'a'"):
+    with pytest.raises(ValueError, match="Graph: one ReLU object is used twice, as a and as b"):
         gn.Graph("x", [("a", relu, "x"), ("b", relu, "a")], "b")
     with pytest.raises(TypeError, match="node 'a''s module must be a glassnet Module, got ufunc"):
         gn.Graph("x", [("a", np.tanh, "x")], "a")
@@ -59,6 +59,96 @@ def test_graph_refuses_a_module_used_twice_and_non_modules():
         gn.Residual("relu")
     with pytest.raises(ValueError, match="Residual: shortcut must be another module"):
         gn.Residual(relu, relu)
+
+
+def test_a_module_nested_in_two_places_is_refused_in_every_container():
+    """A module keeps one forward's cache for its backward: run twice, the first run's backward
+    would read the second's cache (the gradient was silently wrong), and its parameters would be
+    stepped twice. Refused however deep the second place is."""
+    lin = gn.Linear(3, 3)
+    with pytest.raises(ValueError, match="Graph: one Linear object is used twice, as a and as b.0"):
+        gn.Graph("x", [("a", lin, "x"), ("b", gn.Sequential(lin, gn.Tanh()), "a")], "b")
+    with pytest.raises(ValueError, match="Sequential: one Linear object is used twice, as 0 and as 2"):
+        gn.Sequential(lin, gn.Tanh(), lin)
+    with pytest.raises(
+        ValueError, match="Residual: one Linear object is used twice, as block.0 and as shortcut"
+    ):
+        gn.Residual(gn.Sequential(lin, gn.Tanh()), lin)
+    gn.Sequential(gn.Linear(3, 3), gn.Tanh(), gn.Linear(3, 3))  # distinct modules of one kind: fine
+
+
+def test_a_node_given_more_sources_than_its_forward_takes_is_refused_at_construction():
+    with pytest.raises(
+        ValueError, match=r"node 'h' gives 2 source\(s\) \(a, y\) to Linear.forward, which takes \(x\)"
+    ):
+        gn.Graph(["a", "y"], [("h", gn.Linear(3, 3), ["a", "y"])], "h")
+    gn.Graph(["a", "y"], [("s", gn.Add(), ["a", "y", "a"])], "s")  # *xs: any number
+
+
+def test_errors_inside_a_node_name_the_node_even_from_a_nested_container():
+    g = gn.Graph("x", [("enc_a", gn.Sequential(gn.Linear(3, 4), gn.Linear(4, 2)), "x"),
+                       ("enc_b", gn.Sequential(gn.Linear(3, 4), gn.Linear(5, 2)), "x"),
+                       ("s", gn.Add(), ["enc_a", "enc_b"])], "s")  # fmt: skip
+    with pytest.raises(gn.ShapeError, match=r"^Graph node 'enc_b' \(Sequential\): layer #1 \(Linear\)"):
+        g.forward(np.ones((2, 3)))
+    attn = gn.Graph(["q", "k"], [("a", gn.MultiheadAttention(4, 2), ["q", "k"])], "a")
+    with pytest.raises(ValueError, match=r"^Graph node 'a' \(MultiheadAttention\): "):
+        attn.forward(np.ones((2, 3, 4)), np.ones((2, 5, 4)))  # a key without its value
+
+
+class _WeightedSum(gn.Module):
+    """A user's two-input layer whose backward forgets the second input's gradient."""
+
+    def forward(self, a, b):
+        return a + 2 * b
+
+    def backward(self, dy):
+        return dy  # should be (dy, 2 dy)
+
+
+def test_a_backward_returning_too_few_gradients_is_an_error_naming_the_node():
+    g = gn.Graph(["a", "b"], [("s", _WeightedSum(), ["a", "b"])], "s")
+    g.forward(np.ones((2, 3)), np.ones((2, 3)))
+    with pytest.raises(
+        ValueError, match=r"Graph node 's' \(_WeightedSum\): its backward returned 1 gradient"
+    ):
+        g.backward(np.ones((2, 3)))
+
+
+def token_and_feature_graph(feature_branch_first: bool) -> gn.Graph:
+    rng = np.random.default_rng(0)
+    tokens = [("e", gn.Embedding(10, 4, rng=rng), "ids"), ("m", gn.TokenMean(), "e")]
+    features = [("f", gn.Linear(4, 4, rng=rng), "feat")]
+    head = [("s", gn.Add(), ["m", "f"]), ("o", gn.Linear(4, 2, rng=rng), "s")]
+    nodes = features + tokens + head if feature_branch_first else tokens + features + head
+    return gn.Graph(["ids", "feat"], nodes, "o")
+
+
+@pytest.mark.parametrize("feature_branch_first", [False, True])
+def test_token_ids_are_taken_for_the_input_an_embedding_reads_in_any_node_order(feature_branch_first):
+    rng = np.random.default_rng(1)
+    ids, feat, y = rng.integers(0, 10, (20, 5)), rng.standard_normal((20, 4)), rng.integers(0, 2, 20)
+    g = token_and_feature_graph(feature_branch_first)
+    assert gn.module.integer_inputs(g) == (True, False)
+    assert gn.predict(g, (ids, feat)).shape == (20, 2)
+    gn.fit(g, gn.CrossEntropyLoss(), gn.optim.SGD(g.parameters(), lr=0.1), ((ids, feat), y), epochs=1,
+           batch_size=5, verbose=False, rng=0)  # fmt: skip
+    with pytest.raises(ValueError, match=r"predict: x\[1\]: x must be a float array .* image bytes"):
+        gn.predict(g, (ids, ids[:, :4]))  # the features' input still refuses integers
+
+
+def test_two_embeddings_reading_one_input_each_get_their_gradient():
+    """The fan-out sum over an input that gets no gradient (token ids): each Embedding's
+    backward returns None for the ids, and the graph's backward returns None for them too."""
+    rng = np.random.default_rng(0)
+    e1, e2 = gn.Embedding(10, 4, rng=rng), gn.Embedding(10, 4, rng=rng)
+    g = gn.Graph("ids", [("e1", e1, "ids"), ("e2", e2, "ids"), ("s", gn.Add(), ["e1", "e2"]),
+                         ("m", gn.TokenMean(), "s"), ("o", gn.Linear(4, 3, rng=rng), "m")], "o")  # fmt: skip
+    ids, y = rng.integers(0, 10, (6, 5)), rng.integers(0, 3, 6)
+    g.forward(ids)
+    assert g.backward(np.ones((6, 3))) is None
+    errors = gn.check_gradients(g, gn.CrossEntropyLoss(), ids, y)
+    assert max(errors.values()) < 1e-6 and {"e1.weight", "e2.weight"} <= set(errors)
 
 
 def test_shape_errors_name_the_node():

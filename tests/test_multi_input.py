@@ -128,3 +128,39 @@ def test_summary_takes_one_shape_per_input():
     assert "(N, 5)" in table and "(N, 3)" in table and "total parameters: 18" in table
     with pytest.raises(gn.ShapeError, match="summary: layer #out"):
         gn.summary(graph, [(2,), (4,)])
+
+
+def test_report_trace_and_gradient_flow_take_a_tuple_of_inputs(data):
+    """The tools that walk the model take x as fit does: a tuple of one array per input. The
+    walk's gradients are the concatenated model's (the same function, as above)."""
+    xa, xb, y = data
+    rng = np.random.default_rng(0)
+    w, b = rng.standard_normal((5, 3)), rng.standard_normal(3)
+    graph, chain = two_input_graph(w, b), gn.Sequential(gn.Linear(5, 3, dtype=np.float64), gn.Tanh())
+    chain[0].W.data[...], chain[0].b.data[...] = w, b
+    ours = gn.diagnostics.report(graph, gn.CrossEntropyLoss(), (xa, xb), y)
+    theirs = gn.diagnostics.report(chain, gn.CrossEntropyLoss(), np.hstack([xa, xb]), y)
+    assert ours.loss == pytest.approx(theirs.loss)
+    assert [r["dW"] for r in ours.layers if r["dW"]] == pytest.approx(
+        [r["dW"] for r in theirs.layers if r["dW"]]
+    )
+    traced = gn.trace(graph, gn.CrossEntropyLoss(), (xa[0], xb[0]), y[0])
+    chained = gn.trace(chain, gn.CrossEntropyLoss(), np.hstack([xa, xb])[0], y[0])
+    assert traced.loss == pytest.approx(chained.loss)
+    flow = gn.GradientFlow(probe_size=20)
+    gn.fit(graph, gn.CrossEntropyLoss(), gn.optim.SGD(graph.parameters(), lr=0.1), Dataset((xa, xb), y),
+           epochs=1, batch_size=10, verbose=False, rng=0, callbacks=[flow])  # fmt: skip
+    assert len(flow.history) == 2 and flow.to_dict()["probe_size"] == 20
+
+
+def test_the_walking_tools_refuse_a_graph_with_several_outputs_by_name(data):
+    xa, _, y = data
+    rng = np.random.default_rng(0)
+    two_heads = gn.Graph("x", [("h", gn.Linear(2, 4, rng=rng), "x"), ("c", gn.Linear(4, 3, rng=rng), "h"),
+                               ("r", gn.Linear(4, 1, rng=rng), "h")], ["c", "r"])  # fmt: skip
+    with pytest.raises(TypeError, match="^diagnostics.report: the model returns 2 outputs"):
+        gn.diagnostics.report(two_heads, gn.CrossEntropyLoss(), xa, y)
+    with pytest.raises(TypeError, match="^trace: the model returns 2 outputs"):
+        gn.trace(two_heads, gn.CrossEntropyLoss(), xa[0], y[0])
+    one_head = gn.Graph(two_heads.inputs, two_heads.nodes, outputs="c")  # as docs/howto/graphs.md shows
+    assert np.isfinite(gn.trace(one_head, gn.CrossEntropyLoss(), xa[0], y[0]).loss)

@@ -10,12 +10,13 @@ every node a value feeds.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Sequence
 
 import numpy as np
 
-from ..module import Module, ShapeError
+from ..module import Module, ShapeError, check_modules_once
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -51,6 +52,7 @@ class Residual(Module):
         if shortcut is block:
             raise ValueError("Residual: shortcut must be another module than block (one forward cache each)")
         self.children = [block] if shortcut is None else [block, shortcut]
+        check_modules_once("Residual", self)
 
     def child_names(self) -> list[str]:
         return ["block", "shortcut"][: len(self.children)]
@@ -136,7 +138,6 @@ class Graph(Module):
             n[0] for n in nodes if isinstance(n, (list, tuple)) and len(n) == 3 and isinstance(n[0], str)
         }
         self.nodes: list[tuple[str, Module, list[str]]] = []
-        seen_modules: dict[int, str] = {}
         for i, node in enumerate(nodes):
             if not isinstance(node, (list, tuple)) or len(node) != 3:
                 raise TypeError(f"Graph: nodes[{i}] must be a (name, module, sources) tuple, got {node!r}")
@@ -147,13 +148,8 @@ class Graph(Module):
                     f"Graph: node {name!r} is named twice (inputs and nodes share one namespace)"
                 )
             _check_module("Graph", f"node {name!r}'s module", module)
-            if id(module) in seen_modules:
-                raise ValueError(
-                    f"Graph: node {name!r} reuses the module of node {seen_modules[id(module)]!r}: a module "
-                    "keeps one forward's cache for its backward, so each node needs its own"
-                )
-            seen_modules[id(module)] = name
             sources = _names(f"node {name!r}'s sources", sources)
+            _check_arity(name, module, sources)
             for s in sources:
                 if s not in known:
                     why = (
@@ -178,11 +174,22 @@ class Graph(Module):
         if len(set(self.output_names)) != len(self.output_names):
             raise ValueError(f"Graph: outputs names a node twice: {self.output_names!r}")
         self.children = [m for _, m, _ in self.nodes]
+        check_modules_once("Graph", self)  # a module inside one node and also elsewhere
         # the given form of each node's sources, for config(): "x" stays a string
         self._given = [s if isinstance(s, str) else list(s) for _, _, s in nodes]
 
     def child_names(self) -> list[str]:
         return [name for name, _, _ in self.nodes]
+
+    def input_count(self) -> int:
+        return len(self.inputs)
+
+    def input_readers(self, position: int) -> list[tuple[Module, int]]:
+        """Every node that names input ``position``, with that input's place among its sources."""
+        if not 0 <= position < len(self.inputs):
+            return []
+        name = self.inputs[position]
+        return [(m, i) for _, m, sources in self.nodes for i, s in enumerate(sources) if s == name]
 
     def __getitem__(self, name: str) -> Module:
         for node, module, _ in self.nodes:
@@ -200,10 +207,12 @@ class Graph(Module):
         for name, module, sources in self.nodes:
             try:
                 values[name] = module.forward(*(values[s] for s in sources))
-            except ShapeError as e:
-                if str(e).startswith("layer #"):  # named by a walk already
-                    raise
-                raise ShapeError(f"Graph node {name!r} ({type(module).__name__}): {e}") from None
+            except (ShapeError, ValueError, TypeError) as e:
+                from ..walk import LayerShapeError
+
+                if isinstance(e, LayerShapeError) or type(e) not in (ShapeError, ValueError, TypeError):
+                    raise  # named by a walk where it happened (a dotted path), or not ours to reword
+                raise type(e)(f"Graph node {name!r} ({type(module).__name__}): {e}") from None
         if isinstance(self.outputs, str):
             return values[self.outputs]
         return tuple(values[name] for name in self.output_names)
@@ -228,11 +237,19 @@ class Graph(Module):
                 continue
             d = module.backward(delta)
             d = d if isinstance(d, tuple) else (d,)
+            if len(d) != len(sources):
+                raise ValueError(
+                    f"Graph node {name!r} ({type(module).__name__}): its backward returned {len(d)} "
+                    f"gradient(s) for {len(sources)} source(s) ({', '.join(sources)}); a module taking "
+                    "several inputs returns a tuple with one gradient per input"
+                )
             for s, ds in zip(sources, d):
+                if ds is None:  # no gradient for this input (token ids into an Embedding)
+                    continue
                 # the fan-out sum; a new array, never written into one a module handed back
                 grads[s] = ds if s not in grads else grads[s] + ds
         out = [
-            grads[n] if n in grads else np.zeros(shape, dtype)
+            grads[n] if n in grads else None if dtype.kind in "iub" else np.zeros(shape, dtype)
             for n, (shape, dtype) in zip(self.inputs, self.input_like)
         ]
         return out[0] if len(out) == 1 else tuple(out)
@@ -261,6 +278,23 @@ class Graph(Module):
             lines.append(f"  {name} = {module!r}({', '.join(sources)})".replace("\n", "\n  "))
         lines.append(f"  outputs: {', '.join(self.output_names)}")
         return "Graph(\n" + "\n".join(lines) + "\n)"
+
+
+def _check_arity(name: str, module: Module, sources: list[str]) -> None:
+    """Refuse a node whose module's ``forward`` cannot take its sources positionally."""
+    try:
+        signature = inspect.signature(module.forward)
+    except (TypeError, ValueError):  # no signature to read: forward says so itself
+        return
+    try:
+        signature.bind(*sources)
+    except TypeError:
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        takes = [p.name for p in signature.parameters.values() if p.kind in positional]
+        raise ValueError(
+            f"Graph: node {name!r} gives {len(sources)} source(s) ({', '.join(sources)}) to "
+            f"{type(module).__name__}.forward, which takes ({', '.join(takes)})"
+        ) from None
 
 
 def _listed(names: set[str], limit: int = 20) -> str:
