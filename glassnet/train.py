@@ -24,6 +24,7 @@ from .module import (
     as_rng,
     cast_inputs,
     check_arg,
+    check_modules_once,
     evaluating,
     integer_inputs,
     model_dtype,
@@ -297,6 +298,7 @@ def fit(
     _check_count("epochs", epochs, 0)
     _check_count("batch_size", batch_size, 1)
     check_optimizer(model, optimizer)
+    check_modules_once("fit", model)  # a user's own container too (the built-in ones check when built)
     dtype, ids = model_dtype(model), integer_inputs(model)
     train = as_dataset(train_data, "train_data", dtype, ids)
     val = as_dataset(val_data, "val_data", dtype, ids) if val_data is not None else None

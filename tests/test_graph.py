@@ -76,6 +76,15 @@ def test_a_module_nested_in_two_places_is_refused_in_every_container():
         gn.Residual(gn.Sequential(lin, gn.Tanh()), lin)
     gn.Sequential(gn.Linear(3, 3), gn.Tanh(), gn.Linear(3, 3))  # distinct modules of one kind: fine
 
+    class Twice(gn.Module):  # a user's own container, which no constructor of ours checks
+        def __init__(self, act):
+            super().__init__()
+            self.children = [gn.Linear(3, 3), act, act]  # parameter-free: no optimizer sees it twice
+
+    model = Twice(gn.Tanh())
+    with pytest.raises(ValueError, match="fit: one Tanh object is used twice, as 1 and as 2"):
+        gn.fit(model, gn.MSELoss(), gn.optim.SGD(model.parameters(), lr=0.1), (np.ones((4, 3)),) * 2)
+
 
 def test_a_node_given_more_sources_than_its_forward_takes_is_refused_at_construction():
     with pytest.raises(
