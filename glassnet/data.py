@@ -288,7 +288,8 @@ class Augment:
     """Random shifts and horizontal flips of an image batch (N, C, H, W), for ``fit(augment=...)``.
 
     ``shift=k`` moves each image by an integer offset drawn uniformly from [-k, k] in each
-    direction, filling with zeros: the book's chapter 6 "expanded training set" of
+    direction, filling with zeros (an offset of at least the image's side leaves it all
+    zeros, the picture moved out of frame): the book's chapter 6 "expanded training set" of
     one-pixel shifts, drawn afresh every epoch instead of stored. ``flip=True`` mirrors each
     image left-right with probability 1/2 (right for clothes, wrong for digits). Every draw
     comes from the generator ``fit`` passes in, so runs stay reproducible from one seed.
@@ -315,6 +316,10 @@ class Augment:
             # one vectorised copy per distinct offset: at most (2k + 1)^2 groups, never per image
             for oy in range(-k, k + 1):
                 for ox in range(-k, k + 1):
+                    # an offset of at least the side moves the whole picture out of frame: the
+                    # group stays all zeros (slicing would give mismatched, not empty, windows)
+                    if abs(oy) >= h or abs(ox) >= w:
+                        continue
                     group = (dy == oy) & (dx == ox)
                     if group.any():
                         out[group, :, max(oy, 0) : h + min(oy, 0), max(ox, 0) : w + min(ox, 0)] = src[

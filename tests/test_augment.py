@@ -29,6 +29,22 @@ def test_shift_moves_each_image_by_an_offset_within_k_and_fills_zeros():
         assert len(matches) == 1  # exactly one offset explains each output
 
 
+def test_shift_of_at_least_the_side_moves_the_picture_out_of_frame():
+    # shift 9 on 5x7 images: offsets of 5..9 rows or 7..9 columns leave all zeros (these crashed
+    # with mismatched slices), the others are ordinary shifts; checked against pad-and-crop
+    k, n, h, w = 9, 60, 5, 7
+    x = images(n=n, h=h, w=w) + 1  # no zero pixels, so an all-zero output means out of frame
+    y = Augment(shift=k)(x, np.random.default_rng(3))
+    dy, dx = np.random.default_rng(3).integers(-k, k + 1, size=(2, n))  # the draws Augment made
+    padded = np.pad(x, ((0, 0), (0, 0), (k, k), (k, k)))
+    out_of_frame = (np.abs(dy) >= h) | (np.abs(dx) >= w)
+    assert out_of_frame.any() and (~out_of_frame).any()
+    for i in range(n):
+        expected = padded[i, :, k - dy[i] : k - dy[i] + h, k - dx[i] : k - dx[i] + w]
+        np.testing.assert_array_equal(y[i], expected)
+        assert (not y[i].any()) == out_of_frame[i]
+
+
 def test_flip_mirrors_about_half_the_images():
     x = images(n=400, h=3, w=4)
     y = Augment(flip=True)(x, np.random.default_rng(1))
