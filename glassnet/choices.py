@@ -49,4 +49,13 @@ def make_optimizer(name: str, params, lr: float, momentum: float = 0.0):
     return classes[name](params, lr=lr)
 
 
-__all__ = ["DATASETS", "OPTIMIZERS", "SCHEDULES", "load_dataset", "make_optimizer"]
+def momentum_for(optimizer: str, typed: float | None, preset) -> float:
+    """The momentum a run uses: the one typed (``--momentum``), else the preset's where the run
+    trains with SGD (a preset's momentum belongs to its SGD recipe: ``--optimizer adam`` on an
+    SGD preset takes none), else 0."""
+    if typed is not None:
+        return typed
+    return preset.momentum if optimizer == "sgd" else 0.0
+
+
+__all__ = ["DATASETS", "OPTIMIZERS", "SCHEDULES", "load_dataset", "make_optimizer", "momentum_for"]

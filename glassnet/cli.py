@@ -24,7 +24,6 @@ exit status 3 (``GLASSNET_TRACEBACK=1`` shows its traceback).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -35,7 +34,7 @@ import time
 import numpy as np
 
 # the named choices and the option values, each defined once (re-exported for older imports)
-from .choices import DATASETS, OPTIMIZERS, SCHEDULES, load_dataset, make_optimizer  # noqa: F401
+from .choices import DATASETS, OPTIMIZERS, SCHEDULES, load_dataset, make_optimizer, momentum_for  # noqa: F401
 from .runs import (  # noqa: F401
     RUN_OPTIONS,
     TrainOptions,
@@ -243,7 +242,8 @@ def cmd_diagnose(args) -> int:
         train = gn.data.Dataset(train.x[keep], train.y[keep])
     model = gn.models.build(args.model, rng, train.x.shape[1:], classes)
     lr = args.lr if args.lr is not None else preset.lr
-    opt = make_optimizer(args.optimizer or preset.optimizer, model.parameters(), lr, preset.momentum)
+    optimizer = args.optimizer or preset.optimizer
+    opt = make_optimizer(optimizer, model.parameters(), lr, momentum_for(optimizer, None, preset))
     flow = gn.GradientFlow(probe_size=args.probe_size)
     print(
         f"glassnet: diagnosing {args.model} on {train.n} {args.dataset} examples, {args.epochs} epoch(s), "
@@ -341,7 +341,9 @@ def cmd_lr_find(args) -> int:
         train = gn.data.Dataset(train.x[idx], train.y[idx])
     preset = models.PRESETS[args.model]
     model = models.build(args.model, rng, train.x.shape[1:], classes)
-    opt = make_optimizer(args.optimizer or preset.optimizer, model.parameters(), args.start, args.momentum)
+    optimizer = args.optimizer or preset.optimizer
+    momentum = momentum_for(optimizer, args.momentum, preset)  # as glassnet train would use
+    opt = make_optimizer(optimizer, model.parameters(), args.start, momentum)
     result = lr_find(model, preset.loss(), opt, train, start=args.start, end=args.end, steps=args.steps,
                      batch_size=args.batch_size or preset.batch_size, rng=rng)  # fmt: skip
     from .callbacks import atomic_write_text
@@ -535,7 +537,8 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--train-size", type=positive_int, help="a random subset of this many training examples")
     lf.add_argument("--model", choices=sorted(PRESETS), default="mlp")
     lf.add_argument("--optimizer", choices=OPTIMIZERS)
-    lf.add_argument("--momentum", type=momentum, default=0.0, help="SGD's momentum, in [0, 1)")
+    lf.add_argument("--momentum", type=momentum, default=None,
+                    help="SGD's momentum, in [0, 1) (default: the preset's, as train's)")  # fmt: skip
     lf.add_argument("--batch-size", type=positive_int)
     lf.add_argument("--start", type=positive_float, default=1e-6)
     lf.add_argument("--end", type=positive_float, default=10.0)
@@ -576,11 +579,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "train":  # which options were typed, for --resume to check
         args.given = typed_options(argv[argv.index("train") + 1 :])
-    # a diverging run overflows before its loss turns NaN; fit reports that as an error (below),
-    # and NumPy's warnings on the way would print source lines that read like a traceback
-    quiet = args.command in ("train", "diagnose")
+    # a diverging run overflows before its loss turns NaN, and inputs of 1e38 overflow in predict:
+    # each command reports a non-finite result as an error (below), and NumPy's warnings on the
+    # way would print source lines that read like a traceback
     try:
-        with np.errstate(all="ignore") if quiet else contextlib.nullcontext():
+        with np.errstate(all="ignore"):
             return args.func(args)
     except USER_ERRORS as e:
         print(f"glassnet {args.command}: error: {error_message(args.command, e)}", file=sys.stderr)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from .callbacks import Callback
-from .choices import DATASETS, OPTIMIZERS, SCHEDULES, load_dataset, make_optimizer
+from .choices import DATASETS, OPTIMIZERS, SCHEDULES, load_dataset, make_optimizer, momentum_for
 from .module import is_number
 
 
@@ -325,7 +325,7 @@ def prepare(o: TrainOptions) -> Training:
             f"--model {o.model} does not fit {o.dataset}'s examples of shape {train.x.shape[1:]}: {e}"
         ) from None
     lr = _or(o.lr, preset.lr)
-    opt = make_optimizer(optimizer, model.parameters(), lr, _or(o.momentum, preset.momentum))
+    opt = make_optimizer(optimizer, model.parameters(), lr, momentum_for(optimizer, o.momentum, preset))
     shift, flip = _or(o.shift, preset.shift), _or(o.flip, preset.flip)
     augment = data.Augment(shift, flip) if shift or flip else None
     if augment is not None:  # on two examples, with a generator of its own: the run's is untouched

@@ -317,6 +317,20 @@ def test_predict_refuses_outputs_that_are_not_finite(tmp_path, capsys):
     assert "parameter 1.W (Linear) holds 16384 NaN/inf values" in error_line(capsys, "predict")
 
 
+def test_predict_on_overflowing_inputs_gives_the_one_line_error_and_no_numpy_warnings(tmp_path, capsys):
+    """Inputs of 1e38 overflow in the first product: the command says so in its one error line;
+    NumPy's RuntimeWarnings (a file, a line number and a source line each) would read like a
+    traceback before it. Warnings turned into errors here: one escaping would end as exit 3."""
+    import warnings
+
+    path = model_file(tmp_path / "m.safetensors", input_shape=[1, 8, 8])
+    np.save(tmp_path / "x.npy", np.full((2, 1, 8, 8), 1e38, np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["predict", str(path), str(tmp_path / "x.npy")]) == 2
+    assert "NaN/inf" in error_line(capsys, "predict")
+
+
 def test_evaluate_refuses_a_model_with_too_few_outputs(tmp_path, capsys):
     model = gn.Sequential(gn.layers.Flatten(), gn.layers.Linear(64, 3))
     gn.save(model, tmp_path / "m.safetensors", metadata={"dataset": "digits"})

@@ -173,6 +173,25 @@ def test_a_vit_run_warms_up_as_its_preset_says(tmp_path):
     np.testing.assert_allclose(lrs, [1e-4, 4e-4, 7e-4, 1e-3], rtol=1e-9)
 
 
+@pytest.mark.parametrize(
+    ("optimizer", "momentum", "expected"), [(None, None, 0.9), ("sgd", 0.5, 0.5), ("adam", None, None)]
+)
+def test_a_presets_momentum_goes_with_its_sgd_recipe_only(optimizer, momentum, expected):
+    """resnet trains with SGD momentum 0.9; --optimizer adam on it takes no momentum (it was
+    refused as if the user had typed --momentum), and lr-find and diagnose use what train uses."""
+    pytest.importorskip("sklearn")
+    from glassnet.choices import momentum_for
+    from glassnet.runs import prepare
+
+    t = prepare(TrainOptions(dataset="digits", model="resnet", optimizer=optimizer, momentum=momentum))
+    assert type(t.opt).__name__ == ("Adam" if optimizer == "adam" else "SGD")
+    assert getattr(t.opt, "momentum", None) == expected
+    preset = gn.models.PRESETS["resnet"]
+    assert momentum_for(optimizer or preset.optimizer, momentum, preset) == (expected or 0.0)
+    with pytest.raises(ValueError, match="only --optimizer sgd takes a momentum, not adam"):
+        prepare(TrainOptions(dataset="digits", model="resnet", optimizer="adam", momentum=0.5))
+
+
 def test_vit_refuses_an_image_that_is_not_whole_patches():
     with pytest.raises(ValueError, match=r"^vit: the image's 10x10 is not a whole number of 4x4 patches"):
         gn.models.build("vit", np.random.default_rng(0), (1, 10, 10), 10)
