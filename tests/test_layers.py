@@ -174,6 +174,29 @@ def test_train_and_eval_differ_only_for_stochastic_layers(case):
     assert layer.training
 
 
+ZERO_ROW_RESHAPES = [  # (layer, x shape, y shape as PyTorch gives it for a batch of zero rows)
+    (gn.Flatten, (0, 3, 4), (0, 12)),
+    (lambda: gn.Reshape((2, 6)), (0, 12), (0, 2, 6)),
+    (lambda: gn.Permute((0, 2, 1)), (0, 3, 4), (0, 4, 3)),
+    (lambda: gn.Token(-1), (0, 3, 4), (0, 4)),
+    (gn.TokenMean, (0, 3, 4), (0, 4)),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "x_shape", "y_shape"),
+    ZERO_ROW_RESHAPES,
+    ids=["Flatten", "Reshape", "Permute", "Token", "TokenMean"],
+)
+def test_reshape_layers_take_a_batch_of_zero_rows(make, x_shape, y_shape):
+    # Flatten's reshape(n, -1) crashed here: NumPy cannot infer -1 when there are no values
+    layer = make()
+    y = layer.forward(np.zeros(x_shape, np.float32))
+    assert y.shape == y_shape and y.dtype == np.float32
+    dx = layer.backward(np.zeros(y_shape, np.float32))
+    assert dx.shape == x_shape and dx.dtype == np.float32
+
+
 # --- 5. bad input ---------------------------------------------------------------------------------
 
 

@@ -20,7 +20,8 @@ class Flatten(Module):
         if x.ndim < 1:
             raise ShapeError(f"Flatten expects a batch (N, ...), got a scalar of shape {x.shape}")
         self.x_shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        # the row size spelled out, not -1: NumPy cannot infer -1 from a batch of zero rows
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         return dy.reshape(self.x_shape)
