@@ -326,6 +326,14 @@ def cmd_lr_find(args) -> int:
 
     if not args.start < args.end:
         raise ValueError(f"--end {args.end} must be larger than --start {args.start}")
+    # where the results go, checked before the range test runs (minutes) rather than after it
+    folder, name = os.path.split(args.out)
+    if not name:
+        raise ValueError(
+            f"--out {args.out!r}: a file name prefix is needed (writes PREFIX.json and PREFIX.png)"
+        )
+    if folder and not os.path.isdir(folder):
+        raise NotADirectoryError(f"--out {args.out}: the folder {folder} does not exist")
     rng = np.random.default_rng(args.seed)
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size: expected an integer >= 1, got {args.batch_size}")
@@ -422,8 +430,8 @@ def add_train_options(t: argparse.ArgumentParser) -> None:
         "--metrics",
         type=metric_names,
         metavar="LIST",
-        help="more metrics to log and test, comma-separated: top5 (any topK), macro_precision, macro_recall, "
-        "macro_f1, mae, rmse",
+        help="more metrics to log and test, comma-separated: top5 (any topK below the class count), "
+        "macro_precision, macro_recall, macro_f1",
     )
 
 

@@ -297,9 +297,21 @@ class MAE(Metric):
         self.total, self.count = 0.0, 0
 
     def update(self, pred, y):
-        diff = np.asarray(pred, np.float64) - np.asarray(y, np.float64).reshape(np.shape(pred))
+        diff = self._diff(pred, y)
         self.total += float(np.abs(diff).sum())
         self.count += diff.size
+
+    def _diff(self, pred, y) -> np.ndarray:
+        """pred - target, the target as many numbers as pred (a regression's: class labels are
+        refused, since a difference to a class index means nothing)."""
+        pred, y = np.asarray(pred, np.float64), np.asarray(y)
+        if y.size != pred.size:
+            kind = "class labels" if y.dtype.kind in "iu" else "targets"
+            raise ValueError(
+                f"metrics: {self.name} compares predictions and targets of one shape (a regression), "
+                f"got predictions {pred.shape} and {kind} {y.shape}"
+            )
+        return pred - y.astype(np.float64).reshape(pred.shape)
 
     def result(self):
         return self.total / self.count if self.count else 0.0
@@ -309,7 +321,7 @@ class RMSE(MAE):
     name = "rmse"
 
     def update(self, pred, y):
-        diff = np.asarray(pred, np.float64) - np.asarray(y, np.float64).reshape(np.shape(pred))
+        diff = self._diff(pred, y)
         self.total += float(np.vdot(diff, diff))
         self.count += diff.size
 

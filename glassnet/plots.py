@@ -215,25 +215,28 @@ def plot_run(run_dir: str | os.PathLike) -> RunFigures:
     model_path = os.path.join(run_dir, "model.safetensors")
     model = load(model_path) if os.path.exists(model_path) else None
 
-    written = [learning_curves(history, os.path.join(run_dir, "learning_curves.png"))]
+    curves, confusion, flow_png, weights = (os.path.join(run_dir, name) for name in RUN_FIGURES)
+    written = [learning_curves(history, curves)]
     skipped: list[tuple[str, str]] = []
     if "confusion" in history:
-        written.append(confusion_matrix(history["confusion"], os.path.join(run_dir, "confusion_matrix.png")))
+        written.append(confusion_matrix(history["confusion"], confusion))
     if flow is not None:
-        written.append(gradient_flow(flow, os.path.join(run_dir, "gradient_flow.png")))
+        written.append(gradient_flow(flow, flow_png))
     if model is not None:
         shape = history.get("input_shape")
         try:
             if shape is not None and len(shape) < 2:
                 raise NotApplicableError(f"the inputs are 1-D (input_shape {shape}), not images")
             image = tuple(shape[-2:]) if shape else None
-            written.append(
-                first_layer_weights(model, os.path.join(run_dir, "first_layer_weights.png"), image)
-            )
+            written.append(first_layer_weights(model, weights, image))
         except NotApplicableError as e:
             skipped.append(("first-layer weights", str(e)))
     return RunFigures(written, skipped)
 
+
+# the figures ``plot_run`` writes into a run directory (a new run over it removes them with its
+# results: runs.start_run_dir)
+RUN_FIGURES = ("learning_curves.png", "confusion_matrix.png", "gradient_flow.png", "first_layer_weights.png")
 
 # the metric lists learning_curves draws, each one value per epoch
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")

@@ -76,16 +76,20 @@ at_least_10 = Value(int, lambda v: v >= 10, "an integer >= 10")
 def _metric_list(text: str) -> bool:
     from .metrics import get_all
 
+    names = text.split(",")
+    if {"mae", "rmse"} & set(names):  # regression metrics: every data set here has class labels
+        return False
     try:
-        get_all(text.split(","))
+        get_all(names)
     except (ValueError, TypeError):
         return False
     return True
 
 
-# --metrics: names of glassnet.metrics, comma-separated ("top5,macro_f1")
-metric_names = Value(str, _metric_list, "comma-separated metrics: topK (top5, ...), macro_precision, "
-                     "macro_recall, macro_f1, mae, rmse, each once")  # fmt: skip
+# --metrics: names of glassnet.metrics, comma-separated ("top5,macro_f1"); the classification
+# ones, since every data set of the command line has class labels (mae and rmse are the API's)
+metric_names = Value(str, _metric_list, "comma-separated classification metrics: topK (top5, ...), "
+                     "macro_precision, macro_recall, macro_f1, each once")  # fmt: skip
 
 
 @dataclass
@@ -209,9 +213,10 @@ def start_run_dir(out: str, config: dict) -> None:
     the new config.json."""
     from .checkpoint import FILENAME
     from .io import write_atomic
+    from .plots import RUN_FIGURES
 
     os.makedirs(out, exist_ok=True)
-    for name in (*RESULT_FILES, FILENAME):
+    for name in (*RESULT_FILES, *RUN_FIGURES, FILENAME):  # glassnet plot's figures of the old run too
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(out, name))
     write_atomic(os.path.join(out, "config.json"), json.dumps(config, indent=2).encode())
@@ -237,7 +242,7 @@ def resume_options(
             )
     if differ:
         raise ValueError(f"{'; '.join(differ)} ({path}); --resume continues the run as it was configured")
-    if out not in (None, run_dir):
+    if out is not None and os.path.realpath(out) != os.path.realpath(run_dir):  # run/ and ./run are run
         raise ValueError(f"--out {out}: a resumed run writes to its own directory {run_dir}")
     return TrainOptions(**saved)
 
@@ -306,6 +311,7 @@ def prepare(o: TrainOptions) -> Training:
     optimizer, patience = _or(o.optimizer, preset.optimizer), _or(o.patience, preset.patience)
     rng = np.random.default_rng(o.seed)
     train, test = load_dataset(o.dataset, o.data_dir)
+    classes = int(train.y.max()) + 1  # of the whole training set: a split may leave out the top class
     val = None
     if o.val_fraction > 0:
         try:
@@ -316,7 +322,6 @@ def prepare(o: TrainOptions) -> Training:
         raise ValueError(
             f"--patience {o.patience}: early stopping needs a validation set (--val-fraction > 0)"
         )
-    classes = int(train.y.max()) + 1
     try:  # and one example forward, in eval mode (no random numbers drawn): fit would fail on it
         model = models.build(o.model, rng, train.x.shape[1:], classes)
         predict(model, train.x[:1])
@@ -324,6 +329,10 @@ def prepare(o: TrainOptions) -> Training:
         raise ValueError(
             f"--model {o.model} does not fit {o.dataset}'s examples of shape {train.x.shape[1:]}: {e}"
         ) from None
+    for metric in metric_list(o.metrics) or []:
+        k = int(metric[3:]) if metric.startswith("top") else 0
+        if k >= classes:  # the true class is always among the top k of k classes
+            raise ValueError(f"--metrics {metric}: K must be below the {classes} classes of {o.dataset}")
     lr = _or(o.lr, preset.lr)
     opt = make_optimizer(optimizer, model.parameters(), lr, momentum_for(optimizer, o.momentum, preset))
     shift, flip = _or(o.shift, preset.shift), _or(o.flip, preset.flip)
@@ -334,6 +343,10 @@ def prepare(o: TrainOptions) -> Training:
         except ValueError as e:
             raise ValueError(f"--shift/--flip: {e}") from None
     if o.tensorboard:
+        if os.path.exists(o.tensorboard) and not os.path.isdir(o.tensorboard):
+            raise NotADirectoryError(
+                f"--tensorboard {o.tensorboard}: a file, not a directory for event files"
+            )
         try:  # what the TensorBoard callback imports when training begins
             import tensorboardX  # noqa: F401
         except ModuleNotFoundError as e:
@@ -443,6 +456,10 @@ def _train_run(options, out, resume, overwrite, given, say, clock, dist) -> RunR
             # rewriting its files would change nothing but their times
             return replace(finished_result(out), rank=rank)
     else:
+        if out == "":  # an unset shell variable: not the default directory without a word
+            raise ValueError(
+                "--out: empty; give the run's directory (default runs/model when --out is left out)"
+            )
         options, out = options or TrainOptions(), out or "runs/model"
         if not overwrite:
             refuse_to_replace(out)

@@ -235,10 +235,31 @@ def test_train_and_evaluate_metrics_and_report(tmp_path, capsys):
     assert any(r.strip().startswith("macro avg") for r in printed)
 
 
-def test_metrics_option_refuses_unknown_names(tmp_path, capsys):
+@pytest.mark.parametrize("names", ["top5,f2", "mae", "top3,rmse"])
+def test_metrics_option_refuses_unknown_and_regression_names(tmp_path, capsys, names):
+    """mae and rmse compare predictions with targets of their shape; the command line's data
+    sets have class labels, so they are refused when parsed (they crashed after config.json)."""
     with pytest.raises(SystemExit):
-        main(["train", "--dataset", "digits", "--out", str(tmp_path), "--metrics", "top5,f2"])
-    assert "argument --metrics: expected comma-separated metrics" in capsys.readouterr().err
+        main(["train", "--dataset", "digits", "--out", str(tmp_path), "--metrics", names])
+    assert "argument --metrics: expected comma-separated classification metrics" in capsys.readouterr().err
+    assert not (tmp_path / "config.json").exists()
+
+
+def test_metrics_option_refuses_a_top_k_as_large_as_the_class_count(tmp_path, capsys):
+    argv = ["train", "--dataset", "digits", "--out", str(tmp_path / "run"), "--metrics", "top10"]
+    assert main(argv) == 2
+    assert "--metrics top10: K must be below the 10 classes of digits" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_regression_metrics_refuse_class_labels_by_name():
+    with pytest.raises(
+        ValueError, match=r"metrics: mae compares .* got predictions \(4, 3\) and class labels \(4,\)"
+    ):
+        gn.metrics.MAE().update(np.zeros((4, 3)), np.zeros(4, np.int64))
+    rmse = gn.metrics.RMSE()
+    rmse.update(np.zeros((4, 1)), np.ones(4))  # a column of targets: the same numbers, another shape
+    assert rmse.result() == 1.0
 
 
 @pytest.mark.parametrize("command", [["evaluate"], ["summary"], ["export", "--onnx", "out.onnx"]])

@@ -13,6 +13,7 @@ from harness import DIGITS_RUN
 import glassnet as gn
 import glassnet.checkpoint
 import glassnet.cli
+import glassnet.plots
 import glassnet.runs
 import glassnet.train
 from glassnet.cli import main, read_run_config, typed_options
@@ -81,10 +82,13 @@ def finished(tmp_path_factory):
         ["--overwrite", "--momentum", "0.5"],
         ["--overwrite", "--val-fraction", "0", "--patience", "2"],
         ["--overwrite", "--shift", "2", "--dataset", "mnist1d", "--model", "mnist1d-mlp"],
+        ["--overwrite", "--tensorboard", "__file__"],  # a file where the event files' folder goes
+        ["--overwrite", "--metrics", "top10"],  # K as large as the 10 classes
     ],
 )
 def test_a_new_run_that_fails_or_was_not_asked_for_leaves_an_unfinished_run_alone(unfinished, extra, capsys):
     before = files(unfinished)
+    extra = [str(unfinished / "config.json") if e == "__file__" else e for e in extra]
     assert main([*DIGITS_RUN, "--out", str(unfinished), *extra]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and err.startswith("glassnet train: error: ")
@@ -107,6 +111,48 @@ def test_overwrite_discards_an_unfinished_run(unfinished, capsys):
     assert main([*DIGITS_RUN, "--epochs", "1", "--lr", "0.01", "--out", str(unfinished), "--overwrite"]) == 0
     assert json.loads((unfinished / "config.json").read_text())["lr"] == 0.01
     assert gn.load_metadata(unfinished / "model.safetensors")["epochs_run"] == 1
+
+
+def test_overwrite_removes_the_old_runs_figures_too(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*DIGITS_RUN, "--epochs", "1", "--out", str(out), "--no-gradient-flow"]) == 0
+    for name in glassnet.plots.RUN_FIGURES:  # as glassnet plot leaves them
+        (out / name).write_bytes(b"an old run's figure")
+    assert main([*DIGITS_RUN, "--epochs", "1", "--out", str(out), "--overwrite", "--no-gradient-flow"]) == 0
+    assert not [name for name in glassnet.plots.RUN_FIGURES if (out / name).exists()]
+
+
+def test_resume_takes_its_own_directory_however_it_is_written(unfinished, capsys, monkeypatch):
+    monkeypatch.chdir(unfinished.parent)
+    assert main(["train", "--resume", "run", "--out", "./run/"]) == 0
+    assert main(["train", "--resume", "run", "--out", "other"]) == 2
+    assert "--out other: a resumed run writes to its own directory run" in capsys.readouterr().err
+
+
+def test_an_empty_out_is_refused_not_taken_for_the_default(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an unset shell variable: --out "$RUN"
+    assert main([*DIGITS_RUN, "--out", ""]) == 2
+    assert "--out: empty; give the run's directory" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_class_count_comes_from_the_whole_training_set_not_the_split():
+    """A large --val-fraction can leave the highest class out of the training part: the model
+    must still have an output for it (the validation labels have it)."""
+    t = glassnet.runs.prepare(glassnet.runs.TrainOptions(dataset="digits", model="mlp", val_fraction=0.999))
+    assert t.train.n < 10 and int(t.train.y.max()) < 9 and t.classes == 10
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [("", "a file name prefix"), ("lrf/", "a file name prefix"), ("missing/a", "folder missing does not")],
+)
+def test_lr_find_checks_where_it_writes_before_the_range_test(out, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lrf").mkdir()
+    monkeypatch.setattr("glassnet.lr_find.lr_find", lambda *a, **k: pytest.fail("the range test ran"))
+    assert main(["lr-find", "--dataset", "digits", "--out", out]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_a_new_run_over_a_finished_run_needs_overwrite(tmp_path, capsys):
