@@ -23,6 +23,8 @@ def load_dataset(name: str, data_dir: str | None = None):
         raise ValueError(
             f"--data-dir {data_dir}: only fashion-mnist and mnist read IDX files; {name} has none"
         )
+    if data_dir is not None:
+        datasets.check_data_dir(data_dir, "--data-dir")  # named as typed, before the loader's own check
     if name == "fashion-mnist":
         return datasets.load_fashion_mnist(path=data_dir)
     if name == "mnist":

@@ -249,6 +249,18 @@ def default_cache_dir(name: str) -> Path:
     return Path.home() / ".cache" / "glassnet" / name
 
 
+def check_data_dir(path: str | os.PathLike, label: str = "data directory") -> Path:
+    """``path`` with ``~`` expanded, if it is a directory; else a ``FileNotFoundError`` that
+    names it after ``label``, what the user typed it as (``--data-dir`` on the command line)."""
+    directory = Path(path).expanduser()
+    if not directory.is_dir():
+        what = "a file, not a directory" if directory.exists() else "no such directory"
+        raise FileNotFoundError(
+            f"{label} {os.fsdecode(path)}: {what} (give the folder holding the IDX files)"
+        )
+    return directory
+
+
 def default_search_dirs(name: str, path: str | os.PathLike | None = None) -> list[Path]:
     """The user's directories that may hold data set ``name``, in the order they are searched.
 
@@ -258,10 +270,7 @@ def default_search_dirs(name: str, path: str | os.PathLike | None = None) -> lis
     directory and the cache, whose files are md5-checked, come after them.
     """
     if path is not None:
-        path = Path(path).expanduser()
-        if not path.is_dir():
-            raise FileNotFoundError(f"path={str(path)!r} is not a directory")
-        return [path]
+        return [check_data_dir(path)]
     root = os.environ.get("GLASSNET_DATA")
     return [Path(root) / name, Path(root)] if root else []
 

@@ -344,6 +344,18 @@ def test_evaluate_refuses_an_unknown_recorded_data_set(tmp_path, capsys):
     assert "records data set 'imagenet'" in error_line(capsys, "evaluate")
 
 
+def test_a_data_dir_that_is_not_a_folder_is_named_as_typed(tmp_path, capsys):
+    path = model_file(tmp_path / "m.safetensors", dataset="fashion-mnist", preset="mlp")
+    (tmp_path / "a-file").write_text("")
+    for data_dir, what in [
+        (tmp_path / "nope", "no such directory"),
+        (tmp_path / "a-file", "a file, not a directory"),
+    ]:
+        assert main(["evaluate", str(path), "--data-dir", str(data_dir)]) == 2
+        expected = f"--data-dir {data_dir}: {what} (give the folder holding the IDX files)"
+        assert error_line(capsys, "evaluate") == f"glassnet evaluate: error: {expected}"
+
+
 # --- 7. a FIFO in place of a file never hangs a reader ---------------------------------------------
 class HangError(Exception):
     pass

@@ -248,8 +248,16 @@ def test_default_search_dirs(tmp_path, monkeypatch):
     # a path given is the one place to look: its files are not completed from elsewhere
     (tmp_path / "mine").mkdir()
     assert datasets.default_search_dirs("fashion-mnist", path=tmp_path / "mine") == [tmp_path / "mine"]
-    with pytest.raises(FileNotFoundError, match="is not a directory"):
+    # in plain words, named as given (the CLI's --data-dir names itself: test_cli_readers)
+    with pytest.raises(FileNotFoundError) as info:
         datasets.default_search_dirs("mnist", path=tmp_path / "nope")
+    assert (
+        str(info.value)
+        == f"data directory {tmp_path / 'nope'}: no such directory (give the folder holding the IDX files)"
+    )
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(FileNotFoundError, match=r"a-file: a file, not a directory \(give the folder"):
+        datasets.default_search_dirs("mnist", path=tmp_path / "a-file")
 
 
 def test_find_or_fetch_prefers_first_dir(tmp_path):
