@@ -164,8 +164,13 @@ def read_run_config(path: str) -> dict:
     saved = read_json(path, max_bytes=1 << 20)  # a FIFO, a huge file, bad JSON: FileFormatError
     if isinstance(saved, dict) and "metrics" not in saved:  # a run from before --metrics
         saved = {**saved, "metrics": None}
-    if not isinstance(saved, dict) or set(saved) != set(RUN_OPTIONS):
+    if not isinstance(saved, dict):
         raise FileFormatError(path, f"expected an object with the keys {', '.join(RUN_OPTIONS)}")
+    missing, extra = [k for k in RUN_OPTIONS if k not in saved], sorted(set(saved) - set(RUN_OPTIONS))
+    if missing or extra:
+        what = [f"lack {', '.join(missing)}"] if missing else []
+        what += [f"have unknown keys {', '.join(map(repr, extra))}"] if extra else []
+        raise FileFormatError(path, f"the run's options {' and '.join(what)}"[:300])
     valid, defaults = option_values(), TrainOptions()
     for key in RUN_OPTIONS:
         problem = _config_problem(key, saved[key], valid[key], getattr(defaults, key) is None)

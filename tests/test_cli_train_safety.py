@@ -280,6 +280,17 @@ def test_config_json_values_are_checked_as_the_command_line_checks_them(
     assert str(e.value).startswith(f"{path}: {message}")
 
 
+def test_config_json_with_missing_or_unknown_keys_names_them(finished, tmp_path):
+    config = json.loads((finished / "config.json").read_text())
+    path = tmp_path / "config.json"
+    del config["lr"]
+    path.write_text(json.dumps({**config, "learning_rate": 0.1}))
+    with pytest.raises(
+        FileFormatError, match="the run's options lack lr and have unknown keys 'learning_rate'"
+    ):
+        read_run_config(str(path))
+
+
 def test_config_json_values_that_look_like_options_are_values(finished, tmp_path):
     config = json.loads((finished / "config.json").read_text())
     path = tmp_path / "config.json"
