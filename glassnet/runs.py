@@ -466,6 +466,8 @@ def _train_run(options, out, resume, overwrite, given, say, clock, dist) -> RunR
                 "--out: empty; give the run's directory (default runs/model when --out is left out)"
             )
         options, out = options or TrainOptions(), out or "runs/model"
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise NotADirectoryError(f"--out {out}: a file, not a directory for the run")
         if not overwrite:
             refuse_to_replace(out)
     t = prepare(options)

@@ -136,6 +136,13 @@ def test_an_empty_out_is_refused_not_taken_for_the_default(tmp_path, capsys, mon
     assert not (tmp_path / "runs").exists()
 
 
+def test_an_out_that_is_a_file_is_refused_naming_it(tmp_path, capsys):
+    (tmp_path / "outfile").write_text("not a run")
+    assert main([*DIGITS_RUN, "--out", str(tmp_path / "outfile")]) == 2
+    assert f"--out {tmp_path / 'outfile'}: a file, not a directory for the run" in capsys.readouterr().err
+    assert (tmp_path / "outfile").read_text() == "not a run"
+
+
 def test_the_class_count_comes_from_the_whole_training_set_not_the_split():
     """A large --val-fraction can leave the highest class out of the training part: the model
     must still have an output for it (the validation labels have it)."""
