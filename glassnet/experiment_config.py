@@ -51,7 +51,9 @@ A variant may hold the tables ``train``, ``model``, ``optimizer`` and ``regulari
 replaces it); ``regularizer`` replaces the base's whole (its keys depend on ``kind``). ``data``
 cannot change: variants are compared on the same examples. Unknown keys, wrong types, values
 out of range and missing tables raise ``ConfigError`` naming the file, the key and what was
-expected; no other exception escapes ``load_config`` or ``parse_config``.
+expected; no other exception escapes ``load_config`` or ``parse_config``. The sizes in ``[data]``
+need the data set's own sizes: ``check_data_sizes`` compares them, and ``compare`` calls it once
+it has loaded the data set, before any run starts.
 """
 
 from __future__ import annotations
@@ -309,6 +311,32 @@ def _seeds(source: str, seeds) -> tuple[int, ...]:
     return tuple(value)
 
 
+def check_data_sizes(data: dict, n_train: int, n_test: int, source: str = "<dict>") -> None:
+    """Refuse a checked ``[data]`` table that asks for more examples than its data set holds
+    (``n_train`` training and ``n_test`` test examples, counted on the loaded data): a
+    ``ConfigError`` naming the key, the data set's size and the value. ``holdout`` must leave at
+    least one training example, ``train_size`` fit beside the holdout, and ``test_size`` (used
+    only without a holdout) fit in the test set."""
+    name, holdout = data["dataset"], data["holdout"]
+    where = f"{source}: [data]"
+    if holdout > n_train - 1:
+        raise ConfigError(
+            f"{where} holdout: expected at most {n_train - 1} ({name} has {n_train} training examples, "
+            f"and at least one must be left to train on), got {holdout}"
+        )
+    if data["train_size"] > n_train - holdout:
+        beside = f", {holdout} of them held out" if holdout else ""
+        raise ConfigError(
+            f"{where} train_size: expected at most {n_train - holdout} ({name} has {n_train} training "
+            f"examples{beside}), got {data['train_size']}"
+        )
+    if not holdout and data["test_size"] > n_test:
+        raise ConfigError(
+            f"{where} test_size: expected at most {n_test} ({name} has {n_test} test examples), "
+            f"got {data['test_size']}"
+        )
+
+
 def load_config(path: str | os.PathLike) -> Experiment:
     """Read and check an experiment TOML file; any defect raises ``ConfigError`` naming ``path``."""
     source = os.fspath(path)
@@ -347,6 +375,7 @@ __all__ = [
     "RESULT_FORMAT",
     "ConfigError",
     "Experiment",
+    "check_data_sizes",
     "load_config",
     "parse_config",
     "read_result",

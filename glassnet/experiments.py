@@ -44,6 +44,7 @@ from .experiment_config import (
     RESULT_FORMAT,
     ConfigError,
     Experiment,
+    check_data_sizes,
     load_config,
     parse_config,
     read_result,
@@ -63,12 +64,9 @@ def _load_data(data_json: str):
 
     cfg = json.loads(data_json)
     train, test = choices.load_dataset(cfg["dataset"])
+    check_data_sizes(cfg, train.n, test.n)
     if cfg["train_size"] or cfg["holdout"]:
         size = cfg["train_size"] or train.n - cfg["holdout"]
-        if size + cfg["holdout"] > train.n:
-            raise ValueError(
-                f"data: train_size {size} + holdout {cfg['holdout']} exceeds the {train.n} training examples"
-            )
         order = np.random.default_rng(cfg["subset_seed"]).permutation(train.n)
         if cfg["holdout"]:  # evaluate on training examples outside the subset, never on the test set
             rest = np.sort(order[size : size + cfg["holdout"]])
@@ -81,7 +79,8 @@ def _load_data(data_json: str):
 
 
 def load_data(data: dict):
-    """The (train, test) pair an experiment's ``[data]`` table describes (cached per process)."""
+    """The (train, test) pair an experiment's ``[data]`` table describes (cached per process);
+    a ``ConfigError`` if it asks for more examples than the data set holds."""
     return _load_data(json.dumps(data, sort_keys=True))
 
 
@@ -257,25 +256,33 @@ def compare(
     ``scheduler``: the address of a Dask scheduler (``"tcp://HOST:PORT"``) to send the runs to
     instead (needs ``pip install 'glassnet[dask]'``). A result file whose seed and stored
     configuration equal the run's is kept, not run again (resume); one that differs is
-    overwritten. A run that raises is logged by name and the others go on; at the end
-    ``FailedRunsError`` (a ``RuntimeError``) names every failed run, chained from the first error, and
-    no report is written; the finished runs are saved, so calling again retries only the failed
-    ones. ``report`` renders
-    ``report.md`` and ``curves.png`` at the end. ``log`` is a callable taking one line of
-    progress (default: print to stderr).
+    overwritten. If there are runs to do, the data set is loaded first: a ``[data]`` table
+    asking for more examples than it holds is a ``ConfigError`` naming the key
+    (``check_data_sizes``), raised before any run starts or any file is written. A run that
+    raises is logged by name and the others go on; at the end ``FailedRunsError`` (a
+    ``RuntimeError``) names every failed run, chained from the first error, and no report is
+    written; the finished runs are saved, so calling again retries only the failed ones.
+    ``report`` renders ``report.md`` and ``curves.png`` at the end. ``log`` is a callable taking
+    one line of progress (default: print to stderr).
     """
     exp = _experiment(config)
     out_dir = os.fspath(out_dir)
     log = log if log is not None else functools.partial(print, file=sys.stderr, flush=True)
     from .io import write_atomic
 
+    specs = run_specs(exp)
+    todo = [s for s in specs if not _is_done(read_result(result_path(out_dir, s["variant"], s["seed"])), s)]
+    if todo:
+        # every run would fail on sizes the data set cannot give: one usage error instead, up front
+        data = exp.variants[exp.baseline]["data"]  # the same in every variant
+        train, test = choices.load_dataset(data["dataset"])
+        check_data_sizes(data, train.n, test.n, exp.source)
+        del train, test  # not held while the runs go: each loads its own subset (load_data)
     os.makedirs(out_dir, exist_ok=True)
     # the variants' configurations too: a report leaves out result files of another configuration
     meta = {"name": exp.name, "baseline": exp.baseline, "variants": list(exp.variants),
             "seeds": list(exp.seeds), "source": exp.source, "configs": exp.variants}  # fmt: skip
     write_atomic(os.path.join(out_dir, "experiment.json"), json.dumps(meta, indent=2).encode())
-    specs = run_specs(exp)
-    todo = [s for s in specs if not _is_done(read_result(result_path(out_dir, s["variant"], s["seed"])), s)]
     log(f"glassnet compare: {len(specs)} runs, {len(specs) - len(todo)} already done, {len(todo)} to run")
     # longest first (ensembles), so the last worker is not left with a long run alone
     todo.sort(key=lambda s: -s["config"]["train"]["epochs"] * s["config"]["train"]["ensemble"])

@@ -19,7 +19,7 @@ import glassnet as gn
 from glassnet import experiments as ex
 from glassnet import report
 from glassnet.cli import main
-from glassnet.experiment_config import ConfigError, load_config, parse_config
+from glassnet.experiment_config import ConfigError, check_data_sizes, load_config, parse_config
 
 pytest.importorskip("sklearn")
 
@@ -523,5 +523,46 @@ def test_holdout_scores_on_training_examples_outside_the_subset():
     a, b = ({rows[x.tobytes()] for x in d.x} for d in (train, held))
     assert len(a) == 300 and len(b) == 200 and not a & b  # disjoint parts of the training set
     assert not {x.tobytes() for x in held.x} & {x.tobytes() for x in test.x}
-    with pytest.raises(ValueError, match="exceeds"):
+    with pytest.raises(ConfigError, match=rf"\[data\] holdout: expected at most {full.n - 1} "):
         ex.load_data({**data, "holdout": 2000})
+
+
+# (sizes asked for, the message) from the data set's own sizes, counted on the loaded data
+TOO_LARGE = {
+    "train_size": lambda n, t: (
+        {"train_size": n + 1},
+        f"train_size: expected at most {n} (digits has {n} training",
+    ),
+    "train_size 100000": lambda n, t: ({"train_size": 100000}, f"train_size: expected at most {n} (digits"),
+    "holdout": lambda n, t: ({"holdout": n}, f"holdout: expected at most {n - 1} (digits has {n} training"),
+    "train_size + holdout": lambda n, t: (
+        {"train_size": n - 99, "holdout": 100},
+        f"train_size: expected at most {n - 100} (digits has {n} training examples, 100 of them held out)",
+    ),
+    "test_size": lambda n, t: ({"test_size": t + 1}, f"test_size: expected at most {t} (digits has {t} test"),
+}
+
+
+@pytest.mark.parametrize("case", TOO_LARGE)
+def test_compare_refuses_data_sizes_beyond_the_data_set_before_any_run(tmp_path, case):
+    train, test = gn.datasets.load_digits()
+    sizes, message = TOO_LARGE[case](train.n, test.n)
+    lines = []
+    with pytest.raises(ConfigError) as info:
+        ex.compare(_with(lambda r: r["data"].update(sizes)), tmp_path / "res", workers=1, log=lines.append)
+    assert str(info.value).startswith(f"<dict>: [data] {message}")
+    assert str(info.value).endswith(f"got {next(iter(sizes.values()))}")
+    assert not lines and not (tmp_path / "res").exists()  # nothing ran, nothing was written
+
+
+def test_check_data_sizes_takes_the_whole_data_set():
+    full = {"dataset": "digits", "train_size": 0, "test_size": 0, "subset_seed": 0, "holdout": 0}
+    for data in [
+        full,
+        {**full, "train_size": 100},
+        {**full, "test_size": 50},
+        {**full, "holdout": 99},  # train on the other 1
+        {**full, "train_size": 60, "holdout": 40},  # every example used
+        {**full, "holdout": 10, "test_size": 5000},  # a holdout replaces the test set: test_size unused
+    ]:
+        check_data_sizes(data, 100, 50)  # no error

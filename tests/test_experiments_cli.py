@@ -70,6 +70,20 @@ def test_compare_failure_keeps_the_library_contract(tmp_path):
     assert isinstance(e.__cause__, gn.ShapeError)
 
 
+def test_compare_refuses_a_train_size_beyond_the_data_set_up_front(tmp_path, capsys):
+    # every run used to fail at run time (exit 1); it is a usage error: exit 2, nothing written
+    n = gn.datasets.load_digits()[0].n
+    cfg, out = tmp_path / "e.toml", tmp_path / "res"
+    cfg.write_text(FAILING.replace("train_size = 200", "train_size = 100000"))
+    assert main(["compare", str(cfg), "--out", str(out), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"glassnet compare: error: {cfg}: [data] train_size: expected at most {n} "
+        f"(digits has {n} training examples), got 100000\n"
+    )
+    assert not out.exists()
+
+
 # --- lr-find ---------------------------------------------------------------------------------
 LR_FIND = ["lr-find", "--dataset", "digits", "--model", "mlp", "--steps", "20"]
 
