@@ -316,6 +316,27 @@ def test_forward_in_blocks_of_examples_equals_the_whole_batch(monkeypatch, c_in,
             assert conv.cols is None and conv.cols_t is None
 
 
+@pytest.mark.parametrize("rows", [2, 0])
+def test_a_1x1_convolution_on_a_convolutions_output_trains_step_after_step(rows):
+    """A 1x1 kernel's windows over channels-last input (a convolution's output) are contiguous
+    already: the windows matrix must still be a copy of the layer's own, since the next step
+    writes into it (it was a read-only view of the input, and step 2 crashed). A batch of zero
+    rows too."""
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Conv2d(3, 4, 3, rng=rng), gn.Conv2d(4, 4, 1, rng=rng))
+    for _ in range(3):
+        x = rng.standard_normal((rows, 3, 6, 6)).astype(np.float32)
+        y = model.forward(x)
+        model.backward(np.ones_like(y))
+        assert y.shape == (rows, 4, 4, 4) and model[1].cols.flags.writeable
+    same = gn.Conv2d(3, 4, 3, padding=1, rng=rng)  # dx by row-shifted products
+    assert same.backward(same.forward(np.zeros((rows, 3, 28, 28)))).shape == (rows, 3, 28, 28)
+    pool = gn.GlobalMaxPool2d()
+    assert pool.backward(pool.forward(np.zeros((rows, 3, 5, 5)))).shape == (rows, 3, 5, 5)
+    norm = gn.BatchNorm2d(3).eval()  # training on zero rows has no batch statistics (PyTorch refuses it too)
+    assert norm.forward(np.zeros((rows, 3, 5, 5), np.float32)).shape == (rows, 3, 5, 5)
+
+
 def test_the_next_training_step_writes_its_windows_over_the_last_ones():
     """cols is reused from one training forward to the next (same shape and dtype); the
     gradients are then exactly a fresh layer's, and a new batch size gets a new matrix."""

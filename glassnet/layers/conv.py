@@ -56,8 +56,9 @@ def _cols(xp: np.ndarray, k, s, d, out_hw, out: np.ndarray | None = None) -> np.
         :, : sh * (ho - 1) + 1 : sh, : sw * (wo - 1) + 1 : sw, :, ::dil_h, ::dil_w
     ]  # (N, Ho, Wo, C, kh, kw)
     win = win.transpose(0, 1, 2, 4, 5, 3)  # (N, Ho, Wo, kh, kw, C)
-    if out is None:
-        return np.ascontiguousarray(win).reshape(n * ho * wo, kh * kw * c)
+    if out is None:  # a copy even where the windows are contiguous already (a 1x1 kernel on
+        # channels-last input): the layer writes the next step's windows into this matrix
+        return np.array(win, order="C").reshape(n * ho * wo, kh * kw * c)
     np.copyto(out.reshape(n, ho, wo, kh, kw, c), win)
     return out
 
@@ -104,7 +105,7 @@ def _dx_shifted_rows(delta: np.ndarray, taps: np.ndarray, hp: int, wp: int) -> n
     kh, kw, _, c = taps.shape
     grid = np.zeros((n, hp, wp, out), delta.dtype)
     grid[:, :ho, :wo] = delta
-    rows = n * hp * wp - (kh - 1) * wp - (kw - 1)  # the pixels r whose every tap lands inside
+    rows = max(n * hp * wp - (kh - 1) * wp - (kw - 1), 0)  # the pixels r whose every tap lands inside
     d = grid.reshape(n * hp * wp, out)[:rows]
     dxp = np.zeros((n * hp * wp, c), delta.dtype)
     share = np.empty((rows, c), delta.dtype)
@@ -339,7 +340,7 @@ class Conv2d(Module):
         taps = self._kernel().transpose(0, 1, 3, 2).copy()  # (kh, kw, out, C)
         hp, wp = h + 2 * ph, w + 2 * pw
         if (sh, sw, dil_h, dil_w) == (1, 1, 1, 1) and hp * wp <= SHIFTED_DX_MAX_WASTE * ho * wo:
-            dxp = _dx_shifted_rows(delta.reshape(n, ho, wo, -1), taps, hp, wp)
+            dxp = _dx_shifted_rows(delta.reshape(n, ho, wo, self.out_channels), taps, hp, wp)
             return dxp[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2)
         dxp = np.zeros((n, hp, wp, c), dtype=delta.dtype)
         share = np.empty((n * ho * wo, c), dtype=delta.dtype)

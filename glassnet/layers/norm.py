@@ -169,9 +169,10 @@ class _BatchNorm(Module):
     # passes and the next convolution's transposes then stay copy-free).
     def _rows(self, a: np.ndarray) -> np.ndarray:
         """``a`` as the 2-D array the passes run on: (N, C*L), or (N, H*W*C) when channels-last."""
+        width = math.prod(a.shape[1:])  # not -1: NumPy cannot infer it for a batch of zero rows
         if self.channels_last:
-            return a.transpose(0, 2, 3, 1).reshape(a.shape[0], -1)  # a copy only if a is NCHW
-        return a.reshape(a.shape[0], -1)
+            return a.transpose(0, 2, 3, 1).reshape(a.shape[0], width)  # a copy only if a is NCHW
+        return a.reshape(a.shape[0], width)
 
     def _unrows(self, a2: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         if self.channels_last:

@@ -22,6 +22,8 @@ file, which the default options never reach.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -338,7 +340,7 @@ class GlobalMaxPool2d(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         _check_4d(self, x)
         self.x_shape = x.shape
-        flat = x.reshape(*x.shape[:2], -1)
+        flat = x.reshape(*x.shape[:2], math.prod(x.shape[2:]))  # (N, C, H W), zero rows too
         self.idx = flat.argmax(axis=2)[:, :, None]  # the first maximum, as PyTorch
         return np.take_along_axis(flat, self.idx, axis=2)[:, :, 0]
 
