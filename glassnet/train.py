@@ -462,14 +462,13 @@ def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000, metrics
     ms = M.get_all(metrics, getattr(loss_fn, "ignore_index", None))
     for m in ms:
         m.reset()
-    summed = getattr(loss_fn, "reduction", "mean") == "sum"
-    total, correct, count = 0.0, 0, None
+    total, divisor, correct, count = 0.0, 0.0, 0, None
     with evaluating(model), no_grad():  # no backward follows: layers keep nothing for one
         for i, sl in enumerate(batch_slices(ds.n, batch_size)):
             pred = model.forward(*_inputs(take_rows(ds.x, sl)))
             check_finite_output(model, pred, "evaluate")
-            value = loss_fn.forward(pred, ds.y[sl])
-            total += value if summed else value * (sl.stop - sl.start)
+            part, d = _sum_and_divisor(loss_fn, pred, ds.y[sl])
+            total, divisor = total + part, divisor + d
             if i == 0:
                 count = _counter(loss_fn, pred, ds.y[sl])
             if count is not None:
@@ -477,12 +476,29 @@ def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000, metrics
             for m in ms:
                 m.update(pred, ds.y[sl])
     # plain floats (a NumPy scalar would print as np.float64(...) and is not JSON's float)
-    out = {"loss": float(total / ds.n)}
+    out = {"loss": float(total / divisor) if divisor else math.nan}
     if count is not None:
         labels = _labels_counted(ds.y, loss_fn)
         out["accuracy"] = float(correct / labels) if labels else 0.0
     out.update({m.name: float(m.result()) for m in ms})
     return out
+
+
+def _sum_and_divisor(loss_fn, pred: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """One batch's share of the loss over the whole data: the sum of its terms and its part of
+    the mean's divisor, so that sum over batches / divisor over batches is the mean over all the
+    data whatever the batch size. The divisor is the loss's own: the number of examples, or the
+    summed class weights of the targets that are not ``ignore_index`` (PyTorch's weighted mean),
+    where a batch's own mean times its rows would weigh each batch wrongly (a batch of ignored
+    targets alone: NaN). ``reduction="sum"``: the data's sum over its number of examples. A loss
+    without ``terms`` (its own ``forward``): its mean times the batch's rows."""
+    rows = len(pred)
+    if getattr(loss_fn, "reduction", "mean") == "sum":
+        return loss_fn.forward(pred, y), rows
+    if type(loss_fn).terms is Loss.terms or not isinstance(loss_fn, Loss):
+        return loss_fn.forward(pred, y) * rows, rows
+    terms, _, divisor, _ = loss_fn.terms(np.asarray(pred), y)
+    return float(terms.sum()), float(divisor)
 
 
 def _check_reduction(loss_fn, owner: str) -> None:

@@ -160,6 +160,28 @@ def test_evaluate_returns_loss_and_accuracy():
     assert scores["accuracy"] == pytest.approx(float(np.mean(logits.argmax(1) == y)))
 
 
+@pytest.mark.parametrize(
+    "loss", [dict(ignore_index=-100), dict(weight=[1.0, 5.0, 0.2]), dict(label_smoothing=0.1)]
+)
+def test_evaluates_loss_is_the_mean_over_all_the_data_whatever_the_batch_size(loss):
+    """With class weights or ignored targets a batch's mean divides by its own share of the
+    divisor: batch means times their rows weighed the batches wrongly, and a batch of ignored
+    targets alone made the whole loss NaN. The reference: PyTorch's mean over all the data."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((12, 4)), rng.integers(0, 3, 12)
+    y[:4] = -100 if "ignore_index" in loss else y[:4]
+    model = gn.Sequential(gn.Linear(4, 3, rng=rng, dtype=np.float64))
+    weight = None if "weight" not in loss else torch.tensor(loss["weight"], dtype=torch.float64)
+    theirs = torch.nn.functional.cross_entropy(
+        torch.tensor(model.forward(x)), torch.tensor(y), weight=weight, ignore_index=-100,
+        label_smoothing=loss.get("label_smoothing", 0.0),
+    ).item()  # fmt: skip
+    for batch_size in (12, 5, 4, 3, 1):
+        ours = gn.evaluate(model, gn.CrossEntropyLoss(**loss), (x, y), batch_size=batch_size)["loss"]
+        assert ours == pytest.approx(theirs, rel=1e-12), batch_size
+
+
 def test_evaluate_restores_modes():
     model = make_model()
     loss_fn = gn.CrossEntropyLoss()
