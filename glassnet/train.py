@@ -33,7 +33,7 @@ from .module import (
     takes_integers,
 )
 from .optim import Optimizer, clip_grad_norm
-from .schedules import ReduceLROnPlateau
+from .schedules import ReduceLROnPlateau, Schedule
 from .walk import leaves
 
 
@@ -223,6 +223,15 @@ def fit_options(options: dict, epochs: int, steps: int) -> tuple[Settings, list[
         o = o["distributed"].local_options(o)
     if o["clip_norm"] is not None:
         check_arg("fit", "clip_norm", o["clip_norm"], lambda v: 0 < v < math.inf, "a number > 0 or None")
+    for name in ("shuffle", "verbose", "detect_anomaly"):  # "batch" (Keras's) would pass as true
+        if not isinstance(o[name], (bool, np.bool_)):
+            raise TypeError(f"fit: {name} must be True or False, got {o[name]!r}")
+    wanted = {"regularizer": (lambda v: callable(getattr(v, "penalty", None)), "a penalty (gn.L2(1e-4))"),
+              "augment": (callable, "a callable (x_batch, rng) -> x_batch"),
+              "scheduler": (lambda v: isinstance(v, Schedule), "a glassnet.schedules schedule")}  # fmt: skip
+    for name, (ok, what) in wanted.items():
+        if o[name] is not None and not ok(o[name]):
+            raise TypeError(f"fit: {name} must be {what} or None, got {type(o[name]).__name__}")
     if o["checkpoint_every"] is not None:
         _check_count("checkpoint_every", o["checkpoint_every"], 1)
         if o["checkpoint"] is None:
@@ -312,6 +321,15 @@ def fit(
     counted = _labels_counted(train.y, loss_fn)  # the labels accuracy counts
     slices, history = batch_slices(train.n, batch_size), History()
     s, made = fit_options(options, epochs, len(slices))
+    if s.scheduler is not None and s.scheduler.optimizer is not optimizer:
+        raise ValueError(
+            "fit: scheduler was built over another optimizer than the one fit steps: it would set that "
+            "one's learning rate and leave this one's as it is; build it over the optimizer given to fit"
+        )
+    if callbacks is not None and not (
+        isinstance(callbacks, (list, tuple)) and all(isinstance(cb, Callback) for cb in callbacks)
+    ):
+        raise TypeError(f"fit: callbacks must be a list of glassnet Callbacks, got {callbacks!r}"[:300])
     dist = options.get("distributed")
     if dist is not None:
         _check_distributed(options, summed)

@@ -776,3 +776,40 @@ def test_evaluate_and_history_hold_plain_floats():
         result = gn.evaluate(model, loss_fn, data)
         assert set(result) == {"loss", "accuracy"}
         assert all(type(v) is float for v in result.values()), result
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (dict(shuffle="batch"), "fit: shuffle must be True or False, got 'batch'"),
+        (dict(detect_anomaly="yes"), "fit: detect_anomaly must be True or False"),
+        (dict(regularizer=1e-4), "fit: regularizer must be a penalty .* got float"),
+        (dict(augment=True), "fit: augment must be a callable .* got bool"),
+        (dict(scheduler="cosine"), "fit: scheduler must be a glassnet.schedules schedule or None, got str"),
+        (dict(callbacks=gn.callbacks.EarlyStopping()), "fit: callbacks must be a list of glassnet Callbacks"),
+    ],
+)
+def test_fit_refuses_options_of_the_wrong_kind_before_training(options, message):
+    """Each of these was accepted silently (shuffle="batch" read as True) or failed mid-epoch."""
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Linear(3, 2, rng=rng))
+    opt = gn.optim.SGD(model.parameters(), lr=0.1)
+    before = model.parameters()[0].data.copy()
+    with pytest.raises(TypeError, match=message):
+        gn.fit(model, gn.CrossEntropyLoss(), opt, (rng.standard_normal((8, 3)), rng.integers(0, 2, 8)),
+               verbose=False, **options)  # fmt: skip
+    np.testing.assert_array_equal(model.parameters()[0].data, before)
+
+
+@pytest.mark.parametrize("over", ["another optimizer", "the optimizer itself"])
+def test_fit_refuses_a_scheduler_that_does_not_drive_its_optimizer(over):
+    """A schedule over another optimizer set that one's lr while fit's stayed (and was logged);
+    the optimizer itself given as the scheduler took an extra step at every epoch's end."""
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Linear(3, 2, rng=rng))
+    opt = gn.optim.SGD(model.parameters(), lr=0.1)
+    other = gn.optim.SGD(gn.Sequential(gn.Linear(3, 2)).parameters(), lr=0.1)
+    scheduler = gn.schedules.StepLR(other, step_size=1) if over == "another optimizer" else opt
+    data = (rng.standard_normal((8, 3)), rng.integers(0, 2, 8))
+    with pytest.raises((ValueError, TypeError), match="fit: scheduler"):
+        gn.fit(model, gn.CrossEntropyLoss(), opt, data, verbose=False, scheduler=scheduler)
