@@ -106,6 +106,9 @@ class Run:
         # the most correct predictions an epoch can count: one per label (N T for a class per
         # position, a language model's tokens), one per example otherwise
         self.n_labels = int(train.y.size) if train.y.dtype.kind in "iu" else int(train.n)
+        # what the schedule sets as it goes (OneCycleLR's momentum or beta1) is its state, restored
+        # with it, not an option the two runs must share
+        driven = {"lr", "t", getattr(scheduler, "momentum_attr", None)}
         self.config = {
             "batch_size": int(batch_size),
             "shuffle": bool(shuffle),
@@ -114,11 +117,11 @@ class Run:
             "model": repr(model),
             "optimizer": type(optimizer).__name__,
             # momentum, betas, eps, weight decay, ...: a resume with other values would silently
-            # differ (lr and t are state, restored from the checkpoint)
+            # differ (lr, t and what the schedule drives are state, restored from the checkpoint)
             "optimizer_options": {
                 k: v
                 for k, v in sorted(vars(optimizer).items())
-                if type(v) in (bool, int, float, str) and k not in ("lr", "t")
+                if type(v) in (bool, int, float, str) and k not in driven
             },  # fmt: skip
             "scheduler": None if scheduler is None else type(scheduler).__name__,
             "regularizer": None if regularizer is None else repr(regularizer),

@@ -448,3 +448,41 @@ def test_a_checkpoint_without_checksums_still_resumes(tmp_path, reference):
     assert gio.CHECKSUMS not in gio.read_file(str(path), tensors=False)[0]
     model = worker.train(str(tmp_path), resume=True)
     assert_same_run(tmp_path, model.state_dict(), reference)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_resume_in_the_same_process_after_one_cycle_momentum(tmp_path, optimizer):
+    """OneCycleLR cycles SGD's momentum (Adam's beta1) as it goes: that value is the schedule's
+    state, restored with it, not an option the checkpoint must match (the resume was refused as
+    'written by a run with momentum=0.95, this one has 0.875')."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((40, 4)).astype(np.float32), rng.integers(0, 3, 40)
+
+    def setup():
+        r = np.random.default_rng(1)
+        model = gn.Sequential(gn.Linear(4, 8, rng=r), gn.ReLU(), gn.Linear(8, 3, rng=r))
+        opt = (gn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9) if optimizer == "sgd"
+               else gn.optim.Adam(model.parameters(), lr=0.01))  # fmt: skip
+        return model, opt, gn.schedules.OneCycleLR(opt, 0.1, epochs=3, steps_per_epoch=5)
+
+    class Interrupt(gn.Callback):
+        armed = True
+
+        def on_batch_end(self, batch, logs):
+            if self.armed and self.loop.position.step == 7:
+                self.armed = False
+                raise KeyboardInterrupt
+
+    options = dict(epochs=3, batch_size=8, verbose=False, rng=0)
+    model, opt, sched = setup()
+    gn.fit(model, gn.CrossEntropyLoss(), opt, (x, y), scheduler=sched, **options)
+    whole = model.state_dict()
+    model, opt, sched = setup()
+    ck, stop = str(tmp_path / "ck.safetensors"), Interrupt()
+    with pytest.raises(KeyboardInterrupt):
+        gn.fit(model, gn.CrossEntropyLoss(), opt, (x, y), scheduler=sched, checkpoint=ck, checkpoint_every=2,
+               callbacks=[stop], **options)  # fmt: skip
+    gn.fit(model, gn.CrossEntropyLoss(), opt, (x, y), scheduler=sched, checkpoint=ck, resume_from=ck,
+           callbacks=[stop], **options)  # fmt: skip
+    for k, v in whole.items():
+        np.testing.assert_array_equal(model.state_dict()[k], v)
