@@ -44,7 +44,7 @@ import numpy as np
 
 from .callbacks import Callback, Position
 from .data import Dataset
-from .errors import FileFormatError
+from .errors import FileFormatError, WriteError
 from .io import FORMAT, check_format, read_file, serialise, shorten, write_atomic
 from .module import Module, check_arg, is_int, is_number
 from .optim import Optimizer
@@ -59,6 +59,25 @@ def checkpoint_path(path: str | os.PathLike) -> str:
     """``path`` itself, or ``path/checkpoint.safetensors`` when ``path`` is a directory."""
     path = os.fspath(path)
     return os.path.join(path, FILENAME) if os.path.isdir(path) else path
+
+
+def _writable_checkpoint(path: str | os.PathLike) -> str:
+    """``checkpoint_path(path)``, checked when training begins rather than at the first save an
+    epoch later: a path ending in a separator is a directory, made if need be (as Keras's
+    BackupAndRestore makes its backup_dir); any other path's folder must exist."""
+    text = os.fspath(path)
+    if text.endswith((os.sep, "/")) and not os.path.exists(text):
+        try:
+            os.makedirs(text)
+        except OSError as e:
+            raise WriteError(text, e) from None
+    file = checkpoint_path(text)
+    folder = os.path.dirname(file) or "."
+    if not os.path.isdir(folder):
+        error = NotADirectoryError if os.path.exists(folder) else FileNotFoundError
+        what = "is a file" if os.path.exists(folder) else "does not exist"
+        raise error(f"checkpoint={text}: its folder {folder} {what} (give an existing folder, or a new one/)")
+    return file
 
 
 def remove_temporaries(path: str | os.PathLike) -> list[str]:
@@ -335,7 +354,7 @@ class BackupAndRestore(Callback):
                 f"BackupAndRestore must come after every callback with state; {', '.join(stateful)} "
                 "follow it (their state would be saved before they took an epoch in)"
             )
-        self.file = None if self.path is None else checkpoint_path(self.path)
+        self.file = None if self.path is None else _writable_checkpoint(self.path)
         if self.file is not None:
             remove_temporaries(self.file)  # left by a write that a crash cut short
         # read (and check) the file before building the run: a bad file fails at once

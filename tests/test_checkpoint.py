@@ -486,3 +486,31 @@ def test_resume_in_the_same_process_after_one_cycle_momentum(tmp_path, optimizer
            callbacks=[stop], **options)  # fmt: skip
     for k, v in whole.items():
         np.testing.assert_array_equal(model.state_dict()[k], v)
+
+
+def test_a_checkpoint_path_is_checked_when_training_begins(tmp_path):
+    """A missing folder, or a file where the folder goes, failed at the first save, an epoch of
+    training later; a path ending in '/' is a directory, made as Keras's BackupAndRestore makes
+    its backup_dir."""
+    rng = np.random.default_rng(0)
+    data = (rng.standard_normal((16, 4)), rng.integers(0, 3, 16))
+    (tmp_path / "file").write_text("")
+
+    def fit(checkpoint):
+        model = gn.Sequential(gn.Linear(4, 3, rng=np.random.default_rng(1)))
+
+        class NoStep(gn.Callback):
+            def on_batch_end(self, batch, logs):
+                pytest.fail("trained before the checkpoint path was checked")
+
+        gn.fit(model, gn.CrossEntropyLoss(), gn.optim.SGD(model.parameters(), lr=0.1), data, epochs=1,
+               batch_size=8, verbose=False, checkpoint=checkpoint, callbacks=[NoStep()])  # fmt: skip
+
+    with pytest.raises(FileNotFoundError, match="its folder .*missing does not exist"):
+        fit(str(tmp_path / "missing" / "ck.safetensors"))
+    with pytest.raises(NotADirectoryError, match="its folder .*file is a file"):
+        fit(str(tmp_path / "file" / "ck.safetensors"))
+    model = gn.Sequential(gn.Linear(4, 3))
+    gn.fit(model, gn.CrossEntropyLoss(), gn.optim.SGD(model.parameters(), lr=0.1), data, epochs=1,
+           verbose=False, checkpoint=str(tmp_path / "new") + "/")  # fmt: skip
+    assert (tmp_path / "new" / "checkpoint.safetensors").exists()
