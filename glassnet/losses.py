@@ -46,8 +46,15 @@ def _check_reduction(owner: str, reduction) -> str:
 def _labels(target: np.ndarray, n: int, classes: int, loss: str) -> np.ndarray:
     """Check integer class labels, shape (n,) and each in [0, classes); return them as uintp.
 
+    Labels of any other dtype (floats, even whole ones, bools) are refused, as
+    ``CrossEntropyLoss`` refuses them and PyTorch requires int64: a cast would truncate 0.5 to 0.
     As unsigned integers a negative label wraps to a huge one, so one ``max`` checks both ends.
     """
+    if target.dtype.kind not in "iu":
+        raise ShapeError(
+            f"{loss}: class labels must be integers, got target of dtype {target.dtype} "
+            f"(shape {target.shape}); pass y.astype(np.int64) if they are whole numbers"
+        )
     if target.shape != (n,):
         raise ShapeError(f"{loss}: expected {n} integer labels, got target of shape {target.shape}")
     labels = target.astype(np.uintp)
@@ -69,9 +76,18 @@ def _one_hot(labels: np.ndarray, classes: int, dtype: np.dtype) -> np.ndarray:
 
 
 def _targets_like(pred: np.ndarray, target, loss: str) -> np.ndarray:
-    """Float targets of pred's shape; integer labels for (N, C) predictions are one-hot encoded."""
+    """Float targets of pred's shape; integer labels (N,) for (N, C) predictions with C >= 2 are
+    one-hot encoded. For one output (N, 1) there are no classes: integer (N,) targets there are
+    regression targets of the wrong shape, refused (PyTorch would broadcast them to (N, N))."""
     target = np.asarray(target)
     if target.dtype.kind in "iu" and pred.ndim == 2 and target.ndim == 1:
+        if pred.shape[1] == 1:
+            raise ShapeError(
+                f"{loss}: integer targets of shape {target.shape} are one-hot encoded only for (N, C) "
+                f"predictions with C >= 2 classes, and the prediction has shape {pred.shape}; for a "
+                "regression with one output pass float targets of shape (N, 1): "
+                "y.reshape(-1, 1).astype(np.float32)"
+            )
         return _one_hot(_labels(target, pred.shape[0], pred.shape[1], loss), pred.shape[1], pred.dtype)
     if target.shape != pred.shape:
         raise ShapeError(f"{loss}: prediction has shape {pred.shape} but target has shape {target.shape}")
@@ -133,13 +149,18 @@ class Loss:
         if self.reduction == "sum":
             self.dpred = dl
             return float(l.sum())
-        if divisor == 0:  # every target ignored: 0/0, as PyTorch
-            dl *= np.nan
-            self.dpred = dl
+        if divisor == 0:  # nothing to average over (e.g. every target ignored): 0/0, as PyTorch
+            self.dpred = self._gradient_of_empty_mean(dl)
             return math.nan
         dl *= 1.0 / divisor
         self.dpred = dl
         return float(l.sum()) / divisor
+
+    def _gradient_of_empty_mean(self, dl: np.ndarray) -> np.ndarray:
+        """dC/dpred when the mean's divisor D is 0 (the loss is NaN): dl / 0, NaN everywhere
+        (an empty batch has no entries at all). ``CrossEntropyLoss`` overrides it."""
+        dl *= np.nan
+        return dl
 
     def check_sample_weight(self, sample_weight, n: int) -> np.ndarray:
         return _weights_for(type(self).__name__, "sample_weight", sample_weight, (n,))
@@ -177,7 +198,8 @@ class Loss:
 class MSELoss(Loss):
     """C = mean over every element of (a - y)^2 (PyTorch's ``MSELoss``).
 
-    Integer labels against (N, C) predictions are one-hot encoded.
+    Integer labels (N,) against (N, C) predictions, C >= 2, are one-hot encoded (for one
+    output (N, 1) they are refused: pass float targets (N, 1)).
     Terms l = (a - y)^2, one per element; dl/da = 2 (a - y) (so with the mean,
     dC/da = 2 (a - y) / (number of elements)).
     """
@@ -191,7 +213,8 @@ class QuadraticCost(Loss):
     """The book's quadratic cost C = 1/(2n) sum_x ||a(x) - y(x)||^2, over a batch of n.
 
     This is MSE summed over outputs (not averaged) and halved, so Nielsen's chapter 1 learning
-    rate eta = 3.0 behaves as in the book. Integer labels are one-hot encoded (the book's y(x)).
+    rate eta = 3.0 behaves as in the book. Integer labels (N,) are one-hot encoded (the book's
+    y(x)) for C >= 2 outputs.
     Terms: one per example, l_x = ||a(x) - y(x)||^2 / 2 (``reduction`` "sum" gives
     sum_x l_x, "none" the n of them); dl/da = a - y, so with the mean dC/da = (a - y) / n.
     """
@@ -218,7 +241,9 @@ class CrossEntropyLoss(Loss):
     with probabilities by N.
     ``ignore_index``: positions whose label is this class contribute nothing and are not
     counted in the mean (class labels only; default -100, as PyTorch). A batch with every
-    label ignored has mean NaN, as in PyTorch.
+    label ignored has mean NaN and gradient 0, as in PyTorch (the ignored positions take no
+    part in it); where the mean's divisor sum_n w_{y_n} is 0 because the kept targets' classes
+    weigh 0, their positions get a NaN gradient (0/0), the ignored ones 0, as PyTorch.
     ``reduction``: "mean", "sum", or "none" (one term per example or position).
 
     Backward (BP1 with the softmax folded in): for p = softmax(z) and u_j = w_j y_j,
@@ -263,6 +288,7 @@ class CrossEntropyLoss(Loss):
 
     def _terms_rows(self, pred, target):
         n, c = pred.shape
+        self._ignored = None  # the rows whose label is ignore_index, where some are
         logp = F.log_softmax(pred, axis=1)
         p = np.exp(logp)
         w = self._class_weights(c, pred.dtype)
@@ -283,6 +309,7 @@ class CrossEntropyLoss(Loss):
                 else:
                     labels = np.zeros(n, np.uintp)
                     labels[kept] = _labels(target[kept], int(kept.sum()), c, "CrossEntropyLoss")
+                    self._ignored = ~kept
             if w is None and every:
                 divisor = n
                 if self.label_smoothing == 0:
@@ -336,7 +363,20 @@ class CrossEntropyLoss(Loss):
                 )
             rows = np.moveaxis(target, 1, -1).reshape(-1, c)
         l, dl, divisor, _ = self._terms_rows(moved.reshape(-1, c), rows)
+        if self._ignored is not None:
+            self._ignored = self._ignored.reshape(moved.shape[:-1])
         return l.reshape(moved.shape[:-1]), np.moveaxis(dl.reshape(moved.shape), -1, 1), divisor, (1,)
+
+    def _gradient_of_empty_mean(self, dl):
+        """PyTorch's gradient of a mean over nothing: 0 at the ignored positions, which take no
+        part in the loss, and NaN (0/0) at the kept ones, whose classes all weigh 0."""
+        ignored = getattr(self, "_ignored", None)
+        if ignored is None:
+            return super()._gradient_of_empty_mean(dl)
+        positions = np.moveaxis(dl, 1, -1)  # a view (N, d1, ..., C): one row per position
+        positions[...] = np.nan
+        positions[ignored] = 0
+        return dl
 
     def config(self):
         out = {"label_smoothing": self.label_smoothing}
@@ -413,9 +453,10 @@ class HingeLoss(Loss):
 
     Multi-class, logits (N, C) with integer labels: PyTorch's ``MultiMarginLoss`` (p=1),
         C = 1/N sum_n 1/C sum_{j != y_n} max(0, margin - z_{n,y_n} + z_{n,j}),
-    one term per example (its 1/C sum). Binary, scores (N,) or (N, 1) with targets in
-    {-1, +1} or {0, 1} (0 is read as -1): C = mean(max(0, margin - t z)), the SVM hinge, one
-    term per score.
+    one term per example (its 1/C sum); the labels must be integers (N,). Binary, scores (N,)
+    or (N, 1) with targets (N,) or (N, 1) in {-1, +1} or {0, 1} (0 is read as -1):
+    C = mean(max(0, margin - t z)), the SVM hinge, one term per score. Scores of any other
+    shape are refused (``MultiMarginLoss`` has no K-dimensional form).
     Backward: each violated margin adds +1 to dz_j and -1 to dz_y (multi-class, then / C, and
     / N for the mean); binary: dz = -t [margin - t z > 0] (/ N for the mean).
     """
@@ -429,7 +470,7 @@ class HingeLoss(Loss):
         target = np.asarray(target)
         if pred.ndim == 2 and pred.shape[1] > 1:
             n, c = pred.shape
-            labels = _labels(target, n, c, "HingeLoss")
+            labels = _labels(target, n, c, "HingeLoss")  # integers (N,), each in [0, C)
             rows = np.arange(n)
             margins = self.margin - pred[rows, labels][:, None] + pred
             margins[rows, labels] = 0
@@ -437,6 +478,18 @@ class HingeLoss(Loss):
             d = active.astype(pred.dtype)
             d[rows, labels] = -active.sum(axis=1)
             return np.maximum(margins, 0).sum(axis=1) * (1.0 / c), d * (1.0 / c), n, (1,)
+        if not (pred.ndim == 1 or (pred.ndim == 2 and pred.shape[1] == 1)):
+            raise ShapeError(
+                "HingeLoss expects logits (N, C) with integer labels (N,), or binary scores (N,) or "
+                f"(N, 1); got scores of shape {pred.shape} (PyTorch's MultiMarginLoss has no "
+                "K-dimensional form)"
+            )
+        n = pred.shape[0]
+        if target.shape not in ((n,), (n, 1)):
+            raise ShapeError(
+                f"HingeLoss: binary scores of shape {pred.shape} need one target per score, of shape "
+                f"({n},) or ({n}, 1); got target of shape {target.shape}"
+            )
         t = target.reshape(pred.shape).astype(pred.dtype)
         if not np.isin(t, (-1, 0, 1)).all():
             raise ValueError("HingeLoss: binary targets must be -1/+1 or 0/1")

@@ -213,12 +213,129 @@ def test_cross_entropy_weighted_mean_divides_by_the_kept_targets_weights_by_hand
     )
 
 
-def test_cross_entropy_every_target_ignored_is_nan_as_torch(torch):
-    z = np.zeros((2, 3))
-    loss = gn.CrossEntropyLoss()
-    value = loss.forward(z, np.array([-100, -100]))
-    expected = torch.nn.CrossEntropyLoss()(torch.zeros(2, 3), torch.tensor([-100, -100])).item()
-    assert np.isnan(value) and np.isnan(expected)
+@pytest.mark.parametrize(
+    ("shape", "labels", "options"),
+    [
+        ((2, 3), [-100, -100], {}),
+        ((2, 3), [-100, -100], {"label_smoothing": 0.1}),
+        ((2, 3), [-100, -100], {"weight": [0.0, 1.0, 1.0]}),
+        ((2, 3, 4), [[-100] * 4] * 2, {}),
+        ((2, 3, 4), [[-100] * 4] * 2, {"label_smoothing": 0.2, "weight": [1.0, 2.0, 3.0]}),
+    ],
+    ids=["rows", "smoothing", "weights", "positions", "positions smoothing weights"],
+)
+def test_cross_entropy_every_target_ignored_is_nan_with_zero_gradient_as_torch(shape, labels, options, torch):
+    # the mean over no target is 0/0 = NaN, but the ignored positions take no part in it: their
+    # gradient is 0 (an optimizer step must not write NaN into every weight)
+    z, labels = np.random.default_rng(0).standard_normal(shape), np.array(labels)
+    loss = gn.CrossEntropyLoss(**options)
+    value, dpred = loss.forward(z, labels), loss.backward()
+    pt = torch.tensor(z, requires_grad=True)
+    weight = options.get("weight")
+    vt = torch.nn.functional.cross_entropy(
+        pt,
+        torch.tensor(labels),
+        weight=None if weight is None else torch.tensor(weight, dtype=torch.float64),
+        label_smoothing=options.get("label_smoothing", 0.0),
+    )
+    vt.backward()
+    assert np.isnan(value) and np.isnan(vt.item())
+    np.testing.assert_array_equal(pt.grad.numpy(), np.zeros(shape))
+    np.testing.assert_array_equal(dpred, np.zeros(shape))
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize(
+    ("labels", "weight"),
+    [([0, 0, 0], [0.0, 1.0, 1.0]), ([0, -100, 0], [0.0, 1.0, 1.0]), ([1, 2, 0], [0.0, 0.0, 0.0])],
+    ids=["kept of weight 0", "kept of weight 0 beside ignored", "every weight 0"],
+)
+def test_cross_entropy_kept_targets_of_weight_zero_give_nan_as_torch(labels, weight, smoothing, torch):
+    # the divisor sum_n w_{y_n} is 0 with targets kept: PyTorch's gradient is NaN (0/0) at the
+    # kept rows and 0 at the ignored ones; glassnet matches it, NaN for NaN
+    z, labels = np.random.default_rng(1).standard_normal((3, 3)), np.array(labels)
+    loss = gn.CrossEntropyLoss(smoothing, weight=weight)
+    value, dpred = loss.forward(z, labels), loss.backward()
+    pt = torch.tensor(z, requires_grad=True)
+    vt = torch.nn.functional.cross_entropy(
+        pt, torch.tensor(labels), weight=torch.tensor(weight, dtype=torch.float64), label_smoothing=smoothing
+    )
+    vt.backward()
+    assert np.isnan(value) and np.isnan(vt.item())
+    np.testing.assert_array_equal(dpred, pt.grad.numpy())  # NaN where torch has NaN, 0 where 0
+    assert np.isnan(dpred[labels != -100]).all() and not np.isnan(dpred[labels == -100]).any()
+
+
+@pytest.mark.parametrize("cls", [gn.MSELoss, gn.HuberLoss, gn.QuadraticCost])
+def test_integer_targets_for_one_output_are_refused_not_one_hot_encoded(cls):
+    # one output (N, 1): integer (N,) targets are regression targets of the wrong shape, not
+    # classes (one-hot over C = 1 compared every 0 against 1.0 and called 1 out of range)
+    name = cls.__name__
+    for y in (np.array([0, 0, 0]), np.array([0, 1, 2])):
+        with pytest.raises(
+            gn.ShapeError, match=f"^{name}: integer targets of shape \\(3,\\).*reshape\\(-1, 1\\)"
+        ):
+            cls().forward(np.zeros((3, 1)), y)
+    # the same targets as floats (N, 1) are what the message asks for, and work
+    assert cls().forward(np.zeros((3, 1)), np.array([0, 0, 0]).reshape(-1, 1)) == 0.0
+
+
+@pytest.mark.parametrize("cls", [gn.MSELoss, gn.HuberLoss, gn.QuadraticCost])
+def test_integer_labels_for_several_outputs_are_still_one_hot_encoded(cls):
+    pred = np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]])
+    labels = np.array([1, 0, 1])
+    assert cls().forward(pred, labels) == pytest.approx(cls().forward(pred, np.eye(2)[labels]))
+
+
+@pytest.mark.parametrize(
+    "labels", [[0.5, 1.9], [0.0, 1.0], [True, False]], ids=["fractions", "whole", "bool"]
+)
+def test_hinge_refuses_non_integer_class_labels_as_cross_entropy(labels):
+    # 0.5 used to be truncated to class 0 and 1.9 to class 1; CrossEntropyLoss refuses them too
+    z = np.array([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0]])
+    with pytest.raises(gn.ShapeError, match="^HingeLoss: class labels must be integers, got target of dtype"):
+        gn.HingeLoss().forward(z, np.array(labels))
+    with pytest.raises(gn.ShapeError, match="^CrossEntropyLoss"):
+        gn.CrossEntropyLoss().forward(z, np.array(labels))
+
+
+@pytest.mark.parametrize(
+    ("pred_shape", "target", "message"),
+    [
+        ((3,), np.array([1, -1]), "HingeLoss: binary scores of shape \\(3,\\) need one target per score"),
+        ((3, 1), np.ones((3, 2)), "HingeLoss: binary scores of shape \\(3, 1\\) need one target per score"),
+        (
+            (2, 3, 4),
+            np.zeros((2, 4), int),
+            "HingeLoss expects logits \\(N, C\\).*got scores of shape \\(2, 3, 4\\)",
+        ),
+        (
+            (2, 1, 1),
+            np.ones((2, 1, 1)),
+            "HingeLoss expects logits \\(N, C\\).*got scores of shape \\(2, 1, 1\\)",
+        ),
+        ((), np.array(1.0), "HingeLoss expects logits \\(N, C\\).*got scores of shape \\(\\)"),
+        ((2, 3), np.zeros(3, int), "HingeLoss: expected 2 integer labels, got target of shape \\(3,\\)"),
+    ],
+    ids=[
+        "binary length",
+        "binary (N, 1) vs (N, 2)",
+        "K-dimensional",
+        "3-D binary",
+        "scalar",
+        "labels length",
+    ],
+)
+def test_hinge_shapes_that_do_not_fit_are_shape_errors_naming_them(pred_shape, target, message):
+    with pytest.raises(gn.ShapeError, match=f"^{message}"):
+        gn.HingeLoss().forward(np.ones(pred_shape), target)
+
+
+def test_hinge_binary_targets_of_either_shape_agree():
+    z = np.array([[0.5], [-2.0], [0.1]])
+    t = np.array([1, -1, -1])
+    assert gn.HingeLoss().forward(z, t) == gn.HingeLoss().forward(z, t.reshape(-1, 1))
+    assert gn.HingeLoss().forward(z[:, 0], t) == gn.HingeLoss().forward(z, t)
 
 
 @pytest.mark.parametrize(
