@@ -203,6 +203,31 @@ class Metric:
     def result(self) -> float:
         raise NotImplementedError
 
+    # the running counts, by attribute name: what a checkpoint keeps of a metric mid-epoch
+    counts_state: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict:
+        """The running counts (``counts_state``), so that a run resumed mid-epoch goes on
+        counting where it stopped."""
+        return {k: getattr(self, k) for k in self.counts_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Counts from ``state_dict``; each must have the kind of value this metric keeps (a count,
+        a sum, or a square integer matrix or None for a confusion matrix)."""
+        if set(state) != set(self.counts_state):
+            raise ValueError(
+                f"{self.name}: expected the counts {list(self.counts_state)}, got {sorted(state)}"
+            )
+        for k, v in state.items():
+            if v is None or isinstance(v, np.ndarray):
+                if v is not None and (v.ndim != 2 or v.shape[0] != v.shape[1] or v.dtype.kind not in "iu"):
+                    raise ValueError(
+                        f"{self.name}: {k} must be a square matrix of counts, got {v.dtype} {v.shape}"
+                    )
+            elif isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{self.name}: {k} must be a finite count >= 0, got {v!r}")
+            setattr(self, k, v)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
@@ -215,6 +240,8 @@ class TopKAccuracy(Metric):
             raise ValueError(f"TopKAccuracy: k must be an integer >= 1, got {k!r}")
         self.k, self.name = int(k), f"top{k}"
         self.reset()
+
+    counts_state = ("hits", "count")
 
     def reset(self):
         self.hits, self.count = 0, 0
@@ -247,6 +274,8 @@ class _Confusion(Metric):
     def __init__(self) -> None:
         self.name = f"macro_{self.which}"
         self.reset()
+
+    counts_state = ("counts",)
 
     def reset(self):
         self.counts = None
@@ -292,6 +321,8 @@ class MAE(Metric):
 
     def __init__(self) -> None:
         self.reset()
+
+    counts_state = ("total", "count")
 
     def reset(self):
         self.total, self.count = 0.0, 0

@@ -336,7 +336,8 @@ def fit(
     if dist is not None:  # last: it broadcasts what BackupAndRestore restored
         made.append(dist.start(model, optimizer, train.n, batch_size, s.rng))
     model.set_rng(s.rng if dist is None else dist.rng)  # dropout: per-rank streams
-    cbs: list[Callback] = [history, *(callbacks or []), *made]
+    counts = [_MetricCounts(metrics)] if metrics else []  # with state: before BackupAndRestore
+    cbs: list[Callback] = [history, *counts, *(callbacks or []), *made]
     loop = Loop(cbs, s.rng, s.scheduler, s.regularizer, s.clip_norm, batch_size, s.shuffle, len(slices))
     for cb in cbs:
         cb.model, cb.optimizer, cb.loss_fn, cb.train_data, cb.loop = model, optimizer, loss_fn, train, loop
@@ -425,6 +426,24 @@ def _placed(e: FloatingPointError, epoch: int, b: int, idx, shape: tuple, lr: fl
         f"try a smaller learning rate (lr={lr}) or clip_norm; fit(..., detect_anomaly=True) names "
         "the layer and phase where it starts"
     )
+
+
+class _MetricCounts(Callback):
+    """The running counts of fit's ``metrics`` as a callback's state, so that a checkpoint keeps
+    them: an epoch resumed mid-way goes on counting where it stopped, and its logged metrics are
+    an uninterrupted run's."""
+
+    def __init__(self, metrics: list) -> None:
+        self.metrics = metrics
+
+    def state_dict(self) -> dict:
+        return {f"{i}.{k}": v for i, m in enumerate(self.metrics) for k, v in m.state_dict().items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for i, m in enumerate(self.metrics):
+            m.load_state_dict(
+                {k.split(".", 1)[1]: v for k, v in state.items() if k.split(".", 1)[0] == str(i)}
+            )
 
 
 def _epoch_logs(
