@@ -79,6 +79,13 @@ def _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm, reduce=None) 
     if reduce is not None:
         loss = reduce(loss)
     if not math.isfinite(loss):
+        ignored = getattr(getattr(loss_fn, "loss", loss_fn), "ignore_index", None)  # WeightedLoss's own
+        y = np.asarray(y)
+        if ignored is not None and y.dtype.kind in "iu" and y.size and (y == ignored).all():
+            raise ValueError(
+                f"a batch whose every label is ignore_index ({ignored}) has no loss to learn from (its mean "
+                "is 0/0, NaN as in PyTorch): use a larger batch_size, or leave such examples out"
+            )
         raise FloatingPointError(f"the training loss became {loss}")
     if clip_norm is not None:
         clip_grad_norm(optimizer.params, clip_norm)

@@ -813,3 +813,15 @@ def test_fit_refuses_a_scheduler_that_does_not_drive_its_optimizer(over):
     data = (rng.standard_normal((8, 3)), rng.integers(0, 2, 8))
     with pytest.raises((ValueError, TypeError), match="fit: scheduler"):
         gn.fit(model, gn.CrossEntropyLoss(), opt, data, verbose=False, scheduler=scheduler)
+
+
+def test_a_batch_of_ignored_labels_alone_is_named_not_called_a_divergence():
+    """Its mean loss is 0/0 (NaN, as PyTorch's): the message was 'the training loss became nan
+    ... try a smaller learning rate', which sends the user the wrong way."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((12, 4)), rng.integers(0, 3, 12)
+    y[:4] = -100
+    model = gn.Sequential(gn.Linear(4, 3, rng=rng))
+    with pytest.raises(ValueError, match=r"every label is ignore_index \(-100\) has no loss to learn from"):
+        gn.fit(model, gn.CrossEntropyLoss(), gn.optim.SGD(model.parameters(), lr=0.1), (x, y), batch_size=4,
+               shuffle=False, verbose=False)  # fmt: skip
