@@ -4,6 +4,8 @@ train/eval). Then the bad-input messages and the activations' kinks and extremes
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from harness import grads_after_backward, has_params, realistic_model, rows, several_inputs
@@ -215,6 +217,31 @@ def test_sequential_shape_error_names_layer_index():
         model.forward(np.zeros((2, 6), np.float32))
     message = str(info.value)
     assert "layer #2" in message and "Linear" in message and "4" in message
+
+
+@pytest.mark.parametrize("axis", [2, 5, -3], ids=str)
+def test_softmax_axis_the_input_lacks_is_a_shape_error_naming_it(axis):
+    # it was NumPy's bare AxisError from inside the max, naming neither the layer nor the shape
+    with pytest.raises(gn.ShapeError, match=f"^Softmax\\(axis={axis}\\) expects .* got shape \\(2, 3\\)"):
+        gn.Softmax(axis).forward(np.zeros((2, 3), np.float32))
+    model = gn.Sequential(gn.Linear(3, 3), gn.Softmax(axis))
+    with pytest.raises(gn.ShapeError, match="^layer #1 \\(Softmax\\)"):
+        model.forward(np.zeros((2, 3), np.float32))
+
+
+def test_softmax_negative_axes_count_from_the_end_as_numpy():
+    x = np.random.default_rng(0).standard_normal((2, 3, 4))
+    for axis, same in ((-1, 2), (-2, 1), (-3, 0)):
+        np.testing.assert_array_equal(gn.Softmax(axis).forward(x), gn.Softmax(same).forward(x))
+
+
+@pytest.mark.parametrize("shape", [(3,), ()], ids=str)
+def test_flatten_refuses_fewer_than_two_dims_as_torch(shape, torch):
+    # a single vector (L,) came back as (L, 1): L examples of one feature
+    with pytest.raises(gn.ShapeError, match=f"^Flatten expects a batch .* got shape {re.escape(str(shape))}"):
+        gn.Flatten().forward(np.zeros(shape, np.float32))
+    with pytest.raises((IndexError, RuntimeError)):
+        torch.nn.Flatten()(torch.zeros(shape))
 
 
 NAN, INF = float("nan"), float("inf")

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import special
 
 from .. import functional as F
-from ..module import Module, check_arg, grad_enabled
+from ..module import Module, ShapeError, check_arg, grad_enabled
 
 
 def _finite(owner: str, name: str, value) -> float:
@@ -182,7 +182,7 @@ class Softmax(Module):
 
     Before a loss prefer raw logits with ``CrossEntropyLoss``, which fuses the two stably.
 
-    Shapes: any -> same.
+    Shapes: any with the ``axis`` (negative counts from the end, as NumPy) -> same.
     Backward: the Jacobian is dy_j/dz_k = y_j (1[j=k] - y_k), so
         dz = y * (dy - sum_k(dy_k y_k))   (one broadcast, no Jacobian matrix built).
     """
@@ -192,6 +192,11 @@ class Softmax(Module):
         self.axis = int(check_arg("Softmax", "axis", axis, lambda v: True, "an integer", int))
 
     def forward(self, x):
+        if not -x.ndim <= self.axis < x.ndim:
+            raise ShapeError(
+                f"Softmax(axis={self.axis}) expects an input with that axis (at least "
+                f"{self.axis + 1 if self.axis >= 0 else -self.axis} dims), got shape {x.shape}"
+            )
         self.y = F.softmax(x, self.axis)
         return self.y
 

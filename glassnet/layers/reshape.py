@@ -10,15 +10,20 @@ from ..module import Module, ShapeError, check_arg, is_int
 
 
 class Flatten(Module):
-    """Keep the batch axis, flatten the rest (``nn.Flatten()``).
+    """Keep the batch axis, flatten the rest (``nn.Flatten()``, its default start_dim=1 and
+    end_dim=-1, the only ones it takes).
 
-    Shapes: x (N, *) -> y (N, prod(*)).
+    Shapes: x (N, *) -> y (N, prod(*)), at least 2 dims: a single vector (L,) is refused (as
+    PyTorch), not read as a batch of L scalars.
     Backward: dx = dy reshaped to x's shape (a reshape has identity Jacobian).
     """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        if x.ndim < 1:
-            raise ShapeError(f"Flatten expects a batch (N, ...), got a scalar of shape {x.shape}")
+        if x.ndim < 2:
+            raise ShapeError(
+                f"Flatten expects a batch (N, d1, ...) of at least 2 dims (it keeps axis 0, the batch, "
+                f"and flattens the rest), got shape {x.shape}"
+            )
         self.x_shape = x.shape
         # the row size spelled out, not -1: NumPy cannot infer -1 from a batch of zero rows
         return x.reshape(x.shape[0], math.prod(x.shape[1:]))
