@@ -451,3 +451,42 @@ def test_predict_and_evaluate_run_under_no_grad_and_training_still_works():
     gn.evaluate(model, gn.CrossEntropyLoss(), (x, y))
     gn.train_step(model, gn.CrossEntropyLoss(), gn.optim.SGD(model.parameters(), lr=0.1), x, y)
     assert model[3].cols is not None and model[2].idx is not None
+
+
+# --- integer input -------------------------------------------------------------------------------
+
+INT_POOLS = [  # fast path, padded fast path, and the plain window code (ceil_mode / dilation)
+    lambda: gn.MaxPool2d(2),
+    lambda: gn.MaxPool2d(3, stride=1, padding=1),
+    lambda: gn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True),
+    lambda: gn.MaxPool1d(2),
+    lambda: gn.MaxPool1d(3, stride=1, padding=1),
+    lambda: gn.MaxPool1d(2, dilation=2, padding=1),
+    lambda: gn.AvgPool2d(2),
+    lambda: gn.AvgPool2d(3, stride=2, padding=1),
+    lambda: gn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False),
+    lambda: gn.AvgPool1d(3),
+    lambda: gn.AvgPool1d(3, stride=1, padding=1),
+    lambda: gn.GlobalAvgPool2d(),
+    lambda: gn.GlobalMaxPool2d(),
+]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "float_dtype"),
+    [(np.int64, np.float64), (np.int32, np.float64), (np.uint8, np.float32), (bool, np.float32)],
+)
+@pytest.mark.parametrize("make", INT_POOLS, ids=lambda make: repr(make()))
+def test_integer_input_is_pooled_in_floats_as_conv2d(make, dtype, float_dtype):
+    # padding with -inf raised OverflowError and averaging UFuncTypeError; now integer input is
+    # cast to the smallest exact float dtype, as Conv2d's output for it (float64 for int64)
+    layer = make()
+    ndim = 1 if "1d" in type(layer).__name__ else 2
+    x = np.random.default_rng(3).integers(0, 200, (2, 3, 7) if ndim == 1 else (2, 3, 7, 6)).astype(dtype)
+    y = layer.forward(x)
+    reference = make()
+    y_float = reference.forward(x.astype(float_dtype))
+    assert y.dtype == float_dtype == np.result_type(x.dtype, gn.Conv2d(3, 1, 1).W.data.dtype)
+    np.testing.assert_array_equal(y, y_float)
+    dy = np.random.default_rng(4).standard_normal(y.shape).astype(float_dtype)
+    np.testing.assert_array_equal(layer.backward(dy), reference.backward(dy))

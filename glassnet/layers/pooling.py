@@ -15,6 +15,10 @@ measures the pooling rows; the results are in benchmarks/results/).
 
 The 1-D layers run the 2-D code on (N, C, 1, L) with a (1, k) kernel.
 
+Integer (and bool) input is pooled in floats, as ``Conv2d`` computes it: the smallest float
+dtype that holds every value exactly (NumPy's promotion with float32: float32 for uint8 pixels,
+float64 for int64), so that -inf padding and averages have a dtype to live in.
+
 PyTorch's further options, with its names and defaults (``ceil_mode``; ``dilation`` for max
 pooling; ``count_include_pad`` for average pooling), run in plain window code at the end of the
 file, which the default options never reach.
@@ -54,6 +58,11 @@ def _views(xp: np.ndarray, k, s, out_hw) -> list[np.ndarray]:
         for a in range(kh)
         for b in range(kw)
     ]
+
+
+def _as_float(x: np.ndarray) -> np.ndarray:
+    """Integer or bool input as floats (see the module docstring); float input as it is."""
+    return x.astype(np.result_type(x.dtype, np.float32)) if x.dtype.kind in "biu" else x
 
 
 def _pad(x: np.ndarray, p, value: float) -> np.ndarray:
@@ -127,6 +136,7 @@ class _Pool(Module):
         return x4
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        x = _as_float(x)
         if self.general:
             return _general_forward(self, x)
         x4 = self._as_4d(x)
@@ -320,6 +330,7 @@ class GlobalAvgPool2d(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         _check_4d(self, x)
+        x = _as_float(x)
         self.x_shape = x.shape
         return x.mean(axis=(2, 3))
 
@@ -339,6 +350,7 @@ class GlobalMaxPool2d(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         _check_4d(self, x)
+        x = _as_float(x)
         self.x_shape = x.shape
         flat = x.reshape(*x.shape[:2], math.prod(x.shape[2:]))  # (N, C, H W), zero rows too
         self.idx = flat.argmax(axis=2)[:, :, None]  # the first maximum, as PyTorch
