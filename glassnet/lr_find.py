@@ -22,8 +22,9 @@ so the range is always (low, high). The rule needs the "too hot" end: if the los
 diverged before ``end`` (``diverged`` is False), the minimum may only be where the test
 stopped, and the upper end means nothing; run again with a larger ``end``.
 
-The model and the optimizer are put back as they were (weights, buffers, optimizer state and
-learning rate), so the test can be run before training the same objects.
+The model and the optimizer are put back as they were (weights, buffers, training modes, each
+layer's own random generator, optimizer state and learning rate), so the test can be run before
+training the same objects, and that training draws the same dropout masks as without it.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def lr_find(
     rng = as_rng(rng, "lr_find")
     saved_model = {k: v.copy() for k, v in model.state_dict().items()}
     saved_opt = {k: np.array(v, copy=True) for k, v in optimizer.state_dict().items()}
+    saved_rngs = [(m, m.rng) for m in model.modules() if hasattr(m, "rng")]  # what set_rng replaces
     with keep_modes(model):
         model.set_rng(rng)
         model.train()
@@ -122,6 +124,8 @@ def lr_find(
         finally:
             model.load_state_dict(saved_model)
             optimizer.load_state_dict(saved_opt)
+            for m, own in saved_rngs:
+                m.rng = own
     if len(lrs) < 5:
         raise ValueError(f"lr_find: the loss diverged after {len(lrs)} steps; lower start (now {start})")
     return _suggest(np.array(lrs), np.array(smooth), np.array(raw), diverged)
