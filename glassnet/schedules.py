@@ -40,10 +40,17 @@ class Schedule:
         self.optimizer.lr = self.lr_at(self.epoch)
 
 
+def _check_gamma(owner: str, gamma) -> None:
+    check_arg(owner, "gamma", gamma, lambda v: 0 < v < math.inf, "a finite number > 0")
+
+
 class StepLR(Schedule):
-    """lr = base_lr * gamma ** (epoch // step_size)."""
+    """lr = base_lr * gamma ** (epoch // step_size); ``step_size`` an integer >= 1, ``gamma`` a
+    finite number > 0."""
 
     def __init__(self, optimizer, step_size: int, gamma: float = 0.1) -> None:
+        check_arg("StepLR", "step_size", step_size, lambda v: v >= 1, "an integer >= 1", int)
+        _check_gamma("StepLR", gamma)
         super().__init__(optimizer)
         self.step_size, self.gamma = int(step_size), float(gamma)
 
@@ -52,9 +59,10 @@ class StepLR(Schedule):
 
 
 class ExponentialLR(Schedule):
-    """lr = base_lr * gamma ** epoch."""
+    """lr = base_lr * gamma ** epoch; ``gamma`` a finite number > 0."""
 
     def __init__(self, optimizer, gamma: float) -> None:
+        _check_gamma("ExponentialLR", gamma)
         super().__init__(optimizer)
         self.gamma = float(gamma)
 
@@ -63,9 +71,14 @@ class ExponentialLR(Schedule):
 
 
 class CosineAnnealingLR(Schedule):
-    """lr = eta_min + (base_lr - eta_min) (1 + cos(pi epoch / T_max)) / 2, flat after T_max."""
+    """lr = eta_min + (base_lr - eta_min) (1 + cos(pi epoch / T_max)) / 2, flat after T_max;
+    ``T_max`` an integer >= 1, ``eta_min`` a finite number >= 0."""
 
     def __init__(self, optimizer, T_max: int, eta_min: float = 0.0) -> None:  # noqa: N803
+        check_arg("CosineAnnealingLR", "T_max", T_max, lambda v: v >= 1, "an integer >= 1", int)
+        check_arg(
+            "CosineAnnealingLR", "eta_min", eta_min, lambda v: 0 <= v < math.inf, "a finite number >= 0"
+        )
         super().__init__(optimizer)
         self.T_max, self.eta_min = int(T_max), float(eta_min)
 
@@ -78,14 +91,36 @@ class LinearWarmup(Schedule):
     """Ramp linearly from ``start_factor * base_lr`` to ``base_lr`` over ``warmup`` epochs,
     then follow ``after`` (another schedule on the same optimizer), shifted by ``warmup``.
 
-    With ``after=None`` this is PyTorch's ``LinearLR(start_factor, 1.0, total_iters=warmup)``.
-    Build ``after`` first, as in ``LinearWarmup(opt, 5, after=CosineAnnealingLR(opt, 45))``,
+    With ``after=None`` this is PyTorch's ``LinearLR(start_factor, 1.0, total_iters=warmup)``;
+    ``start_factor`` is in (0, 1], as LinearLR requires, and ``warmup`` an integer >= 0 (0: no
+    warm-up). Build ``after`` first, as in ``LinearWarmup(opt, 5, after=CosineAnnealingLR(opt, 45))``,
     so that it records the optimizer's initial learning rate, not the warm-up's first one.
+    ``after`` must be an epoch-wise schedule with a closed form on the same optimizer (StepLR,
+    ExponentialLR, CosineAnnealingLR): ReduceLROnPlateau, which follows a metric, and
+    OneCycleLR, stepped after every batch, are refused (as a ``ValueError`` when built).
     """
 
     def __init__(
         self, optimizer, warmup: int, start_factor: float = 0.1, after: Schedule | None = None
     ) -> None:
+        owner = "LinearWarmup"
+        check_arg(owner, "warmup", warmup, lambda v: v >= 0, "an integer >= 0", int)
+        check_arg(
+            owner, "start_factor", start_factor, lambda v: 0 < v <= 1, "a number in (0, 1] (as LinearLR)"
+        )
+        if after is not None:
+            if not isinstance(after, Schedule):
+                raise TypeError(
+                    f"{owner}: after must be a schedule (such as CosineAnnealingLR), got {after!r}"
+                )
+            if isinstance(after, ReduceLROnPlateau) or after.per_batch:
+                why = "follows a metric" if isinstance(after, ReduceLROnPlateau) else "is stepped every batch"
+                raise ValueError(
+                    f"{owner}: after cannot be a {type(after).__name__}, which {why}; it must be an "
+                    "epoch-wise schedule with a closed form (StepLR, ExponentialLR, CosineAnnealingLR)"
+                )
+            if after.optimizer is not optimizer:
+                raise ValueError(f"{owner}: after must schedule the same optimizer as the warm-up")
         super().__init__(optimizer)
         self.warmup, self.start_factor, self.after = int(warmup), float(start_factor), after
         optimizer.lr = self.lr_at(0)

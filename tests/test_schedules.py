@@ -180,6 +180,65 @@ def test_zero_base_lr_matches_torch(case):
     assert ours == theirs == [0.0] * 5
 
 
+# --- bad arguments: one clear error when the schedule is built, not a crash (or a NaN lr) in fit ---
+S = schedules
+IN_0_1 = "start_factor must be a number in \\(0, 1\\] \\(as LinearLR\\), got"
+BAD = [
+    ("StepLR", lambda o: S.StepLR(o, 0), "step_size must be an integer >= 1, got 0"),
+    ("StepLR", lambda o: S.StepLR(o, 2.7), "step_size must be an integer >= 1, got 2.7"),
+    ("StepLR", lambda o: S.StepLR(o, "3"), "step_size must be an integer >= 1, got '3'"),
+    ("StepLR", lambda o: S.StepLR(o, 2, math.nan), "gamma must be a finite number > 0, got nan"),
+    ("StepLR", lambda o: S.StepLR(o, 2, 0.0), "gamma must be a finite number > 0, got 0.0"),
+    ("StepLR", lambda o: S.StepLR(o, 2, math.inf), "gamma must be a finite number > 0, got inf"),
+    ("ExponentialLR", lambda o: S.ExponentialLR(o, -1.0), "gamma must be a finite number > 0, got -1.0"),
+    ("ExponentialLR", lambda o: S.ExponentialLR(o, None), "gamma must be a finite number > 0, got None"),
+    ("CosineAnnealingLR", lambda o: S.CosineAnnealingLR(o, 0), "T_max must be an integer >= 1, got 0"),
+    ("CosineAnnealingLR", lambda o: S.CosineAnnealingLR(o, 4.5), "T_max must be an integer >= 1, got 4.5"),
+    ("CosineAnnealingLR", lambda o: S.CosineAnnealingLR(o, 4, -0.1), "eta_min must be a finite number >= 0"),
+    ("CosineAnnealingLR", lambda o: S.CosineAnnealingLR(o, 4, math.nan), "eta_min must be a finite num"),
+    ("LinearWarmup", lambda o: S.LinearWarmup(o, -1), "warmup must be an integer >= 0, got -1"),
+    ("LinearWarmup", lambda o: S.LinearWarmup(o, 2.5), "warmup must be an integer >= 0, got 2.5"),
+    ("LinearWarmup", lambda o: S.LinearWarmup(o, 3, -1.0), f"{IN_0_1} -1.0"),
+    ("LinearWarmup", lambda o: S.LinearWarmup(o, 3, 0.0), f"{IN_0_1} 0.0"),
+    ("LinearWarmup", lambda o: S.LinearWarmup(o, 3, 1.5), f"{IN_0_1} 1.5"),
+    ("LinearWarmup", lambda o: S.LinearWarmup(o, 3, math.nan), f"{IN_0_1} nan"),
+    ("LinearWarmup", lambda o: S.LinearWarmup(o, 2, after=S.ReduceLROnPlateau(o)),
+     "after cannot be a ReduceLROnPlateau, which follows a metric; it must be an epoch-wise schedule"),
+    ("LinearWarmup", lambda o: S.LinearWarmup(o, 2, after=S.OneCycleLR(o, 0.1, 10, cycle_momentum=False)),
+     "after cannot be a OneCycleLR, which is stepped every batch"),
+    ("LinearWarmup", lambda o: S.LinearWarmup(o, 2, after=S.StepLR(glassnet_optimizer(), 2)),
+     "after must schedule the same optimizer as the warm-up"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("owner", "make", "message"), BAD, ids=[m for _, _, m in BAD])
+def test_schedules_refuse_bad_arguments_when_built(owner, make, message):
+    opt = glassnet_optimizer()
+    with pytest.raises(ValueError, match=f"^{owner}: {message}"):
+        make(opt)
+
+
+def test_linear_warmup_after_must_be_a_schedule():
+    with pytest.raises(TypeError, match="^LinearWarmup: after must be a schedule"):
+        schedules.LinearWarmup(glassnet_optimizer(), 2, after=lambda epoch: 0.1)
+
+
+def test_schedules_take_the_edges_of_their_ranges_and_numpy_numbers():
+    opt = glassnet_optimizer()
+    assert lrs(opt, schedules.StepLR(opt, np.int64(1), gamma=np.float32(2.0)), epochs=3)[0] == pytest.approx(
+        [BASE_LR, 2 * BASE_LR, 4 * BASE_LR]
+    )
+    opt = glassnet_optimizer()
+    assert lrs(opt, schedules.CosineAnnealingLR(opt, T_max=1), epochs=3)[0] == pytest.approx([BASE_LR, 0, 0])
+    opt = glassnet_optimizer()  # start_factor 1: no ramp; warmup 0: straight to after
+    assert lrs(opt, schedules.LinearWarmup(opt, 2, start_factor=1.0), epochs=3)[0] == [BASE_LR] * 3
+    opt = glassnet_optimizer()
+    after = schedules.ExponentialLR(opt, 0.5)
+    assert lrs(opt, schedules.LinearWarmup(opt, 0, after=after), epochs=3)[0] == pytest.approx(
+        [BASE_LR, BASE_LR / 2, BASE_LR / 4]
+    )
+
+
 # --- ReduceLROnPlateau and OneCycleLR against torch -----------------------------------------------
 
 # a metric that improves, stalls, wobbles within the threshold, improves again, then stalls
