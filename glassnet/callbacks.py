@@ -26,13 +26,16 @@ from __future__ import annotations
 import csv
 import io as _io
 import math
+import os
+import string
 import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .module import is_number
+from . import metrics as _metrics
+from .module import check_arg, is_number
 
 
 @dataclass
@@ -131,16 +134,68 @@ class History(Callback):
         return f"History(epochs={len(self.epoch)}, last={last})"
 
 
-def _mode_for(monitor: str, mode: str) -> str:
+def _check_monitor(owner: str, monitor) -> str:
+    if not isinstance(monitor, str):
+        raise TypeError(f"{owner}: monitor must be the name of a logged metric (a str), got {monitor!r}")
+    if not monitor:
+        raise ValueError(f"{owner}: monitor must be the name of a logged metric, got an empty string")
+    return monitor
+
+
+def _check_bool(owner: str, name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _direction(monitor: str) -> str | None:
+    """The way the metric fit logs as ``monitor`` (with or without "val_") improves, "min" or
+    "max"; None for a name glassnet does not log itself."""
+    name = monitor.removeprefix("val_")
+    if name == "loss":
+        return "min"
+    if name in ("accuracy", _metrics.Confusion().name):  # Confusion logs its matrix's accuracy
+        return "max"
+    try:
+        metric = _metrics.get(name)  # topK, macro_precision, macro_recall, macro_f1, mae, rmse
+    except ValueError:
+        return None
+    if isinstance(metric, _metrics.MAE):  # MAE and RMSE: errors
+        return "min"
+    if isinstance(metric, (_metrics.TopKAccuracy, _metrics.MacroPrecision, _metrics.MacroRecall,
+                           _metrics.MacroF1)):  # fmt: skip
+        return "max"
+    return None
+
+
+def _mode_for(monitor: str, mode: str, owner: str = "EarlyStopping", needed: bool = True) -> str:
+    """``mode``, with "auto" resolved as Keras 3 does: "min" for the loss and the errors (mae,
+    rmse), "max" for accuracy, topK, macro_precision/recall/f1 and confusion, each with or
+    without "val_"; any other name is refused (a custom metric may go either way), unless
+    ``needed`` is False, and then "auto" is kept."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
     if mode != "auto":
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
         return mode
-    return "max" if "acc" in monitor else "min"
+    direction = _direction(monitor)
+    if direction is None and needed:
+        raise ValueError(
+            f"{owner}: mode='auto' cannot tell whether monitor={monitor!r} should be minimized or "
+            "maximized (it knows loss, mae and rmse: min; accuracy, topK, macro_precision, "
+            "macro_recall, macro_f1 and confusion: max; each also with 'val_'); pass mode='min' or "
+            "mode='max'"
+        )
+    return direction or mode
 
 
 class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
+
+    ``monitor`` names a logged metric; ``patience`` is an integer >= 0, ``min_delta`` a finite
+    number >= 0. ``mode`` is "min", "max" or "auto": as Keras 3, "auto" minimizes the loss, mae
+    and rmse and maximizes accuracy, topK, macro_precision, macro_recall, macro_f1 and confusion
+    (each also with "val_"), and refuses any other name: pass mode="min" or "max" for it.
+    A value that is not finite (NaN) never counts as an improvement.
 
     With ``restore_best=True`` the best epoch's weights (and buffers) are copied back whenever
     training ends, also when it simply ran out of epochs (Keras restores only on an early stop).
@@ -154,8 +209,14 @@ class EarlyStopping(Callback):
         restore_best: bool = False,
         mode: str = "auto",
     ) -> None:
-        self.monitor, self.patience, self.min_delta = monitor, int(patience), abs(float(min_delta))
-        self.restore_best, self.mode = restore_best, _mode_for(monitor, mode)
+        owner = "EarlyStopping"
+        self.monitor = _check_monitor(owner, monitor)
+        self.patience = int(check_arg(owner, "patience", patience, lambda v: v >= 0, "an integer >= 0", int))
+        self.min_delta = float(
+            check_arg(owner, "min_delta", min_delta, lambda v: 0 <= v < math.inf, "a finite number >= 0")
+        )
+        self.restore_best = _check_bool(owner, "restore_best", restore_best)
+        self.mode = _mode_for(monitor, mode, owner)
         self.best, self.best_epoch, self.best_state, self.wait = None, None, None, 0
         self.stopped_epoch = None
 
@@ -221,36 +282,133 @@ class EarlyStopping(Callback):
         self.best_state = {k: a.copy() for k, a in arrays.items()} if arrays else None
 
 
+def _check_path(owner: str, path) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{owner}: path must be a str or a path-like object, got {type(path).__name__}")
+    path = os.fspath(path)
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"{owner}: path must be a file name, got {path!r}")
+    return path
+
+
+def _check_folder(owner: str, path: str, folder: str) -> None:
+    """Raise ``NotADirectoryError`` if ``folder`` (where ``path``'s files go) does not exist."""
+    if folder and not os.path.isdir(folder):
+        raise NotADirectoryError(f"{owner}: the folder {folder!r} of path {path!r} does not exist")
+
+
+def _placeholders(owner: str, path: str) -> tuple[str, ...]:
+    """The names ``path`` formats, checked as far as can be without the logs: plain names only,
+    in the file name only, and their format specs valid for an integer epoch and float metrics."""
+    try:
+        parsed = list(string.Formatter().parse(path))
+    except ValueError as e:
+        raise ValueError(
+            f"{owner}: path {path!r} is not a valid template ({e}); write a literal brace as {{{{ or }}}}"
+        ) from None
+    names: list[str] = []
+    for i, (_, name, spec, _) in enumerate(parsed):
+        if name is None:
+            continue
+        if name == "" or name.isdigit():
+            raise ValueError(
+                f"{owner}: path {path!r} has a positional placeholder {{{name}}}; name what goes there: "
+                "{epoch} or a logged metric such as {val_loss:.3f} (a literal brace is {{ or }})"
+            )
+        if any(c in name for c in ".[]") or "{" in (spec or ""):
+            raise ValueError(
+                f"{owner}: path {path!r}: placeholder {{{name}}} must be a plain name, {{epoch}} or a "
+                "logged metric, with a format spec of its own (no attributes, indices or nested fields)"
+            )
+        if any(os.sep in text or (os.altsep and os.altsep in text) for text, *_ in parsed[i + 1 :]):
+            raise ValueError(
+                f"{owner}: path {path!r}: placeholder {{{name}}} is in the folder; placeholders go in the "
+                "file name only (the folder must exist when training begins)"
+            )
+        names.append(name)
+    try:
+        path.format(**_sample(names))
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            f"{owner}: path {path!r} cannot be formatted ({e}); {{epoch}} is an integer and a "
+            "metric a float, as in 'm_{epoch:02d}_{val_loss:.3f}.safetensors'"
+        ) from None
+    return tuple(dict.fromkeys(names))
+
+
+def _sample(names) -> dict:
+    return {name: 1 if name == "epoch" else 0.5 for name in names}
+
+
 class ModelCheckpoint(Callback):
     """Save the model with ``gn.save`` (atomically) after each epoch, or only when
-    ``monitor`` improves (``save_best_only=True``). ``path`` may contain ``{epoch}``, counted
-    from 1 as the progress display counts (Keras' convention)."""
+    ``monitor`` improves (``save_best_only=True``; a value that is not finite never does).
+
+    ``path`` is formatted as Keras' ``filepath``: ``{epoch}`` is the epoch counted from 1, as the
+    progress display counts, and ``{name}`` any metric logged for the epoch, each with a format
+    spec if wanted: ``"m_{epoch:02d}_{val_loss:.3f}.safetensors"``. The template is checked when
+    the callback is built (positional ``{}``, a spec that does not fit an integer epoch or a
+    float metric, and placeholders in the folder are refused); the folder must exist when
+    training begins (``NotADirectoryError``); a name that is not logged is a ``KeyError`` naming
+    it and the logged names, at the end of the first epoch, before anything is written.
+
+    ``mode`` is "min", "max" or "auto", which picks the direction from ``monitor``'s name as
+    ``EarlyStopping`` does (needed only with ``save_best_only``).
+    """
 
     def __init__(
         self, path: str, monitor: str = "val_loss", save_best_only: bool = False, mode: str = "auto"
     ) -> None:
-        self.path, self.monitor, self.save_best_only = str(path), monitor, save_best_only
-        self.mode, self.best = _mode_for(monitor, mode), None
+        owner = "ModelCheckpoint"
+        self.path = _check_path(owner, path)
+        self.names = _placeholders(owner, self.path)
+        self.folder = os.path.dirname(self.path.format(**_sample(self.names)))
+        self.monitor = _check_monitor(owner, monitor)
+        self.save_best_only = _check_bool(owner, "save_best_only", save_best_only)
+        self.mode, self.best = _mode_for(monitor, mode, owner, self.save_best_only), None
+
+    def on_train_begin(self, logs):
+        _check_folder("ModelCheckpoint", self.path, self.folder)
+        if not self.names and os.path.isdir(self.path):
+            raise IsADirectoryError(
+                f"ModelCheckpoint: path {self.path!r} is a folder; give a file name in it"
+            )
 
     def on_epoch_end(self, epoch, logs):
         from .io import save
 
+        missing = [name for name in self.names if name != "epoch" and name not in logs]
+        if missing:
+            raise KeyError(
+                f"ModelCheckpoint: path {self.path!r} has the placeholder {{{missing[0]}}}, which is not "
+                f"logged; the names it can use are 'epoch' and the logged {sorted(logs)}"
+            )
         value = logs.get(self.monitor)
         if self.save_best_only:
             if value is None:
                 raise KeyError(f"ModelCheckpoint: monitor {self.monitor!r} not in {sorted(logs)}")
+            value = float(value)
+            if not math.isfinite(value):
+                return
             better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
             if not better:
                 return
             self.best = value
-        save(self.model, self.path.format(epoch=epoch + 1), metadata={"epoch": epoch + 1, "logs": logs})
+        values = {name: float(logs[name]) if is_number(logs[name]) else logs[name] for name in self.names
+                  if name != "epoch"}  # fmt: skip
+        save(
+            self.model,
+            self.path.format(**values, epoch=epoch + 1),
+            metadata={"epoch": epoch + 1, "logs": logs},
+        )
 
     def state_dict(self) -> dict:
         return {"best": None if self.best is None else float(self.best)}
 
     def load_state_dict(self, state: dict) -> None:
-        _check(state["best"] is None or is_number(state["best"]), "'best' must be a number")
-        self.best = state["best"]
+        best = state["best"]
+        _check(best is None or (is_number(best) and math.isfinite(best)), "'best' must be a finite number")
+        self.best = best
 
 
 class CSVLogger(Callback):
@@ -258,10 +416,11 @@ class CSVLogger(Callback):
     crash never leaves a half-written line."""
 
     def __init__(self, path: str) -> None:
-        self.path = str(path)
+        self.path = _check_path("CSVLogger", path)
         self.rows: list[dict] = []
 
     def on_train_begin(self, logs):
+        _check_folder("CSVLogger", self.path, os.path.dirname(self.path))
         self.rows = []
 
     def on_epoch_end(self, epoch, logs):
@@ -300,7 +459,13 @@ class ProgressBar(Callback):
     """A tqdm bar per epoch on a terminal; one compact line per epoch otherwise (logs, CI)."""
 
     def __init__(self, epochs: int, steps: int, stream=None) -> None:
-        self.epochs, self.steps = epochs, steps
+        for name, value in (("epochs", epochs), ("steps", steps)):
+            check_arg("ProgressBar", name, value, lambda v: v >= 0, "an integer >= 0", int)
+        if stream is not None and not callable(getattr(stream, "write", None)):
+            raise TypeError(
+                f"ProgressBar: stream must be a text stream (with write), got {type(stream).__name__}"
+            )
+        self.epochs, self.steps = int(epochs), int(steps)
         self.stream = stream if stream is not None else sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.bar = None

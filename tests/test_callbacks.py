@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -152,6 +153,112 @@ def test_early_stopping_missing_monitor_by_hand():
         es.on_epoch_end(0, {"loss": 1.0, "accuracy": 0.5})
 
 
+# mode="auto" as Keras 3: the loss and the errors fall, glassnet's other metrics rise, others refused
+LOWER = ["loss", "val_loss", "mae", "val_mae", "rmse", "val_rmse"]
+HIGHER = ["accuracy", "val_accuracy", "top1", "val_top5", "top12", "macro_precision", "val_macro_precision",
+          "macro_recall", "val_macro_recall", "macro_f1", "val_macro_f1", "confusion",
+          "val_confusion"]  # fmt: skip
+
+
+@pytest.mark.parametrize("monitor", LOWER + HIGHER)
+def test_auto_mode_follows_how_each_logged_metric_improves(monitor, tmp_path):
+    expected = "min" if monitor in LOWER else "max"
+    assert gn.EarlyStopping(monitor=monitor).mode == expected
+    assert gn.ModelCheckpoint(tmp_path / "m", monitor=monitor, save_best_only=True).mode == expected
+
+
+def test_auto_mode_knows_every_metric_glassnet_names():
+    """A metric added to glassnet.metrics.NAMES needs a direction for mode="auto"."""
+    for name in gn.metrics.NAMES:
+        assert gn.EarlyStopping(monitor=f"val_{name}").mode in ("min", "max")
+
+
+def test_auto_mode_does_not_stop_while_macro_f1_rises():
+    es = gn.EarlyStopping(monitor="val_macro_f1", patience=1)
+    assert drive(es, [0.2, 0.5, 0.8, 0.9], key="val_macro_f1") is None
+    assert es.best == 0.9 and es.best_epoch == 3
+
+
+def test_auto_mode_checkpoint_keeps_the_best_macro_f1(tmp_path):
+    ck = gn.ModelCheckpoint(tmp_path / "m-{epoch}.safetensors", monitor="val_macro_f1", save_best_only=True)
+    _, history = train(callbacks=[ck], epochs=5, metrics=["macro_f1"])
+    f1 = history.history["val_macro_f1"]
+    saved = [e for e in history.epoch if f1[e] > max(f1[:e], default=-1.0)]
+    assert saved == [0, 1, 2, 3, 4]  # rising every epoch ("min" kept only the first)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"m-{e + 1}.safetensors" for e in saved)
+
+
+@pytest.mark.parametrize("monitor", ["score", "val_score", "acc", "lr", "val_top0"])
+def test_auto_mode_refuses_a_name_it_cannot_read(monitor, tmp_path):
+    message = rf"^{{}}: mode='auto' cannot tell whether monitor='{monitor}' should be minimized or maximized"
+    with pytest.raises(ValueError, match=message.format("EarlyStopping")):
+        gn.EarlyStopping(monitor=monitor)
+    with pytest.raises(ValueError, match=message.format("ModelCheckpoint")):
+        gn.ModelCheckpoint(tmp_path / "m", monitor=monitor, save_best_only=True)
+    assert gn.EarlyStopping(monitor=monitor, mode="max").mode == "max"
+    assert gn.ModelCheckpoint(tmp_path / "m", monitor=monitor).mode == "auto"  # not needed: saves every epoch
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (dict(patience=-1), ValueError, "patience must be an integer >= 0, got -1"),
+        (dict(patience="3"), ValueError, "patience must be an integer >= 0, got '3'"),
+        (dict(patience=2.9), ValueError, "patience must be an integer >= 0, got 2.9"),
+        (dict(patience=True), ValueError, "patience must be an integer >= 0, got True"),
+        (dict(min_delta=math.nan), ValueError, "min_delta must be a finite number >= 0, got nan"),
+        (dict(min_delta=math.inf), ValueError, "min_delta must be a finite number >= 0, got inf"),
+        (dict(min_delta=-0.1), ValueError, "min_delta must be a finite number >= 0, got -0.1"),
+        (dict(min_delta="0.1"), ValueError, "min_delta must be a finite number >= 0, got '0.1'"),
+        (dict(monitor=None), TypeError, "monitor must be the name of a logged metric \\(a str\\), got None"),
+        (dict(monitor=""), ValueError, "monitor must be the name of a logged metric, got an empty string"),
+        (dict(restore_best="yes"), TypeError, "restore_best must be True or False, got 'yes'"),
+        (dict(mode="maximum"), ValueError, "mode must be 'auto', 'min' or 'max', got 'maximum'"),
+    ],
+)
+def test_early_stopping_refuses_bad_arguments_naming_them(kwargs, error, message):
+    with pytest.raises(error, match=f"^EarlyStopping: {message}$"):
+        gn.EarlyStopping(**kwargs)
+
+
+def test_early_stopping_takes_numpy_numbers_and_patience_zero():
+    es = gn.EarlyStopping(patience=np.int64(0), min_delta=np.float32(0.5))
+    assert (es.patience, es.min_delta) == (0, 0.5) and type(es.patience) is int
+    assert drive(es, [1.0, 0.6]) == 1  # better, but not by more than 0.5
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "message"),
+    [
+        ((None,), {}, TypeError, "path must be a str or a path-like object, got NoneType"),
+        ((3,), {}, TypeError, "path must be a str or a path-like object, got int"),
+        (("",), {}, ValueError, "path must be a file name, got ''"),
+        (("m",), dict(monitor=None), TypeError, "monitor must be the name of a logged metric"),
+        (("m",), dict(monitor=""), ValueError, "monitor must be the name of a logged metric"),
+        (("m",), dict(save_best_only=1), TypeError, "save_best_only must be True or False, got 1"),
+        (("m",), dict(mode="up"), ValueError, "mode must be 'auto', 'min' or 'max', got 'up'"),
+    ],
+)
+def test_model_checkpoint_refuses_bad_arguments_naming_them(args, kwargs, error, message):
+    with pytest.raises(error, match=f"^ModelCheckpoint: {message}"):
+        gn.ModelCheckpoint(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda: gn.CSVLogger(None), TypeError, "^CSVLogger: path must be a str or a path-like object"),
+        (lambda: gn.CSVLogger(""), ValueError, "^CSVLogger: path must be a file name"),
+        (lambda: gn.ProgressBar(-1, 3), ValueError, "^ProgressBar: epochs must be an integer >= 0, got -1"),
+        (lambda: gn.ProgressBar(2, 2.5), ValueError, "^ProgressBar: steps must be an integer >= 0, got 2.5"),
+        (lambda: gn.ProgressBar(2, 3, stream="out"), TypeError, "^ProgressBar: stream must be a text stream"),
+    ],
+)
+def test_other_callbacks_refuse_bad_arguments_naming_them(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
 # --- EarlyStopping through fit ------------------------------------------------------------------
 def test_early_stopping_through_fit_when_val_loss_stops_improving():
     es = gn.EarlyStopping(patience=2, min_delta=1.0)
@@ -179,7 +286,7 @@ def test_early_stopping_missing_monitor_through_fit():
 @pytest.mark.parametrize("restore", [True, False])
 def test_restore_best_on_early_stop(restore):
     snap = Snapshot()
-    es = gn.EarlyStopping(monitor="score", patience=2, restore_best=restore)
+    es = gn.EarlyStopping(monitor="score", patience=2, restore_best=restore, mode="min")
     model, history = train(callbacks=[Score([3, 1, 2, 2.5, 0, 0]), snap, es], epochs=6)
     assert history.epoch == [0, 1, 2, 3]
     assert es.best_epoch == 1
@@ -192,7 +299,7 @@ def test_restore_best_on_early_stop(restore):
 
 def test_restore_best_when_epochs_run_out():
     snap = Snapshot()
-    es = gn.EarlyStopping(monitor="score", patience=5, restore_best=True)
+    es = gn.EarlyStopping(monitor="score", patience=5, restore_best=True, mode="min")
     model, history = train(callbacks=[Score([3, 1, 2, 2.5]), snap, es], epochs=4)
     assert len(history.epoch) == 4 and es.stopped_epoch is None
     assert_weights(model, snap.weights[1])
@@ -200,7 +307,7 @@ def test_restore_best_when_epochs_run_out():
 
 def test_restore_best_when_the_last_epoch_is_best():
     snap = Snapshot()
-    es = gn.EarlyStopping(monitor="score", patience=5, restore_best=True)
+    es = gn.EarlyStopping(monitor="score", patience=5, restore_best=True, mode="min")
     model, _ = train(callbacks=[Score([3, 2, 1]), snap, es], epochs=3)
     assert_weights(model, snap.weights[2])
 
@@ -225,7 +332,7 @@ class Boom(Callback):
 @pytest.mark.parametrize("boom", [Boom(3), Boom(3, batch=1)], ids=["epoch end", "mid-epoch"])
 def test_restore_best_on_an_exception_from_another_callback(boom):
     snap = Snapshot()
-    es = gn.EarlyStopping(monitor="score", patience=5, restore_best=True)
+    es = gn.EarlyStopping(monitor="score", patience=5, restore_best=True, mode="min")
     model = make_model()
     with pytest.raises(RuntimeError, match="boom"):
         train(model, callbacks=[Score([3, 1, 2, 2.5, 2.7]), snap, es, boom], epochs=5)
@@ -233,7 +340,7 @@ def test_restore_best_on_an_exception_from_another_callback(boom):
 
 
 def test_early_stopping_reused_across_fits_starts_afresh():
-    es = gn.EarlyStopping(monitor="score", patience=1)
+    es = gn.EarlyStopping(monitor="score", patience=1, mode="min")
     train(callbacks=[Score([1, 2, 3]), es], epochs=3)
     assert es.stopped_epoch == 1
     _, history = train(callbacks=[Score([5, 4, 3]), es], epochs=3)
@@ -268,8 +375,12 @@ def test_checkpoint_epoch_format_spec(tmp_path):
 
 def test_checkpoint_save_best_only(tmp_path):
     snap = Snapshot()
-    named = gn.ModelCheckpoint(str(tmp_path / "m-{epoch}.safetensors"), monitor="score", save_best_only=True)
-    fixed = gn.ModelCheckpoint(str(tmp_path / "best.safetensors"), monitor="score", save_best_only=True)
+    named = gn.ModelCheckpoint(
+        str(tmp_path / "m-{epoch}.safetensors"), monitor="score", save_best_only=True, mode="min"
+    )
+    fixed = gn.ModelCheckpoint(
+        str(tmp_path / "best.safetensors"), monitor="score", save_best_only=True, mode="min"
+    )
     train(callbacks=[Score([3, 1, 2, 0.5, 0.7]), snap, named, fixed], epochs=5)
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["best.safetensors", "m-1.safetensors", "m-2.safetensors", "m-4.safetensors"]
@@ -298,6 +409,76 @@ def test_checkpoint_save_best_only_missing_monitor(tmp_path):
 def test_checkpoint_leaves_no_temporary_files(tmp_path):
     train(callbacks=[gn.ModelCheckpoint(str(tmp_path / "m.safetensors"))], epochs=3)
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_checkpoint_path_formats_epoch_and_logged_metrics_as_keras(tmp_path):
+    _, history = train(
+        callbacks=[gn.ModelCheckpoint(tmp_path / "m_{epoch:02d}_{val_loss:.3f}_{{x}}.st")], epochs=2
+    )
+    expected = [f"m_{e + 1:02d}_{history.history['val_loss'][e]:.3f}_{{x}}.st" for e in history.epoch]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(expected)
+    assert gn.load_metadata(tmp_path / expected[1])["epoch"] == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("m_{}.st", r"has a positional placeholder \{\}; name what goes there"),
+        ("m_{0}.st", r"has a positional placeholder \{0\}"),
+        ("m_{epoch.real}.st", r"placeholder \{epoch.real\} must be a plain name"),
+        ("m_{val_loss[0]}.st", r"placeholder \{val_loss\[0\]\} must be a plain name"),
+        ("m_{epoch:{width}}.st", r"placeholder \{epoch\} must be a plain name"),
+        ("run{epoch}/m.st", r"placeholder \{epoch\} is in the folder"),
+        ("m_{epoch:s}.st", r"cannot be formatted \(Unknown format code 's'"),
+        ("m_{val_loss:d}.st", r"cannot be formatted \(Unknown format code 'd'"),
+        ("m_{epoch!z}.st", r"cannot be formatted"),
+        ("m_{epoch.st", r"is not a valid template"),
+        ("m_}.st", r"is not a valid template"),
+    ],
+)
+def test_checkpoint_path_template_is_checked_when_built(path, message):
+    with pytest.raises(ValueError, match=rf"^ModelCheckpoint: path '[^']*{re.escape(path)}'.*{message}"):
+        gn.ModelCheckpoint(path)
+
+
+def test_checkpoint_path_naming_an_unlogged_metric_fails_after_the_first_epoch_writing_nothing(tmp_path):
+    ck = gn.ModelCheckpoint(tmp_path / "m_{epoch}_{val_f1:.2f}.st")
+    history = gn.History()
+    with pytest.raises(
+        KeyError, match=r"placeholder \{val_f1\}, which is not logged; .*'epoch' .*'val_loss'"
+    ):
+        train(callbacks=[history, ck], epochs=3)
+    assert history.epoch == [0] and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda folder: gn.ModelCheckpoint(folder / "missing" / "m_{epoch}.st"),
+        lambda folder: gn.ModelCheckpoint(folder / "missing" / "m.st"),
+        lambda folder: gn.CSVLogger(folder / "missing" / "log.csv"),
+    ],
+    ids=["checkpoint template", "checkpoint", "csv"],
+)
+def test_a_missing_folder_is_found_when_training_begins(make, tmp_path):
+    callback, rec = make(tmp_path), Recorder()
+    with pytest.raises(NotADirectoryError, match=r"the folder '[^']*missing' of path .* does not exist"):
+        train(callbacks=[rec, callback], epochs=2)
+    assert [c[0] for c in rec.calls] == ["train_begin", "train_end"]  # no epoch ran
+
+
+def test_checkpoint_path_that_is_a_folder_is_refused_when_training_begins(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a folder; give a file name in it"):
+        train(callbacks=[gn.ModelCheckpoint(tmp_path)], epochs=1)
+
+
+def test_checkpoint_save_best_only_skips_a_nan_value(tmp_path):
+    ck = gn.ModelCheckpoint(tmp_path / "m-{epoch}.st", monitor="score", save_best_only=True, mode="min")
+    train(callbacks=[Score([math.nan, 2.0, 3.0, 1.0]), ck], epochs=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m-2.st", "m-4.st"]
+    assert ck.best == 1.0
+    with pytest.raises(ValueError, match="'best' must be a finite number"):
+        ck.load_state_dict({"best": math.nan})
 
 
 # --- CSVLogger ----------------------------------------------------------------------------------
