@@ -270,8 +270,8 @@ def fit(
     ``val_loss`` and ``val_accuracy``. ``loss`` is the mean of the epoch's batch losses, each
     weighed by its rows (the losses the steps took, as Keras logs them); ``val_loss``, as
     ``evaluate``'s, is the loss's mean over all the data, whatever the batch size (with class
-    weights or ``ignore_index`` the two conventions differ). A ``batch_size`` larger than the data set means one
-    batch of all of it per epoch (as Keras). ``optimizer`` must be built over the model's
+    weights or ``ignore_index`` the two conventions differ). A ``batch_size`` larger than the
+    data set means one batch of all of it per epoch (as Keras). ``optimizer`` must be built over the model's
     parameters, or a subset of them to train some layers only; one holding a parameter of
     another model raises ``ValueError``.
 
