@@ -235,9 +235,14 @@ def run_specs(exp: Experiment) -> list[dict]:
 
 
 def _is_done(result: dict | None, spec: dict) -> bool:
-    # JSON round-trips the configuration exactly (ints stay ints, floats keep their repr)
+    # JSON round-trips the configuration exactly (ints stay ints, floats keep their repr); the
+    # variant too: a file moved with its renamed folder still says its old name, and the report
+    # reads only a file whose variant and seed are those of its path
     return (
-        result is not None and result.get("seed") == spec["seed"] and result.get("config") == spec["config"]
+        result is not None
+        and result.get("variant") == spec["variant"]
+        and result.get("seed") == spec["seed"]
+        and result.get("config") == spec["config"]
     )
 
 
@@ -254,7 +259,7 @@ def compare(
     ``config`` is an ``Experiment``, a path to a TOML file or a dict of the same layout.
     ``workers``: processes on this machine (default ``os.cpu_count()``; 1 runs in this process).
     ``scheduler``: the address of a Dask scheduler (``"tcp://HOST:PORT"``) to send the runs to
-    instead (needs ``pip install 'glassnet[dask]'``). A result file whose seed and stored
+    instead (needs ``pip install 'glassnet[dask]'``). A result file whose variant, seed and stored
     configuration equal the run's is kept, not run again (resume); one that differs is
     overwritten. If there are runs to do, the data set is loaded first: a ``[data]`` table
     asking for more examples than it holds is a ``ConfigError`` naming the key

@@ -275,6 +275,20 @@ def test_a_changed_or_corrupt_result_is_run_again(local, tmp_path):
     assert without_wall([rerun]) == without_wall([original])
 
 
+def test_a_variant_renamed_with_its_folder_is_run_again(local, tmp_path):
+    """Its files still say the old name: not done (the report would leave them out)."""
+    out, _ = local
+    for path in out.glob("*/seed*.json"):
+        folder = "drop2" if path.parent.name == "drop" else path.parent.name
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / path.name).write_bytes(path.read_bytes())
+    renamed = _with(lambda r: r["variants"].update(drop2=r["variants"].pop("drop")))
+    lines = []
+    ex.compare(renamed, tmp_path, workers=1, report=False, log=lines.append)
+    assert "8 runs, 6 already done, 2 to run" in lines[0]
+    assert json.loads((tmp_path / "drop2" / "seed0.json").read_text())["variant"] == "drop2"
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_failing_run_is_named_and_the_others_are_saved(tmp_path, workers):
     # the cnn preset cannot take 8x8 digits: every run of that variant raises ShapeError
