@@ -97,7 +97,8 @@ def torch_state_dict(model: Module) -> dict[str, np.ndarray]:
     arrays): what ``gn.to_torch(model).state_dict()`` holds."""
     state = model.state_dict()
     return {
-        tname: np.ascontiguousarray(torch_layout(leaf, own, state[gname]))
+        # np.require keeps a 0-d array 0-d (np.ascontiguousarray makes it 1-d): num_batches_tracked
+        tname: np.require(torch_layout(leaf, own, state[gname]), requirements="C")
         for gname, tname, leaf, own in name_pairs(model)
     }
 

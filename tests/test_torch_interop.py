@@ -263,6 +263,27 @@ def test_torch_names_round_trip_through_safetensors(tmp_path):
     np.testing.assert_allclose(fresh.forward(x), torch_out(tmodel, [x]), **TOL)
 
 
+def test_batch_norm_weights_round_trip_glassnet_to_glassnet_and_torch(tmp_path):
+    """num_batches_tracked is 0-d in torch's state_dict: written 0-d, read back by glassnet
+    (it was written (1,) and load_torch_weights refused its own file) and by torch."""
+    rng = np.random.default_rng(3)
+    model = randomize(small_model(rng), rng).eval()
+    model[1].num_batches_tracked[...] = 17
+    path = tmp_path / "bn.safetensors"
+    gn.save_torch_weights(model, path)
+    assert torch_state_dict(model)["1.num_batches_tracked"].shape == ()
+    state = safetensors_torch.load_file(str(path))
+    assert state["1.num_batches_tracked"].shape == () and int(state["1.num_batches_tracked"]) == 17
+    fresh = gn.load_torch_weights(small_model(np.random.default_rng(4)).eval(), path)
+    for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
+        assert a.shape == b.shape and np.array_equal(a, b), name
+    tmodel = gn.to_torch(small_model(np.random.default_rng(5))).eval()
+    tmodel.load_state_dict(state, strict=True)
+    assert tmodel[1].num_batches_tracked.shape == () and int(tmodel[1].num_batches_tracked) == 17
+    x = rng.standard_normal((3, 2, 9)).astype(np.float32)
+    np.testing.assert_allclose(torch_out(tmodel, [x]), model.forward(x), **TOL)
+
+
 def test_weight_files_need_no_torch(tmp_path):
     code = f"""
 import sys, numpy as np, glassnet as gn
