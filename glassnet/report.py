@@ -33,6 +33,7 @@ import glob
 import io
 import math
 import os
+import re
 import warnings
 
 import numpy as np
@@ -91,32 +92,61 @@ def load_results(out_dir: str | os.PathLike) -> tuple[dict, dict[str, list[dict]
     """The experiment's description (``experiment.json``, or one inferred from the directories)
     and its results grouped by variant, in the experiment's order, seeds ascending.
 
-    Every file is checked for what the report reads (``read_experiment``, ``read_result``): a
-    broken one is a ``FileFormatError`` naming it. A result whose configuration differs from
-    the one ``experiment.json`` records for its variant (left by an earlier version of the
-    experiment whose rerun was interrupted) is left out, and counted in the description's
-    ``"stale"``."""
+    One result per (variant, seed): the file ``<variant>/seed<k>.json`` that ``compare`` writes,
+    for the experiment's variants and seeds (without ``experiment.json``: every folder holding
+    such files, every seed found), whose ``"variant"`` and ``"seed"`` are those of its path.
+    Any other ``.json`` file in the variants' folders or beside them (a backup copy
+    ``seed0_before_rerun.json``, a copied folder ``l2_backup/``, a file moved with a renamed
+    folder, seeds no longer in the experiment) is left out, and its path listed in the
+    description's ``"ignored"``; the report says so. Every file read is checked for what the
+    report reads (``read_experiment``, ``read_result``): a broken one is a ``FileFormatError``
+    naming it. A result whose configuration differs from the one ``experiment.json`` records for
+    its variant (left by an earlier version of the experiment whose rerun was interrupted) is
+    left out, and counted in the description's ``"stale"``. The description's ``"counts"``
+    gives every variant's number of results (0 for a variant without any, which has no group)."""
     out_dir = os.fspath(out_dir)
     meta_path = os.path.join(out_dir, "experiment.json")
     meta = read_experiment(meta_path) if os.path.lexists(meta_path) else None
-    by_variant: dict[str, list[dict]] = {}
-    for path in sorted(glob.glob(os.path.join(out_dir, "*", "seed*.json"))):
-        r = read_result(path)
-        by_variant.setdefault(r["variant"], []).append(r)
+    found = sorted(os.path.relpath(p, out_dir) for p in glob.glob(os.path.join(out_dir, "*", "*.json")))
     if meta is None:
-        names = sorted(by_variant)
+        names = sorted({os.path.dirname(p) for p in found if _seed_of(os.path.basename(p)) is not None})
         meta = {"name": "", "baseline": names[0] if names else "", "variants": names, "seeds": None}
-    groups, configs, stale = {}, meta.get("configs") or {}, 0
+    groups, configs, stale, counts, used = {}, meta.get("configs") or {}, 0, {}, set()
     for v in meta["variants"]:
-        runs = [r for r in by_variant.get(v, []) if meta.get("seeds") is None or r["seed"] in meta["seeds"]]
-        if v in configs:
-            current = [r for r in runs if r.get("config") == configs[v]]
-            stale, runs = stale + len(runs) - len(current), current
+        if meta.get("seeds") is not None:
+            seeds = list(meta["seeds"])
+        else:
+            seeds = sorted(
+                s
+                for p in found
+                if os.path.dirname(p) == v and (s := _seed_of(os.path.basename(p))) is not None
+            )
+        runs = []
+        for s in seeds:
+            rel = os.path.join(v, f"seed{s}.json")
+            if not os.path.isfile(os.path.join(out_dir, rel)):
+                continue
+            r = read_result(os.path.join(out_dir, rel))
+            if r["variant"] != v or r["seed"] != s:
+                continue  # not this run's file (moved, renamed or copied): listed as ignored
+            used.add(rel)
+            if v in configs and r.get("config") != configs[v]:
+                stale += 1
+                continue
+            runs.append(r)
+        counts[v] = len(runs)
         if runs:
             groups[v] = sorted(runs, key=lambda r: r["seed"])
+    ignored = [p for p in found if p not in used]  # stale files were read, and are counted apart
     if not groups:
         raise ValueError(f"{out_dir}: no result files (expected {out_dir}/<variant>/seed<k>.json)")
-    return {**meta, "stale": stale}, groups
+    return {**meta, "stale": stale, "ignored": ignored, "counts": counts}, groups
+
+
+def _seed_of(name: str) -> int | None:
+    """k for a file name ``seed<k>.json`` exactly as ``result_path`` writes it, else None."""
+    m = re.fullmatch(r"seed(-?[0-9]+)\.json", name)
+    return int(m.group(1)) if m and f"seed{int(m.group(1))}.json" == name else None
 
 
 def read_experiment(path: str) -> dict:
@@ -256,8 +286,16 @@ def markdown(rows: list[dict], meta: dict) -> str:
         if k
         else ""
     )
+    counts, expected = meta.get("counts") or {}, len(meta.get("seeds") or ())
+    have = {r["variant"]: r["n"] for r in rows}
+    missing_base = baseline not in have
     out.append(
-        f"Baseline: `{baseline}`. Accuracy in %, mean ± standard deviation over seeds (n), with the "
+        (
+            f"Baseline: `{baseline}` has no results, so no differences (Δ) or p-values are computed. "
+            if missing_base
+            else f"Baseline: `{baseline}`. "
+        )
+        + "Accuracy in %, mean ± standard deviation over seeds (n), with the "
         f"95% confidence interval of the mean (Student's t, n - 1 degrees of freedom). "
         f"Δ: difference of the final {scored} accuracy (percentage points) or loss from the baseline, with "
         f"its 95% confidence interval and the two-sided p-value of Welch's unequal-variance t-test "
@@ -266,15 +304,39 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "the final network on its training set in "
         "eval mode (for an ensemble, its members' mean)."
     )
+    short = {v: counts.get(v, have.get(v, 0)) for v in meta.get("variants", have)}
+    short = {v: n for v, n in short.items() if n == 0 or n < expected}
+    if short:
+        done = ", ".join(f"`{v}` {n}" + (f" of {expected}" if expected else "") for v, n in short.items())
+        out += ["", f"**Incomplete: seeds finished per variant: {done}** (a variant with none has no "
+                    "statistics and no curve; `glassnet compare` runs the missing seeds).",]  # fmt: skip
     if meta.get("stale"):
         out += ["", f"Left out: {meta['stale']} result files of an earlier configuration of their variant."]
+    ignored = meta.get("ignored") or []
+    if ignored:
+        listed = ", ".join(f"`{p}`" for p in ignored[:10]) + (
+            f" and {len(ignored) - 10} more" if len(ignored) > 10 else ""
+        )
+        out += ["", f"Left out: {len(ignored)} other files (the report reads only `<variant>/seed<k>.json` "
+                    "of the experiment's variants and seeds, holding that variant and seed): "
+                    f"{listed}."]  # fmt: skip
     out += [
         "",
         f"| variant | n | final {scored} acc | 95% CI | best {scored} acc | final {scored} loss "
         f"| best {scored} loss | Δ acc [95% CI] | p | Δ loss [95% CI] | p | train acc | s/run |",
         "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: |",
     ]
-    for r in rows:
+    by_name = {r["variant"]: r for r in rows}
+    order = [v for v in meta.get("variants", []) if v in by_name or v in counts]
+    order += [v for v in by_name if v not in order]
+    for v in order:
+        if v not in by_name:
+            name = f"**{v}** (baseline)" if v == baseline else v
+            out.append(
+                f"| {name} | 0" + (f" of {expected}" if expected else "") + " | no results |" + " — |" * 10
+            )
+            continue
+        r = by_name[v]
         fa, ba, fl, bl = r["final_acc"], r["best_acc"], r["final_loss"], r["best_loss"]
         da, dl = r.get("diff_final_acc"), r.get("diff_final_loss")
         acc_diff = (
@@ -290,7 +352,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         name = f"**{r['variant']}** (baseline)" if r["variant"] == baseline else r["variant"]
         cells = [
             name,
-            str(r["n"]),
+            str(r["n"]) + (f" of {expected}" if r["n"] < expected else ""),
             f"{_pct(fa['mean'])} ± {_pct(fa['sd'])}",
             f"[{_pct(fa['low'])}, {_pct(fa['high'])}]",
             f"{_pct(ba['mean'])} ± {_pct(ba['sd'])}",
@@ -396,9 +458,11 @@ def render(out_dir: str | os.PathLike, baseline: str | None = None) -> str:
     out_dir = os.fspath(out_dir)
     meta, groups = load_results(out_dir)
     if baseline is not None:
-        if baseline not in groups:
+        # a variant of the experiment without results is reported as the default baseline is
+        # (the report says it has none); a name that is no variant at all is a mistake
+        if baseline not in groups and baseline not in meta["variants"]:
             raise ValueError(
-                f"report: baseline {baseline!r} has no results in {out_dir} ({', '.join(groups)})"
+                f"report: baseline {baseline!r} is not a variant of {out_dir} ({', '.join(meta['variants'])})"
             )
         meta = {**meta, "baseline": baseline}
     text = markdown(summarize(groups, meta["baseline"]), meta)

@@ -404,7 +404,7 @@ def test_report_renders_the_table_and_figure_from_result_files_alone(tmp_path):
     rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
     ci = report.mean_ci(better)
     w = report.welch(better, base)
-    assert rows["| **plain** (baseline)"].split(" | ")[1] == "3"
+    assert rows["| **plain** (baseline)"].split(" | ")[1] == "3 of 4"  # seeds 0-3, plain has 3
     cells = rows["| better"].split(" | ")
     assert cells[1] == "4" and cells[2] == f"{100 * ci['mean']:.2f} ± {100 * ci['sd']:.2f}"
     assert cells[3] == f"[{100 * ci['low']:.2f}, {100 * ci['high']:.2f}]"
@@ -419,7 +419,7 @@ def test_report_renders_the_table_and_figure_from_result_files_alone(tmp_path):
     # another baseline on request; an unknown one is a clear error
     assert main(["report", str(tmp_path), "--baseline", "better"]) == 0
     assert "**better** (baseline)" in (tmp_path / "report.md").read_text()
-    with pytest.raises(ValueError, match="baseline 'worst' has no results"):
+    with pytest.raises(ValueError, match="baseline 'worst' is not a variant"):
         report.render(tmp_path, baseline="worst")
 
 
@@ -437,7 +437,64 @@ def test_report_leaves_out_results_of_an_earlier_configuration(local, tmp_path):
     assert [r["seed"] for r in groups["drop"]] == [0] and meta["stale"] == 1
     assert [r["seed"] for r in groups["none"]] == [0, 1]
     text = report.render(tmp_path)
-    assert "| drop | 1 |" in text and "Left out: 1 result files of an earlier configuration" in text
+    assert "| drop | 1 of 2 |" in text and "Left out: 1 result files of an earlier configuration" in text
+
+
+def _write_fake(tmp_path, variants, seeds, baseline=None):
+    for v, accs in variants.items():
+        (tmp_path / v).mkdir()
+        for s, acc in zip(seeds, accs):
+            (tmp_path / v / f"seed{s}.json").write_text(json.dumps(fake_result(v, s, acc, 1 - acc)))
+    meta = {"name": "fake", "baseline": baseline or next(iter(variants)), "variants": list(variants),
+            "seeds": list(seeds)}  # fmt: skip
+    (tmp_path / "experiment.json").write_text(json.dumps(meta))
+
+
+def test_report_reads_one_result_per_variant_and_seed(tmp_path):
+    """A backup copy beside a result, a copied folder, or a file whose fields disagree with its
+    path is no extra seed: left out, and listed."""
+    _write_fake(tmp_path, {"a": [0.80, 0.82, 0.81], "b": [0.85, 0.86, 0.84]}, [0, 1, 2])
+    clean = report.render(tmp_path)
+    (tmp_path / "b" / "seed0_before_rerun.json").write_bytes((tmp_path / "b" / "seed0.json").read_bytes())
+    (tmp_path / "b_backup").mkdir()
+    for f in (tmp_path / "b").glob("*.json"):
+        (tmp_path / "b_backup" / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "a" / "seed3.json").write_text(json.dumps(fake_result("a", 3, 0.5, 0.5)))  # not a seed
+    (tmp_path / "a" / "seed03.json").write_text(json.dumps(fake_result("a", 3, 0.5, 0.5)))
+    meta, groups = report.load_results(tmp_path)
+    assert [r["seed"] for r in groups["b"]] == [0, 1, 2] and [r["seed"] for r in groups["a"]] == [0, 1, 2]
+    assert sorted(meta["ignored"]) == sorted(
+        ["a/seed03.json", "a/seed3.json", "b/seed0_before_rerun.json", "b_backup/seed0.json",
+         "b_backup/seed0_before_rerun.json", "b_backup/seed1.json", "b_backup/seed2.json"]
+    )  # fmt: skip
+    text = report.render(tmp_path)
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert table == [line for line in clean.splitlines() if line.startswith("| ")]
+    assert "Left out: 7 other files" in text and "`b_backup/seed0.json`" in text
+    # a result moved under another variant's or seed's name is not that run
+    (tmp_path / "b" / "seed2.json").write_bytes((tmp_path / "b" / "seed1.json").read_bytes())
+    meta, groups = report.load_results(tmp_path)
+    assert [r["seed"] for r in groups["b"]] == [0, 1] and "b/seed2.json" in meta["ignored"]
+    # without experiment.json: the folders are the variants, a copied folder's files say "b"
+    (tmp_path / "experiment.json").unlink()
+    meta, groups = report.load_results(tmp_path)
+    assert sorted(groups) == ["a", "b"] and len(groups["a"]) == 4  # seeds 0-3, seed03 left out
+    assert "b_backup/seed1.json" in meta["ignored"]
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_report_lists_variants_without_results_and_a_missing_baseline(tmp_path, capsys, explicit):
+    _write_fake(tmp_path, {"base": [], "part": [0.8, 0.81], "full": [0.8, 0.82, 0.81], "gone": []}, [0, 1, 2])
+    assert main(["report", str(tmp_path), *(["--baseline", "base"] if explicit else [])]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "Baseline: `base` has no results, so no differences" in text
+    rows = [
+        line.split(" | ")[:3] for line in text.splitlines() if line.startswith("| ") and "---" not in line
+    ]
+    assert rows[1:] == [["| **base** (baseline)", "0 of 3", "no results"], ["| part", "2 of 3", rows[2][2]],
+                        ["| full", "3", rows[3][2]], ["| gone", "0 of 3", "no results"]]  # fmt: skip
+    assert "Incomplete: seeds finished per variant: `base` 0 of 3, `part` 2 of 3, `gone` 0 of 3" in text
+    assert "+" not in "".join(line for line in text.splitlines() if line.startswith("| part"))  # no Δ
 
 
 def test_report_of_held_out_runs_says_so(tmp_path):
