@@ -266,7 +266,10 @@ def compare(
     (``check_data_sizes``), raised before any run starts or any file is written. A run that
     raises is logged by name and the others go on; at the end ``FailedRunsError`` (a
     ``RuntimeError``) names every failed run, chained from the first error, and no report is
-    written; the finished runs are saved, so calling again retries only the failed ones.
+    written; the finished runs are saved, so calling again retries only the failed ones. When
+    there are runs to do, an earlier ``report.md`` and ``curves.png`` in ``out_dir`` are removed
+    before they start, so a failed or interrupted run leaves no report of other results
+    (``glassnet report OUT`` renders one from the result files at any time).
     ``report`` renders ``report.md`` and ``curves.png`` at the end. ``log`` is a callable taking
     one line of progress (default: print to stderr).
     """
@@ -284,6 +287,15 @@ def compare(
         check_data_sizes(data, train.n, test.n, exp.source)
         del train, test  # not held while the runs go: each loads its own subset (load_data)
     os.makedirs(out_dir, exist_ok=True)
+    if todo:
+        # the report of the runs before these no longer describes OUT (the configuration may have
+        # changed, and a run may fail or be interrupted): removed, not left unmarked; the result
+        # files stay, and `glassnet report OUT` renders it again from them at any time
+        old = [f for f in ("report.md", "curves.png") if os.path.isfile(os.path.join(out_dir, f))]
+        for f in old:
+            os.remove(os.path.join(out_dir, f))
+        if old:
+            log(f"glassnet compare: removed the out-of-date {' and '.join(old)} (written again at the end)")
     # the variants' configurations too: a report leaves out result files of another configuration
     meta = {"name": exp.name, "baseline": exp.baseline, "variants": list(exp.variants),
             "seeds": list(exp.seeds), "source": exp.source, "configs": exp.variants}  # fmt: skip
@@ -327,7 +339,8 @@ class FailedRunsError(RuntimeError):
         names = ", ".join(f"{v}/seed{s}" for v, s, _ in failures)
         super().__init__(
             f"{len(failures)} of {total} runs failed ({names}); the others are saved in {out_dir}, and "
-            "running the same experiment again runs only the failed ones (no report was written)"
+            "running the same experiment again runs only the failed ones (no report was written; "
+            f"glassnet report {out_dir} renders one of the finished runs)"
         )
 
     def __reduce__(self):  # the three-argument constructor survives copy and pickling

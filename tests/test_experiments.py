@@ -303,6 +303,30 @@ def test_a_failing_run_is_named_and_the_others_are_saved(tmp_path, workers):
     assert not (tmp_path / "bad").exists()
 
 
+def test_a_rerun_removes_the_out_of_date_report_first(local, tmp_path, monkeypatch):
+    """A changed experiment whose rerun fails (or is interrupted) leaves no report of the old
+    configuration; one with nothing to run keeps its report."""
+    out, _ = local
+    for path in out.glob("*/seed*.json"):
+        (tmp_path / path.parent.name).mkdir(exist_ok=True)
+        (tmp_path / path.parent.name / path.name).write_bytes(path.read_bytes())
+    ex.compare(TINY, tmp_path, workers=1, log=lambda line: None)
+    assert (tmp_path / "report.md").exists() and (tmp_path / "curves.png").exists()
+    changed = _with(lambda r: r["variants"]["drop"].update(train={"epochs": 2}))
+    monkeypatch.setattr(ex, "run_one", lambda spec: 1 / 0)
+    lines = []
+    with pytest.raises(ex.FailedRunsError, match="glassnet report"):
+        ex.compare(changed, tmp_path, workers=1, log=lines.append)
+    assert not (tmp_path / "report.md").exists() and not (tmp_path / "curves.png").exists()
+    assert any("removed the out-of-date report.md and curves.png" in line for line in lines)
+    assert len(list(tmp_path.glob("*/seed*.json"))) == 8  # the results stay
+    monkeypatch.undo()
+    ex.compare(TINY, tmp_path, workers=1, log=lambda line: None)  # drop reruns: a new report
+    stamp = os.stat(tmp_path / "report.md").st_mtime_ns
+    ex.compare(TINY, tmp_path, workers=1, report=False, log=lambda line: None)  # nothing to run
+    assert os.stat(tmp_path / "report.md").st_mtime_ns == stamp
+
+
 def test_ensemble_member_zero_is_the_single_network_of_the_same_seed(local):
     _, results = local
     by = {(r["variant"], r["seed"]): r for r in results}
