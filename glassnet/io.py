@@ -70,9 +70,12 @@ def save(model: Module, path: str | os.PathLike, metadata: dict | None = None) -
     """Write ``model`` (architecture and ``state_dict()``) and ``metadata`` to ``path``.
 
     ``metadata`` is any JSON-serialisable dict (training history, class names, ...); read it
-    back with ``load_metadata``. The write is atomic: the file is written to a temporary file
+    back with ``load_metadata``. The fields glassnet reads back (``input_shape``, ``dataset``,
+    ``model``: see ``check_metadata``) must be valid, or ``save`` raises a ``ValueError`` naming
+    the field and writes nothing. The write is atomic: the file is written to a temporary file
     in the same directory, flushed to disk and renamed over ``path``, so a crash or an error
-    midway leaves either the old file or the new one, never half of one.
+    midway leaves either the old file or the new one, never half of one. A ``path`` that is a
+    symbolic link stays one: the file it points to is replaced.
     """
     path = os.fspath(path)
     described = architecture(model)
@@ -88,6 +91,11 @@ def save(model: Module, path: str | os.PathLike, metadata: dict | None = None) -
             header["glassnet_user"] = json.dumps(metadata)
         except (TypeError, ValueError) as e:
             raise TypeError(f"save: metadata is not JSON-serialisable: {e}") from None
+        # the fields load_metadata checks, checked as they will be read back (a tuple is a
+        # JSON list): a file whose metadata load_metadata refuses is never written
+        problem = metadata_problem(json.loads(header["glassnet_user"]))
+        if problem:
+            raise ValueError(f"save: metadata {problem}; nothing was written to {path}")
     try:
         data = serialise(model.state_dict(), header)
     except Exception as e:
@@ -174,10 +182,14 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     A failure (disk full, permission denied, an I/O error) removes the temporary file, leaves
     ``path`` as it was, and raises ``WriteError`` (an ``OSError`` with the same ``errno``)
     naming ``path`` and the cause.
+
+    A ``path`` that is a symbolic link (or lies under one) is resolved first: the file it
+    points to is replaced and the link kept, as ``open(path, "wb")``, ``np.save`` and
+    ``torch.save`` do (renaming over the link would replace the link with a regular file).
     """
     path = os.fspath(path)
     try:
-        _write_atomic(path, data)
+        _write_atomic(os.path.realpath(path), data)
     except OSError as e:
         raise WriteError(path, e) from e
 
@@ -373,13 +385,22 @@ def check_metadata(path: str | os.PathLike, meta: dict, where: str = "metadata")
 
     Anything else is a ``FileFormatError`` naming ``path``, ``where`` and the field.
     """
+    problem = metadata_problem(meta)
+    if problem:
+        raise FileFormatError(path, f"{where}: {problem}")
+
+
+def metadata_problem(meta: dict) -> str | None:
+    """What ``check_metadata`` finds wrong with ``meta``, naming the field (None: nothing);
+    ``save`` refuses such metadata before writing anything."""
     if "input_shape" in meta:
         problem = input_shape_problem(meta["input_shape"])
         if problem:
-            raise FileFormatError(path, f"{where}: 'input_shape' {problem}")
+            return f"'input_shape' {problem}"
     for key in ("dataset", "model"):
         if key in meta and not isinstance(meta[key], str):
-            raise FileFormatError(path, f"{where}: {key!r} must be a string, got {shorten(meta[key])}")
+            return f"{key!r} must be a string, got {shorten(meta[key])}"
+    return None
 
 
 def read_json(path: str | os.PathLike, max_bytes: int = 64 << 20):

@@ -115,6 +115,51 @@ def test_metadata_round_trip(tmp_path):
     assert gio.load_metadata(path) == {}
 
 
+@pytest.mark.parametrize(
+    "meta, match",
+    [
+        ({"input_shape": (3, 0), "notes": "x"}, r"'input_shape' must be a list of 1 to 8 positive integers"),
+        ({"input_shape": "3"}, r"'input_shape' must be a list"),
+        ({"input_shape": [4096, 4096]}, r"'input_shape' \[4096, 4096\] holds more than"),
+        ({"model": {"name": "mine"}}, r"'model' must be a string"),
+        ({"dataset": None}, r"'dataset' must be a string, got None"),
+    ],
+)
+def test_save_refuses_metadata_load_metadata_would_refuse(tmp_path, meta, match):
+    """Refused before anything is written: the old file stays, readable; was written, and then
+    load_metadata (and predict/summary/export) refused the file's metadata."""
+    path = tmp_path / "m.safetensors"
+    gio.save(make_model(), path, metadata={"version": 1})
+    old = path.read_bytes()
+    with pytest.raises(ValueError, match="save: metadata " + match):
+        gio.save(make_model(), path, metadata=meta)
+    assert path.read_bytes() == old and [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+    gio.save(make_model(), path, metadata={"input_shape": (3, 4), "dataset": "mnist"})  # a tuple is a list
+    assert gio.load_metadata(path) == {"input_shape": [3, 4], "dataset": "mnist"}
+
+
+def test_saving_through_a_symbolic_link_updates_its_target_and_keeps_the_link(tmp_path):
+    (tmp_path / "run3").mkdir()
+    target, link = tmp_path / "run3" / "model.safetensors", tmp_path / "latest.safetensors"
+    old, new = Sequential(Linear(3, 2, rng=0)), Sequential(Linear(3, 2, rng=1))
+    gio.save(old, target)
+    os.chmod(target, 0o640)
+    os.symlink("run3/model.safetensors", link)
+    gio.save(new, link)
+    assert os.path.islink(link) and os.readlink(link) == "run3/model.safetensors"
+    assert np.array_equal(gio.load(target).state_dict()["0.W"], new.state_dict()["0.W"])
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.safetensors", "run3"]
+    assert [p.name for p in (tmp_path / "run3").iterdir()] == ["model.safetensors"]
+    # a link to a file not there yet creates it, as open(path, "wb") would
+    os.symlink("run3/new.safetensors", tmp_path / "dangling")
+    gio.write_atomic(tmp_path / "dangling", b"abc")
+    assert (
+        os.path.islink(tmp_path / "dangling")
+        and (tmp_path / "run3" / "new.safetensors").read_bytes() == b"abc"
+    )
+
+
 def test_save_refuses_what_load_could_not_rebuild(tmp_path):
     class Linear(ReLU):  # a user's class named like glassnet's: load() would rebuild glassnet's
         pass
