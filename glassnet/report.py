@@ -401,7 +401,12 @@ def curves_figure(groups: dict[str, list[dict]], title: str = ""):
     """The learning curves as a matplotlib ``Figure``: accuracy and loss on the set the runs
     were scored on (test, or held-out training examples) and training loss (penalty included)
     per epoch; each variant's mean over seeds with a band for the 95% confidence interval of
-    the mean. Built without pyplot, so no backend is chosen and nothing needs closing: save it
+    the mean. The training loss is drawn on a log axis, so its line is the geometric mean over
+    seeds and its band the t-interval of the mean of log(loss), taken back with exp: positive
+    wherever every seed's loss is (an arithmetic interval goes below zero, off a log axis).
+    Variants take tab10's colours in turn, then the next line style (solid, dashed, dotted,
+    dash-dot, then dash patterns of their own), so no two share a colour and a style. Built
+    without pyplot, so no backend is chosen and nothing needs closing: save it
     with ``fig.savefig(path)``, or show it in a notebook."""
     import matplotlib
     from matplotlib.figure import Figure
@@ -410,23 +415,29 @@ def curves_figure(groups: dict[str, list[dict]], title: str = ""):
     panels = [
         ("test_accuracy", f"{scored} accuracy"),
         ("test_loss", f"{scored} loss"),
-        ("train_loss", "training loss (with penalty)"),
+        ("train_loss", "training loss (with penalty), geometric mean"),
     ]
     fig = Figure(figsize=(14, 4.6 if note else 4.2))
     axes = fig.subplots(1, 3)
     colors = matplotlib.colormaps["tab10"]
     means: list[list[np.ndarray]] = [[], [], []]
     for i, (v, runs) in enumerate(groups.items()):
+        color, style = colors(i % 10), _line_style(i // 10)
         epochs = np.asarray(runs[0]["history"]["epoch"])
         for j, (ax, (key, label)) in enumerate(zip(axes, panels)):
             curves = np.array([r["history"][key] for r in runs if len(r["history"][key]) == len(epochs)])
+            geometric = key == "train_loss"  # the log-scaled panel: statistics of log(loss)
+            if geometric:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    curves = np.log(curves)
             cis = [mean_ci(col) for col in curves.T]
-            mean = np.array([c["mean"] for c in cis])
+            mean, low, high = (np.array([c[k] for c in cis]) for k in ("mean", "low", "high"))
+            if geometric:
+                mean, low, high = np.exp(mean), np.exp(low), np.exp(high)
             means[j].append(mean[len(mean) // 5 :])
-            ax.plot(epochs, mean, color=colors(i % 10), lw=1.3, label=v)
+            ax.plot(epochs, mean, color=color, linestyle=style, lw=1.3, label=v)
             if len(curves) > 2:  # with two seeds t(0.975, 1) = 12.7: a band that says nothing
-                low, high = np.array([c["low"] for c in cis]), np.array([c["high"] for c in cis])
-                ax.fill_between(epochs, low, high, color=colors(i % 10), alpha=0.18, lw=0)
+                ax.fill_between(epochs, low, high, color=color, alpha=0.18, lw=0)
             ax.set_xlabel("epoch")
             ax.set_ylabel(label)
     for ax, ms in zip(axes[:2], means[:2]):  # zoom on the means after the first fifth of training
@@ -443,6 +454,12 @@ def curves_figure(groups: dict[str, list[dict]], title: str = ""):
         fig.suptitle(heading)
     fig.tight_layout()
     return fig
+
+
+def _line_style(k: int):
+    """The k-th line style: matplotlib's four named ones, then dash patterns, each its own."""
+    named = ("-", "--", ":", "-.")
+    return named[k] if k < len(named) else (0, (2 + k, 2, 1, 2))
 
 
 def plot_curves(groups: dict[str, list[dict]], path: str, title: str = "") -> None:
@@ -468,7 +485,10 @@ def render(out_dir: str | os.PathLike, baseline: str | None = None) -> str:
     text = markdown(summarize(groups, meta["baseline"]), meta)
     try:
         plot_curves(groups, os.path.join(out_dir, "curves.png"), meta.get("name", ""))
-        text += "\n![learning curves: mean over seeds, bands = 95% CI of the mean](curves.png)\n"
+        text += (
+            "\n![learning curves: mean over seeds, bands = 95% CI of the mean; training loss: geometric "
+            "mean, its band the CI of mean log(loss) taken back with exp](curves.png)\n"
+        )
     except ImportError:
         text += "\n(No figure: matplotlib is not installed; pip install 'glassnet[plot]'.)\n"
     write_atomic(os.path.join(out_dir, "report.md"), text.encode())

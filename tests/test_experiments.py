@@ -543,12 +543,48 @@ def test_figure_and_report_name_the_same_evaluation_set(tmp_path, holdout, score
             r["config"]["data"] = {"holdout": holdout}
     fig = report.curves_figure(groups, "title")
     labels = [ax.get_ylabel() for ax in fig.axes]
-    assert labels == [f"{scored_on} accuracy", f"{scored_on} loss", "training loss (with penalty)"]
+    assert labels == [
+        f"{scored_on} accuracy",
+        f"{scored_on} loss",
+        "training loss (with penalty), geometric mean",
+    ]
     text = report.markdown(report.summarize(groups, "a"), {"baseline": "a", "name": "x"})
     assert f"| final {scored_on} acc |" in text and f"| best {scored_on} loss |" in text
     note = fig._suptitle.get_text()
     assert ("Held-out: 300 training examples" in note) == bool(holdout) and note.startswith("title")
     assert ("Held-out: 300 training examples" in text) == bool(holdout)
+
+
+def test_every_variant_has_its_own_colour_and_line_style():
+    """More variants than tab10 has colours: colour and dash pattern together tell them apart."""
+    from matplotlib.colors import to_rgba
+
+    groups = {f"v{i:02d}": [fake_result(f"v{i:02d}", 0, 0.8, 0.5)] for i in range(45)}
+    for ax in report.curves_figure(groups).axes:
+        keys = {(to_rgba(line.get_color()), repr(line._unscaled_dash_pattern)) for line in ax.get_lines()}
+        assert len(keys) == 45
+
+
+def test_training_loss_band_is_the_geometric_interval_and_stays_positive():
+    """Seeds that disagree: the arithmetic t-interval of the loss goes below zero, off the log
+    axis; the panel's band is exp of the interval of mean log(loss)."""
+    losses = [[0.5, 0.02], [0.4, 0.0001], [0.6, 0.05]]
+    runs = []
+    for s, curve in enumerate(losses):
+        r = fake_result("a", s, 0.8, 0.5, epochs=2)
+        r["history"]["train_loss"] = curve
+        runs.append(r)
+    assert report.mean_ci([c[1] for c in losses])["low"] < 0
+    fig = report.curves_figure({"a": runs})
+    ax = fig.axes[2]
+    logs = np.log(np.array(losses))
+    ci = [report.mean_ci(col) for col in logs.T]
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), np.exp([c["mean"] for c in ci]))
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() > 0
+    np.testing.assert_allclose(band.min(), min(np.exp(c["low"]) for c in ci))
+    np.testing.assert_allclose(band.max(), max(np.exp(c["high"]) for c in ci))
+    assert "geometric" in ax.get_ylabel()
 
 
 def test_report_of_an_empty_directory_is_a_clear_error(tmp_path):
