@@ -12,7 +12,9 @@ How the two libraries lay out the same model (the whole table; ``torch_reference
 is where the transposes are written, shared with the tests' torch references):
 
     glassnet                       torch                              parameters (glassnet -> torch)
-    Sequential                     nn.Sequential                      children by index, "0.W" -> "0.weight"
+    Sequential                     nn.Sequential                      by position: "0.W" -> "0.weight"
+                                   (from_torch: named children too,   ("fc1.weight" -> "0.W"); a module
+                                   OrderedDict)                       in two places refused
     Linear                         nn.Linear                          W (in, out) -> weight = W.T; b -> bias
     Conv1d, Conv2d                 nn.Conv1d, nn.Conv2d (groups,      W -> weight (same layout); b -> bias
                                    padding "same"/"valid", padding_mode)
@@ -263,8 +265,8 @@ def _from_torch(tm):
     from . import torch_modules as T
 
     kind, name = type(tm), type(tm).__name__
-    if kind is nn.Sequential:
-        return Sequential(*(_from_torch(c) for c in tm.children()))
+    if kind is nn.Sequential:  # every child, by position (children() would skip a repeated one)
+        return Sequential(*(_from_torch(c) for c in tm._modules.values() if c is not None))
     if kind is T.Residual:
         return L.Residual(_from_torch(tm.block), None if tm.shortcut is None else _from_torch(tm.shortcut))
     if kind is T.Graph:
@@ -424,6 +426,46 @@ def _stateless():
     }
 
 
+def _refuse_reuse(module) -> None:
+    """A module in two places of the tree (``nn.Sequential(lin, act, lin)``) is refused, naming
+    both: a glassnet module has one place (its parameters one gradient, its state one name)."""
+    seen: dict[int, str] = {}
+
+    def walk(tm, path: str) -> None:
+        for name, child in tm._modules.items():
+            if child is None:
+                continue
+            where = f"{path}.{name}" if path else name
+            if id(child) in seen:
+                raise ValueError(
+                    f"from_torch: the same {type(child).__name__} is at {seen[id(child)]!r} and at "
+                    f"{where!r}; "
+                    "glassnet has a module in one place only: give each place its own module "
+                    "(copy.deepcopy), or share weights in a module of your own"
+                )
+            seen[id(child)] = where
+            walk(child, where)
+
+    walk(module, "")
+
+
+def _by_position(module, key: str) -> str:
+    """``key`` of ``module.state_dict()`` with each ``nn.Sequential`` child named by its position,
+    as glassnet's Sequential names them: ``"fc1.weight"`` of ``nn.Sequential(OrderedDict(fc1=...))``
+    is ``"0.weight"``."""
+    import torch.nn as nn
+
+    parts, tm = key.split("."), module
+    for i, part in enumerate(parts[:-1]):
+        children = tm._modules
+        if part not in children:
+            break
+        if type(tm) is nn.Sequential:
+            parts[i] = str([n for n, c in children.items() if c is not None].index(part))
+        tm = children[part]
+    return ".".join(parts)
+
+
 def _TORCH_SUPPORTED():
     import torch.nn as nn
 
@@ -444,6 +486,7 @@ def from_torch(module) -> Module:
 
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"from_torch: expected a torch.nn.Module, got {type(module).__name__}")
+    _refuse_reuse(module)
     model = _from_torch(module)
     floats = [p for p in module.state_dict().values() if p.is_floating_point()]
     if floats and floats[0].dtype == torch.float64:
@@ -451,6 +494,6 @@ def from_torch(module) -> Module:
     elif floats and floats[0].dtype != torch.float32:
         raise ValueError(f"from_torch: the module's tensors are {floats[0].dtype}; glassnet computes in "
                          "float32 or float64 (convert with module.float())")  # fmt: skip
-    state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    state = {_by_position(module, k): v.detach().cpu().numpy() for k, v in module.state_dict().items()}
     load_torch_state_dict(model, state, source=f"from_torch: {type(module).__name__}'s state_dict")
     return model.train(module.training)

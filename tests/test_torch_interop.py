@@ -176,6 +176,32 @@ def test_a_native_torch_model_comes_in():
     np.testing.assert_array_equal(model[-1].W.data, tmodel[-1].weight.detach().numpy().T)
 
 
+def test_a_sequential_with_named_children_comes_in_by_position():
+    import collections
+
+    inner = nn.Sequential(collections.OrderedDict([("proj", nn.Linear(4, 4)), ("norm", nn.BatchNorm1d(4))]))
+    tmodel = nn.Sequential(
+        collections.OrderedDict(
+            [("fc1", nn.Linear(3, 4)), ("act", nn.ReLU()), ("block", inner), ("fc2", nn.Linear(4, 2))]
+        )
+    )
+    tmodel(torch.randn(8, 3))  # moves the running statistics
+    tmodel.eval()
+    model = gn.from_torch(tmodel)
+    assert [type(m).__name__ for m in model] == ["Linear", "ReLU", "Sequential", "Linear"]
+    np.testing.assert_array_equal(model[2][1].running_mean, tmodel.block.norm.running_mean.numpy())
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    np.testing.assert_allclose(model.forward(x), torch_out(tmodel, [x]), **TOL)
+
+
+def test_a_torch_module_in_two_places_is_refused_by_name():
+    lin = nn.Linear(3, 3)
+    with pytest.raises(ValueError, match=r"from_torch: the same Linear is at '0' and at '2'.*one place only"):
+        gn.from_torch(nn.Sequential(lin, nn.ReLU(), lin))
+    with pytest.raises(ValueError, match=r"the same Linear is at '0' and at '1\.1'"):
+        gn.from_torch(nn.Sequential(lin, nn.Sequential(nn.ReLU(), lin)))
+
+
 def sgd_step_glassnet(model, x, y, lr):
     opt = gn.optim.SGD(model.parameters(), lr=lr)
     gn.train_step(model, gn.CrossEntropyLoss(), opt, x, y)
