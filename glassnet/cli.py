@@ -160,7 +160,9 @@ def cmd_predict(args) -> int:
                 f"{args.input}: examples of shape {x.shape[1:]}, "
                 f"the model in {args.model} expects {tuple(shape)}"
             )
-    if x.dtype == np.uint8:
+    if x.dtype.kind in "iu" and gn.module.takes_integers(model):
+        pass  # token ids (an Embedding reads them): kept as they are, whatever their integer dtype
+    elif x.dtype == np.uint8:
         x = x / np.float32(255)  # raw image bytes, scaled as the training data was
     elif x.dtype.kind != "f":
         x = x.astype(np.float32)  # integers and booleans: the model computes in floats

@@ -298,6 +298,27 @@ def test_predict_names_needs_a_data_set_with_names(tmp_path, capsys):
     assert len(capsys.readouterr().out.splitlines()) == 2
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int64])
+def test_predict_keeps_token_ids_of_any_integer_dtype_as_they_are(tmp_path, capsys, dtype):
+    """uint8 ids were divided by 255 (as image bytes are) and then refused as non-integer."""
+    model = gn.Sequential(gn.Embedding(10, 4, rng=0), gn.TokenMean(), gn.Linear(4, 3, rng=1))
+    gn.save(model, tmp_path / "m.safetensors", metadata={"input_shape": [5]})
+    ids = np.array([[1, 2, 3, 4, 5], [9, 9, 9, 9, 0], [0, 0, 7, 7, 7]])
+    np.save(tmp_path / "x.npy", ids.astype(dtype))
+    assert main(["predict", str(tmp_path / "m.safetensors"), str(tmp_path / "x.npy")]) == 0
+    expected = gn.predict(model, ids).argmax(axis=1)
+    assert capsys.readouterr().out.splitlines() == [str(c) for c in expected]
+
+
+def test_predict_still_scales_uint8_images(tmp_path, capsys):
+    path = model_file(tmp_path / "m.safetensors", input_shape=[1, 8, 8])
+    x = np.random.default_rng(1).integers(0, 256, (4, 1, 8, 8)).astype(np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    expected = gn.predict(gn.load(path), x / np.float32(255)).argmax(axis=1)
+    assert main(["predict", str(path), str(tmp_path / "x.npy")]) == 0
+    assert capsys.readouterr().out.splitlines() == [str(c) for c in expected]
+
+
 @pytest.mark.parametrize(
     "x, problem",
     [
