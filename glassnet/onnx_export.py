@@ -54,7 +54,7 @@ OPSET = 17  # the default and the oldest: LayerNormalization is in opset 17
 class _Builder:
     """The nodes and initializers of the graph being written, and fresh names for them."""
 
-    def __init__(self, opset: int) -> None:
+    def __init__(self, opset: int, reserved=()) -> None:
         import onnx
         from onnx import helper, numpy_helper
 
@@ -64,9 +64,15 @@ class _Builder:
         self.initializers: list = []
         self.count = 0
         self.input_shapes: dict[int, tuple | None] = {}  # id(layer) -> its input's shape (None: several)
+        # the graph's input and output names, which the user chose: never a fresh name (a Graph
+        # input named "h_2" or "c_1" would otherwise be assigned twice)
+        self.reserved = set(reserved)
 
     def fresh(self, hint: str) -> str:
+        # hint_count is unique among fresh names (count only grows); skip the reserved ones
         self.count += 1
+        while f"{hint}_{self.count}" in self.reserved:
+            self.count += 1
         return f"{hint}_{self.count}"
 
     def const(self, value, hint: str = "c", dtype=np.float32) -> str:
@@ -555,9 +561,12 @@ def export_onnx(model: Module, path: str | os.PathLike, input_shape, opset: int 
 
     ``input_shape`` is one example's shape, without the batch axis ((1, 28, 28) for an image);
     a ``Graph`` with several inputs takes a list of shapes, one per input. The batch axis is
-    symbolic: the file runs on any batch size. A model whose first layer is an ``Embedding``
-    takes int64 ids. The graph is checked with ``onnx.checker`` (shape inference included)
-    before it is written. Needs the ``onnx`` extra: ``pip install 'glassnet[onnx]'``."""
+    symbolic: the file runs on any batch size. An input read first by an ``Embedding`` takes
+    int64 ids (each input by itself). Inputs are named ``input`` (``input0``, ... for several)
+    or as a ``Graph``'s; the output ``output`` (a fresh name if a ``Graph`` input is so named),
+    or as a ``Graph``'s output nodes when it has several; internal names avoid all of them. The
+    graph is checked with ``onnx.checker`` (shape inference included) before it is written.
+    Needs the ``onnx`` extra: ``pip install 'glassnet[onnx]'``."""
     try:
         import onnx
         from onnx import TensorProto, helper
@@ -566,16 +575,18 @@ def export_onnx(model: Module, path: str | os.PathLike, input_shape, opset: int 
     if opset < OPSET:
         raise ValueError(f"export_onnx: opset must be >= {OPSET} (LayerNormalization), got {opset}")
     shapes = _input_shapes(model, input_shape)
-    integer = takes_integers(model) and len(shapes) == 1
+    # int64 for each input a first layer reads as ids (an Embedding), float for the others
+    integer = [takes_integers(model, k) for k in range(len(shapes))]
     if isinstance(model, L.Graph):
         names = list(model.inputs)
     else:
         names = ["input"] if len(shapes) == 1 else [f"input{k}" for k in range(len(shapes))]
+    several = isinstance(model, L.Graph) and not isinstance(model.outputs, str)
     # a forward in glassnet first: a wrong input_shape is glassnet's own ShapeError, naming the
     # layer, and the output's shape is known for the graph's declaration
     # (two examples: a batch norm without running statistics needs more than one value per channel)
-    dummies = [np.zeros((2, *s), np.int64 if integer else np.float32) for s in shapes]
-    b = _Builder(opset)
+    dummies = [np.zeros((2, *s), np.int64 if i else np.float32) for s, i in zip(shapes, integer)]
+    b = _Builder(opset, [*names, "output", *(model.output_names if several else ())])
 
     def seen(name: str, layer: Module, x, y) -> None:  # each layer's input shape, for ceil mode's pads
         shape = None if isinstance(x, tuple) else np.shape(x)
@@ -584,17 +595,18 @@ def export_onnx(model: Module, path: str | os.PathLike, input_shape, opset: int 
     with evaluating(model):
         out = walk.forward(model, dummies[0], seen, *dummies[1:])
     ys, outs = _emit(b, model, names, ""), out
-    if isinstance(ys, str):  # one output, "output"; a graph's several: named as its output nodes
-        ys, outs, out_names = [ys], [out], ["output"]
-    else:
+    if isinstance(ys, str):  # one output, "output" (a fresh name if a Graph input has that name)
+        ys, outs, out_names = [ys], [out], ["output" if "output" not in names else b.fresh("output")]
+    else:  # a graph's several: named as its output nodes
         out_names = list(model.output_names)
     for y, name in zip(ys, out_names):
-        b.nodes.append(helper.make_node("Identity", [y], [name]))
-    elem = TensorProto.INT64 if integer else TensorProto.FLOAT
+        if y != name:  # (an output that is a graph input is that input already)
+            b.nodes.append(helper.make_node("Identity", [y], [name]))
+    elems = [TensorProto.INT64 if i else TensorProto.FLOAT for i in integer]
     graph = helper.make_graph(
         b.nodes,
         "glassnet",
-        [helper.make_tensor_value_info(n, elem, ["N", *s]) for n, s in zip(names, shapes)],
+        [helper.make_tensor_value_info(n, e, ["N", *s]) for n, e, s in zip(names, elems, shapes)],
         [
             helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", *o.shape[1:]])
             for n, o in zip(out_names, outs)

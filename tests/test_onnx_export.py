@@ -175,6 +175,54 @@ def test_ceil_mode_pads_follow_the_input_size(tmp_path):
         gn.Sequential(pool, pool)
 
 
+NAME_CLASHES = {
+    "input named output": lambda: gn.Graph("output", [("h", gn.Linear(4, 2, rng=0), "output")], "h"),
+    "an output is an input": lambda: gn.Graph("x", [("h", gn.Linear(4, 2, rng=0), "x")], ["h", "x"]),
+    "node h_2 beside node h": lambda: gn.Graph(
+        "x", [("h", gn.Linear(4, 2, rng=0), "x"), ("h_2", gn.Tanh(), "h")], ["h", "h_2"]
+    ),
+    "input named c_1": lambda: gn.Graph("c_1", [("sp", gn.Softplus(beta=2.0), "c_1")], "sp"),
+    "input named h_2": lambda: gn.Graph("h_2", [("h", gn.Linear(4, 2, rng=0), "h_2")], "h"),
+}
+
+
+@pytest.mark.parametrize("make", NAME_CLASHES.values(), ids=NAME_CLASHES)
+def test_graph_names_never_clash_with_the_exporters_own(make, tmp_path):
+    """Input and output names are the user's; the exporter's names (hint_N, "output") avoid them.
+    Each was an onnx ValidationError or InferenceError (a name assigned twice)."""
+    graph = make()
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    path = tmp_path / "model.onnx"
+    gn.export_onnx(graph, path, (4,))
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == list(graph.inputs)
+    got = session.run(None, {graph.inputs[0]: x})
+    with gn.evaluating(graph):
+        expected = graph.forward(x)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    if not isinstance(graph.outputs, str):
+        assert [o.name for o in session.get_outputs()] == list(graph.output_names)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, **TOL)
+
+
+def test_a_graph_input_read_as_ids_is_declared_int64(tmp_path):
+    """Each input by itself: the ids an Embedding reads are int64, the other input float (the
+    ids were declared float when the graph had two inputs)."""
+    graph = gn.Graph(
+        ["f", "ids"], [("e", gn.Embedding(10, 4, rng=0), "ids"), ("s", gn.Add(), ["e", "f"])], "s"
+    )
+    rng = np.random.default_rng(1)
+    f, ids = rng.standard_normal((2, 3, 4)).astype(np.float32), rng.integers(0, 10, (2, 3))
+    check_export(graph, (f, ids), tmp_path)
+    inputs = {
+        i.name: i.type.tensor_type.elem_type for i in onnx.load(str(tmp_path / "model.onnx")).graph.input
+    }
+    assert inputs == {"f": onnx.TensorProto.FLOAT, "ids": onnx.TensorProto.INT64}
+
+
 def test_cross_attention_in_a_graph(tmp_path):
     rng = np.random.default_rng(3)
     graph = gn.Graph(["q", "kv"], [("a", gn.MultiheadAttention(4, 2, rng=rng), ["q", "kv", "kv"]),
