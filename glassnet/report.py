@@ -124,8 +124,8 @@ def load_results(out_dir: str | os.PathLike) -> tuple[dict, dict[str, list[dict]
         runs = []
         for s in seeds:
             rel = os.path.join(v, f"seed{s}.json")
-            if not os.path.isfile(os.path.join(out_dir, rel)):
-                continue
+            if not os.path.lexists(os.path.join(out_dir, rel)):
+                continue  # not run yet; anything else at that path (a FIFO, a folder) read_result refuses
             r = read_result(os.path.join(out_dir, rel))
             if r["variant"] != v or r["seed"] != s:
                 continue  # not this run's file (moved, renamed or copied): listed as ignored
