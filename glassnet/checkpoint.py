@@ -82,8 +82,9 @@ def _writable_checkpoint(path: str | os.PathLike) -> str:
 
 def remove_temporaries(path: str | os.PathLike) -> list[str]:
     """Delete the temporary files that writes of ``path`` killed midway left beside it
-    (``.<name>.*.tmp``, ``io.write_atomic``'s names); returns their names."""
-    directory, name = os.path.split(os.path.abspath(path))
+    (``.<name>.*.tmp``, ``io.write_atomic``'s names; beside a link's target, where
+    ``write_atomic`` writes through a symbolic link); returns their names."""
+    directory, name = os.path.split(os.path.realpath(path))
     removed = []
     with contextlib.suppress(OSError):
         for entry in os.listdir(directory):

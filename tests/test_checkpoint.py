@@ -547,3 +547,18 @@ def test_a_run_resumed_mid_epoch_logs_the_metrics_an_uninterrupted_run_logs(tmp_
         model, gn.CrossEntropyLoss(), opt, (x, y), checkpoint=ck, resume_from=ck, **options
     ).history
     assert resumed == whole
+
+
+def test_the_temporaries_of_a_killed_write_are_removed_beside_a_links_target(tmp_path):
+    """write_atomic writes through a symbolic link, so a write killed midway leaves its
+    temporary beside the link's target: that is where the next run must look for it."""
+    from glassnet.checkpoint import remove_temporaries
+
+    (tmp_path / "runs").mkdir()
+    target = tmp_path / "runs" / "ck.safetensors"
+    target.write_bytes(b"")
+    (tmp_path / "latest.safetensors").symlink_to(target)
+    left = tmp_path / "runs" / ".ck.safetensors.1234.tmp"
+    left.write_bytes(b"half a checkpoint")
+    assert remove_temporaries(tmp_path / "latest.safetensors") == [left.name]
+    assert not left.exists() and target.exists()
