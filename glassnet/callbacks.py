@@ -353,7 +353,10 @@ class ModelCheckpoint(Callback):
     it and the logged names, at the end of the first epoch, before anything is written.
 
     ``mode`` is "min", "max" or "auto", which picks the direction from ``monitor``'s name as
-    ``EarlyStopping`` does (needed only with ``save_best_only``).
+    ``EarlyStopping`` does (needed only with ``save_best_only``). The best value so far is kept
+    across ``fit`` calls, as Keras keeps it: training continued in a second call saves a model
+    only when it beats the first call's best (build a new callback to start afresh); it is the
+    one exception to the callbacks resetting themselves in ``on_train_begin``.
     """
 
     def __init__(
