@@ -7,11 +7,11 @@ A callback ends training by setting ``self.stop_training = True``. ``on_train_en
 however training ends (last epoch, early stop, an exception or Ctrl-C).
 
 The hooks, in the order fit calls them: ``on_train_begin(logs)`` once (each callback resets
-itself here); ``on_epoch_begin(epoch)``; ``on_batch_end(batch, logs)`` after every optimizer
-step, with ``loop.position`` already counting that step; ``on_epoch_end(epoch, logs)``;
-``on_train_end(logs)``. ``fit`` calls them in the order of its list: ``History`` first, then
-the caller's callbacks, then those its options stand for (``ProgressBar``, ``TerminateOnNaN``,
-``BackupAndRestore``).
+itself here, but for ``ModelCheckpoint``'s best value); ``on_epoch_begin(epoch)``;
+``on_batch_end(batch, logs)`` after every optimizer step, with ``loop.position`` already
+counting that step; ``on_epoch_end(epoch, logs)``; ``on_train_end(logs)``. ``fit`` calls them
+in the order of its list: ``History`` first, then the caller's callbacks, then those its
+options stand for (``ProgressBar``, ``TerminateOnNaN``, ``BackupAndRestore``).
 
 A callback with state that a resumed run needs (``fit(..., resume_from=...)``) returns it from
 ``state_dict()`` as a flat dict of JSON values and NumPy arrays, and takes it back in
