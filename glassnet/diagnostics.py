@@ -63,7 +63,7 @@ from .data import take_rows
 from .layers import GRU, LSTM, RNN, Linear
 from .layers.activations import ReLU, Sigmoid, Tanh
 from .module import Module, ShapeError, cast_inputs, evaluating, model_dtype
-from .optim import state_view
+from .optim import clip_grad_norm, state_view
 from .walk import (
     LayerShapeError,
     Walk,
@@ -117,7 +117,7 @@ def _activation_stats(act: Module, a: np.ndarray, axis: int) -> dict:
     return out
 
 
-def layer_stats(w: Walk, optimizer=None) -> list[dict]:
+def layer_stats(w: Walk, optimizer=None, regularizer=None, clip_norm: float | None = None) -> list[dict]:
     """One dict per layer with parameters, from a ``walk`` (its gradients in ``p.grad``).
 
     Keys: ``layer`` (1-based among layers with parameters), ``index`` (the layer's path in the
@@ -131,9 +131,11 @@ def layer_stats(w: Walk, optimizer=None) -> list[dict]:
     ``z_mean``/``z_std`` and, when an activation follows before the next layer with parameters,
     ``activation``, ``a_mean``, ``a_std`` and ``dead`` (ReLU) or ``saturated`` (sigmoid, tanh);
     ``update`` (the update-to-weight ratio of the step ``optimizer`` would take now, over all the
-    layer's parameters; None when they are all zero) when an optimizer is given.
+    layer's parameters; None when they are all zero) when an optimizer is given: with the
+    gradient ``fit``'s step would use, the ``regularizer``'s gradient added and clipped to
+    ``clip_norm``.
     """
-    updates = _update_sizes(optimizer) if optimizer is not None else {}
+    updates = _update_sizes(optimizer, regularizer, clip_norm) if optimizer is not None else {}
     rows = []
     n_layers = len(w.layers)
     for i, layer in enumerate(w.layers):
@@ -176,23 +178,31 @@ def layer_stats(w: Walk, optimizer=None) -> list[dict]:
     return rows
 
 
-def _update_sizes(optimizer) -> dict[int, tuple[float, float]]:
+def _update_sizes(optimizer, regularizer=None, clip_norm=None) -> dict[int, tuple[float, float]]:
     """(||update||^2, ||w||^2) per parameter for the step ``optimizer`` would take with the
-    current ``p.grad``, computed on copies (the optimizer's state and step count are untouched)."""
+    current ``p.grad`` as ``fit``'s step makes it (the ``regularizer``'s gradient added, the whole
+    clipped to ``clip_norm``, negated for ``maximize``), computed on copies (the optimizer's state
+    and step count and every ``p.grad`` are left as they were)."""
     out = {}
-    t = optimizer.t
+    t, saved = optimizer.t, [p.grad.copy() for p in optimizer.params]
     optimizer.t = t + 1  # update() reads the step number of the step it is part of (Adam)
     try:
-        for i, p in enumerate(optimizer.params):
-            lo, hi = optimizer.offsets[i], optimizer.offsets[i + 1]
-            # state_view, not a plain reshape: Linear's W is column-major, and so is its state
-            state = {k: state_view(v, lo, hi, p).copy() for k, v in optimizer.state.items()}
-            w = p.data.copy()
-            with np.errstate(all="ignore"):
-                optimizer.update(w, p.grad, state)
+        with np.errstate(all="ignore"):
+            if regularizer is not None:
+                regularizer.backward(optimizer.params)
+            if clip_norm is not None:
+                clip_grad_norm(optimizer.params, clip_norm)
+            for i, p in enumerate(optimizer.params):
+                lo, hi = optimizer.offsets[i], optimizer.offsets[i + 1]
+                # state_view, not a plain reshape: Linear's W is column-major, and so is its state
+                state = {k: state_view(v, lo, hi, p).copy() for k, v in optimizer.state.items()}
+                w = p.data.copy()
+                optimizer.update(w, -p.grad if optimizer.maximize else p.grad, state)  # as step() does
                 out[id(p)] = (_norm(w - p.data) ** 2, _norm(p.data) ** 2)
     finally:
         optimizer.t = t
+        for p, g in zip(optimizer.params, saved):
+            p.grad[...] = g
     return out
 
 
@@ -301,17 +311,20 @@ class Report:
         return {"loss": self.loss, "layers": self.layers, "verdicts": self.verdicts}
 
 
-def report(model: Module, loss_fn, x: np.ndarray, y: np.ndarray, optimizer=None) -> Report:
+def report(
+    model: Module, loss_fn, x: np.ndarray, y: np.ndarray, optimizer=None, regularizer=None, clip_norm=None
+) -> Report:
     """Gradient flow through ``model`` on the batch ``(x, y)``: per-layer statistics and verdicts.
     ``x``: an array, or a tuple of arrays for a model with several inputs (a ``Graph``'s).
 
     With ``optimizer``, also the update-to-weight ratio of the step it would take on this batch
-    (computed on copies: nothing is updated). The model, its buffers and gradients are left as
+    (with ``fit``'s ``regularizer`` and ``clip_norm`` as its step applies them; computed on
+    copies: nothing is updated). The model, its buffers and gradients are left as
     they were (see ``probing``).
     """
     with probing(model):
         w = walk(model, loss_fn, x, y, "diagnostics.report")
-        rows = layer_stats(w, optimizer)
+        rows = layer_stats(w, optimizer, regularizer, clip_norm)
     return Report(w.loss, rows, verdicts(rows))
 
 
@@ -345,7 +358,9 @@ class GradientFlow(Callback):
         self._measure(epoch + 1)
 
     def _measure(self, epoch: int) -> None:
-        rep = report(self.model, self.loss_fn, self.x, self.y, self.optimizer)
+        loop = getattr(self, "loop", None)  # fit's step: its penalty and clipping change the update
+        step = {} if loop is None else {"regularizer": loop.regularizer, "clip_norm": loop.clip_norm}
+        rep = report(self.model, self.loss_fn, self.x, self.y, self.optimizer, **step)
         # dW and db cover all of a layer's parameters: this is the norm of the whole gradient
         total = math.sqrt(sum((r["dW"] or 0.0) ** 2 + (r["db"] or 0.0) ** 2 for r in rep.layers))
         grown = self._growth(total)

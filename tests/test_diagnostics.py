@@ -461,3 +461,29 @@ def test_a_walk_leaves_no_trace_on_a_container_and_names_its_own_faults():
     assert (e.phase, e.layer, e.layer_type) == ("forward", "1", "NaNBlock")
     assert "its input was finite; its parameters are finite" in str(e)
     assert not any(k in vars(m) for m in model.modules() for k in ("forward", "backward", "backward_params"))
+
+
+@pytest.mark.parametrize(
+    "step",
+    [dict(clip_norm=1e-3), dict(regularizer=gn.L2(0.5)), dict(maximize=True), dict(maximize=True, wd=0.5)],
+)
+def test_gradient_flows_update_ratio_is_the_step_fit_takes(step):
+    """The update-to-weight ratio measured before the first epoch equals the change that
+    epoch's one full-batch step makes: with fit's clip_norm and regularizer applied as its step
+    applies them (they were ignored: a 440x larger step reported, with a false verdict), and with
+    the optimizer's maximize (the gradient was not negated)."""
+    f, rng = np.float64, np.random.default_rng(0)
+    x, y = rng.normal(size=(20, 6)), rng.integers(0, 3, 20)
+    model = gn.Sequential(gn.Linear(6, 10, rng=0, dtype=f), gn.Sigmoid(), gn.Linear(10, 3, rng=1, dtype=f))
+    opt = gn.optim.SGD(model.parameters(), lr=1.0, momentum=0.9, maximize=step.get("maximize", False),
+                       weight_decay=step.get("wd", 0.0))  # fmt: skip
+    flow = gn.GradientFlow(probe_size=20)
+    before = [p.data.copy() for p in model.parameters()]
+    options = {k: v for k, v in step.items() if k in ("clip_norm", "regularizer")}
+    gn.fit(model, gn.CrossEntropyLoss(), opt, (x, y), epochs=1, batch_size=20, shuffle=False, verbose=False,
+           callbacks=[flow], **options)  # fmt: skip
+    after = [p.data for p in model.parameters()]
+    for layer, (i, j) in enumerate([(0, 2), (2, 4)]):
+        moved = sum(np.sum((after[k] - before[k]) ** 2) for k in range(i, j))
+        real = np.sqrt(moved / sum(np.sum(before[k] ** 2) for k in range(i, j)))
+        assert flow.history[0]["layers"][layer]["update"] == pytest.approx(real, rel=1e-9)
