@@ -66,10 +66,16 @@ class Trace:
     loss: float
     loss_name: str
     layers: list[TraceLayer]
+    # the parameter gradients of the layers before the first weight layer (an RNN encoder, an
+    # Embedding): they are no z = a W + b of the book, so they get no layer of the trace
+    leading: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __str__(self) -> str:
         n = len(self.layers)
         out = [f"trace of one example: C = {self.loss:.6g} ({self.loss_name})"]
+        if self.leading:
+            out.append("before layer 1 (no z = a W + b of the book there; their gradients):")
+            out += [_line(f"dC/d{k}", "", v) for k, v in self.leading.items()]
         for t in self.layers:
             l, prev = t.l, t.l - 1
             chain = f"z^{l}"
@@ -119,10 +125,14 @@ def trace(model: Module, loss_fn, x: np.ndarray, y) -> Trace:
             w = walk(model, loss_fn, one, np.asarray(y)[None], "trace")
             layers = _group(w)
             _mark_sums(model, layers)
+            first = next(i for i, m in enumerate(w.layers) if is_weight_layer(m))
+            leading = {
+                f"{p.name} (#{w.names[j]})": p.grad.copy() for j in range(first) for p in w.layers[j].params
+            }
     finally:
         for p, g in zip(params, saved):
             p.grad[...] = g
-    return Trace(w.loss, type(loss_fn).__name__, layers)
+    return Trace(w.loss, type(loss_fn).__name__, layers, leading)
 
 
 def _group(w) -> list[TraceLayer]:

@@ -135,3 +135,26 @@ def test_trace_says_where_paths_are_summed():
         [fan_out, f"#s Add: {gn.Add.sums_paths}"],
         [fan_out],
     ]
+
+
+def test_layers_before_the_first_weight_layer_show_their_gradients():
+    """An RNN encoder before the first Linear is no z = a W + b of the book: it gets no layer of
+    the trace, but its parameters' gradients are shown (they were left out without a word)."""
+    torch = pytest.importorskip("torch")
+    f = np.float64
+    model = gn.Sequential(gn.RNN(3, 4, rng=0, dtype=f), gn.LastStep(), gn.Linear(4, 2, rng=1, dtype=f))
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    t = gn.trace(model, gn.CrossEntropyLoss(), x, 1)
+    assert [k.split(" ")[0] for k in t.leading] == ["W_x_l0", "W_h_l0", "b_x_l0", "b_h_l0"]
+    assert "before layer 1" in str(t) and "dC/dW_x_l0 (#0)" in str(t)
+    rnn = torch.nn.RNN(3, 4, batch_first=True, dtype=torch.float64)
+    params = dict(model[0].named_parameters())
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.tensor(params["W_x_l0"].data.T))
+        rnn.weight_hh_l0.copy_(torch.tensor(params["W_h_l0"].data.T))
+        rnn.bias_ih_l0.copy_(torch.tensor(params["b_x_l0"].data))
+        rnn.bias_hh_l0.copy_(torch.tensor(params["b_h_l0"].data))
+    h = rnn(torch.tensor(x[None]))[0][:, -1]
+    logits = h @ torch.tensor(model[2].W.data) + torch.tensor(model[2].b.data)
+    torch.nn.functional.cross_entropy(logits, torch.tensor([1])).backward()
+    np.testing.assert_allclose(t.leading["W_x_l0 (#0)"], rnn.weight_ih_l0.grad.numpy().T, rtol=1e-10)
