@@ -120,8 +120,9 @@ class Graph(Module):
         delta_k = sum over consumers c of (c.backward(delta_c)) for the a_k entry
     (the fan-out sum; an output that other nodes also read gets its own dy added to the sum);
     each node's backward runs once, on that sum, after all its consumers.
-    A node whose output reaches no output gets no gradient. Returns dC/dx for each input (a
-    tuple for several inputs; zeros for an input nothing uses).
+    A node whose output reaches no output gets no gradient; a None from a node's backward (token
+    ids into an ``Embedding`` get no gradient) adds nothing to the sum. Returns dC/dx for each
+    input (a tuple for several inputs; zeros for a float input nothing uses, None for integer ids).
     """
 
     sums_paths = "a node read by several nodes gets the sum of their gradients (fan-out)"
@@ -212,7 +213,10 @@ class Graph(Module):
 
                 if isinstance(e, LayerShapeError) or type(e) not in (ShapeError, ValueError, TypeError):
                     raise  # named by a walk where it happened (a dotted path), or not ours to reword
-                raise type(e)(f"Graph node {name!r} ({type(module).__name__}): {e}") from None
+                named = type(e)(f"Graph node {name!r} ({type(module).__name__}): {e}")
+                # a ShapeError is the message alone; a ValueError or TypeError may be a bug in a
+                # user's layer, whose traceback is kept (chained) for the one who debugs it
+                raise named from (None if isinstance(e, ShapeError) else e)
         if isinstance(self.outputs, str):
             return values[self.outputs]
         return tuple(values[name] for name in self.output_names)
