@@ -146,28 +146,30 @@ class LSTM(_Recurrent):
         hs, cs = np.empty((T + 1, n, H), gx.dtype), np.empty((T + 1, n, H), gx.dtype)
         hs[T if reverse else 0], cs[T if reverse else 0] = state0
         tanh_c = np.empty((T, n, H), gx.dtype)
-        # gx becomes tau_t = tanh(scaled pre-activation): g_t = tau^g, and sig[t] = (1 + tau) / 2
-        # holds i_t, f_t, o_t (its g block unused); a scalar multiply-add over whole rows is
-        # faster than the per-column scale and offset that would make all four gates in place
-        sig = np.empty_like(gx)
-        gh, ig = np.empty((n, H4), gx.dtype), np.empty((n, H), gx.dtype)
+        # gx becomes tau_t = tanh(scaled pre-activation): g_t = tau^g, and s = (1 + tau) / 2 holds
+        # i_t, f_t, o_t (its g block unused); a scalar multiply-add over whole rows is faster than
+        # the per-column scale and offset that would make all four gates in place. Only tau is
+        # kept for backward, which makes s again from it: s is one step's scratch, not a (T, N, 4H)
+        # array written here and read back there
+        s, gh, ig = np.empty((n, H4), gx.dtype), np.empty((n, H4), gx.dtype), np.empty((n, H), gx.dtype)
+        i, f, o = s[:, :H], s[:, H : 2 * H], s[:, 3 * H :]
         for t, cur, prev in _steps(T, reverse):
-            a, s = gx[t], sig[t]
+            a = gx[t]
             np.matmul(hs[prev], W_h, out=gh)
             a += gh
             np.tanh(a, out=a)
             np.multiply(a, 0.5, out=s)
             s += 0.5
             c = cs[cur]
-            np.multiply(s[:, H : 2 * H], cs[prev], out=c)  # c_t = f c_{t-1} + i g
-            np.multiply(s[:, :H], a[:, 2 * H : 3 * H], out=ig)
+            np.multiply(f, cs[prev], out=c)  # c_t = f c_{t-1} + i g
+            np.multiply(i, a[:, 2 * H : 3 * H], out=ig)
             c += ig
             np.tanh(c, out=tanh_c[t])
-            np.multiply(s[:, 3 * H :], tanh_c[t], out=hs[cur])
-        return hs, cs, gx, sig, tanh_c
+            np.multiply(o, tanh_c[t], out=hs[cur])
+        return hs, cs, gx, tanh_c
 
     def _scan_back(self, dY, cache, W_h, reverse, dc_n=None):
-        hs, cs, tau, sig, tanh_c = cache
+        hs, cs, tau, tanh_c = cache
         T, n, H = dY.shape
         # every gate's derivative is a column constant times 1 - tau^2: s (1 - s) = (1 - tau^2) / 4
         # for a sigmoid gate, 1 - g^2 for g. The scan keeps delta~ = dLoss/dgate (1 - tau^2);
@@ -179,23 +181,28 @@ class LSTM(_Recurrent):
         dh, dc = np.empty((n, H), hs.dtype), np.empty((n, H), hs.dtype)
         carry_h = np.zeros((n, H), hs.dtype)
         carry_c = np.zeros((n, H), hs.dtype) if dc_n is None else np.array(dc_n, hs.dtype)  # dLoss/dc_n
-        tmp, act = np.empty((n, H), hs.dtype), np.empty((n, 4 * H), hs.dtype)
+        tmp = np.empty((n, H), hs.dtype)
+        # one step's scratch, reused: s = (1 + tau) / 2 (i, f, o), dLoss/dgate d, 1 - tau^2 act;
+        # the step's delta~ = d act is written once, whole, into delta[t]
+        s, d, act = (np.empty((n, 4 * H), hs.dtype) for _ in range(3))
+        i, f, o = s[:, :H], s[:, H : 2 * H], s[:, 3 * H :]
+        di, df, dg, do = d[:, :H], d[:, H : 2 * H], d[:, 2 * H : 3 * H], d[:, 3 * H :]
         for t, cur, prev in reversed(_steps(T, reverse)):
-            a, s, d, tc = tau[t], sig[t], delta[t], tanh_c[t]
-            i, f, g, o = s[:, :H], s[:, H : 2 * H], a[:, 2 * H : 3 * H], s[:, 3 * H :]
-            di, df, dg, do = d[:, :H], d[:, H : 2 * H], d[:, 2 * H : 3 * H], d[:, 3 * H :]
+            a, tc = tau[t], tanh_c[t]
+            np.multiply(a, 0.5, out=s)
+            s += 0.5
             np.add(dY[t], carry_h, out=dh)
             np.multiply(dh, tc, out=do)  # dLoss/do
             np.multiply(hs[cur], tc, out=tmp)  # o (1 - tanh^2 c) = o - h tanh(c)
             np.subtract(o, tmp, out=tmp)
             tmp *= dh
             np.add(carry_c, tmp, out=dc)  # dc_t = dc from t + 1 + dh o (1 - tanh^2 c)
-            np.multiply(dc, g, out=di)  # dLoss/di
+            np.multiply(dc, a[:, 2 * H : 3 * H], out=di)  # dLoss/di = dc g
             np.multiply(dc, cs[prev], out=df)  # dLoss/df
             np.multiply(dc, i, out=dg)  # dLoss/dg
             np.multiply(a, a, out=act)
             np.subtract(1, act, out=act)
-            d *= act  # delta~ = dLoss/dgate (1 - tau^2), all four gates at once
+            np.multiply(d, act, out=delta[t])  # delta~ = dLoss/dgate (1 - tau^2), all four gates at once
             np.multiply(dc, f, out=carry_c)
-            np.matmul(d, W_hkT, out=carry_h)  # dh_{t-1} = delta W_h^T = delta~ (k W_h)^T
+            np.matmul(delta[t], W_hkT, out=carry_h)  # dh_{t-1} = delta W_h^T = delta~ (k W_h)^T
         return [(slice(None), delta, delta, k)], (carry_h, carry_c)
