@@ -169,7 +169,8 @@ def test_backward_params_gives_the_gradients_of_backward(kind):
 @pytest.mark.parametrize("features", [1, 3])
 @pytest.mark.parametrize("kind", CLASSES)
 def test_bias_as_a_row_of_the_input_product_agrees_with_product_then_add(kind, features):
-    # few input features: the bias is one more row of the input product; beyond, and here with
+    # few input features: the bias is one more row of the input product (the LSTM folds x_t and
+    # the bias into each step's product, Z_t = [h_{t-1}, x_t, 1]); beyond, and here with
     # bias_row_max_features = 0, the straightforward x W_x + bias: the same outputs and gradients
     rng = np.random.default_rng(2)
     x = rng.standard_normal((4, 6, features)).astype(np.float32)

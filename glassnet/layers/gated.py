@@ -138,25 +138,50 @@ class LSTM(_Recurrent):
     def _input_bias(self, b_x: np.ndarray, b_h: np.ndarray) -> np.ndarray:
         return (b_x + b_h) * self._gate_scale(b_x.dtype)
 
-    def _scan(self, gx, W_h, b_h, state0, reverse):
-        """gx: the input projections with the gate scale's columns (x_t W_x + b_x + b_h) s."""
-        T, n, H4 = gx.shape
-        H = H4 // 4
-        W_h = W_h * self._gate_scale(gx.dtype)
-        hs, cs = np.empty((T + 1, n, H), gx.dtype), np.empty((T + 1, n, H), gx.dtype)
+    def _layer(self, inp, T, n, cell, state0, reverse):
+        """Forward over all steps. The scan's matrix Z holds per step the row block
+        Z_t = [h_{t-1}, x_t, 1], so that a step's whole pre-activation is one product
+
+            a_t = x_t W_x + b_x + h_{t-1} W_h + b_h = Z_t [W_h; W_x; b_x + b_h] = Z_t W
+
+        and h_t is written into the h block of the rows the next step reads; backward then gets
+        dW_h, dW_x and db as one product Z^T delta (``_layer_grads``). That holds for an input
+        of at most ``bias_row_max_features`` features; a wider input's x_t W_x + bias of every
+        step is one product before the scan (``_project``), and Z_t = h_{t-1}.
+
+        Each gate's columns of W come scaled by ``_gate_scale``, so that the tanh of the scaled
+        pre-activation, tau, serves all four gates: g_t = tau^g and i, f, o = (1 + tau) / 2."""
+        W_x, W_h, b_x, b_h = cell
+        F, H, dtype = inp.shape[1], self.hidden_size, inp.dtype
+        fold = F <= self.bias_row_max_features
+        if fold:
+            bias = [] if b_x is None else [(b_x.data + b_h.data)[None]]
+            W = np.concatenate([W_h.data, W_x.data, *bias]) * self._gate_scale(dtype)
+            tau = np.empty((T, n, 4 * H), dtype)
+        else:
+            W = W_h.data * self._gate_scale(dtype)
+            tau = self._project(inp, W_x.data, b_x, b_h).reshape(T, n, -1)
+        Z = np.empty((T + 1, n, W.shape[0]), dtype)
+        if fold:  # step t reads row block Z[prev]: t forward, t + 1 in reverse (``_steps``)
+            steps = Z[1:] if reverse else Z[:-1]
+            steps[:, :, H : H + F] = inp.reshape(T, n, F)
+            steps[:, :, H + F :] = 1  # the bias's column (none without a bias)
+            Z[0 if reverse else T, :, H:] = 0  # the last state's row block: no step reads its x, 1
+        hs, cs = Z[:, :, :H], np.empty((T + 1, n, H), dtype)
         hs[T if reverse else 0], cs[T if reverse else 0] = state0
-        tanh_c = np.empty((T, n, H), gx.dtype)
-        # gx becomes tau_t = tanh(scaled pre-activation): g_t = tau^g, and s = (1 + tau) / 2 holds
-        # i_t, f_t, o_t (its g block unused); a scalar multiply-add over whole rows is faster than
-        # the per-column scale and offset that would make all four gates in place. Only tau is
-        # kept for backward, which makes s again from it: s is one step's scratch, not a (T, N, 4H)
-        # array written here and read back there
-        s, gh, ig = np.empty((n, H4), gx.dtype), np.empty((n, H4), gx.dtype), np.empty((n, H), gx.dtype)
+        tanh_c = np.empty((T, n, H), dtype)
+        # tau keeps the tanh of every step for backward; s = (1 + tau) / 2 holds i_t, f_t, o_t
+        # (its g block unused) and is one step's scratch that backward makes again from tau. A
+        # scalar multiply-add over whole rows is faster than a per-column scale and offset
+        s, gh, ig = np.empty((n, 4 * H), dtype), np.empty((n, 4 * H), dtype), np.empty((n, H), dtype)
         i, f, o = s[:, :H], s[:, H : 2 * H], s[:, 3 * H :]
         for t, cur, prev in _steps(T, reverse):
-            a = gx[t]
-            np.matmul(hs[prev], W_h, out=gh)
-            a += gh
+            a = tau[t]
+            if fold:
+                np.matmul(Z[prev], W, out=a)  # a_t = Z_t W
+            else:
+                np.matmul(Z[prev], W, out=gh)  # h_{t-1} W_h, added to x_t W_x + b
+                a += gh
             np.tanh(a, out=a)
             np.multiply(a, 0.5, out=s)
             s += 0.5
@@ -165,11 +190,11 @@ class LSTM(_Recurrent):
             np.multiply(i, a[:, 2 * H : 3 * H], out=ig)
             c += ig
             np.tanh(c, out=tanh_c[t])
-            np.multiply(o, tanh_c[t], out=hs[cur])
-        return hs, cs, gx, tanh_c
+            np.multiply(o, tanh_c[t], out=hs[cur])  # h_t = o tanh(c_t)
+        return hs, cs, tau, tanh_c, Z
 
     def _scan_back(self, dY, cache, W_h, reverse, dc_n=None):
-        hs, cs, tau, tanh_c = cache
+        hs, cs, tau, tanh_c = cache[:4]
         T, n, H = dY.shape
         # every gate's derivative is a column constant times 1 - tau^2: s (1 - s) = (1 - tau^2) / 4
         # for a sigmoid gate, 1 - g^2 for g. The scan keeps delta~ = dLoss/dgate (1 - tau^2);
@@ -206,3 +231,28 @@ class LSTM(_Recurrent):
             np.multiply(dc, f, out=carry_c)
             np.matmul(delta[t], W_hkT, out=carry_h)  # dh_{t-1} = delta W_h^T = delta~ (k W_h)^T
         return [(slice(None), delta, delta, k)], (carry_h, carry_c)
+
+    def _layer_grads(self, cell, cache, blocks, inp, reverse, need_dinp):
+        """[dW_h; dW_x; db] = Z^T delta, summed over all steps and examples in one product (BP4;
+        the ones column of Z makes BP3's sum over rows); the columns scaled by k as the deltas
+        come (``_scan_back``). With a wide input, Z is [h_{t-1}] and dW_x = X^T delta."""
+        W_x, W_h, b_x, b_h = cell
+        Z, H = cache[4], self.hidden_size
+        ((_, delta, _, k),) = blocks
+        T, n = delta.shape[:2]
+        delta = delta.reshape(T * n, -1)
+        rows = (Z[1:] if reverse else Z[:-1]).reshape(T * n, -1)  # Z_t of every step
+        grad = (delta.T @ rows).T * k  # Z^T delta, as the transpose of delta^T Z
+        W_h.grad += grad[:H]
+        if rows.shape[1] > H:  # the input folded into Z: [h_{t-1}, x_t (, 1)]
+            W_x.grad += grad[H : H + inp.shape[1]]
+            if b_x is not None:
+                b_x.grad += grad[-1]
+                b_h.grad += grad[-1]
+        else:
+            W_x.grad += (inp.T @ delta) * k
+            if b_x is not None:
+                db = delta.sum(axis=0) * k
+                b_x.grad += db
+                b_h.grad += db
+        return delta @ (W_x.data * k).T if need_dinp else None

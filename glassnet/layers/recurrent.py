@@ -20,8 +20,11 @@ deltas delta_t (dLoss/d pre-activation) into one (T, N, G H) array, so that
     dW_x = X^T delta        dW_h = H_prev^T delta_h       dX = delta W_x^T
 
 are one matrix product each over all T N rows; per step there is only h_{t-1} W_h (forward),
-delta_h,t W_h^T (backward) and element-wise work. Inside, sequences are time-major (T, N, F):
-the rows of one step are contiguous; the output is a (N, T, F) view of that memory.
+delta_h,t W_h^T (backward) and element-wise work. An LSTM with few input features folds x_t and
+the bias into its step's product instead: with the row block Z_t = [h_{t-1}, x_t, 1],
+a_t = Z_t [W_h; W_x; b] per step and [dW_h; dW_x; db] = Z^T delta over all steps (``gated.py``).
+Inside, sequences are time-major (T, N, F): the rows of one step are contiguous; the output is a
+(N, T, F) view of that memory.
 
 The final state's gradient (sequence-to-sequence: a decoder starts from the encoder's h_n):
 ``backward(dy, dh_n, dc_n)``. Layer k's h_n is its output at the last step (at step 0 in
@@ -131,25 +134,26 @@ class _Recurrent(Module):
         for k in range(self.num_layers):
             outs = []
             for d in range(D):
-                W_x, W_h, b_x, b_h = self.cells[k * D + d]
-                gx = self._project(inp, W_x.data, b_x, b_h).reshape(T, n, -1)
-                cache = self._scan(gx, W_h.data, b_h, state0[k * D + d], reverse=d == 1)
+                cache = self._layer(inp, T, n, self.cells[k * D + d], state0[k * D + d], reverse=d == 1)
                 hs = cache[0]  # (T + 1, N, H): h_t at hs[t + 1] forward, at hs[t] in reverse
                 outs.append(hs[1:] if d == 0 else hs[:-1])
                 finals.append(tuple(s[T if d == 0 else 0] for s in cache[: self.states]))
                 self.caches.append(cache)
             self.inputs.append(inp)
             out = outs[0] if D == 1 else np.concatenate(outs, axis=2)  # (T, N, D H)
-            inp = self._drop(out.reshape(T * n, D * H), last=k == self.num_layers - 1)
+            if k == self.num_layers - 1:
+                self.masks.append(None)  # no dropout after the last layer
+            else:  # the next layer's input: one (T N, D H) matrix
+                inp = self._drop(out.reshape(T * n, D * H))
         self.h_n = np.stack([f[0] for f in finals])  # (num_layers D, N, H), PyTorch's h_n
         if self.states == 2:
             self.c_n = np.stack([f[1] for f in finals])
         return out.transpose(1, 0, 2)
 
-    def _drop(self, out: np.ndarray, last: bool) -> np.ndarray:
+    def _drop(self, out: np.ndarray) -> np.ndarray:
         """Dropout between stacked layers: the next layer's input is out * m, with the mask
         m = [u >= p] / (1 - p) kept in ``masks`` for backward (None: no dropout here)."""
-        if last or not self.training or self.dropout == 0.0:
+        if not self.training or self.dropout == 0.0:
             self.masks.append(None)
             return out
         keep = self.rng.random(out.shape, dtype=out.dtype if out.dtype == np.float32 else np.float64)
@@ -190,34 +194,17 @@ class _Recurrent(Module):
                     dY[T - 1 if d == 0 else 0, :, d * H : (d + 1) * H] += dh_n[k * D + d]
             for d in range(D):
                 i = k * D + d
-                W_x, W_h, b_x, b_h = self.cells[i]
-                cache = self.caches[i]
+                W_h, cache = self.cells[i][1], self.caches[i]
                 # the LSTM's c_n is no output: dLoss/dc_n starts its scan's cell-state carry
                 final = {} if dc_n is None else {"dc_n": dc_n[i]}
                 blocks, dstate0[i] = self._scan_back(
                     dY[:, :, d * H : (d + 1) * H], cache, W_h.data, d == 1, **final
                 )
-                hs = cache[0]
-                h_prev = (hs[:-1] if d == 0 else hs[1:]).reshape(T * n, H)  # h_{t-1} of step t
-                # per block of gate columns, the deltas of the input side and of the hidden side
-                for cols, delta_x, delta_h, *col_scale in blocks:
-                    # a block may come as delta / s with s a constant per column (s: col_scale),
-                    # applied to the small products' columns rather than to the (T N, .) deltas
-                    s = col_scale[0] if col_scale else 1
-                    same = delta_h is delta_x
-                    delta_x, delta_h = delta_x.reshape(T * n, -1), delta_h.reshape(T * n, -1)
-                    W_x.grad[:, cols] += (inp.T @ delta_x) * s  # BP4, summed over all steps in one product
-                    W_h.grad[:, cols] += (h_prev.T @ delta_h) * s
-                    if b_x is not None:
-                        db = delta_x.sum(axis=0) * s  # BP3
-                        b_x.grad[cols] += db
-                        b_h.grad[cols] += db if same else delta_h.sum(axis=0) * s
-                    if k > 0 or need_dx:  # BP2 into the layer's input, all steps at once
-                        part = delta_x @ (W_x.data[:, cols] * s).T
-                        if dinp is None:
-                            dinp = part
-                        else:
-                            dinp += part
+                part = self._layer_grads(self.cells[i], cache, blocks, inp, d == 1, k > 0 or need_dx)
+                if dinp is None:  # BP2 into the layer's input: the directions' parts add up
+                    dinp = part
+                elif part is not None:
+                    dinp += part
             if dinp is not None:
                 if k > 0 and self.masks[k - 1] is not None:
                     dinp *= self.masks[k - 1]  # BP2 through the dropout between layers k-1 and k
@@ -293,6 +280,44 @@ class _Recurrent(Module):
         return shapes
 
     # --- one layer and direction over time (per subclass) ---------------------------------------
+    def _layer(self, inp: np.ndarray, T: int, n: int, cell, state0, reverse: bool) -> tuple:
+        """One layer and direction forward over all steps: x_t W_x + bias of every step as one
+        product (``_project``), then the scan. Returns the scan's cache, whose first item is
+        the (T + 1, N, H) buffer of the states h_t (``_steps`` says which row holds which)."""
+        W_x, W_h, b_x, b_h = cell
+        gx = self._project(inp, W_x.data, b_x, b_h).reshape(T, n, -1)
+        return self._scan(gx, W_h.data, b_h, state0, reverse)
+
+    def _layer_grads(self, cell, cache, blocks, inp, reverse: bool, need_dinp: bool):
+        """BP3 and BP4 of one layer and direction, each summed over all steps in one product,
+        from the deltas ``_scan_back`` wrote (``blocks``); returns BP2 into the layer's input,
+        delta W_x^T for all steps at once, or None where it is not needed."""
+        W_x, W_h, b_x, b_h = cell
+        hs = cache[0]
+        T, n, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
+        h_prev = (hs[1:] if reverse else hs[:-1]).reshape(T * n, H)  # h_{t-1} of step t
+        dinp = None
+        # per block of gate columns, the deltas of the input side and of the hidden side
+        for cols, delta_x, delta_h, *col_scale in blocks:
+            # a block may come as delta / s with s a constant per column (s: col_scale),
+            # applied to the small products' columns rather than to the (T N, .) deltas
+            s = col_scale[0] if col_scale else 1
+            same = delta_h is delta_x
+            delta_x, delta_h = delta_x.reshape(T * n, -1), delta_h.reshape(T * n, -1)
+            W_x.grad[:, cols] += (inp.T @ delta_x) * s  # BP4, summed over all steps in one product
+            W_h.grad[:, cols] += (h_prev.T @ delta_h) * s
+            if b_x is not None:
+                db = delta_x.sum(axis=0) * s  # BP3
+                b_x.grad[cols] += db
+                b_h.grad[cols] += db if same else delta_h.sum(axis=0) * s
+            if need_dinp:  # BP2 into the layer's input, all steps at once
+                part = delta_x @ (W_x.data[:, cols] * s).T
+                if dinp is None:
+                    dinp = part
+                else:
+                    dinp += part
+        return dinp
+
     # up to this many input features, the bias is one more row of the input product (one pass
     # over the (T N, G H) result instead of two); the straightforward product-then-add beyond
     bias_row_max_features = 8
