@@ -355,7 +355,7 @@ def check_modules_once(owner: str, model: Module) -> None:
     cache for its backward, so its second run would overwrite what the first one's backward
     needs, and its parameters would be listed (and stepped) twice."""
     seen: dict[int, str] = {}
-    for name, m in _named_tree(model):
+    for name, m in named_modules(model):
         if id(m) in seen:
             raise ValueError(
                 f"{owner}: one {type(m).__name__} object is used twice, as {seen[id(m)] or 'the model'} and "
@@ -365,10 +365,12 @@ def check_modules_once(owner: str, model: Module) -> None:
         seen[id(m)] = name
 
 
-def _named_tree(model: Module, prefix: str = "") -> Iterator[tuple[str, Module]]:
-    yield prefix.rstrip("."), model
-    for name, child in model.named_children():
-        yield from _named_tree(child, f"{prefix}{name}.")
+def named_modules(model: Module, prefix: str = "") -> Iterator[tuple[str, Module]]:
+    """``(name, module)`` for every module of the tree, parents before children, depth first;
+    the model itself is ``""`` (or ``"0"`` when it has no children: a lone layer)."""
+    yield prefix.rstrip(".") or ("0" if not model.children else ""), model
+    for child_name, child in model.named_children():
+        yield from named_modules(child, f"{prefix}{child_name}.")
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .layers import activations
-from .module import Module, Sequential, ShapeError, cast_inputs, keep_modes, one_output
+from .module import Module, Sequential, ShapeError, cast_inputs, keep_modes, named_modules, one_output
 
 # visit(name, module, input, output) after a forward; visit(name, module, dy, dx) after a
 # backward (dx None after backward_params). A module with several inputs (Add, a graph node
@@ -34,14 +34,6 @@ from .module import Module, Sequential, ShapeError, cast_inputs, keep_modes, one
 Visit = Callable[[str, Module, np.ndarray, "np.ndarray | None"], None]
 
 _METHODS = ("forward", "backward", "backward_params")
-
-
-def named_modules(model: Module, prefix: str = "") -> Iterator[tuple[str, Module]]:
-    """``(name, module)`` for every module of the tree, parents before children, depth first;
-    the model itself is ``""`` (or ``"0"`` when it has no children: a lone layer)."""
-    yield prefix.rstrip(".") or ("0" if not model.children else ""), model
-    for child_name, child in model.named_children():
-        yield from named_modules(child, f"{prefix}{child_name}.")
 
 
 def is_layer(module: Module) -> bool:
