@@ -188,6 +188,18 @@ def test_bias_as_a_row_of_the_input_product_agrees_with_product_then_add(kind, f
         np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("features", [2, 9])  # the LSTM's folded input product, and the plain one
+@pytest.mark.parametrize("kind", CLASSES)
+def test_a_batch_of_zero_rows_goes_through_forward_and_backward(kind, features):
+    # as PyTorch's layers do: (0, T, F) in, (0, T, D H) out, zero gradients (it crashed on a reshape)
+    layer = CLASSES[kind](features, 5, num_layers=2, bidirectional=True, rng=0)
+    x = np.zeros((0, 3, features), np.float32)
+    y = layer.forward(x)
+    assert y.shape == (0, 3, 10) and layer.h_n.shape == (4, 0, 5)
+    assert layer.backward(np.zeros_like(y)).shape == x.shape
+    assert all(p.grad.shape == p.data.shape and not p.grad.any() for p in layer.params)
+
+
 def test_float32_stays_float32_and_agrees_with_float64():
     layer = gn.GRU(3, 5, num_layers=2, bidirectional=True, rng=np.random.default_rng(5))
     x = np.random.default_rng(6).standard_normal((4, 7, 3)).astype(np.float32)

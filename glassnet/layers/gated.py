@@ -160,7 +160,7 @@ class LSTM(_Recurrent):
             tau = np.empty((T, n, 4 * H), dtype)
         else:
             W = W_h.data * self._gate_scale(dtype)
-            tau = self._project(inp, W_x.data, b_x, b_h).reshape(T, n, -1)
+            tau = self._project(inp, W_x.data, b_x, b_h).reshape(T, n, 4 * H)
         Z = np.empty((T + 1, n, W.shape[0]), dtype)
         if fold:  # step t reads row block Z[prev]: t forward, t + 1 in reverse (``_steps``)
             steps = Z[1:] if reverse else Z[:-1]
@@ -240,8 +240,8 @@ class LSTM(_Recurrent):
         Z, H = cache[4], self.hidden_size
         ((_, delta, _, k),) = blocks
         T, n = delta.shape[:2]
-        delta = delta.reshape(T * n, -1)
-        rows = (Z[1:] if reverse else Z[:-1]).reshape(T * n, -1)  # Z_t of every step
+        delta = delta.reshape(T * n, delta.shape[2])
+        rows = (Z[1:] if reverse else Z[:-1]).reshape(T * n, Z.shape[2])  # Z_t of every step
         grad = (delta.T @ rows).T * k  # Z^T delta, as the transpose of delta^T Z
         W_h.grad += grad[:H]
         if rows.shape[1] > H:  # the input folded into Z: [h_{t-1}, x_t (, 1)]

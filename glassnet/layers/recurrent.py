@@ -127,7 +127,7 @@ class _Recurrent(Module):
         dtype = np.result_type(x.dtype, self.params[0].data.dtype)
         state0 = self._initial_state(h0, n, dtype)
         # time-major, one contiguous (T N, features) matrix: the input product of all steps is one GEMM
-        inp = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype).reshape(T * n, -1)
+        inp = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype).reshape(T * n, x.shape[2])
         self.inputs, self.caches, finals, self.masks = [], [], [], []
         # the initial-state gradient of the previous batch must not pass for this one's
         self.dh0 = self.dc0 = None
@@ -208,7 +208,7 @@ class _Recurrent(Module):
             if dinp is not None:
                 if k > 0 and self.masks[k - 1] is not None:
                     dinp *= self.masks[k - 1]  # BP2 through the dropout between layers k-1 and k
-                dY = dinp.reshape(T, n, -1)
+                dY = dinp.reshape(T, n, dinp.shape[1])
         self.dh0 = np.stack([s[0] for s in dstate0])  # dLoss/dh0, shaped as h0
         if self.states == 2:
             self.dc0 = np.stack([s[1] for s in dstate0])
@@ -285,7 +285,7 @@ class _Recurrent(Module):
         product (``_project``), then the scan. Returns the scan's cache, whose first item is
         the (T + 1, N, H) buffer of the states h_t (``_steps`` says which row holds which)."""
         W_x, W_h, b_x, b_h = cell
-        gx = self._project(inp, W_x.data, b_x, b_h).reshape(T, n, -1)
+        gx = self._project(inp, W_x.data, b_x, b_h).reshape(T, n, W_x.data.shape[1])
         return self._scan(gx, W_h.data, b_h, state0, reverse)
 
     def _layer_grads(self, cell, cache, blocks, inp, reverse: bool, need_dinp: bool):
@@ -303,7 +303,10 @@ class _Recurrent(Module):
             # applied to the small products' columns rather than to the (T N, .) deltas
             s = col_scale[0] if col_scale else 1
             same = delta_h is delta_x
-            delta_x, delta_h = delta_x.reshape(T * n, -1), delta_h.reshape(T * n, -1)
+            delta_x, delta_h = (
+                delta_x.reshape(T * n, delta_x.shape[2]),
+                delta_h.reshape(T * n, delta_h.shape[2]),
+            )
             W_x.grad[:, cols] += (inp.T @ delta_x) * s  # BP4, summed over all steps in one product
             W_h.grad[:, cols] += (h_prev.T @ delta_h) * s
             if b_x is not None:
