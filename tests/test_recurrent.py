@@ -200,6 +200,22 @@ def test_a_batch_of_zero_rows_goes_through_forward_and_backward(kind, features):
     assert all(p.grad.shape == p.data.shape and not p.grad.any() for p in layer.params)
 
 
+def test_a_float32_dy_with_a_final_state_gradient_is_taken_in_the_layers_dtype():
+    # dLoss/dh_n joins dy at the last step: in a float64 layer that sum is float64, not rounded
+    # to float32 as a copy of a float32 dy would be
+    rng = np.random.default_rng(0)
+    layer = gn.LSTM(2, 4, rng=1).to(np.float64)
+    x, dh_n = rng.standard_normal((3, 5, 2)), rng.standard_normal((1, 3, 4))
+    dy32 = rng.standard_normal((3, 5, 4)).astype(np.float32)
+    results = []
+    for dy in (dy32, dy32.astype(np.float64)):
+        layer.forward(x)
+        layer.zero_grad()
+        results.append([layer.backward(dy, dh_n), layer.dh0.copy()] + [p.grad.copy() for p in layer.params])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_float32_stays_float32_and_agrees_with_float64():
     layer = gn.GRU(3, 5, num_layers=2, bidirectional=True, rng=np.random.default_rng(5))
     x = np.random.default_rng(6).standard_normal((4, 7, 3)).astype(np.float32)

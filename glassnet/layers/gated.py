@@ -142,15 +142,16 @@ class LSTM(_Recurrent):
         """Forward over all steps. The scan's matrix Z holds per step the row block
         Z_t = [h_{t-1}, x_t, 1], so that a step's whole pre-activation is one product
 
-            a_t = x_t W_x + b_x + h_{t-1} W_h + b_h = Z_t [W_h; W_x; b_x + b_h] = Z_t W
+            a_t = x_t W_x + b_x + h_{t-1} W_h + b_h = Z_t [W_h; W_x; b_x + b_h]
 
         and h_t is written into the h block of the rows the next step reads; backward then gets
         dW_h, dW_x and db as one product Z^T delta (``_layer_grads``). That holds for an input
         of at most ``bias_row_max_features`` features; a wider input's x_t W_x + bias of every
         step is one product before the scan (``_project``), and Z_t = h_{t-1}.
 
-        Each gate's columns of W come scaled by ``_gate_scale``, so that the tanh of the scaled
-        pre-activation, tau, serves all four gates: g_t = tau^g and i, f, o = (1 + tau) / 2."""
+        The product's weight W = [W_h; W_x; b_x + b_h] s has each gate's columns scaled by
+        s = ``_gate_scale`` (1/2 for the sigmoid gates), so that Z_t W = a_t s and its tanh, tau,
+        serves all four gates: g_t = tau^g and i, f, o = (1 + tau) / 2."""
         W_x, W_h, b_x, b_h = cell
         F, H, dtype = inp.shape[1], self.hidden_size, inp.dtype
         fold = F <= self.bias_row_max_features
@@ -173,14 +174,15 @@ class LSTM(_Recurrent):
         # tau keeps the tanh of every step for backward; s = (1 + tau) / 2 holds i_t, f_t, o_t
         # (its g block unused) and is one step's scratch that backward makes again from tau. A
         # scalar multiply-add over whole rows is faster than a per-column scale and offset
-        s, gh, ig = np.empty((n, 4 * H), dtype), np.empty((n, 4 * H), dtype), np.empty((n, H), dtype)
+        s, ig = np.empty((n, 4 * H), dtype), np.empty((n, H), dtype)
+        gh = None if fold else np.empty((n, 4 * H), dtype)
         i, f, o = s[:, :H], s[:, H : 2 * H], s[:, 3 * H :]
         for t, cur, prev in _steps(T, reverse):
             a = tau[t]
             if fold:
-                np.matmul(Z[prev], W, out=a)  # a_t = Z_t W
+                np.matmul(Z[prev], W, out=a)  # a_t s = Z_t W
             else:
-                np.matmul(Z[prev], W, out=gh)  # h_{t-1} W_h, added to x_t W_x + b
+                np.matmul(Z[prev], W, out=gh)  # h_{t-1} W_h s, added to (x_t W_x + b) s
                 a += gh
             np.tanh(a, out=a)
             np.multiply(a, 0.5, out=s)

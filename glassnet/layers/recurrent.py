@@ -49,7 +49,9 @@ class _Recurrent(Module):
 
     A subclass gives ``gates`` (weight blocks per cell), ``states`` (1, or 2 for LSTM's (h, c)),
     and the two scans over time of one layer and direction: ``_scan`` returns what backward
-    needs, h states first; ``_scan_back`` returns the gate deltas as blocks of columns
+    needs, h states first (``_layer`` runs it after the input product of all steps; the LSTM
+    overrides ``_layer`` and ``_layer_grads`` to fold a narrow input into each step's product);
+    ``_scan_back`` returns the gate deltas as blocks of columns
     ``(cols, delta_x, delta_h)``, each (T, N, width), and dLoss/d(initial state). The input side
     and the hidden side see different deltas only in the GRU (the reset gate sits between). A
     block ``(cols, delta_x, delta_h, s)`` holds the deltas divided by ``s``, a constant per column
@@ -189,7 +191,7 @@ class _Recurrent(Module):
             if dh_n is not None:
                 # h_n of layer k is its output at the last step (forward direction) and at step
                 # 0 (reverse): dLoss/dh_n joins the output's error there (dY is ours: a copy)
-                dY = dY.copy() if k == self.num_layers - 1 else dY
+                dY = dY.astype(self.caches[0][0].dtype) if k == self.num_layers - 1 else dY
                 for d in range(D):
                     dY[T - 1 if d == 0 else 0, :, d * H : (d + 1) * H] += dh_n[k * D + d]
             for d in range(D):
@@ -322,7 +324,8 @@ class _Recurrent(Module):
         return dinp
 
     # up to this many input features, the bias is one more row of the input product (one pass
-    # over the (T N, G H) result instead of two); the straightforward product-then-add beyond
+    # over the (T N, G H) result instead of two), and the LSTM folds x_t and the bias into each
+    # step's product (``LSTM._layer``); the straightforward product-then-add beyond
     bias_row_max_features = 8
 
     def _project(self, inp: np.ndarray, W_x: np.ndarray, b_x, b_h) -> np.ndarray:
