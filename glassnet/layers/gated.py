@@ -149,9 +149,9 @@ class LSTM(_Recurrent):
         of at most ``bias_row_max_features`` features; a wider input's x_t W_x + bias of every
         step is one product before the scan (``_project``), and Z_t = h_{t-1}.
 
-        The product's weight W = [W_h; W_x; b_x + b_h] s has each gate's columns scaled by
-        s = ``_gate_scale`` (1/2 for the sigmoid gates), so that Z_t W = a_t s and its tanh, tau,
-        serves all four gates: g_t = tau^g and i, f, o = (1 + tau) / 2."""
+        The product's weight W = [W_h; W_x; b_x + b_h] has each gate's columns scaled by
+        ``_gate_scale`` (1/2 for the sigmoid gates, 1 for g), so that Z_t W is the scaled a_t and
+        its tanh, tau, serves all four gates: g_t = tau^g and i, f, o = (1 + tau) / 2."""
         W_x, W_h, b_x, b_h = cell
         F, H, dtype = inp.shape[1], self.hidden_size, inp.dtype
         fold = F <= self.bias_row_max_features
@@ -180,9 +180,9 @@ class LSTM(_Recurrent):
         for t, cur, prev in _steps(T, reverse):
             a = tau[t]
             if fold:
-                np.matmul(Z[prev], W, out=a)  # a_t s = Z_t W
+                np.matmul(Z[prev], W, out=a)  # the scaled a_t = Z_t W
             else:
-                np.matmul(Z[prev], W, out=gh)  # h_{t-1} W_h s, added to (x_t W_x + b) s
+                np.matmul(Z[prev], W, out=gh)  # h_{t-1} W_h, scaled, added to x_t W_x + b, scaled
                 a += gh
             np.tanh(a, out=a)
             np.multiply(a, 0.5, out=s)
