@@ -237,24 +237,19 @@ class LSTM(_Recurrent):
     def _layer_grads(self, cell, cache, blocks, inp, reverse, need_dinp):
         """[dW_h; dW_x; db] = Z^T delta, summed over all steps and examples in one product (BP4;
         the ones column of Z makes BP3's sum over rows); the columns scaled by k as the deltas
-        come (``_scan_back``). With a wide input, Z is [h_{t-1}] and dW_x = X^T delta."""
+        come (``_scan_back``). With a wide input, Z_t = h_{t-1}: the shared products."""
         W_x, W_h, b_x, b_h = cell
         Z, H = cache[4], self.hidden_size
+        if Z.shape[2] == H:  # the input was not folded into Z
+            return super()._layer_grads(cell, cache, blocks, inp, reverse, need_dinp)
         ((_, delta, _, k),) = blocks
         T, n = delta.shape[:2]
         delta = delta.reshape(T * n, delta.shape[2])
-        rows = (Z[1:] if reverse else Z[:-1]).reshape(T * n, Z.shape[2])  # Z_t of every step
+        rows = (Z[1:] if reverse else Z[:-1]).reshape(T * n, Z.shape[2])  # Z_t = [h_{t-1}, x_t (, 1)]
         grad = (delta.T @ rows).T * k  # Z^T delta, as the transpose of delta^T Z
         W_h.grad += grad[:H]
-        if rows.shape[1] > H:  # the input folded into Z: [h_{t-1}, x_t (, 1)]
-            W_x.grad += grad[H : H + inp.shape[1]]
-            if b_x is not None:
-                b_x.grad += grad[-1]
-                b_h.grad += grad[-1]
-        else:
-            W_x.grad += (inp.T @ delta) * k
-            if b_x is not None:
-                db = delta.sum(axis=0) * k
-                b_x.grad += db
-                b_h.grad += db
+        W_x.grad += grad[H : H + inp.shape[1]]
+        if b_x is not None:
+            b_x.grad += grad[-1]
+            b_h.grad += grad[-1]
         return delta @ (W_x.data * k).T if need_dinp else None
