@@ -167,10 +167,9 @@ def test_backward_params_gives_the_gradients_of_backward(kind):
 
 
 @pytest.mark.parametrize("features", [1, 3])
-@pytest.mark.parametrize("kind", CLASSES)
+@pytest.mark.parametrize("kind", ["RNN", "GRU"])  # the LSTM folds every input into its steps
 def test_bias_as_a_row_of_the_input_product_agrees_with_product_then_add(kind, features):
-    # few input features: the bias is one more row of the input product (the LSTM folds x_t and
-    # the bias into each step's product, Z_t = [h_{t-1}, x_t, 1]); beyond, and here with
+    # few input features: the bias is one more row of the input product; beyond, and here with
     # bias_row_max_features = 0, the straightforward x W_x + bias: the same outputs and gradients
     rng = np.random.default_rng(2)
     x = rng.standard_normal((4, 6, features)).astype(np.float32)
@@ -183,9 +182,74 @@ def test_bias_as_a_row_of_the_input_product_agrees_with_product_then_add(kind, f
             p.grad = np.zeros_like(p.data)
         y = layer.forward(x)
         results.append([y, layer.backward(dy)] + [p.grad.copy() for p in layer.params])
-    assert gn.LSTM.bias_row_max_features >= features  # the first run took the bias-row path
+    assert CLASSES[kind].bias_row_max_features >= features  # the first run took the bias-row path
     for fast, plain in zip(*results):
         np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-6)
+
+
+def plain_lstm(x, W_x, W_h, b, h, c, dy, dh_n, dc_n):
+    """The LSTM of the class docstring, step by step in float64 (N, F) rows, forward and then
+    backward through time: the reference for the feature-major scan."""
+    H = W_h.shape[0]
+    sig = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
+    steps = []
+    for t in range(x.shape[1]):
+        a = x[:, t] @ W_x + h @ W_h + b
+        i, f, g, o = sig(a[:, :H]), sig(a[:, H : 2 * H]), np.tanh(a[:, 2 * H : 3 * H]), sig(a[:, 3 * H :])
+        c_prev, h_prev = c, h
+        c = f * c_prev + i * g
+        h = o * np.tanh(c)
+        steps.append((i, f, g, o, c_prev, h_prev, c))
+    y, c_n = np.stack([s[5] for s in steps[1:]] + [h], axis=1), c
+    grads = [np.zeros_like(W_x), np.zeros_like(W_h), np.zeros_like(b)]
+    dx, dh_next, dc = np.zeros_like(x), dh_n.copy(), dc_n.copy()
+    for t in reversed(range(x.shape[1])):
+        i, f, g, o, c_prev, h_prev, c_t = steps[t]
+        dh = dy[:, t] + dh_next
+        dc = dc + dh * o * (1 - np.tanh(c_t) ** 2)
+        delta = np.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g**2),
+                                dh * np.tanh(c_t) * o * (1 - o)], axis=1)  # fmt: skip
+        grads[0] += x[:, t].T @ delta
+        grads[1] += h_prev.T @ delta
+        grads[2] += delta.sum(axis=0)
+        dx[:, t] = delta @ W_x.T
+        dh_next, dc = delta @ W_h.T, dc * f
+    return y, h, c_n, dx, dh_next, dc, grads
+
+
+@pytest.mark.parametrize("features", [1, 3, 9])
+@pytest.mark.parametrize("bias", [True, False])
+def test_lstm_scan_equals_the_plain_formula_float64(features, bias):
+    # the feature-major scan with its kept local derivatives (gated.py) against the class
+    # docstring's equations written plainly: outputs, final states, dx, dh0, dc0, every gradient
+    rng = np.random.default_rng(3)
+    layer = gn.LSTM(features, 5, bias=bias, rng=0, dtype=np.float64)
+    x = rng.standard_normal((4, 7, features))
+    h0, c0, dh_n, dc_n = (rng.standard_normal((1, 4, 5)) for _ in range(4))
+    dy = rng.standard_normal((4, 7, 5))
+    layer.zero_grad()
+    y = layer.forward(x, (h0, c0))
+    dx = layer.backward(dy, dh_n, dc_n)
+    W_x, W_h = layer.params[0].data, layer.params[1].data
+    b = layer.params[2].data + layer.params[3].data if bias else np.zeros(20)
+    want = plain_lstm(x, W_x, W_h, b, h0[0], c0[0], dy, dh_n[0], dc_n[0])
+    got = (y, layer.h_n[0], layer.c_n[0], dx, layer.dh0[0], layer.dc0[0])
+    for name, g, w in zip(("y", "h_n", "c_n", "dx", "dh0", "dc0"), got, want[:6]):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12, err_msg=name)
+    for p, w in zip(layer.params, want[6] + [want[6][2]]):  # b_x and b_h get the same gradient
+        np.testing.assert_allclose(p.grad, w, rtol=1e-10, atol=1e-12, err_msg=p.name)
+
+
+def test_lstm_backward_after_a_no_grad_forward_says_why():
+    # under no_grad() the forward keeps nothing for backward (predict, evaluate)
+    layer = gn.LSTM(2, 3, rng=0)
+    x = np.ones((2, 4, 2), np.float32)
+    with gn.no_grad():
+        y = layer.forward(x)
+    with pytest.raises(RuntimeError, match=r"LSTM\.backward: the forward pass ran under no_grad\(\)"):
+        layer.backward(np.ones_like(y))
+    layer.forward(x)  # and a training forward afterwards works
+    assert layer.backward(np.ones_like(y)).shape == x.shape
 
 
 @pytest.mark.parametrize("features", [2, 9])  # the LSTM's folded input product, and the plain one

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..module import grad_enabled
 from .recurrent import _Recurrent, _steps
 
 
@@ -121,6 +122,11 @@ class LSTM(_Recurrent):
         delta^o = dh_t tanh(c_t) o (1 - o),    delta^g = dc_t i (1 - g^2),
         delta^i = dc_t g i (1 - i),            delta^f = dc_t c_{t-1} f (1 - f)
         dc_{t-1} = dc_t f_t; dW_x += X^T delta, dW_h += H_prev^T delta, db_x = db_h += sum delta
+
+    Forward keeps the cell's local derivatives of every step (those factors of the deltas that
+    do not depend on dh and dc: ``_layer``), so that backward is a few products per step
+    (``_scan_back``). Inside, the scan is feature-major: each step's arrays are (features, N)
+    blocks, so every gate is one contiguous (H, N) block (docs/speed.md).
     """
 
     gates = 4
@@ -132,124 +138,133 @@ class LSTM(_Recurrent):
         power of two) one tanh serves all four gates."""
         return np.repeat(np.array([0.5, 0.5, 1.0, 0.5], dtype), self.hidden_size)
 
-    def _input_weight(self, W_x: np.ndarray) -> np.ndarray:
-        return W_x * self._gate_scale(W_x.dtype)  # the scan's gx comes scaled
-
-    def _input_bias(self, b_x: np.ndarray, b_h: np.ndarray) -> np.ndarray:
-        return (b_x + b_h) * self._gate_scale(b_x.dtype)
-
     def _layer(self, inp, T, n, cell, state0, reverse):
-        """Forward over all steps. The scan's matrix Z holds per step the row block
-        Z_t = [h_{t-1}, x_t, 1], so that a step's whole pre-activation is one product
+        """Forward over all steps. Every array of the scan is feature-major: per step a
+        (features, N) block, so that each gate is one contiguous (H, N) block and every
+        element-wise pass runs over contiguous memory in one go. The input and the bias join
+        each step's product: the block Z_t = Z[step] (F_Z, N) holds [h_{t-1}; x_t; 1]
+        (F_Z = H + F + 1 rows), so that
 
-            a_t = x_t W_x + b_x + h_{t-1} W_h + b_h = Z_t [W_h; W_x; b_x + b_h]
+            a_t^T = (x_t W_x + b_x + h_{t-1} W_h + b_h)^T = [W_h; W_x; b_x + b_h]^T Z_t
 
-        and h_t is written into the h block of the rows the next step reads; backward then gets
-        dW_h, dW_x and db as one product Z^T delta (``_layer_grads``). That holds for an input
-        of at most ``bias_row_max_features`` features; a wider input's x_t W_x + bias of every
-        step is one product before the scan (``_project``), and Z_t = h_{t-1}.
+        is one product per step, h_t is written into the h rows of the block the next step
+        reads, and backward gets dW_h, dW_x and db from Z and the deltas alone
+        (``_layer_grads``). The weight has each gate's columns scaled by ``_gate_scale`` (1/2 for
+        the sigmoid gates, 1 for g), so that the product is the scaled a_t and its tanh, tau,
+        serves all four gates: g_t = tau^g and i, f, o = (1 + tau) / 2.
 
-        The product's weight W = [W_h; W_x; b_x + b_h] has each gate's columns scaled by
-        ``_gate_scale`` (1/2 for the sigmoid gates, 1 for g), so that Z_t W is the scaled a_t and
-        its tanh, tau, serves all four gates: g_t = tau^g and i, f, o = (1 + tau) / 2."""
+        For backward each step keeps the factors of its deltas that forward already knows
+        (a sigmoid gate's derivative s (1 - s) is (1 - tau^2) / 4, g's is 1 - g^2):
+
+            p_t = [g, c_{t-1}, i, tanh c_t] (1 - tau_t^2)    (gates i, f, g, o)
+            q_t = o_t (1 - tanh^2 c_t) = o_t - h_t tanh c_t,  and f_t
+
+        p overwrites tau, which nothing needs after the step; under ``no_grad()`` none is made.
+        Returns (h, c, p, q, f, Z): h and c as the (T + 1, N, H) views ``_Recurrent`` reads."""
         W_x, W_h, b_x, b_h = cell
         F, H, dtype = inp.shape[1], self.hidden_size, inp.dtype
-        fold = F <= self.bias_row_max_features
-        if fold:
-            bias = [] if b_x is None else [(b_x.data + b_h.data)[None]]
-            W = np.concatenate([W_h.data, W_x.data, *bias]) * self._gate_scale(dtype)
-            tau = np.empty((T, n, 4 * H), dtype)
-        else:
-            W = W_h.data * self._gate_scale(dtype)
-            tau = self._project(inp, W_x.data, b_x, b_h).reshape(T, n, 4 * H)
-        Z = np.empty((T + 1, n, W.shape[0]), dtype)
-        if fold:  # step t reads row block Z[prev]: t forward, t + 1 in reverse (``_steps``)
-            steps = Z[1:] if reverse else Z[:-1]
-            steps[:, :, H : H + F] = inp.reshape(T, n, F)
-            steps[:, :, H + F :] = 1  # the bias's column (none without a bias)
-            Z[0 if reverse else T, :, H:] = 0  # the last state's row block: no step reads its x, 1
-        hs, cs = Z[:, :, :H], np.empty((T + 1, n, H), dtype)
-        hs[T if reverse else 0], cs[T if reverse else 0] = state0
-        tanh_c = np.empty((T, n, H), dtype)
-        # tau keeps the tanh of every step for backward; s = (1 + tau) / 2 holds i_t, f_t, o_t
-        # (its g block unused) and is one step's scratch that backward makes again from tau. A
-        # scalar multiply-add over whole rows is faster than a per-column scale and offset
-        s, ig = np.empty((n, 4 * H), dtype), np.empty((n, H), dtype)
-        gh = None if fold else np.empty((n, 4 * H), dtype)
-        i, f, o = s[:, :H], s[:, H : 2 * H], s[:, 3 * H :]
+        bias = [] if b_x is None else [(b_x.data + b_h.data)[None]]
+        W_T = (np.concatenate([W_h.data, W_x.data, *bias]) * self._gate_scale(dtype)).T.copy()
+        Z = np.empty((T + 1, W_T.shape[1], n), dtype)
+        steps = Z[1:] if reverse else Z[:-1]  # step t reads block prev (``_steps``)
+        steps[:, H : H + F] = inp.reshape(T, n, F).transpose(0, 2, 1)
+        steps[:, H + F :] = 1  # the bias's row (none without a bias)
+        Z[0 if reverse else T, H:] = 0  # the last state's block: no step reads its x, 1
+        hs, cs = Z[:, :H], np.empty((T + 1, H, n), dtype)
+        hs[T if reverse else 0], cs[T if reverse else 0] = state0[0].T, state0[1].T
+        tau = np.empty((T, 4 * H, n), dtype)
+        # one step's scratch: s = (1 + tau) / 2 holds i_t, f_t, o_t (its g block unused); a
+        # scalar multiply-add over a whole block is faster than a per-row scale and offset
+        s, act = np.empty((4 * H, n), dtype), np.empty((4 * H, n), dtype)
+        ig, tanh_c = np.empty((H, n), dtype), np.empty((H, n), dtype)
+        i, f, g, o = s[:H], s[H : 2 * H], tau[:, 2 * H : 3 * H], s[3 * H :]
+        keep = grad_enabled()  # p (over tau), q and f for backward
+        q, fs = (np.empty((T, H, n), dtype) for _ in range(2)) if keep else (None, None)
         for t, cur, prev in _steps(T, reverse):
             a = tau[t]
-            if fold:
-                np.matmul(Z[prev], W, out=a)  # the scaled a_t = Z_t W
-            else:
-                np.matmul(Z[prev], W, out=gh)  # h_{t-1} W_h, scaled, added to x_t W_x + b, scaled
-                a += gh
+            np.matmul(W_T, Z[prev], out=a)  # the scaled a_t^T
             np.tanh(a, out=a)
             np.multiply(a, 0.5, out=s)
             s += 0.5
             c = cs[cur]
             np.multiply(f, cs[prev], out=c)  # c_t = f c_{t-1} + i g
-            np.multiply(i, a[:, 2 * H : 3 * H], out=ig)
+            np.multiply(i, g[t], out=ig)
             c += ig
-            np.tanh(c, out=tanh_c[t])
-            np.multiply(o, tanh_c[t], out=hs[cur])  # h_t = o tanh(c_t)
-        return hs, cs, tau, tanh_c, Z
+            np.tanh(c, out=tanh_c)
+            h = hs[cur]
+            np.multiply(o, tanh_c, out=h)  # h_t = o tanh(c_t)
+            if not keep:
+                continue
+            np.multiply(h, tanh_c, out=q[t])
+            np.subtract(o, q[t], out=q[t])  # q = o (1 - tanh^2 c) = o - h tanh(c)
+            fs[t] = f
+            np.multiply(a, a, out=act)
+            np.subtract(1, act, out=act)  # 1 - tau^2
+            p = a  # p = [g, c_{t-1}, i, tanh c] (1 - tau^2) over tau: g, read into the i block first
+            np.multiply(g[t], act[:H], out=p[:H])
+            np.multiply(cs[prev], act[H : 2 * H], out=p[H : 2 * H])
+            np.multiply(i, act[2 * H : 3 * H], out=p[2 * H : 3 * H])
+            np.multiply(tanh_c, act[3 * H :], out=p[3 * H :])
+        return hs.transpose(0, 2, 1), cs.transpose(0, 2, 1), tau, q, fs, Z
 
     def _scan_back(self, dY, cache, W_h, reverse, dc_n=None):
-        hs, cs, tau, tanh_c = cache[:4]
+        """Backward over all steps, feature-major as forward (``_layer``), from the local
+        derivatives forward kept per step: p = [g, c_{t-1}, i, tanh c] (1 - tau^2),
+        q = o (1 - tanh^2 c) and f. With delta~ = delta / k (below), the class docstring's
+        equations read:
+
+            dh_t = dy_t + dh_t from step t + 1        dc_t = dc_t from step t + 1 + dh_t q_t
+            delta~_t = [dc_t, dc_t, dc_t, dh_t] p_t   (the gates i, f, g, o)
+            dc_{t-1} from step t = dc_t f_t           dh_{t-1} from step t = delta~_t (k W_h)^T
+
+        dY (T, N, H) and the returned dLoss/d(h0, c0) are (N, H) views; the deltas come as one
+        (T, 4H, N) array, delta~_t^T per step, with k."""
+        _, _, p, q, fs, _ = cache
+        if q is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward: the forward pass ran under no_grad() (predict, "
+                "evaluate) and kept nothing for backward; run forward again outside no_grad()"
+            )
         T, n, H = dY.shape
-        # every gate's derivative is a column constant times 1 - tau^2: s (1 - s) = (1 - tau^2) / 4
-        # for a sigmoid gate, 1 - g^2 for g. The scan keeps delta~ = dLoss/dgate (1 - tau^2);
-        # the gate deltas are delta = delta~ k with k = [1/4, 1/4, 1, 1/4] per column, so the
-        # carry uses (k W_h)^T and the products over all steps scale their columns by k
-        k = self._gate_scale(hs.dtype) ** 2
-        W_hkT = np.ascontiguousarray((W_h * k).T)
-        delta = np.empty((T, n, 4 * H), hs.dtype)
-        dh, dc = np.empty((n, H), hs.dtype), np.empty((n, H), hs.dtype)
-        carry_h = np.zeros((n, H), hs.dtype)
-        carry_c = np.zeros((n, H), hs.dtype) if dc_n is None else np.array(dc_n, hs.dtype)  # dLoss/dc_n
-        tmp = np.empty((n, H), hs.dtype)
-        # one step's scratch, reused: s = (1 + tau) / 2 (i, f, o), dLoss/dgate d, 1 - tau^2 act;
-        # the step's delta~ = d act is written once, whole, into delta[t]
-        s, d, act = (np.empty((n, 4 * H), hs.dtype) for _ in range(3))
-        i, f, o = s[:, :H], s[:, H : 2 * H], s[:, 3 * H :]
-        di, df, dg, do = d[:, :H], d[:, H : 2 * H], d[:, 2 * H : 3 * H], d[:, 3 * H :]
-        for t, cur, prev in reversed(_steps(T, reverse)):
-            a, tc = tau[t], tanh_c[t]
-            np.multiply(a, 0.5, out=s)
-            s += 0.5
-            np.add(dY[t], carry_h, out=dh)
-            np.multiply(dh, tc, out=do)  # dLoss/do
-            np.multiply(hs[cur], tc, out=tmp)  # o (1 - tanh^2 c) = o - h tanh(c)
-            np.subtract(o, tmp, out=tmp)
-            tmp *= dh
-            np.add(carry_c, tmp, out=dc)  # dc_t = dc from t + 1 + dh o (1 - tanh^2 c)
-            np.multiply(dc, a[:, 2 * H : 3 * H], out=di)  # dLoss/di = dc g
-            np.multiply(dc, cs[prev], out=df)  # dLoss/df
-            np.multiply(dc, i, out=dg)  # dLoss/dg
-            np.multiply(a, a, out=act)
-            np.subtract(1, act, out=act)
-            np.multiply(d, act, out=delta[t])  # delta~ = dLoss/dgate (1 - tau^2), all four gates at once
-            np.multiply(dc, f, out=carry_c)
-            np.matmul(delta[t], W_hkT, out=carry_h)  # dh_{t-1} = delta W_h^T = delta~ (k W_h)^T
-        return [(slice(None), delta, delta, k)], (carry_h, carry_c)
+        # a sigmoid gate's derivative is s (1 - s) = (1 - tau^2) / 4, g's is 1 - g^2: p holds
+        # the gate deltas divided by k = [1/4, 1/4, 1, 1/4] per gate, so the carry uses k W_h
+        # and the product over all steps scales its columns by k
+        k = self._gate_scale(p.dtype) ** 2
+        W_hk = W_h * k  # (H, 4H)
+        delta = np.empty((T, 4 * H, n), p.dtype)
+        dh, dc = np.empty((H, n), p.dtype), np.empty((H, n), p.dtype)
+        carry_h = np.zeros((H, n), p.dtype)
+        carry_c = np.zeros((H, n), p.dtype) if dc_n is None else np.array(dc_n.T, p.dtype, order="C")
+        for t, _, _ in reversed(_steps(T, reverse)):  # every array below is (features, N)
+            np.add(dY[t].T, carry_h, out=dh)  # dh_t = dy_t + dh_t from step t + 1
+            np.multiply(dh, q[t], out=dc)
+            dc += carry_c  # dc_t = dc_t from step t + 1 + dh_t q_t
+            delta_t = delta[t]
+            gates_ifg = delta_t[: 3 * H].reshape(3, H, n)  # a view: the three gates that take dc
+            np.multiply(p[t, : 3 * H].reshape(3, H, n), dc, out=gates_ifg)
+            np.multiply(p[t, 3 * H :], dh, out=delta_t[3 * H :])  # o takes dh
+            np.multiply(dc, fs[t], out=carry_c)  # dc_{t-1} from step t: dc_t f_t
+            np.matmul(W_hk, delta_t, out=carry_h)  # dh_{t-1} from step t: (k W_h) delta~_t
+        return (delta, k), (carry_h.T, carry_c.T)
 
     def _layer_grads(self, cell, cache, blocks, inp, reverse, need_dinp):
-        """[dW_h; dW_x; db] = Z^T delta, summed over all steps and examples in one product (BP4;
-        the ones column of Z makes BP3's sum over rows); the columns scaled by k as the deltas
-        come (``_scan_back``). With a wide input, Z_t = h_{t-1}: the shared products."""
+        """[dW_h; dW_x; db] = sum over steps of Z_t delta_t^T (BP4, summed over steps and
+        examples; the ones row of Z makes BP3's sum), the gate columns scaled by k as the deltas
+        come (``_scan_back``); BP2 into the input of every step, delta_t^T (k W_x)^T."""
         W_x, W_h, b_x, b_h = cell
-        Z, H = cache[4], self.hidden_size
-        if Z.shape[2] == H:  # the input was not folded into Z
-            return super()._layer_grads(cell, cache, blocks, inp, reverse, need_dinp)
-        ((_, delta, _, k),) = blocks
-        T, n = delta.shape[:2]
-        delta = delta.reshape(T * n, delta.shape[2])
-        rows = (Z[1:] if reverse else Z[:-1]).reshape(T * n, Z.shape[2])  # Z_t = [h_{t-1}, x_t (, 1)]
-        grad = (delta.T @ rows).T * k  # Z^T delta, as the transpose of delta^T Z
+        Z, H, F = cache[-1], self.hidden_size, inp.shape[1]
+        delta, k = blocks
+        T, n = delta.shape[0], delta.shape[2]
+        steps = Z[1:] if reverse else Z[:-1]  # Z_t, (T, F_Z, N)
+        # T products of one step's size in one call: about as fast as one product over all steps
+        # would be, which would need the deltas in a (4H, T N) layout, written per step in
+        # strided blocks (slower)
+        grad = np.matmul(delta, steps.transpose(0, 2, 1)).sum(axis=0).T * k  # (F_Z, 4H)
         W_h.grad += grad[:H]
-        W_x.grad += grad[H : H + inp.shape[1]]
+        W_x.grad += grad[H : H + F]
         if b_x is not None:
             b_x.grad += grad[-1]
             b_h.grad += grad[-1]
-        return delta @ (W_x.data * k).T if need_dinp else None
+        if not need_dinp:
+            return None
+        return np.matmul(delta.transpose(0, 2, 1), (W_x.data * k).T).reshape(T * n, F)

@@ -20,11 +20,13 @@ deltas delta_t (dLoss/d pre-activation) into one (T, N, G H) array, so that
     dW_x = X^T delta        dW_h = H_prev^T delta_h       dX = delta W_x^T
 
 are one matrix product each over all T N rows; per step there is only h_{t-1} W_h (forward),
-delta_h,t W_h^T (backward) and element-wise work. An LSTM with few input features folds x_t and
-the bias into its step's product instead: with the row block Z_t = [h_{t-1}, x_t, 1],
-a_t = Z_t [W_h; W_x; b] per step and [dW_h; dW_x; db] = Z^T delta over all steps (``gated.py``).
-Inside, sequences are time-major (T, N, F): the rows of one step are contiguous; the output is a
-(N, T, F) view of that memory.
+delta_h,t W_h^T (backward) and element-wise work. Inside, sequences are time-major (T, N, F):
+the rows of one step are contiguous; the output is a (N, T, F) view of that memory.
+
+The LSTM goes further (``gated.py``): it folds x_t and the bias into its step's product, with
+the block Z_t = [h_{t-1}; x_t; 1], a_t^T = [W_h; W_x; b]^T Z_t per step and
+[dW_h; dW_x; db] = sum_t Z_t delta_t^T, and it runs feature-major, each step's arrays
+(features, N), so that its gates are contiguous blocks; its output is a view of that memory.
 
 The final state's gradient (sequence-to-sequence: a decoder starts from the encoder's h_n):
 ``backward(dy, dh_n, dc_n)``. Layer k's h_n is its output at the last step (at step 0 in
@@ -50,12 +52,10 @@ class _Recurrent(Module):
     A subclass gives ``gates`` (weight blocks per cell), ``states`` (1, or 2 for LSTM's (h, c)),
     and the two scans over time of one layer and direction: ``_scan`` returns what backward
     needs, h states first (``_layer`` runs it after the input product of all steps; the LSTM
-    overrides ``_layer`` and ``_layer_grads`` to fold a narrow input into each step's product);
+    overrides ``_layer`` and ``_layer_grads``, folding its input into each step's product);
     ``_scan_back`` returns the gate deltas as blocks of columns
     ``(cols, delta_x, delta_h)``, each (T, N, width), and dLoss/d(initial state). The input side
-    and the hidden side see different deltas only in the GRU (the reset gate sits between). A
-    block ``(cols, delta_x, delta_h, s)`` holds the deltas divided by ``s``, a constant per column
-    (the LSTM's): the products over all steps multiply their columns by ``s``.
+    and the hidden side see different deltas only in the GRU (the reset gate sits between).
     """
 
     gates = 1
@@ -300,23 +300,20 @@ class _Recurrent(Module):
         h_prev = (hs[1:] if reverse else hs[:-1]).reshape(T * n, H)  # h_{t-1} of step t
         dinp = None
         # per block of gate columns, the deltas of the input side and of the hidden side
-        for cols, delta_x, delta_h, *col_scale in blocks:
-            # a block may come as delta / s with s a constant per column (s: col_scale),
-            # applied to the small products' columns rather than to the (T N, .) deltas
-            s = col_scale[0] if col_scale else 1
+        for cols, delta_x, delta_h in blocks:
             same = delta_h is delta_x
             delta_x, delta_h = (
                 delta_x.reshape(T * n, delta_x.shape[2]),
                 delta_h.reshape(T * n, delta_h.shape[2]),
             )
-            W_x.grad[:, cols] += (inp.T @ delta_x) * s  # BP4, summed over all steps in one product
-            W_h.grad[:, cols] += (h_prev.T @ delta_h) * s
+            W_x.grad[:, cols] += inp.T @ delta_x  # BP4, summed over all steps in one product
+            W_h.grad[:, cols] += h_prev.T @ delta_h
             if b_x is not None:
-                db = delta_x.sum(axis=0) * s  # BP3
+                db = delta_x.sum(axis=0)  # BP3
                 b_x.grad[cols] += db
-                b_h.grad[cols] += db if same else delta_h.sum(axis=0) * s
+                b_h.grad[cols] += db if same else delta_h.sum(axis=0)
             if need_dinp:  # BP2 into the layer's input, all steps at once
-                part = delta_x @ (W_x.data[:, cols] * s).T
+                part = delta_x @ W_x.data[:, cols].T
                 if dinp is None:
                     dinp = part
                 else:
@@ -324,30 +321,24 @@ class _Recurrent(Module):
         return dinp
 
     # up to this many input features, the bias is one more row of the input product (one pass
-    # over the (T N, G H) result instead of two), and the LSTM folds x_t and the bias into each
-    # step's product (``LSTM._layer``); the straightforward product-then-add beyond
+    # over the (T N, G H) result instead of two); the straightforward product-then-add beyond
     bias_row_max_features = 8
 
     def _project(self, inp: np.ndarray, W_x: np.ndarray, b_x, b_h) -> np.ndarray:
         """x_t W_x + bias of all steps as one (T N, G H) product (the bias: ``_input_bias``)."""
-        W = self._input_weight(W_x)
         if b_x is not None and inp.shape[1] <= self.bias_row_max_features:  # [x_t, 1] [W_x; bias]
             ones = np.ones((inp.shape[0], 1), inp.dtype)
             bias = self._input_bias(b_x.data, b_h.data)
-            return np.dot(np.concatenate([inp, ones], axis=1), np.concatenate([W, bias[None]]))
+            return np.dot(np.concatenate([inp, ones], axis=1), np.concatenate([W_x, bias[None]]))
         # NumPy's matmul skips BLAS when the inner dimension is 1; np.dot still calls it
-        gx = (np.dot if inp.shape[1] == 1 else np.matmul)(inp, W)
+        gx = (np.dot if inp.shape[1] == 1 else np.matmul)(inp, W_x)
         if b_x is not None:
             gx += self._input_bias(b_x.data, b_h.data)
         return gx
 
-    def _input_weight(self, W_x: np.ndarray) -> np.ndarray:
-        """The weight of the input projection of every step: W_x (the LSTM scales its columns)."""
-        return W_x
-
     def _input_bias(self, b_x: np.ndarray, b_h: np.ndarray) -> np.ndarray:
         """The bias added to the input projection of every step: b_x + b_h, where the two act
-        as one (RNN, LSTM); the GRU keeps b_hn apart, inside the reset gate's product."""
+        as one (the RNN); the GRU keeps b_hn apart, inside the reset gate's product."""
         return b_x + b_h
 
     def _scan(self, gx, W_h, b_h, state0, reverse: bool) -> tuple:
