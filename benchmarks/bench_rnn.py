@@ -45,8 +45,7 @@ def run_glassnet(workload: str, epochs: int, threads: int) -> dict:
     import glassnet as gn
 
     rng = np.random.default_rng(0)
-    cell = gn.GRU if workload == "gru" else gn.LSTM
-    model = gn.Sequential(cell(1, HIDDEN, rng=rng), gn.LastStep(), gn.Linear(HIDDEN, 10, rng=rng))
+    model = glassnet_model(gn, workload, rng)
     opt = gn.optim.Adam(model.parameters(), lr=LR)
     loss_fn = gn.CrossEntropyLoss()
     for i in range(5):  # warm-up
@@ -58,12 +57,14 @@ def run_glassnet(workload: str, epochs: int, threads: int) -> dict:
     return {"train": min(timer.times)}
 
 
-def run_torch(workload: str, epochs: int, threads: int) -> dict:
-    x, y = load(threads)
-    import torch
+def glassnet_model(gn, workload: str, rng):
+    """GRU or LSTM(1 -> 64), its last step into Linear(64, 10)."""
+    cell = gn.GRU if workload == "gru" else gn.LSTM
+    return gn.Sequential(cell(1, HIDDEN, rng=rng), gn.LastStep(), gn.Linear(HIDDEN, 10, rng=rng))
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
+
+def torch_twin(torch, workload: str):
+    """The same network in PyTorch: the recurrent layer's last output into Linear(64, 10)."""
     cell = torch.nn.GRU if workload == "gru" else torch.nn.LSTM
 
     class Net(torch.nn.Module):
@@ -75,7 +76,16 @@ def run_torch(workload: str, epochs: int, threads: int) -> dict:
         def forward(self, x):
             return self.head(self.rnn(x)[0][:, -1])
 
-    model = Net()
+    return Net()
+
+
+def run_torch(workload: str, epochs: int, threads: int) -> dict:
+    x, y = load(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = torch_twin(torch, workload)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss()
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)

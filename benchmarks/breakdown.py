@@ -1,6 +1,6 @@
-"""Where a training step's time goes (CNN-A, CNN-A + BN, or the ``resnet`` preset): each
-layer's forward and backward, the GEMMs alone, the loss and the optimizer, against PyTorch's
-whole step on the same batch.
+"""Where a training step's time goes (CNN-A, CNN-A + BN, the ``resnet`` preset, or the LSTM of
+``bench_rnn.py``): each layer's forward and backward, the GEMMs alone, the loss and the
+optimizer, against PyTorch's whole step on the same batch.
 
 glassnet's process times ``gn.train_step`` on one fixed batch of 128 Fashion-MNIST-shaped images
 (median of ``--repeats`` steps after a warm-up), with every layer's ``forward`` / ``backward``
@@ -8,7 +8,9 @@ wrapped by a timer (the layers inside a residual block too: for the ResNet, the 
 layers of one kind and shape are summed into one row, "Conv2d(16,16,3,s1) x4 forward"); then
 it times, alone, the matrix products that the convolutions and the linear layer do with the
 same shapes (forward ``cols @ Wmat``, ``dW = cols^T delta``, and the
-input gradient ``delta Wmat^T`` where the layer computes one). What is left of the step is
+input gradient ``delta Wmat^T`` where the layer computes one; for the LSTM, on a batch of 128
+MNIST-1D-shaped sequences (T = 40, one feature), the T products of its forward scan, the T of
+its backward scan and the stacked product of its weight gradient). What is left of the step is
 copies, layout work, element-wise passes and Python. PyTorch's process times its own whole step
 (forward, loss, backward, Adam) on the same shapes. Both processes run alternately, ``--rounds``
 times; the figures are medians over rounds.
@@ -16,6 +18,7 @@ times; the figures are medians over rounds.
     python benchmarks/breakdown.py --rounds 2
     python benchmarks/breakdown.py --rounds 2 --json     # one JSON line (for run_all.py)
     python benchmarks/breakdown.py --workload resnet --rounds 2
+    python benchmarks/breakdown.py --workload lstm --rounds 3
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ BATCH = 128
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workload", choices=["cnn", "cnn-bn", "resnet"], default="cnn")
+    ap.add_argument("--workload", choices=["cnn", "cnn-bn", "resnet", "lstm"], default="cnn")
     ap.add_argument("--rounds", type=int, default=2, help="alternating glassnet/torch process pairs")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
@@ -43,11 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _data():
+def _data(workload: str):
     import numpy as np
 
     rng = np.random.default_rng(0)
-    x = rng.random((BATCH, 1, 28, 28), dtype=np.float32)
+    shape = (BATCH, 40, 1) if workload == "lstm" else (BATCH, 1, 28, 28)  # MNIST-1D, or images
+    x = rng.random(shape, dtype=np.float32)
     y = rng.integers(0, 10, BATCH)
     return x, y
 
@@ -60,9 +64,13 @@ def time_glassnet(workload: str, repeats: int) -> dict:
     gn.tune_malloc()
     from glassnet.walk import leaves
 
-    x, y = _data()
+    x, y = _data(workload)
     if workload == "resnet":
         model = gn.models.resnet(np.random.default_rng(0), (1, 28, 28), 10)
+    elif workload == "lstm":
+        from bench_rnn import glassnet_model
+
+        model = glassnet_model(gn, "lstm", np.random.default_rng(0))
     else:
         model = gn.models.cnn_a(np.random.default_rng(0), (1, 28, 28), 10, batch_norm=workload == "cnn-bn")
     opt, loss_fn = gn.optim.Adam(model.parameters(), lr=1e-3), gn.CrossEntropyLoss()
@@ -119,6 +127,9 @@ def time_glassnet(workload: str, repeats: int) -> dict:
             gemms[f"{name} forward"] = median_time(lambda: cols_t.T @ wb, repeats)  # noqa: B023
             gemms[f"{name} dW"] = median_time(lambda: cols_t @ delta, repeats)  # noqa: B023
             continue
+        if isinstance(layer, gn.LSTM):
+            gemms.update(_lstm_gemms(name, layer, repeats))
+            continue
         if isinstance(layer, gn.Conv2d):
             k = layer.cols.shape[1]
             cols, wmat = layer.cols, rng.standard_normal((k, layer.out_channels)).astype(np.float32)
@@ -140,6 +151,36 @@ def time_glassnet(workload: str, repeats: int) -> dict:
         "rest": statistics.median(rests),
         "layers": layers,
         "gemms": gemms,
+    }
+
+
+def _lstm_gemms(name: str, layer, repeats: int) -> dict[str, float]:
+    """The products of an LSTM layer's training step alone, at its shapes: per step
+    a^T = W^T Z_t (forward) and (k W_h) delta_t (backward), T of each, and the stack of T
+    products delta_t Z_t^T summed for the weight gradient (``glassnet/layers/gated.py``)."""
+    import numpy as np
+
+    Z = layer.caches[0][-1]  # (T + 1, F_Z, N): the blocks [h_{t-1}; x_t; 1]
+    T, fz, n, h4 = Z.shape[0] - 1, Z.shape[1], Z.shape[2], 4 * layer.hidden_size
+    rng = np.random.default_rng(1)
+    w_t, w_hk = (rng.standard_normal(s).astype(Z.dtype) for s in ((h4, fz), (h4 // 4, h4)))
+    delta = rng.standard_normal((T, h4, n)).astype(Z.dtype)
+    a, carry = np.empty((h4, n), Z.dtype), np.empty((h4 // 4, n), Z.dtype)
+
+    def forward():
+        for t in range(T):
+            np.matmul(w_t, Z[t], out=a)
+
+    def backward():  # each step's delta_t is in cache, just written (one block stands for all)
+        for _ in range(T):
+            np.matmul(w_hk, delta[0], out=carry)
+
+    return {
+        f"{name} forward, {T} products": median_time(forward, repeats),
+        f"{name} backward, {T} products": median_time(backward, repeats),
+        f"{name} dW, {T} stacked products summed": median_time(
+            lambda: np.matmul(delta, Z[:-1].transpose(0, 2, 1)).sum(axis=0), repeats
+        ),
     }
 
 
@@ -175,12 +216,16 @@ def time_torch(workload: str, repeats: int, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    x, y = _data()
+    x, y = _data(workload)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     if workload == "resnet":
         from twins import torch_resnet
 
         model = torch_resnet(torch)
+    elif workload == "lstm":
+        from bench_rnn import torch_twin
+
+        model = torch_twin(torch, "lstm")
     else:
         model = torch_cnn_a(torch, batch_norm=workload == "cnn-bn")
     opt, loss_fn = torch.optim.Adam(model.parameters(), lr=1e-3), torch.nn.CrossEntropyLoss()

@@ -99,6 +99,7 @@ def workloads(quick: bool, threads: int = 2) -> list[Workload]:
             table("attention", "bench_attention.py", 1, 10),
             table("breakdown", "breakdown.py", 1, 10),
             table("breakdown", "breakdown.py", 1, 5, "resnet", ("--workload", "resnet")),
+            table("breakdown", "breakdown.py", 1, 10, "lstm", ("--workload", "lstm")),
             table("paths", "bench_paths.py", 2, 4),
         ]
     return [
@@ -114,6 +115,7 @@ def workloads(quick: bool, threads: int = 2) -> list[Workload]:
         table("attention", "bench_attention.py", 3, 30),
         table("breakdown", "breakdown.py", 3, 20),
         table("breakdown", "breakdown.py", 3, 10, "resnet", ("--workload", "resnet")),
+        table("breakdown", "breakdown.py", 5, 20, "lstm", ("--workload", "lstm")),
         table("paths", "bench_paths.py", 8, 8),
     ]
 
@@ -291,17 +293,18 @@ def _earlier_dates(stamp: dict, results: list[tuple[Workload, dict]]) -> dict[st
 
 
 def breakdown_lines(w: Workload, s: dict) -> list[str]:
-    """What stands between CNN-A (or the ResNet preset) and 1.0, from breakdown.py's measurements."""
+    """What stands between CNN-A (the ResNet preset, the LSTM) and 1.0, from breakdown.py."""
     step_g, step_t, gemm = s["glassnet_step_ms"], s["torch_step_ms"], s["gemm_ms"]
-    net = "the `resnet` preset" if w.key == "resnet" else "CNN-A"
+    net = {"resnet": "the `resnet` preset", "lstm": "the LSTM(1 -> 64), T = 40,"}.get(w.key, "CNN-A")
+    other = ("the LSTM's element-wise passes and copies" if w.key == "lstm" else
+             "the layers' other work: im2col / col2im copies, layout, element-wise, pooling")  # fmt: skip
     lines = [
         f"## What stands between {net} and 1.0 (one training step, batch 128, ms)", "",
         f"`python benchmarks/{' '.join([w.script, *w.args])}`", "",
         "| part | ms | share of glassnet's step |", "| --- | --- | --- |",
         f"| glassnet, whole step | {step_g:.2f} | 100% |",
         f"| the GEMMs alone (NumPy's BLAS, the layers' shapes) | {gemm:.2f} | {gemm / step_g:.0%} |",
-        f"| the layers' other work: im2col / col2im copies, layout, element-wise, pooling | "
-        f"{s['non_gemm_layer_ms']:.2f} | {s['non_gemm_layer_ms'] / step_g:.0%} |",
+        f"| {other} | {s['non_gemm_layer_ms']:.2f} | {s['non_gemm_layer_ms'] / step_g:.0%} |",
         f"| loss, optimizer, zero_grad, Python | {s['loss_and_optimizer_ms']:.2f} | "
         f"{s['loss_and_optimizer_ms'] / step_g:.0%} |",
         f"| PyTorch, whole step | {step_t:.2f} | |",

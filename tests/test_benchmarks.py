@@ -70,6 +70,8 @@ def test_writer_stamps_a_file_per_machine(tmp_path, quick):
     assert "| Conv2d(32,64,5) | 9.00 | 6.00 | **1.50** | <= 1.5 |" in text
     assert "| the GEMMs alone (NumPy's BLAS, the layers' shapes) | 20.00 | 50% |" in text
     assert "## What stands between the `resnet` preset and 1.0" in text
+    assert "## What stands between the LSTM(1 -> 64), T = 40, and 1.0" in text
+    assert "| the LSTM's element-wise passes and copies | 16.00 | 40% |" in text
     assert "| dx shifted / taps | 8.00 | 10.00 | **0.80** |" in text
     assert "the other 20.0 ms of glassnet's step is what stands between 1.33 and 1.0" in text
     w, r = next((w, r) for w, r in fake_results(quick) if w.table == "breakdown")
