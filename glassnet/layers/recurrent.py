@@ -55,7 +55,9 @@ class _Recurrent(Module):
     overrides ``_layer`` and ``_layer_grads``, folding its input into each step's product);
     ``_scan_back`` returns the gate deltas as blocks of columns
     ``(cols, delta_x, delta_h)``, each (T, N, width), and dLoss/d(initial state). The input side
-    and the hidden side see different deltas only in the GRU (the reset gate sits between).
+    and the hidden side see different deltas only in the GRU (the reset gate sits between). The
+    LSTM's scans are feature-major, and its ``_scan_back`` hands its deltas in that layout to its
+    own ``_layer_grads``.
     """
 
     gates = 1
