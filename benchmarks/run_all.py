@@ -174,14 +174,17 @@ def machine_stamp(threads: int, env: dict[str, str] | None = None) -> dict:
 
 
 def machine_slug(stamp: dict) -> str:
-    """A file name for this machine: the CPU model in lower case, words joined by '-', the core
-    count and NumPy's BLAS kernel (``amd-epyc-2c-skylakex``): one model name ("AMD EPYC") covers
-    several CPU generations, and one CPU runs OpenBLAS's Haswell or SkylakeX kernels as
-    ``OPENBLAS_CORETYPE`` says, with different tables."""
+    """A file name for this machine: the CPU model in lower case, words joined by '-', its family
+    and model numbers where lscpu gives them, the core count and NumPy's BLAS kernel
+    (``amd-epyc-f25m17-2c-skylakex``). One model name ("AMD EPYC") covers several CPU
+    generations (a Zen 4 is family 25, a Zen 5 family 26), and one CPU runs OpenBLAS's Haswell
+    or SkylakeX kernels as ``OPENBLAS_CORETYPE`` says, with different tables."""
     model = re.sub(r"\((r|tm)\)|\bcpu\b|@.*$|\bprocessor\b", " ", stamp["cpu"].lower())
     words = re.findall(r"[a-z0-9]+", model)
+    numbers = re.findall(r"\d+", str(stamp.get("cpu_family") or ""))  # "family 25 model 17"
+    family = [f"f{numbers[0]}m{numbers[1]}"] if len(numbers) >= 2 else []
     kernel = re.findall(r"[a-z0-9]+", str(stamp.get("blas_kernel", "unknown")).lower())
-    return "-".join([*words[:6], f"{stamp['cores']}c", *kernel[:1]])
+    return "-".join([*words[:6], *family, f"{stamp['cores']}c", *kernel[:1]])
 
 
 def run(w: Workload, env: dict[str, str]) -> dict:

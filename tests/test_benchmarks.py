@@ -93,6 +93,11 @@ def test_writer_stamps_a_file_per_machine(tmp_path, quick):
     zen5 = dict(STAMP, cpu="AMD EPYC", blas_kernel="Haswell")
     zen4 = dict(STAMP, cpu="AMD EPYC", blas_kernel="SkylakeX")
     assert run_all.machine_slug(zen5) == "amd-epyc-2c-haswell" != run_all.machine_slug(zen4)
+    # one model name, one kernel, two generations (lscpu's family and model): two files
+    zen4 = dict(STAMP, cpu="AMD EPYC", cpu_family="family 25 model 17")
+    zen5 = dict(STAMP, cpu="AMD EPYC", cpu_family="family 26 model 2")
+    assert run_all.machine_slug(zen4) == "amd-epyc-f25m17-2c-skylakex"
+    assert run_all.machine_slug(zen5) == "amd-epyc-f26m2-2c-skylakex"
 
 
 def test_machine_stamp_reads_this_machine():
