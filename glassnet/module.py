@@ -394,6 +394,15 @@ def grad_enabled() -> bool:
     return getattr(_grad_state, "enabled", True)
 
 
+def ran_under_no_grad(layer: str, kept: str = "nothing for backward") -> RuntimeError:
+    """The error of a backward whose forward ran under ``no_grad()`` and so kept ``kept`` (what
+    that layer's backward would have read): raise it where the layer finds its cache empty."""
+    return RuntimeError(
+        f"{layer}.backward: the forward pass ran under no_grad() (predict, evaluate) and kept "
+        f"{kept}; run forward again outside no_grad()"
+    )
+
+
 @contextmanager
 def no_grad() -> Iterator[None]:
     """Run forward passes that no backward pass will follow (``predict``, ``evaluate``): layers

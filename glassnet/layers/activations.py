@@ -14,7 +14,7 @@ import numpy as np
 from scipy import special
 
 from .. import functional as F
-from ..module import Module, ShapeError, check_arg, grad_enabled
+from ..module import Module, ShapeError, check_arg, grad_enabled, ran_under_no_grad
 
 
 def _finite(owner: str, name: str, value) -> float:
@@ -162,10 +162,7 @@ class GELU(Module):
     def backward(self, dy):
         x = self.x
         if x is None:
-            raise RuntimeError(
-                "GELU.backward: the forward pass ran under no_grad() (predict, evaluate) and kept "
-                "nothing for backward; run forward again outside no_grad()"
-            )
+            raise ran_under_no_grad("GELU")
         if self.approximate == "tanh":
             k, t = math.sqrt(2 / math.pi), self.t
             return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x))

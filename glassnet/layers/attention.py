@@ -31,7 +31,16 @@ import math
 
 import numpy as np
 
-from ..module import Module, Param, ShapeError, as_rng, check_arg, float_dtype, grad_enabled
+from ..module import (
+    Module,
+    Param,
+    ShapeError,
+    as_rng,
+    check_arg,
+    float_dtype,
+    grad_enabled,
+    ran_under_no_grad,
+)
 from ._shapes import size
 
 
@@ -266,10 +275,7 @@ class MultiheadAttention(Module):
     # --- backward --------------------------------------------------------------------------
     def backward(self, dy: np.ndarray):
         if self.saved is None:
-            raise RuntimeError(
-                "MultiheadAttention.backward: the forward pass ran under no_grad() (predict, "
-                "evaluate) and kept nothing for backward; run forward again outside no_grad()"
-            )
+            raise ran_under_no_grad("MultiheadAttention")
         q, k, v, Q, K, V, A, A_used, O, scale = self.saved
         n, t, e = dy.shape
         s = k.shape[1]

@@ -21,7 +21,16 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import init as initializers
-from ..module import Module, Param, ShapeError, as_rng, check_arg, float_dtype, grad_enabled
+from ..module import (
+    Module,
+    Param,
+    ShapeError,
+    as_rng,
+    check_arg,
+    float_dtype,
+    grad_enabled,
+    ran_under_no_grad,
+)
 from . import _padding
 from ._shapes import ntuple, size
 from ._shapes import out_size as conv_out_size  # the formula under its older name here
@@ -316,10 +325,7 @@ class Conv2d(Module):
         n, c, h, w = self.x_shape
         ho, wo = self.out_hw
         if self.cols is None and self.cols_t is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.backward: the forward pass ran under no_grad() (predict, "
-                "evaluate) and kept no input windows; run forward again outside no_grad()"
-            )
+            raise ran_under_no_grad(type(self).__name__, "no input windows")
         delta = dy.transpose(0, 2, 3, 1).reshape(n * ho * wo, self.out_channels)  # no copy if NHWC
         if self.cols_t is not None:  # one input channel: dW and db in one product (BP4, BP3)
             dwb = self.cols_t @ delta  # rows: the kh kw taps, then (with a bias) the sum of delta

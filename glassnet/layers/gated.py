@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..module import grad_enabled
+from ..module import grad_enabled, ran_under_no_grad
 from .recurrent import _Recurrent, _steps
 
 
@@ -221,10 +221,7 @@ class LSTM(_Recurrent):
         (T, 4H, N) array, delta~_t^T per step, with k."""
         _, _, p, q, fs, _ = cache
         if q is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.backward: the forward pass ran under no_grad() (predict, "
-                "evaluate) and kept nothing for backward; run forward again outside no_grad()"
-            )
+            raise ran_under_no_grad(type(self).__name__)
         T, n, H = dY.shape
         # a sigmoid gate's derivative is s (1 - s) = (1 - tau^2) / 4, g's is 1 - g^2: p holds
         # the gate deltas divided by k = [1/4, 1/4, 1, 1/4] per gate, so the carry uses k W_h

@@ -32,7 +32,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import functional as F
-from ..module import Module, ShapeError, grad_enabled
+from ..module import Module, ShapeError, grad_enabled, ran_under_no_grad
 from ._shapes import ntuple, out_size
 
 Size = int | tuple[int, ...] | list[int]
@@ -216,10 +216,7 @@ class _MaxPool(_Pool):
 
     def _scatter(self, dy: np.ndarray) -> np.ndarray:
         if self.idx is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.backward: the forward pass ran under no_grad() (predict, "
-                "evaluate) and kept no argmax; run forward again outside no_grad()"
-            )
+            raise ran_under_no_grad(type(self).__name__, "no argmax")
         dxp = self._dx_buffer(dy.dtype)
         for o, view in enumerate(_views(dxp, self.k, self.s, self.out_hw)):
             # delta where offset o held the window's max, else 0 (a bool mask keeps the dtype)
