@@ -252,7 +252,7 @@ def test_lstm_backward_after_a_no_grad_forward_says_why():
     assert layer.backward(np.ones_like(y)).shape == x.shape
 
 
-@pytest.mark.parametrize("features", [2, 9])  # the LSTM's folded input product, and the plain one
+@pytest.mark.parametrize("features", [2, 9])  # RNN and GRU: the bias-row input product, and the plain one
 @pytest.mark.parametrize("kind", CLASSES)
 def test_a_batch_of_zero_rows_goes_through_forward_and_backward(kind, features):
     # as PyTorch's layers do: (0, T, F) in, (0, T, D H) out, zero gradients (it crashed on a reshape)
