@@ -258,16 +258,18 @@ PRESETS: dict[str, Preset] = {
     # residual and attention networks (issue 13): the same recipes as their PyTorch twins in
     # benchmarks/twins.py; no early stopping, the best validation epoch kept
     # resnet: SGD with momentum and L2 on the weights, as the CIFAR ResNets train; Adam lr 1e-3
-    # reached 93.63% here (twin 93.29%), below the 94.0% target (benchmarks/results/accuracy/)
+    # reached 93.63% here (twin 93.29%), below the 94.0% target; 20 epochs of this recipe left
+    # both libraries on the bar (94.00% and 94.01%, 3 seeds) with training accuracy still rising
+    # at the end, so it trains 30 (benchmarks/results/accuracy/ keeps both recipes' records)
     "resnet": Preset(
         resnet,
         optimizer="sgd",
         lr=0.1,
         momentum=0.9,
         l2=5e-4,
-        epochs=20,
+        epochs=30,
         schedule="cosine",
-        patience=20,
+        patience=30,
         shift=2,
         flip=True,
     ),  # fmt: skip
