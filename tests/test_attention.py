@@ -530,15 +530,41 @@ def test_softmax_rows_in_place_is_the_softmax():
     from glassnet.layers.attention import _softmax_rows
 
     rng = np.random.default_rng(0)
-    for s in (7, 16, 50):  # odd, a power of two, even then odd (the halving stops at 25)
+    # by columns (S <= 32: one key, odd, a power of two, the last such), by rows after halving
+    # (S > 32: odd; even then odd, the halving stops at 25; a power of two)
+    for s in (1, 7, 16, 32, 33, 50, 64):
         Z = (rng.standard_normal((3, 2, 5, s)) * 30).astype(np.float32)
         Z[0, 0, 0, :] = -np.inf
-        Z[0, 0, 0, 2] = 0.0  # one key left by a mask
+        Z[0, 0, 0, s // 2] = 0.0  # one key left by a mask
+        Z[1, 1, 2] -= 1e4  # a row far below its neighbours: the shift is the row's own max
         want = np.exp(Z.astype(np.float64) - Z.max(axis=-1, keepdims=True))
         want /= want.sum(axis=-1, keepdims=True)
         A = _softmax_rows(Z)
         assert A is Z and A.dtype == np.float32  # in the scores' own memory
         np.testing.assert_allclose(A, want, rtol=2e-6, atol=1e-7)
+    Z = np.zeros((2, 1, 3, 5), np.float32)
+    Z[1, 0, 1] = -np.inf  # every key masked: NaN, as in PyTorch
+    with np.errstate(invalid="ignore"):  # -inf - (-inf)
+        A = _softmax_rows(Z)
+    assert np.isnan(A[1, 0, 1]).all() and np.isfinite(np.delete(A.reshape(6, 5), 4, axis=0)).all()
+
+
+def test_row_max_and_column_sums_are_numpys():
+    """The two reductions written for short rows and tall columns give NumPy's own answers."""
+    from glassnet.layers.attention import _row_max
+    from glassnet.layers.norm import _row_sums
+    from glassnet.module import column_sums
+
+    rng = np.random.default_rng(1)
+    for shape in ((4, 3, 1), (2, 5, 31), (3, 2, 32), (2, 3, 33), (2, 48)):
+        x = rng.standard_normal(shape).astype(np.float32)
+        np.testing.assert_array_equal(_row_max(x), x.max(axis=-1))
+    x = rng.standard_normal((300, 7))
+    np.testing.assert_allclose(_row_sums(x), x.sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(column_sums(x), x.sum(axis=0), rtol=1e-12)
+    assert column_sums(np.zeros((0, 3), np.float32)).tolist() == [0.0, 0.0, 0.0]
+    y = rng.standard_normal((4, 3, 2))  # not a matrix: NumPy's own sum
+    np.testing.assert_array_equal(column_sums(y), y.sum(axis=0))
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu"])

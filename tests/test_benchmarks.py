@@ -307,10 +307,9 @@ def test_the_preset_speed_workloads_run_on_both_sides(workload, monkeypatch):
     pytest.importorskip("torch")
     import dataclasses
 
-    import bench_train
-
     import glassnet as gn
 
+    bench_train = _bench_module("bench_train.py")  # not a plain import: tests/harness.py clashes
     for preset in (gn.models.PRESETS[workload], None):
         if preset is None:  # the same workload under a momentum-and-L2 recipe
             recipe = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "l2": 5e-4}

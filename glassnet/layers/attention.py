@@ -37,6 +37,7 @@ from ..module import (
     ShapeError,
     as_rng,
     check_arg,
+    column_sums,
     float_dtype,
     grad_enabled,
     ran_under_no_grad,
@@ -203,8 +204,8 @@ class MultiheadAttention(Module):
             self.drop = (keep >= self.dropout).astype(A.dtype)
             self.drop *= 1.0 / (1.0 - self.dropout)
             A_used = A * self.drop
-        O = A_used @ V  # (N, H, T, D)
-        O = O.transpose(0, 2, 1, 3).reshape(n, t, e)  # concat_heads
+        O = np.empty((n, t, e), np.result_type(A_used, V))  # concat_heads(A V): each head
+        np.matmul(A_used, V, out=self._heads(O)[0])  # writes its own columns of O
         # under no_grad() nothing is kept: the batch's arrays are freed before the next one's
         self.saved = (q, k, v, Q, K, V, A, A_used, O, scale) if grad_enabled() else None
         y = _by_rows(O, self.out_proj_weight.data.T)
@@ -242,11 +243,10 @@ class MultiheadAttention(Module):
 
     def _heads(self, x: np.ndarray, parts: int = 1) -> np.ndarray:
         """(N, L, parts E) -> (parts, N, H, L, D): head h owns features h D .. (h + 1) D - 1 of
-        each part, as PyTorch. Copied contiguous: the batched products then read each head's
-        (L, D) block in one piece."""
+        each part, as PyTorch. A view, not a copy: BLAS reads (and, as a product's ``out``,
+        writes) each head's (L, D) block in place, rows parts E apart."""
         n, length, _ = x.shape
-        split = x.reshape(n, length, parts, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
-        return np.ascontiguousarray(split)
+        return x.reshape(n, length, parts, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
 
     def _apply_masks(self, Z, n, t, s, key_padding_mask, attn_mask) -> np.ndarray:
         """Z with the masks applied: boolean True -> -inf, float masks added (PyTorch)."""
@@ -282,10 +282,9 @@ class MultiheadAttention(Module):
         dy2 = dy.reshape(-1, e)
         self.out_proj_weight.grad += dy2.T @ O.reshape(-1, e)  # BP4: dW_o += delta^T O
         if self.bias:
-            self.out_proj_bias.grad += dy2.sum(axis=0)  # BP3
+            self.out_proj_bias.grad += column_sums(dy2)  # BP3
         dO = self._heads(_by_rows(dy, self.out_proj_weight.data))[0]  # BP2: dO = delta W_o, by head
         dA = dO @ V.transpose(0, 1, 3, 2)  # O = (A M) V
-        dV = A_used.transpose(0, 1, 3, 2) @ dO
         if self.drop is not None:
             dA *= self.drop
         # the softmax Jacobian, row by row: dZ = A * (dA - rowsum(dA * A))
@@ -293,31 +292,34 @@ class MultiheadAttention(Module):
         dZ -= np.einsum("nhts,nhts->nht", dA, A)[..., None]
         dZ *= A
         dZ *= scale
-        dQ = dZ @ K  # Z = Q K^T scale
-        dK = dZ.transpose(0, 1, 3, 2) @ Q
+        # dQ, dK, dV are written by head straight into the (N, L, E) layout of the projections'
+        # products: [dQ dK dV] side by side per position in self-attention, else one array each
+        dtype = np.result_type(dZ, Q, dO)
+        if self.self_attention:
+            dQKV = np.empty((n, t, 3 * e), dtype)
+            out_q, out_k, out_v = self._heads(dQKV, parts=3)
+        else:
+            dQ, dK, dV = (np.empty((n, length, e), dtype) for length in (t, s, s))
+            out_q, out_k, out_v = (self._heads(d)[0] for d in (dQ, dK, dV))
+        np.matmul(A_used.transpose(0, 1, 3, 2), dO, out=out_v)  # dV = (A M)^T dO
+        np.matmul(dZ, K, out=out_q)  # Z = Q K^T scale: dQ = dZ K (dZ holds the scale)
+        np.matmul(dZ.transpose(0, 1, 3, 2), Q, out=out_k)  # dK = dZ^T Q
         if self.self_attention:  # q = k = v = x: the three paths sum, dx = [dQ dK dV] W_in
             W, Wg = self.in_proj_weight.data, self.in_proj_weight.grad
-            # (3, N, H, T, D) -> (N T, 3 E): per position, dQ's heads, dK's, dV's side by side
-            dQKV = np.stack((dQ, dK, dV)).transpose(1, 3, 0, 2, 4).reshape(-1, 3 * e)
+            dQKV = dQKV.reshape(-1, 3 * e)  # per position, dQ's heads, dK's, dV's side by side
             Wg += dQKV.T @ q.reshape(-1, e)  # BP4
             if self.bias:
-                self.in_proj_bias.grad += dQKV.sum(axis=0)  # BP3
+                self.in_proj_bias.grad += column_sums(dQKV)  # BP3
             return (dQKV @ W).reshape(q.shape)  # BP2
-        dQ, dK, dV = self._merge(dQ, n, t), self._merge(dK, n, s), self._merge(dV, n, s)
         grads = []
         for i, (x, dP) in enumerate(((q, dQ), (k, dK), (v, dV))):
             W_i, grad_i = self._projection(i)
             dP2 = dP.reshape(-1, e)
             grad_i += dP2.T @ x.reshape(-1, x.shape[-1])  # BP4
             if self.bias:
-                self.in_proj_bias.grad[i * e : (i + 1) * e] += dP2.sum(axis=0)  # BP3
+                self.in_proj_bias.grad[i * e : (i + 1) * e] += column_sums(dP2)  # BP3
             grads.append(_by_rows(dP, W_i))  # BP2
         return tuple(grads)
-
-    @staticmethod
-    def _merge(x: np.ndarray, n: int, length: int) -> np.ndarray:
-        """(N, H, L, D) -> (N, L, E): the heads side by side again."""
-        return x.transpose(0, 2, 1, 3).reshape(n, length, -1)
 
     def config(self) -> dict:
         return {
@@ -351,17 +353,29 @@ class MultiheadAttention(Module):
 def _softmax_rows(Z: np.ndarray) -> np.ndarray:
     """softmax over the last axis, shifted by each row's max (exp cannot overflow; the result is
     unchanged), computed in Z's own memory (forward's fresh scores: no second array of N H T S).
-    NumPy's max over a short last axis (S keys) restarts its loop for every row; halving the
-    rows with element-wise maxima first takes half the time at S = 16."""
-    m = Z
-    while m.shape[-1] % 2 == 0:
-        half = m.shape[-1] // 2
-        m = np.maximum(m[..., :half], m[..., half:])
+    A row with no finite score (every key masked) gets NaN, as in PyTorch."""
     A = Z
-    A -= m.max(axis=-1, keepdims=True)
+    A -= _row_max(Z)[..., None]
     np.exp(A, out=A)
     A /= np.einsum("...s->...", A)[..., None]
     return A
+
+
+def _row_max(Z: np.ndarray) -> np.ndarray:
+    """max over the last axis. NumPy's reduction restarts its loop for every row, which costs
+    more than the row's numbers when rows are short (S keys): for S <= 32 the maxima are taken
+    as S - 1 element-wise maxima of whole columns (one loop over every row each), and for longer
+    rows, where strided columns cost more, after halving the rows while S is even."""
+    rows = Z.reshape(-1, Z.shape[-1])
+    if rows.shape[1] <= 32:
+        m = rows[:, 0].copy()
+        for j in range(1, rows.shape[1]):
+            np.maximum(m, rows[:, j], out=m)
+        return m.reshape(Z.shape[:-1])
+    while rows.shape[1] % 2 == 0:
+        half = rows.shape[1] // 2
+        rows = np.maximum(rows[:, :half], rows[:, half:])
+    return rows.max(axis=-1).reshape(Z.shape[:-1])
 
 
 def _by_rows(x: np.ndarray, M: np.ndarray) -> np.ndarray:
