@@ -41,11 +41,14 @@ def fake_results(quick: bool) -> list:
         elif w.table == "rnn":
             r = {"glassnet_s_per_4000": 0.2, "torch_s_per_4000": 0.25, "ratio_of_medians": 0.8,
                  "pair_ratios": [0.8]}  # fmt: skip
-        elif w.table in ("layers", "attention"):
+        elif w.table == "layers":
             r = {
                 "threads": 2,
                 "rows": {"Conv2d(32,64,5)": {"glassnet_ms": 9.0, "torch_ms": 6.0, "ratio": 1.5}},
             }
+        elif w.table == "attention":
+            r = {"threads": 2, "rows": {"MultiheadAttention(64, 4)": {"glassnet_ms": 3.0, "torch_ms": 4.0,
+                                                                      "ratio": 0.75}}}  # fmt: skip
         elif w.table == "paths":
             r = {"rows": [{"name": "dx shifted / taps", "fast_ms": 8.0, "plain_ms": 10.0, "ratio": 0.8}]}
         else:
@@ -68,6 +71,7 @@ def test_writer_stamps_a_file_per_machine(tmp_path, quick):
     assert "| CNN-A, Adam, batch 128 | 1.250 | 1.000 | **1.25** | 1.20, 1.30 | <= 1.3 |" in text
     assert "| cnn | 4,000 | 5,000 | **0.80** | >= 0.8 |" in text
     assert "| Conv2d(32,64,5) | 9.00 | 6.00 | **1.50** | <= 1.5 |" in text
+    assert "| MultiheadAttention(64, 4) | 3.00 | 4.00 | **0.75** | <= 1.0 |" in text  # issue 13's
     assert "| the GEMMs alone (NumPy's BLAS, the layers' shapes) | 20.00 | 50% |" in text
     assert "## What stands between the `resnet` preset and 1.0" in text
     assert "## What stands between the LSTM(1 -> 64), T = 40, and 1.0" in text
