@@ -198,7 +198,7 @@ class _BatchNorm(Module):
         x2 = self._rows(x)
         # backward follows the mode forward ran in; without running statistics, always the batch's
         self.batch_stats = self.training or not self.track_running_stats
-        self.x_hat = self.x2 = None  # drop the other mode's arrays
+        self.xc = self.x2 = None  # drop the other mode's arrays
         if not self.batch_stats:
             return self._unrows(self._forward_eval(x2), x.shape)
         sync = self.sync
@@ -213,20 +213,22 @@ class _BatchNorm(Module):
             mu = self._sum(x2) * (1.0 / m)
         else:
             mu = sync.allreduce(self._sum(x2)) * (1.0 / m)
-        x_hat = x2 - self._spread(mu)  # centred first: var from E[(x - mu)^2] has no cancellation
+        xc = x2 - self._spread(mu)  # centred first: var from E[(x - mu)^2] has no cancellation
         if sync is None:
-            var = self._dot(x_hat, x_hat) * (1.0 / m)  # biased: what normalises
+            var = self._dot(xc, xc) * (1.0 / m)  # biased: what normalises
         else:
-            var = sync.allreduce(self._dot(x_hat, x_hat)) * (1.0 / m)
+            var = sync.allreduce(self._dot(xc, xc)) * (1.0 / m)
         if self.training and self.track_running_stats:
             self._update_running_stats(mu, var, m)
         inv_sigma = 1.0 / np.sqrt(var + self.eps)
-        x_hat *= self._spread(inv_sigma)
-        self.x_hat, self.inv_sigma = x_hat, inv_sigma
-        if not self.affine:
-            return self._unrows(x_hat, x.shape)
-        y = x_hat * self._spread(self.weight.data)
-        y += self._spread(self.bias.data)
+        # x_hat = xc / sigma is never stored: y = xc (gamma / sigma) + beta in two passes, and
+        # backward's sums and products with x_hat take xc and fold 1 / sigma into the per-channel
+        # factors (one pass over the batch fewer each way)
+        self.xc, self.inv_sigma = xc, inv_sigma
+        scale = inv_sigma * self.weight.data if self.affine else inv_sigma
+        y = xc * self._spread(scale)
+        if self.affine:
+            y += self._spread(self.bias.data)
         return self._unrows(y, x.shape)
 
     def _spread(self, v: np.ndarray) -> np.ndarray:
@@ -259,18 +261,18 @@ class _BatchNorm(Module):
             dy2 = self._rows(dy)
             self._eval_param_grads(dy2)
             return self._unrows(dy2 * self._spread(k), dy.shape)  # dx = dy gamma / sigma_running
-        x_hat, c = self.x_hat, self.num_features
+        xc, c = self.xc, self.num_features
         dy2 = self._rows(dy)
-        m = x_hat.size // c  # values per channel
+        m = xc.size // c  # values per channel
         dbeta = self._sum(dy2)  # BP3
-        dgamma = self._dot(dy2, x_hat)
+        dgamma = self._dot(dy2, xc) * self.inv_sigma  # sum dy x_hat, x_hat = xc / sigma
         if self.affine:
             self.weight.grad += dgamma
             self.bias.grad += dbeta
         if self.sync is not None:
             return self._unrows(self._backward_synced(dy2, dbeta, dgamma, k), dy.shape)
         # dx = (gamma / (m sigma)) (m dy - dbeta - x_hat dgamma), in four passes and one array
-        dx = x_hat * self._spread(dgamma * (-1.0 / m))
+        dx = xc * self._spread(dgamma * (-self.inv_sigma / m))
         dx += dy2
         dx -= self._spread(dbeta * (1.0 / m))
         dx *= self._spread(k)
@@ -283,7 +285,7 @@ class _BatchNorm(Module):
         m = self.sync.examples * self.length
         sums = self.sync.allreduce(np.concatenate([dbeta, dgamma]) * w)
         dbeta_all, dgamma_all = sums[:c], sums[c:]
-        dx = self.x_hat * self._spread(dgamma_all * (-1.0 / (m * w)))
+        dx = self.xc * self._spread(dgamma_all * (-self.inv_sigma / (m * w)))
         dx += dy2
         dx -= self._spread(dbeta_all * (1.0 / (m * w)))
         dx *= self._spread(k)
@@ -297,7 +299,7 @@ class _BatchNorm(Module):
             self._eval_param_grads(self._rows(dy))
             return
         dy2 = self._rows(dy)
-        self.weight.grad += self._dot(dy2, self.x_hat)
+        self.weight.grad += self._dot(dy2, self.xc) * self.inv_sigma
         self.bias.grad += self._sum(dy2)
 
     def _eval_param_grads(self, dy2: np.ndarray) -> None:
