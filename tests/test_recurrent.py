@@ -252,6 +252,25 @@ def test_lstm_backward_after_a_no_grad_forward_says_why():
     assert layer.backward(np.ones_like(y)).shape == x.shape
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("kind", CLASSES)
+def test_the_output_is_read_only_so_an_edit_cannot_change_the_gradients(kind, bidirectional):
+    """A one-direction layer's output is a view of the states its backward reads: an in-place
+    edit used to change dx and every gradient. It raises now; an edited copy leaves them alone."""
+    rng = np.random.default_rng(3)
+    layer = CLASSES[kind](2, 3, bidirectional=bidirectional, rng=0)
+    x = rng.standard_normal((4, 5, 2)).astype(np.float32)
+    dy = rng.standard_normal((4, 5, 6 if bidirectional else 3)).astype(np.float32)
+    y = layer.forward(x)
+    want = layer.backward(dy)
+    y = layer.forward(x)
+    with pytest.raises(ValueError, match="read-only"):
+        y *= 2.0
+    doubled = y * 2.0  # a new array: the layer's memory is untouched
+    assert doubled.flags.writeable
+    np.testing.assert_array_equal(layer.backward(dy), want)
+
+
 @pytest.mark.parametrize("features", [2, 9])  # RNN and GRU: the bias-row input product, and the plain one
 @pytest.mark.parametrize("kind", CLASSES)
 def test_a_batch_of_zero_rows_goes_through_forward_and_backward(kind, features):

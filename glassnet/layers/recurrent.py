@@ -27,6 +27,8 @@ The LSTM goes further (``gated.py``): it folds x_t and the bias into its step's 
 the block Z_t = [h_{t-1}; x_t; 1], a_t^T = [W_h; W_x; b]^T Z_t per step and
 [dW_h; dW_x; db] = sum_t Z_t delta_t^T, and it runs feature-major, each step's arrays
 (features, N), so that its gates are contiguous blocks; its output is a view of that memory.
+That memory is also what backward reads (the states h_t), so the output is returned read-only:
+``y *= 2`` raises instead of changing the gradients; ``y = y * 2`` (or ``y.copy()``) is fine.
 
 The final state's gradient (sequence-to-sequence: a decoder starts from the encoder's h_n):
 ``backward(dy, dh_n, dc_n)``. Layer k's h_n is its output at the last step (at step 0 in
@@ -120,8 +122,9 @@ class _Recurrent(Module):
 
     # --- the layer protocol -----------------------------------------------------------------
     def forward(self, x: np.ndarray, h0=None) -> np.ndarray:
-        """The output sequence (N, T, D H); the final state is left in ``self.h_n``, and
-        ``backward`` leaves dLoss/d(initial state) in ``self.dh0`` (None until then)."""
+        """The output sequence (N, T, D H), read-only (module docstring); the final state is left
+        in ``self.h_n``, and ``backward`` leaves dLoss/d(initial state) in ``self.dh0`` (None
+        until then)."""
         name, H, D = type(self).__name__, self.hidden_size, self.directions
         if x.ndim != 3 or x.shape[2] != self.input_size or x.shape[1] < 1:
             raise ShapeError(
@@ -152,7 +155,9 @@ class _Recurrent(Module):
         self.h_n = np.stack([f[0] for f in finals])  # (num_layers D, N, H), PyTorch's h_n
         if self.states == 2:
             self.c_n = np.stack([f[1] for f in finals])
-        return out.transpose(1, 0, 2)
+        y = out.transpose(1, 0, 2)
+        y.flags.writeable = False  # a view of the states backward reads (module docstring)
+        return y
 
     def _drop(self, out: np.ndarray) -> np.ndarray:
         """Dropout between stacked layers: the next layer's input is out * m, with the mask
