@@ -51,7 +51,7 @@ TRAIN_LABELS = {
 }
 
 
-TABLES = ["train", "rnn", "layers", "attention", "breakdown", "paths"]
+TABLES = ["train", "rnn", "layers", "attention", "breakdown", "paths", "kernels"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +102,7 @@ def workloads(quick: bool, threads: int = 2) -> list[Workload]:
             table("breakdown", "breakdown.py", 1, 5, "resnet", ("--workload", "resnet")),
             table("breakdown", "breakdown.py", 1, 10, "lstm", ("--workload", "lstm")),
             table("paths", "bench_paths.py", 2, 4),
+            table("kernels", "bench_kernels.py", 1, 5),
         ]
     return [
         train("mlp", 3, 2),
@@ -118,6 +119,7 @@ def workloads(quick: bool, threads: int = 2) -> list[Workload]:
         table("breakdown", "breakdown.py", 3, 10, "resnet", ("--workload", "resnet")),
         table("breakdown", "breakdown.py", 5, 20, "lstm", ("--workload", "lstm")),
         table("paths", "bench_paths.py", 8, 8),
+        table("kernels", "bench_kernels.py", 3, 15),
     ]
 
 
@@ -281,11 +283,30 @@ def render(stamp: dict, results: list[tuple[Workload, dict]], quick: bool) -> st
                 lines.append(f"| {row['name']} | {row['fast_ms']:.2f} | {row['plain_ms']:.2f} | "
                              f"**{row['ratio']:.2f}** |")  # fmt: skip
             lines.append("")
+    for w, r in by_table.get("kernels", []):
+        if "error" not in r:
+            lines += kernel_lines(w, r)
     if errors:
         lines += ["## Benchmarks that failed", ""]
         lines += [f"- `{' '.join([w.script, *w.args])}`: {' '.join(r['error'])}" for w, r in errors]
         lines.append("")
     return "\n".join(lines)
+
+
+def kernel_lines(w: Workload, r: dict) -> list[str]:
+    """The BLAS kernels' table: each product's median ms under each kernel OPENBLAS_CORETYPE
+    names, with its ratio to the first (the default kernel); a kernel whose child died, as such."""
+    ok = {k: v for k, v in r["kernels"].items() if "ms" in v}
+    first = next(iter(ok))
+    lines = ["## NumPy's BLAS kernels on glassnet's products (median ms; in brackets, the ratio to "
+             f"{first})", "", f"`python benchmarks/{' '.join([w.script, *w.args])}`", "",
+             "| product | " + " | ".join(f"{k} (ran on {v['ran_on']})" for k, v in ok.items()) + " |",
+             "| --- |" + " --- |" * len(ok)]  # fmt: skip
+    for name, base in ok[first]["ms"].items():
+        cells = [f"{v['ms'][name]:.2f} ({v['ms'][name] / base:.2f})" for v in ok.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [f"- {k}: the child failed ({v['error']})" for k, v in r["kernels"].items() if "ms" not in v]
+    return [*lines, ""]
 
 
 def _earlier_dates(stamp: dict, results: list[tuple[Workload, dict]]) -> dict[str, str]:

@@ -49,6 +49,11 @@ def fake_results(quick: bool) -> list:
         elif w.table == "attention":
             r = {"threads": 2, "rows": {"MultiheadAttention(64, 4)": {"glassnet_ms": 3.0, "torch_ms": 4.0,
                                                                       "ratio": 0.75}}}  # fmt: skip
+        elif w.table == "kernels":
+            r = {"threads": 2, "kernels": {
+                "default": {"ran_on": "SkylakeX", "ms": {"cols @ W": 5.0}},
+                "Haswell": {"ran_on": "Haswell", "ms": {"cols @ W": 6.0}},
+                "Bogus": {"error": "exited with -4"}}}  # fmt: skip
         elif w.table == "paths":
             r = {"rows": [{"name": "dx shifted / taps", "fast_ms": 8.0, "plain_ms": 10.0, "ratio": 0.8}]}
         else:
@@ -72,6 +77,11 @@ def test_writer_stamps_a_file_per_machine(tmp_path, quick):
     assert "| cnn | 4,000 | 5,000 | **0.80** | >= 0.8 |" in text
     assert "| Conv2d(32,64,5) | 9.00 | 6.00 | **1.50** | <= 1.5 |" in text
     assert "| MultiheadAttention(64, 4) | 3.00 | 4.00 | **0.75** | <= 1.0 |" in text  # issue 13's
+    assert "| product | default (ran on SkylakeX) | Haswell (ran on Haswell) |" in text
+    assert (
+        "| cols @ W | 5.00 (1.00) | 6.00 (1.20) |" in text
+        and "- Bogus: the child failed (exited with -4)" in text
+    )
     assert "| the GEMMs alone (NumPy's BLAS, the layers' shapes) | 20.00 | 50% |" in text
     assert "## What stands between the `resnet` preset and 1.0" in text
     assert "## What stands between the LSTM(1 -> 64), T = 40, and 1.0" in text
@@ -141,7 +151,7 @@ def test_every_command_is_accepted_by_its_script(quick):
         module = _bench_module(w.script)
         args = module.build_parser().parse_args(list(w.args))  # SystemExit on a bad option
         assert args.threads == 2
-        if w.table in ("layers", "attention", "breakdown", "paths"):
+        if w.table in ("layers", "attention", "breakdown", "paths", "kernels"):
             assert args.json  # run_all reads one JSON line
         if w.table == "train":
             assert args.workload in module.WORKLOADS
@@ -322,3 +332,17 @@ def test_the_preset_speed_workloads_run_on_both_sides(workload, monkeypatch):
         for run in (bench_train.run_glassnet, bench_train.run_torch):
             result = run(workload, 1, 1, train_size=256, infer_size=64)
             assert result["train"] > 0 and result["infer"] > 0, run.__name__
+
+
+def test_bench_kernels_compares_the_kernels_in_child_processes(capsys):
+    """bench_kernels.py runs each OPENBLAS_CORETYPE in its own child and says which kernel each
+    one ran on: an unknown name leaves OpenBLAS's default (a child that dies is rendered as
+    failed: test_writer_stamps_a_file_per_machine)."""
+    bench_kernels = _bench_module("bench_kernels.py")
+    assert bench_kernels.kernel_env("default", 1).get("OPENBLAS_CORETYPE") is None
+    assert bench_kernels.kernel_env("Haswell", 1)["OPENBLAS_CORETYPE"] == "Haswell"
+    table = bench_kernels.compare(["default", "NoSuchKernel"], rounds=1, repeats=1, threads=1)
+    assert set(table) == {"default", "NoSuchKernel"}
+    for kernel in table.values():
+        assert kernel["ran_on"] and set(kernel["ms"]) == set(bench_kernels.PRODUCTS)
+    assert table["NoSuchKernel"]["ran_on"] == table["default"]["ran_on"]  # OpenBLAS kept its own
