@@ -27,6 +27,7 @@ from ..module import (
     ShapeError,
     as_rng,
     check_arg,
+    column_sums,
     float_dtype,
     grad_enabled,
     ran_under_no_grad,
@@ -332,7 +333,7 @@ class Conv2d(Module):
             dk, db = dwb[: kh * kw], dwb[kh * kw :]
         else:
             dk = self.cols.T @ delta  # BP4
-            db = delta.sum(axis=0, keepdims=True) if self.b is not None else None  # BP3
+            db = column_sums(delta)[None] if self.b is not None else None  # BP3
         self.W.grad += dk.reshape(kh, kw, c, self.out_channels).transpose(3, 2, 0, 1).reshape(self.W.shape)
         if self.b is not None:
             self.b.grad += db[0]
