@@ -530,9 +530,9 @@ def test_softmax_rows_in_place_is_the_softmax():
     from glassnet.layers.attention import _softmax_rows
 
     rng = np.random.default_rng(0)
-    # by columns (S <= 32: one key, odd, a power of two, the last such), by rows after halving
-    # (S > 32: odd; even then odd, the halving stops at 25; a power of two)
-    for s in (1, 7, 16, 32, 33, 50, 64):
+    # by columns (S <= 16: one key, odd, a power of two), folded first (up to 64: odd, even
+    # then odd, a power of two), NumPy's reduction (longer)
+    for s in (1, 7, 16, 17, 33, 50, 64, 65, 100):
         Z = (rng.standard_normal((3, 2, 5, s)) * 30).astype(np.float32)
         Z[0, 0, 0, :] = -np.inf
         Z[0, 0, 0, s // 2] = 0.0  # one key left by a mask
@@ -556,7 +556,17 @@ def test_row_max_and_column_sums_are_numpys():
     from glassnet.module import column_sums
 
     rng = np.random.default_rng(1)
-    for shape in ((4, 3, 1), (2, 5, 31), (3, 2, 32), (2, 3, 33), (2, 48)):
+    for shape in (
+        (4, 3, 1),
+        (2, 5, 16),
+        (2, 5, 31),
+        (3, 2, 32),
+        (2, 3, 33),
+        (2, 48),
+        (3, 50),
+        (2, 64),
+        (2, 65),
+    ):
         x = rng.standard_normal(shape).astype(np.float32)
         np.testing.assert_array_equal(_row_max(x), x.max(axis=-1))
     x = rng.standard_normal((300, 7))

@@ -363,19 +363,20 @@ def _softmax_rows(Z: np.ndarray) -> np.ndarray:
 
 def _row_max(Z: np.ndarray) -> np.ndarray:
     """max over the last axis. NumPy's reduction restarts its loop for every row, which costs
-    more than the row's numbers when rows are short (S keys): for S <= 32 the maxima are taken
-    as S - 1 element-wise maxima of whole columns (one loop over every row each), and for longer
-    rows, where strided columns cost more, after halving the rows while S is even."""
+    more than the row's numbers when rows are short (S keys, up to 64): there the rows are
+    folded in half (two overlapping halves for an odd S: max does not mind counting a column
+    twice) down to at most 16 columns, and those are reduced as element-wise maxima of whole
+    columns, one loop over every row each. Longer rows take NumPy's reduction."""
     rows = Z.reshape(-1, Z.shape[-1])
-    if rows.shape[1] <= 32:
-        m = rows[:, 0].copy()
-        for j in range(1, rows.shape[1]):
-            np.maximum(m, rows[:, j], out=m)
-        return m.reshape(Z.shape[:-1])
-    while rows.shape[1] % 2 == 0:
-        half = rows.shape[1] // 2
-        rows = np.maximum(rows[:, :half], rows[:, half:])
-    return rows.max(axis=-1).reshape(Z.shape[:-1])
+    if rows.shape[1] > 64:
+        return rows.max(axis=-1).reshape(Z.shape[:-1])
+    while rows.shape[1] > 16:
+        width, half = rows.shape[1], (rows.shape[1] + 1) // 2
+        rows = np.maximum(rows[:, :half], rows[:, width - half :])
+    m = rows[:, 0].copy()
+    for j in range(1, rows.shape[1]):
+        np.maximum(m, rows[:, j], out=m)
+    return m.reshape(Z.shape[:-1])
 
 
 def _by_rows(x: np.ndarray, M: np.ndarray) -> np.ndarray:
