@@ -241,7 +241,7 @@ class SGD(Optimizer):
                 b[...] = g
             else:
                 b *= self.momentum
-                b += (1.0 - self.dampening) * g
+                b += (1.0 - self.dampening) * g if self.dampening else g
             g = g + self.momentum * b if self.nesterov else b
         w -= self.lr * g
 

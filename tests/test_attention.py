@@ -572,6 +572,7 @@ def test_row_max_and_column_sums_are_numpys():
     x = rng.standard_normal((300, 7))
     np.testing.assert_allclose(_row_sums(x), x.sum(axis=1), rtol=1e-12)
     np.testing.assert_allclose(column_sums(x), x.sum(axis=0), rtol=1e-12)
+    np.testing.assert_array_equal(column_sums(x[:10]), x[:10].sum(axis=0))  # a few rows: NumPy's
     assert column_sums(np.zeros((0, 3), np.float32)).tolist() == [0.0, 0.0, 0.0]
     y = rng.standard_normal((4, 3, 2))  # not a matrix: NumPy's own sum
     np.testing.assert_array_equal(column_sums(y), y.sum(axis=0))
