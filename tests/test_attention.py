@@ -592,3 +592,20 @@ def test_encoder_under_no_grad_keeps_nothing_and_computes_the_same(activation):
         layer.backward(np.ones_like(y))
     layer.forward(x)  # outside no_grad, backward works again
     assert layer.backward(np.ones_like(y)).shape == x.shape
+
+
+@pytest.mark.parametrize("kdim", [None, 3])
+def test_a_batch_of_zero_sequences_goes_through_attention(kdim):
+    """N = 0, self- and cross-attention (the cross-attention backward used to crash on the
+    reshape that put the heads back together): empty outputs and input gradients, zero
+    parameter gradients, as PyTorch."""
+    layer = gn.MultiheadAttention(4, 2, kdim=kdim, vdim=kdim, rng=0)
+    q = np.zeros((0, 3, 4), np.float32)
+    k = v = np.zeros((0, 5, kdim or 4), np.float32)
+    if kdim is None:
+        y = layer.forward(q)
+        assert y.shape == (0, 3, 4) and layer.backward(np.zeros_like(y)).shape == (0, 3, 4)
+    y = layer.forward(q, k, v)
+    dq, dk, dv = layer.backward(np.zeros_like(y))
+    assert y.shape == (0, 3, 4) and dq.shape == (0, 3, 4) and dk.shape == dv.shape == (0, 5, kdim or 4)
+    assert all(not p.grad.any() for p in layer.params)
