@@ -586,3 +586,23 @@ def test_a_recurrent_config_written_before_dropout_still_loads():
     old = {"input_size": 3, "hidden_size": 4, "num_layers": 2, "bidirectional": False, "bias": True}
     assert gn.GRU(**old).dropout == 0.0
     assert gn.GRU.state_shapes(**old) == gn.GRU.state_shapes(**old, dropout=0.3)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_lstm_backward_takes_dy_in_either_memory_order(bidirectional):
+    """dy batch-major (a Linear on every step gives that) is copied feature-major in blocks first;
+    dy already feature-major (LastStep gives the layer's own order) is read in place: the same
+    gradients either way."""
+    rng = np.random.default_rng(4)
+    layer = gn.LSTM(3, 5, bidirectional=bidirectional, rng=0, dtype=np.float64)
+    x = rng.standard_normal((37, 6, 3))  # 37 examples: blocks of 16 and a remainder
+    width = 10 if bidirectional else 5
+    dy = rng.standard_normal((37, 6, width))
+    feature_major = np.ascontiguousarray(dy.transpose(1, 2, 0)).transpose(2, 0, 1)
+    results = []
+    for d in (dy, feature_major):
+        layer.zero_grad()
+        layer.forward(x)
+        results.append([layer.backward(d), *(p.grad.copy() for p in layer.params)])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)

@@ -223,6 +223,9 @@ class LSTM(_Recurrent):
         if q is None:
             raise ran_under_no_grad(type(self).__name__)
         T, n, H = dY.shape
+        dYt = dY.transpose(0, 2, 1)  # dy_t^T, (H, N) per step
+        if not dYt[0].flags.c_contiguous:  # dy came batch-major (N, T, H), e.g. from a Linear
+            dYt = _feature_major(dY, p.dtype)  # on every step: one blocked copy, not T strided reads
         # a sigmoid gate's derivative is s (1 - s) = (1 - tau^2) / 4, g's is 1 - g^2: p holds
         # the gate deltas divided by k = [1/4, 1/4, 1, 1/4] per gate, so the carry uses k W_h
         # and the product over all steps scales its columns by k
@@ -233,7 +236,7 @@ class LSTM(_Recurrent):
         carry_h = np.zeros((H, n), p.dtype)
         carry_c = np.zeros((H, n), p.dtype) if dc_n is None else np.array(dc_n.T, p.dtype, order="C")
         for t, _, _ in reversed(_steps(T, reverse)):  # every array below is (features, N)
-            np.add(dY[t].T, carry_h, out=dh)  # dh_t = dy_t + dh_t from step t + 1
+            np.add(dYt[t], carry_h, out=dh)  # dh_t = dy_t + dh_t from step t + 1
             np.multiply(dh, q[t], out=dc)
             dc += carry_c  # dc_t = dc_t from step t + 1 + dh_t q_t
             delta_t = delta[t]
@@ -265,3 +268,14 @@ class LSTM(_Recurrent):
         if not need_dinp:
             return None
         return np.matmul(delta.transpose(0, 2, 1), (W_x.data * k).T).reshape(T * n, F)
+
+
+def _feature_major(a: np.ndarray, dtype) -> np.ndarray:
+    """(T, N, F) -> a contiguous (T, F, N) copy in ``dtype``. Where ``a`` is a view of (N, T, F)
+    memory, NumPy's copy reads one number from each example's row in turn, across the whole
+    array; copied 16 examples at a time, the rows being read stay in cache."""
+    T, n, F = a.shape
+    out = np.empty((T, F, n), dtype)
+    for i in range(0, n, 16):
+        out[:, :, i : i + 16] = a[:, i : i + 16].transpose(0, 2, 1)
+    return out
