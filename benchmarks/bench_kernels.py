@@ -25,6 +25,8 @@ import sys
 
 from harness import median_time, run_child, thread_env
 
+from glassnet.runs import positive_int
+
 # name: (rows, inner, columns) of A (rows x inner) @ B (inner x columns), float32, batch 128
 PRODUCTS = {
     "Conv2d(32,64,5) forward: cols @ W (8192x800 @ 800x64)": (8192, 800, 64),
@@ -105,9 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kernels", nargs="+", default=DEFAULT_KERNELS,
                     help="OPENBLAS_CORETYPE values to compare ('default': the variable unset)")  # fmt: skip
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=positive_int, default=3)
+    ap.add_argument("--repeats", type=positive_int, default=15)
+    ap.add_argument("--threads", type=positive_int, default=2)
     ap.add_argument("--json", action="store_true", help="one JSON line instead of the table")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     return ap
@@ -118,8 +120,6 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.repeats)))
         return
-    if args.rounds < 1 or args.repeats < 1:
-        raise SystemExit("bench_kernels.py: --rounds and --repeats must be at least 1")
     table = compare(list(dict.fromkeys(args.kernels)), args.rounds, args.repeats, args.threads)
     if not any("ms" in v for v in table.values()):
         raise SystemExit(f"bench_kernels.py: every kernel's child failed: {table}")

@@ -339,6 +339,9 @@ def test_bench_kernels_compares_the_kernels_in_child_processes(capsys):
     one ran on: an unknown name leaves OpenBLAS's default (a child that dies is rendered as
     failed: test_writer_stamps_a_file_per_machine)."""
     bench_kernels = _bench_module("bench_kernels.py")
+    for wrong in (["--rounds", "0"], ["--threads", "-1"], ["--repeats", "x"]):
+        with pytest.raises(SystemExit):  # argparse's one-line error, no traceback
+            bench_kernels.build_parser().parse_args(wrong)
     assert bench_kernels.kernel_env("default", 1).get("OPENBLAS_CORETYPE") is None
     assert bench_kernels.kernel_env("Haswell", 1)["OPENBLAS_CORETYPE"] == "Haswell"
     table = bench_kernels.compare(["default", "NoSuchKernel"], rounds=1, repeats=1, threads=1)
