@@ -257,10 +257,9 @@ PRESETS: dict[str, Preset] = {
     "vgg-small": Preset(vgg_small, epochs=18, schedule="cosine", patience=18, shift=2, flip=True),
     # residual and attention networks (issue 13): the same recipes as their PyTorch twins in
     # benchmarks/twins.py; no early stopping, the best validation epoch kept
-    # resnet: SGD with momentum and L2 on the weights, as the CIFAR ResNets train; Adam lr 1e-3
-    # reached 93.63% here (twin 93.29%), below the 94.0% target; 20 epochs of this recipe left
-    # both libraries on the bar (94.00% and 94.01%, 3 seeds) with training accuracy still rising
-    # at the end, so it trains 30 (benchmarks/results/accuracy/ keeps both recipes' records)
+    # resnet: SGD with momentum and L2 on the weights, as the CIFAR ResNets train, for 30 epochs
+    # (why, from the runs of the earlier recipes, Adam and 20 epochs: docs/benchmarks.md;
+    # their records stay in benchmarks/results/accuracy/)
     "resnet": Preset(
         resnet,
         optimizer="sgd",
