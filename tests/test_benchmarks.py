@@ -37,6 +37,7 @@ def fake_results(quick: bool) -> list:
             r = {"workload": w.key, "glassnet_s_per_epoch": 1.25, "torch_s_per_epoch": 1.0,
                  "ratio_of_medians": 1.25, "pair_ratios": [1.2, 1.3],
                  "inference_examples_per_s": {"glassnet": 4000, "torch": 5000},
+                 "inference_first_pass_examples_per_s": {"glassnet": 2000, "torch": 4000},
                  "peak_rss_mb": {"glassnet": 600, "torch": 650}}  # fmt: skip
         elif w.table == "rnn":
             r = {"glassnet_s_per_4000": 0.2, "torch_s_per_4000": 0.25, "ratio_of_medians": 0.8,
@@ -74,7 +75,7 @@ def test_writer_stamps_a_file_per_machine(tmp_path, quick):
                   "2026-12-03 17:00 UTC"):  # fmt: skip
         assert value in text
     assert "| CNN-A, Adam, batch 128 | 1.250 | 1.000 | **1.25** | 1.20, 1.30 | <= 1.3 |" in text
-    assert "| cnn | 4,000 | 5,000 | **0.80** | >= 0.8 |" in text
+    assert "| cnn | 4,000 | 5,000 | **0.80** | 2,000, 4,000, 0.50 | >= 0.8 |" in text
     assert "| Conv2d(32,64,5) | 9.00 | 6.00 | **1.50** | <= 1.5 |" in text
     assert "| MultiheadAttention(64, 4) | 3.00 | 4.00 | **0.75** | <= 1.0 |" in text  # issue 13's
     assert "| product | default (ran on SkylakeX) | Haswell (ran on Haswell) |" in text

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import glassnet as gn
 
@@ -35,6 +36,38 @@ def test_importing_glassnet_leaves_the_allocator_alone_and_tune_malloc_is_explic
     assert "mallopt" not in at_import
     if sys.platform.startswith("linux"):
         assert "mallopt" in after_call
+
+
+MAPPED_BYTES = """
+import ctypes, json, sys
+import numpy as np
+import glassnet
+libc = ctypes.CDLL("libc.so.6")
+class MallInfo(ctypes.Structure):  # glibc's struct mallinfo: ints
+    _fields_ = [(f, ctypes.c_int) for f in
+                "arena ordblks smblks hblks hblkd usmblks fsmblks uordblks fordblks keepcost".split()]
+libc.mallinfo.restype = MallInfo
+if sys.argv[1] == "tuned":
+    glassnet.tune_malloc()
+before = libc.mallinfo().hblkd
+blocks = [np.ones(s, np.float32) for s in (1 << 20, 4 << 20, 16 << 20)]  # 4, 16 and 64 MB
+print(json.dumps(libc.mallinfo().hblkd - before))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator: Linux only")
+def test_tune_malloc_serves_blocks_above_the_32_mb_mmap_cap_from_the_heap():
+    """Without it glibc maps every block of 128 KiB and more afresh (and every block above the
+    32 MB cap on its threshold even with the threshold raised); after it, none."""
+
+    def mapped(mode):
+        out = subprocess.run(
+            [sys.executable, "-c", MAPPED_BYTES, mode], capture_output=True, text=True, check=True
+        )
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert mapped("default") >= (4 + 16 + 64) << 20  # each array its own mapping
+    assert mapped("tuned") == 0
 
 
 def test_reading_grad_writes_nothing_and_zero_grad_zeroes():
