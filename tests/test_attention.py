@@ -552,8 +552,7 @@ def test_softmax_rows_in_place_is_the_softmax():
 def test_row_max_and_column_sums_are_numpys():
     """The two reductions written for short rows and tall columns give NumPy's own answers."""
     from glassnet.layers.attention import _row_max
-    from glassnet.layers.norm import _row_sums
-    from glassnet.module import column_sums
+    from glassnet.module import column_sums, row_sums
 
     rng = np.random.default_rng(1)
     for shape in (
@@ -570,7 +569,7 @@ def test_row_max_and_column_sums_are_numpys():
         x = rng.standard_normal(shape).astype(np.float32)
         np.testing.assert_array_equal(_row_max(x), x.max(axis=-1))
     x = rng.standard_normal((300, 7))
-    np.testing.assert_allclose(_row_sums(x), x.sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(row_sums(x), x.sum(axis=1), rtol=1e-12)
     np.testing.assert_allclose(column_sums(x), x.sum(axis=0), rtol=1e-12)
     np.testing.assert_array_equal(column_sums(x[:10]), x[:10].sum(axis=0))  # a few rows: NumPy's
     assert column_sums(np.zeros((0, 3), np.float32)).tolist() == [0.0, 0.0, 0.0]

@@ -48,7 +48,7 @@ import math
 
 import numpy as np
 
-from ..module import Module, Param, ShapeError, check_arg, column_sums, float_dtype, is_int
+from ..module import Module, Param, ShapeError, check_arg, column_sums, float_dtype, is_int, row_sums
 from ._shapes import MAX_SIZE, size
 
 
@@ -417,7 +417,7 @@ class LayerNorm(Module):
             )
         m = math.prod(self.normalized_shape)
         x2 = x.reshape(-1, m)  # one row per example (per token)
-        x_hat = x2 - _row_sums(x2)[:, None] * (1.0 / m)  # centred first: no cancellation in var
+        x_hat = x2 - row_sums(x2)[:, None] * (1.0 / m)  # centred first: no cancellation in var
         var = np.einsum("bm,bm->b", x_hat, x_hat) * (1.0 / m)
         self.inv_sigma = (1.0 / np.sqrt(var + self.eps))[:, None]
         x_hat *= self.inv_sigma
@@ -434,7 +434,7 @@ class LayerNorm(Module):
         dy2 = dy.reshape(x_hat.shape)
         self._param_grads(dy2)
         g = dy2 * self.weight.data.reshape(-1) if self.weight is not None else dy2  # dx_hat
-        sum_g = _row_sums(g)[:, None]
+        sum_g = row_sums(g)[:, None]
         sum_g_x_hat = np.einsum("bm,bm->b", g, x_hat)[:, None]
         # dx = (1/(m sigma)) (m g - sum g - x_hat sum g x_hat)
         dx = x_hat * -sum_g_x_hat
@@ -470,13 +470,6 @@ class LayerNorm(Module):
         if not elementwise_affine:
             return {}
         return {"weight": shape, "bias": shape} if bias else {"weight": shape}
-
-
-def _row_sums(x: np.ndarray) -> np.ndarray:
-    """x.sum(axis=1) for x (rows, m), as the product x @ ones: NumPy's sum restarts its loop for
-    every row, which costs more than a short row's (m = 64) additions; BLAS's matrix-vector
-    product does not (it adds in another order: the same sums to rounding)."""
-    return x @ np.ones(x.shape[1], x.dtype)
 
 
 def _feature_shape(normalized_shape) -> tuple[int, ...]:
