@@ -51,7 +51,9 @@ TRAIN_LABELS = {
 }
 
 
-TABLES = ["train", "rnn", "layers", "attention", "breakdown", "paths", "kernels"]
+TABLES = ["train", "rnn", "layers", "attention", "breakdown", "paths", "kernels", "one-thread"]
+# the workloads run once more at one thread (table "one-thread"), by (table, key)
+ONE_THREAD = (("train", "mlp"), ("train", "cnn"), ("rnn", "lstm"), ("attention", ""))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,23 +89,41 @@ def workloads(quick: bool, threads: int = 2) -> list[Workload]:
         args = (*extra, "--rounds", str(rounds), "--repeats", str(repeats), "--json", *t)
         return Workload(name, key, script, args)
 
-    if quick:
-        return [
-            train("mlp", 2, 1),
-            train("book", 2, 1, train_size=20000),
-            train("cnn", 2, 1, train_size=12800, infer_size=5000),
-            train("cnn-bn", 2, 1, train_size=12800, infer_size=5000),
-            train("resnet", 1, 1, train_size=640, infer_size=500),
-            rnn("gru", 2, 1),
-            rnn("lstm", 2, 1),
-            table("layers", "bench_layers.py", 1, 10),
-            table("attention", "bench_attention.py", 1, 10),
-            table("breakdown", "breakdown.py", 1, 10),
-            table("breakdown", "breakdown.py", 1, 5, "resnet", ("--workload", "resnet")),
-            table("breakdown", "breakdown.py", 1, 10, "lstm", ("--workload", "lstm")),
-            table("paths", "bench_paths.py", 2, 4),
-            table("kernels", "bench_kernels.py", 1, 5),
+    run = _quick_workloads(train, rnn, table) if quick else _full_workloads(train, rnn, table)
+    if threads > 1:  # the same commands at one thread: what the other threads buy each library
+        run += [
+            dataclasses.replace(w, table="one-thread", key=w.key or w.table, args=_at_one_thread(w.args))
+            for w in run
+            if (w.table, w.key) in ONE_THREAD
         ]
+    return run
+
+
+def _at_one_thread(args: tuple[str, ...]) -> tuple[str, ...]:
+    i = args.index("--threads")
+    return (*args[:i], "--threads", "1", *args[i + 2 :])
+
+
+def _quick_workloads(train, rnn, table) -> list[Workload]:
+    return [
+        train("mlp", 2, 1),
+        train("book", 2, 1, train_size=20000),
+        train("cnn", 2, 1, train_size=12800, infer_size=5000),
+        train("cnn-bn", 2, 1, train_size=12800, infer_size=5000),
+        train("resnet", 1, 1, train_size=640, infer_size=500),
+        rnn("gru", 2, 1),
+        rnn("lstm", 2, 1),
+        table("layers", "bench_layers.py", 1, 10),
+        table("attention", "bench_attention.py", 1, 10),
+        table("breakdown", "breakdown.py", 1, 10),
+        table("breakdown", "breakdown.py", 1, 5, "resnet", ("--workload", "resnet")),
+        table("breakdown", "breakdown.py", 1, 10, "lstm", ("--workload", "lstm")),
+        table("paths", "bench_paths.py", 2, 4),
+        table("kernels", "bench_kernels.py", 1, 5),
+    ]
+
+
+def _full_workloads(train, rnn, table) -> list[Workload]:
     return [
         train("mlp", 3, 2),
         train("book", 3, 1),
@@ -295,11 +315,53 @@ def render(stamp: dict, results: list[tuple[Workload, dict]], quick: bool) -> st
     for w, r in by_table.get("kernels", []):
         if "error" not in r:
             lines += kernel_lines(w, r)
+    one = [(w, r) for w, r in by_table.get("one-thread", []) if "error" not in r]
+    if one:
+        lines += one_thread_lines(one, results)
     if errors:
         lines += ["## Benchmarks that failed", ""]
         lines += [f"- `{' '.join([w.script, *w.args])}`: {' '.join(r['error'])}" for w, r in errors]
         lines.append("")
     return "\n".join(lines)
+
+
+def _times(r: dict) -> dict[str, tuple[float, float]]:
+    """(glassnet, PyTorch) times of a training, recurrent or attention result, by row: an
+    attention table's rows by layer (ms), a training workload's one row (s) under ""."""
+    if "rows" in r:
+        return {name: (row["glassnet_ms"], row["torch_ms"]) for name, row in r["rows"].items()}
+    g = r.get("glassnet_s_per_epoch", r.get("glassnet_s_per_4000"))
+    t = r.get("torch_s_per_epoch", r.get("torch_s_per_4000"))
+    return {"": (g, t)}
+
+
+def one_thread_lines(one: list[tuple[Workload, dict]], results: list[tuple[Workload, dict]]) -> list[str]:
+    """The one-thread table: each workload's times at one thread, its ratio there and at the
+    thread count of the tables above, and how much faster those threads made each library (its
+    time at one thread / its time there)."""
+    many = {(w.key or w.table): (w, r) for w, r in results
+            if w.table != "one-thread" and (w.table, w.key) in ONE_THREAD and "error" not in r}  # fmt: skip
+    if not many:
+        return []
+    w0 = next(iter(many.values()))[0]
+    n = w0.args[w0.args.index("--threads") + 1]
+    lines = [f"## What {n} threads buy each library (the same commands at one thread)", "",
+             f"NumPy runs its BLAS products on {n} threads and every element-wise pass on one; PyTorch "
+             f"runs both on {n}. Speed-up: a library's time at one thread over its time at {n} (the "
+             "tables above, same run).", "",
+             f"| workload | glassnet, 1 thread | PyTorch, 1 thread | ratio, 1 thread | ratio, {n} threads | "
+             "speed-up, glassnet | speed-up, PyTorch | command |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for w, r in one:
+        other = _times(many[w.key][1]) if w.key in many else {}
+        for name, (g1, t1) in _times(r).items():
+            unit = " ms" if name else " s"
+            gn_, tn = other.get(name, (None, None))
+            there = ["n/a"] * 3 if gn_ is None else [f"{gn_ / tn:.2f}", f"{g1 / gn_:.2f}x", f"{t1 / tn:.2f}x"]
+            cells = [f"{g1:.3f}{unit}", f"{t1:.3f}{unit}", f"**{g1 / t1:.2f}**", *there,
+                     f"`python benchmarks/{' '.join([w.script, *w.args])}`"]  # fmt: skip
+            lines.append(f"| {name or TRAIN_LABELS.get(w.key, w.key)} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def kernel_lines(w: Workload, r: dict) -> list[str]:

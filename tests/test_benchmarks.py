@@ -33,7 +33,12 @@ def fake_results(quick: bool) -> list:
     """One made-up JSON report per workload, shaped as each script prints it."""
     out = []
     for w in run_all.workloads(quick):
-        if w.table == "train":
+        if w.table == "one-thread":  # the same scripts' reports at one thread: slower, less apart
+            r = {"bench_train.py": {"glassnet_s_per_epoch": 2.0, "torch_s_per_epoch": 2.5},
+                 "bench_rnn.py": {"glassnet_s_per_4000": 0.3, "torch_s_per_4000": 0.4},
+                 "bench_attention.py": {"rows": {"MultiheadAttention(64, 4)": {
+                     "glassnet_ms": 4.5, "torch_ms": 8.0, "ratio": 0.5625}}}}[w.script]  # fmt: skip
+        elif w.table == "train":
             r = {"workload": w.key, "glassnet_s_per_epoch": 1.25, "torch_s_per_epoch": 1.0,
                  "ratio_of_medians": 1.25, "pair_ratios": [1.2, 1.3],
                  "inference_examples_per_s": {"glassnet": 4000, "torch": 5000},
@@ -88,6 +93,13 @@ def test_writer_stamps_a_file_per_machine(tmp_path, quick):
     assert "## What stands between the LSTM(1 -> 64), T = 40, and 1.0" in text
     assert "| the LSTM's element-wise passes and copies | 16.00 | 40% |" in text
     assert "| dx shifted / taps | 8.00 | 10.00 | **0.80** |" in text
+    # at one thread: its own ratio, the one at two threads above, and each library's speed-up
+    assert "## What 2 threads buy each library (the same commands at one thread)" in text
+    assert "| CNN-A, Adam, batch 128 | 2.000 s | 2.500 s | **0.80** | 1.25 | 1.60x | 2.50x |" in text
+    lstm = "| LSTM(1 -> 64), MNIST-1D, T = 40, Adam, batch 128 |"
+    assert f"{lstm} 0.300 s | 0.400 s | **0.75** | 0.80 | 1.50x | 1.60x |" in text
+    assert "| MultiheadAttention(64, 4) | 4.500 ms | 8.000 ms | **0.56** | 0.75 | 1.50x | 2.00x |" in text
+    assert "--threads 1`" in text
     assert "the other 20.0 ms of glassnet's step is what stands between 1.33 and 1.0" in text
     w, r = next((w, r) for w, r in fake_results(quick) if w.table == "breakdown")
     fast = dict(r, glassnet_step_ms=25.0, ratio=0.833)
@@ -151,7 +163,7 @@ def test_every_command_is_accepted_by_its_script(quick):
         assert (run_all.HERE / w.script).is_file()
         module = _bench_module(w.script)
         args = module.build_parser().parse_args(list(w.args))  # SystemExit on a bad option
-        assert args.threads == 2
+        assert args.threads == (1 if w.table == "one-thread" else 2)
         if w.table in ("layers", "attention", "breakdown", "paths", "kernels"):
             assert args.json  # run_all reads one JSON line
         if w.table == "train":
