@@ -17,6 +17,27 @@ install_data() {
   fi
 }
 
+use_venv_if_needed() {
+  # Debian's and Ubuntu's own python refuses pip installs outside a virtual environment (PEP 668:
+  # "externally-managed-environment"); with that python and none active, make .venv (python3-venv
+  # from apt if venv is missing) and install into it. Any other python is used as it is.
+  if "$PY" -c 'import os, sys, sysconfig
+managed = os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))
+sys.exit(0 if managed and sys.prefix == sys.base_prefix else 1)'; then
+    if [ ! -x .venv/bin/python ]; then
+      if ! "$PY" -m venv .venv 2>/dev/null; then
+        rm -rf .venv
+        $SUDO apt-get update -qq
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+        "$PY" -m venv .venv
+      fi
+    fi
+    echo "dev.sh: installing into .venv ($PY refuses installs outside a virtual environment)" >&2
+    PY="$PWD/.venv/bin/python"
+    export PATH="$PWD/.venv/bin:$PATH"
+  fi
+}
+
 install_chromium() {
   # the site test opens the built pages in headless Chromium (Debian's package)
   if ! command -v chromium >/dev/null; then
@@ -28,6 +49,7 @@ install_chromium() {
 case "${1:-}" in
   train)
     install_data
+    use_venv_if_needed
     "$PY" -m pip install -q -e .
     shift
     # a fresh run each time: runs/mlp is replaced (glassnet train --resume runs/mlp continues a killed one)
@@ -36,6 +58,7 @@ case "${1:-}" in
   test)
     install_data
     install_chromium
+    use_venv_if_needed
     # torch==2.13.0 exactly: an unpinned torch would pull a multi-GB CUDA build
     "$PY" -m pip install -q -e ".[test,docs]"
     shift
