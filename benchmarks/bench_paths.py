@@ -26,6 +26,8 @@ import os
 import statistics
 import time
 
+from harness import positive_int
+
 BATCH = 128
 
 
@@ -114,9 +116,10 @@ def measure(rounds: int, repeats: int) -> list[dict]:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=8, help="alternations of the fast and plain path")
-    ap.add_argument("--repeats", type=int, default=8, help="timed calls per side and round (best taken)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=positive_int, default=8, help="alternations of the fast and plain path")
+    ap.add_argument("--repeats", type=positive_int, default=8,
+                    help="timed calls per side and round (best taken)")  # fmt: skip
+    ap.add_argument("--threads", type=positive_int, default=2)
     ap.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
     return ap
 

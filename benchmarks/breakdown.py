@@ -30,7 +30,7 @@ import statistics
 import sys
 import time
 
-from harness import median_time, run_child
+from harness import median_time, positive_int, run_child
 
 BATCH = 128
 
@@ -38,9 +38,9 @@ BATCH = 128
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workload", choices=["cnn", "cnn-bn", "resnet", "lstm"], default="cnn")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating glassnet/torch process pairs")
-    ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=positive_int, default=2, help="alternating glassnet/torch process pairs")
+    ap.add_argument("--repeats", type=positive_int, default=20)
+    ap.add_argument("--threads", type=positive_int, default=2)
     ap.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
     ap.add_argument("--impl", choices=["glassnet", "torch"], help=argparse.SUPPRESS)
     return ap

@@ -7,6 +7,7 @@ other in one process), alternating glassnet, torch, glassnet, torch, ...; a chil
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -72,6 +73,23 @@ def layer_table(results: dict[str, list[dict]], names, title: str, as_json: bool
     print("| --- | --- | --- | --- |")
     for name, r in rows.items():
         print(f"| {name} | {r['glassnet_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} |")
+
+
+def positive_int(text: str) -> int:
+    """argparse's ``type=`` for counts (rounds, repeats, epochs, threads, sizes): an integer >= 1,
+    else argparse's one-line usage error, worded as ``glassnet.runs.positive_int``'s. Not that one
+    itself: importing glassnet loads NumPy, and a child process must set its BLAS thread count
+    before that."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+positive_int.__name__ = "an integer >= 1"  # what argparse names the type in its messages
 
 
 def thread_env(threads: int) -> dict[str, str]:

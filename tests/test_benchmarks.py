@@ -362,3 +362,27 @@ def test_bench_kernels_compares_the_kernels_in_child_processes(capsys):
     for kernel in table.values():
         assert kernel["ran_on"] and set(kernel["ms"]) == set(bench_kernels.PRODUCTS)
     assert table["NoSuchKernel"]["ran_on"] == table["default"]["ran_on"]  # OpenBLAS kept its own
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "bench_train.py",
+        "bench_rnn.py",
+        "bench_layers.py",
+        "bench_attention.py",
+        "breakdown.py",
+        "bench_paths.py",
+        "bench_kernels.py",
+    ],  # fmt: skip
+)
+def test_the_speed_scripts_refuse_a_count_below_one_with_a_usage_error(script, capsys):
+    """--threads 0 used to reach torch.set_num_threads (a traceback) and --rounds 0 a median of
+    nothing; now argparse refuses them, naming the argument."""
+    parser = _bench_module(script).build_parser()
+    for option, text in (("--threads", "0"), ("--rounds", "0"), ("--rounds", "two")):
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args([option, text])
+        assert e.value.code == 2
+        assert f"argument {option}: expected an integer >= 1, got '{text}'" in capsys.readouterr().err
+    assert parser.parse_args(["--threads", "3"]).threads == 3
