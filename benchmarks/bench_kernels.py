@@ -23,9 +23,7 @@ import json
 import statistics
 import sys
 
-from harness import median_time, run_child, thread_env
-
-from glassnet.runs import positive_int
+from harness import median_time, positive_int, run_child, thread_env
 
 # name: (rows, inner, columns) of A (rows x inner) @ B (inner x columns), float32, batch 128
 PRODUCTS = {

@@ -255,8 +255,7 @@ def render(stamp: dict, results: list[tuple[Workload, dict]], quick: bool) -> st
                   "| workload | glassnet s | PyTorch s | ratio | rounds | target | command |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
         for w, r in train:
-            g = r.get("glassnet_s_per_epoch", r.get("glassnet_s_per_4000"))
-            t = r.get("torch_s_per_epoch", r.get("torch_s_per_4000"))
+            g, t = _times(r)[""]
             rounds = ", ".join(f"{p:.2f}" for p in r.get("pair_ratios", []))
             cmd = "python benchmarks/" + " ".join([w.script, *w.args])
             lines.append(f"| {TRAIN_LABELS.get(w.key, w.key)} | {_num(g, '.3f')} | {_num(t, '.3f')} | "
