@@ -134,12 +134,16 @@ def recipe_of(ap: argparse.ArgumentParser, args, presets: list[str]) -> dict:
     return recipe
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The script's options; seeds and epoch counts by ``glassnet train``'s own option types (a
+    seed below 0 or an epoch count below 1 is argparse's one-line usage error)."""
+    from glassnet import runs
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", nargs="+", default=["mlp"])
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--seeds", nargs="+", type=runs.seed, default=[0])
     ap.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "mnist1d"])
-    ap.add_argument("--epochs", type=int, help="override the presets' epoch counts")
+    ap.add_argument("--epochs", type=runs.positive_int, help="override the presets' epoch counts")
     ap.add_argument("--val-fraction", help="passed to glassnet train (0: train on the whole training set)")
     ap.add_argument("--twin", action="store_true",
                     help="train on all 60,000 images with no validation split or early stopping, "
@@ -148,6 +152,11 @@ def main() -> None:
                     help="write each finished run as a stamped JSON file under DIR "
                          "(default benchmarks/results/accuracy; accuracy_table.py renders them)")  # fmt: skip
     add_recipe_args(ap)
+    return ap
+
+
+def main() -> None:
+    ap = build_parser()
     args = ap.parse_args()
     recipe = [f"--{k}={v}" for k, v in recipe_of(ap, args, args.presets).items()]
     rows = [

@@ -35,6 +35,8 @@ import subprocess
 import sys
 import time
 
+from harness import positive_int  # benchmarks/: the script's own folder
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BATCH = 128
@@ -180,24 +182,47 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def main() -> None:
+def rank_counts(text: str) -> list[int]:
+    """``--ranks``: comma-separated rank counts, each an integer >= 1 (argparse's usage error
+    otherwise, not a traceback from ``int``)."""
+    try:
+        counts = [int(k) for k in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected rank counts >= 1 separated by commas, e.g. 2,4,8; got {text!r}"
+        )
+    return counts
+
+
+rank_counts.__name__ = "rank counts"  # what argparse names the type in its messages
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mpi", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=positive_int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--model", default="cnn", help=argparse.SUPPRESS)
-    p.add_argument("--steps", type=int, default=30, help="timed steps per configuration")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=2, help="repeats of each configuration (median)")
+    p.add_argument("--steps", type=positive_int, default=30, help="timed steps per configuration")
+    p.add_argument("--warmup", type=positive_int, default=3,
+                   help="untimed steps first (at least 1: the clock starts after one)")  # fmt: skip
+    p.add_argument("--rounds", type=positive_int, default=2, help="repeats of each configuration (median)")
     p.add_argument("--quick", action="store_true", help="fewer message sizes and repeats")
-    p.add_argument("--ranks", default="2", help="rank counts to time, e.g. 2,4,8,16 (a larger machine)")
+    p.add_argument("--ranks", type=rank_counts, default=[2],
+                   help="rank counts to time, e.g. 2,4,8,16 (a larger machine)")  # fmt: skip
     p.add_argument("--out", default=os.path.join(HERE, "results", "mpi.md"))
-    a = p.parse_args()
+    return p
+
+
+def main() -> None:
+    a = build_parser().parse_args()
     if a.child:
         child(a)
         return
     common = ["--steps", str(a.steps), "--warmup", str(a.warmup)] + ["--quick"] * a.quick
-    ranks = [int(k) for k in a.ranks.split(",")]
+    ranks = a.ranks
     configs = {"1 rank, 1 BLAS thread": (["--threads", "1"], 0),
                "1 process, 2 BLAS threads": (["--threads", "2"], 0)}  # fmt: skip
     configs.update({f"{k} ranks, 1 BLAS thread each": (["--threads", "1"], k) for k in ranks})

@@ -442,9 +442,11 @@ def write_results(stamp: dict, results: list[tuple[Workload, dict]], quick: bool
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from glassnet.runs import positive_int  # the parent process only times its children
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer rounds, epochs over a slice (minutes)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=positive_int, default=2)
     ap.add_argument("--only", nargs="+", choices=TABLES,
                     help="rerun these tables; the machine's file keeps the others, dated")  # fmt: skip
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
@@ -452,8 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    args = build_parser().parse_args()
     sys.path.insert(0, str(HERE.parent))  # glassnet from this checkout (its io helpers)
+    args = build_parser().parse_args()
     env = bench_env()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH")]))
     stamp = machine_stamp(args.threads, env)

@@ -192,20 +192,33 @@ def train_twin(
     }
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The script's options. Counts are refused below 1 and seeds below 0 (or at 2^64 and
+    above, past ``torch.manual_seed``) with argparse's one-line usage error, by glassnet's own
+    option types (``glassnet train`` words them the same way)."""
     # benchmarks/: the script's own folder
-    from accuracy import add_recipe_args, recipe_of, recipe_stamp, record
+    from accuracy import add_recipe_args
 
+    from glassnet.runs import Value, positive_int
+
+    torch_seed = Value(int, lambda v: 0 <= v < 2**64, "an integer in [0, 2^64)")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(TWINS), required=True)
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
-    ap.add_argument("--epochs", type=int, help="override the preset's epoch count")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--train-size", type=int, help="train on the first N images only (a quick check)")
+    ap.add_argument("--seeds", nargs="+", type=torch_seed, default=[0])
+    ap.add_argument("--epochs", type=positive_int, help="override the preset's epoch count")
+    ap.add_argument("--threads", type=positive_int, default=2)
+    ap.add_argument("--train-size", type=positive_int, help="train on the first N images only (a check)")
     add_recipe_args(ap)  # a candidate recipe, as accuracy.py gives it to glassnet's run
     ap.add_argument("--record", nargs="?", const=RECORDS, type=Path, metavar="DIR",
                     help="write each finished run as a stamped JSON file under DIR "
                          "(default benchmarks/results/accuracy; accuracy_table.py renders them)")  # fmt: skip
+    return ap
+
+
+def main() -> None:
+    from accuracy import recipe_of, recipe_stamp, record  # benchmarks/: the script's own folder
+
+    ap = build_parser()
     args = ap.parse_args()
     recipe = recipe_of(ap, args, [args.preset])
     accs = []

@@ -386,3 +386,43 @@ def test_the_speed_scripts_refuse_a_count_below_one_with_a_usage_error(script, c
         assert e.value.code == 2
         assert f"argument {option}: expected an integer >= 1, got '{text}'" in capsys.readouterr().err
     assert parser.parse_args(["--threads", "3"]).threads == 3
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "option", "text", "expected"),
+    [
+        ("run_all.py", [], "--threads", "0", "an integer >= 1"),
+        ("twins.py", ["--preset", "resnet"], "--threads", "0", "an integer >= 1"),
+        ("twins.py", ["--preset", "resnet"], "--epochs", "0", "an integer >= 1"),
+        ("twins.py", ["--preset", "resnet"], "--train-size", "-5", "an integer >= 1"),
+        ("twins.py", ["--preset", "resnet"], "--seeds", "-1", "an integer in [0, 2^64)"),
+        ("twins.py", ["--preset", "resnet"], "--seeds", str(2**64), "an integer in [0, 2^64)"),
+        ("accuracy.py", [], "--epochs", "0", "an integer >= 1"),
+        ("accuracy.py", [], "--seeds", "-1", "an integer in [0, 2^128)"),
+        ("bench_mpi.py", [], "--warmup", "0", "an integer >= 1"),
+        ("bench_mpi.py", [], "--steps", "0", "an integer >= 1"),
+        ("bench_mpi.py", [], "--ranks", "2,x", "rank counts >= 1 separated by commas, e.g. 2,4,8;"),
+        ("bench_mpi.py", [], "--ranks", "0", "rank counts >= 1 separated by commas, e.g. 2,4,8;"),
+    ],
+)
+def test_the_other_benchmark_scripts_refuse_bad_counts_and_seeds_with_a_usage_error(
+    script, args, option, text, expected, capsys
+):
+    """Until now these took any integer: ``--threads 0`` reached torch.set_num_threads, ``--seeds
+    -1`` NumPy's seeding, ``--warmup 0`` a clock that never started, ``--ranks 2,x`` int() (all
+    tracebacks, the last after minutes of training in the longer scripts)."""
+    parser = _bench_module(script).build_parser()
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args([*args, option, text])
+    assert e.value.code == 2
+    assert f"argument {option}: expected {expected}" in capsys.readouterr().err
+
+
+def test_the_other_benchmark_scripts_take_good_counts_and_seeds():
+    argv = ["--preset", "vit", "--seeds", "0", "7", "--epochs", "2", "--threads", "1", "--train-size", "64"]
+    twins = _bench_module("twins.py").build_parser().parse_args(argv)
+    assert (twins.seeds, twins.epochs, twins.threads, twins.train_size) == ([0, 7], 2, 1, 64)
+    accuracy = _bench_module("accuracy.py").build_parser().parse_args(["--seeds", "3", "--epochs", "4"])
+    assert (accuracy.seeds, accuracy.epochs) == ([3], 4)
+    assert _bench_module("run_all.py").build_parser().parse_args(["--threads", "4"]).threads == 4
+    assert _bench_module("bench_mpi.py").build_parser().parse_args(["--ranks", "2,4,8"]).ranks == [2, 4, 8]
