@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .module import Module, evaluating
-from .walk import is_weight_layer, named_modules, walk
+from .walk import LayerShapeError, is_weight_layer, named_modules, walk
 
 
 @dataclass
@@ -122,7 +122,17 @@ def trace(model: Module, loss_fn, x: np.ndarray, y) -> Trace:
             for p in params:
                 p.grad.fill(0)
             one = tuple(np.asarray(a)[None] for a in x) if isinstance(x, tuple) else np.asarray(x)[None]
-            w = walk(model, loss_fn, one, np.asarray(y)[None], "trace")
+            try:
+                w = walk(model, loss_fn, one, np.asarray(y)[None], "trace")
+            except LayerShapeError as e:  # most often a batch of one given for the one example
+                given = ", ".join(str(a.shape[1:]) for a in (one if isinstance(one, tuple) else (one,)))
+                raise LayerShapeError(
+                    e.name,
+                    e.layer,
+                    e.input_shape,
+                    f"{e.reason} (trace takes one example without its batch axis, x[0] rather than "
+                    f"x[:1], and adds the axis itself: it was given {given})",
+                ) from None
             layers = _group(w)
             _mark_sums(model, layers)
             first = next(i for i, m in enumerate(w.layers) if is_weight_layer(m))

@@ -158,3 +158,17 @@ def test_layers_before_the_first_weight_layer_show_their_gradients():
     logits = h @ torch.tensor(model[2].W.data) + torch.tensor(model[2].b.data)
     torch.nn.functional.cross_entropy(logits, torch.tensor([1])).backward()
     np.testing.assert_allclose(t.leading["W_x_l0 (#0)"], rnn.weight_ih_l0.grad.numpy().T, rtol=1e-10)
+
+
+def test_trace_given_a_batch_of_one_says_it_takes_one_example():
+    """x[:1] instead of x[0]: the layer's refusal showed a shape with one axis more than the
+    user passed, and nothing said why; now the message says what trace takes."""
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Conv2d(1, 2, 3, rng=rng), gn.Flatten(), gn.Linear(2 * 6 * 6, 3, rng=rng))
+    x = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)
+    with pytest.raises(gn.ShapeError) as e:
+        gn.trace(model, gn.CrossEntropyLoss(), x[:1], np.array([1]))
+    message = str(e.value)
+    assert message.startswith("layer #0 (Conv2d): Conv2d expects input (N, C, H, W), got shape (1, 1, 1, 8")
+    assert "x[0] rather than x[:1]" in message and "it was given (1, 1, 8, 8)" in message
+    assert "dC/dW" in str(gn.trace(model, gn.CrossEntropyLoss(), x[0], 1))  # the one example: traced
