@@ -8,6 +8,8 @@ the experiment files (``glassnet.experiment_config``) and the runs they describe
 from __future__ import annotations
 
 DATASETS = ("fashion-mnist", "mnist", "digits", "mnist1d")
+# the handwritten digits, which a horizontal flip does not keep in their class (a mirrored 2, 3, 7)
+DIGIT_DATASETS = ("mnist", "digits")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 SCHEDULES = ("none", "cosine")
 
@@ -60,4 +62,12 @@ def momentum_for(optimizer: str, typed: float | None, preset) -> float:
     return preset.momentum if optimizer == "sgd" else 0.0
 
 
-__all__ = ["DATASETS", "OPTIMIZERS", "SCHEDULES", "load_dataset", "make_optimizer", "momentum_for"]
+__all__ = [
+    "DATASETS",
+    "DIGIT_DATASETS",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "load_dataset",
+    "make_optimizer",
+    "momentum_for",
+]

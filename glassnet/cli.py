@@ -404,7 +404,9 @@ def add_train_options(t: argparse.ArgumentParser) -> None:
     )
     t.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default: the preset's)")
     t.add_argument("--shift", type=count, help="augment: random shifts by up to this many pixels")
-    t.add_argument("--flip", action=argparse.BooleanOptionalAction, help="augment: random horizontal flips")
+    t.add_argument("--flip", action=argparse.BooleanOptionalAction,
+                   help="augment: random horizontal flips (default: the preset's on fashion-mnist; "
+                        "off on mnist and digits, where a mirrored digit may be no digit)")  # fmt: skip
     t.add_argument("--seed", type=seed, default=0)
     t.add_argument("--out", help="directory for model, history, metrics, checkpoint (default runs/model)")
     t.add_argument(

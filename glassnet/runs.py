@@ -31,7 +31,15 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from .callbacks import Callback
-from .choices import DATASETS, OPTIMIZERS, SCHEDULES, load_dataset, make_optimizer, momentum_for
+from .choices import (
+    DATASETS,
+    DIGIT_DATASETS,
+    OPTIMIZERS,
+    SCHEDULES,
+    load_dataset,
+    make_optimizer,
+    momentum_for,
+)
 from .module import is_number
 
 
@@ -340,7 +348,10 @@ def prepare(o: TrainOptions) -> Training:
             raise ValueError(f"--metrics {metric}: K must be below the {classes} classes of {o.dataset}")
     lr = _or(o.lr, preset.lr)
     opt = make_optimizer(optimizer, model.parameters(), lr, momentum_for(optimizer, o.momentum, preset))
-    shift, flip = _or(o.shift, preset.shift), _or(o.flip, preset.flip)
+    # a mirrored garment is the same garment; a mirrored digit is not always a digit (2, 3, 7):
+    # a preset's flips are for Fashion-MNIST, and on the digit sets only --flip turns them on
+    flip_default = preset.flip and o.dataset not in DIGIT_DATASETS
+    shift, flip = _or(o.shift, preset.shift), _or(o.flip, flip_default)
     augment = data.Augment(shift, flip) if shift or flip else None
     if augment is not None:  # on two examples, with a generator of its own: the run's is untouched
         try:

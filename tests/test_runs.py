@@ -89,3 +89,18 @@ def test_experiments_build_their_optimizer_with_the_shared_switch():
     assert type(adam) is gn.optim.Adam  # an experiment file's momentum is SGD's only, as it says
     with pytest.raises(ValueError, match="only --optimizer sgd takes a momentum, not adamw"):
         choices.make_optimizer("adamw", model.parameters(), 0.1, 0.9)
+
+
+def test_a_presets_flips_are_off_on_the_digit_sets_unless_asked_for():
+    """The resnet, vit and vgg-small presets flip Fashion-MNIST's garments (a mirrored shirt is a
+    shirt); on mnist and digits those flips trained on mirrored 2s, 3s and 7s. Now the preset's
+    flips stay off there, its shifts stay on, and --flip still turns flips on."""
+    from glassnet.runs import prepare
+
+    for model in ("resnet", "vit", "vgg-small"):
+        digits = prepare(TrainOptions(dataset="digits", model=model, epochs=1))
+        assert (digits.augment.shift, digits.augment.flip) == (2, False)
+        asked = prepare(TrainOptions(dataset="digits", model=model, epochs=1, flip=True))
+        assert asked.augment.flip is True
+    fashion = prepare(TrainOptions(dataset="fashion-mnist", model="vit", epochs=1))
+    assert (fashion.augment.shift, fashion.augment.flip) == (2, True)
