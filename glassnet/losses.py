@@ -65,6 +65,20 @@ def _labels(target: np.ndarray, n: int, classes: int, loss: str) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=32)
+def class_last_hint(logits_shape: tuple[int, ...], labels_shape: tuple[int, ...]) -> str:
+    """A clause for a refusal where integer labels fit logits whose classes are on the *last*
+    axis, (N, d1, ..., C), not on axis 1 as PyTorch's and glassnet's losses take them: the
+    common slip of a language model (N, T, vocab) without its final ``Permute``; else ""."""
+    if len(logits_shape) < 3 or tuple(labels_shape) != tuple(logits_shape[:-1]):
+        return ""
+    order = (0, len(logits_shape) - 1, *range(1, len(logits_shape) - 1))
+    return (
+        f"; these look like logits with the classes last, (N, ..., C): the class axis is 1, as in "
+        f"PyTorch, so end the model with gn.Permute({order}) (a language model's (N, T, vocab) "
+        f"-> (N, vocab, T))"
+    )
+
+
 def _eye(classes: int, dtype: np.dtype) -> np.ndarray:
     eye = np.eye(classes, dtype=dtype)
     eye.flags.writeable = False  # shared by every call: nobody may write into it
@@ -352,7 +366,7 @@ class CrossEntropyLoss(Loss):
             if target.shape != moved.shape[:-1]:
                 raise ShapeError(
                     f"CrossEntropyLoss: labels for logits {pred.shape} must have shape {moved.shape[:-1]}, "
-                    f"got {target.shape}"
+                    f"got {target.shape}{class_last_hint(pred.shape, target.shape)}"
                 )
             rows = target.reshape(-1)
         else:

@@ -15,7 +15,7 @@ from .anomaly import AnomalyError, TerminateOnNaN, checked_step
 from .callbacks import Callback, History, Loop, ProgressBar
 from .checkpoint import BackupAndRestore
 from .data import Dataset, as_dataset, batch_slices, check_inputs, take_rows
-from .losses import BCEWithLogitsLoss, HingeLoss, Loss
+from .losses import BCEWithLogitsLoss, HingeLoss, Loss, class_last_hint
 
 # evaluating and model_dtype live in module (the tools below training use them); re-exported here
 from .module import (
@@ -160,9 +160,10 @@ def _probe(model: Module, ds: Dataset, name: str, loss_fn: Loss) -> np.ndarray:
     if ds.y.dtype.kind in "iu" and out.ndim == ds.y.ndim + 1 and out.shape[1] > 1 and labels.size:
         low, high, classes = int(labels.min()), int(labels.max()), out.shape[1]
         if low < 0 or high >= classes:
+            hint = class_last_hint(out.shape, (len(out), *ds.y.shape[1:]))
             raise ValueError(
                 f"{name}: label {low if low < 0 else high} out of range for the model's "
-                f"{classes} outputs (0..{classes - 1})"
+                f"{classes} outputs (0..{classes - 1}){hint}"
             )
     try:
         loss_fn.forward(out, ds.y[:1])

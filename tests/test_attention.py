@@ -6,6 +6,8 @@ under frozen masks; a vision transformer and a small language model written as
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -608,3 +610,22 @@ def test_a_batch_of_zero_sequences_goes_through_attention(kdim):
     dq, dk, dv = layer.backward(np.zeros_like(y))
     assert y.shape == (0, 3, 4) and dq.shape == (0, 3, 4) and dk.shape == dv.shape == (0, 5, kdim or 4)
     assert all(not p.grad.any() for p in layer.params)
+
+
+def test_a_language_model_without_its_permute_is_told_where_the_class_axis_goes():
+    """(N, T, vocab) logits, the classes last, against (N, T) labels: the refusals named the
+    shapes PyTorch's convention expects, not the missing Permute; now they say it."""
+    rng = np.random.default_rng(14)
+    hint = "the class axis is 1, as in PyTorch, so end the model with gn.Permute((0, 2, 1))"
+    x, y = counting_task(rng, vocab=7, length=5)
+    no_permute = gn.Sequential(*list(tiny_lm(rng, vocab=7, length=5))[:-1])  # (N, T, vocab)
+    opt = gn.optim.Adam(no_permute.parameters(), lr=1e-2)
+    with pytest.raises(ValueError, match=re.escape(hint)) as e:  # fit reads axis 1 (T = 5) as 5 classes
+        gn.fit(no_permute, gn.CrossEntropyLoss(), opt, (x, y), epochs=1, verbose=False)
+    assert "train_data: label 6 out of range for the model's 5 outputs (0..4)" in str(e.value)
+    logits = no_permute.forward(x[:3])
+    with pytest.raises(gn.ShapeError, match=re.escape(hint)):
+        gn.CrossEntropyLoss().forward(logits, y[:3])
+    with pytest.raises(gn.ShapeError) as e:  # labels of another shape: no hint
+        gn.CrossEntropyLoss().forward(logits, y[:3, :2])
+    assert "Permute" not in str(e.value)
