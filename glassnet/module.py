@@ -175,6 +175,19 @@ class Module:
     def __call__(self, *inputs: np.ndarray, **kwargs) -> np.ndarray:
         return self.forward(*inputs, **kwargs)
 
+    def __getattr__(self, name: str):
+        """Reached only when an attribute is missing. The usual one is what a forward keeps for
+        its backward (``x``, ``y``, ``caches``, ...): a ``backward`` before any ``forward`` then
+        said only "'Linear' object has no attribute 'x'"; the message now says that too."""
+        if name.startswith("__"):  # protocols probed by copy, NumPy and friends: plain refusal
+            raise AttributeError(name)
+        raise AttributeError(
+            f"{type(self).__name__} has no attribute {name!r}: if it is what its forward keeps for "
+            "backward, backward was called before any forward (call forward first)",
+            name=name,
+            obj=self,
+        )
+
     # --- parameters, buffers, modes ---------------------------------------------------------
     def parameters(self) -> list[Param]:
         out = list(self.params)

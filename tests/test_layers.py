@@ -356,3 +356,33 @@ def test_dropout_mask_drops_a_fraction_p_and_scales_survivors(p):
     assert abs(dropped - p) < 5 * np.sqrt(p * (1 - p) / mask.size)
     np.testing.assert_allclose(mask[mask != 0], 1 / (1 - p), rtol=1e-15)
     assert abs(mask.mean() - 1.0) < 0.02  # inverted dropout keeps the expected activation
+
+
+# --- 7. backward before any forward -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", LAYERS)
+def test_backward_before_forward_says_so(case):
+    """It raised a bare "'Linear' object has no attribute 'x'"; every layer that keeps state for
+    its backward now says that backward came before forward (Module.__getattr__). Layers with
+    nothing to keep (Identity, Permute, ...) just run."""
+    layer, sample = case.build()
+    xs = sample if isinstance(sample, tuple) else (sample,)
+    y = case.build()[0].forward(*xs)
+    dy = tuple(np.ones_like(a) for a in y) if isinstance(y, tuple) else np.ones_like(y)
+    try:
+        layer.backward(dy)
+    except AttributeError as e:
+        assert "backward was called before any forward (call forward first)" in str(e), e
+        assert e.name and not e.name.startswith("__")
+
+
+def test_a_missing_attribute_is_still_an_attribute_error():
+    layer = gn.Linear(2, 3)
+    assert not hasattr(layer, "x") and getattr(layer, "nothing", 7) == 7
+    assert not hasattr(layer, "__array_interface__")  # a protocol probe: the plain refusal
+    with pytest.raises(AttributeError, match="^__setstate__$"):
+        layer.__setstate__  # noqa: B018
+    import copy
+
+    assert np.array_equal(copy.deepcopy(layer).W.data, layer.W.data)
