@@ -545,10 +545,9 @@ def test_softmax_rows_in_place_is_the_softmax():
         assert A is Z and A.dtype == np.float32  # in the scores' own memory
         np.testing.assert_allclose(A, want, rtol=2e-6, atol=1e-7)
     Z = np.zeros((2, 1, 3, 5), np.float32)
-    Z[1, 0, 1] = -np.inf  # every key masked: NaN, as in PyTorch
-    with np.errstate(invalid="ignore"):  # -inf - (-inf)
-        A = _softmax_rows(Z)
-    assert np.isnan(A[1, 0, 1]).all() and np.isfinite(np.delete(A.reshape(6, 5), 4, axis=0)).all()
+    Z[1, 0, 1] = -np.inf  # every key masked: weights 0, as PyTorch's SDPA (no NaN, no warning)
+    A = _softmax_rows(Z)
+    assert (A[1, 0, 1] == 0).all() and np.allclose(np.delete(A.reshape(6, 5), 4, axis=0), 0.2)
 
 
 def test_row_max_and_column_sums_are_numpys():
@@ -629,3 +628,40 @@ def test_a_language_model_without_its_permute_is_told_where_the_class_axis_goes(
     with pytest.raises(gn.ShapeError) as e:  # labels of another shape: no hint
         gn.CrossEntropyLoss().forward(logits, y[:3, :2])
     assert "Permute" not in str(e.value)
+
+
+def test_a_fully_masked_query_attends_to_nothing_as_pytorch_trains(torch):
+    """Every key of one sequence padded. glassnet gave NaN (and NumPy's "invalid value" warning);
+    PyTorch 2.13's MultiheadAttention gives weights 0 on the path it trains on (need_weights=False,
+    scaled_dot_product_attention): the output is the projection's bias and no gradient flows
+    through the query. glassnet now does the same; forward and every gradient against PyTorch."""
+    rng = np.random.default_rng(15)
+    q = rng.standard_normal((2, 4, 8))
+    pad = np.zeros((2, 4), bool)
+    pad[1] = True
+    causal_and_padded = np.triu(np.ones((4, 4), bool), k=1)
+    causal_and_padded[:, 0] = True  # query 0 sees no key; the others see keys 1..t
+    layer = gn.MultiheadAttention(8, 2, rng=rng).to(np.float64)
+    layer.in_proj_bias.data[...] = rng.standard_normal(24)
+    layer.out_proj_bias.data[...] = rng.standard_normal(8)
+    ref = torch.nn.MultiheadAttention(8, 2, batch_first=True, dtype=torch.float64)
+    with torch.no_grad():
+        for name in ("in_proj_weight", "in_proj_bias"):
+            getattr(ref, name).copy_(torch.from_numpy(getattr(layer, name).data))
+        ref.out_proj.weight.copy_(torch.from_numpy(layer.out_proj_weight.data))
+        ref.out_proj.bias.copy_(torch.from_numpy(layer.out_proj_bias.data))
+    dy = rng.standard_normal((2, 4, 8))
+    for masks in ({"key_padding_mask": pad}, {"attn_mask": causal_and_padded}):
+        layer.zero_grad()
+        ref.zero_grad()
+        y = layer.forward(q, **masks)
+        dx = layer.backward(dy)
+        qt = torch.from_numpy(q).requires_grad_()
+        want, _ = ref(qt, qt, qt, need_weights=False, **{k: torch.from_numpy(v) for k, v in masks.items()})
+        want.backward(torch.from_numpy(dy))
+        np.testing.assert_allclose(y, want.detach().numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dx, qt.grad.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            layer.in_proj_weight.grad, ref.in_proj_weight.grad.numpy(), rtol=1e-10, atol=1e-12
+        )
+        assert np.isfinite(y).all() and np.isfinite(dx).all()

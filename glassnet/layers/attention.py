@@ -78,7 +78,9 @@ class MultiheadAttention(Module):
     Masks follow PyTorch: ``attn_mask`` (T, S) or (N * num_heads, T, S) and
     ``key_padding_mask`` (N, S), boolean (True = this key may not be attended to) or float
     (added to the scores, -inf to forbid); see ``causal_mask``. A query whose every key is
-    masked gets NaN, as in PyTorch. ``causal=True`` (not in PyTorch's constructor: its
+    masked attends to nothing (weights 0, output the projection's bias), as in PyTorch's
+    training path (``need_weights=False``, scaled_dot_product_attention); PyTorch's
+    ``need_weights=True`` path gives NaN there instead. ``causal=True`` (not in PyTorch's constructor: its
     ``forward`` takes ``is_causal`` with a mask) applies ``causal_mask`` at every forward, on top
     of any mask given, so a causal model can be a ``Sequential``, which passes one input only.
 
@@ -353,11 +355,22 @@ class MultiheadAttention(Module):
 def _softmax_rows(Z: np.ndarray) -> np.ndarray:
     """softmax over the last axis, shifted by each row's max (exp cannot overflow; the result is
     unchanged), computed in Z's own memory (forward's fresh scores: no second array of N H T S).
-    A row with no finite score (every key masked) gets NaN, as in PyTorch."""
+
+    A row whose every score is -inf (every key masked) gets weights 0, as PyTorch's
+    scaled_dot_product_attention gives them (the path its MultiheadAttention trains on): the
+    query then attends to nothing, its output is the output projection's bias, and no gradient
+    flows through it. The formula would give 0 / 0 = NaN there."""
     A = Z
-    A -= _row_max(Z)[..., None]
+    m = _row_max(Z)
+    dead = m == -np.inf  # rows with no key to attend to
+    if dead.any():
+        m[dead] = 0.0  # exp(-inf - 0) = 0 in every entry of the row
+    A -= m[..., None]
     np.exp(A, out=A)
-    A /= np.einsum("...s->...", A)[..., None]
+    total = np.einsum("...s->...", A)
+    if dead.any():
+        total[dead] = 1.0  # 0 / 1: weights 0
+    A /= total[..., None]
     return A
 
 
