@@ -363,12 +363,13 @@ def _softmax_rows(Z: np.ndarray) -> np.ndarray:
     A = Z
     m = _row_max(Z)
     dead = m == -np.inf  # rows with no key to attend to
-    if dead.any():
+    some_dead = bool(dead.any())
+    if some_dead:
         m[dead] = 0.0  # exp(-inf - 0) = 0 in every entry of the row
     A -= m[..., None]
     np.exp(A, out=A)
     total = np.einsum("...s->...", A)
-    if dead.any():
+    if some_dead:
         total[dead] = 1.0  # 0 / 1: weights 0
     A /= total[..., None]
     return A
