@@ -161,7 +161,14 @@ def _describe(module: Module, allowed: dict[str, type], depth: int = 0) -> dict:
         if not _given_children(cls):  # load() calls cls(**config): it must be able to
             inspect.signature(cls).bind(**config)
     except (TypeError, ValueError) as e:  # a size beyond what load() accepts (num_layers > 1000)
-        raise ValueError(f"save: load() could not rebuild {module!r} from its config(): {e}") from None
+        hint = ""
+        if module.children and not _given_children(cls):
+            hint = (
+                f"; a container that is given its children is rebuilt from them: give {name} a "
+                "classmethod from_config(cls, config, children), as Residual has "
+                "(docs/howto/own-layer.md)"
+            )
+        raise ValueError(f"save: load() could not rebuild {module!r} from its config(): {e}{hint}") from None
     # a user's layer without state_shapes is checked by load_state_dict after it is built
     checked = builtin is not None or cls.state_shapes.__func__ is not Module.state_shapes.__func__
     if checked and expected != own:  # a wrong state_shapes: a bug, caught before writing
