@@ -51,7 +51,7 @@ TRAIN_LABELS = {
 }
 
 
-TABLES = ["train", "rnn", "layers", "attention", "breakdown", "paths", "kernels", "one-thread"]
+TABLES = ["train", "rnn", "layers", "attention", "breakdown", "paths", "left-out", "kernels", "one-thread"]
 # the workloads run once more at one thread (table "one-thread"), by (table, key)
 ONE_THREAD = (("train", "mlp"), ("train", "cnn"), ("rnn", "lstm"), ("attention", ""))
 
@@ -119,6 +119,7 @@ def _quick_workloads(train, rnn, table) -> list[Workload]:
         table("breakdown", "breakdown.py", 1, 5, "resnet", ("--workload", "resnet")),
         table("breakdown", "breakdown.py", 1, 10, "lstm", ("--workload", "lstm")),
         table("paths", "bench_paths.py", 2, 4),
+        table("left-out", "bench_left_out.py", 1, 2),
         table("kernels", "bench_kernels.py", 1, 5),
     ]
 
@@ -139,6 +140,7 @@ def _full_workloads(train, rnn, table) -> list[Workload]:
         table("breakdown", "breakdown.py", 3, 10, "resnet", ("--workload", "resnet")),
         table("breakdown", "breakdown.py", 5, 20, "lstm", ("--workload", "lstm")),
         table("paths", "bench_paths.py", 8, 8),
+        table("left-out", "bench_left_out.py", 6, 4),
         table("kernels", "bench_kernels.py", 3, 15),
     ]
 
@@ -309,6 +311,18 @@ def render(stamp: dict, results: list[tuple[Workload, dict]], quick: bool) -> st
                       "| --- | --- | --- | --- |"]  # fmt: skip
             for row in r["rows"]:
                 lines.append(f"| {row['name']} | {row['fast_ms']:.2f} | {row['plain_ms']:.2f} | "
+                             f"**{row['ratio']:.2f}** |")  # fmt: skip
+            lines.append("")
+    for w, r in by_table.get("left-out", []):
+        if "error" not in r:
+            lines += ["## Ideas measured and left out (the alternative against glassnet's path, one process, "
+                      "alternating, ms)", "",
+                      f"`python benchmarks/{' '.join([w.script, *w.args])}`", "",
+                      "Above 1, the alternative is slower. docs/speed.md says what each one is.", "",
+                      "| idea | alternative ms | glassnet ms | alternative / glassnet |",
+                      "| --- | --- | --- | --- |"]  # fmt: skip
+            for row in r["rows"]:
+                lines.append(f"| {row['name']} | {row['alternative_ms']:.2f} | {row['glassnet_ms']:.2f} | "
                              f"**{row['ratio']:.2f}** |")  # fmt: skip
             lines.append("")
     for w, r in by_table.get("kernels", []):

@@ -62,6 +62,12 @@ def fake_results(quick: bool) -> list:
                 "Bogus": {"error": "exited with -4"}}}  # fmt: skip
         elif w.table == "paths":
             r = {"rows": [{"name": "dx shifted / taps", "fast_ms": 8.0, "plain_ms": 10.0, "ratio": 0.8}]}
+        elif w.table == "left-out":
+            r = {
+                "rows": [
+                    {"name": "Winograd / im2col", "alternative_ms": 20.0, "glassnet_ms": 10.0, "ratio": 2.0}
+                ]
+            }
         else:
             r = {"glassnet_step_ms": 40.0, "torch_step_ms": 30.0, "ratio": 1.333, "gemm_ms": 20.0,
                  "layers_ms": 36.0, "non_gemm_layer_ms": 16.0, "loss_and_optimizer_ms": 4.0,
@@ -93,6 +99,10 @@ def test_writer_stamps_a_file_per_machine(tmp_path, quick):
     assert "## What stands between the LSTM(1 -> 64), T = 40, and 1.0" in text
     assert "| the LSTM's element-wise passes and copies | 16.00 | 40% |" in text
     assert "| dx shifted / taps | 8.00 | 10.00 | **0.80** |" in text
+    assert (
+        "## Ideas measured and left out" in text
+        and "| Winograd / im2col | 20.00 | 10.00 | **2.00** |" in text
+    )
     # at one thread: its own ratio, the one at two threads above, and each library's speed-up
     assert "## What 2 threads buy each library (the same commands at one thread)" in text
     assert "| CNN-A, Adam, batch 128 | 2.000 s | 2.500 s | **0.80** | 1.25 | 1.60x | 2.50x |" in text
@@ -164,7 +174,7 @@ def test_every_command_is_accepted_by_its_script(quick):
         module = _bench_module(w.script)
         args = module.build_parser().parse_args(list(w.args))  # SystemExit on a bad option
         assert args.threads == (1 if w.table == "one-thread" else 2)
-        if w.table in ("layers", "attention", "breakdown", "paths", "kernels"):
+        if w.table in ("layers", "attention", "breakdown", "paths", "left-out", "kernels"):
             assert args.json  # run_all reads one JSON line
         if w.table == "train":
             assert args.workload in module.WORKLOADS
@@ -373,6 +383,7 @@ def test_bench_kernels_compares_the_kernels_in_child_processes(capsys):
         "bench_attention.py",
         "breakdown.py",
         "bench_paths.py",
+        "bench_left_out.py",
         "bench_kernels.py",
     ],  # fmt: skip
 )
