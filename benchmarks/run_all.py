@@ -135,7 +135,7 @@ def _full_workloads(train, rnn, table) -> list[Workload]:
         rnn("gru", 7, 3),  # 7 rounds: a recurrent epoch is short, its ratio noisy
         rnn("lstm", 7, 3),
         table("layers", "bench_layers.py", 3, 20),
-        table("attention", "bench_attention.py", 3, 30),
+        table("attention", "bench_attention.py", 7, 30),  # 7 rounds: ms-long layers, their ratio noisy
         table("breakdown", "breakdown.py", 3, 20),
         table("breakdown", "breakdown.py", 3, 10, "resnet", ("--workload", "resnet")),
         table("breakdown", "breakdown.py", 5, 20, "lstm", ("--workload", "lstm")),
