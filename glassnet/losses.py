@@ -64,7 +64,6 @@ def _labels(target: np.ndarray, n: int, classes: int, loss: str) -> np.ndarray:
     return labels
 
 
-@functools.lru_cache(maxsize=32)
 def class_last_hint(logits_shape: tuple[int, ...], labels_shape: tuple[int, ...]) -> str:
     """A clause for a refusal where integer labels fit logits whose classes are on the *last*
     axis, (N, d1, ..., C), not on axis 1 as PyTorch's and glassnet's losses take them: the
@@ -79,6 +78,7 @@ def class_last_hint(logits_shape: tuple[int, ...], labels_shape: tuple[int, ...]
     )
 
 
+@functools.lru_cache(maxsize=32)
 def _eye(classes: int, dtype: np.dtype) -> np.ndarray:
     eye = np.eye(classes, dtype=dtype)
     eye.flags.writeable = False  # shared by every call: nobody may write into it

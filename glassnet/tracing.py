@@ -124,8 +124,12 @@ def trace(model: Module, loss_fn, x: np.ndarray, y) -> Trace:
             one = tuple(np.asarray(a)[None] for a in x) if isinstance(x, tuple) else np.asarray(x)[None]
             try:
                 w = walk(model, loss_fn, one, np.asarray(y)[None], "trace")
-            except LayerShapeError as e:  # most often a batch of one given for the one example
-                given = ", ".join(str(a.shape[1:]) for a in (one if isinstance(one, tuple) else (one,)))
+            except LayerShapeError as e:
+                examples = [a.shape[1:] for a in (one if isinstance(one, tuple) else (one,))]
+                if not any(shape[:1] == (1,) for shape in examples):
+                    raise
+                # an example whose first axis is 1: most often x[:1], a batch of one
+                given = ", ".join(map(str, examples))
                 raise LayerShapeError(
                     e.name,
                     e.layer,

@@ -172,3 +172,6 @@ def test_trace_given_a_batch_of_one_says_it_takes_one_example():
     assert message.startswith("layer #0 (Conv2d): Conv2d expects input (N, C, H, W), got shape (1, 1, 1, 8")
     assert "x[0] rather than x[:1]" in message and "it was given (1, 1, 8, 8)" in message
     assert "dC/dW" in str(gn.trace(model, gn.CrossEntropyLoss(), x[0], 1))  # the one example: traced
+    with pytest.raises(gn.ShapeError) as e:  # a wrong example, not a batch of one: no such hint
+        gn.trace(gn.Sequential(gn.Linear(4, 3)), gn.CrossEntropyLoss(), np.ones(5, np.float32), 1)
+    assert "Linear expects input (N, ..., 4)" in str(e.value) and "x[:1]" not in str(e.value)
