@@ -32,31 +32,21 @@ step, with the layers' methods switched to the alternative and back, alternating
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import time
 
-from harness import positive_int
+from harness import alternating_ms, in_process_main, in_process_parser
 
 BATCH = 128
 RELU_ROW = 16384
 BN_BLOCK_BYTES = 2 << 20
 
 
-def compare(name: str, alternative, glassnet, rounds: int, repeats: int) -> dict:
-    """Both callables timed in turn, ``rounds`` times (best of ``repeats`` calls each time)."""
-    times: dict[str, list[float]] = {"alternative": [], "glassnet": []}
-    for _ in range(rounds):
-        for side, fn in (("alternative", alternative), ("glassnet", glassnet)):
-            fn()  # one untimed call
-            best = []
-            for _ in range(repeats):
-                t = time.perf_counter()
-                fn()
-                best.append(time.perf_counter() - t)
-            times[side].append(min(best))
-    a, g = (statistics.median(times[k]) * 1e3 for k in ("alternative", "glassnet"))
+def compare(name: str, alternative, glassnet, rounds: int, repeats: int, on=None, off=None) -> dict:
+    """``alternative`` and ``glassnet`` timed in turn (``harness.alternating_ms``), each after its
+    switch where one is given (``on``, ``off``: the class's methods switched; left off after)."""
+    ms = alternating_ms({"alternative": (on, alternative), "glassnet": (off, glassnet)}, rounds, repeats)
+    if off is not None:
+        off()
+    a, g = ms["alternative"], ms["glassnet"]
     return {"name": name, "alternative_ms": round(a, 3), "glassnet_ms": round(g, 3), "ratio": round(a / g, 3)}
 
 
@@ -264,21 +254,6 @@ def batch_norm_switch(gn, np):
     return on, off
 
 
-def compare_switched(name: str, work, on, off, rounds: int, repeats: int) -> dict:
-    """``work`` with the alternative switched on, then off, alternating (``compare``'s rounds)."""
-
-    def side(switch):
-        def run():
-            switch()
-            work()
-
-        return run
-
-    result = compare(name, side(on), side(off), rounds, repeats)
-    off()
-    return result
-
-
 # --- the measurements --------------------------------------------------------------------------
 def measure(rounds: int, repeats: int) -> list[dict]:
     import numpy as np
@@ -375,32 +350,18 @@ def measure(rounds: int, repeats: int) -> list[dict]:
             ("batch norm in blocks", batch_norm_switch),
         ):
             on, off = switch(gn, np)
-            rows.append(compare_switched(f"{label} training step (batch {BATCH}): {idea} / the layers'", step,
-                                         on, off, rounds, few))  # fmt: skip
+            rows.append(compare(f"{label} training step (batch {BATCH}): {idea} / the layers'", step, step,
+                                rounds, few, on=on, off=off))  # fmt: skip
     return rows
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=positive_int, default=8, help="alternations of the two sides")
-    ap.add_argument(
-        "--repeats", type=positive_int, default=5, help="timed calls per side and round (best taken)"
-    )
-    ap.add_argument("--threads", type=positive_int, default=2)
-    ap.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
-    return ap
+    return in_process_parser(__doc__, "alternations of the two sides", repeats=5)
 
 
 def main() -> None:
-    args = build_parser().parse_args()
-    os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
-    rows = measure(args.rounds, args.repeats)
-    if args.json:
-        print(json.dumps({"threads": args.threads, "rows": rows}))
-        return
-    print("| idea | alternative ms | glassnet ms | alternative / glassnet |\n| --- | --- | --- | --- |")
-    for r in rows:
-        print(f"| {r['name']} | {r['alternative_ms']:.2f} | {r['glassnet_ms']:.2f} | **{r['ratio']:.2f}** |")
+    header = ("idea", "alternative ms", "glassnet ms", "alternative / glassnet")
+    in_process_main(build_parser(), measure, header, ("alternative_ms", "glassnet_ms"))
 
 
 if __name__ == "__main__":

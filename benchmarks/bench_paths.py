@@ -21,35 +21,17 @@ machine state; no PyTorch here (the ratios against PyTorch are the other tables)
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import time
 
-from harness import positive_int
+from harness import alternating_ms, in_process_main, in_process_parser
 
 BATCH = 128
 
 
-def _best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def compare(name: str, work, fast, plain, rounds: int, repeats: int) -> dict:
     """``work`` timed with ``fast()`` then ``plain()`` switched on, alternating; ms and ratio."""
-    times: dict[str, list[float]] = {"fast": [], "plain": []}
-    for _ in range(rounds):
-        for side, switch in (("fast", fast), ("plain", plain)):
-            switch()
-            work()  # one untimed call on the new path
-            times[side].append(_best(work, repeats))
+    ms = alternating_ms({"fast": (fast, work), "plain": (plain, work)}, rounds, repeats)
     fast()
-    f, p = statistics.median(times["fast"]) * 1e3, statistics.median(times["plain"]) * 1e3
+    f, p = ms["fast"], ms["plain"]
     return {"name": name, "fast_ms": round(f, 3), "plain_ms": round(p, 3), "ratio": round(f / p, 3)}
 
 
@@ -115,25 +97,12 @@ def measure(rounds: int, repeats: int) -> list[dict]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=positive_int, default=8, help="alternations of the fast and plain path")
-    ap.add_argument("--repeats", type=positive_int, default=8,
-                    help="timed calls per side and round (best taken)")  # fmt: skip
-    ap.add_argument("--threads", type=positive_int, default=2)
-    ap.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
-    return ap
+    return in_process_parser(__doc__, "alternations of the fast and plain path", repeats=8)
 
 
 def main() -> None:
-    args = build_parser().parse_args()
-    os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
-    rows = measure(args.rounds, args.repeats)
-    if args.json:
-        print(json.dumps({"threads": args.threads, "rows": rows}))
-        return
-    print("| path | fast ms | plain ms | fast / plain |\n| --- | --- | --- | --- |")
-    for r in rows:
-        print(f"| {r['name']} | {r['fast_ms']:.2f} | {r['plain_ms']:.2f} | **{r['ratio']:.2f}** |")
+    header = ("path", "fast ms", "plain ms", "fast / plain")
+    in_process_main(build_parser(), measure, header, ("fast_ms", "plain_ms"))
 
 
 if __name__ == "__main__":

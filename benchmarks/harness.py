@@ -1,4 +1,5 @@
-"""What the speed benchmarks share: the epoch timer and the alternating-process rounds.
+"""What the speed benchmarks share: the epoch timer, the alternating-process rounds, and the
+in-process alternation of ``bench_paths.py`` and ``bench_left_out.py``.
 
 Each measurement runs in its own process (NumPy's and torch's BLAS thread pools starve each
 other in one process), alternating glassnet, torch, glassnet, torch, ...; a child process runs
@@ -117,3 +118,51 @@ def median_time(once, repeats: int) -> float:
         once()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def alternating_ms(sides: dict, rounds: int, repeats: int) -> dict[str, float]:
+    """Sides timed in turn in this one process (``bench_paths.py``, ``bench_left_out.py``):
+    ``sides`` maps a name to ``(setup, work)``; each round, each side runs ``setup()`` (a switch,
+    or None), one untimed ``work()``, then ``repeats`` timed ones, of which the best counts. Per
+    side: the median over ``rounds`` of those bests, in ms."""
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(rounds):
+        for name, (setup, work) in sides.items():
+            if setup is not None:
+                setup()
+            work()  # one untimed call on this side
+            best = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                work()
+                best.append(time.perf_counter() - t)
+            times[name].append(min(best))
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+
+
+def in_process_parser(doc: str, rounds_help: str, repeats: int) -> argparse.ArgumentParser:
+    """The options of an in-process comparison script: ``--rounds``, ``--repeats``, ``--threads``
+    and ``--json``."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=positive_int, default=8, help=rounds_help)
+    ap.add_argument("--repeats", type=positive_int, default=repeats,
+                    help="timed calls per side and round (best taken)")  # fmt: skip
+    ap.add_argument("--threads", type=positive_int, default=2)
+    ap.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
+    return ap
+
+
+def in_process_main(parser: argparse.ArgumentParser, measure, header: tuple[str, str, str, str],
+                    keys: tuple[str, str]) -> None:  # fmt: skip
+    """An in-process comparison script's main: set the BLAS threads before ``measure(rounds,
+    repeats)`` imports NumPy, then print its rows as one JSON line (``--json``) or as a markdown
+    table (name, the two sides' ms under ``keys``, their ratio; ``header`` names the columns)."""
+    args = parser.parse_args()
+    os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
+    rows = measure(args.rounds, args.repeats)
+    if args.json:
+        print(json.dumps({"threads": args.threads, "rows": rows}))
+        return
+    print("| " + " | ".join(header) + " |\n| --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['name']} | {r[keys[0]]:.2f} | {r[keys[1]]:.2f} | **{r['ratio']:.2f}** |")

@@ -303,28 +303,19 @@ def render(stamp: dict, results: list[tuple[Workload, dict]], quick: bool) -> st
     for w, r in by_table.get("breakdown", []):
         if "error" not in r:
             lines += breakdown_lines(w, r)
-    for w, r in by_table.get("paths", []):
-        if "error" not in r:
-            lines += ["## Fast paths against the plain ones (one process, alternating, ms)", "",
-                      f"`python benchmarks/{' '.join([w.script, *w.args])}`", "",
-                      "| path | fast ms | plain ms | fast / plain |",
-                      "| --- | --- | --- | --- |"]  # fmt: skip
-            for row in r["rows"]:
-                lines.append(f"| {row['name']} | {row['fast_ms']:.2f} | {row['plain_ms']:.2f} | "
-                             f"**{row['ratio']:.2f}** |")  # fmt: skip
-            lines.append("")
-    for w, r in by_table.get("left-out", []):
-        if "error" not in r:
-            lines += ["## Ideas measured and left out (the alternative against glassnet's path, one process, "
-                      "alternating, ms)", "",
-                      f"`python benchmarks/{' '.join([w.script, *w.args])}`", "",
-                      "Above 1, the alternative is slower. docs/speed.md says what each one is.", "",
-                      "| idea | alternative ms | glassnet ms | alternative / glassnet |",
-                      "| --- | --- | --- | --- |"]  # fmt: skip
-            for row in r["rows"]:
-                lines.append(f"| {row['name']} | {row['alternative_ms']:.2f} | {row['glassnet_ms']:.2f} | "
-                             f"**{row['ratio']:.2f}** |")  # fmt: skip
-            lines.append("")
+    in_process = {  # table: (title, note, header, the two sides' keys)
+        "paths": ("Fast paths against the plain ones (one process, alternating, ms)", [],
+                  ("path", "fast ms", "plain ms", "fast / plain"), ("fast_ms", "plain_ms")),
+        "left-out": ("Ideas measured and left out (the alternative against glassnet's path, one process, "
+                     "alternating, ms)",
+                     ["Above 1, the alternative is slower. docs/speed.md says what each one is.", ""],
+                     ("idea", "alternative ms", "glassnet ms", "alternative / glassnet"),
+                     ("alternative_ms", "glassnet_ms")),
+    }  # fmt: skip
+    for table, spec in in_process.items():
+        for w, r in by_table.get(table, []):
+            if "error" not in r:
+                lines += in_process_lines(w, r, *spec)
     for w, r in by_table.get("kernels", []):
         if "error" not in r:
             lines += kernel_lines(w, r)
@@ -374,6 +365,17 @@ def one_thread_lines(one: list[tuple[Workload, dict]], results: list[tuple[Workl
             cells = [f"{g1:.3f}{unit}", f"{t1:.3f}{unit}", f"**{g1 / t1:.2f}**", *there,
                      f"`python benchmarks/{' '.join([w.script, *w.args])}`"]  # fmt: skip
             lines.append(f"| {name or TRAIN_LABELS.get(w.key, w.key)} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def in_process_lines(w: Workload, r: dict, title: str, note: list[str], header: tuple[str, ...],
+                     keys: tuple[str, str]) -> list[str]:  # fmt: skip
+    """The table of an in-process comparison (bench_paths.py, bench_left_out.py): its heading,
+    its command, ``note``, then one row per comparison: name, the two sides' ms (``keys``), ratio."""
+    lines = [f"## {title}", "", f"`python benchmarks/{' '.join([w.script, *w.args])}`", "", *note,
+             "| " + " | ".join(header) + " |", "| --- | --- | --- | --- |"]  # fmt: skip
+    for row in r["rows"]:
+        lines.append(f"| {row['name']} | {row[keys[0]]:.2f} | {row[keys[1]]:.2f} | **{row['ratio']:.2f}** |")
     return [*lines, ""]
 
 
