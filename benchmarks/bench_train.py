@@ -5,10 +5,11 @@ optimizer step, and the bookkeeping ``gn.fit`` does for its epoch report (the ba
 Python float and the number of correct predictions); neither evaluates a validation set.
 
 Each measurement runs in its own process (NumPy's and torch's BLAS thread pools starve each
-other in one process), alternating glassnet, torch, glassnet, torch, ...; a process warms up
-for a few steps, then times ``--epochs`` full training epochs (no evaluation). The report is the
-median seconds per epoch of each library and the ratio of medians (glassnet / torch; below 1
-means glassnet is faster), plus the ratio within each alternating pair. After training, the
+other in one process), a glassnet and a torch process per round, back to back (which runs first
+alternates from round to round); a process warms up for a few steps, then times ``--epochs``
+full training epochs (no evaluation). The report is the median seconds per epoch of each
+library and the ratio glassnet / torch (below 1 means glassnet is faster): the median over
+rounds of each round's own ratio (harness.paired_ratio), with those ratios. After training, the
 same process times ``--infer-passes`` inference passes over the first ``--infer-size`` training
 images, batch 500, in eval mode without gradients (glassnet: ``gn.predict``): examples per
 second of the best pass (the steady state, as the best epoch is) and of the first pass (what a
@@ -32,7 +33,7 @@ import os
 import statistics
 import time
 
-from harness import alternate, epoch_timer, positive_int
+from harness import alternate, epoch_timer, paired_ratio, positive_int
 from twins import TWINS, torch_optimizer
 
 WORKLOADS = {
@@ -234,17 +235,24 @@ def main() -> None:
     def median(impl, key):
         return statistics.median(r[key] for r in results[impl])
 
+    def paired(key):  # the median of each round's ratio, and those ratios
+        ratio, pairs = paired_ratio(*([r[key] for r in results[i]] for i in ("glassnet", "torch")))
+        return round(ratio, 3), [round(p, 3) for p in pairs]
+
     g, t = median("glassnet", "train"), median("torch", "train")
-    pairs = [a["train"] / b["train"] for a, b in zip(results["glassnet"], results["torch"])]
+    ratio, pairs = paired("train")
     report = {
         "workload": args.workload,
         "threads": args.threads,
         "glassnet_s_per_epoch": round(g, 3),
         "torch_s_per_epoch": round(t, 3),
+        "ratio": ratio,
+        "pair_ratios": pairs,
         "ratio_of_medians": round(g / t, 3),
-        "pair_ratios": [round(p, 3) for p in pairs],
         "inference_examples_per_s": {i: round(median(i, "infer")) for i in results},
+        "inference_ratio": paired("infer")[0],
         "inference_first_pass_examples_per_s": {i: round(median(i, "infer_first")) for i in results},
+        "inference_first_pass_ratio": paired("infer_first")[0],
         "peak_rss_mb": {i: round(median(i, "rss")) for i in results},
     }
     print(json.dumps(report))

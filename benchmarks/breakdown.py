@@ -12,8 +12,9 @@ input gradient ``delta Wmat^T`` where the layer computes one; for the LSTM, on a
 MNIST-1D-shaped sequences (T = 40, one feature), the T products of its forward scan, the T of
 its backward scan and the stacked product of its weight gradient). What is left of the step is
 copies, layout work, element-wise passes and Python. PyTorch's process times its own whole step
-(forward, loss, backward, Adam) on the same shapes. Both processes run alternately, ``--rounds``
-times; the figures are medians over rounds.
+(forward, loss, backward, Adam) on the same shapes. Each of ``--rounds`` rounds runs the two
+processes back to back (which one first alternates); the figures are medians over rounds, the
+step ratio the median of each round's own ratio (harness.paired_ratio).
 
     python benchmarks/breakdown.py --rounds 2
     python benchmarks/breakdown.py --rounds 2 --json     # one JSON line (for run_all.py)
@@ -30,7 +31,7 @@ import statistics
 import sys
 import time
 
-from harness import median_time, positive_int, run_child
+from harness import median_time, paired_ratio, positive_int, round_order, run_child
 
 BATCH = 128
 
@@ -241,7 +242,8 @@ def time_torch(workload: str, repeats: int, threads: int) -> dict:
 
 
 def summarise(runs: dict[str, list[dict]]) -> dict:
-    """Medians over rounds: glassnet's step, per-layer passes and GEMMs; torch's step (ms)."""
+    """Medians over rounds: glassnet's step, per-layer passes and GEMMs; torch's step (ms); the
+    step ratio, the median of each round's own."""
     g, t = runs["glassnet"], runs["torch"]
 
     def med(key, part):
@@ -249,6 +251,7 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
 
     step_g = statistics.median(r["step"] for r in g) * 1e3
     step_t = statistics.median(r["step"] for r in t) * 1e3
+    ratio, _ = paired_ratio([r["step"] for r in g], [r["step"] for r in t])  # each round's, median
     layers = {k: round(med(k, "layers"), 3) for k in g[0]["layers"]}
     gemms = {k: round(med(k, "gemms"), 3) for k in g[0]["gemms"]}
     gemm_total = sum(gemms.values())
@@ -257,7 +260,7 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
     return {
         "glassnet_step_ms": round(step_g, 3),
         "torch_step_ms": round(step_t, 3),
-        "ratio": round(step_g / step_t, 3),
+        "ratio": round(ratio, 3),
         "gemm_ms": round(gemm_total, 3),
         "layers_ms": round(layer_total, 3),
         "non_gemm_layer_ms": round(layer_total - gemm_total, 3),
@@ -300,8 +303,8 @@ def main() -> None:
         return
     runs: dict[str, list[dict]] = {"glassnet": [], "torch": []}
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
-    for _ in range(args.rounds):
-        for impl in runs:
+    for r in range(args.rounds):
+        for impl in round_order(r):
             cmd = [sys.executable, __file__, "--impl", impl, "--workload", args.workload,
                    "--repeats", str(args.repeats), "--threads", str(args.threads)]  # fmt: skip
             runs[impl].append(json.loads(run_child(cmd, env).strip().splitlines()[-1]))

@@ -2,8 +2,15 @@
 in-process alternation of ``bench_paths.py`` and ``bench_left_out.py``.
 
 Each measurement runs in its own process (NumPy's and torch's BLAS thread pools starve each
-other in one process), alternating glassnet, torch, glassnet, torch, ...; a child process runs
-``script --impl NAME ...`` and prints one JSON line whose ``"train"`` is seconds per epoch.
+other in one process), a glassnet process and a torch process per round, back to back, glassnet
+first in one round and torch first in the next; a child process runs ``script --impl NAME ...``
+and prints one JSON line whose ``"train"`` is seconds per epoch.
+
+A ratio glassnet / torch is the median over rounds of each round's own ratio (``paired_ratio``):
+the two processes of a round ran within seconds of each other, on the machine in one state. On
+a shared VM the state changes by the tens of seconds (a phase that slows both libraries 1.5x,
+then lifts); a ratio of the two libraries' medians can take glassnet's median from a slow phase
+and torch's from a fast one, a round's own ratio does not.
 """
 
 from __future__ import annotations
@@ -36,15 +43,29 @@ def epoch_timer():
     return EpochTimer()
 
 
+def round_order(r: int) -> tuple[str, str]:
+    """The order of round ``r``'s two processes: glassnet first in even rounds, torch first in odd
+    ones, so that neither library always runs right after the other's process."""
+    return ("glassnet", "torch") if r % 2 == 0 else ("torch", "glassnet")
+
+
+def paired_ratio(g: list[float], t: list[float]) -> tuple[float, list[float]]:
+    """The ratio the benchmarks report: the median over rounds of ``g[r] / t[r]``, each round's
+    own ratio, and those ratios (in round order)."""
+    pairs = [a / b for a, b in zip(g, t, strict=True)]
+    return statistics.median(pairs), pairs
+
+
 def alternate(
     script: str, rounds: int, args: list[str], env: dict[str, str] | None = None
 ) -> dict[str, list[dict]]:
-    """``rounds`` pairs of child processes, glassnet then torch, each running ``script`` with
-    ``--impl NAME`` and ``args`` (in ``env``, if given); returns every child's JSON, and prints
-    each round's epoch times where the children report one (``"train"``)."""
+    """``rounds`` pairs of child processes, each running ``script`` with ``--impl NAME`` and
+    ``args`` (in ``env``, if given), in ``round_order``; returns every child's JSON by library,
+    in round order, and prints each round's epoch times where the children report one
+    (``"train"``)."""
     results: dict[str, list[dict]] = {"glassnet": [], "torch": []}
     for r in range(rounds):
-        for impl in ("glassnet", "torch"):
+        for impl in round_order(r):
             out = run_child([sys.executable, script, "--impl", impl, *args], env=env)
             results[impl].append(json.loads(out.strip().splitlines()[-1]))
         if "train" in results["torch"][-1]:
@@ -57,23 +78,31 @@ def alternate(
 
 
 def layer_table(results: dict[str, list[dict]], names, title: str, as_json: bool, threads: int) -> None:
-    """Print the per-layer medians of ``alternate``'s results, in ms, with their ratios: one JSON
-    line (``as_json``, what run_all.py reads) or a Markdown table headed ``title``. A layer a
-    glassnet child reports as None (absent from that version) has no row."""
+    """Print the per-layer medians of ``alternate``'s results, in ms, with their ratios
+    (``paired_ratio``, and each round's): one JSON line (``as_json``, what run_all.py reads) or a
+    Markdown table headed ``title``. A layer a glassnet child reports as None (absent from that
+    version) has no row."""
     rows = {}
     for name in names:
-        g = [r[name] for r in results["glassnet"] if r[name] is not None]
-        if g:
-            gm = statistics.median(g) * 1e3
-            tm = statistics.median(r[name] for r in results["torch"]) * 1e3
-            rows[name] = {"glassnet_ms": round(gm, 3), "torch_ms": round(tm, 3), "ratio": round(gm / tm, 3)}
+        rounds = zip(results["glassnet"], results["torch"])
+        pairs = [(g[name], t[name]) for g, t in rounds if g[name] is not None]
+        if pairs:
+            g, t = [a for a, _ in pairs], [b for _, b in pairs]
+            ratio, each = paired_ratio(g, t)
+            rows[name] = {
+                "glassnet_ms": round(statistics.median(g) * 1e3, 3),
+                "torch_ms": round(statistics.median(t) * 1e3, 3),
+                "ratio": round(ratio, 3),
+                "pair_ratios": [round(p, 3) for p in each],
+            }
     if as_json:
         print(json.dumps({"threads": threads, "rows": rows}))
         return
-    print(f"| {title} | glassnet ms | torch ms | ratio |")
-    print("| --- | --- | --- | --- |")
+    print(f"| {title} | glassnet ms | torch ms | ratio | each round |")
+    print("| --- | --- | --- | --- | --- |")
     for name, r in rows.items():
-        print(f"| {name} | {r['glassnet_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} |")
+        each = ", ".join(f"{p:.2f}" for p in r["pair_ratios"])
+        print(f"| {name} | {r['glassnet_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} | {each} |")
 
 
 def positive_int(text: str) -> int:

@@ -134,8 +134,8 @@ def _full_workloads(train, rnn, table) -> list[Workload]:
         train("vit", 2, 1, train_size=6400, infer_size=2000),
         rnn("gru", 7, 3),  # 7 rounds: a recurrent epoch is short, its ratio noisy
         rnn("lstm", 7, 3),
-        table("layers", "bench_layers.py", 3, 20),
-        table("attention", "bench_attention.py", 7, 30),  # 7 rounds: ms-long layers, their ratio noisy
+        table("layers", "bench_layers.py", 5, 20),  # 5 rounds: per-layer ratios are ms-long, noisy
+        table("attention", "bench_attention.py", 9, 30),  # 9 rounds: ms-long layers, their ratio noisy
         table("breakdown", "breakdown.py", 3, 20),
         table("breakdown", "breakdown.py", 3, 10, "resnet", ("--workload", "resnet")),
         table("breakdown", "breakdown.py", 5, 20, "lstm", ("--workload", "lstm")),
@@ -246,22 +246,25 @@ def render(stamp: dict, results: list[tuple[Workload, dict]], quick: bool) -> st
             for table, date in _earlier_dates(stamp, results).items()
         ),  # fmt: skip
         "",
-        "Ratios are glassnet / PyTorch, each library in its own processes, alternating. Times: below 1, "
-        "glassnet is faster. Throughput: above 1, glassnet is faster.",
+        "Ratios are glassnet / PyTorch, each library in its own processes: each round runs a glassnet "
+        "process and a PyTorch process back to back (which one first alternates from round to round), "
+        'and a ratio is the median over rounds of each round\'s own ratio (the column "each round"); '
+        "the times are each library's median. Times: below 1, glassnet is faster. Throughput: above 1, "
+        "glassnet is faster.",
         "",
     ]
     errors = [(w, r) for w, r in results if "error" in r]
     train = [(w, r) for w, r in by_table.get("train", []) + by_table.get("rnn", []) if "error" not in r]
     if train:
         lines += ["## Training (seconds per epoch)", "",
-                  "| workload | glassnet s | PyTorch s | ratio | rounds | target | command |",
+                  "| workload | glassnet s | PyTorch s | ratio | each round | target | command |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
         for w, r in train:
             g, t = _times(r)[""]
             rounds = ", ".join(f"{p:.2f}" for p in r.get("pair_ratios", []))
             cmd = "python benchmarks/" + " ".join([w.script, *w.args])
             lines.append(f"| {TRAIN_LABELS.get(w.key, w.key)} | {_num(g, '.3f')} | {_num(t, '.3f')} | "
-                         f"**{_num(r.get('ratio_of_medians'), '.2f')}** | {rounds} | "
+                         f"**{_num(_ratios(r)[''], '.2f')}** | {rounds} | "
                          f"{TRAIN_TARGETS.get(w.key, '')} | `{cmd}` |")  # fmt: skip
         lines.append("")
     infer = [(w, r) for w, r in by_table.get("train", []) if "inference_examples_per_s" in r]
@@ -278,9 +281,10 @@ def render(stamp: dict, results: list[tuple[Workload, dict]], quick: bool) -> st
             first_cell = "n/a"  # results from before the first pass was reported
             if first:
                 fg, ft = first["glassnet"], first["torch"]
-                first_cell = f"{fg:,}, {ft:,}, {fg / ft:.2f}"
+                first_cell = f"{fg:,}, {ft:,}, {r.get('inference_first_pass_ratio', fg / ft):.2f}"
             rss = r.get("peak_rss_mb", {})
-            lines.append(f"| {w.key} | {g:,} | {t:,} | **{g / t:.2f}** | {first_cell} | "
+            ratio = r.get("inference_ratio", g / t)  # results from before it: the ratio of medians
+            lines.append(f"| {w.key} | {g:,} | {t:,} | **{ratio:.2f}** | {first_cell} | "
                          f"{INFER_TARGETS.get(w.key, '')} | {rss.get('glassnet', 'n/a')} | "
                          f"{rss.get('torch', 'n/a')} |")  # fmt: skip
         lines.append("")
@@ -293,12 +297,13 @@ def render(stamp: dict, results: list[tuple[Workload, dict]], quick: bool) -> st
             if "error" in r:
                 continue
             lines += [f"## {title}", "", f"`python benchmarks/{' '.join([w.script, *w.args])}`", "",
-                      "| layer | glassnet ms | PyTorch ms | ratio | target |",
-                      "| --- | --- | --- | --- | --- |"]  # fmt: skip
+                      "| layer | glassnet ms | PyTorch ms | ratio | each round | target |",
+                      "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
             for name, row in r["rows"].items():
                 target = ATTENTION_TARGET if table == "attention" else LAYER_TARGETS.get(name, "")
+                rounds = ", ".join(f"{p:.2f}" for p in row.get("pair_ratios", []))
                 lines.append(f"| {name} | {row['glassnet_ms']:.2f} | {row['torch_ms']:.2f} | "
-                             f"**{row['ratio']:.2f}** | {target} |")  # fmt: skip
+                             f"**{row['ratio']:.2f}** | {rounds} | {target} |")  # fmt: skip
             lines.append("")
     for w, r in by_table.get("breakdown", []):
         if "error" not in r:
@@ -339,6 +344,15 @@ def _times(r: dict) -> dict[str, tuple[float, float]]:
     return {"": (g, t)}
 
 
+def _ratios(r: dict) -> dict[str, float]:
+    """The ratios of a training, recurrent or attention result, by row as ``_times``: the median
+    of each round's own ratio (results from before it was reported: the ratio of the medians)."""
+    if "rows" in r:
+        return {name: row["ratio"] for name, row in r["rows"].items()}
+    ((g, t),) = _times(r).values()
+    return {"": r.get("ratio", r.get("ratio_of_medians", g / t))}
+
+
 def one_thread_lines(one: list[tuple[Workload, dict]], results: list[tuple[Workload, dict]]) -> list[str]:
     """The one-thread table: each workload's times at one thread, its ratio there and at the
     thread count of the tables above, and how much faster those threads made each library (its
@@ -358,11 +372,13 @@ def one_thread_lines(one: list[tuple[Workload, dict]], results: list[tuple[Workl
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for w, r in one:
         other = _times(many[w.key][1]) if w.key in many else {}
+        other_ratio = _ratios(many[w.key][1]) if w.key in many else {}
         for name, (g1, t1) in _times(r).items():
             unit = " ms" if name else " s"
             gn_, tn = other.get(name, (None, None))
-            there = ["n/a"] * 3 if gn_ is None else [f"{gn_ / tn:.2f}", f"{g1 / gn_:.2f}x", f"{t1 / tn:.2f}x"]
-            cells = [f"{g1:.3f}{unit}", f"{t1:.3f}{unit}", f"**{g1 / t1:.2f}**", *there,
+            there = (["n/a"] * 3 if gn_ is None else
+                     [f"{other_ratio[name]:.2f}", f"{g1 / gn_:.2f}x", f"{t1 / tn:.2f}x"])  # fmt: skip
+            cells = [f"{g1:.3f}{unit}", f"{t1:.3f}{unit}", f"**{_ratios(r)[name]:.2f}**", *there,
                      f"`python benchmarks/{' '.join([w.script, *w.args])}`"]  # fmt: skip
             lines.append(f"| {name or TRAIN_LABELS.get(w.key, w.key)} | " + " | ".join(cells) + " |")
     return [*lines, ""]
