@@ -16,7 +16,7 @@ import argparse
 import json
 import os
 
-from harness import alternate, layer_table, median_time, positive_int, thread_env
+from harness import alternate, alternating_parser, layer_table, median_time, thread_env
 
 N, T, E, HEADS, FF = 128, 16, 64, 4, 128
 ROWS = [
@@ -74,13 +74,7 @@ def time_torch(repeats: int, threads: int) -> dict[str, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=positive_int, default=2, help="alternating glassnet/torch process pairs")
-    ap.add_argument("--repeats", type=positive_int, default=30)
-    ap.add_argument("--threads", type=positive_int, default=2)
-    ap.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
-    ap.add_argument("--impl", choices=["glassnet", "torch"], help=argparse.SUPPRESS)
-    return ap
+    return alternating_parser(__doc__, rounds=2, repeats=30)
 
 
 def main() -> None:

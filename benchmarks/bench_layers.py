@@ -21,7 +21,7 @@ import argparse
 import json
 import os
 
-from harness import alternate, layer_table, median_time, positive_int, thread_env
+from harness import alternate, alternating_parser, layer_table, median_time, thread_env
 
 # name: (glassnet constructor, torch constructor, input shape (batch 128), input needs grad)
 SPECS = {
@@ -81,14 +81,9 @@ def time_torch(spec, repeats: int, threads: int) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=positive_int, default=2, help="alternating glassnet/torch process pairs")
-    ap.add_argument("--repeats", type=positive_int, default=20)
-    ap.add_argument("--threads", type=positive_int, default=2)
+    ap = alternating_parser(__doc__, rounds=2, repeats=20)
     ap.add_argument("--malloc", choices=["tuned", "default"], default="tuned",
                     help="tuned: glassnet's process calls gn.tune_malloc() (as the CLI does)")  # fmt: skip
-    ap.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
-    ap.add_argument("--impl", choices=["glassnet", "torch"], help=argparse.SUPPRESS)
     return ap
 
 

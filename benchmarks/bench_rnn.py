@@ -23,7 +23,7 @@ import os
 import statistics
 import time
 
-from harness import alternate, epoch_timer, paired_ratio, positive_int
+from harness import alternate, alternating_parser, epoch_timer, paired_ratio, positive_int
 
 HIDDEN, BATCH, LR = 64, 128, 1e-3
 
@@ -116,12 +116,9 @@ def run_torch(workload: str, epochs: int, threads: int) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = alternating_parser(__doc__, rounds=5, as_json=False)
     ap.add_argument("--workload", choices=["gru", "lstm"], default="gru")
-    ap.add_argument("--rounds", type=positive_int, default=5, help="alternating glassnet/torch pairs")
     ap.add_argument("--epochs", type=positive_int, default=3, help="timed epochs per process (min taken)")
-    ap.add_argument("--threads", type=positive_int, default=2)
-    ap.add_argument("--impl", choices=["glassnet", "torch"], help=argparse.SUPPRESS)
     return ap
 
 

@@ -33,7 +33,7 @@ import os
 import statistics
 import time
 
-from harness import alternate, epoch_timer, paired_ratio, positive_int
+from harness import alternate, alternating_parser, epoch_timer, paired_ratio, positive_int
 from twins import TWINS, torch_optimizer
 
 WORKLOADS = {
@@ -205,18 +205,15 @@ def run_torch(workload: str, epochs: int, threads: int, train_size: int | None =
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = alternating_parser(__doc__, rounds=3, as_json=False)
     ap.add_argument("--workload", choices=sorted(WORKLOADS), default="mlp")
-    ap.add_argument("--rounds", type=positive_int, default=3, help="alternating glassnet/torch pairs")
     ap.add_argument("--epochs", type=positive_int, default=2, help="timed epochs per process (min taken)")
-    ap.add_argument("--threads", type=positive_int, default=2)
     ap.add_argument("--train-size", type=positive_int,
                     help="time epochs over the first N training images only")  # fmt: skip
     ap.add_argument("--infer-size", type=positive_int, default=10000,
                     help="images timed for inference (batch 500)")  # fmt: skip
     ap.add_argument("--infer-passes", type=positive_int, default=3,
                     help="inference passes over those images (the best and the first reported)")  # fmt: skip
-    ap.add_argument("--impl", choices=["glassnet", "torch"], help=argparse.SUPPRESS)
     return ap
 
 

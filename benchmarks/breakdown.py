@@ -31,19 +31,14 @@ import statistics
 import sys
 import time
 
-from harness import median_time, paired_ratio, positive_int, round_order, run_child
+from harness import alternating_parser, median_time, paired_ratio, round_order, run_child
 
 BATCH = 128
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = alternating_parser(__doc__, rounds=2, repeats=20)
     ap.add_argument("--workload", choices=["cnn", "cnn-bn", "resnet", "lstm"], default="cnn")
-    ap.add_argument("--rounds", type=positive_int, default=2, help="alternating glassnet/torch process pairs")
-    ap.add_argument("--repeats", type=positive_int, default=20)
-    ap.add_argument("--threads", type=positive_int, default=2)
-    ap.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
-    ap.add_argument("--impl", choices=["glassnet", "torch"], help=argparse.SUPPRESS)
     return ap
 
 

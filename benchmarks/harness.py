@@ -169,6 +169,24 @@ def alternating_ms(sides: dict, rounds: int, repeats: int) -> dict[str, float]:
     return {name: statistics.median(t) * 1e3 for name, t in times.items()}
 
 
+def alternating_parser(
+    doc: str, rounds: int, repeats: int | None = None, as_json: bool = True
+) -> argparse.ArgumentParser:
+    """The options every script of ``alternate``'s rounds takes: ``--rounds``, ``--repeats`` (with
+    a default: timed calls per process), ``--threads``, ``--json`` (``as_json``) and the hidden
+    ``--impl`` that marks a child; a script adds its own."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=positive_int, default=rounds,
+                    help="rounds: a glassnet and a torch process each, back to back")  # fmt: skip
+    if repeats is not None:
+        ap.add_argument("--repeats", type=positive_int, default=repeats, help="timed calls per process")
+    ap.add_argument("--threads", type=positive_int, default=2)
+    if as_json:
+        ap.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
+    ap.add_argument("--impl", choices=["glassnet", "torch"], help=argparse.SUPPRESS)
+    return ap
+
+
 def in_process_parser(doc: str, rounds_help: str, repeats: int) -> argparse.ArgumentParser:
     """The options of an in-process comparison script: ``--rounds``, ``--repeats``, ``--threads``
     and ``--json``."""

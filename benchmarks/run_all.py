@@ -51,7 +51,9 @@ TRAIN_LABELS = {
 }
 
 
-TABLES = ["train", "rnn", "layers", "attention", "breakdown", "paths", "left-out", "kernels", "one-thread"]
+TABLES = [
+    "train", "rnn", "layers", "attention", "breakdown", "paths", "left-out", "kernels", "cores", "one-thread"
+]  # fmt: skip
 # the workloads run once more at one thread (table "one-thread"), by (table, key)
 ONE_THREAD = (("train", "mlp"), ("train", "cnn"), ("rnn", "lstm"), ("attention", ""))
 
@@ -89,7 +91,10 @@ def workloads(quick: bool, threads: int = 2) -> list[Workload]:
         args = (*extra, "--rounds", str(rounds), "--repeats", str(repeats), "--json", *t)
         return Workload(name, key, script, args)
 
-    run = _quick_workloads(train, rnn, table) if quick else _full_workloads(train, rnn, table)
+    def cores(seconds):  # where the two cores sit, probed for ``seconds``
+        return Workload("cores", "", "probe_cores.py", ("--seconds", str(seconds), "--json", *t))
+
+    run = (_quick_workloads if quick else _full_workloads)(train, rnn, table, cores)
     if threads > 1:  # the same commands at one thread: what the other threads buy each library
         run += [
             dataclasses.replace(w, table="one-thread", key=w.key or w.table, args=_at_one_thread(w.args))
@@ -104,7 +109,7 @@ def _at_one_thread(args: tuple[str, ...]) -> tuple[str, ...]:
     return (*args[:i], "--threads", "1", *args[i + 2 :])
 
 
-def _quick_workloads(train, rnn, table) -> list[Workload]:
+def _quick_workloads(train, rnn, table, cores) -> list[Workload]:
     return [
         train("mlp", 2, 1),
         train("book", 2, 1, train_size=20000),
@@ -121,10 +126,11 @@ def _quick_workloads(train, rnn, table) -> list[Workload]:
         table("paths", "bench_paths.py", 2, 4),
         table("left-out", "bench_left_out.py", 1, 2),
         table("kernels", "bench_kernels.py", 1, 5),
+        cores(10),
     ]
 
 
-def _full_workloads(train, rnn, table) -> list[Workload]:
+def _full_workloads(train, rnn, table, cores) -> list[Workload]:
     return [
         train("mlp", 3, 2),
         train("book", 3, 1),
@@ -142,6 +148,7 @@ def _full_workloads(train, rnn, table) -> list[Workload]:
         table("paths", "bench_paths.py", 8, 8),
         table("left-out", "bench_left_out.py", 6, 4),
         table("kernels", "bench_kernels.py", 3, 15),
+        cores(60),
     ]
 
 
@@ -324,6 +331,17 @@ def render(stamp: dict, results: list[tuple[Workload, dict]], quick: bool) -> st
     for w, r in by_table.get("kernels", []):
         if "error" not in r:
             lines += kernel_lines(w, r)
+    for w, r in by_table.get("cores", []):
+        if "error" not in r:
+            import probe_cores  # its table as it prints it
+
+            lines += [f"## Where the {r.get('threads', 2)} cores sit, and what it costs the second thread "
+                      f"({r['probes']} probes over {r['seconds']} s)", "",
+                      f"`python benchmarks/{' '.join([w.script, *w.args])}`", "",
+                      "Distance: the time to read 1 MB the other core has just written over the time to read "
+                      "it after this core wrote it (near: below 1.3; far: 1.4 and above). docs/speed.md says "
+                      "what it means for the tables above.", "",
+                      *probe_cores.table_lines(r), ""]  # fmt: skip
     one = [(w, r) for w, r in by_table.get("one-thread", []) if "error" not in r]
     if one:
         lines += one_thread_lines(one, results)

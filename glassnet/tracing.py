@@ -72,10 +72,12 @@ class Trace:
 
     def __str__(self) -> str:
         n = len(self.layers)
-        out = [f"trace of one example: C = {self.loss:.6g} ({self.loss_name})"]
+        # lines: a heading (str) or a quantity (name, formula, value), formatted at the end with
+        # the name column as wide as the longest name ("dC/dweight (#2.block.1)")
+        lines: list = [f"trace of one example: C = {self.loss:.6g} ({self.loss_name})"]
         if self.leading:
-            out.append("before layer 1 (no z = a W + b of the book there; their gradients):")
-            out += [_line(f"dC/d{k}", "", v) for k, v in self.leading.items()]
+            lines.append("before layer 1 (no z = a W + b of the book there; their gradients):")
+            lines += [(f"dC/d{k}", "", v) for k, v in self.leading.items()]
         for t in self.layers:
             l, prev = t.l, t.l - 1
             chain = f"z^{l}"
@@ -83,28 +85,28 @@ class Trace:
                 chain = f"{typ}({chain})"
             if t.sums:
                 chain += " + other paths"
-            out.append(f"layer {l}: " + ", ".join(f"#{n_} {ty}" for n_, ty in zip(t.names, t.types)))
-            out += [f"  sums paths: {where}" for where in t.sums]
+            lines.append(f"layer {l}: " + ", ".join(f"#{n_} {ty}" for n_, ty in zip(t.names, t.types)))
+            lines += [f"  sums paths: {where}" for where in t.sums]
             rule = "BP1" if l == n else "BP2"
-            out += [
-                _line(f"a^{prev}", "input of the layer", t.a_in),
-                _line(f"z^{l}", f"a^{prev} W^{l} + b^{l}", t.z),
-                _line(f"a^{l}", chain, t.a),
-                _line(f"delta^{l}", f"dC/dz^{l} ({rule})", t.delta),
+            lines += [
+                (f"a^{prev}", "input of the layer", t.a_in),
+                (f"z^{l}", f"a^{prev} W^{l} + b^{l}", t.z),
+                (f"a^{l}", chain, t.a),
+                (f"delta^{l}", f"dC/dz^{l} ({rule})", t.delta),
             ]
             if t.db is not None:
-                out.append(_line(f"dC/db^{l}", f"delta^{l} (BP3)", t.db))
-            out.append(_line(f"dC/dW^{l}", f"(a^{prev})^T delta^{l} (BP4)", t.dW))
-            for k, v in t.extra.items():
-                out.append(_line(f"dC/d{k}", "", v))
-        return "\n".join(out)
+                lines.append((f"dC/db^{l}", f"delta^{l} (BP3)", t.db))
+            lines.append((f"dC/dW^{l}", f"(a^{prev})^T delta^{l} (BP4)", t.dW))
+            lines += [(f"dC/d{k}", "", v) for k, v in t.extra.items()]
+        width = max([10] + [len(x[0]) for x in lines if isinstance(x, tuple)])
+        return "\n".join(x if isinstance(x, str) else _line(*x, width) for x in lines)
 
 
-def _line(name: str, formula: str, v: np.ndarray) -> str:
+def _line(name: str, formula: str, v: np.ndarray, width: int = 10) -> str:
     flat = v.reshape(-1)
     shown = " ".join(f"{x:.3g}" for x in flat[:5]) + (" ..." if flat.size > 5 else "")
     norm = float(np.sqrt(np.sum(np.square(flat, dtype=np.float64))))
-    return f"  {name:10s} = {formula:<44s} shape {str(v.shape):12s} |.| {norm:.3e}  [{shown}]"
+    return f"  {name:{width}s} = {formula:<44s} shape {str(v.shape):12s} |.| {norm:.3e}  [{shown}]"
 
 
 def trace(model: Module, loss_fn, x: np.ndarray, y) -> Trace:

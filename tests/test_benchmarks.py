@@ -69,6 +69,12 @@ def fake_results(quick: bool) -> list:
                 "default": {"ran_on": "SkylakeX", "ms": {"cols @ W": 5.0}},
                 "Haswell": {"ran_on": "Haswell", "ms": {"cols @ W": 6.0}},
                 "Bogus": {"error": "exited with -4"}}}  # fmt: skip
+        elif w.table == "cores":
+            probe = {"distance": 1.0, "backward_2": 15.0, "backward_1": 25.0, "dx_one_buffer": 8.0,
+                     "dx_per_tap": 8.2, "rows_one_buffer": 7.5, "rows_per_tap": 9.5}  # fmt: skip
+            far = dict(probe, distance=1.8, backward_2=16.0, dx_one_buffer=13.5, dx_per_tap=9.0)
+            classes = {"near": dict(probe, probes=3), "far": dict(far, probes=2)}
+            r = {"seconds": 60, "threads": 2, "probes": 5, "classes": classes}
         elif w.table == "paths":
             r = {"rows": [{"name": "dx shifted / taps", "fast_ms": 8.0, "plain_ms": 10.0, "ratio": 0.8}]}
         elif w.table == "left-out":
@@ -113,6 +119,8 @@ def test_writer_stamps_a_file_per_machine(tmp_path, quick):
         "## Ideas measured and left out" in text
         and "| Winograd / im2col | 20.00 | 10.00 | **2.00** |" in text
     )
+    assert "## Where the 2 cores sit, and what it costs the second thread (5 probes over 60 s)" in text
+    assert "| far | 2 | 1.80 | 16.00 | 25.00 | 13.50 | 9.00 | 7.50 | 9.50 |" in text
     # at one thread: its own ratio, the one at two threads above, and each library's speed-up
     assert "## What 2 threads buy each library (the same commands at one thread)" in text
     assert "| CNN-A, Adam, batch 128 | 2.000 s | 2.500 s | **0.80** | 1.20 | 1.60x | 2.50x |" in text
@@ -450,7 +458,9 @@ def test_the_other_benchmark_scripts_take_good_counts_and_seeds():
 
 
 def test_a_ratio_is_the_median_of_each_rounds_own_and_the_order_alternates(monkeypatch, capsys):
-    import harness
+    spec = importlib.util.spec_from_file_location("bench_harness", run_all.HERE / "harness.py")
+    harness = importlib.util.module_from_spec(spec)  # benchmarks/'s, not tests/harness.py
+    spec.loader.exec_module(harness)
 
     # rounds 3 and 4 ran in a slow phase of the machine that slowed both libraries alike: each
     # round's own ratio stays 0.9, while glassnet's median from the slow phase over torch's from
@@ -475,3 +485,14 @@ def test_a_ratio_is_the_median_of_each_rounds_own_and_the_order_alternates(monke
     row = json.loads(capsys.readouterr().out)["rows"]["layer"]
     assert row["pair_ratios"] == [0.9, 0.9, 1.5] and row["ratio"] == 0.9
     assert (row["glassnet_ms"], row["torch_ms"]) == (9000.0, 6000.0)  # the medians, 1.5 apart
+
+
+def test_probe_cores_classes_each_probe_by_the_distance_measured_with_it(monkeypatch):
+    probe_cores = _bench_module("probe_cores.py")
+    distances = iter([1.05, 1.8, 1.35, 1.9] * 1000)  # near, far, neither, far, ...
+    monkeypatch.setattr(probe_cores.Distance, "measure", lambda self, reads=30: next(distances))
+    report = probe_cores.probe(1)
+    near, far = report["classes"]["near"], report["classes"]["far"]
+    assert near["distance"] == 1.05 and 1.8 <= far["distance"] <= 1.9  # 1.35 is in neither class
+    assert near["probes"] + far["probes"] <= report["probes"] and far["probes"] >= near["probes"]
+    assert near["backward_1"] > 0 and far["dx_per_tap"] > 0

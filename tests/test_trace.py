@@ -137,6 +137,19 @@ def test_trace_says_where_paths_are_summed():
     ]
 
 
+def test_the_report_keeps_its_columns_for_long_parameter_names():
+    """A layer's own parameters ("dC/dweight (#2.block.1)") are longer than the book's names:
+    every quantity's "=" and "shape" still stand in one column."""
+    rng = np.random.default_rng(0)
+    block = gn.Residual(gn.Sequential(gn.Linear(3, 3, rng=rng), gn.LayerNorm(3)))
+    model = gn.Sequential(gn.Linear(4, 3, rng=rng), gn.ReLU(), block, gn.Linear(3, 2, rng=rng))
+    text = str(gn.trace(model, gn.CrossEntropyLoss(), rng.standard_normal(4), 1))
+    rows = [line for line in text.splitlines() if " shape " in line]
+    assert any("dC/dweight (#2.block.1)" in line for line in rows)
+    assert len({line.index(" = ") for line in rows}) == 1
+    assert len({line.index(" shape ") for line in rows}) == 1
+
+
 def test_layers_before_the_first_weight_layer_show_their_gradients():
     """An RNN encoder before the first Linear is no z = a W + b of the book: it gets no layer of
     the trace, but its parameters' gradients are shown (they were left out without a word)."""

@@ -340,20 +340,23 @@ class Conv2d(Module):
         if not need_dx:
             return None
         # BP2 + col2im, one kernel tap (i, j) at a time: delta @ W[:, :, i, j] is what the input
-        # pixels under tap (i, j) receive. Each product lands in one cache-sized buffer that is
-        # added at once to its shifted slice of dx: the product is read back while it is still
-        # in cache, where one (N Ho Wo, kh kw C) matrix would be read back from memory in
-        # kh * kw strided pieces
+        # pixels under tap (i, j) receive. Each product is added at once to its shifted slice of
+        # dx, read back while it is still in cache, where one (N Ho Wo, kh kw C) matrix would be
+        # read back from memory in kh * kw strided pieces. Each tap's product has a buffer of its
+        # own: the BLAS thread on the other core writes half of each product and this thread
+        # reads it for the add, and a buffer written over tap after tap would have that core
+        # take back, at every tap, lines this one has just read, which costs a transfer between
+        # caches where the two cores share none (benchmarks/probe_cores.py; docs/speed.md)
         taps = self._kernel().transpose(0, 1, 3, 2).copy()  # (kh, kw, out, C)
         hp, wp = h + 2 * ph, w + 2 * pw
         if (sh, sw, dil_h, dil_w) == (1, 1, 1, 1) and hp * wp <= SHIFTED_DX_MAX_WASTE * ho * wo:
             dxp = _dx_shifted_rows(delta.reshape(n, ho, wo, self.out_channels), taps, hp, wp)
             return dxp[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2)
         dxp = np.zeros((n, hp, wp, c), dtype=delta.dtype)
-        share = np.empty((n * ho * wo, c), dtype=delta.dtype)
+        shares = np.empty((kh, kw, n * ho * wo, c), dtype=delta.dtype)
         for i in range(kh):
             for j in range(kw):
-                np.matmul(delta, taps[i, j], out=share)
+                share = np.matmul(delta, taps[i, j], out=shares[i, j])
                 tap_rows = slice(i * dil_h, i * dil_h + sh * ho, sh)  # the input rows under tap i
                 tap_cols = slice(j * dil_w, j * dil_w + sw * wo, sw)
                 dxp[:, tap_rows, tap_cols, :] += share.reshape(n, ho, wo, c)
