@@ -14,7 +14,10 @@ takes it back. This script measures both, over and over for ``--seconds``:
   product written into one buffer, tap after tap, then added to dx (the layer until 2026-12-05),
   and with a buffer of its own for each tap (the layer's now);
 - the same two ways for the dx of the ``resnet`` preset's Conv2d(16, 16, 3, padding=1) at
-  28x28 by row-shifted products (``_dx_shifted_rows``, which keeps its one buffer).
+  28x28 by row-shifted products (``_dx_shifted_rows``, which keeps its one buffer);
+- CNN-A's inference (``gn.predict``, 2,000 images in batches of 500, images per second) with
+  the windows of each block of examples written into one buffer, block after block (the layer
+  until 2026-12-05), and in a ring of ``NO_GRAD_RING_BYTES`` (the layer's now).
 
 Each probe is classed "near" (distance < 1.3) or "far" (>= 1.4); the report gives each class's
 count and median times. Needs two CPUs (it pins one thread to each).
@@ -128,6 +131,29 @@ def shifted_rows(np):
     return loop(False), loop(True)
 
 
+def inference(np, gn):
+    """CNN-A's predict on 2,000 random images, batch 500, as images per second, with the
+    no_grad windows in one block's buffer or in the layer's ring."""
+    from glassnet.layers import conv
+
+    rng = np.random.default_rng(0)
+    model = gn.models.cnn_a(rng, (1, 28, 28), 10)
+    x = rng.random((2000, 1, 28, 28), dtype=np.float32)
+
+    def predict(ring: bool):
+        def run():
+            saved = conv.NO_GRAD_RING_BYTES
+            conv.NO_GRAD_RING_BYTES = saved if ring else 1  # 1: a ring of one block
+            try:
+                gn.predict(model, x, batch_size=500)
+            finally:
+                conv.NO_GRAD_RING_BYTES = saved
+
+        return run
+
+    return predict(False), predict(True)
+
+
 def probe(seconds: float, threads: int = 2) -> dict:
     import numpy as np
     from threadpoolctl import threadpool_limits
@@ -140,6 +166,7 @@ def probe(seconds: float, threads: int = 2) -> dict:
     distance = Distance(np, (cpus[0], cpus[1]))
     backward, one_buffer, per_tap = conv_backward(np, gn)
     rows_one, rows_per_tap = shifted_rows(np)
+    infer_one, infer_ring = inference(np, gn)
 
     def ms(work, repeats=5):
         work()
@@ -157,11 +184,12 @@ def probe(seconds: float, threads: int = 2) -> dict:
         with threadpool_limits(threads, user_api="blas"):
             two, loop, own = ms(backward), ms(one_buffer), ms(per_tap)
             r_one, r_own = ms(rows_one), ms(rows_per_tap)
+            i_one, i_ring = 2000e3 / ms(infer_one, 2), 2000e3 / ms(infer_ring, 2)
         with threadpool_limits(1, user_api="blas"):
             one = ms(backward)
         probes.append(
             {"distance": d, "backward_2": two, "backward_1": one, "dx_one_buffer": loop, "dx_per_tap": own,
-             "rows_one_buffer": r_one, "rows_per_tap": r_own}
+             "rows_one_buffer": r_one, "rows_per_tap": r_own, "infer_one_buffer": i_one, "infer_ring": i_ring}
         )  # fmt: skip
     classes = {}
     for name, keep in (("near", lambda d: d < NEAR), ("far", lambda d: d >= FAR)):
@@ -198,14 +226,17 @@ def table_lines(report: dict) -> list[str]:
     n = report.get("threads", 2)
     lines = [f"Conv2d(32,64,5) (CNN-A): its backward at {n} threads and at 1; its dx loop at {n} threads "
              "with one buffer and with a buffer per tap. Conv2d(16,16,3) (ResNet, 28x28): its dx by "
-             "shifted rows, the same two ways. Times in ms.", "",
+             "shifted rows, the same two ways. Times in ms. CNN-A's inference (batch 500) with the windows "
+             "in one block's buffer and in the layer's ring, images per second.", "",
              f"| cores | probes | distance | backward, {n} threads | backward, 1 thread | dx, one buffer | "
-             "dx, a buffer per tap | ResNet dx, one buffer | ResNet dx, a buffer per tap |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+             "dx, a buffer per tap | ResNet dx, one buffer | ResNet dx, a buffer per tap | inference, one "
+             "buffer | inference, ring |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     keys = ("backward_2", "backward_1", "dx_one_buffer", "dx_per_tap", "rows_one_buffer", "rows_per_tap")
     for name, c in report["classes"].items():
         cells = " | ".join(f"{c[k]:.2f}" for k in keys)
-        lines.append(f"| {name} | {c['probes']} | {c['distance']:.2f} | {cells} |")
+        infer = " | ".join(f"{c[k]:,.0f}" if k in c else "n/a" for k in ("infer_one_buffer", "infer_ring"))
+        lines.append(f"| {name} | {c['probes']} | {c['distance']:.2f} | {cells} | {infer} |")
     return lines
 
 

@@ -302,8 +302,12 @@ def test_forward_in_blocks_of_examples_equals_the_whole_batch(monkeypatch, c_in,
     monkeypatch.setattr(conv_module, "COLS_BLOCK_BYTES", 1 << 30)  # the whole batch at once
     whole = conv.forward(x)
     grads = [conv.backward(dy), conv.W.grad.copy(), conv.b.grad.copy()]
-    for block_bytes in (1, 3 * 6 * 5 * (9 * c_in + 1) * 8):  # one example at a time; 3, 3, then 1
+    example = 6 * 5 * (9 * c_in + 1) * 8  # bytes of one example's windows
+    # one example at a time; 3, 3, then 1; under no_grad the blocks take turns in a ring of
+    # two blocks (which the last ones write over) or of more blocks than there are
+    for block_bytes, ring_bytes in ((1, 2 * example), (3 * example, 6 * example), (1, 1 << 30)):
         monkeypatch.setattr(conv_module, "COLS_BLOCK_BYTES", block_bytes)
+        monkeypatch.setattr(conv_module, "NO_GRAD_RING_BYTES", ring_bytes)
         conv.zero_grad()
         with contextlib.nullcontext() if training else gn.no_grad():
             blocked = conv.forward(x)

@@ -45,6 +45,11 @@ COLS_BLOCK_BYTES = 4 << 20
 # 14x14 (1.31); at 7x7 (1.65) and for CNN-A's 5x5 on 12x12 (2.25) the tap-by-tap scatter is
 # faster (measured with both paths alternating in one process: docs/speed.md)
 SHIFTED_DX_MAX_WASTE = 1.4
+# under no_grad the blocks' windows take turns in a ring of this many bytes (the batch's whole
+# windows matrix where smaller), not one block's buffer written over block after block: the BLAS
+# thread on the other core reads each block, and writing again into lines it has just read
+# costs a transfer between caches where the two cores share none (docs/speed.md)
+NO_GRAD_RING_BYTES = 64 << 20
 
 
 def _pair(v, name: str, layer: str) -> tuple[int, int]:
@@ -264,22 +269,27 @@ class Conv2d(Module):
         keep = grad_enabled()
         per_example = ho * wo * (kh * kw * c + 1) * x.dtype.itemsize  # bytes of cols per example
         step = max(1, COLS_BLOCK_BYTES // per_example)
-        if step >= n or (keep and c == 1):
+        ring = max(1, NO_GRAD_RING_BYTES // (step * per_example))  # blocks in no_grad's ring
+        if step >= n or (c == 1 and (keep or ring * step >= n)):
             y, cols = self._product(xp, ho, wo)
         else:
             # a few examples at a time: their windows are written, then multiplied while they
             # are still in cache, into their rows of y (the same rows of the same products as
             # the whole batch's). In training each block is a block of rows of the whole cols
-            # matrix that backward reads; under no_grad only the small block exists
+            # matrix that backward reads; under no_grad the blocks take turns in a ring of
+            # ``ring`` blocks' rows (NO_GRAD_RING_BYTES), where block b writes after block
+            # b - ring: memory stays small, and no block writes over the one just multiplied
             rows = ho * wo
             y = np.empty((n * rows, self.out_channels), dtype=np.result_type(x, self.W.data))
             cols = self._cols_buffer(xp, rows, kh * kw * c) if keep else None
-            if keep and cols is None:
-                cols = np.empty((n * rows, kh * kw * c), dtype=xp.dtype)
+            if cols is None and c > 1:  # (one channel under no_grad: each block its own cols^T)
+                kept = n if keep else min(n, ring * step)
+                cols = np.empty((kept * rows, kh * kw * c), dtype=xp.dtype)
             wmat = self._wmat(c)
-            for start in range(0, n, step):
+            for b, start in enumerate(range(0, n, step)):
                 block = slice(start * rows, min(start + step, n) * rows)
-                part = None if cols is None else cols[block]
+                at = (start if keep else (b % ring) * step) * rows  # the block's first row in cols
+                part = None if cols is None else cols[at : at + block.stop - block.start]
                 self._product(xp[start : start + step], ho, wo, y[block], part, wmat)
         self.cols, self.cols_t = (None, None) if not keep else (None, cols) if c == 1 else (cols, None)
         return y.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
