@@ -5,7 +5,8 @@ the encoder layer has dim_feedforward = 128 and dropout 0 (both libraries' dropo
 their random generators, not the layer). Each library runs in its own process (their BLAS
 thread pools starve each other in one), alternating; each row is the median of ``--repeats``
 timings on the same input after a warm-up. PyTorch's attention is called as a layer inside an
-encoder calls it (``need_weights=False``). Ratio = glassnet / torch (below 1: glassnet faster).
+encoder calls it (``need_weights=False``). Both processes run on glassnet's tuned allocator
+(harness.same_allocator). Ratio = glassnet / torch (below 1: glassnet faster).
 
     python benchmarks/bench_attention.py --rounds 3
 """
@@ -16,7 +17,7 @@ import argparse
 import json
 import os
 
-from harness import alternate, alternating_parser, layer_table, median_time, thread_env
+from harness import alternate, alternating_parser, layer_table, median_time, same_allocator, thread_env
 
 N, T, E, HEADS, FF = 128, 16, 64, 4, 128
 ROWS = [
@@ -52,6 +53,7 @@ def time_glassnet(repeats: int) -> dict[str, float]:
 
 
 def time_torch(repeats: int, threads: int) -> dict[str, float]:
+    same_allocator()
     import torch
 
     torch.set_num_threads(threads)

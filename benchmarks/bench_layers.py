@@ -7,9 +7,10 @@ Linear(1024,10) on Fashion-MNIST batches of 128 (float32). Each library runs in 
 needs no input gradient in a network (nor in torch, whose input has no requires_grad), so it
 is timed without one. glassnet's 4-D inputs and output errors are laid out as inside CNN-A (NCHW
 views of channels-last memory, what its convolutions return); torch's are its usual NCHW
-tensors. Ratio = glassnet / torch (below 1: glassnet faster). glassnet's process
-calls ``gn.tune_malloc()`` first, as the CLI does; ``--malloc default`` leaves glibc's allocator
-as it is, to measure what the tuning is worth.
+tensors. Ratio = glassnet / torch (below 1: glassnet faster). Both processes call
+``gn.tune_malloc()`` first (glassnet's CLI does; each library gets the same allocator,
+harness.same_allocator); ``--malloc default`` leaves glibc's allocator as it is in both, to
+measure what the tuning is worth.
 
     python benchmarks/bench_layers.py --rounds 2
     python benchmarks/bench_layers.py --rounds 2 --malloc default
@@ -21,7 +22,7 @@ import argparse
 import json
 import os
 
-from harness import alternate, alternating_parser, layer_table, median_time, thread_env
+from harness import alternate, alternating_parser, layer_table, median_time, same_allocator, thread_env
 
 # name: (glassnet constructor, torch constructor, input shape (batch 128), input needs grad)
 SPECS = {
@@ -65,7 +66,9 @@ def time_glassnet(spec, repeats: int, tune_malloc: bool) -> float:
     return median_time(once, repeats)
 
 
-def time_torch(spec, repeats: int, threads: int) -> float:
+def time_torch(spec, repeats: int, threads: int, tune_malloc: bool) -> float:
+    if tune_malloc:
+        same_allocator()
     import torch
 
     torch.set_num_threads(threads)
@@ -83,7 +86,7 @@ def time_torch(spec, repeats: int, threads: int) -> float:
 def build_parser() -> argparse.ArgumentParser:
     ap = alternating_parser(__doc__, rounds=2, repeats=20)
     ap.add_argument("--malloc", choices=["tuned", "default"], default="tuned",
-                    help="tuned: glassnet's process calls gn.tune_malloc() (as the CLI does)")  # fmt: skip
+                    help="tuned: both processes call gn.tune_malloc() (as glassnet's CLI does)")  # fmt: skip
     return ap
 
 
@@ -96,7 +99,7 @@ def main() -> None:
             try:
                 tuned = args.malloc == "tuned"
                 out[name] = (time_glassnet(spec, args.repeats, tuned) if args.impl == "glassnet"
-                             else time_torch(spec, args.repeats, args.threads))  # fmt: skip
+                             else time_torch(spec, args.repeats, args.threads, tuned))  # fmt: skip
             except AttributeError:  # a layer this version of glassnet does not have yet
                 out[name] = None
         print(json.dumps(out))

@@ -31,7 +31,7 @@ import statistics
 import sys
 import time
 
-from harness import alternating_parser, median_time, paired_ratio, round_order, run_child
+from harness import alternating_parser, median_time, paired_ratio, round_order, run_child, same_allocator
 
 BATCH = 128
 
@@ -207,6 +207,7 @@ def _grouped(times: dict[str, float], kinds: dict[str, str]) -> dict[str, float]
 
 
 def time_torch(workload: str, repeats: int, threads: int) -> dict:
+    same_allocator()  # the allocator glassnet's process tunes: the same for each library
     import torch
     from bench_train import torch_cnn_a
 

@@ -43,6 +43,15 @@ def epoch_timer():
     return EpochTimer()
 
 
+def same_allocator() -> None:
+    """glassnet's ``tune_malloc()`` in a child process, whichever library it times: glassnet's
+    CLI tunes glibc's allocator, and each library gets the same one (a process that maps and
+    unmaps its large blocks afresh pays page faults the other does not)."""
+    import glassnet as gn
+
+    gn.tune_malloc()
+
+
 def round_order(r: int) -> tuple[str, str]:
     """The order of round ``r``'s two processes: glassnet first in even rounds, torch first in odd
     ones, so that neither library always runs right after the other's process."""
