@@ -34,6 +34,8 @@ import statistics
 import threading
 import time
 
+from harness import median_time, positive_int
+
 NEAR, FAR = 1.3, 1.4  # the distance's classes (between them: unclassed)
 MB = 1 << 20
 
@@ -77,6 +79,24 @@ class Distance:
         return statistics.median(other) / statistics.median(own)
 
 
+def tap_loop(np, d, taps, dxp, shares, place, per_tap: bool):
+    """A dx loop as the convolution runs it: for each kernel tap (a, b), the product d @ taps[a, b]
+    into ``shares[a kw + b]`` (``per_tap``) or into ``shares[0]`` every time, then added at once
+    to dx's region ``place(a, b)``."""
+    kh, kw = taps.shape[:2]
+
+    def run():
+        dxp[...] = 0
+        for a in range(kh):
+            for b in range(kw):
+                share = shares[a * kw + b if per_tap else 0]
+                np.matmul(d, taps[a, b], out=share)
+                region = place(a, b)
+                region += share.reshape(region.shape)
+
+    return run
+
+
 def conv_backward(np, gn):
     """Conv2d(32, 64, 5)'s backward on CNN-A's shapes, and its dx loop alone with one buffer
     written over tap after tap or with a buffer per tap."""
@@ -92,18 +112,11 @@ def conv_backward(np, gn):
     shares = np.empty((25, len(delta), 32), np.float32)
     dxp = np.zeros((128, 12, 12, 32), np.float32)
 
-    def dx_loop(per_tap: bool):
-        def run():
-            dxp[...] = 0
-            for i in range(5):
-                for j in range(5):
-                    share = shares[i * 5 + j if per_tap else 0]
-                    np.matmul(delta, taps[i, j], out=share)
-                    dxp[:, i : i + 8, j : j + 8, :] += share.reshape(128, 8, 8, 32)
+    def place(a, b):  # the input pixels under tap (a, b)
+        return dxp[:, a : a + 8, b : b + 8, :]
 
-        return run
-
-    return (lambda: conv.backward(dy)), dx_loop(False), dx_loop(True)
+    loops = (tap_loop(np, delta, taps, dxp, shares, place, per_tap) for per_tap in (False, True))
+    return (lambda: conv.backward(dy)), *loops
 
 
 def shifted_rows(np):
@@ -117,18 +130,10 @@ def shifted_rows(np):
     dxp = np.zeros((n * hp * wp, c), np.float32)
     shares = np.empty((9, rows, c), np.float32)
 
-    def loop(per_tap: bool):
-        def run():
-            dxp[...] = 0
-            for a in range(3):
-                for b in range(3):
-                    share = shares[a * 3 + b if per_tap else 0]
-                    np.matmul(d, taps[a, b], out=share)
-                    dxp[a * wp + b : a * wp + b + rows] += share
+    def place(a, b):  # the padded input's rows r + a Wp + b
+        return dxp[a * wp + b : a * wp + b + rows]
 
-        return run
-
-    return loop(False), loop(True)
+    return tuple(tap_loop(np, d, taps, dxp, shares, place, per_tap) for per_tap in (False, True))
 
 
 def inference(np, gn):
@@ -169,13 +174,7 @@ def probe(seconds: float, threads: int = 2) -> dict:
     infer_one, infer_ring = inference(np, gn)
 
     def ms(work, repeats=5):
-        work()
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            work()
-            times.append(time.perf_counter() - t)
-        return statistics.median(times) * 1e3
+        return median_time(work, repeats) * 1e3
 
     probes = []
     end = time.monotonic() + seconds
@@ -202,8 +201,6 @@ def probe(seconds: float, threads: int = 2) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from glassnet.runs import positive_int  # (run_all.py imports this file for table_lines)
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=positive_int, default=60, help="how long to probe")
     ap.add_argument("--threads", type=positive_int, default=2, help="BLAS threads of the two-thread columns")
@@ -212,32 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
+    from run_all import cores_table  # the table as the results file has it
+
     args = build_parser().parse_args()
     report = probe(args.seconds, args.threads)
     if args.json:
         print(json.dumps(report))
         return
     print(f"{report['probes']} probes over {args.seconds} s\n")
-    print("\n".join(table_lines(report)))
-
-
-def table_lines(report: dict) -> list[str]:
-    """The report as a Markdown table (run_all.py prints it the same way)."""
-    n = report.get("threads", 2)
-    lines = [f"Conv2d(32,64,5) (CNN-A): its backward at {n} threads and at 1; its dx loop at {n} threads "
-             "with one buffer and with a buffer per tap. Conv2d(16,16,3) (ResNet, 28x28): its dx by "
-             "shifted rows, the same two ways. Times in ms. CNN-A's inference (batch 500) with the windows "
-             "in one block's buffer and in the layer's ring, images per second.", "",
-             f"| cores | probes | distance | backward, {n} threads | backward, 1 thread | dx, one buffer | "
-             "dx, a buffer per tap | ResNet dx, one buffer | ResNet dx, a buffer per tap | inference, one "
-             "buffer | inference, ring |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    keys = ("backward_2", "backward_1", "dx_one_buffer", "dx_per_tap", "rows_one_buffer", "rows_per_tap")
-    for name, c in report["classes"].items():
-        cells = " | ".join(f"{c[k]:.2f}" for k in keys)
-        infer = " | ".join(f"{c[k]:,.0f}" if k in c else "n/a" for k in ("infer_one_buffer", "infer_ring"))
-        lines.append(f"| {name} | {c['probes']} | {c['distance']:.2f} | {cells} | {infer} |")
-    return lines
+    print("\n".join(cores_table(report)))
 
 
 if __name__ == "__main__":

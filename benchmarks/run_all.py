@@ -333,15 +333,13 @@ def render(stamp: dict, results: list[tuple[Workload, dict]], quick: bool) -> st
             lines += kernel_lines(w, r)
     for w, r in by_table.get("cores", []):
         if "error" not in r:
-            import probe_cores  # its table as it prints it
-
             lines += [f"## Where the {r.get('threads', 2)} cores sit, and what it costs the second thread "
                       f"({r['probes']} probes over {r['seconds']} s)", "",
                       f"`python benchmarks/{' '.join([w.script, *w.args])}`", "",
                       "Distance: the time to read 1 MB the other core has just written over the time to read "
                       "it after this core wrote it (near: below 1.3; far: 1.4 and above). docs/speed.md says "
                       "what it means for the tables above.", "",
-                      *probe_cores.table_lines(r), ""]  # fmt: skip
+                      *cores_table(r), ""]  # fmt: skip
     one = [(w, r) for w, r in by_table.get("one-thread", []) if "error" not in r]
     if one:
         lines += one_thread_lines(one, results)
@@ -411,6 +409,25 @@ def in_process_lines(w: Workload, r: dict, title: str, note: list[str], header: 
     for row in r["rows"]:
         lines.append(f"| {row['name']} | {row[keys[0]]:.2f} | {row[keys[1]]:.2f} | **{row['ratio']:.2f}** |")
     return [*lines, ""]
+
+
+def cores_table(report: dict) -> list[str]:
+    """probe_cores.py's report as a Markdown table (its own output without --json too)."""
+    n = report.get("threads", 2)
+    lines = [f"Conv2d(32,64,5) (CNN-A): its backward at {n} threads and at 1; its dx loop at {n} threads "
+             "with one buffer and with a buffer per tap. Conv2d(16,16,3) (ResNet, 28x28): its dx by "
+             "shifted rows, the same two ways. Times in ms. CNN-A's inference (batch 500) with the windows "
+             "in one block's buffer and in the layer's ring, images per second.", "",
+             f"| cores | probes | distance | backward, {n} threads | backward, 1 thread | dx, one buffer | "
+             "dx, a buffer per tap | ResNet dx, one buffer | ResNet dx, a buffer per tap | inference, one "
+             "buffer | inference, ring |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    keys = ("backward_2", "backward_1", "dx_one_buffer", "dx_per_tap", "rows_one_buffer", "rows_per_tap")
+    for name, c in report["classes"].items():
+        cells = " | ".join(f"{c[k]:.2f}" for k in keys)
+        infer = " | ".join(f"{c[k]:,.0f}" if k in c else "n/a" for k in ("infer_one_buffer", "infer_ring"))
+        lines.append(f"| {name} | {c['probes']} | {c['distance']:.2f} | {cells} | {infer} |")
+    return lines
 
 
 def kernel_lines(w: Workload, r: dict) -> list[str]:
