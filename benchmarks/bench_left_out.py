@@ -7,11 +7,6 @@ alternating, ``--rounds`` times, on the shapes it was meant for; the report is t
 each side and their ratio (alternative / glassnet: above 1, the alternative is slower). Each
 alternative is first checked to compute the same numbers as the layer.
 
-- ``ReLU forward by rows against a row of zeros``: NumPy runs ``np.maximum(x, 0)`` (a broadcast
-  scalar) through a scalar loop and two contiguous operands through SIMD, so x's memory is taken
-  in rows of 16,384 numbers against one cached row of zeros;
-- ``ReLU backward as a float mask``: ``np.greater(y, 0, out=dx)`` then ``dx *= dy``, instead of
-  ``dy * (y > 0)`` (a boolean array and a float-by-boolean loop);
 - ``batch norm in blocks of examples``: forward's centring and variance, then its scale and
   shift, and backward's sums and its four passes, a block of examples at a time while it is in
   cache (2 MiB), instead of whole-batch passes;
@@ -22,9 +17,11 @@ alternative is first checked to compute the same numbers as the layer.
   im2col and one product.
 
 A layer timed alone, the same call again and again, keeps its arrays in cache; inside a training
-step they arrive from other layers. So the two ideas that win alone (ReLU's, batch norm's) are
-also timed where they would live: in CNN-A + BatchNorm2d's and the ``resnet`` preset's training
-step, with the layers' methods switched to the alternative and back, alternating.
+step they arrive from other layers. So the idea that wins alone (batch norm's) is also timed
+where it would live: in CNN-A + BatchNorm2d's and the ``resnet`` preset's training step, with the
+layer's methods switched to the alternative and back, alternating. (ReLU by rows against a row of
+zeros and its backward through a float mask were here too; they are now the layer's own passes,
+``glassnet.layers.activations.relu``.)
 
     python benchmarks/bench_left_out.py --rounds 8
 """
@@ -36,7 +33,6 @@ import argparse
 from harness import alternating_ms, in_process_main, in_process_parser
 
 BATCH = 128
-RELU_ROW = 16384
 BN_BLOCK_BYTES = 2 << 20
 
 
@@ -57,23 +53,6 @@ def channels_last(np, rng, shape):
 
 
 # --- the alternatives --------------------------------------------------------------------------
-def relu_rows(np, x):
-    zero_row = np.zeros(RELU_ROW, x.dtype)
-    y = np.empty_like(x)  # x's memory order
-    src, dst = (a.transpose(0, 2, 3, 1).reshape(-1) for a in (x, y))  # views: channels-last memory
-    whole = src.size - src.size % RELU_ROW
-    np.maximum(src[:whole].reshape(-1, RELU_ROW), zero_row, out=dst[:whole].reshape(-1, RELU_ROW))
-    np.maximum(src[whole:], 0, out=dst[whole:])
-    return y
-
-
-def relu_grad_float_mask(np, dy, y):
-    dx = np.empty_like(dy)
-    np.greater(y, 0, out=dx)
-    dx *= dy
-    return dx
-
-
 def batch_norm_in_blocks(np, x2, dy2, c, hw, gamma, beta, eps=1e-5):
     """Training forward and backward of batch norm on (N, H W C) rows, a block of rows at a time:
     returns y and dx (the layer's formulas: docs/speed.md, "Batch norm on a convolution's output")."""
@@ -168,27 +147,6 @@ def winograd_forward(np, xp, U):
     return y.reshape(n, 2 * th, 2 * tw, -1)
 
 
-def relu_switch(gn, np):
-    """(on, off): ReLU's forward and backward by the two alternatives above, and back."""
-    forward, backward = gn.ReLU.forward, gn.ReLU.backward
-
-    def fast_forward(self, x):
-        rows = x.ndim == 4 and x.transpose(0, 2, 3, 1).flags.c_contiguous
-        self.y = relu_rows(np, x) if rows else np.maximum(x, 0)
-        return self.y
-
-    def fast_backward(self, dy):
-        return relu_grad_float_mask(np, dy, self.y) if dy.shape == self.y.shape else dy * (self.y > 0)
-
-    def on():
-        gn.ReLU.forward, gn.ReLU.backward = fast_forward, fast_backward
-
-    def off():
-        gn.ReLU.forward, gn.ReLU.backward = forward, backward
-
-    return on, off
-
-
 def batch_norm_switch(gn, np):
     """(on, off): BatchNorm2d's training forward and backward on channels-last input in blocks of
     examples (as ``batch_norm_in_blocks``, with the layer's running statistics and gradients)."""
@@ -264,21 +222,6 @@ def measure(rounds: int, repeats: int) -> list[dict]:
     rng = np.random.default_rng(0)
     rows = []
     for shape in ((BATCH, 32, 24, 24), (BATCH, 16, 28, 28)):
-        x = channels_last(np, rng, shape)
-        dy = channels_last(np, rng, shape)
-        relu = gn.ReLU()
-        y = relu.forward(x)
-        assert np.array_equal(relu_rows(np, x), y) and np.array_equal(
-            relu_grad_float_mask(np, dy, y), relu.backward(dy)
-        )
-        rows.append(compare(f"ReLU forward on {shape}: by rows against a row of zeros / np.maximum(x, 0)",
-                            lambda x=x: relu_rows(np, x), lambda x=x, relu=relu: relu.forward(x),
-                            rounds, repeats))  # fmt: skip
-        rows.append(compare(f"ReLU backward on {shape}: a float mask / dy * (y > 0)",
-                            lambda dy=dy, y=y: relu_grad_float_mask(np, dy, y),
-                            lambda dy=dy, relu=relu: relu.backward(dy), rounds, repeats))  # fmt: skip
-
-    for shape in ((BATCH, 32, 24, 24), (BATCH, 16, 28, 28)):
         n, c, h, w = shape
         x, dy = channels_last(np, rng, shape), channels_last(np, rng, shape)
         bn = gn.BatchNorm2d(c)
@@ -345,13 +288,9 @@ def measure(rounds: int, repeats: int) -> list[dict]:
             gn.train_step(model, loss_fn, opt, xb, yb)
 
         few = max(2, repeats // 2) if label.startswith("`resnet`") else repeats
-        for idea, switch in (
-            ("ReLU by rows and a float mask", relu_switch),
-            ("batch norm in blocks", batch_norm_switch),
-        ):
-            on, off = switch(gn, np)
-            rows.append(compare(f"{label} training step (batch {BATCH}): {idea} / the layers'", step, step,
-                                rounds, few, on=on, off=off))  # fmt: skip
+        on, off = batch_norm_switch(gn, np)
+        name = f"{label} training step (batch {BATCH}): batch norm in blocks / the layers'"
+        rows.append(compare(name, step, step, rounds, few, on=on, off=off))
     return rows
 
 

@@ -296,6 +296,47 @@ def test_derivative_at_kink_as_torch(name, torch):
         assert not dx[at_zero].any()
 
 
+def test_relu_fast_paths_are_the_formula():
+    """ReLU's forward by rows against a row of zeros and its backward through a float mask give
+    np.maximum(z, 0) and dy * (z > 0) bit for bit (signed zeros, NaN and infinities too), keep
+    the input's memory order, and fall back to the formula where they cannot run."""
+    from glassnet.layers.activations import RELU_ROW, relu, relu_grad
+
+    def bits(a):
+        return np.ascontiguousarray(a).view(np.uint32 if a.dtype == np.float32 else np.uint64)
+
+    rng = np.random.default_rng(0)
+    special = [np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0]
+    for dtype in (np.float32, np.float64):
+        channels_last = rng.standard_normal((3, 9, 9, 70)).transpose(0, 3, 1, 2)  # a conv's view
+        shapes = [
+            rng.standard_normal(RELU_ROW * 2),  # whole rows only
+            rng.standard_normal((7, RELU_ROW // 7 + 5)),  # rows and a tail
+            rng.standard_normal((5, 3)),  # small: np.maximum
+            channels_last,
+            rng.standard_normal((40, 3000))[:, ::3],  # not one block of memory
+        ]
+        for x in shapes:
+            x = x.astype(dtype)
+            idx = rng.choice(x.size, len(special), replace=False)
+            x[np.unravel_index(idx, x.shape)] = special
+            y = relu(x)
+            np.testing.assert_array_equal(bits(y), bits(np.maximum(x, 0)))
+            if x.flags.c_contiguous or x is channels_last:
+                assert y.strides == np.empty_like(x).strides
+            dy = rng.standard_normal(x.shape).astype(dtype)
+            dy.reshape(-1)[: len(special)] = special
+            with np.errstate(invalid="ignore"):  # inf * 0 is NaN in both
+                np.testing.assert_array_equal(bits(relu_grad(dy, y)), bits(dy * (y > 0)))
+    layer = gn.ReLU()
+    x = rng.standard_normal((64, 512)).astype(np.float32)
+    np.testing.assert_array_equal(layer.forward(x), np.maximum(x, 0))
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    np.testing.assert_array_equal(layer.backward(dy), dy * (x > 0))
+    assert relu([-1.0, 2.0]).tolist() == [0.0, 2.0]  # not an array: the formula
+    assert relu(np.array([-3, 4])).tolist() == [0, 4]  # integers: the formula
+
+
 HUGE = np.array([[1e4, -1e4, 0.0, 1.0], [-1e4, -1e4, 1e4, 3.0], [-1e4, 2.0, -1e4, -1e4]])
 # one input: HUGE is one array (the merges have no exp or division to overflow)
 FREE_LAYERS = rows("layer", lambda case: not has_params(case) and not several_inputs(case))

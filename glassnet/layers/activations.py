@@ -45,15 +45,56 @@ class Tanh(Module):
 
 
 class ReLU(Module):
-    """y = max(z, 0).  Shapes: any -> same.  Backward: dz = dy * [z > 0] (ReLU'(0) = 0)."""
+    """y = max(z, 0).  Shapes: any -> same.  Backward: dz = dy * [z > 0] (ReLU'(0) = 0).
+
+    Both passes are the formula, written for NumPy's fast loops (``relu`` and ``relu_grad``
+    below): ``tests/test_layers.py::test_relu_fast_paths_are_the_formula`` checks them equal
+    to ``np.maximum(z, 0)`` and ``dy * (z > 0)`` bit for bit."""
 
     def forward(self, x):
-        self.y = np.maximum(x, 0)
+        self.y = relu(x)
         return self.y
 
     def backward(self, dy):
-        # y > 0 exactly where z > 0; a bool mask keeps dy's dtype
-        return dy * (self.y > 0)
+        return relu_grad(dy, self.y)
+
+
+RELU_ROW = 16384  # numbers per row of the zero row that ReLU's maximum runs against
+_ZERO_ROWS: dict[np.dtype, np.ndarray] = {}
+
+
+def relu(x) -> np.ndarray:
+    """max(x, 0). NumPy runs ``np.maximum(x, 0)`` (an array against a broadcast scalar) through
+    a scalar loop, and ``maximum`` of two arrays through SIMD, 2-3x faster on a megabyte. So x's
+    memory, in its own order (a convolution's NCHW view of channels-last memory too), is taken
+    as rows of ``RELU_ROW`` numbers against one read-only row of zeros; the tail, small arrays
+    and arrays that are not one block of memory take ``np.maximum(x, 0)``."""
+    if not isinstance(x, np.ndarray) or x.size < RELU_ROW or x.dtype.kind != "f":
+        return np.maximum(x, 0)
+    y = np.empty_like(x)  # x's memory order
+    src, dst = x.ravel(order="K"), y.ravel(order="K")
+    if not (np.may_share_memory(src, x) and np.may_share_memory(dst, y)):  # not one block: copies
+        return np.maximum(x, 0)
+    zero = _ZERO_ROWS.get(x.dtype)
+    if zero is None:
+        zero = _ZERO_ROWS[x.dtype] = np.zeros(RELU_ROW, x.dtype)
+        zero.flags.writeable = False
+    whole = src.size - src.size % RELU_ROW
+    np.maximum(src[:whole].reshape(-1, RELU_ROW), zero, out=dst[:whole].reshape(-1, RELU_ROW))
+    np.maximum(src[whole:], 0, out=dst[whole:])
+    return y
+
+
+def relu_grad(dy, y) -> np.ndarray:
+    """dy * (y > 0), with y = relu(z) (y > 0 exactly where z > 0). ``dy * (y > 0)`` multiplies
+    by a boolean array through a loop that casts as it goes; writing the comparison into a float
+    array first and multiplying two float arrays is faster."""
+    if not isinstance(dy, np.ndarray) or dy.shape != y.shape or dy.dtype.kind != "f":
+        return dy * (y > 0)
+    dx = np.empty_like(dy)
+    np.greater(y, 0, out=dx)
+    dx *= dy
+    return dx
 
 
 class LeakyReLU(Module):

@@ -41,6 +41,7 @@ from ..module import (
     float_dtype,
     grad_enabled,
     ran_under_no_grad,
+    row_sums,
 )
 from ._shapes import size
 
@@ -290,9 +291,11 @@ class MultiheadAttention(Module):
         if self.drop is not None:
             dA *= self.drop
         # the softmax Jacobian, row by row: dZ = A * (dA - rowsum(dA * A))
+        #                                      = dA * A - A * rowsum(dA * A)
         dZ = dA
-        dZ -= np.einsum("nhts,nhts->nht", dA, A)[..., None]
         dZ *= A
+        A_rowsum = A * row_sums(dZ.reshape(-1, s)).reshape(n, self.num_heads, t, 1)
+        dZ -= A_rowsum
         dZ *= scale
         # dQ, dK, dV are written by head straight into the (N, L, E) layout of the projections'
         # products: [dQ dK dV] side by side per position in self-attention, else one array each
@@ -353,44 +356,41 @@ class MultiheadAttention(Module):
 
 
 def _softmax_rows(Z: np.ndarray) -> np.ndarray:
-    """softmax over the last axis, shifted by each row's max (exp cannot overflow; the result is
-    unchanged), computed in Z's own memory (forward's fresh scores: no second array of N H T S).
+    """softmax over the last axis: A = exp(Z) / rowsum(exp(Z)), a new array (Z is left as it
+    was; the caller drops it).
+
+    A shift of a row leaves its softmax unchanged, and the textbook shifts each row by its max
+    before exp, so that exp cannot overflow. That max costs two passes over short rows (the max
+    and the subtraction), more than the exp. Here exp is taken of the scores as they are, and
+    only the rows where that left float's range are done again, shifted by their own max: a row
+    whose sum of exponentials overflowed (a score above about 88 in float32) or fell below
+    sqrt(tiny) (every score of the row below about -43: its smallest weights would lose digits
+    as subnormal numbers). Every row's result depends on that row alone (a causal model's
+    earlier outputs do not move when a later token does), and it equals the shifted formula's
+    to rounding (``test_softmax_rows_is_the_softmax`` checks both kinds of row).
 
     A row whose every score is -inf (every key masked) gets weights 0, as PyTorch's
     scaled_dot_product_attention gives them (the path its MultiheadAttention trains on): the
     query then attends to nothing, its output is the output projection's bias, and no gradient
     flows through it. The formula would give 0 / 0 = NaN there."""
-    A = Z
-    m = _row_max(Z)
-    dead = m == -np.inf  # rows with no key to attend to
-    some_dead = bool(dead.any())
-    if some_dead:
-        m[dead] = 0.0  # exp(-inf - 0) = 0 in every entry of the row
-    A -= m[..., None]
-    np.exp(A, out=A)
-    total = np.einsum("...s->...", A)
-    if some_dead:
-        total[dead] = 1.0  # 0 / 1: weights 0
-    A /= total[..., None]
-    return A
-
-
-def _row_max(Z: np.ndarray) -> np.ndarray:
-    """max over the last axis. NumPy's reduction restarts its loop for every row, which costs
-    more than the row's numbers when rows are short (S keys, up to 64): there the rows are
-    folded in half (two overlapping halves for an odd S: max does not mind counting a column
-    twice) down to at most 16 columns, and those are reduced as element-wise maxima of whole
-    columns, one loop over every row each. Longer rows take NumPy's reduction."""
     rows = Z.reshape(-1, Z.shape[-1])
-    if rows.shape[1] > 64:
-        return rows.max(axis=-1).reshape(Z.shape[:-1])
-    while rows.shape[1] > 16:
-        width, half = rows.shape[1], (rows.shape[1] + 1) // 2
-        rows = np.maximum(rows[:, :half], rows[:, width - half :])
-    m = rows[:, 0].copy()
-    for j in range(1, rows.shape[1]):
-        np.maximum(m, rows[:, j], out=m)
-    return m.reshape(Z.shape[:-1])
+    with np.errstate(over="ignore"):  # such rows are done again below
+        A = np.exp(rows)
+    total = row_sums(A)
+    lowest = math.sqrt(np.finfo(A.dtype).tiny)
+    redo = ~((total >= lowest) & (total < np.inf))  # out of range (or NaN: it stays NaN)
+    if redo.any():
+        shifted = rows[redo]
+        m = shifted.max(axis=1)
+        dead = m == -np.inf  # rows with no key to attend to
+        m[dead] = 0.0  # exp(-inf - 0) = 0 in every entry of the row
+        shifted -= m[:, None]
+        np.exp(shifted, out=shifted)
+        sums = shifted.sum(axis=1)
+        sums[dead] = 1.0  # 0 / 1: weights 0
+        A[redo], total[redo] = shifted, sums
+    A /= total[:, None]
+    return A.reshape(Z.shape)
 
 
 def _by_rows(x: np.ndarray, M: np.ndarray) -> np.ndarray:

@@ -419,7 +419,7 @@ class LayerNorm(Module):
         m = math.prod(self.normalized_shape)
         x2 = x.reshape(-1, m)  # one row per example (per token)
         x_hat = x2 - row_sums(x2)[:, None] * (1.0 / m)  # centred first: no cancellation in var
-        var = np.einsum("bm,bm->b", x_hat, x_hat) * (1.0 / m)
+        var = row_sums(np.square(x_hat)) * (1.0 / m)
         self.inv_sigma = (1.0 / np.sqrt(var + self.eps))[:, None]
         x_hat *= self.inv_sigma
         self.x_hat = x_hat
@@ -433,24 +433,27 @@ class LayerNorm(Module):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         x_hat, m = self.x_hat, self.x_hat.shape[1]
         dy2 = dy.reshape(x_hat.shape)
-        self._param_grads(dy2)
-        g = dy2 * self.weight.data.reshape(-1) if self.weight is not None else dy2  # dx_hat
-        sum_g = row_sums(g)[:, None]
-        sum_g_x_hat = np.einsum("bm,bm->b", g, x_hat)[:, None]
+        dy_x_hat = dy2 * x_hat  # the terms of dgamma's sums and, times gamma, of sum g x_hat
+        self._param_grads(dy2, dy_x_hat)
+        # g = dx_hat = dy gamma; its row sums are products with gamma (ones without it)
+        gamma = self.weight.data.reshape(-1) if self.weight is not None else np.ones(m, x_hat.dtype)
+        sum_g = (dy2 @ gamma)[:, None]
+        sum_g_x_hat = (dy_x_hat @ gamma)[:, None]
         # dx = (1/(m sigma)) (m g - sum g - x_hat sum g x_hat)
-        dx = x_hat * -sum_g_x_hat
-        dx += m * g
+        dx = dy2 * (m * gamma)
+        dx -= np.multiply(x_hat, sum_g_x_hat, out=dy_x_hat)
         dx -= sum_g
         dx *= self.inv_sigma * (1.0 / m)
         return dx.reshape(dy.shape)
 
     def backward_params(self, dy: np.ndarray) -> None:
-        self._param_grads(dy.reshape(self.x_hat.shape))
+        dy2 = dy.reshape(self.x_hat.shape)
+        self._param_grads(dy2, dy2 * self.x_hat)
 
-    def _param_grads(self, dy2: np.ndarray) -> None:
-        if self.weight is not None:
-            self.weight.grad += np.einsum("bm,bm->m", dy2, self.x_hat).reshape(self.normalized_shape)
-        if self.bias is not None:
+    def _param_grads(self, dy2: np.ndarray, dy_x_hat: np.ndarray) -> None:
+        if self.weight is not None:  # dgamma_j = sum_b dy_bj x_hat_bj
+            self.weight.grad += column_sums(dy_x_hat).reshape(self.normalized_shape)
+        if self.bias is not None:  # dbeta_j = sum_b dy_bj
             self.bias.grad += column_sums(dy2).reshape(self.normalized_shape)
 
     def config(self) -> dict:
