@@ -4,11 +4,13 @@ The issue's size: N = 128 sequences of T = 16 tokens of E = 64 features, 4 heads
 the encoder layer has dim_feedforward = 128 and dropout 0 (both libraries' dropout would time
 their random generators, not the layer). Each library runs in its own process (their BLAS
 thread pools starve each other in one), alternating; each row is the median of ``--repeats``
-timings on the same input after a warm-up. PyTorch's attention is called as a layer inside an
-encoder calls it (``need_weights=False``). Both processes run on glassnet's tuned allocator
-(harness.same_allocator). Ratio = glassnet / torch (below 1: glassnet faster).
+timings on the same input after a warm-up. The two processes live through all rounds
+(harness.alternate_live): a round's two measurements are well under a second apart. PyTorch's
+attention is called as a layer inside an encoder calls it (``need_weights=False``). Both
+processes run on glassnet's tuned allocator (harness.same_allocator). Ratio = glassnet / torch
+(below 1: glassnet faster).
 
-    python benchmarks/bench_attention.py --rounds 3
+    python benchmarks/bench_attention.py --rounds 15
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ import argparse
 import json
 import os
 
-from harness import alternate, alternating_parser, layer_table, median_time, same_allocator, thread_env
+from harness import (
+    alternate_live,
+    alternating_parser,
+    layer_table,
+    median_time,
+    same_allocator,
+    serve,
+    thread_env,
+)
 
 N, T, E, HEADS, FF = 128, 16, 64, 4, 128
 ROWS = [
@@ -83,13 +93,16 @@ def main() -> None:
     args = build_parser().parse_args()
     if args.impl:
         os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
-        times = (
-            time_glassnet(args.repeats) if args.impl == "glassnet" else time_torch(args.repeats, args.threads)
-        )
-        print(json.dumps(times))
+
+        def measure():
+            if args.impl == "glassnet":
+                return time_glassnet(args.repeats)
+            return time_torch(args.repeats, args.threads)
+
+        serve(measure) if args.serve else print(json.dumps(measure()))
         return
     child = ["--repeats", str(args.repeats), "--threads", str(args.threads)]
-    results = alternate(__file__, args.rounds, child, env=thread_env(args.threads))
+    results = alternate_live(__file__, args.rounds, child, env=thread_env(args.threads))
     layer_table(results, ROWS, "layer (forward + backward, float32)", args.json, args.threads)
 
 

@@ -2,8 +2,9 @@
 
 CNN-A = Conv2d(1,32,5) ReLU MaxPool2d(2) Conv2d(32,64,5) ReLU MaxPool2d(2) Flatten Dropout(.5)
 Linear(1024,10) on Fashion-MNIST batches of 128 (float32). Each library runs in its own process
-(their BLAS thread pools starve each other in one), alternating; each row is the median of
-``--repeats`` timings of forward + backward on the same input, after a warm-up. The first conv
+(their BLAS thread pools starve each other in one), alternating, the two processes living
+through all rounds (harness.alternate_live); each row is the median of ``--repeats`` timings
+of forward + backward on the same input, after a warm-up. The first conv
 needs no input gradient in a network (nor in torch, whose input has no requires_grad), so it
 is timed without one. glassnet's 4-D inputs and output errors are laid out as inside CNN-A (NCHW
 views of channels-last memory, what its convolutions return); torch's are its usual NCHW
@@ -22,7 +23,15 @@ import argparse
 import json
 import os
 
-from harness import alternate, alternating_parser, layer_table, median_time, same_allocator, thread_env
+from harness import (
+    alternate_live,
+    alternating_parser,
+    layer_table,
+    median_time,
+    same_allocator,
+    serve,
+    thread_env,
+)
 
 # name: (glassnet constructor, torch constructor, input shape (batch 128), input needs grad)
 SPECS = {
@@ -94,18 +103,22 @@ def main() -> None:
     args = build_parser().parse_args()
     if args.impl:
         os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
-        out = {}
-        for name, spec in SPECS.items():
-            try:
-                tuned = args.malloc == "tuned"
-                out[name] = (time_glassnet(spec, args.repeats, tuned) if args.impl == "glassnet"
-                             else time_torch(spec, args.repeats, args.threads, tuned))  # fmt: skip
-            except AttributeError:  # a layer this version of glassnet does not have yet
-                out[name] = None
-        print(json.dumps(out))
+
+        def measure():
+            out = {}
+            for name, spec in SPECS.items():
+                try:
+                    tuned = args.malloc == "tuned"
+                    out[name] = (time_glassnet(spec, args.repeats, tuned) if args.impl == "glassnet"
+                                 else time_torch(spec, args.repeats, args.threads, tuned))  # fmt: skip
+                except AttributeError:  # a layer this version of glassnet does not have yet
+                    out[name] = None
+            return out
+
+        serve(measure) if args.serve else print(json.dumps(measure()))
         return
     child = ["--repeats", str(args.repeats), "--threads", str(args.threads), "--malloc", args.malloc]
-    results = alternate(__file__, args.rounds, child, env=thread_env(args.threads))
+    results = alternate_live(__file__, args.rounds, child, env=thread_env(args.threads))
     layer_table(results, SPECS, "layer (forward + backward, batch 128)", args.json, args.threads)
 
 

@@ -86,6 +86,60 @@ def alternate(
     return results
 
 
+def alternate_live(
+    script: str, rounds: int, args: list[str], env: dict[str, str] | None = None, pause: float = 0.3
+) -> dict[str, list[dict]]:
+    """``alternate``'s rounds with the two children started once: each runs ``script --impl NAME
+    --serve`` and answers every line it reads on stdin with one JSON line of timings (``serve``).
+    A round asks the two in ``round_order``, one after the other, so its two measurements are
+    well under a second apart, where a round of fresh processes spends seconds importing torch
+    between them, long enough for this VM's cores to change placement (docs/speed.md, "When the
+    two cores share no cache") and split the pair. ``pause`` seconds of quiet come before each
+    measurement, so that the other library's threads, spinning after their last call, have gone
+    to sleep. Returns what ``alternate`` returns."""
+    import tempfile
+
+    procs, errs = {}, {}
+    try:
+        for impl in ("glassnet", "torch"):
+            errs[impl] = tempfile.TemporaryFile(mode="w+")
+            procs[impl] = subprocess.Popen(
+                [sys.executable, script, "--impl", impl, "--serve", *args],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errs[impl], text=True, env=env,
+            )  # fmt: skip
+        results: dict[str, list[dict]] = {"glassnet": [], "torch": []}
+        for r in range(rounds):
+            for impl in round_order(r):
+                time.sleep(pause)
+                proc = procs[impl]
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+                line = proc.stdout.readline()
+                if not line:  # the child died: its traceback is in its stderr
+                    proc.wait()
+                    errs[impl].seek(0)
+                    tail = "\n".join(errs[impl].read().strip().splitlines()[-5:])
+                    raise RuntimeError(
+                        f"{script} --impl {impl} --serve exited with {proc.returncode}:\n{tail}"
+                    )
+                results[impl].append(json.loads(line))
+        return results
+    finally:
+        for proc in procs.values():
+            if proc.stdin and not proc.stdin.closed:
+                proc.stdin.close()
+            proc.wait()
+        for f in errs.values():
+            f.close()
+
+
+def serve(measure) -> None:
+    """A child of ``alternate_live``: ``measure()`` (a dict of timings) once for every line read
+    on stdin, each answered with one JSON line; returns at end of input."""
+    for _ in sys.stdin:
+        print(json.dumps(measure()), flush=True)
+
+
 def layer_table(results: dict[str, list[dict]], names, title: str, as_json: bool, threads: int) -> None:
     """Print the per-layer medians of ``alternate``'s results, in ms, with their ratios
     (``paired_ratio``, and each round's): one JSON line (``as_json``, what run_all.py reads) or a
@@ -193,6 +247,7 @@ def alternating_parser(
     if as_json:
         ap.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
     ap.add_argument("--impl", choices=["glassnet", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # alternate_live's child
     return ap
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -487,6 +488,39 @@ def test_a_ratio_is_the_median_of_each_rounds_own_and_the_order_alternates(monke
     row = json.loads(capsys.readouterr().out)["rows"]["layer"]
     assert row["pair_ratios"] == [0.9, 0.9, 1.5] and row["ratio"] == 0.9
     assert (row["glassnet_ms"], row["torch_ms"]) == (9000.0, 6000.0)  # the medians, 1.5 apart
+
+
+def test_alternate_live_asks_two_long_lived_children_in_each_rounds_order(tmp_path):
+    """alternate_live starts each library's child once; every round asks both, in round_order,
+    and the answers come back by library, in round order. A child that dies is an error that
+    quotes its traceback."""
+    spec = importlib.util.spec_from_file_location("bench_harness", run_all.HERE / "harness.py")
+    harness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
+    clock = tmp_path / "clock"  # one line per answer, from either child: the order they ran in
+    script = tmp_path / "bench.py"
+    script.write_text(
+        "import os, sys\n"
+        f"sys.path.insert(0, {str(run_all.HERE)!r})\n"
+        "from harness import alternating_parser, serve\n"
+        "args = alternating_parser('', rounds=1).parse_args()\n"
+        "calls = []\n"
+        "def measure():\n"
+        "    calls.append(1)\n"
+        f"    with open({str(clock)!r}, 'a') as f: f.write(args.impl + '\\n')\n"
+        "    if args.impl == 'torch' and len(calls) == 3 and os.environ.get('DIE'):\n"
+        "        raise SystemExit('torch gave up')\n"
+        "    return {'layer': len(calls), 'pid': os.getpid(), 'serving': args.serve}\n"
+        "serve(measure)\n"
+    )
+    results = harness.alternate_live(str(script), 3, [], pause=0.0)
+    assert clock.read_text().split() == ["glassnet", "torch", "torch", "glassnet", "glassnet", "torch"]
+    for impl in ("glassnet", "torch"):
+        assert [r["layer"] for r in results[impl]] == [1, 2, 3]  # one process answered all three
+        assert len({r["pid"] for r in results[impl]}) == 1 and all(r["serving"] for r in results[impl])
+    assert results["glassnet"][0]["pid"] != results["torch"][0]["pid"]
+    with pytest.raises(RuntimeError, match="(?s)--impl torch --serve exited with 1.*torch gave up"):
+        harness.alternate_live(str(script), 3, [], env=dict(os.environ, DIE="1"), pause=0.0)
 
 
 def test_probe_cores_classes_each_probe_by_the_distance_measured_with_it(monkeypatch):
