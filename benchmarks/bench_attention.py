@@ -8,7 +8,8 @@ timings on the same input after a warm-up. The two processes live through all ro
 (harness.alternate_live): a round's two measurements are well under a second apart. PyTorch's
 attention is called as a layer inside an encoder calls it (``need_weights=False``). Both
 processes run on glassnet's tuned allocator (harness.same_allocator). Ratio = glassnet / torch
-(below 1: glassnet faster).
+(below 1: glassnet faster). The last row, the encoder layer's LayerNorm alone, shows what stands
+between the encoder layer and a lower ratio (docs/speed.md).
 
     python benchmarks/bench_attention.py --rounds 15
 """
@@ -34,6 +35,7 @@ ROWS = [
     f"MultiheadAttention({E}, {HEADS}) self-attention ({N},{T},{E})",
     f"TransformerEncoderLayer({E}, {HEADS}, {FF}) post-norm ({N},{T},{E})",
     f"TransformerEncoderLayer({E}, {HEADS}, {FF}) pre-norm ({N},{T},{E})",
+    f"LayerNorm({E}) ({N},{T},{E}), two in each encoder layer",
 ]
 
 
@@ -50,6 +52,7 @@ def time_glassnet(repeats: int) -> dict[str, float]:
         gn.MultiheadAttention(E, HEADS, rng=rng),
         gn.TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, rng=rng),
         gn.TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, norm_first=True, rng=rng),
+        gn.LayerNorm(E),
     ]
     out = {}
     for name, layer in zip(ROWS, layers):
@@ -74,6 +77,7 @@ def time_torch(repeats: int, threads: int) -> dict[str, float]:
         lambda: attn(x, x, x, need_weights=False)[0],
         torch.nn.TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, batch_first=True),
         torch.nn.TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, batch_first=True, norm_first=True),
+        torch.nn.LayerNorm(E),
     ]
     out = {}
     for name, call in zip(ROWS, calls):
