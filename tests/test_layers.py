@@ -296,6 +296,34 @@ def test_derivative_at_kink_as_torch(name, torch):
         assert not dx[at_zero].any()
 
 
+def test_row_vector_passes_are_numpys():
+    """by_row_vector (a bias added, a per-feature scale, k short rows at a time as one long row)
+    gives NumPy's broadcast result bit for bit: rows left over, too few rows, wide rows, float64
+    with a float32 vector, in place and into a new array, and arrays it must leave to NumPy."""
+    from glassnet.module import ROW_GROUP, by_row_vector
+
+    def bits(a):
+        return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
+
+    rng = np.random.default_rng(0)
+    shapes = [(2048, 64, np.float32), (1000, 96, np.float32), (700, 100, np.float64), (5, 64, np.float32),
+              (40, ROW_GROUP, np.float32), (777, 1, np.float64), (128, 256, np.float32)]  # fmt: skip
+    for count, n, dtype in shapes:
+        x = rng.standard_normal((count, n)).astype(dtype)
+        v = rng.standard_normal(n).astype(np.float32)
+        for op in (np.add, np.multiply):
+            want = op(x, v)
+            got = by_row_vector(op, x, v)
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(bits(got), bits(want))
+            y = x.copy()
+            assert by_row_vector(op, y, v, out=y) is y
+            np.testing.assert_array_equal(bits(y), bits(want))
+    x = rng.standard_normal((64, 2048)).astype(np.float32).T  # not C-contiguous: NumPy's own
+    v = rng.standard_normal(64).astype(np.float32)
+    np.testing.assert_array_equal(by_row_vector(np.add, x, v), x + v)
+
+
 def test_relu_fast_paths_are_the_formula():
     """ReLU's forward by rows against a row of zeros and its backward through a float mask give
     np.maximum(z, 0) and dy * (z > 0) bit for bit (signed zeros, NaN and infinities too), keep

@@ -36,6 +36,7 @@ from ..module import (
     Param,
     ShapeError,
     as_rng,
+    by_row_vector,
     check_arg,
     column_sums,
     float_dtype,
@@ -190,7 +191,7 @@ class MultiheadAttention(Module):
             W, b = self.in_proj_weight.data, self.in_proj_bias.data if self.bias else None
             qkv = _by_rows(q, W.T)
             if b is not None:
-                qkv += b
+                by_row_vector(np.add, qkv.reshape(-1, 3 * e), b, out=qkv.reshape(-1, 3 * e))  # += b
             Q, K, V = self._heads(qkv, parts=3)  # each (N, H, T, D)
         else:
             Q, K, V = (self._heads(self._project(x, i))[0] for i, x in enumerate((q, k, v)))
@@ -213,7 +214,7 @@ class MultiheadAttention(Module):
         self.saved = (q, k, v, Q, K, V, A, A_used, O, scale) if grad_enabled() else None
         y = _by_rows(O, self.out_proj_weight.data.T)
         if self.bias:
-            y += self.out_proj_bias.data
+            by_row_vector(np.add, y.reshape(-1, e), self.out_proj_bias.data, out=y.reshape(-1, e))  # += b_o
         return y
 
     def _check_inputs(self, q, k, v) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import init as initializers
-from ..module import Module, Param, ShapeError, as_rng, check_arg, float_dtype
+from ..module import Module, Param, ShapeError, as_rng, by_row_vector, check_arg, float_dtype
 from ._shapes import size
 
 
@@ -60,13 +60,11 @@ class Linear(Module):
         if x.ndim < 2 or x.shape[-1] != self.in_features:
             raise ShapeError(f"Linear expects input (N, ..., {self.in_features}), got shape {x.shape}")
         self.x = x
-        if x.ndim > 2:  # (N, T, in): one product over all N T rows (NumPy makes one per example)
-            y = (x.reshape(-1, self.in_features) @ self.W.data).reshape(*x.shape[:-1], self.out_features)
-        else:
-            y = x @ self.W.data
+        # (N, T, in): one product over all N T rows (NumPy makes one per example)
+        y = x.reshape(-1, self.in_features) @ self.W.data
         if self.b is not None:
-            y += self.b.data
-        return y
+            by_row_vector(np.add, y, self.b.data, out=y)  # y += b
+        return y.reshape(*x.shape[:-1], self.out_features)
 
     def backward_params(self, dy: np.ndarray) -> None:
         x, dy = self.x, dy

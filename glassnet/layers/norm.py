@@ -48,7 +48,17 @@ import math
 
 import numpy as np
 
-from ..module import Module, Param, ShapeError, check_arg, column_sums, float_dtype, is_int, row_sums
+from ..module import (
+    Module,
+    Param,
+    ShapeError,
+    by_row_vector,
+    check_arg,
+    column_sums,
+    float_dtype,
+    is_int,
+    row_sums,
+)
 from ._shapes import MAX_SIZE, size
 
 
@@ -425,9 +435,9 @@ class LayerNorm(Module):
         self.x_hat = x_hat
         if self.weight is None:
             return x_hat.reshape(x.shape)
-        y = x_hat * self.weight.data.reshape(-1)
+        y = by_row_vector(np.multiply, x_hat, self.weight.data.reshape(-1))  # gamma x_hat
         if self.bias is not None:
-            y += self.bias.data.reshape(-1)
+            by_row_vector(np.add, y, self.bias.data.reshape(-1), out=y)  # + beta
         return y.reshape(x.shape)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
@@ -440,7 +450,7 @@ class LayerNorm(Module):
         sum_g = (dy2 @ gamma)[:, None]
         sum_g_x_hat = (dy_x_hat @ gamma)[:, None]
         # dx = (1/(m sigma)) (m g - sum g - x_hat sum g x_hat)
-        dx = dy2 * (m * gamma)
+        dx = by_row_vector(np.multiply, dy2, m * gamma)
         dx -= np.multiply(x_hat, sum_g_x_hat, out=dy_x_hat)
         dx -= sum_g
         dx *= self.inv_sigma * (1.0 / m)
