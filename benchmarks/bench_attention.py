@@ -17,16 +17,14 @@ between the encoder layer and a lower ratio (docs/speed.md).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 
 from harness import (
     alternate_live,
     alternating_parser,
+    answer,
     layer_table,
     median_time,
     same_allocator,
-    serve,
     thread_env,
 )
 
@@ -96,14 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = build_parser().parse_args()
     if args.impl:
-        os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
 
         def measure():
             if args.impl == "glassnet":
                 return time_glassnet(args.repeats)
             return time_torch(args.repeats, args.threads)
 
-        serve(measure) if args.serve else print(json.dumps(measure()))
+        answer(args, measure)
         return
     child = ["--repeats", str(args.repeats), "--threads", str(args.threads)]
     results = alternate_live(__file__, args.rounds, child, env=thread_env(args.threads))

@@ -20,16 +20,14 @@ measure what the tuning is worth.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 
 from harness import (
     alternate_live,
     alternating_parser,
+    answer,
     layer_table,
     median_time,
     same_allocator,
-    serve,
     thread_env,
 )
 
@@ -102,7 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = build_parser().parse_args()
     if args.impl:
-        os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
 
         def measure():
             out = {}
@@ -115,7 +112,7 @@ def main() -> None:
                     out[name] = None
             return out
 
-        serve(measure) if args.serve else print(json.dumps(measure()))
+        answer(args, measure)
         return
     child = ["--repeats", str(args.repeats), "--threads", str(args.threads), "--malloc", args.malloc]
     results = alternate_live(__file__, args.rounds, child, env=thread_env(args.threads))

@@ -31,7 +31,15 @@ import statistics
 import sys
 import time
 
-from harness import alternating_parser, median_time, paired_ratio, round_order, run_child, same_allocator
+from harness import (
+    alternating_parser,
+    answer,
+    median_time,
+    paired_ratio,
+    round_order,
+    run_child,
+    same_allocator,
+)
 
 BATCH = 128
 
@@ -292,10 +300,8 @@ def table(s: dict) -> str:
 def main() -> None:
     args = build_parser().parse_args()
     if args.impl:
-        os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
-        out = (time_glassnet(args.workload, args.repeats) if args.impl == "glassnet"
-               else time_torch(args.workload, args.repeats, args.threads))  # fmt: skip
-        print(json.dumps(out))
+        answer(args, lambda: (time_glassnet(args.workload, args.repeats) if args.impl == "glassnet"
+                              else time_torch(args.workload, args.repeats, args.threads)))  # fmt: skip
         return
     runs: dict[str, list[dict]] = {"glassnet": [], "torch": []}
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))

@@ -99,14 +99,19 @@ def alternate_live(
     to sleep. Returns what ``alternate`` returns."""
     import tempfile
 
-    procs, errs = {}, {}
+    procs, errs, cmds = {}, {}, {}
     try:
         for impl in ("glassnet", "torch"):
             errs[impl] = tempfile.TemporaryFile(mode="w+")
+            cmds[impl] = [sys.executable, script, "--impl", impl, "--serve", *args]
             procs[impl] = subprocess.Popen(
-                [sys.executable, script, "--impl", impl, "--serve", *args],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errs[impl], text=True, env=env,
-            )  # fmt: skip
+                cmds[impl],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errs[impl],
+                text=True,
+                env=env,
+            )
         results: dict[str, list[dict]] = {"glassnet": [], "torch": []}
         for r in range(rounds):
             for impl in round_order(r):
@@ -118,10 +123,7 @@ def alternate_live(
                 if not line:  # the child died: its traceback is in its stderr
                     proc.wait()
                     errs[impl].seek(0)
-                    tail = "\n".join(errs[impl].read().strip().splitlines()[-5:])
-                    raise RuntimeError(
-                        f"{script} --impl {impl} --serve exited with {proc.returncode}:\n{tail}"
-                    )
+                    raise child_failed(cmds[impl], proc.returncode, errs[impl].read())
                 results[impl].append(json.loads(line))
         return results
     finally:
@@ -138,6 +140,17 @@ def serve(measure) -> None:
     on stdin, each answered with one JSON line; returns at end of input."""
     for _ in sys.stdin:
         print(json.dumps(measure()), flush=True)
+
+
+def answer(args: argparse.Namespace, measure) -> None:
+    """A child's side of the rounds (``--impl``): its BLAS and OpenMP pools set to ``--threads``
+    before ``measure()`` first imports NumPy, then ``measure()``'s timings as one JSON line, or,
+    under ``--serve`` (``alternate_live``), once for every line read on stdin."""
+    os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
+    if args.serve:
+        serve(measure)
+    else:
+        print(json.dumps(measure()))
 
 
 def layer_table(results: dict[str, list[dict]], names, title: str, as_json: bool, threads: int) -> None:
@@ -195,9 +208,15 @@ def run_child(cmd: list[str], env: dict[str, str] | None = None) -> str:
     last lines of its stderr (its traceback), which ``check=True`` alone would swallow."""
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        raise RuntimeError(f"{' '.join(cmd[1:])} exited with {proc.returncode}:\n{tail}")
+        raise child_failed(cmd, proc.returncode, proc.stderr)
     return proc.stdout
+
+
+def child_failed(cmd: list[str], returncode: int, stderr: str) -> RuntimeError:
+    """The error for a measuring child that exited with ``returncode``: its command and the last
+    lines of its stderr (its traceback)."""
+    tail = "\n".join(stderr.strip().splitlines()[-5:])
+    return RuntimeError(f"{' '.join(cmd[1:])} exited with {returncode}:\n{tail}")
 
 
 def median_time(once, repeats: int) -> float:
