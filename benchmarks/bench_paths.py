@@ -13,7 +13,10 @@ machine state; no PyTorch here (the ratios against PyTorch are the other tables)
   im2col matrix (``Conv2d._cols_buffer``) against a fresh matrix each step, on the ResNet step;
 - ``windows in blocks``: ``Conv2d``'s forward writing and multiplying its im2col windows a few
   examples at a time (``glassnet.layers.conv.COLS_BLOCK_BYTES``) against the whole batch's
-  matrix at once, on CNN-A's Conv2d(32,64,5), the ResNet's Conv2d(16,16,3) and the ResNet step.
+  matrix at once, on CNN-A's Conv2d(32,64,5), the ResNet's Conv2d(16,16,3) and the ResNet step;
+- ``dx adds on pixel-major memory``: the tap-by-tap dx adding its products on (H, W, N, C)
+  memory (``glassnet.layers.conv.PIXEL_MAJOR_DX``) against the layer's channels-last memory, on
+  CNN-A's Conv2d(32,64,5), the ResNet's Conv2d(64,64,3) at 7x7 and CNN-A's training step.
 
     python benchmarks/bench_paths.py --rounds 8
 """
@@ -93,6 +96,24 @@ def measure(rounds: int, repeats: int) -> list[dict]:
                                set_block(block), set_block(whole), rounds, repeats))  # fmt: skip
     results.append(compare("`resnet` preset training step: windows in blocks / the whole batch's at once",
                            step, set_block(block), set_block(whole), rounds, few))  # fmt: skip
+
+    def set_pixel_major(on):
+        return lambda: setattr(conv_module, "PIXEL_MAJOR_DX", on)
+
+    for c, out, k, hw, pad in ((32, 64, 5, 12, 0), (64, 64, 3, 7, 1)):
+        conv = gn.Conv2d(c, out, k, padding=pad, rng=rng)
+        x = rng.standard_normal((BATCH, hw, hw, c)).astype(np.float32).transpose(0, 3, 1, 2)  # NHWC memory
+        y = conv.forward(x)
+        dy = np.ascontiguousarray(rng.standard_normal(y.shape).astype(np.float32).transpose(0, 2, 3, 1))
+        dy = dy.transpose(0, 3, 1, 2)
+        results.append(compare(f"Conv2d({c},{out},{k}) backward on ({BATCH},{c},{hw},{hw}): "
+                               "dx adds on pixel-major / channels-last memory", lambda: conv.backward(dy),  # noqa: B023
+                               set_pixel_major(True), set_pixel_major(False), rounds, repeats))  # fmt: skip
+    cnn = gn.models.cnn_a(np.random.default_rng(0), (1, 28, 28), 10)
+    cnn_opt = gn.optim.Adam(cnn.parameters(), lr=1e-3)
+    results.append(compare("CNN-A training step: dx adds on pixel-major / channels-last memory",
+                           lambda: gn.train_step(cnn, loss_fn, cnn_opt, xb, yb),
+                           set_pixel_major(True), set_pixel_major(False), rounds, few))  # fmt: skip
     return results
 
 

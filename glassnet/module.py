@@ -98,6 +98,7 @@ def row_sums(x: np.ndarray) -> np.ndarray:
 
 
 ROW_GROUP = 8192  # numbers per row when a row vector is applied to groups of short rows
+SHORT_ROW = 256  # rows of at least this many numbers take NumPy's broadcast as they are
 
 
 def by_row_vector(op, x: np.ndarray, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -109,11 +110,13 @@ def by_row_vector(op, x: np.ndarray, v: np.ndarray, out: np.ndarray | None = Non
     the rows left over as they are: every number meets the same v_j, the same results bit for
     bit (``tests/test_layers.py::test_row_vector_passes_are_numpys``). Arrays under 8
     ``ROW_GROUP``s (an MLP's batch of 128 x 256) take NumPy's broadcast: there the repeat costs
-    what it saves. ``out=None``: a new array; ``out=x``: in place."""
+    what it saves; so do rows of ``SHORT_ROW`` numbers or more (an MLP's (500, 256) at inference:
+    right after the product that wrote x, the grouped pass took longer than the broadcast).
+    ``out=None``: a new array; ``out=x``: in place."""
     rows, n = x.shape
     k = ROW_GROUP // n if n else 0
     c_order = x.flags.c_contiguous and (out is None or out.flags.c_contiguous)
-    if k < 2 or rows < 2 * k or x.size < 8 * ROW_GROUP or not c_order:
+    if n >= SHORT_ROW or k < 2 or rows < 2 * k or x.size < 8 * ROW_GROUP or not c_order:
         return op(x, v, out=out)
     out = np.empty(x.shape, np.result_type(x, v)) if out is None else out
     whole = rows - rows % k

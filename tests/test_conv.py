@@ -233,16 +233,18 @@ def test_one_channel_cols_t_is_the_transposed_im2col_with_a_ones_row(kw):
     np.testing.assert_array_equal(cols_t[-1], 1.0)
 
 
-@pytest.mark.parametrize("dx_path", ["taps", "shifted rows"])
+@pytest.mark.parametrize("dx_path", ["taps", "taps on channels-last memory", "shifted rows"])
 @pytest.mark.parametrize("c_in", [1, 3])
 @pytest.mark.parametrize("kw", GEOMETRIES)
 def test_conv_equals_the_plain_formula_float64(c_in, kw, dx_path, monkeypatch):
     """Forward, dW, db and dx of both paths (C_in = 1: cols^T with the bias folded into the
     products; C_in > 1: im2col) against the definition and its derivatives, in float64; dx
-    by the tap-by-tap scatter and, for stride 1 undilated, by row-shifted products."""
+    by the tap-by-tap scatter (its adds on pixel-major memory, and on channels-last memory) and,
+    for stride 1 undilated, by row-shifted products."""
     from glassnet.layers import conv as conv_module
 
-    monkeypatch.setattr(conv_module, "SHIFTED_DX_MAX_WASTE", 0 if dx_path == "taps" else 1e9)
+    monkeypatch.setattr(conv_module, "SHIFTED_DX_MAX_WASTE", 1e9 if dx_path == "shifted rows" else 0)
+    monkeypatch.setattr(conv_module, "PIXEL_MAJOR_DX", dx_path != "taps on channels-last memory")
     rng = np.random.default_rng(5)
     conv = gn.Conv2d(c_in, 4, 3, rng=rng, dtype=np.float64, **kw)
     x = rng.standard_normal((3, c_in, 10, 9))
@@ -269,6 +271,28 @@ def test_conv_equals_the_plain_formula_float64(c_in, kw, dx_path, monkeypatch):
             _plain_conv(e, conv.W.data, None, conv.stride, conv.padding, conv.dilation) * dy
         ).sum()
     np.testing.assert_allclose(dx, dx_plain, rtol=1e-10, atol=1e-10)
+
+
+def test_tap_by_tap_dx_is_the_same_bits_in_either_memory_layout(monkeypatch):
+    """The tap-by-tap dx adds the same products in the same order on pixel-major memory as on
+    channels-last memory: the same float32 bits, strided, dilated, padded and grouped; the dx
+    it returns is an NCHW view of channels-last memory, as the layers below expect."""
+    from glassnet.layers import conv as conv_module
+
+    monkeypatch.setattr(conv_module, "SHIFTED_DX_MAX_WASTE", 0)
+    rng = np.random.default_rng(11)
+    for kw in ({}, {"stride": 2, "padding": 1}, {"dilation": 2, "padding": 2}, {"groups": 2}):
+        conv = gn.Conv2d(4, 6, 3, rng=rng, **kw)
+        x = rng.standard_normal((5, 4, 11, 10)).astype(np.float32)
+        dy = rng.standard_normal(conv.forward(x).shape).astype(np.float32)
+        got = {}
+        for pixel_major in (True, False):
+            monkeypatch.setattr(conv_module, "PIXEL_MAJOR_DX", pixel_major)
+            conv.forward(x)
+            got[pixel_major] = conv.backward(dy)
+        np.testing.assert_array_equal(got[True].view(np.uint32), got[False].view(np.uint32))
+        if kw.get("groups", 1) == 1:
+            assert got[True].transpose(0, 2, 3, 1).flags.c_contiguous
 
 
 def test_no_grad_keeps_no_windows_and_backward_then_says_so():

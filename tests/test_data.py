@@ -146,6 +146,28 @@ def test_check_dataset_nan_counts_and_first_row():
         check_dataset(x, np.zeros(30, dtype=int), "train_data")
 
 
+def test_finiteness_check_finds_each_bad_value_and_passes_huge_finite_data():
+    """The fast check proves finiteness by a sum (of squares, for contiguous arrays); a bad
+    value anywhere, in either memory layout and either float type, is still found, and finite
+    data whose sum overflows goes to the element-wise search and passes."""
+    from glassnet.data import check_inputs
+
+    for dtype in (np.float32, np.float64):
+        for bad in (np.nan, np.inf, -np.inf):
+            for row in (0, 517, 999):
+                x = np.ones((1000, 12), dtype)
+                x[row, 5] = bad
+                want = rf"x contains 1 NaN/inf values \(first at row {row}\)"
+                for arr in (x, np.asfortranarray(x), x[:, 1::2]):
+                    with pytest.raises(ValueError, match=want):
+                        check_inputs(arr, "p", dtype)
+        huge = np.full((1000, 12), 1e19 if dtype == np.float32 else 1e160, dtype)  # squares overflow
+        huge[3, 3] = -huge[3, 3]
+        assert check_inputs(huge, "p", dtype) is not None
+    with pytest.raises(ValueError, match="x contains 1 NaN/inf"):  # -inf among huge finite values
+        check_inputs(np.array([[3e38], [-np.inf]], np.float32), "p")
+
+
 def test_check_dataset_overflow_to_float32_is_caught():
     with pytest.raises(ValueError, match="val_data: x contains 1 NaN/inf"):
         check_dataset(np.array([[1e300], [0.0]]), [0, 1], "val_data")

@@ -50,6 +50,9 @@ SHIFTED_DX_MAX_WASTE = 1.4
 # thread on the other core reads each block, and writing again into lines it has just read
 # costs a transfer between caches where the two cores share none (docs/speed.md)
 NO_GRAD_RING_BYTES = 64 << 20
+# the tap-by-tap dx adds its products on pixel-major memory, (H, W, N, C) (``_dx_by_taps``);
+# False: on the layer's channels-last memory (the plain path, for benchmarks/bench_paths.py)
+PIXEL_MAJOR_DX = True
 
 
 def _pair(v, name: str, layer: str) -> tuple[int, int]:
@@ -129,6 +132,54 @@ def _dx_shifted_rows(delta: np.ndarray, taps: np.ndarray, hp: int, wp: int) -> n
             np.matmul(d, taps[a, b], out=share)
             dxp[a * wp + b : a * wp + b + rows] += share
     return dxp.reshape(n, hp, wp, c)
+
+
+def _dx_by_taps(delta: np.ndarray, taps: np.ndarray, hw_p, s, d, p, hw) -> np.ndarray:
+    """dLoss/dx of a convolution, one kernel tap at a time (BP2 and col2im):
+
+        dxp[n, i s_h + a d_h, j s_w + b d_w] += delta[n, i, j] @ W[:, :, a, b]^T
+
+    for each tap (a, b), then dx = dxp without its padding. delta (N, Ho, Wo, out), taps
+    (kh, kw, out, C); returns dx as the NCHW view of channels-last (N, H, W, C) memory.
+
+    Each product is added at once to its shifted slice of dxp, while it is still in cache. The
+    adds run on pixel-major memory (``PIXEL_MAJOR_DX``): delta copied to (Ho, Wo, N, out) and
+    dxp (Hp, Wp, N, C), so that a tap's slice of dxp is Ho runs of Wo N C contiguous numbers;
+    on channels-last memory it is N Ho runs of Wo C, and NumPy's add restarts its loop at every
+    run (for CNN-A's second convolution the adds took twice as long). The two layout copies
+    (delta in, dx out) cost less than that (``benchmarks/bench_paths.py`` times both). The same
+    products and the same adds in the same order either way: the same numbers.
+
+    Each tap's product has a buffer of its own: the BLAS thread on the other core writes half
+    of each product and this thread reads it for the add, and a buffer written over tap after
+    tap would have that core take back, at every tap, lines this one has just read, which costs
+    a transfer between caches where the two cores share none (benchmarks/probe_cores.py)."""
+    n, ho, wo, out = delta.shape
+    kh, kw, _, c = taps.shape
+    (hp, wp), (sh, sw), (dil_h, dil_w), (ph, pw), (h, w) = hw_p, s, d, p, hw
+    pixels = (1, 2, 0, 3)  # (N, H, W, C) -> (H, W, N, C): the axes the adds index
+    if PIXEL_MAJOR_DX:
+        rows = np.ascontiguousarray(delta.transpose(pixels)).reshape(ho * wo * n, out)
+        grid = np.zeros((hp, wp, n, c), dtype=delta.dtype)  # dxp, pixel-major memory
+    else:
+        rows = delta.reshape(n * ho * wo, out)
+        grid = np.zeros((n, hp, wp, c), dtype=delta.dtype).transpose(pixels)  # channels-last memory
+    shares = np.empty((kh, kw, ho * wo * n, c), dtype=delta.dtype)
+    for a in range(kh):
+        for b in range(kw):
+            share = np.matmul(rows, taps[a, b], out=shares[a, b])
+            share = (
+                share.reshape(ho, wo, n, c)
+                if PIXEL_MAJOR_DX
+                else share.reshape(n, ho, wo, c).transpose(pixels)
+            )
+            tap_rows = slice(a * dil_h, a * dil_h + sh * ho, sh)  # the input rows under tap a
+            tap_cols = slice(b * dil_w, b * dil_w + sw * wo, sw)
+            grid[tap_rows, tap_cols] += share
+    dx = grid[ph : ph + h, pw : pw + w].transpose(2, 0, 1, 3)  # (N, H, W, C)
+    if PIXEL_MAJOR_DX:
+        dx = np.array(dx, order="C")  # channels-last, as the layers below expect
+    return dx.transpose(0, 3, 1, 2)
 
 
 class Conv2d(Module):
@@ -349,28 +400,14 @@ class Conv2d(Module):
             self.b.grad += db[0]
         if not need_dx:
             return None
-        # BP2 + col2im, one kernel tap (i, j) at a time: delta @ W[:, :, i, j] is what the input
-        # pixels under tap (i, j) receive. Each product is added at once to its shifted slice of
-        # dx, read back while it is still in cache, where one (N Ho Wo, kh kw C) matrix would be
-        # read back from memory in kh * kw strided pieces. Each tap's product has a buffer of its
-        # own: the BLAS thread on the other core writes half of each product and this thread
-        # reads it for the add, and a buffer written over tap after tap would have that core
-        # take back, at every tap, lines this one has just read, which costs a transfer between
-        # caches where the two cores share none (benchmarks/probe_cores.py; docs/speed.md)
+        # BP2 + col2im: row-shifted products where the padding wastes little, else tap by tap
         taps = self._kernel().transpose(0, 1, 3, 2).copy()  # (kh, kw, out, C)
         hp, wp = h + 2 * ph, w + 2 * pw
         if (sh, sw, dil_h, dil_w) == (1, 1, 1, 1) and hp * wp <= SHIFTED_DX_MAX_WASTE * ho * wo:
             dxp = _dx_shifted_rows(delta.reshape(n, ho, wo, self.out_channels), taps, hp, wp)
             return dxp[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2)
-        dxp = np.zeros((n, hp, wp, c), dtype=delta.dtype)
-        shares = np.empty((kh, kw, n * ho * wo, c), dtype=delta.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                share = np.matmul(delta, taps[i, j], out=shares[i, j])
-                tap_rows = slice(i * dil_h, i * dil_h + sh * ho, sh)  # the input rows under tap i
-                tap_cols = slice(j * dil_w, j * dil_w + sw * wo, sw)
-                dxp[:, tap_rows, tap_cols, :] += share.reshape(n, ho, wo, c)
-        return dxp[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2)
+        return _dx_by_taps(delta.reshape(n, ho, wo, self.out_channels), taps, (hp, wp), (sh, sw),
+                           (dil_h, dil_w), (ph, pw), (h, w))  # fmt: skip
 
     # --- the layer protocol -----------------------------------------------------------------
     def _check(self, x: np.ndarray, rank: int, layout: str) -> None:
