@@ -58,6 +58,33 @@ def torch_cnn_a(torch, batch_norm: bool):
                          nn.Flatten(), nn.Dropout(0.5), nn.Linear(1024, 10))  # fmt: skip
 
 
+def _mlp_layers(nn, workload: str) -> list:
+    """The MLP or the book's net in a library ``nn`` with ``Linear``, ``ReLU``, ``Sigmoid``
+    (glassnet's layers take ``rng``: bound by the caller)."""
+    sizes, act = WORKLOADS[workload][:2]
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2 or act == "sigmoid":
+            layers.append(nn.ReLU() if act == "relu" else nn.Sigmoid())
+    return layers
+
+
+def glassnet_mlp(gn, workload: str, rng):
+    """The ``mlp`` or ``book`` workload's network in glassnet, its weights drawn from ``rng``."""
+
+    class Layers:  # gn's layers with the generator bound, under the names _mlp_layers uses
+        Linear = staticmethod(lambda a, b: gn.Linear(a, b, rng=rng))
+        ReLU, Sigmoid = gn.ReLU, gn.Sigmoid
+
+    return gn.Sequential(*_mlp_layers(Layers, workload))
+
+
+def torch_mlp(torch, workload: str):
+    """The same network in PyTorch."""
+    return torch.nn.Sequential(*_mlp_layers(torch.nn, workload))
+
+
 def peak_rss_mb() -> float:
     import resource
 
@@ -97,12 +124,7 @@ def run_glassnet(workload: str, epochs: int, threads: int, train_size: int | Non
             model = gn.models.cnn_a(rng, (1, 28, 28), 10, batch_norm=sizes.endswith("bn"))
             opt = gn.optim.Adam(model.parameters(), lr=lr)
     else:
-        layers = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers.append(gn.Linear(a, b, rng=rng))
-            if i < len(sizes) - 2 or act == "sigmoid":
-                layers.append(gn.ReLU() if act == "relu" else gn.Sigmoid())
-        model = gn.Sequential(*layers)
+        model = glassnet_mlp(gn, workload, rng)
         opt = gn.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     loss_fn = gn.CrossEntropyLoss() if loss_name == "ce" else gn.QuadraticCost()
     for i in range(min(20, len(x) // bs)):  # warm-up
@@ -151,12 +173,7 @@ def run_torch(workload: str, epochs: int, threads: int, train_size: int | None =
             model = torch_cnn_a(torch, batch_norm=sizes.endswith("bn"))
             opt = torch.optim.Adam(model.parameters(), lr=lr)
     else:
-        layers = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers.append(torch.nn.Linear(a, b))
-            if i < len(sizes) - 2 or act == "sigmoid":
-                layers.append(torch.nn.ReLU() if act == "relu" else torch.nn.Sigmoid())
-        model = torch.nn.Sequential(*layers)
+        model = torch_mlp(torch, workload)
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     if loss_name == "ce":

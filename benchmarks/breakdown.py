@@ -1,6 +1,8 @@
 """Where a training step's time goes (CNN-A, CNN-A + BN, the ``resnet`` preset, or the LSTM of
 ``bench_rnn.py``): each layer's forward and backward, the GEMMs alone, the loss and the
-optimizer, against PyTorch's whole step on the same batch.
+optimizer, against PyTorch's whole step on the same batch. ``--workload mlp-infer`` does the
+same for an inference pass of the MLP of ``bench_train.py`` (``gn.predict`` over 10,000 images,
+batch 500: each layer's forward, the products alone, and PyTorch's pass and its products alone).
 
 glassnet's process times ``gn.train_step`` on one fixed batch of 128 Fashion-MNIST-shaped images
 (median of ``--repeats`` steps after a warm-up), with every layer's ``forward`` / ``backward``
@@ -20,6 +22,7 @@ step ratio the median of each round's own ratio (harness.paired_ratio).
     python benchmarks/breakdown.py --rounds 2 --json     # one JSON line (for run_all.py)
     python benchmarks/breakdown.py --workload resnet --rounds 2
     python benchmarks/breakdown.py --workload lstm --rounds 3
+    python benchmarks/breakdown.py --workload mlp-infer --rounds 3
 """
 
 from __future__ import annotations
@@ -42,11 +45,17 @@ from harness import (
 )
 
 BATCH = 128
+INFER_IMAGES, INFER_BATCH = 10000, 500  # the inference table's pass (bench_train.py)
+# what a step or pass spends outside its layers' passes
+OUTSIDE_LAYERS = {
+    "step": "loss, optimizer, zero_grad, Python",
+    "pass": "predict's own work: the input check, the batches, the output check",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = alternating_parser(__doc__, rounds=2, repeats=20)
-    ap.add_argument("--workload", choices=["cnn", "cnn-bn", "resnet", "lstm"], default="cnn")
+    ap.add_argument("--workload", choices=["cnn", "cnn-bn", "resnet", "lstm", "mlp-infer"], default="cnn")
     return ap
 
 
@@ -54,6 +63,8 @@ def _data(workload: str):
     import numpy as np
 
     rng = np.random.default_rng(0)
+    if workload == "mlp-infer":  # flat images, as many as the inference table's pass
+        return rng.random((INFER_IMAGES, 784), dtype=np.float32), None
     shape = (BATCH, 40, 1) if workload == "lstm" else (BATCH, 1, 28, 28)  # MNIST-1D, or images
     x = rng.random(shape, dtype=np.float32)
     y = rng.integers(0, 10, BATCH)
@@ -75,6 +86,10 @@ def time_glassnet(workload: str, repeats: int) -> dict:
         from bench_rnn import glassnet_model
 
         model = glassnet_model(gn, "lstm", np.random.default_rng(0))
+    elif workload == "mlp-infer":
+        from bench_train import glassnet_mlp
+
+        model = glassnet_mlp(gn, "mlp", np.random.default_rng(0))
     else:
         model = gn.models.cnn_a(np.random.default_rng(0), (1, 28, 28), 10, batch_norm=workload == "cnn-bn")
     opt, loss_fn = gn.optim.Adam(model.parameters(), lr=1e-3), gn.CrossEntropyLoss()
@@ -104,20 +119,31 @@ def time_glassnet(workload: str, repeats: int) -> dict:
         layer.forward = timed(f"{name} forward", layer.forward)
         layer.backward = timed(f"{name} backward", layer.backward)
         layer.backward_params = timed(f"{name} backward_params", layer.backward_params)
+    if workload == "mlp-infer":  # one inference pass, as the inference table times it
+
+        def step():
+            gn.predict(model, x, batch_size=INFER_BATCH)
+    else:
+
+        def step():
+            gn.train_step(model, loss_fn, opt, x, y)
+
     for _ in range(3):
-        gn.train_step(model, loss_fn, opt, x, y)
+        step()
     for times in spent.values():
         times.clear()
-    steps, rests = [], []  # per step: its time, and what its layers' passes left of it
+    steps, rests = [], []  # per step (or pass): its time, and what its layers' passes left of it
+    per_step: dict[str, list[float]] = {k: [] for k in spent}  # each layer pass's time, per step
     for _ in range(repeats):
-        before = sum(len(v) for v in spent.values())
+        before = {k: len(v) for k, v in spent.items()}
         t = time.perf_counter()
-        gn.train_step(model, loss_fn, opt, x, y)
+        step()
         steps.append(time.perf_counter() - t)
-        passes = [v[-1] for v in spent.values() if v]
-        assert sum(len(v) for v in spent.values()) - before == len(passes)  # each pass once a step
-        rests.append(steps[-1] - sum(passes))
-    layers = {k: statistics.median(v) for k, v in spent.items() if v}
+        for k, v in spent.items():  # once a training step; once a batch in an inference pass
+            if len(v) > before[k]:
+                per_step[k].append(sum(v[before[k] :]))
+        rests.append(steps[-1] - sum(p[-1] for p in per_step.values() if p))
+    layers = {k: statistics.median(v) for k, v in per_step.items() if v}
     kinds = {name: _kind(layer) for name, layer in zip(names, layers_)}
 
     # the GEMMs alone, with the shapes each layer multiplies
@@ -133,6 +159,11 @@ def time_glassnet(workload: str, repeats: int) -> dict:
             continue
         if isinstance(layer, gn.LSTM):
             gemms.update(_lstm_gemms(name, layer, repeats))
+            continue
+        if workload == "mlp-infer":  # the pass's products, with the layer's own W
+            if isinstance(layer, gn.Linear):
+                gemms.update(_pass_products(name, x, layer.W.data, repeats))
+                x = x @ layer.W.data  # the next layer's input shape (values do not matter)
             continue
         if isinstance(layer, gn.Conv2d):
             k = layer.cols.shape[1]
@@ -156,6 +187,18 @@ def time_glassnet(workload: str, repeats: int) -> dict:
         "layers": layers,
         "gemms": gemms,
     }
+
+
+def _pass_products(name: str, x, w, repeats: int) -> dict[str, float]:
+    """A linear layer's products in one inference pass alone: batch after batch of ``x`` times
+    ``w``, as ``predict`` multiplies them (a new result each time, as the layer's)."""
+    batches = [x[i : i + INFER_BATCH] for i in range(0, len(x), INFER_BATCH)]
+
+    def products():
+        for b in batches:
+            b @ w
+
+    return {f"{name} forward, {len(batches)} products": median_time(products, repeats)}
 
 
 def _lstm_gemms(name: str, layer, repeats: int) -> dict[str, float]:
@@ -222,6 +265,8 @@ def time_torch(workload: str, repeats: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     x, y = _data(workload)
+    if workload == "mlp-infer":
+        return _torch_pass(torch, x, repeats)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     if workload == "resnet":
         from twins import torch_resnet
@@ -245,6 +290,31 @@ def time_torch(workload: str, repeats: int, threads: int) -> dict:
     return {"step": median_time(step, repeats)}
 
 
+def _torch_pass(torch, x, repeats: int) -> dict:
+    """PyTorch's inference pass over ``x`` (eval mode, no_grad, batch by batch, as
+    bench_train.py's), and its products alone (each weight's ``h @ W^T``, batch by batch)."""
+    from bench_train import torch_mlp
+
+    model = torch_mlp(torch, "mlp").eval()
+    xt = torch.from_numpy(x)
+    batches = [xt[i : i + INFER_BATCH] for i in range(0, len(xt), INFER_BATCH)]
+    weights = [m.weight for m in model if isinstance(m, torch.nn.Linear)]
+
+    def run():
+        with torch.no_grad():
+            for b in batches:
+                model(b)
+
+    def products():
+        with torch.no_grad():
+            for b in batches:
+                h = b
+                for w in weights:
+                    h = h @ w.T
+
+    return {"step": median_time(run, repeats), "gemm": median_time(products, repeats)}
+
+
 def summarise(runs: dict[str, list[dict]]) -> dict:
     """Medians over rounds: glassnet's step, per-layer passes and GEMMs; torch's step (ms); the
     step ratio, the median of each round's own."""
@@ -261,7 +331,11 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
     gemm_total = sum(gemms.values())
     rest = statistics.median(r["rest"] for r in g) * 1e3  # loss, optimizer, Python, per step
     layer_total = step_g - rest
+    torch_gemm = (
+        {"torch_gemm_ms": round(statistics.median(r["gemm"] for r in t) * 1e3, 3)} if "gemm" in t[0] else {}
+    )
     return {
+        **torch_gemm,
         "glassnet_step_ms": round(step_g, 3),
         "torch_step_ms": round(step_t, 3),
         "ratio": round(ratio, 3),
@@ -276,15 +350,21 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
 
 
 def table(s: dict) -> str:
+    unit = (
+        "inference pass (10,000 images, batch 500)" if "torch_gemm_ms" in s else "training step (batch 128)"
+    )
+    what = "pass" if "torch_gemm_ms" in s else "step"
+    torch_gemm = [f"| PyTorch: its GEMMs alone | {s['torch_gemm_ms']:.2f} |"] if "torch_gemm_ms" in s else []
     lines = [
-        "| part of one training step (batch 128) | ms |",
+        f"| part of one {unit} | ms |",
         "| --- | --- |",
-        f"| glassnet, whole step | {s['glassnet_step_ms']:.2f} |",
-        f"| PyTorch, whole step | {s['torch_step_ms']:.2f} |",
+        f"| glassnet, whole {what} | {s['glassnet_step_ms']:.2f} |",
+        f"| PyTorch, whole {what} | {s['torch_step_ms']:.2f} |",
+        *torch_gemm,
         f"| glassnet: the GEMMs alone (same shapes) | {s['gemm_ms']:.2f} |",
         f"| glassnet: layers' passes other than GEMMs (copies, layout, element-wise) | "
         f"{s['non_gemm_layer_ms']:.2f} |",
-        f"| glassnet: loss, optimizer, zero_grad, Python | {s['loss_and_optimizer_ms']:.2f} |",
+        f"| glassnet: {OUTSIDE_LAYERS[what]} | {s['loss_and_optimizer_ms']:.2f} |",
         "",
         "| layer pass | glassnet ms |",
         "| --- | --- |",

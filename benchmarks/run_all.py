@@ -124,6 +124,7 @@ def _quick_workloads(train, rnn, table, cores) -> list[Workload]:
         table("breakdown", "breakdown.py", 1, 10),
         table("breakdown", "breakdown.py", 1, 5, "resnet", ("--workload", "resnet")),
         table("breakdown", "breakdown.py", 1, 10, "lstm", ("--workload", "lstm")),
+        table("breakdown", "breakdown.py", 1, 5, "mlp-infer", ("--workload", "mlp-infer")),
         table("paths", "bench_paths.py", 2, 4),
         table("left-out", "bench_left_out.py", 1, 2),
         table("kernels", "bench_kernels.py", 1, 5),
@@ -146,6 +147,7 @@ def _full_workloads(train, rnn, table, cores) -> list[Workload]:
         table("breakdown", "breakdown.py", 3, 20),
         table("breakdown", "breakdown.py", 3, 10, "resnet", ("--workload", "resnet")),
         table("breakdown", "breakdown.py", 5, 20, "lstm", ("--workload", "lstm")),
+        table("breakdown", "breakdown.py", 5, 10, "mlp-infer", ("--workload", "mlp-infer")),
         table("paths", "bench_paths.py", 8, 8),
         table("left-out", "bench_left_out.py", 6, 4),
         table("kernels", "bench_kernels.py", 3, 15),
@@ -460,30 +462,47 @@ def _earlier_dates(stamp: dict, results: list[tuple[Workload, dict]]) -> dict[st
 
 
 def breakdown_lines(w: Workload, s: dict) -> list[str]:
-    """What stands between CNN-A (the ResNet preset, the LSTM) and 1.0, from breakdown.py."""
+    """What stands between CNN-A (the ResNet preset, the LSTM, the MLP's inference) and 1.0,
+    from breakdown.py."""
+    from breakdown import OUTSIDE_LAYERS
+
     step_g, step_t, gemm = s["glassnet_step_ms"], s["torch_step_ms"], s["gemm_ms"]
-    net = {"resnet": "the `resnet` preset", "lstm": "the LSTM(1 -> 64), T = 40,"}.get(w.key, "CNN-A")
-    other = ("the LSTM's element-wise passes and copies" if w.key == "lstm" else
-             "the layers' other work: im2col / col2im copies, layout, element-wise, pooling")  # fmt: skip
+    infer = w.key == "mlp-infer"
+    what = "pass" if infer else "step"
+    net = {"resnet": "the `resnet` preset", "lstm": "the LSTM(1 -> 64), T = 40,",
+           "mlp-infer": "the MLP's inference"}.get(w.key, "CNN-A")  # fmt: skip
+    unit = "one inference pass over 10,000 images, batch 500" if infer else "one training step, batch 128"
+    other = {"lstm": "the LSTM's element-wise passes and copies",
+             "mlp-infer": "the layers' other work: bias adds, ReLUs"}.get(
+        w.key, "the layers' other work: im2col / col2im copies, layout, element-wise, pooling")  # fmt: skip
+    torch_gemm = ([f"| PyTorch, its GEMMs alone (the same products) | {s['torch_gemm_ms']:.2f} | |"]
+                  if "torch_gemm_ms" in s else [])  # fmt: skip
+    ratio = (
+        f"Time ratio {s['ratio']:.2f} (throughput {1 / s['ratio']:.2f})"
+        if infer
+        else f"Step ratio {s['ratio']:.2f}"
+    )
     lines = [
-        f"## What stands between {net} and 1.0 (one training step, batch 128, ms)", "",
+        f"## What stands between {net} and 1.0 ({unit}, ms)", "",
         f"`python benchmarks/{' '.join([w.script, *w.args])}`", "",
-        "| part | ms | share of glassnet's step |", "| --- | --- | --- |",
-        f"| glassnet, whole step | {step_g:.2f} | 100% |",
+        f"| part | ms | share of glassnet's {what} |", "| --- | --- | --- |",
+        f"| glassnet, whole {what} | {step_g:.2f} | 100% |",
         f"| the GEMMs alone (NumPy's BLAS, the layers' shapes) | {gemm:.2f} | {gemm / step_g:.0%} |",
         f"| {other} | {s['non_gemm_layer_ms']:.2f} | {s['non_gemm_layer_ms'] / step_g:.0%} |",
-        f"| loss, optimizer, zero_grad, Python | {s['loss_and_optimizer_ms']:.2f} | "
+        f"| {OUTSIDE_LAYERS[what]} | {s['loss_and_optimizer_ms']:.2f} | "
         f"{s['loss_and_optimizer_ms'] / step_g:.0%} |",
-        f"| PyTorch, whole step | {step_t:.2f} | |",
+        f"| PyTorch, whole {what} | {step_t:.2f} | |",
+        *torch_gemm,
         "",
-        f"Step ratio {s['ratio']:.2f}. The GEMMs alone are {s['gemm_only_ratio']:.2f}x PyTorch's whole step: "
+        f"{ratio}. The GEMMs alone are {s['gemm_only_ratio']:.2f}x PyTorch's whole {what}: "
         + ("even with everything else free, NumPy's GEMMs at these shapes would not reach 1.0."
            if s["gemm_only_ratio"] >= 1 else
-           f"glassnet's step is at or below PyTorch's in this run ({step_g:.1f} against {step_t:.1f} ms), "
+           f"glassnet's {what} is at or below PyTorch's in this run ({step_g:.1f} against {step_t:.1f} ms), "
            f"{step_g - gemm:.1f} ms of it outside the GEMMs."
            if s["ratio"] <= 1 else
-           f"the other {step_g - gemm:.1f} ms of glassnet's step is what stands between "
-           f"{s['ratio']:.2f} and 1.0 (PyTorch does the whole step in {step_t:.1f} ms)."),
+           f"the other {step_g - gemm:.1f} ms of glassnet's {what} is what stands between "
+           f"{s['ratio']:.2f} and 1.0 (PyTorch does the whole {what} in {step_t:.1f} ms"
+           + (f", {s['torch_gemm_ms']:.1f} of them in its GEMMs" if "torch_gemm_ms" in s else "") + ")."),
         "",
         "| layer pass | ms |", "| --- | --- |",
         *(f"| {k} | {v:.2f} |" for k, v in s["per_layer_ms"].items()),

@@ -136,6 +136,12 @@ def test_writer_stamps_a_file_per_machine(tmp_path, quick):
     fast = dict(r, glassnet_step_ms=25.0, ratio=0.833)
     text = "\n".join(run_all.breakdown_lines(w, fast))
     assert "at or below PyTorch's in this run (25.0 against 30.0 ms), 5.0 ms of it outside the GEMMs" in text
+    w = next(w for w, _ in fake_results(quick) if w.key == "mlp-infer")
+    text = "\n".join(run_all.breakdown_lines(w, dict(r, torch_gemm_ms=27.0)))
+    assert "## What stands between the MLP's inference and 1.0 (one inference pass over 10,000 images" in text
+    assert "| PyTorch, its GEMMs alone (the same products) | 27.00 | |" in text
+    assert "Time ratio 1.33 (throughput 0.75)" in text and "predict's own work" in text
+    assert "(PyTorch does the whole pass in 30.0 ms, 27.0 of them in its GEMMs)" in text
     data = json.loads(js.read_text())
     assert data["machine"] == STAMP and data["quick"] is quick
     assert len(data["results"]) == len(run_all.workloads(quick))
@@ -536,3 +542,32 @@ def test_probe_cores_classes_each_probe_by_the_distance_measured_with_it(monkeyp
     assert near["distance"] == 1.05 and 1.8 <= far["distance"] <= 1.9  # 1.35 is in neither class
     assert near["probes"] + far["probes"] <= report["probes"] and far["probes"] >= near["probes"]
     assert near["backward_1"] > 0 and far["dx_per_tap"] > 0 and far["infer_ring"] > 0
+
+
+def test_the_inference_breakdown_times_each_layer_and_the_products_of_one_pass(monkeypatch):
+    """breakdown.py --workload mlp-infer: glassnet's pass split into each layer's forward (summed
+    over the pass's batches), the products alone and predict's own work; PyTorch's pass and its
+    products alone; the same network in both (bench_train.py's MLP)."""
+    import numpy as np
+    import torch
+
+    import glassnet as gn
+
+    breakdown, bench_train = _bench_module("breakdown.py"), _bench_module("bench_train.py")
+    monkeypatch.setattr(breakdown, "INFER_IMAGES", 1200)  # three batches of 500, the last short
+    monkeypatch.setattr(gn, "tune_malloc", lambda *a, **k: True)  # this process's allocator stays
+    g = breakdown.time_glassnet("mlp-infer", repeats=2)
+    assert list(g["layers"]) == ["0 Linear forward", "1 ReLU forward", "2 Linear forward",
+                                 "3 ReLU forward", "4 Linear forward"]  # fmt: skip
+    assert list(g["gemms"]) == [f"{i} Linear forward, 3 products" for i in (0, 2, 4)]
+    assert g["step"] > sum(g["layers"].values()) > 0 and g["rest"] > 0
+    t = breakdown.time_torch("mlp-infer", repeats=2, threads=1)
+    assert t["step"] > 0 and t["gemm"] > 0
+    s = breakdown.summarise({"glassnet": [g], "torch": [t]})
+    assert s["torch_gemm_ms"] > 0 and "glassnet, whole pass" in breakdown.table(s)
+    mine = bench_train.glassnet_mlp(gn, "mlp", np.random.default_rng(0))
+    twin = bench_train.torch_mlp(torch, "mlp")
+    assert [type(m).__name__ for m in mine.layers] == [type(m).__name__ for m in twin]
+    assert [m.W.shape[::-1] for m in mine.layers if hasattr(m, "W")] == [
+        tuple(m.weight.shape) for m in twin if hasattr(m, "weight")
+    ]
