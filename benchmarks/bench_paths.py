@@ -16,7 +16,10 @@ machine state; no PyTorch here (the ratios against PyTorch are the other tables)
   matrix at once, on CNN-A's Conv2d(32,64,5), the ResNet's Conv2d(16,16,3) and the ResNet step;
 - ``dx adds on pixel-major memory``: the tap-by-tap dx adding its products on (H, W, N, C)
   memory (``glassnet.layers.conv.PIXEL_MAJOR_DX``) against the layer's channels-last memory, on
-  CNN-A's Conv2d(32,64,5), the ResNet's Conv2d(64,64,3) at 7x7 and CNN-A's training step.
+  CNN-A's Conv2d(32,64,5), the ResNet's Conv2d(64,64,3) at 7x7 and CNN-A's training step;
+- ``dW in blocks``: the one-input-channel convolution's dW summed over blocks of its inner
+  dimension (``glassnet.layers.conv.LONG_PRODUCT_BLOCK_BYTES``) against one product, on CNN-A's
+  first layer and CNN-A's training step.
 
     python benchmarks/bench_paths.py --rounds 8
 """
@@ -111,9 +114,26 @@ def measure(rounds: int, repeats: int) -> list[dict]:
                                set_pixel_major(True), set_pixel_major(False), rounds, repeats))  # fmt: skip
     cnn = gn.models.cnn_a(np.random.default_rng(0), (1, 28, 28), 10)
     cnn_opt = gn.optim.Adam(cnn.parameters(), lr=1e-3)
+
+    def cnn_step():
+        gn.train_step(cnn, loss_fn, cnn_opt, xb, yb)
+
     results.append(compare("CNN-A training step: dx adds on pixel-major / channels-last memory",
-                           lambda: gn.train_step(cnn, loss_fn, cnn_opt, xb, yb),
-                           set_pixel_major(True), set_pixel_major(False), rounds, few))  # fmt: skip
+                           cnn_step, set_pixel_major(True), set_pixel_major(False), rounds, few))  # fmt: skip
+    long_block = conv_module.LONG_PRODUCT_BLOCK_BYTES
+
+    def set_long_block(v):
+        return lambda: setattr(conv_module, "LONG_PRODUCT_BLOCK_BYTES", v)
+
+    first = gn.Conv2d(1, 32, 5, rng=rng)
+    y = first.forward(xb)
+    dy = np.ascontiguousarray(rng.standard_normal(y.shape).astype(np.float32).transpose(0, 2, 3, 1))
+    dy = dy.transpose(0, 3, 1, 2)
+    results.append(compare(f"Conv2d(1,32,5) backward_params on ({BATCH},1,28,28): dW in blocks / one product",
+                           lambda: first.backward_params(dy), set_long_block(long_block),
+                           set_long_block(whole), rounds, repeats))  # fmt: skip
+    results.append(compare("CNN-A training step: the first layer's dW in blocks / one product", cnn_step,
+                           set_long_block(long_block), set_long_block(whole), rounds, few))  # fmt: skip
     return results
 
 

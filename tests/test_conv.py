@@ -245,6 +245,7 @@ def test_conv_equals_the_plain_formula_float64(c_in, kw, dx_path, monkeypatch):
 
     monkeypatch.setattr(conv_module, "SHIFTED_DX_MAX_WASTE", 1e9 if dx_path == "shifted rows" else 0)
     monkeypatch.setattr(conv_module, "PIXEL_MAJOR_DX", dx_path != "taps on channels-last memory")
+    monkeypatch.setattr(conv_module, "LONG_PRODUCT_BLOCK_BYTES", 1000)  # C_in = 1: dW in blocks of a few rows
     rng = np.random.default_rng(5)
     conv = gn.Conv2d(c_in, 4, 3, rng=rng, dtype=np.float64, **kw)
     x = rng.standard_normal((3, c_in, 10, 9))
@@ -271,6 +272,23 @@ def test_conv_equals_the_plain_formula_float64(c_in, kw, dx_path, monkeypatch):
             _plain_conv(e, conv.W.data, None, conv.stride, conv.padding, conv.dilation) * dy
         ).sum()
     np.testing.assert_allclose(dx, dx_plain, rtol=1e-10, atol=1e-10)
+
+
+def test_long_product_in_blocks_is_the_product(monkeypatch):
+    """_long_product (a short, wide a times a tall, narrow b, summed over blocks of the inner
+    dimension) equals a @ b to rounding, with a last block shorter than the others, one row
+    per block, and an inner dimension too short to split."""
+    from glassnet.layers import conv as conv_module
+
+    rng = np.random.default_rng(12)
+    for block_bytes, inner in ((1000, 1000), (1000, 997), (8 * 30, 50), (1 << 20, 300)):
+        monkeypatch.setattr(conv_module, "LONG_PRODUCT_BLOCK_BYTES", block_bytes)
+        a, b = rng.standard_normal((26, inner)), rng.standard_normal((inner, 4))
+        np.testing.assert_allclose(conv_module._long_product(a, b), a @ b, rtol=1e-12, atol=1e-12)
+        a32, b32 = a.astype(np.float32), b.astype(np.float32)
+        got = conv_module._long_product(a32, b32)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, a @ b, rtol=1e-4, atol=1e-3)
 
 
 def test_tap_by_tap_dx_is_the_same_bits_in_either_memory_layout(monkeypatch):

@@ -50,6 +50,9 @@ SHIFTED_DX_MAX_WASTE = 1.4
 # thread on the other core reads each block, and writing again into lines it has just read
 # costs a transfer between caches where the two cores share none (docs/speed.md)
 NO_GRAD_RING_BYTES = 64 << 20
+# the one-input-channel dW, cols^T @ delta, whose inner dimension is the whole batch's pixels, is
+# summed over blocks of this many bytes of its two operands (``_long_product``)
+LONG_PRODUCT_BLOCK_BYTES = 256 << 10
 # the tap-by-tap dx adds its products on pixel-major memory, (H, W, N, C) (``_dx_by_taps``);
 # False: on the layer's channels-last memory (the plain path, for benchmarks/bench_paths.py)
 PIXEL_MAJOR_DX = True
@@ -103,6 +106,24 @@ def _cols_t_one_channel(xp: np.ndarray, k, s, d, out_hw, ones_row: bool) -> np.n
     if ones_row:
         cols_t[-1] = 1
     return cols_t.reshape(len(cols_t), n * ho * wo)
+
+
+def _long_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b for a short, wide a (k, K) and a tall, narrow b (K, m), as the sum over blocks of
+    the inner dimension of a[:, block] @ b[block]: the same sum of products, added in another
+    order (the same to rounding). The one-input-channel convolution's dW is such a product,
+    its inner dimension the batch's N Ho Wo pixels (73,728 for CNN-A's first layer), and
+    OpenBLAS takes longer for it in one call than in blocks whose two operands fit in the
+    core's cache together (``LONG_PRODUCT_BLOCK_BYTES``; ``benchmarks/bench_paths.py``)."""
+    k, inner = a.shape
+    rows = max(1, LONG_PRODUCT_BLOCK_BYTES // ((k + b.shape[1]) * a.itemsize))
+    if inner <= 2 * rows:
+        return a @ b
+    out = a[:, :rows] @ b[:rows]
+    part = np.empty_like(out)
+    for start in range(rows, inner, rows):
+        out += np.matmul(a[:, start : start + rows], b[start : start + rows], out=part)
+    return out
 
 
 def _dx_shifted_rows(delta: np.ndarray, taps: np.ndarray, hp: int, wp: int) -> np.ndarray:
@@ -390,7 +411,9 @@ class Conv2d(Module):
             raise ran_under_no_grad(type(self).__name__, "no input windows")
         delta = dy.transpose(0, 2, 3, 1).reshape(n * ho * wo, self.out_channels)  # no copy if NHWC
         if self.cols_t is not None:  # one input channel: dW and db in one product (BP4, BP3)
-            dwb = self.cols_t @ delta  # rows: the kh kw taps, then (with a bias) the sum of delta
+            dwb = _long_product(
+                self.cols_t, delta
+            )  # rows: the kh kw taps, then (with a bias) the sum of delta
             dk, db = dwb[: kh * kw], dwb[kh * kw :]
         else:
             dk = self.cols.T @ delta  # BP4
