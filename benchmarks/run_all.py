@@ -464,11 +464,11 @@ def _earlier_dates(stamp: dict, results: list[tuple[Workload, dict]]) -> dict[st
 def breakdown_lines(w: Workload, s: dict) -> list[str]:
     """What stands between CNN-A (the ResNet preset, the LSTM, the MLP's inference) and 1.0,
     from breakdown.py."""
-    from breakdown import OUTSIDE_LAYERS
-
     step_g, step_t, gemm = s["glassnet_step_ms"], s["torch_step_ms"], s["gemm_ms"]
     infer = w.key == "mlp-infer"
     what = "pass" if infer else "step"
+    outside = ("predict's own work: the input check, the batches, the output check" if infer
+               else "loss, optimizer, zero_grad, Python")  # fmt: skip
     net = {"resnet": "the `resnet` preset", "lstm": "the LSTM(1 -> 64), T = 40,",
            "mlp-infer": "the MLP's inference"}.get(w.key, "CNN-A")  # fmt: skip
     unit = "one inference pass over 10,000 images, batch 500" if infer else "one training step, batch 128"
@@ -489,7 +489,7 @@ def breakdown_lines(w: Workload, s: dict) -> list[str]:
         f"| glassnet, whole {what} | {step_g:.2f} | 100% |",
         f"| the GEMMs alone (NumPy's BLAS, the layers' shapes) | {gemm:.2f} | {gemm / step_g:.0%} |",
         f"| {other} | {s['non_gemm_layer_ms']:.2f} | {s['non_gemm_layer_ms'] / step_g:.0%} |",
-        f"| {OUTSIDE_LAYERS[what]} | {s['loss_and_optimizer_ms']:.2f} | "
+        f"| {outside} | {s['loss_and_optimizer_ms']:.2f} | "
         f"{s['loss_and_optimizer_ms'] / step_g:.0%} |",
         f"| PyTorch, whole {what} | {step_t:.2f} | |",
         *torch_gemm,
