@@ -12,7 +12,8 @@ takes it back. This script measures both, over and over for ``--seconds``:
 - at the same moment, ``Conv2d(32, 64, 5).backward`` on CNN-A's shapes (batch 128) with its BLAS
   at two threads and at one; and, at two threads, its dx loop alone two ways: each kernel tap's
   product written into one buffer, tap after tap, then added to dx (the layer until 2026-12-05),
-  and with a buffer of its own for each tap (the layer's now);
+  and with a buffer of its own for each tap (the layer's now), both on the pixel-major memory
+  the layer's adds now run on (``PIXEL_MAJOR_DX``);
 - the same two ways for the dx of the ``resnet`` preset's Conv2d(16, 16, 3, padding=1) at
   28x28 by row-shifted products (``_dx_shifted_rows``, which keeps its one buffer);
 - CNN-A's inference (``gn.predict``, 2,000 images in batches of 500, images per second) with
@@ -107,13 +108,14 @@ def conv_backward(np, gn):
     dy = rng.standard_normal((128, 64, 8, 8)).astype(np.float32)
     dy = np.ascontiguousarray(dy.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     conv.forward(x)
-    delta = dy.transpose(0, 2, 3, 1).reshape(-1, 64)
+    # on pixel-major memory, as the layer's dx (``_dx_by_taps``): delta's rows (Ho, Wo, N), dx (H, W, N, C)
+    delta = np.ascontiguousarray(dy.transpose(2, 3, 0, 1)).reshape(-1, 64)
     taps = conv._kernel().transpose(0, 1, 3, 2).copy()  # (kh, kw, out, C), as the layer's dx
     shares = np.empty((25, len(delta), 32), np.float32)
-    dxp = np.zeros((128, 12, 12, 32), np.float32)
+    dxp = np.zeros((12, 12, 128, 32), np.float32)
 
     def place(a, b):  # the input pixels under tap (a, b)
-        return dxp[:, a : a + 8, b : b + 8, :]
+        return dxp[a : a + 8, b : b + 8]
 
     loops = (tap_loop(np, delta, taps, dxp, shares, place, per_tap) for per_tap in (False, True))
     return (lambda: conv.backward(dy)), *loops
