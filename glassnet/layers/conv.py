@@ -41,10 +41,11 @@ from ._shapes import out_size as conv_out_size  # the formula under its older na
 # one cols matrix that backward reads; under no_grad() only the block exists)
 COLS_BLOCK_BYTES = 4 << 20
 # a stride-1 convolution's dx by row-shifted products (_dx_shifted_rows) when the padded input
-# has at most this many times the output's pixels: the ResNet's 3x3 maps at 28x28 (1.15) and
-# 14x14 (1.31); at 7x7 (1.65) and for CNN-A's 5x5 on 12x12 (2.25) the tap-by-tap scatter is
-# faster (measured with both paths alternating in one process: docs/speed.md)
-SHIFTED_DX_MAX_WASTE = 1.4
+# has at most this many times the output's pixels: the ResNet's 3x3 maps at 28x28 (1.15); at
+# 14x14 (1.31), 7x7 (1.65) and for CNN-A's 5x5 on 12x12 (2.25) the tap-by-tap adds are as fast
+# or faster since they run on pixel-major memory (measured with both paths alternating in one
+# process: benchmarks/bench_paths.py, docs/speed.md)
+SHIFTED_DX_MAX_WASTE = 1.2
 # under no_grad the blocks' windows take turns in a ring of this many bytes (the batch's whole
 # windows matrix where smaller), not one block's buffer written over block after block: the BLAS
 # thread on the other core reads each block, and writing again into lines it has just read
