@@ -6,11 +6,15 @@ training time of one epoch (the 4,000 training signals). ``--workload lstm`` swa
 Both loops do the same per-batch work as ``benchmarks/bench_train.py`` (gather by index,
 forward, loss, backward, step, the epoch report's loss and accuracy bookkeeping).
 
-Each measurement runs in its own process, a glassnet and a torch process per round, back to
-back, which one first alternating (their thread pools starve each other in one process); each
-process warms up, then times ``--epochs`` epochs and reports the fastest. The report is the
-median over rounds of each library's seconds per epoch and the ratio glassnet / torch (below 1:
-glassnet faster): the median over rounds of each round's own ratio, with those ratios.
+Each library runs in a process of its own (their thread pools starve each other in one
+process), started once and warmed up; every round asks both, one after the other, which one
+first alternating (``harness.alternate_live``), and each times ``--epochs`` epochs and reports
+the fastest. An epoch takes a fraction of a second, so a round of fresh processes spent longer
+importing torch between its two measurements than measuring, long enough for this VM's cores
+to change placement (docs/speed.md); a round's two measurements are now about a second apart.
+The report is the median over rounds of each library's seconds per epoch and the ratio
+glassnet / torch (below 1: glassnet faster): the median over rounds of each round's own ratio,
+with those ratios.
 
     python benchmarks/bench_rnn.py --workload gru --rounds 5 --threads 2
 """
@@ -23,7 +27,7 @@ import os
 import statistics
 import time
 
-from harness import alternate, alternating_parser, epoch_timer, paired_ratio, positive_int
+from harness import alternate_live, alternating_parser, answer, epoch_timer, paired_ratio, positive_int
 
 HIDDEN, BATCH, LR = 64, 128, 1e-3
 
@@ -38,7 +42,9 @@ def load(threads: int):
     return train.x.reshape(-1, 40, 1), train.y  # (N, T = 40, 1 feature)
 
 
-def run_glassnet(workload: str, epochs: int, threads: int) -> dict:
+def glassnet_session(workload: str, epochs: int, threads: int):
+    """The model built and warmed up; returns the measurement: ``epochs`` epochs of ``gn.fit``
+    (the same model training on from call to call), the fastest epoch's seconds."""
     x, y = load(threads)
     import numpy as np
 
@@ -51,10 +57,13 @@ def run_glassnet(workload: str, epochs: int, threads: int) -> dict:
     for i in range(5):  # warm-up
         gn.train_step(model, loss_fn, opt, x[i * BATCH : (i + 1) * BATCH], y[i * BATCH : (i + 1) * BATCH])
 
-    timer = epoch_timer()
-    gn.fit(model, loss_fn, opt, (x, y), epochs=epochs, batch_size=BATCH, rng=rng, verbose=False,
-           callbacks=[timer])  # fmt: skip
-    return {"train": min(timer.times)}
+    def measure() -> dict:
+        timer = epoch_timer()
+        gn.fit(model, loss_fn, opt, (x, y), epochs=epochs, batch_size=BATCH, rng=rng, verbose=False,
+               callbacks=[timer])  # fmt: skip
+        return {"train": min(timer.times)}
+
+    return measure
 
 
 def glassnet_model(gn, workload: str, rng):
@@ -79,7 +88,8 @@ def torch_twin(torch, workload: str):
     return Net()
 
 
-def run_torch(workload: str, epochs: int, threads: int) -> dict:
+def torch_session(workload: str, epochs: int, threads: int):
+    """As ``glassnet_session``, for the PyTorch twin."""
     x, y = load(threads)
     import torch
 
@@ -107,12 +117,16 @@ def run_torch(workload: str, epochs: int, threads: int) -> dict:
     model.train()
     epoch(5)  # warm-up
     n = -(-len(xt) // BATCH)
-    times = []
-    for _ in range(epochs):
-        t = time.perf_counter()
-        epoch(n)
-        times.append(time.perf_counter() - t)
-    return {"train": min(times)}
+
+    def measure() -> dict:
+        times = []
+        for _ in range(epochs):
+            t = time.perf_counter()
+            epoch(n)
+            times.append(time.perf_counter() - t)
+        return {"train": min(times)}
+
+    return measure
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,11 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = build_parser().parse_args()
     if args.impl:
-        fn = run_glassnet if args.impl == "glassnet" else run_torch
-        print(json.dumps(fn(args.workload, args.epochs, args.threads)))
+        session = glassnet_session if args.impl == "glassnet" else torch_session
+        measure = []  # built at the first request, after answer() has set the threads
+
+        def run() -> dict:
+            if not measure:
+                measure.append(session(args.workload, args.epochs, args.threads))
+            return measure[0]()
+
+        answer(args, run)
         return
-    runs = alternate(__file__, args.rounds, ["--workload", args.workload, "--epochs", str(args.epochs),
-                                              "--threads", str(args.threads)])  # fmt: skip
+    runs = alternate_live(__file__, args.rounds, ["--workload", args.workload, "--epochs", str(args.epochs),
+                                                   "--threads", str(args.threads)])  # fmt: skip
     results = {impl: [r["train"] for r in rs] for impl, rs in runs.items()}
     g, t = statistics.median(results["glassnet"]), statistics.median(results["torch"])
     ratio, pairs = paired_ratio(results["glassnet"], results["torch"])

@@ -140,8 +140,8 @@ def _full_workloads(train, rnn, table, cores) -> list[Workload]:
         train("cnn-bn", 3, 1),
         train("resnet", 2, 1, train_size=6400, infer_size=2000),
         train("vit", 2, 1, train_size=6400, infer_size=2000),
-        rnn("gru", 7, 3),  # 7 rounds: a recurrent epoch is short, its ratio noisy
-        rnn("lstm", 7, 3),
+        rnn("gru", 15, 3),  # a recurrent epoch is short and its ratio noisy: many rounds (live children)
+        rnn("lstm", 15, 3),
         table("layers", "bench_layers.py", 7, 20),  # ms-long layers, their ratios noisy: more rounds
         table("attention", "bench_attention.py", 21, 30),  # its two processes live: a round is 2 s
         table("breakdown", "breakdown.py", 3, 20),

@@ -8,6 +8,7 @@ import importlib
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -571,3 +572,16 @@ def test_the_inference_breakdown_times_each_layer_and_the_products_of_one_pass(m
     assert [m.W.shape[::-1] for m in mine.layers if hasattr(m, "W")] == [
         tuple(m.weight.shape) for m in twin if hasattr(m, "weight")
     ]
+
+
+def test_the_recurrent_benchmark_asks_two_live_children_for_epochs():
+    """bench_rnn.py runs each library's child once (alternate_live): a round asks both for
+    ``--epochs`` epochs of the model they keep training; one JSON report with a ratio per round."""
+    out = subprocess.run(
+        [sys.executable, str(run_all.HERE / "bench_rnn.py"), "--workload", "gru", "--rounds", "2",
+         "--epochs", "1", "--threads", "1"],
+        capture_output=True, text=True, check=True, timeout=600,
+    )  # fmt: skip
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(report["pair_ratios"]) == 2 and report["ratio"] > 0
+    assert report["glassnet_s_per_4000"] > 0 and report["torch_s_per_4000"] > 0
