@@ -104,8 +104,8 @@ SHORT_ROW = 256  # rows of at least this many numbers take NumPy's broadcast as 
 def by_row_vector(op, x: np.ndarray, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``op(x, v, out=out)`` for a ufunc ``op`` (``np.add``, ``np.multiply``), x (rows, n) and v
     (n,) broadcast down the rows: a bias added, a per-feature scale. NumPy's loop over a
-    broadcast operand restarts for every row, and for short rows (n = 64) the restarts cost as
-    much as the arithmetic, twice a pass over two arrays of x's shape. So k whole rows at a time
+    broadcast operand restarts for every row, and for short rows (n = 64) the restarts cost
+    about as much as the arithmetic (docs/speed.md). So k whole rows at a time
     are taken as one row of k n (about ``ROW_GROUP``) numbers against v repeated k times, and
     the rows left over as they are: every number meets the same v_j, the same results bit for
     bit (``tests/test_layers.py::test_row_vector_passes_are_numpys``). Arrays under 8

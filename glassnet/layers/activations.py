@@ -65,10 +65,10 @@ _ZERO_ROWS: dict[np.dtype, np.ndarray] = {}
 
 def relu(x) -> np.ndarray:
     """max(x, 0). NumPy runs ``np.maximum(x, 0)`` (an array against a broadcast scalar) through
-    a scalar loop, and ``maximum`` of two arrays through SIMD, 2-3x faster on a megabyte. So x's
-    memory, in its own order (a convolution's NCHW view of channels-last memory too), is taken
-    as rows of ``RELU_ROW`` numbers against one read-only row of zeros; the tail, small arrays
-    and arrays that are not one block of memory take ``np.maximum(x, 0)``."""
+    a scalar loop, and ``maximum`` of two arrays through SIMD, several times faster
+    (docs/speed.md). So x's memory, in its own order (a convolution's NCHW view of channels-last
+    memory too), is taken as rows of ``RELU_ROW`` numbers against one read-only row of zeros;
+    the tail, small arrays and arrays that are not one block of memory take ``np.maximum(x, 0)``."""
     if not isinstance(x, np.ndarray) or x.size < RELU_ROW or x.dtype.kind != "f":
         return np.maximum(x, 0)
     y = np.empty_like(x)  # x's memory order

@@ -168,7 +168,7 @@ def _dx_by_taps(delta: np.ndarray, taps: np.ndarray, hw_p, s, d, p, hw) -> np.nd
     adds run on pixel-major memory (``PIXEL_MAJOR_DX``): delta copied to (Ho, Wo, N, out) and
     dxp (Hp, Wp, N, C), so that a tap's slice of dxp is Ho runs of Wo N C contiguous numbers;
     on channels-last memory it is N Ho runs of Wo C, and NumPy's add restarts its loop at every
-    run (for CNN-A's second convolution the adds took twice as long). The two layout copies
+    run. The two layout copies
     (delta in, dx out) cost less than that (``benchmarks/bench_paths.py`` times both). The same
     products and the same adds in the same order either way: the same numbers.
 
@@ -412,9 +412,8 @@ class Conv2d(Module):
             raise ran_under_no_grad(type(self).__name__, "no input windows")
         delta = dy.transpose(0, 2, 3, 1).reshape(n * ho * wo, self.out_channels)  # no copy if NHWC
         if self.cols_t is not None:  # one input channel: dW and db in one product (BP4, BP3)
-            dwb = _long_product(
-                self.cols_t, delta
-            )  # rows: the kh kw taps, then (with a bias) the sum of delta
+            # rows: the kh kw taps, then (with a bias) the sum of delta
+            dwb = _long_product(self.cols_t, delta)
             dk, db = dwb[: kh * kw], dwb[kh * kw :]
         else:
             dk = self.cols.T @ delta  # BP4
