@@ -20,7 +20,11 @@ machine state; no PyTorch here (the ratios against PyTorch are the other tables)
   CNN-A's Conv2d(32,64,5), the ResNet's Conv2d(64,64,3) at 7x7 and CNN-A's training step;
 - ``dW in blocks``: the one-input-channel convolution's dW summed over blocks of its inner
   dimension (``glassnet.layers.conv.LONG_PRODUCT_BLOCK_BYTES``) against one product, on CNN-A's
-  first layer and CNN-A's training step.
+  first layer and CNN-A's training step;
+- ``a ReLU and its max-pool as one step``: ``Sequential`` running a ReLU and the max-pool after
+  it as the pool then the ReLU (``glassnet.module.JOIN_STEPS``, ``PoolThenReLU``) against the
+  two layers one by one, on CNN-A's first pair and on CNN-A's training steps with and without
+  batch norm.
 
     python benchmarks/bench_paths.py --rounds 8
 """
@@ -138,6 +142,28 @@ def measure(rounds: int, repeats: int) -> list[dict]:
                            set_long_block(whole), rounds, repeats))  # fmt: skip
     results.append(compare("CNN-A training step: the first layer's dW in blocks / one product", cnn_step,
                            set_long_block(long_block), set_long_block(whole), rounds, few))  # fmt: skip
+
+    def set_join(on):
+        return lambda: setattr(gn.module, "JOIN_STEPS", on)
+
+    pair = gn.Sequential(gn.ReLU(), gn.MaxPool2d(2))
+    z = first.forward(xb)  # CNN-A's first convolution's output: an NCHW view of channels-last memory
+    dz = rng.standard_normal((BATCH, 12, 12, 32)).astype(np.float32).transpose(0, 3, 1, 2)  # as y lies
+
+    def pair_pass():
+        pair.forward(z)
+        pair.backward(dz)
+
+    results.append(compare(f"ReLU + MaxPool2d(2) forward + backward on ({BATCH},32,24,24): the pool then the "
+                           "ReLU / the ReLU then the pool", pair_pass, set_join(True), set_join(False),
+                           rounds, repeats))  # fmt: skip
+    results.append(compare("CNN-A training step: each ReLU and its max-pool as one step / layer by layer",
+                           cnn_step, set_join(True), set_join(False), rounds, few))  # fmt: skip
+    bn = gn.models.cnn_a(np.random.default_rng(0), (1, 28, 28), 10, batch_norm=True)
+    bn_opt = gn.optim.Adam(bn.parameters(), lr=1e-3)
+    results.append(compare("CNN-A + BatchNorm2d training step: each ReLU and its max-pool as one step / "
+                           "layer by layer", lambda: gn.train_step(bn, loss_fn, bn_opt, xb, yb),
+                           set_join(True), set_join(False), rounds, few))  # fmt: skip
     return results
 
 

@@ -6,7 +6,8 @@ batch 500: each layer's forward, the products alone, and PyTorch's pass and its 
 
 glassnet's process times ``gn.train_step`` on one fixed batch of 128 Fashion-MNIST-shaped images
 (median of ``--repeats`` steps after a warm-up), with every layer's ``forward`` / ``backward``
-wrapped by a timer (the layers inside a residual block too: for the ResNet, the passes of
+wrapped by a timer (a ReLU and the max-pool that ``Sequential`` runs with it as one step, as
+one row; the layers inside a residual block too: for the ResNet, the passes of
 layers of one kind and shape are summed into one row, "Conv2d(16,16,3,s1) x4 forward"); then
 it times, alone, the matrix products that the convolutions and the linear layer do with the
 same shapes (forward ``cols @ Wmat``, ``dW = cols^T delta``, and the
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -77,6 +79,7 @@ def time_glassnet(workload: str, repeats: int) -> dict:
     import glassnet as gn
 
     gn.tune_malloc()
+    from glassnet.module import named_modules
     from glassnet.walk import leaves
 
     x, y = _data(workload)
@@ -119,6 +122,15 @@ def time_glassnet(workload: str, repeats: int) -> dict:
         layer.forward = timed(f"{name} forward", layer.forward)
         layer.backward = timed(f"{name} backward", layer.backward)
         layer.backward_params = timed(f"{name} backward_params", layer.backward_params)
+    joined = {}  # a ReLU and the max-pool after it, which Sequential runs as one step: one row
+    for seq_name, seq in named_modules(model):
+        for i, step_ in seq.steps() if isinstance(seq, gn.Sequential) else ():
+            if not isinstance(step_, gn.Module):
+                prefix = f"{seq_name}." if seq_name else ""
+                pair = f"{prefix}{i - 1}-{i} {type(seq[i - 1]).__name__}+{type(seq[i]).__name__}"
+                joined[pair] = pair.split(" ")[1]
+                step_.forward = timed(f"{pair} forward", step_.forward)
+                step_.backward = timed(f"{pair} backward", step_.backward)
     if workload == "mlp-infer":  # one inference pass, as the inference table times it
 
         def step():
@@ -144,7 +156,8 @@ def time_glassnet(workload: str, repeats: int) -> dict:
                 per_step[k].append(sum(v[before[k] :]))
         rests.append(steps[-1] - sum(p[-1] for p in per_step.values() if p))
     layers = {k: statistics.median(v) for k, v in per_step.items() if v}
-    kinds = {name: _kind(layer) for name, layer in zip(names, layers_)}
+    layers = dict(sorted(layers.items(), key=lambda kv: int(re.match(r"\d+", kv[0])[0])))  # chain order
+    kinds = {name: _kind(layer) for name, layer in zip(names, layers_)} | joined
 
     # the GEMMs alone, with the shapes each layer multiplies
     from glassnet.layers.conv import _long_product

@@ -201,6 +201,12 @@ class Module:
         """
         self.backward(dy)
 
+    def joined_step(self, before: Module):
+        """A step that runs ``before`` and then this module as one, with their results bit for
+        bit, or None (the default): ``Sequential`` asks each layer about the layer before it.
+        A max-pool takes the ``ReLU`` before it (``glassnet.layers.pooling.PoolThenReLU``)."""
+        return None
+
     def __call__(self, *inputs: np.ndarray, **kwargs) -> np.ndarray:
         return self.forward(*inputs, **kwargs)
 
@@ -483,12 +489,20 @@ def evaluating(model: Module) -> Iterator[Module]:
         yield model
 
 
+JOIN_STEPS = True  # False: Sequential runs every layer on its own (bench_paths.py times both)
+
+
 class Sequential(Module):
     """Layers applied in order; forward is a loop, backward the same loop reversed.
 
     ``backward(dy, input_grad=False)`` skips the gradient with respect to the network's input
     (``fit`` does this: data needs no gradient), saving the first layer's largest product.
     The layers are a tuple, fixed at construction: build a new ``Sequential`` to change them.
+
+    One step of the loop may take two layers (``steps``, ``Module.joined_step``): a ``ReLU``
+    directly followed by a max-pool runs as the pool, then the ReLU on the pooled map
+    (``glassnet.layers.pooling.PoolThenReLU``): max and ReLU commute, so y and every gradient
+    are the layer-by-layer ones, bit for bit, and the ReLU does a quarter of the work.
     """
 
     def __init__(self, *layers: Module) -> None:
@@ -503,26 +517,42 @@ class Sequential(Module):
         # the first layer that owns parameters (or may: a container); below it nothing needs
         # a gradient, so backward(input_grad=False) stops there
         self.first_trainable = next((i for i, m in enumerate(layers) if m.params or m.children), len(layers))
+        self._plan: tuple = ()  # (children, switch, steps): the steps, made again if either changes
+        self._ran: list | None = None  # the steps of the last forward, which backward retraces
 
     @property
     def layers(self) -> tuple[Module, ...]:
         return self.children
 
+    def steps(self) -> list[tuple[int, object]]:
+        """``(index, step)`` for each step of the loop, in order: a layer, or two neighbours run
+        as one where the second one's ``joined_step`` offers it (a ReLU and the max-pool after
+        it); the index is the layer's, for a pair the second's (the one that checks shapes)."""
+        if not self._plan or self._plan[0] is not self.children or self._plan[1] != JOIN_STEPS:
+            layers, steps, i = self.children, [], 0
+            while i < len(layers):
+                pair = layers[i + 1].joined_step(layers[i]) if JOIN_STEPS and i + 1 < len(layers) else None
+                steps.append((i, layers[i]) if pair is None else (i + 1, pair))
+                i += 1 if pair is None else 2
+            self._plan = (self.children, JOIN_STEPS, steps)
+        return self._plan[2]
+
     def forward(self, x: np.ndarray) -> np.ndarray:
-        for i, layer in enumerate(self.children):
+        self._ran = steps = self.steps()
+        for i, step in steps:
             try:
-                x = layer.forward(x)
+                x = step.forward(x)
             except ShapeError as e:
-                raise ShapeError(f"layer #{i} ({type(layer).__name__}): {e}") from None
+                raise ShapeError(f"layer #{i} ({type(self.children[i]).__name__}): {e}") from None
         return x
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        layers, first = self.children, self.first_trainable
-        for i in range(len(layers) - 1, -1, -1):
+        first = self.first_trainable
+        for i, step in reversed(self._ran if self._ran is not None else self.steps()):
             if not input_grad and i == first:
-                layers[i].backward_params(dy)
+                step.backward_params(dy)
                 return None
-            dy = layers[i].backward(dy)
+            dy = step.backward(dy)
         return dy
 
     def backward_params(self, dy: np.ndarray) -> None:

@@ -490,3 +490,110 @@ def test_integer_input_is_pooled_in_floats_as_conv2d(make, dtype, float_dtype):
     np.testing.assert_array_equal(y, y_float)
     dy = np.random.default_rng(4).standard_normal(y.shape).astype(float_dtype)
     np.testing.assert_array_equal(layer.backward(dy), reference.backward(dy))
+
+
+# --- a ReLU and the max-pool after it, run by Sequential as one step (PoolThenReLU) -----------------
+
+
+def _relu_pool_net(pool, dtype):
+    """Conv2d (a channels-last output), ReLU, the pool, Flatten, Linear: the pair inside a chain,
+    with a layer that has parameters on each side of it."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 2, 9, 9))
+    front = [gn.Conv2d(2, 3, 3, rng=rng), gn.ReLU(), pool, gn.Flatten()]
+    width = gn.Sequential(*front).forward(x).shape[1]
+    return gn.Sequential(*front, gn.Linear(width, 5, rng=rng)).to(dtype), x.astype(dtype)
+
+
+def _step(net, x, dy_seed=2):
+    for p in net.parameters():
+        p.grad[...] = 0
+    y = net.forward(x)
+    dy = np.random.default_rng(dy_seed).standard_normal(y.shape).astype(y.dtype)
+    dx = net.backward(dy)
+    return y, dx, [p.grad.copy() for p in net.parameters()]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gn.MaxPool2d(2),
+        lambda: gn.MaxPool2d(3, stride=2, padding=1),
+        lambda: gn.MaxPool2d(2, stride=1),
+        lambda: gn.MaxPool2d(2, ceil_mode=True),
+        lambda: gn.MaxPool2d(2, dilation=2),
+    ],
+)
+def test_relu_then_max_pool_as_one_step_gives_the_layers_numbers_bit_for_bit(make, dtype, monkeypatch):
+    from glassnet.layers import pooling
+
+    net, x = _relu_pool_net(make(), dtype)
+    # ties and whole windows <= 0: the conv's bias pushed down, its input rounded to a few values
+    net[0].b.data[...] = -0.3
+    x = np.round(x * 2) / 2
+    assert any(isinstance(step, pooling.PoolThenReLU) for _, step in net.steps())
+    fused = _step(net, x)
+    assert net[1].y is None  # the ReLU kept no output: the pair ran as one step
+    monkeypatch.setattr(gn.module, "JOIN_STEPS", False)
+    assert not any(isinstance(step, pooling.PoolThenReLU) for _, step in net.steps())
+    plain = _step(net, x)
+    assert net[1].y is not None
+    pooled = gn.Sequential(*net.layers[:3]).forward(x)
+    assert (pooled == 0).mean() > 0.1, "some windows must hold no positive unit for the test to mean anything"
+    np.testing.assert_array_equal(fused[0], plain[0])
+    np.testing.assert_array_equal(fused[1], plain[1])
+    for f, p in zip(fused[2], plain[2]):
+        np.testing.assert_array_equal(f, p)
+
+
+def test_relu_then_max_pool_1d_as_one_step_and_under_no_grad():
+    from glassnet.layers import pooling
+
+    rng = np.random.default_rng(3)
+    x = np.round(rng.standard_normal((5, 3, 17)) * 2) / 2
+    net = gn.Sequential(gn.Conv1d(3, 4, 3, rng=rng), gn.ReLU(), gn.MaxPool1d(3, stride=2, padding=1))
+    y = net.forward(x)
+    dy = rng.standard_normal(y.shape)
+    dx = net.backward(dy)
+    assert net[1].y is None
+    plain_y = x
+    for layer in net:  # the layers one by one
+        plain_y = layer.forward(plain_y)
+    plain_dx = dy
+    for layer in reversed(net.layers):
+        plain_dx = layer.backward(plain_dx)
+    np.testing.assert_array_equal(y, plain_y)
+    np.testing.assert_array_equal(dx, plain_dx)
+    with gn.no_grad():
+        np.testing.assert_array_equal(net.forward(x), plain_y)
+    assert isinstance(net.steps()[1][1], pooling.PoolThenReLU)
+
+
+def test_only_a_plain_relu_directly_before_a_max_pool_is_taken_with_it():
+    from glassnet.layers import pooling
+
+    class MyReLU(gn.ReLU):
+        pass
+
+    chains = {
+        "pair": ([gn.ReLU(), gn.MaxPool2d(2)], [pooling.PoolThenReLU]),
+        "subclass": ([MyReLU(), gn.MaxPool2d(2)], [MyReLU, gn.MaxPool2d]),
+        "average": ([gn.ReLU(), gn.AvgPool2d(2)], [gn.ReLU, gn.AvgPool2d]),
+        "apart": ([gn.ReLU(), gn.Identity(), gn.MaxPool2d(2)], [gn.ReLU, gn.Identity, gn.MaxPool2d]),
+        "pool first": ([gn.MaxPool2d(2), gn.ReLU()], [gn.MaxPool2d, gn.ReLU]),
+        "two pairs": ([gn.ReLU(), gn.MaxPool2d(2), gn.ReLU(), gn.MaxPool2d(2)], [pooling.PoolThenReLU] * 2),
+    }
+    for name, (layers, kinds) in chains.items():
+        steps = gn.Sequential(*layers).steps()
+        assert [type(s) for _, s in steps] == kinds, name
+    assert [i for i, _ in gn.Sequential(gn.Flatten(), gn.ReLU(), gn.MaxPool1d(2)).steps()] == [0, 2]
+
+
+def test_the_relu_of_a_pair_refuses_a_backward_of_its_own_and_shape_errors_name_the_pool():
+    net = gn.Sequential(gn.ReLU(), gn.MaxPool2d(2))
+    net.forward(np.random.default_rng(0).standard_normal((2, 1, 4, 4)))
+    with pytest.raises(RuntimeError, match=r"ReLU\.backward: .*max-pool after it as one step"):
+        net[0].backward(np.ones((2, 1, 4, 4)))
+    with pytest.raises(gn.ShapeError, match=r"layer #1 \(MaxPool2d\).*smaller than kernel_size"):
+        gn.Sequential(gn.ReLU(), gn.MaxPool2d(4)).forward(np.zeros((1, 1, 2, 2)))

@@ -56,6 +56,13 @@ class ReLU(Module):
         return self.y
 
     def backward(self, dy):
+        if self.y is None:
+            raise RuntimeError(
+                "ReLU.backward: the last forward ran inside a Sequential that ran this ReLU and the "
+                "max-pool after it as one step (glassnet.layers.pooling.PoolThenReLU), which keeps no "
+                "output of the ReLU alone; run backward through that Sequential, or run the layers' "
+                "forwards one by one"
+            )
         return relu_grad(dy, self.y)
 
 

@@ -34,6 +34,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .. import functional as F
 from ..module import Module, ShapeError, grad_enabled, ran_under_no_grad
 from ._shapes import ntuple, out_size
+from .activations import ReLU, relu, relu_grad
 
 Size = int | tuple[int, ...] | list[int]
 
@@ -195,6 +196,11 @@ class _MaxPool(_Pool):
 
     def config(self) -> dict:
         return {**super().config(), "dilation": _plain(self.dilation), "ceil_mode": self.ceil_mode}
+
+    def joined_step(self, before: Module):
+        # the exact classes: a subclass may change either function
+        plain = type(before) is ReLU and type(self) in (MaxPool1d, MaxPool2d)
+        return PoolThenReLU(before, self) if plain else None
 
     def _pool(self, x: np.ndarray) -> np.ndarray:
         views = _views(_pad(x, self.p, -np.inf), self.k, self.s, self.out_hw)
@@ -358,6 +364,39 @@ class GlobalMaxPool2d(Module):
         dx = np.zeros((N, C, H * W), dy.dtype)
         np.put_along_axis(dx, self.idx, dy[:, :, None], axis=2)
         return dx.reshape(self.x_shape)
+
+
+class PoolThenReLU:
+    """A ``ReLU`` directly followed by a max-pool, run by ``Sequential`` as one step: the pool
+    first, then the ReLU on the pooled map.
+
+    Max and ReLU commute: ReLU never puts two numbers in the other order, so
+        relu(max(z_1, ..., z_k)) = max(relu(z_1), ..., relu(z_k)),
+    and y is the layers' y, number for number, with the ReLU run on the pooled units only (a
+    quarter of them after a 2x2 pool; CNN-A's first ReLU has 2.4 million). Backward is the
+    chain rule through the two functions in this order, BP2 for the ReLU then the pool's
+    scatter:
+        dp = dy * [y > 0],   dx[unit] = dp[window] where the unit is the window's (first) max.
+    Where a window's max is > 0 it is the same unit in both orders, and it gets dy; where the
+    max is <= 0, both orders send 0 to every unit of the window (ReLU'(z) = 0 for z <= 0). So
+    dx is the layer-by-layer dx too (``tests/test_pooling.py`` checks both, bit for bit).
+
+    Not a module: the ReLU and the pool stay in the model as they are (``summary``, ``save``,
+    the parameter names), and a walk (diagnostics, ``trace``, NaN provenance) runs them one by
+    one and reports the ReLU's own output. ``glassnet.module.JOIN_STEPS = False`` runs the
+    layers one by one everywhere (``benchmarks/bench_paths.py`` times both).
+    """
+
+    def __init__(self, relu_layer: ReLU, pool: _MaxPool) -> None:
+        self.relu, self.pool = relu_layer, pool
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.relu.y = None  # it kept no output of its own: its backward alone refuses to run
+        self.y = relu(self.pool.forward(x))
+        return self.y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return self.pool.backward(relu_grad(dy, self.y))
 
 
 # --- PyTorch's further options: ceil_mode, dilation (max), count_include_pad=False (average) ------
