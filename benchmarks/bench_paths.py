@@ -24,7 +24,11 @@ machine state; no PyTorch here (the ratios against PyTorch are the other tables)
 - ``a ReLU and its max-pool as one step``: ``Sequential`` running a ReLU and the max-pool after
   it as the pool then the ReLU (``glassnet.module.JOIN_STEPS``, ``PoolThenReLU``) against the
   two layers one by one, on CNN-A's first pair and on CNN-A's training steps with and without
-  batch norm.
+  batch norm;
+- ``the first convolution's output pixel-major``: the one-input-channel ``Conv2d`` before a
+  max-pool returning its output as a view of (H, W, N, C) memory
+  (``glassnet.layers.conv.PIXEL_MAJOR_OUT``) against channels-last, on CNN-A's training steps
+  with and without batch norm.
 
     python benchmarks/bench_paths.py --rounds 8
 """
@@ -164,6 +168,16 @@ def measure(rounds: int, repeats: int) -> list[dict]:
     results.append(compare("CNN-A + BatchNorm2d training step: each ReLU and its max-pool as one step / "
                            "layer by layer", lambda: gn.train_step(bn, loss_fn, bn_opt, xb, yb),
                            set_join(True), set_join(False), rounds, few))  # fmt: skip
+
+    def set_pixel_major_out(on):
+        return lambda: setattr(conv_module, "PIXEL_MAJOR_OUT", on)
+
+    results.append(compare("CNN-A training step: the first convolution's output pixel-major / channels-last",
+                           cnn_step, set_pixel_major_out(True), set_pixel_major_out(False),
+                           rounds, few))  # fmt: skip
+    results.append(compare("CNN-A + BatchNorm2d training step: the first convolution's output pixel-major / "
+                           "channels-last", lambda: gn.train_step(bn, loss_fn, bn_opt, xb, yb),
+                           set_pixel_major_out(True), set_pixel_major_out(False), rounds, few))  # fmt: skip
     return results
 
 

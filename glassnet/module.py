@@ -207,6 +207,11 @@ class Module:
         A max-pool takes the ``ReLU`` before it (``glassnet.layers.pooling.PoolThenReLU``)."""
         return None
 
+    def followed_by(self, steps: list) -> None:
+        """``Sequential`` tells each layer the steps that run after it in its chain (layers, or
+        joined steps). A layer may choose the memory layout of its output for them (a one-channel
+        convolution before a max-pool: ``Conv2d.followed_by``); the default does nothing."""
+
     def __call__(self, *inputs: np.ndarray, **kwargs) -> np.ndarray:
         return self.forward(*inputs, **kwargs)
 
@@ -535,6 +540,9 @@ class Sequential(Module):
                 steps.append((i, layers[i]) if pair is None else (i + 1, pair))
                 i += 1 if pair is None else 2
             self._plan = (self.children, JOIN_STEPS, steps)
+            for k, (_, step) in enumerate(steps):
+                if isinstance(step, Module):
+                    step.followed_by([s for _, s in steps[k + 1 :]])
         return self._plan[2]
 
     def forward(self, x: np.ndarray) -> np.ndarray:

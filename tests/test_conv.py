@@ -409,3 +409,105 @@ def test_the_next_training_step_writes_its_windows_over_the_last_ones():
         conv.forward(x2)
     conv.forward(x2)  # after no_grad (nothing kept): a fresh matrix again
     assert conv.cols.shape[0] == 5 * 36
+
+
+# --- the one-channel convolution's output pixel-major, for the max-pool after it -----------------
+
+
+def _layout(a):
+    return (
+        "pixel-major"
+        if a.transpose(2, 3, 0, 1).flags.c_contiguous
+        else ("channels-last" if a.transpose(0, 2, 3, 1).flags.c_contiguous else "other")
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "kwargs", [dict(kernel_size=5), dict(kernel_size=3, padding=1, stride=2), dict(kernel_size=3, dilation=2)]
+)
+def test_one_channel_output_pixel_major_is_the_same_convolution(kwargs, dtype, monkeypatch):
+    """With ``pixel_major_out`` the windows' columns, and so y's rows, come (i, j, n): y is the
+    NCHW view of pixel-major memory, with the channels-last path's values; backward (dW, db, dx)
+    reads delta in that order. float64 to rounding, float32 to a few ulps."""
+    from glassnet.layers import conv as conv_module
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 1, 11, 10)).astype(dtype)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-5)
+    out = []
+    for pm in (False, True):
+        conv = gn.Conv2d(1, 4, rng=np.random.default_rng(1), dtype=dtype, **kwargs)
+        conv.pixel_major_out = pm
+        y = conv.forward(x)
+        dy = np.random.default_rng(2).standard_normal(y.shape).astype(dtype)
+        dx = conv.backward(dy)
+        out.append((y, dx, conv.W.grad.copy(), conv.b.grad.copy(), _layout(y)))
+    (y0, dx0, w0, b0, l0), (y1, dx1, w1, b1, l1) = out
+    assert (l0, l1) == ("channels-last", "pixel-major")
+    for a, b in ((y1, y0), (dx1, dx0), (w1, w0), (b1, b0)):
+        np.testing.assert_allclose(a, b, **tol)
+    monkeypatch.setattr(conv_module, "PIXEL_MAJOR_OUT", False)  # the switch turns it off
+    conv = gn.Conv2d(1, 4, rng=np.random.default_rng(1), dtype=dtype, **kwargs)
+    conv.pixel_major_out = True
+    assert _layout(conv.forward(x)) == "channels-last"
+
+
+def test_a_pixel_major_input_is_copied_channels_last_and_its_dx_comes_back_pixel_major():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 6, 9, 9))
+    x_pm = np.ascontiguousarray(x.transpose(2, 3, 0, 1)).transpose(2, 3, 0, 1)
+    out = []
+    for xi in (x, x_pm):
+        conv = gn.Conv2d(6, 5, 3, rng=np.random.default_rng(4), dtype=np.float64)
+        y = conv.forward(xi)
+        dx = conv.backward(np.random.default_rng(5).standard_normal(y.shape))
+        out.append((y, dx, conv.W.grad.copy()))
+    for a, b in zip(out[0], out[1]):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+    assert _layout(out[1][1]) == "pixel-major"
+
+
+def test_sequential_asks_a_one_channel_conv_for_pixel_major_output_only_before_a_max_pool():
+    rng = np.random.default_rng(0)
+
+    def first(*after, c_in=1):
+        net = gn.Sequential(gn.Conv2d(c_in, 4, 3, rng=rng), *after)
+        net.steps()
+        return net[0].pixel_major_out
+
+    assert first(gn.ReLU(), gn.MaxPool2d(2))  # CNN-A
+    assert first(gn.BatchNorm2d(4), gn.ReLU(), gn.MaxPool2d(2))  # CNN-A + BatchNorm2d
+    assert first(gn.MaxPool2d(2))
+    assert not first(gn.ReLU(), gn.MaxPool2d(2), c_in=3)  # its rows' order is not free
+    assert not first(gn.BatchNorm2d(4), gn.ReLU(), gn.Conv2d(4, 4, 3, rng=rng))  # the ResNet's stem
+    assert not first(gn.ReLU(), gn.AvgPool2d(2))
+    assert not first(gn.Flatten())
+    assert not first()
+    cnn = gn.models.cnn_a(rng, (1, 28, 28), 10)
+    cnn.forward(np.zeros((2, 1, 28, 28), np.float32))
+    assert cnn[0].pixel_major_out and cnn[0].pixel_rows
+    with gn.no_grad():  # a large batch under no_grad runs in blocks of examples: channels-last
+        y = cnn[0].forward(np.zeros((1200, 1, 28, 28), np.float32))
+    assert _layout(y) == "channels-last" and not cnn[0].pixel_rows
+
+
+def test_cnn_a_steps_with_the_first_output_pixel_major_or_not_agree(monkeypatch):
+    from glassnet.layers import conv as conv_module
+
+    rng = np.random.default_rng(6)
+    x, y = rng.random((8, 1, 28, 28)).astype(np.float64), rng.integers(0, 10, 8)
+    grads = []
+    for on in (True, False):
+        monkeypatch.setattr(conv_module, "PIXEL_MAJOR_OUT", on)
+        for bn in (False, True):
+            model = gn.models.cnn_a(np.random.default_rng(7), (1, 28, 28), 10, batch_norm=bn).to(np.float64)
+            model.eval()  # no dropout draw: the two runs see the same network
+            loss = gn.CrossEntropyLoss()
+            loss.forward(model.forward(x), y)
+            model.backward_params(loss.backward())
+            assert model[0].pixel_rows == on
+            grads.append([p.grad.copy() for p in model.parameters()])
+    for a, b in zip(grads[:2], grads[2:]):
+        for ga, gb in zip(a, b):
+            np.testing.assert_allclose(ga, gb, rtol=1e-10, atol=1e-12)

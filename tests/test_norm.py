@@ -443,6 +443,34 @@ def test_channels_last_input_gives_the_c_order_results_and_keeps_its_layout(trai
     assert y0.flags.c_contiguous and dx0.flags.c_contiguous
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_pixel_major_input_gives_the_c_order_results_and_keeps_its_layout(training):
+    """A view of pixel-major (H, W, N, C) memory (what a one-channel convolution returns before a
+    max-pool) runs on (H, W N C) rows: the C-order results (float64), its layout kept in y and dx,
+    dy in another layout read right."""
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((3, 5, 4, 6)) * 2 + 1
+    dy = rng.standard_normal(x.shape)
+    x_pm = np.ascontiguousarray(x.transpose(2, 3, 0, 1)).transpose(2, 3, 0, 1)
+    results = []
+    for xi in (x, x_pm):
+        bn = gn.BatchNorm2d(5, dtype=np.float64)
+        bn.weight.data[:] = np.linspace(0.5, 1.5, 5)
+        bn.bias.data[:] = np.linspace(-1, 1, 5)
+        bn.running_var[:] = np.linspace(0.5, 2.0, 5)
+        bn.train(training)
+        y = bn.forward(xi)
+        dx = bn.backward(dy)  # C order: copied into the layer's layout
+        results.append(
+            (y, dx, [p.grad.copy() for p in bn.parameters()], bn.running_mean.copy(), bn.pixel_major)
+        )
+    (y0, dx0, g0, m0, pm0), (y1, dx1, g1, m1, pm1) = results
+    assert not pm0 and pm1
+    for a, b in ((y1, y0), (dx1, dx0), *zip(g1, g0), (m1, m0)):
+        np.testing.assert_allclose(a, b, **TIGHT)
+    assert y1.transpose(2, 3, 0, 1).flags.c_contiguous and dx1.transpose(2, 3, 0, 1).flags.c_contiguous
+
+
 def test_channels_last_forward_with_a_c_order_delta():
     """dy in the other layout (a layer above that allocated in C order) is copied into the
     layer's layout, not misread."""

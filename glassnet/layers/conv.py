@@ -11,6 +11,12 @@ The output is returned as the NCHW *view* ``y.transpose(0, 3, 1, 2)``: logically
 PyTorch, physically channels-last. Element-wise layers and pooling keep that memory order, and
 the next convolution's ``transpose(0, 2, 3, 1)`` is then already contiguous, so a CNN pays for
 no layout changes between its layers.
+
+One exception: a one-input-channel convolution whose output a max-pool reads (``Sequential``
+tells it: ``Conv2d.followed_by``) writes its rows pixel-major, (Ho, Wo, N, out), and returns the
+NCHW view of that memory; the pool's strided reads are then runs of N C numbers instead of C.
+The next convolution copies such an input channels-last once (as any other layout) and hands its
+dx back in the pixel-major layout the input had.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ from ..module import (
 from . import _padding
 from ._shapes import ntuple, size
 from ._shapes import out_size as conv_out_size  # the formula under its older name here
+from .activations import ReLU
+from .norm import BatchNorm2d
+from .pooling import MaxPool2d, PoolThenReLU
 
 # the windows are written and multiplied this many bytes of examples at a time at most, so that
 # the product reads each block while it is still in cache (in training every block lands in the
@@ -57,6 +66,11 @@ LONG_PRODUCT_BLOCK_BYTES = 256 << 10
 # the tap-by-tap dx adds its products on pixel-major memory, (H, W, N, C) (``_dx_by_taps``);
 # False: on the layer's channels-last memory (the plain path, for benchmarks/bench_paths.py)
 PIXEL_MAJOR_DX = True
+# a one-input-channel Conv2d whose output a max-pool reads (``Conv2d.followed_by``) returns it
+# as the NCHW view of pixel-major memory (H, W, N, C): its product writes rows in whatever order
+# its windows come, and the pool's strided reads of pixel-major memory are runs of N C numbers
+# instead of C (docs/speed.md). False: channels-last always (the plain path, for bench_paths.py)
+PIXEL_MAJOR_OUT = True
 
 
 def _pair(v, name: str, layer: str) -> tuple[int, int]:
@@ -85,10 +99,14 @@ def _cols(xp: np.ndarray, k, s, d, out_hw, out: np.ndarray | None = None) -> np.
     return out
 
 
-def _cols_t_one_channel(xp: np.ndarray, k, s, d, out_hw, ones_row: bool) -> np.ndarray:
+def _cols_t_one_channel(xp: np.ndarray, k, s, d, out_hw, ones_row: bool, pixel_major=False) -> np.ndarray:
     """cols^T for one input channel, xp (N, Hp, Wp) padded: (kh kw [+ 1], N Ho Wo), with
 
         cols_t[(a, b), (n, i, j)] = xp[n, i s_h + a d_h, j s_w + b d_w]   (= cols^T of ``_cols``)
+
+    or, ``pixel_major``, its columns in (i, j, n) order, (kh kw [+ 1], Ho Wo N): the product's
+    rows, y's pixels, then come pixel-major (``PIXEL_MAJOR_OUT``); xp is copied to (Hp, Wp, N)
+    first, so that each tap's shifted image is Ho runs of Wo N numbers.
 
     and, when ``ones_row``, a last row of ones, so that ``cols_t.T @ [Wmat; b] = cols Wmat + b``
     and ``cols_t @ delta`` holds dW's rows and then db = sum of delta (BP4 and BP3 in one product).
@@ -98,12 +116,16 @@ def _cols_t_one_channel(xp: np.ndarray, k, s, d, out_hw, ones_row: bool) -> np.n
     and the bias add over y and the separate sum of delta for db disappear into the products."""
     (kh, kw), (sh, sw), (dil_h, dil_w), (ho, wo) = k, s, d, out_hw
     n = xp.shape[0]
-    cols_t = np.empty((kh * kw + ones_row, n, ho, wo), dtype=xp.dtype)
+    if pixel_major:
+        src = np.ascontiguousarray(xp.transpose(1, 2, 0))  # (Hp, Wp, N)
+        cols_t = np.empty((kh * kw + ones_row, ho, wo, n), dtype=xp.dtype)
+    else:
+        src, cols_t = xp, np.empty((kh * kw + ones_row, n, ho, wo), dtype=xp.dtype)
     for a in range(kh):
         for b in range(kw):
             rows = slice(a * dil_h, a * dil_h + sh * (ho - 1) + 1, sh)
             cols = slice(b * dil_w, b * dil_w + sw * (wo - 1) + 1, sw)
-            cols_t[a * kw + b] = xp[:, rows, cols]
+            cols_t[a * kw + b] = src[rows, cols] if pixel_major else src[:, rows, cols]
     if ones_row:
         cols_t[-1] = 1
     return cols_t.reshape(len(cols_t), n * ho * wo)
@@ -156,13 +178,14 @@ def _dx_shifted_rows(delta: np.ndarray, taps: np.ndarray, hp: int, wp: int) -> n
     return dxp.reshape(n, hp, wp, c)
 
 
-def _dx_by_taps(delta: np.ndarray, taps: np.ndarray, hw_p, s, d, p, hw) -> np.ndarray:
+def _dx_by_taps(delta: np.ndarray, taps: np.ndarray, hw_p, s, d, p, hw, pixel_major=False) -> np.ndarray:
     """dLoss/dx of a convolution, one kernel tap at a time (BP2 and col2im):
 
         dxp[n, i s_h + a d_h, j s_w + b d_w] += delta[n, i, j] @ W[:, :, a, b]^T
 
     for each tap (a, b), then dx = dxp without its padding. delta (N, Ho, Wo, out), taps
-    (kh, kw, out, C); returns dx as the NCHW view of channels-last (N, H, W, C) memory.
+    (kh, kw, out, C); returns dx as the NCHW view of channels-last (N, H, W, C) memory, or of
+    pixel-major memory where the adds ran on it and ``pixel_major`` (the input came so).
 
     Each product is added at once to its shifted slice of dxp, while it is still in cache. The
     adds run on pixel-major memory (``PIXEL_MAJOR_DX``): delta copied to (Ho, Wo, N, out) and
@@ -199,8 +222,8 @@ def _dx_by_taps(delta: np.ndarray, taps: np.ndarray, hw_p, s, d, p, hw) -> np.nd
             tap_cols = slice(b * dil_w, b * dil_w + sw * wo, sw)
             grid[tap_rows, tap_cols] += share
     dx = grid[ph : ph + h, pw : pw + w].transpose(2, 0, 1, 3)  # (N, H, W, C)
-    if PIXEL_MAJOR_DX:
-        dx = np.array(dx, order="C")  # channels-last, as the layers below expect
+    if PIXEL_MAJOR_DX and not pixel_major:
+        dx = np.array(dx, order="C")  # channels-last, as the input came
     return dx.transpose(0, 3, 1, 2)
 
 
@@ -269,10 +292,21 @@ class Conv2d(Module):
         self.W = Param(np.empty(self._weight_shape(), dtype), "W")
         self.b = Param(np.empty(out_channels, dtype), "b", decay=False) if bias else None
         self.params = [self.W] if self.b is None else [self.W, self.b]
+        self.pixel_major_out = False  # set by followed_by: y as a view of pixel-major memory
         self.reset_parameters(as_rng(rng, name))
 
     def _weight_shape(self) -> tuple[int, ...]:
         return (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+
+    def followed_by(self, steps: list) -> None:
+        """One input channel, and a max-pool next (after batch norm or a ReLU, which keep the
+        layout): return y as the NCHW view of pixel-major (H, W, N, C) memory, where the pool's
+        strided reads are long runs (``PIXEL_MAJOR_OUT``). The same numbers in another layout."""
+        i = 0
+        while i < len(steps) and type(steps[i]) in (BatchNorm2d, ReLU):
+            i += 1
+        pooled = i < len(steps) and type(steps[i]) in (MaxPool2d, PoolThenReLU)
+        self.pixel_major_out = type(self) is Conv2d and self.in_channels == 1 and self.groups == 1 and pooled
 
     def _set_padding(self, name: str) -> None:
         """Split the padding between the kernel (zeros, the same on both sides: the fast path)
@@ -335,15 +369,20 @@ class Conv2d(Module):
         # channels-last view itself (no copy when x came from a conv or pooling: NHWC memory)
         if ph == pw == 0:
             xp = x.transpose(0, 2, 3, 1)
+            if c > 1 and not xp.flags.c_contiguous:  # NCHW or pixel-major memory: one copy, so
+                xp = np.ascontiguousarray(xp)  # that the window copy reads runs of kw C numbers
         else:
             xp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
             xp[:, ph : ph + h, pw : pw + w, :] = x.transpose(0, 2, 3, 1)
         self.x_shape, self.out_hw = x.shape, (ho, wo)
+        self.x_pixel_major = c > 1 and x.transpose(2, 3, 0, 1).flags.c_contiguous  # dx will lie so too
         keep = grad_enabled()
+        self.pixel_rows = False  # y's rows (and the windows' columns) pixel-major: (Ho, Wo, N)
         per_example = ho * wo * (kh * kw * c + 1) * x.dtype.itemsize  # bytes of cols per example
         step = max(1, COLS_BLOCK_BYTES // per_example)
         ring = max(1, NO_GRAD_RING_BYTES // (step * per_example))  # blocks in no_grad's ring
         if step >= n or (c == 1 and (keep or ring * step >= n)):
+            self.pixel_rows = c == 1 and self.pixel_major_out and PIXEL_MAJOR_OUT
             y, cols = self._product(xp, ho, wo)
         else:
             # a few examples at a time: their windows are written, then multiplied while they
@@ -365,6 +404,8 @@ class Conv2d(Module):
                 part = None if cols is None else cols[at : at + block.stop - block.start]
                 self._product(xp[start : start + step], ho, wo, y[block], part, wmat)
         self.cols, self.cols_t = (None, None) if not keep else (None, cols) if c == 1 else (cols, None)
+        if self.pixel_rows:
+            return y.reshape(ho, wo, n, self.out_channels).transpose(2, 3, 0, 1)
         return y.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
 
     def _wmat(self, c: int) -> np.ndarray:
@@ -381,7 +422,7 @@ class Conv2d(Module):
         if c == 1:
             # one input channel: cols^T, built tap by tap, with the bias as one more row
             cols_t = _cols_t_one_channel(
-                xp[..., 0], k, self.stride, self.dilation, (ho, wo), self.b is not None
+                xp[..., 0], k, self.stride, self.dilation, (ho, wo), self.b is not None, self.pixel_rows
             )
             wb = wmat if self.b is None else np.concatenate([wmat, self.b.data[None]])
             return np.matmul(cols_t.T, wb, out=y), cols_t  # = cols @ Wmat + b
@@ -410,7 +451,10 @@ class Conv2d(Module):
         ho, wo = self.out_hw
         if self.cols is None and self.cols_t is None:
             raise ran_under_no_grad(type(self).__name__, "no input windows")
-        delta = dy.transpose(0, 2, 3, 1).reshape(n * ho * wo, self.out_channels)  # no copy if NHWC
+        d4 = dy.transpose(0, 2, 3, 1)  # (N, Ho, Wo, out)
+        # delta's rows in the windows' order: (n, i, j), or (i, j, n) (no copy if dy lies so)
+        order = (2, 3, 0, 1) if self.pixel_rows else (0, 2, 3, 1)
+        delta = dy.transpose(order).reshape(n * ho * wo, self.out_channels)
         if self.cols_t is not None:  # one input channel: dW and db in one product (BP4, BP3)
             # rows: the kh kw taps, then (with a bias) the sum of delta
             dwb = _long_product(self.cols_t, delta)
@@ -427,10 +471,10 @@ class Conv2d(Module):
         taps = self._kernel().transpose(0, 1, 3, 2).copy()  # (kh, kw, out, C)
         hp, wp = h + 2 * ph, w + 2 * pw
         if (sh, sw, dil_h, dil_w) == (1, 1, 1, 1) and hp * wp <= SHIFTED_DX_MAX_WASTE * ho * wo:
-            dxp = _dx_shifted_rows(delta.reshape(n, ho, wo, self.out_channels), taps, hp, wp)
+            dxp = _dx_shifted_rows(d4, taps, hp, wp)
             return dxp[:, ph : ph + h, pw : pw + w, :].transpose(0, 3, 1, 2)
-        return _dx_by_taps(delta.reshape(n, ho, wo, self.out_channels), taps, (hp, wp), (sh, sw),
-                           (dil_h, dil_w), (ph, pw), (h, w))  # fmt: skip
+        return _dx_by_taps(d4, taps, (hp, wp), (sh, sw), (dil_h, dil_w), (ph, pw), (h, w),
+                           self.x_pixel_major)  # fmt: skip
 
     # --- the layer protocol -----------------------------------------------------------------
     def _check(self, x: np.ndarray, rank: int, layout: str) -> None:

@@ -177,25 +177,35 @@ class _BatchNorm(Module):
     # A convolution's output (an NCHW view of channels-last memory) is handled as (N, H W C)
     # rows instead, v laid out as tile(v, H W): the same contiguous loops, without copying x
     # into NCHW order, and y and dx keep the channels-last layout (the next layers' element-wise
-    # passes and the next convolution's transposes then stay copy-free).
+    # passes and the next convolution's transposes then stay copy-free). A view of pixel-major
+    # (H, W, N, C) memory (a one-channel convolution's output before a max-pool) is handled as
+    # (H, W N C) rows, v laid out as tile(v, W N), for the same reasons (rows of N C numbers,
+    # H W of them, were slower: NumPy restarts its loop over a broadcast row at every row).
     def _rows(self, a: np.ndarray) -> np.ndarray:
-        """``a`` as the 2-D array the passes run on: (N, C*L), or (N, H*W*C) when channels-last."""
+        """``a`` as the 2-D array the passes run on: (N, C*L), (N, H*W*C) when channels-last,
+        (H, W*N*C) when pixel-major."""
         width = math.prod(a.shape[1:])  # not -1: NumPy cannot infer it for a batch of zero rows
+        if self.pixel_major:
+            n, c, h, w = a.shape
+            return a.transpose(2, 3, 0, 1).reshape(h, w * n * c)  # a copy only if a lies otherwise
         if self.channels_last:
             return a.transpose(0, 2, 3, 1).reshape(a.shape[0], width)  # a copy only if a is NCHW
         return a.reshape(a.shape[0], width)
 
     def _unrows(self, a2: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        if self.pixel_major:
+            n, c, h, w = shape
+            return a2.reshape(h, w, n, c).transpose(2, 3, 0, 1)
         if self.channels_last:
             n, c, h, w = shape
             return a2.reshape(n, h, w, c).transpose(0, 3, 1, 2)
         return a2.reshape(shape)
 
-    def _sum(self, a: np.ndarray) -> np.ndarray:
-        return _channel_sum(a, self.num_features, self.channels_last)
+    def _sum(self, a: np.ndarray) -> np.ndarray:  # channels innermost either way: the same sums
+        return _channel_sum(a, self.num_features, self.channels_last or self.pixel_major)
 
     def _dot(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return _channel_dot(a, b, self.num_features, self.channels_last)
+        return _channel_dot(a, b, self.num_features, self.channels_last or self.pixel_major)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if x.ndim not in self.ndims or x.shape[1] != self.num_features:
@@ -205,7 +215,10 @@ class _BatchNorm(Module):
         length = math.prod(x.shape[2:])  # L: 1, the sequence length, or H * W
         m = n * length  # values per channel
         self.channels_last = x.ndim == 4 and c > 1 and x.transpose(0, 2, 3, 1).flags.c_contiguous
-        self.length = length
+        self.pixel_major = (
+            not self.channels_last and x.ndim == 4 and c > 1 and x.transpose(2, 3, 0, 1).flags.c_contiguous
+        )
+        self.length, self.x_shape = length, x.shape
         x2 = self._rows(x)
         # backward follows the mode forward ran in; without running statistics, always the batch's
         self.batch_stats = self.training or not self.track_running_stats
@@ -243,7 +256,10 @@ class _BatchNorm(Module):
         return self._unrows(y, x.shape)
 
     def _spread(self, v: np.ndarray) -> np.ndarray:
-        """A per-channel vector (C,) laid out along a (C*L) row (an (L*C) row: channels-last)."""
+        """A per-channel vector (C,) laid out along a (C*L) row (an (L*C) row: channels-last;
+        a (W*N*C) row: pixel-major)."""
+        if self.pixel_major:
+            return np.tile(v, self.x_shape[3] * self.x_shape[0])
         return np.tile(v, self.length) if self.channels_last else np.repeat(v, self.length)
 
     def _forward_eval(self, x2: np.ndarray) -> np.ndarray:
