@@ -585,3 +585,34 @@ def test_the_recurrent_benchmark_asks_two_live_children_for_epochs():
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(report["pair_ratios"]) == 2 and report["ratio"] > 0
     assert report["glassnet_s_per_4000"] > 0 and report["torch_s_per_4000"] > 0
+
+
+def test_the_left_out_batch_norm_alternative_gives_the_layers_numbers_in_every_layout():
+    """bench_left_out.py times batch norm in blocks of examples against the layer, inside whole
+    training steps too: switched on, the layer must still give its own numbers, on channels-last
+    input (the alternative's path) and on the layouts it hands back to the layer (C order, the
+    pixel-major output of a one-channel convolution before a max-pool). A full run once failed
+    there when the layer gained a flag the alternative did not set."""
+    import numpy as np
+
+    import glassnet as gn
+
+    on, off = _bench_module("bench_left_out.py").batch_norm_switch(gn, np)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 4, 5, 3)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    layouts = {"C order": (0, 1, 2, 3), "channels-last": (0, 2, 3, 1), "pixel-major": (2, 3, 0, 1)}
+    for name, order in layouts.items():
+        xi = np.ascontiguousarray(x.transpose(order)).transpose(np.argsort(order))
+        results = []
+        for switch in (off, on):
+            bn = gn.BatchNorm2d(4)
+            switch()
+            try:
+                results.append(
+                    (bn.forward(xi), bn.backward(dy), bn.weight.grad.copy(), bn.running_var.copy())
+                )
+            finally:
+                off()
+        for a, b in zip(*results):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5, err_msg=name)
