@@ -90,6 +90,7 @@ def _forward(m: Module, name: str, visit: Visit, x, args: tuple, kwargs: dict):
     if type(m).forward is Sequential.forward and not args and not kwargs:
         for i, child in enumerate(m.children):
             x = _forward(child, _join(name, i), visit, x, (), {})
+        m._ran = list(enumerate(m.children))  # its own backward, if called next, goes layer by layer too
         return x
     try:
         with _reporting(m, name, visit):

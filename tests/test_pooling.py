@@ -597,3 +597,23 @@ def test_the_relu_of_a_pair_refuses_a_backward_of_its_own_and_shape_errors_name_
         net[0].backward(np.ones((2, 1, 4, 4)))
     with pytest.raises(gn.ShapeError, match=r"layer #1 \(MaxPool2d\).*smaller than kernel_size"):
         gn.Sequential(gn.ReLU(), gn.MaxPool2d(4)).forward(np.zeros((1, 1, 2, 2)))
+
+
+def test_a_walk_runs_the_pair_layer_by_layer_and_the_chain_backward_follows_it():
+    """diagnostics, trace and NaN provenance walk a Sequential child by child (so they see the
+    ReLU's own output); a backward through the Sequential right after such a walk must retrace
+    the layers, not the joined step the walk did not run."""
+    from glassnet import walk
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 2, 8, 8))
+    dy = rng.standard_normal((3, 2 * 4 * 4))
+    net = gn.Sequential(gn.Conv2d(2, 2, 3, padding=1, rng=rng, dtype=np.float64), gn.ReLU(), gn.MaxPool2d(2),
+                        gn.Flatten())  # fmt: skip
+    net.forward(rng.standard_normal(x.shape))  # plans the joined step, on other data
+    seen = {}
+    walk.forward(net, x, lambda name, m, a, b: seen.setdefault(name, b))
+    np.testing.assert_array_equal(seen["1"], np.maximum(seen["0"], 0))  # the ReLU's own output
+    dx_walked = net.backward(dy)
+    dx_chain = (net.forward(x), net.backward(dy))[1]
+    np.testing.assert_array_equal(dx_walked, dx_chain)
