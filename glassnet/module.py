@@ -210,7 +210,8 @@ class Module:
     def followed_by(self, steps: list) -> None:
         """``Sequential`` tells each layer the steps that run after it in its chain (layers, or
         joined steps). A layer may choose the memory layout of its output for them (a one-channel
-        convolution before a max-pool: ``Conv2d.followed_by``); the default does nothing."""
+        convolution before a max-pool and another convolution: ``Conv2d.followed_by``); the default
+        does nothing."""
 
     def __call__(self, *inputs: np.ndarray, **kwargs) -> np.ndarray:
         return self.forward(*inputs, **kwargs)

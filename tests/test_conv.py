@@ -476,12 +476,17 @@ def test_sequential_asks_a_one_channel_conv_for_pixel_major_output_only_before_a
         net.steps()
         return net[0].pixel_major_out
 
-    assert first(gn.ReLU(), gn.MaxPool2d(2))  # CNN-A
-    assert first(gn.BatchNorm2d(4), gn.ReLU(), gn.MaxPool2d(2))  # CNN-A + BatchNorm2d
-    assert first(gn.MaxPool2d(2))
-    assert not first(gn.ReLU(), gn.MaxPool2d(2), c_in=3)  # its rows' order is not free
-    assert not first(gn.BatchNorm2d(4), gn.ReLU(), gn.Conv2d(4, 4, 3, rng=rng))  # the ResNet's stem
-    assert not first(gn.ReLU(), gn.AvgPool2d(2))
+    def conv():
+        return gn.Conv2d(4, 4, 3, rng=rng)
+
+    assert first(gn.ReLU(), gn.MaxPool2d(2), conv())  # CNN-A
+    assert first(gn.BatchNorm2d(4), gn.ReLU(), gn.MaxPool2d(2), conv())  # CNN-A + BatchNorm2d
+    assert first(gn.MaxPool2d(2), conv())
+    assert not first(gn.ReLU(), gn.MaxPool2d(2), conv(), c_in=3)  # its rows' order is not free
+    assert not first(gn.ReLU(), gn.MaxPool2d(2), gn.Flatten())  # Flatten's copy would pay for it
+    assert not first(gn.ReLU(), gn.MaxPool2d(2))
+    assert not first(gn.BatchNorm2d(4), gn.ReLU(), conv())  # the ResNet's stem
+    assert not first(gn.ReLU(), gn.AvgPool2d(2), conv())
     assert not first(gn.Flatten())
     assert not first()
     cnn = gn.models.cnn_a(rng, (1, 28, 28), 10)

@@ -12,11 +12,11 @@ PyTorch, physically channels-last. Element-wise layers and pooling keep that mem
 the next convolution's ``transpose(0, 2, 3, 1)`` is then already contiguous, so a CNN pays for
 no layout changes between its layers.
 
-One exception: a one-input-channel convolution whose output a max-pool reads (``Sequential``
-tells it: ``Conv2d.followed_by``) writes its rows pixel-major, (Ho, Wo, N, out), and returns the
-NCHW view of that memory; the pool's strided reads are then runs of N C numbers instead of C.
-The next convolution copies such an input channels-last once (as any other layout) and hands its
-dx back in the pixel-major layout the input had.
+One exception: a one-input-channel convolution whose output a max-pool reads, before another
+convolution (``Sequential`` tells it: ``Conv2d.followed_by``), writes its rows pixel-major,
+(Ho, Wo, N, out), and returns the NCHW view of that memory; the pool's strided reads are then
+runs of N C numbers instead of C. The next convolution copies such an input channels-last once
+(as any other layout) and hands its dx back in the pixel-major layout the input had.
 """
 
 from __future__ import annotations
@@ -66,10 +66,11 @@ LONG_PRODUCT_BLOCK_BYTES = 256 << 10
 # the tap-by-tap dx adds its products on pixel-major memory, (H, W, N, C) (``_dx_by_taps``);
 # False: on the layer's channels-last memory (the plain path, for benchmarks/bench_paths.py)
 PIXEL_MAJOR_DX = True
-# a one-input-channel Conv2d whose output a max-pool reads (``Conv2d.followed_by``) returns it
-# as the NCHW view of pixel-major memory (H, W, N, C): its product writes rows in whatever order
-# its windows come, and the pool's strided reads of pixel-major memory are runs of N C numbers
-# instead of C (docs/speed.md). False: channels-last always (the plain path, for bench_paths.py)
+# a one-input-channel Conv2d whose output a max-pool reads before the next convolution
+# (``Conv2d.followed_by``) returns it as the NCHW view of pixel-major memory (H, W, N, C): its
+# product writes rows in whatever order its windows come, and the pool's strided reads of
+# pixel-major memory are runs of N C numbers instead of C (docs/speed.md). False: channels-last
+# always (the plain path, for bench_paths.py)
 PIXEL_MAJOR_OUT = True
 
 
@@ -299,13 +300,17 @@ class Conv2d(Module):
         return (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
 
     def followed_by(self, steps: list) -> None:
-        """One input channel, and a max-pool next (after batch norm or a ReLU, which keep the
-        layout): return y as the NCHW view of pixel-major (H, W, N, C) memory, where the pool's
-        strided reads are long runs (``PIXEL_MAJOR_OUT``). The same numbers in another layout."""
+        """One input channel, a max-pool next (after batch norm or a ReLU, which keep the layout)
+        and a convolution after the pool: return y as the NCHW view of pixel-major (H, W, N, C)
+        memory, where the pool's strided reads are long runs (``PIXEL_MAJOR_OUT``). The same
+        numbers in another layout. (A Flatten after the pool would pay for it: its C-order copy
+        of a pixel-major view reads one number per run, 1.7 against 0.26 ms for CNN-A's pooled
+        map, docs/speed.md; a convolution copies it channels-last in long runs.)"""
         i = 0
         while i < len(steps) and type(steps[i]) in (BatchNorm2d, ReLU):
             i += 1
-        pooled = i < len(steps) and type(steps[i]) in (MaxPool2d, PoolThenReLU)
+        pooled = i + 1 < len(steps) and type(steps[i]) in (MaxPool2d, PoolThenReLU)
+        pooled = pooled and isinstance(steps[i + 1], Conv2d)
         self.pixel_major_out = type(self) is Conv2d and self.in_channels == 1 and self.groups == 1 and pooled
 
     def _set_padding(self, name: str) -> None:
