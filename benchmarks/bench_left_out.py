@@ -167,7 +167,7 @@ def batch_norm_switch(gn, np):
             return forward(self, x)
         n, c = x.shape[:2]
         self.channels_last, self.length, self.batch_stats, self.x2 = True, math.prod(x.shape[2:]), True, None
-        self.pixel_major, self.x_shape = False, x.shape
+        self.pixel_major, self.tiles = False, self.length
         x2, m = self._rows(x), n * self.length
         mu = _channel_sum(x2, c, True) * (1.0 / m)
         xc, y, sq, spread_mu = np.empty_like(x2), np.empty_like(x2), np.zeros(c, x2.dtype), self._spread(mu)

@@ -38,6 +38,17 @@ def axis_order(a: np.ndarray) -> list[int]:
     return sorted(range(a.ndim), key=lambda axis: -abs(a.strides[axis]))
 
 
+# an NCHW array's axes, outermost first, in the two memory layouts besides C order: channels-last
+# (what a convolution returns) and pixel-major (a one-channel convolution's output before a pool)
+CHANNELS_LAST, PIXEL_MAJOR = (0, 2, 3, 1), (2, 3, 0, 1)
+
+
+def lies_as(a: np.ndarray, axes: tuple[int, ...]) -> bool:
+    """Whether ``a`` is one C-order block of memory once its axes are taken in the order ``axes``
+    (``lies_as(y, CHANNELS_LAST)`` for a convolution's output)."""
+    return a.transpose(axes).flags.c_contiguous
+
+
 def empty_in_order(shape: tuple[int, ...], dtype, order: list[int], fill: float | None = None) -> np.ndarray:
     """A new array of logical ``shape`` whose axes lie in memory in ``order`` (see axis_order).
 

@@ -26,6 +26,7 @@ import copy
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .. import functional as F
 from .. import init as initializers
 from ..module import (
     Module,
@@ -105,16 +106,16 @@ def _cols_t_one_channel(xp: np.ndarray, k, s, d, out_hw, ones_row: bool, pixel_m
 
         cols_t[(a, b), (n, i, j)] = xp[n, i s_h + a d_h, j s_w + b d_w]   (= cols^T of ``_cols``)
 
-    or, ``pixel_major``, its columns in (i, j, n) order, (kh kw [+ 1], Ho Wo N): the product's
-    rows, y's pixels, then come pixel-major (``PIXEL_MAJOR_OUT``); xp is copied to (Hp, Wp, N)
-    first, so that each tap's shifted image is Ho runs of Wo N numbers.
-
     and, when ``ones_row``, a last row of ones, so that ``cols_t.T @ [Wmat; b] = cols Wmat + b``
     and ``cols_t @ delta`` holds dW's rows and then db = sum of delta (BP4 and BP3 in one product).
 
     Why: with C = 1 a window row has only kh kw numbers, and the window copy of ``_cols`` writes
     them kh kw at a time; here each tap's shifted image is one contiguous row, copied as a block,
-    and the bias add over y and the separate sum of delta for db disappear into the products."""
+    and the bias add over y and the separate sum of delta for db disappear into the products.
+
+    ``pixel_major``: the columns in (i, j, n) order instead, (kh kw [+ 1], Ho Wo N), so that the
+    product's rows, y's pixels, come pixel-major (``PIXEL_MAJOR_OUT``); xp is copied to
+    (Hp, Wp, N) first, and each tap's shifted image is then Ho runs of Wo N numbers."""
     (kh, kw), (sh, sw), (dil_h, dil_w), (ho, wo) = k, s, d, out_hw
     n = xp.shape[0]
     if pixel_major:
@@ -192,9 +193,9 @@ def _dx_by_taps(delta: np.ndarray, taps: np.ndarray, hw_p, s, d, p, hw, pixel_ma
     adds run on pixel-major memory (``PIXEL_MAJOR_DX``): delta copied to (Ho, Wo, N, out) and
     dxp (Hp, Wp, N, C), so that a tap's slice of dxp is Ho runs of Wo N C contiguous numbers;
     on channels-last memory it is N Ho runs of Wo C, and NumPy's add restarts its loop at every
-    run. The two layout copies
-    (delta in, dx out) cost less than that (``benchmarks/bench_paths.py`` times both). The same
-    products and the same adds in the same order either way: the same numbers.
+    run. The layout copies (delta in; dx out, unless the input came pixel-major) cost less than
+    that (``benchmarks/bench_paths.py`` times both). The same products and the same adds in the
+    same order either way: the same numbers.
 
     Each tap's product has a buffer of its own: the BLAS thread on the other core writes half
     of each product and this thread reads it for the add, and a buffer written over tap after
@@ -380,7 +381,7 @@ class Conv2d(Module):
             xp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
             xp[:, ph : ph + h, pw : pw + w, :] = x.transpose(0, 2, 3, 1)
         self.x_shape, self.out_hw = x.shape, (ho, wo)
-        self.x_pixel_major = c > 1 and x.transpose(2, 3, 0, 1).flags.c_contiguous  # dx will lie so too
+        self.x_pixel_major = c > 1 and F.lies_as(x, F.PIXEL_MAJOR)  # dx will lie so too
         keep = grad_enabled()
         self.pixel_rows = False  # y's rows (and the windows' columns) pixel-major: (Ho, Wo, N)
         per_example = ho * wo * (kh * kw * c + 1) * x.dtype.itemsize  # bytes of cols per example
@@ -458,7 +459,7 @@ class Conv2d(Module):
             raise ran_under_no_grad(type(self).__name__, "no input windows")
         d4 = dy.transpose(0, 2, 3, 1)  # (N, Ho, Wo, out)
         # delta's rows in the windows' order: (n, i, j), or (i, j, n) (no copy if dy lies so)
-        order = (2, 3, 0, 1) if self.pixel_rows else (0, 2, 3, 1)
+        order = F.PIXEL_MAJOR if self.pixel_rows else F.CHANNELS_LAST
         delta = dy.transpose(order).reshape(n * ho * wo, self.out_channels)
         if self.cols_t is not None:  # one input channel: dW and db in one product (BP4, BP3)
             # rows: the kh kw taps, then (with a bias) the sum of delta

@@ -48,6 +48,7 @@ import math
 
 import numpy as np
 
+from .. import functional as F
 from ..module import (
     Module,
     Param,
@@ -214,11 +215,11 @@ class _BatchNorm(Module):
         n, c = x.shape[:2]
         length = math.prod(x.shape[2:])  # L: 1, the sequence length, or H * W
         m = n * length  # values per channel
-        self.channels_last = x.ndim == 4 and c > 1 and x.transpose(0, 2, 3, 1).flags.c_contiguous
-        self.pixel_major = (
-            not self.channels_last and x.ndim == 4 and c > 1 and x.transpose(2, 3, 0, 1).flags.c_contiguous
-        )
-        self.length, self.x_shape = length, x.shape
+        self.channels_last = x.ndim == 4 and c > 1 and F.lies_as(x, F.CHANNELS_LAST)
+        self.pixel_major = not self.channels_last and x.ndim == 4 and c > 1 and F.lies_as(x, F.PIXEL_MAJOR)
+        self.length = length
+        # where channels are innermost, how often a per-channel vector repeats along a row
+        self.tiles = length if self.channels_last else x.shape[3] * n if self.pixel_major else 0
         x2 = self._rows(x)
         # backward follows the mode forward ran in; without running statistics, always the batch's
         self.batch_stats = self.training or not self.track_running_stats
@@ -258,9 +259,7 @@ class _BatchNorm(Module):
     def _spread(self, v: np.ndarray) -> np.ndarray:
         """A per-channel vector (C,) laid out along a (C*L) row (an (L*C) row: channels-last;
         a (W*N*C) row: pixel-major)."""
-        if self.pixel_major:
-            return np.tile(v, self.x_shape[3] * self.x_shape[0])
-        return np.tile(v, self.length) if self.channels_last else np.repeat(v, self.length)
+        return np.tile(v, self.tiles) if self.tiles else np.repeat(v, self.length)
 
     def _forward_eval(self, x2: np.ndarray) -> np.ndarray:
         """y = x scale + shift with scale = gamma / sigma, shift = beta - mu scale: two passes."""
