@@ -14,7 +14,12 @@ alternative is first checked to compute the same numbers as the layer.
   from that cache-resident block, instead of one product per kernel tap;
 - ``Winograd F(2x2, 3x3)``: the forward of a 3x3 convolution from 4x4 input tiles (B^T d B and
   A^T M A as whole-array additions, the 16 products V U as one stacked ``matmul``), instead of
-  im2col and one product.
+  im2col and one product;
+- ``the LSTM on two threads``: LSTM(1 -> 64)'s forward and backward over T = 40 steps with the
+  batch split in two halves, each on its own Python thread with the BLAS held to one thread (two
+  LSTMs with the same weights; the halves' weight gradients add up to the whole batch's),
+  instead of one thread driving the whole batch through a two-thread BLAS. This is the one way
+  left to put the second core on the scan's element-wise passes, which NumPy runs on one thread.
 
 A layer timed alone, the same call again and again, keeps its arrays in cache; inside a training
 step they arrive from other layers. So the idea that wins alone (batch norm's) is also timed
@@ -214,6 +219,60 @@ def batch_norm_switch(gn, np):
 
 
 # --- the measurements --------------------------------------------------------------------------
+def lstm_on_two_threads(gn, np, rng, rounds: int, repeats: int) -> dict:
+    """LSTM(1 -> 64), T = 40, batch ``BATCH`` (bench_rnn.py's layer): forward and backward of two
+    half batches on two Python threads, the BLAS held to one thread, against the layer on the
+    whole batch with the BLAS's two threads. Checked first: the halves' outputs are the whole
+    batch's and their weight gradients add up to its."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    T, H = 40, 64
+    x = rng.standard_normal((BATCH, T, 1)).astype(np.float32)
+    dy = rng.standard_normal((BATCH, T, H)).astype(np.float32) / (BATCH * T)
+    whole = gn.LSTM(1, H, rng=rng)
+    halves = [gn.LSTM(1, H) for _ in range(2)]
+    for half in halves:  # the same weights
+        for mine, theirs in zip(half.parameters(), whole.parameters()):
+            mine.data[...] = theirs.data
+    parts = [slice(0, BATCH // 2), slice(BATCH // 2, BATCH)]
+
+    def one(layer, rows):
+        layer.zero_grad()
+        y = layer.forward(x[rows])
+        layer.backward_params(dy[rows])
+        return y
+
+    pool = ThreadPoolExecutor(2)
+
+    def two_threads():
+        return [f.result() for f in [pool.submit(one, layer, rows) for layer, rows in zip(halves, parts)]]
+
+    def one_thread():
+        return one(whole, slice(None))
+
+    y = one_thread()
+    np.testing.assert_allclose(np.concatenate(two_threads()), y, rtol=1e-5, atol=1e-6)
+    for p, a, b in zip(whole.parameters(), *(h.parameters() for h in halves)):
+        np.testing.assert_allclose(a.grad + b.grad, p.grad, rtol=1e-3, atol=1e-6)
+    held = []
+
+    def on():  # the BLAS held to one thread while the halves run
+        held.append(threadpool_limits(limits=1, user_api="blas"))
+
+    def off():
+        while held:
+            held.pop().restore_original_limits()
+
+    try:
+        return compare(f"LSTM(1 -> {H}) forward + backward on ({BATCH},{T},1): batch halves on two Python "
+                       "threads, BLAS on one each / one thread, BLAS on two", two_threads, one_thread,
+                       rounds, repeats, on=on, off=off)  # fmt: skip
+    finally:
+        pool.shutdown()
+
+
 def measure(rounds: int, repeats: int) -> list[dict]:
     import numpy as np
 
@@ -278,6 +337,8 @@ def measure(rounds: int, repeats: int) -> list[dict]:
         rows.append(compare(f"Conv2d({c},{c},3, padding 1) forward on ({BATCH},{c},{hw},{hw}): Winograd "
                             "F(2x2, 3x3) / im2col", lambda xp=xp, U=U: winograd_forward(np, xp, U),
                             lambda conv=conv, x=x: conv.forward(x), rounds, repeats))  # fmt: skip
+
+    rows.append(lstm_on_two_threads(gn, np, rng, rounds, repeats))
 
     steps = {"CNN-A + BatchNorm2d": gn.models.cnn_a(rng, (1, 28, 28), 10, batch_norm=True),
              "`resnet` preset": gn.models.resnet(rng, (1, 28, 28), 10)}  # fmt: skip

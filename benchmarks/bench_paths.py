@@ -25,6 +25,10 @@ machine state; no PyTorch here (the ratios against PyTorch are the other tables)
   it as the pool then the ReLU (``glassnet.module.JOIN_STEPS``, ``PoolThenReLU``) against the
   two layers one by one, on CNN-A's first pair and on CNN-A's training steps with and without
   batch norm;
+- ``a Linear and its ReLU as one step``: ``Sequential`` running the ReLU in place on the
+  Linear's product (``LinearThenReLU``, the same switch) against the two layers one by one, on
+  the MLP 784-256-128-10's inference pass (``predict``, 10,000 images, batch 500) and training
+  step (batch 128); CNN-A's rows above switch both kinds of pairs (its classifier has one);
 - ``the first convolution's output pixel-major``: the one-input-channel ``Conv2d`` before a
   max-pool returning its output as a view of (H, W, N, C) memory
   (``glassnet.layers.conv.PIXEL_MAJOR_OUT``) against channels-last, on CNN-A's training steps
@@ -161,13 +165,26 @@ def measure(rounds: int, repeats: int) -> list[dict]:
     results.append(compare(f"ReLU + MaxPool2d(2) forward + backward on ({BATCH},32,24,24): the pool then the "
                            "ReLU / the ReLU then the pool", pair_pass, set_join(True), set_join(False),
                            rounds, repeats))  # fmt: skip
-    results.append(compare("CNN-A training step: each ReLU and its max-pool as one step / layer by layer",
+    results.append(compare("CNN-A training step: joined steps (each ReLU and its max-pool, the Linear and "
+                           "its ReLU) / layer by layer",
                            cnn_step, set_join(True), set_join(False), rounds, few))  # fmt: skip
     bn = gn.models.cnn_a(np.random.default_rng(0), (1, 28, 28), 10, batch_norm=True)
     bn_opt = gn.optim.Adam(bn.parameters(), lr=1e-3)
-    results.append(compare("CNN-A + BatchNorm2d training step: each ReLU and its max-pool as one step / "
-                           "layer by layer", lambda: gn.train_step(bn, loss_fn, bn_opt, xb, yb),
+    results.append(compare("CNN-A + BatchNorm2d training step: joined steps / layer by layer",
+                           lambda: gn.train_step(bn, loss_fn, bn_opt, xb, yb),
                            set_join(True), set_join(False), rounds, few))  # fmt: skip
+    mlp = gn.Sequential(gn.Linear(784, 256, rng=rng), gn.ReLU(), gn.Linear(256, 128, rng=rng), gn.ReLU(),
+                        gn.Linear(128, 10, rng=rng))  # fmt: skip
+    mlp_opt = gn.optim.SGD(mlp.parameters(), lr=0.01, momentum=0.9)
+    images = rng.random((10000, 784), dtype=np.float32)
+    results.append(compare("MLP 784-256-128-10 inference pass (predict, 10,000 images, batch 500): each "
+                           "Linear and its ReLU as one step / layer by layer",
+                           lambda: gn.predict(mlp, images, batch_size=500), set_join(True), set_join(False),
+                           rounds, few))  # fmt: skip
+    results.append(compare(f"MLP 784-256-128-10 training step (batch {BATCH}): each Linear and its ReLU as "
+                           "one step / layer by layer",
+                           lambda: gn.train_step(mlp, loss_fn, mlp_opt, images[:BATCH], yb),
+                           set_join(True), set_join(False), rounds, repeats))  # fmt: skip
 
     def set_pixel_major_out(on):
         return lambda: setattr(conv_module, "PIXEL_MAJOR_OUT", on)

@@ -122,12 +122,13 @@ def time_glassnet(workload: str, repeats: int) -> dict:
         layer.forward = timed(f"{name} forward", layer.forward)
         layer.backward = timed(f"{name} backward", layer.backward)
         layer.backward_params = timed(f"{name} backward_params", layer.backward_params)
-    joined = {}  # a ReLU and the max-pool after it, which Sequential runs as one step: one row
+    # two layers Sequential runs as one step (a ReLU and its max-pool, a Linear and its ReLU): one row
+    joined = {}
     for seq_name, seq in named_modules(model):
         for i, step_ in seq.steps() if isinstance(seq, gn.Sequential) else ():
             if not isinstance(step_, gn.Module):
-                prefix = f"{seq_name}." if seq_name else ""
-                pair = f"{prefix}{i - 1}-{i} {type(seq[i - 1]).__name__}+{type(seq[i]).__name__}"
+                prefix, lo = f"{seq_name}." if seq_name else "", i - step_.reports  # the pair's first layer
+                pair = f"{prefix}{lo}-{lo + 1} {type(seq[lo]).__name__}+{type(seq[lo + 1]).__name__}"
                 joined[pair] = pair.split(" ")[1]
                 step_.forward = timed(f"{pair} forward", step_.forward)
                 step_.backward = timed(f"{pair} backward", step_.backward)

@@ -204,7 +204,9 @@ class Module:
     def joined_step(self, before: Module):
         """A step that runs ``before`` and then this module as one, with their results bit for
         bit, or None (the default): ``Sequential`` asks each layer about the layer before it.
-        A max-pool takes the ``ReLU`` before it (``glassnet.layers.pooling.PoolThenReLU``)."""
+        A max-pool takes the ``ReLU`` before it (``glassnet.layers.pooling.PoolThenReLU``), a
+        ``ReLU`` the ``Linear`` before it (``glassnet.layers.activations.LinearThenReLU``). The
+        step's ``reports`` (0 or 1) says which of the two layers Sequential names for it."""
         return None
 
     def followed_by(self, steps: list) -> None:
@@ -508,7 +510,9 @@ class Sequential(Module):
     One step of the loop may take two layers (``steps``, ``Module.joined_step``): a ``ReLU``
     directly followed by a max-pool runs as the pool, then the ReLU on the pooled map
     (``glassnet.layers.pooling.PoolThenReLU``): max and ReLU commute, so y and every gradient
-    are the layer-by-layer ones, bit for bit, and the ReLU does a quarter of the work.
+    are the layer-by-layer ones, bit for bit, and the ReLU does a quarter of the work. A
+    ``Linear`` directly followed by a ``ReLU`` runs the ReLU in place on the Linear's new
+    product (``glassnet.layers.activations.LinearThenReLU``), again bit for bit.
     """
 
     def __init__(self, *layers: Module) -> None:
@@ -533,12 +537,14 @@ class Sequential(Module):
     def steps(self) -> list[tuple[int, object]]:
         """``(index, step)`` for each step of the loop, in order: a layer, or two neighbours run
         as one where the second one's ``joined_step`` offers it (a ReLU and the max-pool after
-        it); the index is the layer's, for a pair the second's (the one that checks shapes)."""
+        it, a Linear and the ReLU after it); the index is the layer's, for a pair the one its
+        ``reports`` names (the layer that checks shapes and may hold parameters: the pool, the
+        Linear), which shape errors name and which ``backward(input_grad=False)`` stops at."""
         if not self._plan or self._plan[0] is not self.children or self._plan[1] != JOIN_STEPS:
             layers, steps, i = self.children, [], 0
             while i < len(layers):
                 pair = layers[i + 1].joined_step(layers[i]) if JOIN_STEPS and i + 1 < len(layers) else None
-                steps.append((i, layers[i]) if pair is None else (i + 1, pair))
+                steps.append((i, layers[i]) if pair is None else (i + pair.reports, pair))
                 i += 1 if pair is None else 2
             self._plan = (self.children, JOIN_STEPS, steps)
             for k, (_, step) in enumerate(steps):

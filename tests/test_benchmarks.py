@@ -558,8 +558,9 @@ def test_the_inference_breakdown_times_each_layer_and_the_products_of_one_pass(m
     monkeypatch.setattr(breakdown, "INFER_IMAGES", 1200)  # three batches of 500, the last short
     monkeypatch.setattr(gn, "tune_malloc", lambda *a, **k: True)  # this process's allocator stays
     g = breakdown.time_glassnet("mlp-infer", repeats=2)
-    assert list(g["layers"]) == ["0 Linear forward", "1 ReLU forward", "2 Linear forward",
-                                 "3 ReLU forward", "4 Linear forward"]  # fmt: skip
+    # each Linear and its ReLU run as one step (LinearThenReLU): one row for the pair
+    assert list(g["layers"]) == ["0-1 Linear+ReLU forward", "2-3 Linear+ReLU forward",
+                                 "4 Linear forward"]  # fmt: skip
     assert list(g["gemms"]) == [f"{i} Linear forward, 3 products" for i in (0, 2, 4)]
     assert g["step"] > sum(g["layers"].values()) > 0 and g["rest"] > 0
     t = breakdown.time_torch("mlp-infer", repeats=2, threads=1)

@@ -350,6 +350,9 @@ def test_relu_fast_paths_are_the_formula():
             x[np.unravel_index(idx, x.shape)] = special
             y = relu(x)
             np.testing.assert_array_equal(bits(y), bits(np.maximum(x, 0)))
+            inplace = x.copy(order="K")  # in place (a Linear's product, LinearThenReLU)
+            assert relu(inplace, out=inplace) is inplace
+            np.testing.assert_array_equal(bits(inplace), bits(y))
             if x.flags.c_contiguous or x is channels_last:
                 assert y.strides == np.empty_like(x).strides
             dy = rng.standard_normal(x.shape).astype(dtype)
@@ -455,3 +458,100 @@ def test_a_missing_attribute_is_still_an_attribute_error():
     import copy
 
     assert np.array_equal(copy.deepcopy(layer).W.data, layer.W.data)
+
+
+def _mlp_step(net, x, dy, input_grad=True):
+    """y, dx and every parameter's gradient of one forward and backward of ``net``."""
+    net.zero_grad()
+    y = net.forward(x).copy()
+    dx = net.backward(dy, input_grad=input_grad)
+    return y, dx, [p.grad.copy() for p in net.parameters()]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(33, 20), (6, 5, 20)])  # rows; and (N, T, F): every position a row
+def test_linear_then_relu_as_one_step_gives_the_layers_numbers_bit_for_bit(dtype, shape, monkeypatch):
+    from glassnet.layers.activations import LinearThenReLU
+
+    rng = np.random.default_rng(7)
+    net = gn.Sequential(
+        gn.Linear(20, 4000, rng=rng, dtype=dtype),  # a product large enough for relu's row path
+        gn.ReLU(),
+        gn.Linear(4000, 8, rng=rng, dtype=dtype),
+        gn.ReLU(),
+        gn.Linear(8, 3, rng=rng, dtype=dtype),
+    )
+    x = rng.standard_normal(shape).astype(dtype)
+    dy = rng.standard_normal((*shape[:-1], 3)).astype(dtype)
+    assert [type(s) for _, s in net.steps()] == [LinearThenReLU, LinearThenReLU, gn.Linear]
+    for input_grad in (True, False):
+        joined = _mlp_step(net, x, dy, input_grad)
+        # the two layers keep what they keep when run apart: the ReLU its output, the Linear x
+        assert net[1].y is not None and net[0].x is x
+        relu_out = net[1].y.copy()
+        assert (relu_out == 0).mean() > 0.2 and (relu_out > 0).mean() > 0.2
+        monkeypatch.setattr(gn.module, "JOIN_STEPS", False)
+        plain = _mlp_step(net, x, dy, input_grad)
+        monkeypatch.setattr(gn.module, "JOIN_STEPS", True)
+        np.testing.assert_array_equal(relu_out, net[1].y)
+        np.testing.assert_array_equal(joined[0], plain[0])
+        if input_grad:
+            np.testing.assert_array_equal(joined[1], plain[1])
+            ref_dx = plain[1]
+        else:
+            assert joined[1] is None and plain[1] is None
+        for a, b in zip(joined[2], plain[2]):
+            np.testing.assert_array_equal(a, b)
+    with gn.no_grad():
+        np.testing.assert_array_equal(net.forward(x), plain[0])
+    # the layer-by-layer backward works after the joined forward: each layer kept its own state
+    net.forward(x)
+    dz = net[1].backward(net[2].backward(net[3].backward(net[4].backward(dy))))
+    net.zero_grad()
+    np.testing.assert_array_equal(net[0].backward(dz), ref_dx)
+
+
+def test_only_a_plain_linear_directly_before_a_plain_relu_is_taken_with_it():
+    from glassnet.layers.activations import LinearThenReLU
+    from glassnet.layers.pooling import PoolThenReLU
+
+    class MyLinear(gn.Linear):
+        pass
+
+    class MyReLU(gn.ReLU):
+        pass
+
+    chains = {
+        "pair": ([gn.Linear(4, 4), gn.ReLU()], [LinearThenReLU]),
+        "subclass of Linear": ([MyLinear(4, 4), gn.ReLU()], [MyLinear, gn.ReLU]),
+        "subclass of ReLU": ([gn.Linear(4, 4), MyReLU()], [gn.Linear, MyReLU]),
+        "apart": ([gn.Linear(4, 4), gn.Dropout(0.5), gn.ReLU()], [gn.Linear, gn.Dropout, gn.ReLU]),
+        "relu first": ([gn.ReLU(), gn.Linear(4, 4)], [gn.ReLU, gn.Linear]),
+        "other activation": ([gn.Linear(4, 4), gn.Tanh()], [gn.Linear, gn.Tanh]),
+        # the ReLU goes with the Linear before it, the pool then runs alone
+        "linear, relu, pool": ([gn.Linear(4, 4), gn.ReLU(), gn.MaxPool1d(2)], [LinearThenReLU, gn.MaxPool1d]),
+        "relu, pool": ([gn.Flatten(), gn.ReLU(), gn.MaxPool1d(2)], [gn.Flatten, PoolThenReLU]),
+    }
+    for name, (layers, kinds) in chains.items():
+        steps = gn.Sequential(*layers).steps()
+        assert [type(s) for _, s in steps] == kinds, name
+    # a pair is named by its Linear (index 0 of the pair): in shape errors and for backward's stop
+    assert [i for i, _ in gn.Sequential(gn.ReLU(), gn.Linear(4, 4), gn.ReLU()).steps()] == [0, 1]
+    with pytest.raises(gn.ShapeError, match=r"layer #1 \(Linear\): Linear expects input \(N, \.\.\., 4\)"):
+        gn.Sequential(gn.ReLU(), gn.Linear(4, 4), gn.ReLU()).forward(np.zeros((2, 5)))
+
+
+def test_backward_without_input_grad_skips_the_first_linears_dx_inside_a_pair():
+    """fit's backward(input_grad=False) stops at the first layer with parameters; when that
+    Linear runs joined with its ReLU, the pair's backward_params must still save its dx product."""
+    rng = np.random.default_rng(1)
+    net = gn.Sequential(gn.Flatten(), gn.Linear(12, 6, rng=rng), gn.ReLU(), gn.Linear(6, 2, rng=rng))
+    x = rng.standard_normal((5, 3, 4)).astype(np.float32)
+    net.forward(x)
+
+    def no_dx(dy):
+        raise AssertionError("the first Linear's dx was computed")
+
+    net[1].backward = no_dx
+    assert net.backward(np.ones((5, 2), np.float32), input_grad=False) is None
+    assert np.abs(net[1].W.grad).sum() > 0

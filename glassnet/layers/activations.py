@@ -15,6 +15,7 @@ from scipy import special
 
 from .. import functional as F
 from ..module import Module, ShapeError, check_arg, grad_enabled, ran_under_no_grad
+from .linear import Linear
 
 
 def _finite(owner: str, name: str, value) -> float:
@@ -55,6 +56,10 @@ class ReLU(Module):
         self.y = relu(x)
         return self.y
 
+    def joined_step(self, before: Module):
+        # the exact classes: a subclass may change either function, or keep its output
+        return LinearThenReLU(before, self) if type(before) is Linear and type(self) is ReLU else None
+
     def backward(self, dy):
         if self.y is None:
             raise RuntimeError(
@@ -70,18 +75,21 @@ RELU_ROW = 16384  # numbers per row of the zero row that ReLU's maximum runs aga
 _ZERO_ROWS: dict[np.dtype, np.ndarray] = {}
 
 
-def relu(x) -> np.ndarray:
-    """max(x, 0). NumPy runs ``np.maximum(x, 0)`` (an array against a broadcast scalar) through
-    a scalar loop, and ``maximum`` of two arrays through SIMD, several times faster
-    (docs/speed.md). So x's memory, in its own order (a convolution's NCHW view of channels-last
-    memory too), is taken as rows of ``RELU_ROW`` numbers against one read-only row of zeros;
-    the tail, small arrays and arrays that are not one block of memory take ``np.maximum(x, 0)``."""
+def relu(x, out: np.ndarray | None = None) -> np.ndarray:
+    """max(x, 0), into ``out`` where given (``out=x``: in place, as ``LinearThenReLU`` runs it).
+    NumPy runs ``np.maximum(x, 0)`` (an array against a broadcast scalar) through a scalar
+    loop, and ``maximum`` of two arrays through SIMD, several times faster (docs/speed.md). So
+    x's memory, in its own order (a convolution's NCHW view of channels-last memory too), is
+    taken as rows of ``RELU_ROW`` numbers against one read-only row of zeros; the tail, small
+    arrays, arrays that are not one block of memory and an ``out`` laid out otherwise than x
+    take ``np.maximum(x, 0)``."""
     if not isinstance(x, np.ndarray) or x.size < RELU_ROW or x.dtype.kind != "f":
-        return np.maximum(x, 0)
-    y = np.empty_like(x)  # x's memory order
+        return np.maximum(x, 0, out=out)
+    y = np.empty_like(x) if out is None else out  # x's memory order
     src, dst = x.ravel(order="K"), y.ravel(order="K")
-    if not (np.may_share_memory(src, x) and np.may_share_memory(dst, y)):  # not one block: copies
-        return np.maximum(x, 0)
+    same_order = out is None or out.strides == x.strides
+    if not (same_order and np.may_share_memory(src, x) and np.may_share_memory(dst, y)):  # not one block
+        return np.maximum(x, 0, out=out)
     zero = _ZERO_ROWS.get(x.dtype)
     if zero is None:
         zero = _ZERO_ROWS[x.dtype] = np.zeros(RELU_ROW, x.dtype)
@@ -102,6 +110,41 @@ def relu_grad(dy, y) -> np.ndarray:
     np.greater(y, 0, out=dx)
     dx *= dy
     return dx
+
+
+class LinearThenReLU:
+    """A ``Linear`` directly followed by a ``ReLU``, run by ``Sequential`` as one step: the ReLU
+    runs in place on the product the Linear has just made,
+
+        y = max(x W + b, 0),   the max written over x W + b,
+
+    instead of into a second array of the same size (a fresh array and another pass over
+    memory that the product's two BLAS threads have just written). Nothing else keeps
+    ``x W + b``: the Linear keeps its input x, the ReLU its output y. So both layers keep what
+    they keep when run one by one, y is theirs bit for bit, and backward is theirs too:
+
+        delta = dy * [y > 0]  (BP2's Hadamard product, the ReLU's),   then the Linear's BP3, BP4, dx.
+
+    Not a module: the two layers stay in the model as they are (``summary``, ``save``, the
+    parameter names), and a walk (diagnostics, ``trace``, NaN provenance) runs them one by one.
+    ``glassnet.module.JOIN_STEPS = False`` runs them one by one everywhere.
+    """
+
+    reports = 0  # Sequential names the Linear (index 0 of the pair) in its errors and skips its dx
+
+    def __init__(self, linear: Linear, relu_layer: ReLU) -> None:
+        self.linear, self.relu = linear, relu_layer
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        z = self.linear.forward(x)  # a new array, which no layer keeps
+        self.relu.y = relu(z, out=z)
+        return z
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return self.linear.backward(self.relu.backward(dy))
+
+    def backward_params(self, dy: np.ndarray) -> None:
+        self.linear.backward_params(self.relu.backward(dy))
 
 
 class LeakyReLU(Module):

@@ -387,6 +387,8 @@ class PoolThenReLU:
     layers one by one everywhere (``benchmarks/bench_paths.py`` times both).
     """
 
+    reports = 1  # Sequential names the pool (index 1 of the pair), which checks shapes
+
     def __init__(self, relu_layer: ReLU, pool: _MaxPool) -> None:
         self.relu, self.pool = relu_layer, pool
 
