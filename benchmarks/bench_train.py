@@ -22,7 +22,9 @@ single evaluation after training sees; a first pass pays for memory not yet mapp
 The ``resnet`` and ``vit`` workloads are the presets of those names against their PyTorch
 twins (benchmarks/twins.py), each trained with its preset's optimizer, lr, momentum and L2 on
 both sides (twins.torch_optimizer), batch 128, without augmentation (the same in both).
-``--train-size`` times epochs over the first examples only (a quick check).
+``--train-size`` times epochs over the first examples only (a quick check). ``--shards K``
+trains glassnet with ``fit(shards=K)`` (each batch's parts side by side in K threads, BLAS on
+one thread each: ``glassnet.shards``); PyTorch's side is the same either way.
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ def load(threads: int, train_size: int | None = None):
 
 
 def run_glassnet(workload: str, epochs: int, threads: int, train_size: int | None = None,
-                 infer_size: int = 10000, infer_passes: int = 3) -> dict:  # fmt: skip
+                 infer_size: int = 10000, infer_passes: int = 3, shards: int = 1) -> dict:  # fmt: skip
     x, y = load(threads, train_size)
     import numpy as np
 
@@ -132,7 +134,7 @@ def run_glassnet(workload: str, epochs: int, threads: int, train_size: int | Non
 
     timer = epoch_timer()
     gn.fit(model, loss_fn, opt, (x, y), epochs=epochs, batch_size=bs, rng=rng, verbose=False,
-           regularizer=regularizer, callbacks=[timer])  # fmt: skip
+           regularizer=regularizer, callbacks=[timer], shards=shards)  # fmt: skip
     n_infer = min(infer_size, len(x))
     passes = _passes(lambda: gn.predict(model, x[:n_infer], batch_size=500), infer_passes)
     return {"train": min(timer.times), **_throughput(n_infer, passes), "rss": peak_rss_mb()}
@@ -231,17 +233,24 @@ def build_parser() -> argparse.ArgumentParser:
                     help="images timed for inference (batch 500)")  # fmt: skip
     ap.add_argument("--infer-passes", type=positive_int, default=3,
                     help="inference passes over those images (the best and the first reported)")  # fmt: skip
+    ap.add_argument("--shards", type=positive_int, default=1,
+                    help="glassnet: fit(shards=K), a batch in K parts in threads")  # fmt: skip
     return ap
 
 
 def main() -> None:
     args = build_parser().parse_args()
     if args.impl:
-        fn = run_glassnet if args.impl == "glassnet" else run_torch
-        print(json.dumps(fn(args.workload, args.epochs, args.threads, args.train_size, args.infer_size,
-                            args.infer_passes)))  # fmt: skip
+        if args.impl == "glassnet":
+            out = run_glassnet(args.workload, args.epochs, args.threads, args.train_size, args.infer_size,
+                               args.infer_passes, args.shards)  # fmt: skip
+        else:
+            out = run_torch(args.workload, args.epochs, args.threads, args.train_size, args.infer_size,
+                            args.infer_passes)  # fmt: skip
+        print(json.dumps(out))
         return
     extra = ["--train-size", str(args.train_size)] if args.train_size else []
+    extra += ["--shards", str(args.shards)] if args.shards > 1 else []
     extra += ["--infer-size", str(args.infer_size), "--infer-passes", str(args.infer_passes)]
     results = alternate(__file__, args.rounds, ["--workload", args.workload, "--epochs", str(args.epochs),
                                                  "--threads", str(args.threads), *extra])  # fmt: skip

@@ -48,6 +48,7 @@ from .module import Module, Param, Sequential, ShapeError, no_grad
 from .onnx_export import export_onnx
 from .optim import clip_grad_norm
 from .regularizers import L1, L2, ElasticNet, FixedDropoutPenalty
+from .shards import Shards
 from .tensorboard import TensorBoard
 from .torch_interop import from_torch, load_torch_weights, save_torch_weights, to_torch
 from .tracing import trace
@@ -68,6 +69,7 @@ __all__ = [
     "GradientFlow",
     "FileFormatError",
     "FixedDropoutPenalty",
+    "Shards",
     "HingeLoss",
     "History",
     "HuberLoss",

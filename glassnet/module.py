@@ -179,6 +179,9 @@ class Module:
     integer_input: bool = False
     # where the module sums paths, for ``trace`` (a residual, a graph's fan-out, Add); "" for none
     sums_paths: str = ""
+    # True for a layer whose output for one example depends on the batch's other examples in
+    # training (batch norm): ``fit(shards=k)`` refuses a model holding one (``glassnet.shards``)
+    mixes_examples: bool = False
 
     def __init__(self) -> None:
         self.training = True

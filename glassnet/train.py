@@ -34,6 +34,7 @@ from .module import (
 )
 from .optim import Optimizer, clip_grad_norm
 from .schedules import ReduceLROnPlateau, Schedule
+from .shards import Shards
 from .walk import leaves
 
 
@@ -45,6 +46,7 @@ def train_step(
     y: np.ndarray,
     regularizer=None,
     clip_norm: float | None = None,
+    shards: Shards | None = None,
 ) -> float:
     """One gradient step on one mini-batch; returns the loss (with the penalty, if any).
 
@@ -52,12 +54,15 @@ def train_step(
     BP3/BP4 into each ``p.grad``), then the optimizer's update. The input needs no gradient,
     so ``backward_params`` skips the first layer's dx. A non-finite loss raises
     ``FloatingPointError`` before the parameters are touched. ``optimizer`` must hold the
-    model's parameters (see ``fit``).
+    model's parameters (see ``fit``). ``shards``: a ``gn.Shards(model, k)`` runs the step's
+    forward and backward on k parts of the batch in threads (``fit``'s ``shards`` option).
     """
     check_optimizer(model, optimizer, "train_step")
     _check_reduction(loss_fn, "train_step")
+    if shards is not None and shards.model is not model:
+        raise ValueError("train_step: shards was built over another model than the one given")
     x = cast_inputs(model, x)
-    return _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm)[0]
+    return _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm, shards=shards)[0]
 
 
 def _inputs(x) -> tuple:
@@ -65,14 +70,20 @@ def _inputs(x) -> tuple:
     return x if isinstance(x, tuple) else (x,)
 
 
-def _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm, reduce=None) -> tuple[float, np.ndarray]:
+def _step(
+    model, loss_fn, optimizer, x, y, regularizer, clip_norm, reduce=None, shards=None
+) -> tuple[float, np.ndarray]:
     """One step; ``reduce`` (distributed training) averages the gradients over the processes
-    and returns the whole batch's loss, before the loss is checked and the gradients clipped.
+    and returns the whole batch's loss, before the loss is checked and the gradients clipped;
+    ``shards`` (``glassnet.shards``) runs forward and backward on parts of the batch in threads.
     ``x``: an array, or a tuple of arrays for a model with several inputs."""
     optimizer.zero_grad()
-    pred = one_output(model.forward(*_inputs(x)), "train_step")
+    if shards is None:
+        pred = one_output(model.forward(*_inputs(x)), "train_step")
+    else:  # the batch's parts forward in threads, their outputs stacked
+        pred = shards.forward(x)
     loss = loss_fn.forward(pred, y)
-    model.backward_params(loss_fn.backward())
+    (model if shards is None else shards).backward_params(loss_fn.backward())
     if regularizer is not None:
         loss += regularizer.penalty(optimizer.params)
         regularizer.backward(optimizer.params)
@@ -203,7 +214,7 @@ def _counter(loss_fn: Loss, pred: np.ndarray, y: np.ndarray):
 OPTIONS = {"rng": None, "shuffle": True, "regularizer": None, "clip_norm": None, "augment": None,
            "scheduler": None, "verbose": True, "detect_anomaly": False, "checkpoint": None,
            "checkpoint_every": None, "resume_from": None, "metrics": None, "sample_weight": None,
-           "class_weight": None, "distributed": None}  # fmt: skip
+           "class_weight": None, "distributed": None, "shards": 1}  # fmt: skip
 
 
 @dataclass
@@ -302,6 +313,11 @@ def fit(
     ``detect_anomaly`` a ``TerminateOnNaN``: every value of every step is checked, and the first
                       NaN/inf raises ``gn.anomaly.AnomalyError`` naming the layer, the phase,
                       the batch's example indices and the shapes (slower; off, it costs nothing)
+    ``shards``        k > 1 splits each batch into k parts run forward and backward side by
+                      side in threads, each by a replica of the model sharing its weights,
+                      BLAS held to one thread each (``glassnet.shards``): the same gradients
+                      to rounding, faster for convolutional nets where the two cores share no
+                      cache; not for models with batch norm
     ``distributed``   a ``gn.distributed.MPI()``: data-parallel training over the processes
                       ``mpiexec`` started, each taking its shard of every batch, the gradients
                       averaged by allreduce (``glassnet.distributed`` has the rules)
@@ -356,6 +372,9 @@ def fit(
     per_batch = getattr(s.scheduler, "per_batch", False)
     if dist is not None:
         step = functools.partial(_step, reduce=dist.reduce)
+    shards = _shards(model, options, step)
+    if shards is not None:
+        step = functools.partial(_step, shards=shards)
     batch_cbs = [cb for cb in cbs if type(cb).on_batch_end is not Callback.on_batch_end]
     logs: dict = {}
     try:
@@ -410,9 +429,23 @@ def fit(
             dist.failed(e)  # an error on one rank only ends the job (MPI_Abort), not a hang
         raise
     finally:
+        if shards is not None:
+            shards.close()
         for cb in cbs:
             cb.on_train_end(logs)
     return history
+
+
+def _shards(model: Module, options: dict, step) -> Shards | None:
+    """fit's ``shards`` option: None for 1 (the plain step), else the replicas and threads."""
+    count = options.get("shards", 1)
+    check_arg("fit", "shards", count, lambda v: v >= 1, "an integer >= 1", int)
+    if count == 1:
+        return None
+    for name, on in (("detect_anomaly", step is checked_step), ("distributed", options.get("distributed"))):
+        if on:
+            raise ValueError(f"fit: shards={count} does not combine with {name} yet; use one or the other")
+    return Shards(model, int(count))
 
 
 def _check_distributed(options: dict, summed: bool) -> None:

@@ -89,7 +89,7 @@ def test_fit_options_become_settings_and_callbacks(tmp_path):
     assert (backup.path, backup.every, backup.resume_from) == (tmp_path, 4, tmp_path)
     assert set(OPTIONS) == {"rng", "shuffle", "regularizer", "clip_norm", "augment", "scheduler", "verbose",
                             "detect_anomaly", "checkpoint", "checkpoint_every", "resume_from", "metrics",
-                            "sample_weight", "class_weight", "distributed"}  # fmt: skip
+                            "sample_weight", "class_weight", "distributed", "shards"}  # fmt: skip
 
 
 def test_fit_refuses_an_unknown_keyword_as_python_does():

@@ -41,6 +41,7 @@ LAYERS = {
     "anomaly": TRAINING,
     "train": TRAINING,
     "distributed": TRAINING,  # data-parallel fit over MPI (mpi4py imported when used)
+    "shards": TRAINING,  # fit(shards=k): a step's parts in threads
     # tools: built on training, used by people (and the CLI), never by the layers below
     "diagnostics": TOOLS,
     "tracing": TOOLS,

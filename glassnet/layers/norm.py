@@ -99,6 +99,8 @@ class _BatchNorm(Module):
     saved with the weights; ``buffers()`` names them by their attribute names.
     """
 
+    mixes_examples = True  # its training statistics are the whole batch's
+
     ndims: tuple[int, ...] = ()
     layout: str = ""  # the accepted shapes, ``{}`` standing for num_features
 

@@ -1,0 +1,138 @@
+"""fit(shards=k) and gn.Shards: a step's forward and backward on k parts of the batch in
+threads, each part through a replica of the model sharing its weights. The step must be the
+plain step's, to float rounding, for any loss; models that mix a batch's examples are refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+import glassnet as gn
+
+
+def _cnn(rng, dtype=np.float64):
+    return gn.Sequential(
+        gn.Conv2d(1, 4, 3, rng=rng, dtype=dtype),
+        gn.ReLU(),
+        gn.MaxPool2d(2),
+        gn.Conv2d(4, 6, 3, padding=1, rng=rng, dtype=dtype),
+        gn.Tanh(),
+        gn.Flatten(),
+        gn.Linear(6 * 4 * 4, 5, rng=rng, dtype=dtype),
+    )
+
+
+MODELS = {
+    "cnn": (_cnn, (1, 10, 10), 5),
+    "mlp": (lambda rng: gn.Sequential(gn.Linear(12, 9, rng=rng, dtype=np.float64), gn.ReLU(),
+                                      gn.Linear(9, 4, rng=rng, dtype=np.float64)), (12,), 4),
+    "lstm": (lambda rng: gn.Sequential(gn.LSTM(3, 5, rng=rng, dtype=np.float64), gn.LastStep(),
+                                       gn.Linear(5, 4, rng=rng, dtype=np.float64)), (6, 3), 4),
+    "residual": (lambda rng: gn.Sequential(gn.Linear(8, 8, rng=rng, dtype=np.float64),
+                                           gn.Residual(gn.Sequential(gn.ReLU(), gn.Linear(8, 8, rng=rng,
+                                                                                          dtype=np.float64))),
+                                           gn.LayerNorm(8, dtype=np.float64),
+                                           gn.Linear(8, 3, rng=rng, dtype=np.float64)), (8,), 3),
+}  # fmt: skip
+
+
+def _one_step(name, rows, shards, loss_fn, seed=0):
+    build, shape, classes = MODELS[name]
+    model = build(np.random.default_rng(seed))
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((rows, *shape))
+    y = rng.integers(0, classes, rows)
+    opt = gn.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)  # gathers the parameters: views
+    helper = gn.Shards(model, shards) if shards > 1 else None
+    losses = [gn.train_step(model, loss_fn, opt, x, y, shards=helper) for _ in range(2)]
+    if helper is not None:
+        helper.close()
+    return losses, [p.data.copy() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("rows, shards", [(12, 2), (7, 3), (2, 3)])  # even, uneven, fewer rows than parts
+def test_a_sharded_step_is_the_plain_step(name, rows, shards):
+    plain_loss, plain = _one_step(name, rows, 1, gn.CrossEntropyLoss())
+    loss, sharded = _one_step(name, rows, shards, gn.CrossEntropyLoss())
+    np.testing.assert_allclose(loss, plain_loss, rtol=1e-12)
+    for a, b in zip(sharded, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    # the check can fail: a step that lost one part's gradient moves the weights elsewhere
+    _, other = _one_step(name, rows, 1, gn.CrossEntropyLoss(), seed=5)
+    assert any(not np.allclose(a, b) for a, b in zip(other, plain))
+
+
+def test_the_loss_runs_once_on_the_whole_batch():
+    """A weighted mean divides by the whole batch's weights (and skips ignored labels); per part
+    it would divide by each part's own."""
+    loss_fn = gn.CrossEntropyLoss(weight=np.array([1.0, 5.0, 0.5, 2.0, 1.0]), ignore_index=0)
+    plain_loss, plain = _one_step("cnn", 9, 1, loss_fn)
+    loss, sharded = _one_step("cnn", 9, 2, loss_fn)
+    np.testing.assert_allclose(loss, plain_loss, rtol=1e-12)
+    for a, b in zip(sharded, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_fit_with_shards_trains_as_without_and_restores_blas_threads():
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((40, 1, 10, 10)), rng.integers(0, 5, 40)
+    before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    runs = {}
+    for k in (1, 2):
+        model = _cnn(np.random.default_rng(0))
+        opt = gn.optim.Adam(model.parameters(), lr=1e-2)
+        history = gn.fit(model, gn.CrossEntropyLoss(), opt, (x, y), epochs=2, batch_size=16, rng=3,
+                         verbose=False, shards=k)  # fmt: skip
+        runs[k] = history.history["loss"], [p.data for p in model.parameters()]
+    np.testing.assert_allclose(runs[2][0], runs[1][0], rtol=1e-9)
+    for a, b in zip(runs[2][1], runs[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+    assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before
+
+
+def _dropout_run(tmp_path=None, resume=False, epochs=3):
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((48, 10)), rng.integers(0, 3, 48)
+    model = gn.Sequential(gn.Linear(10, 16, rng=np.random.default_rng(0)), gn.ReLU(), gn.Dropout(0.5),
+                          gn.Linear(16, 3, rng=np.random.default_rng(1)))  # fmt: skip
+    opt = gn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    extra = {} if tmp_path is None else {"checkpoint": tmp_path, "resume_from": tmp_path if resume else None}
+    gn.fit(model, gn.CrossEntropyLoss(), opt, (x, y), epochs=epochs, batch_size=16, rng=7, verbose=False,
+           shards=2, **extra)  # fmt: skip
+    return model
+
+
+def test_dropout_under_shards_is_reproducible_resumable_and_draws_each_part_its_own_masks(tmp_path):
+    a, b = _dropout_run(), _dropout_run()
+    for p, q in zip(a.parameters(), b.parameters()):
+        np.testing.assert_array_equal(p.data, q.data)  # the same seed, the same run
+    # two epochs, then resumed to three: the run that never stopped, bit for bit
+    _dropout_run(tmp_path, epochs=2)
+    resumed = _dropout_run(tmp_path, resume=True, epochs=3)
+    for p, q in zip(resumed.parameters(), a.parameters()):
+        np.testing.assert_array_equal(p.data, q.data)
+    # each part's replica draws its own mask: the two halves' masks differ
+    model = gn.Sequential(gn.Dropout(0.5))
+    shards = gn.Shards(model, 2)
+    model.set_rng(np.random.default_rng(0))
+    out = shards.forward(np.ones((2, 64)))
+    shards.close()
+    assert not np.array_equal(out[0], out[1]) and set(np.unique(out)) == {0.0, 2.0}
+
+
+def test_models_that_mix_examples_and_bad_counts_are_refused():
+    with pytest.raises(ValueError, match=r"shards=2 .* its BatchNorm2d mixes the examples of a batch"):
+        gn.Shards(gn.Sequential(gn.Conv2d(1, 2, 3), gn.BatchNorm2d(2)), 2)
+    model = _cnn(np.random.default_rng(0))
+    opt = gn.optim.SGD(model.parameters(), lr=0.1)
+    data = (np.zeros((4, 1, 10, 10)), np.zeros(4, np.int64))
+    for bad in (0, 1.5, "two"):
+        with pytest.raises(ValueError, match="fit: shards must be an integer >= 1"):
+            gn.fit(model, gn.CrossEntropyLoss(), opt, data, verbose=False, shards=bad)
+    with pytest.raises(ValueError, match="shards=2 does not combine with detect_anomaly"):
+        gn.fit(model, gn.CrossEntropyLoss(), opt, data, verbose=False, shards=2, detect_anomaly=True)
+    with pytest.raises(ValueError, match="shards was built over another model"):
+        other = gn.Shards(_cnn(np.random.default_rng(0)), 2)
+        gn.train_step(model, gn.CrossEntropyLoss(), opt, *data, shards=other)
