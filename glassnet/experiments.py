@@ -316,7 +316,9 @@ def compare(
         write_atomic(path, json.dumps(result, indent=1).encode())
         acc, seconds = result["final"]["test_accuracy"], result["wall_seconds"]
         log(f"  {name}: test accuracy {acc:.4f} ({seconds:.0f} s)")
-    if failures:
+    if failures:  # named in the experiment's order, whichever worker ended first
+        order = {(s["variant"], s["seed"]): i for i, s in enumerate(specs)}
+        failures.sort(key=lambda f: order[f[0], f[1]])
         raise FailedRunsError(out_dir, failures, len(specs)) from first_error
     results = [read_result(result_path(out_dir, s["variant"], s["seed"])) for s in specs]
     if report:
@@ -329,7 +331,7 @@ def compare(
 class FailedRunsError(RuntimeError):
     """Some runs of ``compare`` raised; the others finished and are saved in ``out_dir``.
 
-    ``failures`` holds ``(variant, seed, error)`` per failed run, in the order they ended, the
+    ``failures`` holds ``(variant, seed, error)`` per failed run, in the experiment's order, the
     error as one line (``"ShapeError: Conv2d: input 2x2 is smaller ..."``); ``total`` is the
     number of runs in the experiment. The message names the runs, not their errors: ``compare``
     has logged each failure's error as it happened."""
