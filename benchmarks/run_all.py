@@ -35,7 +35,7 @@ DROP_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 # the targets: ratio glassnet / PyTorch (time: at most; throughput: at least)
 TRAIN_TARGETS = {"mlp": "<= 0.9", "book": "<= 0.2 (5x faster)", "cnn": "<= 1.3", "cnn-shards2": "<= 1.3",
-                 "cnn-bn": "<= 1.4",
+                 "cnn-bn": "<= 1.4", "cnn-bn-shards2": "<= 1.4",
                  "gru": "<= 0.9", "lstm": "<= 1.0"}  # fmt: skip
 INFER_TARGETS = {"mlp": ">= 1.0", "cnn": ">= 0.8"}
 LAYER_TARGETS = {"Conv2d(1,32,5) first layer": "<= 2.0", "Conv2d(32,64,5)": "<= 1.5"}
@@ -47,6 +47,7 @@ TRAIN_LABELS = {
     "cnn": "CNN-A, Adam, batch 128",
     "cnn-shards2": "CNN-A, Adam, batch 128, glassnet `fit(shards=2)`",
     "cnn-bn": "CNN-A + BatchNorm2d, Adam, batch 128",
+    "cnn-bn-shards2": "CNN-A + BatchNorm2d, Adam, batch 128, glassnet `fit(shards=2)` (synchronised)",
     "resnet": "`resnet` preset against its twin, SGD momentum + L2, batch 128",
     "vit": "`vit` preset against its twin, AdamW, batch 128",
     "gru": "GRU(1 -> 64), MNIST-1D, T = 40, Adam, batch 128",
@@ -120,6 +121,7 @@ def _quick_workloads(train, rnn, table, cores) -> list[Workload]:
         train("cnn", 2, 1, train_size=12800, infer_size=5000),
         train("cnn", 2, 1, train_size=12800, infer_size=5000, shards=2),
         train("cnn-bn", 2, 1, train_size=12800, infer_size=5000),
+        train("cnn-bn", 2, 1, train_size=12800, infer_size=5000, shards=2),
         train("resnet", 1, 1, train_size=640, infer_size=500),
         rnn("gru", 2, 1),
         rnn("lstm", 2, 1),
@@ -143,6 +145,7 @@ def _full_workloads(train, rnn, table, cores) -> list[Workload]:
         train("cnn", 3, 1),
         train("cnn", 3, 1, shards=2),
         train("cnn-bn", 3, 1),
+        train("cnn-bn", 3, 1, shards=2),
         train("resnet", 2, 1, train_size=6400, infer_size=2000),
         train("vit", 2, 1, train_size=6400, infer_size=2000),
         rnn("gru", 15, 3),  # a recurrent epoch is short and its ratio noisy: many rounds (live children)

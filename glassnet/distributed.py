@@ -109,7 +109,9 @@ def describe_shards(batch_size: int, ranks: int) -> str:
 class _Sync:
     """What a ``BatchNorm`` layer with ``sync`` set uses: ``allreduce`` (a sum over the ranks),
     ``weight`` (this rank's share w_r = n_r / n_b of the global batch) and ``examples``
-    (the global batch's n_b)."""
+    (the global batch's n_b); each rank updates its own copy of the running statistics."""
+
+    updates_running_stats = True
 
     def __init__(self, dist: MPI) -> None:
         self.dist = dist

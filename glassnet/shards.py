@@ -28,22 +28,70 @@ where a model's passes are large (a convolutional net: CNN-A's forward and backw
 Intel Xeon, 29-30 against 38-40 ms); small passes (an MLP's, an LSTM's per step) are over
 before the GIL is handed on, and there it is slower (docs/speed.md, "Batch shards on threads").
 
-Not for a layer that mixes the examples of a batch (``Module.mixes_examples``: batch norm,
-whose statistics are the whole batch's; per part they would be another layer's, PyTorch's
-``DataParallel`` without ``SyncBatchNorm``): a model holding one is refused. Stochastic layers
-(dropout) draw their masks from generators seeded, each step, from the model's own (so a run
-is reproducible from ``fit``'s ``rng`` and a checkpoint resumes it bit for bit), one per part.
+Batch norm mixes the examples of a batch (``Module.mixes_examples``): its statistics are the
+whole batch's. Each replica's batch-norm layer is therefore synchronised with its twins in the
+other parts (its ``sync``, as ``glassnet.distributed`` does over processes with
+``sync_batchnorm=True``, PyTorch's ``SyncBatchNorm``): its sums over its part are added to the
+other parts' at a barrier, mu and var in forward, dbeta and dgamma in backward, so every part
+normalises with the whole batch's statistics and the step is the unsharded one to rounding. The
+running statistics are the model's own arrays, updated once per step (by the first part). Any
+other layer that declares ``mixes_examples`` is refused. Stochastic layers (dropout) draw their
+masks from generators seeded, each step, from the model's own (so a run is reproducible from
+``fit``'s ``rng`` and a checkpoint resumes it bit for bit), one per part.
 """
 
 from __future__ import annotations
 
 import copy
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .data import take_rows
+from .layers.norm import _BatchNorm
 from .module import Module, check_arg, one_output
+
+RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+class _Exchange:
+    """The sums of one batch-norm layer's replicas, one per part: ``allreduce`` waits until every
+    part has given its array, then returns their sum, added in part order (every part gets the
+    same numbers)."""
+
+    def __init__(self, parts: int, examples: int) -> None:
+        self.examples = examples  # the whole batch's n_b
+        self.barrier = threading.Barrier(parts)
+        self.slots: list = [None] * parts
+
+    def allreduce(self, part: int, a: np.ndarray) -> np.ndarray:
+        self.slots[part] = a
+        self.barrier.wait()
+        total = np.array(self.slots[0], copy=True)
+        for other in self.slots[1:]:
+            total += other
+        self.barrier.wait()  # no part gives its next array before every part has read these
+        return total
+
+
+class _PartSync:
+    """One replica's batch-norm ``sync`` (the interface of ``glassnet.layers.norm``): its part's
+    sums added to the other parts' (``_Exchange``). Its delta is the whole batch's loss's
+    already, so its weight is 1; only the first part updates the shared running statistics."""
+
+    weight = 1.0
+
+    def __init__(self, exchange: _Exchange, part: int) -> None:
+        self.exchange, self.part = exchange, part
+        self.updates_running_stats = part == 0
+
+    @property
+    def examples(self) -> int:
+        return self.exchange.examples
+
+    def allreduce(self, a: np.ndarray) -> np.ndarray:
+        return self.exchange.allreduce(self.part, a)
 
 
 def _inputs(x) -> tuple:
@@ -57,12 +105,14 @@ class Shards:
 
     def __init__(self, model: Module, count: int) -> None:
         check_arg("fit", "shards", count, lambda v: v >= 1, "an integer >= 1", int)
-        mixing = [type(m).__name__ for m in model.modules() if m.mixes_examples]
+        mixing = [
+            type(m).__name__ for m in model.modules() if m.mixes_examples and not isinstance(m, _BatchNorm)
+        ]
         if mixing:
             raise ValueError(
                 f"fit: shards={count} splits each batch over replicas of the model, but its {mixing[0]} "
-                "mixes the examples of a batch (its statistics are the whole batch's; per part they would "
-                "be another layer's): train this model without shards"
+                "mixes the examples of a batch and has no way to share its part's sums with the other "
+                "parts (batch norm has): train this model without shards"
             )
         self.model, self.count = model, int(count)
         self.replicas = [copy.deepcopy(model) for _ in range(self.count)]
@@ -70,6 +120,7 @@ class Shards:
         self.pool = ThreadPoolExecutor(helpers, thread_name_prefix="glassnet-shard") if helpers else None
         self._parts: list[slice] = []
         self._blas = None
+        self._norms = [i for i, m in enumerate(model.modules()) if isinstance(m, _BatchNorm)]
 
     def _one_blas_thread(self):
         """A context holding NumPy's BLAS to one thread (each part's thread is one), restoring it after."""
@@ -94,14 +145,48 @@ class Shards:
                 r.training = m.training
                 if isinstance(getattr(m, "rng", None), np.random.Generator):
                     r.rng = np.random.default_rng(m.rng.integers(2**63))
+                if isinstance(m, _BatchNorm):  # the model's running statistics, shared
+                    for name in RUNNING_STATS:
+                        setattr(r, name, getattr(m, name))
+
+    def _link_norms(self, n: int) -> None:
+        """Each batch-norm layer's replicas in this step's parts share one ``_Exchange``."""
+        parts = len(self._parts)
+        for i in self._norms:
+            exchange = _Exchange(parts, n)
+            for part, replica in enumerate(self.replicas[:parts]):
+                list(replica.modules())[i].sync = _PartSync(exchange, part)
 
     def _run(self, work, args: list) -> list:
         """``work(replica, arg)`` for every part: the first on this thread, the others on the
         helpers, BLAS held to one thread; results in part order (a part's error raised here)."""
+
+        def guarded(replica, arg):  # a failing part breaks its batch-norm barriers: none waits on
+            try:
+                return work(replica, arg)
+            except BaseException:
+                for exchange in self._exchanges():
+                    exchange.barrier.abort()
+                raise
+
         with self._one_blas_thread():
-            later = [self.pool.submit(work, r, a) for r, a in zip(self.replicas[1:], args[1:])]
-            first = work(self.replicas[0], args[0])
-            return [first] + [f.result() for f in later]
+            later = [self.pool.submit(guarded, r, a) for r, a in zip(self.replicas[1:], args[1:])]
+            outcomes = []
+            for run in [lambda: guarded(self.replicas[0], args[0])] + [f.result for f in later]:
+                try:
+                    outcomes.append((run(), None))
+                except BaseException as e:  # noqa: BLE001 (re-raised below, the first real one)
+                    outcomes.append((None, e))
+        errors = [e for _, e in outcomes if e is not None]
+        if errors:  # a part's own error, not the broken barrier the others saw because of it
+            raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), errors[0])
+        return [out for out, _ in outcomes]
+
+    def _exchanges(self) -> list[_Exchange]:
+        if not self._norms:
+            return []
+        first = list(self.replicas[0].modules())
+        return [first[i].sync.exchange for i in self._norms if isinstance(first[i].sync, _PartSync)]
 
     def forward(self, x) -> np.ndarray:
         """pred for the whole batch: each part's rows through its replica, stacked in order."""
@@ -110,6 +195,7 @@ class Shards:
         bounds = [n * i // k for i in range(k + 1)]
         self._parts = [slice(bounds[i], bounds[i + 1]) for i in range(k)]
         self._sync()
+        self._link_norms(n)
 
         def forward(replica, rows):
             return one_output(replica.forward(*_inputs(take_rows(x, rows))), "fit")

@@ -317,7 +317,7 @@ def fit(
                       side in threads, each by a replica of the model sharing its weights,
                       BLAS held to one thread each (``glassnet.shards``): the same gradients
                       to rounding, faster for convolutional nets where the two cores share no
-                      cache; not for models with batch norm
+                      cache; batch norm is synchronised across the parts
     ``distributed``   a ``gn.distributed.MPI()``: data-parallel training over the processes
                       ``mpiexec`` started, each taking its shard of every batch, the gradients
                       averaged by allreduce (``glassnet.distributed`` has the rules)

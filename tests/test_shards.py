@@ -23,7 +23,27 @@ def _cnn(rng, dtype=np.float64):
     )
 
 
+def _cnn_bn(rng, dtype=np.float64):
+    """One input channel, batch norm, ReLU, max-pool, a convolution: CNN-A + BatchNorm2d's
+    shape, whose first convolution returns its output pixel-major for the pool; then batch
+    norm on channels-last memory, and BatchNorm1d on rows."""
+    return gn.Sequential(
+        gn.Conv2d(1, 4, 3, rng=rng, dtype=dtype),
+        gn.BatchNorm2d(4, dtype=dtype),
+        gn.ReLU(),
+        gn.MaxPool2d(2),
+        gn.Conv2d(4, 6, 3, padding=1, rng=rng, dtype=dtype),
+        gn.BatchNorm2d(6, dtype=dtype),
+        gn.ReLU(),
+        gn.Flatten(),
+        gn.Linear(6 * 4 * 4, 7, rng=rng, dtype=dtype),
+        gn.BatchNorm1d(7, dtype=dtype),
+        gn.Linear(7, 5, rng=rng, dtype=dtype),
+    )
+
+
 MODELS = {
+    "cnn-bn": (_cnn_bn, (1, 10, 10), 5),
     "cnn": (_cnn, (1, 10, 10), 5),
     "mlp": (lambda rng: gn.Sequential(gn.Linear(12, 9, rng=rng, dtype=np.float64), gn.ReLU(),
                                       gn.Linear(9, 4, rng=rng, dtype=np.float64)), (12,), 4),
@@ -48,7 +68,13 @@ def _one_step(name, rows, shards, loss_fn, seed=0):
     losses = [gn.train_step(model, loss_fn, opt, x, y, shards=helper) for _ in range(2)]
     if helper is not None:
         helper.close()
-    return losses, [p.data.copy() for p in model.parameters()]
+    state = [p.data.copy() for p in model.parameters()]
+    for m in model.modules():  # batch norm's running statistics: the model's own, updated once a step
+        if isinstance(m, (gn.BatchNorm1d, gn.BatchNorm2d)):
+            state += [m.running_mean.copy(), m.running_var.copy(), m.num_batches_tracked.copy()]
+    with gn.no_grad():  # and the model in eval mode after training with shards
+        state.append(model.eval().forward(x))
+    return losses, state
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -123,8 +149,17 @@ def test_dropout_under_shards_is_reproducible_resumable_and_draws_each_part_its_
 
 
 def test_models_that_mix_examples_and_bad_counts_are_refused():
-    with pytest.raises(ValueError, match=r"shards=2 .* its BatchNorm2d mixes the examples of a batch"):
-        gn.Shards(gn.Sequential(gn.Conv2d(1, 2, 3), gn.BatchNorm2d(2)), 2)
+    class BatchMean(gn.Module):  # subtracts the batch's mean: mixes examples, shares no sums
+        mixes_examples = True
+
+        def forward(self, x):
+            return x - x.mean(axis=0)
+
+        def backward(self, dy):
+            return dy - dy.mean(axis=0)
+
+    with pytest.raises(ValueError, match=r"shards=2 .* its BatchMean mixes the examples of a batch"):
+        gn.Shards(gn.Sequential(gn.Linear(3, 2), BatchMean()), 2)
     model = _cnn(np.random.default_rng(0))
     opt = gn.optim.SGD(model.parameters(), lr=0.1)
     data = (np.zeros((4, 1, 10, 10)), np.zeros(4, np.int64))
@@ -136,3 +171,27 @@ def test_models_that_mix_examples_and_bad_counts_are_refused():
     with pytest.raises(ValueError, match="shards was built over another model"):
         other = gn.Shards(_cnn(np.random.default_rng(0)), 2)
         gn.train_step(model, gn.CrossEntropyLoss(), opt, *data, shards=other)
+
+
+def test_an_error_in_one_part_is_raised_and_no_part_waits_forever_at_batch_norm():
+    """A part that fails between two batch norms leaves the others at the second one's barrier:
+    the failing part breaks it, and the part's own error is the one raised."""
+
+    class FailOnThree(gn.Module):
+        def forward(self, x):
+            if len(x) == 3:
+                raise ValueError("boom: a part of three rows")
+            return x
+
+        def backward(self, dy):
+            return dy
+
+    rng = np.random.default_rng(0)
+    model = gn.Sequential(gn.Linear(4, 5, rng=rng), gn.BatchNorm1d(5), FailOnThree(), gn.BatchNorm1d(5),
+                          gn.Linear(5, 2, rng=rng))  # fmt: skip
+    shards = gn.Shards(model, 3)
+    with pytest.raises(ValueError, match="boom"):
+        shards.forward(rng.standard_normal((7, 4)))  # parts of 2, 2 and 3 rows
+    out = shards.forward(rng.standard_normal((6, 4)))  # the next step's barriers are new ones
+    shards.close()
+    assert out.shape == (6, 2)

@@ -30,7 +30,9 @@ sum_j dx_hat_j x_hat_j = gamma dgamma: the code computes
 from the two sums it needs for the parameters anyway. In eval mu and sigma are constants and
 dx = dy gamma / sigma_running.
 
-Synchronised batch norm (``sync``, set by ``glassnet.distributed`` with ``sync_batchnorm=True``):
+Synchronised batch norm (``sync``, set by ``glassnet.distributed`` with ``sync_batchnorm=True``,
+and by ``glassnet.shards`` for the parts of a batch run on threads, where every part's delta is
+the whole batch's loss's already: w_r = 1):
 the batch is split over K processes, rank r holding n_r of the n_b examples, and the statistics
 must be the whole batch's. With M = n_b L values per channel, forward sums over every rank:
     mu = (1/M) allreduce(sum_i x_i),   var = (1/M) allreduce(sum_i (x_i - mu)^2)
@@ -104,7 +106,10 @@ class _BatchNorm(Module):
     ndims: tuple[int, ...] = ()
     layout: str = ""  # the accepted shapes, ``{}`` standing for num_features
 
-    sync = None  # glassnet.distributed's reduction over processes (sync_batchnorm), or None
+    # a reduction over the batch's parts, or None: glassnet.distributed's over processes
+    # (sync_batchnorm), glassnet.shards's over threads; it says whether this layer updates the
+    # running statistics (each process its own copy; one thread for the replicas' shared one)
+    sync = None
 
     def __init__(
         self,
@@ -245,7 +250,8 @@ class _BatchNorm(Module):
             var = self._dot(xc, xc) * (1.0 / m)  # biased: what normalises
         else:
             var = sync.allreduce(self._dot(xc, xc)) * (1.0 / m)
-        if self.training and self.track_running_stats:
+        # a sync may leave the update to one of the parts sharing the statistics (glassnet.shards)
+        if self.training and self.track_running_stats and getattr(sync, "updates_running_stats", True):
             self._update_running_stats(mu, var, m)
         inv_sigma = 1.0 / np.sqrt(var + self.eps)
         # x_hat = xc / sigma is never stored: y = xc (gamma / sigma) + beta in two passes, and
