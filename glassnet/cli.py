@@ -431,6 +431,14 @@ def add_train_options(t: argparse.ArgumentParser) -> None:
     )
     t.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files to DIR")
     t.add_argument(
+        "--shards",
+        type=positive_int,
+        default=1,
+        metavar="K",
+        help="each batch in K parts run side by side on threads, a replica of the model each (the same "
+        "step to rounding; faster for convolutional nets where cores share no cache: docs/distributed.md)",
+    )
+    t.add_argument(
         "--metrics",
         type=metric_names,
         metavar="LIST",

@@ -124,6 +124,7 @@ class TrainOptions:
     gradient_flow: bool = True
     tensorboard: str | None = None
     metrics: str | None = None
+    shards: int = 1
 
 
 RUN_OPTIONS = tuple(f.name for f in fields(TrainOptions))
@@ -138,7 +139,7 @@ def option_values() -> dict[str, Value | tuple[str, ...] | type]:
         "batch_size": positive_int, "lr": positive_float, "optimizer": OPTIMIZERS, "momentum": momentum,
         "l2": nonnegative_float, "val_fraction": fraction, "patience": count, "schedule": SCHEDULES,
         "shift": count, "flip": bool, "seed": seed, "checkpoint_every": positive_int,
-        "gradient_flow": bool, "tensorboard": str, "metrics": metric_names,
+        "gradient_flow": bool, "tensorboard": str, "metrics": metric_names, "shards": positive_int,
     }  # fmt: skip
 
 
@@ -172,6 +173,8 @@ def read_run_config(path: str) -> dict:
     saved = read_json(path, max_bytes=1 << 20)  # a FIFO, a huge file, bad JSON: FileFormatError
     if isinstance(saved, dict) and "metrics" not in saved:  # a run from before --metrics
         saved = {**saved, "metrics": None}
+    if isinstance(saved, dict) and "shards" not in saved:  # a run from before --shards
+        saved = {**saved, "shards": 1}
     if not isinstance(saved, dict):
         raise FileFormatError(path, f"expected an object with the keys {', '.join(RUN_OPTIONS)}")
     missing, extra = [k for k in RUN_OPTIONS if k not in saved], sorted(set(saved) - set(RUN_OPTIONS))
@@ -503,6 +506,7 @@ def _train_run(options, out, resume, overwrite, given, say, clock, dist) -> RunR
         f"{0 if t.val is None else t.val.n} validation, {t.test.n} test examples), {t.optimizer} lr={t.lr}, "
         f"batch {t.batch_size}, up to {t.epochs} epochs, seed {options.seed}"
         + (f", {t.augment!r}" if t.augment else "")
+        + (f", each batch in {options.shards} parts on threads" if options.shards > 1 else "")
         + ranks
         + (f"; resuming from {resume_from}" if resume_from else "")
     )
@@ -515,7 +519,7 @@ def _train_run(options, out, resume, overwrite, given, say, clock, dist) -> RunR
                   regularizer=L2(t.l2) if t.l2 else None, rng=t.rng, augment=t.augment, scheduler=scheduler,
                   checkpoint=out, checkpoint_every=options.checkpoint_every,
                   resume_from=resume_from, metrics=metric_list(options.metrics),
-                  distributed=dist)  # fmt: skip
+                  distributed=dist, shards=options.shards)  # fmt: skip
     session = clock() - start
     if rank != 0:  # rank 0 evaluates and writes the results
         return RunResult(out, {}, len(history.epoch), timer.seconds, session, resume_from is not None, rank)

@@ -269,3 +269,22 @@ def test_a_missing_model_file_is_named_in_one_line(command, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"glassnet {command[0]}: error: {missing}: no such file or directory"
+
+
+def test_train_with_shards_records_them_and_a_resume_must_agree(tmp_path, capsys):
+    """--shards K: each batch in K parts on threads; config.json records it (a resumed run is
+    the same run: its dropout masks come per part), and a config from before --shards reads as 1."""
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "digits", "--model", "mlp", "--epochs", "2", "--seed", "1"]
+    assert main([*args, "--shards", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "each batch in 2 parts on threads" in printed
+    history = json.loads((out / "history.json").read_text())
+    assert 0.5 < history["test"]["accuracy"] <= 1.0
+    config = json.loads((out / "config.json").read_text())
+    assert config["shards"] == 2
+    assert main(["train", "--resume", str(out), "--shards", "1"]) != 0
+    assert "--shards 1 differs from the resumed run's 2" in capsys.readouterr().err
+    del config["shards"]  # a run directory written before --shards existed
+    (out / "config.json").write_text(json.dumps(config))
+    assert gn.runs.read_run_config(str(out / "config.json"))["shards"] == 1
