@@ -34,7 +34,13 @@ def data():
 
 
 @pytest.mark.parametrize(
-    "options", [dict(), dict(detect_anomaly=True), dict(sample_weight=np.arange(40) % 3 + 1.0)]
+    "options",
+    [
+        dict(),
+        dict(detect_anomaly=True),
+        dict(sample_weight=np.arange(40) % 3 + 1.0),
+        dict(shards=2, sample_weight=np.arange(40) % 3 + 1.0),  # each input's rows split alike
+    ],
 )
 def test_fit_on_two_inputs_equals_fit_on_their_concatenation(data, options):
     xa, xb, y = data
