@@ -23,8 +23,9 @@ The ``resnet`` and ``vit`` workloads are the presets of those names against thei
 twins (benchmarks/twins.py), each trained with its preset's optimizer, lr, momentum and L2 on
 both sides (twins.torch_optimizer), batch 128, without augmentation (the same in both).
 ``--train-size`` times epochs over the first examples only (a quick check). ``--shards K``
-trains glassnet with ``fit(shards=K)`` (each batch's parts side by side in K threads, BLAS on
-one thread each: ``glassnet.shards``); PyTorch's side is the same either way.
+trains glassnet with ``fit(shards=K)`` and infers with ``predict(shards=K)`` (each batch's
+parts side by side in K threads, BLAS on one thread each: ``glassnet.shards``); PyTorch's side
+is the same either way.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def run_glassnet(workload: str, epochs: int, threads: int, train_size: int | Non
     gn.fit(model, loss_fn, opt, (x, y), epochs=epochs, batch_size=bs, rng=rng, verbose=False,
            regularizer=regularizer, callbacks=[timer], shards=shards)  # fmt: skip
     n_infer = min(infer_size, len(x))
-    passes = _passes(lambda: gn.predict(model, x[:n_infer], batch_size=500), infer_passes)
+    passes = _passes(lambda: gn.predict(model, x[:n_infer], batch_size=500, shards=shards), infer_passes)
     return {"train": min(timer.times), **_throughput(n_infer, passes), "rss": peak_rss_mb()}
 
 

@@ -50,7 +50,7 @@ import numpy as np
 
 from .data import take_rows
 from .layers.norm import _BatchNorm
-from .module import Module, check_arg, one_output
+from .module import Module, check_arg
 
 RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -143,7 +143,8 @@ class Shards:
                     q.data = p.data
             for m, r in zip(mods, replica.modules()):
                 r.training = m.training
-                if isinstance(getattr(m, "rng", None), np.random.Generator):
+                # in eval mode dropout draws nothing: the model's generator is left as it is
+                if m.training and isinstance(getattr(m, "rng", None), np.random.Generator):
                     r.rng = np.random.default_rng(m.rng.integers(2**63))
                 if isinstance(m, _BatchNorm):  # the model's running statistics, shared
                     for name in RUNNING_STATS:
@@ -188,8 +189,9 @@ class Shards:
         first = list(self.replicas[0].modules())
         return [first[i].sync.exchange for i in self._norms if isinstance(first[i].sync, _PartSync)]
 
-    def forward(self, x) -> np.ndarray:
-        """pred for the whole batch: each part's rows through its replica, stacked in order."""
+    def forward(self, x) -> np.ndarray | tuple[np.ndarray, ...]:
+        """pred for the whole batch: each part's rows through its replica, stacked in order (a
+        tuple of such arrays for a graph with several outputs)."""
         n = len(_inputs(x)[0])
         k = min(self.count, n)
         bounds = [n * i // k for i in range(k + 1)]
@@ -198,10 +200,14 @@ class Shards:
         self._link_norms(n)
 
         def forward(replica, rows):
-            return one_output(replica.forward(*_inputs(take_rows(x, rows))), "fit")
+            return replica.forward(*_inputs(take_rows(x, rows)))
 
         outs = self._run(forward, self._parts)
-        return outs[0] if k == 1 else np.concatenate(outs)
+        if k == 1:
+            return outs[0]
+        if isinstance(outs[0], tuple):
+            return tuple(np.concatenate(parts) for parts in zip(*outs))
+        return np.concatenate(outs)
 
     def backward_params(self, delta: np.ndarray) -> None:
         """BP2-BP4 for each part from its rows of delta = dC/dpred, in threads; then each

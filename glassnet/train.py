@@ -81,7 +81,7 @@ def _step(
     if shards is None:
         pred = one_output(model.forward(*_inputs(x)), "train_step")
     else:  # the batch's parts forward in threads, their outputs stacked
-        pred = shards.forward(x)
+        pred = one_output(shards.forward(x), "train_step")
     loss = loss_fn.forward(pred, y)
     (model if shards is None else shards).backward_params(loss_fn.backward())
     if regularizer is not None:
@@ -678,14 +678,17 @@ def _class_weights(class_weight, y: np.ndarray) -> np.ndarray:
     return lookup[labels]
 
 
-def predict(model: Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+def predict(model: Module, x: np.ndarray, batch_size: int = 1000, shards: int = 1) -> np.ndarray:
     """The model's outputs for ``x`` (a float array, one row per example, or integer ids for a
     model starting with an ``Embedding``; a tuple of such arrays for a model with several
     inputs, a ``Graph``'s; no rows gives no outputs), in eval mode, batch by
     batch; a tuple of arrays for a ``Graph`` with several outputs. A model whose output holds
     NaN/inf raises ``FloatingPointError`` naming the first
-    parameter that does."""
+    parameter that does. ``shards=k`` runs each batch in k parts side by side on threads, each
+    through a replica of the model (``glassnet.shards``): the same outputs to rounding, faster
+    for networks with batch norm where the cores share no cache (docs/distributed.md)."""
     _check_count("batch_size", batch_size, 1, "predict")
+    check_arg("predict", "shards", shards, lambda v: v >= 1, "an integer >= 1", int)
     check = lambda a, name, i=0: check_inputs(a, name, model_dtype(model), takes_integers(model, i))  # noqa: E731
     if isinstance(x, tuple):  # a model with several inputs: one array each, the same rows
         x = tuple(check(a, f"predict: x[{i}]", i) for i, a in enumerate(x))
@@ -699,7 +702,14 @@ def predict(model: Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     with evaluating(model), no_grad():  # no backward follows: layers keep nothing for one
         if n == 0:
             return _forward(model, x, "predict")
-        outs = [_forward(model, take_rows(x, sl), "predict") for sl in batch_slices(n, batch_size)]
+        if shards == 1:
+            outs = [_forward(model, take_rows(x, sl), "predict") for sl in batch_slices(n, batch_size)]
+        else:
+            parts = Shards(model, int(shards))
+            try:
+                outs = [parts.forward(take_rows(x, sl)) for sl in batch_slices(n, batch_size)]
+            finally:
+                parts.close()
     if isinstance(outs[0], tuple):  # a graph with several outputs: a tuple of their arrays
         out = tuple(np.concatenate(parts) for parts in zip(*outs))
         for o in out:

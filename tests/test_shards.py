@@ -195,3 +195,33 @@ def test_an_error_in_one_part_is_raised_and_no_part_waits_forever_at_batch_norm(
     out = shards.forward(rng.standard_normal((6, 4)))  # the next step's barriers are new ones
     shards.close()
     assert out.shape == (6, 2)
+
+
+def test_predict_on_parts_gives_the_plain_outputs_and_leaves_the_generator_alone():
+    model = _cnn_bn(np.random.default_rng(0))
+    x = np.random.default_rng(1).standard_normal((23, 1, 10, 10))
+    opt = gn.optim.SGD(model.parameters(), lr=0.1)
+    gn.fit(model, gn.CrossEntropyLoss(), opt, (x, np.arange(23) % 5), epochs=1, batch_size=8, verbose=False)
+    plain = gn.predict(model, x, batch_size=10)  # batch norm in eval mode: the running statistics
+    for k in (2, 3):
+        np.testing.assert_allclose(
+            gn.predict(model, x, batch_size=10, shards=k), plain, rtol=1e-12, atol=1e-12
+        )
+    # dropout draws nothing in eval mode: predict on parts leaves the model's generator as it was
+    dropout = gn.Sequential(gn.Linear(4, 4), gn.Dropout(0.5))
+    dropout.set_rng(np.random.default_rng(9))
+    gn.predict(dropout, np.ones((6, 4), np.float32), shards=2)
+    assert dropout[1].rng.bit_generator.state == np.random.default_rng(9).bit_generator.state
+    with pytest.raises(ValueError, match="predict: shards must be an integer >= 1"):
+        gn.predict(model, x, shards=0)
+
+
+def test_predict_on_parts_of_a_graph_with_two_outputs():
+    rng = np.random.default_rng(2)
+    graph = gn.Graph("x", [("h", gn.Linear(3, 4, rng=rng), "x"), ("a", gn.Linear(4, 2, rng=rng), "h"),
+                           ("b", gn.Linear(4, 5, rng=rng), "h")], outputs=["a", "b"])  # fmt: skip
+    x = rng.standard_normal((9, 3)).astype(np.float32)
+    plain, parts = gn.predict(graph, x), gn.predict(graph, x, shards=2)
+    assert isinstance(parts, tuple) and len(parts) == 2
+    for p, q in zip(parts, plain):
+        np.testing.assert_allclose(p, q, rtol=1e-6)
