@@ -87,6 +87,11 @@ class Dataset:
         return f"Dataset(n={self.n}, x={x}, y={self.y.dtype} {self.y.shape})"
 
 
+def inputs_of(x) -> tuple:
+    """The positional inputs of ``model.forward``: ``(x,)``, or the tuple of a model's several."""
+    return x if isinstance(x, tuple) else (x,)
+
+
 def take_rows(x: np.ndarray | tuple[np.ndarray, ...], rows) -> np.ndarray | tuple[np.ndarray, ...]:
     """Rows ``rows`` (a slice, an integer array or a mask) of the inputs ``x``: of the array, or of
     each array of a tuple (a model with several inputs)."""

@@ -128,6 +128,8 @@ class TrainOptions:
 
 
 RUN_OPTIONS = tuple(f.name for f in fields(TrainOptions))
+# options added after runs were first recorded: an older config.json lacks them (--metrics, --shards)
+ADDED_LATER = {"metrics": None, "shards": 1}
 
 
 def option_values() -> dict[str, Value | tuple[str, ...] | type]:
@@ -171,10 +173,8 @@ def read_run_config(path: str) -> dict:
     from .io import read_json
 
     saved = read_json(path, max_bytes=1 << 20)  # a FIFO, a huge file, bad JSON: FileFormatError
-    if isinstance(saved, dict) and "metrics" not in saved:  # a run from before --metrics
-        saved = {**saved, "metrics": None}
-    if isinstance(saved, dict) and "shards" not in saved:  # a run from before --shards
-        saved = {**saved, "shards": 1}
+    if isinstance(saved, dict):  # a run from before an option existed: its default
+        saved = {**ADDED_LATER, **saved}
     if not isinstance(saved, dict):
         raise FileFormatError(path, f"expected an object with the keys {', '.join(RUN_OPTIONS)}")
     missing, extra = [k for k in RUN_OPTIONS if k not in saved], sorted(set(saved) - set(RUN_OPTIONS))

@@ -24,9 +24,9 @@ threads leaves half of its result on the other core, for the one-thread passes a
 im2col copies, the pooling, the element-wise work). A part that stays on one thread keeps its
 data in that core's cache from its first layer to its last, and NumPy lets go of the GIL
 inside its products and large element-wise loops, so the two parts run side by side. That pays
-where a model's passes are large (a convolutional net: CNN-A's forward and backward on an
-Intel Xeon, 29-30 against 38-40 ms); small passes (an MLP's, an LSTM's per step) are over
-before the GIL is handed on, and there it is slower (docs/speed.md, "Batch shards on threads").
+where a model's passes are large (a convolutional net); small passes (an MLP's, an LSTM's per
+step) are over before the GIL is handed on, and there it is slower (the measurements:
+docs/speed.md, "Batch shards on threads").
 
 Batch norm mixes the examples of a batch (``Module.mixes_examples``): its statistics are the
 whole batch's. Each replica's batch-norm layer is therefore synchronised with its twins in the
@@ -48,7 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .data import take_rows
+from .data import inputs_of, take_rows
 from .layers.norm import _BatchNorm
 from .module import Module, check_arg
 
@@ -94,23 +94,20 @@ class _PartSync:
         return self.exchange.allreduce(self.part, a)
 
 
-def _inputs(x) -> tuple:
-    return x if isinstance(x, tuple) else (x,)
-
-
 class Shards:
     """``count`` replicas of ``model`` and the threads that run them (``count - 1`` helper
     threads; the calling thread runs the first part). ``forward(x)`` and
-    ``backward_params(delta)`` are the model's, for a whole batch (module docstring)."""
+    ``backward_params(delta)`` are the model's, for a whole batch (module docstring).
+    ``owner`` starts every error message (``fit``, ``predict``)."""
 
-    def __init__(self, model: Module, count: int) -> None:
-        check_arg("fit", "shards", count, lambda v: v >= 1, "an integer >= 1", int)
+    def __init__(self, model: Module, count: int, owner: str = "Shards") -> None:
+        check_arg(owner, "shards", count, lambda v: v >= 1, "an integer >= 1", int)
         mixing = [
             type(m).__name__ for m in model.modules() if m.mixes_examples and not isinstance(m, _BatchNorm)
         ]
         if mixing:
             raise ValueError(
-                f"fit: shards={count} splits each batch over replicas of the model, but its {mixing[0]} "
+                f"{owner}: shards={count} splits each batch over replicas of the model, but its {mixing[0]} "
                 "mixes the examples of a batch and has no way to share its part's sums with the other "
                 "parts (batch norm has): train this model without shards"
             )
@@ -120,7 +117,9 @@ class Shards:
         self.pool = ThreadPoolExecutor(helpers, thread_name_prefix="glassnet-shard") if helpers else None
         self._parts: list[slice] = []
         self._blas = None
-        self._norms = [i for i, m in enumerate(model.modules()) if isinstance(m, _BatchNorm)]
+        # each replica's batch-norm layers, and this step's exchanges between them (_link_norms)
+        self._norms = [[m for m in r.modules() if isinstance(m, _BatchNorm)] for r in self.replicas]
+        self._exchanges: list[_Exchange] = []
 
     def _one_blas_thread(self):
         """A context holding NumPy's BLAS to one thread (each part's thread is one), restoring it after."""
@@ -151,12 +150,13 @@ class Shards:
                         setattr(r, name, getattr(m, name))
 
     def _link_norms(self, n: int) -> None:
-        """Each batch-norm layer's replicas in this step's parts share one ``_Exchange``."""
+        """Each batch-norm layer's replicas in this step's parts share one ``_Exchange`` (new each
+        step: the number of parts may change, and a failed step leaves its barriers broken)."""
         parts = len(self._parts)
-        for i in self._norms:
-            exchange = _Exchange(parts, n)
-            for part, replica in enumerate(self.replicas[:parts]):
-                list(replica.modules())[i].sync = _PartSync(exchange, part)
+        self._exchanges = [_Exchange(parts, n) for _ in self._norms[0]]
+        for part, norms in enumerate(self._norms[:parts]):
+            for layer, exchange in zip(norms, self._exchanges):
+                layer.sync = _PartSync(exchange, part)
 
     def _run(self, work, args: list) -> list:
         """``work(replica, arg)`` for every part: the first on this thread, the others on the
@@ -166,7 +166,7 @@ class Shards:
             try:
                 return work(replica, arg)
             except BaseException:
-                for exchange in self._exchanges():
+                for exchange in self._exchanges:
                     exchange.barrier.abort()
                 raise
 
@@ -183,16 +183,10 @@ class Shards:
             raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), errors[0])
         return [out for out, _ in outcomes]
 
-    def _exchanges(self) -> list[_Exchange]:
-        if not self._norms:
-            return []
-        first = list(self.replicas[0].modules())
-        return [first[i].sync.exchange for i in self._norms if isinstance(first[i].sync, _PartSync)]
-
     def forward(self, x) -> np.ndarray | tuple[np.ndarray, ...]:
         """pred for the whole batch: each part's rows through its replica, stacked in order (a
         tuple of such arrays for a graph with several outputs)."""
-        n = len(_inputs(x)[0])
+        n = len(inputs_of(x)[0])
         k = min(self.count, n)
         bounds = [n * i // k for i in range(k + 1)]
         self._parts = [slice(bounds[i], bounds[i + 1]) for i in range(k)]
@@ -200,7 +194,7 @@ class Shards:
         self._link_norms(n)
 
         def forward(replica, rows):
-            return replica.forward(*_inputs(take_rows(x, rows)))
+            return replica.forward(*inputs_of(take_rows(x, rows)))
 
         outs = self._run(forward, self._parts)
         if k == 1:

@@ -14,7 +14,7 @@ from . import metrics as M
 from .anomaly import AnomalyError, TerminateOnNaN, checked_step
 from .callbacks import Callback, History, Loop, ProgressBar
 from .checkpoint import BackupAndRestore
-from .data import Dataset, as_dataset, batch_slices, check_inputs, take_rows
+from .data import Dataset, as_dataset, batch_slices, check_inputs, inputs_of, take_rows
 from .losses import BCEWithLogitsLoss, HingeLoss, Loss, class_last_hint
 
 # evaluating and model_dtype live in module (the tools below training use them); re-exported here
@@ -65,11 +65,6 @@ def train_step(
     return _step(model, loss_fn, optimizer, x, y, regularizer, clip_norm, shards=shards)[0]
 
 
-def _inputs(x) -> tuple:
-    """The positional inputs of ``model.forward``: ``(x,)``, or the tuple of a model's several."""
-    return x if isinstance(x, tuple) else (x,)
-
-
 def _step(
     model, loss_fn, optimizer, x, y, regularizer, clip_norm, reduce=None, shards=None
 ) -> tuple[float, np.ndarray]:
@@ -78,10 +73,8 @@ def _step(
     ``shards`` (``glassnet.shards``) runs forward and backward on parts of the batch in threads.
     ``x``: an array, or a tuple of arrays for a model with several inputs."""
     optimizer.zero_grad()
-    if shards is None:
-        pred = one_output(model.forward(*_inputs(x)), "train_step")
-    else:  # the batch's parts forward in threads, their outputs stacked
-        pred = one_output(shards.forward(x), "train_step")
+    # with shards, the batch's parts forward in threads, their outputs stacked
+    pred = one_output(model.forward(*inputs_of(x)) if shards is None else shards.forward(x), "train_step")
     loss = loss_fn.forward(pred, y)
     (model if shards is None else shards).backward_params(loss_fn.backward())
     if regularizer is not None:
@@ -141,13 +134,13 @@ def check_finite_output(model: Module, out: np.ndarray, owner: str) -> None:
     )
 
 
-def _forward(model: Module, x, name: str) -> np.ndarray:
-    """``model.forward(x)`` (``model.forward(*x)`` for a tuple of inputs), a shape error naming
-    the argument ``x`` came from."""
+def _forward(model: Module, x, name: str, shards: Shards | None = None) -> np.ndarray:
+    """``model.forward(x)`` (``model.forward(*x)`` for a tuple of inputs; on ``shards``' parts
+    where given), a shape error naming the argument ``x`` came from."""
     try:
-        return model.forward(*_inputs(x))
+        return model.forward(*inputs_of(x)) if shards is None else shards.forward(x)
     except ShapeError as e:
-        shapes = " and ".join(str(a.shape[1:]) for a in _inputs(x))
+        shapes = " and ".join(str(a.shape[1:]) for a in inputs_of(x))
         raise ShapeError(
             f"{name}: x has examples of shape {shapes}, which the model cannot take: {e}"
         ) from None
@@ -406,7 +399,7 @@ def fit(
                 try:
                     loss, pred = step(model, batch_loss, optimizer, xb, yb, s.regularizer, s.clip_norm)
                 except FloatingPointError as e:
-                    raise _placed(e, epoch, b, idx, _inputs(xb)[0].shape, optimizer.lr) from None
+                    raise _placed(e, epoch, b, idx, inputs_of(xb)[0].shape, optimizer.lr) from None
                 pos.total += loss if summed else loss * examples
                 if count is not None:
                     pos.correct += count(pred, yb) if dist is None else dist.sum(count(pred, yb))
@@ -445,7 +438,7 @@ def _shards(model: Module, options: dict, step) -> Shards | None:
     for name, on in (("detect_anomaly", step is checked_step), ("distributed", options.get("distributed"))):
         if on:
             raise ValueError(f"fit: shards={count} does not combine with {name} yet; use one or the other")
-    return Shards(model, int(count))
+    return Shards(model, count, "fit")
 
 
 def _check_distributed(options: dict, summed: bool) -> None:
@@ -546,7 +539,7 @@ def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000, metrics
     total, divisor, correct, count = 0.0, 0.0, 0, None
     with evaluating(model), no_grad():  # no backward follows: layers keep nothing for one
         for i, sl in enumerate(batch_slices(ds.n, batch_size)):
-            pred = model.forward(*_inputs(take_rows(ds.x, sl)))
+            pred = model.forward(*inputs_of(take_rows(ds.x, sl)))
             check_finite_output(model, pred, "evaluate")
             part, d = _sum_and_divisor(loss_fn, pred, ds.y[sl])
             total, divisor = total + part, divisor + d
@@ -698,17 +691,15 @@ def predict(model: Module, x: np.ndarray, batch_size: int = 1000, shards: int = 
             )
     else:
         x = check(x, "predict")
-    n = len(_inputs(x)[0])
+    n = len(inputs_of(x)[0])
     with evaluating(model), no_grad():  # no backward follows: layers keep nothing for one
         if n == 0:
             return _forward(model, x, "predict")
-        if shards == 1:
-            outs = [_forward(model, take_rows(x, sl), "predict") for sl in batch_slices(n, batch_size)]
-        else:
-            parts = Shards(model, int(shards))
-            try:
-                outs = [parts.forward(take_rows(x, sl)) for sl in batch_slices(n, batch_size)]
-            finally:
+        parts = Shards(model, shards, "predict") if shards > 1 else None
+        try:
+            outs = [_forward(model, take_rows(x, sl), "predict", parts) for sl in batch_slices(n, batch_size)]
+        finally:
+            if parts is not None:
                 parts.close()
     if isinstance(outs[0], tuple):  # a graph with several outputs: a tuple of their arrays
         out = tuple(np.concatenate(parts) for parts in zip(*outs))
