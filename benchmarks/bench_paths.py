@@ -29,6 +29,11 @@ machine state; no PyTorch here (the ratios against PyTorch are the other tables)
   Linear's product (``LinearThenReLU``, the same switch) against the two layers one by one, on
   the MLP 784-256-128-10's inference pass (``predict``, 10,000 images, batch 500) and training
   step (batch 128); CNN-A's rows above switch both kinds of pairs (its classifier has one);
+- ``a batch on two threads``: ``train_step`` with ``gn.Shards(model, 2)`` (each half of the
+  batch forward and backward through its own replica on its own thread, BLAS on one thread
+  each; ``glassnet.shards``, ``fit(shards=2)``) against the plain step (BLAS on two threads),
+  on CNN-A, CNN-A + BatchNorm2d (batch norm synchronised), the MLP 784-256-128-10 and an
+  LSTM(1 -> 64) classifier over T = 40 steps, batch 128;
 - ``the first convolution's output pixel-major``: the one-input-channel ``Conv2d`` before a
   max-pool returning its output as a view of (H, W, N, C) memory
   (``glassnet.layers.conv.PIXEL_MAJOR_OUT``) against channels-last, on CNN-A's training steps
@@ -195,7 +200,38 @@ def measure(rounds: int, repeats: int) -> list[dict]:
     results.append(compare("CNN-A + BatchNorm2d training step: the first convolution's output pixel-major / "
                            "channels-last", lambda: gn.train_step(bn, loss_fn, bn_opt, xb, yb),
                            set_pixel_major_out(True), set_pixel_major_out(False), rounds, few))  # fmt: skip
+    results += _shards_rows(gn, np, rng, loss_fn, rounds, repeats, few)
     return results
+
+
+def _shards_rows(gn, np, rng, loss_fn, rounds: int, repeats: int, few: int) -> list[dict]:
+    """Training steps with their batch on two threads (``gn.Shards``) and on one."""
+    mlp = gn.Sequential(gn.Linear(784, 256, rng=rng), gn.ReLU(), gn.Linear(256, 128, rng=rng), gn.ReLU(),
+                        gn.Linear(128, 10, rng=rng))  # fmt: skip
+    lstm = gn.Sequential(gn.LSTM(1, 64, rng=rng), gn.LastStep(), gn.Linear(64, 10, rng=rng))
+    models = {
+        "CNN-A": (gn.models.cnn_a(np.random.default_rng(0), (1, 28, 28), 10), (BATCH, 1, 28, 28), few),
+        "CNN-A + BatchNorm2d": (gn.models.cnn_a(np.random.default_rng(0), (1, 28, 28), 10, batch_norm=True),
+                                (BATCH, 1, 28, 28), few),
+        "MLP 784-256-128-10": (mlp, (BATCH, 784), repeats),
+        "LSTM(1 -> 64), T = 40,": (lstm, (BATCH, 40, 1), repeats),
+    }  # fmt: skip
+    yb = rng.integers(0, 10, BATCH)
+    rows = []
+    for label, (model, shape, count) in models.items():
+        xb = rng.random(shape, dtype=np.float32)
+        opt = gn.optim.Adam(model.parameters(), lr=1e-3)
+        shards, use = gn.Shards(model, 2), {}
+
+        def step(model=model, opt=opt, xb=xb, use=use):
+            gn.train_step(model, loss_fn, opt, xb, yb, shards=use.get("shards"))
+
+        name = f"{label} training step (batch {BATCH}): the batch on two threads (shards=2) / one"
+        rows.append(compare(name,
+                            step, lambda use=use, s=shards: use.update(shards=s), use.clear,
+                            rounds, count))  # fmt: skip
+        shards.close()
+    return rows
 
 
 def build_parser() -> argparse.ArgumentParser:
