@@ -14,7 +14,11 @@ machine state; no PyTorch here (the ratios against PyTorch are the other tables)
   im2col matrix (``Conv2d._cols_buffer``) against a fresh matrix each step, on the ResNet step;
 - ``windows in blocks``: ``Conv2d``'s forward writing and multiplying its im2col windows a few
   examples at a time (``glassnet.layers.conv.COLS_BLOCK_BYTES``) against the whole batch's
-  matrix at once, on CNN-A's Conv2d(32,64,5), the ResNet's Conv2d(16,16,3) and the ResNet step;
+  matrix at once, on CNN-A's Conv2d(32,64,5), the ResNet's Conv2d(16,16,3) and the ResNet step
+  (the layer times both ways on its calls and keeps the faster, ``glassnet.tuning``: here the
+  blocks are pinned);
+- ``no_grad windows``: CNN-A's inference with the blocks' windows in two blocks' buffers, and as
+  each layer chooses by timing its ways, against a ring of 64 MiB (``NO_GRAD_RING_BYTES``);
 - ``dx adds on pixel-major memory``: the tap-by-tap dx adding its products on (H, W, N, C)
   memory (``glassnet.layers.conv.PIXEL_MAJOR_DX``) against the layer's channels-last memory, on
   CNN-A's Conv2d(32,64,5), the ResNet's Conv2d(64,64,3) at 7x7 and CNN-A's training step;
@@ -63,6 +67,7 @@ def measure(rounds: int, repeats: int) -> list[dict]:
     import numpy as np
 
     import glassnet as gn
+    from glassnet import tuning
     from glassnet.layers import conv as conv_module
 
     gn.tune_malloc()
@@ -108,7 +113,11 @@ def measure(rounds: int, repeats: int) -> list[dict]:
     block = conv_module.COLS_BLOCK_BYTES
 
     def set_block(v):
-        return lambda: setattr(conv_module, "COLS_BLOCK_BYTES", v)
+        def switch():
+            conv_module.COLS_BLOCK_BYTES = v
+            tuning.FIXED["conv_windows"] = "blocks"  # not timed against the whole batch here
+
+        return switch
 
     whole = 1 << 40
     for c, out, k, hw, pad in ((32, 64, 5, 12, 0), (16, 16, 3, 28, 1)):
@@ -120,6 +129,7 @@ def measure(rounds: int, repeats: int) -> list[dict]:
                                set_block(block), set_block(whole), rounds, repeats))  # fmt: skip
     results.append(compare("`resnet` preset training step: windows in blocks / the whole batch's at once",
                            step, set_block(block), set_block(whole), rounds, few))  # fmt: skip
+    del tuning.FIXED["conv_windows"]
 
     def set_pixel_major(on):
         return lambda: setattr(conv_module, "PIXEL_MAJOR_DX", on)
@@ -200,8 +210,36 @@ def measure(rounds: int, repeats: int) -> list[dict]:
     results.append(compare("CNN-A + BatchNorm2d training step: the first convolution's output pixel-major / "
                            "channels-last", lambda: gn.train_step(bn, loss_fn, bn_opt, xb, yb),
                            set_pixel_major_out(True), set_pixel_major_out(False), rounds, few))  # fmt: skip
+    results += _no_grad_windows_rows(gn, np, rounds, few)
     results += _shards_rows(gn, np, rng, loss_fn, rounds, repeats, few)
     return results
+
+
+def _no_grad_windows_rows(gn, np, rounds: int, few: int) -> list[dict]:
+    """CNN-A's inference with its no_grad windows in two blocks' buffers, and as each layer
+    chooses by timing its ways (``glassnet.tuning``), against the 64 MiB ring."""
+    from glassnet import tuning
+
+    model = gn.models.cnn_a(np.random.default_rng(0), (1, 28, 28), 10)
+    images = np.random.default_rng(1).random((2000, 1, 28, 28), dtype=np.float32)
+
+    def pin(way):
+        def switch():
+            if way is None:
+                tuning.FIXED.pop("conv_no_grad_windows", None)
+            else:
+                tuning.FIXED["conv_no_grad_windows"] = way
+
+        return switch
+
+    name = "CNN-A inference pass (predict, 2,000 images, batch 500): no_grad windows"
+    rows = []
+    for fast, label in (("two", "in two blocks' buffers"), (None, "the way each layer times fastest")):
+        rows.append(compare(f"{name} {label} / in a 64 MiB ring",
+                            lambda: gn.predict(model, images, batch_size=500), pin(fast), pin("ring"),
+                            rounds, few))  # fmt: skip
+    pin(None)()
+    return rows
 
 
 def _shards_rows(gn, np, rng, loss_fn, rounds: int, repeats: int, few: int) -> list[dict]:

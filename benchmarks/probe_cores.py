@@ -18,7 +18,8 @@ takes it back. This script measures both, over and over for ``--seconds``:
   28x28 by row-shifted products (``_dx_shifted_rows``, which keeps its one buffer);
 - CNN-A's inference (``gn.predict``, 2,000 images in batches of 500, images per second) with
   the windows of each block of examples written into one buffer, block after block (the layer
-  until 2026-12-05), and in a ring of ``NO_GRAD_RING_BYTES`` (the layer's now).
+  until 2026-12-05), in a ring of ``NO_GRAD_RING_BYTES``, in two blocks' buffers, and timed:
+  as the layer now chooses between the last two by timing them on its calls (``glassnet.tuning``).
 
 Each probe is classed "near" (distance < 1.3) or "far" (>= 1.4); the report gives each class's
 count and median times. Needs two CPUs (it pins one thread to each).
@@ -138,27 +139,36 @@ def shifted_rows(np):
     return tuple(tap_loop(np, d, taps, dxp, shares, place, per_tap) for per_tap in (False, True))
 
 
+INFERENCE_WAYS = ("one_buffer", "ring", "two", "timed")
+
+
 def inference(np, gn):
     """CNN-A's predict on 2,000 random images, batch 500, as images per second, with the
-    no_grad windows in one block's buffer or in the layer's ring."""
+    no_grad windows in one block's buffer, in a ring of ``NO_GRAD_RING_BYTES``, in two blocks'
+    buffers, and as the layer chooses by timing the last two ways (``glassnet.tuning``; its
+    choosers live on from probe to probe, as in a long run; pinned passes do not time)."""
+    from glassnet import tuning
     from glassnet.layers import conv
 
     rng = np.random.default_rng(0)
     model = gn.models.cnn_a(rng, (1, 28, 28), 10)
     x = rng.random((2000, 1, 28, 28), dtype=np.float32)
 
-    def predict(ring: bool):
+    def predict(way: str):
         def run():
             saved = conv.NO_GRAD_RING_BYTES
-            conv.NO_GRAD_RING_BYTES = saved if ring else 1  # 1: a ring of one block
+            if way == "one_buffer":
+                conv.NO_GRAD_RING_BYTES = 1  # a ring of one block
+            pinned = {} if way == "timed" else {"conv_no_grad_windows": "two" if way == "two" else "ring"}
             try:
-                gn.predict(model, x, batch_size=500)
+                with tuning.fixed(**pinned):
+                    gn.predict(model, x, batch_size=500)
             finally:
                 conv.NO_GRAD_RING_BYTES = saved
 
         return run
 
-    return predict(False), predict(True)
+    return tuple(predict(way) for way in INFERENCE_WAYS)
 
 
 def probe(seconds: float, threads: int = 2) -> dict:
@@ -173,7 +183,7 @@ def probe(seconds: float, threads: int = 2) -> dict:
     distance = Distance(np, (cpus[0], cpus[1]))
     backward, one_buffer, per_tap = conv_backward(np, gn)
     rows_one, rows_per_tap = shifted_rows(np)
-    infer_one, infer_ring = inference(np, gn)
+    infer = inference(np, gn)
 
     def ms(work, repeats=5):
         return median_time(work, repeats) * 1e3
@@ -185,12 +195,12 @@ def probe(seconds: float, threads: int = 2) -> dict:
         with threadpool_limits(threads, user_api="blas"):
             two, loop, own = ms(backward), ms(one_buffer), ms(per_tap)
             r_one, r_own = ms(rows_one), ms(rows_per_tap)
-            i_one, i_ring = 2000e3 / ms(infer_one, 2), 2000e3 / ms(infer_ring, 2)
+            speeds = {f"infer_{way}": 2000e3 / ms(run, 2) for way, run in zip(INFERENCE_WAYS, infer)}
         with threadpool_limits(1, user_api="blas"):
             one = ms(backward)
         probes.append(
             {"distance": d, "backward_2": two, "backward_1": one, "dx_one_buffer": loop, "dx_per_tap": own,
-             "rows_one_buffer": r_one, "rows_per_tap": r_own, "infer_one_buffer": i_one, "infer_ring": i_ring}
+             "rows_one_buffer": r_one, "rows_per_tap": r_own} | speeds
         )  # fmt: skip
     classes = {}
     for name, keep in (("near", lambda d: d < NEAR), ("far", lambda d: d >= FAR)):

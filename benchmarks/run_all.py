@@ -431,15 +431,17 @@ def cores_table(report: dict) -> list[str]:
     lines = [f"Conv2d(32,64,5) (CNN-A): its backward at {n} threads and at 1; its dx loop at {n} threads "
              "with one buffer and with a buffer per tap. Conv2d(16,16,3) (ResNet, 28x28): its dx by "
              "shifted rows, the same two ways. Times in ms. CNN-A's inference (batch 500) with the windows "
-             "in one block's buffer and in the layer's ring, images per second.", "",
+             "in one block's buffer, in a ring of 64 MiB, in two blocks' buffers, and as the layer chooses "
+             "by timing the last two on its own calls (glassnet.tuning), images per second.", "",
              f"| cores | probes | distance | backward, {n} threads | backward, 1 thread | dx, one buffer | "
              "dx, a buffer per tap | ResNet dx, one buffer | ResNet dx, a buffer per tap | inference, one "
-             "buffer | inference, ring |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+             "buffer | inference, ring | inference, two blocks | inference, timed |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     keys = ("backward_2", "backward_1", "dx_one_buffer", "dx_per_tap", "rows_one_buffer", "rows_per_tap")
     for name, c in report["classes"].items():
         cells = " | ".join(f"{c[k]:.2f}" for k in keys)
-        infer = " | ".join(f"{c[k]:,.0f}" if k in c else "n/a" for k in ("infer_one_buffer", "infer_ring"))
+        ways = ("infer_one_buffer", "infer_ring", "infer_two", "infer_timed")
+        infer = " | ".join(f"{c[k]:,.0f}" if k in c else "n/a" for k in ways)  # n/a: an older report
         lines.append(f"| {name} | {c['probes']} | {c['distance']:.2f} | {cells} | {infer} |")
     return lines
 

@@ -74,7 +74,8 @@ def fake_results(quick: bool) -> list:
         elif w.table == "cores":
             probe = {"distance": 1.0, "backward_2": 15.0, "backward_1": 25.0, "dx_one_buffer": 8.0,
                      "dx_per_tap": 8.2, "rows_one_buffer": 7.5, "rows_per_tap": 9.5,
-                     "infer_one_buffer": 10500.0, "infer_ring": 9900.0}  # fmt: skip
+                     "infer_one_buffer": 10500.0, "infer_ring": 9900.0, "infer_two": 11000.0,
+                     "infer_timed": 10900.0}  # fmt: skip
             far = dict(probe, distance=1.8, backward_2=16.0, dx_one_buffer=13.5, dx_per_tap=9.0,
                        infer_one_buffer=5400.0, infer_ring=8700.0)  # fmt: skip
             classes = {"near": dict(probe, probes=3), "far": dict(far, probes=2)}
@@ -537,12 +538,13 @@ def test_probe_cores_classes_each_probe_by_the_distance_measured_with_it(monkeyp
     work = lambda: sum(range(1000))  # noqa: E731  (the layers' timings are not the point here)
     monkeypatch.setattr(probe_cores, "conv_backward", lambda np, gn: (work, work, work))
     monkeypatch.setattr(probe_cores, "shifted_rows", lambda np: (work, work))
-    monkeypatch.setattr(probe_cores, "inference", lambda np, gn: (work, work))
+    monkeypatch.setattr(probe_cores, "inference", lambda np, gn: (work,) * len(probe_cores.INFERENCE_WAYS))
     report = probe_cores.probe(1)
     near, far = report["classes"]["near"], report["classes"]["far"]
     assert near["distance"] == 1.05 and 1.8 <= far["distance"] <= 1.9  # 1.35 is in neither class
     assert near["probes"] + far["probes"] <= report["probes"] and far["probes"] >= near["probes"]
-    assert near["backward_1"] > 0 and far["dx_per_tap"] > 0 and far["infer_ring"] > 0
+    assert near["backward_1"] > 0 and far["dx_per_tap"] > 0
+    assert far["infer_ring"] > 0 and far["infer_timed"] > 0
 
 
 def test_the_inference_breakdown_times_each_layer_and_the_products_of_one_pass(monkeypatch):

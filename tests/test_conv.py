@@ -331,11 +331,18 @@ def test_no_grad_keeps_no_windows_and_backward_then_says_so():
 
 @pytest.mark.parametrize("c_in", [1, 3])
 @pytest.mark.parametrize("training", [False, True])
-def test_forward_in_blocks_of_examples_equals_the_whole_batch(monkeypatch, c_in, training):
+@pytest.mark.parametrize("no_grad_way", ["ring", "two"])
+def test_forward_in_blocks_of_examples_equals_the_whole_batch(monkeypatch, c_in, training, no_grad_way):
     """The windows are written and multiplied a few examples at a time (``COLS_BLOCK_BYTES``):
     the rows of y, and in training the kept windows and so backward, are the whole batch's.
-    Under no_grad nothing is kept for backward."""
+    Under no_grad nothing is kept for backward; its blocks take turns in a ring (way "ring") or
+    in two blocks' buffers (way "two"). The ways are pinned here (glassnet.tuning times them
+    otherwise)."""
+    from glassnet import tuning
     from glassnet.layers import conv as conv_module
+
+    monkeypatch.setitem(tuning.FIXED, "conv_windows", "blocks")
+    monkeypatch.setitem(tuning.FIXED, "conv_no_grad_windows", no_grad_way)
 
     rng = np.random.default_rng(9)
     conv = gn.Conv2d(c_in, 4, 3, padding=1, rng=rng, dtype=np.float64)

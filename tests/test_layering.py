@@ -23,6 +23,7 @@ LAYERS = {
     # core: the layer protocol, the layers, what training is made of, and saving a model
     "errors": CORE,
     "_malloc": CORE,
+    "tuning": CORE,  # the choice between equivalent ways that a layer times on its own calls
     "module": CORE,
     "functional": CORE,
     "init": CORE,

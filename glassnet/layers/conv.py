@@ -22,12 +22,14 @@ runs of N C numbers instead of C. The next convolution copies such an input chan
 from __future__ import annotations
 
 import copy
+import time
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import functional as F
 from .. import init as initializers
+from .. import tuning
 from ..module import (
     Module,
     Param,
@@ -57,10 +59,14 @@ COLS_BLOCK_BYTES = 4 << 20
 # process: benchmarks/bench_paths.py, docs/speed.md)
 SHIFTED_DX_MAX_WASTE = 1.2
 # under no_grad the blocks' windows take turns in a ring of this many bytes (the batch's whole
-# windows matrix where smaller), not one block's buffer written over block after block: the BLAS
-# thread on the other core reads each block, and writing again into lines it has just read
-# costs a transfer between caches where the two cores share none (docs/speed.md)
+# windows matrix where smaller; way "ring") or of two blocks (way "two"), not one block's buffer
+# written over block after block: the BLAS thread on the other core reads each block, and writing
+# again into lines it has just read costs a transfer between caches where the two cores share none
+# (docs/speed.md). Which of the two ways is faster depends on the machine: each layer times both
+# (glassnet.tuning), as it times training's windows in blocks against the whole batch's
 NO_GRAD_RING_BYTES = 64 << 20
+WINDOW_WAYS = ("blocks", "whole")  # training, a batch of more than one block (choice "conv_windows")
+NO_GRAD_WAYS = ("two", "ring")  # under no_grad (choice "conv_no_grad_windows")
 # the one-input-channel dW, cols^T @ delta, whose inner dimension is the whole batch's pixels, is
 # summed over blocks of this many bytes of its two operands (``_long_product``)
 LONG_PRODUCT_BLOCK_BYTES = 256 << 10
@@ -386,8 +392,16 @@ class Conv2d(Module):
         self.pixel_rows = False  # y's rows (and the windows' columns) pixel-major: (Ho, Wo, N)
         per_example = ho * wo * (kh * kw * c + 1) * x.dtype.itemsize  # bytes of cols per example
         step = max(1, COLS_BLOCK_BYTES // per_example)
-        ring = max(1, NO_GRAD_RING_BYTES // (step * per_example))  # blocks in no_grad's ring
-        if step >= n or (c == 1 and (keep or ring * step >= n)):
+        # where the batch is more than one block, which way is faster depends on the machine:
+        # timed on this layer's own calls (glassnet.tuning; the ways give the same numbers)
+        way = None
+        if step < n and c > 1:
+            choice = ("conv_windows", WINDOW_WAYS) if keep else ("conv_no_grad_windows", NO_GRAD_WAYS)
+            fastest = tuning.for_work(self, *choice, (n, h, w, x.dtype.char))
+            way, started = fastest.pick(), time.perf_counter()
+        # blocks in no_grad's ring: as many as NO_GRAD_RING_BYTES holds, or two
+        ring = 2 if way == "two" else max(1, NO_GRAD_RING_BYTES // (step * per_example))
+        if step >= n or way == "whole" or (c == 1 and (keep or ring * step >= n)):
             self.pixel_rows = c == 1 and self.pixel_major_out and PIXEL_MAJOR_OUT
             y, cols = self._product(xp, ho, wo)
         else:
@@ -395,8 +409,8 @@ class Conv2d(Module):
             # are still in cache, into their rows of y (the same rows of the same products as
             # the whole batch's). In training each block is a block of rows of the whole cols
             # matrix that backward reads; under no_grad the blocks take turns in a ring of
-            # ``ring`` blocks' rows (NO_GRAD_RING_BYTES), where block b writes after block
-            # b - ring: memory stays small, and no block writes over the one just multiplied
+            # ``ring`` blocks' rows, where block b writes after block b - ring: memory stays
+            # small, and no block writes over the one just multiplied
             rows = ho * wo
             y = np.empty((n * rows, self.out_channels), dtype=np.result_type(x, self.W.data))
             cols = self._cols_buffer(xp, rows, kh * kw * c) if keep else None
@@ -409,6 +423,8 @@ class Conv2d(Module):
                 at = (start if keep else (b % ring) * step) * rows  # the block's first row in cols
                 part = None if cols is None else cols[at : at + block.stop - block.start]
                 self._product(xp[start : start + step], ho, wo, y[block], part, wmat)
+        if way is not None:
+            fastest.record(way, time.perf_counter() - started)
         self.cols, self.cols_t = (None, None) if not keep else (None, cols) if c == 1 else (cols, None)
         if self.pixel_rows:
             return y.reshape(ho, wo, n, self.out_channels).transpose(2, 3, 0, 1)
