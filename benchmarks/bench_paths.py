@@ -17,8 +17,8 @@ machine state; no PyTorch here (the ratios against PyTorch are the other tables)
   matrix at once, on CNN-A's Conv2d(32,64,5), the ResNet's Conv2d(16,16,3) and the ResNet step
   (the layer times both ways on its calls and keeps the faster, ``glassnet.tuning``: here the
   blocks are pinned);
-- ``no_grad windows``: CNN-A's inference with the blocks' windows in two blocks' buffers, and as
-  each layer chooses by timing its ways, against a ring of 64 MiB (``NO_GRAD_RING_BYTES``);
+- ``no_grad windows``: CNN-A's inference with the blocks' windows in two blocks' buffers, in one,
+  and as each layer chooses by timing these ways, against a ring of 64 MiB (``NO_GRAD_RING_BYTES``);
 - ``dx adds on pixel-major memory``: the tap-by-tap dx adding its products on (H, W, N, C)
   memory (``glassnet.layers.conv.PIXEL_MAJOR_DX``) against the layer's channels-last memory, on
   CNN-A's Conv2d(32,64,5), the ResNet's Conv2d(64,64,3) at 7x7 and CNN-A's training step;
@@ -216,8 +216,8 @@ def measure(rounds: int, repeats: int) -> list[dict]:
 
 
 def _no_grad_windows_rows(gn, np, rounds: int, few: int) -> list[dict]:
-    """CNN-A's inference with its no_grad windows in two blocks' buffers, and as each layer
-    chooses by timing its ways (``glassnet.tuning``), against the 64 MiB ring."""
+    """CNN-A's inference with its no_grad windows in two blocks' buffers, in one, and as each
+    layer chooses by timing its ways (``glassnet.tuning``), against the 64 MiB ring."""
     from glassnet import tuning
 
     model = gn.models.cnn_a(np.random.default_rng(0), (1, 28, 28), 10)
@@ -234,7 +234,9 @@ def _no_grad_windows_rows(gn, np, rounds: int, few: int) -> list[dict]:
 
     name = "CNN-A inference pass (predict, 2,000 images, batch 500): no_grad windows"
     rows = []
-    for fast, label in (("two", "in two blocks' buffers"), (None, "the way each layer times fastest")):
+    ways = (("two", "in two blocks' buffers"), ("one", "in one block's buffer"),
+            (None, "the way each layer times fastest"))  # fmt: skip
+    for fast, label in ways:
         rows.append(compare(f"{name} {label} / in a 64 MiB ring",
                             lambda: gn.predict(model, images, batch_size=500), pin(fast), pin("ring"),
                             rounds, few))  # fmt: skip

@@ -19,7 +19,7 @@ takes it back. This script measures both, over and over for ``--seconds``:
 - CNN-A's inference (``gn.predict``, 2,000 images in batches of 500, images per second) with
   the windows of each block of examples written into one buffer, block after block (the layer
   until 2026-12-05), in a ring of ``NO_GRAD_RING_BYTES``, in two blocks' buffers, and timed:
-  as the layer now chooses between the last two by timing them on its calls (``glassnet.tuning``).
+  as the layer now chooses among the three by timing them on its calls (``glassnet.tuning``).
 
 Each probe is classed "near" (distance < 1.3) or "far" (>= 1.4); the report gives each class's
 count and median times. Needs two CPUs (it pins one thread to each).
@@ -145,10 +145,9 @@ INFERENCE_WAYS = ("one_buffer", "ring", "two", "timed")
 def inference(np, gn):
     """CNN-A's predict on 2,000 random images, batch 500, as images per second, with the
     no_grad windows in one block's buffer, in a ring of ``NO_GRAD_RING_BYTES``, in two blocks'
-    buffers, and as the layer chooses by timing the last two ways (``glassnet.tuning``; its
+    buffers, and as the layer chooses by timing the three (``glassnet.tuning``; its
     choosers live on from probe to probe, as in a long run; pinned passes do not time)."""
     from glassnet import tuning
-    from glassnet.layers import conv
 
     rng = np.random.default_rng(0)
     model = gn.models.cnn_a(rng, (1, 28, 28), 10)
@@ -156,15 +155,9 @@ def inference(np, gn):
 
     def predict(way: str):
         def run():
-            saved = conv.NO_GRAD_RING_BYTES
-            if way == "one_buffer":
-                conv.NO_GRAD_RING_BYTES = 1  # a ring of one block
-            pinned = {} if way == "timed" else {"conv_no_grad_windows": "two" if way == "two" else "ring"}
-            try:
-                with tuning.fixed(**pinned):
-                    gn.predict(model, x, batch_size=500)
-            finally:
-                conv.NO_GRAD_RING_BYTES = saved
+            pinned = {"one_buffer": "one", "timed": None}.get(way, way)
+            with tuning.fixed(**({} if pinned is None else {"conv_no_grad_windows": pinned})):
+                gn.predict(model, x, batch_size=500)
 
         return run
 

@@ -49,7 +49,10 @@ TRAIN_LABELS = {
     "cnn-bn": "CNN-A + BatchNorm2d, Adam, batch 128",
     "cnn-bn-shards2": "CNN-A + BatchNorm2d, Adam, batch 128, glassnet `fit(shards=2)` (synchronised)",
     "resnet": "`resnet` preset against its twin, SGD momentum + L2, batch 128",
+    "resnet-shards2": "`resnet` preset against its twin, SGD momentum + L2, batch 128, glassnet "
+    "`fit(shards=2)` (synchronised)",
     "vit": "`vit` preset against its twin, AdamW, batch 128",
+    "vit-shards2": "`vit` preset against its twin, AdamW, batch 128, glassnet `fit(shards=2)`",
     "gru": "GRU(1 -> 64), MNIST-1D, T = 40, Adam, batch 128",
     "lstm": "LSTM(1 -> 64), MNIST-1D, T = 40, Adam, batch 128",
 }
@@ -147,7 +150,9 @@ def _full_workloads(train, rnn, table, cores) -> list[Workload]:
         train("cnn-bn", 3, 1),
         train("cnn-bn", 3, 1, shards=2),
         train("resnet", 2, 1, train_size=6400, infer_size=2000),
+        train("resnet", 2, 1, train_size=6400, infer_size=2000, shards=2),
         train("vit", 2, 1, train_size=6400, infer_size=2000),
+        train("vit", 2, 1, train_size=6400, infer_size=2000, shards=2),
         rnn("gru", 15, 3),  # a recurrent epoch is short and its ratio noisy: many rounds (live children)
         rnn("lstm", 15, 3),
         table("layers", "bench_layers.py", 7, 20),  # ms-long layers, their ratios noisy: more rounds
@@ -432,7 +437,7 @@ def cores_table(report: dict) -> list[str]:
              "with one buffer and with a buffer per tap. Conv2d(16,16,3) (ResNet, 28x28): its dx by "
              "shifted rows, the same two ways. Times in ms. CNN-A's inference (batch 500) with the windows "
              "in one block's buffer, in a ring of 64 MiB, in two blocks' buffers, and as the layer chooses "
-             "by timing the last two on its own calls (glassnet.tuning), images per second.", "",
+             "by timing the three on its own calls (glassnet.tuning), images per second.", "",
              f"| cores | probes | distance | backward, {n} threads | backward, 1 thread | dx, one buffer | "
              "dx, a buffer per tap | ResNet dx, one buffer | ResNet dx, a buffer per tap | inference, one "
              "buffer | inference, ring | inference, two blocks | inference, timed |",

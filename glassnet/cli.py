@@ -100,7 +100,8 @@ def cmd_evaluate(args) -> int:
     loss = preset.loss() if preset is not None else gn.CrossEntropyLoss()
     names = [] if not args.metrics else args.metrics.split(",")
     confusion = gn.metrics.Confusion()  # the per-class report's counts, from evaluate's one pass
-    result = gn.evaluate(model, loss, test, metrics=[*names, confusion] if args.report else names or None)
+    metrics = [*names, confusion] if args.report else names or None
+    result = gn.evaluate(model, loss, test, metrics=metrics, shards=args.shards)
     result.pop(confusion.name, None)
     if args.report:
         report = gn.metrics.report_from_counts(confusion.counts, class_names(dataset))
@@ -166,7 +167,7 @@ def cmd_predict(args) -> int:
         x = x / np.float32(255)  # raw image bytes, scaled as the training data was
     elif x.dtype.kind != "f":
         x = x.astype(np.float32)  # integers and booleans: the model computes in floats
-    out = gn.predict(model, x)
+    out = gn.predict(model, x, shards=args.shards)
     if args.out:
         from .io import atomic_save_npy
 
@@ -435,8 +436,7 @@ def add_train_options(t: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=1,
         metavar="K",
-        help="each batch in K parts run side by side on threads, a replica of the model each (the same "
-        "step to rounding; faster for convolutional nets where cores share no cache: docs/distributed.md)",
+        help=SHARDS_HELP.replace("outputs", "step"),
     )
     t.add_argument(
         "--metrics",
@@ -466,6 +466,12 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+SHARDS_HELP = (
+    "each batch in K parts run side by side on threads, a replica of the model each (the same outputs "
+    "to rounding; faster for convolutional nets where cores share no cache: docs/distributed.md)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .models import PRESETS
 
@@ -484,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics", type=metric_names, metavar="LIST", help="as glassnet train's: top5,macro_f1,..."
     )
     e.add_argument("--report", action="store_true", help="print precision, recall and F1 per class first")
+    e.add_argument("--shards", type=positive_int, default=1, metavar="K", help=SHARDS_HELP)
     e.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("predict", help="predict the classes of examples in a .npy file")
@@ -495,6 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print class names (of the data set the model file records) instead of numbers",
     )
+    r.add_argument("--shards", type=positive_int, default=1, metavar="K", help=SHARDS_HELP)
     r.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("summary", help="layers, output shapes, parameter counts, memory for a batch")

@@ -575,7 +575,8 @@ def save_results(o: TrainOptions, t: Training, out: str, history, seconds: float
 
     # the test set's confusion matrix (for `glassnet plot`) from evaluate's own forward pass
     confusion = Confusion()
-    result = evaluate(t.model, t.preset.loss(), t.test, metrics=[*(metric_list(o.metrics) or []), confusion])
+    result = evaluate(t.model, t.preset.loss(), t.test, metrics=[*(metric_list(o.metrics) or []), confusion],
+                      shards=o.shards)  # fmt: skip
     result.pop(confusion.name)
     metadata = {
         "dataset": o.dataset,

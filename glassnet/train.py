@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -411,7 +413,7 @@ def fit(
                 for cb in batch_cbs:
                     cb.on_batch_end(b, {"loss": loss})
             logs = _epoch_logs(model, loss_fn, optimizer, pos, train.n, counted, count, val, s.scheduler,
-                               metrics)  # fmt: skip
+                               metrics, 1 if shards is None else shards.count)  # fmt: skip
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
             pos.epoch, pos.batch, pos.logs = epoch + 1, 0, logs
@@ -484,18 +486,21 @@ class _MetricCounts(Callback):
 
 
 def _epoch_logs(
-    model, loss_fn, optimizer, pos, n: int, labels: int, count, val, scheduler, metrics=()
+    model, loss_fn, optimizer, pos, n: int, labels: int, count, val, scheduler, metrics=(), shards: int = 1
 ) -> dict[str, float]:
     """The epoch's metrics (mean loss, accuracy, validation's, ``metrics``), then the
     schedule's step: the logged ``lr`` is the one the epoch trained with. ``labels`` is the
-    number of labels accuracy counts (see ``_labels_counted``)."""
+    number of labels accuracy counts (see ``_labels_counted``); validation runs on ``shards``
+    parts as the training steps do."""
     logs = {"loss": float(pos.total / n)}
     if count is not None:
         logs["accuracy"] = float(pos.correct / labels) if labels else 0.0
     logs.update({m.name: float(m.result()) for m in metrics})
     if val is not None:
         fresh = [copy.deepcopy(m) for m in metrics]  # validation's own counts
-        logs.update({f"val_{k}": v for k, v in evaluate(model, loss_fn, val, metrics=fresh).items()})
+        logs.update(
+            {f"val_{k}": v for k, v in evaluate(model, loss_fn, val, metrics=fresh, shards=shards).items()}
+        )
     if scheduler is not None:
         if getattr(scheduler, "per_batch", False):  # stepped after every batch: its last one's
             logs["lr"] = scheduler.trained_lr
@@ -521,15 +526,20 @@ def _check_count(name: str, value, low: int, owner: str = "fit") -> None:
     check_arg(owner, name, value, lambda v: v >= low, f"an integer >= {low}", int)
 
 
-def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000, metrics=None) -> dict[str, float]:
+def evaluate(
+    model: Module, loss_fn: Loss, data, batch_size: int = 1000, metrics=None, shards: int = 1
+) -> dict[str, float]:
     """Mean loss (and accuracy, for classification) over ``data`` in eval mode, as floats,
     and each of ``metrics`` (names such as "top5", "macro_f1", "mae", or
     ``glassnet.metrics.Metric`` objects; see ``glassnet.metrics``) over all of ``data``.
 
     With a loss of ``reduction="sum"`` the loss is the sum over ``data`` divided by its
     number of examples. A model whose output holds NaN/inf raises ``FloatingPointError``
-    naming the first parameter that does."""
+    naming the first parameter that does. ``shards=k`` runs each batch's forward in k parts
+    side by side on threads, as ``predict`` does (the loss and the metrics see the whole
+    batch's outputs)."""
     _check_count("batch_size", batch_size, 1, "evaluate")
+    check_arg("evaluate", "shards", shards, lambda v: v >= 1, "an integer >= 1", int)
     _check_reduction(loss_fn, "evaluate")
     ds = as_dataset(data, "data", model_dtype(model), integer_inputs(model))
     _probe(model, ds, "data", loss_fn)
@@ -537,9 +547,9 @@ def evaluate(model: Module, loss_fn: Loss, data, batch_size: int = 1000, metrics
     for m in ms:
         m.reset()
     total, divisor, correct, count = 0.0, 0.0, 0, None
-    with evaluating(model), no_grad():  # no backward follows: layers keep nothing for one
+    with evaluating(model), no_grad(), _parts(model, shards, "evaluate") as parts:
         for i, sl in enumerate(batch_slices(ds.n, batch_size)):
-            pred = model.forward(*inputs_of(take_rows(ds.x, sl)))
+            pred = _forward(model, take_rows(ds.x, sl), "evaluate", parts)
             check_finite_output(model, pred, "evaluate")
             part, d = _sum_and_divisor(loss_fn, pred, ds.y[sl])
             total, divisor = total + part, divisor + d
@@ -671,6 +681,18 @@ def _class_weights(class_weight, y: np.ndarray) -> np.ndarray:
     return lookup[labels]
 
 
+@contextlib.contextmanager
+def _parts(model: Module, shards: int, owner: str) -> Iterator[Shards | None]:
+    """``evaluate``'s and ``predict``'s replicas and threads for ``shards`` > 1 (None for 1),
+    closed when the pass ends, however it ends."""
+    parts = Shards(model, shards, owner) if shards > 1 else None
+    try:
+        yield parts
+    finally:
+        if parts is not None:
+            parts.close()
+
+
 def predict(model: Module, x: np.ndarray, batch_size: int = 1000, shards: int = 1) -> np.ndarray:
     """The model's outputs for ``x`` (a float array, one row per example, or integer ids for a
     model starting with an ``Embedding``; a tuple of such arrays for a model with several
@@ -695,12 +717,8 @@ def predict(model: Module, x: np.ndarray, batch_size: int = 1000, shards: int = 
     with evaluating(model), no_grad():  # no backward follows: layers keep nothing for one
         if n == 0:
             return _forward(model, x, "predict")
-        parts = Shards(model, shards, "predict") if shards > 1 else None
-        try:
+        with _parts(model, shards, "predict") as parts:
             outs = [_forward(model, take_rows(x, sl), "predict", parts) for sl in batch_slices(n, batch_size)]
-        finally:
-            if parts is not None:
-                parts.close()
     if isinstance(outs[0], tuple):  # a graph with several outputs: a tuple of their arrays
         out = tuple(np.concatenate(parts) for parts in zip(*outs))
         for o in out:

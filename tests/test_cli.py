@@ -57,6 +57,28 @@ def test_predict_prints_classes_and_writes_outputs(trained, tmp_path, capsys):
     assert np.load(out).shape == (5, 10)
 
 
+def test_evaluate_and_predict_on_shards_give_the_plain_results(trained, tmp_path, capsys):
+    """--shards K on evaluate and predict: each batch's forward in K parts on threads, the same
+    numbers to rounding; a K below 1 is argparse's one-line error."""
+    model = str(trained / "model.safetensors")
+    results = []
+    for extra in ([], ["--shards", "3"]):
+        assert main(["evaluate", model, *extra]) == 0
+        results.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert results[1]["accuracy"] == results[0]["accuracy"]
+    assert results[1]["loss"] == pytest.approx(results[0]["loss"], rel=1e-6)
+    _, test = gn.datasets.load_digits()
+    np.save(tmp_path / "x.npy", test.x[:7])
+    for extra in ([], ["--shards", "2"]):
+        out = str(tmp_path / f"{len(extra)}.npy")
+        assert main(["predict", model, str(tmp_path / "x.npy"), "--out", out, *extra]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "2.npy"), np.load(tmp_path / "0.npy"), rtol=1e-5, atol=1e-6)
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", model, "--shards", "0"])
+    assert stop.value.code == 2
+    assert "argument --shards: expected an integer >= 1, got '0'" in capsys.readouterr().err
+
+
 def test_predict_refuses_pickled_npy(trained, tmp_path, capsys):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     assert main(["predict", str(trained / "model.safetensors"), str(tmp_path / "obj.npy")]) == 2

@@ -331,13 +331,13 @@ def test_no_grad_keeps_no_windows_and_backward_then_says_so():
 
 @pytest.mark.parametrize("c_in", [1, 3])
 @pytest.mark.parametrize("training", [False, True])
-@pytest.mark.parametrize("no_grad_way", ["ring", "two"])
+@pytest.mark.parametrize("no_grad_way", ["ring", "two", "one"])
 def test_forward_in_blocks_of_examples_equals_the_whole_batch(monkeypatch, c_in, training, no_grad_way):
     """The windows are written and multiplied a few examples at a time (``COLS_BLOCK_BYTES``):
     the rows of y, and in training the kept windows and so backward, are the whole batch's.
-    Under no_grad nothing is kept for backward; its blocks take turns in a ring (way "ring") or
-    in two blocks' buffers (way "two"). The ways are pinned here (glassnet.tuning times them
-    otherwise)."""
+    Under no_grad nothing is kept for backward; its blocks take turns in a ring (way "ring"), in
+    two blocks' buffers (way "two") or in one (way "one"). The ways are pinned here
+    (glassnet.tuning times them otherwise)."""
     from glassnet import tuning
     from glassnet.layers import conv as conv_module
 

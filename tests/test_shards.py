@@ -216,6 +216,33 @@ def test_predict_on_parts_gives_the_plain_outputs_and_leaves_the_generator_alone
         gn.predict(model, x, shards=0)
 
 
+def test_evaluate_on_parts_gives_the_plain_results_and_fit_validates_on_parts():
+    """evaluate(shards=k): the loss, accuracy and metrics of the whole batches' outputs, as
+    without shards; fit(shards=k) validates on k parts too (its val_ logs as without)."""
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((23, 1, 10, 10)), np.arange(23) % 5
+    model = _cnn_bn(np.random.default_rng(0))
+    opt = gn.optim.SGD(model.parameters(), lr=0.1)
+    gn.fit(model, gn.CrossEntropyLoss(), opt, (x, y), epochs=1, batch_size=8, verbose=False)
+    plain = gn.evaluate(model, gn.CrossEntropyLoss(), (x, y), batch_size=10, metrics=["top2", "macro_f1"])
+    for k in (2, 3):
+        parts = gn.evaluate(model, gn.CrossEntropyLoss(), (x, y), batch_size=10, metrics=["top2", "macro_f1"],
+                            shards=k)  # fmt: skip
+        assert parts.keys() == plain.keys() == {"loss", "accuracy", "top2", "macro_f1"}
+        for key in plain:
+            assert parts[key] == pytest.approx(plain[key], rel=1e-12), key
+    with pytest.raises(ValueError, match="evaluate: shards must be an integer >= 1"):
+        gn.evaluate(model, gn.CrossEntropyLoss(), (x, y), shards=0)
+    logs = {}
+    for k in (1, 2):
+        model = _cnn(np.random.default_rng(0))
+        opt = gn.optim.SGD(model.parameters(), lr=0.1)
+        history = gn.fit(model, gn.CrossEntropyLoss(), opt, (x[:16], y[:16]), epochs=2, batch_size=8, rng=1,
+                         val_data=(x[16:], y[16:]), verbose=False, shards=k)  # fmt: skip
+        logs[k] = history.history["val_loss"]
+    np.testing.assert_allclose(logs[2], logs[1], rtol=1e-9)
+
+
 def test_predict_on_parts_of_a_graph_with_two_outputs():
     rng = np.random.default_rng(2)
     graph = gn.Graph("x", [("h", gn.Linear(3, 4, rng=rng), "x"), ("a", gn.Linear(4, 2, rng=rng), "h"),

@@ -129,7 +129,7 @@ def test_a_convolution_times_both_ways_on_its_own_calls(monkeypatch):
     rng = np.random.default_rng(0)
     conv = gn.Conv2d(2, 3, 3, rng=rng)
     x = rng.standard_normal((4, 2, 5, 5)).astype(np.float32)
-    for _ in range(4):
+    for _ in range(6):
         conv.forward(x)
         with gn.no_grad():
             conv.forward(x)
@@ -141,7 +141,11 @@ def test_a_convolution_times_both_ways_on_its_own_calls(monkeypatch):
         ("conv_windows", (3, 5, 5, "f")),
     }
     for key in [("conv_windows", (4, 5, 5, "f")), ("conv_no_grad_windows", (4, 5, 5, "f"))]:
-        assert [len(t) for t in choosers[key].times.values()] == [2, 2]
+        times = choosers[key].times
+        assert times.keys() == set(
+            dict(conv_windows=("blocks", "whole"), conv_no_grad_windows=("two", "one", "ring"))[key[0]]
+        )
+        assert all(len(t) >= FastestOf.TRIES for t in times.values())
     # one block holds the whole batch: nothing to choose, no chooser
     monkeypatch.setattr(conv_module, "COLS_BLOCK_BYTES", 1 << 30)
     fresh = gn.Conv2d(2, 3, 3, rng=rng)

@@ -59,14 +59,15 @@ COLS_BLOCK_BYTES = 4 << 20
 # process: benchmarks/bench_paths.py, docs/speed.md)
 SHIFTED_DX_MAX_WASTE = 1.2
 # under no_grad the blocks' windows take turns in a ring of this many bytes (the batch's whole
-# windows matrix where smaller; way "ring") or of two blocks (way "two"), not one block's buffer
-# written over block after block: the BLAS thread on the other core reads each block, and writing
-# again into lines it has just read costs a transfer between caches where the two cores share none
-# (docs/speed.md). Which of the two ways is faster depends on the machine: each layer times both
-# (glassnet.tuning), as it times training's windows in blocks against the whole batch's
+# windows matrix where smaller; way "ring"), of two blocks (way "two"), or in one block's buffer
+# written over block after block (way "one"). Where the two cores share no cache, the BLAS thread
+# on the other core reads each block, and writing again into lines it has just read costs a
+# transfer between caches; a ring past the caches costs memory traffic instead. Which way is
+# fastest depends on the machine and on where its cores sit (docs/speed.md): each layer times
+# them (glassnet.tuning), as it times training's windows in blocks against the whole batch's
 NO_GRAD_RING_BYTES = 64 << 20
 WINDOW_WAYS = ("blocks", "whole")  # training, a batch of more than one block (choice "conv_windows")
-NO_GRAD_WAYS = ("two", "ring")  # under no_grad (choice "conv_no_grad_windows")
+NO_GRAD_WAYS = ("two", "one", "ring")  # under no_grad (choice "conv_no_grad_windows")
 # the one-input-channel dW, cols^T @ delta, whose inner dimension is the whole batch's pixels, is
 # summed over blocks of this many bytes of its two operands (``_long_product``)
 LONG_PRODUCT_BLOCK_BYTES = 256 << 10
@@ -399,8 +400,8 @@ class Conv2d(Module):
             choice = ("conv_windows", WINDOW_WAYS) if keep else ("conv_no_grad_windows", NO_GRAD_WAYS)
             fastest = tuning.for_work(self, *choice, (n, h, w, x.dtype.char))
             way, started = fastest.pick(), time.perf_counter()
-        # blocks in no_grad's ring: as many as NO_GRAD_RING_BYTES holds, or two
-        ring = 2 if way == "two" else max(1, NO_GRAD_RING_BYTES // (step * per_example))
+        # blocks in no_grad's ring: as many as NO_GRAD_RING_BYTES holds, or one or two
+        ring = {"one": 1, "two": 2}.get(way) or max(1, NO_GRAD_RING_BYTES // (step * per_example))
         if step >= n or way == "whole" or (c == 1 and (keep or ring * step >= n)):
             self.pixel_rows = c == 1 and self.pixel_major_out and PIXEL_MAJOR_OUT
             y, cols = self._product(xp, ho, wo)
