@@ -37,7 +37,9 @@ machine state; no PyTorch here (the ratios against PyTorch are the other tables)
   batch forward and backward through its own replica on its own thread, BLAS on one thread
   each; ``glassnet.shards``, ``fit(shards=2)``) against the plain step (BLAS on two threads),
   on CNN-A, CNN-A + BatchNorm2d (batch norm synchronised), the MLP 784-256-128-10 and an
-  LSTM(1 -> 64) classifier over T = 40 steps, batch 128;
+  LSTM(1 -> 64) classifier over T = 40 steps, batch 128 (each switch followed by a quarter of a
+  second of untimed steps: OpenBLAS's second thread spins for a while after the plain steps'
+  products, and slowed the first steps on two Python threads);
 - ``the first convolution's output pixel-major``: the one-input-channel ``Conv2d`` before a
   max-pool returning its output as a view of (H, W, N, C) memory
   (``glassnet.layers.conv.PIXEL_MAJOR_OUT``) against channels-last, on CNN-A's training steps
@@ -49,10 +51,12 @@ machine state; no PyTorch here (the ratios against PyTorch are the other tables)
 from __future__ import annotations
 
 import argparse
+import time
 
 from harness import alternating_ms, in_process_main, in_process_parser
 
 BATCH = 128
+SETTLE_S = 0.25  # seconds of untimed training steps after switching shards on or off (``_shards_rows``)
 
 
 def compare(name: str, work, fast, plain, rounds: int, repeats: int) -> dict:
@@ -266,10 +270,21 @@ def _shards_rows(gn, np, rng, loss_fn, rounds: int, repeats: int, few: int) -> l
         def step(model=model, opt=opt, xb=xb, use=use):
             gn.train_step(model, loss_fn, opt, xb, yb, shards=use.get("shards"))
 
+        def switch(to, step=step, use=use):
+            """Shards on or off, then untimed steps for SETTLE_S seconds: after products on two
+            BLAS threads, OpenBLAS's second thread spins on its core for a while (about 0.1 s
+            here) waiting for more, and the first steps on two Python threads after a switch ran
+            1.5-2x slower for it, which a run of fit(shards=k) pays once, not every few steps."""
+            use.clear()
+            use.update(to)
+            settled = time.perf_counter() + SETTLE_S
+            while time.perf_counter() < settled:
+                step()
+
         name = f"{label} training step (batch {BATCH}): the batch on two threads (shards=2) / one"
         rows.append(compare(name,
-                            step, lambda use=use, s=shards: use.update(shards=s), use.clear,
-                            rounds, count))  # fmt: skip
+                            step, lambda s=shards, switch=switch: switch({"shards": s}),
+                            lambda switch=switch: switch({}), rounds, count))  # fmt: skip
         shards.close()
     return rows
 

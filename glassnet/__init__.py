@@ -24,6 +24,7 @@ from . import (
     plots,
     report,
     schedules,
+    tuning,
 )
 from ._malloc import tune_malloc
 from .anomaly import AnomalyError, TerminateOnNaN
@@ -122,4 +123,5 @@ __all__ = [
     "trace",
     "train_step",
     "tune_malloc",
+    "tuning",
 ]
