@@ -151,3 +151,16 @@ def test_a_convolution_times_both_ways_on_its_own_calls(monkeypatch):
     fresh = gn.Conv2d(2, 3, 3, rng=rng)
     fresh.forward(x)
     assert not hasattr(fresh, "_fastest")
+
+
+def test_a_grouped_convolution_keeps_its_timings_across_calls(monkeypatch):
+    """groups > 1 runs each group through a copy of the layer made per call: the copies time
+    their ways into the layer's own choosers, which outlive the call."""
+    monkeypatch.setattr(conv_module, "COLS_BLOCK_BYTES", 1)
+    rng = np.random.default_rng(0)
+    conv = gn.Conv2d(4, 6, 3, groups=2, rng=rng)
+    x = rng.standard_normal((3, 4, 5, 5)).astype(np.float32)
+    for _ in range(3):
+        conv.forward(x)
+    (chooser,) = conv._fastest.values()
+    assert sum(len(t) for t in chooser.times.values()) == 6  # two groups a call, three calls
