@@ -42,6 +42,7 @@ masks from generators seeded, each step, from the model's own (so a run is repro
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -50,7 +51,7 @@ import numpy as np
 
 from .data import inputs_of, take_rows
 from .layers.norm import _BatchNorm
-from .module import Module, check_arg
+from .module import Module, check_arg, grad_enabled, no_grad
 
 RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -162,9 +163,14 @@ class Shards:
         """``work(replica, arg)`` for every part: the first on this thread, the others on the
         helpers, BLAS held to one thread; results in part order (a part's error raised here)."""
 
+        # no_grad() holds per thread: a helper takes the caller's mode, or under predict and
+        # evaluate its part would keep what only a backward reads (and take the training paths)
+        mode = contextlib.nullcontext if grad_enabled() else no_grad
+
         def guarded(replica, arg):  # a failing part breaks its batch-norm barriers: none waits on
             try:
-                return work(replica, arg)
+                with mode():
+                    return work(replica, arg)
             except BaseException:
                 for exchange in self._exchanges:
                     exchange.barrier.abort()

@@ -4,6 +4,8 @@ plain step's, to float rounding, for any loss; models that mix a batch's example
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
@@ -241,6 +243,40 @@ def test_evaluate_on_parts_gives_the_plain_results_and_fit_validates_on_parts():
                          val_data=(x[16:], y[16:]), verbose=False, shards=k)  # fmt: skip
         logs[k] = history.history["val_loss"]
     np.testing.assert_allclose(logs[2], logs[1], rtol=1e-9)
+
+
+SEEN_MODES: list[bool] = []
+
+
+class _RecordsGradMode(gn.Module):
+    """Passes its input on, noting whether its forward ran with gradients on (per thread)."""
+
+    def forward(self, x):
+        SEEN_MODES.append(gn.module.grad_enabled())
+        return x
+
+    def backward(self, dy):
+        return dy
+
+
+def test_every_part_runs_in_the_callers_grad_mode():
+    """no_grad() holds per thread: the helpers' parts must take the caller's mode, or under
+    predict and evaluate they keep what only a backward reads (a convolution's windows)."""
+    rng = np.random.default_rng(3)
+    model = gn.Sequential(
+        gn.Conv2d(2, 3, 3, rng=rng), _RecordsGradMode(), gn.Flatten(), gn.Linear(12, 2, rng=rng)
+    )
+    x = rng.standard_normal((6, 2, 4, 4)).astype(np.float32)
+    shards = gn.Shards(model, 3)
+    for grad, expected_cols in ((False, None), (True, (2 * 2 * 2, 18))):
+        SEEN_MODES.clear()
+        with contextlib.nullcontext() if grad else gn.no_grad():
+            shards.forward(x)
+        assert SEEN_MODES == [grad] * 3
+        for replica in shards.replicas:
+            cols = replica[0].cols
+            assert (cols is None) if expected_cols is None else cols.shape == expected_cols
+    shards.close()
 
 
 def test_predict_on_parts_of_a_graph_with_two_outputs():
