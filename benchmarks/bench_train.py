@@ -131,13 +131,15 @@ def run_glassnet(workload: str, epochs: int, threads: int, train_size: int | Non
         opt = gn.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     loss_fn = gn.CrossEntropyLoss() if loss_name == "ce" else gn.QuadraticCost()
     # warm-up, on the batch's parts where fit will run them (plain steps would leave the model's
-    # layers holding whole-batch buffers that fit's replicas never use: peak memory, not speed)
+    # layers holding whole-batch buffers that fit's replicas never use); the warm-up's replicas
+    # are let go before fit makes its own, so that the peak memory is fit's
     parts = gn.Shards(model, shards) if shards > 1 else None
     for i in range(min(20, len(x) // bs)):
         gn.train_step(model, loss_fn, opt, x[i * bs : (i + 1) * bs], y[i * bs : (i + 1) * bs], regularizer,
                       shards=parts)  # fmt: skip
     if parts is not None:
         parts.close()
+        parts = None
 
     timer = epoch_timer()
     gn.fit(model, loss_fn, opt, (x, y), epochs=epochs, batch_size=bs, rng=rng, verbose=False,
