@@ -413,7 +413,7 @@ def fit(
                 for cb in batch_cbs:
                     cb.on_batch_end(b, {"loss": loss})
             logs = _epoch_logs(model, loss_fn, optimizer, pos, train.n, counted, count, val, s.scheduler,
-                               metrics, 1 if shards is None else shards.count)  # fmt: skip
+                               metrics, shards)  # fmt: skip
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
             pos.epoch, pos.batch, pos.logs = epoch + 1, 0, logs
@@ -486,21 +486,20 @@ class _MetricCounts(Callback):
 
 
 def _epoch_logs(
-    model, loss_fn, optimizer, pos, n: int, labels: int, count, val, scheduler, metrics=(), shards: int = 1
+    model, loss_fn, optimizer, pos, n: int, labels: int, count, val, scheduler, metrics=(), shards=None
 ) -> dict[str, float]:
     """The epoch's metrics (mean loss, accuracy, validation's, ``metrics``), then the
     schedule's step: the logged ``lr`` is the one the epoch trained with. ``labels`` is the
     number of labels accuracy counts (see ``_labels_counted``); validation runs on ``shards``
-    parts as the training steps do."""
+    (the training steps' ``Shards``) where given."""
     logs = {"loss": float(pos.total / n)}
     if count is not None:
         logs["accuracy"] = float(pos.correct / labels) if labels else 0.0
     logs.update({m.name: float(m.result()) for m in metrics})
     if val is not None:
         fresh = [copy.deepcopy(m) for m in metrics]  # validation's own counts
-        logs.update(
-            {f"val_{k}": v for k, v in evaluate(model, loss_fn, val, metrics=fresh, shards=shards).items()}
-        )
+        scores = _evaluate(model, loss_fn, val, EVALUATE_BATCH, fresh, shards)
+        logs.update({f"val_{k}": v for k, v in scores.items()})
     if scheduler is not None:
         if getattr(scheduler, "per_batch", False):  # stepped after every batch: its last one's
             logs["lr"] = scheduler.trained_lr
@@ -522,12 +521,15 @@ def _labels_counted(y: np.ndarray, loss_fn) -> int:
     return len(y)
 
 
+EVALUATE_BATCH = 1000  # evaluate's batch, and fit's for its validation
+
+
 def _check_count(name: str, value, low: int, owner: str = "fit") -> None:
     check_arg(owner, name, value, lambda v: v >= low, f"an integer >= {low}", int)
 
 
 def evaluate(
-    model: Module, loss_fn: Loss, data, batch_size: int = 1000, metrics=None, shards: int = 1
+    model: Module, loss_fn: Loss, data, batch_size: int = EVALUATE_BATCH, metrics=None, shards: int = 1
 ) -> dict[str, float]:
     """Mean loss (and accuracy, for classification) over ``data`` in eval mode, as floats,
     and each of ``metrics`` (names such as "top5", "macro_f1", "mae", or
@@ -540,6 +542,13 @@ def evaluate(
     batch's outputs)."""
     _check_count("batch_size", batch_size, 1, "evaluate")
     check_arg("evaluate", "shards", shards, lambda v: v >= 1, "an integer >= 1", int)
+    with _parts(model, shards, "evaluate") as parts:
+        return _evaluate(model, loss_fn, data, batch_size, metrics, parts)
+
+
+def _evaluate(model: Module, loss_fn: Loss, data, batch_size: int, metrics, parts: Shards | None) -> dict:
+    """``evaluate``'s work, each batch's forward on ``parts`` where given (``fit``'s own
+    replicas for its validation: their timed ways and threads are warm already)."""
     _check_reduction(loss_fn, "evaluate")
     ds = as_dataset(data, "data", model_dtype(model), integer_inputs(model))
     _probe(model, ds, "data", loss_fn)
@@ -547,7 +556,7 @@ def evaluate(
     for m in ms:
         m.reset()
     total, divisor, correct, count = 0.0, 0.0, 0, None
-    with evaluating(model), no_grad(), _parts(model, shards, "evaluate") as parts:
+    with evaluating(model), no_grad():  # no backward follows: layers keep nothing for one
         for i, sl in enumerate(batch_slices(ds.n, batch_size)):
             pred = _forward(model, take_rows(ds.x, sl), "evaluate", parts)
             check_finite_output(model, pred, "evaluate")

@@ -89,7 +89,7 @@ class FastestOf:
 def for_work(owner: object, name: str, ways: tuple[str, ...], work: tuple) -> FastestOf:
     """``owner``'s ``FastestOf`` for this ``work`` (a key such as the input's shape), made on
     first use. At most ``MAX_KEYS`` kinds of work are remembered per owner (the oldest go)."""
-    table = owner.__dict__.setdefault("_fastest", {})
+    table = choosers(owner)
     key = (name, work)
     found = table.get(key)
     if found is None:
@@ -100,6 +100,12 @@ def for_work(owner: object, name: str, ways: tuple[str, ...], work: tuple) -> Fa
 
 
 MAX_KEYS = 16
+
+
+def choosers(owner: object) -> dict:
+    """``owner``'s ``FastestOf`` objects by (choice, work), made empty on first use: a copy of
+    the owner that does its work (a grouped convolution's per-group copies) shares them so."""
+    return owner.__dict__.setdefault("_fastest", {})
 
 
 @contextlib.contextmanager

@@ -218,9 +218,10 @@ def test_predict_on_parts_gives_the_plain_outputs_and_leaves_the_generator_alone
         gn.predict(model, x, shards=0)
 
 
-def test_evaluate_on_parts_gives_the_plain_results_and_fit_validates_on_parts():
+def test_evaluate_on_parts_gives_the_plain_results_and_fit_validates_on_parts(monkeypatch):
     """evaluate(shards=k): the loss, accuracy and metrics of the whole batches' outputs, as
-    without shards; fit(shards=k) validates on k parts too (its val_ logs as without)."""
+    without shards; fit(shards=k) validates on its own k parts too (its val_ logs as without),
+    not on replicas made anew every epoch."""
     rng = np.random.default_rng(5)
     x, y = rng.standard_normal((23, 1, 10, 10)), np.arange(23) % 5
     model = _cnn_bn(np.random.default_rng(0))
@@ -235,6 +236,14 @@ def test_evaluate_on_parts_gives_the_plain_results_and_fit_validates_on_parts():
             assert parts[key] == pytest.approx(plain[key], rel=1e-12), key
     with pytest.raises(ValueError, match="evaluate: shards must be an integer >= 1"):
         gn.evaluate(model, gn.CrossEntropyLoss(), (x, y), shards=0)
+    made = []
+
+    class Counted(gn.Shards):
+        def __init__(self, *args, **kwargs):
+            made.append(args[1])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(gn.train, "Shards", Counted)
     logs = {}
     for k in (1, 2):
         model = _cnn(np.random.default_rng(0))
@@ -243,6 +252,7 @@ def test_evaluate_on_parts_gives_the_plain_results_and_fit_validates_on_parts():
                          val_data=(x[16:], y[16:]), verbose=False, shards=k)  # fmt: skip
         logs[k] = history.history["val_loss"]
     np.testing.assert_allclose(logs[2], logs[1], rtol=1e-9)
+    assert made == [2]  # one Shards for the whole run of two epochs, validation included
 
 
 SEEN_MODES: list[bool] = []

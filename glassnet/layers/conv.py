@@ -566,7 +566,7 @@ class Conv2d(Module):
             self.out_channels // self.groups,
         )
         conv.groups, conv._group_convs = 1, None
-        conv._fastest = self.__dict__.setdefault("_fastest", {})  # its timed ways: this layer's, kept
+        conv._fastest = tuning.choosers(self)  # its timed ways: this layer's, kept across calls
         conv.W = Param(self.W.data, "W")
         conv.b = None if self.b is None else Param(self.b.data, "b", decay=False)
         self._point_at_rows(conv, g)
