@@ -6,8 +6,10 @@ Linear(1024,10) on Fashion-MNIST batches of 128 (float32). Each library runs in 
 through all rounds (harness.alternate_live); each row is the median of ``--repeats`` timings
 of forward + backward on the same input, after a warm-up. The first conv
 needs no input gradient in a network (nor in torch, whose input has no requires_grad), so it
-is timed without one. glassnet's 4-D inputs and output errors are laid out as inside CNN-A (NCHW
-views of channels-last memory, what its convolutions return); torch's are its usual NCHW
+is timed without one. glassnet's 4-D inputs and output errors are laid out as inside CNN-A:
+NCHW views of pixel-major (H, W, N, C) memory after the first convolution (which returns that
+layout before a max-pool) and around the second (which computes through the DFT and returns it
+too), of channels-last memory for the first convolution alone; torch's are its usual NCHW
 tensors. Ratio = glassnet / torch (below 1: glassnet faster). Both processes call
 ``gn.tune_malloc()`` first (glassnet's CLI does; each library gets the same allocator,
 harness.same_allocator); ``--malloc default`` leaves glibc's allocator as it is in both, to
@@ -31,25 +33,32 @@ from harness import (
     thread_env,
 )
 
-# name: (glassnet constructor, torch constructor, input shape (batch 128), input needs grad)
+# name: (glassnet constructor, torch constructor, input shape (batch 128), input needs grad,
+# glassnet's memory layout of x and dy inside CNN-A)
 SPECS = {
-    "Conv2d(1,32,5) first layer": ("Conv2d(1, 32, 5)", "Conv2d(1, 32, 5)", (128, 1, 28, 28), False),
-    "ReLU (128,32,24,24)": ("ReLU()", "ReLU()", (128, 32, 24, 24), True),
-    "MaxPool2d(2) (128,32,24,24)": ("MaxPool2d(2)", "MaxPool2d(2)", (128, 32, 24, 24), True),
-    "Conv2d(32,64,5)": ("Conv2d(32, 64, 5)", "Conv2d(32, 64, 5)", (128, 32, 12, 12), True),
-    "MaxPool2d(2) (128,64,8,8)": ("MaxPool2d(2)", "MaxPool2d(2)", (128, 64, 8, 8), True),
-    "BatchNorm2d(32) (128,32,24,24)": ("BatchNorm2d(32)", "BatchNorm2d(32)", (128, 32, 24, 24), True),
-    "BatchNorm2d(64) (128,64,8,8)": ("BatchNorm2d(64)", "BatchNorm2d(64)", (128, 64, 8, 8), True),
-    "Linear(1024,10)": ("Linear(1024, 10)", "Linear(1024, 10)", (128, 1024), True),
-}
+    "Conv2d(1,32,5) first layer": ("Conv2d(1, 32, 5)", "Conv2d(1, 32, 5)", (128, 1, 28, 28), False,
+                                   "channels-last"),
+    "ReLU (128,32,24,24)": ("ReLU()", "ReLU()", (128, 32, 24, 24), True, "pixel-major"),
+    "MaxPool2d(2) (128,32,24,24)": ("MaxPool2d(2)", "MaxPool2d(2)", (128, 32, 24, 24), True, "pixel-major"),
+    "Conv2d(32,64,5)": ("Conv2d(32, 64, 5)", "Conv2d(32, 64, 5)", (128, 32, 12, 12), True, "pixel-major"),
+    "MaxPool2d(2) (128,64,8,8)": ("MaxPool2d(2)", "MaxPool2d(2)", (128, 64, 8, 8), True, "pixel-major"),
+    "BatchNorm2d(32) (128,32,24,24)": ("BatchNorm2d(32)", "BatchNorm2d(32)", (128, 32, 24, 24), True,
+                                       "pixel-major"),
+    "BatchNorm2d(64) (128,64,8,8)": ("BatchNorm2d(64)", "BatchNorm2d(64)", (128, 64, 8, 8), True,
+                                     "pixel-major"),
+    "Linear(1024,10)": ("Linear(1024, 10)", "Linear(1024, 10)", (128, 1024), True, None),
+}  # fmt: skip
 
 
-def _as_in_network(a):
+def _as_in_network(a, layout: str | None):
     """A 4-D array laid out as glassnet's layers see it inside CNN-A: an NCHW view of
-    channels-last memory (what convolutions return and the layers after them keep)."""
+    channels-last memory (N, H, W, C) or of pixel-major memory (H, W, N, C)."""
     import numpy as np
 
-    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2) if a.ndim == 4 else a
+    if a.ndim != 4:
+        return a
+    axes = (0, 2, 3, 1) if layout == "channels-last" else (2, 3, 0, 1)
+    return np.ascontiguousarray(a.transpose(axes)).transpose(np.argsort(axes))
 
 
 def time_glassnet(spec, repeats: int, tune_malloc: bool) -> float:
@@ -60,11 +69,11 @@ def time_glassnet(spec, repeats: int, tune_malloc: bool) -> float:
     if tune_malloc:
         gn.tune_malloc()
 
-    ctor, _, shape, needs_grad = spec
+    ctor, _, shape, needs_grad, layout = spec
     layer = eval(ctor, {"__builtins__": {}}, vars(gn))  # noqa: S307 - the table above
     rng = np.random.default_rng(0)
-    x = _as_in_network(rng.standard_normal(shape).astype(np.float32))
-    dy = _as_in_network(rng.standard_normal(layer.forward(x).shape).astype(np.float32))
+    x = _as_in_network(rng.standard_normal(shape).astype(np.float32), layout)
+    dy = _as_in_network(rng.standard_normal(layer.forward(x).shape).astype(np.float32), layout)
 
     def once():
         layer.forward(x)
@@ -79,7 +88,7 @@ def time_torch(spec, repeats: int, threads: int, tune_malloc: bool) -> float:
     import torch
 
     torch.set_num_threads(threads)
-    _, ctor, shape, needs_grad = spec
+    _, ctor, shape, needs_grad, _ = spec
     layer = eval(ctor, {"__builtins__": {}}, vars(torch.nn))  # noqa: S307 - the table above
     x = torch.randn(shape, requires_grad=needs_grad)
     dy = torch.randn(layer(x).shape)

@@ -14,7 +14,8 @@ alternative is first checked to compute the same numbers as the layer.
   from that cache-resident block, instead of one product per kernel tap;
 - ``Winograd F(2x2, 3x3)``: the forward of a 3x3 convolution from 4x4 input tiles (B^T d B and
   A^T M A as whole-array additions, the 16 products V U as one stacked ``matmul``), instead of
-  im2col and one product;
+  im2col and one product (both convolution rows against the windows, ``SPECTRAL_MAX_COST = 0``:
+  CNN-A's Conv2d(32,64,5) and the 8x8 map's now go through the DFT by default, bench_paths.py);
 - ``the LSTM on two threads``: LSTM(1 -> 64)'s forward and backward over T = 40 steps with the
   batch split in two halves, each on its own Python thread with the BLAS held to one thread (two
   LSTMs with the same weights; the halves' weight gradients add up to the whole batch's),
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness import alternating_ms, in_process_main, in_process_parser
+from harness import alternating_ms, in_process_main, in_process_parser, windows_only
 
 BATCH = 128
 BN_BLOCK_BYTES = 2 << 20
@@ -273,36 +274,9 @@ def lstm_on_two_threads(gn, np, rng, rounds: int, repeats: int) -> dict:
         pool.shutdown()
 
 
-def measure(rounds: int, repeats: int) -> list[dict]:
-    import numpy as np
-
-    import glassnet as gn
-
-    gn.tune_malloc()
-    rng = np.random.default_rng(0)
+def _conv_rows(gn, np, rng, rounds: int, repeats: int) -> list[dict]:
+    """Conv2d dx by blocks of examples and Winograd F(2x2, 3x3), each against the layer's windows."""
     rows = []
-    for shape in ((BATCH, 32, 24, 24), (BATCH, 16, 28, 28)):
-        n, c, h, w = shape
-        x, dy = channels_last(np, rng, shape), channels_last(np, rng, shape)
-        bn = gn.BatchNorm2d(c)
-        bn.weight.data[...] = rng.uniform(0.5, 1.5, c)
-        bn.bias.data[...] = rng.standard_normal(c)
-
-        def layer(bn=bn, x=x, dy=dy):
-            return bn.forward(x), bn.backward(dy)
-
-        x2, dy2 = (a.transpose(0, 2, 3, 1).reshape(n, -1) for a in (x, dy))
-
-        def blocked(x2=x2, dy2=dy2, c=c, hw=h * w, bn=bn):
-            return batch_norm_in_blocks(np, x2, dy2, c, hw, bn.weight.data, bn.bias.data)
-
-        y_ref, dx_ref = layer()
-        y_alt, dx_alt = blocked()
-        np.testing.assert_allclose(y_alt, y_ref.transpose(0, 2, 3, 1).reshape(n, -1), rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(dx_alt, dx_ref.transpose(0, 2, 3, 1).reshape(n, -1), rtol=1e-3, atol=1e-4)
-        rows.append(compare(f"BatchNorm2d({c}) forward + backward on {shape}: in blocks of examples / "
-                            "whole-batch passes", blocked, layer, rounds, repeats))  # fmt: skip
-
     for c, out, k, hw, pad in ((32, 64, 5, 12, 0), (16, 16, 3, 28, 1)):
         conv = gn.Conv2d(c, out, k, padding=pad, rng=rng)
         x = channels_last(np, rng, (BATCH, c, hw, hw))
@@ -338,6 +312,41 @@ def measure(rounds: int, repeats: int) -> list[dict]:
                             "F(2x2, 3x3) / im2col", lambda xp=xp, U=U: winograd_forward(np, xp, U),
                             lambda conv=conv, x=x: conv.forward(x), rounds, repeats))  # fmt: skip
 
+    return rows
+
+
+def measure(rounds: int, repeats: int) -> list[dict]:
+    import numpy as np
+
+    import glassnet as gn
+
+    gn.tune_malloc()
+    rng = np.random.default_rng(0)
+    rows = []
+    for shape in ((BATCH, 32, 24, 24), (BATCH, 16, 28, 28)):
+        n, c, h, w = shape
+        x, dy = channels_last(np, rng, shape), channels_last(np, rng, shape)
+        bn = gn.BatchNorm2d(c)
+        bn.weight.data[...] = rng.uniform(0.5, 1.5, c)
+        bn.bias.data[...] = rng.standard_normal(c)
+
+        def layer(bn=bn, x=x, dy=dy):
+            return bn.forward(x), bn.backward(dy)
+
+        x2, dy2 = (a.transpose(0, 2, 3, 1).reshape(n, -1) for a in (x, dy))
+
+        def blocked(x2=x2, dy2=dy2, c=c, hw=h * w, bn=bn):
+            return batch_norm_in_blocks(np, x2, dy2, c, hw, bn.weight.data, bn.bias.data)
+
+        y_ref, dx_ref = layer()
+        y_alt, dx_alt = blocked()
+        np.testing.assert_allclose(y_alt, y_ref.transpose(0, 2, 3, 1).reshape(n, -1), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(dx_alt, dx_ref.transpose(0, 2, 3, 1).reshape(n, -1), rtol=1e-3, atol=1e-4)
+        rows.append(compare(f"BatchNorm2d({c}) forward + backward on {shape}: in blocks of examples / "
+                            "whole-batch passes", blocked, layer, rounds, repeats))  # fmt: skip
+
+    with windows_only():  # the convolutions' rows: against the windows they would change
+        rows += _conv_rows(gn, np, rng, rounds, repeats)
     rows.append(lstm_on_two_threads(gn, np, rng, rounds, repeats))
 
     steps = {"CNN-A + BatchNorm2d": gn.models.cnn_a(rng, (1, 28, 28), 10, batch_norm=True),

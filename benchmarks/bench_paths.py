@@ -43,7 +43,16 @@ machine state; no PyTorch here (the ratios against PyTorch are the other tables)
 - ``the first convolution's output pixel-major``: the one-input-channel ``Conv2d`` before a
   max-pool returning its output as a view of (H, W, N, C) memory
   (``glassnet.layers.conv.PIXEL_MAJOR_OUT``) against channels-last, on CNN-A's training steps
-  with and without batch norm.
+  with and without batch norm;
+- ``through the DFT``: the convolutions that the layer's rule sends through the discrete
+  Fourier transform (``glassnet.layers._spectral``, ``SPECTRAL_MAX_COST``) against the
+  windows, on CNN-A's Conv2d(32,64,5) at 12x12, the book's Conv2d(20,40,5) at 12x12, the
+  ResNet's Conv2d(64,64,3) at 7x7 (pixel-major input and delta, as they come in these nets), and
+  on the training steps and inference passes that hold them.
+
+The rows before ``through the DFT`` measure the windows' machinery, so every convolution in them
+runs by windows (``SPECTRAL_MAX_COST = 0``; CNN-A's second convolution no longer takes the
+windows by default); the DFT's rows and the shards' rows run the layers' default.
 
     python benchmarks/bench_paths.py --rounds 8
 """
@@ -68,6 +77,16 @@ def compare(name: str, work, fast, plain, rounds: int, repeats: int) -> dict:
 
 
 def measure(rounds: int, repeats: int) -> list[dict]:
+    from glassnet.layers import conv as conv_module
+
+    spectral = conv_module.SPECTRAL_MAX_COST
+    try:
+        return _measure(rounds, repeats)
+    finally:  # the layer's rule back, whatever happened to the rows that pin the windows
+        conv_module.SPECTRAL_MAX_COST = spectral
+
+
+def _measure(rounds: int, repeats: int) -> list[dict]:
     import numpy as np
 
     import glassnet as gn
@@ -77,6 +96,8 @@ def measure(rounds: int, repeats: int) -> list[dict]:
     gn.tune_malloc()
     rng = np.random.default_rng(0)
     shifted = conv_module.SHIFTED_DX_MAX_WASTE
+    spectral = conv_module.SPECTRAL_MAX_COST
+    conv_module.SPECTRAL_MAX_COST = 0  # the windows' rows: every convolution by windows (measure restores)
 
     def set_waste(v):
         return lambda: setattr(conv_module, "SHIFTED_DX_MAX_WASTE", v)
@@ -215,8 +236,60 @@ def measure(rounds: int, repeats: int) -> list[dict]:
                            "channels-last", lambda: gn.train_step(bn, loss_fn, bn_opt, xb, yb),
                            set_pixel_major_out(True), set_pixel_major_out(False), rounds, few))  # fmt: skip
     results += _no_grad_windows_rows(gn, np, rounds, few)
+    conv_module.SPECTRAL_MAX_COST = spectral
+    results += _spectral_rows(gn, np, rng, loss_fn, rounds, repeats, few)
     results += _shards_rows(gn, np, rng, loss_fn, rounds, repeats, few)
     return results
+
+
+def _spectral_rows(gn, np, rng, loss_fn, rounds: int, repeats: int, few: int) -> list[dict]:
+    """The convolutions the rule sends through the DFT, and the steps and passes that hold them,
+    against the windows (``SPECTRAL_MAX_COST`` switched between the layer's value and 0)."""
+    from glassnet.layers import conv as conv_module
+
+    spectral = conv_module.SPECTRAL_MAX_COST
+
+    def set_cost(v):
+        return lambda: setattr(conv_module, "SPECTRAL_MAX_COST", v)
+
+    def pixel_major(shape):  # (N, C, H, W) as the NCHW view of (H, W, N, C) memory
+        n, c, h, w = shape
+        return rng.standard_normal((h, w, n, c)).astype(np.float32).transpose(2, 3, 0, 1)
+
+    rows = []
+    for c, out, k, hw, pad, what in ((32, 64, 5, 12, 0, "CNN-A's"), (20, 40, 5, 12, 0, "the book's"),
+                                     (64, 64, 3, 7, 1, "the ResNet's")):  # fmt: skip
+        conv = gn.Conv2d(c, out, k, padding=pad, rng=rng)
+        x = pixel_major((BATCH, c, hw, hw))
+        dy = pixel_major(conv.forward(x).shape)
+        assert conv.spectral is not None, f"{what} Conv2d({c},{out},{k}) takes the windows"
+
+        def work(conv=conv, x=x, dy=dy):
+            conv.forward(x)
+            conv.backward(dy)
+
+        rows.append(compare(f"{what} Conv2d({c},{out},{k}) forward + backward on ({BATCH},{c},{hw},{hw}): "
+                            "through the DFT / by windows", work, set_cost(spectral), set_cost(0),
+                            rounds, repeats))  # fmt: skip
+    xb, yb = rng.random((BATCH, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, BATCH)
+    images = rng.random((2000, 1, 28, 28), dtype=np.float32)
+    nets = {
+        "CNN-A": gn.models.cnn_a(np.random.default_rng(0), (1, 28, 28), 10),
+        "CNN-A + BatchNorm2d": gn.models.cnn_a(np.random.default_rng(0), (1, 28, 28), 10, batch_norm=True),
+        "`resnet` preset": gn.models.resnet(np.random.default_rng(0), (1, 28, 28), 10).to(np.float32),
+        "the book's chapter 6 network with two convolutions": gn.models.book_ch6(
+            np.random.default_rng(0), (1, 28, 28), 10, convs=2),
+    }  # fmt: skip
+    for label, model in nets.items():
+        opt = gn.optim.Adam(model.parameters(), lr=1e-3)
+        rows.append(compare(f"{label} training step (batch {BATCH}): through the DFT where the rule says / "
+                            "by windows", lambda m=model, o=opt: gn.train_step(m, loss_fn, o, xb, yb),
+                            set_cost(spectral), set_cost(0), rounds, few))  # fmt: skip
+    cnn = nets["CNN-A"]
+    rows.append(compare("CNN-A inference pass (predict, 2,000 images, batch 500): through the DFT / by "
+                        "windows", lambda: gn.predict(cnn, images, batch_size=500),
+                        set_cost(spectral), set_cost(0), rounds, few))  # fmt: skip
+    return rows
 
 
 def _no_grad_windows_rows(gn, np, rounds: int, few: int) -> list[dict]:

@@ -177,6 +177,9 @@ def time_glassnet(workload: str, repeats: int) -> dict:
         if isinstance(layer, gn.LSTM):
             gemms.update(_lstm_gemms(name, layer, repeats))
             continue
+        if isinstance(layer, gn.Conv2d) and getattr(layer, "spectral", None) is not None:
+            gemms.update(_spectral_gemms(name, layer, repeats))
+            continue
         if workload == "mlp-infer":  # the pass's products, with the layer's own W
             if isinstance(layer, gn.Linear):
                 gemms.update(_pass_products(name, x, layer.W.data, repeats))
@@ -216,6 +219,45 @@ def _pass_products(name: str, x, w, repeats: int) -> dict[str, float]:
             b @ w
 
     return {f"{name} forward, {len(batches)} products": median_time(products, repeats)}
+
+
+def _spectral_gemms(name: str, layer, repeats: int) -> dict[str, float]:
+    """The products of a convolution through the DFT alone, at its shapes
+    (``glassnet/layers/_spectral.py``): forward D_in x, the two real products per frequency and
+    D_out Y^; dW: D_out^T delta and X^T conj(G) per frequency; dx: G W^T per frequency and
+    D_in^T dX^."""
+    import numpy as np
+
+    spectral = layer.spectral
+    x_hat, w_hat, f = spectral.x_hat, spectral.w_hat, spectral.f
+    n, c, out = x_hat.shape[1], x_hat.shape[2], w_hat.shape[3]
+    rng = np.random.default_rng(1)
+    real = w_hat.dtype
+    x_rows = rng.standard_normal((spectral.d_in.shape[1], n * c)).astype(real)
+    delta = rng.standard_normal((spectral.d_out.shape[0], n * out)).astype(real)
+    to_y = rng.standard_normal((2, f, 2 * c, out)).astype(real)
+    y_hat = np.empty((2, f, n, out), real)
+    x_parts = x_hat.view(real).reshape(f, n, 2 * c)
+    g = (rng.standard_normal((f, n, out)) + 1j * rng.standard_normal((f, n, out))).astype(x_hat.dtype)
+    w_t = (rng.standard_normal((f, out, c)) + 1j * rng.standard_normal((f, out, c))).astype(x_hat.dtype)
+    dx_hat = rng.standard_normal((2 * f, n * c)).astype(real)
+
+    def forward():
+        spectral.d_in @ x_rows
+        np.matmul(x_parts, to_y[0], out=y_hat[0])
+        np.matmul(x_parts, to_y[1], out=y_hat[1])
+        spectral.d_out @ y_hat.reshape(2 * f, n * out)
+
+    def dw():
+        spectral.d_out.T @ delta
+        np.matmul(x_hat.transpose(0, 2, 1), g)
+
+    def dx():
+        np.matmul(g, w_t)
+        spectral.d_in.T @ dx_hat
+
+    return {f"{name} {part}": median_time(run, repeats) for part, run in (("forward", forward), ("dW", dw),
+                                                                           ("dx", dx))}  # fmt: skip
 
 
 def _lstm_gemms(name: str, layer, repeats: int) -> dict[str, float]:

@@ -16,6 +16,7 @@ and torch's from a fast one, a round's own ratio does not.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -217,6 +218,20 @@ def child_failed(cmd: list[str], returncode: int, stderr: str) -> RuntimeError:
     lines of its stderr (its traceback)."""
     tail = "\n".join(stderr.strip().splitlines()[-5:])
     return RuntimeError(f"{' '.join(cmd[1:])} exited with {returncode}:\n{tail}")
+
+
+@contextlib.contextmanager
+def windows_only():
+    """Every convolution by windows inside the block (``SPECTRAL_MAX_COST = 0``: none through the
+    DFT), for the rows that measure the windows' machinery; the layer's rule comes back after."""
+    from glassnet.layers import conv
+
+    saved = conv.SPECTRAL_MAX_COST
+    conv.SPECTRAL_MAX_COST = 0
+    try:
+        yield
+    finally:
+        conv.SPECTRAL_MAX_COST = saved
 
 
 def median_time(once, repeats: int) -> float:

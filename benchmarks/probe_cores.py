@@ -21,6 +21,9 @@ takes it back. This script measures both, over and over for ``--seconds``:
   until 2026-12-05), in a ring of ``NO_GRAD_RING_BYTES``, in two blocks' buffers, and timed:
   as the layer now chooses among the three by timing them on its calls (``glassnet.tuning``).
 
+Every convolution here runs by windows (``SPECTRAL_MAX_COST = 0``; CNN-A's second one goes
+through the DFT by default, which hands over whole products, not windows).
+
 Each probe is classed "near" (distance < 1.3) or "far" (>= 1.4); the report gives each class's
 count and median times. Needs two CPUs (it pins one thread to each).
 
@@ -36,7 +39,7 @@ import statistics
 import threading
 import time
 
-from harness import median_time, positive_int
+from harness import median_time, positive_int, windows_only
 
 NEAR, FAR = 1.3, 1.4  # the distance's classes (between them: unclassed)
 MB = 1 << 20
@@ -165,6 +168,11 @@ def inference(np, gn):
 
 
 def probe(seconds: float, threads: int = 2) -> dict:
+    with windows_only():  # the windows' hand-overs between cores are what is probed
+        return _probe(seconds, threads)
+
+
+def _probe(seconds: float, threads: int) -> dict:
     import numpy as np
     from threadpoolctl import threadpool_limits
 

@@ -535,7 +535,11 @@ def test_probe_cores_classes_each_probe_by_the_distance_measured_with_it(monkeyp
     probe_cores = _bench_module("probe_cores.py")
     distances = iter([1.05, 1.8, 1.35, 1.9] * 1000)  # near, far, neither, far, ...
     monkeypatch.setattr(probe_cores.Distance, "measure", lambda self, reads=30: next(distances))
-    work = lambda: sum(range(1000))  # noqa: E731  (the layers' timings are not the point here)
+    from glassnet.layers import conv
+
+    rule, seen = conv.SPECTRAL_MAX_COST, set()
+    # the layers' timings are not the point here; which way the convolutions would take is
+    work = lambda: (seen.add(conv.SPECTRAL_MAX_COST), sum(range(1000)))  # noqa: E731
     monkeypatch.setattr(probe_cores, "conv_backward", lambda np, gn: (work, work, work))
     monkeypatch.setattr(probe_cores, "shifted_rows", lambda np: (work, work))
     monkeypatch.setattr(probe_cores, "inference", lambda np, gn: (work,) * len(probe_cores.INFERENCE_WAYS))
@@ -545,6 +549,19 @@ def test_probe_cores_classes_each_probe_by_the_distance_measured_with_it(monkeyp
     assert near["probes"] + far["probes"] <= report["probes"] and far["probes"] >= near["probes"]
     assert near["backward_1"] > 0 and far["dx_per_tap"] > 0
     assert far["infer_ring"] > 0 and far["infer_timed"] > 0
+    assert seen == {0} and conv.SPECTRAL_MAX_COST == rule  # every probe by windows; the rule comes back
+
+
+def test_the_breakdown_times_the_products_of_a_convolution_through_the_dft(monkeypatch):
+    """CNN-A's second convolution goes through the DFT: its products alone (the transforms and
+    the products per frequency) stand in the GEMM rows as the windows' products did."""
+    import glassnet as gn
+
+    breakdown = _bench_module("breakdown.py")
+    monkeypatch.setattr(gn, "tune_malloc", lambda *a, **k: True)  # this process's allocator stays
+    g = breakdown.time_glassnet("cnn", repeats=1)
+    assert [k for k in g["gemms"] if k.startswith("3 ")] == ["3 Conv2d forward", "3 Conv2d dW", "3 Conv2d dx"]
+    assert all(v > 0 for v in g["gemms"].values())
 
 
 def test_the_inference_breakdown_times_each_layer_and_the_products_of_one_pass(monkeypatch):

@@ -233,24 +233,26 @@ def test_one_channel_cols_t_is_the_transposed_im2col_with_a_ones_row(kw):
     np.testing.assert_array_equal(cols_t[-1], 1.0)
 
 
-@pytest.mark.parametrize("dx_path", ["taps", "taps on channels-last memory", "shifted rows"])
+@pytest.mark.parametrize("dx_path", ["taps", "taps on channels-last memory", "shifted rows", "spectral"])
 @pytest.mark.parametrize("c_in", [1, 3])
 @pytest.mark.parametrize("kw", GEOMETRIES)
 def test_conv_equals_the_plain_formula_float64(c_in, kw, dx_path, monkeypatch):
-    """Forward, dW, db and dx of both paths (C_in = 1: cols^T with the bias folded into the
-    products; C_in > 1: im2col) against the definition and its derivatives, in float64; dx
-    by the tap-by-tap scatter (its adds on pixel-major memory, and on channels-last memory) and,
-    for stride 1 undilated, by row-shifted products."""
+    """Forward, dW, db and dx of every path (C_in = 1: cols^T with the bias folded into the
+    products; C_in > 1: im2col; through the DFT, ``_spectral``) against the definition and its
+    derivatives, in float64; dx by the tap-by-tap scatter (its adds on pixel-major memory, and on
+    channels-last memory) and, for stride 1 undilated, by row-shifted products."""
     from glassnet.layers import conv as conv_module
 
     monkeypatch.setattr(conv_module, "SHIFTED_DX_MAX_WASTE", 1e9 if dx_path == "shifted rows" else 0)
     monkeypatch.setattr(conv_module, "PIXEL_MAJOR_DX", dx_path != "taps on channels-last memory")
     monkeypatch.setattr(conv_module, "LONG_PRODUCT_BLOCK_BYTES", 1000)  # C_in = 1: dW in blocks of a few rows
+    monkeypatch.setattr(conv_module, "SPECTRAL_MAX_COST", 1e9 if dx_path == "spectral" else 0)
     rng = np.random.default_rng(5)
     conv = gn.Conv2d(c_in, 4, 3, rng=rng, dtype=np.float64, **kw)
     x = rng.standard_normal((3, c_in, 10, 9))
     b = None if conv.b is None else conv.b.data
     y = conv.forward(x)
+    assert (conv.spectral is not None) == (dx_path == "spectral")
     np.testing.assert_allclose(y, _plain_conv(x, conv.W.data, b, conv.stride, conv.padding, conv.dilation),
                                rtol=1e-12, atol=1e-12)  # fmt: skip
     dy = rng.standard_normal(y.shape)

@@ -447,10 +447,11 @@ def test_predict_and_evaluate_run_under_no_grad_and_training_still_works():
     expected = model.forward(x)
     model.train()
     np.testing.assert_array_equal(gn.predict(model, x), expected)
-    assert model[3].cols is None and model[2].idx is None  # nothing kept for a backward
+    # nothing kept for a backward (CNN-A's second convolution runs through the DFT: its spectra)
+    assert model[3].spectral is None and model[2].idx is None
     gn.evaluate(model, gn.CrossEntropyLoss(), (x, y))
     gn.train_step(model, gn.CrossEntropyLoss(), gn.optim.SGD(model.parameters(), lr=0.1), x, y)
-    assert model[3].cols is not None and model[2].idx is not None
+    assert model[3].spectral is not None and model[2].idx is not None
 
 
 # --- integer input -------------------------------------------------------------------------------

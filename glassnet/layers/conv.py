@@ -12,6 +12,11 @@ PyTorch, physically channels-last. Element-wise layers and pooling keep that mem
 the next convolution's ``transpose(0, 2, 3, 1)`` is then already contiguous, so a CNN pays for
 no layout changes between its layers.
 
+A convolution with many channels on a small image computes through the discrete Fourier
+transform instead (``_spectral``, ``SPECTRAL_MAX_COST``): its rows are pixels, (H W, N C) in and
+(Ho Wo, N out) out, so it reads a pixel-major or NCHW input without a copy and returns the NCHW
+view of pixel-major memory.
+
 One exception: a one-input-channel convolution whose output a max-pool reads, before another
 convolution (``Sequential`` tells it: ``Conv2d.followed_by``), writes its rows pixel-major,
 (Ho, Wo, N, out), and returns the NCHW view of that memory; the pool's strided reads are then
@@ -44,6 +49,8 @@ from ..module import (
 from . import _padding
 from ._shapes import ntuple, size
 from ._shapes import out_size as conv_out_size  # the formula under its older name here
+from ._spectral import Spectral
+from ._spectral import cost as spectral_cost
 from .activations import ReLU
 from .norm import BatchNorm2d
 from .pooling import MaxPool2d, PoolThenReLU
@@ -80,6 +87,14 @@ PIXEL_MAJOR_DX = True
 # pixel-major memory are runs of N C numbers instead of C (docs/speed.md). False: channels-last
 # always (the plain path, for bench_paths.py)
 PIXEL_MAJOR_OUT = True
+# a convolution whose products through the discrete Fourier transform (``_spectral``) take at
+# most this share of the windows' multiply-adds runs that way: many channels on small images,
+# CNN-A's Conv2d(32, 64, 5) on 12x12 (0.51). The rule reads the layer's geometry and the input's
+# size, never the batch or a timing, so a layer takes one way for every batch (its numbers differ
+# from the windows' by rounding). 0: the windows always. The transforms are dense matrices, whose
+# size grows with the square of the padded pixels: at most SPECTRAL_MAX_PIXELS of them
+SPECTRAL_MAX_COST = 0.7
+SPECTRAL_MAX_PIXELS = 32 * 32
 
 
 def _pair(v, name: str, layer: str) -> tuple[int, int]:
@@ -106,6 +121,15 @@ def _cols(xp: np.ndarray, k, s, d, out_hw, out: np.ndarray | None = None) -> np.
         return np.array(win, order="C").reshape(n * ho * wo, kh * kw * c)
     np.copyto(out.reshape(n, ho, wo, kh, kw, c), win)
     return out
+
+
+def _pixel_rows(a: np.ndarray) -> np.ndarray:
+    """a (N, C, H, W) as the matrix (H W, N C) whose rows are pixels: a view where a lies
+    pixel-major, or in NCHW order (the transposed view of (N C, H W)); else a pixel-major copy."""
+    n, c, h, w = a.shape
+    if a.flags.c_contiguous:
+        return a.reshape(n * c, h * w).T
+    return np.ascontiguousarray(a.transpose(2, 3, 0, 1)).reshape(h * w, n * c)
 
 
 def _cols_t_one_channel(xp: np.ndarray, k, s, d, out_hw, ones_row: bool, pixel_major=False) -> np.ndarray:
@@ -263,6 +287,12 @@ class Conv2d(Module):
     (``_cols_t_one_channel``): the same products, y = cols Wmat + b and [dW; db] = [cols 1]^T delta.
     Under ``no_grad()`` (predict, evaluate) no windows are kept (they are built for a few
     examples at a time, ``COLS_BLOCK_BYTES``), and backward raises.
+
+    Many channels on a small image (CNN-A's second layer; the rule is ``SPECTRAL_MAX_COST``) go
+    through the discrete Fourier transform instead of windows (``_spectral``): the correlation
+    over channels becomes one small complex product per frequency, and the same three lines
+    read dW^ = X^T conj(G), dX^ = G W^T per frequency, db = the zero frequency of delta. The
+    same convolution to rounding; y then lies pixel-major, (Ho, Wo, N, out).
     """
 
     def __init__(
@@ -390,6 +420,9 @@ class Conv2d(Module):
         self.x_shape, self.out_hw = x.shape, (ho, wo)
         self.x_pixel_major = c > 1 and F.lies_as(x, F.PIXEL_MAJOR)  # dx will lie so too
         keep = grad_enabled()
+        self.spectral = None
+        if self._spectral_pays(c, h, w, ho, wo):
+            return self._forward_spectral(x, ho, wo, keep)
         self.pixel_rows = False  # y's rows (and the windows' columns) pixel-major: (Ho, Wo, N)
         per_example = ho * wo * (kh * kw * c + 1) * x.dtype.itemsize  # bytes of cols per example
         step = max(1, COLS_BLOCK_BYTES // per_example)
@@ -430,6 +463,42 @@ class Conv2d(Module):
         if self.pixel_rows:
             return y.reshape(ho, wo, n, self.out_channels).transpose(2, 3, 0, 1)
         return y.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
+
+    def _spectral_pays(self, c: int, h: int, w: int, ho: int, wo: int) -> bool:
+        """Whether the products through the DFT (``_spectral``) cost at most SPECTRAL_MAX_COST of the
+        windows' multiply-adds for this input size (the batch cancels out)."""
+        grid = (h + 2 * self._kernel_padding[0], w + 2 * self._kernel_padding[1])
+        if SPECTRAL_MAX_COST <= 0 or grid[0] * grid[1] > SPECTRAL_MAX_PIXELS:
+            return False
+        taps = self.kernel_size[0] * self.kernel_size[1]
+        return spectral_cost(1, c, self.out_channels, h * w, ho * wo, grid, taps) <= SPECTRAL_MAX_COST
+
+    def _forward_spectral(self, x: np.ndarray, ho: int, wo: int, keep: bool) -> np.ndarray:
+        """y through the DFT (``_spectral``): x's pixels as rows, y's likewise, returned as the
+        NCHW view of pixel-major (Ho, Wo, N, out) memory. Keeps the spectra backward needs."""
+        n, c, h, w = x.shape
+        spectral = Spectral(
+            (h, w), self._kernel_padding, (ho, wo), self.stride, self.kernel_size, self.dilation, x.dtype
+        )
+        b = None if self.b is None else self.b.data
+        y = spectral.forward(_pixel_rows(x), self.W.data, b, n, keep)
+        self.cols = self.cols_t = None
+        self.spectral = spectral if keep else None
+        return y.reshape(ho, wo, n, self.out_channels).transpose(2, 3, 0, 1)
+
+    def _backward_spectral(self, dy: np.ndarray, need_dx: bool) -> np.ndarray | None:
+        """dW, db (and dx, lying pixel-major if x did, else channels-last) through the DFT."""
+        n, c, h, w = self.x_shape
+        dw, db, dx = self.spectral.backward(_pixel_rows(dy), n, need_dx, self.b is not None)
+        self.W.grad += dw.reshape(self.W.shape)  # BP4
+        if db is not None:
+            self.b.grad += db  # BP3
+        if dx is None:
+            return None
+        dx = dx.reshape(h, w, n, c).transpose(2, 0, 1, 3)  # (N, H, W, C), pixel-major memory
+        if not self.x_pixel_major:
+            dx = np.array(dx, order="C")  # channels-last, as the windows' way gives it
+        return dx.transpose(0, 3, 1, 2)
 
     def _wmat(self, c: int) -> np.ndarray:
         """Wmat (kh kw C, out), the kernel as im2col's product needs it."""
@@ -472,6 +541,8 @@ class Conv2d(Module):
         dil_h, dil_w = self.dilation  # not dh, dw: d<name> is dLoss/d(name)
         n, c, h, w = self.x_shape
         ho, wo = self.out_hw
+        if getattr(self, "spectral", None) is not None:
+            return self._backward_spectral(dy, need_dx)
         if self.cols is None and self.cols_t is None:
             raise ran_under_no_grad(type(self).__name__, "no input windows")
         d4 = dy.transpose(0, 2, 3, 1)  # (N, Ho, Wo, out)
