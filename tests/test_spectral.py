@@ -44,7 +44,7 @@ def test_the_rule_takes_many_channels_on_small_images_whatever_the_batch():
     assert first.spectral is None and second.spectral is not None  # CNN-A's Conv2d(32, 64, 5) on 12x12
     cnn.forward(x[:1])
     assert second.spectral is not None  # the rule reads the layer and the image, not the batch
-    assert _spectral.cost(1, 32, 64, 144, 64, (12, 12), 25) == pytest.approx(0.507, abs=1e-3)
+    assert _spectral.cost(32, 64, 144, 64, (12, 12), 25) == pytest.approx(0.507, abs=1e-3)
     wide = gn.Conv2d(16, 16, 3, padding=1, rng=rng)  # 28x28: the transforms cost more than the windows
     wide.forward(rng.standard_normal((2, 16, 28, 28)).astype(np.float32))
     assert wide.spectral is None

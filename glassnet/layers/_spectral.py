@@ -38,14 +38,15 @@ import functools
 import numpy as np
 
 
-def cost(n: int, c: int, out: int, hw: int, out_hw: int, grid: tuple[int, int], taps: int) -> float:
-    """Multiply-adds of a training step (forward and backward) this way, over the windows' way's:
-    the transforms in and out (x and dx, y and delta) and three complex products per frequency
-    (forward, dW, dx; 4 real multiply-adds each), against the windows' three products of
-    (N Ho Wo, kh kw C) by (kh kw C, out). The weights' transforms are left out (no N in them)."""
+def cost(c: int, out: int, hw: int, out_hw: int, grid: tuple[int, int], taps: int) -> float:
+    """Multiply-adds of a training step (forward and backward) this way, over the windows' way's,
+    per example: the transforms in and out (x and dx, y and delta) and three complex products per
+    frequency (forward, dW, dx; 4 real multiply-adds each), against the windows' three products
+    of (Ho Wo, kh kw C) by (kh kw C, out). The weights' transforms are left out (no example in
+    them), so the batch cancels out."""
     f = grid[0] * (grid[1] // 2 + 1)
-    spectral = 2 * f * 2 * n * (hw * c + out_hw * out) + 3 * 4 * f * n * c * out
-    return spectral / (3 * n * out_hw * c * out * taps)
+    spectral = 2 * f * 2 * (hw * c + out_hw * out) + 3 * 4 * f * c * out
+    return spectral / (3 * out_hw * c * out * taps)
 
 
 @functools.lru_cache(maxsize=32)

@@ -471,7 +471,7 @@ class Conv2d(Module):
         if SPECTRAL_MAX_COST <= 0 or grid[0] * grid[1] > SPECTRAL_MAX_PIXELS:
             return False
         taps = self.kernel_size[0] * self.kernel_size[1]
-        return spectral_cost(1, c, self.out_channels, h * w, ho * wo, grid, taps) <= SPECTRAL_MAX_COST
+        return spectral_cost(c, self.out_channels, h * w, ho * wo, grid, taps) <= SPECTRAL_MAX_COST
 
     def _forward_spectral(self, x: np.ndarray, ho: int, wo: int, keep: bool) -> np.ndarray:
         """y through the DFT (``_spectral``): x's pixels as rows, y's likewise, returned as the
