@@ -223,38 +223,38 @@ def _pass_products(name: str, x, w, repeats: int) -> dict[str, float]:
 
 def _spectral_gemms(name: str, layer, repeats: int) -> dict[str, float]:
     """The products of a convolution through the DFT alone, at its shapes
-    (``glassnet/layers/_spectral.py``): forward D_in x, the two real products per frequency and
-    D_out Y^; dW: D_out^T delta and X^T conj(G) per frequency; dx: G W^T per frequency and
-    D_in^T dX^."""
+    (``glassnet/layers/_spectral.py``): forward D_in x, the four real products per frequency and
+    D_out Y^; dW: D_out^T delta and its four per frequency; dx: its four and D_in^T dX^."""
     import numpy as np
 
     spectral = layer.spectral
     x_hat, w_hat, f = spectral.x_hat, spectral.w_hat, spectral.f
-    n, c, out = x_hat.shape[1], x_hat.shape[2], w_hat.shape[3]
+    n, c, out = x_hat.shape[2], x_hat.shape[3], w_hat.shape[3]
     rng = np.random.default_rng(1)
     real = w_hat.dtype
     x_rows = rng.standard_normal((spectral.d_in.shape[1], n * c)).astype(real)
     delta = rng.standard_normal((spectral.d_out.shape[0], n * out)).astype(real)
-    to_y = rng.standard_normal((2, f, 2 * c, out)).astype(real)
-    y_hat = np.empty((2, f, n, out), real)
-    x_parts = x_hat.view(real).reshape(f, n, 2 * c)
-    g = (rng.standard_normal((f, n, out)) + 1j * rng.standard_normal((f, n, out))).astype(x_hat.dtype)
-    w_t = (rng.standard_normal((f, out, c)) + 1j * rng.standard_normal((f, out, c))).astype(x_hat.dtype)
-    dx_hat = rng.standard_normal((2 * f, n * c)).astype(real)
+    g = rng.standard_normal((2, f, n, out)).astype(real)
+    x_t, w_t = x_hat.transpose(0, 1, 3, 2), w_hat.transpose(0, 1, 3, 2)
+    y_hat, dw_hat, dx_hat = (np.empty((2, f, *s), real) for s in ((n, out), (c, out), (n, c)))
+
+    def four(a, b, into):  # one complex product per frequency: four real ones, into two planes
+        for part in (0, 1):
+            np.matmul(a[0], b[part], out=into[part])
+            np.matmul(a[1], b[1 - part])
 
     def forward():
         spectral.d_in @ x_rows
-        np.matmul(x_parts, to_y[0], out=y_hat[0])
-        np.matmul(x_parts, to_y[1], out=y_hat[1])
+        four(x_hat, w_hat, y_hat)
         spectral.d_out @ y_hat.reshape(2 * f, n * out)
 
     def dw():
         spectral.d_out.T @ delta
-        np.matmul(x_hat.transpose(0, 2, 1), g)
+        four(x_t, g, dw_hat)
 
     def dx():
-        np.matmul(g, w_t)
-        spectral.d_in.T @ dx_hat
+        four(g, w_t, dx_hat)
+        spectral.d_in.T @ dx_hat.reshape(2 * f, n * c)
 
     return {f"{name} {part}": median_time(run, repeats) for part, run in (("forward", forward), ("dW", dw),
                                                                            ("dx", dx))}  # fmt: skip

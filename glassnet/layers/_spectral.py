@@ -81,34 +81,15 @@ def _matrices(grid, in_hw, pad, out_hw, stride, kernel, dilation, dtype_char):
     return matrices
 
 
-def _complex(re: np.ndarray, im: np.ndarray, negate_im: bool = False) -> np.ndarray:
-    """re + i im (or re - i im) as one complex array: the parts interleaved, one copy."""
-    z = np.empty((*re.shape, 2), re.dtype)
-    z[..., 0] = re
-    if negate_im:
-        np.negative(im, out=z[..., 1])
-    else:
-        z[..., 1] = im
-    return z.view(np.result_type(re.dtype, np.complex64))[..., 0]
-
-
-def _planes(z: np.ndarray, negate_im: bool = False) -> np.ndarray:
-    """(2, ...) real: z's real part, then its imaginary part (or minus it)."""
-    out = np.empty((2, *z.shape), z.real.dtype)
-    out[0] = z.real
-    if negate_im:
-        np.negative(z.imag, out=out[1])
-    else:
-        out[1] = z.imag
-    return out
-
-
 class Spectral:
     """One convolution's geometry and the spectra its backward needs (``forward`` keeps them).
 
     Arrays come and go as matrices whose rows are pixels and columns (example, channel):
     ``x_rows`` (H W, N C) and the returned y (Ho Wo, N out), delta (Ho Wo, N out) and dx
-    (H W, N C); each may be a transposed view of an NCHW-contiguous array (BLAS reads either)."""
+    (H W, N C); each may be a transposed view of an NCHW-contiguous array (BLAS reads either).
+    Spectra are kept as two real planes, real part then imaginary, (2, F, N, C) for X^: the layout
+    the transforms' products write and read, so every complex product is written out as the four
+    real products it is made of."""
 
     def __init__(self, in_hw, pad, out_hw, stride, kernel, dilation, dtype) -> None:
         self.grid = (in_hw[0] + 2 * pad[0], in_hw[1] + 2 * pad[1])
@@ -119,23 +100,19 @@ class Spectral:
         self.x_hat = self.w_hat = None
 
     def forward(self, x_rows: np.ndarray, W: np.ndarray, b: np.ndarray | None, n: int, keep: bool):
-        """y (Ho Wo, N out) for x_rows (H W, N C) and W (out, C, kh, kw), b (out,) or None."""
+        """y (Ho Wo, N out) for x_rows (H W, N C) and W (out, C, kh, kw), b (out,) or None.
+
+        Y^ = X^ conj(W^) per frequency: Y^r = X^r W^r + X^i W^i, Y^i = X^i W^r - X^r W^i."""
         out, c = W.shape[:2]
         f = self.f
         x_hat = (self.d_in @ x_rows).reshape(2, f, n, c)  # X^ = D_in x
-        x_hat = _complex(x_hat[0], x_hat[1])  # (F, N, C)
         taps = W.reshape(out, c, -1).transpose(2, 1, 0).reshape(-1, c * out)  # w as (taps, C out)
         w_hat = (self.d_w @ taps).reshape(2, f, c, out)  # W^ = D_w w
-        # Y^ = X^ conj(W^) per frequency, in real arithmetic on X^'s interleaved parts, whose
-        # columns are (channel, re/im): Y^r = X^r W^r + X^i W^i, Y^i = X^i W^r - X^r W^i. Each
-        # part lands in its own plane of y_hat, the layout D_out's product reads
-        x_parts = x_hat.view(x_hat.real.dtype).reshape(f, n, 2 * c)
-        to_re, to_im = np.empty((2, f, c, 2, out), w_hat.dtype)
-        to_re[:, :, 0], to_re[:, :, 1] = w_hat[0], w_hat[1]
-        to_im[:, :, 0], to_im[:, :, 1] = -w_hat[1], w_hat[0]
         y_hat = np.empty((2, f, n, out), w_hat.dtype)
-        np.matmul(x_parts, to_re.reshape(f, 2 * c, out), out=y_hat[0])
-        np.matmul(x_parts, to_im.reshape(f, 2 * c, out), out=y_hat[1])
+        np.matmul(x_hat[0], w_hat[0], out=y_hat[0])
+        y_hat[0] += np.matmul(x_hat[1], w_hat[1])  # Y^r
+        np.matmul(x_hat[1], w_hat[0], out=y_hat[1])
+        y_hat[1] -= np.matmul(x_hat[0], w_hat[1])  # Y^i
         if b is not None:
             y_hat[0, 0] += (self.grid[0] * self.grid[1]) * b  # a constant image: zero frequency only
         if keep:
@@ -143,18 +120,28 @@ class Spectral:
         return self.d_out @ y_hat.reshape(2 * f, n * out)  # y = D_out Y^
 
     def backward(self, delta_rows: np.ndarray, n: int, need_dx: bool, has_bias: bool):
-        """(dW (out, C, kh kw), db (out,) or None, dx (H W, N C) or None) for delta (Ho Wo, N out)."""
+        """(dW (out, C, kh kw), db (out,) or None, dx (H W, N C) or None) for delta (Ho Wo, N out).
+
+        With G^r and G^i the planes of dY^: dW^ = X^T conj(G) is
+        dW^r = X^r^T G^r + X^i^T G^i, dW^i = X^i^T G^r - X^r^T G^i, and dX^ = G W^T is
+        dX^r = G^r W^r^T - G^i W^i^T, dX^i = G^r W^i^T + G^i W^r^T."""
         x_hat, w_hat, f = self.x_hat, self.w_hat, self.f
         c, out = w_hat.shape[2:]
         dy_hat = (self.d_out.T @ delta_rows).reshape(2, f, n, out)  # dY^ = D_out^T delta
         db = (self.grid[0] * self.grid[1]) * dy_hat[0, 0].sum(axis=0) if has_bias else None  # BP3
-        g_conj = _complex(dy_hat[0], dy_hat[1], negate_im=True)  # conj(G), (F, N, out)
-        dw_hat = np.matmul(x_hat.transpose(0, 2, 1), g_conj)  # dW^ = X^T conj(G): (F, C, out)  BP4
-        dw = (self.d_w.T @ _planes(dw_hat).reshape(2 * f, c * out)).reshape(-1, c, out)
-        dw = dw.transpose(2, 1, 0)  # (out, C, kh kw)
+        x_re_t, x_im_t = x_hat[0].transpose(0, 2, 1), x_hat[1].transpose(0, 2, 1)  # (F, C, N)
+        dw_hat = np.empty((2, f, c, out), w_hat.dtype)
+        np.matmul(x_re_t, dy_hat[0], out=dw_hat[0])
+        dw_hat[0] += np.matmul(x_im_t, dy_hat[1])  # dW^r                                        BP4
+        np.matmul(x_im_t, dy_hat[0], out=dw_hat[1])
+        dw_hat[1] -= np.matmul(x_re_t, dy_hat[1])  # dW^i
+        dw = (self.d_w.T @ dw_hat.reshape(2 * f, c * out)).reshape(-1, c, out).transpose(2, 1, 0)
         if not need_dx:
             return dw, db, None
-        # conj(dX^) = conj(G) conj(W^)^T, so that the product needs no conjugate of X^ or G
-        w_conj_t = _complex(w_hat[0].transpose(0, 2, 1), w_hat[1].transpose(0, 2, 1), negate_im=True)
-        dx_hat = _planes(np.matmul(g_conj, w_conj_t), negate_im=True)  # dX^ = G W^T: (2, F, N, C)
-        return dw, db, self.d_in.T @ dx_hat.reshape(2 * f, n * c)  # dx = D_in^T dX^  BP2
+        w_re_t, w_im_t = w_hat[0].transpose(0, 2, 1), w_hat[1].transpose(0, 2, 1)  # (F, out, C)
+        dx_hat = np.empty((2, f, n, c), w_hat.dtype)
+        np.matmul(dy_hat[0], w_re_t, out=dx_hat[0])
+        dx_hat[0] -= np.matmul(dy_hat[1], w_im_t)  # dX^r
+        np.matmul(dy_hat[0], w_im_t, out=dx_hat[1])
+        dx_hat[1] += np.matmul(dy_hat[1], w_re_t)  # dX^i
+        return dw, db, self.d_in.T @ dx_hat.reshape(2 * f, n * c)  # dx = D_in^T dX^               BP2
