@@ -408,6 +408,12 @@ class Conv2d(Module):
                 f"{type(self).__name__}: input {h}x{w} is smaller than the (dilated, padded) kernel "
                 f"{kh}x{kw}; got shape {x.shape}"
             )
+        self.x_shape, self.out_hw = x.shape, (ho, wo)
+        self.x_pixel_major = c > 1 and F.lies_as(x, F.PIXEL_MAJOR)  # dx will lie so too
+        keep = grad_enabled()
+        self.spectral = None
+        if self._spectral_pays(c, h, w, ho, wo):  # reads x as it lies: no windows, no padded copy
+            return self._forward_spectral(x, ho, wo, keep)
         # channels-last, zero-padded input xp (N, H + 2ph, W + 2pw, C); without padding, the
         # channels-last view itself (no copy when x came from a conv or pooling: NHWC memory)
         if ph == pw == 0:
@@ -417,12 +423,6 @@ class Conv2d(Module):
         else:
             xp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
             xp[:, ph : ph + h, pw : pw + w, :] = x.transpose(0, 2, 3, 1)
-        self.x_shape, self.out_hw = x.shape, (ho, wo)
-        self.x_pixel_major = c > 1 and F.lies_as(x, F.PIXEL_MAJOR)  # dx will lie so too
-        keep = grad_enabled()
-        self.spectral = None
-        if self._spectral_pays(c, h, w, ho, wo):
-            return self._forward_spectral(x, ho, wo, keep)
         self.pixel_rows = False  # y's rows (and the windows' columns) pixel-major: (Ho, Wo, N)
         per_example = ho * wo * (kh * kw * c + 1) * x.dtype.itemsize  # bytes of cols per example
         step = max(1, COLS_BLOCK_BYTES // per_example)
@@ -541,7 +541,7 @@ class Conv2d(Module):
         dil_h, dil_w = self.dilation  # not dh, dw: d<name> is dLoss/d(name)
         n, c, h, w = self.x_shape
         ho, wo = self.out_hw
-        if getattr(self, "spectral", None) is not None:
+        if self.spectral is not None:  # set by every forward, as x_shape is
             return self._backward_spectral(dy, need_dx)
         if self.cols is None and self.cols_t is None:
             raise ran_under_no_grad(type(self).__name__, "no input windows")
