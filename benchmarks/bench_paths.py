@@ -62,7 +62,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from harness import alternating_ms, in_process_main, in_process_parser
+from harness import alternating_ms, in_process_main, in_process_parser, windows_only
 
 BATCH = 128
 SETTLE_S = 0.25  # seconds of untimed training steps after switching shards on or off (``_shards_rows``)
@@ -77,27 +77,26 @@ def compare(name: str, work, fast, plain, rounds: int, repeats: int) -> dict:
 
 
 def measure(rounds: int, repeats: int) -> list[dict]:
-    from glassnet.layers import conv as conv_module
-
-    spectral = conv_module.SPECTRAL_MAX_COST
-    try:
-        return _measure(rounds, repeats)
-    finally:  # the layer's rule back, whatever happened to the rows that pin the windows
-        conv_module.SPECTRAL_MAX_COST = spectral
-
-
-def _measure(rounds: int, repeats: int) -> list[dict]:
     import numpy as np
 
     import glassnet as gn
-    from glassnet import tuning
-    from glassnet.layers import conv as conv_module
 
     gn.tune_malloc()
     rng = np.random.default_rng(0)
+    with windows_only():  # the windows' rows: every convolution by windows
+        results = _windows_rows(gn, np, rng, rounds, repeats)
+    loss_fn, few = gn.CrossEntropyLoss(), max(2, repeats // 4)
+    results += _spectral_rows(gn, np, rng, loss_fn, rounds, repeats, few)
+    results += _shards_rows(gn, np, rng, loss_fn, rounds, repeats, few)
+    return results
+
+
+def _windows_rows(gn, np, rng, rounds: int, repeats: int) -> list[dict]:
+    """The rows of the windows' machinery (every row before ``through the DFT``)."""
+    from glassnet import tuning
+    from glassnet.layers import conv as conv_module
+
     shifted = conv_module.SHIFTED_DX_MAX_WASTE
-    spectral = conv_module.SPECTRAL_MAX_COST
-    conv_module.SPECTRAL_MAX_COST = 0  # the windows' rows: every convolution by windows (measure restores)
 
     def set_waste(v):
         return lambda: setattr(conv_module, "SHIFTED_DX_MAX_WASTE", v)
@@ -236,9 +235,6 @@ def _measure(rounds: int, repeats: int) -> list[dict]:
                            "channels-last", lambda: gn.train_step(bn, loss_fn, bn_opt, xb, yb),
                            set_pixel_major_out(True), set_pixel_major_out(False), rounds, few))  # fmt: skip
     results += _no_grad_windows_rows(gn, np, rounds, few)
-    conv_module.SPECTRAL_MAX_COST = spectral
-    results += _spectral_rows(gn, np, rng, loss_fn, rounds, repeats, few)
-    results += _shards_rows(gn, np, rng, loss_fn, rounds, repeats, few)
     return results
 
 
