@@ -103,3 +103,10 @@ TINY_EXPERIMENT = {
     "optimizer": {"name": "adam", "lr": 0.01},
     "variants": {"none": {}, "ens": {"train": {"ensemble": 2}}},
 }
+
+
+def memory_layout(a: np.ndarray) -> str:
+    """How a 4-D NCHW array lies in memory: "pixel-major" (H, W, N, C), "channels-last"
+    (N, H, W, C), "nchw" (C order) or "other" (checked in that order)."""
+    orders = {"pixel-major": (2, 3, 0, 1), "channels-last": (0, 2, 3, 1), "nchw": (0, 1, 2, 3)}
+    return next((name for name, axes in orders.items() if a.transpose(axes).flags.c_contiguous), "other")

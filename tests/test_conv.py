@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from harness import memory_layout
 
 import glassnet as gn
 from glassnet.layers.conv import conv_out_size
@@ -293,7 +294,7 @@ def test_long_product_in_blocks_is_the_product(monkeypatch):
         np.testing.assert_allclose(got, a @ b, rtol=1e-4, atol=1e-3)
 
 
-def test_tap_by_tap_dx_is_the_same_bits_in_either_memory_layout(monkeypatch):
+def test_tap_by_tap_dx_is_the_same_bits_in_either_memorymemory_layout(monkeypatch):
     """The tap-by-tap dx adds the same products in the same order on pixel-major memory as on
     channels-last memory: the same float32 bits, strided, dilated, padded and grouped; the dx
     it returns is an NCHW view of channels-last memory, as the layers below expect."""
@@ -423,14 +424,6 @@ def test_the_next_training_step_writes_its_windows_over_the_last_ones():
 # --- the one-channel convolution's output pixel-major, for the max-pool after it -----------------
 
 
-def _layout(a):
-    return (
-        "pixel-major"
-        if a.transpose(2, 3, 0, 1).flags.c_contiguous
-        else ("channels-last" if a.transpose(0, 2, 3, 1).flags.c_contiguous else "other")
-    )
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
     "kwargs", [dict(kernel_size=5), dict(kernel_size=3, padding=1, stride=2), dict(kernel_size=3, dilation=2)]
@@ -451,7 +444,7 @@ def test_one_channel_output_pixel_major_is_the_same_convolution(kwargs, dtype, m
         y = conv.forward(x)
         dy = np.random.default_rng(2).standard_normal(y.shape).astype(dtype)
         dx = conv.backward(dy)
-        out.append((y, dx, conv.W.grad.copy(), conv.b.grad.copy(), _layout(y)))
+        out.append((y, dx, conv.W.grad.copy(), conv.b.grad.copy(), memory_layout(y)))
     (y0, dx0, w0, b0, l0), (y1, dx1, w1, b1, l1) = out
     assert (l0, l1) == ("channels-last", "pixel-major")
     for a, b in ((y1, y0), (dx1, dx0), (w1, w0), (b1, b0)):
@@ -459,7 +452,7 @@ def test_one_channel_output_pixel_major_is_the_same_convolution(kwargs, dtype, m
     monkeypatch.setattr(conv_module, "PIXEL_MAJOR_OUT", False)  # the switch turns it off
     conv = gn.Conv2d(1, 4, rng=np.random.default_rng(1), dtype=dtype, **kwargs)
     conv.pixel_major_out = True
-    assert _layout(conv.forward(x)) == "channels-last"
+    assert memory_layout(conv.forward(x)) == "channels-last"
 
 
 def test_a_pixel_major_input_is_copied_channels_last_and_its_dx_comes_back_pixel_major():
@@ -474,7 +467,7 @@ def test_a_pixel_major_input_is_copied_channels_last_and_its_dx_comes_back_pixel
         out.append((y, dx, conv.W.grad.copy()))
     for a, b in zip(out[0], out[1]):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
-    assert _layout(out[1][1]) == "pixel-major"
+    assert memory_layout(out[1][1]) == "pixel-major"
 
 
 def test_sequential_asks_a_one_channel_conv_for_pixel_major_output_only_before_a_max_pool():
@@ -503,7 +496,7 @@ def test_sequential_asks_a_one_channel_conv_for_pixel_major_output_only_before_a
     assert cnn[0].pixel_major_out and cnn[0].pixel_rows
     with gn.no_grad():  # a large batch under no_grad runs in blocks of examples: channels-last
         y = cnn[0].forward(np.zeros((1200, 1, 28, 28), np.float32))
-    assert _layout(y) == "channels-last" and not cnn[0].pixel_rows
+    assert memory_layout(y) == "channels-last" and not cnn[0].pixel_rows
 
 
 def test_cnn_a_steps_with_the_first_output_pixel_major_or_not_agree(monkeypatch):

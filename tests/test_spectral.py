@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from harness import memory_layout
 
 import glassnet as gn
 from glassnet.gradcheck import check_layer_gradients
@@ -126,14 +127,6 @@ def test_matches_pytorch_float64(kw, always):
         np.testing.assert_allclose(getattr(conv, name).grad, p.grad.numpy(), rtol=1e-10, atol=1e-10)
 
 
-def _layout(a):
-    orders = {"pixel-major": (2, 3, 0, 1), "channels-last": (0, 2, 3, 1), "nchw": (0, 1, 2, 3)}
-    for name, axes in orders.items():
-        if a.transpose(axes).flags.c_contiguous:
-            return name
-    return "other"
-
-
 def test_every_input_layout_gives_the_same_numbers_and_dx_lies_as_the_input(always):
     """y is the NCHW view of pixel-major memory; dx lies pixel-major where x did, else
     channels-last (as the windows' dx); NCHW, channels-last, pixel-major and strided inputs and
@@ -151,12 +144,12 @@ def test_every_input_layout_gives_the_same_numbers_and_dx_lies_as_the_input(alwa
     for name, lay in layouts.items():
         conv = gn.Conv2d(5, 4, 3, rng=np.random.default_rng(7), dtype=np.float64)
         xi, dyi = lay(x), lay(dy)
-        assert _layout(xi) == name
+        assert memory_layout(xi) == name
         x_before, dy_before = xi.copy(), dyi.copy()
         y = conv.forward(xi)
         dx = conv.backward(dyi)
-        assert _layout(y) == "pixel-major"
-        assert _layout(dx) == ("pixel-major" if name == "pixel-major" else "channels-last")
+        assert memory_layout(y) == "pixel-major"
+        assert memory_layout(dx) == ("pixel-major" if name == "pixel-major" else "channels-last")
         np.testing.assert_array_equal(xi, x_before)
         np.testing.assert_array_equal(dyi, dy_before)
         results.append((y, dx, conv.W.grad.copy(), conv.b.grad.copy()))
