@@ -76,7 +76,15 @@ def test_reading_grad_writes_nothing_and_zero_grad_zeroes():
     layer.forward(x)
     layer.backward(dy)
     before = layer.W.grad.copy()
-    layer.zero_grad()
+    held = layer.W.grad  # what a user or a tool kept: zero_grad writes its zeros there at once,
+    layer.zero_grad()  # not on the next read of p.grad (the lazy zeroing of before 2026-12-03)
+    assert not held.any()
+    opt = gn.optim.SGD(layer.parameters(), lr=0.1)
+    layer.backward(dy)
+    vector = opt.grad  # the optimizer's flat vector, read without going through p.grad
+    assert vector.any()
+    opt.zero_grad()
+    assert not vector.any()
     seen = layer.W.grad
     assert not seen.any()
     seen_again = layer.W.grad
