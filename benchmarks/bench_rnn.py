@@ -16,7 +16,14 @@ The report is the median over rounds of each library's seconds per epoch and the
 glassnet / torch (below 1: glassnet faster): the median over rounds of each round's own ratio,
 with those ratios.
 
+``--ranks K`` trains glassnet's side over K MPI ranks (``mpiexec -n K``, ``gn.fit(...,
+distributed=gn.distributed.MPI())``, each rank's BLAS on ``--threads`` / K threads): the same
+global batch of 128, split 64 and 64 over two ranks, against PyTorch's one process on
+``--threads`` threads. Python's lock keeps a recurrent layer's threads from working at once
+(``fit(shards=2)`` is slower for it); processes do not share one.
+
     python benchmarks/bench_rnn.py --workload gru --rounds 5 --threads 2
+    python benchmarks/bench_rnn.py --workload lstm --rounds 5 --threads 2 --ranks 2
 """
 
 from __future__ import annotations
@@ -24,10 +31,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
+import sys
 import time
 
-from harness import alternate_live, alternating_parser, answer, epoch_timer, paired_ratio, positive_int
+from harness import (
+    alternate_live,
+    alternating_parser,
+    answer,
+    epoch_timer,
+    paired_ratio,
+    positive_int,
+    serve_ranks,
+)
 
 HIDDEN, BATCH, LR = 64, 128, 1e-3
 
@@ -42,14 +59,16 @@ def load(threads: int):
     return train.x.reshape(-1, 40, 1), train.y  # (N, T = 40, 1 feature)
 
 
-def glassnet_session(workload: str, epochs: int, threads: int):
+def glassnet_session(workload: str, epochs: int, threads: int, ranks: int = 1):
     """The model built and warmed up; returns the measurement: ``epochs`` epochs of ``gn.fit``
-    (the same model training on from call to call), the fastest epoch's seconds."""
+    (the same model training on from call to call), the fastest epoch's seconds. ``ranks`` > 1:
+    this process is one of ``mpiexec``'s ranks, and fit trains over all of them."""
     x, y = load(threads)
     import numpy as np
 
     import glassnet as gn
 
+    dist = gn.distributed.MPI() if ranks > 1 else None
     rng = np.random.default_rng(0)
     model = glassnet_model(gn, workload, rng)
     opt = gn.optim.Adam(model.parameters(), lr=LR)
@@ -60,7 +79,7 @@ def glassnet_session(workload: str, epochs: int, threads: int):
     def measure() -> dict:
         timer = epoch_timer()
         gn.fit(model, loss_fn, opt, (x, y), epochs=epochs, batch_size=BATCH, rng=rng, verbose=False,
-               callbacks=[timer])  # fmt: skip
+               callbacks=[timer], distributed=dist)  # fmt: skip
         return {"train": min(timer.times)}
 
     return measure
@@ -133,30 +152,58 @@ def build_parser() -> argparse.ArgumentParser:
     ap = alternating_parser(__doc__, rounds=5, as_json=False)
     ap.add_argument("--workload", choices=["gru", "lstm"], default="gru")
     ap.add_argument("--epochs", type=positive_int, default=3, help="timed epochs per process (min taken)")
+    ap.add_argument("--ranks", type=positive_int, default=1,
+                    help="glassnet on K MPI ranks (mpiexec -n K), BLAS on threads / K each")  # fmt: skip
     return ap
 
 
+def mpiexec() -> str:
+    """The launcher of the MPICH wheel (``pip install 'glassnet[mpi]'``): beside this Python's
+    executable in a virtual environment, else on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    found = beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
+    if found is None:
+        raise SystemExit("bench_rnn.py: --ranks needs mpiexec: pip install 'glassnet[mpi]' (mpi4py, MPICH)")
+    return found
+
+
 def main() -> None:
-    args = build_parser().parse_args()
+    ap = build_parser()
+    args = ap.parse_args()
+    if args.ranks > args.threads and not args.impl:
+        ap.error(f"--ranks {args.ranks} needs --threads {args.ranks} or more: each rank runs on a thread of "
+                 f"its own, and PyTorch gets as many (got --threads {args.threads})")  # fmt: skip
     if args.impl:
-        session = glassnet_session if args.impl == "glassnet" else torch_session
+        ranks = args.ranks if args.impl == "glassnet" else 1
+        args.threads = max(1, args.threads // ranks)  # each rank's share of the threads
         measure = []  # built at the first request, after answer() has set the threads
 
         def run() -> dict:
             if not measure:
-                measure.append(session(args.workload, args.epochs, args.threads))
+                if args.impl == "glassnet":
+                    measure.append(glassnet_session(args.workload, args.epochs, args.threads, ranks))
+                else:
+                    measure.append(torch_session(args.workload, args.epochs, args.threads))
             return measure[0]()
 
-        answer(args, run)
+        if ranks > 1:  # rank 0 reads the rounds' requests and passes each on to every rank
+            os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
+            from mpi4py import MPI
+
+            serve_ranks(run, MPI.COMM_WORLD)
+        else:
+            answer(args, run)
         return
-    runs = alternate_live(__file__, args.rounds, ["--workload", args.workload, "--epochs", str(args.epochs),
-                                                   "--threads", str(args.threads)])  # fmt: skip
+    launch = {"glassnet": [mpiexec(), "-n", str(args.ranks)]} if args.ranks > 1 else None
+    common = ["--workload", args.workload, "--epochs", str(args.epochs), "--threads", str(args.threads)]
+    runs = alternate_live(__file__, args.rounds, [*common, "--ranks", str(args.ranks)], launch=launch)
     results = {impl: [r["train"] for r in rs] for impl, rs in runs.items()}
     g, t = statistics.median(results["glassnet"]), statistics.median(results["torch"])
     ratio, pairs = paired_ratio(results["glassnet"], results["torch"])
     report = {
         "workload": f"{args.workload}(1 -> {HIDDEN}), T = 40, batch {BATCH}, last step, Linear({HIDDEN}, 10)",
         "threads": args.threads,
+        "ranks": args.ranks,
         "glassnet_s_per_4000": round(g, 4),
         "torch_s_per_4000": round(t, 4),
         "ratio": round(ratio, 3),

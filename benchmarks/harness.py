@@ -88,10 +88,17 @@ def alternate(
 
 
 def alternate_live(
-    script: str, rounds: int, args: list[str], env: dict[str, str] | None = None, pause: float = 0.3
+    script: str,
+    rounds: int,
+    args: list[str],
+    env: dict[str, str] | None = None,
+    pause: float = 0.3,
+    launch: dict[str, list[str]] | None = None,
 ) -> dict[str, list[dict]]:
     """``alternate``'s rounds with the two children started once: each runs ``script --impl NAME
     --serve`` and answers every line it reads on stdin with one JSON line of timings (``serve``).
+    ``launch``: a command that starts a library's child, by library (``["mpiexec", "-n", "2"]``:
+    its ranks, rank 0 answering, ``serve_ranks``).
     A round asks the two in ``round_order``, one after the other, so its two measurements are
     well under a second apart, where a round of fresh processes spends seconds importing torch
     between them, long enough for this VM's cores to change placement (docs/speed.md, "When the
@@ -104,7 +111,8 @@ def alternate_live(
     try:
         for impl in ("glassnet", "torch"):
             errs[impl] = tempfile.TemporaryFile(mode="w+")
-            cmds[impl] = [sys.executable, script, "--impl", impl, "--serve", *args]
+            start = (launch or {}).get(impl, [])
+            cmds[impl] = [*start, sys.executable, script, "--impl", impl, "--serve", *args]
             procs[impl] = subprocess.Popen(
                 cmds[impl],
                 stdin=subprocess.PIPE,
@@ -141,6 +149,30 @@ def serve(measure) -> None:
     on stdin, each answered with one JSON line; returns at end of input."""
     for _ in sys.stdin:
         print(json.dumps(measure()), flush=True)
+
+
+def serve_ranks(measure, comm) -> None:
+    """``serve`` for a child started on several MPI ranks (``alternate_live``'s ``launch``): MPICH's
+    launcher hands stdin to rank 0 alone, so rank 0 reads each line and tells every rank (a
+    broadcast) to run ``measure()``, whose collectives need them all; rank 0 answers. At end of
+    input every rank returns. The ranks wait for the broadcast asleep, looking every 5 ms: MPI's
+    own blocking wait spins a core, which took one of the other library's two threads' cores
+    while it measured (PyTorch's LSTM epoch: 28 s instead of 0.18)."""
+    import numpy as np
+
+    go = np.zeros(1, np.int8)
+    lines = iter(sys.stdin) if comm.rank == 0 else None
+    while True:
+        if lines is not None:
+            go[0] = next(lines, None) is not None
+        request = comm.Ibcast(go, root=0)
+        while not request.Test():
+            time.sleep(0.005)
+        if not go[0]:
+            return
+        timings = measure()
+        if comm.rank == 0:
+            print(json.dumps(timings), flush=True)
 
 
 def answer(args: argparse.Namespace, measure) -> None:

@@ -36,7 +36,8 @@ DROP_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 # the issue's targets: ratio glassnet / PyTorch (time: at most; throughput: at least)
 TRAIN_TARGETS = {"mlp": "<= 0.9", "book": "<= 0.2 (5x faster)", "cnn": "<= 1.3", "cnn-shards2": "<= 1.3",
                  "cnn-bn": "<= 1.4", "cnn-bn-shards2": "<= 1.4",
-                 "gru": "<= 0.9", "lstm": "<= 1.0"}  # fmt: skip
+                 "gru": "<= 0.9", "gru-ranks2": "<= 0.9",
+                 "lstm": "<= 1.0", "lstm-ranks2": "<= 1.0"}  # fmt: skip
 INFER_TARGETS = {"mlp": ">= 1.0", "cnn": ">= 0.8", "cnn-shards2": ">= 0.8"}
 LAYER_TARGETS = {"Conv2d(1,32,5) first layer": "<= 2.0", "Conv2d(32,64,5)": "<= 1.5"}
 ATTENTION_TARGET = "<= 1.0"  # issue 13: the attention table's layers (not its LayerNorm row)
@@ -55,6 +56,10 @@ TRAIN_LABELS = {
     "vit-shards2": "`vit` preset against its twin, AdamW, batch 128, glassnet `fit(shards=2)`",
     "gru": "GRU(1 -> 64), MNIST-1D, T = 40, Adam, batch 128",
     "lstm": "LSTM(1 -> 64), MNIST-1D, T = 40, Adam, batch 128",
+    "gru-ranks2": "GRU(1 -> 64), MNIST-1D, T = 40, Adam, batch 128, glassnet on 2 MPI ranks (one BLAS thread "
+    "each)",
+    "lstm-ranks2": "LSTM(1 -> 64), MNIST-1D, T = 40, Adam, batch 128, glassnet on 2 MPI ranks (one BLAS "
+    "thread each)",
 }
 
 
@@ -91,9 +96,10 @@ def workloads(quick: bool, threads: int = 2) -> list[Workload]:
                 "--infer-size", str(infer_size), *split, *t)  # fmt: skip
         return Workload("train", f"{key}-shards{shards}" if shards > 1 else key, "bench_train.py", args)
 
-    def rnn(key, rounds, epochs):
-        return Workload("rnn", key, "bench_rnn.py", ("--workload", key, "--rounds", str(rounds),
-                                                      "--epochs", str(epochs), *t))  # fmt: skip
+    def rnn(key, rounds, epochs, ranks=1):
+        split = ("--ranks", str(ranks)) if ranks > 1 else ()  # glassnet over MPI ranks (mpiexec)
+        args = ("--workload", key, "--rounds", str(rounds), "--epochs", str(epochs), *split, *t)
+        return Workload("rnn", f"{key}-ranks{ranks}" if ranks > 1 else key, "bench_rnn.py", args)
 
     def table(name, script, rounds, repeats, key="", extra=()):  # a whole table, one JSON line
         args = (*extra, "--rounds", str(rounds), "--repeats", str(repeats), "--json", *t)
@@ -103,6 +109,7 @@ def workloads(quick: bool, threads: int = 2) -> list[Workload]:
         return Workload("cores", "", "probe_cores.py", ("--seconds", str(seconds), "--json", *t))
 
     run = (_quick_workloads if quick else _full_workloads)(train, rnn, table, cores)
+    run = [w for w in run if _ranks(w.args) <= threads]  # a rank per thread: the same cores as PyTorch's
     if threads > 1:  # the same commands at one thread: what the other threads buy each library
         run += [
             dataclasses.replace(w, table="one-thread", key=w.key or w.table, args=_at_one_thread(w.args))
@@ -110,6 +117,10 @@ def workloads(quick: bool, threads: int = 2) -> list[Workload]:
             if (w.table, w.key) in ONE_THREAD
         ]
     return run
+
+
+def _ranks(args: tuple[str, ...]) -> int:
+    return int(args[args.index("--ranks") + 1]) if "--ranks" in args else 1
 
 
 def _at_one_thread(args: tuple[str, ...]) -> tuple[str, ...]:
@@ -128,6 +139,7 @@ def _quick_workloads(train, rnn, table, cores) -> list[Workload]:
         train("resnet", 1, 1, train_size=640, infer_size=500),
         rnn("gru", 2, 1),
         rnn("lstm", 2, 1),
+        rnn("lstm", 2, 1, ranks=2),
         table("layers", "bench_layers.py", 1, 10),
         table("attention", "bench_attention.py", 1, 10),
         table("breakdown", "breakdown.py", 1, 10),
@@ -155,6 +167,8 @@ def _full_workloads(train, rnn, table, cores) -> list[Workload]:
         train("vit", 2, 1, train_size=6400, infer_size=2000, shards=2),
         rnn("gru", 15, 3),  # a recurrent epoch is short and its ratio noisy: many rounds (live children)
         rnn("lstm", 15, 3),
+        rnn("gru", 15, 3, ranks=2),
+        rnn("lstm", 15, 3, ranks=2),
         table("layers", "bench_layers.py", 7, 20),  # ms-long layers, their ratios noisy: more rounds
         table("attention", "bench_attention.py", 21, 30),  # its two processes live: a round is 2 s
         table("breakdown", "breakdown.py", 3, 20),

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -110,6 +112,8 @@ def test_writer_stamps_a_file_per_machine(tmp_path, quick):
     assert "| Conv2d(32,64,5) | 9.00 | 6.00 | **1.45** | 1.60, 1.45, 1.40 | <= 1.5 |" in text
     assert "| MultiheadAttention(64, 4) | 3.00 | 4.00 | **0.75** |  | <= 1.0 |" in text  # issue 13's
     assert "| GRU(1 -> 64), MNIST-1D, T = 40, Adam, batch 128 | 0.200 | 0.250 | **0.80** | 0.80 |" in text
+    assert ("| LSTM(1 -> 64), MNIST-1D, T = 40, Adam, batch 128, glassnet on 2 MPI ranks (one BLAS thread "
+            "each) | 0.200 | 0.250 | **0.80** | 0.80 | <= 1.0 |") in text  # fmt: skip
     assert "| product | default (ran on SkylakeX) | Haswell (ran on Haswell) |" in text
     assert (
         "| cols @ W | 5.00 (1.00) | 6.00 (1.20) |" in text
@@ -229,7 +233,7 @@ def test_only_reruns_some_tables_and_keeps_the_others_dated(tmp_path, monkeypatc
     monkeypatch.setattr(run_all, "run", fake_run)
     monkeypatch.setattr(sys, "argv", ["run_all.py", "--only", "rnn", "--out", str(tmp_path)])
     run_all.main()
-    assert ran == ["rnn", "rnn"]
+    assert ran == ["rnn"] * 4  # GRU and LSTM, each plain and on 2 MPI ranks
     data = json.loads((tmp_path / "intel-xeon-gold-6150-2c-skylakex.json").read_text())
     tables = [e["table"] for e in data["results"]]
     assert tables == [w.table for w in run_all.workloads(False)]  # nothing dropped, same order
@@ -605,6 +609,68 @@ def test_the_recurrent_benchmark_asks_two_live_children_for_epochs():
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(report["pair_ratios"]) == 2 and report["ratio"] > 0
     assert report["glassnet_s_per_4000"] > 0 and report["torch_s_per_4000"] > 0
+
+
+def test_a_rank_per_thread_run_all_leaves_out_the_ranks_rows_at_one_thread():
+    """bench_rnn.py --ranks K runs glassnet on K ranks of one BLAS thread each against PyTorch on
+    --threads threads: run_all lists such a row only where the threads cover the ranks, and the
+    script refuses more ranks than threads (glassnet would get more cores than PyTorch)."""
+    at_two = {w.key: w for w in run_all.workloads(False, 2) if w.table == "rnn"}
+    assert {"lstm-ranks2", "gru-ranks2"} <= set(at_two) and "--ranks" in at_two["lstm-ranks2"].args
+    assert not any("ranks" in w.key for w in run_all.workloads(False, 1))
+    out = subprocess.run(
+        [sys.executable, str(run_all.HERE / "bench_rnn.py"), "--ranks", "2", "--threads", "1"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2 and "--ranks 2 needs --threads 2 or more" in out.stderr
+
+
+@pytest.mark.skipif(shutil.which("mpiexec") is None, reason="needs mpiexec (pip install 'glassnet[mpi]')")
+def test_the_recurrent_benchmark_runs_glassnet_on_two_mpi_ranks():
+    """--ranks 2: glassnet's child is ``mpiexec -n 2``, rank 0 answering every round (its
+    requests passed on to rank 1, which trains its half of each batch); one report, as without."""
+    out = subprocess.run(
+        [sys.executable, str(run_all.HERE / "bench_rnn.py"), "--workload", "gru", "--rounds", "2",
+         "--epochs", "1", "--threads", "2", "--ranks", "2"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["ranks"] == 2 and len(report["pair_ratios"]) == 2
+    assert report["glassnet_s_per_4000"] > 0 and report["torch_s_per_4000"] > 0
+
+
+def test_serve_ranks_runs_every_request_on_every_rank_and_answers_on_rank_0(monkeypatch, capsys):
+    """Rank 0 reads the requests; each rank measures once per request (the broadcast tells the
+    others); only rank 0 prints; end of input ends every rank."""
+    harness = _bench_module("harness.py")
+
+    class Request:
+        def Test(self):
+            return True
+
+    class Comm:  # one rank's view; the broadcast copies rank 0's flag, as MPI would
+        def __init__(self, rank, flags):
+            self.rank, self.flags = rank, flags
+
+        def Ibcast(self, buf, root):
+            if self.rank == 0:
+                self.flags.append(int(buf[0]))
+            else:
+                buf[0] = self.flags[len(self.seen)]
+                self.seen.append(buf[0])
+            return Request()
+
+    flags: list[int] = []
+    monkeypatch.setattr(sys, "stdin", io.StringIO("go\ngo\ngo\n"))
+    calls = []
+    harness.serve_ranks(lambda: calls.append(0) or {"train": len(calls)}, Comm(0, flags))
+    assert flags == [1, 1, 1, 0] and len(calls) == 3
+    assert [json.loads(line)["train"] for line in capsys.readouterr().out.splitlines()] == [1, 2, 3]
+    other = Comm(1, flags)
+    other.seen = []
+    harness.serve_ranks(lambda: calls.append(1) or {"train": 0}, other)
+    assert calls.count(1) == 3 and capsys.readouterr().out == ""  # rank 1 measured, printed nothing
 
 
 def test_the_left_out_batch_norm_alternative_gives_the_layers_numbers_in_every_layout():
