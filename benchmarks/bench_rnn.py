@@ -31,9 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
-import sys
 import time
 
 from harness import (
@@ -41,6 +39,7 @@ from harness import (
     alternating_parser,
     answer,
     epoch_timer,
+    mpiexec,
     paired_ratio,
     positive_int,
     serve_ranks,
@@ -157,16 +156,6 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def mpiexec() -> str:
-    """The launcher of the MPICH wheel (``pip install 'glassnet[mpi]'``): beside this Python's
-    executable in a virtual environment, else on PATH."""
-    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    found = beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
-    if found is None:
-        raise SystemExit("bench_rnn.py: --ranks needs mpiexec: pip install 'glassnet[mpi]' (mpi4py, MPICH)")
-    return found
-
-
 def main() -> None:
     ap = build_parser()
     args = ap.parse_args()
@@ -194,7 +183,7 @@ def main() -> None:
         else:
             answer(args, run)
         return
-    launch = {"glassnet": [mpiexec(), "-n", str(args.ranks)]} if args.ranks > 1 else None
+    launch = {"glassnet": [mpiexec("bench_rnn.py"), "-n", str(args.ranks)]} if args.ranks > 1 else None
     common = ["--workload", args.workload, "--epochs", str(args.epochs), "--threads", str(args.threads)]
     runs = alternate_live(__file__, args.rounds, [*common, "--ranks", str(args.ranks)], launch=launch)
     results = {impl: [r["train"] for r in rs] for impl, rs in runs.items()}

@@ -25,7 +25,9 @@ both sides (twins.torch_optimizer), batch 128, without augmentation (the same in
 ``--train-size`` times epochs over the first examples only (a quick check). ``--shards K``
 trains glassnet with ``fit(shards=K)`` and infers with ``predict(shards=K)`` (each batch's
 parts side by side in K threads, BLAS on one thread each: ``glassnet.shards``); PyTorch's side
-is the same either way.
+is the same either way. ``--ranks K`` trains glassnet over K MPI ranks instead (``mpiexec -n
+K``, ``fit(distributed=gn.distributed.MPI())``, each rank's BLAS on ``--threads`` / K threads,
+the same global batch), and times no inference on that side.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import os
 import statistics
 import time
 
-from harness import alternate, alternating_parser, epoch_timer, paired_ratio, positive_int
+from harness import alternate, alternating_parser, epoch_timer, mpiexec, paired_ratio, positive_int
 from twins import TWINS, torch_optimizer
 
 WORKLOADS = {
@@ -105,11 +107,18 @@ def load(threads: int, train_size: int | None = None):
 
 
 def run_glassnet(workload: str, epochs: int, threads: int, train_size: int | None = None,
-                 infer_size: int = 10000, infer_passes: int = 3, shards: int = 1) -> dict:  # fmt: skip
+                 infer_size: int = 10000, infer_passes: int = 3, shards: int = 1,
+                 ranks: int = 1) -> dict:  # fmt: skip
+    """glassnet's side: the model warmed up, ``epochs`` epochs of ``gn.fit`` timed, then the
+    inference passes. ``ranks`` > 1: this process is one of ``mpiexec``'s ranks, fit trains over
+    all of them (each on its part of every batch), and no inference is timed (``predict`` runs
+    on one process)."""
     x, y = load(threads, train_size)
     import numpy as np
 
     import glassnet as gn
+
+    dist = gn.distributed.MPI() if ranks > 1 else None
 
     sizes, act, loss_name, bs, lr, momentum = WORKLOADS[workload]
     rng = np.random.default_rng(0)
@@ -134,8 +143,9 @@ def run_glassnet(workload: str, epochs: int, threads: int, train_size: int | Non
     # layers holding whole-batch buffers that fit's replicas never use); the warm-up's replicas
     # are let go before fit makes its own, so that the peak memory is fit's
     parts = gn.Shards(model, shards) if shards > 1 else None
+    rows = bs // ranks  # a rank's part of a batch: what its layers will see in fit
     for i in range(min(20, len(x) // bs)):
-        gn.train_step(model, loss_fn, opt, x[i * bs : (i + 1) * bs], y[i * bs : (i + 1) * bs], regularizer,
+        gn.train_step(model, loss_fn, opt, x[i * bs : i * bs + rows], y[i * bs : i * bs + rows], regularizer,
                       shards=parts)  # fmt: skip
     if parts is not None:
         parts.close()
@@ -143,7 +153,9 @@ def run_glassnet(workload: str, epochs: int, threads: int, train_size: int | Non
 
     timer = epoch_timer()
     gn.fit(model, loss_fn, opt, (x, y), epochs=epochs, batch_size=bs, rng=rng, verbose=False,
-           regularizer=regularizer, callbacks=[timer], shards=shards)  # fmt: skip
+           regularizer=regularizer, callbacks=[timer], shards=shards, distributed=dist)  # fmt: skip
+    if dist is not None:
+        return {"train": min(timer.times), "rss": peak_rss_mb(), "rank": dist.rank}
     n_infer = min(infer_size, len(x))
     passes = _passes(lambda: gn.predict(model, x[:n_infer], batch_size=500, shards=shards), infer_passes)
     return {"train": min(timer.times), **_throughput(n_infer, passes), "rss": peak_rss_mb()}
@@ -244,15 +256,31 @@ def build_parser() -> argparse.ArgumentParser:
                     help="inference passes over those images (the best and the first reported)")  # fmt: skip
     ap.add_argument("--shards", type=positive_int, default=1,
                     help="glassnet: fit(shards=K), a batch in K parts in threads")  # fmt: skip
+    ap.add_argument(
+        "--ranks",
+        type=positive_int,
+        default=1,
+        help="glassnet on K MPI ranks (mpiexec -n K), BLAS on threads / K each; no inference",
+    )
     return ap
 
 
 def main() -> None:
-    args = build_parser().parse_args()
+    ap = build_parser()
+    args = ap.parse_args()
+    if args.ranks > 1 and not args.impl:
+        if args.ranks > args.threads:
+            ap.error(f"--ranks {args.ranks} needs --threads {args.ranks} or more: each rank runs on a thread "
+                     f"of its own, and PyTorch gets as many (got --threads {args.threads})")  # fmt: skip
+        if args.shards > 1:
+            ap.error("--ranks and --shards split the batch two ways: give one of them")
     if args.impl:
         if args.impl == "glassnet":
-            out = run_glassnet(args.workload, args.epochs, args.threads, args.train_size, args.infer_size,
-                               args.infer_passes, args.shards)  # fmt: skip
+            ranks = args.ranks
+            out = run_glassnet(args.workload, args.epochs, max(1, args.threads // ranks), args.train_size,
+                               args.infer_size, args.infer_passes, args.shards, ranks)  # fmt: skip
+            if out.pop("rank", 0) != 0:
+                return  # under mpiexec rank 0 answers
         else:
             out = run_torch(args.workload, args.epochs, args.threads, args.train_size, args.infer_size,
                             args.infer_passes)  # fmt: skip
@@ -260,9 +288,11 @@ def main() -> None:
         return
     extra = ["--train-size", str(args.train_size)] if args.train_size else []
     extra += ["--shards", str(args.shards)] if args.shards > 1 else []
+    extra += ["--ranks", str(args.ranks)] if args.ranks > 1 else []
     extra += ["--infer-size", str(args.infer_size), "--infer-passes", str(args.infer_passes)]
-    results = alternate(__file__, args.rounds, ["--workload", args.workload, "--epochs", str(args.epochs),
-                                                 "--threads", str(args.threads), *extra])  # fmt: skip
+    launch = {"glassnet": [mpiexec("bench_train.py"), "-n", str(args.ranks)]} if args.ranks > 1 else None
+    common = ["--workload", args.workload, "--epochs", str(args.epochs), "--threads", str(args.threads)]
+    results = alternate(__file__, args.rounds, [*common, *extra], launch=launch)
 
     def median(impl, key):
         return statistics.median(r[key] for r in results[impl])
@@ -276,17 +306,21 @@ def main() -> None:
     report = {
         "workload": args.workload,
         "threads": args.threads,
+        "ranks": args.ranks,
         "glassnet_s_per_epoch": round(g, 3),
         "torch_s_per_epoch": round(t, 3),
         "ratio": ratio,
         "pair_ratios": pairs,
         "ratio_of_medians": round(g / t, 3),
-        "inference_examples_per_s": {i: round(median(i, "infer")) for i in results},
-        "inference_ratio": paired("infer")[0],
-        "inference_first_pass_examples_per_s": {i: round(median(i, "infer_first")) for i in results},
-        "inference_first_pass_ratio": paired("infer_first")[0],
-        "peak_rss_mb": {i: round(median(i, "rss")) for i in results},
+        "peak_rss_mb": {i: round(median(i, "rss")) for i in results},  # on ranks: rank 0's
     }
+    if args.ranks == 1:  # on ranks glassnet times no inference
+        report |= {
+            "inference_examples_per_s": {i: round(median(i, "infer")) for i in results},
+            "inference_ratio": paired("infer")[0],
+            "inference_first_pass_examples_per_s": {i: round(median(i, "infer_first")) for i in results},
+            "inference_first_pass_ratio": paired("infer_first")[0],
+        }
     print(json.dumps(report))
 
 

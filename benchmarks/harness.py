@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -67,16 +68,22 @@ def paired_ratio(g: list[float], t: list[float]) -> tuple[float, list[float]]:
 
 
 def alternate(
-    script: str, rounds: int, args: list[str], env: dict[str, str] | None = None
+    script: str,
+    rounds: int,
+    args: list[str],
+    env: dict[str, str] | None = None,
+    launch: dict[str, list[str]] | None = None,
 ) -> dict[str, list[dict]]:
     """``rounds`` pairs of child processes, each running ``script`` with ``--impl NAME`` and
     ``args`` (in ``env``, if given), in ``round_order``; returns every child's JSON by library,
     in round order, and prints each round's epoch times where the children report one
-    (``"train"``)."""
+    (``"train"``). ``launch``: as ``alternate_live``'s (the last line a child prints is its
+    answer: under ``mpiexec`` rank 0 alone prints one)."""
     results: dict[str, list[dict]] = {"glassnet": [], "torch": []}
     for r in range(rounds):
         for impl in round_order(r):
-            out = run_child([sys.executable, script, "--impl", impl, *args], env=env)
+            start = (launch or {}).get(impl, [])
+            out = run_child([*start, sys.executable, script, "--impl", impl, *args], env=env)
             results[impl].append(json.loads(out.strip().splitlines()[-1]))
         if "train" in results["torch"][-1]:
             g, t = results["glassnet"][-1]["train"], results["torch"][-1]["train"]
@@ -149,6 +156,16 @@ def serve(measure) -> None:
     on stdin, each answered with one JSON line; returns at end of input."""
     for _ in sys.stdin:
         print(json.dumps(measure()), flush=True)
+
+
+def mpiexec(script: str) -> str:
+    """The launcher of the MPICH wheel (``pip install 'glassnet[mpi]'``): beside this Python's
+    executable in a virtual environment, else on PATH; ``script``'s usage error without one."""
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    found = beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
+    if found is None:
+        raise SystemExit(f"{script}: --ranks needs mpiexec: pip install 'glassnet[mpi]' (mpi4py, MPICH)")
+    return found
 
 
 def serve_ranks(measure, comm) -> None:

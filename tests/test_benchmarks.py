@@ -50,6 +50,8 @@ def fake_results(quick: bool) -> list:
                  "inference_first_pass_examples_per_s": {"glassnet": 2000, "torch": 4000},
                  "inference_first_pass_ratio": 0.52,
                  "peak_rss_mb": {"glassnet": 600, "torch": 650}}  # fmt: skip
+            if "ranks" in w.key:  # glassnet on MPI ranks times no inference
+                r = {k: v for k, v in r.items() if not k.startswith("inference")}
         elif w.table == "rnn":  # a result from before the paired ratio: the ratio of the medians
             r = {"glassnet_s_per_4000": 0.2, "torch_s_per_4000": 0.25, "ratio_of_medians": 0.8,
                  "pair_ratios": [0.8]}  # fmt: skip
@@ -109,6 +111,9 @@ def test_writer_stamps_a_file_per_machine(tmp_path, quick):
         assert value in text
     assert "| CNN-A, Adam, batch 128 | 1.250 | 1.000 | **1.20** | 1.10, 1.20, 1.35 | <= 1.3 |" in text
     assert "| cnn | 4,000 | 5,000 | **0.82** | 2,000, 4,000, 0.52 | >= 0.8 |" in text
+    assert ("| MLP 784-256-128-10 ReLU, CE, SGD momentum, batch 128, glassnet on 2 MPI ranks (one BLAS "
+            "thread each) | 1.250 | 1.000 | **1.20** | 1.10, 1.20, 1.35 | <= 0.9 |") in text  # fmt: skip
+    assert "| mlp-ranks2 |" not in text  # in the training table, not the inference table
     assert "| Conv2d(32,64,5) | 9.00 | 6.00 | **1.45** | 1.60, 1.45, 1.40 | <= 1.5 |" in text
     assert "| MultiheadAttention(64, 4) | 3.00 | 4.00 | **0.75** |  | <= 1.0 |" in text  # issue 13's
     assert "| GRU(1 -> 64), MNIST-1D, T = 40, Adam, batch 128 | 0.200 | 0.250 | **0.80** | 0.80 |" in text
@@ -638,6 +643,26 @@ def test_the_recurrent_benchmark_runs_glassnet_on_two_mpi_ranks():
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["ranks"] == 2 and len(report["pair_ratios"]) == 2
     assert report["glassnet_s_per_4000"] > 0 and report["torch_s_per_4000"] > 0
+
+
+@pytest.mark.skipif(shutil.which("mpiexec") is None, reason="needs mpiexec (pip install 'glassnet[mpi]')")
+def test_the_training_benchmark_runs_glassnet_on_two_mpi_ranks():
+    """bench_train.py --ranks 2: glassnet's child is ``mpiexec -n 2`` (rank 0's line the answer),
+    fit over both ranks; its report has no inference figures (predict runs on one process)."""
+    out = subprocess.run(
+        [sys.executable, str(run_all.HERE / "bench_train.py"), "--workload", "mlp", "--rounds", "1",
+         "--epochs", "1", "--train-size", "2560", "--threads", "2", "--ranks", "2"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["ranks"] == 2 and report["glassnet_s_per_epoch"] > 0 and report["torch_s_per_epoch"] > 0
+    assert "inference_ratio" not in report
+    refused = subprocess.run(
+        [sys.executable, str(run_all.HERE / "bench_train.py"), "--ranks", "2", "--shards", "2"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "--ranks and --shards split the batch two ways" in refused.stderr
 
 
 def test_serve_ranks_runs_every_request_on_every_rank_and_answers_on_rank_0(monkeypatch, capsys):
