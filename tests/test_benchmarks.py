@@ -441,6 +441,8 @@ def test_the_speed_scripts_refuse_a_count_below_one_with_a_usage_error(script, c
     ("script", "args", "option", "text", "expected"),
     [
         ("run_all.py", [], "--threads", "0", "an integer >= 1"),
+        ("bench_rnn.py", [], "--ranks", "0", "an integer >= 1"),
+        ("bench_train.py", [], "--ranks", "0", "an integer >= 1"),
         ("twins.py", ["--preset", "resnet"], "--threads", "0", "an integer >= 1"),
         ("twins.py", ["--preset", "resnet"], "--epochs", "0", "an integer >= 1"),
         ("twins.py", ["--preset", "resnet"], "--train-size", "-5", "an integer >= 1"),
