@@ -7,7 +7,8 @@
 A CASE is ``model-optimizer-dtype-batch``: ``mlp-sgd-64-8``, ``mlp-plain-64-2`` (SGD alone),
 ``mlp-sgdsub-64-8`` (an optimizer without a flat gradient vector),
 ``cnn-adam-32-8``, ``cnnbn-sgd-64-8`` (synchronised batch norm), ``cnnbnlocal-sgd-64-8``
-(per-rank statistics), ``gru-adam-64-8``. Each run trains for a few steps on
+(per-rank statistics), ``gru-adam-64-8``, ``lstm-adam-32-8`` (LSTM(1 -> 4), its last step into
+Linear(4, 3): the recurrent net docs/speed.md trains on ranks). Each run trains for a few steps on
 synthetic data and writes rank r's final weights and buffers to OUT_DIR/CASE.rank<r>.npz and,
 on rank 0, OUT_DIR/CASE.json (the history and the allreduce counters). Every rank writes its
 pid to OUT_DIR/pid.<r> first, so that a test can kill one.
@@ -36,6 +37,8 @@ def data(model: str, dtype):
         x = rng.standard_normal((N, 6))
     elif model == "gru":
         x = rng.standard_normal((N, 5))  # 5 steps of one feature (mnist1d_gru reshapes)
+    elif model == "lstm":
+        x = rng.standard_normal((N, 5, 1))  # 5 steps of one feature
     else:
         x = rng.standard_normal((N, 1, 16, 16))  # CNN-A's smallest input: 16 -> 12 -> 6 -> 2 -> 1
     y = rng.integers(0, 3, N)
@@ -48,6 +51,8 @@ def build(model: str, dtype):
         net = gn.Sequential(gn.Linear(6, 7, rng=rng), gn.Tanh(), gn.Linear(7, 3, rng=rng))
     elif model == "gru":
         net = gn.models.mnist1d_gru(rng, (5,), 3, hidden=4)
+    elif model == "lstm":
+        net = gn.Sequential(gn.LSTM(1, 4, rng=rng), gn.LastStep(), gn.Linear(4, 3, rng=rng))
     else:
         net = gn.models.cnn_a(rng, (1, 16, 16), 3, batch_norm=model.startswith("cnnbn"))
         for layer in net:

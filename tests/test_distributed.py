@@ -42,7 +42,7 @@ needs_mpi = pytest.mark.skipif(
 # the steps are O(lr) in a direction rounding chooses, in either process alike
 CASES = ["mlp-sgd-64-8", "mlp-adam-32-8", "mlp-sgd-64-7", "mlp-plain-64-2", "mlp-sgdsub-64-8", "cnn-sgd-64-8",
          "cnn-adam-32-8", "cnnbn-sgd-64-8", "cnnbn-sgd-32-8", "cnnbn-adam-64-8", "gru-sgd-64-8",
-         "gru-adam-32-8", "cnnbnlocal-sgd-64-8"]  # fmt: skip
+         "gru-adam-32-8", "lstm-adam-32-8", "lstm-sgd-64-8", "cnnbnlocal-sgd-64-8"]  # fmt: skip
 
 
 def mpiexec(args: list[str], ranks: int = 2, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
