@@ -113,10 +113,12 @@ def by_row_vector(op, x: np.ndarray, v: np.ndarray, out: np.ndarray | None = Non
     what it saves; so do rows of ``SHORT_ROW`` numbers or more (an MLP's (500, 256) at inference:
     right after the product that wrote x, the grouped pass took longer than the broadcast).
     ``out=None``: a new array; ``out=x``: in place."""
+    if x.size < 8 * ROW_GROUP:  # decided first: the book's batch of 10 calls this twice a step
+        return op(x, v, out=out)
     rows, n = x.shape
     k = ROW_GROUP // n if n else 0
     c_order = x.flags.c_contiguous and (out is None or out.flags.c_contiguous)
-    if n >= SHORT_ROW or k < 2 or rows < 2 * k or x.size < 8 * ROW_GROUP or not c_order:
+    if n >= SHORT_ROW or k < 2 or rows < 2 * k or not c_order:
         return op(x, v, out=out)
     out = np.empty(x.shape, np.result_type(x, v)) if out is None else out
     whole = rows - rows % k

@@ -60,11 +60,11 @@ class Linear(Module):
         if x.ndim < 2 or x.shape[-1] != self.in_features:
             raise ShapeError(f"Linear expects input (N, ..., {self.in_features}), got shape {x.shape}")
         self.x = x
-        # (N, T, in): one product over all N T rows (NumPy makes one per example)
-        y = x.reshape(-1, self.in_features) @ self.W.data
+        flat = x.ndim == 2  # else (N, T, in): one product over all N T rows (NumPy makes one per example)
+        y = (x if flat else x.reshape(-1, self.in_features)) @ self.W.data
         if self.b is not None:
             by_row_vector(np.add, y, self.b.data, out=y)  # y += b
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return y if flat else y.reshape(*x.shape[:-1], self.out_features)
 
     def backward_params(self, dy: np.ndarray) -> None:
         x, dy = self.x, dy
