@@ -26,8 +26,9 @@ both sides (twins.torch_optimizer), batch 128, without augmentation (the same in
 trains glassnet with ``fit(shards=K)`` and infers with ``predict(shards=K)`` (each batch's
 parts side by side in K threads, BLAS on one thread each: ``glassnet.shards``); PyTorch's side
 is the same either way. ``--ranks K`` trains glassnet over K MPI ranks instead (``mpiexec -n
-K``, ``fit(distributed=gn.distributed.MPI())``, each rank's BLAS on ``--threads`` / K threads,
-the same global batch), and times no inference on that side.
+K``, ``fit(distributed=gn.distributed.MPI(sync_batchnorm=True))``, each rank's BLAS on
+``--threads`` / K threads, the same global batch, batch norm over all of it), and times no
+inference on that side.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ def run_glassnet(workload: str, epochs: int, threads: int, train_size: int | Non
 
     import glassnet as gn
 
-    dist = gn.distributed.MPI() if ranks > 1 else None
+    # batch norm over the whole global batch on every rank, as PyTorch's one process normalises
+    dist = gn.distributed.MPI(sync_batchnorm=True) if ranks > 1 else None
 
     sizes, act, loss_name, bs, lr, momentum = WORKLOADS[workload]
     rng = np.random.default_rng(0)
