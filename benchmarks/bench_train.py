@@ -39,7 +39,15 @@ import os
 import statistics
 import time
 
-from harness import alternate, alternating_parser, epoch_timer, mpiexec, paired_ratio, positive_int
+from harness import (
+    alternate,
+    alternating_parser,
+    epoch_timer,
+    mpiexec,
+    paired_ratio,
+    positive_int,
+    refuse_more_ranks_than_threads,
+)
 from twins import TWINS, torch_optimizer
 
 WORKLOADS = {
@@ -270,15 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     ap = build_parser()
     args = ap.parse_args()
-    if args.ranks > 1 and not args.impl:
-        if args.ranks > args.threads:
-            ap.error(f"--ranks {args.ranks} needs --threads {args.ranks} or more: each rank runs on a thread "
-                     f"of its own, and PyTorch gets as many (got --threads {args.threads})")  # fmt: skip
-        if args.shards > 1:
-            ap.error("--ranks and --shards split the batch two ways: give one of them")
     if args.impl:
         if args.impl == "glassnet":
-            ranks = args.ranks
+            ranks = args.ranks  # each rank on its share of the threads
             out = run_glassnet(args.workload, args.epochs, max(1, args.threads // ranks), args.train_size,
                                args.infer_size, args.infer_passes, args.shards, ranks)  # fmt: skip
             if out.pop("rank", 0) != 0:
@@ -288,6 +290,9 @@ def main() -> None:
                             args.infer_passes)  # fmt: skip
         print(json.dumps(out))
         return
+    refuse_more_ranks_than_threads(ap, args)
+    if args.ranks > 1 and args.shards > 1:
+        ap.error("--ranks and --shards split the batch two ways: give one of them")
     extra = ["--train-size", str(args.train_size)] if args.train_size else []
     extra += ["--shards", str(args.shards)] if args.shards > 1 else []
     extra += ["--ranks", str(args.ranks)] if args.ranks > 1 else []

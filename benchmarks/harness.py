@@ -168,6 +168,15 @@ def mpiexec(script: str) -> str:
     return found
 
 
+def refuse_more_ranks_than_threads(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--ranks`` K runs glassnet on K processes of ``--threads`` / K BLAS threads each against
+    PyTorch's one process on ``--threads``: more ranks than threads would give glassnet more
+    cores than PyTorch, a usage error."""
+    if args.ranks > args.threads:
+        ap.error(f"--ranks {args.ranks} needs --threads {args.ranks} or more: each rank runs on a thread of "
+                 f"its own, and PyTorch gets as many (got --threads {args.threads})")  # fmt: skip
+
+
 def serve_ranks(measure, comm) -> None:
     """``serve`` for a child started on several MPI ranks (``alternate_live``'s ``launch``): MPICH's
     launcher hands stdin to rank 0 alone, so rank 0 reads each line and tells every rank (a
@@ -192,12 +201,17 @@ def serve_ranks(measure, comm) -> None:
             print(json.dumps(timings), flush=True)
 
 
-def answer(args: argparse.Namespace, measure) -> None:
+def answer(args: argparse.Namespace, measure, ranks: int = 1) -> None:
     """A child's side of the rounds (``--impl``): its BLAS and OpenMP pools set to ``--threads``
     before ``measure()`` first imports NumPy, then ``measure()``'s timings as one JSON line, or,
-    under ``--serve`` (``alternate_live``), once for every line read on stdin."""
+    under ``--serve`` (``alternate_live``), once for every line read on stdin; on ``ranks`` > 1
+    MPI ranks (``mpiexec``), ``serve_ranks``."""
     os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
-    if args.serve:
+    if ranks > 1:
+        from mpi4py import MPI
+
+        serve_ranks(measure, MPI.COMM_WORLD)
+    elif args.serve:
         serve(measure)
     else:
         print(json.dumps(measure()))
