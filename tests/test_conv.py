@@ -294,7 +294,7 @@ def test_long_product_in_blocks_is_the_product(monkeypatch):
         np.testing.assert_allclose(got, a @ b, rtol=1e-4, atol=1e-3)
 
 
-def test_tap_by_tap_dx_is_the_same_bits_in_either_memorymemory_layout(monkeypatch):
+def test_tap_by_tap_dx_is_the_same_bits_in_either_memory_layout(monkeypatch):
     """The tap-by-tap dx adds the same products in the same order on pixel-major memory as on
     channels-last memory: the same float32 bits, strided, dilated, padded and grouped; the dx
     it returns is an NCHW view of channels-last memory, as the layers below expect."""
