@@ -476,7 +476,7 @@ class Conv2d(Module):
     def _forward_spectral(self, x: np.ndarray, ho: int, wo: int, keep: bool) -> np.ndarray:
         """y through the DFT (``_spectral``): x's pixels as rows, y's likewise, returned as the
         NCHW view of pixel-major (Ho, Wo, N, out) memory. Keeps the spectra backward needs."""
-        n, c, h, w = x.shape
+        n, _, h, w = x.shape
         spectral = Spectral(
             (h, w), self._kernel_padding, (ho, wo), self.stride, self.kernel_size, self.dilation, x.dtype
         )
