@@ -34,12 +34,9 @@ RESULTS = HERE / "results"
 DROP_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 # the issue's targets: ratio glassnet / PyTorch (time: at most; throughput: at least)
-TRAIN_TARGETS = {"mlp": "<= 0.9", "mlp-ranks2": "<= 0.9", "book": "<= 0.2 (5x faster)",
-                 "book-ranks2": "<= 0.2 (5x faster)", "cnn": "<= 1.3", "cnn-shards2": "<= 1.3",
-                 "cnn-ranks2": "<= 1.3",
+TRAIN_TARGETS = {"mlp": "<= 0.9", "book": "<= 0.2 (5x faster)", "cnn": "<= 1.3", "cnn-shards2": "<= 1.3",
                  "cnn-bn": "<= 1.4", "cnn-bn-shards2": "<= 1.4",
-                 "gru": "<= 0.9", "gru-ranks2": "<= 0.9",
-                 "lstm": "<= 1.0", "lstm-ranks2": "<= 1.0"}  # fmt: skip
+                 "gru": "<= 0.9", "lstm": "<= 1.0"}  # fmt: skip
 INFER_TARGETS = {"mlp": ">= 1.0", "cnn": ">= 0.8", "cnn-shards2": ">= 0.8"}
 LAYER_TARGETS = {"Conv2d(1,32,5) first layer": "<= 2.0", "Conv2d(32,64,5)": "<= 1.5"}
 ATTENTION_TARGET = "<= 1.0"  # issue 13: the attention table's layers (not its LayerNorm row)
@@ -47,11 +44,6 @@ ATTENTION_TARGET_ROWS = ("MultiheadAttention", "TransformerEncoderLayer")
 TRAIN_LABELS = {
     "mlp": "MLP 784-256-128-10 ReLU, CE, SGD momentum, batch 128",
     "book": "book ch. 1: 784-30-10 sigmoid, quadratic cost, SGD, batch 10",
-    "mlp-ranks2": "MLP 784-256-128-10 ReLU, CE, SGD momentum, batch 128, glassnet on 2 MPI ranks (one BLAS "
-    "thread each)",
-    "book-ranks2": "book ch. 1: 784-30-10 sigmoid, quadratic cost, SGD, batch 10, glassnet on 2 MPI ranks "
-    "(one BLAS thread each)",
-    "cnn-ranks2": "CNN-A, Adam, batch 128, glassnet on 2 MPI ranks (one BLAS thread each)",
     "cnn": "CNN-A, Adam, batch 128",
     "cnn-shards2": "CNN-A, Adam, batch 128, glassnet `fit(shards=2)`",
     "cnn-bn": "CNN-A + BatchNorm2d, Adam, batch 128",
@@ -63,11 +55,26 @@ TRAIN_LABELS = {
     "vit-shards2": "`vit` preset against its twin, AdamW, batch 128, glassnet `fit(shards=2)`",
     "gru": "GRU(1 -> 64), MNIST-1D, T = 40, Adam, batch 128",
     "lstm": "LSTM(1 -> 64), MNIST-1D, T = 40, Adam, batch 128",
-    "gru-ranks2": "GRU(1 -> 64), MNIST-1D, T = 40, Adam, batch 128, glassnet on 2 MPI ranks (one BLAS thread "
-    "each)",
-    "lstm-ranks2": "LSTM(1 -> 64), MNIST-1D, T = 40, Adam, batch 128, glassnet on 2 MPI ranks (one BLAS "
-    "thread each)",
 }
+
+
+def train_label(key: str) -> str:
+    """A training row's label; a row on K MPI ranks (key "<workload>-ranks<K>") is its workload's,
+    saying so."""
+    base, ranks = _on_ranks(key)
+    label = TRAIN_LABELS.get(base, base)
+    return label if ranks == 1 else f"{label}, glassnet on {ranks} MPI ranks (one BLAS thread each)"
+
+
+def train_target(key: str) -> str:
+    """A training row's target: on MPI ranks, its workload's."""
+    return TRAIN_TARGETS.get(_on_ranks(key)[0], "")
+
+
+def _on_ranks(key: str) -> tuple[str, int]:
+    """("lstm", 2) for "lstm-ranks2", (key, 1) for a row in one process."""
+    base, sep, ranks = key.partition("-ranks")
+    return (base, int(ranks)) if sep else (key, 1)
 
 
 TABLES = [
@@ -313,9 +320,9 @@ def render(stamp: dict, results: list[tuple[Workload, dict]], quick: bool) -> st
             g, t = _times(r)[""]
             rounds = ", ".join(f"{p:.2f}" for p in r.get("pair_ratios", []))
             cmd = "python benchmarks/" + " ".join([w.script, *w.args])
-            lines.append(f"| {TRAIN_LABELS.get(w.key, w.key)} | {_num(g, '.3f')} | {_num(t, '.3f')} | "
+            lines.append(f"| {train_label(w.key)} | {_num(g, '.3f')} | {_num(t, '.3f')} | "
                          f"**{_num(_ratios(r)[''], '.2f')}** | {rounds} | "
-                         f"{TRAIN_TARGETS.get(w.key, '')} | `{cmd}` |")  # fmt: skip
+                         f"{train_target(w.key)} | `{cmd}` |")  # fmt: skip
         lines.append("")
     infer = [(w, r) for w, r in by_table.get("train", []) if "inference_examples_per_s" in r]
     if infer:
@@ -442,7 +449,7 @@ def one_thread_lines(one: list[tuple[Workload, dict]], results: list[tuple[Workl
                      [f"{other_ratio[name]:.2f}", f"{g1 / gn_:.2f}x", f"{t1 / tn:.2f}x"])  # fmt: skip
             cells = [f"{g1:.3f}{unit}", f"{t1:.3f}{unit}", f"**{_ratios(r)[name]:.2f}**", *there,
                      f"`python benchmarks/{' '.join([w.script, *w.args])}`"]  # fmt: skip
-            lines.append(f"| {name or TRAIN_LABELS.get(w.key, w.key)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {name or train_label(w.key)} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
