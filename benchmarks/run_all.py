@@ -13,7 +13,8 @@ side. Every file carries its stamp: CPU model (``lscpu``), cores, threads, NumPy
 (version, kernel and threads from threadpoolctl, read in a child process with the benchmarks'
 environment), PyTorch version, Python version and the date. No number in those files is typed
 by hand; ratios are glassnet / PyTorch (time ratios: below 1, glassnet is faster; throughput
-ratios: above 1, glassnet is faster).
+ratios: above 1, glassnet is faster). A full run into ``benchmarks/results`` then remakes
+README.md's speed tables from every machine's file (``summary.py``).
 """
 
 from __future__ import annotations
@@ -605,6 +606,10 @@ def main() -> None:
     results = [(w, fresh.get((w.table, w.key), kept.get((w.table, w.key)))) for w in every]
     md, js = write_results(stamp, [(w, r) for w, r in results if r is not None], args.quick, args.out)
     print(f"wrote {md} and {js}")
+    if args.out.resolve() == RESULTS.resolve() and not args.quick:  # README's tables, from the files
+        import summary
+
+        summary.main([])
 
 
 def earlier_results(stamp: dict, quick: bool, directory: Path) -> dict[tuple[str, str], dict]:

@@ -731,3 +731,86 @@ def test_the_left_out_batch_norm_alternative_gives_the_layers_numbers_in_every_l
                 off()
         for a, b in zip(*results):
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_readme_speed_tables_are_the_ones_the_results_files_give(tmp_path, capsys):
+    """No number in README's speed tables is typed by hand: they are what summary.py makes from
+    the committed results files; a README with one figure changed fails the same check."""
+    import summary
+
+    assert summary.main(["--check"]) == 0, capsys.readouterr().err
+    readme = (run_all.HERE.parent / "README.md").read_text()
+    block = readme[readme.index(summary.BEGIN) : readme.index(summary.END)]
+    cell = next(line for line in block.splitlines() if line.startswith("| CNN-A |")).split(" | ")[2]
+    edited = tmp_path / "README.md"
+    edited.write_text(readme.replace(cell, "0.42 ✓", 1))
+    assert summary.main(["--check", "--readme", str(edited)]) == 1
+    assert "run python benchmarks/summary.py" in capsys.readouterr().err
+
+
+def test_summary_ticks_the_targets_a_figure_meets():
+    import summary
+
+    assert summary.meets(0.9, "<= 0.9") and summary.meets(0.904, "<= 0.9")  # shown as 0.90
+    assert not summary.meets(0.91, "<= 0.9") and not summary.meets(0.21, "<= 0.2 (5x faster)")
+    assert summary.meets(1.0, ">= 1.0") and not summary.meets(0.99, ">= 1.0")
+    assert not summary.meets(0.5, "")  # no target, no tick
+
+
+def test_summary_has_a_column_per_full_run_newest_first(tmp_path):
+    """Each machine's full-run file is a column (a --quick file is not), the newest first, headed
+    by its CPU, family and model, and the dates its figures were measured; glassnet's other ways
+    stand beside the plain figure; a breakdown's products alone are set against PyTorch's step."""
+    import summary
+
+    run_all.write_results(STAMP, fake_results(False), False, tmp_path)
+    zen4 = dict(STAMP, cpu="AMD EPYC", cpu_family="family 25 model 17", date="2026-12-01 10:00 UTC")
+    run_all.write_results(zen4, fake_results(False), False, tmp_path)
+    run_all.write_results(dict(STAMP, cpu="Quick CPU"), fake_results(True), True, tmp_path)
+    text = summary.render(summary.machines(tmp_path))
+    head = text.splitlines()[0]
+    assert head.index("Xeon Gold 6150, 2 cores, OpenBLAS SkylakeX (2026-12-03 17:00 UTC)") < head.index(
+        "AMD EPYC, family 25 model 17, 2 cores, OpenBLAS SkylakeX (2026-12-01 10:00 UTC)"
+    )
+    assert "Quick CPU" not in text
+    assert ("| CNN-A | <= 1.3 | 1.20 ✓; 1.20 ✓ with `fit(shards=2)`; 1.20 ✓ on 2 MPI ranks | "
+            "1.20 ✓; 1.20 ✓ with `fit(shards=2)`; 1.20 ✓ on 2 MPI ranks |") in text  # fmt: skip
+    assert "| MLP 784-256-128-10 | <= 0.9 | 1.20; 1.20 on 2 MPI ranks |" in text
+    assert "| MLP inference (throughput) | >= 1.0 | 0.82 | 0.82 |" in text
+    assert "| Conv2d(32, 64, 5) | <= 1.5 | 1.45 ✓ | 1.45 ✓ |" in text
+    assert "| CNN-A, a training step | 40.00 / 20.00 / 30.00 (0.67) |" in text
+
+
+def test_summary_refuses_a_readme_without_its_markers(tmp_path, capsys):
+    import summary
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# a README with no place for the tables\n")
+    assert summary.main(["--readme", str(readme)]) == 2
+    assert "no speed-table markers" in capsys.readouterr().err
+    assert readme.read_text() == "# a README with no place for the tables\n"  # nothing appended
+
+
+def test_a_full_run_remakes_the_readme_tables(tmp_path, monkeypatch):
+    """run_all.py into benchmarks/results rewrites README's tables from the files, between the
+    markers only; a run into another folder leaves README alone."""
+    import summary
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{summary.BEGIN}\nold figures\n{summary.END}\nthe rest\n")
+    results = tmp_path / "results"
+    for module in (run_all, summary):
+        monkeypatch.setattr(module, "RESULTS", results)
+    monkeypatch.setattr(summary, "README", readme)
+    monkeypatch.setattr(run_all, "machine_stamp", lambda threads, env=None: STAMP)
+    fake = {(w.table, w.key): r for w, r in fake_results(False)}
+    monkeypatch.setattr(run_all, "run", lambda w, env: fake[(w.table, w.key)])
+    monkeypatch.setattr(sys, "argv", ["run_all.py", "--out", str(tmp_path / "elsewhere")])
+    run_all.main()
+    assert "old figures" in readme.read_text()
+    monkeypatch.setattr(sys, "argv", ["run_all.py"])
+    run_all.main()
+    text = readme.read_text()
+    assert text.startswith(f"intro\n{summary.BEGIN}\n| workload")
+    assert text.endswith(f"{summary.END}\nthe rest\n")
+    assert "old figures" not in text and "| CNN-A | <= 1.3 | 1.20 ✓" in text
