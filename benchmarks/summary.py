@@ -122,11 +122,18 @@ def machines(directory: Path = RESULTS) -> list[Machine]:
     """Every full run's file in ``directory``, the newest first (by the stamp's date)."""
     found = []
     for path in sorted(directory.glob("*.json")):
-        data = json.loads(path.read_text())
-        if data.get("quick", True) or "machine" not in data:
-            continue
-        entries = [e for e in data.get("results", []) if "error" not in e["result"]]
-        found.append(Machine(data["machine"], {(e["table"], e["key"]): e["result"] for e in entries}))
+        try:
+            data = json.loads(path.read_text())
+            if data.get("quick", True) or "machine" not in data:
+                continue
+            entries = [e for e in data.get("results", []) if "error" not in e["result"]]
+            machine = Machine(data["machine"], {(e["table"], e["key"]): e["result"] for e in entries})
+            machine.header([])  # the stamp's fields, read now: a broken file is named here
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ValueError(
+                f"{path} is not a results file run_all.py wrote ({type(e).__name__}: {e})"
+            ) from None
+        found.append(machine)
     return sorted(found, key=lambda m: m.stamp["date"], reverse=True)
 
 
@@ -223,12 +230,12 @@ def render(found: list[Machine]) -> str:
     return "\n".join(lines).rstrip("\n")
 
 
-def replaced(readme: str, block: str) -> str:
+def replaced(readme: str, block: str, path: Path = README) -> str:
     """``readme`` with the text between its markers replaced by ``block``; a README without
     both markers, in order, is refused (nothing is appended to a file by guesswork)."""
     start, end = readme.find(BEGIN), readme.find(END)
     if start < 0 or end < start:
-        raise ValueError(f"no speed-table markers: put {BEGIN!r} and {END!r} where the tables go")
+        raise ValueError(f"{path} has no speed-table markers: put {BEGIN!r} and {END!r} where the tables go")
     return readme[: start + len(BEGIN)] + "\n" + block + "\n" + readme[end:]
 
 
@@ -238,11 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=RESULTS, help="results folder (benchmarks/results)")
     ap.add_argument("--readme", type=Path, default=README, help="the README to rewrite (README.md)")
     args = ap.parse_args(argv)
-    old = args.readme.read_text()
     try:
-        new = replaced(old, render(machines(args.results)))
-    except ValueError as e:
-        print(f"summary.py: {args.readme}: {e}", file=sys.stderr)
+        old = args.readme.read_text()
+        new = replaced(old, render(machines(args.results)), args.readme)
+    except (OSError, ValueError) as e:
+        print(f"summary.py: {e}", file=sys.stderr)
         return 2
     if args.check:
         if new != old:

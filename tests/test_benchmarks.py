@@ -791,6 +791,21 @@ def test_summary_refuses_a_readme_without_its_markers(tmp_path, capsys):
     assert readme.read_text() == "# a README with no place for the tables\n"  # nothing appended
 
 
+@pytest.mark.parametrize("text", ["{not json", '{"quick": false, "machine": {}}', "[]"])
+def test_summary_names_a_results_file_it_cannot_read(tmp_path, capsys, text):
+    """A broken results file (cut short, hand-edited) is named in one line; README is untouched."""
+    import summary
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{summary.BEGIN}\nold\n{summary.END}\n")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "broken.json").write_text(text)
+    assert summary.main(["--readme", str(readme), "--results", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert "broken.json is not a results file run_all.py wrote" in err and "Traceback" not in err
+    assert readme.read_text() == f"{summary.BEGIN}\nold\n{summary.END}\n"
+
+
 def test_a_full_run_remakes_the_readme_tables(tmp_path, monkeypatch):
     """run_all.py into benchmarks/results rewrites README's tables from the files, between the
     markers only; a run into another folder leaves README alone."""
