@@ -99,6 +99,19 @@ def torch_mlp(torch, workload: str):
     return torch.nn.Sequential(*_mlp_layers(torch.nn, workload))
 
 
+def torch_loss(torch, loss_name: str, yt):
+    """PyTorch's loss of a ``WORKLOADS`` row and the targets it takes for the labels ``yt``:
+    cross-entropy on the labels, or the book's quadratic cost (0.5 * sum of squares / batch) on
+    their one-hot rows."""
+    if loss_name == "ce":
+        return torch.nn.CrossEntropyLoss(), yt
+
+    def quadratic(out, t):
+        return 0.5 * ((out - t) ** 2).sum() / out.shape[0]
+
+    return quadratic, torch.nn.functional.one_hot(yt, 10).float()
+
+
 def peak_rss_mb() -> float:
     import resource
 
@@ -209,15 +222,7 @@ def run_torch(workload: str, epochs: int, threads: int, train_size: int | None =
         model = torch_mlp(torch, workload)
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    if loss_name == "ce":
-        loss_fn = torch.nn.CrossEntropyLoss()
-        target = yt
-    else:  # the book's quadratic cost: 0.5 * sum of squares / batch
-
-        def loss_fn(out, t):
-            return 0.5 * ((out - t) ** 2).sum() / out.shape[0]
-
-        target = torch.nn.functional.one_hot(yt, 10).float()
+    loss_fn, target = torch_loss(torch, loss_name, yt)
 
     def epoch(n_batches: int) -> tuple[float, int]:
         perm = torch.randperm(len(xt))

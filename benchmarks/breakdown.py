@@ -1,28 +1,46 @@
-"""Where a training step's time goes (CNN-A, CNN-A + BN, the ``resnet`` preset, or the LSTM of
-``bench_rnn.py``): each layer's forward and backward, the GEMMs alone, the loss and the
-optimizer, against PyTorch's whole step on the same batch. ``--workload mlp-infer`` does the
-same for an inference pass of the MLP of ``bench_train.py`` (``gn.predict`` over 10,000 images,
-batch 500: each layer's forward, the products alone, and PyTorch's pass and its products alone).
+"""Where a training step's time goes (CNN-A, CNN-A + BN, the ``resnet`` preset, the LSTM of
+``bench_rnn.py``, or the MLP and the book's net of ``bench_train.py``): each layer's forward and
+backward, the GEMMs alone, the loss and the optimizer, against PyTorch's whole step on the same
+batch. ``--workload mlp-infer`` does the same for an inference pass of the MLP of
+``bench_train.py`` (``gn.predict`` over 10,000 images, batch 500: each layer's forward, the
+products alone, and PyTorch's pass and its products alone).
 
-glassnet's process times ``gn.train_step`` on one fixed batch of 128 Fashion-MNIST-shaped images
-(median of ``--repeats`` steps after a warm-up), with every layer's ``forward`` / ``backward``
-wrapped by a timer (a ReLU and the max-pool that ``Sequential`` runs with it as one step, as
-one row; the layers inside a residual block too: for the ResNet, the passes of
-layers of one kind and shape are summed into one row, "Conv2d(16,16,3,s1) x4 forward"); then
-it times, alone, the matrix products that the convolutions and the linear layer do with the
-same shapes (forward ``cols @ Wmat``, ``dW = cols^T delta``, and the
-input gradient ``delta Wmat^T`` where the layer computes one; for the LSTM, on a batch of 128
-MNIST-1D-shaped sequences (T = 40, one feature), the T products of its forward scan, the T of
-its backward scan and the stacked product of its weight gradient). What is left of the step is
-copies, layout work, element-wise passes and Python. PyTorch's process times its own whole step
-(forward, loss, backward, Adam) on the same shapes. Each of ``--rounds`` rounds runs the two
+glassnet's process times ``gn.train_step`` on one fixed batch of 128 (the book's: 10)
+Fashion-MNIST-shaped images (median of ``--repeats`` steps after a warm-up). The whole step is
+timed as it runs anywhere else, with no timer in it; each such step is followed by one with
+every layer's ``forward`` / ``backward`` wrapped by a timer (a ReLU and the max-pool that
+``Sequential`` runs with it as one step, or a Linear and its ReLU, as one row; the layers inside
+a residual block too: for the ResNet, the passes of layers of one kind and shape are summed into
+one row, "Conv2d(16,16,3,s1) x4 forward"), whose layer passes give the rows; the rest (loss,
+optimizer, zero_grad, Python) is the whole step less them (the median over the pairs of steps:
+on a busy machine two steps differ, and it can come out below zero). The timers cost
+microseconds a step, which the book's step, tens of microseconds, would otherwise count as its
+own. Then it times, alone, the matrix products that the convolutions and the linear layers do
+with the same shapes (forward ``cols @ Wmat``, ``dW = cols^T delta``, and the input gradient
+``delta Wmat^T`` where the layer computes one: not the first layer; a linear layer's with its
+own input and W; for the LSTM, on a batch of 128 MNIST-1D-shaped sequences (T = 40, one
+feature), the T products of its forward scan, the T of its backward scan and the stacked product
+of its weight gradient). What is left of the step is copies, layout work, element-wise passes
+and Python. PyTorch's process times its own whole step (forward, loss, backward, Adam; SGD for
+the MLP and the book's net) on the same shapes. Each of ``--rounds`` rounds runs the two
 processes back to back (which one first alternates); the figures are medians over rounds, the
 step ratio the median of each round's own ratio (harness.paired_ratio).
+
+``--workload mlp`` and ``--workload book`` train as ``bench_train.py``'s rows of those names do:
+the MLP 784-256-128-10 (ReLU, cross-entropy, SGD lr 0.05 momentum 0.9, batch 128) and the
+book's 784-30-10 (sigmoid, quadratic cost, SGD lr 3.0, batch 10), on Fashion-MNIST-shaped
+flat images, with PyTorch's step on the same net, loss and SGD, and PyTorch's products alone
+too (its Linear layers' forward, dW and dx). For the book, glassnet's process also times the
+same step written as one plain NumPy function (``book_step_numpy``: no glassnet, the same
+arithmetic, on copies of the weights), one call beside each glassnet step: what glassnet's
+framework costs over hand-written NumPy at batch 10.
 
     python benchmarks/breakdown.py --rounds 2
     python benchmarks/breakdown.py --rounds 2 --json     # one JSON line (for run_all.py)
     python benchmarks/breakdown.py --workload resnet --rounds 2
     python benchmarks/breakdown.py --workload lstm --rounds 3
+    python benchmarks/breakdown.py --workload mlp --rounds 3
+    python benchmarks/breakdown.py --workload book --rounds 3 --repeats 200
     python benchmarks/breakdown.py --workload mlp-infer --rounds 3
 """
 
@@ -48,6 +66,7 @@ from harness import (
 
 BATCH = 128
 INFER_IMAGES, INFER_BATCH = 10000, 500  # the inference table's pass (bench_train.py)
+MLPS = ("mlp", "book")  # bench_train.py's MLP and the book's net, trained as its WORKLOADS say
 # what a step or pass spends outside its layers' passes
 OUTSIDE_LAYERS = {
     "step": "loss, optimizer, zero_grad, Python",
@@ -57,8 +76,17 @@ OUTSIDE_LAYERS = {
 
 def build_parser() -> argparse.ArgumentParser:
     ap = alternating_parser(__doc__, rounds=2, repeats=20)
-    ap.add_argument("--workload", choices=["cnn", "cnn-bn", "resnet", "lstm", "mlp-infer"], default="cnn")
+    ap.add_argument("--workload", choices=["cnn", "cnn-bn", "resnet", "lstm", "mlp", "book", "mlp-infer"],
+                    default="cnn")  # fmt: skip
     return ap
+
+
+def _batch(workload: str) -> int:
+    """The examples of one training step: bench_train.py's batch for its MLP (128) and the
+    book's net (10), else 128."""
+    from bench_train import WORKLOADS
+
+    return WORKLOADS[workload][3] if workload in MLPS else BATCH
 
 
 def _data(workload: str):
@@ -67,9 +95,12 @@ def _data(workload: str):
     rng = np.random.default_rng(0)
     if workload == "mlp-infer":  # flat images, as many as the inference table's pass
         return rng.random((INFER_IMAGES, 784), dtype=np.float32), None
-    shape = (BATCH, 40, 1) if workload == "lstm" else (BATCH, 1, 28, 28)  # MNIST-1D, or images
+    if workload in MLPS:  # flat images, one batch
+        shape = (_batch(workload), 784)
+    else:
+        shape = (BATCH, 40, 1) if workload == "lstm" else (BATCH, 1, 28, 28)  # MNIST-1D, or images
     x = rng.random(shape, dtype=np.float32)
-    y = rng.integers(0, 10, BATCH)
+    y = rng.integers(0, 10, len(x))
     return x, y
 
 
@@ -79,7 +110,6 @@ def time_glassnet(workload: str, repeats: int) -> dict:
     import glassnet as gn
 
     gn.tune_malloc()
-    from glassnet.module import named_modules
     from glassnet.walk import leaves
 
     x, y = _data(workload)
@@ -89,49 +119,30 @@ def time_glassnet(workload: str, repeats: int) -> dict:
         from bench_rnn import glassnet_model
 
         model = glassnet_model(gn, "lstm", np.random.default_rng(0))
-    elif workload == "mlp-infer":
+    elif workload in ("mlp-infer", *MLPS):
         from bench_train import glassnet_mlp
 
-        model = glassnet_mlp(gn, "mlp", np.random.default_rng(0))
+        model = glassnet_mlp(gn, "mlp" if workload == "mlp-infer" else workload, np.random.default_rng(0))
     else:
         model = gn.models.cnn_a(np.random.default_rng(0), (1, 28, 28), 10, batch_norm=workload == "cnn-bn")
-    opt, loss_fn = gn.optim.Adam(model.parameters(), lr=1e-3), gn.CrossEntropyLoss()
+    plain = None  # the book's step as one plain NumPy function, timed beside glassnet's
+    if workload in MLPS:  # bench_train.py's loss and SGD
+        from bench_train import WORKLOADS
 
-    # every layer's passes, timed in place: one wrapper per bound method
-    spent: dict[str, list[float]] = {}
-    depth = [0]  # only the outermost pass counts (Linear.backward calls its backward_params)
+        loss_name, _, lr, momentum = WORKLOADS[workload][2:]
+        opt = gn.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+        loss_fn = gn.QuadraticCost() if loss_name == "quadratic" else gn.CrossEntropyLoss()
+        if workload == "book":  # on copies of the weights, in their memory order: the same products
+            weights = [p.data.copy(order="K") for p in model.parameters()]  # W1, b1, W2, b2
 
-    def timed(key, fn):
-        def run(*a, **k):
-            if depth[0]:
-                return fn(*a, **k)
-            depth[0] += 1
-            t = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                spent[key].append(time.perf_counter() - t)
-                depth[0] -= 1
-
-        spent[key] = []
-        return run
+            def plain():
+                book_step_numpy(*weights, x, y, lr)
+    else:
+        opt, loss_fn = gn.optim.Adam(model.parameters(), lr=1e-3), gn.CrossEntropyLoss()
 
     layers_ = [layer for _, layer in leaves(model)]  # the layers inside blocks too
     names = [f"{name} {type(layer).__name__}" for name, layer in leaves(model)]
-    for name, layer in zip(names, layers_):
-        layer.forward = timed(f"{name} forward", layer.forward)
-        layer.backward = timed(f"{name} backward", layer.backward)
-        layer.backward_params = timed(f"{name} backward_params", layer.backward_params)
-    # two layers Sequential runs as one step (a ReLU and its max-pool, a Linear and its ReLU): one row
-    joined = {}
-    for seq_name, seq in named_modules(model):
-        for i, step_ in seq.steps() if isinstance(seq, gn.Sequential) else ():
-            if not isinstance(step_, gn.Module):
-                prefix, lo = f"{seq_name}." if seq_name else "", i - step_.reports  # the pair's first layer
-                pair = f"{prefix}{lo}-{lo + 1} {type(seq[lo]).__name__}+{type(seq[lo + 1]).__name__}"
-                joined[pair] = pair.split(" ")[1]
-                step_.forward = timed(f"{pair} forward", step_.forward)
-                step_.backward = timed(f"{pair} backward", step_.backward)
+    spent, joined, timers = _layer_timers(gn, model, names, layers_)
     if workload == "mlp-infer":  # one inference pass, as the inference table times it
 
         def step():
@@ -141,21 +152,35 @@ def time_glassnet(workload: str, repeats: int) -> dict:
         def step():
             gn.train_step(model, loss_fn, opt, x, y)
 
-    for _ in range(3):
+    for on in (True, True, True, False):  # warm-up, with the timers and without
+        timers(on)
         step()
+        if plain is not None:
+            plain()
     for times in spent.values():
         times.clear()
-    steps, rests = [], []  # per step (or pass): its time, and what its layers' passes left of it
+    # per step (or pass): its time without the timers, what the layers' passes of the next one
+    # (with the timers) leave of it, and the plain NumPy step's time
+    steps, rests, plains = [], [], []
     per_step: dict[str, list[float]] = {k: [] for k in spent}  # each layer pass's time, per step
     for _ in range(repeats):
-        before = {k: len(v) for k, v in spent.items()}
+        if plain is not None:
+            t = time.perf_counter()
+            plain()
+            plains.append(time.perf_counter() - t)
         t = time.perf_counter()
-        step()
+        step()  # the whole step: the layers' own methods, no timer in the way
         steps.append(time.perf_counter() - t)
+        timers(True)
+        before = {k: len(v) for k, v in spent.items()}
+        step()  # the same step with its layers' passes timed
+        timers(False)
+        passes = 0.0
         for k, v in spent.items():  # once a training step; once a batch in an inference pass
             if len(v) > before[k]:
                 per_step[k].append(sum(v[before[k] :]))
-        rests.append(steps[-1] - sum(p[-1] for p in per_step.values() if p))
+                passes += per_step[k][-1]
+        rests.append(steps[-1] - passes)
     layers = {k: statistics.median(v) for k, v in per_step.items() if v}
     layers = dict(sorted(layers.items(), key=lambda kv: int(re.match(r"\d+", kv[0])[0])))  # chain order
     kinds = {name: _kind(layer) for name, layer in zip(names, layers_)} | joined
@@ -189,10 +214,9 @@ def time_glassnet(workload: str, repeats: int) -> dict:
             k = layer.cols.shape[1]
             cols, wmat = layer.cols, rng.standard_normal((k, layer.out_channels)).astype(np.float32)
             delta = rng.standard_normal((cols.shape[0], layer.out_channels)).astype(np.float32)
-        elif isinstance(layer, gn.Linear):
-            cols = rng.standard_normal((BATCH, layer.in_features)).astype(np.float32)
-            wmat = rng.standard_normal((layer.in_features, layer.out_features)).astype(np.float32)
-            delta = rng.standard_normal((BATCH, layer.out_features)).astype(np.float32)
+        elif isinstance(layer, gn.Linear):  # its own input and W, in their memory order (W: column-major)
+            cols, wmat = layer.x.reshape(-1, layer.in_features), layer.W.data
+            delta = rng.standard_normal((len(cols), layer.out_features)).astype(np.float32)
         else:
             continue
         gemms[f"{name} forward"] = median_time(lambda: cols @ wmat, repeats)  # noqa: B023
@@ -206,7 +230,85 @@ def time_glassnet(workload: str, repeats: int) -> dict:
         "rest": statistics.median(rests),
         "layers": layers,
         "gemms": gemms,
+        **({"plain": statistics.median(plains)} if plains else {}),
     }
+
+
+def _layer_timers(gn, model, names: list[str], layers_: list) -> tuple[dict, dict, object]:
+    """Timers around the passes (``forward``, ``backward``, ``backward_params``) of every layer
+    of ``model`` (``names``, ``layers_``: its leaves, the layers inside blocks too) and of every
+    pair of layers that ``Sequential`` runs as one step (a ReLU and its max-pool, a Linear and
+    its ReLU: one row). Returns ``spent`` (each call's seconds, by "<layer> <pass>"; only the
+    outermost pass counts: Linear.backward calls its backward_params), the pairs' kinds by name,
+    and ``timers(on)``, which puts the timers in place or takes them away (the layers' own
+    methods again: a step run without them pays nothing for them)."""
+    from glassnet.module import named_modules
+
+    spent: dict[str, list[float]] = {}
+    depth = [0]
+    wrapped = []  # (object, method name, its timer)
+
+    def timed(obj, part, key):
+        fn = getattr(obj, part)
+
+        def run(*a, **k):
+            if depth[0]:
+                return fn(*a, **k)
+            depth[0] += 1
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[key].append(time.perf_counter() - t)
+                depth[0] -= 1
+
+        spent[key] = []
+        wrapped.append((obj, part, run))
+
+    for name, layer in zip(names, layers_):
+        for part in ("forward", "backward", "backward_params"):
+            timed(layer, part, f"{name} {part}")
+    joined = {}
+    for seq_name, seq in named_modules(model):
+        for i, step_ in seq.steps() if isinstance(seq, gn.Sequential) else ():
+            if not isinstance(step_, gn.Module):
+                prefix, lo = f"{seq_name}." if seq_name else "", i - step_.reports  # the pair's first layer
+                pair = f"{prefix}{lo}-{lo + 1} {type(seq[lo]).__name__}+{type(seq[lo + 1]).__name__}"
+                joined[pair] = pair.split(" ")[1]
+                for part in ("forward", "backward", "backward_params"):
+                    if hasattr(step_, part):  # backward_params: a Linear and its ReLU that start the model
+                        timed(step_, part, f"{pair} {part}")
+
+    def timers(on: bool) -> None:
+        for obj, part, run in wrapped:
+            if on:
+                setattr(obj, part, run)
+            else:
+                vars(obj).pop(part, None)
+
+    return spent, joined, timers
+
+
+def book_step_numpy(w1, b1, w2, b2, x, y, lr: float) -> float:
+    """One SGD step of the book's net (784-30-10, sigmoid, quadratic cost) as one plain NumPy
+    function, what ``gn.train_step`` computes for it: the same float32 arithmetic in the same
+    order (sigmoid by scipy's expit, as glassnet's), the labels ``y`` one-hot encoded, the loss
+    returned; the weights ``w1`` (784, 30), ``b1``, ``w2`` (30, 10), ``b2`` updated in place."""
+    import numpy as np
+    from scipy.special import expit
+
+    n = len(x)
+    a1 = expit(x @ w1 + b1)  # z1 = x W1 + b1, a1 = sigma(z1)
+    a2 = expit(a1 @ w2 + b2)
+    diff = a2 - np.eye(w2.shape[1], dtype=a2.dtype)[y]  # a - y
+    loss = 0.5 * float(np.square(diff).sum()) / n
+    delta2 = diff * (1.0 / n) * a2 * (1 - a2)  # BP1: dC/da = (a - y) / n, times sigma'(z2)
+    delta1 = delta2 @ w2.T * a1 * (1 - a1)  # BP2: (delta2 W2^T) times sigma'(z1)
+    w2 -= lr * (a1.T @ delta2)  # BP4, the update
+    b2 -= lr * delta2.sum(axis=0)  # BP3
+    w1 -= lr * (x.T @ delta1)
+    b1 -= lr * delta1.sum(axis=0)
+    return loss
 
 
 def _pass_products(name: str, x, w, repeats: int) -> dict[str, float]:
@@ -327,17 +429,25 @@ def time_torch(workload: str, repeats: int, threads: int) -> dict:
     if workload == "mlp-infer":
         return _torch_pass(torch, x, repeats)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    if workload == "resnet":
-        from twins import torch_resnet
+    if workload in MLPS:  # bench_train.py's net, loss (on one-hot rows: the book's) and SGD
+        from bench_train import WORKLOADS, torch_loss, torch_mlp
 
-        model = torch_resnet(torch)
-    elif workload == "lstm":
-        from bench_rnn import torch_twin
-
-        model = torch_twin(torch, "lstm")
+        loss_name, _, lr, momentum = WORKLOADS[workload][2:]
+        model = torch_mlp(torch, workload)
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+        loss_fn, yt = torch_loss(torch, loss_name, yt)
     else:
-        model = torch_cnn_a(torch, batch_norm=workload == "cnn-bn")
-    opt, loss_fn = torch.optim.Adam(model.parameters(), lr=1e-3), torch.nn.CrossEntropyLoss()
+        if workload == "resnet":
+            from twins import torch_resnet
+
+            model = torch_resnet(torch)
+        elif workload == "lstm":
+            from bench_rnn import torch_twin
+
+            model = torch_twin(torch, "lstm")
+        else:
+            model = torch_cnn_a(torch, batch_norm=workload == "cnn-bn")
+        opt, loss_fn = torch.optim.Adam(model.parameters(), lr=1e-3), torch.nn.CrossEntropyLoss()
 
     def step():
         opt.zero_grad()
@@ -346,7 +456,31 @@ def time_torch(workload: str, repeats: int, threads: int) -> dict:
         opt.step()
         return loss.item()
 
+    if workload in MLPS:
+        return {"step": median_time(step, repeats), "gemm": _torch_step_products(torch, model, xt, repeats)}
     return {"step": median_time(step, repeats)}
+
+
+def _torch_step_products(torch, model, x, repeats: int) -> float:
+    """PyTorch's products of one training step of an MLP alone, at its Linear layers' shapes:
+    each one's forward ``h @ W^T``, ``dW = delta^T h`` and ``dx = delta W`` (not the first
+    layer's: its input needs no gradient)."""
+    weights = [m.weight for m in model if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        inputs = [x]
+        for w in weights[:-1]:  # each layer's input shape (values do not matter)
+            inputs.append(inputs[-1] @ w.T)
+        deltas = [torch.randn(len(x), w.shape[0]) for w in weights]
+
+    def products():
+        with torch.no_grad():
+            for i, (w, h, delta) in enumerate(zip(weights, inputs, deltas)):
+                h @ w.T
+                delta.T @ h
+                if i:
+                    delta @ w
+
+    return median_time(products, repeats)
 
 
 def _torch_pass(torch, x, repeats: int) -> dict:
@@ -376,7 +510,8 @@ def _torch_pass(torch, x, repeats: int) -> dict:
 
 def summarise(runs: dict[str, list[dict]]) -> dict:
     """Medians over rounds: glassnet's step, per-layer passes and GEMMs; torch's step (ms); the
-    step ratio, the median of each round's own."""
+    step ratio, the median of each round's own; for the book, the plain NumPy step and glassnet's
+    step over it (each round's own ratio, the median)."""
     g, t = runs["glassnet"], runs["torch"]
 
     def med(key, part):
@@ -393,8 +528,14 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
     torch_gemm = (
         {"torch_gemm_ms": round(statistics.median(r["gemm"] for r in t) * 1e3, 3)} if "gemm" in t[0] else {}
     )
+    plain = {}
+    if "plain" in g[0]:
+        over, _ = paired_ratio([r["step"] for r in g], [r["plain"] for r in g])
+        plain = {"plain_numpy_step_ms": round(statistics.median(r["plain"] for r in g) * 1e3, 3),
+                 "glassnet_over_plain_numpy": round(over, 3)}  # fmt: skip
     return {
         **torch_gemm,
+        **plain,
         "glassnet_step_ms": round(step_g, 3),
         "torch_step_ms": round(step_t, 3),
         "ratio": round(ratio, 3),
@@ -408,30 +549,34 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
     }
 
 
-def table(s: dict) -> str:
-    unit = (
-        "inference pass (10,000 images, batch 500)" if "torch_gemm_ms" in s else "training step (batch 128)"
-    )
-    what = "pass" if "torch_gemm_ms" in s else "step"
-    torch_gemm = [f"| PyTorch: its GEMMs alone | {s['torch_gemm_ms']:.2f} |"] if "torch_gemm_ms" in s else []
+def table(s: dict, workload: str) -> str:
+    infer = workload == "mlp-infer"
+    batch = INFER_BATCH if infer else _batch(workload)
+    unit = "inference pass (10,000 images, batch 500)" if infer else f"training step (batch {batch})"
+    what = "pass" if infer else "step"
+    f = ".3f" if workload in MLPS else ".2f"  # the MLP's step: a millisecond or so, the book's: tens of us
+    torch_gemm = [f"| PyTorch: its GEMMs alone | {s['torch_gemm_ms']:{f}} |"] if "torch_gemm_ms" in s else []
+    plain = ([f"| plain NumPy: the same step as one function, no glassnet | {s['plain_numpy_step_ms']:{f}} |"]
+             if "plain_numpy_step_ms" in s else [])  # fmt: skip
     lines = [
         f"| part of one {unit} | ms |",
         "| --- | --- |",
-        f"| glassnet, whole {what} | {s['glassnet_step_ms']:.2f} |",
-        f"| PyTorch, whole {what} | {s['torch_step_ms']:.2f} |",
+        f"| glassnet, whole {what} | {s['glassnet_step_ms']:{f}} |",
+        f"| PyTorch, whole {what} | {s['torch_step_ms']:{f}} |",
         *torch_gemm,
-        f"| glassnet: the GEMMs alone (same shapes) | {s['gemm_ms']:.2f} |",
+        *plain,
+        f"| glassnet: the GEMMs alone (same shapes) | {s['gemm_ms']:{f}} |",
         f"| glassnet: layers' passes other than GEMMs (copies, layout, element-wise) | "
-        f"{s['non_gemm_layer_ms']:.2f} |",
-        f"| glassnet: {OUTSIDE_LAYERS[what]} | {s['loss_and_optimizer_ms']:.2f} |",
+        f"{s['non_gemm_layer_ms']:{f}} |",
+        f"| glassnet: {OUTSIDE_LAYERS[what]} | {s['loss_and_optimizer_ms']:{f}} |",
         "",
         "| layer pass | glassnet ms |",
         "| --- | --- |",
-        *(f"| {k} | {v:.2f} |" for k, v in s["per_layer_ms"].items()),
+        *(f"| {k} | {v:{f}} |" for k, v in s["per_layer_ms"].items()),
         "",
         "| GEMM | ms |",
         "| --- | --- |",
-        *(f"| {k} | {v:.2f} |" for k, v in s["per_gemm_ms"].items()),
+        *(f"| {k} | {v:{f}} |" for k, v in s["per_gemm_ms"].items()),
     ]
     return "\n".join(lines)
 
@@ -450,7 +595,7 @@ def main() -> None:
                    "--repeats", str(args.repeats), "--threads", str(args.threads)]  # fmt: skip
             runs[impl].append(json.loads(run_child(cmd, env).strip().splitlines()[-1]))
     s = summarise(runs)
-    print(json.dumps(s) if args.json else table(s))
+    print(json.dumps(s) if args.json else table(s, args.workload))
 
 
 if __name__ == "__main__":
