@@ -188,11 +188,15 @@ def ratio_cell(m: Machine, row: Row, used: list[dict]) -> str:
 
 def breakdown_cell(r: dict | None) -> str:
     """glassnet's step / its products alone / PyTorch's step, in ms; the products alone as a
-    share of PyTorch's step in brackets."""
+    share of PyTorch's step in brackets; for the book's net, the same step as one plain NumPy
+    function (``breakdown.book_step_numpy``) after them."""
     if r is None:
         return ""
     g, gemm, t = r["glassnet_step_ms"], r["gemm_ms"], r["torch_step_ms"]
-    return f"{g:.2f} / {gemm:.2f} / {t:.2f} ({gemm / t:.2f})"
+    f = ".3f" if g < 1 else ".2f"  # the book's step: tens of microseconds
+    plain = r.get("plain_numpy_step_ms")  # the book's: the same step as one plain NumPy function
+    also = "" if plain is None else f"; the same step in plain NumPy {plain:{f}}"
+    return f"{g:{f}} / {gemm:{f}} / {t:{f}} ({gemm / t:.2f}){also}"
 
 
 def render(found: list[Machine]) -> str:

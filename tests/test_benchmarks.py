@@ -953,6 +953,8 @@ def test_summary_has_a_column_per_full_run_newest_first(tmp_path):
     assert "| MLP inference (throughput) | >= 1.0 | 0.82 | 0.82 |" in text
     assert "| Conv2d(32, 64, 5) | <= 1.5 | 1.45 ✓ | 1.45 ✓ |" in text
     assert "| CNN-A, a training step | 40.00 / 20.00 / 30.00 (0.67) |" in text
+    book = {"glassnet_step_ms": 0.061, "gemm_ms": 0.014, "torch_step_ms": 0.28, "plain_numpy_step_ms": 0.066}
+    assert summary.breakdown_cell(book) == "0.061 / 0.014 / 0.280 (0.05); the same step in plain NumPy 0.066"
 
 
 def test_summary_refuses_a_readme_without_its_markers(tmp_path, capsys):
