@@ -14,7 +14,8 @@ side. Every file carries its stamp: CPU model (``lscpu``), cores, threads, NumPy
 environment), PyTorch version, Python version and the date. No number in those files is typed
 by hand; ratios are glassnet / PyTorch (time ratios: below 1, glassnet is faster; throughput
 ratios: above 1, glassnet is faster). A full run into ``benchmarks/results`` then remakes
-README.md's speed tables from every machine's file (``summary.py``).
+README.md's speed tables from every machine's file (``summary.py``). ``--render`` runs nothing:
+it writes this machine's page again from its ``.json`` (after a change to the page's wording).
 """
 
 from __future__ import annotations
@@ -594,7 +595,7 @@ def _plain_numpy_lines(s: dict, goal: float) -> list[str]:
     step_g, plain, over = s["glassnet_step_ms"], s["plain_numpy_step_ms"], s["glassnet_over_plain_numpy"]
     cost = (f"glassnet's framework around the same arithmetic (train_step's checks, the calls from layer "
             f"to layer and into the loss and the optimizer) costs {step_g - plain:.3f} ms a step over "
-            "hand-written NumPy" if over > 1
+            "hand-written NumPy" if round(over, 2) > 1 and step_g - plain >= 0.0005
             else "glassnet's step is no slower than hand-written NumPy in this run")  # fmt: skip
     alone = plain / s["torch_step_ms"]
     return [f"glassnet's step takes {over:.2f}x the same step written as one plain NumPy function "
@@ -629,6 +630,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--only", nargs="+", choices=TABLES,
                     help="rerun these tables; the machine's file keeps the others, dated")  # fmt: skip
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
+    ap.add_argument("--render", action="store_true",
+                    help="run nothing: write this machine's page again from its .json, as measured "
+                         "(after a change to the page's wording)")  # fmt: skip
     return ap
 
 
@@ -638,6 +642,18 @@ def main() -> None:
     env = bench_env()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH")]))
     stamp = machine_stamp(args.threads, env)
+    if args.render:
+        print(f"wrote {render_again(stamp, args.quick, args.out)}")
+    else:
+        measure(args, env, stamp)
+    if args.out.resolve() == RESULTS.resolve() and not args.quick:  # README's tables, from the files
+        import summary
+
+        summary.main([])
+
+
+def measure(args: argparse.Namespace, env: dict[str, str], stamp: dict) -> None:
+    """Run the tables asked for and write this machine's files (``--only``: keeping the others)."""
     every = workloads(args.quick, args.threads)
     todo = [w for w in every if not args.only or w.table in args.only]
     fresh = {(w.table, w.key): dict(run(w, env), measured=stamp["date"]) for w in todo}
@@ -645,10 +661,23 @@ def main() -> None:
     results = [(w, fresh.get((w.table, w.key), kept.get((w.table, w.key)))) for w in every]
     md, js = write_results(stamp, [(w, r) for w, r in results if r is not None], args.quick, args.out)
     print(f"wrote {md} and {js}")
-    if args.out.resolve() == RESULTS.resolve() and not args.quick:  # README's tables, from the files
-        import summary
 
-        summary.main([])
+
+def render_again(stamp: dict, quick: bool, directory: Path) -> Path:
+    """This machine's page written again from its .json (the stamp and every figure as stored,
+    nothing measured): what ``render`` makes of them now. Returns the page's path."""
+    from glassnet.io import write_atomic
+
+    name = machine_slug(stamp) + ("-quick" if quick else "")
+    path = directory / f"{name}.json"
+    if not path.exists():
+        raise SystemExit(f"run_all.py --render: no {path} to render; run the benchmarks first")
+    data = json.loads(path.read_text())
+    results = [(Workload(e["table"], e["key"], e["command"][0], tuple(e["command"][1:])), e["result"])
+               for e in data["results"]]  # fmt: skip
+    md = directory / f"{name}.md"
+    write_atomic(md, (render(data["machine"], results, quick) + "\n").encode())
+    return md
 
 
 def earlier_results(stamp: dict, quick: bool, directory: Path) -> dict[tuple[str, str], dict]:

@@ -655,6 +655,12 @@ def test_the_breakdowns_of_the_mlp_and_the_book_are_said_against_their_targets()
     text = "\n".join(run_all.breakdown_lines(w, faster))
     assert ("(0.064 against 0.030 ms): glassnet's step is no slower than hand-written NumPy in this run. The "
             "plain function takes 0.16x PyTorch's step.") in text  # fmt: skip
+    level = dict(
+        r, glassnet_over_plain_numpy=1.004, plain_numpy_step_ms=r["glassnet_step_ms"]
+    )  # 1.00x as shown
+    text = "\n".join(run_all.breakdown_lines(w, level))
+    assert "takes 1.00x the same step" in text and "no slower than hand-written NumPy" in text
+    assert "costs 0.000 ms" not in text
     w, r = results[""]  # CNN-A's, as before: against 1.0
     assert (
         "## What stands between CNN-A and 1.0 (one training step, batch 128, ms)"
@@ -1005,3 +1011,21 @@ def test_a_full_run_remakes_the_readme_tables(tmp_path, monkeypatch):
     assert text.startswith(f"intro\n{summary.BEGIN}\n| workload")
     assert text.endswith(f"{summary.END}\nthe rest\n")
     assert "old figures" not in text and "| CNN-A | <= 1.3 | 1.20 ✓" in text
+
+
+def test_render_writes_the_page_again_from_the_json_and_measures_nothing(tmp_path, monkeypatch, capsys):
+    """``run_all.py --render``: this machine's page made again from its .json (after a change to
+    the page's wording), the stored stamp and figures as they are; no benchmark runs."""
+    md, js = run_all.write_results(STAMP, fake_results(False), False, tmp_path)
+    page, stored = md.read_text(), js.read_text()
+    md.write_text("an older page\n")
+    monkeypatch.setattr(
+        run_all, "machine_stamp", lambda threads, env=None: dict(STAMP, date="2026-12-09 00:00 UTC")
+    )
+    monkeypatch.setattr(run_all, "run", lambda w, env: pytest.fail(f"--render ran {w.script}"))
+    monkeypatch.setattr(sys, "argv", ["run_all.py", "--render", "--out", str(tmp_path)])
+    run_all.main()
+    assert md.read_text() == page and js.read_text() == stored  # the stored date, not today's
+    monkeypatch.setattr(sys, "argv", ["run_all.py", "--render", "--out", str(tmp_path / "empty")])
+    with pytest.raises(SystemExit, match="no .* to render; run the benchmarks first"):
+        run_all.main()
