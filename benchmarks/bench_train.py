@@ -99,6 +99,11 @@ def torch_mlp(torch, workload: str):
     return torch.nn.Sequential(*_mlp_layers(torch.nn, workload))
 
 
+def glassnet_loss(gn, loss_name: str):
+    """glassnet's loss of a ``WORKLOADS`` row: cross-entropy, or the book's quadratic cost."""
+    return gn.CrossEntropyLoss() if loss_name == "ce" else gn.QuadraticCost()
+
+
 def torch_loss(torch, loss_name: str, yt):
     """PyTorch's loss of a ``WORKLOADS`` row and the targets it takes for the labels ``yt``:
     cross-entropy on the labels, or the book's quadratic cost (0.5 * sum of squares / batch) on
@@ -161,7 +166,7 @@ def run_glassnet(workload: str, epochs: int, threads: int, train_size: int | Non
     else:
         model = glassnet_mlp(gn, workload, rng)
         opt = gn.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    loss_fn = gn.CrossEntropyLoss() if loss_name == "ce" else gn.QuadraticCost()
+    loss_fn = glassnet_loss(gn, loss_name)
     # warm-up, on the batch's parts where fit will run them (plain steps would leave the model's
     # layers holding whole-batch buffers that fit's replicas never use); the warm-up's replicas
     # are let go before fit makes its own, so that the peak memory is fit's

@@ -127,11 +127,11 @@ def time_glassnet(workload: str, repeats: int) -> dict:
         model = gn.models.cnn_a(np.random.default_rng(0), (1, 28, 28), 10, batch_norm=workload == "cnn-bn")
     plain = None  # the book's step as one plain NumPy function, timed beside glassnet's
     if workload in MLPS:  # bench_train.py's loss and SGD
-        from bench_train import WORKLOADS
+        from bench_train import WORKLOADS, glassnet_loss
 
         loss_name, _, lr, momentum = WORKLOADS[workload][2:]
         opt = gn.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-        loss_fn = gn.QuadraticCost() if loss_name == "quadratic" else gn.CrossEntropyLoss()
+        loss_fn = glassnet_loss(gn, loss_name)
         if workload == "book":  # on copies of the weights, in their memory order: the same products
             weights = [p.data.copy(order="K") for p in model.parameters()]  # W1, b1, W2, b2
 

@@ -348,7 +348,7 @@ def render(stamp: dict, results: list[tuple[Workload, dict]], quick: bool) -> st
                 fg, ft = first["glassnet"], first["torch"]
                 first_cell = f"{fg:,}, {ft:,}, {r.get('inference_first_pass_ratio', fg / ft):.2f}"
             rss = r.get("peak_rss_mb", {})
-            ratio = r.get("inference_ratio", g / t)  # results from before it: the ratio of medians
+            ratio = inference_ratio(r)
             lines.append(f"| {w.key} | {g:,} | {t:,} | **{ratio:.2f}** | {first_cell} | "
                          f"{INFER_TARGETS.get(w.key, '')} | {rss.get('glassnet', 'n/a')} | "
                          f"{rss.get('torch', 'n/a')} |")  # fmt: skip
@@ -428,6 +428,13 @@ def _ratios(r: dict) -> dict[str, float]:
         return {name: row["ratio"] for name, row in r["rows"].items()}
     ((g, t),) = _times(r).values()
     return {"": r.get("ratio", r.get("ratio_of_medians", g / t))}
+
+
+def inference_ratio(r: dict) -> float:
+    """A training result's throughput ratio glassnet / PyTorch: the median of each round's own
+    (results from before it was reported: the ratio of the medians)."""
+    ips = r["inference_examples_per_s"]
+    return r.get("inference_ratio", ips["glassnet"] / ips["torch"])
 
 
 def one_thread_lines(one: list[tuple[Workload, dict]], results: list[tuple[Workload, dict]]) -> list[str]:
@@ -522,6 +529,8 @@ def breakdown_lines(w: Workload, s: dict) -> list[str]:
     """What stands between CNN-A (the ResNet preset, the LSTM, the MLP's inference) and 1.0, or
     between the MLP's or the book's training step and its target (TRAIN_TARGETS), from
     breakdown.py; for the book, its step against the same step in one plain NumPy function."""
+    from bench_train import WORKLOADS  # the MLP's and the book's batch
+
     step_g, step_t, gemm = s["glassnet_step_ms"], s["torch_step_ms"], s["gemm_ms"]
     infer = w.key == "mlp-infer"
     what = "pass" if infer else "step"
@@ -530,8 +539,10 @@ def breakdown_lines(w: Workload, s: dict) -> list[str]:
     net = {"resnet": "the `resnet` preset", "lstm": "the LSTM(1 -> 64), T = 40,",
            "mlp-infer": "the MLP's inference", "mlp": "the MLP's training step",
            "book": "the book's training step"}.get(w.key, "CNN-A")  # fmt: skip
-    unit = ("one inference pass over 10,000 images, batch 500" if infer
-            else f"one training step, batch {10 if w.key == 'book' else 128}")  # fmt: skip
+    batch = WORKLOADS[w.key][3] if w.key in WORKLOADS else 128  # the LSTM's: 128 sequences
+    unit = (
+        "one inference pass over 10,000 images, batch 500" if infer else f"one training step, batch {batch}"
+    )
     other = {"lstm": "the LSTM's element-wise passes and copies",
              "mlp-infer": "the layers' other work: bias adds, ReLUs",
              "mlp": "the layers' other work: bias adds and sums, ReLUs and their gradients",

@@ -24,7 +24,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from run_all import ATTENTION_TARGET, INFER_TARGETS, LAYER_TARGETS, RESULTS, TRAIN_TARGETS
+from run_all import (
+    ATTENTION_TARGET,
+    INFER_TARGETS,
+    LAYER_TARGETS,
+    RESULTS,
+    TRAIN_TARGETS,
+    _ratios,
+    inference_ratio,
+)
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BEGIN = "<!-- speed tables: made by benchmarks/summary.py from benchmarks/results; do not edit -->"
@@ -140,16 +148,10 @@ def machines(directory: Path = RESULTS) -> list[Machine]:
 def _ratio(r: dict, read: str) -> float | None:
     """The figure ``read`` from one result: a training or recurrent time ratio, a throughput
     ratio, or the time ratio of the table row whose name starts with ``read``."""
-    if read == "train":
-        v = r.get("ratio", r.get("ratio_of_medians"))
-        return None if v is None else float(v)
     if read == "infer":
-        if "inference_examples_per_s" not in r:
-            return None
-        ips = r["inference_examples_per_s"]
-        return float(r.get("inference_ratio", ips["glassnet"] / ips["torch"]))
-    rows = [row for name, row in r.get("rows", {}).items() if name.startswith(read)]
-    return float(rows[0]["ratio"]) if rows else None
+        return float(inference_ratio(r)) if "inference_examples_per_s" in r else None
+    rows = [v for name, v in _ratios(r).items() if name.startswith("" if read == "train" else read)]
+    return float(rows[0]) if rows else None
 
 
 def meets(value: float, target: str) -> bool:
@@ -251,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         old = args.readme.read_text()
-        new = replaced(old, render(machines(args.results)), args.readme)
+        found = machines(args.results)
+        new = replaced(old, render(found), args.readme)
     except (OSError, ValueError) as e:
         print(f"summary.py: {e}", file=sys.stderr)
         return 2
@@ -266,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         from glassnet.io import write_atomic
 
         write_atomic(args.readme, new.encode())
-    print(f"{args.readme}: speed tables from {len(machines(args.results))} machines' files")
+    print(f"{args.readme}: speed tables from {len(found)} machines' files")
     return 0
 
 
