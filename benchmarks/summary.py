@@ -202,9 +202,7 @@ def breakdown_cell(r: dict | None) -> str:
 
 
 def render(found: list[Machine]) -> str:
-    """The text between README's markers (the markers excluded)."""
-    if not found:
-        return "No full run in benchmarks/results yet: `python benchmarks/run_all.py` makes one."
+    """The text between README's markers (the markers excluded), from one or more machines."""
     ratio_rows, used = [], {i: [] for i in range(len(found))}
     for row in ROWS:
         cells = [ratio_cell(m, row, used[i]) for i, m in enumerate(found)]
@@ -254,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         old = args.readme.read_text()
         found = machines(args.results)
+        if not found:  # a mistyped folder must not wipe README's tables
+            raise ValueError(f"{args.results} holds no full run's results (<machine>.json from run_all.py)")
         new = replaced(old, render(found), args.readme)
     except (OSError, ValueError) as e:
         print(f"summary.py: {e}", file=sys.stderr)

@@ -973,6 +973,20 @@ def test_summary_refuses_a_readme_without_its_markers(tmp_path, capsys):
     assert readme.read_text() == "# a README with no place for the tables\n"  # nothing appended
 
 
+def test_summary_refuses_a_results_folder_without_a_full_run(tmp_path, capsys):
+    """A mistyped --results (or one with --quick files only) is named in one line, and README's
+    tables stay as they are instead of being replaced by nothing."""
+    import summary
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{summary.BEGIN}\nthe tables\n{summary.END}\n")
+    run_all.write_results(STAMP, fake_results(True), True, tmp_path / "quick-only")
+    for folder in (tmp_path / "no-such-folder", tmp_path / "quick-only"):
+        assert summary.main(["--readme", str(readme), "--results", str(folder)]) == 2
+        assert f"{folder} holds no full run's results" in capsys.readouterr().err
+    assert readme.read_text() == f"{summary.BEGIN}\nthe tables\n{summary.END}\n"
+
+
 @pytest.mark.parametrize("text", ["{not json", '{"quick": false, "machine": {}}', "[]"])
 def test_summary_names_a_results_file_it_cannot_read(tmp_path, capsys, text):
     """A broken results file (cut short, hand-edited) is named in one line; README is untouched."""
